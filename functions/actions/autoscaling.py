@@ -1,0 +1,82 @@
+"""Auto Scaling look-ups shared by the actions and the verification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import aws
+from core.contract import ImpairmentDetected
+from core.errors import ActionRefused, PermanentError, classify_client_error
+
+
+def asg_client() -> Any:
+    # No SDK retries inside the state machine's tasks: the state machine retries.
+    return aws.client("autoscaling", max_attempts=1)
+
+
+def call(client: Any, operation: str, **kwargs: Any) -> Any:
+    try:
+        return getattr(client, operation)(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - classified: transient retries, permanent rolls back
+        raise classify_client_error(exc, f"autoscaling:{operation}") from exc
+
+
+def describe_group(client: Any, name: str) -> dict[str, Any]:
+    groups = call(client, "describe_auto_scaling_groups", AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    if not groups:
+        raise PermanentError(f"Auto Scaling group {name!r} does not exist", group=name)
+    return groups[0]
+
+
+def require_managed(group: dict[str, Any], managed_tag: tuple[str, str]) -> None:
+    """Only groups that opted in (the managed tag) may be changed."""
+    key, value = managed_tag
+    tags = {t["Key"]: t.get("Value", "") for t in group.get("Tags", [])}
+    if tags.get(key) != value:
+        raise ActionRefused(
+            f"Auto Scaling group {group['AutoScalingGroupName']} is not managed: tag {key}={value} is missing",
+            group=group["AutoScalingGroupName"],
+        )
+
+
+def groups_of_instances(client: Any, instance_ids: list[str]) -> dict[str, str]:
+    """instance id -> Auto Scaling group name, for the instances that belong to one."""
+    membership: dict[str, str] = {}
+    for start in range(0, len(instance_ids), 50):  # DescribeAutoScalingInstances: 50 ids a call
+        batch = instance_ids[start : start + 50]
+        kwargs: dict[str, Any] = {"InstanceIds": batch}
+        while True:
+            page = call(client, "describe_auto_scaling_instances", **kwargs)
+            for item in page.get("AutoScalingInstances", []):
+                membership[item["InstanceId"]] = item["AutoScalingGroupName"]
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    return membership
+
+
+def impaired_instances(impairment: ImpairmentDetected) -> list[str]:
+    return [r.resource_id for r in impairment.affected_resources if r.resource_type == "ec2:instance"]
+
+
+def group_name(client: Any, impairment: ImpairmentDetected) -> str:
+    """The Auto Scaling group an impairment is about: named in its scope or resources, else the
+    group of its instances."""
+    if impairment.scope.get("auto_scaling_group"):
+        return impairment.scope["auto_scaling_group"]
+    for resource in impairment.affected_resources:
+        if resource.resource_type == "autoscaling:group":
+            return resource.resource_id
+    groups = set(groups_of_instances(client, impaired_instances(impairment)).values())
+    if len(groups) != 1:
+        raise PermanentError(f"cannot tell the Auto Scaling group of impairment {impairment.impairment_id}")
+    return groups.pop()
+
+
+
+def healthy_in_service(group: dict[str, Any], excluding: set[str] = frozenset()) -> list[str]:
+    return [
+        i["InstanceId"]
+        for i in group.get("Instances", [])
+        if i.get("LifecycleState") == "InService" and i.get("HealthStatus") == "Healthy" and i["InstanceId"] not in excluding
+    ]

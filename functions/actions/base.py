@@ -1,0 +1,176 @@
+"""What every recovery action shares: its declaration, its input and output, and the runner
+that makes apply and rollback safe to retry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core import clock
+from core.contract import ImpairmentDetected
+from core.errors import InvalidInput, PermanentError
+from core.observability import logger, metrics
+
+Phase = Literal["apply", "rollback"]
+
+
+class ActionParams(BaseModel):
+    """Base of every action's parameters: unknown parameters are an error, caught at synth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: int = Field(ge=0, le=99)
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ActionInput(BaseModel):
+    """What the state machine passes to an action task."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    impairment: ImpairmentDetected
+    step: Step
+    plan: str = ""
+    applied: dict[str, Any] | None = Field(default=None, description="apply's result (rollback only)")
+
+
+class ActionResult(BaseModel):
+    """One action step's outcome, with the state before and after (the audit trail's unit)."""
+
+    action: str
+    phase: Phase
+    step_index: int
+    result: Literal["changed", "unchanged", "irreversible"]
+    targets: list[str]
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    message: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+
+
+@dataclass(frozen=True)
+class Context:
+    impairment: ImpairmentDetected
+    params: Any
+    step_index: int
+    managed_tag: tuple[str, str]
+    # The state recorded when this step first started (a retry reuses it: idempotency).
+    before: dict[str, Any] | None
+    applied: dict[str, Any] | None
+    record_before: Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """An action's declaration: registered by name, so plans can use it and the infra can build
+    its role from the permissions it declares."""
+
+    name: str
+    description: str
+    params: type[ActionParams]
+    iam_actions: tuple[str, ...]
+    apply: Callable[[Context], ActionResult]
+    rollback: Callable[[Context], ActionResult]
+
+
+def run(spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, managed_tag: tuple[str, str]) -> dict[str, Any]:
+    """Validate the input, replay a finished step, else run it and record it.
+
+    A step writes a "started" record holding the state before the change before it changes
+    anything; a retry (Lambda or state machine) reuses that state, so the change it computes is
+    the same absolute change, and a finished step returns its recorded result unchanged.
+    """
+    try:
+        request = ActionInput.model_validate(event)
+        params = spec.params.model_validate(request.step.params)
+    except ValidationError as exc:
+        raise InvalidInput(f"{spec.name}.{phase}: invalid input: {exc.errors(include_url=False)}") from exc
+    if request.step.action != spec.name:
+        raise InvalidInput(f"step {request.step.index} is {request.step.action!r}, not {spec.name!r}")
+
+    impairment_id = request.impairment.impairment_id
+    logger.append_keys(impairment_id=impairment_id, action=spec.name, phase=phase, step=request.step.index)
+    previous = store.get_action(impairment_id, request.step.index, phase)
+    if previous and previous.get("status") == "done":
+        logger.info("step already done; returning its recorded result")
+        return previous["result"]
+
+    started_at = clock.utc_now().isoformat()
+
+    def record_before(before: dict[str, Any]) -> None:
+        store.put_action(
+            impairment_id,
+            request.step.index,
+            phase,
+            {"status": "started", "action": spec.name, "before": before, "started_at": started_at},
+        )
+
+    context = Context(
+        impairment=request.impairment,
+        params=params,
+        step_index=request.step.index,
+        managed_tag=managed_tag,
+        before=(previous or {}).get("before"),
+        applied=request.applied,
+        record_before=record_before,
+    )
+    function = spec.apply if phase == "apply" else spec.rollback
+    try:
+        result = function(context)
+    except PermanentError as exc:
+        metrics.add_dimension(name="action", value=spec.name)
+        metrics.add_metric(name="ActionFailed", unit="Count", value=1)
+        store.put_action(
+            impairment_id,
+            request.step.index,
+            phase,
+            {"status": "failed", "action": spec.name, "error": str(exc), "started_at": started_at,
+             "before": context.before, "finished_at": clock.utc_now().isoformat()},
+        )
+        raise
+    result.started_at = started_at
+    result.finished_at = clock.utc_now().isoformat()
+    payload = result.model_dump(mode="json")
+    store.put_action(
+        impairment_id,
+        request.step.index,
+        phase,
+        {"status": "done", "action": spec.name, "result": payload, "before": payload["before"],
+         "after": payload["after"], "started_at": started_at, "finished_at": payload["finished_at"]},
+    )
+    metrics.add_dimension(name="action", value=spec.name)
+    metrics.add_metric(name="ActionSucceeded" if phase == "apply" else "RollbackSucceeded", unit="Count", value=1)
+    logger.info("step finished", result=payload["result"], targets=payload["targets"])
+    return payload
+
+
+def handlers(spec: ActionSpec) -> tuple[Callable[..., dict], Callable[..., dict]]:
+    """The two Lambda entry points of an action (one task each in the state machine)."""
+    from core import settings as settings_module
+    from core.entry import lambda_entry
+    from core.store import RecoveryStore
+
+    def make(phase: Phase) -> Callable[..., dict]:
+        def handler(event: Any, context: Any) -> dict[str, Any]:
+            settings = settings_module.load("table_name")
+            return run(
+                spec,
+                phase,
+                event if isinstance(event, dict) else {},
+                RecoveryStore(settings.table_name),
+                (settings.managed_tag_key, settings.managed_tag_value),
+            )
+
+        handler.__name__ = f"{spec.name}_{phase}"
+        return lambda_entry(handler)
+
+    return make("apply"), make("rollback")

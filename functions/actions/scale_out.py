@@ -1,0 +1,115 @@
+"""scale_out: raise an Auto Scaling group's desired capacity, bounded by its MaxSize and the
+plan's cap. Rollback restores the desired capacity recorded before the change."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from actions import autoscaling as asg
+from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers
+
+NAME = "scale_out"
+
+
+class Params(ActionParams):
+    increment: int = Field(default=1, ge=1, le=100, description="instances to add")
+    max_desired_capacity: int | None = Field(default=None, ge=1, description="never set desired above this")
+
+
+def apply(ctx: Context) -> ActionResult:
+    client = asg.asg_client()
+    before = ctx.before
+    if before is None:
+        name = asg.group_name(client, ctx.impairment)
+        group = asg.describe_group(client, name)
+        asg.require_managed(group, ctx.managed_tag)
+        before = {
+            "group": name,
+            "desired_capacity": group["DesiredCapacity"],
+            "max_size": group["MaxSize"],
+            "min_size": group["MinSize"],
+        }
+        ctx.record_before(before)
+    limit = before["max_size"]
+    if ctx.params.max_desired_capacity is not None:
+        limit = min(limit, ctx.params.max_desired_capacity)
+    target = max(before["desired_capacity"], min(before["desired_capacity"] + ctx.params.increment, limit))
+
+    current = asg.describe_group(client, before["group"])["DesiredCapacity"]
+    changed = False
+    if current < target:
+        asg.call(
+            client,
+            "set_desired_capacity",
+            AutoScalingGroupName=before["group"],
+            DesiredCapacity=target,
+            HonorCooldown=False,
+        )
+        changed = True
+    capped = target < before["desired_capacity"] + ctx.params.increment
+    return ActionResult(
+        action=NAME,
+        phase="apply",
+        step_index=ctx.step_index,
+        result="changed" if changed else "unchanged",
+        targets=[before["group"]],
+        before=before,
+        after={"group": before["group"], "desired_capacity": max(current, target)},
+        message=(
+            f"desired capacity {before['desired_capacity']} -> {target}"
+            + (f" (capped at {limit})" if capped else "")
+        ),
+    )
+
+
+def rollback(ctx: Context) -> ActionResult:
+    """Put the desired capacity back, unless someone else has changed it since: then leave it."""
+    client = asg.asg_client()
+    applied = ctx.applied or {}
+    before = applied.get("before") or ctx.before
+    if not before:
+        return ActionResult(action=NAME, phase="rollback", step_index=ctx.step_index, result="unchanged",
+                            targets=[], message="nothing was applied")
+    set_to = (applied.get("after") or {}).get("desired_capacity")
+    current = asg.describe_group(client, before["group"])["DesiredCapacity"]
+    changed = False
+    message = f"desired capacity restored to {before['desired_capacity']}"
+    if current == before["desired_capacity"]:
+        message = "desired capacity already at its previous value"
+    elif set_to is not None and current != set_to:
+        message = f"desired capacity is {current}, changed by someone else since; left as it is"
+    else:
+        asg.call(
+            client,
+            "set_desired_capacity",
+            AutoScalingGroupName=before["group"],
+            DesiredCapacity=before["desired_capacity"],
+            HonorCooldown=False,
+        )
+        changed = True
+    return ActionResult(
+        action=NAME,
+        phase="rollback",
+        step_index=ctx.step_index,
+        result="changed" if changed else "unchanged",
+        targets=[before["group"]],
+        before={"group": before["group"], "desired_capacity": current},
+        after={"group": before["group"], "desired_capacity": before["desired_capacity"] if changed else current},
+        message=message,
+    )
+
+
+SPEC = ActionSpec(
+    name=NAME,
+    description="Add capacity to the impaired workload's Auto Scaling group",
+    params=Params,
+    iam_actions=(
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:SetDesiredCapacity",
+    ),
+    apply=apply,
+    rollback=rollback,
+)
+
+apply_handler, rollback_handler = handlers(SPEC)

@@ -1,0 +1,201 @@
+"""The impairment event contract shared by detectors and the recovery workflow.
+
+Detection and recovery meet only on the bus, through these models. The contract is versioned:
+a breaking change bumps SCHEMA_VERSION and the published JSON Schema (schemas/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = "1.0"
+EVENT_SOURCE = "recovery.detection"
+DETECTED = "Impairment Detected"
+CLEARED = "Impairment Cleared"
+
+
+class ImpairmentType(str, Enum):
+    """The kinds of impairment named by REL07-BP02, plus zonal events."""
+
+    INSTANCE_FAILURE = "instance_failure"
+    SERVICE_DEGRADATION = "service_degradation"
+    NETWORK_ISSUE = "network_issue"
+    RESOURCE_EXHAUSTION = "resource_exhaustion"
+    APPLICATION_ERROR = "application_error"
+    DATABASE_ISSUE = "database_issue"
+    AZ_IMPAIRMENT = "az_impairment"
+
+
+_SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+class Severity(str, Enum):
+    """Impairment severity. Ordered by rank, never by string (\"critical\" < \"high\" as strings)."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self.value]
+
+    def _cmp(self, other: object) -> int:
+        if not isinstance(other, Severity):
+            return NotImplemented  # type: ignore[return-value]
+        return self.rank - other.rank
+
+    def __lt__(self, other: object) -> bool:  # type: ignore[override]
+        result = self._cmp(other)
+        return result if result is NotImplemented else result < 0
+
+    def __le__(self, other: object) -> bool:  # type: ignore[override]
+        result = self._cmp(other)
+        return result if result is NotImplemented else result <= 0
+
+    def __gt__(self, other: object) -> bool:  # type: ignore[override]
+        result = self._cmp(other)
+        return result if result is NotImplemented else result > 0
+
+    def __ge__(self, other: object) -> bool:  # type: ignore[override]
+        result = self._cmp(other)
+        return result if result is NotImplemented else result >= 0
+
+    __hash__ = str.__hash__
+
+
+class AffectedResource(BaseModel):
+    """One resource the impairment is about, e.g. ("ec2:instance", "i-0abc...")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resource_type: str = Field(min_length=1, examples=["ec2:instance", "autoscaling:group"])
+    resource_id: str = Field(min_length=1, max_length=2048)
+
+    @property
+    def key(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}"
+
+
+class Signal(BaseModel):
+    """The originating signal: what fired, and when it fired (the start of MTTD)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, examples=["aws.cloudwatch"])
+    id: str = Field(min_length=1, description="Identifier or ARN of the signal, e.g. the alarm ARN")
+    signal_time: datetime
+    name: str | None = None
+
+    @field_validator("signal_time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return _require_tz(value)
+
+
+def _require_tz(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamps must carry a time zone")
+    return value
+
+
+_ID_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def make_impairment_id(workload: str, source: str, signal_id: str, signal_time: datetime) -> str:
+    """Deterministic id of one occurrence of a signal.
+
+    The same signal delivered again (EventBridge is at-least-once) gives the same id; the next
+    occurrence of the same alarm (a new state change) gives a new one. The id is also the Step
+    Functions execution name, so it keeps to the 80 characters that names allow.
+    """
+    material = "|".join([source, signal_id, _require_tz(signal_time).isoformat()])
+    digest = hashlib.sha256(material.encode()).hexdigest()[:16]
+    prefix = _ID_SAFE.sub("-", workload).strip("-")[:56] or "impairment"
+    return f"{prefix}-{digest}"
+
+
+class ImpairmentDetected(BaseModel):
+    """Detail of the \"Impairment Detected\" event."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^1\.\d+$")
+    impairment_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    impairment_type: ImpairmentType
+    severity: Severity
+    workload: str = Field(min_length=1, max_length=128)
+    affected_resources: list[AffectedResource] = Field(min_length=1, max_length=100)
+    signal: Signal
+    detected_at: datetime
+    description: str = Field(default="", max_length=2048)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    scope: dict[str, str] = Field(
+        default_factory=dict,
+        description="Workload resources the signal belongs to, e.g. auto_scaling_group, target_group_arn",
+    )
+
+    @field_validator("detected_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return _require_tz(value)
+
+    @property
+    def mttd_seconds(self) -> float:
+        return max(0.0, (self.detected_at - self.signal.signal_time).total_seconds())
+
+
+class ImpairmentCleared(BaseModel):
+    """Detail of the \"Impairment Cleared\" event: the signal that raised an impairment recovered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^1\.\d+$")
+    impairment_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    workload: str = Field(min_length=1, max_length=128)
+    signal: Signal
+    cleared_at: datetime
+    description: str = Field(default="", max_length=2048)
+
+    @field_validator("cleared_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return _require_tz(value)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema (draft-04, as the EventBridge schema registry expects) of the
+    bus events: an envelope whose detail is one of the two contract models."""
+    ref = "#/definitions/{model}"
+    detected = ImpairmentDetected.model_json_schema(ref_template=ref)
+    cleared = ImpairmentCleared.model_json_schema(ref_template=ref)
+    definitions: dict[str, Any] = {}
+    for schema in (detected, cleared):
+        definitions.update(schema.pop("$defs", {}))
+    definitions["ImpairmentDetected"] = detected
+    definitions["ImpairmentCleared"] = cleared
+    return {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "title": "RecoveryImpairmentEvent",
+        "description": f"Impairment events on the recovery bus, contract version {SCHEMA_VERSION}",
+        "type": "object",
+        "required": ["detail-type", "source", "detail"],
+        "properties": {
+            "detail-type": {"type": "string", "enum": [DETECTED, CLEARED]},
+            "source": {"type": "string", "enum": [EVENT_SOURCE]},
+            "detail": {
+                "anyOf": [
+                    {"$ref": "#/definitions/ImpairmentDetected"},
+                    {"$ref": "#/definitions/ImpairmentCleared"},
+                ]
+            },
+        },
+        "definitions": definitions,
+    }

@@ -1,0 +1,82 @@
+"""Typed errors. The state machine retries or catches them by class name (the Lambda errorType),
+so the names below are part of the workflow's contract: keep them stable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Error codes that mean "try again later": throttling, capacity and service-side faults.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServiceError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ScalingActivityInProgress",
+        "ResourceContention",
+        "InsufficientInstanceCapacity",
+    }
+)
+
+
+class RecoveryError(Exception):
+    """Base of every error this system raises on purpose."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class TransientError(RecoveryError):
+    """Retryable: the state machine retries it with capped exponential backoff and jitter."""
+
+
+class PermanentError(RecoveryError):
+    """Not retryable: the recovery rolls back what it did and escalates."""
+
+
+class ActionRefused(PermanentError):
+    """A safety rule forbids the change (minimum capacity, unmanaged resource, ...)."""
+
+
+class InvalidInput(PermanentError):
+    """The input could not be validated; nothing was changed."""
+
+
+class RecoveryInProgress(RecoveryError):
+    """Another recovery holds the lock on a resource of this impairment."""
+
+
+class NoMatchingPlan(RecoveryError):
+    """No plan covers this impairment type and severity: a human has to decide."""
+
+
+class PublishError(RecoveryError):
+    """PutEvents rejected some entries (FailedEntryCount > 0)."""
+
+
+def classify_client_error(exc: Exception, operation: str) -> RecoveryError:
+    """Map a botocore error to TransientError or PermanentError, keeping the AWS error code."""
+    from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        cls = TransientError if code in TRANSIENT_CODES or status >= 500 else PermanentError
+        return cls(f"{operation} failed: {code}: {message}", operation=operation, code=code)
+    if isinstance(exc, (ConnectionError, ReadTimeoutError)):
+        return TransientError(f"{operation} failed: {exc}", operation=operation, code="Connection")
+    return PermanentError(f"{operation} failed: {exc}", operation=operation, code=type(exc).__name__)

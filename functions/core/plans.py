@@ -1,0 +1,113 @@
+"""Recovery plans: declarative configuration saying which actions run for which impairment.
+
+Plans are validated when the CDK app synthesizes (an unknown action or a bad parameter fails
+`cdk synth`) and again when the plan step loads them at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.contract import ImpairmentDetected, ImpairmentType, Severity
+
+
+class PlanError(ValueError):
+    """A plan does not validate. The message names the plan, the step and what is wrong."""
+
+
+class PlanMatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    impairment_types: list[ImpairmentType] = Field(min_length=1)
+    min_severity: Severity = Severity.LOW
+    max_severity: Severity = Field(
+        default=Severity.CRITICAL,
+        description="above this a human decides (fail open: most of a fleet impaired at once is critical)",
+    )
+    workloads: list[str] | None = Field(default=None, description="only these workloads (default: all)")
+
+    def covers(self, impairment: ImpairmentDetected) -> bool:
+        return (
+            impairment.impairment_type in self.impairment_types
+            and self.min_severity <= impairment.severity <= self.max_severity
+            and (self.workloads is None or impairment.workload in self.workloads)
+        )
+
+
+class PlanStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class VerifySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wait_seconds: int = Field(default=30, ge=0, le=3600, description="wait before each check")
+    max_attempts: int = Field(default=10, ge=1, le=100)
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    description: str = ""
+    match: PlanMatch
+    steps: list[PlanStep] = Field(min_length=1, max_length=10)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+    timeout_seconds: int = Field(default=3600, ge=60, le=86400)
+
+    @model_validator(mode="after")
+    def _steps_known(self) -> Plan:
+        from actions.registry import ACTIONS
+
+        for index, step in enumerate(self.steps):
+            spec = ACTIONS.get(step.action)
+            if spec is None:
+                raise ValueError(
+                    f"step {index}: unknown action {step.action!r} (known: {', '.join(sorted(ACTIONS))})"
+                )
+            try:
+                spec.params.model_validate(step.params)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
+                )
+                raise ValueError(f"step {index} ({step.action}): {problems}") from None
+        return self
+
+
+def parse_plans(raw: list[dict[str, Any]] | str) -> list[Plan]:
+    """Validate a list of plans, raising PlanError with a message a person can act on."""
+    data = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(data, list):
+        raise PlanError("plans must be a list")
+    plans = []
+    for position, item in enumerate(data):
+        label = item.get("name", f"#{position}") if isinstance(item, dict) else f"#{position}"
+        try:
+            plans.append(Plan.model_validate(item))
+        except ValidationError as exc:
+            problems = "; ".join(_describe(e) for e in exc.errors())
+            raise PlanError(f"plan {label!r}: {problems}") from None
+    names = [p.name for p in plans]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PlanError(f"plan names must be unique: {', '.join(duplicates)}")
+    return plans
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(p) for p in error["loc"])
+    message = re.sub(r"^Value error, ", "", error["msg"])
+    return f"{location}: {message}" if location else message
+
+
+def select_plan(plans: list[Plan], impairment: ImpairmentDetected) -> Plan | None:
+    """The first plan, in declared order, that covers the impairment."""
+    return next((plan for plan in plans if plan.match.covers(impairment)), None)

@@ -1,0 +1,34 @@
+"""Environment of each function, validated as a model: logic never reads os.environ."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import InvalidInput
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    table_name: str = Field(default="", alias="TABLE_NAME")
+    event_bus_name: str = Field(default="", alias="EVENT_BUS_NAME")
+    escalation_topic_arn: str = Field(default="", alias="ESCALATION_TOPIC_ARN")
+    state_machine_arn: str = Field(default="", alias="STATE_MACHINE_ARN")
+    plans: str = Field(default="[]", alias="PLANS", description="JSON list of plans")
+    managed_tag_key: str = Field(default="recovery:managed", alias="MANAGED_TAG_KEY")
+    managed_tag_value: str = Field(default="true", alias="MANAGED_TAG_VALUE")
+    lock_ttl_seconds: int = Field(default=3600, ge=60, alias="LOCK_TTL_SECONDS")
+
+
+def load(*required: str) -> Settings:
+    """Read the environment; a missing required setting is a deployment error, said plainly."""
+    try:
+        settings = Settings.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid function environment: {exc}") from exc
+    missing = [name for name in required if not getattr(settings, name)]
+    if missing:
+        raise InvalidInput(f"function environment lacks {', '.join(n.upper() for n in missing)}")
+    return settings

@@ -1,0 +1,234 @@
+"""The audit trail and locks: one DynamoDB table.
+
+Items (pk / sk):
+  IMPAIRMENT#<id> / RECORD              the impairment, its status, outcome, MTTD and MTTR
+  IMPAIRMENT#<id> / ACTION#<nn>#<phase>  one action step: state before and after, result
+  LOCK#<resource> / LOCK                 one recovery per resource at a time (TTL: expiration)
+Records are queryable by workload and time through GSI1 (WORKLOAD#<name>, detected_at).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from core import aws, clock
+from core.errors import RecoveryInProgress, classify_client_error
+
+GSI1 = "gsi1"
+
+
+def _to_dynamo(value: Any) -> Any:
+    # DynamoDB wants Decimal, not float; a JSON round trip also turns datetimes into strings.
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+class RecoveryStore:
+    """Repository over the recovery table. Pass a boto3 DynamoDB client to inject a fake."""
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self.table_name = table_name
+        self._client = client
+        self._table: Any = None
+
+    @property
+    def table(self) -> Any:
+        if self._table is None:
+            import boto3
+
+            if self._client is None:
+                self._client = aws.client("dynamodb")
+            self._table = boto3.resource("dynamodb", region_name=self._client.meta.region_name).Table(
+                self.table_name
+            )
+        return self._table
+
+    # --- impairments -------------------------------------------------------------------------
+    def put_impairment(self, impairment: dict[str, Any], status: str, **fields: Any) -> bool:
+        """Write the impairment record if it is new; returns False when it already existed."""
+        item = {
+            "pk": f"IMPAIRMENT#{impairment['impairment_id']}",
+            "sk": "RECORD",
+            "impairment_id": impairment["impairment_id"],
+            "workload": impairment["workload"],
+            "impairment_type": impairment.get("impairment_type"),
+            "severity": impairment.get("severity"),
+            "detected_at": impairment.get("detected_at"),
+            "signal_time": (impairment.get("signal") or {}).get("signal_time"),
+            "impairment": impairment,
+            "status": status,
+            "updated_at": clock.utc_now().isoformat(),
+            "gsi1pk": f"WORKLOAD#{impairment['workload']}",
+            "gsi1sk": str(impairment.get("detected_at")),
+            **fields,
+        }
+        try:
+            self.table.put_item(Item=_to_dynamo(item), ConditionExpression="attribute_not_exists(pk)")
+            return True
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if _is_condition_failure(exc):
+                return False
+            raise classify_client_error(exc, "dynamodb:PutItem") from exc
+
+    def update_impairment(self, impairment_id: str, **fields: Any) -> None:
+        """Set fields on an impairment record (status, outcome, execution, resolved_at, ...)."""
+        fields["updated_at"] = clock.utc_now().isoformat()
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        try:
+            self.table.update_item(
+                Key={"pk": f"IMPAIRMENT#{impairment_id}", "sk": "RECORD"},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_to_dynamo(values),
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise classify_client_error(exc, "dynamodb:UpdateItem") from exc
+
+    def get_impairment(self, impairment_id: str) -> dict[str, Any] | None:
+        response = self.table.get_item(
+            Key={"pk": f"IMPAIRMENT#{impairment_id}", "sk": "RECORD"}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _from_dynamo(item) if item else None
+
+    def list_impairments(self, workload: str, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Impairment records of one workload, oldest first (paginated query on GSI1)."""
+        from boto3.dynamodb.conditions import Key
+
+        condition = Key("gsi1pk").eq(f"WORKLOAD#{workload}")
+        if since is not None:
+            condition = condition & Key("gsi1sk").gte(since.isoformat())
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"IndexName": GSI1, "KeyConditionExpression": condition}
+        while True:
+            page = self.table.query(**kwargs)
+            items.extend(_from_dynamo(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- actions -----------------------------------------------------------------------------
+    def put_action(self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]) -> None:
+        item = {
+            "pk": f"IMPAIRMENT#{impairment_id}",
+            "sk": f"ACTION#{step_index:02d}#{phase}",
+            "step_index": step_index,
+            "phase": phase,
+            **record,
+        }
+        try:
+            self.table.put_item(Item=_to_dynamo(item))
+        except Exception as exc:  # noqa: BLE001
+            raise classify_client_error(exc, "dynamodb:PutItem") from exc
+
+    def get_action(self, impairment_id: str, step_index: int, phase: str) -> dict[str, Any] | None:
+        response = self.table.get_item(
+            Key={"pk": f"IMPAIRMENT#{impairment_id}", "sk": f"ACTION#{step_index:02d}#{phase}"},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return _from_dynamo(item) if item else None
+
+    def list_actions(self, impairment_id: str) -> list[dict[str, Any]]:
+        """Every action record of an impairment, in step order."""
+        from boto3.dynamodb.conditions import Key
+
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(f"IMPAIRMENT#{impairment_id}")
+            & Key("sk").begins_with("ACTION#"),
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.table.query(**kwargs)
+            items.extend(_from_dynamo(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- locks -------------------------------------------------------------------------------
+    def acquire_locks(self, impairment_id: str, resource_keys: list[str], ttl_seconds: int) -> None:
+        """Lock every resource for this impairment, all or nothing.
+
+        Re-entrant for the same impairment (a retried Admit succeeds); an expired lock is taken
+        over. Raises RecoveryInProgress naming the holder when another impairment holds one.
+        """
+        now = int(clock.utc_now().timestamp())
+        items = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {
+                        "pk": {"S": f"LOCK#{key}"},
+                        "sk": {"S": "LOCK"},
+                        "owner": {"S": impairment_id},
+                        "expiration": {"N": str(now + ttl_seconds)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk) OR #o = :me OR #e < :now",
+                    "ExpressionAttributeNames": {"#o": "owner", "#e": "expiration"},
+                    "ExpressionAttributeValues": {":me": {"S": impairment_id}, ":now": {"N": str(now)}},
+                }
+            }
+            for key in sorted(set(resource_keys))
+        ]
+        client = self._client = self._client or aws.client("dynamodb")
+        for start in range(0, len(items), 100):  # TransactWriteItems takes at most 100 items
+            try:
+                client.transact_write_items(TransactItems=items[start : start + 100])
+            except Exception as exc:  # noqa: BLE001
+                if _is_condition_failure(exc):
+                    holders = self._lock_holders(resource_keys)
+                    raise RecoveryInProgress(
+                        f"another recovery holds {', '.join(sorted(holders))}", holders=holders
+                    ) from exc
+                raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
+
+    def release_locks(self, impairment_id: str, resource_keys: list[str]) -> None:
+        """Release the locks this impairment holds; locks held by others are left alone."""
+        for key in sorted(set(resource_keys)):
+            try:
+                self.table.delete_item(
+                    Key={"pk": f"LOCK#{key}", "sk": "LOCK"},
+                    ConditionExpression="#o = :me",
+                    ExpressionAttributeNames={"#o": "owner"},
+                    ExpressionAttributeValues={":me": impairment_id},
+                )
+            except Exception as exc:  # noqa: BLE001
+                if not _is_condition_failure(exc):
+                    raise classify_client_error(exc, "dynamodb:DeleteItem") from exc
+
+    def _lock_holders(self, resource_keys: list[str]) -> dict[str, str]:
+        holders = {}
+        for key in resource_keys:
+            item = self.table.get_item(Key={"pk": f"LOCK#{key}", "sk": "LOCK"}, ConsistentRead=True).get("Item")
+            if item:
+                holders[key] = item["owner"]
+        return holders
+
+
+def _is_condition_failure(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = exc.response.get("Error", {}).get("Code")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = exc.response.get("CancellationReasons") or []
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
+    return False

@@ -1,0 +1,45 @@
+"""Admit: validate the impairment, record it, and lock its resources (one recovery per resource
+at a time). The record is written whatever the outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from core import clock, settings as settings_module
+from core.contract import ImpairmentDetected
+from core.entry import lambda_entry
+from core.errors import InvalidInput, RecoveryInProgress
+from core.observability import logger, metrics
+from core.store import RecoveryStore
+
+
+@lambda_entry
+def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
+    try:
+        impairment = ImpairmentDetected.model_validate((event or {}).get("impairment"))
+    except (ValidationError, AttributeError) as exc:
+        logger.error("refused an impairment that does not validate", error=str(exc))
+        raise InvalidInput("the execution input is not a valid impairment") from exc
+
+    settings = settings_module.load("table_name")
+    store = store or RecoveryStore(settings.table_name)
+    record = impairment.model_dump(mode="json")
+    store.put_impairment(
+        record, status="admitting", execution_arn=event.get("execution", ""),
+        mttd_seconds=impairment.mttd_seconds,
+    )
+    lock_keys = [r.key for r in impairment.affected_resources]
+    try:
+        store.acquire_locks(impairment.impairment_id, lock_keys, settings.lock_ttl_seconds)
+    except RecoveryInProgress as exc:
+        store.update_impairment(
+            impairment.impairment_id, status="skipped", outcome="skipped",
+            reason=str(exc), resolved_at=clock.utc_now().isoformat(),
+        )
+        metrics.add_metric(name="RecoveriesSkipped", unit="Count", value=1)
+        logger.warning("skipped: another recovery holds a lock", holders=exc.details.get("holders"))
+        raise
+    store.update_impairment(impairment.impairment_id, status="admitted")
+    return {"admitted_at": clock.utc_now().isoformat(), "lock_keys": lock_keys}

@@ -1,0 +1,36 @@
+"""Finalize a recovery that verified: record resolution and MTTR, release the locks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from core import clock, settings as settings_module
+from core.contract import ImpairmentDetected
+from core.entry import lambda_entry
+from core.observability import logger, metrics
+from core.store import RecoveryStore
+
+
+@lambda_entry
+def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
+    settings = settings_module.load("table_name")
+    store = store or RecoveryStore(settings.table_name)
+    impairment = ImpairmentDetected.model_validate(event["impairment"])
+    resolved_at = clock.utc_now()
+    mttr = max(0.0, (resolved_at - impairment.detected_at).total_seconds())
+    store.update_impairment(
+        impairment.impairment_id,
+        status="recovered",
+        outcome="recovered",
+        resolved_at=resolved_at.isoformat(),
+        mttr_seconds=mttr,
+        mttd_seconds=impairment.mttd_seconds,
+    )
+    store.release_locks(impairment.impairment_id, (event.get("admission") or {}).get("lock_keys", []))
+    metrics.add_dimension(name="impairment_type", value=impairment.impairment_type.value)
+    metrics.add_metric(name="RecoveriesSucceeded", unit="Count", value=1)
+    metrics.add_metric(name="MTTR", unit="Seconds", value=mttr)
+    logger.info("recovered", mttr_seconds=mttr)
+    return {"outcome": "recovered", "resolved_at": resolved_at.isoformat(), "mttr_seconds": mttr,
+            "mttd_seconds": impairment.mttd_seconds}

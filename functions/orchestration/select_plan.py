@@ -1,0 +1,34 @@
+"""Select the plan for the impairment's type and severity (first match in declared order)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import settings as settings_module
+from core.contract import ImpairmentDetected
+from core.entry import lambda_entry
+from core.errors import NoMatchingPlan
+from core.observability import logger
+from core.plans import parse_plans, select_plan
+from core.store import RecoveryStore
+
+
+@lambda_entry
+def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
+    settings = settings_module.load("table_name")
+    impairment = ImpairmentDetected.model_validate(event["impairment"])
+    plan = select_plan(parse_plans(settings.plans), impairment)
+    store = store or RecoveryStore(settings.table_name)
+    if plan is None:
+        raise NoMatchingPlan(
+            f"no plan covers {impairment.impairment_type.value} at severity {impairment.severity.value}"
+            f" for workload {impairment.workload}"
+        )
+    store.update_impairment(impairment.impairment_id, status="recovering", plan=plan.name)
+    logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps])
+    return {
+        "name": plan.name,
+        "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(plan.steps)],
+        "verify": plan.verify.model_dump(),
+        "timeout_seconds": plan.timeout_seconds,
+    }

@@ -1,0 +1,135 @@
+"""The deployment's configuration: which workloads are protected and the recovery plans.
+
+Read from cdk.json's context key "recovery", or from a JSON file named by `-c recovery_config=PATH`.
+Everything is validated before a single construct is built, so a bad configuration fails
+`cdk synth` with a message that names what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from core.contract import Severity
+from core.plans import Plan, PlanError, parse_plans
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[\w-]+/[0-9a-f]+$")
+_LB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[\w-]+/[0-9a-f]+$")
+
+
+class ConfigError(ValueError):
+    """The configuration does not validate."""
+
+
+class AlarmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    threshold: float = Field(default=1, ge=0)
+    evaluation_periods: int = Field(default=2, ge=1, le=100)
+    severity: Severity = Severity.HIGH
+
+
+class WorkloadAlarms(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unhealthy_hosts: AlarmSettings = Field(default_factory=AlarmSettings)
+    status_check: AlarmSettings = Field(default_factory=AlarmSettings)
+
+
+class Workload(BaseModel):
+    """A protected workload: an Auto Scaling group, optionally behind an ALB target group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    auto_scaling_group: str = Field(min_length=1, max_length=255)
+    target_group_arn: str | None = None
+    load_balancer_arn: str | None = None
+    alarms: WorkloadAlarms = Field(default_factory=WorkloadAlarms)
+
+    @field_validator("target_group_arn")
+    @classmethod
+    def _tg(cls, value: str | None) -> str | None:
+        if value is not None and not _TG_ARN.match(value):
+            raise ValueError(f"not a target group ARN: {value}")
+        return value
+
+    @field_validator("load_balancer_arn")
+    @classmethod
+    def _lb(cls, value: str | None) -> str | None:
+        if value is not None and not _LB_ARN.match(value):
+            raise ValueError(f"not a load balancer ARN: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> Workload:
+        if bool(self.target_group_arn) != bool(self.load_balancer_arn):
+            raise ValueError("target_group_arn and load_balancer_arn go together (the alarm needs both)")
+        return self
+
+    @property
+    def target_group_dimension(self) -> str | None:
+        return self.target_group_arn.split(":", 5)[5] if self.target_group_arn else None
+
+    @property
+    def load_balancer_dimension(self) -> str | None:
+        return self.load_balancer_arn.split(":", 5)[5].removeprefix("loadbalancer/") if self.load_balancer_arn else None
+
+
+class RecoveryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    stack_name: str = Field(default="ImpairmentRecovery", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+    managed_tag_key: str = "recovery:managed"
+    managed_tag_value: str = "true"
+    escalation_emails: list[str] = Field(default_factory=list)
+    powertools_layer_version: int = Field(default=27, ge=1)
+    archive_retention_days: int = Field(default=30, ge=1, le=3650)
+    log_retention_days: int = Field(default=30, ge=1)
+    lock_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    workloads: list[Workload] = Field(default_factory=list)
+    plans: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> RecoveryConfig:
+        names = [w.name for w in self.workloads]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"workload names must be unique: {', '.join(duplicates)}")
+        return self
+
+    def parsed_plans(self) -> list[Plan]:
+        return parse_plans(self.plans)
+
+
+def load(context: Any) -> RecoveryConfig:
+    """Build the configuration from the app's context (cdk.json, or -c recovery_config=FILE)."""
+    path = context("recovery_config")
+    if path:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the configuration file {path}: {exc}") from exc
+    else:
+        raw = context("recovery") or {}
+    if isinstance(raw, str):
+        raw = json.loads(raw)
+    return validate(raw)
+
+
+def validate(raw: dict[str, Any]) -> RecoveryConfig:
+    try:
+        config = RecoveryConfig.model_validate(raw)
+        config.parsed_plans()
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  - {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid recovery configuration:\n{problems}") from None
+    except PlanError as exc:
+        raise ConfigError(f"invalid recovery configuration:\n  - plans: {exc}") from None
+    return config

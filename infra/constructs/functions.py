@@ -1,0 +1,85 @@
+"""One factory for every Lambda function: shared code asset, Powertools layer, own role,
+tracing, structured logging, a log group with retention."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra import FUNCTIONS_DIR
+
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:{version}"
+
+
+class FunctionFactory(Construct):
+    """Builds the functions of the stack from one code asset (functions/, no bundling: the
+    runtime dependencies come from boto3 in the runtime and the public Powertools layer)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, layer_version: int, log_retention_days: int,
+                 environment: dict[str, str]) -> None:
+        super().__init__(scope, construct_id)
+        self.code = lambda_.Code.from_asset(
+            str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
+        )
+        self.layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools", LAYER.format(region=Stack.of(self).region, version=layer_version)
+        )
+        self.retention = _retention(log_retention_days)
+        self.environment = environment
+
+    def create(self, construct_id: str, *, handler: str, description: str, timeout_seconds: int = 30,
+               memory_mb: int = 256, environment: dict[str, str] | None = None, **kwargs) -> lambda_.Function:
+        scope = Stack.of(self)
+        role = iam.Role(
+            scope,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{construct_id}: only what its code declares",
+        )
+        log_group = logs.LogGroup(
+            scope, f"{construct_id}Logs", retention=self.retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        log_group.grant_write(role)
+        function = lambda_.Function(
+            scope,
+            construct_id,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            code=self.code,
+            handler=handler,
+            description=description,
+            role=role,
+            layers=[self.layer],
+            timeout=Duration.seconds(timeout_seconds),
+            memory_size=memory_mb,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": "impairment-recovery",
+                "POWERTOOLS_METRICS_NAMESPACE": "ImpairmentRecovery",
+                **self.environment,
+                **(environment or {}),
+            },
+            **kwargs,
+        )
+        return function
+
+
+_RETENTION_DAYS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The shortest retention CloudWatch Logs offers that keeps logs at least `days` days."""
+    allowed = next((d for d in sorted(_RETENTION_DAYS) if d >= days), 3653)
+    return getattr(logs.RetentionDays, _RETENTION_DAYS[allowed])

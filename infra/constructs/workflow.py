@@ -1,0 +1,221 @@
+"""The recovery workflow: a Standard state machine that admits an impairment, selects its plan,
+runs each action as its own Lambda task, verifies, and on failure rolls back in reverse order
+and escalates. Plans are data: adding an action means registering it in actions/registry.py,
+from which this construct builds its tasks and their roles."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from actions.base import ActionSpec
+from actions.registry import ACTIONS
+from infra.constants import DETECTED, CLEARED, EVENT_SOURCE, RETRYABLE_ERRORS
+from infra.constructs.functions import FunctionFactory
+
+_READ_PREFIXES = ("Describe", "List", "Get")
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+class RecoveryWorkflow(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, functions: FunctionFactory, table: dynamodb.ITableV2,
+                 topic: sns.ITopic, bus: events.IEventBus, dead_letters: sqs.IQueue, managed_tag: tuple[str, str],
+                 timeout_seconds: int) -> None:
+        super().__init__(scope, construct_id)
+        self._factory = functions
+        self.managed_tag = managed_tag
+        self.functions: dict[str, lambda_.Function] = {}
+
+        admit = self._function("Admit", "orchestration.admit.handler", "Validate, record and lock an impairment")
+        select = self._function("SelectPlan", "orchestration.select_plan.handler", "Select the recovery plan")
+        verify = self._function("Verify", "orchestration.verify.handler", "Check the workload is healthy again")
+        finalize = self._function("Finalize", "orchestration.finalize.handler", "Record the recovery and MTTR")
+        prepare = self._function("PrepareRollback", "orchestration.prepare_rollback.handler", "List steps to undo")
+        escalate = self._function("Escalate", "orchestration.escalate.handler", "Page a human with the context")
+        for function in (admit, select, verify, finalize, prepare, escalate):
+            table.grant_read_write_data(function)
+        topic.grant_publish(escalate)
+        _allow(verify, ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+                        "elasticloadbalancing:DescribeTargetHealth"], managed_tag)
+
+        apply_tasks: dict[str, sfn.IChainable] = {}
+        rollback_tasks: dict[str, sfn.IChainable] = {}
+        for name, spec in sorted(ACTIONS.items()):
+            apply_fn = self._action_function(spec, "apply", table)
+            rollback_fn = self._action_function(spec, "rollback", table)
+            apply_tasks[name] = self._task(_pascal(name), apply_fn, sfn.TaskInput.from_json_path_at("$"), None)
+            rollback_tasks[name] = self._task(f"Rollback{_pascal(name)}", rollback_fn,
+                                              sfn.TaskInput.from_json_path_at("$"), None)
+
+        # --- the flow ---
+        escalated = sfn.Fail(self, "Escalated", error="RecoveryEscalated",
+                             cause="Automatic recovery did not succeed; a human was paged")
+        escalate_task = self._task("Escalate", escalate, sfn.TaskInput.from_json_path_at("$"), "$.escalation")
+        escalate_task.next(escalated)
+
+        rollback_map = sfn.Map(
+            self, "Rollback", items_path="$.rollback_steps", max_concurrency=1, result_path="$.rollbacks",
+            item_selector={
+                "impairment.$": "$.impairment",
+                "step.$": "$$.Map.Item.Value.step",
+                "applied.$": "$$.Map.Item.Value.applied",
+                "plan.$": "$.plan.name",
+            },
+        )
+        rollback_map.item_processor(self._router("RouteRollback", rollback_tasks))
+        rollback_map.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
+        rollback_map.next(escalate_task)
+        prepare_task = self._task("PrepareRollback", prepare, sfn.TaskInput.from_json_path_at("$"),
+                                  "$.rollback_steps")
+        prepare_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
+        prepare_task.next(rollback_map)
+
+        recovered = sfn.Succeed(self, "Recovered")
+        finalize_task = self._task("Finalize", finalize, sfn.TaskInput.from_json_path_at("$"), "$.resolution")
+        finalize_task.next(recovered)
+
+        wait = sfn.Wait(self, "WaitBeforeVerify", time=sfn.WaitTime.seconds_path("$.plan.verify.wait_seconds"))
+        verify_task = self._task("Verify", verify, sfn.TaskInput.from_json_path_at("$"), "$.verification")
+        verified = (
+            sfn.Choice(self, "Verified?")
+            .when(sfn.Condition.boolean_equals("$.verification.healthy", True), finalize_task)
+            .when(sfn.Condition.boolean_equals("$.verification.retry", True), wait)
+            .otherwise(prepare_task)
+        )
+        wait.next(verify_task)
+        verify_task.add_catch(prepare_task, errors=["States.ALL"], result_path="$.error")
+        verify_task.next(verified)
+
+        run_actions = sfn.Map(
+            self, "RunActions", items_path="$.plan.steps", max_concurrency=1, result_path="$.actions",
+            item_selector={
+                "impairment.$": "$.impairment",
+                "step.$": "$$.Map.Item.Value",
+                "plan.$": "$.plan.name",
+            },
+        )
+        run_actions.item_processor(self._router("RouteAction", apply_tasks))
+        run_actions.add_catch(prepare_task, errors=["States.ALL"], result_path="$.error")
+        run_actions.next(wait)
+
+        select_task = self._task("SelectPlan", select, sfn.TaskInput.from_object({"impairment.$": "$.impairment"}),
+                                 "$.plan")
+        select_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
+        select_task.next(run_actions)
+
+        admit_task = self._task(
+            "Admit", admit,
+            sfn.TaskInput.from_object({"impairment.$": "$.impairment", "execution.$": "$$.Execution.Id"}),
+            "$.admission",
+        )
+        admit_task.add_catch(sfn.Succeed(self, "Skipped", comment="Another recovery holds the resource"),
+                             errors=["RecoveryInProgress"], result_path="$.error")
+        admit_task.add_catch(sfn.Fail(self, "Rejected", error="InvalidImpairment",
+                                      cause="The execution input is not a valid impairment"),
+                             errors=["InvalidInput"], result_path="$.error")
+        admit_task.next(select_task)
+
+        log_group = logs.LogGroup(self, "ExecutionLogs", retention=functions.retention,
+                                  removal_policy=RemovalPolicy.DESTROY)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(admit_task),
+            timeout=Duration.seconds(timeout_seconds),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            comment="Impairment recovery: admit, plan, act, verify; roll back and escalate on failure",
+        )
+
+        # --- the trigger: impairment events on the bus start (or record) a recovery ---
+        start = self._function("StartRecovery", "orchestration.start.handler",
+                               "Start the recovery of a detected impairment (execution named by its id)",
+                               dead_letter_queue=dead_letters, retry_attempts=2, max_event_age=Duration.hours(1))
+        start.add_environment("STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
+        self.state_machine.grant_start_execution(start)
+        table.grant_read_write_data(start)
+        self.start_function = start
+        self.trigger = events.Rule(
+            self,
+            "ImpairmentEvents",
+            event_bus=bus,
+            description="Impairment events start a recovery",
+            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=[DETECTED, CLEARED]),
+        )
+        self.trigger.add_target(
+            targets.LambdaFunction(start, dead_letter_queue=dead_letters, retry_attempts=8,
+                                   max_event_age=Duration.hours(2))
+        )
+
+    # --- helpers ---
+    def _function(self, construct_id: str, handler: str, description: str, **kwargs) -> lambda_.Function:
+        function = self._factory.create(construct_id, handler=handler, description=description, **kwargs)
+        self.functions[construct_id] = function
+        return function
+
+    def _action_function(self, spec: ActionSpec, phase: str, table: dynamodb.ITableV2) -> lambda_.Function:
+        construct_id = f"{_pascal(spec.name)}{phase.capitalize()}"
+        function = self._function(construct_id, f"actions.{spec.name}.{phase}_handler",
+                                  f"{spec.name}.{phase}: {spec.description}", timeout_seconds=60)
+        table.grant_read_write_data(function)
+        _allow(function, list(spec.iam_actions), self.managed_tag)
+        return function
+
+    def _task(self, construct_id: str, function: lambda_.IFunction, payload: sfn.TaskInput,
+              result_path: str | None) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            construct_id,
+            lambda_function=function,
+            payload=payload,
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=result_path,
+        )
+        task.add_retry(
+            errors=RETRYABLE_ERRORS,
+            interval=Duration.seconds(2),
+            max_attempts=4,
+            backoff_rate=2,
+            max_delay=Duration.seconds(30),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
+
+    def _router(self, construct_id: str, tasks_by_action: dict[str, sfn.IChainable]) -> sfn.Choice:
+        choice = sfn.Choice(self, construct_id)
+        for name, task in sorted(tasks_by_action.items()):
+            choice.when(sfn.Condition.string_equals("$.step.action", name), task)
+        return choice.otherwise(sfn.Fail(self, f"{construct_id}Unknown", error="UnknownAction",
+                                         cause="The plan names an action this deployment does not have"))
+
+
+def _allow(function: lambda_.Function, actions: list[str], managed_tag: tuple[str, str]) -> None:
+    """Grant what an action declares: read calls on any resource (they support no resource-level
+    permissions); mutating calls only on resources carrying the managed tag."""
+    read = sorted(a for a in actions if a.split(":", 1)[1].startswith(_READ_PREFIXES))
+    write = sorted(a for a in actions if a not in read)
+    if read:
+        function.add_to_role_policy(iam.PolicyStatement(actions=read, resources=["*"]))
+    if write:
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=write,
+                resources=["*"],
+                conditions={"StringEquals": {f"aws:ResourceTag/{managed_tag[0]}": managed_tag[1]}},
+            )
+        )

@@ -1,0 +1,31 @@
+"""cdk-nag AwsSolutions, with every suppression explained."""
+
+from __future__ import annotations
+
+from aws_cdk import Aspects, Stack
+from cdk_nag import AwsSolutionsChecks, NagPackSuppression, NagSuppressions
+
+SUPPRESSIONS = [
+    NagPackSuppression(
+        id="AwsSolutions-IAM5",
+        reason=(
+            "Describe/List calls of Auto Scaling, ELB and EC2 support no resource-level permissions; "
+            "mutating Auto Scaling calls are scoped by the managed-tag condition instead of ARNs because "
+            "the protected groups are the user's, found at run time; ListTagsForResource is limited to "
+            "this account's alarms; X-Ray and log delivery need '*'."
+        ),
+    ),
+    NagPackSuppression(
+        id="AwsSolutions-SQS3",
+        reason="This queue is the dead-letter queue itself.",
+    ),
+    NagPackSuppression(
+        id="AwsSolutions-L1",
+        reason="The runtime is pinned to the one the Powertools layer version in use is built for.",
+    ),
+]
+
+
+def apply_nag(stack: Stack) -> None:
+    NagSuppressions.add_stack_suppressions(stack, SUPPRESSIONS, apply_to_nested_stacks=True)
+    Aspects.of(stack).add(AwsSolutionsChecks(verbose=True))

@@ -1,0 +1,74 @@
+"""The stack: composes one construct per capability; no logic of its own."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra import constants
+from infra.config import RecoveryConfig
+from infra.constructs.bus import RecoveryBus
+from infra.constructs.detection import Detection
+from infra.constructs.escalation import Escalation
+from infra.constructs.functions import FunctionFactory
+from infra.constructs.storage import RecoveryTable
+from infra.constructs.workflow import RecoveryWorkflow
+from infra.constructs.workloads import ProtectedWorkload
+from infra.nag import apply_nag
+
+
+class RecoveryStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: RecoveryConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, description="Detects workload impairment and recovers it (REL07-BP02)",
+                         **kwargs)
+        plans = config.parsed_plans()
+        managed_tag = (config.managed_tag_key, config.managed_tag_value)
+        bus = RecoveryBus(self, "Events", archive_retention_days=config.archive_retention_days)
+        storage = RecoveryTable(self, "Storage")
+        escalation = Escalation(self, "Escalation", emails=config.escalation_emails)
+        plans_json = json.dumps([p.model_dump(mode="json", exclude_defaults=False) for p in plans],
+                                separators=(",", ":"))
+        functions = FunctionFactory(
+            self,
+            "Functions",
+            layer_version=config.powertools_layer_version,
+            log_retention_days=config.log_retention_days,
+            environment={
+                "TABLE_NAME": storage.table.table_name,
+                "EVENT_BUS_NAME": bus.bus.event_bus_name,
+                "ESCALATION_TOPIC_ARN": escalation.topic.topic_arn,
+                "MANAGED_TAG_KEY": managed_tag[0],
+                "MANAGED_TAG_VALUE": managed_tag[1],
+                "LOCK_TTL_SECONDS": str(config.lock_ttl_seconds),
+                "PLANS": plans_json,
+            },
+        )
+        workloads = [
+            ProtectedWorkload(self, f"Workload-{w.name}", workload=w, managed_tag=managed_tag) for w in config.workloads
+        ]
+        self.detection = Detection(self, "Detection", functions=functions, bus=bus.bus,
+                                   dead_letters=escalation.dead_letters,
+                                   workload_names=[w.name for w in config.workloads])
+        self.workflow = RecoveryWorkflow(
+            self,
+            "Recovery",
+            functions=functions,
+            table=storage.table,
+            topic=escalation.topic,
+            bus=bus.bus,
+            dead_letters=escalation.dead_letters,
+            managed_tag=managed_tag,
+            timeout_seconds=max((p.timeout_seconds for p in plans), default=3600),
+        )
+        self.workloads = workloads
+        # What the CLI and the emulator find the deployment by.
+        CfnOutput(self, constants.OUTPUT_BUS, value=bus.bus.event_bus_name)
+        CfnOutput(self, constants.OUTPUT_TABLE, value=storage.table.table_name)
+        CfnOutput(self, constants.OUTPUT_STATE_MACHINE, value=self.workflow.state_machine.state_machine_arn)
+        CfnOutput(self, constants.OUTPUT_TOPIC, value=escalation.topic.topic_arn)
+        self.template_options.metadata = {
+            "ImpairmentRecovery": {"workloads": [w.model_dump(mode="json") for w in config.workloads]}
+        }
+        apply_nag(self)
