@@ -56,14 +56,14 @@ class RecoveryWorkflow(Construct):
         for name, spec in sorted(ACTIONS.items()):
             apply_fn = self._action_function(spec, "apply", table)
             rollback_fn = self._action_function(spec, "rollback", table)
-            apply_tasks[name] = self._task(_pascal(name), apply_fn, sfn.TaskInput.from_json_path_at("$"), None)
+            apply_tasks[name] = self._task(_pascal(name), apply_fn, None, None)
             rollback_tasks[name] = self._task(f"Rollback{_pascal(name)}", rollback_fn,
-                                              sfn.TaskInput.from_json_path_at("$"), None)
+                                              None, None)
 
         # --- the flow ---
         escalated = sfn.Fail(self, "Escalated", error="RecoveryEscalated",
                              cause="Automatic recovery did not succeed; a human was paged")
-        escalate_task = self._task("Escalate", escalate, sfn.TaskInput.from_json_path_at("$"), "$.escalation")
+        escalate_task = self._task("Escalate", escalate, None, "$.escalation")
         escalate_task.next(escalated)
 
         rollback_map = sfn.Map(
@@ -78,17 +78,17 @@ class RecoveryWorkflow(Construct):
         rollback_map.item_processor(self._router("RouteRollback", rollback_tasks))
         rollback_map.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
         rollback_map.next(escalate_task)
-        prepare_task = self._task("PrepareRollback", prepare, sfn.TaskInput.from_json_path_at("$"),
+        prepare_task = self._task("PrepareRollback", prepare, None,
                                   "$.rollback_steps")
         prepare_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
         prepare_task.next(rollback_map)
 
         recovered = sfn.Succeed(self, "Recovered")
-        finalize_task = self._task("Finalize", finalize, sfn.TaskInput.from_json_path_at("$"), "$.resolution")
+        finalize_task = self._task("Finalize", finalize, None, "$.resolution")
         finalize_task.next(recovered)
 
         wait = sfn.Wait(self, "WaitBeforeVerify", time=sfn.WaitTime.seconds_path("$.plan.verify.wait_seconds"))
-        verify_task = self._task("Verify", verify, sfn.TaskInput.from_json_path_at("$"), "$.verification")
+        verify_task = self._task("Verify", verify, None, "$.verification")
         verified = (
             sfn.Choice(self, "Verified?")
             .when(sfn.Condition.boolean_equals("$.verification.healthy", True), finalize_task)
@@ -175,8 +175,9 @@ class RecoveryWorkflow(Construct):
         _allow(function, list(spec.iam_actions), self.managed_tag)
         return function
 
-    def _task(self, construct_id: str, function: lambda_.IFunction, payload: sfn.TaskInput,
+    def _task(self, construct_id: str, function: lambda_.IFunction, payload: sfn.TaskInput | None,
               result_path: str | None) -> tasks.LambdaInvoke:
+        # payload None: the task gets its whole state input (ASL has no "Parameters": "$").
         task = tasks.LambdaInvoke(
             self,
             construct_id,

@@ -1,0 +1,551 @@
+"""The local emulator: the synthesized stack, running on this machine.
+
+It reads the template from cdk.out and creates its resources in moto; routes EventBridge events
+to the rules' targets using the rules' own event patterns (moto does not deliver to Lambda or
+Step Functions); runs Lambda handlers in process with the environment the template gives them;
+and runs the real state machine definition in moto's Step Functions executor, whose Lambda tasks
+are dispatched to the same in-process handlers. Step Functions waits and retry back-offs are
+fast-forwarded on a virtual clock (functions/core/clock.py), so a drill takes seconds while its
+MTTR still counts the waits a real recovery would make.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from recoveryctl import FUNCTIONS_DIR  # noqa: F401 - puts functions/ on sys.path
+from recoveryctl.emulator.template import Template, TemplateError
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+_ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
+
+
+@dataclass
+class FunctionSpec:
+    name: str
+    arn: str
+    handler: str
+    environment: dict[str, str]
+    dead_letter_arn: str | None = None
+
+
+@dataclass
+class Route:
+    rule: str
+    bus: str
+    pattern: Any
+    targets: list[dict[str, Any]]
+
+
+@dataclass
+class Invocation:
+    function: str
+    source: str  # "event" (asynchronous, from a rule) or "task" (from the state machine)
+    ok: bool
+    error: str | None = None
+    result: Any = None
+    at: str = ""
+
+
+@dataclass
+class Fault:
+    """Makes one AWS API operation fail, as a scenario asks (e.g. AccessDenied on terminate)."""
+
+    service: str
+    operation: str
+    error_code: str
+    message: str = "injected by the drill"
+    status: int = 400
+    times: int | None = None  # None: every call
+    calls: int = 0
+
+
+class _Context:
+    """The parts of the Lambda context object that Powertools reads."""
+
+    def __init__(self, spec: FunctionSpec) -> None:
+        self.function_name = spec.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = spec.arn
+        self.memory_limit_in_mb = 256
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{spec.name}"
+        self.log_stream_name = "emulator"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@dataclass
+class Emulator:
+    template_path: Path
+    region: str = REGION
+    account: str = ACCOUNT
+    log: io.StringIO = field(default_factory=io.StringIO)
+
+    def __post_init__(self) -> None:
+        self.template = Template.load(self.template_path, self.region, self.account)
+        self.functions: dict[str, FunctionSpec] = {}
+        self.routes: list[Route] = []
+        self.invocations: list[Invocation] = []
+        self.events: list[dict[str, Any]] = []  # every event put on any bus, in order
+        self.faults: list[Fault] = []
+        self.virtual_seconds = 0.0
+        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._lock = threading.RLock()
+        self._stack = contextlib.ExitStack()
+        self.outputs: dict[str, str] = {}
+        self.escalation_inbox: str | None = None
+
+    # --- lifecycle ---
+    def __enter__(self) -> Emulator:
+        from moto import mock_aws
+
+        from core import aws as core_aws
+        from core import clock
+
+        env = {
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": "emulator",
+            "AWS_SECRET_ACCESS_KEY": "emulator",
+            "AWS_SESSION_TOKEN": "emulator",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_DEV": "false",
+            "MOTO_ALLOW_NONEXISTENT_REGION": "true",
+        }
+        self._stack.enter_context(mock.patch.dict(os.environ, env))
+        self._stack.enter_context(
+            mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+        )
+        self._patch_moto()
+        clock.reset()
+        core_aws.reset()
+        self._install_fault_hook()
+        self.deploy()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from core import aws as core_aws
+        from core import clock
+
+        self.wait_for_executions(timeout=5, quiet=True)
+        core_aws.reset()
+        clock.reset()
+        self._stack.close()
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=self.region)
+
+    # --- patches: Lambda dispatch, virtual waits, event routing ---
+    def _patch_moto(self) -> None:
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.events.models import EventsBackend
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+        emulator = self
+
+        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any,
+                   response_headers: dict[str, str]) -> bytes | None:
+            name = function_name.split(":function:")[-1].split(":")[0]
+            payload = json.loads(body) if body else {}
+            ok, result = emulator.invoke(name, payload, source="task")
+            if not ok:
+                response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(result, default=str).encode()
+
+        def wait_interval(component: Any, env: Any, wait_seconds: int) -> None:
+            emulator._advance(wait_seconds)
+
+        class _VirtualTime:
+            @staticmethod
+            def sleep(seconds: float) -> None:
+                emulator._advance(seconds)
+
+            time = staticmethod(time.time)
+
+        original_put_events = EventsBackend.put_events
+
+        def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            results = original_put_events(backend, entries)
+            for entry, result in zip(entries, results, strict=False):
+                if result.get("EventId"):
+                    emulator._accept(entry, result["EventId"], backend)
+            return results
+
+        self._stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
+        self._stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
+        self._stack.enter_context(mock.patch.object(retrier_decl, "time", _VirtualTime))
+        self._stack.enter_context(mock.patch.object(EventsBackend, "put_events", put_events))
+
+    def _advance(self, seconds: float) -> None:
+        from core import clock
+
+        with self._lock:
+            self.virtual_seconds += float(seconds)
+            clock.advance(float(seconds))
+
+    def _install_fault_hook(self) -> None:
+        import boto3
+        from botocore.awsrequest import AWSResponse
+
+        session = boto3._get_default_session()
+
+        def before_call(model: Any, **kwargs: Any) -> Any:
+            service = model.service_model.service_id.hyphenize()
+            for fault in self.faults:
+                if fault.service == service and fault.operation == model.name:
+                    if fault.times is not None and fault.calls >= fault.times:
+                        continue
+                    fault.calls += 1
+                    parsed = {
+                        "Error": {"Code": fault.error_code, "Message": fault.message},
+                        "ResponseMetadata": {"HTTPStatusCode": fault.status, "RequestId": "emulator"},
+                    }
+                    return AWSResponse("https://emulator", fault.status, {}, None), parsed
+            return None
+
+        session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-faults")
+        self._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-faults")
+
+    def inject_fault(self, service: str, operation: str, error_code: str, message: str = "injected by the drill",
+                     status: int = 400, times: int | None = None) -> Fault:
+        """Make `service`'s `operation` (botocore names, e.g. auto-scaling / SetInstanceHealth) fail."""
+        from core import aws as core_aws
+
+        fault = Fault(service, operation, error_code, message, status, times)
+        self.faults.append(fault)
+        core_aws.reset()  # clients copy the session's hooks when they are created
+        return fault
+
+    # --- deployment ---
+    def deploy(self) -> None:
+        t = self.template
+        ddb, sns, sqs, events, sfn, cw = (self.client(s) for s in
+                                           ("dynamodb", "sns", "sqs", "events", "stepfunctions", "cloudwatch"))
+        for logical_id, resource in t.of_type("AWS::SQS::Queue").items():
+            sqs.create_queue(QueueName=t.names[logical_id])
+        for logical_id, resource in t.of_type("AWS::SNS::Topic").items():
+            sns.create_topic(Name=t.names[logical_id])
+        for kind in ("AWS::DynamoDB::GlobalTable", "AWS::DynamoDB::Table"):
+            for logical_id, resource in t.of_type(kind).items():
+                self._create_table(ddb, t.names[logical_id], resource["Properties"])
+        for logical_id, resource in t.of_type("AWS::Events::EventBus").items():
+            events.create_event_bus(Name=t.names[logical_id])
+        for logical_id, resource in t.of_type("AWS::Lambda::Function").items():
+            props = t.resolve(resource["Properties"])
+            spec = FunctionSpec(
+                name=t.names[logical_id],
+                arn=t.arn(logical_id),
+                handler=props["Handler"],
+                environment={k: str(v) for k, v in (props.get("Environment") or {}).get("Variables", {}).items()},
+                dead_letter_arn=(props.get("DeadLetterConfig") or {}).get("TargetArn"),
+            )
+            self.functions[spec.name] = spec
+        for logical_id, resource in t.of_type("AWS::StepFunctions::StateMachine").items():
+            props = t.resolve(resource["Properties"])
+            definition = props.get("DefinitionString")
+            if not isinstance(definition, str):
+                definition = json.dumps(definition)
+            sfn.create_state_machine(
+                name=t.names[logical_id], definition=definition, roleArn=props["RoleArn"], type="STANDARD"
+            )
+        for logical_id, resource in t.of_type("AWS::Events::Rule").items():
+            props = t.resolve(resource["Properties"])
+            if props.get("State", "ENABLED") != "ENABLED":
+                continue
+            from moto.events.models import EventPattern
+
+            bus = props.get("EventBusName", "default").split("/")[-1]
+            self.routes.append(Route(t.names[logical_id], bus, EventPattern.load(json.dumps(props["EventPattern"])),
+                                     props.get("Targets", [])))
+        for logical_id, resource in t.of_type("AWS::CloudWatch::Alarm").items():
+            self._create_alarm(cw, t.resolve(resource["Properties"]))
+        self.outputs = {k: str(t.resolve(v["Value"])) for k, v in t.body.get("Outputs", {}).items()}
+        # A human's inbox for escalations: an SQS queue subscribed to every topic.
+        inbox = sqs.create_queue(QueueName="escalation-inbox")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for logical_id in t.of_type("AWS::SNS::Topic"):
+            sns.subscribe(TopicArn=t.arn(logical_id), Protocol="sqs", Endpoint=inbox_arn,
+                          Attributes={"RawMessageDelivery": "true"})
+        self.escalation_inbox = inbox
+
+    @staticmethod
+    def _create_table(ddb: Any, name: str, props: dict[str, Any]) -> None:
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        indexes = [
+            {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g.get("Projection", {"ProjectionType": "ALL"})}
+            for g in props.get("GlobalSecondaryIndexes", [])
+        ]
+        if indexes:
+            kwargs["GlobalSecondaryIndexes"] = indexes
+        ddb.create_table(**kwargs)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            ddb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+            )
+
+    @staticmethod
+    def _create_alarm(cw: Any, props: dict[str, Any]) -> None:
+        keys = ("AlarmName", "AlarmDescription", "MetricName", "Namespace", "Statistic", "Period", "Threshold",
+                "ComparisonOperator", "EvaluationPeriods", "DatapointsToAlarm", "TreatMissingData", "Dimensions",
+                "Metrics", "Tags", "ExtendedStatistic", "Unit")
+        cw.put_metric_alarm(**{k: props[k] for k in keys if k in props})
+
+    # --- Lambda ---
+    def invoke(self, function_name: str, payload: Any, source: str = "task") -> tuple[bool, Any]:
+        """Run a function's handler in process with its environment; returns (ok, result or
+        the error payload Lambda would return)."""
+        from core import aws as core_aws
+
+        spec = self.functions.get(function_name)
+        if spec is None:
+            raise TemplateError(f"the template has no function {function_name}")
+        module_name, _, attribute = spec.handler.rpartition(".")
+        with self._lock, mock.patch.dict(os.environ, spec.environment), contextlib.redirect_stdout(self.log):
+            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
+            core_aws.reset()
+            try:
+                handler = getattr(importlib.import_module(module_name), attribute)
+                result = handler(payload, _Context(spec))
+                self.invocations.append(Invocation(spec.name, source, True, result=result, at=_now()))
+                return True, result
+            except Exception as exc:  # noqa: BLE001 - reported as Lambda reports it
+                error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+                self.invocations.append(Invocation(spec.name, source, False, error=f"{type(exc).__name__}: {exc}",
+                                                   at=_now()))
+                return False, error
+
+    # --- EventBridge ---
+    def _accept(self, entry: dict[str, Any], event_id: str, backend: Any) -> None:
+        bus = (entry.get("EventBusName") or "default").split("/")[-1]
+        event = {
+            "version": "0",
+            "id": event_id,
+            "detail-type": entry["DetailType"],
+            "source": entry["Source"],
+            "account": self.account,
+            "time": _now(),
+            "region": self.region,
+            "resources": entry.get("Resources", []),
+            "detail": json.loads(entry["Detail"]),
+        }
+        with self._lock:
+            self.events.append({"bus": bus, **event})
+            self._queue.append((bus, event))
+
+    def put_event(self, event: dict[str, Any], bus: str = "default") -> None:
+        """Deliver an event exactly as AWS would have put it on `bus` (e.g. an alarm state change
+        on the default bus); it is routed on the next pump()."""
+        with self._lock:
+            self.events.append({"bus": bus, **event})
+            self._queue.append((bus, event))
+
+    def pump(self, timeout: float = 120.0) -> None:
+        """Deliver queued events to their targets until nothing is left to deliver and no
+        execution is running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                item = self._queue.popleft() if self._queue else None
+            if item is not None:
+                self._route(*item)
+                continue
+            if not self._running_executions():
+                with self._lock:
+                    if not self._queue:
+                        return
+                continue
+            time.sleep(0.02)
+        raise TimeoutError(f"the emulator did not settle within {timeout} s")
+
+    def _route(self, bus: str, event: dict[str, Any]) -> None:
+        for route in self.routes:
+            if route.bus != bus or not route.pattern.matches_event(event):
+                continue
+            for target in route.targets:
+                arn = target["Arn"]
+                if ":function:" in arn:
+                    self._deliver_to_function(arn.split(":function:")[-1], event, target)
+                elif ":stateMachine:" in arn:
+                    self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(event))
+                elif ":sqs:" in arn:
+                    url = self.client("sqs").get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+                    self.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(event))
+
+    def _deliver_to_function(self, name: str, event: dict[str, Any], target: dict[str, Any]) -> None:
+        """Asynchronous invocation: retried, then sent to the function's dead-letter queue."""
+        spec = self.functions[name]
+        error = None
+        for _ in range(_ASYNC_ATTEMPTS):
+            ok, result = self.invoke(name, event, source="event")
+            if ok:
+                return
+            error = result
+        dead_letter = spec.dead_letter_arn or (target.get("DeadLetterConfig") or {}).get("Arn")
+        if dead_letter:
+            sqs = self.client("sqs")
+            url = sqs.get_queue_url(QueueName=dead_letter.rsplit(":", 1)[-1])["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event),
+                             MessageAttributes={"ErrorMessage": {"DataType": "String",
+                                                                 "StringValue": json.dumps(error)[:1000]}})
+
+    # --- Step Functions ---
+    @property
+    def state_machine_arn(self) -> str:
+        return self.outputs.get("RecoveryStateMachineArn") or next(
+            self.template.arn(k) for k in self.template.of_type("AWS::StepFunctions::StateMachine")
+        )
+
+    def executions(self) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        found: list[dict[str, Any]] = []
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
+            found.extend(page["executions"])
+        return found
+
+    def _running_executions(self) -> bool:
+        return any(e["status"] == "RUNNING" for e in self.executions())
+
+    def wait_for_executions(self, timeout: float = 120.0, quiet: bool = False) -> None:
+        deadline = time.monotonic() + timeout
+        while self._running_executions():
+            if time.monotonic() > deadline:
+                if quiet:
+                    return
+                raise TimeoutError("executions still running")
+            time.sleep(0.02)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        events: list[dict[str, Any]] = []
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+            events.extend(page["events"])
+        return events
+
+    # --- CloudWatch: an alarm changes state the way CloudWatch announces it ---
+    def set_alarm_state(self, alarm_name: str, state: str, reason: str = "Threshold Crossed: injected by a drill",
+                        deliveries: int = 1) -> dict[str, Any]:
+        """Put the alarm into `state` and put its "CloudWatch Alarm State Change" event on the
+        default bus (`deliveries` times: EventBridge delivers at least once)."""
+        from core import clock
+
+        cw = self.client("cloudwatch")
+        alarms = cw.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
+        if not alarms:
+            raise TemplateError(f"no alarm named {alarm_name}")
+        alarm = alarms[0]
+        previous = {
+            "value": alarm.get("StateValue", "INSUFFICIENT_DATA"),
+            "reason": alarm.get("StateReason", "Unchecked: Initial alarm creation"),
+            "timestamp": _cw_time(alarm.get("StateUpdatedTimestamp") or clock.utc_now()),
+        }
+        cw.set_alarm_state(AlarmName=alarm_name, StateValue=state, StateReason=reason)
+        now = clock.utc_now()
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "CloudWatch Alarm State Change",
+            "source": "aws.cloudwatch",
+            "account": self.account,
+            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [alarm["AlarmArn"]],
+            "detail": {
+                "alarmName": alarm_name,
+                "state": {"value": state, "reason": reason, "timestamp": _cw_time(now)},
+                "previousState": previous,
+                "configuration": _alarm_configuration(alarm),
+            },
+        }
+        for _ in range(deliveries):
+            self.put_event(json.loads(json.dumps(event)))
+        return event
+
+    def escalations(self) -> list[dict[str, Any]]:
+        """Messages a human received on the escalation topic."""
+        sqs = self.client("sqs")
+        messages = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.escalation_inbox, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return messages
+            for message in batch:
+                body = message["Body"]
+                with contextlib.suppress(ValueError):
+                    body = json.loads(body)
+                messages.append(body)
+                sqs.delete_message(QueueUrl=self.escalation_inbox, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _alarm_configuration(alarm: dict[str, Any]) -> dict[str, Any]:
+    if alarm.get("Metrics"):
+        metrics = []
+        for query in alarm["Metrics"]:
+            item: dict[str, Any] = {"id": query["Id"], "returnData": query.get("ReturnData", True)}
+            if "Expression" in query:
+                item["expression"] = query["Expression"]
+            if "MetricStat" in query:
+                stat = query["MetricStat"]
+                item["metricStat"] = {
+                    "metric": {
+                        "namespace": stat["Metric"]["Namespace"],
+                        "name": stat["Metric"]["MetricName"],
+                        "dimensions": {d["Name"]: d["Value"] for d in stat["Metric"].get("Dimensions", [])},
+                    },
+                    "period": stat["Period"],
+                    "stat": stat["Stat"],
+                }
+            metrics.append(item)
+    else:
+        metrics = [
+            {
+                "id": "m1",
+                "metricStat": {
+                    "metric": {
+                        "namespace": alarm.get("Namespace"),
+                        "name": alarm.get("MetricName"),
+                        "dimensions": {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])},
+                    },
+                    "period": alarm.get("Period"),
+                    "stat": alarm.get("Statistic") or alarm.get("ExtendedStatistic"),
+                },
+                "returnData": True,
+            }
+        ]
+    return {"description": alarm.get("AlarmDescription", ""), "metrics": metrics}
+
+
+def _cw_time(value: datetime) -> str:
+    """CloudWatch's timestamp format in alarm events: 2026-11-20T09:14:31.104+0000."""
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+def _now() -> str:
+    from core import clock
+
+    return clock.utc_now().isoformat()
