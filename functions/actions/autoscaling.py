@@ -18,7 +18,8 @@ def call(client: Any, operation: str, **kwargs: Any) -> Any:
     try:
         return getattr(client, operation)(**kwargs)
     except Exception as exc:  # noqa: BLE001 - classified: transient retries, permanent rolls back
-        raise classify_client_error(exc, f"autoscaling:{operation}") from exc
+        api_name = client.meta.method_to_api_mapping.get(operation, operation)
+        raise classify_client_error(exc, f"autoscaling:{api_name}") from exc
 
 
 def describe_group(client: Any, name: str) -> dict[str, Any]:

@@ -105,8 +105,10 @@ def run(spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, manag
         return previous["result"]
 
     started_at = clock.utc_now().isoformat()
+    recorded: dict[str, Any] = {"before": (previous or {}).get("before")}
 
     def record_before(before: dict[str, Any]) -> None:
+        recorded["before"] = before
         store.put_action(
             impairment_id,
             request.step.index,
@@ -134,7 +136,7 @@ def run(spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, manag
             request.step.index,
             phase,
             {"status": "failed", "action": spec.name, "error": str(exc), "started_at": started_at,
-             "before": context.before, "finished_at": clock.utc_now().isoformat()},
+             "before": recorded["before"], "finished_at": clock.utc_now().isoformat()},
         )
         raise
     result.started_at = started_at

@@ -133,6 +133,8 @@ def rollback(ctx: Context) -> ActionResult:
             f"already replaced, cannot be restored: {', '.join(irreversible)}"
             if irreversible
             else "restored the instances' health status"
+            if changed
+            else "nothing to undo: the instances are as they were"
         ),
     )
 

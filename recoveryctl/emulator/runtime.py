@@ -15,10 +15,12 @@ import contextlib
 import importlib
 import io
 import json
+import logging
 import os
 import threading
 import time
 import uuid
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -133,6 +135,10 @@ class Emulator:
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         )
         self._patch_moto()
+        for noisy in ("moto.stepfunctions", "moto.stepfunctions.parser"):
+            logger = logging.getLogger(noisy)
+            self._stack.callback(logger.setLevel, logger.level)
+            logger.setLevel(logging.CRITICAL)
         clock.reset()
         core_aws.reset()
         self._install_fault_hook()
@@ -155,6 +161,7 @@ class Emulator:
 
     # --- patches: Lambda dispatch, virtual waits, event routing ---
     def _patch_moto(self) -> None:
+        from moto.autoscaling.models import AutoScalingBackend
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.events.models import EventsBackend
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
@@ -190,6 +197,24 @@ class Emulator:
                     emulator._accept(entry, result["EventId"], backend)
             return results
 
+        def update_attached_target_groups(backend: Any, group_name: str) -> None:
+            # Fidelity: an Auto Scaling group registers its running instances with its target
+            # groups; moto re-registers every instance and so fails on a stopped (impaired) one.
+            group = backend.autoscaling_groups[group_name]
+            if not group.target_group_arns:
+                return
+            running = sorted(s.instance.id for s in group.instance_states if s.instance.state == "running")
+            for target_group in backend.elbv2_backend.describe_target_groups(
+                target_group_arns=group.target_group_arns, load_balancer_arn=None, names=None
+            ):
+                if running:
+                    backend.elbv2_backend.register_targets(
+                        target_group.arn, [{"Id": i, "Port": target_group.port} for i in running]
+                    )
+
+        self._stack.enter_context(
+            mock.patch.object(AutoScalingBackend, "update_attached_target_groups", update_attached_target_groups)
+        )
         self._stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
         self._stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
         self._stack.enter_context(mock.patch.object(retrier_decl, "time", _VirtualTime))
@@ -325,7 +350,14 @@ class Emulator:
         if spec is None:
             raise TemplateError(f"the template has no function {function_name}")
         module_name, _, attribute = spec.handler.rpartition(".")
-        with self._lock, mock.patch.dict(os.environ, spec.environment), contextlib.redirect_stdout(self.log):
+        with (
+            self._lock,
+            mock.patch.dict(os.environ, spec.environment),
+            contextlib.redirect_stdout(self.log),
+            warnings.catch_warnings(),
+        ):
+            # Powertools warns on stderr when an invocation emits no metric: noise in a drill.
+            warnings.simplefilter("ignore", UserWarning)
             os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
             core_aws.reset()
             try:

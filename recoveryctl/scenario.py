@@ -1,0 +1,100 @@
+"""Drill scenarios: files a user can write. See docs/scenarios.md for the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+BUILT_IN = Path(__file__).resolve().parent / "scenarios"
+
+
+class ScenarioError(ValueError):
+    """A scenario cannot be found or does not validate."""
+
+
+class GroupShape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_size: int = Field(default=2, ge=0, le=1000)
+    max_size: int = Field(default=6, ge=1, le=1000)
+    desired: int = Field(default=3, ge=0, le=1000)
+
+
+class InstanceFault(BaseModel):
+    """What happens to instances of the group before the signals fire."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["stop"] = Field(description="stop: the instance stops (status checks and target health fail)")
+    count: int = Field(default=1, ge=1, le=1000)
+
+
+class ApiFault(BaseModel):
+    """An AWS API operation that fails while the drill runs (botocore names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(examples=["auto-scaling", "elastic-load-balancing", "ec2"])
+    operation: str = Field(examples=["TerminateInstanceInAutoScalingGroup"])
+    error_code: str = Field(examples=["AccessDenied", "Throttling"])
+    message: str = "injected by the drill"
+    status: int = Field(default=400, ge=400, le=599)
+    times: int | None = Field(default=None, ge=1, description="fail only the first N calls (default: all)")
+
+
+class SignalSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alarm: str = Field(description='alarm name; "{workload}" is replaced by the workload name')
+    state: Literal["ALARM", "OK", "INSUFFICIENT_DATA"] = "ALARM"
+    deliveries: int = Field(default=1, ge=1, le=100, description="times EventBridge delivers the event")
+
+
+class Expectation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["recovered", "rolled_back", "escalated", "skipped"] | None = None
+    executions_started: int | None = Field(default=None, ge=0)
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    description: str = ""
+    workload: str | None = Field(default=None, description="default: the first protected workload")
+    group: GroupShape = Field(default_factory=GroupShape)
+    instance_faults: list[InstanceFault] = Field(default_factory=list)
+    api_faults: list[ApiFault] = Field(default_factory=list)
+    signals: list[SignalSpec] = Field(min_length=1)
+    expect: Expectation = Field(default_factory=Expectation)
+
+
+def built_in() -> list[str]:
+    return sorted(p.stem for p in BUILT_IN.glob("*.json"))
+
+
+def load(name_or_path: str) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = BUILT_IN / f"{name_or_path}.json"
+        if not path.exists():
+            raise ScenarioError(
+                f"no scenario named {name_or_path!r}; built-in scenarios: {', '.join(built_in())} "
+                "(or pass the path of a scenario file)"
+            )
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ScenarioError(f"scenario file {path} is not valid JSON: {exc}") from exc
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ScenarioError(f"scenario file {path} is invalid: {problems}") from None
