@@ -21,15 +21,17 @@ from infra.nag import apply_nag
 
 class RecoveryStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: RecoveryConfig, **kwargs) -> None:
-        super().__init__(scope, construct_id, description="Detects workload impairment and recovers it (REL07-BP02)",
-                         **kwargs)
+        super().__init__(
+            scope, construct_id, description="Detects workload impairment and recovers it (REL07-BP02)", **kwargs
+        )
         plans = config.parsed_plans()
         managed_tag = (config.managed_tag_key, config.managed_tag_value)
         bus = RecoveryBus(self, "Events", archive_retention_days=config.archive_retention_days)
         storage = RecoveryTable(self, "Storage")
         escalation = Escalation(self, "Escalation", emails=config.escalation_emails)
-        plans_json = json.dumps([p.model_dump(mode="json", exclude_defaults=False) for p in plans],
-                                separators=(",", ":"))
+        plans_json = json.dumps(
+            [p.model_dump(mode="json", exclude_defaults=False) for p in plans], separators=(",", ":")
+        )
         functions = FunctionFactory(
             self,
             "Functions",
@@ -48,9 +50,14 @@ class RecoveryStack(Stack):
         workloads = [
             ProtectedWorkload(self, f"Workload-{w.name}", workload=w, managed_tag=managed_tag) for w in config.workloads
         ]
-        self.detection = Detection(self, "Detection", functions=functions, bus=bus.bus,
-                                   dead_letters=escalation.dead_letters,
-                                   workload_names=[w.name for w in config.workloads])
+        self.detection = Detection(
+            self,
+            "Detection",
+            functions=functions,
+            bus=bus.bus,
+            dead_letters=escalation.dead_letters,
+            workload_names=[w.name for w in config.workloads],
+        )
         self.workflow = RecoveryWorkflow(
             self,
             "Recovery",

@@ -1,7 +1,7 @@
 """recoveryctl: the operator CLI.
 
-  recoveryctl drill --scenario NAME|FILE [--json]   run a recovery drill in the local emulator
-  recoveryctl scenarios                             list the built-in scenarios
+recoveryctl drill --scenario NAME|FILE [--json]   run a recovery drill in the local emulator
+recoveryctl scenarios                             list the built-in scenarios
 """
 
 from __future__ import annotations

@@ -59,8 +59,9 @@ class Drill:
         self.workload = matches[0]
         env = next(iter(emulator.functions.values())).environment
         self._managed_tag = (env.get("MANAGED_TAG_KEY", "recovery:managed"), env.get("MANAGED_TAG_VALUE", "true"))
-        shape = workloads.WorkloadShape(self.scenario.group.min_size, self.scenario.group.max_size,
-                                        self.scenario.group.desired)
+        shape = workloads.WorkloadShape(
+            self.scenario.group.min_size, self.scenario.group.max_size, self.scenario.group.desired
+        )
         workloads.build(emulator, self.workload, shape, self._managed_tag)
 
     def run(self) -> dict[str, Any]:
@@ -76,8 +77,14 @@ class Drill:
                 emulator.client("ec2").stop_instances(InstanceIds=victims)
             impaired.extend(victims)
         for api_fault in self.scenario.api_faults:
-            emulator.inject_fault(api_fault.service, api_fault.operation, api_fault.error_code, api_fault.message,
-                                  api_fault.status, api_fault.times)
+            emulator.inject_fault(
+                api_fault.service,
+                api_fault.operation,
+                api_fault.error_code,
+                api_fault.message,
+                api_fault.status,
+                api_fault.times,
+            )
         signals = []
         for signal in self.scenario.signals:
             alarm = signal.alarm.replace("{workload}", self.workload["name"])
@@ -85,15 +92,22 @@ class Drill:
                 event = emulator.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries)
             except TemplateError as exc:
                 raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
-            signals.append({"alarm": alarm, "state": signal.state, "deliveries": signal.deliveries,
-                            "time": event["detail"]["state"]["timestamp"]})
+            signals.append(
+                {
+                    "alarm": alarm,
+                    "state": signal.state,
+                    "deliveries": signal.deliveries,
+                    "time": event["detail"]["state"]["timestamp"],
+                }
+            )
         emulator.pump()
         after = workloads.group_state(emulator, group)
         return self._report(signals, impaired, before, after)
 
     # --- the report ---
-    def _report(self, signals: list[dict[str, Any]], impaired: list[str], before: dict[str, Any],
-                after: dict[str, Any]) -> dict[str, Any]:
+    def _report(
+        self, signals: list[dict[str, Any]], impaired: list[str], before: dict[str, Any], after: dict[str, Any]
+    ) -> dict[str, Any]:
         from core.store import RecoveryStore
 
         emulator = self.emulator
@@ -108,24 +122,33 @@ class Drill:
             transitions += len(entered)
             if index == 0:
                 states = [e["stateEnteredEventDetails"]["name"] for e in entered]
-                execution = {"name": item["name"], "arn": item["executionArn"], "status": item["status"],
-                             "states": states}
+                execution = {
+                    "name": item["name"],
+                    "arn": item["executionArn"],
+                    "status": item["status"],
+                    "states": states,
+                }
         record = store.get_impairment(execution["name"]) if execution else None
         actions = []
         if record:
             records = sorted(store.list_actions(record["impairment_id"]), key=lambda a: a.get("started_at", ""))
             for action in records:
                 result = action.get("result") or {}
-                actions.append({
-                    "type": action.get("action"),
-                    "phase": action.get("phase"),
-                    "target": ", ".join(result.get("targets") or _targets(action.get("before"))),
-                    "result": result.get("result") or action.get("status"),
-                    "message": result.get("message") or action.get("error", ""),
-                })
+                actions.append(
+                    {
+                        "type": action.get("action"),
+                        "phase": action.get("phase"),
+                        "target": ", ".join(result.get("targets") or _targets(action.get("before"))),
+                        "result": result.get("result") or action.get("status"),
+                        "message": result.get("message") or action.get("error", ""),
+                    }
+                )
         outcome = (record or {}).get("outcome") or _outcome_from(execution)
-        detected = [i for i in emulator.invocations if i.ok and isinstance(i.result, dict)
-                    and i.result.get("detail_type") == "Impairment Detected"]
+        detected = [
+            i
+            for i in emulator.invocations
+            if i.ok and isinstance(i.result, dict) and i.result.get("detail_type") == "Impairment Detected"
+        ]
         escalations = emulator.escalations()
         report = {
             "scenario": self.scenario.name,
@@ -145,8 +168,13 @@ class Drill:
             "signals": signals,
             "detections": len(detected),
             "escalations": [e.get("summary", e) if isinstance(e, dict) else e for e in escalations],
-            "workload": {"name": self.workload["name"], "group": self.workload["auto_scaling_group"],
-                         "impaired_instances": impaired, "before": before, "after": after},
+            "workload": {
+                "name": self.workload["name"],
+                "group": self.workload["auto_scaling_group"],
+                "impaired_instances": impaired,
+                "before": before,
+                "after": after,
+            },
             "virtual_wait_seconds": emulator.virtual_seconds,
             "lambda_errors": [f"{i.function}: {i.error}" for i in emulator.invocations if not i.ok],
             "dead_letters": _dead_letters(emulator),
@@ -200,8 +228,10 @@ def format_timeline(report: dict[str, Any]) -> str:
     lines = [f"Drill {report['scenario']}: {report['description']}", ""]
     wl = report["workload"]
     before = wl["before"]
-    lines.append(f"  workload   {wl['name']}: group {wl['group']} with {len(before['in_service'])} instances in service"
-                 f" (min {before['min_size']}, max {before['max_size']}, desired {before['desired_capacity']})")
+    lines.append(
+        f"  workload   {wl['name']}: group {wl['group']} with {len(before['in_service'])} instances in service"
+        f" (min {before['min_size']}, max {before['max_size']}, desired {before['desired_capacity']})"
+    )
     if wl["impaired_instances"]:
         lines.append(f"  fault      impaired {', '.join(wl['impaired_instances'])}")
     lines.append("")
@@ -210,37 +240,51 @@ def format_timeline(report: dict[str, Any]) -> str:
         lines.append(f"  +0.0 s     signal     alarm {signal['alarm']} -> {signal['state']}{times}")
     mttd = report["mttd_seconds"]
     if report["impairment_id"]:
-        lines.append(f"  +{mttd:.1f} s     detected   {report['impairment_id']}: {report['impairment_type']}, "
-                     f"severity {report['severity']}  (MTTD {mttd:.1f} s)")
+        lines.append(
+            f"  +{mttd:.1f} s     detected   {report['impairment_id']}: {report['impairment_type']}, "
+            f"severity {report['severity']}  (MTTD {mttd:.1f} s)"
+        )
     else:
         lines.append(f"             detected   nothing ({report['reason']})")
     execution = report["execution"]
     if execution:
-        lines.append(f"             execution  {execution['name']} started "
-                     f"({report['executions_started']} execution(s) for {report['detections']} detection(s))")
+        lines.append(
+            f"             execution  {execution['name']} started "
+            f"({report['executions_started']} execution(s) for {report['detections']} detection(s))"
+        )
         for state in execution["states"]:
             note = ""
             if state == "SelectPlan" and report["plan"]:
                 note = f"  plan {report['plan']}"
             lines.append(f"               state    {state}{note}")
     for action in report["actions"]:
-        lines.append(f"             {action['phase']:<9}  {action['type']} on {action['target'] or '-'}: "
-                     f"{action['result']}  {action['message']}".rstrip())
+        lines.append(
+            f"             {action['phase']:<9}  {action['type']} on {action['target'] or '-'}: "
+            f"{action['result']}  {action['message']}".rstrip()
+        )
     lines.append("")
     mttr = report["mttr_seconds"]
     total = f"+{(mttd or 0) + (mttr or 0):.1f} s".ljust(11) if mttr is not None else " " * 11
-    verdict = {"recovered": "recovered, verified healthy", "escalated": "escalated to a human",
-               "skipped": "skipped", "rolled_back": "rolled back"}.get(report["outcome"], report["outcome"])
+    verdict = {
+        "recovered": "recovered, verified healthy",
+        "escalated": "escalated to a human",
+        "skipped": "skipped",
+        "rolled_back": "rolled back",
+    }.get(report["outcome"], report["outcome"])
     lines.append(f"  {total}outcome    {verdict}" + (f" (MTTR {mttr:.1f} s)" if mttr is not None else ""))
     if report["reason"] and report["outcome"] != "recovered":
         lines.append(f"             reason     {report['reason']}")
     for message in report["escalations"]:
         lines.append(f"             paged      {message}")
     after = wl["after"]
-    lines.append(f"             group now  {len(after['in_service'])} in service, desired {after['desired_capacity']}"
-                 f" ({', '.join(after['in_service'])})")
-    lines.append(f"             cost       {report['transitions']} state transitions; "
-                 f"{report['virtual_wait_seconds']:.0f} s of waits fast-forwarded")
+    lines.append(
+        f"             group now  {len(after['in_service'])} in service, desired {after['desired_capacity']}"
+        f" ({', '.join(after['in_service'])})"
+    )
+    lines.append(
+        f"             cost       {report['transitions']} state transitions; "
+        f"{report['virtual_wait_seconds']:.0f} s of waits fast-forwarded"
+    )
     if report["lambda_errors"]:
         lines.append(f"             errors     {len(report['lambda_errors'])} function error(s) (retried or caught):")
         lines.extend(f"                          {e[:160]}" for e in report["lambda_errors"])

@@ -70,4 +70,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"shared sample events: {SHARED_EVENTS} ({'found' if SHARED_EVENTS.exists() else 'missing'})"
 
 
+# Set before any module under test is imported (session fixtures run before autouse ones).
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

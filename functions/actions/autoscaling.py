@@ -17,7 +17,7 @@ def asg_client() -> Any:
 def call(client: Any, operation: str, **kwargs: Any) -> Any:
     try:
         return getattr(client, operation)(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - classified: transient retries, permanent rolls back
+    except Exception as exc:
         api_name = client.meta.method_to_api_mapping.get(operation, operation)
         raise classify_client_error(exc, f"autoscaling:{api_name}") from exc
 
@@ -74,10 +74,11 @@ def group_name(client: Any, impairment: ImpairmentDetected) -> str:
     return groups.pop()
 
 
-
 def healthy_in_service(group: dict[str, Any], excluding: set[str] = frozenset()) -> list[str]:
     return [
         i["InstanceId"]
         for i in group.get("Instances", [])
-        if i.get("LifecycleState") == "InService" and i.get("HealthStatus") == "Healthy" and i["InstanceId"] not in excluding
+        if i.get("LifecycleState") == "InService"
+        and i.get("HealthStatus") == "Healthy"
+        and i["InstanceId"] not in excluding
     ]

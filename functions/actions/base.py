@@ -82,7 +82,9 @@ class ActionSpec:
     rollback: Callable[[Context], ActionResult]
 
 
-def run(spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, managed_tag: tuple[str, str]) -> dict[str, Any]:
+def run(
+    spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, managed_tag: tuple[str, str]
+) -> dict[str, Any]:
     """Validate the input, replay a finished step, else run it and record it.
 
     A step writes a "started" record holding the state before the change before it changes
@@ -135,8 +137,14 @@ def run(spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, manag
             impairment_id,
             request.step.index,
             phase,
-            {"status": "failed", "action": spec.name, "error": str(exc), "started_at": started_at,
-             "before": recorded["before"], "finished_at": clock.utc_now().isoformat()},
+            {
+                "status": "failed",
+                "action": spec.name,
+                "error": str(exc),
+                "started_at": started_at,
+                "before": recorded["before"],
+                "finished_at": clock.utc_now().isoformat(),
+            },
         )
         raise
     result.started_at = started_at
@@ -146,8 +154,15 @@ def run(spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, manag
         impairment_id,
         request.step.index,
         phase,
-        {"status": "done", "action": spec.name, "result": payload, "before": payload["before"],
-         "after": payload["after"], "started_at": started_at, "finished_at": payload["finished_at"]},
+        {
+            "status": "done",
+            "action": spec.name,
+            "result": payload,
+            "before": payload["before"],
+            "after": payload["after"],
+            "started_at": started_at,
+            "finished_at": payload["finished_at"],
+        },
     )
     metrics.add_dimension(name="action", value=spec.name)
     metrics.add_metric(name="ActionSucceeded" if phase == "apply" else "RollbackSucceeded", unit="Count", value=1)

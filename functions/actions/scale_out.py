@@ -56,8 +56,7 @@ def apply(ctx: Context) -> ActionResult:
         before=before,
         after={"group": before["group"], "desired_capacity": max(current, target)},
         message=(
-            f"desired capacity {before['desired_capacity']} -> {target}"
-            + (f" (capped at {limit})" if capped else "")
+            f"desired capacity {before['desired_capacity']} -> {target}" + (f" (capped at {limit})" if capped else "")
         ),
     )
 
@@ -68,8 +67,14 @@ def rollback(ctx: Context) -> ActionResult:
     applied = ctx.applied or {}
     before = applied.get("before") or ctx.before
     if not before:
-        return ActionResult(action=NAME, phase="rollback", step_index=ctx.step_index, result="unchanged",
-                            targets=[], message="nothing was applied")
+        return ActionResult(
+            action=NAME,
+            phase="rollback",
+            step_index=ctx.step_index,
+            result="unchanged",
+            targets=[],
+            message="nothing was applied",
+        )
     set_to = (applied.get("after") or {}).get("desired_capacity")
     current = asg.describe_group(client, before["group"])["DesiredCapacity"]
     changed = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,7 +20,7 @@ DETECTED = "Impairment Detected"
 CLEARED = "Impairment Cleared"
 
 
-class ImpairmentType(str, Enum):
+class ImpairmentType(StrEnum):
     """The kinds of impairment named by REL07-BP02, plus zonal events."""
 
     INSTANCE_FAILURE = "instance_failure"
@@ -35,7 +35,7 @@ class ImpairmentType(str, Enum):
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """Impairment severity. Ordered by rank, never by string (\"critical\" < \"high\" as strings)."""
 
     LOW = "low"

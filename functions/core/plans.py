@@ -69,9 +69,7 @@ class Plan(BaseModel):
         for index, step in enumerate(self.steps):
             spec = ACTIONS.get(step.action)
             if spec is None:
-                raise ValueError(
-                    f"step {index}: unknown action {step.action!r} (known: {', '.join(sorted(ACTIONS))})"
-                )
+                raise ValueError(f"step {index}: unknown action {step.action!r} (known: {', '.join(sorted(ACTIONS))})")
             try:
                 spec.params.model_validate(step.params)
             except ValidationError as exc:

@@ -37,13 +37,17 @@ class EventPublisher:
             batch = entries[start : start + _BATCH]
             try:
                 response = client.put_events(Entries=batch)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise classify_client_error(exc, "events:PutEvents") from exc
             if response.get("FailedEntryCount", 0):
                 for entry, result in zip(batch, response.get("Entries", []), strict=False):
                     if result.get("ErrorCode"):
                         failed.append(
-                            {"detail": entry["Detail"], "code": result["ErrorCode"], "message": result.get("ErrorMessage")}
+                            {
+                                "detail": entry["Detail"],
+                                "code": result["ErrorCode"],
+                                "message": result.get("ErrorMessage"),
+                            }
                         )
         if failed:
             raise PublishError(f"{len(failed)} of {len(entries)} events were not accepted", failed=failed)

@@ -50,9 +50,7 @@ class RecoveryStore:
 
             if self._client is None:
                 self._client = aws.client("dynamodb")
-            self._table = boto3.resource("dynamodb", region_name=self._client.meta.region_name).Table(
-                self.table_name
-            )
+            self._table = boto3.resource("dynamodb", region_name=self._client.meta.region_name).Table(self.table_name)
         return self._table
 
     # --- impairments -------------------------------------------------------------------------
@@ -77,7 +75,7 @@ class RecoveryStore:
         try:
             self.table.put_item(Item=_to_dynamo(item), ConditionExpression="attribute_not_exists(pk)")
             return True
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:
             if _is_condition_failure(exc):
                 return False
             raise classify_client_error(exc, "dynamodb:PutItem") from exc
@@ -95,13 +93,11 @@ class RecoveryStore:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_to_dynamo(values),
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise classify_client_error(exc, "dynamodb:UpdateItem") from exc
 
     def get_impairment(self, impairment_id: str) -> dict[str, Any] | None:
-        response = self.table.get_item(
-            Key={"pk": f"IMPAIRMENT#{impairment_id}", "sk": "RECORD"}, ConsistentRead=True
-        )
+        response = self.table.get_item(Key={"pk": f"IMPAIRMENT#{impairment_id}", "sk": "RECORD"}, ConsistentRead=True)
         item = response.get("Item")
         return _from_dynamo(item) if item else None
 
@@ -132,7 +128,7 @@ class RecoveryStore:
         }
         try:
             self.table.put_item(Item=_to_dynamo(item))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise classify_client_error(exc, "dynamodb:PutItem") from exc
 
     def get_action(self, impairment_id: str, step_index: int, phase: str) -> dict[str, Any] | None:
@@ -148,8 +144,7 @@ class RecoveryStore:
         from boto3.dynamodb.conditions import Key
 
         kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(f"IMPAIRMENT#{impairment_id}")
-            & Key("sk").begins_with("ACTION#"),
+            "KeyConditionExpression": Key("pk").eq(f"IMPAIRMENT#{impairment_id}") & Key("sk").begins_with("ACTION#"),
             "ConsistentRead": True,
         }
         items: list[dict[str, Any]] = []
@@ -189,7 +184,7 @@ class RecoveryStore:
         for start in range(0, len(items), 100):  # TransactWriteItems takes at most 100 items
             try:
                 client.transact_write_items(TransactItems=items[start : start + 100])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if _is_condition_failure(exc):
                     holders = self._lock_holders(resource_keys)
                     raise RecoveryInProgress(
@@ -207,7 +202,7 @@ class RecoveryStore:
                     ExpressionAttributeNames={"#o": "owner"},
                     ExpressionAttributeValues={":me": impairment_id},
                 )
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not _is_condition_failure(exc):
                     raise classify_client_error(exc, "dynamodb:DeleteItem") from exc
 

@@ -104,7 +104,7 @@ class AwsInventory:
     def alarm_tags(self, alarm_arn: str) -> dict[str, str] | None:
         try:
             tags = aws.client("cloudwatch").list_tags_for_resource(ResourceARN=alarm_arn)["Tags"]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code in ("ResourceNotFound", "ResourceNotFoundException", "InvalidParameterValue"):
                 return None
@@ -114,7 +114,7 @@ class AwsInventory:
     def target_health(self, target_group_arn: str) -> list[dict[str, Any]]:
         try:
             response = aws.client("elbv2").describe_target_health(TargetGroupArn=target_group_arn)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
         return response.get("TargetHealthDescriptions", [])
 
@@ -178,7 +178,9 @@ def classify(
         )
         return Outcome(CLEARED, cleared, "alarm returned to OK")
 
-    impairment_type = _enum(ImpairmentType, tags.get(f"{TAG_PREFIX}impairment-type"), ImpairmentType.SERVICE_DEGRADATION)
+    impairment_type = _enum(
+        ImpairmentType, tags.get(f"{TAG_PREFIX}impairment-type"), ImpairmentType.SERVICE_DEGRADATION
+    )
     severity = _enum(Severity, tags.get(f"{TAG_PREFIX}severity"), Severity.HIGH)
     scope = {
         name: tags[f"{TAG_PREFIX}{tag}"]
@@ -242,7 +244,11 @@ def _affected(
             # Fail open: most of the fleet unhealthy at once says so, so recovery escalates.
             if len(unhealthy) * 2 > len(health):
                 severity = Severity.CRITICAL
-            return [AffectedResource(resource_type=_target_type(t), resource_id=t) for t in sorted(unhealthy)], values, severity
+            return (
+                [AffectedResource(resource_type=_target_type(t), resource_id=t) for t in sorted(unhealthy)],
+                values,
+                severity,
+            )
 
     group = dims.get("AutoScalingGroupName") or scope.get("auto_scaling_group")
     if "AutoScalingGroupName" in dims:
@@ -251,19 +257,29 @@ def _affected(
         impaired = [s["InstanceId"] for s in inventory.instance_statuses(instance_ids) if _instance_impaired(s)]
         values.update({"impaired_instances": float(len(impaired)), "instances": float(len(instance_ids))})
         if impaired:
-            return [AffectedResource(resource_type="ec2:instance", resource_id=i) for i in sorted(impaired)], values, severity
+            return (
+                [AffectedResource(resource_type="ec2:instance", resource_id=i) for i in sorted(impaired)],
+                values,
+                severity,
+            )
 
     if group:
         return [AffectedResource(resource_type="autoscaling:group", resource_id=group)], values, severity
     if target_group_arn:
-        return [AffectedResource(resource_type="elasticloadbalancing:targetgroup", resource_id=target_group_arn)], values, severity
+        return (
+            [AffectedResource(resource_type="elasticloadbalancing:targetgroup", resource_id=target_group_arn)],
+            values,
+            severity,
+        )
     alarm = event.resources[0] if event.resources else event.detail.alarmName
     return [AffectedResource(resource_type="cloudwatch:alarm", resource_id=alarm)], values, severity
 
 
 def _target_impaired(health: dict[str, Any]) -> bool:
     state = health.get("State")
-    return state in ("unhealthy", "unavailable") or (state == "unused" and health.get("Reason") == "Target.InvalidState")
+    return state in ("unhealthy", "unavailable") or (
+        state == "unused" and health.get("Reason") == "Target.InvalidState"
+    )
 
 
 def _target_type(target_id: str) -> str:
@@ -273,9 +289,7 @@ def _target_type(target_id: str) -> str:
 def _instance_impaired(status: dict[str, Any]) -> bool:
     if status.get("InstanceState", {}).get("Name") not in ("running", "pending"):
         return True
-    return any(
-        status.get(kind, {}).get("Status") == "impaired" for kind in ("InstanceStatus", "SystemStatus")
-    )
+    return any(status.get(kind, {}).get("Status") == "impaired" for kind in ("InstanceStatus", "SystemStatus"))
 
 
 def _reason_values(reason_data: str | None) -> dict[str, float]:
@@ -301,7 +315,9 @@ def _reason_values(reason_data: str | None) -> dict[str, float]:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: Any, inventory: Inventory | None = None, publisher: Any = None
+) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
     from core import settings as settings_module

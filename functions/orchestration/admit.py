@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core import clock, settings as settings_module
+from core import clock
+from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import InvalidInput, RecoveryInProgress
@@ -27,7 +28,9 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     store = store or RecoveryStore(settings.table_name)
     record = impairment.model_dump(mode="json")
     store.put_impairment(
-        record, status="admitting", execution_arn=event.get("execution", ""),
+        record,
+        status="admitting",
+        execution_arn=event.get("execution", ""),
         mttd_seconds=impairment.mttd_seconds,
     )
     lock_keys = [r.key for r in impairment.affected_resources]
@@ -35,8 +38,11 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         store.acquire_locks(impairment.impairment_id, lock_keys, settings.lock_ttl_seconds)
     except RecoveryInProgress as exc:
         store.update_impairment(
-            impairment.impairment_id, status="skipped", outcome="skipped",
-            reason=str(exc), resolved_at=clock.utc_now().isoformat(),
+            impairment.impairment_id,
+            status="skipped",
+            outcome="skipped",
+            reason=str(exc),
+            resolved_at=clock.utc_now().isoformat(),
         )
         metrics.add_metric(name="RecoveriesSkipped", unit="Count", value=1)
         logger.warning("skipped: another recovery holds a lock", holders=exc.details.get("holders"))

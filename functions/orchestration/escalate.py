@@ -4,10 +4,12 @@ rollback) or the rollback itself fails."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
-from core import aws, clock, settings as settings_module
+from core import aws, clock
+from core import settings as settings_module
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger, metrics
@@ -29,10 +31,8 @@ def reason_of(event: dict[str, Any]) -> str:
 
 def _error_text(error: dict[str, Any]) -> str:
     cause = error.get("Cause") or ""
-    try:
+    with contextlib.suppress(ValueError, AttributeError):
         cause = json.loads(cause).get("errorMessage", cause)
-    except (ValueError, AttributeError):
-        pass
     return f"{error.get('Error', 'Error')}: {cause}".strip(": ")
 
 
@@ -62,11 +62,15 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
         (sns or aws.client("sns")).publish(
             TopicArn=settings.escalation_topic_arn, Subject=subject, Message=json.dumps(message, default=str, indent=2)
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise classify_client_error(exc, "sns:Publish") from exc
     now = clock.utc_now().isoformat()
     store.update_impairment(
-        impairment_id, status="escalated", outcome="escalated", reason=reason, escalated_at=now,
+        impairment_id,
+        status="escalated",
+        outcome="escalated",
+        reason=reason,
+        escalated_at=now,
         rolled_back=bool(rolled_back),
     )
     store.release_locks(impairment_id, (event.get("admission") or {}).get("lock_keys", []))

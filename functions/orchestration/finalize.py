@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from core import clock, settings as settings_module
+from core import clock
+from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.observability import logger, metrics
@@ -32,5 +32,9 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     metrics.add_metric(name="RecoveriesSucceeded", unit="Count", value=1)
     metrics.add_metric(name="MTTR", unit="Seconds", value=mttr)
     logger.info("recovered", mttr_seconds=mttr)
-    return {"outcome": "recovered", "resolved_at": resolved_at.isoformat(), "mttr_seconds": mttr,
-            "mttd_seconds": impairment.mttd_seconds}
+    return {
+        "outcome": "recovered",
+        "resolved_at": resolved_at.isoformat(),
+        "mttr_seconds": mttr,
+        "mttd_seconds": impairment.mttd_seconds,
+    }

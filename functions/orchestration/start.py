@@ -13,7 +13,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import ValidationError
 
-from core import aws, settings as settings_module
+from core import aws
+from core import settings as settings_module
 from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import classify_client_error
@@ -33,8 +34,11 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
             raise ValueError(f"unexpected detail-type {envelope.detail_type!r}")
     except (ValidationError, ValueError) as exc:
         errors = exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError) else str(exc)
-        logger.error("rejected an event that is not a valid impairment event", errors=errors,
-                     event_id=event.get("id") if isinstance(event, dict) else None)
+        logger.error(
+            "rejected an event that is not a valid impairment event",
+            errors=errors,
+            event_id=event.get("id") if isinstance(event, dict) else None,
+        )
         metrics.add_metric(name="ImpairmentEventsRejected", unit="Count", value=1)
         return {"status": "rejected"}
 
@@ -57,7 +61,7 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
             name=impairment.impairment_id,
             input=json.dumps({"impairment": impairment.model_dump(mode="json")}),
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code")
         if code == "ExecutionAlreadyExists":
             logger.info("this impairment already has an execution; not starting another")

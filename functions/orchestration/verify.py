@@ -46,7 +46,7 @@ def check(impairment: ImpairmentDetected) -> list[dict[str, Any]]:
     if target_group_arn:
         try:
             health = aws.client("elbv2", max_attempts=1).describe_target_health(TargetGroupArn=target_group_arn)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
         states = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health["TargetHealthDescriptions"]}
         relevant = {t: s for t, s in states.items() if not in_service or t in in_service or s != "draining"}
@@ -74,5 +74,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     checks = check(impairment)
     healthy = all(c["passed"] for c in checks)
     logger.info("verification", attempt=attempt, healthy=healthy, checks=checks)
-    return {"healthy": healthy, "attempt": attempt, "max_attempts": max_attempts,
-            "retry": not healthy and attempt < max_attempts, "checks": checks}
+    return {
+        "healthy": healthy,
+        "attempt": attempt,
+        "max_attempts": max_attempts,
+        "retry": not healthy and attempt < max_attempts,
+        "checks": checks,
+    }

@@ -9,8 +9,8 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_eventschemas as schemas
 from constructs import Construct
-from core.contract import json_schema
 
+from core.contract import json_schema
 from infra.constants import EVENT_SOURCE, SCHEMA_NAME, SCHEMA_REGISTRY
 
 

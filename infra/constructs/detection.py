@@ -15,8 +15,16 @@ from infra.constructs.functions import FunctionFactory
 
 
 class Detection(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, functions: FunctionFactory, bus: events.IEventBus,
-                 dead_letters: sqs.IQueue, workload_names: list[str]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: FunctionFactory,
+        bus: events.IEventBus,
+        dead_letters: sqs.IQueue,
+        workload_names: list[str],
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.alarm_detector = functions.create(

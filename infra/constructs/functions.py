@@ -19,8 +19,15 @@ class FunctionFactory(Construct):
     """Builds the functions of the stack from one code asset (functions/, no bundling: the
     runtime dependencies come from boto3 in the runtime and the public Powertools layer)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, layer_version: int, log_retention_days: int,
-                 environment: dict[str, str]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        layer_version: int,
+        log_retention_days: int,
+        environment: dict[str, str],
+    ) -> None:
         super().__init__(scope, construct_id)
         self.code = lambda_.Code.from_asset(
             str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
@@ -31,8 +38,17 @@ class FunctionFactory(Construct):
         self.retention = _retention(log_retention_days)
         self.environment = environment
 
-    def create(self, construct_id: str, *, handler: str, description: str, timeout_seconds: int = 30,
-               memory_mb: int = 256, environment: dict[str, str] | None = None, **kwargs) -> lambda_.Function:
+    def create(
+        self,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        timeout_seconds: int = 30,
+        memory_mb: int = 256,
+        environment: dict[str, str] | None = None,
+        **kwargs,
+    ) -> lambda_.Function:
         scope = Stack.of(self)
         role = iam.Role(
             scope,
@@ -71,10 +87,27 @@ class FunctionFactory(Construct):
 
 
 _RETENTION_DAYS = {
-    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
-    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
-    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
-    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }
 

@@ -20,7 +20,7 @@ from constructs import Construct
 
 from actions.base import ActionSpec
 from actions.registry import ACTIONS
-from infra.constants import DETECTED, CLEARED, EVENT_SOURCE, RETRYABLE_ERRORS
+from infra.constants import CLEARED, DETECTED, EVENT_SOURCE, RETRYABLE_ERRORS
 from infra.constructs.functions import FunctionFactory
 
 _READ_PREFIXES = ("Describe", "List", "Get")
@@ -31,9 +31,19 @@ def _pascal(name: str) -> str:
 
 
 class RecoveryWorkflow(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, functions: FunctionFactory, table: dynamodb.ITableV2,
-                 topic: sns.ITopic, bus: events.IEventBus, dead_letters: sqs.IQueue, managed_tag: tuple[str, str],
-                 timeout_seconds: int) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: FunctionFactory,
+        table: dynamodb.ITableV2,
+        topic: sns.ITopic,
+        bus: events.IEventBus,
+        dead_letters: sqs.IQueue,
+        managed_tag: tuple[str, str],
+        timeout_seconds: int,
+    ) -> None:
         super().__init__(scope, construct_id)
         self._factory = functions
         self.managed_tag = managed_tag
@@ -48,8 +58,15 @@ class RecoveryWorkflow(Construct):
         for function in (admit, select, verify, finalize, prepare, escalate):
             table.grant_read_write_data(function)
         topic.grant_publish(escalate)
-        _allow(verify, ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
-                        "elasticloadbalancing:DescribeTargetHealth"], managed_tag)
+        _allow(
+            verify,
+            [
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeAutoScalingInstances",
+                "elasticloadbalancing:DescribeTargetHealth",
+            ],
+            managed_tag,
+        )
 
         apply_tasks: dict[str, sfn.IChainable] = {}
         rollback_tasks: dict[str, sfn.IChainable] = {}
@@ -57,17 +74,21 @@ class RecoveryWorkflow(Construct):
             apply_fn = self._action_function(spec, "apply", table)
             rollback_fn = self._action_function(spec, "rollback", table)
             apply_tasks[name] = self._task(_pascal(name), apply_fn, None, None)
-            rollback_tasks[name] = self._task(f"Rollback{_pascal(name)}", rollback_fn,
-                                              None, None)
+            rollback_tasks[name] = self._task(f"Rollback{_pascal(name)}", rollback_fn, None, None)
 
         # --- the flow ---
-        escalated = sfn.Fail(self, "Escalated", error="RecoveryEscalated",
-                             cause="Automatic recovery did not succeed; a human was paged")
+        escalated = sfn.Fail(
+            self, "Escalated", error="RecoveryEscalated", cause="Automatic recovery did not succeed; a human was paged"
+        )
         escalate_task = self._task("Escalate", escalate, None, "$.escalation")
         escalate_task.next(escalated)
 
         rollback_map = sfn.Map(
-            self, "Rollback", items_path="$.rollback_steps", max_concurrency=1, result_path="$.rollbacks",
+            self,
+            "Rollback",
+            items_path="$.rollback_steps",
+            max_concurrency=1,
+            result_path="$.rollbacks",
             item_selector={
                 "impairment.$": "$.impairment",
                 "step.$": "$$.Map.Item.Value.step",
@@ -78,8 +99,7 @@ class RecoveryWorkflow(Construct):
         rollback_map.item_processor(self._router("RouteRollback", rollback_tasks))
         rollback_map.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
         rollback_map.next(escalate_task)
-        prepare_task = self._task("PrepareRollback", prepare, None,
-                                  "$.rollback_steps")
+        prepare_task = self._task("PrepareRollback", prepare, None, "$.rollback_steps")
         prepare_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
         prepare_task.next(rollback_map)
 
@@ -100,7 +120,11 @@ class RecoveryWorkflow(Construct):
         verify_task.next(verified)
 
         run_actions = sfn.Map(
-            self, "RunActions", items_path="$.plan.steps", max_concurrency=1, result_path="$.actions",
+            self,
+            "RunActions",
+            items_path="$.plan.steps",
+            max_concurrency=1,
+            result_path="$.actions",
             item_selector={
                 "impairment.$": "$.impairment",
                 "step.$": "$$.Map.Item.Value",
@@ -111,25 +135,35 @@ class RecoveryWorkflow(Construct):
         run_actions.add_catch(prepare_task, errors=["States.ALL"], result_path="$.error")
         run_actions.next(wait)
 
-        select_task = self._task("SelectPlan", select, sfn.TaskInput.from_object({"impairment.$": "$.impairment"}),
-                                 "$.plan")
+        select_task = self._task(
+            "SelectPlan", select, sfn.TaskInput.from_object({"impairment.$": "$.impairment"}), "$.plan"
+        )
         select_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
         select_task.next(run_actions)
 
         admit_task = self._task(
-            "Admit", admit,
+            "Admit",
+            admit,
             sfn.TaskInput.from_object({"impairment.$": "$.impairment", "execution.$": "$$.Execution.Id"}),
             "$.admission",
         )
-        admit_task.add_catch(sfn.Succeed(self, "Skipped", comment="Another recovery holds the resource"),
-                             errors=["RecoveryInProgress"], result_path="$.error")
-        admit_task.add_catch(sfn.Fail(self, "Rejected", error="InvalidImpairment",
-                                      cause="The execution input is not a valid impairment"),
-                             errors=["InvalidInput"], result_path="$.error")
+        admit_task.add_catch(
+            sfn.Succeed(self, "Skipped", comment="Another recovery holds the resource"),
+            errors=["RecoveryInProgress"],
+            result_path="$.error",
+        )
+        admit_task.add_catch(
+            sfn.Fail(
+                self, "Rejected", error="InvalidImpairment", cause="The execution input is not a valid impairment"
+            ),
+            errors=["InvalidInput"],
+            result_path="$.error",
+        )
         admit_task.next(select_task)
 
-        log_group = logs.LogGroup(self, "ExecutionLogs", retention=functions.retention,
-                                  removal_policy=RemovalPolicy.DESTROY)
+        log_group = logs.LogGroup(
+            self, "ExecutionLogs", retention=functions.retention, removal_policy=RemovalPolicy.DESTROY
+        )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -142,9 +176,14 @@ class RecoveryWorkflow(Construct):
         )
 
         # --- the trigger: impairment events on the bus start (or record) a recovery ---
-        start = self._function("StartRecovery", "orchestration.start.handler",
-                               "Start the recovery of a detected impairment (execution named by its id)",
-                               dead_letter_queue=dead_letters, retry_attempts=2, max_event_age=Duration.hours(1))
+        start = self._function(
+            "StartRecovery",
+            "orchestration.start.handler",
+            "Start the recovery of a detected impairment (execution named by its id)",
+            dead_letter_queue=dead_letters,
+            retry_attempts=2,
+            max_event_age=Duration.hours(1),
+        )
         start.add_environment("STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
         self.state_machine.grant_start_execution(start)
         table.grant_read_write_data(start)
@@ -157,8 +196,9 @@ class RecoveryWorkflow(Construct):
             event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=[DETECTED, CLEARED]),
         )
         self.trigger.add_target(
-            targets.LambdaFunction(start, dead_letter_queue=dead_letters, retry_attempts=8,
-                                   max_event_age=Duration.hours(2))
+            targets.LambdaFunction(
+                start, dead_letter_queue=dead_letters, retry_attempts=8, max_event_age=Duration.hours(2)
+            )
         )
 
     # --- helpers ---
@@ -169,14 +209,19 @@ class RecoveryWorkflow(Construct):
 
     def _action_function(self, spec: ActionSpec, phase: str, table: dynamodb.ITableV2) -> lambda_.Function:
         construct_id = f"{_pascal(spec.name)}{phase.capitalize()}"
-        function = self._function(construct_id, f"actions.{spec.name}.{phase}_handler",
-                                  f"{spec.name}.{phase}: {spec.description}", timeout_seconds=60)
+        function = self._function(
+            construct_id,
+            f"actions.{spec.name}.{phase}_handler",
+            f"{spec.name}.{phase}: {spec.description}",
+            timeout_seconds=60,
+        )
         table.grant_read_write_data(function)
         _allow(function, list(spec.iam_actions), self.managed_tag)
         return function
 
-    def _task(self, construct_id: str, function: lambda_.IFunction, payload: sfn.TaskInput | None,
-              result_path: str | None) -> tasks.LambdaInvoke:
+    def _task(
+        self, construct_id: str, function: lambda_.IFunction, payload: sfn.TaskInput | None, result_path: str | None
+    ) -> tasks.LambdaInvoke:
         # payload None: the task gets its whole state input (ASL has no "Parameters": "$").
         task = tasks.LambdaInvoke(
             self,
@@ -201,8 +246,14 @@ class RecoveryWorkflow(Construct):
         choice = sfn.Choice(self, construct_id)
         for name, task in sorted(tasks_by_action.items()):
             choice.when(sfn.Condition.string_equals("$.step.action", name), task)
-        return choice.otherwise(sfn.Fail(self, f"{construct_id}Unknown", error="UnknownAction",
-                                         cause="The plan names an action this deployment does not have"))
+        return choice.otherwise(
+            sfn.Fail(
+                self,
+                f"{construct_id}Unknown",
+                error="UnknownAction",
+                cause="The plan names an action this deployment does not have",
+            )
+        )
 
 
 def _allow(function: lambda_.Function, actions: list[str], managed_tag: tuple[str, str]) -> None:

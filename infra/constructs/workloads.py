@@ -12,7 +12,9 @@ from infra.constants import TAG_PREFIX
 
 
 class ProtectedWorkload(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, workload: Workload, managed_tag: tuple[str, str]) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, workload: Workload, managed_tag: tuple[str, str]
+    ) -> None:
         super().__init__(scope, construct_id)
         self.workload = workload
         self.managed_tag = managed_tag
@@ -29,8 +31,14 @@ class ProtectedWorkload(Construct):
                 statistic="Maximum",
                 period=Duration.seconds(10),  # high resolution: detection within ~20 s
             )
-            self._alarm("UnhealthyHosts", "unhealthy-hosts", metric, settings.unhealthy_hosts,
-                        "service_degradation", f"Unhealthy targets behind {workload.name}")
+            self._alarm(
+                "UnhealthyHosts",
+                "unhealthy-hosts",
+                metric,
+                settings.unhealthy_hosts,
+                "service_degradation",
+                f"Unhealthy targets behind {workload.name}",
+            )
         if settings.status_check.enabled:
             metric = cloudwatch.Metric(
                 namespace="AWS/EC2",
@@ -39,11 +47,24 @@ class ProtectedWorkload(Construct):
                 statistic="Maximum",
                 period=Duration.seconds(60),  # EC2 status checks run every minute
             )
-            self._alarm("StatusCheck", "status-check", metric, settings.status_check,
-                        "instance_failure", f"EC2 status checks failing in {workload.auto_scaling_group}")
+            self._alarm(
+                "StatusCheck",
+                "status-check",
+                metric,
+                settings.status_check,
+                "instance_failure",
+                f"EC2 status checks failing in {workload.auto_scaling_group}",
+            )
 
-    def _alarm(self, construct_id: str, suffix: str, metric: cloudwatch.Metric, settings: AlarmSettings,
-               impairment_type: str, description: str) -> None:
+    def _alarm(
+        self,
+        construct_id: str,
+        suffix: str,
+        metric: cloudwatch.Metric,
+        settings: AlarmSettings,
+        impairment_type: str,
+        description: str,
+    ) -> None:
         alarm = cloudwatch.Alarm(
             self,
             construct_id,

@@ -23,7 +23,7 @@ import uuid
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -169,8 +169,9 @@ class Emulator:
 
         emulator = self
 
-        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any,
-                   response_headers: dict[str, str]) -> bytes | None:
+        def invoke(
+            backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict[str, str]
+        ) -> bytes | None:
             name = function_name.split(":function:")[-1].split(":")[0]
             payload = json.loads(body) if body else {}
             ok, result = emulator.invoke(name, payload, source="task")
@@ -250,8 +251,15 @@ class Emulator:
         session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-faults")
         self._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-faults")
 
-    def inject_fault(self, service: str, operation: str, error_code: str, message: str = "injected by the drill",
-                     status: int = 400, times: int | None = None) -> Fault:
+    def inject_fault(
+        self,
+        service: str,
+        operation: str,
+        error_code: str,
+        message: str = "injected by the drill",
+        status: int = 400,
+        times: int | None = None,
+    ) -> Fault:
         """Make `service`'s `operation` (botocore names, e.g. auto-scaling / SetInstanceHealth) fail."""
         from core import aws as core_aws
 
@@ -263,16 +271,17 @@ class Emulator:
     # --- deployment ---
     def deploy(self) -> None:
         t = self.template
-        ddb, sns, sqs, events, sfn, cw = (self.client(s) for s in
-                                           ("dynamodb", "sns", "sqs", "events", "stepfunctions", "cloudwatch"))
-        for logical_id, resource in t.of_type("AWS::SQS::Queue").items():
+        ddb, sns, sqs, events, sfn, cw = (
+            self.client(s) for s in ("dynamodb", "sns", "sqs", "events", "stepfunctions", "cloudwatch")
+        )
+        for logical_id in t.of_type("AWS::SQS::Queue"):
             sqs.create_queue(QueueName=t.names[logical_id])
-        for logical_id, resource in t.of_type("AWS::SNS::Topic").items():
+        for logical_id in t.of_type("AWS::SNS::Topic"):
             sns.create_topic(Name=t.names[logical_id])
         for kind in ("AWS::DynamoDB::GlobalTable", "AWS::DynamoDB::Table"):
             for logical_id, resource in t.of_type(kind).items():
                 self._create_table(ddb, t.names[logical_id], resource["Properties"])
-        for logical_id, resource in t.of_type("AWS::Events::EventBus").items():
+        for logical_id in t.of_type("AWS::Events::EventBus"):
             events.create_event_bus(Name=t.names[logical_id])
         for logical_id, resource in t.of_type("AWS::Lambda::Function").items():
             props = t.resolve(resource["Properties"])
@@ -299,17 +308,27 @@ class Emulator:
             from moto.events.models import EventPattern
 
             bus = props.get("EventBusName", "default").split("/")[-1]
-            self.routes.append(Route(t.names[logical_id], bus, EventPattern.load(json.dumps(props["EventPattern"])),
-                                     props.get("Targets", [])))
-        for logical_id, resource in t.of_type("AWS::CloudWatch::Alarm").items():
+            self.routes.append(
+                Route(
+                    t.names[logical_id],
+                    bus,
+                    EventPattern.load(json.dumps(props["EventPattern"])),
+                    props.get("Targets", []),
+                )
+            )
+        for resource in t.of_type("AWS::CloudWatch::Alarm").values():
             self._create_alarm(cw, t.resolve(resource["Properties"]))
         self.outputs = {k: str(t.resolve(v["Value"])) for k, v in t.body.get("Outputs", {}).items()}
         # A human's inbox for escalations: an SQS queue subscribed to every topic.
         inbox = sqs.create_queue(QueueName="escalation-inbox")["QueueUrl"]
         inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         for logical_id in t.of_type("AWS::SNS::Topic"):
-            sns.subscribe(TopicArn=t.arn(logical_id), Protocol="sqs", Endpoint=inbox_arn,
-                          Attributes={"RawMessageDelivery": "true"})
+            sns.subscribe(
+                TopicArn=t.arn(logical_id),
+                Protocol="sqs",
+                Endpoint=inbox_arn,
+                Attributes={"RawMessageDelivery": "true"},
+            )
         self.escalation_inbox = inbox
 
     @staticmethod
@@ -321,7 +340,11 @@ class Emulator:
             "BillingMode": "PAY_PER_REQUEST",
         }
         indexes = [
-            {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g.get("Projection", {"ProjectionType": "ALL"})}
+            {
+                "IndexName": g["IndexName"],
+                "KeySchema": g["KeySchema"],
+                "Projection": g.get("Projection", {"ProjectionType": "ALL"}),
+            }
             for g in props.get("GlobalSecondaryIndexes", [])
         ]
         if indexes:
@@ -335,9 +358,24 @@ class Emulator:
 
     @staticmethod
     def _create_alarm(cw: Any, props: dict[str, Any]) -> None:
-        keys = ("AlarmName", "AlarmDescription", "MetricName", "Namespace", "Statistic", "Period", "Threshold",
-                "ComparisonOperator", "EvaluationPeriods", "DatapointsToAlarm", "TreatMissingData", "Dimensions",
-                "Metrics", "Tags", "ExtendedStatistic", "Unit")
+        keys = (
+            "AlarmName",
+            "AlarmDescription",
+            "MetricName",
+            "Namespace",
+            "Statistic",
+            "Period",
+            "Threshold",
+            "ComparisonOperator",
+            "EvaluationPeriods",
+            "DatapointsToAlarm",
+            "TreatMissingData",
+            "Dimensions",
+            "Metrics",
+            "Tags",
+            "ExtendedStatistic",
+            "Unit",
+        )
         cw.put_metric_alarm(**{k: props[k] for k in keys if k in props})
 
     # --- Lambda ---
@@ -367,8 +405,9 @@ class Emulator:
                 return True, result
             except Exception as exc:  # noqa: BLE001 - reported as Lambda reports it
                 error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
-                self.invocations.append(Invocation(spec.name, source, False, error=f"{type(exc).__name__}: {exc}",
-                                                   at=_now()))
+                self.invocations.append(
+                    Invocation(spec.name, source, False, error=f"{type(exc).__name__}: {exc}", at=_now())
+                )
                 return False, error
 
     # --- EventBridge ---
@@ -441,9 +480,11 @@ class Emulator:
         if dead_letter:
             sqs = self.client("sqs")
             url = sqs.get_queue_url(QueueName=dead_letter.rsplit(":", 1)[-1])["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event),
-                             MessageAttributes={"ErrorMessage": {"DataType": "String",
-                                                                 "StringValue": json.dumps(error)[:1000]}})
+            sqs.send_message(
+                QueueUrl=url,
+                MessageBody=json.dumps(event),
+                MessageAttributes={"ErrorMessage": {"DataType": "String", "StringValue": json.dumps(error)[:1000]}},
+            )
 
     # --- Step Functions ---
     @property
@@ -479,8 +520,9 @@ class Emulator:
         return events
 
     # --- CloudWatch: an alarm changes state the way CloudWatch announces it ---
-    def set_alarm_state(self, alarm_name: str, state: str, reason: str = "Threshold Crossed: injected by a drill",
-                        deliveries: int = 1) -> dict[str, Any]:
+    def set_alarm_state(
+        self, alarm_name: str, state: str, reason: str = "Threshold Crossed: injected by a drill", deliveries: int = 1
+    ) -> dict[str, Any]:
         """Put the alarm into `state` and put its "CloudWatch Alarm State Change" event on the
         default bus (`deliveries` times: EventBridge delivers at least once)."""
         from core import clock
@@ -573,7 +615,7 @@ def _alarm_configuration(alarm: dict[str, Any]) -> dict[str, Any]:
 
 def _cw_time(value: datetime) -> str:
     """CloudWatch's timestamp format in alarm events: 2026-11-20T09:14:31.104+0000."""
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
 
 

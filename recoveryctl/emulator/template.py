@@ -109,7 +109,9 @@ class Template:
             "AWS::Partition": self.partition,
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": self.stack_name,
-            "AWS::StackId": f"arn:{self.partition}:cloudformation:{self.region}:{self.account}:stack/{self.stack_name}/emulated",
+            "AWS::StackId": (
+                f"arn:{self.partition}:cloudformation:{self.region}:{self.account}:stack/{self.stack_name}/emulated"
+            ),
         }
         if logical_id in pseudo:
             return pseudo[logical_id]
@@ -140,7 +142,7 @@ class Template:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":

@@ -16,7 +16,9 @@ class WorkloadShape:
     desired: int = 3
 
 
-def build(emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, managed_tag: tuple[str, str]) -> dict[str, Any]:
+def build(
+    emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, managed_tag: tuple[str, str]
+) -> dict[str, Any]:
     """Create the workload; returns its identifiers (group name, instance ids, ARNs)."""
     ec2 = emulator.client("ec2")
     elbv2 = emulator.client("elbv2")
@@ -40,13 +42,25 @@ def build(emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, ma
         lb_name = workload["load_balancer_arn"].split("/")[-2]
         tg_name = target_group_arn.split("/")[-2]
         lb = elbv2.create_load_balancer(Name=lb_name, Subnets=subnets, Type="application")["LoadBalancers"][0]
-        tg = elbv2.create_target_group(Name=tg_name, Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance",
-                                       HealthCheckIntervalSeconds=5, HealthyThresholdCount=2,
-                                       UnhealthyThresholdCount=2)["TargetGroups"][0]
-        _adopt_arns(emulator, {lb["LoadBalancerArn"]: workload["load_balancer_arn"],
-                               tg["TargetGroupArn"]: target_group_arn})
-        elbv2.create_listener(LoadBalancerArn=workload["load_balancer_arn"], Protocol="HTTP", Port=80,
-                              DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group_arn}])
+        tg = elbv2.create_target_group(
+            Name=tg_name,
+            Protocol="HTTP",
+            Port=80,
+            VpcId=vpc,
+            TargetType="instance",
+            HealthCheckIntervalSeconds=5,
+            HealthyThresholdCount=2,
+            UnhealthyThresholdCount=2,
+        )["TargetGroups"][0]
+        _adopt_arns(
+            emulator, {lb["LoadBalancerArn"]: workload["load_balancer_arn"], tg["TargetGroupArn"]: target_group_arn}
+        )
+        elbv2.create_listener(
+            LoadBalancerArn=workload["load_balancer_arn"],
+            Protocol="HTTP",
+            Port=80,
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group_arn}],
+        )
 
     group = workload["auto_scaling_group"]
     autoscaling.create_auto_scaling_group(
@@ -60,10 +74,20 @@ def build(emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, ma
         HealthCheckType="ELB" if target_group_arn else "EC2",
         HealthCheckGracePeriod=60,
         Tags=[
-            {"Key": managed_tag[0], "Value": managed_tag[1], "PropagateAtLaunch": True,
-             "ResourceId": group, "ResourceType": "auto-scaling-group"},
-            {"Key": "Name", "Value": name, "PropagateAtLaunch": True,
-             "ResourceId": group, "ResourceType": "auto-scaling-group"},
+            {
+                "Key": managed_tag[0],
+                "Value": managed_tag[1],
+                "PropagateAtLaunch": True,
+                "ResourceId": group,
+                "ResourceType": "auto-scaling-group",
+            },
+            {
+                "Key": "Name",
+                "Value": name,
+                "PropagateAtLaunch": True,
+                "ResourceId": group,
+                "ResourceType": "auto-scaling-group",
+            },
         ],
     )
     return {"group": group, "target_group_arn": target_group_arn, "instances": in_service(emulator, group)}
@@ -71,8 +95,9 @@ def build(emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, ma
 
 def in_service(emulator: Emulator, group: str) -> list[str]:
     groups = emulator.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])
-    return sorted(i["InstanceId"] for i in groups["AutoScalingGroups"][0]["Instances"]
-                  if i["LifecycleState"] == "InService")
+    return sorted(
+        i["InstanceId"] for i in groups["AutoScalingGroups"][0]["Instances"] if i["LifecycleState"] == "InService"
+    )
 
 
 def group_state(emulator: Emulator, group: str) -> dict[str, Any]:

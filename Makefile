@@ -1,0 +1,61 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11+, Node 20+, the registries):
+#   make drill   install what is missing, synthesize, run a local recovery drill end to end
+#   make test    install what is missing, lint, run every test
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# node_modules/.bin first: the pinned CDK CLI and a supported Node (22) for jsii.
+export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
+export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+SCENARIO ?= instance-failure
+
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: help setup synth drill test lint format unit e2e deploy clean
+
+help:
+	@echo "make drill     set up, synthesize, run a local recovery drill (SCENARIO=$(SCENARIO))"
+	@echo "make test      set up, lint, run every test"
+	@echo "make synth     synthesize the stack into cdk.out"
+	@echo "make deploy    deploy to the account of your current AWS credentials"
+	@echo "make lint | format | clean"
+
+$(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+synth: setup
+	cdk synth --no-notices --quiet
+
+drill: synth
+	$(BIN)/recoveryctl drill --scenario $(SCENARIO)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest
+
+deploy: synth
+	cdk deploy --no-notices
+
+clean:
+	rm -rf cdk.out .pytest_cache .ruff_cache

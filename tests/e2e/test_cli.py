@@ -1,0 +1,111 @@
+"""recoveryctl drill as a user runs it: built-in and user-written scenarios, JSON and timeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recoveryctl import cli
+
+pytestmark = pytest.mark.e2e
+
+
+def test_drill_json_has_what_scripts_rely_on(synthesized, capsys):
+    # When
+    code = cli.main(["drill", "--scenario", "instance-failure", "--json", "--template", str(synthesized.template_path)])
+
+    # Then
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["scenario"] == "instance-failure"
+    assert report["outcome"] == "recovered"
+    assert set(report["execution"]) >= {"name", "status", "states"}
+    assert report["execution"]["name"] == report["impairment_id"]
+    assert report["actions"][0]["type"] == "replace_instance"
+    assert report["executions_started"] == 1
+    assert isinstance(report["transitions"], int) and report["transitions"] > 0
+    assert isinstance(report["mttd_seconds"], float) and isinstance(report["mttr_seconds"], float)
+
+
+def test_timeline_reads_from_signal_to_outcome(synthesized, capsys):
+    code = cli.main(["drill", "--scenario", "instance-failure", "--template", str(synthesized.template_path)])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    order = [out.index(word) for word in ("signal", "detected", "execution", "ReplaceInstance", "outcome")]
+    assert order == sorted(order)
+    assert "recovered" in out and "MTTR" in out and "MTTD" in out
+
+
+def test_user_written_scenario_file(synthesized, tmp_path, capsys):
+    # Given a scenario of the user's own: two instances fail in a bigger group, a throttled
+    # first terminate call (retried by the state machine), and an expectation
+    path = tmp_path / "two-down.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "two-down",
+                "description": "two instances fail at once",
+                "group": {"min_size": 2, "max_size": 8, "desired": 5},
+                "instance_faults": [{"kind": "stop", "count": 2}],
+                "api_faults": [
+                    {
+                        "service": "auto-scaling",
+                        "operation": "TerminateInstanceInAutoScalingGroup",
+                        "error_code": "Throttling",
+                        "times": 1,
+                    }
+                ],
+                "signals": [{"alarm": "{workload}-status-check"}],
+                "expect": {"outcome": "recovered"},
+            }
+        )
+    )
+
+    # When
+    code = cli.main(["drill", "--scenario", str(path), "--json", "--template", str(synthesized.template_path)])
+
+    # Then both instances are replaced, after one retried throttle
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report
+    assert report["outcome"] == "recovered"
+    replaced = set(report["workload"]["impaired_instances"])
+    assert len(replaced) == 2 and not replaced & set(report["workload"]["after"]["in_service"])
+    assert any("Throttling" in e for e in report["lambda_errors"])
+
+
+def test_unmet_expectation_exits_non_zero(synthesized, tmp_path, capsys):
+    path = tmp_path / "wrong.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "wrong",
+                "instance_faults": [{"kind": "stop"}],
+                "signals": [{"alarm": "{workload}-status-check"}],
+                "expect": {"outcome": "escalated"},
+            }
+        )
+    )
+    assert cli.main(["drill", "--scenario", str(path), "--template", str(synthesized.template_path)]) == 1
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [("no-such-scenario", "built-in scenarios: action-failure-rollback"), ("{bad}.json", "cannot read scenario")],
+)
+def test_bad_scenarios_are_explained(synthesized, argument, message, capsys):
+    assert cli.main(["drill", "--scenario", argument, "--template", str(synthesized.template_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_invalid_scenario_file_names_the_field(synthesized, tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "bad", "signals": [{"alarm": "x", "state": "BROKEN"}]}))
+    assert cli.main(["drill", "--scenario", str(path), "--template", str(synthesized.template_path)]) == 2
+    assert "signals.0.state" in capsys.readouterr().err
+
+
+def test_missing_cloud_assembly_says_what_to_do(tmp_path, capsys):
+    assert cli.main(["drill", "--scenario", "instance-failure", "--cdk-out", str(tmp_path / "none")]) == 2
+    assert "make synth" in capsys.readouterr().err
