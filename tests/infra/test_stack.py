@@ -1,0 +1,384 @@
+"""What users of the deployment rely on, read from the synthesized template."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from actions.registry import ACTIONS
+from core.contract import CLEARED, DETECTED, EVENT_SOURCE, ImpairmentType, json_schema
+from infra import constants
+from tests.infra import cfn
+
+ACTION_TASKS = ["ReplaceInstance", "ScaleOut", "RollbackReplaceInstance", "RollbackScaleOut"]
+FLOW_STATES = [
+    "Admit",
+    "SelectPlan",
+    "RunActions",
+    "WaitBeforeVerify",
+    "Verify",
+    "Verified?",
+    "Finalize",
+    "PrepareRollback",
+    "Rollback",
+    "Escalate",
+]
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in resource["Properties"].get("Tags", [])}
+
+
+@pytest.fixture(scope="module")
+def definition(resources) -> dict[str, Any]:
+    _, state_machine = cfn.only(resources, "AWS::StepFunctions::StateMachine")
+    return cfn.state_machine_definition(state_machine)
+
+
+@pytest.fixture(scope="module")
+def states(definition) -> dict[str, dict[str, Any]]:
+    return cfn.all_states(definition)
+
+
+# --- the bus and the contract -------------------------------------------------------------
+
+
+def test_custom_bus_with_an_archive_of_impairment_events(resources):
+    bus_id, bus = cfn.only(resources, "AWS::Events::EventBus")
+    assert bus["Properties"]["Name"] != "default"
+    _, archive = cfn.only(resources, "AWS::Events::Archive")
+    assert cfn.get_att(archive["Properties"]["SourceArn"]) == bus_id
+    assert archive["Properties"]["EventPattern"] == {"source": [EVENT_SOURCE]}
+    assert archive["Properties"]["RetentionDays"] >= 1
+
+
+def test_schema_registry_publishes_the_impairment_contract(resources):
+    _, registry = cfn.only(resources, "AWS::EventSchemas::Registry")
+    _, schema = cfn.only(resources, "AWS::EventSchemas::Schema")
+    properties = schema["Properties"]
+    assert properties["RegistryName"] == registry["Properties"]["RegistryName"] == constants.SCHEMA_REGISTRY
+    assert properties["Type"] == "JSONSchemaDraft4"
+    assert properties["SchemaName"] == constants.SCHEMA_NAME
+    assert json.loads(properties["Content"]) == json_schema()
+
+
+# --- detection ----------------------------------------------------------------------------
+
+
+def _rule_for(resources, function_handler: str) -> dict[str, Any]:
+    function_id = cfn.functions_by_handler(resources)[function_handler]
+    rules = [
+        rule
+        for rule in cfn.of_type(resources, "AWS::Events::Rule").values()
+        if any(cfn.get_att(t["Arn"]) == function_id for t in rule["Properties"].get("Targets", []))
+    ]
+    assert len(rules) == 1, f"expected one rule targeting {function_handler}, found {len(rules)}"
+    return rules[0]
+
+
+def _assert_target_is_safe(rule: dict[str, Any], resources) -> None:
+    """Undeliverable events land in the dead-letter queue after bounded retries."""
+    (target,) = rule["Properties"]["Targets"]
+    queue_id = cfn.get_att(target["DeadLetterConfig"]["Arn"])
+    assert resources[queue_id]["Type"] == "AWS::SQS::Queue"
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] >= 60
+
+
+def test_alarm_rule_on_the_default_bus_sends_protected_alarms_to_the_detector(resources, config):
+    rule = _rule_for(resources, "detectors.alarm.handler")
+    properties = rule["Properties"]
+    assert properties.get("EventBusName", "default") == "default"  # AWS sends alarm events there
+    assert properties["EventPattern"] == {
+        "source": ["aws.cloudwatch"],
+        "detail-type": ["CloudWatch Alarm State Change"],
+        "detail": {"alarmName": [{"prefix": f"{w.name}-"} for w in sorted(config.workloads, key=lambda w: w.name)]},
+    }
+    assert properties["State"] == "ENABLED"
+    _assert_target_is_safe(rule, resources)
+
+
+def test_every_alarm_of_the_stack_reaches_the_detector(resources):
+    prefixes = [
+        p["prefix"]
+        for p in _rule_for(resources, "detectors.alarm.handler")["Properties"]["EventPattern"]["detail"]["alarmName"]
+    ]
+    for alarm_id, alarm in cfn.of_type(resources, "AWS::CloudWatch::Alarm").items():
+        name = alarm["Properties"]["AlarmName"]
+        assert any(name.startswith(p) for p in prefixes), f"{alarm_id} ({name}) matches no prefix of {prefixes}"
+
+
+def test_impairment_events_on_the_bus_start_a_recovery(resources):
+    rule = _rule_for(resources, "orchestration.start.handler")
+    properties = rule["Properties"]
+    bus_id, _ = cfn.only(resources, "AWS::Events::EventBus")
+    assert properties["EventBusName"] == {"Ref": bus_id}
+    assert properties["EventPattern"]["source"] == [EVENT_SOURCE]
+    assert sorted(properties["EventPattern"]["detail-type"]) == sorted([DETECTED, CLEARED])
+    _assert_target_is_safe(rule, resources)
+
+
+# --- storage and escalation ---------------------------------------------------------------
+
+
+def test_table_keeps_its_history_encrypted_and_expires_locks(template):
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "SSESpecification": {"SSEEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+            "GlobalSecondaryIndexes": Match.array_with([Match.object_like({"IndexName": "gsi1"})]),
+            "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})],
+        },
+    )
+
+
+def test_escalation_topic_is_encrypted_with_a_rotated_key(resources):
+    _, topic = cfn.only(resources, "AWS::SNS::Topic")
+    key_id = cfn.get_att(topic["Properties"]["KmsMasterKeyId"])
+    assert resources[key_id]["Type"] == "AWS::KMS::Key"
+    assert resources[key_id]["Properties"]["EnableKeyRotation"] is True
+
+
+def test_dead_letter_queue_is_encrypted(resources):
+    _, queue = cfn.only(resources, "AWS::SQS::Queue")
+    properties = queue["Properties"]
+    assert properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in properties
+    assert properties["MessageRetentionPeriod"] == 14 * 24 * 3600  # the longest SQS keeps a message
+
+
+# --- protected workloads ------------------------------------------------------------------
+
+
+def _workload_alarm(resources, workload: str, metric: str) -> dict[str, Any]:
+    found = [
+        alarm
+        for alarm in cfn.of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["MetricName"] == metric and _tags(alarm).get("recovery:workload") == workload
+    ]
+    assert len(found) == 1, f"expected one {metric} alarm for {workload}, found {len(found)}"
+    return found[0]
+
+
+def _assert_alarm_tags(alarm: dict[str, Any], config, workload, impairment_type: str, severity: str) -> None:
+    tags = _tags(alarm)
+    assert tags[config.managed_tag_key] == config.managed_tag_value
+    assert tags["recovery:workload"] == workload.name
+    assert tags["recovery:impairment-type"] == impairment_type
+    assert ImpairmentType(impairment_type)  # a type the contract knows
+    assert tags["recovery:severity"] == severity
+
+
+def test_unhealthy_hosts_alarm_per_workload_behind_a_load_balancer(resources, config):
+    workloads = [w for w in config.workloads if w.target_group_arn]
+    assert workloads, "cdk.json protects no workload behind a load balancer: nothing to check"
+    for workload in workloads:
+        alarm = _workload_alarm(resources, workload.name, "UnHealthyHostCount")
+        properties = alarm["Properties"]
+        # CloudWatch dimensions are the ARN's resource part ("targetgroup/...", "app/...").
+        expected = {
+            "TargetGroup": workload.target_group_arn.rsplit(":", 1)[1],
+            "LoadBalancer": workload.load_balancer_arn.rsplit(":", 1)[1].removeprefix("loadbalancer/"),
+        }
+        assert {d["Name"]: d["Value"] for d in properties["Dimensions"]} == expected
+        assert properties["Namespace"] == "AWS/ApplicationELB"
+        assert properties["Period"] == 10  # high resolution: detection within ~20 s
+        _assert_alarm_tags(
+            alarm, config, workload, "service_degradation", workload.alarms.unhealthy_hosts.severity.value
+        )
+
+
+def test_status_check_alarm_per_workload(resources, config):
+    assert config.workloads, "cdk.json protects no workload: nothing to check"
+    for workload in config.workloads:
+        alarm = _workload_alarm(resources, workload.name, "StatusCheckFailed")
+        properties = alarm["Properties"]
+        assert properties["Namespace"] == "AWS/EC2"
+        assert properties["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": workload.auto_scaling_group}]
+        _assert_alarm_tags(alarm, config, workload, "instance_failure", workload.alarms.status_check.severity.value)
+
+
+# --- functions ----------------------------------------------------------------------------
+
+
+def test_every_function_is_traced_and_uses_the_powertools_layer(resources, config):
+    functions = cfn.of_type(resources, "AWS::Lambda::Function")
+    assert functions
+    for function_id, function in functions.items():
+        properties = function["Properties"]
+        assert properties["TracingConfig"] == {"Mode": "Active"}, function_id
+        layers = [cfn.resolve(layer) for layer in properties.get("Layers", [])]
+        powertools = [layer for layer in layers if ":layer:AWSLambdaPowertoolsPythonV3-" in layer]
+        assert len(powertools) == 1, f"{function_id} layers: {layers}"
+        layer = powertools[0]
+        assert layer.endswith(f":{config.powertools_layer_version}"), layer
+        # The layer is built for one Python version and architecture: they must be the function's.
+        assert f"-{properties['Runtime'].replace('.', '')}-" in layer, (properties["Runtime"], layer)
+        assert layer.split("-")[-1].startswith(properties["Architectures"][0]), (properties["Architectures"], layer)
+
+
+def test_every_function_has_its_own_role(resources):
+    functions = cfn.of_type(resources, "AWS::Lambda::Function")
+    roles = {function_id: cfn.get_att(f["Properties"]["Role"]) for function_id, f in functions.items()}
+    shared = {role for role in roles.values() if list(roles.values()).count(role) > 1}
+    assert not shared, f"roles shared between functions: {shared}"
+    other_users = [
+        key
+        for key, resource in resources.items()
+        if resource["Type"] != "AWS::Lambda::Function" and set(roles.values()) & _role_refs(resource)
+    ]
+    assert not other_users, f"function roles also used by {other_users}"
+    for function_id, role_id in roles.items():
+        trust = resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}], function_id
+
+
+def _role_refs(resource: dict[str, Any]) -> set[str]:
+    """Roles a non-function resource assumes (its Role/RoleArn), not the policies attached to them."""
+    properties = resource.get("Properties", {})
+    refs = set()
+    for key in ("Role", "RoleArn"):
+        if isinstance(properties.get(key), dict):
+            refs.add(cfn.get_att(properties[key]))
+    return refs
+
+
+# --- the recovery workflow ----------------------------------------------------------------
+
+
+def test_state_machine_is_standard_traced_and_logs_everything(resources):
+    _, state_machine = cfn.only(resources, "AWS::StepFunctions::StateMachine")
+    properties = state_machine["Properties"]
+    assert properties["StateMachineType"] == "STANDARD"
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    assert properties["LoggingConfiguration"]["Level"] == "ALL"
+    (destination,) = properties["LoggingConfiguration"]["Destinations"]
+    log_group = cfn.get_att(destination["CloudWatchLogsLogGroup"]["LogGroupArn"])
+    assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+
+
+def test_definition_has_the_recovery_flow(definition, states):
+    assert definition["StartAt"] == "Admit"
+    missing = [name for name in FLOW_STATES + ACTION_TASKS if name not in states]
+    assert not missing, f"missing states: {missing}; present: {sorted(states)}"
+    for name in ACTION_TASKS:
+        assert states[name]["Type"] == "Task", name
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+def test_each_registered_action_phase_is_its_own_task_invoking_its_own_function(action, states, resources):
+    by_handler = cfn.functions_by_handler(resources)
+    for state_name, phase in ((_pascal(action), "apply"), (f"Rollback{_pascal(action)}", "rollback")):
+        state = states[state_name]
+        assert state["Type"] == "Task"
+        function_id = by_handler[f"actions.{action}.{phase}_handler"]
+        assert state["Resource"] == f"${{{function_id}.Arn}}", (state_name, state["Resource"])
+
+
+def test_every_task_retries_transient_errors_with_capped_jittered_backoff(states):
+    tasks = {name: state for name, state in states.items() if state["Type"] == "Task"}
+    assert set(ACTION_TASKS) <= set(tasks)
+    for name, task in tasks.items():
+        retries = [r for r in task.get("Retry", []) if "TransientError" in r["ErrorEquals"]]
+        assert len(retries) == 1, f"{name}: no single Retry on TransientError: {task.get('Retry')}"
+        retry = retries[0]
+        assert retry["MaxDelaySeconds"] > 0, name
+        assert retry["JitterStrategy"] == "FULL", name
+        assert retry["MaxAttempts"] >= 1, name
+        assert "States.ALL" not in retry["ErrorEquals"], f"{name} retries permanent errors too"
+
+
+def test_a_failing_action_rolls_back(states):
+    catches = states["RunActions"].get("Catch", [])
+    assert any(c["ErrorEquals"] == ["States.ALL"] and c["Next"] == "PrepareRollback" for c in catches), catches
+    assert states["PrepareRollback"]["Next"] == "Rollback"
+    assert states["Rollback"]["Next"] == "Escalate"
+
+
+# --- least privilege ----------------------------------------------------------------------
+
+
+def _is_key_admin_delegation(resource_type: str, statement: dict[str, Any]) -> bool:
+    """The KMS default key policy: the account root may use IAM policies for this key
+    ("kms:*" to arn:...:iam::<this account>:root). Without it no IAM grant on the key works."""
+    principal = statement.get("Principal", {})
+    root = cfn.resolve(principal.get("AWS")) if isinstance(principal, dict) else None
+    return (
+        resource_type == "AWS::KMS::Key"
+        and statement.get("Action") == "kms:*"
+        and isinstance(root, str)
+        and root.endswith(":iam::${AWS::AccountId}:root")
+    )
+
+
+def test_no_policy_allows_every_action_of_a_service(resources):
+    offending = []
+    for resource_id, resource_type, statement in cfn.policy_statements(resources):
+        if statement["Effect"] != "Allow":
+            continue  # a Deny of "sqs:*" over plain HTTP is the point of enforce_ssl
+        assert "NotAction" not in statement, f"{resource_id}: Allow with NotAction: {statement}"
+        wildcards = [a for a in cfn.as_list(statement["Action"]) if a == "*" or a.endswith(":*")]
+        if wildcards and not _is_key_admin_delegation(resource_type, statement):
+            offending.append((resource_id, wildcards))
+    assert not offending, f"wildcard actions: {offending}"
+
+
+def _function_role(resources, handler: str) -> str:
+    function_id = cfn.functions_by_handler(resources)[handler]
+    return cfn.get_att(resources[function_id]["Properties"]["Role"])
+
+
+def test_replace_instance_may_terminate_only_managed_instances(resources, config):
+    role_id = _function_role(resources, "actions.replace_instance.apply_handler")
+    granting = [
+        s
+        for s in cfn.role_statements(resources, role_id)
+        if "autoscaling:TerminateInstanceInAutoScalingGroup" in cfn.as_list(s["Action"])
+    ]
+    assert granting, "replace_instance.apply may not terminate instances at all"
+    for statement in granting:
+        assert statement["Effect"] == "Allow"
+        assert statement.get("Condition") == {
+            "StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}
+        }
+
+
+def test_every_declared_mutating_action_is_limited_to_managed_resources(resources, config):
+    mutating = {
+        a
+        for spec in ACTIONS.values()
+        for a in spec.iam_actions
+        if not a.split(":", 1)[1].startswith(("Describe", "List", "Get"))
+    }
+    condition = {"StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}}
+    for resource_id, resource_type, statement in cfn.policy_statements(resources):
+        if resource_type != "AWS::IAM::Policy" or statement["Effect"] != "Allow":
+            continue
+        granted = mutating & set(cfn.as_list(statement["Action"]))
+        if granted:
+            assert statement.get("Condition") == condition, f"{resource_id} grants {granted} unconditionally"
+
+
+# --- outputs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "resource_type"),
+    [
+        (constants.OUTPUT_BUS, "AWS::Events::EventBus"),
+        (constants.OUTPUT_TABLE, "AWS::DynamoDB::GlobalTable"),
+        (constants.OUTPUT_STATE_MACHINE, "AWS::StepFunctions::StateMachine"),
+        (constants.OUTPUT_TOPIC, "AWS::SNS::Topic"),
+    ],
+)
+def test_outputs_name_the_deployment(output, resource_type, synthesized):
+    outputs = synthesized.template_json["Outputs"]
+    assert output in outputs, f"missing output {output}; present: {sorted(outputs)}"
+    assert synthesized.resources[cfn.get_att(outputs[output]["Value"])]["Type"] == resource_type
