@@ -16,13 +16,14 @@ SCENARIO ?= instance-failure
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup synth drill test lint format unit e2e deploy clean
+.PHONY: help setup synth drill test lint format schema deploy clean
 
 help:
 	@echo "make drill     set up, synthesize, run a local recovery drill (SCENARIO=$(SCENARIO))"
 	@echo "make test      set up, lint, run every test"
 	@echo "make synth     synthesize the stack into cdk.out"
 	@echo "make deploy    deploy to the account of your current AWS credentials"
+	@echo "make schema    publish the impairment event's JSON Schema to schemas/"
 	@echo "make lint | format | clean"
 
 $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -53,6 +54,9 @@ format: setup
 
 test: lint
 	$(BIN)/pytest
+
+schema: setup
+	PYTHONPATH=functions $(BIN)/python -m core.contract > schemas/impairment-event.v1.json
 
 deploy: synth
 	cdk deploy --no-notices

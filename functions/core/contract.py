@@ -199,3 +199,11 @@ def json_schema() -> dict[str, Any]:
         },
         "definitions": definitions,
     }
+
+
+if __name__ == "__main__":  # `make schema` publishes the schema to schemas/
+    import json
+    import sys
+
+    json.dump(json_schema(), sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")

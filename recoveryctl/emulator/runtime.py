@@ -112,6 +112,7 @@ class Emulator:
         self._stack = contextlib.ExitStack()
         self.outputs: dict[str, str] = {}
         self.escalation_inbox: str | None = None
+        self._alarm_states: dict[str, dict[str, str]] = {}
 
     # --- lifecycle ---
     def __enter__(self) -> Emulator:
@@ -532,13 +533,16 @@ class Emulator:
         if not alarms:
             raise TemplateError(f"no alarm named {alarm_name}")
         alarm = alarms[0]
-        previous = {
+        # The previous state as CloudWatch announced it (its timestamp is part of the impairment id).
+        previous = self._alarm_states.get(alarm_name) or {
             "value": alarm.get("StateValue", "INSUFFICIENT_DATA"),
             "reason": alarm.get("StateReason", "Unchecked: Initial alarm creation"),
             "timestamp": _cw_time(alarm.get("StateUpdatedTimestamp") or clock.utc_now()),
         }
         cw.set_alarm_state(AlarmName=alarm_name, StateValue=state, StateReason=reason)
         now = clock.utc_now()
+        current = {"value": state, "reason": reason, "timestamp": _cw_time(now)}
+        self._alarm_states[alarm_name] = current
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
@@ -550,7 +554,7 @@ class Emulator:
             "resources": [alarm["AlarmArn"]],
             "detail": {
                 "alarmName": alarm_name,
-                "state": {"value": state, "reason": reason, "timestamp": _cw_time(now)},
+                "state": current,
                 "previousState": previous,
                 "configuration": _alarm_configuration(alarm),
             },
