@@ -186,10 +186,9 @@ class RecoveryStore:
                 client.transact_write_items(TransactItems=items[start : start + 100])
             except Exception as exc:
                 if _is_condition_failure(exc):
-                    holders = self._lock_holders(resource_keys)
-                    raise RecoveryInProgress(
-                        f"another recovery holds {', '.join(sorted(holders))}", holders=holders
-                    ) from exc
+                    holders = {k: o for k, o in self._lock_holders(resource_keys).items() if o != impairment_id}
+                    held = ", ".join(f"{key} (impairment {owner})" for key, owner in sorted(holders.items()))
+                    raise RecoveryInProgress(f"another recovery holds {held}", holders=holders) from exc
                 raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
 
     def release_locks(self, impairment_id: str, resource_keys: list[str]) -> None:

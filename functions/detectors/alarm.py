@@ -300,6 +300,8 @@ def _reason_values(reason_data: str | None) -> dict[str, float]:
         data = json.loads(reason_data)
     except ValueError:
         return {}
+    if not isinstance(data, dict):  # valid JSON but not the object CloudWatch documents
+        return {}
     values: dict[str, float] = {}
     if isinstance(data.get("threshold"), (int, float)):
         values["threshold"] = float(data["threshold"])

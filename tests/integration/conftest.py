@@ -1,0 +1,66 @@
+"""Fixtures of the integration tier: handlers run in process against moto."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+from moto import mock_aws
+
+from core.store import RecoveryStore
+from tests.builders import BUS_NAME, TABLE_NAME, create_table
+
+
+@pytest.fixture
+def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # moto would otherwise register tens of thousands of public AMIs in every test; the
+    # workloads here launch from a launch template and never look an AMI up.
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def store(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> RecoveryStore:
+    """The recovery table in moto, named in TABLE_NAME as the stack does."""
+    create_table(TABLE_NAME)
+    monkeypatch.setenv("TABLE_NAME", TABLE_NAME)
+    monkeypatch.setenv("EVENT_BUS_NAME", BUS_NAME)
+    return RecoveryStore(TABLE_NAME)
+
+
+class FrozenClock:
+    """Replaces core.clock.utc_now: time moves only when a test says so."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    from core import clock
+
+    frozen = FrozenClock(clock.utc_now().replace(microsecond=0))
+    monkeypatch.setattr(clock, "utc_now", frozen)
+    return frozen
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_botocore_loader() -> Iterator[None]:
+    """moto gives every test a fresh boto3 session, and each session would parse the service
+    models again (most of this tier's run time). One loader, with its caches, serves them all."""
+    import functools
+
+    from botocore import session
+
+    original = session.create_loader
+    session.create_loader = functools.lru_cache(maxsize=None)(original)
+    yield
+    session.create_loader = original
