@@ -1,0 +1,211 @@
+"""The alarm detector's Lambda handler under moto: real alarm tags, real target health, a real bus."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import boto3
+import pytest
+
+from core.contract import CLEARED, DETECTED, EVENT_SOURCE, ImpairmentCleared, ImpairmentDetected, Severity
+from core.errors import PublishError
+from core.publisher import EventPublisher
+from detectors import alarm
+from tests.builders import BUS_NAME, REGION, alarm_tags, build_workload, capture_bus, received, with_state
+from tests.conftest import load_event
+
+STATUS_CHECK = "cloudwatch-alarm-status-check-instance.json"
+UNHEALTHY_HOSTS = "cloudwatch-alarm-state-change-alarm.json"
+UNHEALTHY_HOSTS_OK = "cloudwatch-alarm-state-change-ok.json"
+
+
+def create_alarm(name: str, tags: dict[str, str] | None, dimensions: dict[str, str]) -> str:
+    """A CloudWatch alarm in moto, named as in the sample event, with the given tags."""
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        Namespace="AWS/EC2",
+        MetricName="StatusCheckFailed",
+        Statistic="Maximum",
+        Period=60,
+        EvaluationPeriods=2,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+    )
+    return cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["AlarmArn"]
+
+
+@pytest.fixture
+def bus(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The recovery bus with a rule copying its impairment events to a queue; the queue URL."""
+    monkeypatch.setenv("EVENT_BUS_NAME", BUS_NAME)
+    return capture_bus(BUS_NAME)
+
+
+def test_a_managed_status_check_alarm_puts_exactly_one_impairment_on_the_bus(bus, lambda_context):
+    # Given the sample status-check alarm exists, tagged as managed by the web-api workload
+    event = load_event(STATUS_CHECK)
+    arn = create_alarm(
+        event["detail"]["alarmName"],
+        alarm_tags(impairment_type="instance_failure", severity="high"),
+        {"InstanceId": "i-0abc123def4567890"},
+    )
+    assert arn == event["resources"][0]
+
+    # When the alarm's state change reaches the detector
+    response = alarm.handler(event, lambda_context)
+
+    # Then exactly one "Impairment Detected" event is on the bus, and it is the one reported
+    assert response["status"] == "published"
+    events = received(bus)
+    assert len(events) == 1
+    assert events[0]["detail-type"] == DETECTED
+    assert events[0]["source"] == EVENT_SOURCE
+    impairment = ImpairmentDetected.model_validate(events[0]["detail"])
+    assert impairment.impairment_id == response["impairment_id"]
+    assert [r.resource_id for r in impairment.affected_resources] == ["i-0abc123def4567890"]
+    assert impairment.signal.id == arn
+
+
+def test_unhealthy_hosts_alarm_names_the_stopped_instance_of_a_real_target_group(bus, lambda_context):
+    # Given a workload of 3 instances behind a target group, one of them stopped
+    workload = build_workload(desired=3)
+    stopped = workload.instance_ids()[1]
+    boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[stopped])
+    # and the sample unhealthy-hosts alarm, pointing at that target group and tagged as managed
+    event = copy.deepcopy(load_event(UNHEALTHY_HOSTS))
+    dimensions = event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"]
+    dimensions["TargetGroup"] = workload.target_group_arn.split(":")[-1]
+    create_alarm(
+        event["detail"]["alarmName"],
+        alarm_tags(impairment_type="instance_failure", auto_scaling_group=workload.group_name),
+        {"TargetGroup": dimensions["TargetGroup"]},
+    )
+
+    # When the alarm fires
+    alarm.handler(event, lambda_context)
+
+    # Then the impairment is about the stopped instance only, scoped to the group and target group
+    (published,) = received(bus)
+    impairment = ImpairmentDetected.model_validate(published["detail"])
+    assert [r.resource_id for r in impairment.affected_resources] == [stopped]
+    assert impairment.scope == {
+        "auto_scaling_group": workload.group_name,
+        "target_group_arn": workload.target_group_arn,
+    }
+    assert impairment.severity is Severity.HIGH
+    assert impairment.metrics["unhealthy_targets"] == 1.0
+
+
+def test_ok_after_alarm_puts_a_cleared_event_with_the_same_id(bus, lambda_context):
+    # Given the managed status-check alarm fired and was detected
+    alarm_event = load_event(STATUS_CHECK)
+    create_alarm(alarm_event["detail"]["alarmName"], alarm_tags(), {"InstanceId": "i-0abc123def4567890"})
+    detected = alarm.handler(alarm_event, lambda_context)
+
+    # When the same alarm returns to OK
+    ok_event = with_state(
+        alarm_event,
+        "OK",
+        timestamp="2026-11-20T11:09:05.000+0000",
+        previous="ALARM",
+        previous_timestamp=alarm_event["detail"]["state"]["timestamp"],
+    )
+    cleared = alarm.handler(ok_event, lambda_context)
+
+    # Then the bus carries the detection, then its clearing, under one impairment id
+    events = received(bus)
+    assert [e["detail-type"] for e in events] == [DETECTED, CLEARED]
+    assert ImpairmentCleared.model_validate(events[1]["detail"]).impairment_id == detected["impairment_id"]
+    assert cleared["impairment_id"] == detected["impairment_id"]
+
+
+def test_an_alarm_without_the_managed_tag_puts_nothing_on_the_bus(bus, lambda_context):
+    # Given the status-check alarm exists but never opted in
+    event = load_event(STATUS_CHECK)
+    create_alarm(event["detail"]["alarmName"], {"team": "payments"}, {"InstanceId": "i-0abc123def4567890"})
+
+    # When it fires
+    response = alarm.handler(event, lambda_context)
+
+    # Then it is ignored
+    assert response["status"] == "ignored"
+    assert received(bus) == []
+
+
+def test_a_deleted_alarm_is_ignored(bus, lambda_context):
+    # Given the event of an alarm that no longer exists (deleted since it fired)
+    response = alarm.handler(load_event(STATUS_CHECK), lambda_context)
+
+    assert response["status"] == "ignored"
+    assert received(bus) == []
+
+
+def _without(event: dict[str, Any], *path: str) -> dict[str, Any]:
+    broken = copy.deepcopy(event)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return broken
+
+
+def _with(event: dict[str, Any], value: Any, *path: str) -> dict[str, Any]:
+    broken = copy.deepcopy(event)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return broken
+
+
+SAMPLE = load_event(STATUS_CHECK)
+MALFORMED = {
+    "empty-object": {},
+    "a-list": [SAMPLE],
+    "null": None,
+    "a-string": "ALARM",
+    "no-detail": _without(SAMPLE, "detail"),
+    "detail-without-state": _without(SAMPLE, "detail", "state"),
+    "garbage-state-timestamp": _with(SAMPLE, "yesterday-ish", "detail", "state", "timestamp"),
+    "unknown-state-value": _with(SAMPLE, "ON_FIRE", "detail", "state", "value"),
+    "empty-alarm-name": _with(SAMPLE, "", "detail", "alarmName"),
+    "metrics-not-a-list": _with(SAMPLE, {"m1": 1}, "detail", "configuration", "metrics"),
+}
+
+
+@pytest.mark.parametrize("event", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_input_is_rejected_without_raising_and_publishes_nothing(bus, lambda_context, event):
+    # Given a managed alarm, so that a parse that got through would publish
+    create_alarm(SAMPLE["detail"]["alarmName"], alarm_tags(), {"InstanceId": "i-0abc123def4567890"})
+
+    # When the detector receives something that is not a valid alarm state change
+    response = alarm.handler(event, lambda_context)
+
+    # Then it says so, without raising (a retry could never succeed), and the bus stays empty
+    assert response["status"] == "rejected"
+    assert received(bus) == []
+
+
+class RefusingEvents:
+    """An EventBridge client whose PutEvents rejects every entry."""
+
+    def put_events(self, Entries):  # boto3's parameter name
+        return {
+            "FailedEntryCount": len(Entries),
+            "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"} for _ in Entries],
+        }
+
+
+def test_a_detection_the_bus_refuses_is_raised_so_lambda_retries_it(bus, lambda_context):
+    # Given a managed alarm and a bus that refuses the event
+    event = load_event(STATUS_CHECK)
+    create_alarm(event["detail"]["alarmName"], alarm_tags(), {"InstanceId": "i-0abc123def4567890"})
+    publisher = EventPublisher(BUS_NAME, client=RefusingEvents())
+
+    # When the alarm fires, then the failure is not swallowed
+    with pytest.raises(PublishError):
+        alarm.handler(event, lambda_context, publisher=publisher)

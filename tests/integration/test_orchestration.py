@@ -1,0 +1,393 @@
+"""The workflow's other tasks under moto: plan selection, verification, rollback preparation,
+finalization and escalation, each with the input the state machine gives it."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from actions import replace_instance
+from actions.base import ActionParams, ActionResult, ActionSpec, Context, run
+from core.contract import ImpairmentType, Severity
+from core.errors import NoMatchingPlan, PermanentError
+from core.observability import metrics
+from orchestration import admit, escalate, finalize, prepare_rollback, select_plan, verify
+from tests.builders import (
+    MANAGED_TAG,
+    REGION,
+    action_event,
+    build_workload,
+    capture_topic,
+    get_item,
+    impairment,
+    received,
+)
+
+INSTANCE = "i-0abc123def4567890"
+PLANS = [
+    {
+        "name": "replace-failed-instance",
+        "match": {"impairment_types": ["instance_failure"], "max_severity": "high"},
+        "steps": [{"action": "replace_instance"}, {"action": "scale_out", "params": {"increment": 2}}],
+        "verify": {"wait_seconds": 20, "max_attempts": 6},
+    },
+    {
+        "name": "add-capacity",
+        "match": {"impairment_types": ["resource_exhaustion", "service_degradation"]},
+        "steps": [{"action": "scale_out"}],
+    },
+]
+
+
+@pytest.fixture
+def plans(monkeypatch) -> None:
+    monkeypatch.setenv("PLANS", json.dumps(PLANS))
+
+
+def lock_owner(resource_key: str) -> str | None:
+    item = get_item(f"LOCK#{resource_key}", "LOCK")
+    return item["owner"] if item else None
+
+
+# --- select plan ----------------------------------------------------------------------------
+
+
+def test_select_plan_returns_the_matching_plan_with_indexed_steps(store, plans, lambda_context):
+    # Given an admitted instance failure of high severity
+    model = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+
+    # When the plan is selected
+    plan = select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+
+    # Then it is the plan for instance failures, with its steps numbered for the action tasks
+    assert plan["name"] == "replace-failed-instance"
+    assert plan["steps"] == [
+        {"index": 0, "action": "replace_instance", "params": {}},
+        {"index": 1, "action": "scale_out", "params": {"increment": 2}},
+    ]
+    assert plan["verify"] == {"wait_seconds": 20, "max_attempts": 6}
+    record = store.get_impairment(model.impairment_id)
+    assert record["plan"] == "replace-failed-instance"
+    assert record["status"] == "recovering"
+
+
+@pytest.mark.parametrize(
+    ("impairment_type", "severity"),
+    [
+        (ImpairmentType.DATABASE_ISSUE, Severity.HIGH),
+        (ImpairmentType.INSTANCE_FAILURE, Severity.CRITICAL),
+    ],
+    ids=["uncovered-type", "above-max-severity"],
+)
+def test_select_plan_raises_no_matching_plan_when_nothing_covers_it(
+    store, plans, lambda_context, impairment_type, severity
+):
+    # Given an impairment no plan covers (a critical instance failure is above the plan's bound)
+    model = impairment(impairment_type=impairment_type, severity=severity)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+
+    # When the plan is selected, then the workflow is told to escalate, naming what was not covered
+    with pytest.raises(NoMatchingPlan, match=f"{impairment_type.value} at severity {severity.value}"):
+        select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    assert store.get_impairment(model.impairment_id)["status"] == "admitted"
+
+
+# --- verify ---------------------------------------------------------------------------------
+
+
+def verify_event(model, attempt: int = 0, max_attempts: int = 3) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "impairment": model.model_dump(mode="json"),
+        "plan": {"name": "p", "verify": {"wait_seconds": 0, "max_attempts": max_attempts}},
+    }
+    if attempt:
+        event["verification"] = {"attempt": attempt}
+    return event
+
+
+def test_verify_passes_once_the_group_has_replaced_the_impaired_instance(store, lambda_context):
+    # Given an impaired instance was replaced by its group
+    workload = build_workload(min_size=1, desired=3)
+    model = workload.impairment_of(workload.instance_ids()[0])
+    replace_instance.apply_handler(action_event(model, "replace_instance"), lambda_context)
+
+    # When the recovery is verified
+    result = verify.handler(verify_event(model), lambda_context)
+
+    # Then the group is at its desired healthy capacity without the impaired instance
+    assert result["healthy"] is True
+    group_check = next(c for c in result["checks"] if c["check"] == "group_capacity")
+    assert group_check["impaired_still_in_service"] == []
+    assert group_check["healthy_in_service"] == 3
+
+
+def test_verify_fails_and_asks_for_another_attempt_while_the_impaired_instance_serves(store, lambda_context):
+    # Given nothing was done about the impaired instance
+    workload = build_workload(min_size=1, desired=3)
+    impaired = workload.instance_ids()[0]
+    model = workload.impairment_of(impaired)
+
+    # When verified on the first of three attempts, and then on the last
+    first = verify.handler(verify_event(model, attempt=0, max_attempts=3), lambda_context)
+    last = verify.handler(verify_event(model, attempt=2, max_attempts=3), lambda_context)
+
+    # Then it is not healthy; the state machine waits and retries, until attempts run out
+    assert first["healthy"] is False
+    assert first["retry"] is True
+    assert first["attempt"] == 1
+    assert next(c for c in first["checks"] if c["check"] == "group_capacity")["impaired_still_in_service"] == [impaired]
+    assert last["attempt"] == 3
+    assert last["retry"] is False
+
+
+# --- prepare rollback -----------------------------------------------------------------------
+
+
+class HalfDone(ActionParams):
+    pass
+
+
+def _fails_half_way(ctx: Context) -> ActionResult:
+    ctx.record_before({"desired_capacity": 3, "group": "web-api-asg"})
+    raise PermanentError("the second call was refused")
+
+
+def _refused_up_front(ctx: Context) -> ActionResult:
+    raise PermanentError("refused before changing anything")
+
+
+def _applied(ctx: Context) -> ActionResult:
+    before = {"group": "web-api-asg", "desired_capacity": 3}
+    ctx.record_before(before)
+    return ActionResult(
+        action="first",
+        phase="apply",
+        step_index=ctx.step_index,
+        result="changed",
+        targets=["web-api-asg"],
+        before=before,
+        after={"group": "web-api-asg", "desired_capacity": 4},
+    )
+
+
+def run_step(name: str, apply, model, index: int, store) -> dict[str, Any]:
+    """Run one step through the real runner, as an action task would (one invocation each)."""
+    action = ActionSpec(
+        name=name, description=name, params=HalfDone, iam_actions=(), apply=apply, rollback=_refused_up_front
+    )
+    try:
+        return run(action, "apply", action_event(model, name, index=index), store, MANAGED_TAG)
+    finally:
+        metrics.clear_metrics()  # the handler decorator flushes metrics after each invocation
+
+
+def test_prepare_rollback_returns_started_and_done_steps_newest_first(store, lambda_context):
+    # Given a plan of four steps: step 0 finished, step 1 changed something and then failed,
+    # step 2 was refused before changing anything, step 3 never ran
+    model = impairment()
+    steps = [
+        {"index": 0, "action": "first", "params": {}},
+        {"index": 1, "action": "second", "params": {}},
+        {"index": 2, "action": "third", "params": {}},
+        {"index": 3, "action": "fourth", "params": {}},
+    ]
+    done = run_step("first", _applied, model, 0, store)
+    with pytest.raises(PermanentError):
+        run_step("second", _fails_half_way, model, 1, store)
+    with pytest.raises(PermanentError):
+        run_step("third", _refused_up_front, model, 2, store)
+    # (an earlier rollback attempt's own record must not be rolled back in turn)
+    store.put_action(model.impairment_id, 0, "rollback", {"status": "done", "before": {"desired_capacity": 4}})
+    store.put_impairment(model.model_dump(mode="json"), status="recovering")
+
+    # When the rollback is prepared
+    event = {"impairment": model.model_dump(mode="json"), "plan": {"name": "p", "steps": steps}, "error": {}}
+    rollback = prepare_rollback.handler(event, lambda_context)
+
+    # Then the half-done step 1 comes first, with the state recorded before it changed anything,
+    # then step 0 with its full result; step 2 (changed nothing) and step 3 (never ran) are absent
+    assert [r["step"] for r in rollback] == [steps[1], steps[0]]
+    assert rollback[0]["applied"] == {"before": {"desired_capacity": 3, "group": "web-api-asg"}, "after": {}}
+    assert rollback[1]["applied"] == done
+    assert store.get_impairment(model.impairment_id)["status"] == "rolling_back"
+
+
+def test_prepare_rollback_of_a_real_scale_out_restores_the_group(store, lambda_context):
+    # Given a plan whose scale_out step ran (3 -> 5) and whose verification then failed
+    workload = build_workload(min_size=1, desired=3, max_size=10)
+    model = workload.impairment_of()
+    step = {"index": 0, "action": "scale_out", "params": {"increment": 2}}
+    from actions import scale_out
+
+    scale_out.apply_handler(action_event(model, "scale_out", params=step["params"]), lambda_context)
+    store.put_impairment(model.model_dump(mode="json"), status="recovering")
+
+    # When the rollback is prepared and each step it returns is rolled back, as the Map state does
+    event = {"impairment": model.model_dump(mode="json"), "plan": {"name": "p", "steps": [step]}}
+    for item in prepare_rollback.handler(event, lambda_context):
+        scale_out.rollback_handler(
+            {"impairment": event["impairment"], "step": item["step"], "applied": item["applied"], "plan": "p"},
+            lambda_context,
+        )
+
+    # Then the group is back where it was
+    assert workload.desired_capacity() == 3
+
+
+# --- finalize -------------------------------------------------------------------------------
+
+
+def test_finalize_records_the_recovery_with_mttr_and_releases_the_locks(store, lambda_context, frozen_clock):
+    # Given an impairment detected 95 s ago was admitted (its instance locked) and has verified
+    model = impairment(
+        instances=[INSTANCE],
+        signal_time=frozen_clock.now - timedelta(seconds=100),
+        detected_at=frozen_clock.now - timedelta(seconds=95),
+    )
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    assert lock_owner(f"ec2:instance/{INSTANCE}") == model.impairment_id
+
+    # When the recovery is finalized
+    result = finalize.handler({"impairment": model.model_dump(mode="json"), "admission": admission}, lambda_context)
+
+    # Then the record says recovered, with MTTR = resolved - detected and MTTD = detected - signal
+    assert result["outcome"] == "recovered"
+    assert result["mttr_seconds"] == 95.0
+    record = store.get_impairment(model.impairment_id)
+    assert record["outcome"] == "recovered"
+    assert record["status"] == "recovered"
+    assert record["mttr_seconds"] == 95.0
+    assert record["mttd_seconds"] == 5.0
+    assert record["resolved_at"] == frozen_clock.now.isoformat()
+    # and the instance is free for the next recovery
+    assert lock_owner(f"ec2:instance/{INSTANCE}") is None
+    nxt = impairment(instances=[INSTANCE], signal_id="arn:aws:cloudwatch:us-east-1:123456789012:alarm:next")
+    admit.handler({"impairment": nxt.model_dump(mode="json"), "execution": "y"}, lambda_context)
+    assert lock_owner(f"ec2:instance/{INSTANCE}") == nxt.impairment_id
+
+
+def test_finalize_leaves_a_lock_another_recovery_took_over(store, lambda_context, frozen_clock, monkeypatch):
+    # Given our lock expired and another impairment took the instance over
+    monkeypatch.setenv("LOCK_TTL_SECONDS", "60")
+    ours = impairment(instances=[INSTANCE], detected_at=frozen_clock.now)
+    admission = admit.handler({"impairment": ours.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    frozen_clock.advance(61)
+    theirs = impairment(instances=[INSTANCE], signal_id="arn:aws:cloudwatch:us-east-1:123456789012:alarm:other")
+    admit.handler({"impairment": theirs.model_dump(mode="json"), "execution": "y"}, lambda_context)
+
+    # When our recovery finalizes
+    finalize.handler({"impairment": ours.model_dump(mode="json"), "admission": admission}, lambda_context)
+
+    # Then the other recovery keeps its lock
+    assert lock_owner(f"ec2:instance/{INSTANCE}") == theirs.impairment_id
+
+
+# --- escalate -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def topic(mocked_aws, monkeypatch) -> str:
+    """The escalation topic with a queue subscribed; returns the queue URL."""
+    topic_arn, queue_url = capture_topic()
+    monkeypatch.setenv("ESCALATION_TOPIC_ARN", topic_arn)
+    return queue_url
+
+
+def lambda_error(error: str, message: str) -> dict[str, str]:
+    """How a caught Lambda error appears in the state (Catch with a result path)."""
+    return {"Error": error, "Cause": json.dumps({"errorMessage": message, "errorType": error, "stackTrace": []})}
+
+
+def test_escalate_pages_with_the_reason_and_records_the_outcome(store, topic, lambda_context):
+    # Given a recovery whose action was refused, after the instance was locked
+    model = impairment(instances=[INSTANCE])
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    refusal = "replacing ['i-0abc123def4567890'] would leave web-api-asg with 1 healthy in-service instances"
+    event = {
+        "impairment": model.model_dump(mode="json"),
+        "execution": "arn:aws:states:us-east-1:123456789012:execution:recovery:" + model.impairment_id,
+        "admission": admission,
+        "plan": {"name": "replace-failed-instance", "steps": []},
+        "error": lambda_error("ActionRefused", refusal),
+        "rollbacks": [{"action": "scale_out", "result": "changed"}],
+    }
+
+    # When the recovery escalates
+    result = escalate.handler(event, lambda_context)
+
+    # Then the on-call gets one message saying which workload, why, and with the whole context
+    (notification,) = received(topic)
+    assert notification["Subject"].startswith("[recovery] web-api: ActionRefused: replacing")
+    assert len(notification["Subject"]) <= 100
+    message = json.loads(notification["Message"])
+    assert message["reason"] == f"ActionRefused: {refusal}"
+    assert message["impairment_id"] == model.impairment_id
+    assert message["plan"] == "replace-failed-instance"
+    assert message["impairment"]["affected_resources"] == [{"resource_type": "ec2:instance", "resource_id": INSTANCE}]
+    assert message["rollbacks"] == event["rollbacks"]
+    assert model.impairment_id in message["next_steps"]
+    # and the record says escalated, with the reason, and the lock is released
+    record = store.get_impairment(model.impairment_id)
+    assert record["outcome"] == "escalated"
+    assert record["reason"] == f"ActionRefused: {refusal}"
+    assert record["rolled_back"] is True
+    assert result["reason"] == record["reason"]
+    assert lock_owner(f"ec2:instance/{INSTANCE}") is None
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ({"error": lambda_error("NoMatchingPlan", "no plan covers database_issue")}, "NoMatchingPlan: no plan covers"),
+        ({"verification": {"healthy": False, "attempt": 6}}, "not healthy after 6 verification attempts"),
+        (
+            {
+                "verification": {"healthy": False, "attempt": 6},
+                "rollback_error": lambda_error("TransientError", "autoscaling:SetDesiredCapacity failed"),
+            },
+            "rollback failed: TransientError: autoscaling:SetDesiredCapacity failed",
+        ),
+        ({"error": {"Error": "States.Timeout", "Cause": "not json"}}, "States.Timeout: not json"),
+    ],
+    ids=["no-plan", "verification-failed", "rollback-failed-first", "non-lambda-error"],
+)
+def test_escalation_reason_says_what_went_wrong(store, topic, lambda_context, state, reason):
+    model = impairment()
+
+    result = escalate.handler({"impairment": model.model_dump(mode="json"), **state}, lambda_context)
+
+    assert result["reason"].startswith(reason)
+    (notification,) = received(topic)
+    assert json.loads(notification["Message"])["reason"] == result["reason"]
+
+
+def test_escalation_subject_is_printable_ascii_within_the_sns_limit(store, topic, lambda_context):
+    # Given a reason with a newline, non-ASCII text and far more than 100 characters
+    model = impairment(workload="paiements-ü")
+    event = {"impairment": model.model_dump(mode="json"), "error": lambda_error("PermanentError", "é\n" + "x" * 300)}
+
+    # When it escalates (SNS refuses subjects that are not printable ASCII of <= 100 characters)
+    escalate.handler(event, lambda_context)
+
+    # Then the page still goes out
+    (notification,) = received(topic)
+    assert len(notification["Subject"]) <= 100
+    assert all(32 <= ord(ch) < 127 for ch in notification["Subject"])
+
+
+def test_escalate_raises_when_the_page_cannot_be_sent(store, lambda_context, monkeypatch):
+    # Given the escalation topic does not exist (deleted, or a wrong ARN)
+    monkeypatch.setenv("ESCALATION_TOPIC_ARN", f"arn:aws:sns:{REGION}:123456789012:gone")
+    model = impairment()
+    store.put_impairment(model.model_dump(mode="json"), status="recovering")
+
+    # When the recovery escalates, then the failure is raised, not recorded as a page sent
+    with pytest.raises(PermanentError):
+        escalate.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    assert store.get_impairment(model.impairment_id)["status"] == "recovering"
+    assert boto3.client("sns", region_name=REGION).list_topics()["Topics"] == []

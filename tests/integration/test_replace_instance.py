@@ -1,0 +1,164 @@
+"""replace_instance under moto: the group replaces the impaired instance, within its safety limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from actions import replace_instance
+from core.errors import ActionRefused, PermanentError
+from tests.builders import action_event, build_workload, instance_state
+
+
+def apply(event, context):
+    return replace_instance.apply_handler(event, context)
+
+
+def test_apply_terminates_the_instance_and_the_group_launches_a_replacement(store, lambda_context):
+    # Given a managed group of 3 healthy instances (MinSize 2) and one impaired instance
+    workload = build_workload(min_size=2, desired=3)
+    original = workload.instance_ids()
+    impaired = original[0]
+
+    # When replace_instance is applied to it
+    result = apply(action_event(workload.impairment_of(impaired), "replace_instance"), lambda_context)
+
+    # Then the instance is terminated and out of the group, the desired capacity is unchanged,
+    # and the group has launched a new instance in its place
+    assert result["result"] == "changed"
+    assert instance_state(impaired) in ("shutting-down", "terminated")
+    assert workload.desired_capacity() == 3
+    now = workload.instance_ids()
+    assert impaired not in now
+    assert len(now) == 3
+    assert len(set(now) - set(original)) == 1
+    # and the audit trail holds the state before: the group and its desired capacity
+    assert result["before"]["instances"][impaired]["group"] == workload.group_name
+    assert result["before"]["instances"][impaired]["desired_capacity"] == 3
+    record = store.get_action(workload.impairment_of(impaired).impairment_id, 0, "apply")
+    assert record["status"] == "done"
+    assert record["before"] == result["before"]
+
+
+def test_mark_unhealthy_leaves_the_replacement_to_the_group(store, lambda_context):
+    # Given a managed group and a plan that marks instances unhealthy instead of terminating
+    workload = build_workload(min_size=1, desired=3)
+    impaired = workload.instance_ids()[2]
+    event = action_event(workload.impairment_of(impaired), "replace_instance", params={"mode": "mark_unhealthy"})
+
+    # When applied
+    result = apply(event, lambda_context)
+
+    # Then the instance is no longer healthy in the group, and the desired capacity is unchanged
+    assert result["result"] == "changed"
+    health = {i["InstanceId"]: i["HealthStatus"] for i in workload.group()["Instances"]}
+    assert health.get(impaired, "Unhealthy") == "Unhealthy"
+    assert workload.desired_capacity() == 3
+
+
+def test_refused_when_the_group_would_drop_below_its_minimum_healthy(store, lambda_context):
+    # Given a group at its minimum: 2 instances, MinSize 2
+    workload = build_workload(min_size=2, desired=2)
+    impaired = workload.instance_ids()[0]
+    event = action_event(workload.impairment_of(impaired), "replace_instance")
+
+    # When replace_instance is applied
+    with pytest.raises(ActionRefused, match="below its minimum of 2"):
+        apply(event, lambda_context)
+
+    # Then nothing was touched, and the refusal is in the audit trail
+    assert instance_state(impaired) == "running"
+    assert impaired in workload.instance_ids()
+    record = store.get_action(workload.impairment_of(impaired).impairment_id, 0, "apply")
+    assert record["status"] == "failed"
+    assert "below its minimum" in record["error"]
+
+
+def test_refused_when_the_plan_asks_for_more_healthy_capacity_than_would_remain(store, lambda_context):
+    # Given a group with MinSize 1, but a plan that keeps at least 3 healthy
+    workload = build_workload(min_size=1, desired=3)
+    impaired = workload.instance_ids()[0]
+    event = action_event(workload.impairment_of(impaired), "replace_instance", params={"min_healthy_capacity": 3})
+
+    with pytest.raises(ActionRefused, match="minimum of 3"):
+        apply(event, lambda_context)
+
+    assert instance_state(impaired) == "running"
+
+
+def test_refused_for_a_group_that_did_not_opt_in(store, lambda_context):
+    # Given a group without the managed tag
+    workload = build_workload(managed=False, min_size=1, desired=3)
+    impaired = workload.instance_ids()[0]
+
+    # When replace_instance is applied to one of its instances
+    with pytest.raises(ActionRefused, match="not managed"):
+        apply(action_event(workload.impairment_of(impaired), "replace_instance"), lambda_context)
+
+    # Then the instance is left running in its group
+    assert instance_state(impaired) == "running"
+    assert impaired in workload.instance_ids()
+
+
+def test_an_impairment_without_an_instance_is_a_permanent_error(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3)
+
+    with pytest.raises(PermanentError, match="needs an ec2:instance"):
+        apply(action_event(workload.impairment_of(), "replace_instance"), lambda_context)
+
+    assert len(workload.instance_ids()) == 3
+
+
+def test_applying_the_same_step_twice_changes_nothing_more(store, lambda_context):
+    # Given replace_instance has been applied once for this impairment's step 0
+    workload = build_workload(min_size=1, desired=3)
+    impaired = workload.instance_ids()[0]
+    event = action_event(workload.impairment_of(impaired), "replace_instance")
+    first = apply(event, lambda_context)
+    after_first = workload.instance_ids()
+
+    # When the same step is delivered again (a Lambda or state machine retry)
+    second = apply(event, lambda_context)
+
+    # Then no other instance is terminated, the group is as the first run left it, and the
+    # recorded result is returned
+    assert workload.instance_ids() == after_first
+    assert all(instance_state(i) == "running" for i in after_first)
+    assert workload.desired_capacity() == 3
+    assert second == first
+
+
+def test_a_retry_after_a_crash_mid_step_reuses_the_recorded_state_and_terminates_nothing_more(store, lambda_context):
+    # Given the step terminated the instance but its Lambda died before recording "done":
+    # only the "started" record with the state before is in the audit trail
+    workload = build_workload(min_size=1, desired=3)
+    impaired = workload.instance_ids()[0]
+    model = workload.impairment_of(impaired)
+    event = action_event(model, "replace_instance")
+    first = apply(event, lambda_context)
+    store.put_action(model.impairment_id, 0, "apply", {"status": "started", "before": first["before"]})
+    after_first = workload.instance_ids()
+
+    # When the step is retried
+    retried = apply(event, lambda_context)
+
+    # Then it recognises the instance as already replaced and changes nothing
+    assert retried["result"] == "unchanged"
+    assert retried["before"] == first["before"]
+    assert workload.instance_ids() == after_first
+    assert all(instance_state(i) == "running" for i in after_first)
+
+
+def test_rollback_of_a_termination_reports_it_cannot_be_undone(store, lambda_context):
+    # Given an instance was replaced
+    workload = build_workload(min_size=1, desired=3)
+    impaired = workload.instance_ids()[0]
+    model = workload.impairment_of(impaired)
+    applied = apply(action_event(model, "replace_instance"), lambda_context)
+
+    # When the step is rolled back
+    result = replace_instance.rollback_handler(action_event(model, "replace_instance", applied=applied), lambda_context)
+
+    # Then it says the instance cannot come back, and leaves the group's replacement alone
+    assert result["result"] == "irreversible"
+    assert impaired in result["message"]
+    assert len(workload.instance_ids()) == 3
