@@ -48,6 +48,8 @@ class Severity(StrEnum):
         return _SEVERITY_RANK[self.value]
 
     def _cmp(self, other: object) -> int:
+        if isinstance(other, str) and not isinstance(other, Severity) and other in _SEVERITY_RANK:
+            other = Severity(other)  # "high" compares as the severity, not as a string
         if not isinstance(other, Severity):
             return NotImplemented  # type: ignore[return-value]
         return self.rank - other.rank

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, validate
-from tests.infra.conftest import ROOT, cdk_context
+from tests.conftest import ROOT, cdk_context
 
 Raw = dict[str, Any]
 

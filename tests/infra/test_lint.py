@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_cdk.assertions import Annotations, Match
 
-from tests.infra.conftest import ROOT
+from tests.conftest import ROOT
 
 
 def _cfn_lint() -> str:

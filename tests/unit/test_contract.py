@@ -254,3 +254,10 @@ def test_an_event_from_another_source_is_rejected_by_the_schema(validator):
     event = {"detail-type": DETECTED, "source": "aws.cloudwatch", "detail": json.loads(impairment().model_dump_json())}
 
     assert not validator.is_valid(event)
+
+
+def test_severity_compares_with_its_string_value_by_rank():
+    # A plan or tag value read as a plain string must not fall back to alphabetical order.
+    assert Severity.HIGH < "critical"
+    assert not Severity.CRITICAL < "high"
+    assert Severity.MEDIUM >= "medium"
