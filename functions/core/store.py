@@ -108,14 +108,7 @@ class RecoveryStore:
         condition = Key("gsi1pk").eq(f"WORKLOAD#{workload}")
         if since is not None:
             condition = condition & Key("gsi1sk").gte(since.isoformat())
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"IndexName": GSI1, "KeyConditionExpression": condition}
-        while True:
-            page = self.table.query(**kwargs)
-            items.extend(_from_dynamo(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._query_all(IndexName=GSI1, KeyConditionExpression=condition)
 
     # --- actions -----------------------------------------------------------------------------
     def put_action(self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]) -> None:
@@ -143,10 +136,13 @@ class RecoveryStore:
         """Every action record of an impairment, in step order."""
         from boto3.dynamodb.conditions import Key
 
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(f"IMPAIRMENT#{impairment_id}") & Key("sk").begins_with("ACTION#"),
-            "ConsistentRead": True,
-        }
+        return self._query_all(
+            KeyConditionExpression=Key("pk").eq(f"IMPAIRMENT#{impairment_id}") & Key("sk").begins_with("ACTION#"),
+            ConsistentRead=True,
+        )
+
+    def _query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every page of a query."""
         items: list[dict[str, Any]] = []
         while True:
             page = self.table.query(**kwargs)

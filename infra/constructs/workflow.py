@@ -83,20 +83,13 @@ class RecoveryWorkflow(Construct):
         escalate_task = self._task("Escalate", escalate, None, "$.escalation")
         escalate_task.next(escalated)
 
-        rollback_map = sfn.Map(
-            self,
+        rollback_map = self._map(
             "Rollback",
-            items_path="$.rollback_steps",
-            max_concurrency=1,
-            result_path="$.rollbacks",
-            item_selector={
-                "impairment.$": "$.impairment",
-                "step.$": "$$.Map.Item.Value.step",
-                "applied.$": "$$.Map.Item.Value.applied",
-                "plan.$": "$.plan.name",
-            },
+            "$.rollback_steps",
+            "$.rollbacks",
+            {"step.$": "$$.Map.Item.Value.step", "applied.$": "$$.Map.Item.Value.applied"},
+            self._router("RouteRollback", rollback_tasks),
         )
-        rollback_map.item_processor(self._router("RouteRollback", rollback_tasks))
         rollback_map.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
         rollback_map.next(escalate_task)
         prepare_task = self._task("PrepareRollback", prepare, None, "$.rollback_steps")
@@ -119,19 +112,13 @@ class RecoveryWorkflow(Construct):
         verify_task.add_catch(prepare_task, errors=["States.ALL"], result_path="$.error")
         verify_task.next(verified)
 
-        run_actions = sfn.Map(
-            self,
+        run_actions = self._map(
             "RunActions",
-            items_path="$.plan.steps",
-            max_concurrency=1,
-            result_path="$.actions",
-            item_selector={
-                "impairment.$": "$.impairment",
-                "step.$": "$$.Map.Item.Value",
-                "plan.$": "$.plan.name",
-            },
+            "$.plan.steps",
+            "$.actions",
+            {"step.$": "$$.Map.Item.Value"},
+            self._router("RouteAction", apply_tasks),
         )
-        run_actions.item_processor(self._router("RouteAction", apply_tasks))
         run_actions.add_catch(prepare_task, errors=["States.ALL"], result_path="$.error")
         run_actions.next(wait)
 
@@ -241,6 +228,22 @@ class RecoveryWorkflow(Construct):
             jitter_strategy=sfn.JitterType.FULL,
         )
         return task
+
+    def _map(
+        self, construct_id: str, items_path: str, result_path: str, item: dict[str, str], router: sfn.Choice
+    ) -> sfn.Map:
+        """Steps one at a time (order matters: a rollback undoes newest first), each routed to its
+        action's own task."""
+        steps = sfn.Map(
+            self,
+            construct_id,
+            items_path=items_path,
+            max_concurrency=1,
+            result_path=result_path,
+            item_selector={"impairment.$": "$.impairment", "plan.$": "$.plan.name", **item},
+        )
+        steps.item_processor(router)
+        return steps
 
     def _router(self, construct_id: str, tasks_by_action: dict[str, sfn.IChainable]) -> sfn.Choice:
         choice = sfn.Choice(self, construct_id)
