@@ -92,6 +92,7 @@ class RecoveryConfig(BaseModel):
     archive_retention_days: int = Field(default=30, ge=1, le=3650)
     log_retention_days: int = Field(default=30, ge=1)
     lock_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    dry_run: bool = Field(default=False, description="every plan runs as a dry run")
     workloads: list[Workload] = Field(default_factory=list)
     plans: list[dict[str, Any]] = Field(default_factory=list)
 

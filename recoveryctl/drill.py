@@ -57,6 +57,9 @@ class Drill:
             names = ", ".join(w["name"] for w in declared)
             raise DrillError(f"scenario {self.scenario.name} targets workload {wanted!r}; the stack protects: {names}")
         self.workload = matches[0]
+        if self.scenario.dry_run:
+            for function in emulator.functions.values():
+                function.environment["DRY_RUN"] = "true"
         env = next(iter(emulator.functions.values())).environment
         self._managed_tag = (env.get("MANAGED_TAG_KEY", "recovery:managed"), env.get("MANAGED_TAG_VALUE", "true"))
         shape = workloads.WorkloadShape(
@@ -270,6 +273,7 @@ def format_timeline(report: dict[str, Any]) -> str:
         "escalated": "escalated to a human",
         "skipped": "skipped",
         "rolled_back": "rolled back",
+        "dry_run": "dry run: nothing was changed",
     }.get(report["outcome"], report["outcome"])
     lines.append(f"  {total}outcome    {verdict}" + (f" (MTTR {mttr:.1f} s)" if mttr is not None else ""))
     if report["reason"] and report["outcome"] != "recovered":

@@ -56,7 +56,7 @@ class SignalSpec(BaseModel):
 class Expectation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: Literal["recovered", "rolled_back", "escalated", "skipped"] | None = None
+    outcome: Literal["recovered", "rolled_back", "escalated", "skipped", "dry_run"] | None = None
     executions_started: int | None = Field(default=None, ge=0)
 
 
@@ -70,6 +70,7 @@ class Scenario(BaseModel):
     instance_faults: list[InstanceFault] = Field(default_factory=list)
     api_faults: list[ApiFault] = Field(default_factory=list)
     signals: list[SignalSpec] = Field(min_length=1)
+    dry_run: bool = Field(default=False, description="run every plan as a dry run (changes nothing)")
     expect: Expectation = Field(default_factory=Expectation)
 
 

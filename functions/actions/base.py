@@ -39,6 +39,7 @@ class ActionInput(BaseModel):
     impairment: ImpairmentDetected
     step: Step
     plan: str = ""
+    dry_run: bool = Field(default=False, description="report what would change; change nothing")
     applied: dict[str, Any] | None = Field(default=None, description="apply's result (rollback only)")
 
 
@@ -48,7 +49,7 @@ class ActionResult(BaseModel):
     action: str
     phase: Phase
     step_index: int
-    result: Literal["changed", "unchanged", "irreversible"]
+    result: Literal["changed", "unchanged", "irreversible", "would_change"]
     targets: list[str]
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
@@ -67,6 +68,15 @@ class Context:
     before: dict[str, Any] | None
     applied: dict[str, Any] | None
     record_before: Callable[[dict[str, Any]], None]
+    # Dry-run: read everything, compute the change, call no mutating API, report "would_change".
+    dry_run: bool = False
+
+
+def result_of(ctx: Context, changed: bool) -> str:
+    """The result word for a step that changed (or, in a dry run, would change) something."""
+    if not changed:
+        return "unchanged"
+    return "would_change" if ctx.dry_run else "changed"
 
 
 @dataclass(frozen=True)
@@ -77,9 +87,15 @@ class ActionSpec:
     name: str
     description: str
     params: type[ActionParams]
+    # Every IAM action apply and rollback call. Mutating ones are granted only on resources that
+    # carry the managed tag (aws:ResourceTag condition)...
     iam_actions: tuple[str, ...]
     apply: Callable[[Context], ActionResult]
     rollback: Callable[[Context], ActionResult]
+    # ...except these: mutating IAM actions whose service has no resource-tag condition key
+    # (Route 53 record changes, say). Granted on "*"; the action checks the managed tag itself
+    # before it calls them.
+    iam_actions_without_tag_condition: tuple[str, ...] = ()
 
 
 def run(
@@ -126,8 +142,21 @@ def run(
         before=(previous or {}).get("before"),
         applied=request.applied,
         record_before=record_before,
+        dry_run=request.dry_run,
     )
     function = spec.apply if phase == "apply" else spec.rollback
+    if request.dry_run and phase == "rollback":
+        # A dry run changed nothing, so there is nothing to undo.
+        return ActionResult(
+            action=spec.name,
+            phase=phase,
+            step_index=request.step.index,
+            result="unchanged",
+            targets=[],
+            message="dry run: nothing was changed",
+            started_at=started_at,
+            finished_at=clock.utc_now().isoformat(),
+        ).model_dump(mode="json")
     try:
         result = function(context)
     except PermanentError as exc:

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from actions import autoscaling as asg
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers
+from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
 from core.errors import ActionRefused, PermanentError
 
 NAME = "replace_instance"
@@ -67,6 +67,10 @@ def apply(ctx: Context) -> ActionResult:
         if _already_done(ctx.params.mode, current):
             after[instance_id] = current
             continue
+        changed = True
+        if ctx.dry_run:
+            after[instance_id] = current
+            continue
         if ctx.params.mode == "terminate":
             asg.call(
                 client,
@@ -82,13 +86,12 @@ def apply(ctx: Context) -> ActionResult:
                 HealthStatus="Unhealthy",
                 ShouldRespectGracePeriod=False,
             )
-        changed = True
         after[instance_id] = _current_state(client, prior["group"], instance_id)
     return ActionResult(
         action=NAME,
         phase="apply",
         step_index=ctx.step_index,
-        result="changed" if changed else "unchanged",
+        result=result_of(ctx, changed),
         targets=sorted(before["instances"]),
         before=before,
         after={"instances": after},

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from actions import autoscaling as asg
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers
+from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
 
 NAME = "scale_out"
 
@@ -36,8 +36,8 @@ def apply(ctx: Context) -> ActionResult:
     target = max(before["desired_capacity"], min(before["desired_capacity"] + ctx.params.increment, limit))
 
     current = asg.describe_group(client, before["group"])["DesiredCapacity"]
-    changed = False
-    if current < target:
+    changed = current < target
+    if changed and not ctx.dry_run:
         asg.call(
             client,
             "set_desired_capacity",
@@ -45,16 +45,15 @@ def apply(ctx: Context) -> ActionResult:
             DesiredCapacity=target,
             HonorCooldown=False,
         )
-        changed = True
     capped = target < before["desired_capacity"] + ctx.params.increment
     return ActionResult(
         action=NAME,
         phase="apply",
         step_index=ctx.step_index,
-        result="changed" if changed else "unchanged",
+        result=result_of(ctx, changed),
         targets=[before["group"]],
         before=before,
-        after={"group": before["group"], "desired_capacity": max(current, target)},
+        after={"group": before["group"], "desired_capacity": current if ctx.dry_run else max(current, target)},
         message=(
             f"desired capacity {before['desired_capacity']} -> {target}" + (f" (capped at {limit})" if capped else "")
         ),

@@ -61,6 +61,7 @@ class Plan(BaseModel):
     steps: list[PlanStep] = Field(min_length=1, max_length=10)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     timeout_seconds: int = Field(default=3600, ge=60, le=86400)
+    dry_run: bool = Field(default=False, description="run the whole recovery, changing nothing")
 
     @model_validator(mode="after")
     def _steps_known(self) -> Plan:

@@ -20,6 +20,7 @@ class Settings(BaseModel):
     managed_tag_key: str = Field(default="recovery:managed", alias="MANAGED_TAG_KEY")
     managed_tag_value: str = Field(default="true", alias="MANAGED_TAG_VALUE")
     lock_ttl_seconds: int = Field(default=3600, ge=60, alias="LOCK_TTL_SECONDS")
+    dry_run: bool = Field(default=False, alias="DRY_RUN", description="every plan runs as a dry run")
 
 
 def load(*required: str) -> Settings:

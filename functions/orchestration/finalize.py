@@ -19,21 +19,25 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     impairment = ImpairmentDetected.model_validate(event["impairment"])
     resolved_at = clock.utc_now()
     mttr = max(0.0, (resolved_at - impairment.detected_at).total_seconds())
+    outcome = "dry_run" if (event.get("plan") or {}).get("dry_run") else "recovered"
     store.update_impairment(
         impairment.impairment_id,
-        status="recovered",
-        outcome="recovered",
+        status=outcome,
+        outcome=outcome,
         resolved_at=resolved_at.isoformat(),
         mttr_seconds=mttr,
         mttd_seconds=impairment.mttd_seconds,
     )
     store.release_locks(impairment.impairment_id, (event.get("admission") or {}).get("lock_keys", []))
     metrics.add_dimension(name="impairment_type", value=impairment.impairment_type.value)
-    metrics.add_metric(name="RecoveriesSucceeded", unit="Count", value=1)
-    metrics.add_metric(name="MTTR", unit="Seconds", value=mttr)
-    logger.info("recovered", mttr_seconds=mttr)
+    if outcome == "recovered":
+        metrics.add_metric(name="RecoveriesSucceeded", unit="Count", value=1)
+        metrics.add_metric(name="MTTR", unit="Seconds", value=mttr)
+    else:
+        metrics.add_metric(name="DryRuns", unit="Count", value=1)
+    logger.info(outcome, mttr_seconds=mttr)
     return {
-        "outcome": "recovered",
+        "outcome": outcome,
         "resolved_at": resolved_at.isoformat(),
         "mttr_seconds": mttr,
         "mttd_seconds": impairment.mttd_seconds,

@@ -24,11 +24,16 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
             f"no plan covers {impairment.impairment_type.value} at severity {impairment.severity.value}"
             f" for workload {impairment.workload}"
         )
-    store.update_impairment(impairment.impairment_id, status="recovering", plan=plan.name)
-    logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps])
+    dry_run = plan.dry_run or settings.dry_run
+    store.update_impairment(impairment.impairment_id, status="recovering", plan=plan.name, dry_run=dry_run)
+    logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps], dry_run=dry_run)
+    verify = plan.verify.model_dump()
+    if dry_run:
+        verify = {"wait_seconds": 0, "max_attempts": 1}  # nothing changed: nothing to wait for
     return {
         "name": plan.name,
         "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(plan.steps)],
-        "verify": plan.verify.model_dump(),
+        "verify": verify,
         "timeout_seconds": plan.timeout_seconds,
+        "dry_run": dry_run,
     }

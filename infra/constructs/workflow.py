@@ -203,7 +203,7 @@ class RecoveryWorkflow(Construct):
             timeout_seconds=60,
         )
         table.grant_read_write_data(function)
-        _allow(function, list(spec.iam_actions), self.managed_tag)
+        _allow(function, list(spec.iam_actions), self.managed_tag, list(spec.iam_actions_without_tag_condition))
         return function
 
     def _task(
@@ -240,7 +240,12 @@ class RecoveryWorkflow(Construct):
             items_path=items_path,
             max_concurrency=1,
             result_path=result_path,
-            item_selector={"impairment.$": "$.impairment", "plan.$": "$.plan.name", **item},
+            item_selector={
+                "impairment.$": "$.impairment",
+                "plan.$": "$.plan.name",
+                "dry_run.$": "$.plan.dry_run",
+                **item,
+            },
         )
         steps.item_processor(router)
         return steps
@@ -259,11 +264,17 @@ class RecoveryWorkflow(Construct):
         )
 
 
-def _allow(function: lambda_.Function, actions: list[str], managed_tag: tuple[str, str]) -> None:
+def _allow(
+    function: lambda_.Function, actions: list[str], managed_tag: tuple[str, str], untagged: list[str] | None = None
+) -> None:
     """Grant what an action declares: read calls on any resource (they support no resource-level
-    permissions); mutating calls only on resources carrying the managed tag."""
-    read = sorted(a for a in actions if a.split(":", 1)[1].startswith(_READ_PREFIXES))
-    write = sorted(a for a in actions if a not in read)
+    permissions); mutating calls only on resources carrying the managed tag, but for those whose
+    service has no tag condition (the action checks the tag itself)."""
+    untagged = sorted(set(untagged or []))
+    if untagged:
+        function.add_to_role_policy(iam.PolicyStatement(actions=untagged, resources=["*"]))
+    read = sorted(a for a in actions if a.split(":", 1)[1].startswith(_READ_PREFIXES) and a not in untagged)
+    write = sorted(a for a in actions if a not in read and a not in untagged)
     if read:
         function.add_to_role_policy(iam.PolicyStatement(actions=read, resources=["*"]))
     if write:

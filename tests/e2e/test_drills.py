@@ -92,3 +92,15 @@ def test_duplicate_alarm_deliveries_start_one_recovery(synthesized):
     assert report["outcome"] == "recovered"
     assert len(group["in_service"]) == 3
     assert report["expectation_met"] is True
+
+
+def test_a_dry_run_reports_what_it_would_change_and_changes_nothing(synthesized):
+    spec = scenario.load("instance-failure").model_copy(update={"dry_run": True})
+    with drill.Drill(spec, synthesized.template_path) as run:
+        report = run.run()
+        group = workload.group_state(run.emulator, report["workload"]["group"])
+
+    assert report["outcome"] == "dry_run"
+    assert [(a["type"], a["result"]) for a in report["actions"]] == [("replace_instance", "would_change")]
+    assert report["workload"]["impaired_instances"][0] in group["in_service"], "nothing was replaced"
+    assert group == report["workload"]["before"]
