@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -41,16 +41,63 @@ class WorkloadAlarms(BaseModel):
     status_check: AlarmSettings = Field(default_factory=AlarmSettings)
 
 
+class EcsService(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: str = Field(min_length=1, max_length=255)
+    service: str = Field(min_length=1, max_length=255)
+
+
+class Database(BaseModel):
+    """An RDS DB instance (Multi-AZ) or an Aurora / Multi-AZ DB cluster: exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    db_instance_identifier: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+    db_cluster_identifier: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+
+    @model_validator(mode="after")
+    def _one(self) -> Database:
+        if bool(self.db_instance_identifier) == bool(self.db_cluster_identifier):
+            raise ValueError("give exactly one of db_instance_identifier and db_cluster_identifier")
+        return self
+
+
+class DnsFailover(BaseModel):
+    """Route 53 failover (or weighted) records of the workload: primary and standby."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{1,31}$")
+    record_name: str = Field(min_length=1, max_length=255)
+    record_type: Literal["A", "AAAA", "CNAME"] = "A"
+    primary_set_identifier: str = Field(min_length=1, max_length=128)
+    secondary_set_identifier: str = Field(min_length=1, max_length=128)
+    health_check_id: str | None = None
+
+
 class Workload(BaseModel):
-    """A protected workload: an Auto Scaling group, optionally behind an ALB target group."""
+    """A protected workload: the parts of it this system watches and may act on. At least one of
+    an Auto Scaling group, an ECS service or a database."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
-    auto_scaling_group: str = Field(min_length=1, max_length=255)
+    auto_scaling_group: str | None = Field(default=None, min_length=1, max_length=255)
     target_group_arn: str | None = None
     load_balancer_arn: str | None = None
+    ecs_service: EcsService | None = None
+    database: Database | None = None
+    dns: DnsFailover | None = None
+    route53_health_checks: list[str] = Field(default_factory=list)
+    canaries: list[str] = Field(default_factory=list, description="CloudWatch Synthetics canary names")
     alarms: WorkloadAlarms = Field(default_factory=WorkloadAlarms)
+
+    @model_validator(mode="after")
+    def _something(self) -> Workload:
+        if not (self.auto_scaling_group or self.ecs_service or self.database):
+            raise ValueError("a workload needs an auto_scaling_group, an ecs_service or a database")
+        return self
 
     @field_validator("target_group_arn")
     @classmethod

@@ -39,7 +39,7 @@ class ProtectedWorkload(Construct):
                 "service_degradation",
                 f"Unhealthy targets behind {workload.name}",
             )
-        if settings.status_check.enabled:
+        if workload.auto_scaling_group and settings.status_check.enabled:
             metric = cloudwatch.Metric(
                 namespace="AWS/EC2",
                 metric_name="StatusCheckFailed",
@@ -82,8 +82,9 @@ class ProtectedWorkload(Construct):
             f"{TAG_PREFIX}workload": self.workload.name,
             f"{TAG_PREFIX}impairment-type": impairment_type,
             f"{TAG_PREFIX}severity": settings.severity.value,
-            f"{TAG_PREFIX}auto-scaling-group": self.workload.auto_scaling_group,
         }
+        if self.workload.auto_scaling_group:
+            tags[f"{TAG_PREFIX}auto-scaling-group"] = self.workload.auto_scaling_group
         if self.workload.target_group_arn:
             tags[f"{TAG_PREFIX}target-group-arn"] = self.workload.target_group_arn
         for key, value in tags.items():
