@@ -140,6 +140,9 @@ class RecoveryConfig(BaseModel):
     log_retention_days: int = Field(default=30, ge=1)
     lock_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     dry_run: bool = Field(default=False, description="every plan runs as a dry run")
+    correlation_window_seconds: int = Field(
+        default=300, ge=0, le=86400, description="signals about one resource within this window are one impairment"
+    )
     workloads: list[Workload] = Field(default_factory=list)
     plans: list[dict[str, Any]] = Field(default_factory=list)
 

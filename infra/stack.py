@@ -44,6 +44,7 @@ class RecoveryStack(Stack):
                 "MANAGED_TAG_KEY": managed_tag[0],
                 "MANAGED_TAG_VALUE": managed_tag[1],
                 "LOCK_TTL_SECONDS": str(config.lock_ttl_seconds),
+                "CORRELATION_WINDOW_SECONDS": str(config.correlation_window_seconds),
                 "DRY_RUN": "true" if config.dry_run else "false",
                 "PLANS": plans_json,
             },

@@ -21,6 +21,7 @@ class Settings(BaseModel):
     managed_tag_value: str = Field(default="true", alias="MANAGED_TAG_VALUE")
     lock_ttl_seconds: int = Field(default=3600, ge=60, alias="LOCK_TTL_SECONDS")
     dry_run: bool = Field(default=False, alias="DRY_RUN", description="every plan runs as a dry run")
+    correlation_window_seconds: int = Field(default=300, ge=0, le=86400, alias="CORRELATION_WINDOW_SECONDS")
 
 
 def load(*required: str) -> Settings:

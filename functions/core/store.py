@@ -10,7 +10,7 @@ Records are queryable by workload and time through GSI1 (WORKLOAD#<name>, detect
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -65,6 +65,7 @@ class RecoveryStore:
             "severity": impairment.get("severity"),
             "detected_at": impairment.get("detected_at"),
             "signal_time": (impairment.get("signal") or {}).get("signal_time"),
+            "first_signal_time": _sortable((impairment.get("signal") or {}).get("signal_time")),
             "impairment": impairment,
             "status": status,
             "updated_at": clock.utc_now().isoformat(),
@@ -188,18 +189,94 @@ class RecoveryStore:
                 raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
 
     def release_locks(self, impairment_id: str, resource_keys: list[str]) -> None:
-        """Release the locks this impairment holds; locks held by others are left alone."""
+        """Release the locks and correlation windows this impairment holds (its recovery is
+        over: a new signal about these resources is a new impairment); others' are left alone."""
         for key in sorted(set(resource_keys)):
-            try:
-                self.table.delete_item(
-                    Key={"pk": f"LOCK#{key}", "sk": "LOCK"},
-                    ConditionExpression="#o = :me",
-                    ExpressionAttributeNames={"#o": "owner"},
-                    ExpressionAttributeValues={":me": impairment_id},
+            for sort_key in ("LOCK", "CORRELATION"):
+                try:
+                    self.table.delete_item(
+                        Key={"pk": f"LOCK#{key}", "sk": sort_key},
+                        ConditionExpression="#o = :me",
+                        ExpressionAttributeNames={"#o": "owner"},
+                        ExpressionAttributeValues={":me": impairment_id},
+                    )
+                except Exception as exc:
+                    if not _is_condition_failure(exc):
+                        raise classify_client_error(exc, "dynamodb:DeleteItem") from exc
+
+    # --- correlation -------------------------------------------------------------------------
+    def correlate(
+        self, impairment_id: str, resource_keys: list[str], window_seconds: int, signal_time: datetime
+    ) -> str | None:
+        """Open a correlation window on each resource for this impairment, all or nothing.
+
+        Returns None when this impairment is the first about its resources (or already holds
+        them: a redelivery, or its signal is not within the window of the open one's), else the
+        id of the open impairment it belongs to: signals about the same resource within the
+        window are one impairment, and start one recovery.
+        """
+        now = int(clock.utc_now().timestamp())
+        signal_epoch = int(signal_time.timestamp())
+        items = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {
+                        "pk": {"S": f"LOCK#{key}"},
+                        "sk": {"S": "CORRELATION"},
+                        "owner": {"S": impairment_id},
+                        "signal_epoch": {"N": str(signal_epoch)},
+                        "expiration": {"N": str(now + window_seconds)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk) OR #o = :me OR #e < :now",
+                    "ExpressionAttributeNames": {"#o": "owner", "#e": "expiration"},
+                    "ExpressionAttributeValues": {":me": {"S": impairment_id}, ":now": {"N": str(now)}},
+                }
+            }
+            for key in sorted(set(resource_keys))[:100]
+        ]
+        client = self._client = self._client or aws.client("dynamodb")
+        try:
+            client.transact_write_items(TransactItems=items)
+        except Exception as exc:
+            if not _is_condition_failure(exc):
+                raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
+            for key in sorted(set(resource_keys)):
+                item = self.table.get_item(Key={"pk": f"LOCK#{key}", "sk": "CORRELATION"}, ConsistentRead=True).get(
+                    "Item"
                 )
-            except Exception as exc:
-                if not _is_condition_failure(exc):
-                    raise classify_client_error(exc, "dynamodb:DeleteItem") from exc
+                if item and item["owner"] != impairment_id and int(item["expiration"]) >= now:
+                    if abs(int(item.get("signal_epoch", signal_epoch)) - signal_epoch) <= window_seconds:
+                        return str(item["owner"])
+                    return None  # a later occurrence, not the same fault: its own impairment
+            return self.correlate(impairment_id, resource_keys, window_seconds, signal_time)  # holder expired
+        return None
+
+    def link_signal(self, impairment_id: str, linked: dict[str, Any]) -> None:
+        """Attach a correlated signal to an open impairment; MTTD then counts from the earliest
+        signal of all."""
+        signal_time = _sortable(linked["signal"]["signal_time"])
+        self.table.update_item(
+            Key={"pk": f"IMPAIRMENT#{impairment_id}", "sk": "RECORD"},
+            UpdateExpression="SET #l = list_append(if_not_exists(#l, :empty), :one)",
+            ExpressionAttributeNames={"#l": "linked_signals"},
+            ExpressionAttributeValues=_to_dynamo({":one": [linked], ":empty": []}),
+        )
+        record = self.get_impairment(impairment_id)
+        if record is None:
+            return
+        detected_at = datetime.fromisoformat(record["detected_at"])
+        mttd = max(0.0, (detected_at - datetime.fromisoformat(linked["signal"]["signal_time"])).total_seconds())
+        try:
+            self.table.update_item(
+                Key={"pk": f"IMPAIRMENT#{impairment_id}", "sk": "RECORD"},
+                UpdateExpression="SET first_signal_time = :t, mttd_seconds = :m",
+                ConditionExpression="attribute_not_exists(first_signal_time) OR first_signal_time > :t",
+                ExpressionAttributeValues=_to_dynamo({":t": signal_time, ":m": mttd}),
+            )
+        except Exception as exc:
+            if not _is_condition_failure(exc):
+                raise classify_client_error(exc, "dynamodb:UpdateItem") from exc
 
     def _lock_holders(self, resource_keys: list[str]) -> dict[str, str]:
         holders = {}
@@ -208,6 +285,13 @@ class RecoveryStore:
             if item:
                 holders[key] = item["owner"]
         return holders
+
+
+def _sortable(timestamp: str | None) -> str | None:
+    """A UTC timestamp that sorts as a string (signals come with different offsets)."""
+    if not timestamp:
+        return None
+    return datetime.fromisoformat(timestamp).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _is_condition_failure(exc: Exception) -> bool:

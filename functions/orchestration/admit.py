@@ -27,12 +27,14 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     settings = settings_module.load("table_name")
     store = store or RecoveryStore(settings.table_name)
     record = impairment.model_dump(mode="json")
-    store.put_impairment(
+    created = store.put_impairment(
         record,
         status="admitting",
         execution_arn=event.get("execution", ""),
         mttd_seconds=impairment.mttd_seconds,
     )
+    if not created:  # written at detection (or by a retried Admit): keep its MTTD and links
+        store.update_impairment(impairment.impairment_id, status="admitting", execution_arn=event.get("execution", ""))
     lock_keys = [r.key for r in impairment.affected_resources]
     try:
         store.acquire_locks(impairment.impairment_id, lock_keys, settings.lock_ttl_seconds)

@@ -26,7 +26,6 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         outcome=outcome,
         resolved_at=resolved_at.isoformat(),
         mttr_seconds=mttr,
-        mttd_seconds=impairment.mttd_seconds,
     )
     store.release_locks(impairment.impairment_id, (event.get("admission") or {}).get("lock_keys", []))
     metrics.add_dimension(name="impairment_type", value=impairment.impairment_type.value)

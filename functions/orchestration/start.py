@@ -2,7 +2,10 @@
 
 The execution is named after the impairment id, so a user finds the execution of an impairment
 by its id, and Step Functions itself refuses a second execution of the same impairment (a
-repeated signal, an at-least-once redelivery). "Impairment Cleared" events are recorded.
+repeated signal, an at-least-once redelivery). Before that, signals about a resource that an
+open impairment is already about (within the correlation window) are linked to it instead of
+starting another recovery; MTTD then counts from the earliest. "Impairment Cleared" events are
+recorded.
 """
 
 from __future__ import annotations
@@ -45,14 +48,37 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
     settings = settings_module.load("state_machine_arn", "table_name")
     logger.set_correlation_id(impairment.impairment_id)
     if isinstance(impairment, ImpairmentCleared):
-        found = (store or RecoveryStore(settings.table_name)).get_impairment(impairment.impairment_id)
-        if found is None:
+        store = store or RecoveryStore(settings.table_name)
+        if store.get_impairment(impairment.impairment_id) is None:
             logger.info("cleared an impairment with no recovery record")
             return {"status": "cleared", "recorded": False}
-        (store or RecoveryStore(settings.table_name)).update_impairment(
-            impairment.impairment_id, cleared_at=impairment.cleared_at.isoformat()
-        )
+        store.update_impairment(impairment.impairment_id, cleared_at=impairment.cleared_at.isoformat())
         return {"status": "cleared", "recorded": True}
+
+    store = store or RecoveryStore(settings.table_name)
+    record = impairment.model_dump(mode="json")
+    store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
+    keys = [r.key for r in impairment.affected_resources]
+    primary = store.correlate(
+        impairment.impairment_id, keys, settings.correlation_window_seconds, impairment.signal.signal_time
+    )
+    if primary is not None:
+        # Another open impairment is about the same resource: one fault, one recovery.
+        store.link_signal(
+            primary,
+            {
+                "impairment_id": impairment.impairment_id,
+                "impairment_type": impairment.impairment_type.value,
+                "severity": impairment.severity.value,
+                "signal": record["signal"],
+                "detected_at": record["detected_at"],
+                "resources": keys,
+            },
+        )
+        store.update_impairment(impairment.impairment_id, status="correlated", outcome="correlated", linked_to=primary)
+        metrics.add_metric(name="SignalsCorrelated", unit="Count", value=1)
+        logger.info("correlated with an open impairment; no new recovery", primary=primary)
+        return {"status": "correlated", "impairment_id": primary}
 
     client = sfn or aws.client("stepfunctions")
     try:
