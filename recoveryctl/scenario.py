@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 BUILT_IN = Path(__file__).resolve().parent / "scenarios"
 
@@ -28,7 +28,11 @@ class InstanceFault(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["stop"] = Field(description="stop: the instance stops (status checks and target health fail)")
+    kind: Literal["stop", "task_crash", "zone_outage"] = Field(
+        description="stop: instances stop (status checks and target health fail); task_crash: tasks of "
+        "the ECS service crash (it runs fewer than desired until redeployed); zone_outage: every "
+        "instance in the first instance's Availability Zone stops"
+    )
     count: int = Field(default=1, ge=1, le=1000)
 
 
@@ -46,11 +50,23 @@ class ApiFault(BaseModel):
 
 
 class SignalSpec(BaseModel):
+    """An alarm changing state, or any AWS event as EventBridge delivers it (an ECS task state
+    change, an AWS Health event, ...). Strings in an event may use placeholders: {workload},
+    {account}, {region}, {now} (ISO time), {instance} / {instance1} (the impaired instances),
+    {zone} and {zone_id} (the impaired instance's Availability Zone name and id)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    alarm: str = Field(description='alarm name; "{workload}" is replaced by the workload name')
+    alarm: str | None = Field(default=None, description='alarm name; "{workload}" is replaced by the workload name')
     state: Literal["ALARM", "OK", "INSUFFICIENT_DATA"] = "ALARM"
+    event: dict[str, Any] | None = Field(default=None, description="an AWS event, put on the default bus")
     deliveries: int = Field(default=1, ge=1, le=100, description="times EventBridge delivers the event")
+
+    @model_validator(mode="after")
+    def _one(self) -> SignalSpec:
+        if (self.alarm is None) == (self.event is None):
+            raise ValueError("a signal is either an alarm or an event")
+        return self
 
 
 class Expectation(BaseModel):
@@ -71,6 +87,9 @@ class Scenario(BaseModel):
     api_faults: list[ApiFault] = Field(default_factory=list)
     signals: list[SignalSpec] = Field(min_length=1)
     dry_run: bool = Field(default=False, description="run every plan as a dry run (changes nothing)")
+    plans: list[dict[str, Any]] | None = Field(
+        default=None, description="plans to drill instead of the deployment's (validated like cdk.json's)"
+    )
     expect: Expectation = Field(default_factory=Expectation)
 
 

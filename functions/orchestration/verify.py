@@ -1,13 +1,15 @@
 """Verify: is the impaired part of the workload healthy again?
 
-Checks, for the impairment's Auto Scaling group: as many healthy in-service instances as its
-desired capacity, and none of the impaired instances still in service; for its target group:
-every registered target of the group healthy. One call per attempt; the state machine waits
-between attempts and gives up after the plan's max_attempts.
+Checks, for what the impairment's scope names: its Auto Scaling group has as many healthy
+in-service instances as its desired capacity and none of the impaired instances in service; its
+target group's registered targets are healthy; its ECS service runs its desired count with its
+newest deployment completed; its database is available. A few describe calls per attempt; the
+state machine waits between attempts and gives up after the plan's max_attempts.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from actions import autoscaling as asg
@@ -17,40 +19,67 @@ from core.entry import lambda_entry
 from core.errors import PermanentError, classify_client_error
 from core.observability import logger
 
+_CAPACITY_ACTIONS = frozenset({"replace_instance", "scale_out", "provision_backup"})
 
-def check(impairment: ImpairmentDetected) -> list[dict[str, Any]]:
-    """The checks and whether each passed (pure but for the describe calls)."""
+
+def check(impairment: ImpairmentDetected, actions: frozenset[str] = _CAPACITY_ACTIONS) -> list[dict[str, Any]]:
+    """The checks and whether each passed (pure but for the describe calls).
+
+    What "healthy again" means follows what the plan did: capacity actions are verified on the
+    group (replacement: the impaired instances are out of service too); traffic actions on the
+    target group; an Availability Zone impairment on the capacity outside that zone.
+    """
     client = asg.asg_client()
     checks: list[dict[str, Any]] = []
+    zone = _zone_name(impairment.scope.get("availability_zone"))
     try:
         group_name = asg.group_name(client, impairment)
     except PermanentError:
         group_name = None
     in_service: list[str] = []
-    if group_name:
+    if group_name and actions & _CAPACITY_ACTIONS:
         group = asg.describe_group(client, group_name)
         in_service = asg.healthy_in_service(group)
-        impaired = set(asg.impaired_instances(impairment))
-        still = sorted(impaired & set(in_service))
-        checks.append(
-            {
-                "check": "group_capacity",
-                "group": group_name,
-                "passed": len(in_service) >= group["DesiredCapacity"] and not still,
-                "healthy_in_service": len(in_service),
-                "desired_capacity": group["DesiredCapacity"],
-                "impaired_still_in_service": still,
-            }
-        )
+        if zone:
+            outside = [
+                i["InstanceId"]
+                for i in group.get("Instances", [])
+                if i["InstanceId"] in in_service and i.get("AvailabilityZone") != zone
+            ]
+            floor = max(1, group["MinSize"])
+            checks.append(
+                {
+                    "check": "capacity_outside_zone",
+                    "group": group_name,
+                    "zone": zone,
+                    "passed": len(outside) >= floor,
+                    "healthy_outside_zone": len(outside),
+                    "minimum": floor,
+                }
+            )
+        else:
+            impaired = set(asg.impaired_instances(impairment)) if "replace_instance" in actions else set()
+            still = sorted(impaired & set(in_service))
+            checks.append(
+                {
+                    "check": "group_capacity",
+                    "group": group_name,
+                    "passed": len(in_service) >= group["DesiredCapacity"] and not still,
+                    "healthy_in_service": len(in_service),
+                    "desired_capacity": group["DesiredCapacity"],
+                    "impaired_still_in_service": still,
+                }
+            )
     target_group_arn = impairment.scope.get("target_group_arn")
-    if target_group_arn:
+    if target_group_arn and not zone:
         try:
             health = aws.client("elbv2", max_attempts=1).describe_target_health(TargetGroupArn=target_group_arn)
         except Exception as exc:
             raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
         states = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health["TargetHealthDescriptions"]}
-        relevant = {t: s for t, s in states.items() if not in_service or t in in_service or s != "draining"}
-        unhealthy = sorted(t for t, s in relevant.items() if s not in ("healthy", "draining"))
+        relevant = {t: s for t, s in states.items() if s not in ("draining", "unused") or t in in_service}
+        relevant = {t: s for t, s in relevant.items() if s != "draining"}
+        unhealthy = sorted(t for t, s in relevant.items() if s != "healthy")
         checks.append(
             {
                 "check": "target_health",
@@ -60,8 +89,88 @@ def check(impairment: ImpairmentDetected) -> list[dict[str, Any]]:
                 "not_healthy": unhealthy,
             }
         )
+    checks.extend(_service_checks(impairment.scope))
+    checks.extend(_database_checks(impairment.scope))
     if not checks:
         checks.append({"check": "resolvable", "passed": False, "reason": "nothing to verify against"})
+    return checks
+
+
+def _zone_name(zone: str | None) -> str | None:
+    """An Availability Zone name (us-east-1a) for a name or an AZ id (use1-az2)."""
+    if not zone or not re.match(r"^[a-z]{2,4}\d-az\d+$", zone):
+        return zone
+    try:
+        zones = aws.client("ec2", max_attempts=1).describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
+    except Exception as exc:
+        raise classify_client_error(exc, "ec2:DescribeAvailabilityZones") from exc
+    return zones[0]["ZoneName"] if zones else zone
+
+
+def _service_checks(scope: dict[str, str]) -> list[dict[str, Any]]:
+    """An ECS service is healthy when it runs its desired count and its newest deployment is done."""
+    if not (scope.get("ecs_cluster") and scope.get("ecs_service")):
+        return []
+    try:
+        found = aws.client("ecs", max_attempts=1).describe_services(
+            cluster=scope["ecs_cluster"], services=[scope["ecs_service"]]
+        )
+    except Exception as exc:
+        raise classify_client_error(exc, "ecs:DescribeServices") from exc
+    if not found.get("services"):
+        return [{"check": "service", "service": scope["ecs_service"], "passed": False, "reason": "not found"}]
+    service = found["services"][0]
+    primary = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
+    rollout = primary.get("rolloutState", "COMPLETED")
+    return [
+        {
+            "check": "service",
+            "service": scope["ecs_service"],
+            "passed": service.get("runningCount", 0) >= service.get("desiredCount", 0) and rollout == "COMPLETED",
+            "running": service.get("runningCount", 0),
+            "desired": service.get("desiredCount", 0),
+            "rollout_state": rollout,
+        }
+    ]
+
+
+def _database_checks(scope: dict[str, str]) -> list[dict[str, Any]]:
+    """A database is healthy when it is available again (after a failover, say)."""
+    client = None
+    checks = []
+    if scope.get("db_instance"):
+        client = aws.client("rds", max_attempts=1)
+        try:
+            db = client.describe_db_instances(DBInstanceIdentifier=scope["db_instance"])["DBInstances"][0]
+        except Exception as exc:
+            raise classify_client_error(exc, "rds:DescribeDBInstances") from exc
+        checks.append(
+            {
+                "check": "database",
+                "db_instance": scope["db_instance"],
+                "passed": db.get("DBInstanceStatus") == "available",
+                "status": db.get("DBInstanceStatus"),
+                "availability_zone": db.get("AvailabilityZone"),
+            }
+        )
+    if scope.get("db_cluster"):
+        client = client or aws.client("rds", max_attempts=1)
+        try:
+            cluster = client.describe_db_clusters(DBClusterIdentifier=scope["db_cluster"])["DBClusters"][0]
+        except Exception as exc:
+            raise classify_client_error(exc, "rds:DescribeDBClusters") from exc
+        writer = next(
+            (m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []) if m.get("IsClusterWriter")), None
+        )
+        checks.append(
+            {
+                "check": "database",
+                "db_cluster": scope["db_cluster"],
+                "passed": cluster.get("Status") == "available",
+                "status": cluster.get("Status"),
+                "writer": writer,
+            }
+        )
     return checks
 
 
@@ -74,7 +183,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if event["plan"].get("dry_run"):
         checks = [{"check": "dry_run", "passed": True, "reason": "a dry run changes nothing to verify"}]
         return {"healthy": True, "attempt": attempt, "max_attempts": max_attempts, "retry": False, "checks": checks}
-    checks = check(impairment)
+    actions = frozenset(step["action"] for step in event["plan"].get("steps", [])) or _CAPACITY_ACTIONS
+    checks = check(impairment, actions)
     healthy = all(c["passed"] for c in checks)
     logger.info("verification", attempt=attempt, healthy=healthy, checks=checks)
     return {

@@ -64,6 +64,10 @@ class RecoveryWorkflow(Construct):
                 "autoscaling:DescribeAutoScalingGroups",
                 "autoscaling:DescribeAutoScalingInstances",
                 "elasticloadbalancing:DescribeTargetHealth",
+                "ecs:DescribeServices",
+                "rds:DescribeDBInstances",
+                "rds:DescribeDBClusters",
+                "ec2:DescribeAvailabilityZones",
             ],
             managed_tag,
         )

@@ -143,6 +143,9 @@ class Emulator:
         clock.reset()
         core_aws.reset()
         self._install_fault_hook()
+        from recoveryctl.emulator import behaviour
+
+        self.zonal_shifts = behaviour.install(self)
         self.deploy()
         return self
 

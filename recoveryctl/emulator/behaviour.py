@@ -1,0 +1,146 @@
+"""What AWS does that moto does not, so that drills end in the state a user would expect.
+
+Each piece is a botocore `before-call` hook on the default session: either a side effect on
+moto's state before moto answers (a Multi-AZ reboot with failover moves the primary to the
+standby's zone; a forced new ECS deployment is rolled out by the scheduler), or a whole
+service moto lacks (ARC zonal shift, kept in memory with the real API's shapes).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+_DURATION = re.compile(r"^(\d+)([mh])$")
+
+
+def _ok(parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+    parsed.setdefault("ResponseMetadata", {"HTTPStatusCode": 200, "RequestId": "emulator"})
+    return AWSResponse("https://emulator", 200, {}, None), parsed
+
+
+def _error(code: str, message: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
+    return AWSResponse("https://emulator", status, {}, None), {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "emulator"},
+    }
+
+
+@dataclass
+class ZonalShifts:
+    """ARC zonal shift, in memory: start (with a mandatory expiry of at most 72 hours), cancel,
+    list, get managed resource."""
+
+    account: str
+    region: str
+    shifts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def handle(self, operation: str, params: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+        from core import clock
+
+        now = clock.utc_now()
+        for shift in self.shifts.values():
+            if shift["status"] == "ACTIVE" and shift["expiryTime"] <= now:
+                shift["status"] = "EXPIRED"
+        if operation == "StartZonalShift":
+            match = _DURATION.match(params.get("expiresIn", ""))
+            if not match:
+                return _error("ValidationException", "expiresIn must be like 30m or 2h")
+            minutes = int(match.group(1)) * (60 if match.group(2) == "h" else 1)
+            if not 1 <= minutes <= 72 * 60:
+                return _error("ValidationException", "expiresIn must be between 1 minute and 72 hours")
+            if any(
+                s["status"] == "ACTIVE" and s["resourceIdentifier"] == params["resourceIdentifier"]
+                for s in self.shifts.values()
+            ):
+                return _error("ConflictException", "the resource already has an active zonal shift", 409)
+            shift = {
+                "zonalShiftId": str(uuid.uuid4()),
+                "resourceIdentifier": params["resourceIdentifier"],
+                "awayFrom": params["awayFrom"],
+                "expiryTime": now + timedelta(minutes=minutes),
+                "startTime": now,
+                "status": "ACTIVE",
+                "comment": params.get("comment", ""),
+            }
+            self.shifts[shift["zonalShiftId"]] = shift
+            return _ok(dict(shift))
+        if operation == "CancelZonalShift":
+            shift = self.shifts.get(params["zonalShiftId"])
+            if shift is None:
+                return _error("ResourceNotFoundException", "no such zonal shift", 404)
+            if shift["status"] != "ACTIVE":
+                return _error("ConflictException", f"the zonal shift is {shift['status']}", 409)
+            shift["status"] = "CANCELED"
+            return _ok(dict(shift))
+        if operation == "ListZonalShifts":
+            items = [
+                {**s, "shiftType": "ZONAL_SHIFT"}
+                for s in self.shifts.values()
+                if params.get("status") in (None, s["status"])
+                and params.get("resourceIdentifier") in (None, s["resourceIdentifier"])
+            ]
+            return _ok({"items": items})
+        if operation == "GetManagedResource":
+            arn = params["resourceIdentifier"]
+            active = [s for s in self.shifts.values() if s["resourceIdentifier"] == arn and s["status"] == "ACTIVE"]
+            return _ok({"arn": arn, "name": arn.rsplit("/", 2)[-2], "appliedWeights": {}, "zonalShifts": active,
+                        "autoshifts": [], "zonalAutoshiftStatus": "DISABLED"})
+        return _error("UnsupportedOperation", f"the emulator does not implement arc-zonal-shift {operation}")
+
+    def active(self) -> list[dict[str, Any]]:
+        return [s for s in self.shifts.values() if s["status"] == "ACTIVE"]
+
+
+def install(emulator: Any) -> ZonalShifts:
+    """Register the hooks on the default boto3 session; returns the zonal shift state."""
+    import boto3
+
+    session = boto3._get_default_session()
+    shifts = ZonalShifts(emulator.account, emulator.region)
+
+    def before_call(model: Any, params: dict[str, Any], **kwargs: Any) -> Any:
+        service = model.service_model.service_id.hyphenize()
+        if service == "arc-zonal-shift":
+            return shifts.handle(model.name, params)
+        if service == "rds" and model.name == "RebootDBInstance" and params.get("ForceFailover"):
+            _fail_over_instance(emulator, params["DBInstanceIdentifier"])
+        if service == "ecs" and model.name == "UpdateService" and params.get("forceNewDeployment"):
+            _roll_out(emulator, params.get("cluster", "default"), params["service"])
+        return None
+
+    session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-behaviour")
+    emulator._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-behaviour")
+    return shifts
+
+
+def _fail_over_instance(emulator: Any, identifier: str) -> None:
+    """A Multi-AZ instance's standby becomes primary: the instance changes zone."""
+    from moto.rds.models import rds_backends
+
+    database = rds_backends[emulator.account][emulator.region].databases.get(identifier)
+    if database is None or not getattr(database, "multi_az", False):
+        return
+    zones = [f"{emulator.region}{z}" for z in "abc"]
+    current = database.availability_zone
+    database.availability_zone = next(z for z in zones if z != current)
+
+
+def _roll_out(emulator: Any, cluster: str, service: str) -> None:
+    """The ECS scheduler replaces the service's tasks: it runs its desired count again."""
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends[emulator.account][emulator.region]
+    cluster_name = cluster.split("/")[-1]
+    found = backend.services.get(f"{cluster_name}:{service.split('/')[-1]}")
+    if found is None:
+        return
+    found.running_count = found.desired_count
+    found.pending_count = 0
+    for deployment in found.deployments:
+        deployment.update({"runningCount": found.desired_count, "pendingCount": 0, "rolloutState": "COMPLETED"})
