@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from actions import aws_calls
 from core import aws
 from core.contract import ImpairmentDetected
-from core.errors import ActionRefused, PermanentError, classify_client_error
+from core.errors import ActionRefused, PermanentError
 
 
 def asg_client() -> Any:
@@ -15,11 +16,7 @@ def asg_client() -> Any:
 
 
 def call(client: Any, operation: str, **kwargs: Any) -> Any:
-    try:
-        return getattr(client, operation)(**kwargs)
-    except Exception as exc:
-        api_name = client.meta.method_to_api_mapping.get(operation, operation)
-        raise classify_client_error(exc, f"autoscaling:{api_name}") from exc
+    return aws_calls.call(client, operation, **kwargs)
 
 
 def describe_group(client: Any, name: str) -> dict[str, Any]:
