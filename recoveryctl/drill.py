@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,17 @@ class Drill:
         if self.scenario.dry_run:
             for function in emulator.functions.values():
                 function.environment["DRY_RUN"] = "true"
+        if self.scenario.plans is not None:
+            from core.plans import PlanError, parse_plans
+
+            try:
+                plans = parse_plans(self.scenario.plans)
+            except PlanError as exc:
+                raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
+            plans_json = json.dumps([p.model_dump(mode="json") for p in plans], separators=(",", ":"))
+            for function in emulator.functions.values():
+                if "PLANS" in function.environment:
+                    function.environment["PLANS"] = plans_json
         env = next(iter(emulator.functions.values())).environment
         self._managed_tag = (env.get("MANAGED_TAG_KEY", "recovery:managed"), env.get("MANAGED_TAG_VALUE", "true"))
         shape = workloads.WorkloadShape(
@@ -67,18 +79,30 @@ class Drill:
         )
         workloads.build(emulator, self.workload, shape, self._managed_tag)
 
-    def run(self) -> dict[str, Any]:
-        """Inject the faults, fire the signals, let everything settle; return the report."""
+    def state(self) -> dict[str, Any]:
+        """The AWS state of the workload's parts, as a user would look at it."""
         emulator = self.emulator
         assert emulator is not None
-        group = self.workload["auto_scaling_group"]
-        before = workloads.group_state(emulator, group)
-        impaired: list[str] = []
-        for fault in self.scenario.instance_faults:
-            victims = [i for i in before["in_service"] if i not in impaired][: fault.count]
-            if fault.kind == "stop":
-                emulator.client("ec2").stop_instances(InstanceIds=victims)
-            impaired.extend(victims)
+        state: dict[str, Any] = {}
+        if self.workload.get("auto_scaling_group"):
+            state.update(workloads.group_state(emulator, self.workload["auto_scaling_group"]))
+        if self.workload.get("ecs_service"):
+            state["ecs_service"] = workloads.service_state(emulator, self.workload)
+        if self.workload.get("database"):
+            state["database"] = workloads.database_state(emulator, self.workload)
+        if self.workload.get("dns"):
+            state["dns_records"] = workloads.dns_state(emulator, self.workload)
+        state["zonal_shifts"] = [{k: str(v) for k, v in shift.items()} for shift in emulator.zonal_shifts.active()]
+        return state
+
+    def run(self) -> dict[str, Any]:
+        """Inject the faults, fire the signals, let everything settle; return the report."""
+        from core import clock
+
+        emulator = self.emulator
+        assert emulator is not None
+        before = self.state()
+        impaired = self._inject(before)
         for api_fault in self.scenario.api_faults:
             emulator.inject_fault(
                 api_fault.service,
@@ -88,24 +112,95 @@ class Drill:
                 api_fault.status,
                 api_fault.times,
             )
+        started = clock.utc_now()
         signals = []
         for signal in self.scenario.signals:
-            alarm = signal.alarm.replace("{workload}", self.workload["name"])
-            try:
-                event = emulator.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries)
-            except TemplateError as exc:
-                raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
-            signals.append(
-                {
-                    "alarm": alarm,
-                    "state": signal.state,
-                    "deliveries": signal.deliveries,
-                    "time": event["detail"]["state"]["timestamp"],
-                }
-            )
+            at = started + timedelta(seconds=signal.at_seconds)
+            if signal.alarm is not None:
+                alarm = signal.alarm.replace("{workload}", self.workload["name"])
+                try:
+                    event = emulator.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries, at=at)
+                except TemplateError as exc:
+                    raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
+                signals.append(
+                    {
+                        "alarm": alarm,
+                        "state": signal.state,
+                        "deliveries": signal.deliveries,
+                        "time": event["detail"]["state"]["timestamp"],
+                    }
+                )
+            else:
+                event = self._fill(signal.event or {}, impaired, at)
+                event.setdefault("id", str(uuid.uuid4()))
+                event.setdefault("time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                for _ in range(signal.deliveries):
+                    emulator.put_event(json.loads(json.dumps(event)))
+                signals.append(
+                    {
+                        "event": f"{event.get('source')} {event.get('detail-type')}",
+                        "deliveries": signal.deliveries,
+                        "time": event["time"],
+                    }
+                )
         emulator.pump()
-        after = workloads.group_state(emulator, group)
-        return self._report(signals, impaired, before, after)
+        return self._report(signals, impaired, before, self.state())
+
+    def _inject(self, before: dict[str, Any]) -> list[str]:
+        """Apply the scenario's faults; returns the impaired instances."""
+        emulator = self.emulator
+        assert emulator is not None
+        impaired: list[str] = []
+        in_service = before.get("in_service", [])
+        for fault in self.scenario.instance_faults:
+            if fault.kind == "task_crash":
+                if not self.workload.get("ecs_service"):
+                    raise DrillError(f"scenario {self.scenario.name}: task_crash needs a workload with an ecs_service")
+                workloads.crash_tasks(emulator, self.workload, fault.count)
+                continue
+            if not in_service:
+                raise DrillError(f"scenario {self.scenario.name}: {fault.kind} needs a workload with instances")
+            if fault.kind == "zone_outage":
+                zone = self._zone_of(in_service[0])
+                victims = [i for i in in_service if self._zone_of(i) == zone and i not in impaired]
+            else:
+                victims = [i for i in in_service if i not in impaired][: fault.count]
+            emulator.client("ec2").stop_instances(InstanceIds=victims)
+            impaired.extend(victims)
+        return impaired
+
+    def _zone_of(self, instance_id: str) -> str:
+        assert self.emulator is not None
+        found = self.emulator.client("ec2").describe_instances(InstanceIds=[instance_id])
+        return found["Reservations"][0]["Instances"][0]["Placement"]["AvailabilityZone"]
+
+    def _fill(self, value: Any, impaired: list[str], at: datetime) -> Any:
+        """Replace the placeholders of a scenario's event."""
+        emulator = self.emulator
+        assert emulator is not None
+        if isinstance(value, dict):
+            return {k: self._fill(v, impaired, at) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._fill(v, impaired, at) for v in value]
+        if not isinstance(value, str) or "{" not in value:
+            return value
+        names = {
+            "workload": self.workload["name"],
+            "account": emulator.account,
+            "region": emulator.region,
+            "now": at.isoformat().replace("+00:00", "Z"),
+        }
+        for index, instance in enumerate(impaired):
+            names[f"instance{index + 1}"] = instance
+        if impaired:
+            names["instance"] = impaired[0]
+            zone = self._zone_of(impaired[0])
+            names["zone"] = zone
+            zones = emulator.client("ec2").describe_availability_zones(ZoneNames=[zone])["AvailabilityZones"]
+            names["zone_id"] = zones[0]["ZoneId"]
+        for key, replacement in names.items():
+            value = value.replace("{" + key + "}", replacement)
+        return value
 
     # --- the report ---
     def _report(
@@ -173,7 +268,7 @@ class Drill:
             "escalations": [e.get("summary", e) if isinstance(e, dict) else e for e in escalations],
             "workload": {
                 "name": self.workload["name"],
-                "group": self.workload["auto_scaling_group"],
+                "group": self.workload.get("auto_scaling_group"),
                 "impaired_instances": impaired,
                 "before": before,
                 "after": after,
@@ -231,10 +326,7 @@ def format_timeline(report: dict[str, Any]) -> str:
     lines = [f"Drill {report['scenario']}: {report['description']}", ""]
     wl = report["workload"]
     before = wl["before"]
-    lines.append(
-        f"  workload   {wl['name']}: group {wl['group']} with {len(before['in_service'])} instances in service"
-        f" (min {before['min_size']}, max {before['max_size']}, desired {before['desired_capacity']})"
-    )
+    lines.extend(f"  workload   {wl['name']}: {part}" for part in _describe_state(wl["group"], before))
     if wl["impaired_instances"]:
         lines.append(f"  fault      impaired {', '.join(wl['impaired_instances'])}")
     lines.append("")
@@ -280,11 +372,7 @@ def format_timeline(report: dict[str, Any]) -> str:
         lines.append(f"             reason     {report['reason']}")
     for message in report["escalations"]:
         lines.append(f"             paged      {message}")
-    after = wl["after"]
-    lines.append(
-        f"             group now  {len(after['in_service'])} in service, desired {after['desired_capacity']}"
-        f" ({', '.join(after['in_service'])})"
-    )
+    lines.extend(f"             now        {part}" for part in _describe_state(wl["group"], wl["after"]))
     lines.append(
         f"             cost       {report['transitions']} state transitions; "
         f"{report['virtual_wait_seconds']:.0f} s of waits fast-forwarded"
@@ -296,6 +384,30 @@ def format_timeline(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"  In AWS, this is the Step Functions execution named {execution['name']} (the impairment id).")
     return "\n".join(lines)
+
+
+def _describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
+    parts = []
+    if group and "in_service" in state:
+        parts.append(
+            f"group {group}: {len(state['in_service'])} in service (min {state['min_size']}, max {state['max_size']},"
+            f" desired {state['desired_capacity']}) {', '.join(state['in_service'])}"
+        )
+    if "ecs_service" in state:
+        service = state["ecs_service"]
+        parts.append(f"ECS service: {service['running']} of {service['desired']} tasks running")
+    if "database" in state:
+        parts.append("database: " + ", ".join(f"{k} {v}" for k, v in state["database"].items()))
+    for record in state.get("dns_records", []):
+        weight = f" weight {record['Weight']}" if "Weight" in record else ""
+        parts.append(
+            f"DNS {record['Name']} {record.get('Failover', '')}{weight} -> "
+            f"{', '.join(r['Value'] for r in record.get('ResourceRecords', []))}"
+            f" (health check {record.get('HealthCheckId')})"
+        )
+    for shift in state.get("zonal_shifts", []):
+        parts.append(f"zonal shift away from {shift['awayFrom']} until {shift['expiryTime']}")
+    return parts
 
 
 def to_json(report: dict[str, Any]) -> str:

@@ -61,6 +61,9 @@ class SignalSpec(BaseModel):
     state: Literal["ALARM", "OK", "INSUFFICIENT_DATA"] = "ALARM"
     event: dict[str, Any] | None = Field(default=None, description="an AWS event, put on the default bus")
     deliveries: int = Field(default=1, ge=1, le=100, description="times EventBridge delivers the event")
+    at_seconds: float = Field(
+        default=0, ge=-3600, le=3600, description="when the signal fired, relative to the drill's start"
+    )
 
     @model_validator(mode="after")
     def _one(self) -> SignalSpec:

@@ -89,8 +89,16 @@ class ZonalShifts:
         if operation == "GetManagedResource":
             arn = params["resourceIdentifier"]
             active = [s for s in self.shifts.values() if s["resourceIdentifier"] == arn and s["status"] == "ACTIVE"]
-            return _ok({"arn": arn, "name": arn.rsplit("/", 2)[-2], "appliedWeights": {}, "zonalShifts": active,
-                        "autoshifts": [], "zonalAutoshiftStatus": "DISABLED"})
+            return _ok(
+                {
+                    "arn": arn,
+                    "name": arn.rsplit("/", 2)[-2],
+                    "appliedWeights": {},
+                    "zonalShifts": active,
+                    "autoshifts": [],
+                    "zonalAutoshiftStatus": "DISABLED",
+                }
+            )
         return _error("UnsupportedOperation", f"the emulator does not implement arc-zonal-shift {operation}")
 
     def active(self) -> list[dict[str, Any]]:

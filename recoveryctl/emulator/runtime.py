@@ -525,7 +525,12 @@ class Emulator:
 
     # --- CloudWatch: an alarm changes state the way CloudWatch announces it ---
     def set_alarm_state(
-        self, alarm_name: str, state: str, reason: str = "Threshold Crossed: injected by a drill", deliveries: int = 1
+        self,
+        alarm_name: str,
+        state: str,
+        reason: str = "Threshold Crossed: injected by a drill",
+        deliveries: int = 1,
+        at: datetime | None = None,
     ) -> dict[str, Any]:
         """Put the alarm into `state` and put its "CloudWatch Alarm State Change" event on the
         default bus (`deliveries` times: EventBridge delivers at least once)."""
@@ -543,7 +548,7 @@ class Emulator:
             "timestamp": _cw_time(alarm.get("StateUpdatedTimestamp") or clock.utc_now()),
         }
         cw.set_alarm_state(AlarmName=alarm_name, StateValue=state, StateReason=reason)
-        now = clock.utc_now()
+        now = at or clock.utc_now()
         current = {"value": state, "reason": reason, "timestamp": _cw_time(now)}
         self._alarm_states[alarm_name] = current
         event = {

@@ -19,7 +19,26 @@ class WorkloadShape:
 def build(
     emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, managed_tag: tuple[str, str]
 ) -> dict[str, Any]:
-    """Create the workload; returns its identifiers (group name, instance ids, ARNs)."""
+    """Create every part the workload declares; returns their identifiers."""
+    built: dict[str, Any] = {}
+    if workload.get("auto_scaling_group"):
+        built.update(_build_group(emulator, workload, shape, managed_tag))
+    if workload.get("ecs_service"):
+        built["ecs_service"] = _build_service(emulator, workload, managed_tag)
+    if workload.get("database"):
+        built["database"] = _build_database(emulator, workload, managed_tag)
+    if workload.get("dns"):
+        built["dns"] = _build_dns(emulator, workload, managed_tag)
+    return built
+
+
+def _tags(workload: dict[str, Any], managed_tag: tuple[str, str], key: str = "Key", value: str = "Value") -> list:
+    return [{key: managed_tag[0], value: managed_tag[1]}, {key: "recovery:workload", value: workload["name"]}]
+
+
+def _build_group(
+    emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, managed_tag: tuple[str, str]
+) -> dict[str, Any]:
     ec2 = emulator.client("ec2")
     elbv2 = emulator.client("elbv2")
     autoscaling = emulator.client("autoscaling")
@@ -88,6 +107,13 @@ def build(
                 "ResourceId": group,
                 "ResourceType": "auto-scaling-group",
             },
+            {
+                "Key": "recovery:workload",
+                "Value": name,
+                "PropagateAtLaunch": True,
+                "ResourceId": group,
+                "ResourceType": "auto-scaling-group",
+            },
         ],
     )
     return {"group": group, "target_group_arn": target_group_arn, "instances": in_service(emulator, group)}
@@ -125,3 +151,159 @@ def _adopt_arns(emulator: Emulator, renames: dict[str, str]) -> None:
                 registry[new] = resource
     for target_group in backend.target_groups.values():
         target_group.load_balancer_arns = [renames.get(a, a) for a in target_group.load_balancer_arns]
+
+
+def _build_service(emulator: Emulator, workload: dict[str, Any], managed_tag: tuple[str, str]) -> dict[str, Any]:
+    """An ECS service on Fargate running its desired count (moto runs no tasks by itself)."""
+    import os
+    from unittest import mock
+
+    ecs = emulator.client("ecs")
+    ref = workload["ecs_service"]
+    ecs.create_cluster(clusterName=ref["cluster"], tags=_tags(workload, managed_tag, "key", "value"))
+    ecs.register_task_definition(
+        family=ref["service"],
+        containerDefinitions=[
+            {"name": "app", "image": "public.ecr.aws/docker/library/nginx:1", "memory": 512, "essential": True}
+        ],
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+    )
+    with mock.patch.dict(os.environ, {"MOTO_ECS_SERVICE_RUNNING": "2"}):
+        service = ecs.create_service(
+            cluster=ref["cluster"],
+            serviceName=ref["service"],
+            taskDefinition=ref["service"],
+            desiredCount=2,
+            launchType="FARGATE",
+            tags=_tags(workload, managed_tag, "key", "value"),
+            propagateTags="SERVICE",
+        )["service"]
+    return {"cluster": ref["cluster"], "service": ref["service"], "arn": service["serviceArn"]}
+
+
+def crash_tasks(emulator: Emulator, workload: dict[str, Any], count: int) -> None:
+    """Tasks of the service crash: it runs fewer than desired until it is redeployed."""
+    from moto.ecs.models import ecs_backends
+
+    ref = workload["ecs_service"]
+    service = ecs_backends[emulator.account][emulator.region].services[f"{ref['cluster']}:{ref['service']}"]
+    service.running_count = max(0, service.desired_count - count)
+    for deployment in service.deployments:
+        deployment["runningCount"] = service.running_count
+
+
+def service_state(emulator: Emulator, workload: dict[str, Any]) -> dict[str, Any]:
+    ref = workload["ecs_service"]
+    service = emulator.client("ecs").describe_services(cluster=ref["cluster"], services=[ref["service"]])["services"][0]
+    return {
+        "running": service["runningCount"],
+        "desired": service["desiredCount"],
+        "deployments": [d["id"] for d in service.get("deployments", [])],
+    }
+
+
+def _build_database(emulator: Emulator, workload: dict[str, Any], managed_tag: tuple[str, str]) -> dict[str, Any]:
+    """A Multi-AZ DB instance, or an Aurora cluster with a writer and a reader."""
+    rds = emulator.client("rds")
+    ref = workload["database"]
+    tags = _tags(workload, managed_tag)
+    if ref.get("db_instance_identifier"):
+        rds.create_db_instance(
+            DBInstanceIdentifier=ref["db_instance_identifier"],
+            Engine="postgres",
+            DBInstanceClass="db.t3.micro",
+            AllocatedStorage=20,
+            MasterUsername="admin",
+            MasterUserPassword="not-a-secret-1",
+            MultiAZ=True,
+            AvailabilityZone=f"{emulator.region}a",
+            Tags=tags,
+        )
+        return {"db_instance": ref["db_instance_identifier"]}
+    cluster = ref["db_cluster_identifier"]
+    rds.create_db_cluster(
+        DBClusterIdentifier=cluster,
+        Engine="aurora-postgresql",
+        MasterUsername="admin",
+        MasterUserPassword="not-a-secret-1",
+        Tags=tags,
+    )
+    for index, zone in enumerate("ab"):
+        rds.create_db_instance(
+            DBInstanceIdentifier=f"{cluster}-{index + 1}",
+            DBClusterIdentifier=cluster,
+            Engine="aurora-postgresql",
+            DBInstanceClass="db.r6g.large",
+            AvailabilityZone=f"{emulator.region}{zone}",
+            Tags=tags,
+        )
+    return {"db_cluster": cluster}
+
+
+def database_state(emulator: Emulator, workload: dict[str, Any]) -> dict[str, Any]:
+    rds = emulator.client("rds")
+    ref = workload["database"]
+    if ref.get("db_instance_identifier"):
+        db = rds.describe_db_instances(DBInstanceIdentifier=ref["db_instance_identifier"])["DBInstances"][0]
+        return {"status": db["DBInstanceStatus"], "availability_zone": db.get("AvailabilityZone")}
+    cluster = rds.describe_db_clusters(DBClusterIdentifier=ref["db_cluster_identifier"])["DBClusters"][0]
+    writer = next((m["DBInstanceIdentifier"] for m in cluster["DBClusterMembers"] if m["IsClusterWriter"]), None)
+    return {"status": cluster["Status"], "writer": writer}
+
+
+def _build_dns(emulator: Emulator, workload: dict[str, Any], managed_tag: tuple[str, str]) -> dict[str, Any]:
+    """The hosted zone (at the declared id), a health check per endpoint, and failover records."""
+    from moto.route53.models import route53_backends
+
+    route53 = emulator.client("route53")
+    ref = workload["dns"]
+    zone_name = ref["record_name"].split(".", 1)[1] if ref["record_name"].count(".") > 1 else ref["record_name"]
+    zone = route53.create_hosted_zone(Name=zone_name, CallerReference=f"drill-{workload['name']}")["HostedZone"]
+    backend = route53_backends[emulator.account]["global"]
+    created_id = zone["Id"].split("/")[-1]
+    declared_id = ref["hosted_zone_id"]
+    fake = backend.zones.pop(created_id)
+    fake.id = declared_id
+    backend.zones[declared_id] = fake
+    route53.change_tags_for_resource(
+        ResourceType="hostedzone", ResourceId=declared_id, AddTags=_tags(workload, managed_tag)
+    )
+    checks = {}
+    for role, address in (("primary", "192.0.2.10"), ("secondary", "198.51.100.10")):
+        checks[role] = route53.create_health_check(
+            CallerReference=f"drill-{workload['name']}-{role}",
+            HealthCheckConfig={
+                "IPAddress": address,
+                "Port": 443,
+                "Type": "HTTPS",
+                "ResourcePath": "/health",
+                "RequestInterval": 10,
+                "FailureThreshold": 2,
+            },
+        )["HealthCheck"]["Id"]
+    changes = [
+        {
+            "Action": "CREATE",
+            "ResourceRecordSet": {
+                "Name": ref["record_name"],
+                "Type": ref.get("record_type", "A"),
+                "TTL": 60,
+                "SetIdentifier": ref[f"{role}_set_identifier"],
+                "Failover": role.upper(),
+                "HealthCheckId": checks[role],
+                "ResourceRecords": [{"Value": address}],
+            },
+        }
+        for role, address in (("primary", "192.0.2.10"), ("secondary", "198.51.100.10"))
+    ]
+    route53.change_resource_record_sets(HostedZoneId=declared_id, ChangeBatch={"Changes": changes})
+    return {"hosted_zone_id": declared_id, "health_checks": checks}
+
+
+def dns_state(emulator: Emulator, workload: dict[str, Any]) -> list[dict[str, Any]]:
+    ref = workload["dns"]
+    records = emulator.client("route53").list_resource_record_sets(HostedZoneId=ref["hosted_zone_id"])
+    return [r for r in records["ResourceRecordSets"] if r["Name"].rstrip(".") == ref["record_name"].rstrip(".")]
