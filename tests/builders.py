@@ -350,3 +350,143 @@ def build_workload(
         Tags=tags,
     )
     return Workload(group_name=group_name, target_group_arn=target_group_arn, vpc_id=vpc_id)
+
+
+# --- detectors of AWS events and sweeps: resolution by tags -----------------------------------
+
+
+def asg_instance(
+    instance_id: str, health: str = "Healthy", lifecycle: str = "InService", zone: str = f"{REGION}a"
+) -> dict[str, Any]:
+    """One Instances[] entry of DescribeAutoScalingGroups."""
+    return {
+        "InstanceId": instance_id,
+        "HealthStatus": health,
+        "LifecycleState": lifecycle,
+        "AvailabilityZone": zone,
+    }
+
+
+def protected_group(
+    name: str = f"{WORKLOAD}-asg",
+    *,
+    workload: str | None = WORKLOAD,
+    instances: list[dict[str, Any]] | None = None,
+    target_group_arns: list[str] | None = None,
+    zones: list[str] | None = None,
+) -> Any:
+    """A detectors.resolve.ProtectedGroup, built from a DescribeAutoScalingGroups item as AWS
+    returns it (so the real tag rule decides its workload and scope)."""
+    from detectors.resolve import protected_group as from_item
+
+    tags = [{"Key": MANAGED_TAG[0], "Value": MANAGED_TAG[1]}]
+    if workload:
+        tags.append({"Key": "recovery:workload", "Value": workload})
+    item = {
+        "AutoScalingGroupName": name,
+        "AutoScalingGroupARN": f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:0f0e:autoScalingGroupName/"
+        + name,
+        "Instances": instances if instances is not None else [],
+        "TargetGroupARNs": target_group_arns or [],
+        "AvailabilityZones": zones or [f"{REGION}a", f"{REGION}b"],
+        "Tags": tags,
+    }
+    group = from_item(item, MANAGED_TAG)
+    assert group is not None
+    return group
+
+
+def member(
+    instance_id: str,
+    group: Any,
+    lifecycle: str | None = "InService",
+    health: str | None = "Healthy",
+    zone: str | None = f"{REGION}a",
+) -> Any:
+    """A detectors.resolve.InstanceOwner: the instance as listed by a protected group (lifecycle
+    None: the group no longer lists it)."""
+    from detectors.resolve import InstanceOwner
+
+    return InstanceOwner(
+        instance_id=instance_id,
+        owner=group.owner,
+        group=group.name,
+        lifecycle_state=lifecycle,
+        health_status=health if lifecycle else None,
+        availability_zone=zone if lifecycle else None,
+    )
+
+
+def scaling_activity(instance_id: str, started: datetime, *, description: str | None = None, cause: str = "") -> dict:
+    """One DescribeScalingActivities entry (by default the termination of the instance)."""
+    return {
+        "ActivityId": f"act-{instance_id[-6:]}-{int(started.timestamp())}",
+        "AutoScalingGroupName": f"{WORKLOAD}-asg",
+        "Description": description or f"Terminating EC2 instance: {instance_id}",
+        "Cause": cause,
+        "StartTime": started,
+        "StatusCode": "Successful",
+    }
+
+
+@dataclass
+class FakeResolver:
+    """In-memory stand-in for detectors.resolve.AwsResolver: what a detector would look up."""
+
+    owners: dict[str, Any] = field(default_factory=dict)
+    groups: list[Any] = field(default_factory=list)
+    activities: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    targets: dict[str, Any] = field(default_factory=dict)  # ARN -> DescribeTargetHealth list, or an exception
+    zones: dict[str, tuple[str, str]] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    def instances(self, instance_ids: list[str]) -> dict[str, Any]:
+        self.calls.append(("instances", tuple(instance_ids)))
+        return {i: self.owners[i] for i in instance_ids if i in self.owners}
+
+    def protected_groups(self) -> list[Any]:
+        self.calls.append(("protected_groups", None))
+        return list(self.groups)
+
+    def scaling_activities(self, group_name: str, since: datetime) -> list[dict[str, Any]]:
+        self.calls.append(("scaling_activities", group_name))
+        found = [a for a in self.activities.get(group_name, []) if a["StartTime"] >= since]
+        return sorted(found, key=lambda a: a["StartTime"], reverse=True)
+
+    def target_health(self, target_group_arn: str) -> list[dict[str, Any]]:
+        self.calls.append(("target_health", target_group_arn))
+        answer = self.targets[target_group_arn]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def availability_zone(self, zone: str) -> tuple[str, str] | None:
+        self.calls.append(("availability_zone", zone))
+        return self.zones.get(zone)
+
+
+def scheduled_event(time: str = "2026-11-22T20:07:00Z") -> dict[str, Any]:
+    """The event an EventBridge schedule rule delivers."""
+    return {
+        "version": "0",
+        "id": "89d1a02d-5ec7-412e-82f5-13505f849b41",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": time,
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/sweep"],
+        "detail": {},
+    }
+
+
+def aws_event(event: dict[str, Any], **detail: Any) -> dict[str, Any]:
+    """A copy of an AWS event with detail keys replaced (a key given None is removed)."""
+    changed = copy.deepcopy(event)
+    for key, value in detail.items():
+        key = key.replace("__", "-")
+        if value is None:
+            changed["detail"].pop(key, None)
+        else:
+            changed["detail"][key] = value
+    return changed

@@ -1,0 +1,146 @@
+"""What every detector's handler does the same way: read its settings, parse the EventBridge
+envelope, reject bad input and ignore irrelevant input (a structured log line and a metric,
+never an exception: an event that can never be processed must not be retried forever), and
+publish what it found.
+
+Kept light on imports: Powertools' parser models import every event model it knows (a few
+hundred milliseconds of cold start), so the envelope is a small model of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected
+from core.errors import InvalidInput
+from core.observability import logger, metrics
+from core.settings import Settings
+
+
+class DetectorSettings(Settings):
+    """The detectors' environment: the common settings and what only detectors read."""
+
+    workload_groups: str = Field(
+        default="{}",
+        alias="WORKLOAD_GROUPS",
+        description="JSON object: Auto Scaling group name -> the workload the configuration declares for it",
+    )
+    sweep_window_seconds: int = Field(default=300, ge=60, le=86400, alias="SWEEP_WINDOW_SECONDS")
+
+    def configured_workloads(self) -> dict[str, str]:
+        try:
+            value = json.loads(self.workload_groups)
+        except ValueError as exc:
+            raise InvalidInput(f"WORKLOAD_GROUPS is not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise InvalidInput("WORKLOAD_GROUPS is not a JSON object")
+        return {str(k): str(v) for k, v in value.items()}
+
+    @property
+    def managed_tag(self) -> tuple[str, str]:
+        return (self.managed_tag_key, self.managed_tag_value)
+
+
+def load_settings(*required: str) -> DetectorSettings:
+    """The detector's environment; a missing required setting is a deployment error, said plainly."""
+    try:
+        settings = DetectorSettings.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid function environment: {exc}") from exc
+    missing = [name for name in required if not getattr(settings, name)]
+    if missing:
+        raise InvalidInput(f"function environment lacks {', '.join(n.upper() for n in missing)}")
+    return settings
+
+
+class Envelope(BaseModel):
+    """The EventBridge envelope of an AWS service event (the fields the detectors read)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str = Field(min_length=1)
+    detail_type: str = Field(alias="detail-type", min_length=1)
+    source: str = Field(min_length=1)
+    account: str = ""
+    time: datetime
+    region: str = ""
+    resources: list[str] = Field(default_factory=list)
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("the event time must carry a time zone")
+        return value
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What a classification found: events to publish, or the reason there are none."""
+
+    detected: list[ImpairmentDetected]
+    cleared: list[ImpairmentCleared]
+    reason: str
+
+    @classmethod
+    def nothing(cls, reason: str) -> Findings:
+        return cls([], [], reason)
+
+
+def event_id(event: Any) -> str | None:
+    return event.get("id") if isinstance(event, dict) else None
+
+
+def reject(event: Any, exc: ValidationError | ValueError, what: str) -> dict[str, Any]:
+    """Bad input: logged as a structured error and counted; never raised (a retry cannot fix it)."""
+    errors = exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError) else str(exc)
+    logger.error(f"rejected an event that is not a valid {what}", errors=errors, event_id=event_id(event))
+    metrics.add_metric(name="SignalsRejected", unit="Count", value=1)
+    return {"status": "rejected", "reason": f"invalid {what}"}
+
+
+def ignore(reason: str, **context: Any) -> dict[str, Any]:
+    """Irrelevant input (not ours, not an impairment): logged and counted, nothing emitted."""
+    logger.info("no impairment", reason=reason, **context)
+    metrics.add_metric(name="SignalsIgnored", unit="Count", value=1)
+    return {"status": "ignored", "reason": reason}
+
+
+def publish(findings: Findings, publisher: Any, bus_name: str) -> dict[str, Any]:
+    """Put what was found on the recovery bus (a refusal raises, so Lambda retries it)."""
+    if not findings.detected and not findings.cleared:
+        return ignore(findings.reason)
+    from core.publisher import EventPublisher
+
+    publisher = publisher or EventPublisher(bus_name)
+    if findings.detected:
+        publisher.publish(DETECTED, findings.detected)
+    if findings.cleared:
+        publisher.publish(CLEARED, findings.cleared)
+    for impairment in findings.detected:
+        # One EMF document per impairment type would need one flush each; the log line carries it.
+        metrics.add_metric(name="ImpairmentsDetected", unit="Count", value=1)
+        metrics.add_metric(name="MTTD", unit="Seconds", value=impairment.mttd_seconds)
+        logger.info(
+            "impairment detected",
+            impairment_id=impairment.impairment_id,
+            impairment=impairment.model_dump(mode="json"),
+        )
+    for cleared in findings.cleared:
+        metrics.add_metric(name="ImpairmentsCleared", unit="Count", value=1)
+        logger.info("impairment cleared", impairment_id=cleared.impairment_id, workload=cleared.workload)
+    ids = [i.impairment_id for i in findings.detected] + [c.impairment_id for c in findings.cleared]
+    if len(ids) == 1:
+        logger.set_correlation_id(ids[0])
+    return {
+        "status": "published",
+        "detected": [i.impairment_id for i in findings.detected],
+        "cleared": [c.impairment_id for c in findings.cleared],
+        "reason": findings.reason,
+    }

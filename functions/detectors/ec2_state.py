@@ -1,0 +1,146 @@
+"""EC2 state-change detector: an instance of a protected Auto Scaling group stops or terminates
+when nothing asked for it.
+
+"EC2 Instance State-change Notification" events (source aws.ec2) arrive for every instance of
+the account; the ones that matter are an instance of a protected group going `stopping`,
+`stopped`, `shutting-down` or `terminated` on its own. Auto Scaling takes instances out of
+service on purpose all the time (scale-in, instance refresh, rebalancing, standby, warm pools,
+and our own replace_instance); those are recognized by the instance's lifecycle state in its
+group (Terminating*, Detaching, Standby, Warmed:*) or, once the group has let go of it, by a
+recent scaling activity of the group naming the instance. Anything else is an
+`instance_failure` of high severity, about the instance, scoped to its group.
+
+Irrelevant (logged and counted, nothing emitted): pending/running, an instance of no protected
+group (or one AWS no longer knows), an instance the group is taking out itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core import clock
+from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
+from core.observability import logger, metrics, tracer
+from detectors.common import Envelope, Findings, ignore, load_settings, publish, reject
+from detectors.resolve import InstanceOwner, out_of_service_on_purpose
+
+SOURCE = "aws.ec2"
+DETAIL_TYPE = "EC2 Instance State-change Notification"
+IMPAIRING_STATES = ("stopping", "stopped", "shutting-down", "terminated")
+# A termination can wait on lifecycle hooks (heartbeat timeout up to 2 h) between the activity
+# that asked for it and the state change; later activities than the change cannot have caused it
+# (a minute of slack for clocks and the event's whole-second time).
+ACTIVITY_LOOKBACK = timedelta(hours=2)
+ACTIVITY_SLACK = timedelta(minutes=1)
+# Activities that bring an instance into service name it too; they never ask for a stop.
+_INTO_SERVICE = ("Launching", "Attaching", "Moving EC2 instance out of Standby")
+
+# --- the event -------------------------------------------------------------------------------
+
+
+class StateChangeDetail(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    instance_id: str = Field(alias="instance-id", pattern=r"^i-[0-9a-f]{8,17}$")
+    state: Literal["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
+
+
+class InstanceStateChangeEvent(Envelope):
+    detail: StateChangeDetail
+
+
+# --- what the detector needs to know about the world ------------------------------------------
+
+
+class Inventory(Protocol):
+    def instances(self, instance_ids: list[str]) -> dict[str, InstanceOwner]: ...
+
+    def scaling_activities(self, group_name: str, since: datetime) -> list[dict[str, Any]]: ...
+
+
+# --- classification (pure but for the inventory) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intent:
+    """Why the group took the instance out itself, if it did."""
+
+    on_purpose: bool
+    reason: str
+
+
+def requested(owner: InstanceOwner, inventory: Inventory, changed_at: datetime) -> Intent:
+    """Did Auto Scaling take this instance out on purpose? Its lifecycle state says so while the
+    group lists it; a recent activity naming it says so once it does not."""
+    if out_of_service_on_purpose(owner.lifecycle_state):
+        return Intent(True, f"its group is taking it out ({owner.lifecycle_state})")
+    for activity in inventory.scaling_activities(owner.group, changed_at - ACTIVITY_LOOKBACK):  # type: ignore[arg-type]
+        started = activity.get("StartTime")
+        if isinstance(started, datetime) and started > changed_at + ACTIVITY_SLACK:
+            continue  # began after the change: a reaction to it, not its cause
+        description = str(activity.get("Description", ""))
+        if description.startswith(_INTO_SERVICE):
+            continue
+        if owner.instance_id in description or owner.instance_id in str(activity.get("Cause", "")):
+            return Intent(True, f"scaling activity {activity.get('ActivityId', '?')}: {description}")
+    return Intent(False, "no scaling activity asked for it")
+
+
+def classify(event: InstanceStateChangeEvent, inventory: Inventory, now: datetime) -> Findings:
+    instance_id, state = event.detail.instance_id, event.detail.state
+    if state not in IMPAIRING_STATES:
+        return Findings.nothing(f"{state} is not an impairment")
+    owner = inventory.instances([instance_id]).get(instance_id)
+    if owner is None:
+        return Findings.nothing("the instance is not protected (or no longer known)")
+    if owner.group is None:
+        return Findings.nothing("the instance belongs to no protected Auto Scaling group")
+    intent = requested(owner, inventory, event.time)
+    if intent.on_purpose:
+        return Findings.nothing(f"stopped on purpose: {intent.reason}")
+
+    workload = owner.owner.workload
+    impairment = ImpairmentDetected(
+        impairment_id=make_impairment_id(workload, SOURCE, instance_id, event.time),
+        impairment_type=ImpairmentType.INSTANCE_FAILURE,
+        severity=Severity.HIGH,
+        workload=workload,
+        affected_resources=[AffectedResource(resource_type="ec2:instance", resource_id=instance_id)],
+        signal=Signal(source=SOURCE, id=instance_id, signal_time=event.time, name=f"{instance_id} {state}"),
+        detected_at=max(now, event.time),
+        description=f"Instance {instance_id} of Auto Scaling group {owner.group} is {state}: {intent.reason}",
+        scope=dict(owner.owner.scope),
+    )
+    return Findings([impairment], [], f"instance is {state}")
+
+
+# --- the handler -----------------------------------------------------------------------------
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
+    """Entry point. Bad input is logged as a structured error and emits nothing; it is not
+    raised, so an event that can never parse is not retried forever."""
+    try:
+        parsed = InstanceStateChangeEvent.model_validate(event)
+        if parsed.source != SOURCE or parsed.detail_type != DETAIL_TYPE:
+            raise ValueError(f"not an EC2 state change: {parsed.source} / {parsed.detail_type}")
+    except (ValidationError, ValueError) as exc:
+        return reject(event, exc, "EC2 instance state change")
+
+    settings = load_settings("event_bus_name")
+    logger.append_keys(instance_id=parsed.detail.instance_id, state=parsed.detail.state)
+    if parsed.detail.state not in IMPAIRING_STATES:
+        return ignore(f"{parsed.detail.state} is not an impairment")  # no look-up for the common case
+    if inventory is None:
+        from detectors.resolve import AwsResolver
+
+        inventory = AwsResolver(settings.managed_tag, settings.configured_workloads())
+    findings = classify(parsed, inventory, clock.utc_now())
+    return publish(findings, publisher, settings.event_bus_name)

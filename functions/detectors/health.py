@@ -1,0 +1,314 @@
+"""AWS Health detector: AWS tells us about a problem with resources of a protected workload.
+
+"AWS Health Event" events (source aws.health). What they are about:
+
+- the affected entities (detail.affectedEntities[].entityValue and the event's resources) that
+  are instances of protected workloads -> one impairment per workload, naming its instances;
+- an event that names an Availability Zone but no entity at all (a zonal event, often public)
+  about a service the protected groups run on -> the protected groups in that zone, with their
+  instances there.
+
+An event that names an Availability Zone (an id such as use1-az2, or a name) is an
+`az_impairment` scoped to that zone, critical for the `issue` category; otherwise the type
+follows the service (EC2 -> instance_failure, ELASTICLOADBALANCING -> network_issue, RDS ->
+database_issue, ECS -> service_degradation, ...). Severity by category: issue high (critical
+when zonal), scheduledChange medium, accountNotification low.
+
+statusCode open or upcoming -> "Impairment Detected"; closed -> "Impairment Cleared" under the
+same id. The id is derived from the eventArn, the workload and the event's startTime, which
+AWS keeps across the updates of one event, so every update of an open event is the same
+impairment. signal_time is the startTime: MTTD counts from when AWS says the problem began.
+
+A public event with nothing of ours in it, or an entity nobody protects: logged, counted,
+nothing emitted.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core import clock
+from core.contract import (
+    AffectedResource,
+    ImpairmentCleared,
+    ImpairmentDetected,
+    ImpairmentType,
+    Severity,
+    Signal,
+    make_impairment_id,
+)
+from core.observability import logger, metrics, tracer
+from detectors.common import Envelope, Findings, load_settings, publish, reject
+from detectors.resolve import InstanceOwner, ProtectedGroup, instance_id_of, out_of_service_on_purpose
+
+SOURCE = "aws.health"
+DETAIL_TYPE = "AWS Health Event"
+SEVERITY_BY_CATEGORY = {"issue": Severity.HIGH, "scheduledChange": Severity.MEDIUM, "accountNotification": Severity.LOW}
+TYPE_BY_SERVICE = {
+    "EC2": ImpairmentType.INSTANCE_FAILURE,
+    "EBS": ImpairmentType.INSTANCE_FAILURE,
+    "AUTOSCALING": ImpairmentType.INSTANCE_FAILURE,
+    "ELASTICLOADBALANCING": ImpairmentType.NETWORK_ISSUE,
+    "VPC": ImpairmentType.NETWORK_ISSUE,
+    "NATGATEWAY": ImpairmentType.NETWORK_ISSUE,
+    "ROUTE53": ImpairmentType.NETWORK_ISSUE,
+    "DIRECTCONNECT": ImpairmentType.NETWORK_ISSUE,
+    "TRANSIT_GATEWAY": ImpairmentType.NETWORK_ISSUE,
+    "CLOUDFRONT": ImpairmentType.NETWORK_ISSUE,
+    "RDS": ImpairmentType.DATABASE_ISSUE,
+    "ECS": ImpairmentType.SERVICE_DEGRADATION,
+    "FARGATE": ImpairmentType.SERVICE_DEGRADATION,
+}
+# Zonal events without entities reach the protected groups only for what their instances run on.
+ZONAL_SERVICES = frozenset({"EC2", "EBS", "AUTOSCALING", "ELASTICLOADBALANCING", "VPC", "NATGATEWAY"})
+_MAX_RESOURCES = 100  # the contract's limit
+
+# --- the event -------------------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> Any:
+    """AWS Health writes times as RFC 1123 ("Sun, 22 Nov 2026 03:05:00 GMT"); accept ISO 8601 too."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        parsed = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"not an RFC 1123 or ISO 8601 time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise ValueError(f"time without a zone: {value!r}")
+    return parsed
+
+
+class Entity(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    entityValue: str = Field(min_length=1)
+
+
+class Description(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    language: str = ""
+    latestDescription: str = ""
+
+
+class HealthDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    eventArn: str = Field(min_length=1, max_length=1600)
+    service: str = ""
+    eventTypeCode: str = Field(min_length=1)
+    eventTypeCategory: str = Field(min_length=1)
+    eventScopeCode: str | None = None
+    statusCode: str = Field(min_length=1)
+    startTime: datetime
+    endTime: datetime | None = None
+    lastUpdatedTime: datetime | None = None
+    availabilityZone: str | None = None
+    eventDescription: list[Description] = Field(default_factory=list)
+    affectedEntities: list[Entity] = Field(default_factory=list)
+
+    @field_validator("startTime", "endTime", "lastUpdatedTime", mode="before")
+    @classmethod
+    def _rfc1123(cls, value: Any) -> Any:
+        return parse_time(value)
+
+    @field_validator("startTime", "endTime", "lastUpdatedTime")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("times must carry a time zone")
+        return value
+
+    @property
+    def description(self) -> str:
+        texts = [d for d in self.eventDescription if d.latestDescription]
+        english = [d for d in texts if d.language.lower().startswith("en")]
+        return (english or texts)[0].latestDescription if texts else ""
+
+
+class HealthEvent(Envelope):
+    detail: HealthDetail
+
+
+# --- what the detector needs to know about the world ------------------------------------------
+
+
+class Inventory(Protocol):
+    def instances(self, instance_ids: list[str]) -> dict[str, InstanceOwner]: ...
+
+    def protected_groups(self) -> list[ProtectedGroup]: ...
+
+    def availability_zone(self, zone: str) -> tuple[str, str] | None: ...
+
+
+# --- classification (pure but for the inventory) ----------------------------------------------
+
+
+class _Affected:
+    """What one workload has in the event: its resources and the scope they agree on."""
+
+    def __init__(self) -> None:
+        self.resources: dict[str, AffectedResource] = {}
+        self.scopes: list[dict[str, str]] = []
+
+    def add(self, resource: AffectedResource, scope: dict[str, str]) -> None:
+        self.resources.setdefault(resource.key, resource)
+        self.scopes.append(scope)
+
+    def scope(self) -> dict[str, str]:
+        """The keys every resource's scope agrees on (two groups of one workload name no group)."""
+        first, *rest = self.scopes
+        return {k: v for k, v in first.items() if all(s.get(k) == v for s in rest)}
+
+
+def _zone_scope(zone: str, resolved: tuple[str, str] | None) -> dict[str, str]:
+    scope = {"availability_zone": zone}
+    if resolved:
+        name, zone_id = resolved
+        scope.update({"availability_zone_name": name, "availability_zone_id": zone_id})
+    return scope
+
+
+def _named_instances(event: HealthEvent) -> list[str]:
+    values = [e.entityValue for e in event.detail.affectedEntities] + list(event.resources)
+    return sorted({i for i in (instance_id_of(v) for v in values) if i})
+
+
+def _in_zone(group: ProtectedGroup, zone_names: set[str]) -> _Affected | None:
+    affected = _Affected()
+    for instance in group.instances:
+        if instance.get("AvailabilityZone") in zone_names and not out_of_service_on_purpose(
+            instance.get("LifecycleState")
+        ):
+            affected.add(AffectedResource(resource_type="ec2:instance", resource_id=instance["InstanceId"]), {})
+    if not affected.resources:
+        if not zone_names & set(group.availability_zones):
+            return None
+        # The group may launch there but has nothing there now: the group itself is concerned.
+        affected.add(AffectedResource(resource_type="autoscaling:group", resource_id=group.name), {})
+    affected.scopes = [dict(group.owner.scope)]
+    return affected
+
+
+def affected_workloads(event: HealthEvent, inventory: Inventory, zone: tuple[str, str] | None) -> dict[str, _Affected]:
+    """workload -> what of it the event is about."""
+    detail = event.detail
+    by_workload: dict[str, _Affected] = defaultdict(_Affected)
+    instance_ids = _named_instances(event)
+    if instance_ids:
+        for instance_id, owner in sorted(inventory.instances(instance_ids).items()):
+            by_workload[owner.owner.workload].add(
+                AffectedResource(resource_type="ec2:instance", resource_id=instance_id), dict(owner.owner.scope)
+            )
+    elif (
+        detail.availabilityZone
+        and not detail.affectedEntities
+        and not event.resources
+        and detail.service.upper() in ZONAL_SERVICES
+    ):
+        zone_names = {detail.availabilityZone, *(zone[:1] if zone else ())}
+        for group in inventory.protected_groups():
+            found = _in_zone(group, zone_names)
+            if found is not None:
+                target = by_workload[group.workload]
+                for resource in found.resources.values():
+                    target.add(resource, found.scopes[0])
+    return dict(by_workload)
+
+
+def classify(event: HealthEvent, inventory: Inventory, now: datetime) -> Findings:
+    detail = event.detail
+    status, category = detail.statusCode, detail.eventTypeCategory
+    if status not in ("open", "upcoming", "closed"):
+        return Findings.nothing(f"status {status!r} is not handled")
+    if category not in SEVERITY_BY_CATEGORY:
+        return Findings.nothing(f"category {category!r} is not handled")
+
+    zone = inventory.availability_zone(detail.availabilityZone) if detail.availabilityZone else None
+    affected = affected_workloads(event, inventory, zone)
+    if not affected:
+        scope_code = detail.eventScopeCode or "unknown scope"
+        return Findings.nothing(f"{scope_code} event about nothing a protected workload has")
+
+    signal = Signal(source=SOURCE, id=detail.eventArn, signal_time=detail.startTime, name=detail.eventTypeCode)
+    zone_scope = _zone_scope(detail.availabilityZone, zone) if detail.availabilityZone else {}
+    description = (detail.description or f"{detail.service} {detail.eventTypeCode}")[:2048]
+    detected: list[ImpairmentDetected] = []
+    cleared: list[ImpairmentCleared] = []
+    for workload, what in sorted(affected.items()):
+        impairment_id = make_impairment_id(workload, SOURCE, f"{detail.eventArn}#{workload}", detail.startTime)
+        if status == "closed":
+            cleared.append(
+                ImpairmentCleared(
+                    impairment_id=impairment_id,
+                    workload=workload,
+                    signal=signal,
+                    cleared_at=detail.endTime or detail.lastUpdatedTime or event.time,
+                    description=description,
+                )
+            )
+            continue
+        severity = SEVERITY_BY_CATEGORY[category]
+        if detail.availabilityZone:
+            impairment_type = ImpairmentType.AZ_IMPAIRMENT
+            if category == "issue":
+                severity = Severity.CRITICAL
+        else:
+            impairment_type = TYPE_BY_SERVICE.get(detail.service.upper(), ImpairmentType.SERVICE_DEGRADATION)
+        resources = sorted(what.resources.values(), key=lambda r: r.key)
+        detected.append(
+            ImpairmentDetected(
+                impairment_id=impairment_id,
+                impairment_type=impairment_type,
+                severity=severity,
+                workload=workload,
+                affected_resources=resources[:_MAX_RESOURCES],
+                signal=signal,
+                # not max(now, startTime): an upcoming change starts later than it is announced
+                detected_at=now,
+                description=description,
+                metrics={"affected_resources": float(len(resources))},
+                scope={**what.scope(), **zone_scope},
+            )
+        )
+    return Findings(detected, cleared, f"{category} {status}")
+
+
+# --- the handler -----------------------------------------------------------------------------
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
+    """Entry point. Bad input is logged as a structured error and emits nothing; it is not
+    raised, so an event that can never parse is not retried forever."""
+    try:
+        parsed = HealthEvent.model_validate(event)
+        if parsed.source != SOURCE or parsed.detail_type != DETAIL_TYPE:
+            raise ValueError(f"not an AWS Health event: {parsed.source} / {parsed.detail_type}")
+    except (ValidationError, ValueError) as exc:
+        return reject(event, exc, "AWS Health event")
+
+    settings = load_settings("event_bus_name")
+    detail = parsed.detail
+    logger.append_keys(
+        health_event=detail.eventArn, event_type=detail.eventTypeCode, status=detail.statusCode, service=detail.service
+    )
+    if inventory is None:
+        from detectors.resolve import AwsResolver
+
+        inventory = AwsResolver(settings.managed_tag, settings.configured_workloads())
+    findings = classify(parsed, inventory, clock.utc_now())
+    return publish(findings, publisher, settings.event_bus_name)

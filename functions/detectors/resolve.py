@@ -1,0 +1,322 @@
+"""Which protected workload a resource belongs to, read from tags.
+
+A resource is protected when it, or the Auto Scaling group it belongs to, carries the managed tag
+(`recovery:managed=true` unless configured otherwise). Its workload is named by the tag
+`recovery:workload`, else by the deployment's configuration (the workload that declares the
+group), else by the group's name. An EC2 instance resolves through its group: the group that
+lists it (DescribeAutoScalingInstances), else the group its `aws:autoscaling:groupName` tag names
+(a group that already let go of it, e.g. after terminating it); an instance of no group
+resolves by its own tags.
+
+One function or method per resource kind; `owner_from_tags` is the rule they share, so the
+database and container kinds resolve the same way. Every call is paginated and its errors
+classified (throttling is a TransientError the caller lets the asynchronous retry handle).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core import aws
+from core.errors import classify_client_error
+
+WORKLOAD_TAG = "recovery:workload"
+GROUP_NAME_TAG = "aws:autoscaling:groupName"  # set by Auto Scaling on the instances it launches
+_WORKLOAD_MAX = 128  # the contract's limit
+_INSTANCE_ID = re.compile(r"(?:^|:instance/)(i-[0-9a-f]{8,17})$")
+
+# Lifecycle states in which Auto Scaling itself takes an instance out of service, on purpose:
+# terminating it (scale-in, instance refresh, a replacement), detaching it, moving it to standby,
+# or keeping it stopped in a warm pool.
+_ON_PURPOSE_PREFIXES = ("Terminating", "Terminated", "Detaching", "Detached", "EnteringStandby", "Standby", "Warmed:")
+
+
+def out_of_service_on_purpose(lifecycle_state: str | None) -> bool:
+    """Whether an Auto Scaling lifecycle state means the group is taking the instance out itself."""
+    return bool(lifecycle_state) and lifecycle_state.startswith(_ON_PURPOSE_PREFIXES)  # type: ignore[union-attr]
+
+
+def instance_id_of(value: str) -> str | None:
+    """The instance id in an instance id or instance ARN; None for anything else."""
+    match = _INSTANCE_ID.search(value.strip())
+    return match.group(1) if match else None
+
+
+def tags_dict(tags: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
+    """[{"Key": k, "Value": v}, ...] (any AWS tag list) -> {k: v}."""
+    return {str(t["Key"]): str(t.get("Value", "")) for t in tags or () if "Key" in t}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The protected workload a resource belongs to, and the workload resources it sits in."""
+
+    workload: str
+    scope: dict[str, str] = field(default_factory=dict)
+
+
+def owner_from_tags(
+    tags: Mapping[str, str],
+    *,
+    managed_tag: tuple[str, str],
+    fallback_name: str,
+    scope: Mapping[str, str] | None = None,
+    configured: Mapping[str, str] | None = None,
+) -> Owner | None:
+    """The owner of a resource with these tags, or None when it did not opt in.
+
+    The workload is the `recovery:workload` tag, else the configured workload of `fallback_name`
+    (e.g. the group a workload of the deployment declares), else `fallback_name` itself.
+    """
+    key, value = managed_tag
+    if tags.get(key) != value:
+        return None
+    workload = tags.get(WORKLOAD_TAG) or (configured or {}).get(fallback_name) or fallback_name
+    return Owner(workload=workload[:_WORKLOAD_MAX], scope=dict(scope or {}))
+
+
+@dataclass(frozen=True)
+class ProtectedGroup:
+    """An Auto Scaling group that carries the managed tag, as DescribeAutoScalingGroups shows it."""
+
+    name: str
+    arn: str
+    owner: Owner
+    instances: tuple[Mapping[str, Any], ...]  # InstanceId, HealthStatus, LifecycleState, AvailabilityZone
+    target_group_arns: tuple[str, ...]
+    availability_zones: tuple[str, ...]
+
+    @property
+    def workload(self) -> str:
+        return self.owner.workload
+
+
+@dataclass(frozen=True)
+class InstanceOwner:
+    """A protected instance: its owner and, when its group still lists it, its place there."""
+
+    instance_id: str
+    owner: Owner
+    group: str | None = None
+    lifecycle_state: str | None = None  # None when no group lists the instance (any more)
+    health_status: str | None = None
+    availability_zone: str | None = None
+
+
+def group_scope(group: Mapping[str, Any]) -> dict[str, str]:
+    """The scope of an impairment in this group: the group, and its target group when it has one."""
+    scope = {"auto_scaling_group": str(group["AutoScalingGroupName"])}
+    target_groups = group.get("TargetGroupARNs") or []
+    if len(target_groups) == 1:  # with several, which one is impaired is the signal's to say
+        scope["target_group_arn"] = str(target_groups[0])
+    return scope
+
+
+def protected_group(
+    group: Mapping[str, Any], managed_tag: tuple[str, str], configured: Mapping[str, str] | None = None
+) -> ProtectedGroup | None:
+    """A DescribeAutoScalingGroups item as a ProtectedGroup, or None when it is not managed."""
+    name = str(group["AutoScalingGroupName"])
+    owner = owner_from_tags(
+        tags_dict(group.get("Tags")),
+        managed_tag=managed_tag,
+        fallback_name=name,
+        scope=group_scope(group),
+        configured=configured,
+    )
+    if owner is None:
+        return None
+    return ProtectedGroup(
+        name=name,
+        arn=str(group.get("AutoScalingGroupARN") or name),
+        owner=owner,
+        instances=tuple(group.get("Instances") or ()),
+        target_group_arns=tuple(group.get("TargetGroupARNs") or ()),
+        availability_zones=tuple(group.get("AvailabilityZones") or ()),
+    )
+
+
+class AwsResolver:
+    """Resolves resources to workloads over the real APIs.
+
+    `configured` maps an Auto Scaling group name to the workload the deployment's configuration
+    declares for it, so that a group without a `recovery:workload` tag still resolves to the
+    same workload as its alarms.
+    """
+
+    def __init__(
+        self,
+        managed_tag: tuple[str, str],
+        configured: Mapping[str, str] | None = None,
+        *,
+        autoscaling: Any = None,
+        ec2: Any = None,
+        elbv2: Any = None,
+    ) -> None:
+        self.managed_tag = managed_tag
+        self.configured = dict(configured or {})
+        self._clients = {"autoscaling": autoscaling, "ec2": ec2, "elbv2": elbv2}
+
+    def _client(self, service: str) -> Any:
+        if self._clients.get(service) is None:
+            self._clients[service] = aws.client(service)
+        return self._clients[service]
+
+    # --- Auto Scaling groups -----------------------------------------------------------------
+
+    def protected_groups(self) -> list[ProtectedGroup]:
+        """Every managed group: one paginated DescribeAutoScalingGroups filtered by the managed tag
+        (the calls grow with the number of groups, never with their instances)."""
+        key, value = self.managed_tag
+        found: list[ProtectedGroup] = []
+        for page in _pages(
+            self._client("autoscaling"),
+            "describe_auto_scaling_groups",
+            "autoscaling:DescribeAutoScalingGroups",
+            Filters=[{"Name": f"tag:{key}", "Values": [value]}],
+            PaginationConfig={"PageSize": 100},
+        ):
+            for group in page.get("AutoScalingGroups", []):
+                protected = protected_group(group, self.managed_tag, self.configured)
+                if protected is not None:  # the filter already says so; the tags decide
+                    found.append(protected)
+        return found
+
+    def groups(self, names: Iterable[str]) -> dict[str, ProtectedGroup]:
+        """The managed groups among these names (absent and unmanaged groups are left out)."""
+        unique = sorted(set(names))
+        found: dict[str, ProtectedGroup] = {}
+        for start in range(0, len(unique), 50):
+            for page in _pages(
+                self._client("autoscaling"),
+                "describe_auto_scaling_groups",
+                "autoscaling:DescribeAutoScalingGroups",
+                AutoScalingGroupNames=unique[start : start + 50],
+            ):
+                for group in page.get("AutoScalingGroups", []):
+                    protected = protected_group(group, self.managed_tag, self.configured)
+                    if protected is not None:
+                        found[protected.name] = protected
+        return found
+
+    def scaling_activities(self, group_name: str, since: datetime) -> list[dict[str, Any]]:
+        """The group's scaling activities that started at or after `since`, newest first
+        (DescribeScalingActivities lists newest first, so paging stops at the first older one)."""
+        activities: list[dict[str, Any]] = []
+        for page in _pages(
+            self._client("autoscaling"),
+            "describe_scaling_activities",
+            "autoscaling:DescribeScalingActivities",
+            AutoScalingGroupName=group_name,
+            PaginationConfig={"PageSize": 100},
+        ):
+            for activity in page.get("Activities", []):
+                started = activity.get("StartTime")
+                if isinstance(started, datetime) and started < since:
+                    return activities
+                activities.append(activity)
+        return activities
+
+    # --- EC2 instances -----------------------------------------------------------------------
+
+    def instances(self, instance_ids: Iterable[str]) -> dict[str, InstanceOwner]:
+        """The protected instances among these ids, with their group and lifecycle state.
+
+        DescribeAutoScalingInstances (50 ids a call) says which group lists each instance; the
+        rest are looked up by their tags (DescribeTags, which also answers for an instance
+        terminated within the hour, unlike DescribeInstances' not-found error).
+        """
+        ids = sorted({i for i in instance_ids if i})
+        memberships: dict[str, Mapping[str, Any]] = {}
+        for start in range(0, len(ids), 50):
+            for page in _pages(
+                self._client("autoscaling"),
+                "describe_auto_scaling_instances",
+                "autoscaling:DescribeAutoScalingInstances",
+                InstanceIds=ids[start : start + 50],
+            ):
+                for item in page.get("AutoScalingInstances", []):
+                    memberships[item["InstanceId"]] = item
+        loose = [i for i in ids if i not in memberships]
+        instance_tags = self.instance_tags(loose) if loose else {}
+        group_of = {i: str(m["AutoScalingGroupName"]) for i, m in memberships.items()}
+        group_of.update({i: t[GROUP_NAME_TAG] for i, t in instance_tags.items() if t.get(GROUP_NAME_TAG)})
+        groups = self.groups(group_of.values()) if group_of else {}
+
+        owners: dict[str, InstanceOwner] = {}
+        for instance_id in ids:
+            membership = memberships.get(instance_id)
+            group_name = group_of.get(instance_id)
+            if group_name is not None:
+                group = groups.get(group_name)
+                if group is None:  # the group is not managed, or is gone (deleting it is on purpose)
+                    continue
+                owners[instance_id] = InstanceOwner(
+                    instance_id=instance_id,
+                    owner=group.owner,
+                    group=group_name,
+                    lifecycle_state=membership.get("LifecycleState") if membership else None,
+                    health_status=membership.get("HealthStatus") if membership else None,
+                    availability_zone=membership.get("AvailabilityZone") if membership else None,
+                )
+                continue
+            owner = owner_from_tags(
+                instance_tags.get(instance_id, {}),
+                managed_tag=self.managed_tag,
+                fallback_name=instance_tags.get(instance_id, {}).get("Name") or instance_id,
+            )
+            if owner is not None:
+                owners[instance_id] = InstanceOwner(instance_id=instance_id, owner=owner)
+        return owners
+
+    def instance_tags(self, instance_ids: list[str]) -> dict[str, dict[str, str]]:
+        """instance id -> its tags, for the instances EC2 still knows (200 ids a filter)."""
+        found: dict[str, dict[str, str]] = {}
+        for start in range(0, len(instance_ids), 200):
+            for page in _pages(
+                self._client("ec2"),
+                "describe_tags",
+                "ec2:DescribeTags",
+                Filters=[
+                    {"Name": "resource-type", "Values": ["instance"]},
+                    {"Name": "resource-id", "Values": instance_ids[start : start + 200]},
+                ],
+                PaginationConfig={"PageSize": 1000},
+            ):
+                for tag in page.get("Tags", []):
+                    found.setdefault(tag["ResourceId"], {})[tag["Key"]] = tag.get("Value", "")
+        return found
+
+    def availability_zone(self, zone: str) -> tuple[str, str] | None:
+        """(zone name, zone id) of an Availability Zone given by either; None if EC2 knows neither."""
+        by = "ZoneIds" if re.match(r"^[a-z]{2,5}\d+-az\d+$", zone) else "ZoneNames"
+        try:
+            zones = self._client("ec2").describe_availability_zones(**{by: [zone]})["AvailabilityZones"]
+        except Exception as exc:
+            error = classify_client_error(exc, "ec2:DescribeAvailabilityZones")
+            if error.details.get("code") in ("InvalidParameterValue", "InvalidAvailabilityZone"):
+                return None
+            raise error from exc
+        return (zones[0]["ZoneName"], zones[0]["ZoneId"]) if zones else None
+
+    # --- load balancing ----------------------------------------------------------------------
+
+    def target_health(self, target_group_arn: str) -> list[dict[str, Any]]:
+        """DescribeTargetHealth of one target group (the API is not paginated)."""
+        try:
+            response = self._client("elbv2").describe_target_health(TargetGroupArn=target_group_arn)
+        except Exception as exc:
+            raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
+        return response.get("TargetHealthDescriptions", [])
+
+
+def _pages(client: Any, operation: str, api_name: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """The pages of a paginated call, with every error classified."""
+    try:
+        yield from client.get_paginator(operation).paginate(**kwargs)
+    except Exception as exc:
+        raise classify_client_error(exc, api_name) from exc

@@ -1,0 +1,237 @@
+"""Scheduled backstop sweeps: what the event-driven detectors can miss, found by looking.
+
+Every run (an EventBridge schedule, `rate(1 minute)` by default):
+
+- Auto Scaling health: every protected group (one paginated DescribeAutoScalingGroups filtered
+  by the managed tag) with instances whose HealthStatus is Unhealthy while still in service ->
+  one `instance_failure` per group, listing those instances.
+- Target health: every target group of a protected group (one DescribeTargetHealth per target
+  group) with unhealthy targets -> one `service_degradation` per group and target group,
+  severity critical when more than half of the targets are unhealthy, high otherwise.
+
+When more than half of a fleet looks impaired at once, the impairment is critical and says it
+fails open: the default plans stop at high, so a human decides instead of the system replacing
+most of a fleet (the fault is then more likely in a shared dependency than in the instances).
+
+Idle cost: the calls grow with the number of groups and target groups, never with the number of
+instances in them; no instance-level call is made.
+
+Stable ids. A sweep sees an ongoing problem again every minute; each sighting must not start a
+recovery of its own. The impairment's signal_time is therefore the start of the time window
+(SWEEP_WINDOW_SECONDS, 5 minutes by default) in which the sweep ran, and its id is derived from
+it: every sweep of the same group (or target group) within a window gives the same id, and the
+recovery workflow, whose executions are named by the id, starts once. A problem that outlives
+the window is reported again under the next window's id, once per window, which is what lets a
+recovery that did not fix it be tried again; meanwhile the resource locks of the recovery in
+progress turn that later report into a recorded skip. MTTD of a sweep is thus measured from the
+start of its window: an upper bound of the sweep's own delay, not the moment the fault began.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import Field, ValidationError
+
+from core import clock
+from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
+from core.errors import PermanentError
+from core.observability import logger, metrics, tracer
+from detectors.common import Envelope, Findings, load_settings, publish, reject
+from detectors.resolve import ProtectedGroup, out_of_service_on_purpose
+
+ASG_SOURCE = "aws.autoscaling"
+ELB_SOURCE = "aws.elasticloadbalancing"
+
+# --- the event -------------------------------------------------------------------------------
+
+
+class ScheduledEvent(Envelope):
+    source: Literal["aws.events"]
+    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")  # type: ignore[assignment]
+
+
+# --- what the sweep needs to know about the world ----------------------------------------------
+
+
+class Inventory(Protocol):
+    def protected_groups(self) -> list[ProtectedGroup]: ...
+
+    def target_health(self, target_group_arn: str) -> list[dict[str, Any]]: ...
+
+
+# --- classification (pure but for the inventory) ----------------------------------------------
+
+
+def window_start(at: datetime, window_seconds: int) -> datetime:
+    """The start of the window of `window_seconds` (aligned on the epoch) that contains `at`."""
+    epoch = int(at.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % window_seconds, UTC)
+
+
+def target_impaired(health: dict[str, Any]) -> bool:
+    """A target that fails its checks, or whose instance is not running (the alarm detector's rule)."""
+    state = health.get("State")
+    return state in ("unhealthy", "unavailable") or (
+        state == "unused" and health.get("Reason") == "Target.InvalidState"
+    )
+
+
+def _severity(impaired: int, fleet: int) -> tuple[Severity, bool]:
+    """Critical, and failing open, when more than half of the fleet is impaired at once."""
+    fail_open = impaired * 2 > fleet
+    return (Severity.CRITICAL if fail_open else Severity.HIGH), fail_open
+
+
+def _fail_open_note(fail_open: bool) -> str:
+    return " Most of the fleet at once: failing open, a human decides." if fail_open else ""
+
+
+def unhealthy_instances(group: ProtectedGroup, window: datetime, now: datetime) -> ImpairmentDetected | None:
+    """instance_failure of the group's in-service instances that Auto Scaling reports Unhealthy."""
+    fleet = [i for i in group.instances if not out_of_service_on_purpose(i.get("LifecycleState"))]
+    unhealthy = sorted(str(i["InstanceId"]) for i in fleet if i.get("HealthStatus") == "Unhealthy")
+    if not unhealthy:
+        return None
+    severity, fail_open = _severity(len(unhealthy), len(fleet))
+    return ImpairmentDetected(
+        impairment_id=make_impairment_id(group.workload, ASG_SOURCE, f"{group.arn}#health", window),
+        impairment_type=ImpairmentType.INSTANCE_FAILURE,
+        severity=severity,
+        workload=group.workload,
+        affected_resources=[AffectedResource(resource_type="ec2:instance", resource_id=i) for i in unhealthy[:100]],
+        signal=Signal(source=ASG_SOURCE, id=group.arn, signal_time=window, name=f"{group.name} health sweep"),
+        detected_at=max(now, window),
+        description=(
+            f"{len(unhealthy)} of {len(fleet)} in-service instances of {group.name} are Unhealthy."
+            + _fail_open_note(fail_open)
+        ),
+        metrics={
+            "unhealthy_instances": float(len(unhealthy)),
+            "instances": float(len(fleet)),
+            "fail_open": 1.0 if fail_open else 0.0,
+        },
+        scope=dict(group.owner.scope),
+    )
+
+
+def unhealthy_targets(
+    group: ProtectedGroup,
+    target_group_arn: str,
+    health: list[dict[str, Any]],
+    shared: bool,
+    window: datetime,
+    now: datetime,
+) -> ImpairmentDetected | None:
+    """service_degradation of a target group of the group. A target group shared by several
+    protected groups counts, for each, only the targets that are that group's instances."""
+    members = {str(i["InstanceId"]) for i in group.instances}
+    fleet = [
+        h
+        for h in health
+        if h.get("TargetHealth", {}).get("State") != "draining"  # leaving on purpose
+        and (not shared or str(h.get("Target", {}).get("Id")) in members)
+    ]
+    unhealthy = sorted(str(h["Target"]["Id"]) for h in fleet if target_impaired(h.get("TargetHealth", {})))
+    if not unhealthy:
+        return None
+    severity, fail_open = _severity(len(unhealthy), len(fleet))
+    return ImpairmentDetected(
+        impairment_id=make_impairment_id(group.workload, ELB_SOURCE, f"{target_group_arn}#{group.name}", window),
+        impairment_type=ImpairmentType.SERVICE_DEGRADATION,
+        severity=severity,
+        workload=group.workload,
+        affected_resources=[
+            AffectedResource(
+                resource_type="ec2:instance" if t.startswith("i-") else "elasticloadbalancing:target", resource_id=t
+            )
+            for t in unhealthy[:100]
+        ],
+        signal=Signal(
+            source=ELB_SOURCE,
+            id=target_group_arn,
+            signal_time=window,
+            name=f"{target_group_arn.rsplit(':', 1)[-1]} target health sweep",
+        ),
+        detected_at=max(now, window),
+        description=(
+            f"{len(unhealthy)} of {len(fleet)} targets of {target_group_arn} ({group.name}) are unhealthy."
+            + _fail_open_note(fail_open)
+        ),
+        metrics={
+            "unhealthy_targets": float(len(unhealthy)),
+            "targets": float(len(fleet)),
+            "unhealthy_ratio": round(len(unhealthy) / len(fleet), 4),
+            "fail_open": 1.0 if fail_open else 0.0,
+        },
+        scope={**group.owner.scope, "auto_scaling_group": group.name, "target_group_arn": target_group_arn},
+    )
+
+
+def sweep(
+    inventory: Inventory, swept_at: datetime, window_seconds: int, now: datetime
+) -> tuple[Findings, dict[str, Any]]:
+    """Both sweeps over every protected group; (findings, a summary of what was looked at)."""
+    window = window_start(swept_at, window_seconds)
+    groups = inventory.protected_groups()
+    detected: list[ImpairmentDetected] = []
+    for group in groups:
+        impairment = unhealthy_instances(group, window, now)
+        if impairment is not None:
+            detected.append(impairment)
+
+    users: dict[str, list[ProtectedGroup]] = {}
+    for group in groups:
+        for arn in dict.fromkeys(group.target_group_arns):
+            users.setdefault(arn, []).append(group)
+    failed: list[str] = []
+    for arn, its_groups in users.items():
+        try:
+            health = inventory.target_health(arn)
+        except PermanentError as exc:  # e.g. deleted but still attached: the other groups still count
+            logger.error("target group not swept", target_group_arn=arn, error=str(exc), **exc.details)
+            metrics.add_metric(name="SweepErrors", unit="Count", value=1)
+            failed.append(arn)
+            continue
+        for group in its_groups:
+            impairment = unhealthy_targets(group, arn, health, len(its_groups) > 1, window, now)
+            if impairment is not None:
+                detected.append(impairment)
+
+    summary = {
+        "window_start": window.isoformat(),
+        "groups": len(groups),
+        "target_groups": len(users),
+        "target_groups_failed": failed,
+    }
+    reason = f"swept {len(groups)} groups and {len(users)} target groups"
+    return Findings(detected, [], reason if detected else f"{reason}: all healthy"), summary
+
+
+# --- the handler -----------------------------------------------------------------------------
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
+    """Entry point of the schedule. Input other than a scheduled event is logged and counted,
+    never raised; a transient AWS error is raised (the asynchronous retry runs the sweep again,
+    and gives the same ids within the window)."""
+    try:
+        parsed = ScheduledEvent.model_validate(event)
+    except ValidationError as exc:
+        return reject(event, exc, "scheduled event")
+
+    settings = load_settings("event_bus_name")
+    if inventory is None:
+        from detectors.resolve import AwsResolver
+
+        inventory = AwsResolver(settings.managed_tag, settings.configured_workloads())
+    findings, summary = sweep(inventory, parsed.time, settings.sweep_window_seconds, clock.utc_now())
+    metrics.add_metric(name="SweptGroups", unit="Count", value=summary["groups"])
+    logger.info("sweep", **summary, impairments=len(findings.detected))
+    if not findings.detected:
+        return {"status": "healthy", "reason": findings.reason, **summary}
+    return {**publish(findings, publisher, settings.event_bus_name), **summary}
