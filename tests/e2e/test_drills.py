@@ -104,3 +104,20 @@ def test_a_dry_run_reports_what_it_would_change_and_changes_nothing(synthesized)
     assert [(a["type"], a["result"]) for a in report["actions"]] == [("replace_instance", "would_change")]
     assert report["workload"]["impaired_instances"][0] in group["in_service"], "nothing was replaced"
     assert group.items() <= report["workload"]["before"].items()
+
+
+def test_service_degradation_adds_capacity_and_replaces_the_unhealthy_target(synthesized):
+    with drill.Drill(scenario.load("service-degradation"), synthesized.template_path) as run:
+        report = run.run()
+        health = run.emulator.client("elbv2").describe_target_health(TargetGroupArn=run.workload["target_group_arn"])[
+            "TargetHealthDescriptions"
+        ]
+
+    assert report["outcome"] == "recovered"
+    assert report["executions_started"] == 1
+    assert [a["type"] for a in report["actions"]] == ["scale_out", "replace_instance"]
+    after = report["workload"]["after"]
+    assert after["desired_capacity"] == 4 and len(after["in_service"]) == 4
+    assert report["workload"]["impaired_instances"][0] not in after["in_service"]
+    registered = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health}
+    assert all(registered[i] == "healthy" for i in after["in_service"])
