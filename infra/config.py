@@ -140,6 +140,9 @@ class RecoveryConfig(BaseModel):
     log_retention_days: int = Field(default=30, ge=1)
     lock_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     dry_run: bool = Field(default=False, description="every plan runs as a dry run")
+    sweep_interval_minutes: int = Field(
+        default=1, ge=0, le=1440, description="how often the backstop health sweep runs; 0 disables it"
+    )
     correlation_window_seconds: int = Field(
         default=300, ge=0, le=86400, description="signals about one resource within this window are one impairment"
     )

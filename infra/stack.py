@@ -59,6 +59,8 @@ class RecoveryStack(Stack):
             bus=bus.bus,
             dead_letters=escalation.dead_letters,
             workload_names=[w.name for w in config.workloads],
+            workload_groups={w.auto_scaling_group: w.name for w in config.workloads if w.auto_scaling_group},
+            sweep_interval_minutes=config.sweep_interval_minutes,
         )
         self.workflow = RecoveryWorkflow(
             self,

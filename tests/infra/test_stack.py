@@ -382,3 +382,90 @@ def test_outputs_name_the_deployment(output, resource_type, synthesized):
     outputs = synthesized.template_json["Outputs"]
     assert output in outputs, f"missing output {output}; present: {sorted(outputs)}"
     assert synthesized.resources[cfn.get_att(outputs[output]["Value"])]["Type"] == resource_type
+
+
+# --- detectors of AWS events and the sweeps -------------------------------------------------
+
+
+def _allowed_actions(resources, handler: str) -> set[str]:
+    role_id = _function_role(resources, handler)
+    return {
+        a for s in cfn.role_statements(resources, role_id) if s["Effect"] == "Allow" for a in cfn.as_list(s["Action"])
+    }
+
+
+def _environment(resources, handler: str) -> dict[str, Any]:
+    function = resources[cfn.functions_by_handler(resources)[handler]]
+    return function["Properties"]["Environment"]["Variables"]
+
+
+def test_ec2_state_rule_sends_instances_stopping_or_terminating_to_its_detector(resources):
+    rule = _rule_for(resources, "detectors.ec2_state.handler")
+    properties = rule["Properties"]
+    assert properties.get("EventBusName", "default") == "default"  # AWS sends EC2 events there
+    assert properties["EventPattern"] == {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Instance State-change Notification"],
+        "detail": {"state": ["stopping", "stopped", "shutting-down", "terminated"]},
+    }
+    _assert_target_is_safe(rule, resources)
+
+
+def test_health_rule_sends_aws_health_events_to_its_detector(resources):
+    rule = _rule_for(resources, "detectors.health.handler")
+    properties = rule["Properties"]
+    assert properties.get("EventBusName", "default") == "default"
+    assert properties["EventPattern"] == {
+        "source": ["aws.health"],
+        "detail-type": ["AWS Health Event"],
+        "detail": {"eventTypeCategory": ["issue", "scheduledChange", "accountNotification"]},
+    }
+    _assert_target_is_safe(rule, resources)
+
+
+def test_sweep_keeps_its_ids_stable_over_a_window_of_at_least_its_interval(resources, config):
+    assert config.sweep_interval_minutes >= 1, "cdk.json disables the sweep: nothing to check"
+    window = int(_environment(resources, "detectors.sweeps.handler")["SWEEP_WINDOW_SECONDS"])
+    assert window >= max(300, config.sweep_interval_minutes * 60)
+
+
+@pytest.mark.parametrize(
+    ("handler", "describe_actions"),
+    [
+        (
+            "detectors.ec2_state.handler",
+            {
+                "autoscaling:DescribeAutoScalingInstances",
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeScalingActivities",
+                "ec2:DescribeTags",
+            },
+        ),
+        (
+            "detectors.health.handler",
+            {
+                "autoscaling:DescribeAutoScalingInstances",
+                "autoscaling:DescribeAutoScalingGroups",
+                "ec2:DescribeTags",
+                "ec2:DescribeAvailabilityZones",
+            },
+        ),
+        (
+            "detectors.sweeps.handler",
+            {"autoscaling:DescribeAutoScalingGroups", "elasticloadbalancing:DescribeTargetHealth"},
+        ),
+    ],
+)
+def test_each_detector_may_describe_exactly_what_it_reads_and_put_events_on_the_bus(
+    handler, describe_actions, resources
+):
+    allowed = _allowed_actions(resources, handler)
+    service_actions = {a for a in allowed if not a.startswith(("logs:", "xray:"))}
+    # and send what it could not process to the dead-letter queue
+    assert service_actions == describe_actions | {"events:PutEvents", "sqs:SendMessage"}
+
+
+def test_detectors_know_the_workload_each_configured_group_belongs_to(resources, config):
+    expected = {w.auto_scaling_group: w.name for w in config.workloads if w.auto_scaling_group}
+    for handler in ("detectors.ec2_state.handler", "detectors.health.handler", "detectors.sweeps.handler"):
+        assert json.loads(_environment(resources, handler)["WORKLOAD_GROUPS"]) == expected, handler
