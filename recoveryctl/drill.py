@@ -242,11 +242,8 @@ class Drill:
                     }
                 )
         outcome = (record or {}).get("outcome") or _outcome_from(execution)
-        detected = [
-            i
-            for i in emulator.invocations
-            if i.ok and isinstance(i.result, dict) and i.result.get("detail_type") == "Impairment Detected"
-        ]
+        # Every "Impairment Detected" a detector put on the recovery bus.
+        detected = [e for e in emulator.events if e["bus"] != "default" and e["detail-type"] == "Impairment Detected"]
         escalations = emulator.escalations()
         report = {
             "scenario": self.scenario.name,
@@ -265,6 +262,9 @@ class Drill:
             "transitions": transitions,
             "signals": signals,
             "detections": len(detected),
+            "correlated": sorted(
+                {e["detail"]["impairment_id"] for e in detected} - {(record or {}).get("impairment_id")}
+            ),
             "escalations": [e.get("summary", e) if isinstance(e, dict) else e for e in escalations],
             "workload": {
                 "name": self.workload["name"],
@@ -330,13 +330,22 @@ def format_timeline(report: dict[str, Any]) -> str:
     if wl["impaired_instances"]:
         lines.append(f"  fault      impaired {', '.join(wl['impaired_instances'])}")
     lines.append("")
-    for signal in report["signals"]:
-        times = f" (delivered {signal['deliveries']} times)" if signal["deliveries"] > 1 else ""
-        lines.append(f"  +0.0 s     signal     alarm {signal['alarm']} -> {signal['state']}{times}")
+    times = {id(s): _parse_time(s["time"]) for s in report["signals"]}
+    first = min(times.values(), default=None)
+    for signal in sorted(report["signals"], key=lambda s: times[id(s)]):
+        offset = f"+{(times[id(signal)] - first).total_seconds():.1f} s".ljust(11)
+        repeat = f" (delivered {signal['deliveries']} times)" if signal["deliveries"] > 1 else ""
+        what = f"alarm {signal['alarm']} -> {signal['state']}" if "alarm" in signal else f"event {signal['event']}"
+        lines.append(f"  {offset}signal     {what}{repeat}")
+    if report.get("correlated"):
+        lines.append(
+            f"             correlated {len(report['correlated'])} more impairment(s) linked: "
+            f"{', '.join(report['correlated'])}"
+        )
     mttd = report["mttd_seconds"]
     if report["impairment_id"]:
         lines.append(
-            f"  +{mttd:.1f} s     detected   {report['impairment_id']}: {report['impairment_type']}, "
+            f"  {f'+{mttd:.1f} s'.ljust(11)}detected   {report['impairment_id']}: {report['impairment_type']}, "
             f"severity {report['severity']}  (MTTD {mttd:.1f} s)"
         )
     else:
@@ -384,6 +393,14 @@ def format_timeline(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"  In AWS, this is the Step Functions execution named {execution['name']} (the impairment id).")
     return "\n".join(lines)
+
+
+def _parse_time(value: str) -> datetime:
+    """Signal times come as ISO 8601 or CloudWatch's 2026-11-20T09:14:31.104+0000."""
+    value = value.replace("Z", "+00:00")
+    if value[-5] in "+-" and value[-3] != ":":
+        value = f"{value[:-2]}:{value[-2:]}"
+    return datetime.fromisoformat(value)
 
 
 def _describe_state(group: str | None, state: dict[str, Any]) -> list[str]:

@@ -103,6 +103,7 @@ class Emulator:
         self.template = Template.load(self.template_path, self.region, self.account)
         self.functions: dict[str, FunctionSpec] = {}
         self.routes: list[Route] = []
+        self.schedules: list[Route] = []
         self.invocations: list[Invocation] = []
         self.events: list[dict[str, Any]] = []  # every event put on any bus, in order
         self.faults: list[Fault] = []
@@ -312,6 +313,12 @@ class Emulator:
             from moto.events.models import EventPattern
 
             bus = props.get("EventBusName", "default").split("/")[-1]
+            if "EventPattern" not in props:
+                # A schedule: fired on demand (fire_schedules), not by events.
+                self.schedules.append(
+                    Route(t.names[logical_id], bus, props.get("ScheduleExpression"), props.get("Targets", []))
+                )
+                continue
             self.routes.append(
                 Route(
                     t.names[logical_id],
@@ -456,6 +463,32 @@ class Emulator:
                 continue
             time.sleep(0.02)
         raise TimeoutError(f"the emulator did not settle within {timeout} s")
+
+    def fire_schedules(self) -> int:
+        """Deliver one "Scheduled Event" to the target of every schedule rule (a sweep's tick);
+        returns how many rules fired. Run pump() afterwards."""
+        from core import clock
+
+        for schedule in self.schedules:
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": self.account,
+                "time": clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": self.region,
+                "resources": [
+                    self.template.arn(k)
+                    for k, v in self.template.of_type("AWS::Events::Rule").items()
+                    if self.template.names[k] == schedule.rule
+                ],
+                "detail": {},
+            }
+            for target in schedule.targets:
+                if ":function:" in target["Arn"]:
+                    self._deliver_to_function(target["Arn"].split(":function:")[-1], event, target)
+        return len(self.schedules)
 
     def _route(self, bus: str, event: dict[str, Any]) -> None:
         for route in self.routes:

@@ -121,3 +121,17 @@ def test_service_degradation_adds_capacity_and_replaces_the_unhealthy_target(syn
     assert report["workload"]["impaired_instances"][0] not in after["in_service"]
     registered = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health}
     assert all(registered[i] == "healthy" for i in after["in_service"])
+
+
+def test_three_signals_about_one_instance_are_one_recovery_timed_from_the_earliest(synthesized):
+    with drill.Drill(scenario.load("correlated-signals"), synthesized.template_path) as run:
+        report = run.run()
+
+    # Three detectors saw it (target health, status check, AWS Health): one execution
+    assert report["detections"] == 3
+    assert report["executions_started"] == 1
+    assert len(report["correlated"]) == 2
+    assert report["outcome"] == "recovered"
+    # The status check fired 30 s before the target alarm: MTTD counts from it
+    assert report["mttd_seconds"] >= 30
+    assert report["workload"]["impaired_instances"][0] not in report["workload"]["after"]["in_service"]
