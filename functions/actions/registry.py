@@ -3,10 +3,10 @@ action phase and each action's role from the permissions it declares."""
 
 from __future__ import annotations
 
-from actions import replace_instance, scale_out
+from actions import failover, replace_instance, scale_out
 from actions.base import ActionSpec
 
-ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in (replace_instance.SPEC, scale_out.SPEC)}
+ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in (replace_instance.SPEC, scale_out.SPEC, failover.SPEC)}
 
 
 def get(name: str) -> ActionSpec:

@@ -469,3 +469,68 @@ def test_detectors_know_the_workload_each_configured_group_belongs_to(resources,
     expected = {w.auto_scaling_group: w.name for w in config.workloads if w.auto_scaling_group}
     for handler in ("detectors.ec2_state.handler", "detectors.health.handler", "detectors.sweeps.handler"):
         assert json.loads(_environment(resources, handler)["WORKLOAD_GROUPS"]) == expected, handler
+
+
+# --- failover and restart_service -----------------------------------------------------------
+
+FAILOVER_AND_RESTART = ["failover"]
+_TRACING = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # every traced function
+
+
+def _action_grants(resources, handler: str) -> dict[tuple[str, str], set[str]]:
+    """What a function's role allows, as {(resource, condition) as JSON: actions}, leaving out
+    its own log group and the recovery table (checked for every function above)."""
+    granted: dict[tuple[str, str], set[str]] = {}
+    for statement in cfn.role_statements(resources, _function_role(resources, handler)):
+        assert statement["Effect"] == "Allow", statement
+        actions = set(cfn.as_list(statement["Action"]))
+        if all(a.startswith(("logs:", "dynamodb:")) for a in actions):
+            assert statement["Resource"] != "*", statement
+            continue
+        for resource in cfn.as_list(statement["Resource"]):
+            key = (json.dumps(resource, sort_keys=True), json.dumps(statement.get("Condition"), sort_keys=True))
+            granted.setdefault(key, set()).update(actions)
+    return granted
+
+
+@pytest.mark.parametrize("action", FAILOVER_AND_RESTART)
+def test_failover_and_restart_service_have_apply_and_rollback_tasks(action, states, resources):
+    by_handler = cfn.functions_by_handler(resources)
+    for state_name, phase in ((_pascal(action), "apply"), (f"Rollback{_pascal(action)}", "rollback")):
+        assert states[state_name]["Type"] == "Task", state_name
+        assert states[state_name]["Resource"] == f"${{{by_handler[f'actions.{action}.{phase}_handler']}.Arn}}"
+
+
+@pytest.mark.parametrize("phase", ["apply", "rollback"])
+@pytest.mark.parametrize("action", FAILOVER_AND_RESTART)
+def test_failover_and_restart_service_roles_hold_exactly_the_declared_permissions(action, phase, resources, config):
+    # Given what the action declares
+    spec = ACTIONS[action]
+    tag_condition = {"StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}}
+    reads = {a for a in spec.iam_actions if a.split(":", 1)[1].startswith(("Describe", "List", "Get"))}
+    expected: dict[tuple[str, str], set[str]] = {
+        ('"*"', "null"): reads | set(spec.iam_actions_without_tag_condition) | _TRACING,
+        ('"*"', json.dumps(tag_condition, sort_keys=True)): set(spec.iam_actions) - reads,
+    }
+    for grant in spec.iam_grants:
+        condition = (
+            {"StringEquals": {f"{grant.tag_condition_key}/{config.managed_tag_key}": config.managed_tag_value}}
+            if grant.tag_condition_key
+            else None
+        )
+        for arn in grant.resources:
+            key = (json.dumps({"Fn::Sub": arn} if "${" in arn else arn), json.dumps(condition, sort_keys=True))
+            expected.setdefault(key, set()).update(grant.actions)
+
+    # Then its role grants that and nothing more: reads on any resource, mutating calls only on
+    # resources carrying the managed tag, but for those a service cannot tag-scope
+    assert _action_grants(resources, f"actions.{action}.{phase}_handler") == expected
+
+
+def test_failover_may_change_records_only_because_route53_has_no_tag_condition(resources, config):
+    # Route 53 record changes cannot be tag-scoped: the action checks the zone's tag itself
+    assert ACTIONS["failover"].iam_actions_without_tag_condition == ("route53:ChangeResourceRecordSets",)
+    granted = _action_grants(resources, "actions.failover.apply_handler")
+    condition = {"StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}}
+    tagged = ('"*"', json.dumps(condition, sort_keys=True))
+    assert granted[tagged] == {"rds:FailoverDBCluster", "rds:RebootDBInstance"}
