@@ -80,6 +80,20 @@ def result_of(ctx: Context, changed: bool) -> str:
 
 
 @dataclass(frozen=True)
+class IamGrant:
+    """A permission on named resources, for what the managed-tag rule cannot express: a resource
+    that cannot carry the tag (an AWS-owned SSM document), or a service that scopes by tag with a
+    condition key of its own (ssm:resourceTag)."""
+
+    actions: tuple[str, ...]
+    # ARNs, which may use ${AWS::Partition}, ${AWS::Region} and ${AWS::AccountId}.
+    resources: tuple[str, ...]
+    # The service's tag condition key: only resources carrying the managed tag under it. None:
+    # these resources, unconditionally.
+    tag_condition_key: str | None = None
+
+
+@dataclass(frozen=True)
 class ActionSpec:
     """An action's declaration: registered by name, so plans can use it and the infra can build
     its role from the permissions it declares."""
@@ -96,6 +110,8 @@ class ActionSpec:
     # (Route 53 record changes, say). Granted on "*"; the action checks the managed tag itself
     # before it calls them.
     iam_actions_without_tag_condition: tuple[str, ...] = ()
+    # ...and these, granted exactly as declared (their actions are not listed in iam_actions).
+    iam_grants: tuple[IamGrant, ...] = ()
 
 
 def run(

@@ -5,7 +5,7 @@ from which this construct builds its tasks and their roles."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, Fn, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -208,6 +208,19 @@ class RecoveryWorkflow(Construct):
         )
         table.grant_read_write_data(function)
         _allow(function, list(spec.iam_actions), self.managed_tag, list(spec.iam_actions_without_tag_condition))
+        for grant in spec.iam_grants:
+            key, value = self.managed_tag
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=list(grant.actions),
+                    resources=[Fn.sub(arn) if "${" in arn else arn for arn in grant.resources],
+                    conditions=(
+                        {"StringEquals": {f"{grant.tag_condition_key}/{key}": value}}
+                        if grant.tag_condition_key
+                        else None
+                    ),
+                )
+            )
         return function
 
     def _task(
