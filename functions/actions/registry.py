@@ -3,10 +3,18 @@ action phase and each action's role from the permissions it declares."""
 
 from __future__ import annotations
 
-from actions import failover, replace_instance, scale_out
+from actions import failover, provision_backup, replace_instance, scale_out
 from actions.base import ActionSpec
 
-ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in (replace_instance.SPEC, scale_out.SPEC, failover.SPEC)}
+ACTIONS: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        replace_instance.SPEC,
+        scale_out.SPEC,
+        provision_backup.SPEC,
+        failover.SPEC,
+    )
+}
 
 
 def get(name: str) -> ActionSpec:

@@ -1,0 +1,304 @@
+"""provision_backup: bring pre-warmed capacity into service.
+
+kind "warm_pool": raise the group's desired capacity by up to `count`, no more than its warm pool
+holds warmed instances (so the new capacity comes from the pool) and never above MaxSize.
+Rollback restores the desired capacity recorded before.
+
+kind "standby_instances": ExitStandby for up to `count` of the group's Standby instances (each
+one raises the desired capacity by one). Rollback puts exactly those instances back in Standby,
+decrementing the desired capacity again.
+
+kind "standby_group": scale a separate standby group (`standby_group`) up to `desired_capacity`,
+within its MaxSize. Rollback restores its desired capacity recorded before.
+
+Every group changed must carry the managed tag.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from actions import autoscaling as asg
+from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
+from core.errors import PermanentError
+
+NAME = "provision_backup"
+WARMED = ("Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated")  # ready to enter service
+STANDBY_BATCH = 20  # instance ids per EnterStandby / ExitStandby call
+
+_KIND_FIELDS = {
+    "warm_pool": {"count", "group"},
+    "standby_instances": {"count", "group"},
+    "standby_group": {"standby_group", "desired_capacity"},
+}
+
+
+class Params(ActionParams):
+    kind: Literal["warm_pool", "standby_instances", "standby_group"] = "warm_pool"
+    count: int = Field(default=1, ge=1, le=100, description="instances to bring into service")
+    group: str | None = Field(default=None, description="default: the impaired workload's Auto Scaling group")
+    standby_group: str | None = Field(default=None, description="the standby Auto Scaling group to scale up")
+    desired_capacity: int | None = Field(default=None, ge=1, description="the standby group's desired capacity")
+
+    @model_validator(mode="after")
+    def _fields_of_the_kind(self) -> Params:
+        foreign = sorted({name for name in self.model_fields_set if name != "kind"} - _KIND_FIELDS[self.kind])
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)} do not apply to kind {self.kind}")
+        if self.kind == "standby_group" and (not self.standby_group or self.desired_capacity is None):
+            raise ValueError("kind standby_group needs standby_group and desired_capacity")
+        return self
+
+
+def apply(ctx: Context) -> ActionResult:
+    if ctx.params.kind == "standby_instances":
+        return _exit_standby(ctx)
+    return _raise_desired(ctx)
+
+
+def rollback(ctx: Context) -> ActionResult:
+    before = (ctx.applied or {}).get("before") or ctx.before
+    if not before:
+        return _result(ctx, "rollback", "unchanged", [], {}, {}, "nothing was applied")
+    if before.get("kind") == "standby_instances":
+        return _enter_standby_again(ctx, before)
+    return _restore_desired(ctx, before)
+
+
+# --- warm_pool and standby_group: a desired capacity ----------------------------------------
+
+
+def _raise_desired(ctx: Context) -> ActionResult:
+    client = asg.asg_client()
+    before = ctx.before
+    if before is None:
+        if ctx.params.kind == "standby_group":
+            name = ctx.params.standby_group
+        else:
+            name = ctx.params.group or asg.group_name(client, ctx.impairment)
+        group = asg.describe_group(client, name)
+        asg.require_managed(group, ctx.managed_tag)
+        desired, max_size = group["DesiredCapacity"], group["MaxSize"]
+        before = {
+            "kind": ctx.params.kind,
+            "group": name,
+            "desired_capacity": desired,
+            "max_size": max_size,
+            "min_size": group["MinSize"],
+        }
+        if ctx.params.kind == "warm_pool":
+            warmed = _warmed_instances(client, name)
+            before["warmed_instances"] = warmed
+            # Never more than the pool holds warmed, so the new capacity comes from the pool.
+            limits = {
+                f"{len(warmed)} warmed instances in the pool": len(warmed),
+                f"MaxSize {max_size}": max_size - desired,
+            }
+            increment = max(0, min(ctx.params.count, *limits.values()))
+            before["target"] = desired + increment
+            before["limited_by"] = [why for why, room in limits.items() if room <= increment < ctx.params.count]
+        else:
+            before["target"] = max(desired, min(ctx.params.desired_capacity, max_size))
+            before["limited_by"] = [f"MaxSize {max_size}"] if ctx.params.desired_capacity > max_size else []
+        ctx.record_before(before)
+
+    target = before["target"]
+    current = asg.describe_group(client, before["group"])["DesiredCapacity"]
+    changed = current < target
+    if changed and not ctx.dry_run:
+        asg.call(
+            client,
+            "set_desired_capacity",
+            AutoScalingGroupName=before["group"],
+            DesiredCapacity=target,
+            HonorCooldown=False,
+        )
+    limits = before.get("limited_by") or []
+    return _result(
+        ctx,
+        "apply",
+        result_of(ctx, changed),
+        [before["group"]],
+        before,
+        {"group": before["group"], "desired_capacity": current if ctx.dry_run else max(current, target)},
+        f"{before['group']}: desired capacity {before['desired_capacity']} -> {target}"
+        + (f" (limited by {', '.join(limits)})" if limits else ""),
+    )
+
+
+def _warmed_instances(client: Any, group_name: str) -> list[str]:
+    """The warm pool's instances that are ready to enter service."""
+    instances: list[dict] = []
+    kwargs: dict[str, Any] = {"AutoScalingGroupName": group_name}
+    configured = False
+    while True:
+        page = asg.call(client, "describe_warm_pool", **kwargs)
+        configured = configured or bool(page.get("WarmPoolConfiguration"))
+        instances.extend(page.get("Instances", []))
+        if not page.get("NextToken"):
+            break
+        kwargs["NextToken"] = page["NextToken"]
+    if not configured:
+        raise PermanentError(f"Auto Scaling group {group_name} has no warm pool", group=group_name)
+    warmed = sorted(i["InstanceId"] for i in instances if i.get("LifecycleState") in WARMED)
+    if not warmed:
+        raise PermanentError(f"the warm pool of {group_name} has no warmed instance to bring in", group=group_name)
+    return warmed
+
+
+def _restore_desired(ctx: Context, before: dict) -> ActionResult:
+    """Put the desired capacity back, unless someone else has changed it since: then leave it."""
+    client = asg.asg_client()
+    current = asg.describe_group(client, before["group"])["DesiredCapacity"]
+    changed = False
+    if current == before["desired_capacity"]:
+        message = "desired capacity already at its previous value"
+    elif current != before["target"]:
+        message = f"desired capacity is {current}, changed by someone else since; left as it is"
+    else:
+        asg.call(
+            client,
+            "set_desired_capacity",
+            AutoScalingGroupName=before["group"],
+            DesiredCapacity=before["desired_capacity"],
+            HonorCooldown=False,
+        )
+        changed = True
+        message = f"desired capacity restored to {before['desired_capacity']}"
+    return _result(
+        ctx,
+        "rollback",
+        "changed" if changed else "unchanged",
+        [before["group"]],
+        {"group": before["group"], "desired_capacity": current},
+        {"group": before["group"], "desired_capacity": before["desired_capacity"] if changed else current},
+        f"{before['group']}: {message}",
+    )
+
+
+# --- standby_instances ----------------------------------------------------------------------
+
+
+def _exit_standby(ctx: Context) -> ActionResult:
+    client = asg.asg_client()
+    before = ctx.before
+    if before is None:
+        name = ctx.params.group or asg.group_name(client, ctx.impairment)
+        group = asg.describe_group(client, name)
+        asg.require_managed(group, ctx.managed_tag)
+        standby = [i for i in group.get("Instances", []) if i.get("LifecycleState") == "Standby"]
+        if not standby:
+            raise PermanentError(f"Auto Scaling group {name} has no instance in Standby", group=name)
+        # Healthy ones first; ExitStandby raises the desired capacity, which must stay within MaxSize.
+        standby.sort(key=lambda i: (i.get("HealthStatus") != "Healthy", i["InstanceId"]))
+        room = max(0, group["MaxSize"] - group["DesiredCapacity"])
+        before = {
+            "kind": "standby_instances",
+            "group": name,
+            "desired_capacity": group["DesiredCapacity"],
+            "max_size": group["MaxSize"],
+            "min_size": group["MinSize"],
+            "standby_instances": sorted(i["InstanceId"] for i in standby),
+            "instances": sorted(i["InstanceId"] for i in standby[: min(ctx.params.count, room)]),
+        }
+        ctx.record_before(before)
+
+    states = _lifecycle_states(client, before["group"])
+    pending = [i for i in before["instances"] if states.get(i) == "Standby"]
+    if pending and not ctx.dry_run:
+        for start in range(0, len(pending), STANDBY_BATCH):
+            asg.call(
+                client,
+                "exit_standby",
+                AutoScalingGroupName=before["group"],
+                InstanceIds=pending[start : start + STANDBY_BATCH],
+            )
+        states = _lifecycle_states(client, before["group"])
+    if not before["instances"]:
+        message = f"{before['group']} is at its MaxSize {before['max_size']}: no room to bring standby instances in"
+    elif pending:
+        message = f"{before['group']}: out of Standby: {', '.join(pending)}"
+    else:
+        message = f"{before['group']}: already out of Standby: {', '.join(before['instances'])}"
+    return _result(
+        ctx,
+        "apply",
+        result_of(ctx, bool(pending)),
+        before["instances"],
+        before,
+        {"group": before["group"], "instances": {i: states.get(i) for i in before["instances"]}},
+        message,
+    )
+
+
+def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
+    """Put exactly the instances apply took out of Standby back, decrementing the desired
+    capacity that ExitStandby incremented."""
+    client = asg.asg_client()
+    states = _lifecycle_states(client, before["group"])
+    back = [i for i in before["instances"] if states.get(i) == "InService"]
+    gone = [i for i in before["instances"] if states.get(i) not in ("InService", "Standby", "EnteringStandby")]
+    for start in range(0, len(back), STANDBY_BATCH):
+        asg.call(
+            client,
+            "enter_standby",
+            AutoScalingGroupName=before["group"],
+            InstanceIds=back[start : start + STANDBY_BATCH],
+            ShouldDecrementDesiredCapacity=True,
+        )
+    after = _lifecycle_states(client, before["group"]) if back else states
+    parts = []
+    if back:
+        parts.append(f"back in Standby: {', '.join(back)}")
+    if gone:
+        parts.append(f"no longer in service, cannot be put back: {', '.join(gone)}")
+    return _result(
+        ctx,
+        "rollback",
+        "irreversible" if gone else ("changed" if back else "unchanged"),
+        before["instances"],
+        {"group": before["group"], "instances": {i: states.get(i) for i in before["instances"]}},
+        {"group": before["group"], "instances": {i: after.get(i) for i in before["instances"]}},
+        f"{before['group']}: " + ("; ".join(parts) or "the instances are in Standby already"),
+    )
+
+
+def _lifecycle_states(client: Any, group_name: str) -> dict[str, str]:
+    group = asg.describe_group(client, group_name)
+    return {i["InstanceId"]: i.get("LifecycleState", "") for i in group.get("Instances", [])}
+
+
+def _result(
+    ctx: Context, phase: str, result: str, targets: list[str], before: dict, after: dict, message: str
+) -> ActionResult:
+    return ActionResult(
+        action=NAME,
+        phase=phase,
+        step_index=ctx.step_index,
+        result=result,
+        targets=targets,
+        before=before,
+        after=after,
+        message=message,
+    )
+
+
+SPEC = ActionSpec(
+    name=NAME,
+    description="Bring pre-warmed capacity into service: warm pool, standby instances or a standby group",
+    params=Params,
+    iam_actions=(
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeWarmPool",
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:ExitStandby",
+        "autoscaling:EnterStandby",
+    ),
+    apply=apply,
+    rollback=rollback,
+)
+
+apply_handler, rollback_handler = handlers(SPEC)

@@ -1,0 +1,362 @@
+"""provision_backup under moto: warm pool, standby instances and a standby group brought into
+service, within their limits, and put back exactly on rollback.
+
+moto keeps a warm pool's configuration but never puts instances in it, so the warm pool's
+DescribeWarmPool answers come from `warm_pool` below, in the real response shape (validated
+against botocore's model); everything else is moto.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.stub import Stubber
+from botocore.validate import validate_parameters
+
+from actions import provision_backup
+from core import aws
+from core.errors import ActionRefused, InvalidInput, PermanentError, TransientError
+from tests.builders import REGION, action_event, build_workload
+
+
+def apply(workload, context, dry_run=False, **params):
+    event = action_event(workload.impairment_of(), "provision_backup", params=params)
+    if dry_run:
+        event["dry_run"] = True
+    return provision_backup.apply_handler(event, context)
+
+
+def rollback(workload, context, applied, **params):
+    event = action_event(workload.impairment_of(), "provision_backup", params=params, applied=applied)
+    return provision_backup.rollback_handler(event, context)
+
+
+def warm_pool(group_name: str, *states: str) -> None:
+    """Answer DescribeWarmPool for the action's client: a pool holding instances in these
+    lifecycle states (Warmed:Stopped, Warmed:Pending, ...)."""
+    client = aws.client("autoscaling", max_attempts=1)
+    response = {
+        "WarmPoolConfiguration": {"MinSize": len(states), "PoolState": "Stopped"},
+        "Instances": [
+            {
+                "InstanceId": f"i-0{n:016x}",
+                "InstanceType": "t3.micro",
+                "AvailabilityZone": f"{REGION}a",
+                "LifecycleState": state,
+                "HealthStatus": "Healthy",
+                "LaunchTemplate": {"LaunchTemplateName": "web-api", "Version": "1"},
+                "ProtectedFromScaleIn": False,
+            }
+            for n, state in enumerate(states, start=1)
+        ],
+    }
+    validate_parameters(response, client.meta.service_model.operation_model("DescribeWarmPool").output_shape)
+
+    def answer(params, **_):
+        assert params["body"]["AutoScalingGroupName"] == group_name  # the serialized request
+        return AWSResponse(None, 200, {}, None), copy.deepcopy(response)
+
+    client.meta.events.register("before-call.auto-scaling.DescribeWarmPool", answer)
+
+
+def enter_standby(workload, count: int) -> list[str]:
+    instances = workload.instance_ids()[:count]
+    boto3.client("autoscaling", region_name=REGION).enter_standby(
+        AutoScalingGroupName=workload.group_name, InstanceIds=instances, ShouldDecrementDesiredCapacity=True
+    )
+    return instances
+
+
+def lifecycle(workload) -> dict[str, str]:
+    return {i["InstanceId"]: i["LifecycleState"] for i in workload.group()["Instances"]}
+
+
+# --- warm_pool ------------------------------------------------------------------------------
+
+
+def test_warm_pool_raises_desired_capacity_by_no_more_than_the_pool_holds(store, lambda_context):
+    # Given a managed group at 3 (MaxSize 6) whose warm pool holds 2 warmed instances and 1 still warming
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    warm_pool(workload.group_name, "Warmed:Stopped", "Warmed:Running", "Warmed:Pending")
+
+    # When the plan asks for 5 instances from the pool
+    result = apply(workload, lambda_context, kind="warm_pool", count=5)
+
+    # Then the desired capacity rises by the 2 warmed instances only, and the state before is recorded
+    assert result["result"] == "changed"
+    assert workload.desired_capacity() == 5
+    assert result["before"]["desired_capacity"] == 3
+    assert len(result["before"]["warmed_instances"]) == 2
+    assert "2 warmed instances in the pool" in result["message"]
+
+
+def test_warm_pool_stays_within_max_size(store, lambda_context):
+    workload = build_workload(min_size=1, desired=5, max_size=6)
+    warm_pool(workload.group_name, "Warmed:Stopped", "Warmed:Stopped", "Warmed:Stopped")
+
+    result = apply(workload, lambda_context, kind="warm_pool", count=3)
+
+    assert workload.desired_capacity() == 6
+    assert "MaxSize 6" in result["message"]
+
+
+def test_warm_pool_rollback_restores_the_desired_capacity(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    warm_pool(workload.group_name, "Warmed:Stopped", "Warmed:Stopped")
+    applied = apply(workload, lambda_context, kind="warm_pool", count=2)
+    assert workload.desired_capacity() == 5
+
+    result = rollback(workload, lambda_context, applied, kind="warm_pool", count=2)
+
+    assert result["result"] == "changed"
+    assert workload.desired_capacity() == 3
+
+
+def test_warm_pool_applied_twice_raises_capacity_once(store, lambda_context):
+    # Given the step ran, and its Lambda died before recording "done"
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    warm_pool(workload.group_name, "Warmed:Stopped", "Warmed:Stopped")
+    first = apply(workload, lambda_context, kind="warm_pool", count=2)
+    impairment_id = workload.impairment_of().impairment_id
+    store.put_action(impairment_id, 0, "apply", {"status": "started", "before": first["before"]})
+
+    # When the step is retried
+    again = apply(workload, lambda_context, kind="warm_pool", count=2)
+
+    # Then the capacity is raised once, by the same absolute change
+    assert again["result"] == "unchanged"
+    assert workload.desired_capacity() == 5
+
+
+def test_warm_pool_without_warmed_instances_is_a_permanent_error(store, lambda_context):
+    # Given a warm pool (in moto: configured, and empty)
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    boto3.client("autoscaling", region_name=REGION).put_warm_pool(AutoScalingGroupName=workload.group_name, MinSize=0)
+
+    with pytest.raises(PermanentError, match="no warmed instance"):
+        apply(workload, lambda_context, kind="warm_pool")
+
+    assert workload.desired_capacity() == 3
+
+
+def test_a_group_without_a_warm_pool_is_a_permanent_error(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+
+    with pytest.raises(PermanentError, match="has no warm pool"):
+        apply(workload, lambda_context, kind="warm_pool")
+
+
+def test_warm_pool_dry_run_changes_nothing(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    warm_pool(workload.group_name, "Warmed:Stopped")
+
+    result = apply(workload, lambda_context, dry_run=True, kind="warm_pool")
+
+    assert result["result"] == "would_change"
+    assert workload.desired_capacity() == 3
+    assert "3 -> 4" in result["message"]
+
+
+# --- standby_instances ----------------------------------------------------------------------
+
+
+def test_standby_instances_exit_standby_and_rollback_puts_exactly_them_back(store, lambda_context):
+    # Given a managed group with 2 of its 3 instances in Standby (desired capacity 1)
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = enter_standby(workload, 2)
+    assert workload.desired_capacity() == 1
+
+    # When one standby instance is brought into service
+    applied = apply(workload, lambda_context, kind="standby_instances", count=1)
+
+    # Then exactly one leaves Standby, and ExitStandby raised the desired capacity by one
+    assert applied["result"] == "changed"
+    (brought,) = applied["targets"]
+    assert brought in standby
+    assert lifecycle(workload)[brought] == "InService"
+    assert workload.desired_capacity() == 2
+    assert applied["before"]["standby_instances"] == sorted(standby)
+
+    # And when rolled back, that instance goes back to Standby and the capacity back to 1
+    result = rollback(workload, lambda_context, applied, kind="standby_instances", count=1)
+    assert result["result"] == "changed"
+    assert lifecycle(workload)[brought] == "Standby"
+    assert workload.desired_capacity() == 1
+    assert sorted(i for i, s in lifecycle(workload).items() if s == "Standby") == sorted(standby)
+
+
+def test_standby_instances_applied_twice_exits_standby_once(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    enter_standby(workload, 2)
+    first = apply(workload, lambda_context, kind="standby_instances", count=1)
+    store.put_action(
+        workload.impairment_of().impairment_id, 0, "apply", {"status": "started", "before": first["before"]}
+    )
+
+    again = apply(workload, lambda_context, kind="standby_instances", count=1)
+
+    assert again["result"] == "unchanged"
+    assert again["targets"] == first["targets"]
+    assert workload.desired_capacity() == 2
+    assert sum(1 for s in lifecycle(workload).values() if s == "Standby") == 1
+
+
+def test_standby_instances_stay_within_max_size(store, lambda_context):
+    # Given a group with one instance in Standby and no room below MaxSize
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    (standby,) = enter_standby(workload, 1)
+    workload.set_desired_capacity(6)
+
+    result = apply(workload, lambda_context, kind="standby_instances", count=1)
+
+    assert result["result"] == "unchanged"
+    assert "MaxSize" in result["message"]
+    assert lifecycle(workload)[standby] == "Standby"
+
+
+def test_standby_instances_without_any_is_a_permanent_error(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+
+    with pytest.raises(PermanentError, match="no instance in Standby"):
+        apply(workload, lambda_context, kind="standby_instances")
+
+
+def test_standby_instances_dry_run_changes_nothing(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = enter_standby(workload, 1)
+
+    result = apply(workload, lambda_context, dry_run=True, kind="standby_instances")
+
+    assert result["result"] == "would_change"
+    assert lifecycle(workload)[standby[0]] == "Standby"
+    assert workload.desired_capacity() == 2
+
+
+# --- standby_group --------------------------------------------------------------------------
+
+
+def test_standby_group_scales_up_and_rollback_restores_it(store, lambda_context):
+    # Given the workload's group and a managed standby group at 0
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
+
+    # When the plan scales the standby group to 3
+    params = {"kind": "standby_group", "standby_group": standby.group_name, "desired_capacity": 3}
+    applied = apply(workload, lambda_context, **params)
+
+    # Then the standby group runs 3 instances, and the workload's group is untouched
+    assert applied["result"] == "changed"
+    assert applied["targets"] == [standby.group_name]
+    assert standby.desired_capacity() == 3
+    assert len(standby.instance_ids()) == 3
+    assert workload.desired_capacity() == 3
+
+    # And the rollback scales it back to 0, once
+    result = rollback(workload, lambda_context, applied, **params)
+    assert result["result"] == "changed"
+    assert standby.desired_capacity() == 0
+    assert rollback(workload, lambda_context, applied, **params) == result
+
+
+def test_standby_group_never_exceeds_its_max_size_nor_scales_in(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=2)
+
+    result = apply(workload, lambda_context, kind="standby_group", standby_group=standby.group_name, desired_capacity=5)
+
+    assert standby.desired_capacity() == 2
+    assert "MaxSize 2" in result["message"]
+
+
+def test_standby_group_rollback_leaves_a_capacity_changed_by_someone_else(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
+    params = {"kind": "standby_group", "standby_group": standby.group_name, "desired_capacity": 2}
+    applied = apply(workload, lambda_context, **params)
+    standby.set_desired_capacity(4)
+
+    result = rollback(workload, lambda_context, applied, **params)
+
+    assert result["result"] == "unchanged"
+    assert standby.desired_capacity() == 4
+    assert "someone else" in result["message"]
+
+
+def test_refused_for_a_standby_group_that_did_not_opt_in(store, lambda_context):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4, managed=False)
+
+    with pytest.raises(ActionRefused, match="not managed"):
+        apply(workload, lambda_context, kind="standby_group", standby_group=standby.group_name, desired_capacity=2)
+
+    assert standby.desired_capacity() == 0
+
+
+@pytest.mark.parametrize("kind", ["warm_pool", "standby_instances"])
+def test_refused_for_a_group_that_did_not_opt_in(store, lambda_context, kind):
+    workload = build_workload(managed=False, min_size=1, desired=3, max_size=6)
+
+    with pytest.raises(ActionRefused, match="not managed"):
+        apply(workload, lambda_context, kind=kind)
+
+    assert workload.desired_capacity() == 3
+
+
+def test_throttling_is_transient_and_the_retry_completes_the_change(store, lambda_context):
+    # Given Auto Scaling throttles the call that scales the standby group
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
+    params = {"kind": "standby_group", "standby_group": standby.group_name, "desired_capacity": 2}
+    group = standby.group()
+    client = aws.client("autoscaling", max_attempts=1)
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": [group]})
+        stubber.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": [group]})
+        stubber.add_client_error("set_desired_capacity", service_error_code="Throttling", http_status_code=400)
+
+        with pytest.raises(TransientError) as caught:
+            apply(workload, lambda_context, **params)
+
+    # Then the error is retryable, nothing changed, and the retry makes the same change
+    assert caught.value.details == {"operation": "autoscaling:SetDesiredCapacity", "code": "Throttling"}
+    assert standby.desired_capacity() == 0
+    assert apply(workload, lambda_context, **params)["result"] == "changed"
+    assert standby.desired_capacity() == 2
+
+
+def test_a_validation_error_is_permanent(store, lambda_context):
+    # Given Auto Scaling rejects the ExitStandby call
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    enter_standby(workload, 1)
+    group = workload.group()
+    client = aws.client("autoscaling", max_attempts=1)
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": [group]})
+        stubber.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": [group]})
+        stubber.add_client_error("exit_standby", service_error_code="ValidationError", http_status_code=400)
+
+        with pytest.raises(PermanentError) as caught:
+            apply(workload, lambda_context, kind="standby_instances")
+
+    assert not isinstance(caught.value, TransientError)
+    assert caught.value.details["operation"] == "autoscaling:ExitStandby"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"kind": "standby_group", "standby_group": "backup"},
+        {"kind": "standby_group", "desired_capacity": 2},
+        {"kind": "warm_pool", "desired_capacity": 2},
+        {"kind": "standby_instances", "standby_group": "backup"},
+        {"kind": "warm_pool", "count": 0},
+    ],
+)
+def test_parameters_that_do_not_fit_the_kind_are_invalid(store, lambda_context, params):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+
+    with pytest.raises(InvalidInput):
+        apply(workload, lambda_context, **params)
