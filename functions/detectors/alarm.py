@@ -3,8 +3,9 @@
 ALARM -> "Impairment Detected"; ALARM -> OK -> "Impairment Cleared" (same impairment id);
 INSUFFICIENT_DATA and unmanaged alarms -> nothing. Single-metric, metric-math and composite
 alarms are all accepted. What the alarm is about (workload, impairment type, severity, the
-group and target group) comes from the alarm's own tags, set by the stack that created it or
-by a user onboarding an alarm of their own.
+group, target group and ECS service) comes from the alarm's own tags, set by the stack that
+created it or by a user onboarding an alarm of their own; which resource is impaired comes from
+its metric's dimensions (see _affected).
 """
 
 from __future__ import annotations
@@ -182,11 +183,7 @@ def classify(
         ImpairmentType, tags.get(f"{TAG_PREFIX}impairment-type"), ImpairmentType.SERVICE_DEGRADATION
     )
     severity = _enum(Severity, tags.get(f"{TAG_PREFIX}severity"), Severity.HIGH)
-    scope = {
-        name: tags[f"{TAG_PREFIX}{tag}"]
-        for name, tag in (("auto_scaling_group", "auto-scaling-group"), ("target_group_arn", "target-group-arn"))
-        if tags.get(f"{TAG_PREFIX}{tag}")
-    }
+    scope = {name: tags[f"{TAG_PREFIX}{tag}"] for name, tag in _SCOPE_TAGS if tags.get(f"{TAG_PREFIX}{tag}")}
     resources, metric_values, severity = _affected(event, inventory, scope, severity)
     metric_values.update(_reason_values(detail.state.reasonData))
     impairment = ImpairmentDetected(
@@ -202,6 +199,15 @@ def classify(
         scope=scope,
     )
     return Outcome(DETECTED, impairment, "alarm is in ALARM")
+
+
+# Scope key -> the alarm tag (after "recovery:") that names it.
+_SCOPE_TAGS = (
+    ("auto_scaling_group", "auto-scaling-group"),
+    ("target_group_arn", "target-group-arn"),
+    ("ecs_cluster", "ecs-cluster"),
+    ("ecs_service", "ecs-service"),
+)
 
 
 def _enum(kind: Any, raw: str | None, default: Any) -> Any:
@@ -222,19 +228,54 @@ def _dimensions(detail: AlarmDetail) -> dict[str, str]:
     return found
 
 
+def _is_metric_math(detail: AlarmDetail) -> bool:
+    return any(query.expression for query in detail.configuration.metrics)
+
+
+def _partition(event: AlarmStateChangeEvent) -> str:
+    return event.resources[0].split(":")[1] if event.resources and event.resources[0].count(":") > 1 else "aws"
+
+
+def _single(resource_type: str, resource_id: str) -> list[AffectedResource]:
+    return [AffectedResource(resource_type=resource_type, resource_id=resource_id)]
+
+
 def _affected(
     event: AlarmStateChangeEvent, inventory: Inventory, scope: dict[str, str], severity: Severity
 ) -> tuple[list[AffectedResource], dict[str, float], Severity]:
-    """Which resources are impaired: the alarm's instance, the unhealthy targets of its target
-    group, the impaired instances of its group, or else the workload's group as a whole."""
+    """Which resources are impaired, from the alarm's metric dimensions: its instance, canary,
+    Route 53 health check, ECS service or database; for a metric-math alarm (a rate, a learned
+    band: no one resource) what the workload's tags name; the unhealthy targets of its target
+    group; the impaired instances of its group; or else the workload's group, ECS service or
+    target group as a whole."""
     dims = _dimensions(event.detail)
     values: dict[str, float] = {}
     if "InstanceId" in dims:
-        return [AffectedResource(resource_type="ec2:instance", resource_id=dims["InstanceId"])], values, severity
+        return _single("ec2:instance", dims["InstanceId"]), values, severity
+    if "CanaryName" in dims:
+        return _single("synthetics:canary", dims["CanaryName"]), values, severity
+    if "HealthCheckId" in dims:
+        return _single("route53:healthcheck", dims["HealthCheckId"]), values, severity
+    if "ClusterName" in dims and "ServiceName" in dims:
+        scope.setdefault("ecs_cluster", dims["ClusterName"])
+        scope.setdefault("ecs_service", dims["ServiceName"])
+        return (
+            _single("ecs:service", _ecs_service_arn(event, dims["ClusterName"], dims["ServiceName"])),
+            values,
+            severity,
+        )
+    if "DBInstanceIdentifier" in dims:
+        scope.setdefault("db_instance", dims["DBInstanceIdentifier"])
+        return _single("rds:db", dims["DBInstanceIdentifier"]), values, severity
+    if "DBClusterIdentifier" in dims:
+        scope.setdefault("db_cluster", dims["DBClusterIdentifier"])
+        return _single("rds:cluster", dims["DBClusterIdentifier"]), values, severity
+    if _is_metric_math(event.detail):
+        return _workload_resources(event, scope), values, severity
 
     target_group_arn = scope.get("target_group_arn")
     if "TargetGroup" in dims:
-        partition = event.resources[0].split(":")[1] if event.resources else "aws"
+        partition = _partition(event)
         target_group_arn = f"arn:{partition}:elasticloadbalancing:{event.region}:{event.account}:{dims['TargetGroup']}"
         scope.setdefault("target_group_arn", target_group_arn)
         health = inventory.target_health(target_group_arn)
@@ -263,16 +304,27 @@ def _affected(
                 severity,
             )
 
-    if group:
-        return [AffectedResource(resource_type="autoscaling:group", resource_id=group)], values, severity
+    # What the dimensions named wins over what the tags say.
+    named = {**scope, **({"auto_scaling_group": group} if group else {})}
     if target_group_arn:
-        return (
-            [AffectedResource(resource_type="elasticloadbalancing:targetgroup", resource_id=target_group_arn)],
-            values,
-            severity,
-        )
-    alarm = event.resources[0] if event.resources else event.detail.alarmName
-    return [AffectedResource(resource_type="cloudwatch:alarm", resource_id=alarm)], values, severity
+        named["target_group_arn"] = target_group_arn
+    return _workload_resources(event, named), values, severity
+
+
+def _workload_resources(event: AlarmStateChangeEvent, scope: dict[str, str]) -> list[AffectedResource]:
+    """The workload's group, else its ECS service, else its target group, else the alarm itself."""
+    if scope.get("auto_scaling_group"):
+        return _single("autoscaling:group", scope["auto_scaling_group"])
+    if scope.get("ecs_cluster") and scope.get("ecs_service"):
+        return _single("ecs:service", _ecs_service_arn(event, scope["ecs_cluster"], scope["ecs_service"]))
+    if scope.get("target_group_arn"):
+        return _single("elasticloadbalancing:targetgroup", scope["target_group_arn"])
+    return _single("cloudwatch:alarm", event.resources[0] if event.resources else event.detail.alarmName)
+
+
+def _ecs_service_arn(event: AlarmStateChangeEvent, cluster: str, service: str) -> str:
+    """The service's ARN, as the ECS detector names it, so signals about one service correlate."""
+    return f"arn:{_partition(event)}:ecs:{event.region}:{event.account}:service/{cluster}/{service}"
 
 
 def _target_impaired(health: dict[str, Any]) -> bool:
