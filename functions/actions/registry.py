@@ -3,7 +3,7 @@ action phase and each action's role from the permissions it declares."""
 
 from __future__ import annotations
 
-from actions import failover, provision_backup, replace_instance, scale_out
+from actions import failover, provision_backup, redirect_traffic, replace_instance, scale_out
 from actions.base import ActionSpec
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -12,6 +12,7 @@ ACTIONS: dict[str, ActionSpec] = {
         replace_instance.SPEC,
         scale_out.SPEC,
         provision_backup.SPEC,
+        redirect_traffic.SPEC,
         failover.SPEC,
     )
 }

@@ -534,3 +534,44 @@ def test_failover_may_change_records_only_because_route53_has_no_tag_condition(r
     condition = {"StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}}
     tagged = ('"*"', json.dumps(condition, sort_keys=True))
     assert granted[tagged] == {"rds:FailoverDBCluster", "rds:RebootDBInstance"}
+
+
+# --- provision_backup, redirect_traffic, replace_instance outside a group -----------------
+
+# The mutating calls of these actions, each on a resource type whose service supports the
+# aws:ResourceTag condition (ELB target groups, listeners and rules; the load balancer behind an
+# ARC zonal shift; Auto Scaling groups; EC2 instances).
+TAG_SCOPED_PERMISSIONS = {
+    "provision_backup": ["autoscaling:SetDesiredCapacity", "autoscaling:ExitStandby", "autoscaling:EnterStandby"],
+    "redirect_traffic": [
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:ModifyRule",
+        "arc-zonal-shift:StartZonalShift",
+        "arc-zonal-shift:CancelZonalShift",
+    ],
+    "replace_instance": ["ec2:RebootInstances", "ec2:StopInstances", "ec2:StartInstances"],
+}
+
+
+@pytest.mark.parametrize("action", ["provision_backup", "redirect_traffic"])
+def test_provision_backup_and_redirect_traffic_have_apply_and_rollback_tasks(action, states, resources):
+    by_handler = cfn.functions_by_handler(resources)
+    for state_name, phase in ((_pascal(action), "apply"), (f"Rollback{_pascal(action)}", "rollback")):
+        assert states[state_name]["Type"] == "Task", state_name
+        assert states[state_name]["Resource"] == f"${{{by_handler[f'actions.{action}.{phase}_handler']}.Arn}}"
+
+
+@pytest.mark.parametrize(("action", "permissions"), sorted(TAG_SCOPED_PERMISSIONS.items()))
+def test_mutating_permissions_of_these_actions_are_limited_to_managed_resources(action, permissions, resources, config):
+    condition = {"StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}}
+    assert not set(permissions) & set(ACTIONS[action].iam_actions_without_tag_condition)
+    for phase in ("apply", "rollback"):
+        role_id = _function_role(resources, f"actions.{action}.{phase}_handler")
+        allowed = [s for s in cfn.role_statements(resources, role_id) if s["Effect"] == "Allow"]
+        for permission in permissions:
+            granting = [s for s in allowed if permission in cfn.as_list(s["Action"])]
+            assert granting, f"{action}.{phase} may not call {permission}"
+            for statement in granting:
+                assert statement.get("Condition") == condition, f"{action}.{phase}: {permission} unconditioned"
