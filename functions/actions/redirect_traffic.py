@@ -287,6 +287,7 @@ def _shift_weights(ctx: Context) -> ActionResult:
             "weights": weights,
             "actions": actions,
         }
+        _shifted_weights(before, ctx.params.shift_percent)  # refuses before anything is recorded
         ctx.record_before(before)
 
     target = _shifted_weights(before, ctx.params.shift_percent)
@@ -345,12 +346,11 @@ def _restore_weights(ctx: Context, before: dict) -> ActionResult:
     """Put the recorded forward configuration back, unless someone else has changed the weights
     since: then leave them."""
     client = aws_calls.client("elbv2")
-    set_to = _shifted_weights(before, ctx.params.shift_percent)
     current = _weights(_forward(_actions(client, before["resource"], before["arn"]), before["arn"]))
     changed = False
     if current == before["weights"]:
         message = f"weights already {_describe(current)}"
-    elif current != set_to:
+    elif current != _shifted_weights(before, ctx.params.shift_percent):
         message = f"weights are {_describe(current)}, changed by someone else since; left as they are"
     else:
         _put_actions(client, before["resource"], before["arn"], before["actions"])

@@ -363,8 +363,13 @@ def test_shift_weights_refused_with_nowhere_to_shift(store, lambda_context):
     balanced = build_balanced()
     elbv2().modify_listener(ListenerArn=balanced.listener_arn, DefaultActions=[forward({balanced.blue_arn: 1})])
 
+    model = balanced.impairment_of(listener_arn=balanced.listener_arn)
+
     with pytest.raises(ActionRefused, match="no other target group"):
-        run("apply", balanced.impairment_of(listener_arn=balanced.listener_arn), lambda_context, kind="shift_weights")
+        run("apply", model, lambda_context, kind="shift_weights")
+
+    # Refused before anything was recorded: there is nothing for a rollback to undo
+    assert store.get_action(model.impairment_id, 0, "apply")["before"] is None
 
 
 def test_shift_weights_refused_for_a_listener_that_did_not_opt_in(store, lambda_context):
