@@ -3,7 +3,7 @@ action phase and each action's role from the permissions it declares."""
 
 from __future__ import annotations
 
-from actions import failover, provision_backup, redirect_traffic, replace_instance, scale_out
+from actions import failover, provision_backup, redirect_traffic, replace_instance, restart_service, scale_out
 from actions.base import ActionSpec
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -14,6 +14,7 @@ ACTIONS: dict[str, ActionSpec] = {
         provision_backup.SPEC,
         redirect_traffic.SPEC,
         failover.SPEC,
+        restart_service.SPEC,
     )
 }
 

@@ -473,7 +473,7 @@ def test_detectors_know_the_workload_each_configured_group_belongs_to(resources,
 
 # --- failover and restart_service -----------------------------------------------------------
 
-FAILOVER_AND_RESTART = ["failover"]
+FAILOVER_AND_RESTART = ["failover", "restart_service"]
 _TRACING = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # every traced function
 
 
@@ -575,3 +575,18 @@ def test_mutating_permissions_of_these_actions_are_limited_to_managed_resources(
             assert granting, f"{action}.{phase} may not call {permission}"
             for statement in granting:
                 assert statement.get("Condition") == condition, f"{action}.{phase}: {permission} unconditioned"
+
+
+def test_restart_service_may_send_commands_only_to_managed_instances(resources, config):
+    # ssm:SendCommand is authorized against the document and each instance: the one document is
+    # named, and instances need the managed tag under SSM's own condition key
+    granted = _action_grants(resources, "actions.restart_service.apply_handler")
+    sending = {key for key, actions in granted.items() if "ssm:SendCommand" in actions}
+    condition = {"StringEquals": {f"ssm:resourceTag/{config.managed_tag_key}": config.managed_tag_value}}
+    assert sending == {
+        (json.dumps({"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}::document/AWS-RunShellScript"}), "null"),
+        (
+            json.dumps({"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*"}),
+            json.dumps(condition, sort_keys=True),
+        ),
+    }
