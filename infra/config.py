@@ -34,11 +34,77 @@ class AlarmSettings(BaseModel):
     severity: Severity = Severity.HIGH
 
 
+# Each alarm kind's defaults; what a workload gives for a kind overrides them field by field.
+# threshold is in the unit of the kind (see the README's table): a count, a percentage, seconds,
+# standard deviations (the anomaly band's width) or GiB (free storage).
+ALARM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "unhealthy_hosts": {"threshold": 1, "evaluation_periods": 2, "severity": "high"},
+    "healthy_hosts": {"threshold": 1, "evaluation_periods": 2, "severity": "high"},
+    "status_check": {"threshold": 1, "evaluation_periods": 2, "severity": "high"},
+    "cpu": {"threshold": 90, "evaluation_periods": 3, "severity": "medium"},
+    "memory": {"threshold": 90, "evaluation_periods": 3, "severity": "medium"},
+    "disk": {"threshold": 90, "evaluation_periods": 3, "severity": "medium"},
+    "error_rate": {"threshold": 5, "evaluation_periods": 3, "severity": "high"},
+    "latency_p99": {"threshold": 2, "evaluation_periods": 3, "severity": "medium"},
+    "latency_anomaly": {"threshold": 2, "evaluation_periods": 3, "severity": "medium"},
+    "route53_health_check": {"threshold": 1, "evaluation_periods": 1, "severity": "high"},
+    "canary": {"threshold": 100, "evaluation_periods": 1, "severity": "high"},
+    "ecs_running_tasks": {"threshold": 1, "evaluation_periods": 3, "severity": "high"},
+    "db_free_storage": {"threshold": 5, "evaluation_periods": 2, "severity": "high"},
+}
+
+
 class WorkloadAlarms(BaseModel):
+    """The standard alarms of a workload, each with its own defaults (ALARM_DEFAULTS). An alarm
+    is created only when the workload has what it watches (a load balancer, a database, ...)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    unhealthy_hosts: AlarmSettings = Field(default_factory=AlarmSettings)
-    status_check: AlarmSettings = Field(default_factory=AlarmSettings)
+    unhealthy_hosts: AlarmSettings
+    healthy_hosts: AlarmSettings
+    status_check: AlarmSettings
+    cpu: AlarmSettings
+    memory: AlarmSettings
+    disk: AlarmSettings
+    error_rate: AlarmSettings
+    latency_p99: AlarmSettings
+    latency_anomaly: AlarmSettings
+    route53_health_check: AlarmSettings
+    canary: AlarmSettings
+    ecs_running_tasks: AlarmSettings
+    db_free_storage: AlarmSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for kind, defaults in ALARM_DEFAULTS.items():
+            given = merged.get(kind)
+            if given is None:
+                merged[kind] = dict(defaults)
+            elif isinstance(given, dict):
+                merged[kind] = {**defaults, **given}
+        return merged
+
+    @model_validator(mode="after")
+    def _band(self) -> WorkloadAlarms:
+        if self.latency_anomaly.threshold <= 0:
+            raise ValueError("latency_anomaly.threshold is the band's width in standard deviations: more than 0")
+        return self
+
+
+class CloudWatchAgent(BaseModel):
+    """The CloudWatch agent on the group's instances, configured to append the
+    AutoScalingGroupName dimension and aggregate by it (aggregation_dimensions
+    [["AutoScalingGroupName"]]), so that memory and disk can be watched per group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics_collection_interval: Literal[10, 20, 30, 60] = Field(
+        default=60, description="seconds, as in the agent's configuration; under 60 the metrics are high-resolution"
+    )
 
 
 class EcsService(BaseModel):
@@ -91,6 +157,9 @@ class Workload(BaseModel):
     dns: DnsFailover | None = None
     route53_health_checks: list[str] = Field(default_factory=list)
     canaries: list[str] = Field(default_factory=list, description="CloudWatch Synthetics canary names")
+    cloudwatch_agent: CloudWatchAgent | None = Field(
+        default=None, description="set when the group's instances run the CloudWatch agent: memory and disk alarms"
+    )
     alarms: WorkloadAlarms = Field(default_factory=WorkloadAlarms)
 
     @model_validator(mode="after")
@@ -118,6 +187,25 @@ class Workload(BaseModel):
         if bool(self.target_group_arn) != bool(self.load_balancer_arn):
             raise ValueError("target_group_arn and load_balancer_arn go together (the alarm needs both)")
         return self
+
+    @model_validator(mode="after")
+    def _agent(self) -> Workload:
+        if self.cloudwatch_agent and not self.auto_scaling_group:
+            raise ValueError("cloudwatch_agent needs the auto_scaling_group whose instances run the agent")
+        return self
+
+    @property
+    def load_balancer_type(self) -> str | None:
+        """ "app" (Application Load Balancer) or "net" (Network Load Balancer)."""
+        return self.load_balancer_arn.split(":loadbalancer/", 1)[1].split("/", 1)[0] if self.load_balancer_arn else None
+
+    @property
+    def health_check_ids(self) -> list[str]:
+        """The Route 53 health checks to watch: those listed, and the DNS failover's own."""
+        ids = list(dict.fromkeys(self.route53_health_checks))
+        if self.dns and self.dns.health_check_id and self.dns.health_check_id not in ids:
+            ids.append(self.dns.health_check_id)
+        return ids
 
     @property
     def target_group_dimension(self) -> str | None:

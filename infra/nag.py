@@ -9,10 +9,11 @@ SUPPRESSIONS = [
     NagPackSuppression(
         id="AwsSolutions-IAM5",
         reason=(
-            "Describe/List calls of Auto Scaling, ELB and EC2 support no resource-level permissions; "
-            "mutating Auto Scaling calls are scoped by the managed-tag condition instead of ARNs because "
-            "the protected groups are the user's, found at run time; ListTagsForResource is limited to "
-            "this account's alarms; X-Ray and log delivery need '*'."
+            "Describe/List calls of Auto Scaling, ELB and EC2, and RDS DescribeEvents, support no "
+            "resource-level permissions; mutating Auto Scaling calls are scoped by the managed-tag condition "
+            "instead of ARNs because the protected groups are the user's, found at run time; "
+            "ListTagsForResource is limited to this account's alarms, DB instances and clusters, and ECS "
+            "services (the detectors read whether they opted in); X-Ray and log delivery need '*'."
         ),
     ),
     NagPackSuppression(

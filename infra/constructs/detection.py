@@ -5,6 +5,8 @@ feed them from the default bus (where AWS services put their events):
   "<workload>-..."; a user onboards an alarm of their own by naming it so and tagging it);
 - the EC2 state-change detector: instances stopping or terminating;
 - the AWS Health detector: Health events of the categories it handles;
+- the RDS detector: RDS and Aurora events of the categories that can be an impairment;
+- the ECS detector: tasks of services stopping for a reason that can be a failure;
 - the sweeps: a schedule (every `sweep_interval_minutes`; 0 disables them).
 """
 
@@ -21,6 +23,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.functions import FunctionFactory
+
+# The RDS event categories that can be an impairment (detectors/rds.py decides which are).
+RDS_IMPAIRING_CATEGORIES = ("failure", "failover", "low storage", "availability", "recovery")
+# The stop codes of a task that may have failed (detectors/ecs.py decides whether it did):
+# UserInitiated, SpotInterruption and TerminationNotice never are.
+ECS_FAILURE_STOP_CODES = ("EssentialContainerExited", "TaskFailedToStart", "ServiceSchedulerInitiated")
 
 
 class Detection(Construct):
@@ -69,6 +77,8 @@ class Detection(Construct):
         )
         self._aws_event_detectors()
         self._sweeps(sweep_interval_minutes)
+        self._rds_detector()
+        self._ecs_detector()
         self.alarm_rule: events.Rule | None = None
         if not workload_names:
             return  # nothing protected yet: an empty name list is not a valid pattern
@@ -105,7 +115,8 @@ class Detection(Construct):
             **{"retry_attempts": 2, "max_event_age": Duration.hours(1), **kwargs},
         )
         self._bus.grant_put_events_to(function)
-        function.add_to_role_policy(iam.PolicyStatement(actions=sorted(actions), resources=["*"]))
+        if actions:
+            function.add_to_role_policy(iam.PolicyStatement(actions=sorted(actions), resources=["*"]))
         return function
 
     def _target(
@@ -186,3 +197,67 @@ class Detection(Construct):
         # Not scheduled yet: the local emulator (recoveryctl/emulator/runtime.py) cannot deploy a
         # rule without an event pattern. Once it can, an events.Rule with
         # schedule=events.Schedule.rate(Duration.minutes(interval_minutes)) targets self.sweep here.
+
+    # --- databases and containers ---------------------------------------------------------------
+
+    def _rds_detector(self) -> None:
+        """RDS and Aurora events; the database's tags say whether it is protected."""
+        stack = Stack.of(self)
+        self.rds_detector = self._detector(
+            "RdsDetector",
+            handler="detectors.rds.handler",
+            description="RDS and Aurora events about protected databases -> impairment events",
+            actions=["rds:DescribeEvents"],  # supports no resource-level permissions
+        )
+        self.rds_detector.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["rds:ListTagsForResource"],
+                resources=[
+                    f"arn:{stack.partition}:rds:{stack.region}:{stack.account}:db:*",
+                    f"arn:{stack.partition}:rds:{stack.region}:{stack.account}:cluster:*",
+                ],
+            )
+        )
+        self.rds_rule = events.Rule(
+            self,
+            "RdsEvents",
+            description="RDS DB instance and cluster events that can be an impairment",
+            event_pattern=events.EventPattern(
+                source=["aws.rds"],
+                detail_type=["RDS DB Instance Event", "RDS DB Cluster Event"],
+                detail={"EventCategories": list(RDS_IMPAIRING_CATEGORIES)},
+            ),
+        )
+        self.rds_rule.add_target(self._target(self.rds_detector, retry_attempts=8, max_event_age=Duration.hours(2)))
+
+    def _ecs_detector(self) -> None:
+        """Stopped tasks of ECS services; the service's tags say whether it is protected. Tasks
+        that a person stopped or that AWS reclaimed (Spot, retirement) never reach the detector."""
+        stack = Stack.of(self)
+        self.ecs_detector = self._detector(
+            "EcsDetector",
+            handler="detectors.ecs.handler",
+            description="Failed tasks of protected ECS services -> impairment events",
+            actions=[],
+        )
+        self.ecs_detector.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ecs:ListTagsForResource"],
+                resources=[f"arn:{stack.partition}:ecs:{stack.region}:{stack.account}:service/*"],
+            )
+        )
+        self.ecs_rule = events.Rule(
+            self,
+            "EcsTaskStops",
+            description="Tasks of ECS services stopped by an exit, a failed start or the service scheduler",
+            event_pattern=events.EventPattern(
+                source=["aws.ecs"],
+                detail_type=["ECS Task State Change"],
+                detail={
+                    "lastStatus": ["STOPPED"],
+                    "group": [{"prefix": "service:"}],
+                    "stopCode": list(ECS_FAILURE_STOP_CODES),
+                },
+            ),
+        )
+        self.ecs_rule.add_target(self._target(self.ecs_detector, retry_attempts=8, max_event_age=Duration.hours(2)))

@@ -161,7 +161,7 @@ def _workload_alarm(resources, workload: str, metric: str) -> dict[str, Any]:
     found = [
         alarm
         for alarm in cfn.of_type(resources, "AWS::CloudWatch::Alarm").values()
-        if alarm["Properties"]["MetricName"] == metric and _tags(alarm).get("recovery:workload") == workload
+        if alarm["Properties"].get("MetricName") == metric and _tags(alarm).get("recovery:workload") == workload
     ]
     assert len(found) == 1, f"expected one {metric} alarm for {workload}, found {len(found)}"
     return found[0]
@@ -188,16 +188,19 @@ def test_unhealthy_hosts_alarm_per_workload_behind_a_load_balancer(resources, co
             "LoadBalancer": workload.load_balancer_arn.rsplit(":", 1)[1].removeprefix("loadbalancer/"),
         }
         assert {d["Name"]: d["Value"] for d in properties["Dimensions"]} == expected
-        assert properties["Namespace"] == "AWS/ApplicationELB"
-        assert properties["Period"] == 10  # high resolution: detection within ~20 s
+        assert properties["Namespace"] == (
+            "AWS/NetworkELB" if workload.load_balancer_type == "net" else "AWS/ApplicationELB"
+        )
+        assert properties["Period"] == 60  # ELB publishes its metrics every 60 s; faster is the target health sweep
         _assert_alarm_tags(
             alarm, config, workload, "service_degradation", workload.alarms.unhealthy_hosts.severity.value
         )
 
 
 def test_status_check_alarm_per_workload(resources, config):
-    assert config.workloads, "cdk.json protects no workload: nothing to check"
-    for workload in config.workloads:
+    workloads = [w for w in config.workloads if w.auto_scaling_group]
+    assert workloads, "cdk.json protects no Auto Scaling group: nothing to check"
+    for workload in workloads:
         alarm = _workload_alarm(resources, workload.name, "StatusCheckFailed")
         properties = alarm["Properties"]
         assert properties["Namespace"] == "AWS/EC2"
@@ -575,6 +578,437 @@ def test_mutating_permissions_of_these_actions_are_limited_to_managed_resources(
             assert granting, f"{action}.{phase} may not call {permission}"
             for statement in granting:
                 assert statement.get("Condition") == condition, f"{action}.{phase}: {permission} unconditioned"
+
+
+# --- the standard alarms of every kind of workload ----------------------------------------
+# A second synthesis, of workloads that declare everything the onboarding construct watches.
+
+_TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/{id}"
+_LB = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/{kind}/{name}/{id}"
+HEALTH_CHECK = "8f2c1d3e-1111-2222-3333-444455556666"
+ONBOARDED_WORKLOADS = [
+    {
+        "name": "web-api",
+        "auto_scaling_group": "web-api-asg",
+        "target_group_arn": _TG.format(name="web-api", id="73e2d6bc24d8a067"),
+        "load_balancer_arn": _LB.format(kind="app", name="web-api", id="50dc6c495c0c9188"),
+        "cloudwatch_agent": {"metrics_collection_interval": 10},
+        "route53_health_checks": [HEALTH_CHECK],
+        "canaries": ["web-api-home"],
+    },
+    {
+        "name": "checkout",
+        "ecs_service": {"cluster": "checkout", "service": "checkout-api"},
+        "target_group_arn": _TG.format(name="checkout", id="1a2b3c4d5e6f7a8b"),
+        "load_balancer_arn": _LB.format(kind="net", name="checkout", id="9f8e7d6c5b4a3f2e"),
+        "database": {"db_instance_identifier": "orders-db"},
+    },
+    {
+        "name": "batch",
+        "auto_scaling_group": "batch-asg",
+        "database": {"db_cluster_identifier": "ledger"},
+        "alarms": {"cpu": {"enabled": False}, "status_check": {"severity": "critical"}},
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def onboarded(tmp_path_factory):
+    """The stack synthesized for ONBOARDED_WORKLOADS (cdk.json's plans and settings otherwise)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import aws_cdk as cdk
+
+    from infra.config import validate
+    from infra.stack import RecoveryStack
+    from tests.conftest import cdk_context
+
+    context = cdk_context()
+    raw = {**context["recovery"], "workloads": ONBOARDED_WORKLOADS}
+    config = validate(raw)
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("onboarded")), context={**context, "recovery": raw})
+    stack = RecoveryStack(app, "Onboarded", config=config)
+    path = Path(app.synth().get_stack_artifact(stack.artifact_id).template_full_path)
+    template = json.loads(path.read_text())
+    return SimpleNamespace(stack=stack, config=config, path=path, template=template, resources=template["Resources"])
+
+
+def _alarms_by_name(resources) -> dict[str, dict[str, Any]]:
+    return {a["Properties"]["AlarmName"]: a for a in cfn.of_type(resources, "AWS::CloudWatch::Alarm").values()}
+
+
+def _metric_stats(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A metric-math alarm's metrics by id: {"namespace", "metric", "dimensions", "stat", "period"}."""
+    found = {}
+    for query in alarm["Properties"].get("Metrics", []):
+        if "MetricStat" in query:
+            stat = query["MetricStat"]
+            found[query["Id"]] = {
+                "namespace": stat["Metric"]["Namespace"],
+                "metric": stat["Metric"]["MetricName"],
+                "dimensions": {d["Name"]: d["Value"] for d in stat["Metric"].get("Dimensions", [])},
+                "stat": stat["Stat"],
+                "period": stat["Period"],
+            }
+    return found
+
+
+def _expression(alarm: dict[str, Any]) -> str:
+    (expression,) = [q["Expression"] for q in alarm["Properties"].get("Metrics", []) if "Expression" in q]
+    return expression
+
+
+WEB_API_SCOPE = {
+    "recovery:auto-scaling-group": "web-api-asg",
+    "recovery:target-group-arn": _TG.format(name="web-api", id="73e2d6bc24d8a067"),
+}
+CHECKOUT_SCOPE = {
+    "recovery:target-group-arn": _TG.format(name="checkout", id="1a2b3c4d5e6f7a8b"),
+    "recovery:ecs-cluster": "checkout",
+    "recovery:ecs-service": "checkout-api",
+}
+WEB_API_ELB = {"TargetGroup": "targetgroup/web-api/73e2d6bc24d8a067", "LoadBalancer": "app/web-api/50dc6c495c0c9188"}
+CHECKOUT_ELB = {"TargetGroup": "targetgroup/checkout/1a2b3c4d5e6f7a8b", "LoadBalancer": "net/checkout/9f8e7d6c5b4a3f2e"}
+
+# alarm name -> (impairment type, severity, scope tags, comparison, threshold, evaluation periods)
+STANDARD_ALARMS = {
+    "web-api-unhealthy-hosts": ("service_degradation", "high", WEB_API_SCOPE, "GreaterThanOrEqualToThreshold", 1, 2),
+    "web-api-healthy-hosts": ("service_degradation", "high", WEB_API_SCOPE, "LessThanThreshold", 1, 2),
+    "web-api-status-check": ("instance_failure", "high", WEB_API_SCOPE, "GreaterThanOrEqualToThreshold", 1, 2),
+    "web-api-cpu": ("resource_exhaustion", "medium", WEB_API_SCOPE, "GreaterThanOrEqualToThreshold", 90, 3),
+    "web-api-memory": ("resource_exhaustion", "medium", WEB_API_SCOPE, "GreaterThanOrEqualToThreshold", 90, 3),
+    "web-api-disk": ("resource_exhaustion", "medium", WEB_API_SCOPE, "GreaterThanOrEqualToThreshold", 90, 3),
+    "web-api-5xx-rate": ("application_error", "high", WEB_API_SCOPE, "GreaterThanOrEqualToThreshold", 5, 3),
+    "web-api-latency-p99": ("application_error", "medium", WEB_API_SCOPE, "GreaterThanOrEqualToThreshold", 2, 3),
+    "web-api-latency-anomaly": ("application_error", "medium", WEB_API_SCOPE, "GreaterThanUpperThreshold", None, 3),
+    f"web-api-route53-{HEALTH_CHECK}": ("network_issue", "high", WEB_API_SCOPE, "LessThanThreshold", 1, 1),
+    "web-api-canary-web-api-home": ("network_issue", "high", WEB_API_SCOPE, "LessThanThreshold", 100, 1),
+    "checkout-unhealthy-hosts": ("service_degradation", "high", CHECKOUT_SCOPE, "GreaterThanOrEqualToThreshold", 1, 2),
+    "checkout-healthy-hosts": ("service_degradation", "high", CHECKOUT_SCOPE, "LessThanThreshold", 1, 2),
+    "checkout-ecs-running-tasks": (
+        "service_degradation",
+        "high",
+        {"recovery:ecs-cluster": "checkout", "recovery:ecs-service": "checkout-api"},
+        "GreaterThanOrEqualToThreshold",
+        1,
+        3,
+    ),
+    "checkout-db-free-storage": ("database_issue", "high", {}, "LessThanThreshold", 5 * 1024**3, 2),
+    "batch-status-check": (
+        "instance_failure",
+        "critical",
+        {"recovery:auto-scaling-group": "batch-asg"},
+        "GreaterThanOrEqualToThreshold",
+        1,
+        2,
+    ),
+}
+
+
+def test_each_workload_gets_exactly_the_standard_alarms_it_has_something_for(onboarded):
+    # Not for an NLB: HTTP codes and latency; not without the agent: memory, disk; not when
+    # disabled: batch's CPU; not for an Aurora cluster: free storage (it grows by itself).
+    assert sorted(_alarms_by_name(onboarded.resources)) == sorted(STANDARD_ALARMS)
+
+
+@pytest.mark.parametrize("name", sorted(STANDARD_ALARMS))
+def test_each_standard_alarm_is_tagged_for_the_alarm_detector(name, onboarded):
+    impairment_type, severity, scope, comparison, threshold, periods = STANDARD_ALARMS[name]
+    alarm = _alarms_by_name(onboarded.resources)[name]
+    properties = alarm["Properties"]
+
+    tags = _tags(alarm)
+    workload = name.split("-", 1)[0] if not name.startswith("web-api") else "web-api"
+    assert tags == {
+        onboarded.config.managed_tag_key: onboarded.config.managed_tag_value,
+        "recovery:workload": workload,
+        "recovery:impairment-type": impairment_type,
+        "recovery:severity": severity,
+        **scope,
+    }
+    assert ImpairmentType(impairment_type)
+    assert properties["ComparisonOperator"] == comparison
+    assert properties.get("Threshold") == threshold
+    assert properties["EvaluationPeriods"] == properties["DatapointsToAlarm"] == periods
+    assert properties["TreatMissingData"] == "notBreaching"  # missing data is not a failure
+
+
+# alarm name -> (namespace, metric, dimensions, statistic, period): the single-metric alarms
+SINGLE_METRICS = {
+    "web-api-unhealthy-hosts": ("AWS/ApplicationELB", "UnHealthyHostCount", WEB_API_ELB, "Maximum", 60),
+    "web-api-healthy-hosts": ("AWS/ApplicationELB", "HealthyHostCount", WEB_API_ELB, "Minimum", 60),
+    "web-api-status-check": ("AWS/EC2", "StatusCheckFailed", {"AutoScalingGroupName": "web-api-asg"}, "Maximum", 60),
+    "web-api-cpu": ("AWS/EC2", "CPUUtilization", {"AutoScalingGroupName": "web-api-asg"}, "Average", 60),
+    # the agent collects every 10 s: high-resolution metrics, so a 10-second period
+    "web-api-memory": ("CWAgent", "mem_used_percent", {"AutoScalingGroupName": "web-api-asg"}, "Maximum", 10),
+    "web-api-disk": ("CWAgent", "disk_used_percent", {"AutoScalingGroupName": "web-api-asg"}, "Maximum", 10),
+    "web-api-latency-p99": ("AWS/ApplicationELB", "TargetResponseTime", WEB_API_ELB, "p99", 60),
+    f"web-api-route53-{HEALTH_CHECK}": (
+        "AWS/Route53",
+        "HealthCheckStatus",
+        {"HealthCheckId": HEALTH_CHECK},
+        "Minimum",
+        60,
+    ),
+    "web-api-canary-web-api-home": (
+        "CloudWatchSynthetics",
+        "SuccessPercent",
+        {"CanaryName": "web-api-home"},
+        "Average",
+        60,
+    ),
+    "checkout-unhealthy-hosts": ("AWS/NetworkELB", "UnHealthyHostCount", CHECKOUT_ELB, "Maximum", 60),
+    "checkout-healthy-hosts": ("AWS/NetworkELB", "HealthyHostCount", CHECKOUT_ELB, "Minimum", 60),
+    "checkout-db-free-storage": ("AWS/RDS", "FreeStorageSpace", {"DBInstanceIdentifier": "orders-db"}, "Minimum", 60),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_METRICS))
+def test_each_single_metric_alarm_watches_its_metric_at_the_resolution_aws_publishes(name, onboarded):
+    namespace, metric, dimensions, statistic, period = SINGLE_METRICS[name]
+    properties = _alarms_by_name(onboarded.resources)[name]["Properties"]
+
+    assert (properties["Namespace"], properties["MetricName"]) == (namespace, metric)
+    assert {d["Name"]: d["Value"] for d in properties["Dimensions"]} == dimensions
+    assert properties.get("Statistic", properties.get("ExtendedStatistic")) == statistic
+    assert properties["Period"] == period
+
+
+def test_5xx_rate_is_metric_math_over_the_workload_target_group(onboarded):
+    alarm = _alarms_by_name(onboarded.resources)["web-api-5xx-rate"]
+
+    assert _expression(alarm) == "100 * FILL(m1, 0) / m2"
+    assert _metric_stats(alarm) == {
+        "m1": {
+            "namespace": "AWS/ApplicationELB",
+            "metric": "HTTPCode_Target_5XX_Count",
+            "dimensions": WEB_API_ELB,
+            "stat": "Sum",
+            "period": 60,
+        },
+        "m2": {
+            "namespace": "AWS/ApplicationELB",
+            "metric": "RequestCount",
+            "dimensions": WEB_API_ELB,
+            "stat": "Sum",
+            "period": 60,
+        },
+    }
+
+
+def test_ecs_running_tasks_alarm_counts_the_tasks_missing_from_the_desired_count(onboarded):
+    alarm = _alarms_by_name(onboarded.resources)["checkout-ecs-running-tasks"]
+    service = {"ClusterName": "checkout", "ServiceName": "checkout-api"}
+
+    assert _expression(alarm) == "m2 - m1"
+    stats = _metric_stats(alarm)
+    assert {k: (v["namespace"], v["metric"], v["dimensions"]) for k, v in stats.items()} == {
+        "m1": ("ECS/ContainerInsights", "RunningTaskCount", service),
+        "m2": ("ECS/ContainerInsights", "DesiredTaskCount", service),
+    }
+
+
+def test_latency_anomaly_alarm_uses_a_learned_band_whose_model_the_stack_owns(onboarded):
+    resources = onboarded.resources
+    alarm_id, alarm = next(
+        (k, a)
+        for k, a in cfn.of_type(resources, "AWS::CloudWatch::Alarm").items()
+        if a["Properties"]["AlarmName"] == "web-api-latency-anomaly"
+    )
+    properties = alarm["Properties"]
+    band = next(q for q in properties["Metrics"] if "Expression" in q)
+    (metric_id,) = _metric_stats(alarm)
+
+    # The alarm compares the metric with its band's upper edge (2 standard deviations wide)
+    assert properties["ThresholdMetricId"] == band["Id"]
+    assert band["Expression"] == f"ANOMALY_DETECTION_BAND({metric_id}, 2)"
+    assert _metric_stats(alarm)[metric_id]["metric"] == "TargetResponseTime"
+    # and the model of that metric is a resource of the stack, created before the alarm
+    (detector_id, detector) = cfn.only(resources, "AWS::CloudWatch::AnomalyDetector")
+    single = detector["Properties"]["SingleMetricAnomalyDetector"]
+    assert (single["Namespace"], single["MetricName"], single["Stat"]) == (
+        "AWS/ApplicationELB",
+        "TargetResponseTime",
+        "Average",
+    )
+    assert {d["Name"]: d["Value"] for d in single["Dimensions"]} == WEB_API_ELB
+    assert detector_id in cfn.as_list(alarm.get("DependsOn", []))
+    assert alarm_id
+
+
+def test_route53_alarms_exist_only_in_the_region_route53_publishes_to(onboarded):
+    alarm = _alarms_by_name(onboarded.resources)[f"web-api-route53-{HEALTH_CHECK}"]
+
+    condition = alarm["Condition"]
+    assert onboarded.template["Conditions"][condition] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
+    # and no other alarm depends on the region
+    conditioned = [a for a in _alarms_by_name(onboarded.resources).values() if "Condition" in a]
+    assert conditioned == [alarm]
+
+
+def test_route53_alarms_are_left_out_with_a_warning_in_another_region():
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Annotations, Match, Template
+
+    from infra.config import Workload
+    from infra.constructs.workloads import ProtectedWorkload
+
+    stack = cdk.Stack(cdk.App(), "Elsewhere", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    workload = Workload.model_validate(ONBOARDED_WORKLOADS[0])
+    ProtectedWorkload(stack, "Web", workload=workload, managed_tag=("recovery:managed", "true"))
+
+    names = [
+        a["Properties"]["AlarmName"]
+        for a in Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm").values()
+    ]
+    assert f"web-api-route53-{HEALTH_CHECK}" not in names
+    assert "web-api-canary-web-api-home" in names  # the canary watches the endpoint from here instead
+    warnings = Annotations.from_stack(stack).find_warning(
+        "*", Match.string_like_regexp("Route 53 health check metrics")
+    )
+    assert warnings
+
+
+def test_every_onboarded_alarm_reaches_the_alarm_detector(onboarded):
+    prefixes = [
+        p["prefix"]
+        for p in _rule_for(onboarded.resources, "detectors.alarm.handler")["Properties"]["EventPattern"]["detail"][
+            "alarmName"
+        ]
+    ]
+    for name in _alarms_by_name(onboarded.resources):
+        assert sum(name.startswith(p) for p in prefixes) >= 1, f"{name} matches no prefix of {prefixes}"
+
+
+def test_the_onboarded_stack_passes_cfn_lint_and_cdk_nag(onboarded):
+    import subprocess
+
+    from aws_cdk.assertions import Annotations, Match
+
+    from tests.conftest import ROOT
+    from tests.infra.test_lint import _cfn_lint
+
+    result = subprocess.run(
+        [_cfn_lint(), "--format", "json", str(onboarded.path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    findings = [
+        f for f in json.loads(result.stdout or "[]") if f["Level"] == "Error" or f["Rule"]["Id"].startswith("E")
+    ]
+    assert findings == [], findings
+    errors = Annotations.from_stack(onboarded.stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert errors == [], "\n".join(f"{e.id}: {e.entry.data}" for e in errors)
+
+
+# --- the RDS and ECS detectors ------------------------------------------------------------
+
+
+def _matches(rule: dict[str, Any], event: dict[str, Any]) -> bool:
+    from moto.events.models import EventPattern
+
+    return EventPattern.load(json.dumps(rule["Properties"]["EventPattern"])).matches_event(event)
+
+
+def _sample_events(prefix: str) -> list[str]:
+    from tests.conftest import LOCAL_EVENTS, SHARED_EVENTS
+
+    return sorted({p.name for folder in (SHARED_EVENTS, LOCAL_EVENTS) for p in folder.glob(f"{prefix}*.json")})
+
+
+@pytest.mark.parametrize(
+    ("handler", "prefix"), [("detectors.rds.handler", "rds-"), ("detectors.ecs.handler", "ecs-")], ids=["rds", "ecs"]
+)
+def test_the_detector_rule_lets_through_every_event_its_detector_would_act_on(handler, prefix, resources):
+    # Given the rule on the default bus that feeds the detector, and every sample event of its service
+    from datetime import timedelta
+
+    from detectors import ecs, rds
+    from detectors.resolve import Owner
+    from tests.conftest import load_event
+
+    rule = _rule_for(resources, handler)
+    assert rule["Properties"].get("EventBusName", "default") == "default"
+    _assert_target_is_safe(rule, resources)
+
+    class Managed:
+        """Every resource managed; every start of an episode listed (so completions clear)."""
+
+        def service_owner(self, *_):
+            return Owner("w")
+
+        def database_owner(self, *_):
+            return Owner("w")
+
+        def events(self, kind, identifier, category, since, until):
+            return [
+                {
+                    "Date": since + timedelta(seconds=1),
+                    "Message": "failover started shutdown Recovery of the DB instance has started",
+                }
+            ]
+
+    acted_on, filtered = [], []
+    for name in _sample_events(prefix):
+        event = load_event(name)
+        if handler == "detectors.rds.handler":
+            parsed = rds.RdsEvent.model_validate(event)
+            findings = rds.classify(parsed, Managed(), ("k", "v"), parsed.time)
+        else:
+            parsed = ecs.TaskStateChangeEvent.model_validate(event)
+            findings = ecs.classify(parsed, Managed(), parsed.time)
+        if findings.detected or findings.cleared:
+            acted_on.append(name)
+            assert _matches(rule, event), f"the rule drops {name}, which the detector acts on"
+        elif not _matches(rule, event):
+            filtered.append(name)
+    # The samples cover both sides: events acted on, and irrelevant ones the rule already drops
+    assert acted_on and filtered, (acted_on, filtered)
+
+
+@pytest.mark.parametrize(
+    ("handler", "allowed"),
+    [
+        (
+            "detectors.rds.handler",
+            {
+                ("rds:DescribeEvents", "*"),
+                ("rds:ListTagsForResource", "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:db:*"),
+                ("rds:ListTagsForResource", "arn:${AWS::Partition}:rds:${AWS::Region}:${AWS::AccountId}:cluster:*"),
+            },
+        ),
+        (
+            "detectors.ecs.handler",
+            {("ecs:ListTagsForResource", "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:service/*")},
+        ),
+    ],
+    ids=["rds", "ecs"],
+)
+def test_the_rds_and_ecs_detectors_may_only_read_tags_and_events(handler, allowed, resources):
+    role_id = _function_role(resources, handler)
+    granted = set()
+    for statement in cfn.role_statements(resources, role_id):
+        assert statement["Effect"] == "Allow"
+        for action in cfn.as_list(statement["Action"]):
+            service = action.split(":", 1)[0]
+            if service in ("logs", "xray", "events", "sqs"):
+                continue  # logging, tracing, the bus and the dead-letter queue: every function has them
+            for resource in cfn.as_list(statement["Resource"]):
+                granted.add((action, cfn.resolve(resource)))
+    assert granted == allowed
+
+
+def test_the_rds_rule_asks_for_the_categories_the_detector_can_act_on(resources):
+    from detectors.rds import IMPAIRING_CATEGORIES
+
+    pattern = _rule_for(resources, "detectors.rds.handler")["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.rds"]
+    assert sorted(pattern["detail-type"]) == ["RDS DB Cluster Event", "RDS DB Instance Event"]
+    assert sorted(pattern["detail"]["EventCategories"]) == sorted(IMPAIRING_CATEGORIES)
 
 
 def test_restart_service_may_send_commands_only_to_managed_instances(resources, config):
