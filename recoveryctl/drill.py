@@ -165,7 +165,10 @@ class Drill:
                 victims = [i for i in in_service if self._zone_of(i) == zone and i not in impaired]
             else:
                 victims = [i for i in in_service if i not in impaired][: fault.count]
-            emulator.client("ec2").stop_instances(InstanceIds=victims)
+            if fault.kind == "fail_health_check":
+                emulator.failing_health_checks.update(victims)
+            else:
+                emulator.client("ec2").stop_instances(InstanceIds=victims)
             impaired.extend(victims)
         return impaired
 

@@ -28,8 +28,9 @@ class InstanceFault(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["stop", "task_crash", "zone_outage"] = Field(
-        description="stop: instances stop (status checks and target health fail); task_crash: tasks of "
+    kind: Literal["stop", "fail_health_check", "task_crash", "zone_outage"] = Field(
+        description="stop: instances stop (status checks and target health fail); fail_health_check: "
+        "instances keep running but fail the load balancer's health check; task_crash: tasks of "
         "the ECS service crash (it runs fewer than desired until redeployed); zone_outage: every "
         "instance in the first instance's Availability Zone stops"
     )

@@ -194,9 +194,15 @@ class Detection(Construct):
             retry_attempts=1,
             max_event_age=Duration.seconds(window_seconds),
         )
-        # Not scheduled yet: the local emulator (recoveryctl/emulator/runtime.py) cannot deploy a
-        # rule without an event pattern. Once it can, an events.Rule with
-        # schedule=events.Schedule.rate(Duration.minutes(interval_minutes)) targets self.sweep here.
+        self.sweep_schedule = events.Rule(
+            self,
+            "SweepSchedule",
+            description=f"Backstop health sweep of the protected groups every {interval_minutes} minute(s)",
+            schedule=events.Schedule.rate(Duration.minutes(interval_minutes)),
+        )
+        self.sweep_schedule.add_target(
+            self._target(self.sweep, retry_attempts=1, max_event_age=Duration.seconds(max(60, interval_minutes * 60)))
+        )
 
     # --- databases and containers ---------------------------------------------------------------
 

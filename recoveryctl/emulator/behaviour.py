@@ -112,7 +112,12 @@ def install(emulator: Any) -> ZonalShifts:
     session = boto3._get_default_session()
     shifts = ZonalShifts(emulator.account, emulator.region)
 
-    def before_call(model: Any, params: dict[str, Any], **kwargs: Any) -> Any:
+    def remember_params(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        # before-call sees the serialized request; keep the API parameters for it.
+        context["emulator_api_params"] = dict(params)
+
+    def before_call(model: Any, context: dict[str, Any], **kwargs: Any) -> Any:
+        params = context.get("emulator_api_params", {})
         service = model.service_model.service_id.hyphenize()
         if service == "arc-zonal-shift":
             return shifts.handle(model.name, params)
@@ -122,8 +127,12 @@ def install(emulator: Any) -> ZonalShifts:
             _roll_out(emulator, params.get("cluster", "default"), params["service"])
         return None
 
+    session.events.register("before-parameter-build.*.*", remember_params, unique_id="recovery-emulator-params")
     session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-behaviour")
     emulator._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-behaviour")
+    emulator._stack.callback(
+        session.events.unregister, "before-parameter-build.*.*", unique_id="recovery-emulator-params"
+    )
     return shifts
 
 

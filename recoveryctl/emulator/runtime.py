@@ -104,6 +104,7 @@ class Emulator:
         self.functions: dict[str, FunctionSpec] = {}
         self.routes: list[Route] = []
         self.schedules: list[Route] = []
+        self.failing_health_checks: set[str] = set()  # targets that fail their health check
         self.invocations: list[Invocation] = []
         self.events: list[dict[str, Any]] = []  # every event put on any bus, in order
         self.faults: list[Fault] = []
@@ -143,6 +144,11 @@ class Emulator:
             logger.setLevel(logging.CRITICAL)
         clock.reset()
         core_aws.reset()
+        # The functions' JSON logs go to the emulator's log, wherever they were first imported.
+        from core.observability import logger as function_logger
+
+        previous = function_logger.registered_handler.setStream(self.log)
+        self._stack.callback(function_logger.registered_handler.setStream, previous)
         self._install_fault_hook()
         from recoveryctl.emulator import behaviour
 
@@ -166,8 +172,9 @@ class Emulator:
 
     # --- patches: Lambda dispatch, virtual waits, event routing ---
     def _patch_moto(self) -> None:
-        from moto.autoscaling.models import AutoScalingBackend
+        from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
         from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
         from moto.events.models import EventsBackend
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
@@ -218,6 +225,44 @@ class Emulator:
                         target_group.arn, [{"Id": i, "Port": target_group.port} for i in running]
                     )
 
+        original_launch = FakeAutoScalingGroup.replace_autoscaling_group_instances
+
+        def balanced_launch(group: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
+            # Fidelity: a group spreads its instances across its zones; moto launches every
+            # instance into the first subnet, so a zone outage would take the whole group.
+            subnets = group.vpc_zone_identifier.split(",") if group.vpc_zone_identifier else []
+            if len(subnets) < 2:
+                return original_launch(group, count_needed, propagated_tags)
+            saved = group.vpc_zone_identifier
+            try:
+                for _ in range(count_needed):
+                    load = {s: sum(1 for st in group.instance_states if st.instance.subnet_id == s) for s in subnets}
+                    group.vpc_zone_identifier = min(subnets, key=lambda s: (load[s], subnets.index(s)))
+                    original_launch(group, 1, dict(propagated_tags))
+            finally:
+                group.vpc_zone_identifier = saved
+            return None
+
+        original_health = FakeTargetGroup.health_for
+
+        def health_for(target_group: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
+            # A running instance whose application fails the load balancer's health check.
+            status = original_health(target_group, target, ec2_backend)
+            if target["Id"] in emulator.failing_health_checks and status.status == "healthy":
+                return FakeHealthStatus(
+                    target["Id"],
+                    status.port,
+                    status.health_check_port,
+                    "unhealthy",
+                    "Target.FailedHealthChecks",
+                    "Health checks failed",
+                )
+            return status
+
+        self._stack.enter_context(mock.patch.object(FakeTargetGroup, "health_for", health_for))
+        self._stack.enter_context(
+            mock.patch.object(FakeAutoScalingGroup, "replace_autoscaling_group_instances", balanced_launch)
+        )
         self._stack.enter_context(
             mock.patch.object(AutoScalingBackend, "update_attached_target_groups", update_attached_target_groups)
         )

@@ -74,6 +74,10 @@ def _build_group(
         _adopt_arns(
             emulator, {lb["LoadBalancerArn"]: workload["load_balancer_arn"], tg["TargetGroupArn"]: target_group_arn}
         )
+        # The load balancer and target group opted in, as the user's own resources would.
+        elbv2.add_tags(
+            ResourceArns=[workload["load_balancer_arn"], target_group_arn], Tags=_tags(workload, managed_tag)
+        )
         elbv2.create_listener(
             LoadBalancerArn=workload["load_balancer_arn"],
             Protocol="HTTP",
@@ -266,7 +270,7 @@ def _build_dns(emulator: Emulator, workload: dict[str, Any], managed_tag: tuple[
     created_id = zone["Id"].split("/")[-1]
     declared_id = ref["hosted_zone_id"]
     fake = backend.zones.pop(created_id)
-    fake.id = declared_id
+    fake.resource_id = declared_id
     backend.zones[declared_id] = fake
     route53.change_tags_for_resource(
         ResourceType="hostedzone", ResourceId=declared_id, AddTags=_tags(workload, managed_tag)
@@ -284,9 +288,15 @@ def _build_dns(emulator: Emulator, workload: dict[str, Any], managed_tag: tuple[
                 "FailureThreshold": 2,
             },
         )["HealthCheck"]["Id"]
+    if ref.get("health_check_id"):  # the primary's check at the declared id (its alarm watches that one)
+        check = backend.health_checks.pop(checks["primary"])
+        check.id = ref["health_check_id"]
+        backend.health_checks[check.id] = check
+        checks["primary"] = check.id
+    # UPSERT: moto refuses to re-create later a record set first made with CREATE.
     changes = [
         {
-            "Action": "CREATE",
+            "Action": "UPSERT",
             "ResourceRecordSet": {
                 "Name": ref["record_name"],
                 "Type": ref.get("record_type", "A"),

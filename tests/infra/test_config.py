@@ -84,7 +84,15 @@ def test_invalid_configuration_is_rejected_with_a_message_naming_the_problem(
 
 def test_shipped_configuration_is_valid():
     config = validate(shipped_config())
-    assert {p.name for p in config.parsed_plans()} == {"replace-failed-instance", "surge-and-replace-unhealthy"}
+    assert [p.name for p in config.parsed_plans()] == [
+        "shift-away-from-impaired-zone",
+        "fail-over-database",
+        "restart-crashed-container",
+        "fail-over-region",
+        "replace-failed-instance",
+        "surge-and-replace-unhealthy",
+    ]
+    assert {w.name for w in config.workloads} == {"web-api", "checkout", "orders", "ledger"}
 
 
 def test_cdk_app_exits_with_the_message_on_a_bad_configuration_file(tmp_path):
