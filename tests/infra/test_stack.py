@@ -1024,3 +1024,18 @@ def test_restart_service_may_send_commands_only_to_managed_instances(resources, 
             json.dumps(condition, sort_keys=True),
         ),
     }
+
+
+def test_the_health_sweep_runs_on_its_schedule_with_a_dead_letter_queue(resources, config):
+    # Given the configured interval, Then a schedule rule (no event pattern) targets the sweep
+    schedules = [
+        r for r in resources.values() if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r["Properties"]
+    ]
+    minutes = config.sweep_interval_minutes
+    assert [r["Properties"]["ScheduleExpression"] for r in schedules] == [
+        f"rate({minutes} minute{'s' if minutes > 1 else ''})"
+    ]
+    (target,) = schedules[0]["Properties"]["Targets"]
+    assert "HealthSweep" in json.dumps(target["Arn"])
+    assert target["DeadLetterConfig"]["Arn"]
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 1
