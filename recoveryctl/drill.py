@@ -130,6 +130,9 @@ class Drill:
                         "time": event["detail"]["state"]["timestamp"],
                     }
                 )
+            elif signal.schedule is not None:
+                fired = emulator.fire_schedules()
+                signals.append({"event": f"schedule ({fired} rule(s) fired)", "deliveries": 1, "time": at.isoformat()})
             else:
                 event = self._fill(signal.event or {}, impaired, at)
                 event.setdefault("id", str(uuid.uuid4()))

@@ -61,6 +61,9 @@ class SignalSpec(BaseModel):
     alarm: str | None = Field(default=None, description='alarm name; "{workload}" is replaced by the workload name')
     state: Literal["ALARM", "OK", "INSUFFICIENT_DATA"] = "ALARM"
     event: dict[str, Any] | None = Field(default=None, description="an AWS event, put on the default bus")
+    schedule: Literal["sweep"] | None = Field(
+        default=None, description="sweep: the scheduled rules fire once (the backstop health sweep)"
+    )
     deliveries: int = Field(default=1, ge=1, le=100, description="times EventBridge delivers the event")
     at_seconds: float = Field(
         default=0, ge=-3600, le=3600, description="when the signal fired, relative to the drill's start"
@@ -68,8 +71,8 @@ class SignalSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one(self) -> SignalSpec:
-        if (self.alarm is None) == (self.event is None):
-            raise ValueError("a signal is either an alarm or an event")
+        if sum(x is not None for x in (self.alarm, self.event, self.schedule)) != 1:
+            raise ValueError("a signal is one of: an alarm, an event, a schedule")
         return self
 
 

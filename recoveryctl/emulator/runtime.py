@@ -248,6 +248,17 @@ class Emulator:
         def health_for(target_group: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
             # A running instance whose application fails the load balancer's health check.
             status = original_health(target_group, target, ec2_backend)
+            instance = ec2_backend.get_instance_by_id(target["Id"]) if target["Id"].startswith("i-") else None
+            if instance is not None and instance.state in ("shutting-down", "terminated"):
+                # A terminated instance is being deregistered (moto reports it healthy).
+                return FakeHealthStatus(
+                    target["Id"],
+                    status.port,
+                    status.health_check_port,
+                    "draining",
+                    "Target.DeregistrationInProgress",
+                    "Target deregistration is in progress",
+                )
             if target["Id"] in emulator.failing_health_checks and status.status == "healthy":
                 return FakeHealthStatus(
                     target["Id"],

@@ -81,3 +81,21 @@ def test_target_degradation_deregisters_then_re_registers_on_rollback(synthesize
     states = report["execution"]["states"]
     assert states.index("RollbackReplaceInstance") < states.index("RollbackRedirectTraffic")
     assert impaired in {h["Target"]["Id"] for h in health}, "registered again, as it was"
+
+
+def test_an_instance_stopping_unasked_is_replaced(synthesized):
+    report, state = _run(synthesized, "instance-stopped")
+
+    assert report["outcome"] == "recovered"
+    assert report["impairment_type"] == "instance_failure"
+    assert report["workload"]["impaired_instances"][0] not in state["in_service"]
+    assert len(state["in_service"]) == state["desired_capacity"] == 3
+
+
+def test_the_backstop_sweep_finds_an_unhealthy_target_no_alarm_reported(synthesized):
+    report, state = _run(synthesized, "sweep-unhealthy-target")
+
+    assert [s["event"] for s in report["signals"]] == ["schedule (1 rule(s) fired)"]
+    assert report["outcome"] == "recovered"
+    assert report["impairment_type"] == "service_degradation"
+    assert report["workload"]["impaired_instances"][0] not in state["in_service"]
