@@ -1,5 +1,7 @@
 """scale_out: raise an Auto Scaling group's desired capacity, bounded by its MaxSize and the
-plan's cap. Rollback restores the desired capacity recorded before the change."""
+plan's cap. Rollback restores the desired capacity recorded before the change; after a
+successful recovery the workflow does the same once the workload has stayed healthy for
+`return_after_seconds`, unless the plan sets `keep`."""
 
 from __future__ import annotations
 
@@ -14,6 +16,11 @@ NAME = "scale_out"
 class Params(ActionParams):
     increment: int = Field(default=1, ge=1, le=100, description="instances to add")
     max_desired_capacity: int | None = Field(default=None, ge=1, description="never set desired above this")
+    # Emergency capacity is returned once the workload has stayed healthy this long after the
+    # recovery (the workflow waits, checks health, then runs this action's rollback)...
+    return_after_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    # ...unless the plan keeps it.
+    keep: bool = False
 
 
 def apply(ctx: Context) -> ActionResult:

@@ -36,8 +36,23 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         metrics.add_metric(name="DryRuns", unit="Count", value=1)
     logger.info(outcome, mttr_seconds=mttr)
     return {
+        "return_capacity_after_seconds": _return_capacity_after(event) if outcome == "recovered" else 0,
         "outcome": outcome,
         "resolved_at": resolved_at.isoformat(),
         "mttr_seconds": mttr,
         "mttd_seconds": impairment.mttd_seconds,
     }
+
+
+def _return_capacity_after(event: dict[str, Any]) -> int:
+    """How long the workflow waits before returning the emergency capacity of this recovery's
+    scale-outs (0: there is none to return, or the plan keeps it)."""
+    steps = {s["index"]: s for s in (event.get("plan") or {}).get("steps", [])}
+    waits = []
+    for result in event.get("actions") or []:
+        step = steps.get(result.get("step_index")) if isinstance(result, dict) else None
+        if step and step["action"] == "scale_out" and result.get("result") == "changed":
+            params = step.get("params") or {}
+            if not params.get("keep"):
+                waits.append(int(params.get("return_after_seconds", 3600)))
+    return min(waits, default=0)

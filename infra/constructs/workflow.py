@@ -102,7 +102,27 @@ class RecoveryWorkflow(Construct):
 
         recovered = sfn.Succeed(self, "Recovered")
         finalize_task = self._task("Finalize", finalize, None, "$.resolution")
-        finalize_task.next(recovered)
+        # Resource lifecycle cleanup: emergency capacity goes back once the workload stayed healthy.
+        return_capacity = self._function(
+            "ReturnCapacity", "orchestration.return_capacity.handler", "Return emergency capacity after a recovery"
+        )
+        table.grant_read_write_data(return_capacity)
+        _allow(
+            return_capacity,
+            sorted(set(ACTIONS["scale_out"].iam_actions) | {"elasticloadbalancing:DescribeTargetHealth"}),
+            managed_tag,
+        )
+        wait_to_return = sfn.Wait(
+            self,
+            "WaitBeforeReturningCapacity",
+            time=sfn.WaitTime.seconds_path("$.resolution.return_capacity_after_seconds"),
+        )
+        wait_to_return.next(self._task("ReturnCapacity", return_capacity, None, "$.capacity_returned").next(recovered))
+        finalize_task.next(
+            sfn.Choice(self, "EmergencyCapacity?")
+            .when(sfn.Condition.number_greater_than("$.resolution.return_capacity_after_seconds", 0), wait_to_return)
+            .otherwise(recovered)
+        )
 
         wait = sfn.Wait(self, "WaitBeforeVerify", time=sfn.WaitTime.seconds_path("$.plan.verify.wait_seconds"))
         verify_task = self._task("Verify", verify, None, "$.verification")

@@ -102,7 +102,10 @@ class ZonalShifts:
         return _error("UnsupportedOperation", f"the emulator does not implement arc-zonal-shift {operation}")
 
     def active(self) -> list[dict[str, Any]]:
-        return [s for s in self.shifts.values() if s["status"] == "ACTIVE"]
+        from core import clock
+
+        now = clock.utc_now()
+        return [s for s in self.shifts.values() if s["status"] == "ACTIVE" and s["expiryTime"] > now]
 
 
 def install(emulator: Any) -> ZonalShifts:

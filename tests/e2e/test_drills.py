@@ -115,9 +115,15 @@ def test_service_degradation_adds_capacity_and_replaces_the_unhealthy_target(syn
 
     assert report["outcome"] == "recovered"
     assert report["executions_started"] == 1
-    assert [a["type"] for a in report["actions"]] == ["scale_out", "replace_instance"]
+    # Surge, replace, and once the workload stayed healthy the emergency capacity goes back
+    assert [(a["type"], a["phase"]) for a in report["actions"]] == [
+        ("scale_out", "apply"),
+        ("replace_instance", "apply"),
+        ("scale_out", "rollback"),
+    ]
+    assert report["execution"]["states"][-3:] == ["WaitBeforeReturningCapacity", "ReturnCapacity", "Recovered"]
     after = report["workload"]["after"]
-    assert after["desired_capacity"] == 4 and len(after["in_service"]) == 4
+    assert after["desired_capacity"] == 3 and len(after["in_service"]) == 3
     assert report["workload"]["impaired_instances"][0] not in after["in_service"]
     registered = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health}
     assert all(registered[i] == "healthy" for i in after["in_service"])

@@ -1,0 +1,54 @@
+"""Return emergency capacity: after a recovery, once the workload has stayed healthy for the
+plan's `return_after_seconds`, undo its scale-outs (resource lifecycle cleanup). A workload that
+is not healthy keeps the capacity, and the record says why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actions import base, scale_out
+from core import clock
+from core import settings as settings_module
+from core.contract import ImpairmentDetected
+from core.entry import lambda_entry
+from core.observability import logger, metrics
+from core.store import RecoveryStore
+from orchestration import verify
+
+
+@lambda_entry
+def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
+    settings = settings_module.load("table_name")
+    store = store or RecoveryStore(settings.table_name)
+    impairment = ImpairmentDetected.model_validate(event["impairment"])
+    steps = {s["index"]: s for s in event["plan"].get("steps", [])}
+    to_return = [
+        (steps[r["step_index"]], r)
+        for r in event.get("actions") or []
+        if isinstance(r, dict)
+        and r.get("action") == scale_out.NAME
+        and r.get("result") == "changed"
+        and not (steps.get(r.get("step_index"), {}).get("params") or {}).get("keep")
+    ]
+    checks = verify.check(impairment, frozenset({scale_out.NAME}))
+    if not all(c["passed"] for c in checks):
+        reason = "the workload is not healthy: the emergency capacity stays"
+        store.update_impairment(impairment.impairment_id, capacity_returned=False, capacity_note=reason)
+        logger.warning(reason, checks=checks)
+        return {"returned": [], "kept": [r["targets"] for _, r in to_return], "reason": reason, "checks": checks}
+    returned = []
+    for step, result in to_return:
+        outcome = base.run(
+            scale_out.SPEC,
+            "rollback",
+            {"impairment": event["impairment"], "step": step, "applied": result, "plan": event["plan"]["name"]},
+            store,
+            (settings.managed_tag_key, settings.managed_tag_value),
+        )
+        returned.append({"step_index": step["index"], "result": outcome["result"], "message": outcome["message"]})
+    store.update_impairment(
+        impairment.impairment_id, capacity_returned=True, capacity_returned_at=clock.utc_now().isoformat()
+    )
+    metrics.add_metric(name="EmergencyCapacityReturned", unit="Count", value=len(returned))
+    logger.info("emergency capacity returned", returned=returned)
+    return {"returned": returned, "kept": [], "checks": checks}
