@@ -105,6 +105,20 @@ def reject(event: Any, exc: ValidationError | ValueError, what: str) -> dict[str
     return {"status": "rejected", "reason": f"invalid {what}"}
 
 
+def parse(
+    event: Any, model: type[BaseModel], source: str, detail_types: tuple[str, ...], what: str
+) -> tuple[Any, dict[str, Any] | None]:
+    """The event as `model`, or (None, the rejection) for input that is not one: bad input is
+    logged and counted here, never raised."""
+    try:
+        parsed = model.model_validate(event)
+        if parsed.source != source or parsed.detail_type not in detail_types:  # type: ignore[attr-defined]
+            raise ValueError(f"not {what}: {parsed.source} / {parsed.detail_type}")  # type: ignore[attr-defined]
+    except (ValidationError, ValueError) as exc:
+        return None, reject(event, exc, what)
+    return parsed, None
+
+
 def ignore(reason: str, **context: Any) -> dict[str, Any]:
     """Irrelevant input (not ours, not an impairment): logged and counted, nothing emitted."""
     logger.info("no impairment", reason=reason, **context)

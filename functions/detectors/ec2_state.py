@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
-from core.observability import logger, metrics, tracer
-from detectors.common import Envelope, Findings, ignore, load_settings, publish, reject
+from core.entry import lambda_entry
+from core.observability import logger
+from detectors.common import Envelope, Findings, ignore, load_settings, parse, publish
 from detectors.resolve import InstanceOwner, out_of_service_on_purpose
 
 SOURCE = "aws.ec2"
@@ -121,18 +122,13 @@ def classify(event: InstanceStateChangeEvent, inventory: Inventory, now: datetim
 # --- the handler -----------------------------------------------------------------------------
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_entry
 def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    try:
-        parsed = InstanceStateChangeEvent.model_validate(event)
-        if parsed.source != SOURCE or parsed.detail_type != DETAIL_TYPE:
-            raise ValueError(f"not an EC2 state change: {parsed.source} / {parsed.detail_type}")
-    except (ValidationError, ValueError) as exc:
-        return reject(event, exc, "EC2 instance state change")
+    parsed, rejected = parse(event, InstanceStateChangeEvent, SOURCE, (DETAIL_TYPE,), "EC2 instance state change")
+    if rejected is not None:
+        return rejected
 
     settings = load_settings("event_bus_name")
     logger.append_keys(instance_id=parsed.detail.instance_id, state=parsed.detail.state)

@@ -41,13 +41,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from core import aws, clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
+from core.entry import lambda_entry
 from core.errors import classify_client_error
-from core.observability import logger, metrics, tracer
-from detectors.common import Envelope, Findings, load_settings, publish, reject
+from core.observability import logger
+from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import Owner, owner_from_tags
 
 SOURCE = "aws.ecs"
@@ -221,18 +222,13 @@ def classify(event: TaskStateChangeEvent, inventory: Inventory, now: datetime) -
 # --- the handler -----------------------------------------------------------------------------
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_entry
 def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    try:
-        parsed = TaskStateChangeEvent.model_validate(event)
-        if parsed.source != SOURCE or parsed.detail_type != DETAIL_TYPE:
-            raise ValueError(f"not an ECS task state change: {parsed.source} / {parsed.detail_type}")
-    except (ValidationError, ValueError) as exc:
-        return reject(event, exc, "ECS task state change")
+    parsed, rejected = parse(event, TaskStateChangeEvent, SOURCE, (DETAIL_TYPE,), "ECS task state change")
+    if rejected is not None:
+        return rejected
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail

@@ -30,7 +30,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core import clock
 from core.contract import (
@@ -42,8 +42,9 @@ from core.contract import (
     Signal,
     make_impairment_id,
 )
-from core.observability import logger, metrics, tracer
-from detectors.common import Envelope, Findings, load_settings, publish, reject
+from core.entry import lambda_entry
+from core.observability import logger
+from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import InstanceOwner, ProtectedGroup, instance_id_of, out_of_service_on_purpose
 
 SOURCE = "aws.health"
@@ -288,18 +289,13 @@ def classify(event: HealthEvent, inventory: Inventory, now: datetime) -> Finding
 # --- the handler -----------------------------------------------------------------------------
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_entry
 def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    try:
-        parsed = HealthEvent.model_validate(event)
-        if parsed.source != SOURCE or parsed.detail_type != DETAIL_TYPE:
-            raise ValueError(f"not an AWS Health event: {parsed.source} / {parsed.detail_type}")
-    except (ValidationError, ValueError) as exc:
-        return reject(event, exc, "AWS Health event")
+    parsed, rejected = parse(event, HealthEvent, SOURCE, (DETAIL_TYPE,), "AWS Health event")
+    if rejected is not None:
+        return rejected
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail

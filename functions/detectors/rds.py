@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from core import aws, clock
 from core.contract import (
@@ -58,9 +58,10 @@ from core.contract import (
     Signal,
     make_impairment_id,
 )
+from core.entry import lambda_entry
 from core.errors import classify_client_error
-from core.observability import logger, metrics, tracer
-from detectors.common import Envelope, Findings, load_settings, publish, reject
+from core.observability import logger
+from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import Owner, owner_from_tags, tags_dict
 
 SOURCE = "aws.rds"
@@ -296,18 +297,13 @@ def _clearing(
 # --- the handler -----------------------------------------------------------------------------
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_entry
 def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    try:
-        parsed = RdsEvent.model_validate(event)
-        if parsed.source != SOURCE or parsed.detail_type not in DETAIL_TYPES:
-            raise ValueError(f"not an RDS DB instance or cluster event: {parsed.source} / {parsed.detail_type}")
-    except (ValidationError, ValueError) as exc:
-        return reject(event, exc, "RDS event")
+    parsed, rejected = parse(event, RdsEvent, SOURCE, tuple(DETAIL_TYPES), "RDS event")
+    if rejected is not None:
+        return rejected
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail
