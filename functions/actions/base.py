@@ -70,6 +70,28 @@ class Context:
     record_before: Callable[[dict[str, Any]], None]
     # Dry-run: read everything, compute the change, call no mutating API, report "would_change".
     dry_run: bool = False
+    action: str = ""
+
+    def result(
+        self,
+        phase: Phase,
+        result: str,
+        targets: list[str],
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        message: str = "",
+    ) -> ActionResult:
+        """This step's ActionResult, with the state before and after."""
+        return ActionResult(
+            action=self.action,
+            phase=phase,
+            step_index=self.step_index,
+            result=result,  # type: ignore[arg-type]
+            targets=targets,
+            before=before or {},
+            after=after or {},
+            message=message,
+        )
 
 
 def result_of(ctx: Context, changed: bool) -> str:
@@ -159,6 +181,7 @@ def run(
         applied=request.applied,
         record_before=record_before,
         dry_run=request.dry_run,
+        action=spec.name,
     )
     function = spec.apply if phase == "apply" else spec.rollback
     if request.dry_run and phase == "rollback":

@@ -115,16 +115,12 @@ def rollback(ctx: Context) -> ActionResult:
     applied = ctx.applied or {}
     before = applied.get("before") or {}
     if not before:
-        return _result(ctx, "rollback", "unchanged", [], message="nothing was applied")
+        return ctx.result("rollback", "unchanged", [], message="nothing was applied")
     if before.get("kind") == "dns":
         return _dns_rollback(ctx, before)
     if before.get("db_cluster"):
         return _cluster_rollback(ctx, before)
     return _instance_rollback(ctx, before)
-
-
-def _result(ctx: Context, phase: str, result: str, targets: list[str], **fields: Any) -> ActionResult:
-    return ActionResult(action=NAME, phase=phase, step_index=ctx.step_index, result=result, targets=targets, **fields)
 
 
 # --- DNS ------------------------------------------------------------------------------------
@@ -154,8 +150,7 @@ def _dns_apply(ctx: Context) -> ActionResult:
     label = _dns_label(before)
     if current == target:
         changed = target != [before["primary"], before["secondary"]]
-        return _result(
-            ctx,
+        return ctx.result(
             "apply",
             "changed" if changed else "unchanged",
             [label],
@@ -171,8 +166,7 @@ def _dns_apply(ctx: Context) -> ActionResult:
     if not ctx.dry_run:
         change_id = _swap(client, before, current, target, f"failover {ctx.impairment.impairment_id}")
     what = "swapped PRIMARY and SECONDARY" if before["routing"] == "failover" else "moved the weight"
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, True),
         [label],
@@ -190,8 +184,7 @@ def _dns_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     current = _current_pair(client, before)
     if current == original:
         # A retry of this rollback finds its own work done.
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "changed" if ctx.before else "unchanged",
             [label],
@@ -200,8 +193,7 @@ def _dns_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
             message=f"{label}: the record sets are as they were before the failover",
         )
     if current != target:
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "unchanged",
             [label],
@@ -211,8 +203,7 @@ def _dns_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         )
     ctx.record_before(_dns_state(current))
     change_id = _swap(client, before, current, original, f"fail back {ctx.impairment.impairment_id}")
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "changed",
         [label],
@@ -455,8 +446,7 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
         ctx.before is not None and state["status"] == "rebooting"
     ):
         # A retry: the failover this step asked for is done or under way.
-        return _result(
-            ctx,
+        return ctx.result(
             "apply",
             "changed",
             [identifier],
@@ -468,8 +458,7 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
     if not ctx.dry_run:
         aws_calls.call(client, "reboot_db_instance", DBInstanceIdentifier=identifier, ForceFailover=True)
         state = _instance_state(_describe_instance(client, identifier))
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, True),
         [identifier],
@@ -488,8 +477,7 @@ def _instance_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     if state["availability_zone"] == original:
         if state["status"] == "rebooting" and not ctx.before:
             raise TransientError(f"DB instance {identifier} is still failing over; failing back once it is done")
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "changed" if ctx.before else "unchanged",
             [identifier],
@@ -498,8 +486,7 @@ def _instance_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
             message=f"DB instance {identifier} is in its original Availability Zone {original}",
         )
     if ctx.before is not None and state["status"] == "rebooting":
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "changed",
             [identifier],
@@ -510,8 +497,7 @@ def _instance_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     _require_status(state["status"], _INSTANCE_BUSY, f"DB instance {identifier}")
     ctx.record_before(state)
     aws_calls.call(client, "reboot_db_instance", DBInstanceIdentifier=identifier, ForceFailover=True)
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "changed",
         [identifier],
@@ -558,8 +544,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
     identifier = before["db_cluster"]
     state = _cluster_state(cluster)
     if state["writer"] != before["writer"] or (ctx.before is not None and state["status"] == "failing-over"):
-        return _result(
-            ctx,
+        return ctx.result(
             "apply",
             "changed",
             [identifier],
@@ -572,8 +557,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
         kwargs = {"TargetDBInstanceIdentifier": target} if target else {}
         aws_calls.call(client, "failover_db_cluster", DBClusterIdentifier=identifier, **kwargs)
         state = _cluster_state(_describe_cluster(client, identifier))
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, True),
         [identifier],
@@ -590,8 +574,7 @@ def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     cluster = _describe_cluster(client, identifier)
     state = _cluster_state(cluster)
     if state["writer"] == original:
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "changed" if ctx.before else "unchanged",
             [identifier],
@@ -601,8 +584,7 @@ def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         )
     if state["status"] == "failing-over":
         if ctx.before is not None:
-            return _result(
-                ctx,
+            return ctx.result(
                 "rollback",
                 "changed",
                 [identifier],
@@ -619,8 +601,7 @@ def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     )
     ctx.record_before(state)
     aws_calls.call(client, "failover_db_cluster", DBClusterIdentifier=identifier, TargetDBInstanceIdentifier=original)
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "changed",
         [identifier],

@@ -61,7 +61,7 @@ def apply(ctx: Context) -> ActionResult:
 def rollback(ctx: Context) -> ActionResult:
     before = (ctx.applied or {}).get("before") or ctx.before
     if not before:
-        return _result(ctx, "rollback", "unchanged", [], {}, {}, "nothing was applied")
+        return ctx.result("rollback", "unchanged", [], {}, {}, "nothing was applied")
     if before.get("kind") == "standby_instances":
         return _enter_standby_again(ctx, before)
     return _restore_desired(ctx, before)
@@ -116,8 +116,7 @@ def _raise_desired(ctx: Context) -> ActionResult:
             HonorCooldown=False,
         )
     limits = before.get("limited_by") or []
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, changed),
         [before["group"]],
@@ -167,8 +166,7 @@ def _restore_desired(ctx: Context, before: dict) -> ActionResult:
         )
         changed = True
         message = f"desired capacity restored to {before['desired_capacity']}"
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "changed" if changed else "unchanged",
         [before["group"]],
@@ -222,8 +220,7 @@ def _exit_standby(ctx: Context) -> ActionResult:
         message = f"{before['group']}: out of Standby: {', '.join(pending)}"
     else:
         message = f"{before['group']}: already out of Standby: {', '.join(before['instances'])}"
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, bool(pending)),
         before["instances"],
@@ -254,8 +251,7 @@ def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
         parts.append(f"back in Standby: {', '.join(back)}")
     if gone:
         parts.append(f"no longer in service, cannot be put back: {', '.join(gone)}")
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "irreversible" if gone else ("changed" if back else "unchanged"),
         before["instances"],
@@ -268,21 +264,6 @@ def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
 def _lifecycle_states(client: Any, group_name: str) -> dict[str, str]:
     group = asg.describe_group(client, group_name)
     return {i["InstanceId"]: i.get("LifecycleState", "") for i in group.get("Instances", [])}
-
-
-def _result(
-    ctx: Context, phase: str, result: str, targets: list[str], before: dict, after: dict, message: str
-) -> ActionResult:
-    return ActionResult(
-        action=NAME,
-        phase=phase,
-        step_index=ctx.step_index,
-        result=result,
-        targets=targets,
-        before=before,
-        after=after,
-        message=message,
-    )
 
 
 SPEC = ActionSpec(

@@ -88,7 +88,7 @@ def apply(ctx: Context) -> ActionResult:
 def rollback(ctx: Context) -> ActionResult:
     before = (ctx.applied or {}).get("before") or ctx.before
     if not before:
-        return _result(ctx, "rollback", "unchanged", [], {}, {}, "nothing was applied")
+        return ctx.result("rollback", "unchanged", [], {}, {}, "nothing was applied")
     return {
         "deregister_targets": _register_again,
         "shift_weights": _restore_weights,
@@ -152,8 +152,7 @@ def _deregister(ctx: Context) -> ActionResult:
         if not before["targets"]
         else f"already deregistered from {target_group}: {', '.join(ids)}"
     )
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, bool(pending)),
         ids,
@@ -219,8 +218,7 @@ def _register_again(ctx: Context, before: dict) -> ActionResult:
         parts.append(f"registered again with {target_group}: {', '.join(t['id'] for t in to_register)}")
     if gone:
         parts.append(f"no longer running, cannot be registered again: {', '.join(t['id'] for t in gone)}")
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "irreversible" if gone else ("changed" if to_register else "unchanged"),
         [t["id"] for t in before["targets"]],
@@ -295,8 +293,7 @@ def _shift_weights(ctx: Context) -> ActionResult:
     changed = current != target
     if changed and not ctx.dry_run:
         _put_actions(client, before["resource"], before["arn"], _with_weights(before["actions"], before["arn"], target))
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, changed),
         [before["arn"]],
@@ -356,8 +353,7 @@ def _restore_weights(ctx: Context, before: dict) -> ActionResult:
         _put_actions(client, before["resource"], before["arn"], before["actions"])
         changed = True
         message = f"weights restored to {_describe(before['weights'])}"
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "changed" if changed else "unchanged",
         [before["arn"]],
@@ -488,8 +484,7 @@ def _zonal_shift(ctx: Context) -> ActionResult:
             f"zonal shift of {balancer} away from {away_from} ({before['availability_zone']}) "
             f"for {before['expires_in']}"
         )
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, changed),
         [balancer],
@@ -528,8 +523,7 @@ def _cancel_zonal_shift(ctx: Context, before: dict) -> ActionResult:
             # It expired or was cancelled between the listing and this call: nothing left to undo.
             if exc.details.get("code") not in ("ConflictException", "ResourceNotFoundException"):
                 raise
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "changed" if cancelled else "unchanged",
         [balancer],
@@ -574,21 +568,6 @@ def _summary(shift: dict) -> dict:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def _result(
-    ctx: Context, phase: str, result: str, targets: list[str], before: dict, after: dict, message: str
-) -> ActionResult:
-    return ActionResult(
-        action=NAME,
-        phase=phase,
-        step_index=ctx.step_index,
-        result=result,
-        targets=targets,
-        before=before,
-        after=after,
-        message=message,
-    )
 
 
 SPEC = ActionSpec(

@@ -77,14 +77,10 @@ def rollback(ctx: Context) -> ActionResult:
     applied = ctx.applied or {}
     before = applied.get("before") or {}
     if not before:
-        return _result(ctx, "rollback", "unchanged", [], message="nothing was applied")
+        return ctx.result("rollback", "unchanged", [], message="nothing was applied")
     if before.get("kind") == "systemd":
         return _systemd_rollback(ctx, applied, before)
     return _ecs_rollback(ctx, before)
-
-
-def _result(ctx: Context, phase: str, result: str, targets: list[str], **fields: Any) -> ActionResult:
-    return ActionResult(action=NAME, phase=phase, step_index=ctx.step_index, result=result, targets=targets, **fields)
 
 
 # --- ECS ------------------------------------------------------------------------------------
@@ -172,8 +168,7 @@ def _ecs_apply(ctx: Context) -> ActionResult:
     if ctx.params.wait_for_stable and not ctx.dry_run:
         _require_stable(before["service"], service, primary)
         message += "; rollout completed"
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         result_of(ctx, True),
         [label],
@@ -216,8 +211,7 @@ def _ecs_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
             service=label,
             taskDefinition=before["task_definition"],
         )["service"]
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "changed",
             [label],
@@ -227,8 +221,7 @@ def _ecs_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         )
     if ctx.before is not None:
         # A retry of this rollback finds the task definition it restored.
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "changed",
             [label],
@@ -238,8 +231,7 @@ def _ecs_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         )
     recorded = {d["id"] for d in before["deployments"]}
     if current["primary_deployment"] in recorded:
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "unchanged",
             [label],
@@ -247,8 +239,7 @@ def _ecs_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
             after=current,
             message=f"{name}: no new deployment was started; nothing to undo",
         )
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "irreversible",
         [label],
@@ -311,8 +302,7 @@ def _systemd_apply(ctx: Context) -> ActionResult:
         ctx.record_before(before)
     label = ", ".join(before["instances"])
     if ctx.dry_run:
-        return _result(
-            ctx,
+        return ctx.result(
             "apply",
             "would_change",
             before["instances"],
@@ -338,8 +328,7 @@ def _systemd_apply(ctx: Context) -> ActionResult:
         before = {**before, "command_id": command_id}
         ctx.record_before(before)
     invocations = _command_results(ssm, command_id, before)
-    return _result(
-        ctx,
+    return ctx.result(
         "apply",
         "changed",
         before["instances"],
@@ -403,16 +392,14 @@ def _systemd_rollback(ctx: Context, applied: dict[str, Any], before: dict[str, A
     if command_id is None and before.get("recorded_at"):
         command_id = _find_command(aws_calls.client("ssm"), before)
     if command_id is None:
-        return _result(
-            ctx,
+        return ctx.result(
             "rollback",
             "unchanged",
             before["instances"],
             before=before,
             message=f"{before['unit']} was not restarted: nothing to undo",
         )
-    return _result(
-        ctx,
+    return ctx.result(
         "rollback",
         "irreversible",
         before["instances"],
