@@ -79,3 +79,15 @@ def healthy_in_service(group: dict[str, Any], excluding: set[str] = frozenset())
         and i.get("HealthStatus") == "Healthy"
         and i["InstanceId"] not in excluding
     ]
+
+
+def restore_desired_capacity(client: Any, group: str, previous: int, set_to: int | None) -> tuple[bool, int, str]:
+    """Put a group's desired capacity back to `previous`, unless someone else changed it since
+    we set it to `set_to`: then leave it. Returns (changed, the capacity found, what happened)."""
+    current = describe_group(client, group)["DesiredCapacity"]
+    if current == previous:
+        return False, current, "desired capacity already at its previous value"
+    if set_to is not None and current != set_to:
+        return False, current, f"desired capacity is {current}, changed by someone else since; left as it is"
+    call(client, "set_desired_capacity", AutoScalingGroupName=group, DesiredCapacity=previous, HonorCooldown=False)
+    return True, current, f"desired capacity restored to {previous}"

@@ -149,30 +149,17 @@ def _warmed_instances(client: Any, group_name: str) -> list[str]:
 
 def _restore_desired(ctx: Context, before: dict) -> ActionResult:
     """Put the desired capacity back, unless someone else has changed it since: then leave it."""
-    client = asg.asg_client()
-    current = asg.describe_group(client, before["group"])["DesiredCapacity"]
-    changed = False
-    if current == before["desired_capacity"]:
-        message = "desired capacity already at its previous value"
-    elif current != before["target"]:
-        message = f"desired capacity is {current}, changed by someone else since; left as it is"
-    else:
-        asg.call(
-            client,
-            "set_desired_capacity",
-            AutoScalingGroupName=before["group"],
-            DesiredCapacity=before["desired_capacity"],
-            HonorCooldown=False,
-        )
-        changed = True
-        message = f"desired capacity restored to {before['desired_capacity']}"
+    changed, current, message = asg.restore_desired_capacity(
+        asg.asg_client(), before["group"], before["desired_capacity"], before["target"]
+    )
+    message = f"{before['group']}: {message}"
     return ctx.result(
         "rollback",
         "changed" if changed else "unchanged",
         [before["group"]],
         {"group": before["group"], "desired_capacity": current},
         {"group": before["group"], "desired_capacity": before["desired_capacity"] if changed else current},
-        f"{before['group']}: {message}",
+        message,
     )
 
 

@@ -82,22 +82,9 @@ def rollback(ctx: Context) -> ActionResult:
             message="nothing was applied",
         )
     set_to = (applied.get("after") or {}).get("desired_capacity")
-    current = asg.describe_group(client, before["group"])["DesiredCapacity"]
-    changed = False
-    message = f"desired capacity restored to {before['desired_capacity']}"
-    if current == before["desired_capacity"]:
-        message = "desired capacity already at its previous value"
-    elif set_to is not None and current != set_to:
-        message = f"desired capacity is {current}, changed by someone else since; left as it is"
-    else:
-        asg.call(
-            client,
-            "set_desired_capacity",
-            AutoScalingGroupName=before["group"],
-            DesiredCapacity=before["desired_capacity"],
-            HonorCooldown=False,
-        )
-        changed = True
+    changed, current, message = asg.restore_desired_capacity(
+        client, before["group"], before["desired_capacity"], set_to
+    )
     return ActionResult(
         action=NAME,
         phase="rollback",
