@@ -169,3 +169,20 @@ def test_throttling_surfaces_as_a_transient_error_and_changes_nothing(store, lam
     retried = apply(workload, lambda_context, increment=2)
     assert retried["result"] == "changed"
     assert workload.desired_capacity() == 5
+
+
+def test_a_dry_run_reports_the_change_and_makes_none(store, lambda_context):
+    # Given a group at 3
+    workload = build_workload(desired=3, max_size=6)
+    event = action_event(workload.impairment_of(workload.instance_ids()[0]), "scale_out", params={"increment": 2})
+    event["dry_run"] = True
+
+    # When the step runs as a dry run, and its rollback too
+    result = scale_out.apply_handler(event, lambda_context)
+    undone = scale_out.rollback_handler({**event, "applied": result}, lambda_context)
+
+    # Then it says what it would do, and the group is untouched
+    assert result["result"] == "would_change"
+    assert "3 -> 5" in result["message"]
+    assert undone["result"] == "unchanged"
+    assert workload.desired_capacity() == 3
