@@ -112,6 +112,10 @@ class Drill:
                 api_fault.status,
                 api_fault.times,
             )
+        if self.scenario.paused:
+            from core.store import RecoveryStore
+
+            RecoveryStore(emulator.outputs["RecoveryTableName"]).set_paused(True, "paused for a drill", "recoveryctl")
         started = clock.utc_now()
         signals = []
         for signal in self.scenario.signals:

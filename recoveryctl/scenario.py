@@ -94,6 +94,7 @@ class Scenario(BaseModel):
     api_faults: list[ApiFault] = Field(default_factory=list)
     signals: list[SignalSpec] = Field(min_length=1)
     dry_run: bool = Field(default=False, description="run every plan as a dry run (changes nothing)")
+    paused: bool = Field(default=False, description="automatic recovery is paused (the kill switch) during the drill")
     plans: list[dict[str, Any]] | None = Field(
         default=None, description="plans to drill instead of the deployment's (validated like cdk.json's)"
     )

@@ -59,6 +59,10 @@ class RecoveryInProgress(RecoveryError):
     """Another recovery holds the lock on a resource of this impairment."""
 
 
+class RecoveryPaused(RecoveryError):
+    """Automatic recovery is paused (the kill switch): record, escalate, act on nothing."""
+
+
 class NoMatchingPlan(RecoveryError):
     """No plan covers this impairment type and severity: a human has to decide."""
 

@@ -204,6 +204,32 @@ class RecoveryStore:
                     if not _is_condition_failure(exc):
                         raise classify_client_error(exc, "dynamodb:DeleteItem") from exc
 
+    # --- the switches: pause everything, disable plans, at run time ------------------------------
+    def get_switches(self) -> dict[str, Any]:
+        """The runtime switches: {"paused": bool, "disabled_plans": [...], ...}."""
+        item = self.table.get_item(Key={"pk": "CONTROL", "sk": "SWITCHES"}, ConsistentRead=True).get("Item")
+        return _from_dynamo(item) if item else {"paused": False, "disabled_plans": []}
+
+    def set_paused(self, paused: bool, reason: str = "", actor: str = "") -> None:
+        """The kill switch: pause (or resume) every automatic action, without a redeploy."""
+        self._set_switch({"paused": paused, "pause_reason": reason, "changed_by": actor})
+
+    def set_plan_enabled(self, plan: str, enabled: bool, actor: str = "") -> None:
+        disabled = set(self.get_switches().get("disabled_plans", []))
+        disabled = disabled - {plan} if enabled else disabled | {plan}
+        self._set_switch({"disabled_plans": sorted(disabled), "changed_by": actor})
+
+    def _set_switch(self, fields: dict[str, Any]) -> None:
+        fields = {**fields, "changed_at": clock.utc_now().isoformat()}
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": v for i, v in enumerate(fields.values())}
+        self.table.update_item(
+            Key={"pk": "CONTROL", "sk": "SWITCHES"},
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_dynamo(values),
+        )
+
     # --- correlation -------------------------------------------------------------------------
     def correlate(
         self, impairment_id: str, resource_keys: list[str], window_seconds: int, signal_time: datetime

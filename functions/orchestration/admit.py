@@ -1,5 +1,6 @@
 """Admit: validate the impairment, record it, and lock its resources (one recovery per resource
-at a time). The record is written whatever the outcome."""
+at a time). The record is written whatever the outcome. While automatic recovery is paused (the
+kill switch), the impairment is recorded as skipped and escalated, and nothing is acted on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from core import clock
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
-from core.errors import InvalidInput, RecoveryInProgress
+from core.errors import InvalidInput, RecoveryInProgress, RecoveryPaused
 from core.observability import logger, metrics
 from core.store import RecoveryStore
 
@@ -35,6 +36,13 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     )
     if not created:  # written at detection (or by a retried Admit): keep its MTTD and links
         store.update_impairment(impairment.impairment_id, status="admitting", execution_arn=event.get("execution", ""))
+    switches = store.get_switches()
+    if switches.get("paused"):
+        reason = f"automatic recovery is paused: {switches.get('pause_reason') or 'no reason given'}"
+        store.update_impairment(impairment.impairment_id, status="skipped", outcome="skipped", reason=reason)
+        metrics.add_metric(name="RecoveriesSkipped", unit="Count", value=1)
+        logger.warning("skipped: automatic recovery is paused", reason=reason)
+        raise RecoveryPaused(reason)
     lock_keys = [r.key for r in impairment.affected_resources]
     try:
         store.acquire_locks(impairment.impairment_id, lock_keys, settings.lock_ttl_seconds)

@@ -68,7 +68,7 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
     store.update_impairment(
         impairment_id,
         status="escalated",
-        outcome="escalated",
+        outcome="skipped" if (event.get("error") or {}).get("Error") == "RecoveryPaused" else "escalated",
         reason=reason,
         escalated_at=now,
         rolled_back=bool(rolled_back),

@@ -1,4 +1,5 @@
-"""Select the plan for the impairment's type and severity (first match in declared order)."""
+"""Select the plan for the impairment's type and severity: the first enabled plan, in declared
+order, that covers it (plans are disabled one by one at run time, see RecoveryStore)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from core.store import RecoveryStore
 def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     settings = settings_module.load("table_name")
     impairment = ImpairmentDetected.model_validate(event["impairment"])
-    plan = select_plan(parse_plans(settings.plans), impairment)
     store = store or RecoveryStore(settings.table_name)
+    disabled = set(store.get_switches().get("disabled_plans", []))
+    plan = select_plan([p for p in parse_plans(settings.plans) if p.name not in disabled], impairment)
     if plan is None:
         raise NoMatchingPlan(
             f"no plan covers {impairment.impairment_type.value} at severity {impairment.severity.value}"

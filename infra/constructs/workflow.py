@@ -163,6 +163,7 @@ class RecoveryWorkflow(Construct):
             errors=["RecoveryInProgress"],
             result_path="$.error",
         )
+        admit_task.add_catch(escalate_task, errors=["RecoveryPaused"], result_path="$.error")
         admit_task.add_catch(
             sfn.Fail(
                 self, "Rejected", error="InvalidImpairment", cause="The execution input is not a valid impairment"

@@ -141,3 +141,16 @@ def test_three_signals_about_one_instance_are_one_recovery_timed_from_the_earlie
     # The status check fired 30 s before the target alarm: MTTD counts from it
     assert report["mttd_seconds"] >= 30
     assert report["workload"]["impaired_instances"][0] not in report["workload"]["after"]["in_service"]
+
+
+def test_while_paused_detection_goes_on_and_nothing_is_acted_on(synthesized):
+    with drill.Drill(scenario.load("paused"), synthesized.template_path) as run:
+        report = run.run()
+        group = workload.group_state(run.emulator, report["workload"]["group"])
+
+    assert report["outcome"] == "skipped"
+    assert report["detections"] == 1
+    assert "Escalate" in report["execution"]["states"] and "RunActions" not in report["execution"]["states"]
+    assert report["actions"] == []
+    assert len(report["escalations"]) == 1 and "paused" in report["escalations"][0]
+    assert report["workload"]["impaired_instances"][0] in group["in_service"], "nothing was replaced"

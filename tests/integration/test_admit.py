@@ -142,3 +142,23 @@ def test_an_invalid_impairment_is_refused_and_locks_nothing(store, lambda_contex
         admit.handler(event, lambda_context)
 
     assert store.table.scan()["Items"] == []
+
+
+def test_while_paused_an_impairment_is_recorded_as_skipped_and_nothing_is_locked(store, lambda_context):
+    from core.errors import RecoveryPaused
+
+    # Given the kill switch is on
+    store.set_paused(True, "change freeze", "oncall")
+    model = impairment()
+
+    # When an impairment is admitted, Then it is refused, recorded as skipped, with the reason
+    with pytest.raises(RecoveryPaused, match="change freeze"):
+        admit.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    record = store.get_impairment(model.impairment_id)
+    assert record["status"] == "skipped"
+    assert "paused" in record["reason"]
+    assert get_item(f"LOCK#{model.affected_resources[0].key}", "LOCK") is None
+
+    # And once resumed, the same impairment is admitted
+    store.set_paused(False, actor="oncall")
+    assert admit.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["lock_keys"]

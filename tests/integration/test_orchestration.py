@@ -391,3 +391,18 @@ def test_escalate_raises_when_the_page_cannot_be_sent(store, lambda_context, mon
         escalate.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
     assert store.get_impairment(model.impairment_id)["status"] == "recovering"
     assert boto3.client("sns", region_name=REGION).list_topics()["Topics"] == []
+
+
+def test_a_disabled_plan_is_passed_over_until_it_is_enabled_again(store, plans, lambda_context):
+    # Given a service degradation, covered only by add-capacity, and that plan disabled at run time
+    model = impairment(impairment_type=ImpairmentType.SERVICE_DEGRADATION, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+    store.set_plan_enabled("add-capacity", False, actor="oncall")
+
+    # Then no plan covers it: a human decides
+    with pytest.raises(NoMatchingPlan):
+        select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+
+    # And once enabled again, it is selected
+    store.set_plan_enabled("add-capacity", True, actor="oncall")
+    assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == "add-capacity"
