@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import InvalidInput
+
+S = TypeVar("S", bound="Settings")
 
 
 class Settings(BaseModel):
@@ -24,10 +27,11 @@ class Settings(BaseModel):
     correlation_window_seconds: int = Field(default=300, ge=0, le=86400, alias="CORRELATION_WINDOW_SECONDS")
 
 
-def load(*required: str) -> Settings:
-    """Read the environment; a missing required setting is a deployment error, said plainly."""
+def load(*required: str, model: type[S] = Settings) -> S:  # type: ignore[assignment]
+    """Read the environment into `model` (Settings or a subclass); a missing required setting is
+    a deployment error, said plainly."""
     try:
-        settings = Settings.model_validate(dict(os.environ))
+        settings = model.model_validate(dict(os.environ))
     except ValidationError as exc:
         raise InvalidInput(f"invalid function environment: {exc}") from exc
     missing = [name for name in required if not getattr(settings, name)]

@@ -10,13 +10,13 @@ hundred milliseconds of cold start), so the envelope is a small model of its own
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core import settings as settings_module
 from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected
 from core.errors import InvalidInput
 from core.observability import logger, metrics
@@ -49,14 +49,7 @@ class DetectorSettings(Settings):
 
 def load_settings(*required: str) -> DetectorSettings:
     """The detector's environment; a missing required setting is a deployment error, said plainly."""
-    try:
-        settings = DetectorSettings.model_validate(dict(os.environ))
-    except ValidationError as exc:
-        raise InvalidInput(f"invalid function environment: {exc}") from exc
-    missing = [name for name in required if not getattr(settings, name)]
-    if missing:
-        raise InvalidInput(f"function environment lacks {', '.join(n.upper() for n in missing)}")
-    return settings
+    return settings_module.load(*required, model=DetectorSettings)
 
 
 class Envelope(BaseModel):
