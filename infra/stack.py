@@ -80,6 +80,9 @@ class RecoveryStack(Stack):
         CfnOutput(self, constants.OUTPUT_STATE_MACHINE, value=self.workflow.state_machine.state_machine_arn)
         CfnOutput(self, constants.OUTPUT_TOPIC, value=escalation.topic.topic_arn)
         self.template_options.metadata = {
-            "ImpairmentRecovery": {"workloads": [w.model_dump(mode="json") for w in config.workloads]}
+            "ImpairmentRecovery": {
+                "workloads": [w.model_dump(mode="json") for w in config.workloads],
+                "plans": [p.model_dump(mode="json") for p in plans],
+            }
         }
         apply_nag(self)
