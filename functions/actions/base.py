@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core import clock
 from core.contract import ImpairmentDetected
 from core.errors import InvalidInput, PermanentError
-from core.observability import logger, metrics
+from core.observability import emit, logger
 
 Phase = Literal["apply", "rollback"]
 
@@ -199,8 +199,7 @@ def run(
     try:
         result = function(context)
     except PermanentError as exc:
-        metrics.add_dimension(name="action", value=spec.name)
-        metrics.add_metric(name="ActionFailed", unit="Count", value=1)
+        _count(spec.name, phase, "ActionFailed", started_at)
         store.put_action(
             impairment_id,
             request.step.index,
@@ -232,10 +231,23 @@ def run(
             "finished_at": payload["finished_at"],
         },
     )
-    metrics.add_dimension(name="action", value=spec.name)
-    metrics.add_metric(name="ActionSucceeded" if phase == "apply" else "RollbackSucceeded", unit="Count", value=1)
+    if request.dry_run:
+        emit("ActionDryRuns", "Count", 1, action=spec.name, phase=phase)
+    else:
+        _count(spec.name, phase, "ActionSucceeded", started_at)
     logger.info("step finished", result=payload["result"], targets=payload["targets"])
     return payload
+
+
+def _count(action: str, phase: Phase, outcome: str, started_at: str) -> None:
+    """Per action type and phase: the step's outcome (ActionSucceeded or ActionFailed) and how long
+    it took (ActionDuration, ms). Only a step's final outcome counts: a transient error is retried
+    by the state machine and counted when the step ends; a replayed step was counted already."""
+    from datetime import datetime
+
+    elapsed_ms = max(0.0, (clock.utc_now() - datetime.fromisoformat(started_at)).total_seconds() * 1000)
+    emit(outcome, "Count", 1, action=action, phase=phase)
+    emit("ActionDuration", "Milliseconds", elapsed_ms, action=action, phase=phase)
 
 
 def handlers(spec: ActionSpec) -> tuple[Callable[..., dict], Callable[..., dict]]:

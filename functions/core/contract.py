@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: ImpairmentDetected.drill
 EVENT_SOURCE = "recovery.detection"
 DETECTED = "Impairment Detected"
 CLEARED = "Impairment Cleared"
@@ -142,6 +142,11 @@ class ImpairmentDetected(BaseModel):
     scope: dict[str, str] = Field(
         default_factory=dict,
         description="Workload resources the signal belongs to, e.g. auto_scaling_group, target_group_arn",
+    )
+    drill: bool = Field(
+        default=False,
+        description="A practice drill (a scheduled or recoveryctl drill set the alarm): recovered like any "
+        "impairment, counted and reported apart from real ones",
     )
 
     @field_validator("detected_at")

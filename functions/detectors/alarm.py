@@ -30,11 +30,22 @@ from core.contract import (
     Signal,
     make_impairment_id,
 )
+from core.entry import lambda_entry
 from core.errors import classify_client_error
-from core.observability import logger, metrics, tracer
+from core.observability import logger, metrics
+from detectors.common import count_detected
 
 SOURCE = "aws.cloudwatch"
 TAG_PREFIX = "recovery:"
+# An alarm set to ALARM by a practice drill says so at the start of its state reason: the
+# scheduled drills (infra/constructs/operations.py) and `recoveryctl drill` against a deployment.
+DRILL_REASON_PREFIXES = ("[practice drill]", "recoveryctl drill")
+
+
+def is_drill(reason: str) -> bool:
+    """Whether an alarm state reason is a practice drill's (the prefixes above, case as written)."""
+    return reason.lstrip().startswith(DRILL_REASON_PREFIXES)
+
 
 # --- the event -------------------------------------------------------------------------------
 
@@ -197,6 +208,7 @@ def classify(
         description=(detail.configuration.description or detail.state.reason or detail.alarmName)[:2048],
         metrics=metric_values,
         scope=scope,
+        drill=is_drill(detail.state.reason),
     )
     return Outcome(DETECTED, impairment, "alarm is in ALARM")
 
@@ -366,9 +378,7 @@ def _reason_values(reason_data: str | None) -> dict[str, float]:
 # --- the handler -----------------------------------------------------------------------------
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_entry
 def handler(
     event: dict[str, Any], context: Any, inventory: Inventory | None = None, publisher: Any = None
 ) -> dict[str, Any]:
@@ -401,10 +411,8 @@ def handler(
     logger.set_correlation_id(impairment_id)
     (publisher or EventPublisher(settings.event_bus_name)).publish(outcome.detail_type, [outcome.model])  # type: ignore[arg-type]
     if isinstance(outcome.model, ImpairmentDetected):
-        metrics.add_dimension(name="impairment_type", value=outcome.model.impairment_type.value)
-        metrics.add_metric(name="ImpairmentsDetected", unit="Count", value=1)
-        metrics.add_metric(name="MTTD", unit="Seconds", value=outcome.model.mttd_seconds)
-        logger.info("impairment detected", impairment=outcome.model.model_dump(mode="json"))
+        count_detected(outcome.model)
+        logger.info("impairment detected", drill=outcome.model.drill, impairment=outcome.model.model_dump(mode="json"))
     else:
         metrics.add_metric(name="ImpairmentsCleared", unit="Count", value=1)
         logger.info("impairment cleared")

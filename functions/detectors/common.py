@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core import settings as settings_module
 from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected
 from core.errors import InvalidInput
-from core.observability import logger, metrics
+from core.observability import emit, logger, metrics
 from core.settings import Settings
 
 
@@ -130,10 +130,11 @@ def publish(findings: Findings, publisher: Any, bus_name: str) -> dict[str, Any]
         publisher.publish(DETECTED, findings.detected)
     if findings.cleared:
         publisher.publish(CLEARED, findings.cleared)
+    ids = [i.impairment_id for i in findings.detected] + [c.impairment_id for c in findings.cleared]
+    if len(ids) == 1:
+        logger.set_correlation_id(ids[0])
     for impairment in findings.detected:
-        # One EMF document per impairment type would need one flush each; the log line carries it.
-        metrics.add_metric(name="ImpairmentsDetected", unit="Count", value=1)
-        metrics.add_metric(name="MTTD", unit="Seconds", value=impairment.mttd_seconds)
+        count_detected(impairment)
         logger.info(
             "impairment detected",
             impairment_id=impairment.impairment_id,
@@ -142,12 +143,28 @@ def publish(findings: Findings, publisher: Any, bus_name: str) -> dict[str, Any]
     for cleared in findings.cleared:
         metrics.add_metric(name="ImpairmentsCleared", unit="Count", value=1)
         logger.info("impairment cleared", impairment_id=cleared.impairment_id, workload=cleared.workload)
-    ids = [i.impairment_id for i in findings.detected] + [c.impairment_id for c in findings.cleared]
-    if len(ids) == 1:
-        logger.set_correlation_id(ids[0])
     return {
         "status": "published",
         "detected": [i.impairment_id for i in findings.detected],
         "cleared": [c.impairment_id for c in findings.cleared],
         "reason": findings.reason,
     }
+
+
+def count_detected(impairment: ImpairmentDetected) -> None:
+    """The detection metrics of one impairment: counted in total and by type and severity, with its
+    MTTD. A practice drill is counted apart (DrillsDetected, DrillMTTD), so drills never skew the
+    numbers of real impairments."""
+    if impairment.drill:
+        metrics.add_metric(name="DrillsDetected", unit="Count", value=1)
+        metrics.add_metric(name="DrillMTTD", unit="Seconds", value=impairment.mttd_seconds)
+        return
+    metrics.add_metric(name="ImpairmentsDetected", unit="Count", value=1)
+    metrics.add_metric(name="MTTD", unit="Seconds", value=impairment.mttd_seconds)
+    emit(
+        "ImpairmentsDetected",
+        "Count",
+        1,
+        impairment_type=impairment.impairment_type.value,
+        severity=impairment.severity.value,
+    )

@@ -8,7 +8,7 @@ from core import clock
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
-from core.observability import logger, metrics
+from core.observability import emit, logger, metrics
 from core.store import RecoveryStore
 
 
@@ -28,13 +28,8 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         mttr_seconds=mttr,
     )
     store.release_locks(impairment.impairment_id, (event.get("admission") or {}).get("lock_keys", []))
-    metrics.add_dimension(name="impairment_type", value=impairment.impairment_type.value)
-    if outcome == "recovered":
-        metrics.add_metric(name="RecoveriesSucceeded", unit="Count", value=1)
-        metrics.add_metric(name="MTTR", unit="Seconds", value=mttr)
-    else:
-        metrics.add_metric(name="DryRuns", unit="Count", value=1)
-    logger.info(outcome, mttr_seconds=mttr)
+    _count(impairment, outcome, mttr)
+    logger.info(outcome, mttr_seconds=mttr, drill=impairment.drill)
     return {
         "return_capacity_after_seconds": _return_capacity_after(event) if outcome == "recovered" else 0,
         "outcome": outcome,
@@ -42,6 +37,17 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         "mttr_seconds": mttr,
         "mttd_seconds": impairment.mttd_seconds,
     }
+
+
+def _count(impairment: ImpairmentDetected, outcome: str, mttr: float) -> None:
+    """A recovery that verified: counted in total and by impairment type, with its MTTR. A
+    practice drill's MTTR is DrillMTTR, so drills never skew the MTTR of real impairments."""
+    if outcome != "recovered":
+        metrics.add_metric(name="DryRuns", unit="Count", value=1)
+        return
+    metrics.add_metric(name="RecoveriesSucceeded", unit="Count", value=1)
+    metrics.add_metric(name="DrillMTTR" if impairment.drill else "MTTR", unit="Seconds", value=mttr)
+    emit("RecoveriesSucceeded", "Count", 1, impairment_type=impairment.impairment_type.value)
 
 
 def _return_capacity_after(event: dict[str, Any]) -> int:
