@@ -15,7 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.contract import Severity
+from core.guardrails import Guardrails, Maintenance
 from core.plans import Plan, PlanError, parse_plans
+from core.runtime_config import RuntimeConfig
 
 _TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[\w-]+/[0-9a-f]+$")
 _LB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[\w-]+/[0-9a-f]+$")
@@ -161,6 +163,9 @@ class Workload(BaseModel):
         default=None, description="set when the group's instances run the CloudWatch agent: memory and disk alarms"
     )
     alarms: WorkloadAlarms = Field(default_factory=WorkloadAlarms)
+    maintenance: Maintenance = Field(
+        default_factory=Maintenance, description="maintenance windows and blocked dates: no automatic action"
+    )
 
     @model_validator(mode="after")
     def _something(self) -> Workload:
@@ -216,6 +221,47 @@ class Workload(BaseModel):
         return self.load_balancer_arn.split(":", 5)[5].removeprefix("loadbalancer/") if self.load_balancer_arn else None
 
 
+_SCHEDULE = re.compile(
+    r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\)|at\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\))$"
+)
+
+
+class PracticeDrill(BaseModel):
+    """A scheduled practice drill: EventBridge Scheduler sets one of a workload's alarms to ALARM
+    (state reason "[practice drill] ..."), and the real recovery runs, recorded as a drill."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: str = Field(min_length=1, description="a workload of this configuration, designated for drills")
+    alarm: str = Field(
+        min_length=1,
+        max_length=255,
+        description='the alarm to set: its name ("<workload>-status-check") or its kind ("status_check")',
+    )
+    schedule: str = Field(description='as EventBridge Scheduler takes it: "rate(7 days)", "cron(0 10 ? * TUE *)"')
+    timezone: str = Field(default="UTC", description="IANA time zone of a cron schedule, e.g. Europe/Paris")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if not _SCHEDULE.match(value):
+            raise ValueError(f'not a schedule expression: {value!r} (e.g. "rate(7 days)" or "cron(0 10 ? * TUE *)")')
+        if value.startswith("rate(") and int(value[5:].split()[0]) < 1:
+            raise ValueError(f"a rate must be at least 1: {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone: {value!r}") from None
+        return value
+
+
 class RecoveryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -234,8 +280,23 @@ class RecoveryConfig(BaseModel):
     correlation_window_seconds: int = Field(
         default=300, ge=0, le=86400, description="signals about one resource within this window are one impairment"
     )
+    guardrails: Guardrails = Field(default_factory=Guardrails)
     workloads: list[Workload] = Field(default_factory=list)
     plans: list[dict[str, Any]] = Field(default_factory=list)
+    audit_retention_days: int = Field(
+        default=365, ge=0, le=36500, description="how long impairment and action records are kept; 0: forever"
+    )
+    practice_drills: list[PracticeDrill] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _drills(self) -> RecoveryConfig:
+        names = [w.name for w in self.workloads]
+        for drill in self.practice_drills:
+            if drill.workload not in names:
+                raise ValueError(
+                    f"practice drill of unknown workload {drill.workload!r} (workloads: {', '.join(names) or 'none'})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> RecoveryConfig:
@@ -247,6 +308,14 @@ class RecoveryConfig(BaseModel):
 
     def parsed_plans(self) -> list[Plan]:
         return parse_plans(self.plans)
+
+    def runtime_config(self) -> RuntimeConfig:
+        """What the functions read at run time (core/runtime_config.py)."""
+        return RuntimeConfig(
+            plans=self.parsed_plans(),
+            guardrails=self.guardrails,
+            maintenance={w.name: w.maintenance for w in self.workloads},
+        )
 
 
 def load(context: Any) -> RecoveryConfig:

@@ -68,10 +68,7 @@ class Drill:
                 plans = parse_plans(self.scenario.plans)
             except PlanError as exc:
                 raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
-            plans_json = json.dumps([p.model_dump(mode="json") for p in plans], separators=(",", ":"))
-            for function in emulator.functions.values():
-                if "PLANS" in function.environment:
-                    function.environment["PLANS"] = plans_json
+            emulator.write_runtime_config(plans=[p.model_dump(mode="json") for p in plans])
         env = next(iter(emulator.functions.values())).environment
         self._managed_tag = (env.get("MANAGED_TAG_KEY", "recovery:managed"), env.get("MANAGED_TAG_VALUE", "true"))
         shape = workloads.WorkloadShape(

@@ -490,3 +490,21 @@ def aws_event(event: dict[str, Any], **detail: Any) -> dict[str, Any]:
         else:
             changed["detail"][key] = value
     return changed
+
+
+def use_runtime_config(
+    monkeypatch: Any,
+    folder: Any,
+    plans: list[dict[str, Any]] | None = None,
+    guardrails: dict[str, Any] | None = None,
+    maintenance: dict[str, Any] | None = None,
+) -> Any:
+    """Write the functions' recovery configuration (core/runtime_config.py) into `folder` and
+    point RECOVERY_CONFIG at it, as the deployed code asset would carry it."""
+    from core import runtime_config
+
+    config = runtime_config.build(plans or [], guardrails or {}, maintenance or {})
+    path = folder / runtime_config.FILE_NAME
+    path.write_text(config.to_json())
+    monkeypatch.setenv(runtime_config.ENV, str(path))
+    return config

@@ -67,6 +67,15 @@ class NoMatchingPlan(RecoveryError):
     """No plan covers this impairment type and severity: a human has to decide."""
 
 
+class GuardrailTripped(RecoveryError):
+    """A guardrail stopped the recovery before it acted (blast radius, fail open, rate limit,
+    concurrency, flapping, maintenance window): recorded and escalated with the evidence."""
+
+
+class ApprovalRejected(RecoveryError):
+    """A human rejected a plan that needs approval (sent as the task failure's error name)."""
+
+
 class PublishError(RecoveryError):
     """PutEvents rejected some entries (FailedEntryCount > 0)."""
 

@@ -62,6 +62,30 @@ class Plan(BaseModel):
     verify: VerifySettings = Field(default_factory=VerifySettings)
     timeout_seconds: int = Field(default=3600, ge=60, le=86400)
     dry_run: bool = Field(default=False, description="run the whole recovery, changing nothing")
+    requires_approval: bool = Field(
+        default=False, description="high risk: wait for a human to approve (recoveryctl approve ID) before acting"
+    )
+    approval_timeout_seconds: int = Field(
+        default=3600, ge=60, le=86400, description="no answer within this time: escalate, act on nothing"
+    )
+    max_recoveries_per_hour: int | None = Field(
+        default=None, ge=1, le=10_000, description="rate limit of this plan (default: the guardrails' per plan)"
+    )
+
+    @property
+    def time_box_seconds(self) -> int:
+        """The longest an execution of this plan may take: approval, the plan's own time, and
+        the wait before emergency capacity goes back."""
+        returns = [
+            int(step.params.get("return_after_seconds", 3600))
+            for step in self.steps
+            if step.action == "scale_out" and not step.params.get("keep")
+        ]
+        return (
+            (self.approval_timeout_seconds if self.requires_approval else 0)
+            + self.timeout_seconds
+            + max(returns, default=0)
+        )
 
     @model_validator(mode="after")
     def _steps_known(self) -> Plan:

@@ -19,7 +19,6 @@ class Settings(BaseModel):
     event_bus_name: str = Field(default="", alias="EVENT_BUS_NAME")
     escalation_topic_arn: str = Field(default="", alias="ESCALATION_TOPIC_ARN")
     state_machine_arn: str = Field(default="", alias="STATE_MACHINE_ARN")
-    plans: str = Field(default="[]", alias="PLANS", description="JSON list of plans")
     managed_tag_key: str = Field(default="recovery:managed", alias="MANAGED_TAG_KEY")
     managed_tag_value: str = Field(default="true", alias="MANAGED_TAG_VALUE")
     lock_ttl_seconds: int = Field(default=3600, ge=60, alias="LOCK_TTL_SECONDS")

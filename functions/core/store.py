@@ -10,19 +10,43 @@ Records are queryable by workload and time through GSI1 (WORKLOAD#<name>, detect
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from core import aws, clock
-from core.errors import RecoveryInProgress, classify_client_error
+from core.errors import RecoveryInProgress, TransientError, classify_client_error
 
 GSI1 = "gsi1"
+CONCURRENCY_BUDGET = "BUDGET#concurrency"
+_BUDGET_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Units of a budget one recovery takes: `key` names the budget item, `limit` its capacity,
+    `expires_at` (epoch seconds) when the units stop counting."""
+
+    name: str
+    key: str
+    limit: int
+    units: int
+    expires_at: int
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def _to_dynamo(value: Any) -> Any:
     # DynamoDB wants Decimal, not float; a JSON round trip also turns datetimes into strings.
     return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def _to_attribute_values(item: dict[str, Any]) -> dict[str, Any]:
+    """A plain item as the low-level client's attribute values."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in _to_dynamo(item).items()}
 
 
 def _from_dynamo(value: Any) -> Any:
@@ -189,8 +213,10 @@ class RecoveryStore:
                 raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
 
     def release_locks(self, impairment_id: str, resource_keys: list[str]) -> None:
-        """Release the locks and correlation windows this impairment holds (its recovery is
-        over: a new signal about these resources is a new impairment); others' are left alone."""
+        """Release the locks, correlation windows and concurrency slot this impairment holds (its
+        recovery is over: a new signal about these resources is a new impairment); others' are
+        left alone."""
+        self.release_budget(CONCURRENCY_BUDGET, impairment_id)
         for key in sorted(set(resource_keys)):
             for sort_key in ("LOCK", "CORRELATION"):
                 try:
@@ -203,6 +229,137 @@ class RecoveryStore:
                 except Exception as exc:
                     if not _is_condition_failure(exc):
                         raise classify_client_error(exc, "dynamodb:DeleteItem") from exc
+
+    # --- budgets: the guardrails' counters (rate limits, concurrency, blast radius) --------------
+    def take_budgets(self, impairment_id: str, claims: list[Claim]) -> list[dict[str, Any]]:
+        """Take units of several budgets for this impairment, all or nothing.
+
+        A budget is one item holding who took how many units until when; expired holders no
+        longer count. Returns the claims that would exceed their limit (nothing is taken then),
+        or [] when every claim was taken. Re-entrant: an impairment that already holds a budget
+        keeps its units (a retried task does not count twice). Concurrent takers are serialised
+        by a version condition, retried a few times, then raised as transient (the state machine
+        retries with backoff)."""
+        for _ in range(_BUDGET_ATTEMPTS):
+            now = int(clock.utc_now().timestamp())
+            items = self._get_many([(c.key, "BUDGET") for c in claims])
+            exceeded: list[dict[str, Any]] = []
+            writes = []
+            for claim in claims:
+                item = items.get(claim.key) or {}
+                holders = {h: v for h, v in (item.get("holders") or {}).items() if int(v["expires"]) >= now}
+                if impairment_id in holders:
+                    continue
+                used = sum(int(v["units"]) for v in holders.values())
+                if used + claim.units > claim.limit:
+                    exceeded.append(
+                        {
+                            "name": claim.name,
+                            "budget": claim.key,
+                            "limit": claim.limit,
+                            "used": used,
+                            "holders": sorted(holders),
+                        }
+                    )
+                    continue
+                holders[impairment_id] = {**claim.detail, "units": claim.units, "expires": claim.expires_at}
+                version = int(item.get("version", 0))
+                writes.append(
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": _to_attribute_values(
+                                {
+                                    "pk": claim.key,
+                                    "sk": "BUDGET",
+                                    "holders": holders,
+                                    "version": version + 1,
+                                    "expiration": max(int(v["expires"]) for v in holders.values()),
+                                }
+                            ),
+                            "ConditionExpression": "attribute_not_exists(pk) OR version = :v",
+                            "ExpressionAttributeValues": {":v": {"N": str(version)}},
+                        }
+                    }
+                )
+            if exceeded:
+                return exceeded
+            if not writes:
+                return []
+            client = self._client = self._client or aws.client("dynamodb")
+            try:
+                client.transact_write_items(TransactItems=writes)
+                return []
+            except Exception as exc:
+                if not _is_condition_failure(exc):
+                    raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
+        raise TransientError("budgets are contended: retry", operation="dynamodb:TransactWriteItems")
+
+    def release_budget(self, key: str, impairment_id: str) -> None:
+        """Give back a budget's units before they expire (a concurrency slot at the end of a
+        recovery); windowed budgets (rates, blast radius) are left to expire."""
+        try:
+            self.table.update_item(
+                Key={"pk": key, "sk": "BUDGET"},
+                UpdateExpression="REMOVE holders.#h SET version = version + :one",
+                ConditionExpression="attribute_exists(holders.#h)",
+                ExpressionAttributeNames={"#h": impairment_id},
+                ExpressionAttributeValues={":one": 1},
+            )
+        except Exception as exc:
+            if not _is_condition_failure(exc):
+                raise classify_client_error(exc, "dynamodb:UpdateItem") from exc
+
+    def claim_escalation(self, impairment_id: str, resource_keys: list[str], window_seconds: int) -> bool:
+        """Note that these resources were escalated by this impairment; False when every one of
+        them was already escalated by another impairment within the window (do not page again:
+        a sweep that finds the same deferred instance every minute must not page every minute)."""
+        now = int(clock.utc_now().timestamp())
+        fresh = not resource_keys
+        for key in sorted(set(resource_keys)):
+            try:
+                self.table.put_item(
+                    Item={
+                        "pk": f"LOCK#{key}",
+                        "sk": "ESCALATED",
+                        "owner": impairment_id,
+                        "expiration": now + window_seconds,
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR #o = :me OR #e < :now",
+                    ExpressionAttributeNames={"#o": "owner", "#e": "expiration"},
+                    ExpressionAttributeValues={":me": impairment_id, ":now": now},
+                )
+                fresh = True
+            except Exception as exc:
+                if not _is_condition_failure(exc):
+                    raise classify_client_error(exc, "dynamodb:PutItem") from exc
+        return fresh
+
+    def budget_holders(self, key: str) -> dict[str, dict[str, Any]]:
+        """The live holders of a budget: {impairment id: {"units", "expires"}}."""
+        now = int(clock.utc_now().timestamp())
+        item = self._get_many([(key, "BUDGET")]).get(key) or {}
+        return {h: v for h, v in (item.get("holders") or {}).items() if int(v["expires"]) >= now}
+
+    def _get_many(self, keys: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+        """Consistent reads of several items by (pk, sk), keyed by pk (BatchGetItem, with its
+        unprocessed keys retried)."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = [{"pk": pk, "sk": sk} for pk, sk in dict.fromkeys(keys)]
+        resource = self.table.meta.client
+        for start in range(0, len(wanted), 100):
+            request = {self.table_name: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
+            for _ in range(_BUDGET_ATTEMPTS):
+                try:
+                    response = resource.batch_get_item(RequestItems=request)
+                except Exception as exc:
+                    raise classify_client_error(exc, "dynamodb:BatchGetItem") from exc
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    found[item["pk"]] = _from_dynamo(item)
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
 
     # --- the switches: pause everything, disable plans, at run time ------------------------------
     def get_switches(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import InvalidInput, RecoveryInProgress, RecoveryPaused
+from core.guardrails import PAUSED
 from core.observability import logger, metrics
 from core.store import RecoveryStore
 
@@ -39,7 +40,9 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     switches = store.get_switches()
     if switches.get("paused"):
         reason = f"automatic recovery is paused: {switches.get('pause_reason') or 'no reason given'}"
-        store.update_impairment(impairment.impairment_id, status="skipped", outcome="skipped", reason=reason)
+        store.update_impairment(
+            impairment.impairment_id, status="skipped", outcome="skipped", reason=reason, guardrails_tripped=[PAUSED]
+        )
         metrics.add_metric(name="RecoveriesSkipped", unit="Count", value=1)
         logger.warning("skipped: automatic recovery is paused", reason=reason)
         raise RecoveryPaused(reason)

@@ -1,6 +1,7 @@
 """Escalate to a human: publish the whole context on the escalation topic, record the outcome,
-release the locks. Reached when no plan matches, an action fails, verification fails (after the
-rollback) or the rollback itself fails."""
+release the locks. Reached when automatic recovery is paused, no plan matches, a guardrail trips,
+an approval is rejected or never comes, an action fails, verification fails (after the rollback)
+or the rollback itself fails."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ import contextlib
 import json
 from typing import Any
 
-from core import aws, clock
+from core import clock, paging
 from core import settings as settings_module
 from core.entry import lambda_entry
-from core.errors import classify_client_error
+from core.guardrails import APPROVAL
 from core.observability import logger, metrics
 from core.store import RecoveryStore
 
-_SUBJECT_LIMIT = 100  # SNS subjects: at most 100 printable ASCII characters
-
 
 def reason_of(event: dict[str, Any]) -> str:
+    if event.get("approval_error"):
+        return _approval_text(event["approval_error"], event.get("plan") or {})
     if event.get("rollback_error"):
         return f"rollback failed: {_error_text(event['rollback_error'])}"
     if event.get("error"):
@@ -27,6 +28,18 @@ def reason_of(event: dict[str, Any]) -> str:
     if verification and not verification.get("healthy"):
         return f"not healthy after {verification.get('attempt')} verification attempts"
     return "recovery did not complete"
+
+
+def _approval_text(error: dict[str, Any], plan: dict[str, Any]) -> str:
+    if error.get("Error") == "States.Timeout":
+        return (
+            f"approval: plan {plan.get('name')} needs a human's approval and none came within "
+            f"{plan.get('approval_timeout_seconds')} s; nothing was changed"
+        )
+    if error.get("Error") == "ApprovalRejected":
+        why = error.get("Cause") or "no reason given"
+        return f"approval: plan {plan.get('name')} was rejected ({why}); nothing was changed"
+    return f"approval: {_error_text(error)}"
 
 
 def _error_text(error: dict[str, Any]) -> str:
@@ -43,6 +56,11 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
     impairment = event.get("impairment") or {}
     impairment_id = impairment.get("impairment_id", "unknown")
     reason = reason_of(event)
+    record = store.get_impairment(impairment_id) or {}
+    tripped = list(record.get("guardrails_tripped") or [])
+    if event.get("approval_error") and APPROVAL not in tripped:
+        tripped.append(APPROVAL)
+    error_name = (event.get("error") or {}).get("Error")
     rolled_back = [r for r in event.get("rollbacks") or [] if isinstance(r, dict)]
     message = {
         "summary": f"Automatic recovery of {impairment.get('workload')} needs a human: {reason}",
@@ -54,28 +72,35 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
         "actions": event.get("actions"),
         "verification": event.get("verification"),
         "rollbacks": rolled_back,
+        "guardrails_tripped": tripped,
+        "guardrail_evidence": record.get("guardrail_trips"),
         "next_steps": f"recoveryctl show {impairment_id}",
     }
-    subject = f"[recovery] {impairment.get('workload', '?')}: {reason}"
-    subject = "".join(ch for ch in subject if 32 <= ord(ch) < 127)[:_SUBJECT_LIMIT]
-    try:
-        (sns or aws.client("sns")).publish(
-            TopicArn=settings.escalation_topic_arn, Subject=subject, Message=json.dumps(message, default=str, indent=2)
-        )
-    except Exception as exc:
-        raise classify_client_error(exc, "sns:Publish") from exc
+    # A guardrail that tripped again on resources already escalated within its window (the sweep
+    # finds the same deferred instance every minute) is recorded, not paged again.
+    paged = record.get("page", True) is not False
+    if paged:
+        paging.page(settings.escalation_topic_arn, impairment.get("workload", "?"), reason, message, sns=sns)
     now = clock.utc_now().isoformat()
     store.update_impairment(
         impairment_id,
-        status="escalated",
-        outcome="skipped" if (event.get("error") or {}).get("Error") == "RecoveryPaused" else "escalated",
-        reason=reason,
+        status="escalated" if paged else "skipped",
+        outcome="skipped" if error_name == "RecoveryPaused" or not paged else "escalated",
+        reason=reason if paged else f"{reason} (already escalated within the guardrail's window: not paged again)",
         escalated_at=now,
+        paged=paged,
         rolled_back=bool(rolled_back),
+        guardrails_tripped=tripped,
     )
     store.release_locks(impairment_id, (event.get("admission") or {}).get("lock_keys", []))
     metrics.add_metric(name="RecoveriesEscalated", unit="Count", value=1)
     if rolled_back:
         metrics.add_metric(name="RecoveriesRolledBack", unit="Count", value=1)
     logger.warning("escalated", reason=reason)
-    return {"outcome": "escalated", "reason": reason, "escalated_at": now}
+    return {
+        "outcome": "escalated",
+        "reason": reason,
+        "escalated_at": now,
+        "paged": paged,
+        "guardrails_tripped": tripped,
+    }

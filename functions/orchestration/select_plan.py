@@ -3,14 +3,16 @@ order, that covers it (plans are disabled one by one at run time, see RecoverySt
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from core import clock, runtime_config
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import NoMatchingPlan
 from core.observability import logger
-from core.plans import parse_plans, select_plan
+from core.plans import select_plan
 from core.store import RecoveryStore
 
 
@@ -20,7 +22,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     impairment = ImpairmentDetected.model_validate(event["impairment"])
     store = store or RecoveryStore(settings.table_name)
     disabled = set(store.get_switches().get("disabled_plans", []))
-    plan = select_plan([p for p in parse_plans(settings.plans) if p.name not in disabled], impairment)
+    plan = select_plan([p for p in runtime_config.load().plans if p.name not in disabled], impairment)
     if plan is None:
         raise NoMatchingPlan(
             f"no plan covers {impairment.impairment_type.value} at severity {impairment.severity.value}"
@@ -37,5 +39,13 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(plan.steps)],
         "verify": verify,
         "timeout_seconds": plan.timeout_seconds,
+        # The plan's time-box counts from now, plus the approval's when it needs one.
+        "deadline": (
+            clock.utc_now()
+            + timedelta(seconds=plan.timeout_seconds + (plan.approval_timeout_seconds if plan.requires_approval else 0))
+        ).isoformat(),
+        "requires_approval": plan.requires_approval and not dry_run,
+        "approval_timeout_seconds": plan.approval_timeout_seconds,
+        "max_recoveries_per_hour": plan.max_recoveries_per_hour,
         "dry_run": dry_run,
     }

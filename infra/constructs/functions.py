@@ -3,6 +3,11 @@ tracing, structured logging, a log group with retention."""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -17,7 +22,8 @@ LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-
 
 class FunctionFactory(Construct):
     """Builds the functions of the stack from one code asset (functions/, no bundling: the
-    runtime dependencies come from boto3 in the runtime and the public Powertools layer)."""
+    runtime dependencies come from boto3 in the runtime and the public Powertools layer), with
+    `extra_files` (the recovery configuration) added to it."""
 
     def __init__(
         self,
@@ -27,11 +33,10 @@ class FunctionFactory(Construct):
         layer_version: int,
         log_retention_days: int,
         environment: dict[str, str],
+        extra_files: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.code = lambda_.Code.from_asset(
-            str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
-        )
+        self.code = lambda_.Code.from_asset(str(stage_code(extra_files or {})))
         self.layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "Powertools", LAYER.format(region=Stack.of(self).region, version=layer_version)
         )
@@ -84,6 +89,32 @@ class FunctionFactory(Construct):
             **kwargs,
         )
         return function
+
+
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+
+
+def stage_code(extra_files: dict[str, str]) -> Path:
+    """functions/ plus the extra files, in a directory named by a hash of their content (so
+    synthesizing again reuses it, and the asset changes exactly when the code or the files do)."""
+    digest = hashlib.sha256()
+    for path in sorted(FUNCTIONS_DIR.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(str(path.relative_to(FUNCTIONS_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, content in sorted(extra_files.items()):
+        digest.update(name.encode() + b"\0" + content.encode() + b"\0")
+    staged = Path(tempfile.gettempdir()) / f"impairment-recovery-code-{digest.hexdigest()[:20]}"
+    if not staged.is_dir():
+        building = Path(tempfile.mkdtemp(prefix="impairment-recovery-code-"))
+        shutil.copytree(FUNCTIONS_DIR, building / "code", ignore=_IGNORED)
+        for name, content in extra_files.items():
+            (building / "code" / name).write_text(content)
+        try:
+            (building / "code").rename(staged)
+        except OSError:  # another synthesis staged the same content first
+            shutil.rmtree(building / "code", ignore_errors=True)
+        shutil.rmtree(building, ignore_errors=True)
+    return staged
 
 
 _RETENTION_DAYS = {

@@ -146,11 +146,58 @@ class RecoveryWorkflow(Construct):
         run_actions.add_catch(prepare_task, errors=["States.ALL"], result_path="$.error")
         run_actions.next(wait)
 
+        # --- guardrails, then a human's approval where the plan asks for it ---
+        guard = self._function(
+            "CheckGuardrails", "orchestration.check_guardrails.handler", "Blast radius, fail open, rate limits, ..."
+        )
+        table.grant_read_write_data(guard)
+        topic.grant_publish(guard)
+        _allow(
+            guard,
+            [
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeAutoScalingInstances",
+                "elasticloadbalancing:DescribeTargetHealth",
+            ],
+            managed_tag,
+        )
+        approval = self._function(
+            "RequestApproval", "orchestration.request_approval.handler", "Ask a human to approve a high-risk plan"
+        )
+        table.grant_read_write_data(approval)
+        topic.grant_publish(approval)
+        request_approval = tasks.LambdaInvoke(
+            self,
+            "RequestApproval",
+            lambda_function=approval,
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "impairment.$": "$.impairment",
+                    "plan.$": "$.plan",
+                    "execution.$": "$$.Execution.Id",
+                    "task_token": sfn.JsonPath.task_token,
+                }
+            ),
+            task_timeout=sfn.Timeout.at("$.plan.approval_timeout_seconds"),
+            result_path="$.approval",
+            retry_on_service_exceptions=False,
+        )
+        request_approval.add_catch(escalate_task, errors=["States.ALL"], result_path="$.approval_error")
+        request_approval.next(run_actions)
+        guard_task = self._task("CheckGuardrails", guard, None, "$")
+        guard_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
+        guard_task.next(
+            sfn.Choice(self, "ApprovalRequired?")
+            .when(sfn.Condition.boolean_equals("$.plan.requires_approval", True), request_approval)
+            .otherwise(run_actions)
+        )
+
         select_task = self._task(
             "SelectPlan", select, sfn.TaskInput.from_object({"impairment.$": "$.impairment"}), "$.plan"
         )
         select_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
-        select_task.next(run_actions)
+        select_task.next(guard_task)
 
         admit_task = self._task(
             "Admit",

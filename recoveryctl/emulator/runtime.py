@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -354,6 +355,7 @@ class Emulator:
                 dead_letter_arn=(props.get("DeadLetterConfig") or {}).get("TargetArn"),
             )
             self.functions[spec.name] = spec
+        self._install_runtime_config()
         for logical_id, resource in t.of_type("AWS::StepFunctions::StateMachine").items():
             props = t.resolve(resource["Properties"])
             definition = props.get("DefinitionString")
@@ -397,6 +399,34 @@ class Emulator:
                 Attributes={"RawMessageDelivery": "true"},
             )
         self.escalation_inbox = inbox
+
+    def _install_runtime_config(self) -> None:
+        """The functions read plans and guardrails from a file in their code asset
+        (core/runtime_config.py); the emulator writes the same configuration, from the template's
+        metadata, into a file of its own and points the functions at it."""
+        if not any("RECOVERY_CONFIG" in f.environment for f in self.functions.values()):
+            return
+        folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="recovery-emulator-")))
+        self.runtime_config_path = folder / "recovery-config.json"
+        self.write_runtime_config()
+        for function in self.functions.values():
+            if "RECOVERY_CONFIG" in function.environment:
+                function.environment["RECOVERY_CONFIG"] = str(self.runtime_config_path)
+
+    def write_runtime_config(self, **overrides: Any) -> None:
+        """(Re)write the functions' recovery configuration; `overrides` replace its parts
+        (plans, guardrails, maintenance), e.g. a drill scenario's own plans."""
+        from core import runtime_config
+
+        declared = self.template.metadata.get("ImpairmentRecovery", {})
+        parts = {
+            "plans": declared.get("plans", []),
+            "guardrails": _json_or_value(declared.get("guardrails", {})),
+            "maintenance": {w["name"]: w.get("maintenance") or {} for w in declared.get("workloads", [])},
+            **overrides,
+        }
+        config = runtime_config.build(parts["plans"], parts["guardrails"], parts["maintenance"])
+        self.runtime_config_path.write_text(config.to_json())
 
     @staticmethod
     def _create_table(ddb: Any, name: str, props: dict[str, Any]) -> None:
@@ -718,6 +748,10 @@ def _cw_time(value: datetime) -> str:
     """CloudWatch's timestamp format in alarm events: 2026-11-20T09:14:31.104+0000."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+def _json_or_value(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _now() -> str:

@@ -25,6 +25,7 @@ from tests.builders import (
     get_item,
     impairment,
     received,
+    use_runtime_config,
 )
 
 INSTANCE = "i-0abc123def4567890"
@@ -44,8 +45,8 @@ PLANS = [
 
 
 @pytest.fixture
-def plans(monkeypatch) -> None:
-    monkeypatch.setenv("PLANS", json.dumps(PLANS))
+def plans(monkeypatch, tmp_path) -> None:
+    use_runtime_config(monkeypatch, tmp_path, plans=PLANS)
 
 
 def lock_owner(resource_key: str) -> str | None:

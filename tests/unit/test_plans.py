@@ -23,7 +23,7 @@ def plan(name: str, *types: str, steps: list[dict] | None = None, **match: objec
 
 
 def test_valid_plans_parse_from_a_list_or_from_json():
-    # Given two plans as the stack passes them (a JSON string in the PLANS variable)
+    # Given two plans as a list or as JSON text (a plans file)
     raw = [
         plan("replace-failed-instance", "instance_failure"),
         plan("add-capacity", "resource_exhaustion", steps=[{"action": "scale_out", "params": {"increment": 2}}]),

@@ -1,0 +1,304 @@
+"""Guardrails: what stops an automatic recovery from making an outage worse.
+
+Each guardrail is configuration (validated at synth, read at run time) and a pure decision over
+facts gathered by the CheckGuardrails task (orchestration/check_guardrails.py):
+
+- blast radius: never act on more than a share of a group within a window, nor take it below its
+  minimum healthy capacity;
+- fail open: when most of a fleet looks impaired at once, act on none of it;
+- rate limits: recoveries per workload and per plan within an hour, and concurrent recoveries;
+- flapping: the same resource (or the same kind of impairment of a workload) recovered too often
+  within a window is escalated instead of fixed again;
+- maintenance windows and blocked dates: no automatic action in them.
+
+The kill switch (pause) is checked earlier, by Admit, and plan approval by its own state.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The names a drill report and the impairment record use for what stopped a recovery.
+BLAST_RADIUS = "blast_radius"
+FAIL_OPEN = "fail_open"
+RATE_LIMIT = "rate_limit"
+CONCURRENCY = "concurrency"
+FLAPPING = "flapping"
+MAINTENANCE = "maintenance_window"
+PAUSED = "paused"
+APPROVAL = "approval"
+
+# Actions that take instances or targets out of service: what the blast radius and fail open
+# guard. (Adding capacity, failing over or shifting a zone away does not remove healthy capacity.)
+INSTANCE_ACTIONS: dict[str, Any] = {
+    "replace_instance": lambda params: True,
+    "redirect_traffic": lambda params: (params or {}).get("kind", "deregister_targets") == "deregister_targets",
+}
+
+
+class BlastRadius(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_share: float = Field(
+        default=1 / 3, gt=0, le=1, description="share of a group's instances acted on within the window"
+    )
+    window_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+
+
+class FailOpen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    impaired_share: float = Field(
+        default=0.5, gt=0, le=1, description="more than this share of a fleet impaired at once: act on none of it"
+    )
+
+
+class RateLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_workload_per_hour: int = Field(default=10, ge=1, le=10_000)
+    per_plan_per_hour: int = Field(default=20, ge=1, le=10_000, description="a plan may set its own")
+    max_concurrent: int = Field(default=25, ge=1, le=10_000, description="recoveries running at once, in all")
+
+
+class Flapping(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_recoveries: int = Field(
+        default=3, ge=1, le=1000, description="recoveries of the same resource or kind within the window"
+    )
+    window_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+
+
+class Guardrails(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blast_radius: BlastRadius = Field(default_factory=BlastRadius)
+    fail_open: FailOpen = Field(default_factory=FailOpen)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    flapping: Flapping = Field(default_factory=Flapping)
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+_WEEKDAYS = list(Weekday)
+
+
+class MaintenanceWindow(BaseModel):
+    """A weekly window, e.g. {"days": ["sun"], "start": "02:00", "end": "04:00"}. A window whose
+    end is earlier than its start runs past midnight into the next day."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1)
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MaintenanceWindow:
+        if self.start == self.end:
+            raise ValueError("a maintenance window's start and end must differ")
+        return self
+
+    def covers(self, local: datetime) -> bool:
+        now = local.time().replace(tzinfo=None)
+        today = _WEEKDAYS[local.weekday()]
+        yesterday = _WEEKDAYS[(local.weekday() - 1) % 7]
+        if self.start < self.end:
+            return today in self.days and self.start <= now < self.end
+        # past midnight: from start on a listed day until end on the day after
+        return (today in self.days and now >= self.start) or (yesterday in self.days and now < self.end)
+
+
+class Maintenance(BaseModel):
+    """When no automatic action runs for a workload (detections are still recorded and escalated)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = Field(default="UTC", description="IANA time zone of the windows and dates")
+    windows: list[MaintenanceWindow] = Field(default_factory=list)
+    blocked_dates: list[date] = Field(default_factory=list, description="whole days, e.g. a release or a sale")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from exc
+        return value
+
+    def blocks(self, at: datetime) -> str | None:
+        """Why automatic action is blocked at `at`, or None."""
+        if not (self.windows or self.blocked_dates):
+            return None
+        local = at.astimezone(ZoneInfo(self.timezone))
+        if local.date() in self.blocked_dates:
+            return f"{local.date().isoformat()} is a blocked date ({self.timezone})"
+        for window in self.windows:
+            if window.covers(local):
+                days = ",".join(d.value for d in window.days)
+                return f"in the maintenance window {days} {window.start:%H:%M}-{window.end:%H:%M} ({self.timezone})"
+        return None
+
+
+# --- decisions over gathered facts ------------------------------------------------------------
+
+
+class Trip(BaseModel):
+    """A guardrail that stopped (part of) a recovery, with the evidence for the human."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guardrail: str
+    reason: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+def acts_on_instances(steps: list[dict[str, Any]]) -> bool:
+    return any(INSTANCE_ACTIONS.get(s["action"], lambda p: False)(s.get("params")) for s in steps)
+
+
+def blast_radius_limit(group_size: int, max_share: float) -> int:
+    """How many instances of a group may be acted on within the window: the share, rounded
+    down, but at least one (a group of two can still have its failed instance replaced)."""
+    return max(1, math.floor(group_size * max_share + 1e-9))
+
+
+def fail_open(impaired: set[str], fleet: set[str], settings: FailOpen) -> Trip | None:
+    """Most of the fleet impaired at once: a shared dependency or a bad health check is likelier
+    than that many independent failures, and replacing them all would make it worse."""
+    if not fleet:
+        return None
+    share = len(impaired & fleet) / len(fleet)
+    if share <= settings.impaired_share:
+        return None
+    return Trip(
+        guardrail=FAIL_OPEN,
+        reason=(
+            f"{len(impaired & fleet)} of {len(fleet)} instances look impaired at once "
+            f"(more than {settings.impaired_share:.0%}): acting on none, a human decides"
+        ),
+        evidence={"impaired": sorted(impaired & fleet), "fleet_size": len(fleet), "share": round(share, 3)},
+    )
+
+
+def blast_radius(
+    wanted: list[str],
+    already_acted: set[str],
+    group: dict[str, Any],
+    healthy: set[str],
+    settings: BlastRadius,
+) -> tuple[list[str], list[str], Trip | None]:
+    """Split the instances this recovery wants to act on into those allowed now and those
+    deferred to a human. `already_acted` are the group's instances acted on within the window by
+    other recoveries; `healthy` the instances the group counts healthy and in service."""
+    size = len(group.get("Instances", [])) or int(group.get("DesiredCapacity", 0))
+    limit = blast_radius_limit(size, settings.max_share)
+    floor = minimum_healthy(group)
+    allowed: list[str] = []
+    deferred: list[str] = []
+    acted = set(already_acted)
+    for instance in wanted:
+        if instance in acted:  # a retry, or already counted
+            allowed.append(instance)
+            continue
+        healthy_after = len(healthy - acted - {instance})
+        if len(acted) + 1 > limit or (instance in healthy and healthy_after < floor):
+            deferred.append(instance)
+            continue
+        acted.add(instance)
+        allowed.append(instance)
+    if not deferred:
+        return allowed, deferred, None
+    return (
+        allowed,
+        deferred,
+        Trip(
+            guardrail=BLAST_RADIUS,
+            reason=(
+                f"at most {limit} of the {size} instances of group {group.get('AutoScalingGroupName')} may be acted on "
+                f"within {settings.window_seconds // 60} min ({len(already_acted)} already): "
+                f"{len(deferred)} left for a human"
+            ),
+            evidence={
+                "group": group.get("AutoScalingGroupName"),
+                "group_size": size,
+                "limit": limit,
+                "minimum_healthy": floor,
+                "already_acted": sorted(already_acted),
+                "allowed": allowed,
+                "deferred": deferred,
+            },
+        ),
+    )
+
+
+def minimum_healthy(group: dict[str, Any]) -> int:
+    """The healthy capacity a group must keep: its minimum size, or more when its instance
+    maintenance policy asks for a minimum healthy percentage of the desired capacity."""
+    policy = group.get("InstanceMaintenancePolicy") or {}
+    percentage = policy.get("MinHealthyPercentage")
+    floor = int(group.get("MinSize", 0))
+    if isinstance(percentage, int) and percentage >= 0:
+        floor = max(floor, math.ceil(int(group.get("DesiredCapacity", 0)) * percentage / 100))
+    return floor
+
+
+def flapping(
+    impairment: dict[str, Any], previous: list[dict[str, Any]], settings: Flapping, now: datetime
+) -> Trip | None:
+    """Recovered too often: the same resource, or the same kind of impairment of the same group
+    (a replaced instance is a new resource: its group is what flaps), within the window."""
+    since = now - timedelta(seconds=settings.window_seconds)
+    keys = _resource_keys(impairment)
+    group = (impairment.get("scope") or {}).get("auto_scaling_group")
+    repeats = []
+    for record in previous:
+        if record.get("impairment_id") == impairment.get("impairment_id") or record.get("outcome") != "recovered":
+            continue
+        resolved = record.get("resolved_at")
+        if not resolved or datetime.fromisoformat(resolved) < since:
+            continue
+        other = record.get("impairment") or {}
+        same_resource = bool(keys & _resource_keys(other))
+        same_kind = (
+            other.get("impairment_type") == impairment.get("impairment_type")
+            and group is not None
+            and (other.get("scope") or {}).get("auto_scaling_group") == group
+        )
+        if same_resource or same_kind:
+            repeats.append(record["impairment_id"])
+    if len(repeats) < settings.max_recoveries:
+        return None
+    subject = f"group {group}" if group else ", ".join(sorted(keys))
+    return Trip(
+        guardrail=FLAPPING,
+        reason=(
+            f"{subject} was recovered {len(repeats)} times in the last {settings.window_seconds // 60} min "
+            f"(limit {settings.max_recoveries}): fixing it again would hide a real problem"
+        ),
+        evidence={"previous_recoveries": repeats, "window_seconds": settings.window_seconds},
+    )
+
+
+def _resource_keys(impairment: dict[str, Any]) -> set[str]:
+    return {f"{r['resource_type']}/{r['resource_id']}" for r in impairment.get("affected_resources") or []}
+
+
+def utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
