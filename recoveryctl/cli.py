@@ -1,64 +1,433 @@
-"""recoveryctl: the operator CLI.
+"""recoveryctl: the operator CLI, against the local emulator or a deployed stack alike.
 
-recoveryctl drill --scenario NAME|FILE [--json]   run a recovery drill in the local emulator
-recoveryctl scenarios                             list the built-in scenarios
+recoveryctl drill --scenario NAME|FILE [--json]          run a recovery drill in the local emulator
+recoveryctl drill --deployed --alarm NAME [--timeout S]  drill a deployed stack through one of its alarms
+recoveryctl scenarios                                    list the built-in scenarios
+recoveryctl status [--since 7d] [--json]                 open impairments and recent recoveries
+recoveryctl show ID [--json]                             one impairment's whole timeline and execution
+recoveryctl report [--since 30d] [--png FILE] [--json]   MTTD / MTTR percentiles, success rates
+recoveryctl pause [--reason TEXT] | resume               the kill switch
+recoveryctl plans list | validate FILE | enable NAME | disable NAME
+recoveryctl approve ID [--reason TEXT] | reject ID [--reason TEXT]
+
+The target: --local (default: the drills recorded under --state-dir, default .recoveryctl/ or
+RECOVERYCTL_STATE_DIR) or --deployed (the stack --stack, default ImpairmentRecovery, in --region),
+or RECOVERYCTL_TARGET=local|deployed. Exit codes: 0 done, 1 the recovery (or approval) did not
+succeed, 2 a usage or setup error (the message says what to do).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+TARGET_ENV, STACK_ENV = "RECOVERYCTL_TARGET", "RECOVERYCTL_STACK"
+
+
+class CommandError(RuntimeError):
+    """A command cannot do what was asked; printed as `recoveryctl: <message>`."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _target_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("target")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--local", dest="target", action="store_const", const="local", help="the local emulator's state (default)"
+    )
+    where.add_argument(
+        "--deployed", dest="target", action="store_const", const="deployed", help="the deployed stack (AWS)"
+    )
+    group.add_argument(
+        "--stack",
+        default=os.environ.get(STACK_ENV, "ImpairmentRecovery"),
+        help="the deployed stack's name (default ImpairmentRecovery, or RECOVERYCTL_STACK)",
+    )
+    group.add_argument("--region", help="the deployed stack's region (default: your AWS configuration)")
+    group.add_argument("--state-dir", type=Path, help="local state (default .recoveryctl/, or RECOVERYCTL_STATE_DIR)")
+    group.add_argument("--cdk-out", default="cdk.out", type=Path, help="the synthesized cloud assembly (cdk.out)")
+    group.add_argument("--template", type=Path, help="a CloudFormation template instead of --cdk-out")
+    return options
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recoveryctl", description="Operate the impairment recovery system.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    target = _target_options()
+    parser = argparse.ArgumentParser(
+        prog="recoveryctl",
+        description="Operate the impairment recovery system, locally (emulator) or deployed.",
+        epilog="Each command takes --local (default) or --deployed [--stack NAME] [--region REGION]; "
+        "RECOVERYCTL_TARGET=deployed makes --deployed the default.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     drill = commands.add_parser(
         "drill",
-        help="run a recovery drill end to end in the local emulator",
-        description="Build a sample workload from the synthesized stack in the local emulator, inject the "
-        "scenario's fault, and follow detection, recovery and verification to the end.",
+        parents=[target],
+        help="run a recovery drill (emulator: a scenario; deployed: through an alarm)",
+        description="Locally: build a sample workload from the synthesized stack in the emulator, inject the "
+        "scenario's fault, follow detection, recovery and verification to the end, and record it for status, "
+        "show and report. Deployed: set an alarm to ALARM (SetAlarmState) and follow the recovery it starts.",
     )
-    drill.add_argument("--scenario", required=True, help="a built-in scenario name or the path of a scenario file")
+    drill.add_argument("--scenario", help="a built-in scenario name or the path of a scenario file (local)")
+    drill.add_argument("--alarm", help="the alarm to set to ALARM (with --deployed)")
+    drill.add_argument("--timeout", type=float, default=900, help="seconds to follow a deployed drill (default 900)")
+    drill.add_argument("--poll-seconds", type=float, default=5, help=argparse.SUPPRESS)
     drill.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
-    drill.add_argument("--cdk-out", default="cdk.out", type=Path, help="the synthesized cloud assembly (cdk.out)")
-    drill.add_argument("--template", type=Path, help="a CloudFormation template instead of --cdk-out")
 
     commands.add_parser("scenarios", help="list the built-in drill scenarios")
+
+    status = commands.add_parser("status", parents=[target], help="open impairments and recent recoveries")
+    status.add_argument("--since", default="7d", help="how far back (30d, 12h, 45m, 2w, or a date; default 7d)")
+    status.add_argument("--limit", type=int, default=20, help="recent recoveries shown (default 20)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    show = commands.add_parser("show", parents=[target], help="one impairment's timeline and execution history")
+    show.add_argument("impairment_id", metavar="ID", help="the impairment id (the execution's name)")
+    show.add_argument("--json", action="store_true", help="machine-readable output, with the full history")
+
+    report = commands.add_parser("report", parents=[target], help="MTTD / MTTR percentiles and success rates")
+    report.add_argument("--since", default="30d", help="how far back (30d, 12h, 2w, or a date; default 30d)")
+    report.add_argument("--png", type=Path, metavar="FILE", help="also draw the report as a PNG chart")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
+
+    pause = commands.add_parser("pause", parents=[target], help="pause every automatic action (kill switch)")
+    pause.add_argument("--reason", default="", help="why (shown by status and in escalations)")
+    commands.add_parser("resume", parents=[target], help="resume automatic recovery")
+
+    plans = commands.add_parser("plans", help="list, validate, enable or disable recovery plans")
+    plan_commands = plans.add_subparsers(dest="plans_command", required=True, metavar="ACTION")
+    plans_list = plan_commands.add_parser("list", parents=[target], help="the stack's plans and whether enabled")
+    plans_list.add_argument("--json", action="store_true", help="machine-readable output")
+    validate = plan_commands.add_parser("validate", help="validate plans in a JSON file or a cdk.json")
+    validate.add_argument("file", type=Path, metavar="FILE")
+    for name, text in (("enable", "enable a disabled plan"), ("disable", "disable a plan at run time")):
+        plan_commands.add_parser(name, parents=[target], help=text).add_argument("plan", metavar="NAME")
+
+    for name, text in (("approve", "approve a recovery waiting for a human"), ("reject", "reject it")):
+        decision = commands.add_parser(name, parents=[target], help=text)
+        decision.add_argument("impairment_id", metavar="ID")
+        decision.add_argument("--reason", default="", help="why (recorded with the decision)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "scenarios":
-        from recoveryctl.scenario import BUILT_IN, built_in, load
+    if getattr(args, "target", "unset") is None:
+        args.target = os.environ.get(TARGET_ENV, "local").strip().lower() or "local"
+    handlers = {
+        "scenarios": _scenarios,
+        "drill": _drill,
+        "status": _status,
+        "show": _show,
+        "report": _report,
+        "pause": _pause,
+        "resume": _pause,
+        "plans": _plans,
+        "approve": _decide,
+        "reject": _decide,
+    }
+    from recoveryctl.backends import BackendError
+    from recoveryctl.state import StateError
+    from recoveryctl.views import UsageError
 
-        for name in built_in():
-            print(f"{name:<26} {load(str(BUILT_IN / f'{name}.json')).description}")
-        return EXIT_OK
-    return _drill(args)
+    try:
+        if getattr(args, "target", "local") not in ("local", "deployed"):
+            raise CommandError(f"{TARGET_ENV}={args.target!r}: use local or deployed")
+        return handlers[args.command](args)
+    except CommandError as exc:
+        print(f"recoveryctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (BackendError, StateError, UsageError) as exc:
+        print(f"recoveryctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# --- targets ---------------------------------------------------------------------------------
+def _backend(args: argparse.Namespace) -> Any:
+    from recoveryctl.backends import DeployedBackend, LocalBackend
+    from recoveryctl.state import LocalState
+
+    if args.target == "deployed":
+        return DeployedBackend(args.stack, args.region)
+    return LocalBackend(LocalState(args.state_dir), template_path=args.template, cdk_out=args.cdk_out)
+
+
+def _actor(backend: Any) -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    if backend.target == "deployed":
+        from recoveryctl.backends import BackendError
+
+        try:
+            return backend.actor()
+        except BackendError:
+            return user
+    return user
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- drills ----------------------------------------------------------------------------------
+def _scenarios(args: argparse.Namespace) -> int:
+    from recoveryctl.scenario import BUILT_IN, built_in, load
+
+    for name in built_in():
+        print(f"{name:<26} {load(str(BUILT_IN / f'{name}.json')).description}")
+    return EXIT_OK
 
 
 def _drill(args: argparse.Namespace) -> int:
+    if args.target == "deployed":
+        return _drill_deployed(args)
+    if args.alarm:
+        raise CommandError("--alarm drills a deployed stack: add --deployed (locally, use --scenario)")
+    if not args.scenario:
+        raise CommandError("which scenario? pass --scenario NAME|FILE (see `recoveryctl scenarios`)")
     from recoveryctl import drill
     from recoveryctl.emulator.template import TemplateError, find_template
     from recoveryctl.scenario import ScenarioError, load
+    from recoveryctl.state import LocalState
 
+    state = LocalState(args.state_dir)
     try:
         scenario = load(args.scenario)
         template = args.template or find_template(args.cdk_out)
+        switches = state.switches()
         if not args.json:
             print(f"running drill {scenario.name} against {template} ...", file=sys.stderr)
-        report = drill.run(scenario, Path(template))
+            if switches.get("paused"):
+                print("note: automatic recovery is paused in the local state (`recoveryctl resume`)", file=sys.stderr)
+            if switches.get("disabled_plans"):
+                print(f"note: disabled plans: {', '.join(switches['disabled_plans'])}", file=sys.stderr)
+        with drill.Drill(scenario, Path(template)) as running:
+            state.seed(running.emulator)  # the switches set with pause / plans disable
+            report = running.run()
+            recorded = state.record_drill(running.emulator, report)
     except (ScenarioError, TemplateError, drill.DrillError) as exc:
-        print(f"recoveryctl: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise CommandError(str(exc)) from exc
     print(drill.to_json(report) if args.json else drill.format_timeline(report))
+    if not args.json:
+        print(f"recorded in {recorded}; see `recoveryctl status` and `recoveryctl report`", file=sys.stderr)
     return EXIT_OK if report["expectation_met"] else EXIT_FAILED
+
+
+def _drill_deployed(args: argparse.Namespace) -> int:
+    if args.scenario:
+        raise CommandError(
+            "scenarios run in the local emulator; a deployed stack is drilled through one of its alarms: "
+            "--deployed --alarm NAME"
+        )
+    if not args.alarm:
+        raise CommandError("which alarm? pass --alarm NAME (for example web-api-status-check)")
+    from recoveryctl import deployed_drill
+
+    backend = _backend(args)
+    try:
+        result = deployed_drill.run(
+            backend, args.alarm, args.timeout, args.poll_seconds, _progress, actor=_actor(backend)
+        )
+    except deployed_drill.DrillTimeout as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from exc
+    if args.json:
+        _print_json(result)
+    else:
+        times = []
+        if result["mttd_seconds"] is not None:
+            times.append(f"MTTD {result['mttd_seconds']:.1f} s")
+        if result["mttr_seconds"] is not None:
+            times.append(f"MTTR {result['mttr_seconds']:.1f} s")
+        print(f"Drill of {backend.describe()} through alarm {result['alarm']}")
+        print(f"  execution  {result['execution']['name']}: {result['execution']['status']}")
+        print(f"  states     {' -> '.join(result['states']) or '-'}")
+        print(f"  outcome    {result['outcome']}" + (f" ({', '.join(times)})" if times else ""))
+        if result["reason"] and result["outcome"] != "recovered":
+            print(f"  reason     {result['reason']}")
+        print(f"  details    recoveryctl show {result['impairment_id']} --deployed")
+    return EXIT_OK if result["outcome"] == "recovered" else EXIT_FAILED
+
+
+# --- reading ---------------------------------------------------------------------------------
+def _status(args: argparse.Namespace) -> int:
+    from recoveryctl import views
+
+    since = views.parse_since(args.since)
+    data = views.status(_backend(args), since, limit=args.limit)
+    if args.json:
+        _print_json(data)
+    else:
+        print(views.format_status(data, args.since))
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    from recoveryctl import views
+
+    backend = _backend(args)
+    data = views.show(backend, args.impairment_id)
+    if data is None:
+        raise CommandError(
+            f"no impairment {args.impairment_id} in {backend.describe()}: list them with "
+            f"`recoveryctl status{' --deployed' if backend.target == 'deployed' else ''}`"
+        )
+    if args.json:
+        _print_json(data)
+    else:
+        print(views.format_show(data))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from recoveryctl import report, views
+
+    since = views.parse_since(args.since)
+    backend = _backend(args)
+    records = backend.impairments(since=since)
+    summary = report.summarize(records, backend.actions_since(records), since)
+    where = backend.describe()
+    if args.png:
+        try:
+            report.draw_png(summary, args.png, f"Impairment recovery, last {args.since} ({where})")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.png}: {exc.strerror}: pass --png with a writable path") from exc
+    if args.json:
+        _print_json({"target": where, **summary})
+    else:
+        print(report.format_report(summary, where, args.since))
+        if not records:
+            print(f"\nNo impairment was detected in the last {args.since}: widen --since, or run a drill.")
+    if args.png:
+        print(f"chart written to {args.png}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- changing ---------------------------------------------------------------------------------
+def _pause(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    paused = args.command == "pause"
+    reason = getattr(args, "reason", "") or ""
+    backend.set_paused(paused, reason, _actor(backend))
+    where = backend.describe()
+    if paused:
+        print(f"automatic recovery paused in {where}: impairments are recorded and escalated, nothing is acted on")
+        if backend.target == "local":
+            print("the next drill starts paused; `recoveryctl resume` undoes it")
+    else:
+        print(f"automatic recovery resumed in {where}")
+    return EXIT_OK
+
+
+def _plans(args: argparse.Namespace) -> int:
+    if args.plans_command == "validate":
+        return _validate_plans(args.file)
+    backend = _backend(args)
+    plans = backend.plans()
+    names = [p["name"] for p in plans]
+    if args.plans_command == "list":
+        disabled = set(backend.switches().get("disabled_plans") or [])
+        rows = [
+            {
+                "name": p["name"],
+                "enabled": p["name"] not in disabled,
+                "impairment_types": p["match"]["impairment_types"],
+                "severity": f"{p['match'].get('min_severity', 'low')}..{p['match'].get('max_severity', 'critical')}",
+                "workloads": p["match"].get("workloads") or "all",
+                "actions": [s["action"] for s in p["steps"]],
+                "dry_run": bool(p.get("dry_run")),
+            }
+            for p in plans
+        ]
+        if args.json:
+            _print_json(rows)
+            return EXIT_OK
+        print(f"Plans of {backend.describe()}, in the order they are matched")
+        if not rows:
+            print("  none: every impairment is escalated to a human (add plans under recovery.plans in cdk.json)")
+        for row in rows:
+            state = "enabled " if row["enabled"] else "DISABLED"
+            workloads = "" if row["workloads"] == "all" else f", workloads {', '.join(row['workloads'])}"
+            print(f"  {state}  {row['name']}{' (dry run)' if row['dry_run'] else ''}")
+            print(f"            {', '.join(row['impairment_types'])}, severity {row['severity']}{workloads}")
+            print(f"            {' -> '.join(row['actions'])}")
+        unknown = sorted(disabled - set(names))
+        if unknown:
+            print(f"  (disabled but not in the stack: {', '.join(unknown)})")
+        return EXIT_OK
+    if args.plan not in names:
+        raise CommandError(
+            f"no plan named {args.plan!r} in {backend.describe()}: its plans are {', '.join(names) or 'none'} "
+            "(see `recoveryctl plans list`)"
+        )
+    enable = args.plans_command == "enable"
+    backend.set_plan_enabled(args.plan, enable, _actor(backend))
+    print(f"plan {args.plan} {'enabled' if enable else 'disabled'} in {backend.describe()}")
+    if not enable:
+        print("impairments it would have handled go to the next matching plan, or to a human")
+    return EXIT_OK
+
+
+def _validate_plans(path: Path) -> int:
+    from core.plans import PlanError, parse_plans
+
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise CommandError(f"{path} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("context"), dict):  # a cdk.json
+        recovery = data["context"].get("recovery")
+        if isinstance(recovery, str):
+            recovery = json.loads(recovery)
+        if not isinstance(recovery, dict) or "plans" not in recovery:
+            raise CommandError(f"{path} has no context.recovery.plans: nothing to validate")
+        data = recovery["plans"]
+    elif isinstance(data, dict) and "plans" in data:
+        data = data["plans"]
+    if not isinstance(data, list):
+        raise CommandError(f'{path}: expected a list of plans, an object with "plans", or a cdk.json')
+    try:
+        plans = parse_plans(data)
+    except PlanError as exc:
+        raise CommandError(f"{path}: {exc}") from exc
+    print(f"{path}: {len(plans)} valid plan(s): {', '.join(p.name for p in plans) or 'none'}")
+    return EXIT_OK
+
+
+def _decide(args: argparse.Namespace) -> int:
+    approve = args.command == "approve"
+    if args.target != "deployed":
+        raise CommandError(
+            "the local emulator has no recovery waiting between commands: each drill runs to its end, and its "
+            "approvals are scripted in the scenario. To answer a recovery waiting in AWS, add --deployed"
+        )
+    from recoveryctl import approvals
+
+    backend = _backend(args)
+    try:
+        decided = approvals.decide(backend, args.impairment_id, approve, args.reason, _actor(backend))
+    except approvals.ApprovalError as exc:
+        raise CommandError(str(exc), exc.exit_code) from exc
+    verb = "approved: the recovery goes on" if approve else "rejected: the recovery stops and is escalated"
+    print(f"{args.impairment_id} {verb} (by {decided['by']})")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

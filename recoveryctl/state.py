@@ -1,0 +1,166 @@
+"""Local state: what drills in the emulator recorded, and the switches the next drill starts with.
+
+Each drill runs in a fresh emulator that is gone when it ends, so the CLI keeps what it recorded
+under a state directory (default `.recoveryctl/` in the current directory, or
+RECOVERYCTL_STATE_DIR) for `status`, `show` and `report`:
+
+  runs/<utc time>-<scenario>.json   one drill: the recovery table's items (impairment records
+                                    marked `drill: true`, action records), every execution with its
+                                    status and state history, the escalation messages
+  switches.json                     the kill switch and disabled plans (`pause`, `plans disable`)
+
+One file per drill: drills never rewrite each other's records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+STATE_DIR_ENV = "RECOVERYCTL_STATE_DIR"
+DEFAULT_STATE_DIR = Path(".recoveryctl")
+DEFAULT_SWITCHES: dict[str, Any] = {"paused": False, "disabled_plans": []}
+
+
+class StateError(RuntimeError):
+    """The local state cannot be read or written."""
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: datetimes as ISO 8601, DynamoDB numbers as int or float."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+class LocalState:
+    """The state directory. Nothing is created until something is written."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.directory / "runs"
+
+    @property
+    def switches_path(self) -> Path:
+        return self.directory / "switches.json"
+
+    # --- switches ----------------------------------------------------------------------------
+    def switches(self) -> dict[str, Any]:
+        if not self.switches_path.exists():
+            return dict(DEFAULT_SWITCHES)
+        return {**DEFAULT_SWITCHES, **self._read(self.switches_path)}
+
+    def set_switches(self, **fields: Any) -> dict[str, Any]:
+        switches = {**self.switches(), **fields, "changed_at": datetime.now(UTC).isoformat()}
+        self._write(self.switches_path, switches)
+        return switches
+
+    def seed(self, emulator: Any) -> dict[str, Any]:
+        """Write the switches into the emulator's recovery table (its CONTROL / SWITCHES item),
+        so the drill about to run starts with them."""
+        switches = self.switches()
+        if switches == DEFAULT_SWITCHES:
+            return switches
+        table = _table(emulator)
+        item = {**json.loads(json.dumps(switches), parse_float=Decimal), "pk": "CONTROL", "sk": "SWITCHES"}
+        table.put_item(Item=item)
+        return switches
+
+    # --- drills ------------------------------------------------------------------------------
+    def record_drill(self, emulator: Any, report: dict[str, Any]) -> Path:
+        """Persist what a finished drill recorded; returns the run file."""
+        table = _table(emulator)
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"ConsistentRead": True}
+        while True:
+            page = table.scan(**kwargs)
+            items.extend(jsonable(page.get("Items", [])))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        # Only the audit trail: locks and the switches are the emulator's working state.
+        items = [i for i in items if str(i.get("pk", "")).startswith("IMPAIRMENT#")]
+        for item in items:
+            if item.get("sk") == "RECORD":
+                item["drill"] = True
+                item["drill_scenario"] = report.get("scenario")
+        sfn = emulator.client("stepfunctions")
+        executions = []
+        for summary in emulator.executions():
+            described = sfn.describe_execution(executionArn=summary["executionArn"])
+            described.pop("ResponseMetadata", None)
+            described["history"] = emulator.history(summary["executionArn"])
+            executions.append(jsonable(described))
+        now = datetime.now(UTC)
+        run = {
+            "run_id": f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{report.get('scenario')}",
+            "scenario": report.get("scenario"),
+            "recorded_at": now.isoformat(),
+            "outcome": report.get("outcome"),
+            "impairment_id": report.get("impairment_id"),
+            "expectation_met": report.get("expectation_met"),
+            "items": items,
+            "executions": executions,
+            "escalations": jsonable(report.get("escalations") or []),
+        }
+        path = self.runs_dir / f"{_safe(run['run_id'])}.json"
+        self._write(path, run)
+        return path
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every recorded drill, oldest first."""
+        if not self.runs_dir.is_dir():
+            return []
+        return [self._read(p) for p in sorted(self.runs_dir.glob("*.json"))]
+
+    def exists(self) -> bool:
+        return self.runs_dir.is_dir() and any(self.runs_dir.glob("*.json"))
+
+    # --- files -------------------------------------------------------------------------------
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise StateError(f"{path} is not valid JSON ({exc}): delete it, or the whole {self.directory}") from exc
+        if not isinstance(data, dict):
+            raise StateError(f"{path} is not a recoveryctl state file: delete it")
+        return data
+
+    def _write(self, path: Path, data: dict[str, Any]) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(data, indent=1, default=str))
+            temporary.replace(path)  # atomic: a reader never sees half a file
+        except OSError as exc:
+            raise StateError(
+                f"cannot write {path}: {exc.strerror} (set {STATE_DIR_ENV} or --state-dir to a writable directory)"
+            ) from exc
+
+
+def _table(emulator: Any) -> Any:
+    from core.store import RecoveryStore
+
+    return RecoveryStore(emulator.outputs["RecoveryTableName"], client=emulator.client("dynamodb")).table
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
