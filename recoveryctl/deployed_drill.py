@@ -17,6 +17,7 @@ from recoveryctl.backends import BackendError, DeployedBackend, explain
 # Clocks differ between this machine and AWS: executions started this long before the alarm was
 # set still count as candidates (their input must name the alarm anyway).
 CLOCK_SKEW = timedelta(seconds=30)
+_sleep = time.sleep  # between polls; tests replace it to play the part of the deployed detector
 
 
 class DrillTimeout(RuntimeError):
@@ -30,10 +31,11 @@ def run(
     poll_seconds: float,
     progress: Callable[[str], None],
     actor: str = "recoveryctl",
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
     """Set the alarm, find the execution it starts, follow it; returns what happened."""
+    sleep = sleep or _sleep
     cloudwatch = backend.client("cloudwatch")
     found = backend.call(
         "cloudwatch:DescribeAlarms",
