@@ -1,0 +1,517 @@
+"""Operations: who watches the watcher.
+
+- A CloudWatch dashboard of the recovery system: MTTD and MTTR percentiles, recovery outcomes,
+  detections by type and severity, per-action success and duration, the workflow's executions,
+  its functions' errors and throttles, and the dead-letter queue.
+- Alarms on the recovery system itself, each notifying the escalation topic: the workflow failing
+  without paging anyone, timing out or being throttled; undeliverable events in the dead-letter
+  queue; a detector failing; a function throttled; an EventBridge rule failing to deliver. These
+  alarms carry none of the recovery tags and are not named after a workload, so the alarm
+  detector never treats them as a workload's impairment: the system never "recovers" itself.
+- Scheduled practice drills: EventBridge Scheduler sets a designated workload alarm to ALARM
+  with a state reason starting "[practice drill]"; the alarm detector marks the impairment as a
+  drill, and its MTTD and MTTR are recorded beside real recoveries.
+
+docs/operations.md explains each alarm and what to do about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import Duration, Stack, TimeZone
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from infra.config import ConfigError, PracticeDrill
+from infra.constants import METRICS_NAMESPACE
+
+DRILL_REASON_PREFIX = "[practice drill]"  # functions/detectors/alarm.py DRILL_REASON_PREFIXES
+SERVICE = "impairment-recovery"  # the Powertools service dimension of every custom metric
+FIVE_MINUTES = Duration.minutes(5)
+# A CloudWatch alarm's metric math may use at most 10 metrics.
+_ALARM_METRICS_LIMIT = 10
+# The alarm of each kind is named "<workload>-<suffix>" (infra/constructs/workloads.py).
+_KIND_SUFFIX = {"error_rate": "5xx-rate", "route53_health_check": "route53", "canary": "canary"}
+
+
+@dataclass(frozen=True)
+class WatchedRule:
+    """An EventBridge rule whose deliveries are watched; bus_name for a rule on a custom bus."""
+
+    rule: events.IRule
+    bus_name: str | None = None
+
+
+class Operations(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        state_machine: sfn.StateMachine,
+        dead_letters: sqs.IQueue,
+        topic: sns.ITopic,
+        topic_key: kms.IKey | None,
+        detectors: dict[str, lambda_.IFunction],
+        functions: dict[str, lambda_.IFunction],
+        rules: list[WatchedRule],
+        workload_alarms: dict[str, list[str]],
+        practice_drills: list[PracticeDrill],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self._prefix = f"{stack.stack_name}-recovery-system"
+        self._notify = cw_actions.SnsAction(topic)
+        self.alarms: list[cloudwatch.Alarm] = []
+        self._allow_alarms_to_publish(topic, topic_key)
+
+        self._workflow_alarms(state_machine)
+        self._dead_letter_alarm(dead_letters)
+        for name, function in sorted(detectors.items()):
+            self._detector_alarm(name, function)
+        self._throttle_alarms({**functions, **detectors})
+        self._rule_alarm(rules)
+        self.dashboard = self._dashboard(state_machine, dead_letters, {**functions, **detectors})
+        self.drills = [self._practice_drill(drill, workload_alarms) for drill in practice_drills]
+
+    @classmethod
+    def for_stack(
+        cls,
+        scope: Construct,
+        construct_id: str,
+        *,
+        detection: Any,
+        workflow: Any,
+        escalation: Any,
+        bus: events.IEventBus,
+        workloads: list[Any],
+        practice_drills: list[PracticeDrill],
+    ) -> Operations:
+        """Watch the stack's own constructs (Detection, RecoveryWorkflow, Escalation, the
+        ProtectedWorkloads), so the stack wires this with one call."""
+        detectors = {
+            name: function
+            for name, function in (
+                ("AlarmDetector", detection.alarm_detector),
+                ("Ec2StateDetector", detection.ec2_state_detector),
+                ("HealthDetector", detection.health_detector),
+                ("RdsDetector", detection.rds_detector),
+                ("EcsDetector", detection.ecs_detector),
+                ("HealthSweep", getattr(detection, "sweep", None)),
+            )
+            if function is not None
+        }
+        default_bus_rules = [
+            getattr(detection, name, None)
+            for name in ("alarm_rule", "ec2_state_rule", "health_rule", "rds_rule", "ecs_rule", "sweep_schedule")
+        ]
+        rules = [WatchedRule(rule) for rule in default_bus_rules if rule is not None]
+        rules.append(WatchedRule(workflow.trigger, bus.event_bus_name))
+        return cls(
+            scope,
+            construct_id,
+            state_machine=workflow.state_machine,
+            dead_letters=escalation.dead_letters,
+            topic=escalation.topic,
+            topic_key=getattr(escalation, "key", None),
+            detectors=detectors,
+            functions=dict(workflow.functions),
+            rules=rules,
+            workload_alarms={w.workload.name: [_alarm_name(a) for a in w.alarms] for w in workloads},
+            practice_drills=practice_drills,
+        )
+
+    # --- alarms on the recovery system ---------------------------------------------------------
+
+    def _alarm(
+        self,
+        construct_id: str,
+        suffix: str,
+        metric: cloudwatch.IMetric,
+        description: str,
+        *,
+        threshold: float = 1,
+    ) -> cloudwatch.Alarm:
+        """An alarm on the system itself: breaching at `threshold` or more in one 5-minute period,
+        missing data is fine (these metrics are only published when non-zero), notifying the
+        escalation topic on ALARM and again when it is OK."""
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_name=f"{self._prefix}-{suffix}",
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(self._notify)
+        alarm.add_ok_action(self._notify)
+        self.alarms.append(alarm)
+        return alarm
+
+    def _workflow_alarms(self, state_machine: sfn.StateMachine) -> None:
+        # Every escalation ends its execution in the Fail state "Escalated", and counts one
+        # RecoveriesEscalated: those already paged a human. A failed execution beyond them is one
+        # that broke before or inside Escalate, and paged no one.
+        unpaged = cloudwatch.MathExpression(
+            expression="FILL(failed, 0) - FILL(escalated, 0)",
+            using_metrics={
+                "failed": state_machine.metric_failed(period=FIVE_MINUTES, statistic="Sum"),
+                "escalated": _custom("RecoveriesEscalated"),
+            },
+            label="failed executions that paged no one",
+            period=FIVE_MINUTES,
+        )
+        self._alarm(
+            "WorkflowFailedUnpaged",
+            "workflow-failed",
+            unpaged,
+            "A recovery execution failed without paging anyone (failed executions beyond escalations): the "
+            "workflow itself broke, e.g. the Escalate task failed or the input was rejected. What to do: open the "
+            "state machine's failed executions (Step Functions console, filter Failed), read the failed state's "
+            "error, fix its cause; the workload may still be impaired, so check it by hand.",
+        )
+        self._alarm(
+            "WorkflowTimedOut",
+            "workflow-timed-out",
+            state_machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum"),
+            "A recovery execution ran past its timeout and was stopped wherever it was: nothing escalated, locks "
+            "stay until their TTL, an action may be half done. What to do: open the timed-out execution, see "
+            "which state it was in, check the workload and any action's state before and after (recoveryctl "
+            "show ID), and raise the plan's timeout if the recovery legitimately takes longer.",
+        )
+        self._alarm(
+            "WorkflowThrottled",
+            "workflow-throttled",
+            state_machine.metric_throttled(period=FIVE_MINUTES, statistic="Sum"),
+            "Step Functions throttled the recovery workflow (state transitions or StartExecution above the "
+            "account's quota): recoveries start late or not at all. What to do: look for a storm of impairments "
+            "(the dashboard's detections), consider pausing (recoveryctl pause) while it lasts, and request a "
+            "higher Step Functions quota if this is normal load.",
+        )
+
+    def _dead_letter_alarm(self, dead_letters: sqs.IQueue) -> None:
+        self._alarm(
+            "DeadLetters",
+            "dead-letters",
+            dead_letters.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
+            "Events that could not be delivered or processed after every retry are in the dead-letter queue: a "
+            "signal was lost to automatic recovery. What to do: read the messages (their ErrorMessage attribute "
+            "says why), fix the cause, check the workloads they were about, then redrive or delete them.",
+        )
+
+    def _detector_alarm(self, name: str, function: lambda_.IFunction) -> None:
+        self._alarm(
+            f"{name}Errors",
+            f"{_kebab(name)}-errors",
+            function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+            f"The {name} function failed (an AWS API error or a bug; bad input is never an error): its events are "
+            "retried, then go to the dead-letter queue, and impairments it would have found are not detected. "
+            "What to do: read the function's logs (errors, by correlation_id), fix the cause; the dead-letter "
+            "alarm tells whether events were lost.",
+        )
+
+    def _throttle_alarms(self, functions: dict[str, lambda_.IFunction]) -> None:
+        names = sorted(functions)
+        chunks = [names[i : i + _ALARM_METRICS_LIMIT] for i in range(0, len(names), _ALARM_METRICS_LIMIT)]
+        for number, chunk in enumerate(chunks, start=1):
+            throttles = cloudwatch.MathExpression(
+                expression=" + ".join(f"FILL(t{i}, 0)" for i in range(len(chunk))),
+                using_metrics={
+                    f"t{i}": functions[name].metric_throttles(period=FIVE_MINUTES, statistic="Sum")
+                    for i, name in enumerate(chunk)
+                },
+                label="throttled invocations",
+                period=FIVE_MINUTES,
+            )
+            self._alarm(
+                f"Throttles{number}",
+                f"lambda-throttles-{number}",
+                throttles,
+                f"Lambda throttled functions of the recovery system ({', '.join(chunk)}): detection or recovery is "
+                "delayed, and events may end in the dead-letter queue. What to do: check the account's "
+                "concurrency (other functions may use it all), reserve concurrency for these functions or raise "
+                "the quota.",
+            )
+
+    def _rule_alarm(self, rules: list[WatchedRule]) -> None:
+        rules = rules[:_ALARM_METRICS_LIMIT]
+        if not rules:
+            return
+        failed = cloudwatch.MathExpression(
+            expression=" + ".join(f"FILL(r{i}, 0)" for i in range(len(rules))),
+            using_metrics={f"r{i}": _failed_invocations(watched) for i, watched in enumerate(rules)},
+            label="failed invocations",
+            period=FIVE_MINUTES,
+        )
+        self._alarm(
+            "RuleDeliveries",
+            "rule-deliveries",
+            failed,
+            "An EventBridge rule of the recovery system could not deliver an event to its target, even to the "
+            "dead-letter queue (permissions, a deleted target, the queue's policy): a signal or an impairment "
+            "event was lost. What to do: in the EventBridge console find the rule with FailedInvocations, check "
+            "its target and the target's permissions; check the workloads by hand meanwhile.",
+        )
+
+    def _allow_alarms_to_publish(self, topic: sns.ITopic, key: kms.IKey | None) -> None:
+        """CloudWatch publishes alarm notifications as its service principal: the topic's policy
+        and its encryption key must let it (for this account's alarms only)."""
+        stack = Stack.of(self)
+        principal = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+        conditions = {
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"},
+        }
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[principal], actions=["sns:Publish"], resources=[topic.topic_arn], conditions=conditions
+            )
+        )
+        if key is not None:
+            key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[principal],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    resources=["*"],  # in a key policy, "*" is this key
+                    conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+                )
+            )
+
+    # --- the dashboard -------------------------------------------------------------------------
+
+    def _dashboard(
+        self, state_machine: sfn.StateMachine, dead_letters: sqs.IQueue, functions: dict[str, lambda_.IFunction]
+    ) -> cloudwatch.Dashboard:
+        stack = Stack.of(self)
+        names = sorted(functions)
+        dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=f"{stack.stack_name}-recovery",
+            default_interval=Duration.days(7),
+        )
+        dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=(
+                    "# Impairment recovery\n"
+                    "MTTD = detected - signal; MTTR = resolved - detected. Practice drills are counted apart "
+                    "(Drill*). What each alarm means and what to do: docs/operations.md."
+                ),
+                width=24,
+                height=2,
+            )
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="MTTD (seconds)",
+                left=[_custom("MTTD", stat, f"MTTD {stat}") for stat in ("p50", "p90", "p99")]
+                + [_custom("DrillMTTD", "p50", "drills p50")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="MTTR (seconds)",
+                left=[_custom("MTTR", stat, f"MTTR {stat}") for stat in ("p50", "p90", "p99")]
+                + [_custom("DrillMTTR", "p50", "drills p50")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Recovery outcomes",
+                left=[
+                    _custom(name)
+                    for name in (
+                        "RecoveriesStarted",
+                        "RecoveriesSucceeded",
+                        "RecoveriesFailed",
+                        "RecoveriesRolledBack",
+                        "RecoveriesEscalated",
+                        "RecoveriesSkipped",
+                        "DrillsDetected",
+                    )
+                ],
+                width=8,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Detections by type and severity",
+                left=[_search("ImpairmentsDetected", ("impairment_type", "severity"), "Sum")],
+                stacked=True,
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Actions: succeeded and failed, by action and phase",
+                left=[_search("ActionSucceeded", ("action", "phase"), "Sum")],
+                right=[_search("ActionFailed", ("action", "phase"), "Sum")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Action duration p90 (ms), by action and phase",
+                left=[_search("ActionDuration", ("action", "phase"), "p90")],
+                width=8,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Workflow executions",
+                left=[
+                    state_machine.metric_started(period=FIVE_MINUTES, statistic="Sum", label="started"),
+                    state_machine.metric_succeeded(period=FIVE_MINUTES, statistic="Sum", label="succeeded"),
+                    state_machine.metric_failed(period=FIVE_MINUTES, statistic="Sum", label="failed"),
+                    state_machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum", label="timed out"),
+                    state_machine.metric_throttled(period=FIVE_MINUTES, statistic="Sum", label="throttled"),
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Function errors",
+                left=[functions[n].metric_errors(period=FIVE_MINUTES, statistic="Sum", label=n) for n in names],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Function throttles",
+                left=[functions[n].metric_throttles(period=FIVE_MINUTES, statistic="Sum", label=n) for n in names],
+                width=8,
+            ),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Dead-letter queue depth",
+                left=[
+                    dead_letters.metric_approximate_number_of_messages_visible(
+                        period=FIVE_MINUTES, statistic="Maximum", label="messages"
+                    )
+                ],
+                width=8,
+            ),
+            cloudwatch.AlarmStatusWidget(title="Alarms on the recovery system", alarms=self.alarms, width=16),
+        )
+        return dashboard
+
+    # --- practice drills -----------------------------------------------------------------------
+
+    def _practice_drill(self, drill: PracticeDrill, workload_alarms: dict[str, list[str]]) -> scheduler.Schedule:
+        stack = Stack.of(self)
+        alarm_name = resolve_drill_alarm(drill, workload_alarms)
+        alarm_arn = f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:{alarm_name}"
+        construct_id = f"Drill-{drill.workload}-{_kebab(alarm_name.removeprefix(drill.workload + '-'))}"
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
+            ),
+            description=f"Practice drill of {drill.workload}: may only set the state of {alarm_name}",
+        )
+        statement = iam.PolicyStatement(actions=["cloudwatch:SetAlarmState"], resources=[alarm_arn])
+        return scheduler.Schedule(
+            self,
+            construct_id,
+            description=f"Practice drill: {alarm_name} to ALARM ({drill.schedule}, {drill.timezone})",
+            schedule=scheduler.ScheduleExpression.expression(drill.schedule, TimeZone.of(drill.timezone)),
+            target=scheduler_targets.Universal(
+                service="cloudwatch",
+                action="setAlarmState",
+                role=role,
+                policy_statements=[statement],
+                retry_attempts=2,
+                max_event_age=Duration.hours(1),
+                input=scheduler.ScheduleTargetInput.from_object(
+                    {
+                        "AlarmName": alarm_name,
+                        "StateValue": "ALARM",
+                        "StateReason": f"{DRILL_REASON_PREFIX} scheduled drill of {drill.workload} "
+                        f"({drill.schedule}) at {scheduler.ContextAttribute.scheduled_time}",
+                    }
+                ),
+            ),
+        )
+
+
+def resolve_drill_alarm(drill: PracticeDrill, workload_alarms: dict[str, list[str]]) -> str:
+    """The name of the workload alarm a drill sets: the alarm named, or the one alarm of the kind
+    named. Raises ConfigError naming what exists when there is no such alarm."""
+    alarms = workload_alarms.get(drill.workload, [])
+    if drill.alarm in alarms:
+        return drill.alarm
+    suffix = _KIND_SUFFIX.get(drill.alarm, drill.alarm.replace("_", "-"))
+    exact = f"{drill.workload}-{suffix}"
+    matches = [a for a in alarms if a == exact or a.startswith(f"{exact}-")]
+    if len(matches) == 1:
+        return matches[0]
+    available = ", ".join(alarms) or "none"
+    if len(matches) > 1:
+        raise ConfigError(
+            f"invalid recovery configuration:\n  - practice_drills: {drill.workload} has several {drill.alarm} "
+            f"alarms ({', '.join(matches)}): name one"
+        )
+    raise ConfigError(
+        f"invalid recovery configuration:\n  - practice_drills: workload {drill.workload} has no alarm "
+        f"{drill.alarm!r} (it has: {available})"
+    )
+
+
+def _custom(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+    """A metric the functions emit (EMF, ImpairmentRecovery namespace, service dimension only)."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE},
+        statistic=statistic,
+        period=FIVE_MINUTES,
+        label=label or name,
+    )
+
+
+def _search(name: str, dimensions: tuple[str, ...], statistic: str) -> cloudwatch.MathExpression:
+    """Every breakdown of a metric by its dimensions (one line per impairment type and severity,
+    or per action and phase), whatever values have been emitted."""
+    schema = ",".join((METRICS_NAMESPACE, "service", *dimensions))
+    return cloudwatch.MathExpression(
+        expression=f"SEARCH('{{{schema}}} MetricName=\"{name}\"', '{statistic}', 300)",
+        using_metrics={},
+        label="",
+        period=FIVE_MINUTES,
+    )
+
+
+def _failed_invocations(watched: WatchedRule) -> cloudwatch.Metric:
+    dimensions = {"RuleName": watched.rule.rule_name}
+    if watched.bus_name:
+        dimensions["EventBusName"] = watched.bus_name
+    return cloudwatch.Metric(
+        namespace="AWS/Events",
+        metric_name="FailedInvocations",
+        dimensions_map=dimensions,
+        statistic="Sum",
+        period=FIVE_MINUTES,
+    )
+
+
+def _alarm_name(alarm: cloudwatch.Alarm) -> str:
+    """The name a workload alarm was given (the L1 property: the L2 attribute is a reference)."""
+    return alarm.node.default_child.alarm_name  # type: ignore[union-attr]
+
+
+def _kebab(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (name[i - 1].islower() or name[i - 1].isdigit()):
+            out.append("-")
+        out.append(ch.lower())
+    return "".join(out).replace("_", "-")
