@@ -15,7 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.contract import Severity
+from core.guardrails import Guardrails, Maintenance
 from core.plans import Plan, PlanError, parse_plans
+from core.runtime_config import RuntimeConfig
 
 _TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[\w-]+/[0-9a-f]+$")
 _LB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[\w-]+/[0-9a-f]+$")
@@ -161,6 +163,9 @@ class Workload(BaseModel):
         default=None, description="set when the group's instances run the CloudWatch agent: memory and disk alarms"
     )
     alarms: WorkloadAlarms = Field(default_factory=WorkloadAlarms)
+    maintenance: Maintenance = Field(
+        default_factory=Maintenance, description="maintenance windows and blocked dates: no automatic action"
+    )
 
     @model_validator(mode="after")
     def _something(self) -> Workload:
@@ -275,6 +280,7 @@ class RecoveryConfig(BaseModel):
     correlation_window_seconds: int = Field(
         default=300, ge=0, le=86400, description="signals about one resource within this window are one impairment"
     )
+    guardrails: Guardrails = Field(default_factory=Guardrails)
     workloads: list[Workload] = Field(default_factory=list)
     plans: list[dict[str, Any]] = Field(default_factory=list)
     audit_retention_days: int = Field(
@@ -302,6 +308,14 @@ class RecoveryConfig(BaseModel):
 
     def parsed_plans(self) -> list[Plan]:
         return parse_plans(self.plans)
+
+    def runtime_config(self) -> RuntimeConfig:
+        """What the functions read at run time (core/runtime_config.py)."""
+        return RuntimeConfig(
+            plans=self.parsed_plans(),
+            guardrails=self.guardrails,
+            maintenance={w.name: w.maintenance for w in self.workloads},
+        )
 
 
 def load(context: Any) -> RecoveryConfig:

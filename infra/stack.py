@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from core import runtime_config
 from infra import constants
 from infra.config import RecoveryConfig
 from infra.constructs.bus import RecoveryBus
@@ -30,9 +29,6 @@ class RecoveryStack(Stack):
         bus = RecoveryBus(self, "Events", archive_retention_days=config.archive_retention_days)
         storage = RecoveryTable(self, "Storage")
         escalation = Escalation(self, "Escalation", emails=config.escalation_emails)
-        plans_json = json.dumps(
-            [p.model_dump(mode="json", exclude_defaults=False) for p in plans], separators=(",", ":")
-        )
         functions = FunctionFactory(
             self,
             "Functions",
@@ -47,8 +43,11 @@ class RecoveryStack(Stack):
                 "LOCK_TTL_SECONDS": str(config.lock_ttl_seconds),
                 "CORRELATION_WINDOW_SECONDS": str(config.correlation_window_seconds),
                 "DRY_RUN": "true" if config.dry_run else "false",
-                "PLANS": plans_json,
+                # Plans, guardrails and maintenance windows: a file in the code asset (the
+                # environment holds 4 KB in all).
+                runtime_config.ENV: runtime_config.FILE_NAME,
             },
+            extra_files={runtime_config.FILE_NAME: config.runtime_config().to_json()},
         )
         workloads = [
             ProtectedWorkload(self, f"Workload-{w.name}", workload=w, managed_tag=managed_tag) for w in config.workloads
@@ -72,7 +71,8 @@ class RecoveryStack(Stack):
             bus=bus.bus,
             dead_letters=escalation.dead_letters,
             managed_tag=managed_tag,
-            timeout_seconds=max((p.timeout_seconds for p in plans), default=3600),
+            # The backstop time-box: the longest plan's, approval and capacity return included.
+            timeout_seconds=max((p.time_box_seconds for p in plans), default=3600) + 600,
         )
         self.workloads = workloads
         self.operations = Operations.for_stack(
@@ -94,6 +94,8 @@ class RecoveryStack(Stack):
             "ImpairmentRecovery": {
                 "workloads": [w.model_dump(mode="json") for w in config.workloads],
                 "plans": [p.model_dump(mode="json") for p in plans],
+                # as JSON text: template metadata takes no fractional numbers (cfn-lint E4002)
+                "guardrails": config.guardrails.model_dump_json(),
             }
         }
         apply_nag(self)
