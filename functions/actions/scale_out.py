@@ -82,6 +82,9 @@ def rollback(ctx: Context) -> ActionResult:
             message="nothing was applied",
         )
     set_to = (applied.get("after") or {}).get("desired_capacity")
+    if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
+        found = asg.describe_group(client, before["group"])["DesiredCapacity"]
+        ctx.record_before({"group": before["group"], "desired_capacity": found})
     changed, current, message = asg.restore_desired_capacity(
         client, before["group"], before["desired_capacity"], set_to
     )
