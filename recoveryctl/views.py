@@ -119,7 +119,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     cells = []
     for row in rows:
         outcome = row["outcome"] or row["status"] or "-"
-        if row["approval"] == "pending":
+        if row["approval"] == "pending" and row["outcome"] is None:
             outcome = "awaiting approval"
         execution = row["execution"]
         cells.append(
@@ -235,6 +235,10 @@ def format_show(data: dict[str, Any]) -> str:
         if approval.get("status") != "pending":
             reason = f": {approval['reason']}" if approval.get("reason") else ""
             events.append((approval.get("at"), f"approval   {approval.get('status')} by {approval.get('by')}{reason}"))
+        elif record.get("outcome"):
+            events.append((approval.get("expires_at"), "approval   no answer before it expired"))
+        else:
+            events.append((None, f"approval   PENDING: `recoveryctl approve {record['impairment_id']}` or reject"))
     for action in data["actions"]:
         events.append((action.get("started_at"), _action_line(action)))
     if record.get("resolved_at"):
@@ -266,7 +270,8 @@ def format_show(data: dict[str, Any]) -> str:
                 took = f"  ({entry['seconds']:.1f} s)" if entry.get("seconds") else ""
                 lines.append(f"  {offset}  {entry['state']}{took}")
             elif entry.get("error"):
-                lines.append(f"  {offset}    {entry['event']}: {entry['error']}: {_short_cause(entry.get('cause'))}")
+                cause = _short_cause(entry.get("cause"))
+                lines.append(f"  {offset}    {entry['event']}: {entry['error']}" + (f": {cause}" if cause else ""))
             else:
                 lines.append(f"  {offset}  {entry['event']}")
     else:
