@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class Drill:
         self.emulator: Emulator | None = None
         self.workload: dict[str, Any] = {}
         self._managed_tag = ("recovery:managed", "true")
+        self._answered: set[str] = set()
 
     def __enter__(self) -> Drill:
         self.emulator = Emulator(self.template_path).__enter__()
@@ -69,6 +71,13 @@ class Drill:
             except PlanError as exc:
                 raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
             emulator.write_runtime_config(plans=[p.model_dump(mode="json") for p in plans])
+        if self.scenario.guardrails is not None:
+            from core.errors import InvalidInput
+
+            try:
+                emulator.write_runtime_config(guardrails=self.scenario.guardrails)
+            except InvalidInput as exc:
+                raise DrillError(f"scenario {self.scenario.name}: guardrails: {exc}") from exc
         env = next(iter(emulator.functions.values())).environment
         self._managed_tag = (env.get("MANAGED_TAG_KEY", "recovery:managed"), env.get("MANAGED_TAG_VALUE", "true"))
         shape = workloads.WorkloadShape(
@@ -94,11 +103,11 @@ class Drill:
 
     def run(self) -> dict[str, Any]:
         """Inject the faults, fire the signals, let everything settle; return the report."""
-        from core import clock
 
         emulator = self.emulator
         assert emulator is not None
         before = self.state()
+        emulator.idle_hooks.append(self._answer_approvals)
         impaired = self._inject(before)
         for api_fault in self.scenario.api_faults:
             emulator.inject_fault(
@@ -113,8 +122,23 @@ class Drill:
             from core.store import RecoveryStore
 
             RecoveryStore(emulator.outputs["RecoveryTableName"]).set_paused(True, "paused for a drill", "recoveryctl")
+        signals: list[dict[str, Any]] = []
+        for round_number in range(self.scenario.rounds):
+            if round_number:
+                # The next round: the fault comes back (on the replacement, with pick "newest").
+                emulator._advance(self.scenario.round_interval_seconds)
+                impaired.extend(i for i in self._inject(self.state()) if i not in impaired)
+            self._fire(signals, impaired)
+            emulator.pump()
+        return self._report(signals, impaired, before, self.state())
+
+    def _fire(self, signals: list[dict[str, Any]], impaired: list[str]) -> None:
+        """Fire the scenario's signals (times relative to now)."""
+        from core import clock
+
+        emulator = self.emulator
+        assert emulator is not None
         started = clock.utc_now()
-        signals = []
         for signal in self.scenario.signals:
             at = started + timedelta(seconds=signal.at_seconds)
             if signal.alarm is not None:
@@ -147,8 +171,43 @@ class Drill:
                         "time": event["time"],
                     }
                 )
-        emulator.pump()
-        return self._report(signals, impaired, before, self.state())
+
+    def _answer_approvals(self) -> None:
+        """The on-call's answer to a plan waiting for approval, as the scenario says: approve or
+        reject (as `recoveryctl approve|reject` would), or no answer (the clock moves past the
+        approval's time-box)."""
+        from core import clock
+        from core.store import RecoveryStore
+
+        emulator = self.emulator
+        assert emulator is not None
+        store = RecoveryStore(emulator.outputs["RecoveryTableName"])
+        sfn = emulator.client("stepfunctions")
+        for execution in emulator.executions():
+            if execution["status"] != "RUNNING" or execution["name"] in self._answered:
+                continue
+            record = store.get_impairment(execution["name"]) or {}
+            approval = record.get("approval") or {}
+            if approval.get("status") != "pending":
+                continue
+            self._answered.add(execution["name"])
+            decision = self.scenario.approval
+            if decision == "none":
+                expires = datetime.fromisoformat(approval["expires_at"])
+                emulator._advance(max(0.0, (expires - clock.utc_now()).total_seconds()) + 1)
+                continue
+            emulator._advance(self.scenario.approval_after_seconds)
+            answered = {**approval, "by": "drill", "at": clock.utc_now().isoformat()}
+            if decision == "approve":
+                store.update_impairment(execution["name"], approval={**answered, "status": "approved"})
+                sfn.send_task_success(
+                    taskToken=approval["task_token"], output=json.dumps({"approved": True, "by": "drill"})
+                )
+            else:
+                store.update_impairment(execution["name"], approval={**answered, "status": "rejected"})
+                sfn.send_task_failure(
+                    taskToken=approval["task_token"], error="ApprovalRejected", cause="rejected by the drill's on-call"
+                )
 
     def _inject(self, before: dict[str, Any]) -> list[str]:
         """Apply the scenario's faults; returns the impaired instances."""
@@ -167,6 +226,8 @@ class Drill:
             if fault.kind == "zone_outage":
                 zone = self._zone_of(in_service[0])
                 victims = [i for i in in_service if self._zone_of(i) == zone and i not in impaired]
+            elif fault.pick == "newest":
+                victims = self._newest([i for i in in_service if i not in impaired], fault.count)
             else:
                 victims = [i for i in in_service if i not in impaired][: fault.count]
             if fault.kind == "fail_health_check":
@@ -175,6 +236,14 @@ class Drill:
                 emulator.client("ec2").stop_instances(InstanceIds=victims)
             impaired.extend(victims)
         return impaired
+
+    def _newest(self, instance_ids: list[str], count: int) -> list[str]:
+        assert self.emulator is not None
+        if not instance_ids:
+            return []
+        found = self.emulator.client("ec2").describe_instances(InstanceIds=instance_ids)
+        launched = {i["InstanceId"]: i["LaunchTime"] for r in found["Reservations"] for i in r["Instances"]}
+        return sorted(instance_ids, key=lambda i: (launched.get(i), instance_ids.index(i)), reverse=True)[:count]
 
     def _zone_of(self, instance_id: str) -> str:
         assert self.emulator is not None
@@ -219,20 +288,27 @@ class Drill:
         assert emulator is not None
         store = RecoveryStore(emulator.outputs["RecoveryTableName"])
         executions = sorted(emulator.executions(), key=lambda e: e["startDate"])
-        execution: dict[str, Any] = {}
-        states: list[str] = []
         transitions = 0
-        for index, item in enumerate(executions):
+        runs: list[dict[str, Any]] = []
+        for item in executions:
             entered = [e for e in emulator.history(item["executionArn"]) if e["type"].endswith("StateEntered")]
             transitions += len(entered)
-            if index == 0:
-                states = [e["stateEnteredEventDetails"]["name"] for e in entered]
-                execution = {
+            found = store.get_impairment(item["name"]) or {}
+            runs.append(
+                {
                     "name": item["name"],
                     "arn": item["executionArn"],
                     "status": item["status"],
-                    "states": states,
+                    "states": [e["stateEnteredEventDetails"]["name"] for e in entered],
+                    "outcome": found.get("outcome")
+                    or _outcome_from({"states": [e["stateEnteredEventDetails"]["name"] for e in entered]}),
+                    "guardrails_tripped": found.get("guardrails_tripped") or [],
+                    "reason": found.get("reason"),
                 }
+            )
+        # Several executions (a storm, rounds of a flapping fault): the report shows the worst.
+        shown = min(runs, key=lambda r: _SEVERITY_OF_OUTCOME.get(r["outcome"], 99), default=None)
+        execution = {k: shown[k] for k in ("name", "arn", "status", "states")} if shown else {}
         record = store.get_impairment(execution["name"]) if execution else None
         actions = []
         if record:
@@ -266,6 +342,9 @@ class Drill:
             "execution": execution,
             "actions": actions,
             "executions_started": len(executions),
+            "outcomes": dict(Counter(r["outcome"] for r in runs)),
+            "guardrails_tripped": sorted({g for r in runs for g in r["guardrails_tripped"]}),
+            "executions": [{k: v for k, v in r.items() if k not in ("arn", "states")} for r in runs],
             "transitions": transitions,
             "signals": signals,
             "detections": len(detected),
@@ -285,10 +364,17 @@ class Drill:
             "dead_letters": _dead_letters(emulator),
         }
         expect = self.scenario.expect
-        report["expectation_met"] = (expect.outcome in (None, outcome)) and (
-            expect.executions_started in (None, len(executions))
+        report["expectation_met"] = (
+            expect.outcome in (None, outcome)
+            and expect.executions_started in (None, len(executions))
+            and expect.outcomes in (None, report["outcomes"])
+            and (expect.guardrails_tripped is None or sorted(expect.guardrails_tripped) == report["guardrails_tripped"])
         )
         return report
+
+
+# Which execution a report shows when there are several: the one that went worst.
+_SEVERITY_OF_OUTCOME = {"escalated": 0, "rolled_back": 1, "skipped": 2, "dry_run": 3, "recovered": 4}
 
 
 def _targets(before: Any) -> list[str]:
@@ -386,6 +472,14 @@ def format_timeline(report: dict[str, Any]) -> str:
     lines.append(f"  {total}outcome    {verdict}" + (f" (MTTR {mttr:.1f} s)" if mttr is not None else ""))
     if report["reason"] and report["outcome"] != "recovered":
         lines.append(f"             reason     {report['reason']}")
+    if report.get("guardrails_tripped"):
+        lines.append(f"             guardrails {', '.join(report['guardrails_tripped'])} (what stopped or narrowed it)")
+    if len(report.get("executions") or []) > 1:
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(report["outcomes"].items()))
+        lines.append(f"             executions {counts}")
+        for run in report["executions"]:
+            tripped = f" [{', '.join(run['guardrails_tripped'])}]" if run["guardrails_tripped"] else ""
+            lines.append(f"               {run['name']}: {run['outcome']}{tripped}")
     for message in report["escalations"]:
         lines.append(f"             paged      {message}")
     lines.extend(f"             now        {part}" for part in _describe_state(wl["group"], wl["after"]))

@@ -35,6 +35,9 @@ class InstanceFault(BaseModel):
         "instance in the first instance's Availability Zone stops"
     )
     count: int = Field(default=1, ge=1, le=1000)
+    pick: Literal["first", "newest"] = Field(
+        default="first", description="which instances: the first in service, or the newest (a replacement)"
+    )
 
 
 class ApiFault(BaseModel):
@@ -76,11 +79,19 @@ class SignalSpec(BaseModel):
         return self
 
 
+Outcome = Literal["recovered", "rolled_back", "escalated", "skipped", "dry_run"]
+Guardrail = Literal[
+    "blast_radius", "fail_open", "rate_limit", "concurrency", "flapping", "maintenance_window", "paused", "approval"
+]
+
+
 class Expectation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: Literal["recovered", "rolled_back", "escalated", "skipped", "dry_run"] | None = None
+    outcome: Outcome | None = Field(default=None, description="with several executions: the worst of their outcomes")
     executions_started: int | None = Field(default=None, ge=0)
+    outcomes: dict[Outcome, int] | None = Field(default=None, description="executions by outcome, e.g. {recovered: 3}")
+    guardrails_tripped: list[Guardrail] | None = Field(default=None, description="exactly these, in any order")
 
 
 class Scenario(BaseModel):
@@ -98,6 +109,18 @@ class Scenario(BaseModel):
     plans: list[dict[str, Any]] | None = Field(
         default=None, description="plans to drill instead of the deployment's (validated like cdk.json's)"
     )
+    guardrails: dict[str, Any] | None = Field(
+        default=None, description="guardrail settings to drill instead of the deployment's (as in cdk.json)"
+    )
+    approval: Literal["approve", "reject", "none"] = Field(
+        default="none",
+        description="how the on-call answers a plan that needs approval: approve, reject, or no answer (time-box)",
+    )
+    approval_after_seconds: float = Field(default=60, ge=0, le=86400, description="when the answer comes")
+    rounds: int = Field(
+        default=1, ge=1, le=20, description="inject the faults and fire the signals again after each round settles"
+    )
+    round_interval_seconds: float = Field(default=600, ge=0, le=86400, description="virtual time between rounds")
     expect: Expectation = Field(default_factory=Expectation)
 
 

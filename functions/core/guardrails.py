@@ -48,7 +48,12 @@ class BlastRadius(BaseModel):
     max_share: float = Field(
         default=1 / 3, gt=0, le=1, description="share of a group's instances acted on within the window"
     )
-    window_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    window_seconds: int = Field(
+        default=600,
+        ge=60,
+        le=7 * 86400,
+        description="how long an instance acted on counts against its group (about a replacement's time to healthy)",
+    )
 
 
 class FailOpen(BaseModel):

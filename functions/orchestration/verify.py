@@ -22,12 +22,15 @@ from core.observability import logger
 _CAPACITY_ACTIONS = frozenset({"replace_instance", "scale_out", "provision_backup"})
 
 
-def check(impairment: ImpairmentDetected, actions: frozenset[str] = _CAPACITY_ACTIONS) -> list[dict[str, Any]]:
+def check(
+    impairment: ImpairmentDetected, actions: frozenset[str] = _CAPACITY_ACTIONS, deferred: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
     """The checks and whether each passed (pure but for the describe calls).
 
     What "healthy again" means follows what the plan did: capacity actions are verified on the
     group (replacement: the impaired instances are out of service too); traffic actions on the
-    target group; an Availability Zone impairment on the capacity outside that zone.
+    target group; an Availability Zone impairment on the capacity outside that zone. Instances
+    the guardrails deferred to a human (blast radius) are not this recovery's to fix.
     """
     client = asg.asg_client()
     checks: list[dict[str, Any]] = []
@@ -78,7 +81,7 @@ def check(impairment: ImpairmentDetected, actions: frozenset[str] = _CAPACITY_AC
             raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
         states = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health["TargetHealthDescriptions"]}
         relevant = {t: s for t, s in states.items() if s not in ("draining", "unused") or t in in_service}
-        relevant = {t: s for t, s in relevant.items() if s != "draining"}
+        relevant = {t: s for t, s in relevant.items() if s != "draining" and t not in deferred}
         unhealthy = sorted(t for t, s in relevant.items() if s != "healthy")
         checks.append(
             {
@@ -184,7 +187,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         checks = [{"check": "dry_run", "passed": True, "reason": "a dry run changes nothing to verify"}]
         return {"healthy": True, "attempt": attempt, "max_attempts": max_attempts, "retry": False, "checks": checks}
     actions = frozenset(step["action"] for step in event["plan"].get("steps", [])) or _CAPACITY_ACTIONS
-    checks = check(impairment, actions)
+    deferred = frozenset((event.get("guardrails") or {}).get("deferred") or [])
+    checks = check(impairment, actions, deferred)
     healthy = all(c["passed"] for c in checks)
     logger.info("verification", attempt=attempt, healthy=healthy, checks=checks)
     return {

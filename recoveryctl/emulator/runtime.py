@@ -116,6 +116,8 @@ class Emulator:
         self.outputs: dict[str, str] = {}
         self.escalation_inbox: str | None = None
         self._alarm_states: dict[str, dict[str, str]] = {}
+        # Called while executions run and no event waits: e.g. a drill answering an approval.
+        self.idle_hooks: list[Any] = []
 
     # --- lifecycle ---
     def __enter__(self) -> Emulator:
@@ -179,6 +181,7 @@ class Emulator:
         from moto.events.models import EventsBackend
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
 
         emulator = self
 
@@ -271,6 +274,18 @@ class Emulator:
                 )
             return status
 
+        def callback_wait(endpoint: Any, timeout: float | None = None) -> Any:
+            # A task waiting for its token (a human's approval) times out on the virtual clock:
+            # a drill answers it, or moves the clock past its time-box.
+            from core import clock
+
+            deadline = None if timeout is None else clock.utc_now().timestamp() + float(timeout)
+            while not endpoint._notify_event.wait(timeout=0.02):
+                if deadline is not None and clock.utc_now().timestamp() >= deadline:
+                    break
+            return endpoint._outcome
+
+        self._stack.enter_context(mock.patch.object(CallbackEndpoint, "wait", callback_wait))
         self._stack.enter_context(mock.patch.object(FakeTargetGroup, "health_for", health_for))
         self._stack.enter_context(
             mock.patch.object(FakeAutoScalingGroup, "replace_autoscaling_group_instances", balanced_launch)
@@ -547,6 +562,8 @@ class Emulator:
                     if not self._queue:
                         return
                 continue
+            for hook in list(self.idle_hooks):
+                hook()
             time.sleep(0.02)
         raise TimeoutError(f"the emulator did not settle within {timeout} s")
 
