@@ -42,6 +42,7 @@ class RecoveryStack(Stack):
                 "MANAGED_TAG_VALUE": managed_tag[1],
                 "LOCK_TTL_SECONDS": str(config.lock_ttl_seconds),
                 "CORRELATION_WINDOW_SECONDS": str(config.correlation_window_seconds),
+                "AUDIT_RETENTION_DAYS": str(config.audit_retention_days),
                 "DRY_RUN": "true" if config.dry_run else "false",
                 # Plans, guardrails and maintenance windows: a file in the code asset (the
                 # environment holds 4 KB in all).

@@ -96,6 +96,7 @@ class RecoveryStore:
             "gsi1pk": f"WORKLOAD#{impairment['workload']}",
             "gsi1sk": str(impairment.get("detected_at")),
             **fields,
+            **_retention(),
         }
         try:
             self.table.put_item(Item=_to_dynamo(item), ConditionExpression="attribute_not_exists(pk)")
@@ -143,6 +144,7 @@ class RecoveryStore:
             "step_index": step_index,
             "phase": phase,
             **record,
+            **_retention(),
         }
         try:
             self.table.put_item(Item=_to_dynamo(item))
@@ -468,6 +470,15 @@ class RecoveryStore:
             if item:
                 holders[key] = item["owner"]
         return holders
+
+
+def _retention() -> dict[str, int]:
+    """The TTL of an audit record (the table's TTL attribute `expiration`): the function's
+    AUDIT_RETENTION_DAYS after it is written; 0 keeps it forever."""
+    from core import settings
+
+    days = settings.load().audit_retention_days
+    return {"expiration": int(clock.utc_now().timestamp()) + days * 86400} if days else {}
 
 
 def _sortable(timestamp: str | None) -> str | None:

@@ -353,3 +353,16 @@ def test_audit_retention_is_configurable_and_defaults_to_a_year():
     assert validate({"audit_retention_days": 0}).audit_retention_days == 0
     with pytest.raises(ConfigError, match="audit_retention_days"):
         validate({"audit_retention_days": -1})
+
+
+def test_every_function_knows_the_audit_retention(resources, config):
+    for key, function in cfn.of_type(resources, "AWS::Lambda::Function").items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["AUDIT_RETENTION_DAYS"] == str(config.audit_retention_days), key
+
+
+def test_the_audit_table_expires_records_and_keeps_point_in_time_recovery(resources):
+    (_, table) = next(iter(cfn.of_type(resources, "AWS::DynamoDB::GlobalTable").items()))
+    props = table["Properties"]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert all(r["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] for r in props["Replicas"])
