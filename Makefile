@@ -16,7 +16,7 @@ SCENARIO ?= instance-failure
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup synth drill test lint format schema deploy clean
+.PHONY: help setup synth drill test lint format schema deploy clean bench
 
 help:
 	@echo "make drill     set up, synthesize, run a local recovery drill (SCENARIO=$(SCENARIO))"
@@ -24,6 +24,7 @@ help:
 	@echo "make synth     synthesize the stack into cdk.out"
 	@echo "make deploy    deploy to the account of your current AWS credentials"
 	@echo "make schema    publish the impairment event's JSON Schema to schemas/"
+	@echo "make bench     run the benchmarks (not part of test): bench/results.json, docs/performance.md"
 	@echo "make lint | format | clean"
 
 $(PY_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -57,6 +58,9 @@ test: lint
 
 schema: setup
 	PYTHONPATH=functions $(BIN)/python -m core.contract > schemas/impairment-event.v1.json
+
+bench: synth
+	$(BIN)/python -m bench.run
 
 deploy: synth
 	cdk deploy --no-notices

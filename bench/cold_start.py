@@ -1,0 +1,155 @@
+"""Cold start: the import time of every Lambda handler module in a fresh interpreter, as a ratio
+to a bare `import boto3` measured in the same run (the floor every handler pays).
+
+The handlers are the Handler property of every AWS::Lambda::Function in the synthesized
+template. Each measurement is a new `python` process (PYTHONPATH=functions) timing the import
+with time.perf_counter; modules and boto3 are measured in interleaved rounds so that drift of the
+machine hits them alike, and the median of the rounds is reported. One more run per module with
+`-X importtime` names the packages the import spends its time in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ROOT / "functions"
+TARGET_RATIO = 1.2
+BASELINE = "boto3"
+
+_TIMER = (
+    "import time, sys\n"
+    "started = time.perf_counter()\n"
+    "import importlib; importlib.import_module(sys.argv[1])\n"
+    "print(time.perf_counter() - started)\n"
+)
+
+
+def handler_modules(template: dict[str, Any]) -> dict[str, list[str]]:
+    """Module -> the handlers (module.attribute) of the template's functions in it."""
+    found: dict[str, list[str]] = {}
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::Lambda::Function":
+            continue
+        handler = resource.get("Properties", {}).get("Handler")
+        if not isinstance(handler, str) or "." not in handler:
+            continue
+        module = handler.rpartition(".")[0]
+        found.setdefault(module, []).append(handler)
+    return {m: sorted(h) for m, h in sorted(found.items())}
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COV_"))}
+    env.update(
+        {
+            "PYTHONPATH": str(FUNCTIONS),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "POWERTOOLS_SERVICE_NAME": "impairment-recovery",
+        }
+    )
+    return env
+
+
+def time_import(module: str, python: str = sys.executable) -> float:
+    """Seconds to import `module` in a fresh interpreter."""
+    out = subprocess.run(  # noqa: S603 - our own interpreter and a module name from the template
+        [python, "-c", _TIMER, module],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=FUNCTIONS,
+        check=True,
+        timeout=120,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def parse_importtime(stderr: str) -> list[tuple[str, int, int]]:
+    """`-X importtime` lines as (module, self_us, cumulative_us)."""
+    rows = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        parts = line.split(":", 1)[1].split("|")
+        if len(parts) != 3:
+            continue
+        try:
+            rows.append((parts[2].strip(), int(parts[0]), int(parts[1])))
+        except ValueError:
+            continue
+    return rows
+
+
+def heaviest_packages(rows: list[tuple[str, int, int]], top: int = 6) -> list[dict[str, Any]]:
+    """The top-level packages the import spent the most time in (sum of their modules' self time)."""
+    by_package: Counter = Counter()
+    for name, self_us, _ in rows:
+        by_package[name.split(".")[0]] += self_us
+    return [{"package": p, "ms": round(us / 1000, 1)} for p, us in by_package.most_common(top)]
+
+
+def import_profile(module: str, python: str = sys.executable) -> list[dict[str, Any]]:
+    out = subprocess.run(  # noqa: S603 - as above
+        [python, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=FUNCTIONS,
+        check=True,
+        timeout=120,
+    )
+    return heaviest_packages(parse_importtime(out.stderr))
+
+
+def ratio_summary(samples: dict[str, list[float]], baseline: str = BASELINE) -> dict[str, dict[str, float]]:
+    """Median seconds of each module and its ratio to the baseline's median."""
+    base = statistics.median(samples[baseline])
+    return {
+        module: {
+            "median_ms": round(statistics.median(values) * 1000, 1),
+            "ratio_to_boto3": round(statistics.median(values) / base, 2),
+        }
+        for module, values in samples.items()
+    }
+
+
+def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
+    template = json.loads(template_path.read_text())
+    modules = handler_modules(template)
+    samples: dict[str, list[float]] = {BASELINE: [], **{m: [] for m in modules}}
+    for _ in range(runs):
+        for module in samples:
+            samples[module].append(time_import(module))
+    summary = ratio_summary(samples)
+    handlers = []
+    for module, names in modules.items():
+        handlers.append(
+            {
+                "module": module,
+                "handlers": names,
+                **summary[module],
+                "meets_target": summary[module]["ratio_to_boto3"] <= TARGET_RATIO,
+                "heaviest_imports": import_profile(module),
+            }
+        )
+    worst = max(handlers, key=lambda h: h["ratio_to_boto3"]) if handlers else None
+    return {
+        "target_max_ratio": TARGET_RATIO,
+        "runs": runs,
+        "python": sys.version.split()[0],
+        "boto3_median_ms": summary[BASELINE]["median_ms"],
+        "handlers": handlers,
+        "worst_ratio": worst["ratio_to_boto3"] if worst else None,
+        "handlers_meeting_target": sum(h["meets_target"] for h in handlers),
+        "all_meet_target": all(h["meets_target"] for h in handlers),
+    }

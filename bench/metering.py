@@ -1,0 +1,178 @@
+"""Counts what the Lambda code does in the emulator: AWS API calls by service and operation,
+DynamoDB write and read units, custom events put on a bus, invocations and their durations.
+
+How handler calls are told apart from the emulator's own: the emulator runs every handler in
+process through `Emulator.invoke` (event deliveries and Step Functions tasks alike). The meter
+wraps that method and marks the running thread while a handler runs; a botocore
+`provide-client-params` hook on the default session (every client, the handlers' and the
+emulator's, is made from it) counts a call only when its thread is marked. The emulator's own
+bookkeeping (deploying the template, building the workload, polling executions, routing events,
+Step Functions invoking its Lambda tasks) runs outside a handler and is not counted.
+`provide-client-params` is emitted to every handler (unlike `before-call`, where the emulator's
+fault and behaviour hooks may answer first), so a call that an injected fault fails still counts,
+as AWS would count it. Each page of a paginated call is one call; botocore's own retries of a
+throttled call are not seen here (none happen in these runs unless a scenario injects them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import prices
+
+_HOOK = "provide-client-params.*.*"
+_HOOK_ID = "recovery-bench-meter"
+
+
+@dataclass
+class Meter:
+    """Install on a running Emulator with `install(emulator)`; read the counts any time."""
+
+    api_calls: Counter = field(default_factory=Counter)  # (service, operation) -> calls
+    calls_by_function: Counter = field(default_factory=Counter)  # function -> calls
+    ops_by_function: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    invocations: Counter = field(default_factory=Counter)  # function -> invocations
+    durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    custom_events: int = 0
+    dynamodb_writes: int = 0  # items written
+    write_units: float = 0.0
+    read_units: float = 0.0
+    _local: threading.local = field(default_factory=threading.local)
+
+    def install(self, emulator: Any) -> Meter:
+        """Wrap the emulator's handler dispatch and register the call counter."""
+        import boto3
+
+        from core import aws as core_aws
+
+        original = emulator.invoke
+        meter = self
+
+        def invoke(function_name: str, payload: Any, source: str = "task") -> tuple[bool, Any]:
+            previous = getattr(meter._local, "function", None)
+            meter._local.function = function_name
+            started = time.perf_counter()
+            try:
+                return original(function_name, payload, source=source)
+            finally:
+                meter.durations[function_name].append(time.perf_counter() - started)
+                meter.invocations[function_name] += 1
+                meter._local.function = previous
+
+        emulator.invoke = invoke  # instance attribute: the emulator's patches call self.invoke
+        session = boto3._get_default_session()
+        session.events.register(_HOOK, self._count, unique_id=_HOOK_ID)
+        emulator._stack.callback(session.events.unregister, _HOOK, unique_id=_HOOK_ID)
+        core_aws.reset()  # clients copy the session's hooks when they are created
+        return self
+
+    def _count(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        function = getattr(self._local, "function", None)
+        if function is None:
+            return  # the emulator's own call
+        service = model.service_model.service_id.hyphenize()
+        operation = model.name
+        self.record(function, service, operation, params)
+
+    def record(self, function: str, service: str, operation: str, params: dict[str, Any]) -> None:
+        """Count one API call a handler made."""
+        self.api_calls[(service, operation)] += 1
+        self.calls_by_function[function] += 1
+        self.ops_by_function[function][f"{service}:{operation}"] += 1
+        if service == "eventbridge" and operation == "PutEvents":
+            self.custom_events += len(params.get("Entries") or [])
+        if service == "dynamodb":
+            units = prices.write_units(operation, params)
+            if units:
+                self.dynamodb_writes += _items_written(operation, params)
+                self.write_units += units
+            self.read_units += prices.read_units(operation, params)
+
+    @contextlib.contextmanager
+    def as_function(self, function: str) -> Any:
+        """Count calls made in this block as made by `function` (tests)."""
+        previous = getattr(self._local, "function", None)
+        self._local.function = function
+        try:
+            yield
+        finally:
+            self._local.function = previous
+
+    # --- reading ---
+    @property
+    def total_calls(self) -> int:
+        return sum(self.api_calls.values())
+
+    @property
+    def total_invocations(self) -> int:
+        return sum(self.invocations.values())
+
+    def calls_by_operation(self) -> dict[str, int]:
+        return {f"{s}:{o}": n for (s, o), n in sorted(self.api_calls.items())}
+
+    def calls_by_service(self) -> dict[str, int]:
+        out: Counter = Counter()
+        for (service, _), n in self.api_calls.items():
+            out[service] += n
+        return dict(sorted(out.items()))
+
+    def durations_by_memory(self, memory_of: dict[str, int]) -> dict[int, list[float]]:
+        out: dict[int, list[float]] = defaultdict(list)
+        for function, values in self.durations.items():
+            out[memory_of.get(function, 128)].extend(values)
+        return dict(out)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "api_calls": self.total_calls,
+            "api_calls_by_service": self.calls_by_service(),
+            "api_calls_by_operation": self.calls_by_operation(),
+            "api_calls_by_function": dict(sorted(self.calls_by_function.items())),
+            "lambda_invocations": self.total_invocations,
+            "invocations_by_function": dict(sorted(self.invocations.items())),
+            "eventbridge_custom_events": self.custom_events,
+            "dynamodb_writes": self.dynamodb_writes,
+            "dynamodb_write_units": self.write_units,
+            "dynamodb_read_units": self.read_units,
+        }
+
+
+def _items_written(operation: str, params: dict[str, Any]) -> int:
+    if operation == "BatchWriteItem":
+        return sum(len(v) for v in (params.get("RequestItems") or {}).values())
+    if operation == "TransactWriteItems":
+        return len(params.get("TransactItems") or [])
+    return 1
+
+
+def function_memory(template: Any) -> dict[str, int]:
+    """Function name -> MemorySize (MB) from the emulator's template (Lambda's default is 128)."""
+    out = {}
+    for logical_id, resource in template.of_type("AWS::Lambda::Function").items():
+        out[template.names[logical_id]] = int(resource["Properties"].get("MemorySize", 128))
+    return out
+
+
+def transitions(emulator: Any) -> dict[str, int]:
+    """State transitions of every execution, from their histories: each state entered, plus each
+    retry of a task (Step Functions bills retries as transitions)."""
+    entered = retries = 0
+    for execution in emulator.executions():
+        attempts: Counter = Counter()
+        current = None
+        for event in emulator.history(execution["executionArn"]):
+            kind = event["type"]
+            if kind.endswith("StateEntered"):
+                entered += 1
+                current = event["stateEnteredEventDetails"]["name"]
+                attempts[current] = 0
+            elif kind in ("TaskScheduled", "LambdaFunctionScheduled") and current is not None:
+                attempts[current] += 1
+                if attempts[current] > 1:
+                    retries += 1
+    return {"entered": entered, "retries": retries, "billed": entered + retries}

@@ -1,0 +1,90 @@
+"""Cost per recovery: every built-in drill scenario run in the emulator with the meter on.
+
+Per scenario: state transitions (entered, retries, billed), executions, Lambda invocations, AWS
+API calls by service and operation (made by the Lambda code only, see bench/metering.py),
+custom events put on the recovery bus, DynamoDB writes, and the dollars at public prices.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import prices
+from bench.metering import Meter, function_memory, transitions
+
+TRANSITIONS_TARGET = 15
+API_CALLS_TARGET = 12
+
+
+def run_scenario(name: str, template_path: Path) -> dict[str, Any]:
+    """Run one built-in scenario; returns its measured cost."""
+    from recoveryctl import scenario as scenarios
+    from recoveryctl.drill import Drill
+
+    scenario = scenarios.load(name)
+    started = time.perf_counter()
+    with Drill(scenario, template_path) as drill:
+        emulator = drill.emulator
+        meter = Meter().install(emulator)
+        report = drill.run()
+        counted = transitions(emulator)
+        memory = function_memory(emulator.template)
+    wall = time.perf_counter() - started
+    usage = meter.snapshot()
+    cost = prices.estimate(
+        transitions=counted["billed"],
+        durations_by_memory=meter.durations_by_memory(memory),
+        custom_events=meter.custom_events,
+        write_units=meter.write_units,
+        read_units=meter.read_units,
+    )
+    steps = [a for a in report["actions"] if a.get("phase") == "apply"]
+    single_action = len(steps) == 1 and report["outcome"] == "recovered"
+    result = {
+        "scenario": name,
+        "outcome": report["outcome"],
+        "plan": report.get("plan"),
+        "actions_applied": len(steps),
+        "single_action_recovery": single_action,
+        "executions_started": report["executions_started"],
+        "transitions": counted["billed"],
+        "transitions_entered": counted["entered"],
+        "transition_retries": counted["retries"],
+        "drill_report_transitions": report["transitions"],
+        **usage,
+        "lambda_gb_seconds": cost["lambda_gb_seconds"],
+        "lambda_seconds_measured": sum(sum(v) for v in meter.durations.values()),
+        "dollars": cost["total"],
+        "dollars_by_service": cost["by_service"],
+        "wall_seconds": wall,
+    }
+    if single_action:
+        result["meets_target"] = {
+            "transitions": counted["billed"] <= TRANSITIONS_TARGET,
+            "api_calls": usage["api_calls"] <= API_CALLS_TARGET,
+        }
+    return result
+
+
+def run(template_path: Path, names: list[str] | None = None) -> dict[str, Any]:
+    """Every built-in scenario (or `names`)."""
+    from recoveryctl import scenario as scenarios
+
+    results = [run_scenario(name, template_path) for name in (names or scenarios.built_in())]
+    single = [r for r in results if r["single_action_recovery"]]
+    return {
+        "targets": {
+            "max_transitions_single_action": TRANSITIONS_TARGET,
+            "max_api_calls_single_action": API_CALLS_TARGET,
+        },
+        "prices": prices.PRICES,
+        "scenarios": results,
+        "single_action_recoveries": {
+            "scenarios": [r["scenario"] for r in single],
+            "max_transitions": max((r["transitions"] for r in single), default=None),
+            "max_api_calls": max((r["api_calls"] for r in single), default=None),
+            "all_meet_target": all(all(r["meets_target"].values()) for r in single) if single else None,
+        },
+    }

@@ -1,0 +1,269 @@
+"""Event storm: an Availability Zone fails under M protected groups at once.
+
+Every instance of every group in the first zone stops, and EC2 announces each stop ("EC2
+Instance State-change Notification", state stopped) on the default bus; EventBridge delivers
+every signal twice (at least once), the repeats after all the first deliveries, as a storm's
+redeliveries do. Then the emulator runs until nothing is left to deliver and no execution runs.
+
+Measured: executions started against the distinct impaired instances, actions taken, API calls
+by the Lambda code, the share of each group acted on (its original instances terminated or
+detached over its size, from the emulator's state, so the figure is right whatever guardrail
+decides it), whether any impaired instance ended without an impairment record, and wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench import fleet as fleets
+from bench.metering import Meter, transitions
+from bench.speedups import faster_moto
+
+WALL_TARGET_SECONDS = 60.0
+# (groups, instances per group): a third of each group (one zone of three) is impaired.
+SIZES = [(5, 6), (10, 15), (10, 30), (10, 150), (10, 300)]
+
+
+def storm_event(emulator: Any, instance_id: str, at: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "EC2 Instance State-change Notification",
+        "source": "aws.ec2",
+        "account": emulator.account,
+        "time": at,
+        "region": emulator.region,
+        "resources": [f"arn:aws:ec2:{emulator.region}:{emulator.account}:instance/{instance_id}"],
+        "detail": {"instance-id": instance_id, "state": "stopped"},
+    }
+
+
+def blast_radius_cap(emulator: Any) -> float | None:
+    """The largest share of a group the deployment lets recoveries act on (the guardrail's
+    `blast_radius.max_share`): from the configuration file the functions are deployed with
+    (RECOVERY_CONFIG, in the code asset), else the guardrail's default; None while the code
+    has no such guardrail."""
+    config_name = next(
+        (f.environment["RECOVERY_CONFIG"] for f in emulator.functions.values() if "RECOVERY_CONFIG" in f.environment),
+        None,
+    )
+    if config_name:
+        assets = sorted(
+            Path(emulator.template_path).parent.glob(f"asset.*/{config_name}"), key=lambda p: p.stat().st_mtime
+        )
+        for path in reversed(assets):
+            share = _find_max_share(json.loads(path.read_text()))
+            if share is not None:
+                return share
+    try:
+        from core.guardrails import BlastRadius
+    except ImportError:
+        return None
+    return float(BlastRadius().max_share)
+
+
+def _find_max_share(value: Any) -> float | None:
+    if isinstance(value, dict):
+        blast = value.get("blast_radius")
+        if isinstance(blast, dict) and isinstance(blast.get("max_share"), int | float):
+            return float(blast["max_share"])
+        for item in value.values():
+            found = _find_max_share(item)
+            if found is not None:
+                return found
+    return None
+
+
+def run_size(template_path: Path, groups: int, per_group: int, deliveries: int = 2) -> dict[str, Any]:
+    from core import clock
+    from recoveryctl.emulator.runtime import Emulator
+
+    with faster_moto(), Emulator(template_path) as emulator:
+        fleet = fleets.build(emulator, groups, per_group, prefix="storm")
+        zones = fleets.zone_of_instances(emulator, [i for ids in fleet.groups.values() for i in ids])
+        failed_zone = f"{emulator.region}{fleets.ZONES[0]}"
+        impaired = sorted(i for i, z in zones.items() if z == failed_zone)
+        ec2 = emulator.client("ec2")
+        for start in range(0, len(impaired), 500):
+            ec2.stop_instances(InstanceIds=impaired[start : start + 500])
+        meter = Meter().install(emulator)
+        at = clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        events = [storm_event(emulator, i, at) for i in impaired]
+        started = time.perf_counter()
+        for _ in range(deliveries):
+            for event in events:
+                emulator.put_event(json.loads(json.dumps(event)))
+        emulator.pump(timeout=3600)
+        wall = time.perf_counter() - started
+        executions = emulator.executions()
+        counted = transitions(emulator)
+        records = _impairment_records(emulator)
+        shares = _shares(emulator, fleet)
+        cap = blast_radius_cap(emulator)
+        dead_letters = _dead_letters(emulator)
+        escalations = len(emulator.escalations())
+    usage = meter.snapshot()
+    recorded = {r for record in records for r in record["resources"]}
+    lost = [i for i in impaired if i not in recorded]
+    actions = Counter(
+        op
+        for op, n in usage["api_calls_by_operation"].items()
+        for _ in range(n)
+        if op
+        in (
+            "auto-scaling:TerminateInstanceInAutoScalingGroup",
+            "auto-scaling:SetInstanceHealth",
+            "auto-scaling:SetDesiredCapacity",
+            "auto-scaling:UpdateAutoScalingGroup",
+            "ec2:RebootInstances",
+            "ec2:StopInstances",
+            "ec2:StartInstances",
+            "elastic-load-balancing-v2:DeregisterTargets",
+        )
+    )
+    max_share = max(shares.values(), default=0.0)
+    return {
+        "groups": groups,
+        "instances_per_group": per_group,
+        "instances": fleet.instances,
+        "impaired_instances": len(impaired),
+        "signals_delivered": len(events) * deliveries,
+        "executions_started": len(executions),
+        "executions_by_status": dict(Counter(e["status"] for e in executions)),
+        "impairment_records": len(records),
+        "outcomes": dict(Counter(str(r["outcome"]) for r in records)),
+        "reasons_not_recovered": dict(
+            Counter(r["reason"] or "(none recorded)" for r in records if r["outcome"] != "recovered").most_common(5)
+        ),
+        "actions_taken": sum(actions.values()),
+        "actions_by_operation": dict(actions),
+        "transitions": counted["billed"],
+        **usage,
+        "share_acted_on_by_group": shares,
+        "max_share_acted_on": max_share,
+        "blast_radius_cap": cap,
+        "cap_exceeded": None if cap is None else max_share > cap + 1e-9,
+        "lost_impairments": len(lost),
+        "lost_examples": lost[:5],
+        "escalations": escalations,
+        "dead_letters": dead_letters,
+        "wall_seconds": wall,
+        "executions_within_target": len(executions) <= len(impaired),
+        "within_wall_target": wall < WALL_TARGET_SECONDS,
+    }
+
+
+def _impairment_records(emulator: Any) -> list[dict[str, Any]]:
+    """Every impairment record of the recovery table (the emulator's own reads, not counted)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    ddb = emulator.client("dynamodb")
+    table = emulator.outputs["RecoveryTableName"]
+    records = []
+    for page in ddb.get_paginator("scan").paginate(TableName=table):
+        for raw in page["Items"]:
+            item = {k: deserializer.deserialize(v) for k, v in raw.items()}
+            if not str(item.get("pk", "")).startswith("IMPAIRMENT#") or item.get("sk") != "RECORD":
+                continue
+            impairment = item.get("impairment") or {}
+            if isinstance(impairment, str):
+                impairment = json.loads(impairment)
+            affected = impairment.get("affected_resources") or item.get("affected_resources") or []
+            resources = [str(r.get("resource_id")) for r in affected if isinstance(r, dict)]
+            records.append(
+                {
+                    "resources": resources,
+                    "outcome": item.get("outcome") or item.get("status"),
+                    "reason": str(item.get("reason") or item.get("error") or "")[:160],
+                }
+            )
+    return records
+
+
+def _shares(emulator: Any, fleet: fleets.Fleet) -> dict[str, float]:
+    """Per group: its original instances that were terminated, or are no longer in it, over its size."""
+    autoscaling = emulator.client("autoscaling")
+    ec2 = emulator.client("ec2")
+    members: dict[str, set[str]] = {}
+    for page in autoscaling.get_paginator("describe_auto_scaling_groups").paginate(
+        AutoScalingGroupNames=list(fleet.groups)
+    ):
+        for group in page["AutoScalingGroups"]:
+            members[group["AutoScalingGroupName"]] = {
+                i["InstanceId"] for i in group["Instances"] if not i["LifecycleState"].startswith("Terminat")
+            }
+    original = [i for ids in fleet.groups.values() for i in ids]
+    states: dict[str, str] = {}
+    for start in range(0, len(original), 500):
+        found = ec2.describe_instances(InstanceIds=original[start : start + 500])
+        for reservation in found["Reservations"]:
+            for instance in reservation["Instances"]:
+                states[instance["InstanceId"]] = instance["State"]["Name"]
+    shares = {}
+    for group, ids in fleet.groups.items():
+        acted = [
+            i for i in ids if states.get(i) in ("shutting-down", "terminated") or i not in members.get(group, set())
+        ]
+        shares[group] = round(len(acted) / len(ids), 4) if ids else 0.0
+    return shares
+
+
+def _dead_letters(emulator: Any) -> int:
+    sqs = emulator.client("sqs")
+    count = 0
+    for url in sqs.list_queues().get("QueueUrls", []):
+        if "DeadLetter" in url:
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            count += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+    return count
+
+
+def run(
+    template_path: Path, sizes: list[tuple[int, int]] | None = None, budget_seconds: float = 300.0
+) -> dict[str, Any]:
+    """Storms of growing size, until one would not fit the time budget: a size is skipped (and
+    said so) when the last one's wall time, scaled by the impaired count, exceeds what is left."""
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    spent = 0.0
+    for groups, per_group in sizes or SIZES:
+        impaired = groups * per_group // len(fleets.ZONES)
+        if results:
+            last = results[-1]
+            projected = last["wall_seconds"] / max(1, last["impaired_instances"]) * impaired * 1.5
+            if spent + projected > budget_seconds:
+                skipped.append(
+                    {
+                        "groups": groups,
+                        "instances_per_group": per_group,
+                        "impaired_instances": impaired,
+                        "projected_wall_seconds": round(projected, 1),
+                        "reason": f"projected past the bench's time budget of {budget_seconds:.0f} s",
+                    }
+                )
+                continue
+        began = time.perf_counter()
+        results.append(run_size(template_path, groups, per_group))
+        spent += time.perf_counter() - began
+    largest = results[-1] if results else None
+    return {
+        "target_wall_seconds": WALL_TARGET_SECONDS,
+        "sizes": results,
+        "not_run": skipped,
+        "largest_impaired_run": largest["impaired_instances"] if largest else 0,
+        "meets_target": bool(results)
+        and not skipped
+        and all(
+            r["executions_within_target"]
+            and r["lost_impairments"] == 0
+            and r["within_wall_target"]
+            and r["cap_exceeded"] is not True
+            for r in results
+        ),
+    }

@@ -1,0 +1,156 @@
+"""The benchmark code (bench/): its cost arithmetic, parsing and table, on tiny inputs, so that
+`make bench` cannot rot unnoticed while it is not part of `make test`."""
+
+import pytest
+
+from bench import cold_start, idle, metering, prices, report
+
+
+def test_lambda_cost_rounds_each_invocation_up_to_a_millisecond():
+    # Given two invocations of a 256 MB function: 0.4 ms (billed 1 ms) and 1.0001 s (billed 1001 ms)
+    cost = prices.lambda_cost({256: [0.0004, 1.0001]})
+
+    # Then requests and GB-seconds follow Lambda's rules
+    assert cost["requests"] == 2
+    assert cost["gb_seconds"] == pytest.approx(0.25 * 1.002)
+    assert cost["dollars"] == pytest.approx(2 * 0.20 / 1e6 + 0.25 * 1.002 * 0.0000166667)
+
+
+def test_estimate_adds_up_every_service():
+    cost = prices.estimate(
+        transitions=1000, durations_by_memory={1024: [1.0]}, custom_events=1_000_000, write_units=2_000_000
+    )
+
+    assert cost["by_service"]["step_functions"] == pytest.approx(0.025)
+    assert cost["by_service"]["eventbridge"] == pytest.approx(1.0)
+    assert cost["by_service"]["dynamodb"] == pytest.approx(1.25)
+    assert cost["by_service"]["lambda"] == pytest.approx(0.2 / 1e6 + 0.0000166667)
+    assert cost["total"] == pytest.approx(sum(cost["by_service"].values()))
+
+
+def test_write_units_by_item_size_and_transaction():
+    small = {"pk": "IMPAIRMENT#x", "sk": "RECORD"}
+    large = {"pk": "x", "blob": "a" * 2500}  # about 2.5 KB -> 3 units
+
+    assert prices.write_units("PutItem", {"Item": small}) == 1
+    assert prices.write_units("PutItem", {"Item": large}) == 3
+    assert prices.write_units("UpdateItem", {"Key": small}) == 1
+    assert prices.write_units("TransactWriteItems", {"TransactItems": [{"Put": {"Item": small}}, {"Delete": {}}]}) == 4
+    assert prices.write_units("GetItem", {"Key": small}) == 0
+    # A typed attribute value counts by its content, not its type marker
+    assert prices.write_units("PutItem", {"Item": {"blob": {"S": "a" * 2500}}}) == 3
+
+
+def test_meter_counts_calls_events_and_writes_of_a_handler():
+    meter = metering.Meter()
+
+    meter.record("Detector", "eventbridge", "PutEvents", {"Entries": [{}, {}]})
+    meter.record("Admit", "dynamodb", "TransactWriteItems", {"TransactItems": [{"Put": {"Item": {"pk": "a"}}}]})
+    meter.record("Admit", "dynamodb", "GetItem", {"ConsistentRead": True})
+
+    snapshot = meter.snapshot()
+    assert snapshot["api_calls"] == 3
+    assert snapshot["api_calls_by_function"] == {"Admit": 2, "Detector": 1}
+    assert snapshot["api_calls_by_operation"]["dynamodb:GetItem"] == 1
+    assert snapshot["eventbridge_custom_events"] == 2
+    assert snapshot["dynamodb_writes"] == 1
+    assert snapshot["dynamodb_write_units"] == 2
+    assert snapshot["dynamodb_read_units"] == 1
+
+
+def test_importtime_output_is_summed_by_top_level_package():
+    stderr = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       100 |        100 |   botocore.utils\n"
+        "import time:       300 |        400 | botocore\n"
+        "import time:      2000 |       2000 |     aws_xray_sdk.core\n"
+        "import time:        50 |       2450 | actions.scale_out\n"
+    )
+
+    rows = cold_start.parse_importtime(stderr)
+    heaviest = cold_start.heaviest_packages(rows, top=2)
+
+    assert rows[0] == ("botocore.utils", 100, 100)
+    assert heaviest == [{"package": "aws_xray_sdk", "ms": 2.0}, {"package": "botocore", "ms": 0.4}]
+
+
+def test_handler_modules_come_from_the_template():
+    template = {
+        "Resources": {
+            "A": {"Type": "AWS::Lambda::Function", "Properties": {"Handler": "actions.x.apply_handler"}},
+            "B": {"Type": "AWS::Lambda::Function", "Properties": {"Handler": "actions.x.rollback_handler"}},
+            "C": {"Type": "AWS::SQS::Queue", "Properties": {}},
+        }
+    }
+
+    assert cold_start.handler_modules(template) == {
+        "actions.x": ["actions.x.apply_handler", "actions.x.rollback_handler"]
+    }
+
+
+def test_ratio_is_the_median_over_the_baseline_median():
+    summary = cold_start.ratio_summary({"boto3": [0.2, 0.1, 0.3], "m": [0.25, 0.9, 0.2]})
+
+    assert summary["m"] == {"median_ms": 250.0, "ratio_to_boto3": 1.25}
+
+
+@pytest.mark.parametrize(
+    ("expression", "seconds"), [("rate(1 minute)", 60), ("rate(5 minutes)", 300), ("rate(2 hours)", 7200)]
+)
+def test_schedule_periods(expression, seconds):
+    assert idle.period_seconds(expression) == seconds
+
+
+def test_a_cron_schedule_is_refused_clearly():
+    with pytest.raises(idle.ScheduleError, match="only rate"):
+        idle.period_seconds("cron(0 12 * * ? *)")
+
+
+def test_idle_assessment_flags_calls_growing_with_instances():
+    def config(groups, per_group, calls):
+        return {
+            "groups": groups,
+            "instances_per_group": per_group,
+            "api_calls_per_hour": calls,
+            "api_calls_per_group_hour": calls / groups,
+            "only_sweeps": True,
+            "executions_started": 0,
+            "impairments_detected": 0,
+            "calls_per_tick_constant": True,
+        }
+
+    flat = idle.assess([config(10, 1, 660), config(10, 100, 660), config(100, 10, 6060)])
+    growing = idle.assess([config(10, 1, 660), config(10, 100, 6000)])
+
+    assert flat["meets_target"] is True
+    assert growing["flat_in_instances_per_group"] is False
+    assert growing["meets_target"] is False
+
+
+def test_table_states_each_target_and_whether_it_is_met():
+    results = {
+        "per_recovery": {
+            "targets": {"max_transitions_single_action": 15, "max_api_calls_single_action": 12},
+            "scenarios": [
+                {
+                    "scenario": "instance-failure",
+                    "outcome": "recovered",
+                    "actions_applied": 1,
+                    "single_action_recovery": True,
+                    "meets_target": {"transitions": True, "api_calls": False},
+                    "transitions": 11,
+                    "api_calls": 27,
+                    "lambda_invocations": 7,
+                    "eventbridge_custom_events": 1,
+                    "dynamodb_writes": 12,
+                    "dollars": 0.00029,
+                }
+            ],
+        }
+    }
+
+    table = report.markdown(results)
+
+    assert "| figure | measured | target | met |" in table
+    assert "11 transitions, 27 API calls" in table
+    assert "transitions yes, API calls **no**" in table
