@@ -46,7 +46,7 @@ class Backend:
         """Every action record of an impairment (apply and rollback), in step order."""
         raise NotImplementedError
 
-    def actions_since(self, records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    def actions_of(self, records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         return {r["impairment_id"]: self.actions(r["impairment_id"]) for r in records}
 
     def executions(self, since: datetime | None = None) -> dict[str, dict[str, Any]]:

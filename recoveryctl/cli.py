@@ -300,7 +300,7 @@ def _report(args: argparse.Namespace) -> int:
     since = views.parse_since(args.since)
     backend = _backend(args)
     records = backend.impairments(since=since)
-    summary = report.summarize(records, backend.actions_since(records), since)
+    summary = report.summarize(records, backend.actions_of(records), since)
     where = backend.describe()
     if args.png:
         try:
