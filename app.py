@@ -13,10 +13,10 @@ def main() -> None:
     app = cdk.App()
     try:
         config = load(app.node.try_get_context)
+        RecoveryStack(app, config.stack_name, config=config)
     except ConfigError as exc:
         print(f"cdk synth: {exc}", file=sys.stderr)
         sys.exit(1)
-    RecoveryStack(app, config.stack_name, config=config)
     app.synth()
 
 

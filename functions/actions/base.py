@@ -43,6 +43,17 @@ class ActionInput(BaseModel):
     applied: dict[str, Any] | None = Field(default=None, description="apply's result (rollback only)")
 
 
+class Applied(BaseModel):
+    """What a rollback is given of its apply step: the apply's result, or the state it recorded
+    before it failed half way."""
+
+    model_config = ConfigDict(extra="allow")
+
+    action: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
 class ActionResult(BaseModel):
     """One action step's outcome, with the state before and after (the audit trail's unit)."""
 
@@ -152,6 +163,14 @@ def run(
         raise InvalidInput(f"{spec.name}.{phase}: invalid input: {exc.errors(include_url=False)}") from exc
     if request.step.action != spec.name:
         raise InvalidInput(f"step {request.step.index} is {request.step.action!r}, not {spec.name!r}")
+    if phase == "rollback" and request.applied is not None:
+        # apply's result, or (a step that failed half way) just the state it recorded before
+        try:
+            applied = Applied.model_validate(request.applied)
+        except ValidationError as exc:
+            raise InvalidInput(f"{spec.name}.rollback: the applied step does not validate: {exc}") from exc
+        if applied.action not in (None, spec.name):
+            raise InvalidInput(f"{spec.name}.rollback: the applied step is {applied.action!r}'s, not this action's")
 
     impairment_id = request.impairment.impairment_id
     logger.append_keys(impairment_id=impairment_id, action=spec.name, phase=phase, step=request.step.index)
@@ -197,7 +216,16 @@ def run(
             finished_at=clock.utc_now().isoformat(),
         ).model_dump(mode="json")
     try:
-        result = function(context)
+        try:
+            result = function(context)
+        except (KeyError, TypeError, AttributeError) as exc:
+            if phase != "rollback":
+                raise
+            # The state before it restores is not one this action recorded: refuse, record it.
+            raise PermanentError(
+                f"{spec.name}.rollback: the applied step's state before is not one this action recorded"
+                f" ({type(exc).__name__}: {exc})"
+            ) from exc
     except PermanentError as exc:
         _count(spec.name, phase, "ActionFailed", started_at)
         store.put_action(

@@ -91,6 +91,7 @@ class RecoveryStore:
             "signal_time": (impairment.get("signal") or {}).get("signal_time"),
             "first_signal_time": _sortable((impairment.get("signal") or {}).get("signal_time")),
             "impairment": impairment,
+            "drill": bool(impairment.get("drill")),
             "status": status,
             "updated_at": clock.utc_now().isoformat(),
             "gsi1pk": f"WORKLOAD#{impairment['workload']}",

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from actions import autoscaling as asg
-from core import aws, clock, guardrails, paging, runtime_config
+from core import aws, clock, guardrails, paging, runtime_config, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
@@ -35,9 +35,9 @@ _UNHEALTHY_TARGET_STATES = frozenset({"unhealthy", "unavailable"})
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
+    impairment = state.parse(event, "CheckGuardrails", plan=True).impairment
     settings = settings_module.load("table_name", "escalation_topic_arn")
     config = runtime_config.load()
-    impairment = ImpairmentDetected.model_validate(event["impairment"])
     plan = event["plan"]
     store = store or RecoveryStore(settings.table_name)
     limits = config.guardrails

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import clock
+from core import clock, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
@@ -14,9 +14,10 @@ from core.store import RecoveryStore
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
+    execution = state.parse(event, "Finalize")
+    impairment = execution.impairment
     settings = settings_module.load("table_name")
     store = store or RecoveryStore(settings.table_name)
-    impairment = ImpairmentDetected.model_validate(event["impairment"])
     resolved_at = clock.utc_now()
     mttr = max(0.0, (resolved_at - impairment.detected_at).total_seconds())
     outcome = "dry_run" if (event.get("plan") or {}).get("dry_run") else "recovered"
@@ -27,7 +28,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         resolved_at=resolved_at.isoformat(),
         mttr_seconds=mttr,
     )
-    store.release_locks(impairment.impairment_id, (event.get("admission") or {}).get("lock_keys", []))
+    store.release_locks(impairment.impairment_id, execution.admission.lock_keys)
     _count(impairment, outcome, mttr)
     logger.info(outcome, mttr_seconds=mttr, drill=impairment.drill)
     return {

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from core import settings as settings_module
+from core import state
 from core.entry import lambda_entry
 from core.observability import logger
 from core.store import RecoveryStore
@@ -14,9 +15,9 @@ from core.store import RecoveryStore
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None) -> list[dict[str, Any]]:
+    impairment_id = state.parse(event, "PrepareRollback").impairment.impairment_id
     settings = settings_module.load("table_name")
     store = store or RecoveryStore(settings.table_name)
-    impairment_id = event["impairment"]["impairment_id"]
     steps = {s["index"]: s for s in (event.get("plan") or {}).get("steps", [])}
     records = [r for r in store.list_actions(impairment_id) if r.get("phase") == "apply" and r.get("before")]
     rollback = []

@@ -12,9 +12,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from core import clock, paging
+from core import clock, paging, state
 from core import settings as settings_module
-from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import InvalidInput
 from core.observability import logger, metrics
@@ -23,9 +22,9 @@ from core.store import RecoveryStore
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dict[str, Any]:
+    impairment = state.parse(event, "RequestApproval", plan=True).impairment
     settings = settings_module.load("table_name", "escalation_topic_arn")
-    impairment = ImpairmentDetected.model_validate(event["impairment"])
-    plan = event.get("plan") or {}
+    plan = event["plan"]
     token = event.get("task_token")
     if not isinstance(token, str) or not token:
         raise InvalidInput("RequestApproval needs the task token of its state (waitForTaskToken)")

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from actions import base, scale_out
-from core import clock
+from core import clock, state
 from core import settings as settings_module
-from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.observability import logger, metrics
 from core.store import RecoveryStore
@@ -18,9 +17,9 @@ from orchestration import verify
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
+    impairment = state.parse(event, "ReturnCapacity", plan=True).impairment
     settings = settings_module.load("table_name")
     store = store or RecoveryStore(settings.table_name)
-    impairment = ImpairmentDetected.model_validate(event["impairment"])
     steps = {s["index"]: s for s in event["plan"].get("steps", [])}
     to_return = [
         (steps[r["step_index"]], r)

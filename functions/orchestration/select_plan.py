@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from core import clock, runtime_config
+from core import clock, runtime_config, state
 from core import settings as settings_module
-from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import NoMatchingPlan
 from core.observability import logger
@@ -18,8 +17,8 @@ from core.store import RecoveryStore
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
+    impairment = state.parse(event, "SelectPlan").impairment
     settings = settings_module.load("table_name")
-    impairment = ImpairmentDetected.model_validate(event["impairment"])
     store = store or RecoveryStore(settings.table_name)
     disabled = set(store.get_switches().get("disabled_plans", []))
     plan = select_plan([p for p in runtime_config.load().plans if p.name not in disabled], impairment)

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from actions import autoscaling as asg
-from core import aws
+from core import aws, state
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import PermanentError, classify_client_error
@@ -179,7 +179,7 @@ def _database_checks(scope: dict[str, str]) -> list[dict[str, Any]]:
 
 @lambda_entry
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    impairment = ImpairmentDetected.model_validate(event["impairment"])
+    impairment = state.parse(event, "Verify", plan=True).impairment
     previous = event.get("verification") or {}
     attempt = int(previous.get("attempt", 0)) + 1
     max_attempts = int(event["plan"]["verify"]["max_attempts"])

@@ -183,6 +183,7 @@ class RecoveryWorkflow(Construct):
             result_path="$.approval",
             retry_on_service_exceptions=False,
         )
+        _retry_transient(request_approval)
         request_approval.add_catch(escalate_task, errors=["States.ALL"], result_path="$.approval_error")
         request_approval.next(run_actions)
         guard_task = self._task("CheckGuardrails", guard, None, "$")
@@ -304,15 +305,7 @@ class RecoveryWorkflow(Construct):
             retry_on_service_exceptions=False,
             result_path=result_path,
         )
-        task.add_retry(
-            errors=RETRYABLE_ERRORS,
-            interval=Duration.seconds(2),
-            max_attempts=4,
-            backoff_rate=2,
-            max_delay=Duration.seconds(30),
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        return task
+        return _retry_transient(task)
 
     def _map(
         self, construct_id: str, items_path: str, result_path: str, item: dict[str, str], router: sfn.Choice
@@ -347,6 +340,19 @@ class RecoveryWorkflow(Construct):
                 cause="The plan names an action this deployment does not have",
             )
         )
+
+
+def _retry_transient(task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
+    """Transient errors retry in one layer, here: capped exponential backoff with full jitter."""
+    task.add_retry(
+        errors=RETRYABLE_ERRORS,
+        interval=Duration.seconds(2),
+        max_attempts=4,
+        backoff_rate=2,
+        max_delay=Duration.seconds(30),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    return task
 
 
 def _allow(

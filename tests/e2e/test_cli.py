@@ -39,15 +39,16 @@ def test_timeline_reads_from_signal_to_outcome(synthesized, capsys):
 
 
 def test_user_written_scenario_file(synthesized, tmp_path, capsys):
-    # Given a scenario of the user's own: two instances fail in a bigger group, a throttled
-    # first terminate call (retried by the state machine), and an expectation
+    # Given a scenario of the user's own: two of six instances fail (a third of the group: within
+    # the blast radius), a throttled first terminate call (retried by the state machine), and an
+    # expectation
     path = tmp_path / "two-down.json"
     path.write_text(
         json.dumps(
             {
                 "name": "two-down",
                 "description": "two instances fail at once",
-                "group": {"min_size": 2, "max_size": 8, "desired": 5},
+                "group": {"min_size": 2, "max_size": 8, "desired": 6},
                 "instance_faults": [{"kind": "stop", "count": 2}],
                 "api_faults": [
                     {

@@ -10,13 +10,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from moto import mock_aws
 
-from tests.builders import BUS_NAME, REGION, TABLE_NAME, Workload, build_workload, create_state_machine, create_table
+from tests.builders import (
+    BUS_NAME,
+    REGION,
+    TABLE_NAME,
+    Workload,
+    build_workload,
+    create_state_machine,
+    create_table,
+    use_runtime_config,
+)
 
 settings.register_profile(
     "property",
@@ -94,17 +104,15 @@ class Aws:
         return self._workload
 
 
-def plans_json() -> str:
-    """The deployment's plans (cdk.json), as the stack puts them in PLANS."""
-    from core.plans import parse_plans
+def deployment_plans() -> list[dict]:
+    """The deployment's plans and guardrails (cdk.json), as the stack ships them to the functions."""
     from tests.conftest import cdk_context
 
-    plans = parse_plans(cdk_context()["recovery"]["plans"])
-    return json.dumps([p.model_dump(mode="json") for p in plans])
+    return cdk_context()["recovery"]["plans"]
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Aws]:
     """moto with the recovery table, bus, escalation topic and state machine, the environment a
     deployed function gets, and a log of every API call."""
     import boto3
@@ -120,10 +128,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             "EVENT_BUS_NAME": BUS_NAME,
             "ESCALATION_TOPIC_ARN": topic_arn,
             "STATE_MACHINE_ARN": state_machine_arn,
-            "PLANS": plans_json(),
             "WORKLOAD_GROUPS": json.dumps({"web-api-asg": "web-api"}),
         }.items():
             monkeypatch.setenv(key, value)
+        use_runtime_config(monkeypatch, tmp_path, plans=deployment_plans())
         log = CallLog()
         session = boto3._get_default_session()
         session.events.register("before-parameter-build.*.*", log.record, unique_id="property-call-log")
