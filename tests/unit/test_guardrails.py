@@ -1,0 +1,194 @@
+"""The guardrails' decisions (core/guardrails.py): pure functions over the facts CheckGuardrails
+gathers, so each rule is checked here on its edges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from core import guardrails
+from core.guardrails import BlastRadius, FailOpen, Flapping, Maintenance
+
+
+def _group(size: int, min_size: int = 1, desired: int | None = None, **extra) -> dict:
+    return {
+        "AutoScalingGroupName": "web",
+        "MinSize": min_size,
+        "DesiredCapacity": size if desired is None else desired,
+        "Instances": [{"InstanceId": f"i-{n}", "LifecycleState": "InService"} for n in range(size)],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(("size", "limit"), [(1, 1), (2, 1), (3, 1), (5, 1), (6, 2), (9, 3), (10, 3), (300, 100)])
+def test_blast_radius_limit_is_a_third_rounded_down_but_at_least_one(size, limit):
+    assert guardrails.blast_radius_limit(size, 1 / 3) == limit
+
+
+def test_blast_radius_allows_the_share_and_defers_the_rest():
+    group = _group(6, min_size=2)
+    healthy = {f"i-{n}" for n in range(3, 6)}  # i-0..i-2 are the impaired ones
+
+    allowed, deferred, trip = guardrails.blast_radius(["i-0", "i-1", "i-2"], set(), group, healthy, BlastRadius())
+
+    assert allowed == ["i-0", "i-1"] and deferred == ["i-2"]
+    assert trip is not None and trip.guardrail == "blast_radius"
+    assert trip.evidence["limit"] == 2 and trip.evidence["deferred"] == ["i-2"]
+
+
+def test_blast_radius_counts_what_other_recoveries_acted_on_in_the_window():
+    group = _group(6, min_size=2)
+    allowed, deferred, trip = guardrails.blast_radius(["i-2"], {"i-0", "i-1"}, group, set(), BlastRadius())
+    assert allowed == [] and deferred == ["i-2"] and trip is not None
+
+
+def test_blast_radius_never_takes_a_group_below_its_minimum_healthy_capacity():
+    # Given a group of six that must keep five healthy (instance maintenance policy: 80 % of 6)
+    group = _group(6, min_size=2, InstanceMaintenancePolicy={"MinHealthyPercentage": 80})
+    healthy = {f"i-{n}" for n in range(6)}  # the load balancer says i-0 and i-1 are bad; the group does not
+
+    allowed, deferred, trip = guardrails.blast_radius(["i-0", "i-1"], set(), group, healthy, BlastRadius())
+
+    # Then one may go (five stay healthy), not two, though the share would allow two
+    assert guardrails.minimum_healthy(group) == 5
+    assert allowed == ["i-0"] and deferred == ["i-1"]
+    assert trip is not None and trip.evidence["minimum_healthy"] == 5
+
+
+def test_an_unhealthy_instance_does_not_count_against_the_minimum_healthy_capacity():
+    group = _group(2, min_size=2)
+    allowed, deferred, trip = guardrails.blast_radius(["i-0"], set(), group, {"i-1"}, BlastRadius())
+    assert allowed == ["i-0"] and deferred == [] and trip is None
+
+
+def test_a_retry_keeps_what_it_already_holds():
+    group = _group(3)
+    allowed, _, trip = guardrails.blast_radius(["i-0"], {"i-0"}, group, set(), BlastRadius())
+    assert allowed == ["i-0"] and trip is None
+
+
+@pytest.mark.parametrize(("impaired", "fleet", "trips"), [(2, 4, False), (3, 4, True), (3, 3, True), (1, 3, False)])
+def test_fail_open_when_more_than_half_the_fleet_looks_impaired(impaired, fleet, trips):
+    trip = guardrails.fail_open({f"i-{n}" for n in range(impaired)}, {f"i-{n}" for n in range(fleet)}, FailOpen())
+    assert (trip is not None) is trips
+    if trip:
+        assert trip.guardrail == "fail_open" and trip.evidence["fleet_size"] == fleet
+
+
+def test_fail_open_ignores_instances_outside_the_fleet():
+    assert guardrails.fail_open({"i-x", "i-y", "i-0"}, {"i-0", "i-1", "i-2"}, FailOpen()) is None
+
+
+def _recovered(n: int, minutes_ago: int, now: datetime, resource: str = "i-old", group: str = "web") -> dict:
+    return {
+        "impairment_id": f"prev-{n}",
+        "outcome": "recovered",
+        "resolved_at": (now - timedelta(minutes=minutes_ago)).isoformat(),
+        "impairment": {
+            "impairment_type": "instance_failure",
+            "affected_resources": [{"resource_type": "ec2:instance", "resource_id": resource}],
+            "scope": {"auto_scaling_group": group},
+        },
+    }
+
+
+def _impairment(resource: str = "i-new", group: str | None = "web") -> dict:
+    return {
+        "impairment_id": "now",
+        "impairment_type": "instance_failure",
+        "affected_resources": [{"resource_type": "ec2:instance", "resource_id": resource}],
+        "scope": {"auto_scaling_group": group} if group else {},
+    }
+
+
+def test_flapping_trips_after_the_limit_of_recoveries_of_the_same_group_in_the_window():
+    now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    previous = [_recovered(n, 10 * n + 5, now, resource=f"i-{n}") for n in range(3)]
+
+    trip = guardrails.flapping(_impairment(), previous, Flapping(), now)
+
+    assert trip is not None and trip.guardrail == "flapping"
+    assert sorted(trip.evidence["previous_recoveries"]) == ["prev-0", "prev-1", "prev-2"]
+
+
+def test_flapping_ignores_old_failed_and_unrelated_recoveries():
+    now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    previous = [
+        _recovered(0, 5, now),
+        _recovered(1, 90, now),  # outside the hour
+        {**_recovered(2, 5, now), "outcome": "escalated"},  # not a fix
+        _recovered(3, 5, now, resource="i-other", group="another-group"),  # another group
+    ]
+    assert guardrails.flapping(_impairment(), previous, Flapping(), now) is None
+
+
+def test_flapping_of_the_same_resource_without_a_group():
+    now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    previous = [_recovered(n, 5 + n, now, resource="db-1", group="x") for n in range(3)]
+    trip = guardrails.flapping(_impairment(resource="db-1", group=None), previous, Flapping(), now)
+    assert trip is not None
+
+
+def test_maintenance_windows_and_blocked_dates_in_the_workloads_time_zone():
+    maintenance = Maintenance.model_validate(
+        {
+            "timezone": "Europe/Paris",
+            "windows": [{"days": ["sun"], "start": "22:00", "end": "02:00"}],
+            "blocked_dates": ["2026-12-24"],
+        }
+    )
+    # Sunday 2026-11-22 23:30 in Paris is 22:30 UTC: inside the window
+    assert "maintenance window" in maintenance.blocks(datetime(2026, 11, 22, 22, 30, tzinfo=UTC))
+    # Monday 01:30 in Paris (00:30 UTC): still inside, past midnight
+    assert maintenance.blocks(datetime(2026, 11, 23, 0, 30, tzinfo=UTC))
+    # Monday 02:30 in Paris: outside
+    assert maintenance.blocks(datetime(2026, 11, 23, 1, 30, tzinfo=UTC)) is None
+    # Saturday 23:30: the window is on Sundays only
+    assert maintenance.blocks(datetime(2026, 11, 21, 22, 30, tzinfo=UTC)) is None
+    # 2026-12-24 00:30 in Paris is 2026-12-23 23:30 UTC: a blocked date in the workload's zone
+    assert "blocked date" in maintenance.blocks(datetime(2026, 12, 23, 23, 30, tzinfo=UTC))
+    assert maintenance.blocks(datetime(2026, 12, 23, 22, 30, tzinfo=UTC)) is None
+
+
+def test_no_maintenance_configured_blocks_nothing():
+    assert Maintenance().blocks(datetime(2026, 11, 24, tzinfo=UTC)) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"timezone": "Mars/Olympus"},
+        {"windows": [{"start": "02:00", "end": "02:00"}]},
+        {"windows": [{"days": ["someday"], "start": "02:00", "end": "03:00"}]},
+        {"windows": [{"days": [], "start": "02:00", "end": "03:00"}]},
+        {"blocked_dates": ["24/12/2026"]},
+    ],
+)
+def test_bad_maintenance_configuration_is_refused(raw):
+    with pytest.raises(ValidationError):
+        Maintenance.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"blast_radius": {"max_share": 0}},
+        {"blast_radius": {"max_share": 1.5}},
+        {"fail_open": {"impaired_share": 0}},
+        {"rate_limits": {"max_concurrent": 0}},
+        {"flapping": {"max_recoveries": 0}},
+        {"unknown": {}},
+    ],
+)
+def test_bad_guardrail_settings_are_refused(raw):
+    with pytest.raises(ValidationError):
+        guardrails.Guardrails.model_validate(raw)
+
+
+def test_instance_actions_are_the_ones_that_take_capacity_away():
+    assert guardrails.acts_on_instances([{"action": "replace_instance"}])
+    assert guardrails.acts_on_instances([{"action": "redirect_traffic", "params": {}}])
+    assert not guardrails.acts_on_instances([{"action": "redirect_traffic", "params": {"kind": "zonal_shift"}}])
+    assert not guardrails.acts_on_instances([{"action": "scale_out"}, {"action": "failover"}])
