@@ -8,10 +8,24 @@ import json
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_eventschemas as schemas
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from core.contract import json_schema
 from infra.constants import EVENT_SOURCE, SCHEMA_NAME, SCHEMA_REGISTRY
+
+
+def grant_put_detections(bus: events.IEventBus, grantee: iam.IGrantable) -> None:
+    """events:PutEvents on the recovery bus, for events of the detection source only (IAM's
+    events:source condition): a detector cannot put anything else on it. With no resource policy
+    on the bus, only principals of this account that hold this grant can put events there."""
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["events:PutEvents"],
+            resources=[bus.event_bus_arn],
+            conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
+        )
+    )
 
 
 class RecoveryBus(Construct):

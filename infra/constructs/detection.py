@@ -22,6 +22,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.bus import grant_put_detections
 from infra.constructs.functions import FunctionFactory
 
 # The RDS event categories that can be an impairment (detectors/rds.py decides which are).
@@ -57,7 +58,7 @@ class Detection(Construct):
             retry_attempts=2,
             max_event_age=Duration.hours(1),
         )
-        bus.grant_put_events_to(self.alarm_detector)
+        grant_put_detections(bus, self.alarm_detector)
         self.alarm_detector.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:ListTagsForResource"],
@@ -114,7 +115,7 @@ class Detection(Construct):
             dead_letter_queue=self._dead_letters,
             **{"retry_attempts": 2, "max_event_age": Duration.hours(1), **kwargs},
         )
-        self._bus.grant_put_events_to(function)
+        grant_put_detections(self._bus, function)
         if actions:
             function.add_to_role_policy(iam.PolicyStatement(actions=sorted(actions), resources=["*"]))
         return function

@@ -57,7 +57,7 @@ class RecoveryWorkflow(Construct):
         escalate = self._function("Escalate", "orchestration.escalate.handler", "Page a human with the context")
         for function in (admit, select, verify, finalize, prepare, escalate):
             table.grant_read_write_data(function)
-        topic.grant_publish(escalate)
+        _grant_page(escalate, topic)
         _allow(
             verify,
             [
@@ -151,7 +151,7 @@ class RecoveryWorkflow(Construct):
             "CheckGuardrails", "orchestration.check_guardrails.handler", "Blast radius, fail open, rate limits, ..."
         )
         table.grant_read_write_data(guard)
-        topic.grant_publish(guard)
+        _grant_page(guard, topic)
         _allow(
             guard,
             [
@@ -165,7 +165,7 @@ class RecoveryWorkflow(Construct):
             "RequestApproval", "orchestration.request_approval.handler", "Ask a human to approve a high-risk plan"
         )
         table.grant_read_write_data(approval)
-        topic.grant_publish(approval)
+        _grant_page(approval, topic)
         request_approval = tasks.LambdaInvoke(
             self,
             "RequestApproval",
@@ -339,6 +339,16 @@ class RecoveryWorkflow(Construct):
                 error="UnknownAction",
                 cause="The plan names an action this deployment does not have",
             )
+        )
+
+
+def _grant_page(function: lambda_.Function, topic: sns.ITopic) -> None:
+    """Publish to the escalation topic: sns:Publish on it and, as its messages are encrypted with
+    its key, the two KMS actions that needs, named (CDK's grant_publish adds kms:GenerateDataKey*)."""
+    function.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[topic.topic_arn]))
+    if topic.master_key is not None:
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[topic.master_key.key_arn])
         )
 
 

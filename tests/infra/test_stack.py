@@ -333,6 +333,34 @@ def test_no_policy_allows_every_action_of_a_service(resources):
     assert not offending, f"wildcard actions: {offending}"
 
 
+def test_iam_policies_name_every_action_they_allow(resources):
+    # No "*" anywhere in an action of an identity policy (not even kms:GenerateDataKey*): every
+    # permission the system holds is one its code names.
+    offending = [
+        (resource_id, action)
+        for resource_id, resource_type, statement in cfn.policy_statements(resources)
+        if resource_type in ("AWS::IAM::Policy", "AWS::IAM::Role", "AWS::IAM::ManagedPolicy")
+        and statement["Effect"] == "Allow"
+        for action in cfn.as_list(statement.get("Action", []))
+        if "*" in action
+    ]
+    assert not offending, f"actions with a wildcard: {offending}"
+
+
+def test_only_detectors_may_put_events_on_the_bus_and_only_of_the_detection_source(resources):
+    put = [
+        (resource_id, statement)
+        for resource_id, _, statement in cfn.policy_statements(resources)
+        if "events:PutEvents" in cfn.as_list(statement.get("Action", []))
+    ]
+    assert put, "the detectors put events on the bus"
+    for resource_id, statement in put:
+        assert statement.get("Condition") == {"StringEquals": {"events:source": "recovery.detection"}}, resource_id
+    # and the bus has no resource policy: no other account may put events on it
+    assert not [r for r in resources.values() if r["Type"] == "AWS::Events::EventBusPolicy"]
+    assert all("Policy" not in r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::EventBus")
+
+
 def _function_role(resources, handler: str) -> str:
     function_id = cfn.functions_by_handler(resources)[handler]
     return cfn.get_att(resources[function_id]["Properties"]["Role"])
