@@ -34,7 +34,14 @@ COMMENT_PREFIX = "impairment-recovery"
 
 _KIND_FIELDS = {
     "deregister_targets": {"target_group_arn", "availability_zone", "min_healthy_targets"},
-    "shift_weights": {"listener_arn", "rule_arn", "from_target_group_arn", "to_target_group_arn", "shift_percent"},
+    "shift_weights": {
+        "listener_arn",
+        "rule_arn",
+        "from_target_group_arn",
+        "to_target_group_arn",
+        "shift_percent",
+        "expires_in",
+    },
     "zonal_shift": {"load_balancer_arn", "availability_zone", "expires_in"},
 }
 
@@ -55,7 +62,12 @@ class Params(ActionParams):
     shift_percent: int = Field(default=100, ge=1, le=100, description="share of the impaired group's weight to move")
     # zonal_shift
     load_balancer_arn: str | None = Field(default=None, description="default: the scope's, or the target group's")
-    expires_in: str = Field(default="1h", pattern=r"^[1-9][0-9]*[mh]$", description="e.g. 30m, 2h; at most 72h")
+    expires_in: str = Field(
+        default="1h",
+        pattern=r"^[1-9][0-9]*[mh]$",
+        description="zonal_shift and shift_weights: the change's time-box, e.g. 30m, 2h; at most 72h (the "
+        "zonal shift expires in ARC; shifted weights are put back after a recovery that verified)",
+    )
 
     @field_validator("expires_in")
     @classmethod
@@ -73,6 +85,13 @@ class Params(ActionParams):
         if self.listener_arn and self.rule_arn:
             raise ValueError("give listener_arn or rule_arn, not both")
         return self
+
+
+def expiry_seconds(params: dict[str, Any]) -> int | None:
+    """The time-box of a step's weights shift, in seconds (None: not a weights shift)."""
+    if (params or {}).get("kind") != "shift_weights":
+        return None
+    return _minutes(params.get("expires_in") or "1h") * 60
 
 
 def _minutes(expires_in: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actions import redirect_traffic
 from core import clock, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
@@ -52,14 +53,18 @@ def _count(impairment: ImpairmentDetected, outcome: str, mttr: float) -> None:
 
 
 def _return_capacity_after(event: dict[str, Any]) -> int:
-    """How long the workflow waits before returning the emergency capacity of this recovery's
-    scale-outs (0: there is none to return, or the plan keeps it)."""
+    """How long the workflow waits before it undoes this recovery's time-boxed changes: the
+    emergency capacity of its scale-outs (unless the plan keeps it) and the traffic weights it
+    shifted (their expires_in). The earliest time-box wins: all are undone then. 0: none."""
     steps = {s["index"]: s for s in (event.get("plan") or {}).get("steps", [])}
     waits = []
     for result in event.get("actions") or []:
         step = steps.get(result.get("step_index")) if isinstance(result, dict) else None
-        if step and step["action"] == "scale_out" and result.get("result") == "changed":
-            params = step.get("params") or {}
-            if not params.get("keep"):
-                waits.append(int(params.get("return_after_seconds", 3600)))
+        if not step or result.get("result") != "changed":
+            continue
+        params = step.get("params") or {}
+        if step["action"] == "scale_out" and not params.get("keep"):
+            waits.append(int(params.get("return_after_seconds", 3600)))
+        elif step["action"] == redirect_traffic.NAME and redirect_traffic.expiry_seconds(params):
+            waits.append(redirect_traffic.expiry_seconds(params))
     return min(waits, default=0)

@@ -10,10 +10,11 @@ state machine waits between attempts and gives up after the plan's max_attempts.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from actions import autoscaling as asg
-from core import aws, state
+from core import aws, clock, state
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import PermanentError, classify_client_error
@@ -179,10 +180,12 @@ def _database_checks(scope: dict[str, str]) -> list[dict[str, Any]]:
 
 @lambda_entry
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    impairment = state.parse(event, "Verify", plan=True).impairment
+    execution = state.parse(event, "Verify", plan=True)
+    impairment, plan = execution.impairment, execution.plan
+    assert plan is not None
     previous = event.get("verification") or {}
     attempt = int(previous.get("attempt", 0)) + 1
-    max_attempts = int(event["plan"]["verify"]["max_attempts"])
+    max_attempts = plan.verify.max_attempts
     if event["plan"].get("dry_run"):
         checks = [{"check": "dry_run", "passed": True, "reason": "a dry run changes nothing to verify"}]
         return {"healthy": True, "attempt": attempt, "max_attempts": max_attempts, "retry": False, "checks": checks}
@@ -190,11 +193,20 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     deferred = frozenset((event.get("guardrails") or {}).get("deferred") or [])
     checks = check(impairment, actions, deferred)
     healthy = all(c["passed"] for c in checks)
+    retry = not healthy and attempt < max_attempts
+    if retry and _past_time_box(plan.deadline, plan.verify.wait_seconds):
+        # The plan's time-box is over before another attempt: roll back and escalate now.
+        retry = False
+        checks.append({"check": "time_box", "passed": False, "deadline": plan.deadline})
     logger.info("verification", attempt=attempt, healthy=healthy, checks=checks)
-    return {
-        "healthy": healthy,
-        "attempt": attempt,
-        "max_attempts": max_attempts,
-        "retry": not healthy and attempt < max_attempts,
-        "checks": checks,
-    }
+    return {"healthy": healthy, "attempt": attempt, "max_attempts": max_attempts, "retry": retry, "checks": checks}
+
+
+def _past_time_box(deadline: str | None, wait_seconds: int) -> bool:
+    if not deadline:
+        return False
+    try:
+        end = datetime.fromisoformat(deadline)
+    except ValueError:
+        return False
+    return clock.utc_now() + timedelta(seconds=wait_seconds) > end

@@ -104,12 +104,18 @@ class RecoveryWorkflow(Construct):
         finalize_task = self._task("Finalize", finalize, None, "$.resolution")
         # Resource lifecycle cleanup: emergency capacity goes back once the workload stayed healthy.
         return_capacity = self._function(
-            "ReturnCapacity", "orchestration.return_capacity.handler", "Return emergency capacity after a recovery"
+            "ReturnCapacity",
+            "orchestration.return_capacity.handler",
+            "Return emergency capacity and expire time-boxed routing after a recovery",
         )
         table.grant_read_write_data(return_capacity)
         _allow(
             return_capacity,
-            sorted(set(ACTIONS["scale_out"].iam_actions) | {"elasticloadbalancing:DescribeTargetHealth"}),
+            sorted(
+                set(ACTIONS["scale_out"].iam_actions)
+                | set(ACTIONS["redirect_traffic"].iam_actions)
+                | {"elasticloadbalancing:DescribeTargetHealth"}
+            ),
             managed_tag,
         )
         wait_to_return = sfn.Wait(

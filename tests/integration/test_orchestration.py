@@ -146,6 +146,24 @@ def test_verify_fails_and_asks_for_another_attempt_while_the_impaired_instance_s
     assert last["retry"] is False
 
 
+def test_verify_stops_retrying_when_the_plans_time_box_is_over(store, lambda_context):
+    # Given a recovery whose plan's time is up before another attempt could be made
+    from core import clock
+
+    workload = build_workload(min_size=1, desired=3)
+    model = workload.impairment_of(workload.instance_ids()[0])
+    event = verify_event(model, attempt=0, max_attempts=10)
+    event["plan"]["verify"]["wait_seconds"] = 60
+    event["plan"]["deadline"] = (clock.utc_now() + timedelta(seconds=30)).isoformat()
+
+    # When it verifies unhealthy on its first of ten attempts
+    result = verify.handler(event, lambda_context)
+
+    # Then it does not ask for another: the workflow rolls back and escalates now
+    assert result["healthy"] is False and result["retry"] is False
+    assert next(c for c in result["checks"] if c["check"] == "time_box")["passed"] is False
+
+
 # --- prepare rollback -----------------------------------------------------------------------
 
 

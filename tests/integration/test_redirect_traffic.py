@@ -696,3 +696,36 @@ def _zonal_before(balancer: str, model) -> dict:
         "comment": comment_of(model),
         "active_zonal_shifts": [],
     }
+
+
+def test_shifted_weights_are_time_boxed_and_put_back_when_their_time_is_over(store, lambda_context, monkeypatch):
+    # Given a recovery that shifted the weights away from blue for 30 minutes, and verified
+    from orchestration import finalize, return_capacity
+
+    monkeypatch.setenv("MANAGED_TAG_KEY", MANAGED[0]["Key"])
+    monkeypatch.setenv("MANAGED_TAG_VALUE", MANAGED[0]["Value"])
+    balanced = build_balanced()
+    model = balanced.impairment_of(listener_arn=balanced.listener_arn)
+    store.put_impairment(model.model_dump(mode="json"), status="recovering")
+    params = {"kind": "shift_weights", "expires_in": "30m"}
+    applied = run("apply", model, lambda_context, **params)
+    assert balanced.weights() == {balanced.blue_arn: 0, balanced.green_arn: 100}
+    state = {
+        "impairment": model.model_dump(mode="json"),
+        "plan": {"name": "shift", "steps": [{"index": 0, "action": "redirect_traffic", "params": params}]},
+        "actions": [applied],
+    }
+
+    # When it is finalized: the workflow is told to wait for the time-box
+    resolution = finalize.handler(state, lambda_context, store=store)
+    assert resolution["return_capacity_after_seconds"] == 30 * 60
+
+    # Then at the end of the wait the weights are back as they were
+    out = return_capacity.handler({**state, "resolution": resolution}, lambda_context, store=store)
+    assert [r["result"] for r in out["weights_restored"]] == ["changed"]
+    assert balanced.weights() == {balanced.blue_arn: 80, balanced.green_arn: 20}
+
+
+def test_a_weights_shift_may_not_last_more_than_72_hours():
+    with pytest.raises(ValueError, match="72h"):
+        redirect_traffic.Params.model_validate({"kind": "shift_weights", "expires_in": "73h"})
