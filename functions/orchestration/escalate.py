@@ -111,14 +111,7 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
             execution_input=raw[:20_000],
         )
         logger.error("escalated an execution state without a valid impairment", reason=reason, record=impairment_id)
-        return {
-            "outcome": "escalated",
-            "impairment_id": impairment_id,
-            "reason": reason,
-            "escalated_at": now,
-            "paged": paged,
-            "guardrails_tripped": [],
-        }
+        return _outcome(impairment_id, reason, now, paged, [])
     store.update_impairment(
         impairment_id,
         status="escalated" if paged else "skipped",
@@ -141,11 +134,15 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
     if rolled_back:
         metrics.add_metric(name="RecoveriesRolledBack", unit="Count", value=1)
     logger.warning("escalated", reason=reason)
+    return _outcome(impairment_id, reason, now, paged, tripped)
+
+
+def _outcome(impairment_id: str, reason: str, at: str, paged: bool, tripped: list[str]) -> dict[str, Any]:
     return {
         "outcome": "escalated",
         "impairment_id": impairment_id,
         "reason": reason,
-        "escalated_at": now,
+        "escalated_at": at,
         "paged": paged,
         "guardrails_tripped": tripped,
     }
