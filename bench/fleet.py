@@ -91,8 +91,9 @@ def zone_of_instances(emulator: Any, instance_ids: list[str]) -> dict[str, str]:
     ec2 = emulator.client("ec2")
     zones: dict[str, str] = {}
     for start in range(0, len(instance_ids), 500):
-        found = ec2.describe_instances(InstanceIds=instance_ids[start : start + 500])
-        for reservation in found["Reservations"]:
-            for instance in reservation["Instances"]:
-                zones[instance["InstanceId"]] = instance["Placement"]["AvailabilityZone"]
+        pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=instance_ids[start : start + 500])
+        for page in pages:
+            for reservation in page["Reservations"]:
+                for instance in reservation["Instances"]:
+                    zones[instance["InstanceId"]] = instance["Placement"]["AvailabilityZone"]
     return zones

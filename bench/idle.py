@@ -17,6 +17,7 @@ from typing import Any
 from bench import fleet as fleets
 from bench import prices
 from bench.metering import Meter, function_memory, transitions
+from bench.per_recovery import retry_once
 from bench.speedups import faster_moto
 
 # (groups, instances per group): 10 groups with 1, 10, 100 instances each; 10 instances per
@@ -101,7 +102,10 @@ def run_configuration(template_path: Path, groups: int, per_group: int, minutes:
 
 
 def run(template_path: Path, configurations: list[tuple[int, int]] | None = None, minutes: int = 20) -> dict[str, Any]:
-    results = [run_configuration(template_path, g, p, minutes) for g, p in (configurations or CONFIGURATIONS)]
+    results = [
+        retry_once(lambda g=g, p=p: run_configuration(template_path, g, p, minutes), {"groups": g, "per_group": p})
+        for g, p in (configurations or CONFIGURATIONS)
+    ]
     return {"configurations": results, **assess(results)}
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import fleet as fleets
 from bench.metering import Meter, transitions
+from bench.per_recovery import retry_once
 from bench.speedups import faster_moto
 
 WALL_TARGET_SECONDS = 60.0
@@ -201,10 +202,10 @@ def _shares(emulator: Any, fleet: fleets.Fleet) -> dict[str, float]:
     original = [i for ids in fleet.groups.values() for i in ids]
     states: dict[str, str] = {}
     for start in range(0, len(original), 500):
-        found = ec2.describe_instances(InstanceIds=original[start : start + 500])
-        for reservation in found["Reservations"]:
-            for instance in reservation["Instances"]:
-                states[instance["InstanceId"]] = instance["State"]["Name"]
+        for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=original[start : start + 500]):
+            for reservation in page["Reservations"]:
+                for instance in reservation["Instances"]:
+                    states[instance["InstanceId"]] = instance["State"]["Name"]
     shares = {}
     for group, ids in fleet.groups.items():
         acted = [
@@ -249,7 +250,11 @@ def run(
                 )
                 continue
         began = time.perf_counter()
-        results.append(run_size(template_path, groups, per_group))
+        results.append(
+            retry_once(
+                lambda g=groups, p=per_group: run_size(template_path, g, p), {"groups": groups, "per_group": per_group}
+            )
+        )
         spent += time.perf_counter() - began
     largest = results[-1] if results else None
     return {
