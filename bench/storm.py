@@ -106,7 +106,7 @@ def run_size(template_path: Path, groups: int, per_group: int, deliveries: int =
         records = _impairment_records(emulator)
         shares = _shares(emulator, fleet)
         cap = blast_radius_cap(emulator)
-        dead_letters = _dead_letters(emulator)
+        dead_letters = emulator.dead_letter_count()
         escalations = len(emulator.escalations())
     usage = meter.snapshot()
     recorded = {r for record in records for r in record["resources"]}
@@ -213,16 +213,6 @@ def _shares(emulator: Any, fleet: fleets.Fleet) -> dict[str, float]:
         ]
         shares[group] = round(len(acted) / len(ids), 4) if ids else 0.0
     return shares
-
-
-def _dead_letters(emulator: Any) -> int:
-    sqs = emulator.client("sqs")
-    count = 0
-    for url in sqs.list_queues().get("QueueUrls", []):
-        if "DeadLetter" in url:
-            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-            count += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-    return count
 
 
 def run(

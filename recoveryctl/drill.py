@@ -361,7 +361,7 @@ class Drill:
             },
             "virtual_wait_seconds": emulator.virtual_seconds,
             "lambda_errors": [f"{i.function}: {i.error}" for i in emulator.invocations if not i.ok],
-            "dead_letters": _dead_letters(emulator),
+            "dead_letters": emulator.dead_letter_count(),
         }
         expect = self.scenario.expect
         report["expectation_met"] = (
@@ -397,16 +397,6 @@ def _outcome_from(execution: dict[str, Any]) -> str:
 
 def _round(value: Any) -> float | None:
     return round(float(value), 3) if isinstance(value, (int, float)) else None
-
-
-def _dead_letters(emulator: Emulator) -> int:
-    sqs = emulator.client("sqs")
-    count = 0
-    for url in sqs.list_queues().get("QueueUrls", []):
-        if "DeadLetter" in url:
-            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-            count += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-    return count
 
 
 def run(scenario: Scenario, template_path: Path) -> dict[str, Any]:

@@ -136,7 +136,7 @@ class Emulator:
             "POWERTOOLS_DEV": "false",
             "MOTO_ALLOW_NONEXISTENT_REGION": "true",
         }
-        self._stack.enter_context(mock.patch.dict(os.environ, env))
+        self._stack.enter_context(_environment(env))
         self._stack.enter_context(
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         )
@@ -502,13 +502,12 @@ class Emulator:
         module_name, _, attribute = spec.handler.rpartition(".")
         with (
             self._lock,
-            mock.patch.dict(os.environ, spec.environment),
+            _environment({**spec.environment, "AWS_LAMBDA_FUNCTION_NAME": spec.name}),
             contextlib.redirect_stdout(self.log),
             warnings.catch_warnings(),
         ):
             # Powertools warns on stderr when an invocation emits no metric: noise in a drill.
             warnings.simplefilter("ignore", UserWarning)
-            os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
             core_aws.reset()
             try:
                 handler = getattr(importlib.import_module(module_name), attribute)
@@ -625,6 +624,16 @@ class Emulator:
                 MessageBody=json.dumps(event),
                 MessageAttributes={"ErrorMessage": {"DataType": "String", "StringValue": json.dumps(error)[:1000]}},
             )
+
+    def dead_letter_count(self) -> int:
+        """Messages waiting in the stack's dead-letter queues (events nothing could process)."""
+        sqs = self.client("sqs")
+        count = 0
+        for url in sqs.list_queues().get("QueueUrls", []):
+            if "DeadLetter" in url:
+                attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+                count += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+        return count
 
     # --- Step Functions ---
     @property
@@ -765,6 +774,23 @@ def _cw_time(value: datetime) -> str:
     """CloudWatch's timestamp format in alarm events: 2026-11-20T09:14:31.104+0000."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Any:
+    """Set these variables for a handler and put each back after, key by key. (mock.patch.dict
+    restores by clearing os.environ and filling it again: another thread, say the Step Functions
+    executor creating a boto3 client, could read an empty environment in between.)"""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _json_or_value(value: Any) -> Any:
