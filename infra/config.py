@@ -151,6 +151,11 @@ class Workload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    account_id: str | None = Field(
+        default=None,
+        pattern=r"^\d{12}$",
+        description="the member account the workload runs in (accounts.members); none: the central account",
+    )
     auto_scaling_group: str | None = Field(default=None, min_length=1, max_length=255)
     target_group_arn: str | None = None
     load_balancer_arn: str | None = None
@@ -262,6 +267,44 @@ class PracticeDrill(BaseModel):
         return value
 
 
+class MemberAccount(BaseModel):
+    """An account of the organisation whose workloads the central (recovery) account protects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str = Field(pattern=r"^\d{12}$")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="names its stack: <stack_name>-Member-<name>")
+
+
+class Accounts(BaseModel):
+    """Multi-account: the central account receives the members' signals on its default bus (from
+    the organisation only) and acts in them through a role deployed into each (infra/member_stack.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    organization_id: str = Field(pattern=r"^o-[a-z0-9]{10,32}$")
+    central_account_id: str = Field(
+        pattern=r"^\d{12}$", description="the account the recovery stack is deployed to (the members trust it)"
+    )
+    members: list[MemberAccount] = Field(min_length=1)
+    role_name: str = Field(default="ImpairmentRecoveryMember", pattern=r"^[\w+=,.@-]{1,64}$")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Accounts:
+        ids = [m.account_id for m in self.members]
+        names = [m.name for m in self.members]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1} | {n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"member accounts and names must be unique: {', '.join(duplicates)}")
+        if self.central_account_id in ids:
+            raise ValueError(f"the central account {self.central_account_id} cannot also be a member")
+        return self
+
+    @property
+    def member_ids(self) -> list[str]:
+        return [m.account_id for m in self.members]
+
+
 class RecoveryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -287,6 +330,21 @@ class RecoveryConfig(BaseModel):
         default=365, ge=0, le=36500, description="how long impairment and action records are kept; 0: forever"
     )
     practice_drills: list[PracticeDrill] = Field(default_factory=list)
+    accounts: Accounts | None = Field(default=None, description="member accounts this deployment recovers in")
+
+    @model_validator(mode="after")
+    def _workload_accounts(self) -> RecoveryConfig:
+        members = self.accounts.member_ids if self.accounts else []
+        central = self.accounts.central_account_id if self.accounts else None
+        for workload in self.workloads:
+            if workload.account_id is None or workload.account_id == central:
+                continue
+            if workload.account_id not in members:
+                raise ValueError(
+                    f"workload {workload.name!r} is in account {workload.account_id}, which is not a member"
+                    f" (accounts.members: {', '.join(members) or 'none'})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _drills(self) -> RecoveryConfig:

@@ -8,6 +8,7 @@ from constructs import Construct
 from core import runtime_config
 from infra import constants
 from infra.config import RecoveryConfig
+from infra.constructs.accounts import CentralAccounts, member_environment
 from infra.constructs.bus import RecoveryBus
 from infra.constructs.detection import Detection
 from infra.constructs.escalation import Escalation
@@ -47,6 +48,8 @@ class RecoveryStack(Stack):
                 # Plans, guardrails and maintenance windows: a file in the code asset (the
                 # environment holds 4 KB in all).
                 runtime_config.ENV: runtime_config.FILE_NAME,
+                # With member accounts: the role to assume in them, and which accounts are members.
+                **member_environment(config.accounts),
             },
             extra_files={runtime_config.FILE_NAME: config.runtime_config().to_json()},
         )
@@ -76,6 +79,10 @@ class RecoveryStack(Stack):
             timeout_seconds=max((p.time_box_seconds for p in plans), default=3600) + 600,
         )
         self.workloads = workloads
+        if config.accounts:
+            self.accounts = CentralAccounts(
+                self, "Accounts", accounts=config.accounts, detection=self.detection, workflow=self.workflow
+            )
         self.operations = Operations.for_stack(
             self,
             "Operations",

@@ -5,7 +5,7 @@ from which this construct builds its tasks and their roles."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Fn, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -22,8 +22,8 @@ from actions.base import ActionSpec
 from actions.registry import ACTIONS
 from infra.constants import CLEARED, DETECTED, EVENT_SOURCE, RETRYABLE_ERRORS
 from infra.constructs.functions import FunctionFactory
-
-_READ_PREFIXES = ("Describe", "List", "Get")
+from infra.permissions import allow as _allow
+from infra.permissions import allow_grants
 
 
 def _pascal(name: str) -> str:
@@ -283,19 +283,7 @@ class RecoveryWorkflow(Construct):
         )
         table.grant_read_write_data(function)
         _allow(function, list(spec.iam_actions), self.managed_tag, list(spec.iam_actions_without_tag_condition))
-        for grant in spec.iam_grants:
-            key, value = self.managed_tag
-            function.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=list(grant.actions),
-                    resources=[Fn.sub(arn) if "${" in arn else arn for arn in grant.resources],
-                    conditions=(
-                        {"StringEquals": {f"{grant.tag_condition_key}/{key}": value}}
-                        if grant.tag_condition_key
-                        else None
-                    ),
-                )
-            )
+        allow_grants(function, spec.iam_grants, self.managed_tag)
         return function
 
     def _task(
@@ -369,26 +357,3 @@ def _retry_transient(task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
         jitter_strategy=sfn.JitterType.FULL,
     )
     return task
-
-
-def _allow(
-    function: lambda_.Function, actions: list[str], managed_tag: tuple[str, str], untagged: list[str] | None = None
-) -> None:
-    """Grant what an action declares: read calls on any resource (they support no resource-level
-    permissions); mutating calls only on resources carrying the managed tag, but for those whose
-    service has no tag condition (the action checks the tag itself)."""
-    untagged = sorted(set(untagged or []))
-    if untagged:
-        function.add_to_role_policy(iam.PolicyStatement(actions=untagged, resources=["*"]))
-    read = sorted(a for a in actions if a.split(":", 1)[1].startswith(_READ_PREFIXES) and a not in untagged)
-    write = sorted(a for a in actions if a not in read and a not in untagged)
-    if read:
-        function.add_to_role_policy(iam.PolicyStatement(actions=read, resources=["*"]))
-    if write:
-        function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=write,
-                resources=["*"],
-                conditions={"StringEquals": {f"aws:ResourceTag/{managed_tag[0]}": managed_tag[1]}},
-            )
-        )

@@ -1,0 +1,261 @@
+"""Multi-account: the configuration, the member-account stack and the central account's side."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, validate
+from tests.conftest import cdk_context
+from tests.infra import cfn
+
+ORG = "o-a1b2c3d4e5"
+CENTRAL = "123456789012"
+MEMBER = "111122223333"
+
+
+def with_members(**changes: Any) -> dict[str, Any]:
+    """cdk.json's configuration with one member account and the checkout workload in it."""
+    raw = copy.deepcopy(cdk_context()["recovery"])
+    raw["accounts"] = {
+        "organization_id": ORG,
+        "central_account_id": CENTRAL,
+        "members": [{"account_id": MEMBER, "name": "shop"}],
+    }
+    next(w for w in raw["workloads"] if w["name"] == "checkout")["account_id"] = MEMBER
+    raw["accounts"].update(changes)
+    return raw
+
+
+def test_members_validate_with_the_default_role_name():
+    config = validate(with_members())
+    assert config.accounts is not None
+    assert config.accounts.role_name == "ImpairmentRecoveryMember"
+    assert config.accounts.member_ids == [MEMBER]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"organization_id": "org-1"}, "accounts.organization_id"),
+        ({"central_account_id": "12345"}, "accounts.central_account_id"),
+        ({"members": [{"account_id": "11112222333x", "name": "shop"}]}, "accounts.members.0.account_id"),
+        ({"members": []}, "accounts.members"),
+        (
+            {"members": [{"account_id": MEMBER, "name": "shop"}, {"account_id": MEMBER, "name": "shop2"}]},
+            f"must be unique: {MEMBER}",
+        ),
+        ({"members": [{"account_id": CENTRAL, "name": "shop"}]}, "cannot also be a member"),
+        ({"role_name": "no spaces allowed"}, "accounts.role_name"),
+    ],
+)
+def test_bad_accounts_are_rejected_naming_the_field(changes, expected):
+    with pytest.raises(ConfigError) as error:
+        validate(with_members(**changes))
+    assert expected in str(error.value)
+
+
+def test_a_workload_in_an_account_that_is_not_a_member_is_rejected():
+    raw = with_members()
+    raw["workloads"][0]["account_id"] = "444455556666"
+    with pytest.raises(ConfigError, match="workload 'web-api' is in account 444455556666, which is not a member"):
+        validate(raw)
+    del raw["accounts"]
+    with pytest.raises(ConfigError, match=r"not a member \(accounts.members: none\)"):
+        validate(raw)
+
+
+def test_a_workload_account_is_twelve_digits():
+    raw = with_members()
+    raw["workloads"][0]["account_id"] = "1111"
+    with pytest.raises(ConfigError, match=r"workloads\.0\.account_id"):
+        validate(raw)
+
+
+def test_the_central_account_may_be_named_on_a_workload():
+    raw = with_members()
+    raw["workloads"][0]["account_id"] = CENTRAL
+    assert validate(raw).workloads[0].account_id == CENTRAL
+
+
+# --- templates: synthesized once for this module, with one member account configured ---
+
+
+@pytest.fixture(scope="module")
+def member_config():
+    return validate(with_members())
+
+
+@pytest.fixture(scope="module")
+def templates(member_config, tmp_path_factory) -> dict[str, dict[str, Any]]:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.member_stack import MemberStack, member_stack_name
+    from infra.stack import RecoveryStack
+
+    context = cdk_context()
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out")), context=context)
+    central = RecoveryStack(app, member_config.stack_name, config=member_config)
+    member = MemberStack(
+        app,
+        member_stack_name(member_config, member_config.accounts.members[0]),
+        config=member_config,
+        member=member_config.accounts.members[0],
+        env=cdk.Environment(account=MEMBER),
+    )
+    app.synth()
+    return {
+        "central": Template.from_stack(central).to_json()["Resources"],
+        "member": Template.from_stack(member).to_json()["Resources"],
+    }
+
+
+def _role(resources, name_fragment: str) -> tuple[str, dict[str, Any]]:
+    roles = {k: r for k, r in cfn.of_type(resources, "AWS::IAM::Role").items() if name_fragment in k}
+    assert len(roles) == 1, sorted(roles)
+    return next(iter(roles.items()))
+
+
+def _granted(statements: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """IAM action -> the statements that allow it."""
+    granted: dict[str, list[dict[str, Any]]] = {}
+    for statement in statements:
+        if statement["Effect"] == "Allow":
+            for action in cfn.as_list(statement["Action"]):
+                granted.setdefault(action, []).append(statement)
+    return granted
+
+
+def test_the_member_role_trusts_only_the_central_stacks_roles(templates, member_config):
+    _, role = _role(templates["member"], "RecoveryRole")
+    assert role["Properties"]["RoleName"] == "ImpairmentRecoveryMember"
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Action"] == "sts:AssumeRole"
+    assert CENTRAL in cfn.resolve(trust["Principal"]["AWS"])
+    principal_arn = cfn.resolve(trust["Condition"]["ArnLike"]["aws:PrincipalArn"])
+    assert principal_arn == f"arn:${{AWS::Partition}}:iam::{CENTRAL}:role/ImpairmentRecovery-*"
+
+
+def test_the_member_role_holds_what_the_actions_declare_scoped_by_the_managed_tag(templates, member_config):
+    from actions.registry import ACTIONS
+
+    role_id, _ = _role(templates["member"], "RecoveryRole")
+    granted = _granted(cfn.role_statements(templates["member"], role_id))
+    tag = {"StringEquals": {"aws:ResourceTag/recovery:managed": "true"}}
+    for spec in ACTIONS.values():
+        for action in spec.iam_actions:
+            assert action in granted, (spec.name, action)
+            mutating = not action.split(":", 1)[1].startswith(("Describe", "List", "Get"))
+            if mutating and action not in spec.iam_actions_without_tag_condition:
+                assert all(s.get("Condition") == tag for s in granted[action]), action
+        for grant in spec.iam_grants:
+            for action in grant.actions:
+                assert action in granted, (spec.name, action)
+    # nothing with a wildcard in the action, nothing to do with IAM or the recovery's own data
+    assert not [a for a in granted if "*" in a or a.startswith(("iam:", "dynamodb:", "sts:"))]
+
+
+def test_the_member_role_may_make_every_read_the_central_functions_make(templates, member_config):
+    from actions.registry import ACTIONS
+    from infra.member_stack import MEMBER_READS
+
+    central = templates["central"]
+    declared = {a for spec in ACTIONS.values() for a in spec.iam_actions} | set(MEMBER_READS)
+    role_id, _ = _role(templates["member"], "RecoveryRole")
+    member_granted = _granted(cfn.role_statements(templates["member"], role_id))
+    reads = {
+        action
+        for _, resource_type, statement in cfn.policy_statements(central)
+        if resource_type == "AWS::IAM::Policy"
+        for action in cfn.as_list(statement.get("Action", []))
+        if action.split(":", 1)[0] in {"autoscaling", "ec2", "elasticloadbalancing", "ecs", "rds", "cloudwatch"}
+        and action.split(":", 1)[1].startswith(("Describe", "List", "Get"))
+    }
+    missing = sorted(a for a in reads if a not in member_granted)
+    assert not missing, f"the central functions read these, the member role may not: {missing}"
+    assert set(MEMBER_READS) <= declared
+
+
+def test_the_member_forwards_exactly_the_signals_the_central_detectors_consume(templates):
+    def patterns(resources, default_bus_only: bool) -> set[tuple[str, tuple[str, ...]]]:
+        found = set()
+        for rule in cfn.of_type(resources, "AWS::Events::Rule").values():
+            props = rule["Properties"]
+            pattern = props.get("EventPattern")
+            if not pattern or (default_bus_only and "EventBusName" in props):
+                continue
+            if pattern["source"][0].startswith("aws."):
+                found.add((pattern["source"][0], tuple(sorted(pattern["detail-type"]))))
+        return found
+
+    central = patterns(templates["central"], default_bus_only=True)
+    member = patterns(templates["member"], default_bus_only=False)
+    assert central, "the central detectors' rules"
+    assert member == central
+    forward_role_id, _ = _role(templates["member"], "ForwardRole")
+    for rule in cfn.of_type(templates["member"], "AWS::Events::Rule").values():
+        (target,) = rule["Properties"]["Targets"]
+        assert cfn.resolve(target["Arn"]).endswith(f":events:${{AWS::Region}}:{CENTRAL}:event-bus/default")
+        assert cfn.get_att(target["RoleArn"]) == forward_role_id
+    (put,) = cfn.role_statements(templates["member"], forward_role_id)
+    assert put["Action"] == "events:PutEvents"
+    assert cfn.resolve(put["Resource"]).endswith(f":{CENTRAL}:event-bus/default")
+
+
+def test_the_members_workload_alarms_are_in_the_member_stack(templates):
+    member_alarms = cfn.of_type(templates["member"], "AWS::CloudWatch::Alarm").values()
+    alarms = [r["Properties"].get("AlarmName", "") for r in member_alarms]
+    assert alarms, "the checkout workload's alarms"
+    assert all("checkout" in cfn.resolve(name) for name in alarms)
+
+
+def test_the_central_default_bus_accepts_events_from_the_organisation_only(templates):
+    _, policy = cfn.only(templates["central"], "AWS::Events::EventBusPolicy")
+    props = policy["Properties"]
+    assert props["EventBusName"] == "default"
+    statement = props["Statement"]
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": ORG}}
+    assert cfn.resolve(statement["Resource"]).endswith(":event-bus/default")
+    # the recovery bus itself keeps no resource policy
+    assert all(
+        "Policy" not in r["Properties"] for r in cfn.of_type(templates["central"], "AWS::Events::EventBus").values()
+    )
+
+
+def test_central_functions_that_act_in_members_may_assume_the_member_role_and_know_it(templates):
+    central = templates["central"]
+    functions = cfn.functions_by_handler(central)
+    member_role = f"arn:${{AWS::Partition}}:iam::{MEMBER}:role/ImpairmentRecoveryMember"
+    for handler in (
+        "actions.replace_instance.apply_handler",
+        "actions.failover.rollback_handler",
+        "orchestration.verify.handler",
+        "orchestration.check_guardrails.handler",
+        "detectors.alarm.handler",
+    ):
+        function = central[functions[handler]]
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env["MEMBER_ROLE_NAME"] == "ImpairmentRecoveryMember"
+        assert env["MEMBER_ACCOUNTS"] == f'["{MEMBER}"]'
+        granted = _granted(cfn.role_statements(central, cfn.get_att(function["Properties"]["Role"])))
+        assert [cfn.resolve(s["Resource"]) for s in granted["sts:AssumeRole"]] == [member_role], handler
+    for handler in ("orchestration.admit.handler", "orchestration.finalize.handler"):
+        function = central[functions[handler]]
+        granted = _granted(cfn.role_statements(central, cfn.get_att(function["Properties"]["Role"])))
+        assert "sts:AssumeRole" not in granted, handler
+
+
+def test_without_members_nothing_of_this_is_in_the_template(synthesized):
+    resources = synthesized.resources
+    assert not cfn.of_type(resources, "AWS::Events::EventBusPolicy")
+    for function in cfn.of_type(resources, "AWS::Lambda::Function").values():
+        assert "MEMBER_ROLE_NAME" not in function["Properties"]["Environment"]["Variables"]
+    assert not [
+        s
+        for _, kind, s in cfn.policy_statements(resources)
+        if kind == "AWS::IAM::Policy" and "sts:AssumeRole" in cfn.as_list(s["Action"])
+    ]
