@@ -1,19 +1,40 @@
 #!/usr/bin/env python3
-"""CDK app: builds the recovery stack from configuration (cdk.json context "recovery")."""
+"""CDK app: builds the recovery stack from configuration (cdk.json context "recovery").
 
+With `regions` configured, one stack per region: the primary's (named `stack_name`, it owns the
+global table) and one per standby region (`<stack_name>-<region>`), deployed after it.
+"""
+
+import os
 import sys
 
 import aws_cdk as cdk
 
-from infra.config import ConfigError, load
+from infra.config import ConfigError, RecoveryConfig, load
 from infra.stack import RecoveryStack
+
+
+def build(app: cdk.App, config: RecoveryConfig) -> list[RecoveryStack]:
+    """The stacks of the configuration: one, region-agnostic, or one per configured region."""
+    if config.regions is None:
+        return [RecoveryStack(app, config.stack_name, config=config)]
+    account = os.environ.get("CDK_DEFAULT_ACCOUNT")  # None: left to the deployment's credentials
+    stacks: list[RecoveryStack] = []
+    for region in config.regions.all:
+        name = config.stack_name_in(region)
+        stack = RecoveryStack(app, name, config=config, env=cdk.Environment(account=account, region=region))
+        if stacks:
+            stack.add_stack_dependency(
+                stacks[0], "the primary stack creates the global table this region's replica is part of"
+            )
+        stacks.append(stack)
+    return stacks
 
 
 def main() -> None:
     app = cdk.App()
     try:
-        config = load(app.node.try_get_context)
-        RecoveryStack(app, config.stack_name, config=config)
+        build(app, load(app.node.try_get_context))
     except ConfigError as exc:
         print(f"cdk synth: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -144,6 +144,44 @@ class DnsFailover(BaseModel):
     health_check_id: str | None = None
 
 
+# Commercial, GovCloud and China partitions' region names: "us-east-1", "us-gov-west-1", "cn-north-1".
+_REGION = r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d{1,2}$"
+
+
+class Regions(BaseModel):
+    """The regions the system runs in: one stack in each, built from this one configuration. The
+    primary's stack owns the recovery table (a DynamoDB global table with a replica in each standby
+    region); every region runs its own bus, detectors, state machine and escalation topic, so that a
+    standby region detects and recovers while the primary region is impaired (docs/regions.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary: str = Field(pattern=_REGION, description='e.g. "us-east-1"')
+    standby: list[str] = Field(min_length=1, max_length=10, description='e.g. ["us-west-2"]')
+
+    @field_validator("standby")
+    @classmethod
+    def _standby(cls, value: list[str]) -> list[str]:
+        bad = [r for r in value if not re.match(_REGION, r)]
+        if bad:
+            raise ValueError(f"not a region name: {', '.join(map(repr, bad))} (e.g. 'us-west-2')")
+        duplicates = sorted({r for r in value if value.count(r) > 1})
+        if duplicates:
+            raise ValueError(f"standby regions listed twice: {', '.join(duplicates)}")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Regions:
+        if self.primary in self.standby:
+            raise ValueError(f"the primary region {self.primary} cannot also be a standby region")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        """The primary, then the standby regions in the order given."""
+        return [self.primary, *self.standby]
+
+
 class Workload(BaseModel):
     """A protected workload: the parts of it this system watches and may act on. At least one of
     an Auto Scaling group, an ECS service or a database."""
@@ -170,6 +208,11 @@ class Workload(BaseModel):
     alarms: WorkloadAlarms = Field(default_factory=WorkloadAlarms)
     maintenance: Maintenance = Field(
         default_factory=Maintenance, description="maintenance windows and blocked dates: no automatic action"
+    )
+    region: str | None = Field(
+        default=None,
+        pattern=_REGION,
+        description="the region the workload runs in, one of `regions` (default: the primary): its alarms are there",
     )
 
     @model_validator(mode="after")
@@ -330,6 +373,48 @@ class RecoveryConfig(BaseModel):
         default=365, ge=0, le=36500, description="how long impairment and action records are kept; 0: forever"
     )
     practice_drills: list[PracticeDrill] = Field(default_factory=list)
+    regions: Regions | None = Field(
+        default=None, description="a primary and standby regions; absent: one stack, deployed to any region"
+    )
+
+    @model_validator(mode="after")
+    def _workload_regions(self) -> RecoveryConfig:
+        for w in self.workloads:
+            if w.region is None:
+                continue
+            if self.regions is None:
+                raise ValueError(f"workload {w.name!r} names region {w.region} but no `regions` are configured")
+            if w.region not in self.regions.all:
+                raise ValueError(
+                    f"workload {w.name!r} is in region {w.region}, which is not one of the configured regions "
+                    f"({', '.join(self.regions.all)})"
+                )
+        return self
+
+    @property
+    def table_name(self) -> str | None:
+        """The recovery table's name: fixed when several regions share it (each standby stack finds its
+        replica by name), left to CloudFormation otherwise."""
+        return f"{self.stack_name}-recovery" if self.regions else None
+
+    def stack_name_in(self, region: str) -> str:
+        """The name of the stack in a region: the primary's is `stack_name`."""
+        if self.regions is None or region == self.regions.primary:
+            return self.stack_name
+        return f"{self.stack_name}-{region}"
+
+    def region_of(self, workload: Workload) -> str | None:
+        """The region a workload runs in (the primary unless it says otherwise); None with no `regions`."""
+        if self.regions is None:
+            return None
+        return workload.region or self.regions.primary
+
+    def workloads_in(self, region: str | None) -> list[Workload]:
+        """The workloads whose alarms a stack creates: all of them in a single-region deployment."""
+        if self.regions is None:
+            return list(self.workloads)
+        return [w for w in self.workloads if self.region_of(w) == region]
+
     accounts: Accounts | None = Field(default=None, description="member accounts this deployment recovers in")
 
     @model_validator(mode="after")

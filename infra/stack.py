@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Stack, Token
+from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from core import runtime_config
 from infra import constants
-from infra.config import RecoveryConfig
+from infra.config import ConfigError, RecoveryConfig
 from infra.constructs.accounts import CentralAccounts, member_environment
 from infra.constructs.bus import RecoveryBus
 from infra.constructs.detection import Detection
@@ -27,8 +28,9 @@ class RecoveryStack(Stack):
         )
         plans = config.parsed_plans()
         managed_tag = (config.managed_tag_key, config.managed_tag_value)
+        region = self._deployment_region(config)
         bus = RecoveryBus(self, "Events", archive_retention_days=config.archive_retention_days)
-        storage = RecoveryTable(self, "Storage")
+        storage = self._storage(config, region)
         escalation = Escalation(self, "Escalation", emails=config.escalation_emails)
         functions = FunctionFactory(
             self,
@@ -53,8 +55,10 @@ class RecoveryStack(Stack):
             },
             extra_files={runtime_config.FILE_NAME: config.runtime_config().to_json()},
         )
+        # A workload's alarms live in its own region's stack (all of them in a single-region deployment).
+        local_workloads = config.workloads_in(region)
         workloads = [
-            ProtectedWorkload(self, f"Workload-{w.name}", workload=w, managed_tag=managed_tag) for w in config.workloads
+            ProtectedWorkload(self, f"Workload-{w.name}", workload=w, managed_tag=managed_tag) for w in local_workloads
         ]
         self.detection = Detection(
             self,
@@ -62,8 +66,8 @@ class RecoveryStack(Stack):
             functions=functions,
             bus=bus.bus,
             dead_letters=escalation.dead_letters,
-            workload_names=[w.name for w in config.workloads],
-            workload_groups={w.auto_scaling_group: w.name for w in config.workloads if w.auto_scaling_group},
+            workload_names=[w.name for w in local_workloads],
+            workload_groups={w.auto_scaling_group: w.name for w in local_workloads if w.auto_scaling_group},
             sweep_interval_minutes=config.sweep_interval_minutes,
         )
         self.workflow = RecoveryWorkflow(
@@ -91,7 +95,7 @@ class RecoveryStack(Stack):
             escalation=escalation,
             bus=bus.bus,
             workloads=workloads,
-            practice_drills=config.practice_drills,
+            practice_drills=[d for d in config.practice_drills if d.workload in {w.name for w in local_workloads}],
         )
         # What the CLI and the emulator find the deployment by.
         CfnOutput(self, constants.OUTPUT_BUS, value=bus.bus.event_bus_name)
@@ -100,10 +104,40 @@ class RecoveryStack(Stack):
         CfnOutput(self, constants.OUTPUT_TOPIC, value=escalation.topic.topic_arn)
         self.template_options.metadata = {
             "ImpairmentRecovery": {
-                "workloads": [w.model_dump(mode="json") for w in config.workloads],
+                # region only when set: a single-region template stays as it was
+                "workloads": [
+                    w.model_dump(mode="json", exclude={"region"} if w.region is None else None) for w in local_workloads
+                ],
                 "plans": [p.model_dump(mode="json") for p in plans],
                 # as JSON text: template metadata takes no fractional numbers (cfn-lint E4002)
                 "guardrails": config.guardrails.model_dump_json(),
             }
         }
         apply_nag(self)
+
+    def _deployment_region(self, config: RecoveryConfig) -> str | None:
+        """This stack's region in a multi-region deployment (it must be decided at synthesis), or None."""
+        if config.regions is None:
+            return None
+        if Token.is_unresolved(self.region) or self.region not in config.regions.all:
+            raise ConfigError(
+                f"stack {self.stack_name}: with `regions` configured, each stack is deployed to one of them "
+                f"({', '.join(config.regions.all)}), given as env=Environment(region=...); got {self.region}"
+            )
+        return self.region
+
+    def _storage(self, config: RecoveryConfig, region: str | None) -> RecoveryTable | _ReplicaStorage:
+        """The primary region creates the table (a global table when there are standby regions); a
+        standby region uses its replica, by name, with no reference to the primary's stack."""
+        if config.regions is None or region == config.regions.primary:
+            standby = config.regions.standby if config.regions else []
+            return RecoveryTable(self, "Storage", table_name=config.table_name, replica_regions=standby)
+        assert config.table_name is not None  # always set with regions
+        return _ReplicaStorage(RecoveryTable.replica(self, "StorageReplica", table_name=config.table_name))
+
+
+class _ReplicaStorage:
+    """What the stack uses of its storage, when the table is the local replica of a global table."""
+
+    def __init__(self, table: dynamodb.ITableV2) -> None:
+        self.table = table

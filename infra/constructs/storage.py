@@ -1,34 +1,81 @@
-"""The recovery table: audit trail of impairments, recoveries and actions, and the locks."""
+"""The recovery table: audit trail of impairments, recoveries and actions, and the locks.
+
+In a multi-region deployment (config `regions`) it is a DynamoDB global table: the primary
+region's stack creates it with a replica in each standby region, and each standby stack uses its
+own region's replica, found by name (no reference to the primary region's stack at run time).
+"""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from collections.abc import Sequence
+
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+INDEX_NAME = "gsi1"
+
+
+def _pitr() -> dynamodb.PointInTimeRecoverySpecification:
+    return dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
+
 
 class RecoveryTable(Construct):
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    """The table this stack owns; with `replica_regions`, a global table replicated there.
+
+    `table_name` is left to CloudFormation unless given: a table with replicas is given one, so
+    that the standby stacks can find their replica by it.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        table_name: str | None = None,
+        replica_regions: Sequence[str] = (),
+    ) -> None:
         super().__init__(scope, construct_id)
-        self.table = dynamodb.TableV2(
+        self.table: dynamodb.ITableV2 = dynamodb.TableV2(
             self,
             "Table",
+            table_name=table_name,
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             billing=dynamodb.Billing.on_demand(),
+            # AWS owned KMS key of DynamoDB in each region: the table-level SSESpecification of the
+            # global table applies to every replica (a customer managed key would need one per region).
             encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
+            point_in_time_recovery_specification=_pitr(),
             # Locks expire on their own: a crashed recovery never blocks a resource forever.
             time_to_live_attribute="expiration",
             deletion_protection=True,
             removal_policy=RemovalPolicy.RETAIN,
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
-                    index_name="gsi1",
+                    index_name=INDEX_NAME,
                     partition_key=dynamodb.Attribute(name="gsi1pk", type=dynamodb.AttributeType.STRING),
                     sort_key=dynamodb.Attribute(name="gsi1sk", type=dynamodb.AttributeType.STRING),
                 )
             ],
+            # Each replica restates point-in-time recovery and deletion protection, so that neither
+            # depends on an inherited default.
+            replicas=[
+                dynamodb.ReplicaTableProps(
+                    region=region, point_in_time_recovery_specification=_pitr(), deletion_protection=True
+                )
+                for region in replica_regions
+            ],
+        )
+
+    @staticmethod
+    def replica(scope: Construct, construct_id: str, *, table_name: str) -> dynamodb.ITableV2:
+        """The replica of the global table in `scope`'s region, by name: its ARN is this region's,
+        so grants name the local replica and nothing in the primary region (static stability)."""
+        stack = Stack.of(scope)
+        return dynamodb.TableV2.from_table_attributes(
+            scope,
+            construct_id,
+            table_arn=stack.format_arn(service="dynamodb", resource="table", resource_name=table_name),
+            global_indexes=[INDEX_NAME],
         )
