@@ -10,9 +10,9 @@ from core.contract import ImpairmentDetected
 from core.errors import ActionRefused, PermanentError
 
 
-def asg_client() -> Any:
+def asg_client(account: str | None = None) -> Any:
     # No SDK retries inside the state machine's tasks: the state machine retries.
-    return aws.client("autoscaling", max_attempts=1)
+    return aws.client("autoscaling", max_attempts=1, account=account)
 
 
 def call(client: Any, operation: str, **kwargs: Any) -> Any:

@@ -17,9 +17,10 @@ SERVICE_TRANSIENT_CODES: dict[str, frozenset[str]] = {
 }
 
 
-def client(service: str) -> Any:
-    """The client an action uses: no SDK retries, since retries belong to the state machine."""
-    return aws.client(service, max_attempts=1)
+def client(service: str, account: str | None = None) -> Any:
+    """The client an action uses: no SDK retries, since retries belong to the state machine; in
+    the impairment's member account when it has one (the member role, assumed)."""
+    return aws.client(service, max_attempts=1, account=account)
 
 
 def call(client: Any, operation: str, *, transient_codes: Iterable[str] = (), **kwargs: Any) -> Any:

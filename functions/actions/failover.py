@@ -127,7 +127,7 @@ def rollback(ctx: Context) -> ActionResult:
 
 
 def _dns_apply(ctx: Context) -> ActionResult:
-    client = aws_calls.client("route53")
+    client = aws_calls.client("route53", ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         zone, name, record_type, primary_id, secondary_id = _dns_target(ctx)
@@ -177,7 +177,7 @@ def _dns_apply(ctx: Context) -> ActionResult:
 
 
 def _dns_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
-    client = aws_calls.client("route53")
+    client = aws_calls.client("route53", ctx.impairment.account_id)
     label = _dns_label(before)
     original = [before["primary"], before["secondary"]]
     target = _dns_failed_over(before, ctx.params.standby_weight)
@@ -372,7 +372,7 @@ def _database_apply(ctx: Context) -> ActionResult:
     params, scope = ctx.params, ctx.impairment.scope
     cluster = params.db_cluster_identifier or (None if params.db_instance_identifier else scope.get("db_cluster"))
     instance = params.db_instance_identifier or scope.get("db_instance")
-    client = aws_calls.client("rds")
+    client = aws_calls.client("rds", ctx.impairment.account_id)
     if cluster or (ctx.before or {}).get("db_cluster"):
         return _cluster_apply(ctx, client, cluster)
     if instance or (ctx.before or {}).get("db_instance"):
@@ -470,7 +470,7 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
 
 
 def _instance_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
-    client = aws_calls.client("rds")
+    client = aws_calls.client("rds", ctx.impairment.account_id)
     identifier = before["db_instance"]
     state = _instance_state(_describe_instance(client, identifier))
     original = before["availability_zone"]
@@ -569,7 +569,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
 
 
 def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
-    client = aws_calls.client("rds")
+    client = aws_calls.client("rds", ctx.impairment.account_id)
     identifier, original = before["db_cluster"], before["writer"]
     cluster = _describe_cluster(client, identifier)
     state = _cluster_state(cluster)

@@ -71,7 +71,7 @@ def rollback(ctx: Context) -> ActionResult:
 
 
 def _raise_desired(ctx: Context) -> ActionResult:
-    client = asg.asg_client()
+    client = asg.asg_client(ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         if ctx.params.kind == "standby_group":
@@ -150,7 +150,7 @@ def _warmed_instances(client: Any, group_name: str) -> list[str]:
 def _restore_desired(ctx: Context, before: dict) -> ActionResult:
     """Put the desired capacity back, unless someone else has changed it since: then leave it."""
     changed, current, message = asg.restore_desired_capacity(
-        asg.asg_client(), before["group"], before["desired_capacity"], before["target"]
+        asg.asg_client(ctx.impairment.account_id), before["group"], before["desired_capacity"], before["target"]
     )
     message = f"{before['group']}: {message}"
     return ctx.result(
@@ -167,7 +167,7 @@ def _restore_desired(ctx: Context, before: dict) -> ActionResult:
 
 
 def _exit_standby(ctx: Context) -> ActionResult:
-    client = asg.asg_client()
+    client = asg.asg_client(ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         name = ctx.params.group or asg.group_name(client, ctx.impairment)
@@ -220,7 +220,7 @@ def _exit_standby(ctx: Context) -> ActionResult:
 def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
     """Put exactly the instances apply took out of Standby back, decrementing the desired
     capacity that ExitStandby incremented."""
-    client = asg.asg_client()
+    client = asg.asg_client(ctx.impairment.account_id)
     states = _lifecycle_states(client, before["group"])
     back = [i for i in before["instances"] if states.get(i) == "InService"]
     gone = [i for i in before["instances"] if states.get(i) not in ("InService", "Standby", "EnteringStandby")]

@@ -119,7 +119,7 @@ def rollback(ctx: Context) -> ActionResult:
 
 
 def _deregister(ctx: Context) -> ActionResult:
-    client = aws_calls.client("elbv2")
+    client = aws_calls.client("elbv2", ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         target_group = ctx.params.target_group_arn or ctx.impairment.scope.get("target_group_arn")
@@ -138,7 +138,7 @@ def _deregister(ctx: Context) -> ActionResult:
                 f"targets, below the minimum of {ctx.params.min_healthy_targets}",
                 target_group=target_group,
             )
-        zones = _zones_of(impaired)
+        zones = _zones_of(impaired, ctx.impairment.account_id)
         before = {
             "kind": "deregister_targets",
             "target_group_arn": target_group,
@@ -187,8 +187,8 @@ def _impaired_targets(ctx: Context, targets: list[dict]) -> tuple[str, dict | No
     instances = set(asg.impaired_instances(ctx.impairment))
     zone_given = ctx.params.availability_zone or (None if instances else ctx.impairment.scope.get("availability_zone"))
     if zone_given:
-        zone = ec2.resolve_zone(aws_calls.client("ec2"), zone_given)
-        zones = _zones_of(targets)
+        zone = ec2.resolve_zone(aws_calls.client("ec2", ctx.impairment.account_id), zone_given)
+        zones = _zones_of(targets, ctx.impairment.account_id)
         return "availability_zone", zone, [d for d in targets if zones.get(d["Target"]["Id"]) == zone["name"]]
     if not instances:
         raise PermanentError(
@@ -197,10 +197,10 @@ def _impaired_targets(ctx: Context, targets: list[dict]) -> tuple[str, dict | No
     return "instances", None, [d for d in targets if d["Target"]["Id"] in instances]
 
 
-def _zones_of(descriptions: list[dict]) -> dict[str, str | None]:
+def _zones_of(descriptions: list[dict], account: str | None) -> dict[str, str | None]:
     """target id -> zone name: an instance's placement, else the zone it was registered with."""
     instance_ids = [d["Target"]["Id"] for d in descriptions if d["Target"]["Id"].startswith("i-")]
-    instances = ec2.describe_instances(aws_calls.client("ec2"), instance_ids) if instance_ids else {}
+    instances = ec2.describe_instances(aws_calls.client("ec2", account), instance_ids) if instance_ids else {}
     zones: dict[str, str | None] = {}
     for d in descriptions:
         target_id = d["Target"]["Id"]
@@ -215,12 +215,14 @@ def _zones_of(descriptions: list[dict]) -> dict[str, str | None]:
 def _register_again(ctx: Context, before: dict) -> ActionResult:
     """Register exactly the recorded targets that are not registered now; an instance that is
     gone or not running cannot be registered and is reported."""
-    client = aws_calls.client("elbv2")
+    client = aws_calls.client("elbv2", ctx.impairment.account_id)
     target_group = before["target_group_arn"]
     current = {_key(d["Target"]) for d in elb.registered(elb.target_health(client, target_group))}
     missing = [t for t in before["targets"] if _key(t) not in current]
     instance_ids = [t["id"] for t in missing if t["id"].startswith("i-")]
-    instances = ec2.describe_instances(aws_calls.client("ec2"), instance_ids) if instance_ids else {}
+    instances = (
+        ec2.describe_instances(aws_calls.client("ec2", ctx.impairment.account_id), instance_ids) if instance_ids else {}
+    )
     gone = [
         t
         for t in missing
@@ -278,7 +280,7 @@ def _target_param(record: dict) -> dict:
 
 
 def _shift_weights(ctx: Context) -> ActionResult:
-    client = aws_calls.client("elbv2")
+    client = aws_calls.client("elbv2", ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         if ctx.params.rule_arn:
@@ -361,7 +363,7 @@ def _shifted_weights(before: dict, percent: int) -> dict[str, int]:
 def _restore_weights(ctx: Context, before: dict) -> ActionResult:
     """Put the recorded forward configuration back, unless someone else has changed the weights
     since: then leave them."""
-    client = aws_calls.client("elbv2")
+    client = aws_calls.client("elbv2", ctx.impairment.account_id)
     current = _weights(_forward(_actions(client, before["resource"], before["arn"]), before["arn"]))
     changed = False
     if current == before["weights"]:
@@ -432,16 +434,18 @@ def _describe(weights: dict[str, int]) -> str:
 
 
 def _zonal_shift(ctx: Context) -> ActionResult:
-    arc = aws_calls.client("arc-zonal-shift")
+    arc = aws_calls.client("arc-zonal-shift", ctx.impairment.account_id)
     before = ctx.before
     active = None
     if before is None:
         balancer = _load_balancer(ctx)
-        elb.require_managed(aws_calls.client("elbv2"), balancer, ctx.managed_tag, "load balancer")
+        elb.require_managed(
+            aws_calls.client("elbv2", ctx.impairment.account_id), balancer, ctx.managed_tag, "load balancer"
+        )
         zone_given = ctx.params.availability_zone or ctx.impairment.scope.get("availability_zone")
         if not zone_given:
             raise PermanentError("zonal_shift needs an Availability Zone: scope availability_zone or the param")
-        zone = ec2.resolve_zone(aws_calls.client("ec2"), zone_given)
+        zone = ec2.resolve_zone(aws_calls.client("ec2", ctx.impairment.account_id), zone_given)
         # ResourceNotFoundException here: zonal shift is not enabled for this load balancer.
         managed = aws_calls.call(arc, "get_managed_resource", resourceIdentifier=balancer)
         zones = {z: w for z, w in (managed.get("appliedWeights") or {}).items()}
@@ -523,7 +527,7 @@ def _zonal_shift(ctx: Context) -> ActionResult:
 def _cancel_zonal_shift(ctx: Context, before: dict) -> ActionResult:
     """Cancel the zonal shift this step started (found by its id, or by this step's comment when
     apply stopped before recording it); one that has expired or was cancelled is left as is."""
-    arc = aws_calls.client("arc-zonal-shift")
+    arc = aws_calls.client("arc-zonal-shift", ctx.impairment.account_id)
     after = (ctx.applied or {}).get("after") or {}
     recorded = after.get("zonal_shift_id") if after.get("owned") else None
     balancer = before["load_balancer_arn"]
@@ -560,7 +564,7 @@ def _load_balancer(ctx: Context) -> str:
         return balancer
     target_group = ctx.impairment.scope.get("target_group_arn")
     if target_group:
-        return elb.load_balancer_of(aws_calls.client("elbv2"), target_group)
+        return elb.load_balancer_of(aws_calls.client("elbv2", ctx.impairment.account_id), target_group)
     raise PermanentError("zonal_shift needs a load balancer: scope load_balancer_arn or target_group_arn, or the param")
 
 

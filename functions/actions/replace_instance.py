@@ -39,7 +39,7 @@ class Params(ActionParams):
 
 
 def apply(ctx: Context) -> ActionResult:
-    client = asg.asg_client()
+    client = asg.asg_client(ctx.impairment.account_id)
     instances = asg.impaired_instances(ctx.impairment)
     if not instances:
         raise PermanentError("replace_instance needs an ec2:instance among the affected resources")
@@ -128,7 +128,7 @@ def apply(ctx: Context) -> ActionResult:
 def rollback(ctx: Context) -> ActionResult:
     """Undo a mark_unhealthy that the group has not acted on yet; a termination cannot be undone
     (the group's replacement instance is what stands in its place)."""
-    client = asg.asg_client()
+    client = asg.asg_client(ctx.impairment.account_id)
     applied = ctx.applied or {}
     before = applied.get("before") or ctx.before or {"instances": {}}
     changed = False
@@ -194,7 +194,7 @@ def _already_done(mode: str, state: dict) -> bool:
 def _standalone_before(ctx: Context, instance_ids: list[str]) -> dict[str, dict]:
     """The state of each instance outside a group, checked: managed, running, and for a stop and
     start, EBS-backed (an instance-store root would lose its data)."""
-    found = ec2.describe_instances(aws_calls.client("ec2"), instance_ids)
+    found = ec2.describe_instances(aws_calls.client("ec2", ctx.impairment.account_id), instance_ids)
     missing = sorted(set(instance_ids) - set(found))
     if missing:
         raise PermanentError(f"instances do not exist: {missing}")
@@ -232,7 +232,7 @@ def _ec2_state(instance: dict) -> dict:
 def _recover_standalone(ctx: Context, before: dict) -> dict[str, dict]:
     """Reboot, or stop and start, each instance outside a group; resumes a stop and start that a
     previous attempt left half way."""
-    client = aws_calls.client("ec2")
+    client = aws_calls.client("ec2", ctx.impairment.account_id)
     progress = dict(before.get("progress", {}))
     outcome = {}
     for instance_id, prior in sorted(before["standalone"].items()):

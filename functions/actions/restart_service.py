@@ -120,7 +120,7 @@ def _ecs_state(service: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ecs_apply(ctx: Context) -> ActionResult:
-    client = aws_calls.client("ecs")
+    client = aws_calls.client("ecs", ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         cluster = ctx.params.cluster or ctx.impairment.scope.get("ecs_cluster")
@@ -197,7 +197,7 @@ def _require_stable(name: str, service: dict[str, Any], primary: dict[str, Any] 
 
 
 def _ecs_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
-    client = aws_calls.client("ecs")
+    client = aws_calls.client("ecs", ctx.impairment.account_id)
     service = _describe_service(client, before["cluster"], before["service_arn"])
     label, name = before["service_arn"], before["service"]
     current = _ecs_state(service)
@@ -270,13 +270,13 @@ def _comment(ctx: Context) -> str:
 
 
 def _systemd_apply(ctx: Context) -> ActionResult:
-    ssm = aws_calls.client("ssm")
+    ssm = aws_calls.client("ssm", ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         instance_ids = _impaired_instances(ctx)
         if not instance_ids:
             raise PermanentError("restart_service (systemd) needs an ec2:instance among the affected resources")
-        found = _instances(aws_calls.client("ec2"), instance_ids)
+        found = _instances(aws_calls.client("ec2", ctx.impairment.account_id), instance_ids)
         missing = [i for i in instance_ids if i not in found]
         if missing:
             raise PermanentError(f"instances not found: {', '.join(missing)}")
@@ -390,7 +390,7 @@ def _command_results(ssm: Any, command_id: str, before: dict[str, Any]) -> dict[
 def _systemd_rollback(ctx: Context, applied: dict[str, Any], before: dict[str, Any]) -> ActionResult:
     command_id = (applied.get("after") or {}).get("command_id") or before.get("command_id")
     if command_id is None and before.get("recorded_at"):
-        command_id = _find_command(aws_calls.client("ssm"), before)
+        command_id = _find_command(aws_calls.client("ssm", ctx.impairment.account_id), before)
     if command_id is None:
         return ctx.result(
             "rollback",

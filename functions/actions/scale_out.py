@@ -24,7 +24,7 @@ class Params(ActionParams):
 
 
 def apply(ctx: Context) -> ActionResult:
-    client = asg.asg_client()
+    client = asg.asg_client(ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         name = asg.group_name(client, ctx.impairment)
@@ -69,7 +69,7 @@ def apply(ctx: Context) -> ActionResult:
 
 def rollback(ctx: Context) -> ActionResult:
     """Put the desired capacity back, unless someone else has changed it since: then leave it."""
-    client = asg.asg_client()
+    client = asg.asg_client(ctx.impairment.account_id)
     applied = ctx.applied or {}
     before = applied.get("before") or ctx.before
     if not before:

@@ -1,34 +1,134 @@
 """boto3 clients, created lazily (never at import, so tests under moto see them) and reused
-across invocations of a warm Lambda."""
+across invocations of a warm Lambda.
+
+Account-aware: a client for a member account (client(service, account="111122223333")) uses the
+credentials of the member role there (MEMBER_ROLE_NAME, deployed by infra/member_stack.py),
+assumed through STS and kept until shortly before they expire. This function's own account, or
+no account, gives a client of the function's own credentials.
+"""
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.errors import PermanentError
+
+MEMBER_ROLE_NAME_ENV = "MEMBER_ROLE_NAME"
+MEMBER_ACCOUNTS_ENV = "MEMBER_ACCOUNTS"
+SESSION_NAME = "impairment-recovery"
+# Credentials are renewed this long before they expire, so no call runs with expiring ones.
+REFRESH_BEFORE = timedelta(minutes=5)
+
 _clients: dict[tuple[str, int], Any] = {}
+# (service, max_attempts, account) -> (the credentials it was made with, the client)
+_member_clients: dict[tuple[str, int, str], tuple[dict[str, Any], Any]] = {}
+_credentials: dict[str, dict[str, Any]] = {}
+_identity: dict[str, str] = {}
 
 
-def client(service: str, *, max_attempts: int = 3) -> Any:
-    """A client with botocore's standard retry mode.
+def _config(max_attempts: int) -> Any:
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=5,
+        read_timeout=20,
+        user_agent_extra="impairment-recovery",
+    )
+
+
+def client(service: str, *, max_attempts: int = 3, account: str | None = None) -> Any:
+    """A client with botocore's standard retry mode, in `account` (None: this function's own).
 
     Recovery actions pass max_attempts=1: retries there belong to one layer, the state machine,
     which retries TransientError with backoff and jitter.
     """
-    key = (service, max_attempts)
-    if key not in _clients:
-        import boto3
-        from botocore.config import Config
+    import boto3
 
-        config = Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
-            connect_timeout=5,
-            read_timeout=20,
-            user_agent_extra="impairment-recovery",
+    if not account or account == own_account():
+        key = (service, max_attempts)
+        if key not in _clients:
+            _clients[key] = boto3.client(service, config=_config(max_attempts))
+        return _clients[key]
+    credentials = _member_credentials(account)
+    member_key = (service, max_attempts, account)
+    cached = _member_clients.get(member_key)
+    if cached is None or cached[0] is not credentials:
+        made = boto3.client(
+            service,
+            config=_config(max_attempts),
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
         )
-        _clients[key] = boto3.client(service, config=config)
-    return _clients[key]
+        cached = _member_clients[member_key] = (credentials, made)
+    return cached[1]
+
+
+def own_account() -> str:
+    """This function's account (STS GetCallerIdentity, once per warm Lambda)."""
+    if "account" not in _identity:
+        identity = client("sts").get_caller_identity()
+        _identity["account"] = identity["Account"]
+        _identity["partition"] = identity["Arn"].split(":", 2)[1]
+    return _identity["account"]
+
+
+def member_accounts() -> list[str] | None:
+    """The configured member accounts (MEMBER_ACCOUNTS, a JSON list), or None when none are."""
+    import json
+
+    raw = os.environ.get(MEMBER_ACCOUNTS_ENV)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise PermanentError(f"{MEMBER_ACCOUNTS_ENV} is not JSON: {exc}") from exc
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise PermanentError(f"{MEMBER_ACCOUNTS_ENV} is not a JSON list of account ids")
+    return value
+
+
+def member_role_arn(account: str) -> str:
+    """The member role to assume in `account`; refused for an account that is not a member."""
+    role_name = os.environ.get(MEMBER_ROLE_NAME_ENV)
+    if not role_name:
+        raise PermanentError(f"account {account} is not this deployment's and no member accounts are configured")
+    members = member_accounts()
+    if members is not None and account not in members:
+        raise PermanentError(f"account {account} is not a member account ({', '.join(members) or 'none'})")
+    own_account()
+    return f"arn:{_identity['partition']}:iam::{account}:role/{role_name}"
+
+
+def _member_credentials(account: str) -> dict[str, Any]:
+    cached = _credentials.get(account)
+    if cached is not None and cached["Expiration"] - REFRESH_BEFORE > datetime.now(UTC):
+        return cached
+    from core.errors import classify_client_error
+
+    role_arn = member_role_arn(account)
+    try:
+        response = client("sts").assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME)
+    except Exception as exc:
+        raise classify_client_error(exc, "sts:AssumeRole") from exc
+    credentials = dict(response["Credentials"])
+    expiration = credentials["Expiration"]
+    if isinstance(expiration, str):
+        expiration = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=UTC)
+    credentials["Expiration"] = expiration
+    _credentials[account] = credentials
+    return credentials
 
 
 def reset() -> None:
-    """Forget cached clients (tests, emulator)."""
+    """Forget cached clients, credentials and identity (tests, emulator)."""
     _clients.clear()
+    _member_clients.clear()
+    _credentials.clear()
+    _identity.clear()

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "1.1"  # 1.1: ImpairmentDetected.drill
+SCHEMA_VERSION = "1.2"  # 1.1: ImpairmentDetected.drill; 1.2: ImpairmentDetected.account_id
 EVENT_SOURCE = "recovery.detection"
 DETECTED = "Impairment Detected"
 CLEARED = "Impairment Cleared"
@@ -142,6 +142,12 @@ class ImpairmentDetected(BaseModel):
     scope: dict[str, str] = Field(
         default_factory=dict,
         description="Workload resources the signal belongs to, e.g. auto_scaling_group, target_group_arn",
+    )
+    account_id: str | None = Field(
+        default=None,
+        pattern=r"^\d{12}$",
+        description="The member account the impaired workload is in (from the signal's event); "
+        "none: the recovery system's own account",
     )
     drill: bool = Field(
         default=False,

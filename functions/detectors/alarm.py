@@ -11,7 +11,7 @@ its metric's dimensions (see _affected).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -33,7 +33,7 @@ from core.contract import (
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger, metrics
-from detectors.common import count_detected
+from detectors.common import count_detected, in_account, source_account
 
 SOURCE = "aws.cloudwatch"
 TAG_PREFIX = "recovery:"
@@ -111,11 +111,15 @@ class Inventory(Protocol):
 
 
 class AwsInventory:
-    """Inventory over the real APIs (paginated; errors classified)."""
+    """Inventory over the real APIs (paginated; errors classified), in the member account the
+    alarm is in (None: this account)."""
+
+    def __init__(self, account: str | None = None) -> None:
+        self.account = account
 
     def alarm_tags(self, alarm_arn: str) -> dict[str, str] | None:
         try:
-            tags = aws.client("cloudwatch").list_tags_for_resource(ResourceARN=alarm_arn)["Tags"]
+            tags = aws.client("cloudwatch", account=self.account).list_tags_for_resource(ResourceARN=alarm_arn)["Tags"]
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code in ("ResourceNotFound", "ResourceNotFoundException", "InvalidParameterValue"):
@@ -125,13 +129,13 @@ class AwsInventory:
 
     def target_health(self, target_group_arn: str) -> list[dict[str, Any]]:
         try:
-            response = aws.client("elbv2").describe_target_health(TargetGroupArn=target_group_arn)
+            response = aws.client("elbv2", account=self.account).describe_target_health(TargetGroupArn=target_group_arn)
         except Exception as exc:
             raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
         return response.get("TargetHealthDescriptions", [])
 
     def group_instances(self, group_name: str) -> list[str]:
-        paginator = aws.client("autoscaling").get_paginator("describe_auto_scaling_groups")
+        paginator = aws.client("autoscaling", account=self.account).get_paginator("describe_auto_scaling_groups")
         ids: list[str] = []
         for page in paginator.paginate(AutoScalingGroupNames=[group_name]):
             for group in page["AutoScalingGroups"]:
@@ -140,7 +144,7 @@ class AwsInventory:
 
     def instance_statuses(self, instance_ids: list[str]) -> list[dict[str, Any]]:
         statuses: list[dict[str, Any]] = []
-        paginator = aws.client("ec2").get_paginator("describe_instance_status")
+        paginator = aws.client("ec2", account=self.account).get_paginator("describe_instance_status")
         for start in range(0, len(instance_ids), 100):
             for page in paginator.paginate(InstanceIds=instance_ids[start : start + 100], IncludeAllInstances=True):
                 statuses.extend(page.get("InstanceStatuses", []))
@@ -398,14 +402,22 @@ def handler(
         metrics.add_metric(name="SignalsRejected", unit="Count", value=1)
         return {"status": "rejected", "reason": "invalid alarm state change event"}
 
+    account, refused = source_account(parsed.account)
+    if refused is not None:
+        return refused
     settings = settings_module.load("event_bus_name")
     logger.append_keys(alarm=parsed.detail.alarmName, state=parsed.detail.state.value)
     outcome = classify(
-        parsed, inventory or AwsInventory(), (settings.managed_tag_key, settings.managed_tag_value), clock.utc_now()
+        parsed,
+        inventory or AwsInventory(account),
+        (settings.managed_tag_key, settings.managed_tag_value),
+        clock.utc_now(),
     )
     if outcome.model is None:
         logger.info("no impairment", reason=outcome.reason)
         return {"status": "ignored", "reason": outcome.reason}
+    if isinstance(outcome.model, ImpairmentDetected) and account:
+        outcome = replace(outcome, model=in_account(outcome.model, account))
 
     impairment_id = outcome.model.impairment_id  # type: ignore[attr-defined]
     logger.set_correlation_id(impairment_id)

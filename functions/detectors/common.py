@@ -119,10 +119,35 @@ def ignore(reason: str, **context: Any) -> dict[str, Any]:
     return {"status": "ignored", "reason": reason}
 
 
-def publish(findings: Findings, publisher: Any, bus_name: str) -> dict[str, Any]:
+def source_account(account: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The member account a signal comes from (None: this deployment's own account), or the
+    refusal of an event from an account that is neither (logged and counted, nothing emitted).
+    Without member accounts configured every event is this account's, as before."""
+    from core import aws
+
+    members = aws.member_accounts()
+    if members is None:
+        return None, None
+    if account in members:
+        return account, None
+    if account and account == aws.own_account():
+        return None, None
+    logger.warning("refused an event from an account that is neither this one nor a member", account=account)
+    metrics.add_metric(name="SignalsRefused", unit="Count", value=1)
+    return None, {"status": "refused", "reason": f"account {account or '(none)'} is not a member account"}
+
+
+def in_account(impairment: ImpairmentDetected, account_id: str | None) -> ImpairmentDetected:
+    """The impairment, marked with the member account it is in (None: this account)."""
+    return impairment.model_copy(update={"account_id": account_id}) if account_id else impairment
+
+
+def publish(findings: Findings, publisher: Any, bus_name: str, account_id: str | None = None) -> dict[str, Any]:
     """Put what was found on the recovery bus (a refusal raises, so Lambda retries it)."""
     if not findings.detected and not findings.cleared:
         return ignore(findings.reason)
+    if account_id:
+        findings = Findings([in_account(i, account_id) for i in findings.detected], findings.cleared, findings.reason)
     from core.publisher import EventPublisher
 
     publisher = publisher or EventPublisher(bus_name)

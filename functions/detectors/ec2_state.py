@@ -26,7 +26,7 @@ from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.entry import lambda_entry
 from core.observability import logger
-from detectors.common import Envelope, Findings, ignore, load_settings, parse, publish
+from detectors.common import Envelope, Findings, ignore, load_settings, parse, publish, source_account
 from detectors.resolve import InstanceOwner, out_of_service_on_purpose
 
 SOURCE = "aws.ec2"
@@ -129,6 +129,9 @@ def handler(event: Any, context: Any, inventory: Inventory | None = None, publis
     parsed, rejected = parse(event, InstanceStateChangeEvent, SOURCE, (DETAIL_TYPE,), "EC2 instance state change")
     if rejected is not None:
         return rejected
+    account, refused = source_account(parsed.account)
+    if refused is not None:
+        return refused
 
     settings = load_settings("event_bus_name")
     logger.append_keys(instance_id=parsed.detail.instance_id, state=parsed.detail.state)
@@ -137,6 +140,6 @@ def handler(event: Any, context: Any, inventory: Inventory | None = None, publis
     if inventory is None:
         from detectors.resolve import AwsResolver
 
-        inventory = AwsResolver(settings.managed_tag, settings.configured_workloads())
+        inventory = AwsResolver(settings.managed_tag, settings.configured_workloads(), account=account)
     findings = classify(parsed, inventory, clock.utc_now())
-    return publish(findings, publisher, settings.event_bus_name)
+    return publish(findings, publisher, settings.event_bus_name, account)

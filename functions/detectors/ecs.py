@@ -48,7 +48,7 @@ from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, 
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger
-from detectors.common import Envelope, Findings, load_settings, parse, publish
+from detectors.common import Envelope, Findings, load_settings, parse, publish, source_account
 from detectors.resolve import Owner, owner_from_tags
 
 SOURCE = "aws.ecs"
@@ -110,12 +110,13 @@ class Inventory(Protocol):
 class AwsInventory:
     """The service's tags over the real API (ListTagsForResource; a gone service is no owner)."""
 
-    def __init__(self, managed_tag: tuple[str, str], client: Any = None) -> None:
+    def __init__(self, managed_tag: tuple[str, str], client: Any = None, account: str | None = None) -> None:
         self.managed_tag = managed_tag
         self._client = client
+        self.account = account  # the member account the signal came from (None: this one)
 
     def service_owner(self, service_arn: str, service: str) -> Owner | None:
-        client = self._client or aws.client("ecs")
+        client = self._client or aws.client("ecs", account=self.account)
         try:
             tags = client.list_tags_for_resource(resourceArn=service_arn).get("tags", [])
         except Exception as exc:
@@ -229,9 +230,12 @@ def handler(event: Any, context: Any, inventory: Inventory | None = None, publis
     parsed, rejected = parse(event, TaskStateChangeEvent, SOURCE, (DETAIL_TYPE,), "ECS task state change")
     if rejected is not None:
         return rejected
+    account, refused = source_account(parsed.account)
+    if refused is not None:
+        return refused
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail
     logger.append_keys(task_arn=detail.taskArn, group=detail.group, stop_code=detail.stopCode)
-    findings = classify(parsed, inventory or AwsInventory(settings.managed_tag), clock.utc_now())
-    return publish(findings, publisher, settings.event_bus_name)
+    findings = classify(parsed, inventory or AwsInventory(settings.managed_tag, account=account), clock.utc_now())
+    return publish(findings, publisher, settings.event_bus_name, account)

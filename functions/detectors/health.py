@@ -44,7 +44,7 @@ from core.contract import (
 )
 from core.entry import lambda_entry
 from core.observability import logger
-from detectors.common import Envelope, Findings, load_settings, parse, publish
+from detectors.common import Envelope, Findings, load_settings, parse, publish, source_account
 from detectors.resolve import InstanceOwner, ProtectedGroup, instance_id_of, out_of_service_on_purpose
 
 SOURCE = "aws.health"
@@ -296,6 +296,9 @@ def handler(event: Any, context: Any, inventory: Inventory | None = None, publis
     parsed, rejected = parse(event, HealthEvent, SOURCE, (DETAIL_TYPE,), "AWS Health event")
     if rejected is not None:
         return rejected
+    account, refused = source_account(parsed.account)
+    if refused is not None:
+        return refused
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail
@@ -305,6 +308,6 @@ def handler(event: Any, context: Any, inventory: Inventory | None = None, publis
     if inventory is None:
         from detectors.resolve import AwsResolver
 
-        inventory = AwsResolver(settings.managed_tag, settings.configured_workloads())
+        inventory = AwsResolver(settings.managed_tag, settings.configured_workloads(), account=account)
     findings = classify(parsed, inventory, clock.utc_now())
-    return publish(findings, publisher, settings.event_bus_name)
+    return publish(findings, publisher, settings.event_bus_name, account)

@@ -61,7 +61,7 @@ from core.contract import (
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger
-from detectors.common import Envelope, Findings, load_settings, parse, publish
+from detectors.common import Envelope, Findings, load_settings, parse, publish, source_account
 from detectors.resolve import Owner, owner_from_tags, tags_dict
 
 SOURCE = "aws.rds"
@@ -188,12 +188,13 @@ class Inventory(Protocol):
 class AwsInventory:
     """The database's tags and recent events over the real APIs."""
 
-    def __init__(self, managed_tag: tuple[str, str], client: Any = None) -> None:
+    def __init__(self, managed_tag: tuple[str, str], client: Any = None, account: str | None = None) -> None:
         self.managed_tag = managed_tag
         self._client = client
+        self.account = account  # the member account the signal came from (None: this one)
 
     def _rds(self) -> Any:
-        return self._client or aws.client("rds")
+        return self._client or aws.client("rds", account=self.account)
 
     def database_owner(self, source_arn: str, identifier: str) -> Owner | None:
         try:
@@ -304,9 +305,13 @@ def handler(event: Any, context: Any, inventory: Inventory | None = None, publis
     parsed, rejected = parse(event, RdsEvent, SOURCE, tuple(DETAIL_TYPES), "RDS event")
     if rejected is not None:
         return rejected
+    account, refused = source_account(parsed.account)
+    if refused is not None:
+        return refused
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail
     logger.append_keys(source_arn=detail.SourceArn, rds_event_id=detail.EventID, categories=detail.EventCategories)
-    findings = classify(parsed, inventory or AwsInventory(settings.managed_tag), settings.managed_tag, clock.utc_now())
-    return publish(findings, publisher, settings.event_bus_name)
+    inventory = inventory or AwsInventory(settings.managed_tag, account=account)
+    findings = classify(parsed, inventory, settings.managed_tag, clock.utc_now())
+    return publish(findings, publisher, settings.event_bus_name, account)

@@ -156,14 +156,17 @@ class AwsResolver:
         autoscaling: Any = None,
         ec2: Any = None,
         elbv2: Any = None,
+        account: str | None = None,
     ) -> None:
         self.managed_tag = managed_tag
         self.configured = dict(configured or {})
         self._clients = {"autoscaling": autoscaling, "ec2": ec2, "elbv2": elbv2}
+        # The member account the signal came from (None: this one): the look-ups are made there.
+        self.account = account
 
     def _client(self, service: str) -> Any:
         if self._clients.get(service) is None:
-            self._clients[service] = aws.client(service)
+            self._clients[service] = aws.client(service, account=self.account)
         return self._clients[service]
 
     # --- Auto Scaling groups -----------------------------------------------------------------

@@ -122,7 +122,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
 def _fleet(impairment: ImpairmentDetected) -> tuple[str | None, dict[str, Any] | None, set[str]]:
     """The impairment's group and which of its instances look impaired right now (the group's
     own health, and its target group's)."""
-    client = asg.asg_client()
+    client = asg.asg_client(impairment.account_id)
     try:
         name = asg.group_name(client, impairment)
     except PermanentError:
@@ -132,7 +132,8 @@ def _fleet(impairment: ImpairmentDetected) -> tuple[str | None, dict[str, Any] |
     target_group_arn = impairment.scope.get("target_group_arn")
     if target_group_arn:
         try:
-            health = aws.client("elbv2", max_attempts=1).describe_target_health(TargetGroupArn=target_group_arn)
+            elbv2 = aws.client("elbv2", max_attempts=1, account=impairment.account_id)
+            health = elbv2.describe_target_health(TargetGroupArn=target_group_arn)
         except Exception as exc:
             raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
         unhealthy |= {

@@ -33,9 +33,10 @@ def check(
     target group; an Availability Zone impairment on the capacity outside that zone. Instances
     the guardrails deferred to a human (blast radius) are not this recovery's to fix.
     """
-    client = asg.asg_client()
+    account = impairment.account_id  # a member account's workload is checked there
+    client = asg.asg_client(account)
     checks: list[dict[str, Any]] = []
-    zone = _zone_name(impairment.scope.get("availability_zone"))
+    zone = _zone_name(impairment.scope.get("availability_zone"), account)
     try:
         group_name = asg.group_name(client, impairment)
     except PermanentError:
@@ -77,7 +78,8 @@ def check(
     target_group_arn = impairment.scope.get("target_group_arn")
     if target_group_arn and not zone:
         try:
-            health = aws.client("elbv2", max_attempts=1).describe_target_health(TargetGroupArn=target_group_arn)
+            elbv2 = aws.client("elbv2", max_attempts=1, account=account)
+            health = elbv2.describe_target_health(TargetGroupArn=target_group_arn)
         except Exception as exc:
             raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
         states = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health["TargetHealthDescriptions"]}
@@ -93,30 +95,31 @@ def check(
                 "not_healthy": unhealthy,
             }
         )
-    checks.extend(_service_checks(impairment.scope))
-    checks.extend(_database_checks(impairment.scope))
+    checks.extend(_service_checks(impairment.scope, account))
+    checks.extend(_database_checks(impairment.scope, account))
     if not checks:
         checks.append({"check": "resolvable", "passed": False, "reason": "nothing to verify against"})
     return checks
 
 
-def _zone_name(zone: str | None) -> str | None:
+def _zone_name(zone: str | None, account: str | None = None) -> str | None:
     """An Availability Zone name (us-east-1a) for a name or an AZ id (use1-az2)."""
     if not zone or not re.match(r"^[a-z]{2,4}\d-az\d+$", zone):
         return zone
     try:
-        zones = aws.client("ec2", max_attempts=1).describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
+        ec2 = aws.client("ec2", max_attempts=1, account=account)
+        zones = ec2.describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
     except Exception as exc:
         raise classify_client_error(exc, "ec2:DescribeAvailabilityZones") from exc
     return zones[0]["ZoneName"] if zones else zone
 
 
-def _service_checks(scope: dict[str, str]) -> list[dict[str, Any]]:
+def _service_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:
     """An ECS service is healthy when it runs its desired count and its newest deployment is done."""
     if not (scope.get("ecs_cluster") and scope.get("ecs_service")):
         return []
     try:
-        found = aws.client("ecs", max_attempts=1).describe_services(
+        found = aws.client("ecs", max_attempts=1, account=account).describe_services(
             cluster=scope["ecs_cluster"], services=[scope["ecs_service"]]
         )
     except Exception as exc:
@@ -138,12 +141,12 @@ def _service_checks(scope: dict[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-def _database_checks(scope: dict[str, str]) -> list[dict[str, Any]]:
+def _database_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:
     """A database is healthy when it is available again (after a failover, say)."""
     client = None
     checks = []
     if scope.get("db_instance"):
-        client = aws.client("rds", max_attempts=1)
+        client = aws.client("rds", max_attempts=1, account=account)
         try:
             db = client.describe_db_instances(DBInstanceIdentifier=scope["db_instance"])["DBInstances"][0]
         except Exception as exc:
@@ -158,7 +161,7 @@ def _database_checks(scope: dict[str, str]) -> list[dict[str, Any]]:
             }
         )
     if scope.get("db_cluster"):
-        client = client or aws.client("rds", max_attempts=1)
+        client = client or aws.client("rds", max_attempts=1, account=account)
         try:
             cluster = client.describe_db_clusters(DBClusterIdentifier=scope["db_cluster"])["DBClusters"][0]
         except Exception as exc:
