@@ -219,6 +219,8 @@ def _drill(args: argparse.Namespace) -> int:
                 print(f"note: disabled plans: {', '.join(switches['disabled_plans'])}", file=sys.stderr)
         with drill.Drill(scenario, Path(template)) as running:
             state.seed(running.emulator)  # the switches set with pause / plans disable
+            if not args.json:
+                running.emulator.idle_hooks.append(_DrillProgress(running.emulator))
             report = running.run()
             recorded = state.record_drill(running.emulator, report)
     except (ScenarioError, TemplateError, drill.DrillError) as exc:
@@ -227,6 +229,32 @@ def _drill(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"recorded in {recorded}; see `recoveryctl status` and `recoveryctl report`", file=sys.stderr)
     return EXIT_OK if report["expectation_met"] else EXIT_FAILED
+
+
+class _DrillProgress:
+    """While a local drill runs: a line on stderr when a recovery execution starts and when it
+    ends, with the virtual time the emulator fast-forwarded, at most every half second."""
+
+    def __init__(self, emulator: Any) -> None:
+        self.emulator = emulator
+        self.seen: dict[str, str] = {}
+        self.last = 0.0
+
+    def __call__(self) -> None:
+        import time
+
+        if time.monotonic() - self.last < 0.5:
+            return
+        self.last = time.monotonic()
+        for execution in self.emulator.executions():
+            name, status = execution["name"], execution["status"]
+            if self.seen.get(name) != status:
+                self.seen[name] = status
+                verb = "running" if status == "RUNNING" else status.lower()
+                print(
+                    f"  ... execution {name} {verb} ({self.emulator.virtual_seconds:.0f} s of waits fast-forwarded)",
+                    file=sys.stderr,
+                )
 
 
 def _drill_deployed(args: argparse.Namespace) -> int:
