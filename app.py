@@ -11,6 +11,7 @@ import sys
 import aws_cdk as cdk
 
 from infra.config import ConfigError, RecoveryConfig, load
+from infra.member_stack import build_member_stacks
 from infra.stack import RecoveryStack
 
 
@@ -34,7 +35,9 @@ def build(app: cdk.App, config: RecoveryConfig) -> list[RecoveryStack]:
 def main() -> None:
     app = cdk.App()
     try:
-        build(app, load(app.node.try_get_context))
+        config = load(app.node.try_get_context)
+        build(app, config)
+        build_member_stacks(app, config)
     except ConfigError as exc:
         print(f"cdk synth: {exc}", file=sys.stderr)
         sys.exit(1)

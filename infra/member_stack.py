@@ -11,6 +11,7 @@ the tighter one, since it names which of the central account's roles may assume.
 
 from __future__ import annotations
 
+import aws_cdk as cdk
 from aws_cdk import Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -53,13 +54,42 @@ FORWARDED_SIGNALS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
-def member_stack_name(config: RecoveryConfig, member: MemberAccount) -> str:
-    return f"{config.stack_name}-Member-{member.name}"
+def member_stack_name(config: RecoveryConfig, member: MemberAccount, region: str | None = None) -> str:
+    """<stack_name>-Member-<name>, and -<region> for a standby region's."""
+    name = f"{config.stack_name}-Member-{member.name}"
+    return name if region is None or (config.regions and region == config.regions.primary) else f"{name}-{region}"
+
+
+def build_member_stacks(app: Construct, config: RecoveryConfig) -> list[MemberStack]:
+    """One stack per member account (and per region, with `regions` configured: each forwards to
+    the central default bus of its own region); none without `accounts`."""
+    if config.accounts is None:
+        return []
+    regions: list[str | None] = list(config.regions.all) if config.regions else [None]
+    return [
+        MemberStack(
+            app,
+            member_stack_name(config, member, region),
+            config=config,
+            member=member,
+            region=region,
+            env=cdk.Environment(account=member.account_id, region=region),
+        )
+        for member in config.accounts.members
+        for region in regions
+    ]
 
 
 class MemberStack(Stack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: RecoveryConfig, member: MemberAccount, **kwargs
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: RecoveryConfig,
+        member: MemberAccount,
+        region: str | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(
             scope,
@@ -106,7 +136,7 @@ class MemberStack(Stack):
         self.workloads = [
             ProtectedWorkload(self, f"Workload-{w.name}", workload=w, managed_tag=managed_tag)
             for w in config.workloads
-            if w.account_id == member.account_id
+            if w.account_id == member.account_id and config.region_of(w) == region
         ]
 
         central_bus = events.EventBus.from_event_bus_arn(

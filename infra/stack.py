@@ -9,7 +9,7 @@ from constructs import Construct
 from core import runtime_config
 from infra import constants
 from infra.config import ConfigError, RecoveryConfig
-from infra.constructs.accounts import CentralAccounts, member_environment
+from infra.constructs.accounts import CentralAccounts, in_central_account, member_environment
 from infra.constructs.bus import RecoveryBus
 from infra.constructs.detection import Detection
 from infra.constructs.escalation import Escalation
@@ -58,7 +58,9 @@ class RecoveryStack(Stack):
         # A workload's alarms live in its own region's stack (all of them in a single-region deployment).
         local_workloads = config.workloads_in(region)
         workloads = [
-            ProtectedWorkload(self, f"Workload-{w.name}", workload=w, managed_tag=managed_tag) for w in local_workloads
+            ProtectedWorkload(self, f"Workload-{w.name}", workload=w, managed_tag=managed_tag)
+            for w in local_workloads
+            if in_central_account(w, config.accounts)  # a member's alarms are in its member stack
         ]
         self.detection = Detection(
             self,
@@ -106,7 +108,8 @@ class RecoveryStack(Stack):
             "ImpairmentRecovery": {
                 # region only when set: a single-region template stays as it was
                 "workloads": [
-                    w.model_dump(mode="json", exclude={"region"} if w.region is None else None) for w in local_workloads
+                    w.model_dump(mode="json", exclude={k for k in ("region", "account_id") if getattr(w, k) is None})
+                    for w in local_workloads
                 ],
                 "plans": [p.model_dump(mode="json") for p in plans],
                 # as JSON text: template metadata takes no fractional numbers (cfn-lint E4002)

@@ -9,12 +9,17 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.config import Accounts
+from infra.config import Accounts, Workload
 from infra.constructs.detection import Detection
 from infra.constructs.workflow import RecoveryWorkflow
 
 MEMBER_ROLE_NAME_ENV = "MEMBER_ROLE_NAME"
 MEMBER_ACCOUNTS_ENV = "MEMBER_ACCOUNTS"
+
+
+def in_central_account(workload: Workload, accounts: Accounts | None) -> bool:
+    """Whether a workload runs in the central account (its alarms are then in the central stack)."""
+    return workload.account_id is None or accounts is None or workload.account_id == accounts.central_account_id
 
 
 def member_environment(accounts: Accounts | None) -> dict[str, str]:

@@ -93,19 +93,14 @@ def templates(member_config, tmp_path_factory) -> dict[str, dict[str, Any]]:
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
 
-    from infra.member_stack import MemberStack, member_stack_name
+    from infra.member_stack import build_member_stacks
     from infra.stack import RecoveryStack
 
     context = cdk_context()
     app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out")), context=context)
     central = RecoveryStack(app, member_config.stack_name, config=member_config)
-    member = MemberStack(
-        app,
-        member_stack_name(member_config, member_config.accounts.members[0]),
-        config=member_config,
-        member=member_config.accounts.members[0],
-        env=cdk.Environment(account=MEMBER),
-    )
+    (member,) = build_member_stacks(app, member_config)
+    assert (member.stack_name, member.account) == ("ImpairmentRecovery-Member-shop", MEMBER)
     app.synth()
     return {
         "central": Template.from_stack(central).to_json()["Resources"],
@@ -210,6 +205,33 @@ def test_the_members_workload_alarms_are_in_the_member_stack(templates):
     alarms = [r["Properties"].get("AlarmName", "") for r in member_alarms]
     assert alarms, "the checkout workload's alarms"
     assert all("checkout" in cfn.resolve(name) for name in alarms)
+
+
+def test_a_members_workload_has_no_alarms_in_the_central_stack(templates):
+    names = [
+        cfn.resolve(r["Properties"].get("AlarmName", ""))
+        for r in cfn.of_type(templates["central"], "AWS::CloudWatch::Alarm").values()
+    ]
+    assert names, "the central workloads' alarms"
+    assert not [n for n in names if "checkout" in n]
+
+
+def test_one_member_stack_per_member_and_region(member_config):
+    import aws_cdk as cdk
+
+    from infra.config import validate
+    from infra.member_stack import build_member_stacks
+
+    raw = with_members(members=[{"account_id": MEMBER, "name": "shop"}, {"account_id": "444455556666", "name": "data"}])
+    raw["regions"] = {"primary": "us-east-1", "standby": ["us-west-2"]}
+    stacks = build_member_stacks(cdk.App(), validate(raw))
+    assert sorted((s.stack_name, s.account, s.region) for s in stacks) == [
+        ("ImpairmentRecovery-Member-data", "444455556666", "us-east-1"),
+        ("ImpairmentRecovery-Member-data-us-west-2", "444455556666", "us-west-2"),
+        ("ImpairmentRecovery-Member-shop", MEMBER, "us-east-1"),
+        ("ImpairmentRecovery-Member-shop-us-west-2", MEMBER, "us-west-2"),
+    ]
+    assert build_member_stacks(cdk.App(), validate(cdk_context()["recovery"])) == []
 
 
 def test_the_central_default_bus_accepts_events_from_the_organisation_only(templates):
