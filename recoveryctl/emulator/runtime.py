@@ -23,6 +23,7 @@ import time
 import uuid
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +119,11 @@ class Emulator:
         self._alarm_states: dict[str, dict[str, str]] = {}
         # Called while executions run and no event waits: e.g. a drill answering an approval.
         self.idle_hooks: list[Any] = []
+        # Multi-account: the account client() works in (None: the emulator's own, the central
+        # account), and the credentials of each other account (moto's sts.assume_role gives
+        # credentials of the role's account).
+        self._acting_as: str | None = None
+        self._account_credentials: dict[str, dict[str, str]] = {}
 
     # --- lifecycle ---
     def __enter__(self) -> Emulator:
@@ -168,10 +174,37 @@ class Emulator:
         clock.reset()
         self._stack.close()
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, account: str | None = None) -> Any:
+        """A client in the central account, or in `account` (default: the one as_account() set)."""
         import boto3
 
-        return boto3.client(service, region_name=self.region)
+        account = account or self._acting_as
+        if account is None or account == self.account:
+            return boto3.client(service, region_name=self.region)
+        if account not in self._account_credentials:
+            credentials = boto3.client("sts", region_name=self.region).assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/emulator-set-up", RoleSessionName="emulator"
+            )["Credentials"]
+            self._account_credentials[account] = {
+                "aws_access_key_id": credentials["AccessKeyId"],
+                "aws_secret_access_key": credentials["SecretAccessKey"],
+                "aws_session_token": credentials["SessionToken"],
+            }
+        return boto3.client(service, region_name=self.region, **self._account_credentials[account])
+
+    @property
+    def acting_account(self) -> str:
+        """The account client() works in now."""
+        return self._acting_as or self.account
+
+    @contextlib.contextmanager
+    def as_account(self, account: str | None) -> Iterator[None]:
+        """Within the block, client() works in `account` (a member account; None: the central one)."""
+        previous, self._acting_as = self._acting_as, account
+        try:
+            yield
+        finally:
+            self._acting_as = previous
 
     # --- patches: Lambda dispatch, virtual waits, event routing ---
     def _patch_moto(self) -> None:

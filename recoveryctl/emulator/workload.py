@@ -17,9 +17,21 @@ class WorkloadShape:
 
 
 def build(
+    emulator: Emulator,
+    workload: dict[str, Any],
+    shape: WorkloadShape,
+    managed_tag: tuple[str, str],
+    account: str | None = None,
+) -> dict[str, Any]:
+    """Create every part the workload declares, in `account` (default: the workload's own
+    account_id, else the central account); returns their identifiers."""
+    with emulator.as_account(account or workload.get("account_id")):
+        return _build(emulator, workload, shape, managed_tag)
+
+
+def _build(
     emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, managed_tag: tuple[str, str]
 ) -> dict[str, Any]:
-    """Create every part the workload declares; returns their identifiers."""
     built: dict[str, Any] = {}
     if workload.get("auto_scaling_group"):
         built.update(_build_group(emulator, workload, shape, managed_tag))
@@ -146,7 +158,7 @@ def _adopt_arns(emulator: Emulator, renames: dict[str, str]) -> None:
     picks random ids; the synthesized alarms watch the declared ones). Emulator only."""
     from moto.elbv2.models import elbv2_backends
 
-    backend = elbv2_backends[emulator.account][emulator.region]
+    backend = elbv2_backends[emulator.acting_account][emulator.region]
     for old, new in renames.items():
         for registry in (backend.load_balancers, backend.target_groups):
             if old in registry:
@@ -193,7 +205,7 @@ def crash_tasks(emulator: Emulator, workload: dict[str, Any], count: int) -> Non
     from moto.ecs.models import ecs_backends
 
     ref = workload["ecs_service"]
-    service = ecs_backends[emulator.account][emulator.region].services[f"{ref['cluster']}:{ref['service']}"]
+    service = ecs_backends[emulator.acting_account][emulator.region].services[f"{ref['cluster']}:{ref['service']}"]
     service.running_count = max(0, service.desired_count - count)
     for deployment in service.deployments:
         deployment["runningCount"] = service.running_count
@@ -266,7 +278,7 @@ def _build_dns(emulator: Emulator, workload: dict[str, Any], managed_tag: tuple[
     ref = workload["dns"]
     zone_name = ref["record_name"].split(".", 1)[1] if ref["record_name"].count(".") > 1 else ref["record_name"]
     zone = route53.create_hosted_zone(Name=zone_name, CallerReference=f"drill-{workload['name']}")["HostedZone"]
-    backend = route53_backends[emulator.account]["global"]
+    backend = route53_backends[emulator.acting_account]["global"]
     created_id = zone["Id"].split("/")[-1]
     declared_id = ref["hosted_zone_id"]
     fake = backend.zones.pop(created_id)

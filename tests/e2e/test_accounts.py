@@ -1,0 +1,113 @@
+"""Cross-account through the emulator: a workload in a member account is recovered from the
+central account through the assumed member role; an event from an account outside the
+configuration changes nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recoveryctl.emulator import workload as workloads
+from recoveryctl.emulator.runtime import Emulator
+from tests.conftest import cdk_context, load_event
+
+pytestmark = pytest.mark.e2e
+
+CENTRAL = "123456789012"  # the emulator's (and moto's default) account
+MEMBER = "111122223333"
+STRANGER = "999988887777"
+MANAGED_TAG = ("recovery:managed", "true")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The central stack, synthesized with one member account that runs the web-api workload."""
+    import aws_cdk as cdk
+
+    from infra.config import validate
+    from infra.stack import RecoveryStack
+
+    raw = copy.deepcopy(cdk_context()["recovery"])
+    raw["accounts"] = {
+        "organization_id": "o-a1b2c3d4e5",
+        "central_account_id": CENTRAL,
+        "members": [{"account_id": MEMBER, "name": "shop"}],
+    }
+    next(w for w in raw["workloads"] if w["name"] == "web-api")["account_id"] = MEMBER
+    config = validate(raw)
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out")), context=cdk_context())
+    stack = RecoveryStack(app, config.stack_name, config=config)
+    return Path(app.synth().get_stack_artifact(stack.artifact_id).template_full_path)
+
+
+def _web_api(emulator: Emulator) -> dict[str, Any]:
+    declared = emulator.template.metadata["ImpairmentRecovery"]["workloads"]
+    return next(w for w in declared if w["name"] == "web-api")
+
+
+def _stopped(instance_id: str, account: str, region: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("ec2-instance-state-change-stopped.json"))
+    event["account"] = account
+    event["region"] = region
+    event["detail"]["instance-id"] = instance_id
+    event["resources"] = [f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"]
+    return event
+
+
+def _group(emulator: Emulator, name: str, account: str | None) -> list[dict[str, Any]]:
+    groups = emulator.client("autoscaling", account=account).describe_auto_scaling_groups()["AutoScalingGroups"]
+    return [g for g in groups if g["AutoScalingGroupName"] == name]
+
+
+def test_an_instance_failure_in_a_member_account_is_recovered_through_the_assumed_role(template):
+    with Emulator(template) as emulator:
+        # Given the web-api group built in the member account (as its configuration declares)
+        web_api = _web_api(emulator)
+        assert web_api["account_id"] == MEMBER
+        workloads.build(emulator, web_api, workloads.WorkloadShape(), MANAGED_TAG)
+        group = web_api["auto_scaling_group"]
+        assert _group(emulator, group, account=None) == [], "nothing of it in the central account"
+        (member_group,) = _group(emulator, group, account=MEMBER)
+        failed = sorted(i["InstanceId"] for i in member_group["Instances"])[0]
+        emulator.client("ec2", account=MEMBER).stop_instances(InstanceIds=[failed])
+
+        # When the member's EC2 state change arrives on the central default bus (forwarded)
+        emulator.put_event(_stopped(failed, MEMBER, emulator.region))
+        emulator.pump()
+
+        # Then one recovery ran and succeeded, for an impairment in the member account
+        (execution,) = emulator.executions()
+        assert execution["status"] == "SUCCEEDED", emulator.history(execution["executionArn"])[-3:]
+        started = json.loads(emulator.history(execution["executionArn"])[0]["executionStartedEventDetails"]["input"])
+        assert started["impairment"]["account_id"] == MEMBER
+        # and the failed instance was replaced in the member's group
+        (after,) = _group(emulator, group, account=MEMBER)
+        in_service = {i["InstanceId"] for i in after["Instances"] if i["LifecycleState"] == "InService"}
+        assert failed not in in_service
+        assert len(in_service) == member_group["DesiredCapacity"]
+
+
+def test_an_event_from_an_account_outside_the_organisation_changes_nothing(template):
+    with Emulator(template) as emulator:
+        web_api = _web_api(emulator)
+        workloads.build(emulator, web_api, workloads.WorkloadShape(), MANAGED_TAG)
+        group = web_api["auto_scaling_group"]
+        (before,) = _group(emulator, group, account=MEMBER)
+        instance = sorted(i["InstanceId"] for i in before["Instances"])[0]
+
+        # When a state change claiming an unknown account arrives
+        emulator.put_event(_stopped(instance, STRANGER, emulator.region))
+        emulator.pump()
+
+        # Then the detector refused it: nothing on the recovery bus, no execution, no change
+        detector = [i for i in emulator.invocations if "Ec2StateDetector" in i.function]
+        assert [i.result["status"] for i in detector] == ["refused"]
+        assert emulator.executions() == []
+        assert not any(e["bus"] != "default" for e in emulator.events)
+        (after,) = _group(emulator, group, account=MEMBER)
+        assert {i["InstanceId"] for i in after["Instances"]} == {i["InstanceId"] for i in before["Instances"]}
+        assert after["DesiredCapacity"] == before["DesiredCapacity"]
