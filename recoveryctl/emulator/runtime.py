@@ -141,6 +141,8 @@ class Emulator:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
             "MOTO_ALLOW_NONEXISTENT_REGION": "true",
+            # the workload launches from an image id of its own: no need for moto's public AMIs
+            "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
         }
         self._stack.enter_context(_environment(env))
         self._stack.enter_context(
