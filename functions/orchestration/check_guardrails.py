@@ -30,7 +30,8 @@ from core.guardrails import Trip
 from core.observability import logger, metrics
 from core.store import CONCURRENCY_BUDGET, Claim, RecoveryStore
 
-_UNHEALTHY_TARGET_STATES = frozenset({"unhealthy", "unavailable"})
+# "unused": a stopped instance (Target.InvalidState)
+_UNHEALTHY_TARGET_STATES = frozenset({"unhealthy", "unavailable", "unused"})
 
 
 @lambda_entry
@@ -60,6 +61,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
 
     instances = asg.impaired_instances(impairment)
     allowed, deferred, blast_trip, group_name = instances, [], None, None
+    elsewhere: list[str] = []
     if instances and guardrails.acts_on_instances(plan.get("steps", [])):
         group_name, group, unhealthy = _fleet(impairment)
         if group is not None:
@@ -67,6 +69,8 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
             trip = guardrails.fail_open(set(instances) | unhealthy, fleet, limits.fail_open)
             if trip:
                 _stop(store, limits, impairment, [trip])
+            # already failing, and other impairments' to fix: verification leaves them out
+            elsewhere = sorted(unhealthy - set(instances))
             acted = store.budget_holders(_blast_key(group_name))
             already = {i for h, v in acted.items() if h != impairment.impairment_id for i in v.get("instances", [])}
             healthy = set(asg.healthy_in_service(group)) - unhealthy
@@ -81,7 +85,12 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     if exceeded:
         _stop(store, limits, impairment, [_budget_trip(e) for e in exceeded])
 
-    summary: dict[str, Any] = {"checked_at": now.isoformat(), "tripped": [], "deferred": deferred}
+    summary: dict[str, Any] = {
+        "checked_at": now.isoformat(),
+        "tripped": [],
+        "deferred": deferred,
+        "impaired_elsewhere": elsewhere,
+    }
     if blast_trip:
         summary["tripped"] = [blast_trip.guardrail]
         keys = [f"ec2:instance/{i}" for i in deferred]

@@ -24,14 +24,16 @@ _CAPACITY_ACTIONS = frozenset({"replace_instance", "scale_out", "provision_backu
 
 
 def check(
-    impairment: ImpairmentDetected, actions: frozenset[str] = _CAPACITY_ACTIONS, deferred: frozenset[str] = frozenset()
+    impairment: ImpairmentDetected, actions: frozenset[str] = _CAPACITY_ACTIONS, not_mine: frozenset[str] = frozenset()
 ) -> list[dict[str, Any]]:
     """The checks and whether each passed (pure but for the describe calls).
 
     What "healthy again" means follows what the plan did: capacity actions are verified on the
     group (replacement: the impaired instances are out of service too); traffic actions on the
     target group; an Availability Zone impairment on the capacity outside that zone. Instances
-    the guardrails deferred to a human (blast radius) are not this recovery's to fix.
+    that are not this recovery's to fix are left out (`not_mine`): those the guardrails deferred
+    to a human (blast radius), and those already failing when it started that belong to other
+    impairments (in a zone outage, one recovery per instance must not wait for all the others).
     """
     account = impairment.account_id  # a member account's workload is checked there
     client = asg.asg_client(account)
@@ -84,13 +86,13 @@ def check(
             raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
         states = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health["TargetHealthDescriptions"]}
         relevant = {t: s for t, s in states.items() if s not in ("draining", "unused") or t in in_service}
-        relevant = {t: s for t, s in relevant.items() if s != "draining" and t not in deferred}
+        relevant = {t: s for t, s in relevant.items() if s != "draining" and t not in not_mine}
         unhealthy = sorted(t for t, s in relevant.items() if s != "healthy")
         checks.append(
             {
                 "check": "target_health",
                 "target_group_arn": target_group_arn,
-                "passed": bool(relevant) and not unhealthy,
+                "passed": any(s == "healthy" for s in relevant.values()) and not unhealthy,
                 "healthy_targets": sum(1 for s in relevant.values() if s == "healthy"),
                 "not_healthy": unhealthy,
             }
@@ -193,8 +195,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         checks = [{"check": "dry_run", "passed": True, "reason": "a dry run changes nothing to verify"}]
         return {"healthy": True, "attempt": attempt, "max_attempts": max_attempts, "retry": False, "checks": checks}
     actions = frozenset(step["action"] for step in event["plan"].get("steps", [])) or _CAPACITY_ACTIONS
-    deferred = frozenset((event.get("guardrails") or {}).get("deferred") or [])
-    checks = check(impairment, actions, deferred)
+    guarded = execution.guardrails or {}
+    not_mine = frozenset(guarded.get("deferred") or []) | frozenset(guarded.get("impaired_elsewhere") or [])
+    checks = check(impairment, actions, not_mine)
     healthy = all(c["passed"] for c in checks)
     retry = not healthy and attempt < max_attempts
     if retry and _past_time_box(plan.deadline, plan.verify.wait_seconds):
