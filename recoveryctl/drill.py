@@ -60,6 +60,8 @@ class Drill:
             names = ", ".join(w["name"] for w in declared)
             raise DrillError(f"scenario {self.scenario.name} targets workload {wanted!r}; the stack protects: {names}")
         self.workload = matches[0]
+        if self.scenario.member_account:
+            self._as_member(self.scenario.member_account)
         if self.scenario.dry_run:
             for function in emulator.functions.values():
                 function.environment["DRY_RUN"] = "true"
@@ -85,8 +87,30 @@ class Drill:
         )
         workloads.build(emulator, self.workload, shape, self._managed_tag)
 
+    def _as_member(self, account: str) -> None:
+        """The workload lives in a member account: the functions know it as a member (as the
+        central stack does when `accounts` is configured: MEMBER_ACCOUNTS, MEMBER_ROLE_NAME) and
+        reach it through the member role; the workload is built there."""
+        from core import aws as core_aws
+
+        emulator = self.emulator
+        assert emulator is not None
+        if account == emulator.account:
+            raise DrillError(f"scenario {self.scenario.name}: member_account is the central account {account}")
+        for function in emulator.functions.values():
+            members = set(json.loads(function.environment.get(core_aws.MEMBER_ACCOUNTS_ENV) or "[]"))
+            function.environment[core_aws.MEMBER_ACCOUNTS_ENV] = json.dumps(sorted(members | {account}))
+            function.environment.setdefault(core_aws.MEMBER_ROLE_NAME_ENV, "ImpairmentRecoveryMember")
+        self.workload = {**self.workload, "account_id": account}
+
     def state(self) -> dict[str, Any]:
         """The AWS state of the workload's parts, as a user would look at it."""
+        emulator = self.emulator
+        assert emulator is not None
+        with emulator.as_account(self.workload.get("account_id")):
+            return self._state()
+
+    def _state(self) -> dict[str, Any]:
         emulator = self.emulator
         assert emulator is not None
         state: dict[str, Any] = {}
@@ -141,6 +165,11 @@ class Drill:
         started = clock.utc_now()
         for signal in self.scenario.signals:
             at = started + timedelta(seconds=signal.at_seconds)
+            if signal.alarm is not None and self.workload.get("account_id"):
+                raise DrillError(
+                    f"scenario {self.scenario.name}: a member account's alarms live in its member stack, "
+                    "not in the central template: drill it with an event signal (say an EC2 state change)"
+                )
             if signal.alarm is not None:
                 alarm = signal.alarm.replace("{workload}", self.workload["name"])
                 try:
@@ -159,7 +188,7 @@ class Drill:
                 fired = emulator.fire_schedules()
                 signals.append({"event": f"schedule ({fired} rule(s) fired)", "deliveries": 1, "time": at.isoformat()})
             else:
-                event = self._fill(signal.event or {}, impaired, at)
+                event = self._fill(signal.event or {}, impaired, at, signal.account)
                 event.setdefault("id", str(uuid.uuid4()))
                 event.setdefault("time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
                 for _ in range(signal.deliveries):
@@ -213,6 +242,12 @@ class Drill:
         """Apply the scenario's faults; returns the impaired instances."""
         emulator = self.emulator
         assert emulator is not None
+        with emulator.as_account(self.workload.get("account_id")):
+            return self._inject_faults(before)
+
+    def _inject_faults(self, before: dict[str, Any]) -> list[str]:
+        emulator = self.emulator
+        assert emulator is not None
         impaired: list[str] = []
         in_service = before.get("in_service", [])
         for fault in self.scenario.instance_faults:
@@ -241,28 +276,33 @@ class Drill:
         assert self.emulator is not None
         if not instance_ids:
             return []
-        found = self.emulator.client("ec2").describe_instances(InstanceIds=instance_ids)
+        found = self._ec2().describe_instances(InstanceIds=instance_ids)
         launched = {i["InstanceId"]: i["LaunchTime"] for r in found["Reservations"] for i in r["Instances"]}
         return sorted(instance_ids, key=lambda i: (launched.get(i), instance_ids.index(i)), reverse=True)[:count]
 
     def _zone_of(self, instance_id: str) -> str:
         assert self.emulator is not None
-        found = self.emulator.client("ec2").describe_instances(InstanceIds=[instance_id])
+        found = self._ec2().describe_instances(InstanceIds=[instance_id])
         return found["Reservations"][0]["Instances"][0]["Placement"]["AvailabilityZone"]
 
-    def _fill(self, value: Any, impaired: list[str], at: datetime) -> Any:
+    def _ec2(self) -> Any:
+        """EC2 in the workload's account (a member's, or the central one)."""
+        assert self.emulator is not None
+        return self.emulator.client("ec2", account=self.workload.get("account_id"))
+
+    def _fill(self, value: Any, impaired: list[str], at: datetime, account: str | None = None) -> Any:
         """Replace the placeholders of a scenario's event."""
         emulator = self.emulator
         assert emulator is not None
         if isinstance(value, dict):
-            return {k: self._fill(v, impaired, at) for k, v in value.items()}
+            return {k: self._fill(v, impaired, at, account) for k, v in value.items()}
         if isinstance(value, list):
-            return [self._fill(v, impaired, at) for v in value]
+            return [self._fill(v, impaired, at, account) for v in value]
         if not isinstance(value, str) or "{" not in value:
             return value
         names = {
             "workload": self.workload["name"],
-            "account": emulator.account,
+            "account": account or self.workload.get("account_id") or emulator.account,
             "region": emulator.region,
             "now": at.isoformat().replace("+00:00", "Z"),
         }
@@ -272,7 +312,7 @@ class Drill:
             names["instance"] = impaired[0]
             zone = self._zone_of(impaired[0])
             names["zone"] = zone
-            zones = emulator.client("ec2").describe_availability_zones(ZoneNames=[zone])["AvailabilityZones"]
+            zones = self._ec2().describe_availability_zones(ZoneNames=[zone])["AvailabilityZones"]
             names["zone_id"] = zones[0]["ZoneId"]
         for key, replacement in names.items():
             value = value.replace("{" + key + "}", replacement)
@@ -354,6 +394,7 @@ class Drill:
             "escalations": [e.get("summary", e) if isinstance(e, dict) else e for e in escalations],
             "workload": {
                 "name": self.workload["name"],
+                "account": self.workload.get("account_id") or emulator.account,
                 "group": self.workload.get("auto_scaling_group"),
                 "impaired_instances": impaired,
                 "before": before,

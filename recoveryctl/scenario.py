@@ -67,6 +67,11 @@ class SignalSpec(BaseModel):
     schedule: Literal["sweep"] | None = Field(
         default=None, description="sweep: the scheduled rules fire once (the backstop health sweep)"
     )
+    account: str | None = Field(
+        default=None,
+        pattern=r"^\d{12}$",
+        description="an event's account when it is not the workload's (say, an account outside the organisation)",
+    )
     deliveries: int = Field(default=1, ge=1, le=100, description="times EventBridge delivers the event")
     at_seconds: float = Field(
         default=0, ge=-3600, le=3600, description="when the signal fired, relative to the drill's start"
@@ -117,6 +122,12 @@ class Scenario(BaseModel):
         description="how the on-call answers a plan that needs approval: approve, reject, or no answer (time-box)",
     )
     approval_after_seconds: float = Field(default=60, ge=0, le=86400, description="when the answer comes")
+    member_account: str | None = Field(
+        default=None,
+        pattern=r"^\d{12}$",
+        description="the workload lives in this member account: configured as a member (as `accounts` in "
+        "cdk.json does), built there, its signals forwarded to the central account",
+    )
     rounds: int = Field(
         default=1, ge=1, le=20, description="inject the faults and fire the signals again after each round settles"
     )

@@ -111,3 +111,37 @@ def test_an_event_from_an_account_outside_the_organisation_changes_nothing(templ
         (after,) = _group(emulator, group, account=MEMBER)
         assert {i["InstanceId"] for i in after["Instances"]} == {i["InstanceId"] for i in before["Instances"]}
         assert after["DesiredCapacity"] == before["DesiredCapacity"]
+
+
+def test_the_cross_account_drill_recovers_a_member_workload_from_the_central_account(synthesized):
+    # Given the built-in scenario against the deployment's own template: web-api in a member account
+    from recoveryctl import drill, scenario
+
+    with drill.Drill(scenario.load("cross-account"), synthesized.template_path) as run:
+        report = run.run()
+        (execution,) = run.emulator.executions()
+        first = run.emulator.history(execution["executionArn"])[0]
+        started = json.loads(first["executionStartedEventDetails"]["input"])
+        central_groups = run.emulator.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+
+    # Then it is recovered, in the member account, through the member role
+    assert report["expectation_met"] and report["outcome"] == "recovered"
+    assert report["workload"]["account"] == MEMBER
+    assert started["impairment"]["account_id"] == MEMBER
+    (failed,) = report["workload"]["impaired_instances"]
+    assert failed not in report["workload"]["after"]["in_service"]
+    assert len(report["workload"]["after"]["in_service"]) == 3
+    assert central_groups == [], "nothing was built or changed in the central account"
+
+
+def test_the_cross_account_drill_from_an_unknown_account_changes_nothing(synthesized):
+    from recoveryctl import drill, scenario
+
+    with drill.Drill(scenario.load("cross-account-unknown"), synthesized.template_path) as run:
+        report = run.run()
+        refused = [i.result["status"] for i in run.emulator.invocations if "Ec2StateDetector" in i.function]
+
+    assert report["expectation_met"] and report["executions_started"] == 0
+    assert refused == ["refused"]
+    assert report["workload"]["after"]["in_service"] == report["workload"]["before"]["in_service"]
+    assert report["detections"] == 0
