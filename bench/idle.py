@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import fleet as fleets
-from bench import prices
 from bench.metering import Meter, function_memory, transitions
 from bench.per_recovery import retry_once
 from bench.speedups import faster_moto
@@ -68,13 +67,7 @@ def run_configuration(template_path: Path, groups: int, per_group: int, minutes:
         detections = [e for e in emulator.events if e["detail-type"] == "Impairment Detected"]
         memory = function_memory(emulator.template)
     usage = meter.snapshot()
-    cost = prices.estimate(
-        transitions=counted["billed"],
-        durations_by_memory=meter.durations_by_memory(memory),
-        custom_events=meter.custom_events,
-        write_units=meter.write_units,
-        read_units=meter.read_units,
-    )
+    cost = meter.cost(counted["billed"], memory)
     sweep_functions = {f for f in meter.calls_by_function if "Sweep" in f}
     hours = ticks * period / 3600
     return {

@@ -71,6 +71,18 @@ class Meter:
         core_aws.reset()  # clients copy the session's hooks when they are created
         return self
 
+    def cost(self, billed_transitions: int, memory: dict[str, int]) -> Any:
+        """The estimated dollars of what was metered (bench/prices.py), with these transitions."""
+        from bench import prices
+
+        return prices.estimate(
+            transitions=billed_transitions,
+            durations_by_memory=self.durations_by_memory(memory),
+            custom_events=self.custom_events,
+            write_units=self.write_units,
+            read_units=self.read_units,
+        )
+
     def _count(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
         function = getattr(self._local, "function", None)
         if function is None:

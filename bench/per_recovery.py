@@ -34,13 +34,7 @@ def run_scenario(name: str, template_path: Path) -> dict[str, Any]:
         memory = function_memory(emulator.template)
     wall = time.perf_counter() - started
     usage = meter.snapshot()
-    cost = prices.estimate(
-        transitions=counted["billed"],
-        durations_by_memory=meter.durations_by_memory(memory),
-        custom_events=meter.custom_events,
-        write_units=meter.write_units,
-        read_units=meter.read_units,
-    )
+    cost = meter.cost(counted["billed"], memory)
     steps = [a for a in report["actions"] if a.get("phase") == "apply"]
     single_action = len(steps) == 1 and report["outcome"] == "recovered"
     result = {

@@ -589,15 +589,17 @@ class Emulator:
             with self._lock:
                 item = self._queue.popleft() if self._queue else None
             if item is not None:
-                self._route(*item)
+                with self._lock:
+                    self._route(*item)
                 continue
             if not self._running_executions():
                 with self._lock:
                     if not self._queue:
                         return
                 continue
-            for hook in list(self.idle_hooks):
-                hook()
+            with self._lock:  # not while a handler changes os.environ (see _environment)
+                for hook in list(self.idle_hooks):
+                    hook()
             time.sleep(0.02)
         raise TimeoutError(f"the emulator did not settle within {timeout} s")
 
@@ -678,11 +680,12 @@ class Emulator:
         )
 
     def executions(self) -> list[dict[str, Any]]:
-        sfn = self.client("stepfunctions")
-        found: list[dict[str, Any]] = []
-        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
-            found.extend(page["executions"])
-        return found
+        with self._lock:  # a client is created here: not while a handler changes os.environ
+            sfn = self.client("stepfunctions")
+            found: list[dict[str, Any]] = []
+            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
+                found.extend(page["executions"])
+            return found
 
     def _running_executions(self) -> bool:
         return any(e["status"] == "RUNNING" for e in self.executions())
@@ -697,11 +700,12 @@ class Emulator:
             time.sleep(0.02)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        sfn = self.client("stepfunctions")
-        events: list[dict[str, Any]] = []
-        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-            events.extend(page["events"])
-        return events
+        with self._lock:
+            sfn = self.client("stepfunctions")
+            events: list[dict[str, Any]] = []
+            for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+                events.extend(page["events"])
+            return events
 
     # --- CloudWatch: an alarm changes state the way CloudWatch announces it ---
     def set_alarm_state(
@@ -814,8 +818,11 @@ def _cw_time(value: datetime) -> str:
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Any:
     """Set these variables for a handler and put each back after, key by key. (mock.patch.dict
-    restores by clearing os.environ and filling it again: another thread, say the Step Functions
-    executor creating a boto3 client, could read an empty environment in between.)"""
+    restores by clearing os.environ and filling it again: another thread could read an empty
+    environment in between.) Changing keys while another thread iterates os.environ (botocore
+    does, to find proxies, whenever it creates a client) still breaks that thread: handlers run
+    under the emulator's lock, and so must the emulator's own client calls made while executions
+    run (executions(), history(), the idle hooks)."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:

@@ -109,3 +109,36 @@ def role_statements(resources: Resources, role_id: str) -> list[dict[str, Any]]:
     for inline in resources[role_id]["Properties"].get("Policies", []):
         statements += as_list(inline["PolicyDocument"]["Statement"])
     return statements
+
+
+def cfn_lint_errors(*templates: Any) -> list[str]:
+    """cfn-lint's errors for these templates, each as "file rule path: message" (run from the
+    repository root, so a .cfnlintrc there applies as it does for `cfn-lint` by hand). Exit status
+    bit 2 means errors even when none is in the JSON: that is reported too."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import ROOT
+
+    beside = Path(sys.executable).with_name("cfn-lint")
+    executable = str(beside) if beside.exists() else shutil.which("cfn-lint")
+    assert executable, "cfn-lint is not installed (it is in requirements-dev)"
+    result = subprocess.run(
+        [executable, "--format", "json", *(str(t) for t in templates)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    errors = [
+        f"{Path(f['Filename']).name} {f['Rule']['Id']} {'/'.join(map(str, f['Location']['Path']))}: {f['Message']}"
+        for f in json.loads(result.stdout or "[]")
+        if f["Level"] == "Error" or f["Rule"]["Id"].startswith("E")
+    ]
+    if result.returncode & 2 and not errors:
+        errors.append(f"cfn-lint exited with errors: {result.stderr.strip()}")
+    return errors

@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Annotations, Match
 
-from tests.conftest import ROOT
-
-
-def _cfn_lint() -> str:
-    beside = Path(sys.executable).with_name("cfn-lint")
-    found = str(beside) if beside.exists() else shutil.which("cfn-lint")
-    assert found, "cfn-lint is not installed (it is in requirements-dev)"
-    return found
+from tests.infra.cfn import cfn_lint_errors
 
 
 def test_cfn_lint_finds_no_errors(synthesized):
-    # cwd is the repository root, so a .cfnlintrc there applies as it does for `cfn-lint` by hand.
-    result = subprocess.run(
-        [_cfn_lint(), "--format", "json", str(synthesized.template_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    findings = json.loads(result.stdout or "[]")
-    errors = [
-        f"{f['Rule']['Id']} {'/'.join(map(str, f['Location']['Path']))}: {f['Message']}"
-        for f in findings
-        if f["Level"] == "Error" or f["Rule"]["Id"].startswith("E")
-    ]
+    errors = cfn_lint_errors(synthesized.template_path)
     assert not errors, "cfn-lint errors:\n" + "\n".join(errors)
-    assert result.returncode & 2 == 0, result.stderr  # bit 2: errors, even ones not in the JSON
 
 
 def test_cdk_nag_finds_no_unsuppressed_aws_solutions_error(synthesized):

@@ -919,25 +919,9 @@ def test_every_onboarded_alarm_reaches_the_alarm_detector(onboarded):
 
 
 def test_the_onboarded_stack_passes_cfn_lint_and_cdk_nag(onboarded):
-    import subprocess
-
     from aws_cdk.assertions import Annotations, Match
 
-    from tests.conftest import ROOT
-    from tests.infra.test_lint import _cfn_lint
-
-    result = subprocess.run(
-        [_cfn_lint(), "--format", "json", str(onboarded.path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    findings = [
-        f for f in json.loads(result.stdout or "[]") if f["Level"] == "Error" or f["Rule"]["Id"].startswith("E")
-    ]
-    assert findings == [], findings
+    assert cfn.cfn_lint_errors(onboarded.path) == []
     errors = Annotations.from_stack(onboarded.stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
     assert errors == [], "\n".join(f"{e.id}: {e.entry.data}" for e in errors)
 
