@@ -149,8 +149,14 @@ def _warmed_instances(client: Any, group_name: str) -> list[str]:
 
 def _restore_desired(ctx: Context, before: dict) -> ActionResult:
     """Put the desired capacity back, unless someone else has changed it since: then leave it."""
+    client = asg.asg_client(ctx.impairment.account_id)
+    if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
+        found = asg.describe_group(client, before["group"])["DesiredCapacity"]
+        ctx.record_before(
+            {"kind": before.get("kind"), "group": before["group"], "desired_capacity": found, "target": found}
+        )
     changed, current, message = asg.restore_desired_capacity(
-        asg.asg_client(ctx.impairment.account_id), before["group"], before["desired_capacity"], before["target"]
+        client, before["group"], before["desired_capacity"], before["target"]
     )
     message = f"{before['group']}: {message}"
     return ctx.result(
@@ -222,6 +228,15 @@ def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
     capacity that ExitStandby incremented."""
     client = asg.asg_client(ctx.impairment.account_id)
     states = _lifecycle_states(client, before["group"])
+    if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
+        ctx.record_before(
+            {
+                "kind": "standby_instances",
+                "group": before["group"],
+                "instances": before["instances"],
+                "states": {i: states.get(i) for i in before["instances"]},
+            }
+        )
     back = [i for i in before["instances"] if states.get(i) == "InService"]
     gone = [i for i in before["instances"] if states.get(i) not in ("InService", "Standby", "EnteringStandby")]
     for start in range(0, len(back), STANDBY_BATCH):

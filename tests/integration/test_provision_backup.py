@@ -360,3 +360,35 @@ def test_parameters_that_do_not_fit_the_kind_are_invalid(store, lambda_context, 
 
     with pytest.raises(InvalidInput):
         apply(workload, lambda_context, **params)
+
+
+@pytest.mark.parametrize("kind", ["warm_pool", "standby_instances"])
+def test_a_rollback_that_fails_keeps_the_state_it_found_in_the_audit_trail(store, lambda_context, kind):
+    # Given capacity brought into service
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    if kind == "warm_pool":
+        warm_pool(workload.group_name, "Warmed:Stopped")
+        applied = apply(workload, lambda_context, kind="warm_pool", count=1)
+        refused = "set_desired_capacity"
+    else:
+        enter_standby(workload, 1)
+        applied = apply(workload, lambda_context, kind="standby_instances", count=1)
+        refused = "enter_standby"
+    model = workload.impairment_of()
+
+    # When the rollback's change is denied
+    client = aws.client("autoscaling", max_attempts=1)
+
+    def deny(**kwargs):
+        if kwargs["model"].name == refused.title().replace("_", ""):
+            return AWSResponse(None, 403, {}, None), {"Error": {"Code": "AccessDenied", "Message": "denied"}}
+        return None
+
+    client.meta.events.register("before-call.auto-scaling.*", deny)
+    with pytest.raises(PermanentError):
+        rollback(workload, lambda_context, applied, kind=kind, count=1)
+
+    # Then the failed rollback's record holds the state it found before trying
+    record = store.get_action(model.impairment_id, 0, "rollback")
+    assert record["status"] == "failed"
+    assert record["before"] and record["before"]["group"] == workload.group_name
