@@ -206,6 +206,7 @@ class Drill:
         reject (as `recoveryctl approve|reject` would), or no answer (the clock moves past the
         approval's time-box)."""
         from core import clock
+        from core.errors import ApprovalRejected
         from core.store import RecoveryStore
 
         emulator = self.emulator
@@ -235,7 +236,9 @@ class Drill:
             else:
                 store.update_impairment(execution["name"], approval={**answered, "status": "rejected"})
                 sfn.send_task_failure(
-                    taskToken=approval["task_token"], error="ApprovalRejected", cause="rejected by the drill's on-call"
+                    taskToken=approval["task_token"],
+                    error=ApprovalRejected.__name__,
+                    cause="rejected by the drill's on-call",
                 )
 
     def _inject(self, before: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ The kill switch (pause) is checked earlier, by Admit, and plan approval by its o
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -303,7 +303,3 @@ def flapping(
 
 def _resource_keys(impairment: dict[str, Any]) -> set[str]:
     return {f"{r['resource_type']}/{r['resource_id']}" for r in impairment.get("affected_resources") or []}
-
-
-def utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.contract import ImpairmentDetected
 from core.errors import InvalidInput
+from core.plans import VerifySettings
 
 
 class PlanStep(BaseModel):
@@ -19,13 +20,6 @@ class PlanStep(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class VerifyState(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    wait_seconds: int = Field(default=30, ge=0)
-    max_attempts: int = Field(default=10, ge=1)
-
-
 class PlanState(BaseModel):
     """SelectPlan's output, as the later tasks read it."""
 
@@ -33,7 +27,7 @@ class PlanState(BaseModel):
 
     name: str = Field(min_length=1)
     steps: list[PlanStep] = Field(default_factory=list)
-    verify: VerifyState = Field(default_factory=VerifyState)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
     dry_run: bool = False
     requires_approval: bool = False
     approval_timeout_seconds: int = Field(default=3600, ge=1)

@@ -100,16 +100,20 @@ def reject(event: Any, exc: ValidationError | ValueError, what: str) -> dict[str
 
 def parse(
     event: Any, model: type[BaseModel], source: str, detail_types: tuple[str, ...], what: str
-) -> tuple[Any, dict[str, Any] | None]:
-    """The event as `model`, or (None, the rejection) for input that is not one: bad input is
-    logged and counted here, never raised."""
+) -> tuple[Any, str | None, dict[str, Any] | None]:
+    """The event as `model` and the member account it comes from (None: this account), or
+    (None, None, the rejection or refusal): input that is not one is logged and counted here, an
+    event of an account that is neither this one nor a member refused; never raised."""
     try:
         parsed = model.model_validate(event)
         if parsed.source != source or parsed.detail_type not in detail_types:  # type: ignore[attr-defined]
             raise ValueError(f"not {what}: {parsed.source} / {parsed.detail_type}")  # type: ignore[attr-defined]
     except (ValidationError, ValueError) as exc:
-        return None, reject(event, exc, what)
-    return parsed, None
+        return None, None, reject(event, exc, what)
+    account, refused = source_account(parsed.account)  # type: ignore[attr-defined]
+    if refused is not None:
+        return None, None, refused
+    return parsed, account, None
 
 
 def ignore(reason: str, **context: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.entry import lambda_entry
 from core.observability import logger
-from detectors.common import Envelope, Findings, ignore, load_settings, parse, publish, source_account
+from detectors.common import Envelope, Findings, ignore, load_settings, parse, publish
 from detectors.resolve import InstanceOwner, out_of_service_on_purpose
 
 SOURCE = "aws.ec2"
@@ -126,12 +126,9 @@ def classify(event: InstanceStateChangeEvent, inventory: Inventory, now: datetim
 def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    parsed, rejected = parse(event, InstanceStateChangeEvent, SOURCE, (DETAIL_TYPE,), "EC2 instance state change")
-    if rejected is not None:
-        return rejected
-    account, refused = source_account(parsed.account)
-    if refused is not None:
-        return refused
+    parsed, account, stop = parse(event, InstanceStateChangeEvent, SOURCE, (DETAIL_TYPE,), "EC2 instance state change")
+    if stop is not None:
+        return stop
 
     settings = load_settings("event_bus_name")
     logger.append_keys(instance_id=parsed.detail.instance_id, state=parsed.detail.state)

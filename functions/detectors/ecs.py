@@ -48,7 +48,7 @@ from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, 
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger
-from detectors.common import Envelope, Findings, load_settings, parse, publish, source_account
+from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import Owner, owner_from_tags
 
 SOURCE = "aws.ecs"
@@ -227,12 +227,9 @@ def classify(event: TaskStateChangeEvent, inventory: Inventory, now: datetime) -
 def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    parsed, rejected = parse(event, TaskStateChangeEvent, SOURCE, (DETAIL_TYPE,), "ECS task state change")
-    if rejected is not None:
-        return rejected
-    account, refused = source_account(parsed.account)
-    if refused is not None:
-        return refused
+    parsed, account, stop = parse(event, TaskStateChangeEvent, SOURCE, (DETAIL_TYPE,), "ECS task state change")
+    if stop is not None:
+        return stop
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail

@@ -44,7 +44,7 @@ from core.contract import (
 )
 from core.entry import lambda_entry
 from core.observability import logger
-from detectors.common import Envelope, Findings, load_settings, parse, publish, source_account
+from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import InstanceOwner, ProtectedGroup, instance_id_of, out_of_service_on_purpose
 
 SOURCE = "aws.health"
@@ -293,12 +293,9 @@ def classify(event: HealthEvent, inventory: Inventory, now: datetime) -> Finding
 def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    parsed, rejected = parse(event, HealthEvent, SOURCE, (DETAIL_TYPE,), "AWS Health event")
-    if rejected is not None:
-        return rejected
-    account, refused = source_account(parsed.account)
-    if refused is not None:
-        return refused
+    parsed, account, stop = parse(event, HealthEvent, SOURCE, (DETAIL_TYPE,), "AWS Health event")
+    if stop is not None:
+        return stop
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail

@@ -61,7 +61,7 @@ from core.contract import (
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger
-from detectors.common import Envelope, Findings, load_settings, parse, publish, source_account
+from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import Owner, owner_from_tags, tags_dict
 
 SOURCE = "aws.rds"
@@ -302,12 +302,9 @@ def _clearing(
 def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    parsed, rejected = parse(event, RdsEvent, SOURCE, tuple(DETAIL_TYPES), "RDS event")
-    if rejected is not None:
-        return rejected
-    account, refused = source_account(parsed.account)
-    if refused is not None:
-        return refused
+    parsed, account, stop = parse(event, RdsEvent, SOURCE, tuple(DETAIL_TYPES), "RDS event")
+    if stop is not None:
+        return stop
 
     settings = load_settings("event_bus_name")
     detail = parsed.detail

@@ -14,6 +14,7 @@ from typing import Any
 from core import clock, paging
 from core import settings as settings_module
 from core.entry import lambda_entry
+from core.errors import ApprovalRejected
 from core.guardrails import APPROVAL
 from core.observability import logger, metrics
 from core.store import RecoveryStore
@@ -44,7 +45,7 @@ def _approval_text(error: dict[str, Any], plan: dict[str, Any]) -> str:
             f"approval: plan {plan.get('name')} needs a human's approval and none came within "
             f"{plan.get('approval_timeout_seconds')} s; nothing was changed"
         )
-    if error.get("Error") == "ApprovalRejected":
+    if error.get("Error") == ApprovalRejected.__name__:
         why = error.get("Cause") or "no reason given"
         return f"approval: plan {plan.get('name')} was rejected ({why}); nothing was changed"
     return f"approval: {_error_text(error)}"

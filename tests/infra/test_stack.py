@@ -267,6 +267,22 @@ def test_state_machine_is_standard_traced_and_logs_everything(resources):
     assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
 
 
+def test_the_state_machine_outlives_every_plans_approval_time_and_capacity_return(definition, config):
+    # The backstop time-box must not cut a recovery short: the az plan waits 2 h to return its
+    # emergency capacity after a 30 min plan; the region failover waits up to 30 min for approval.
+    longest = 0
+    for plan in config.parsed_plans():
+        returns = [
+            s.params.get("return_after_seconds", 3600)
+            for s in plan.steps
+            if s.action == "scale_out" and not s.params.get("keep")
+        ]
+        approval = plan.approval_timeout_seconds if plan.requires_approval else 0
+        longest = max(longest, approval + plan.timeout_seconds + max(returns, default=0))
+    assert longest == 1800 + 7200
+    assert definition["TimeoutSeconds"] > longest
+
+
 def test_definition_has_the_recovery_flow(definition, states):
     assert definition["StartAt"] == "Admit"
     missing = [name for name in FLOW_STATES + ACTION_TASKS if name not in states]
