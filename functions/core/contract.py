@@ -14,14 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = "1.2"  # 1.1: ImpairmentDetected.drill; 1.2: ImpairmentDetected.account_id
+SCHEMA_VERSION = "1.3"  # 1.1: drill; 1.2: account_id; 1.3: impairment type region_impairment
 EVENT_SOURCE = "recovery.detection"
 DETECTED = "Impairment Detected"
 CLEARED = "Impairment Cleared"
 
 
 class ImpairmentType(StrEnum):
-    """The kinds of impairment named by REL07-BP02, plus zonal events."""
+    """The kinds of impairment named by REL07-BP02, plus zonal and regional events."""
 
     INSTANCE_FAILURE = "instance_failure"
     SERVICE_DEGRADATION = "service_degradation"
@@ -30,6 +30,8 @@ class ImpairmentType(StrEnum):
     APPLICATION_ERROR = "application_error"
     DATABASE_ISSUE = "database_issue"
     AZ_IMPAIRMENT = "az_impairment"
+    # A workload's region is impaired, seen from its standby region (detectors/region_probe.py).
+    REGION_IMPAIRMENT = "region_impairment"
 
 
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
