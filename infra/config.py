@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.contract import Severity
 from core.guardrails import Guardrails, Maintenance
 from core.plans import Plan, PlanError, parse_plans
-from core.runtime_config import RuntimeConfig
+from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionProbe, RuntimeConfig
 
 _TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[\w-]+/[0-9a-f]+$")
 _LB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[\w-]+/[0-9a-f]+$")
@@ -145,7 +145,7 @@ class DnsFailover(BaseModel):
 
 
 # Commercial, GovCloud and China partitions' region names: "us-east-1", "us-gov-west-1", "cn-north-1".
-_REGION = r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d{1,2}$"
+_REGION = REGION_PATTERN
 
 
 class Regions(BaseModel):
@@ -182,6 +182,41 @@ class Regions(BaseModel):
         return [self.primary, *self.standby]
 
 
+class RegionalStandby(BaseModel):
+    """Where a workload fails over to when its region is impaired: capacity kept in a standby
+    region. The standby region's stack probes the workload's region every minute
+    (detectors/region_probe.py) and, after `probe_failures` consecutive failed probes, reports a
+    region_impairment that the regional failover plan acts on, from the standby region."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    region: str = Field(pattern=_REGION, description="the standby region, one of `regions.standby`")
+    auto_scaling_group: str = Field(
+        min_length=1, max_length=255, description="the standby group in that region (it carries the managed tag)"
+    )
+    desired_capacity: int = Field(ge=1, le=10000, description="what the standby group is scaled to on failover")
+    target_group_arn: str | None = Field(default=None, description="the standby group's target group")
+    probe_failures: int = Field(
+        default=3, ge=1, le=60, description="consecutive failed probes (one a minute) before the region is impaired"
+    )
+
+    @field_validator("target_group_arn")
+    @classmethod
+    def _tg(cls, value: str | None) -> str | None:
+        if value is not None and not _TG_ARN.match(value):
+            raise ValueError(f"not a target group ARN: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _tg_in_region(self) -> RegionalStandby:
+        if self.target_group_arn and self.target_group_arn.split(":")[3] != self.region:
+            raise ValueError(
+                f"target_group_arn is in region {self.target_group_arn.split(':')[3]}, "
+                f"not in the standby region {self.region}"
+            )
+        return self
+
+
 class Workload(BaseModel):
     """A protected workload: the parts of it this system watches and may act on. At least one of
     an Auto Scaling group, an ECS service or a database."""
@@ -214,6 +249,9 @@ class Workload(BaseModel):
         pattern=_REGION,
         description="the region the workload runs in, one of `regions` (default: the primary): its alarms are there",
     )
+    standby: RegionalStandby | None = Field(
+        default=None, description="standby capacity in another region, failed over to when this region is impaired"
+    )
 
     @model_validator(mode="after")
     def _something(self) -> Workload:
@@ -239,6 +277,12 @@ class Workload(BaseModel):
     def _pair(self) -> Workload:
         if bool(self.target_group_arn) != bool(self.load_balancer_arn):
             raise ValueError("target_group_arn and load_balancer_arn go together (the alarm needs both)")
+        return self
+
+    @model_validator(mode="after")
+    def _probed(self) -> Workload:
+        if self.standby and not self.auto_scaling_group:
+            raise ValueError("standby needs the workload's auto_scaling_group (the group its region's probe describes)")
         return self
 
     @model_validator(mode="after")
@@ -391,6 +435,27 @@ class RecoveryConfig(BaseModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _workload_standby(self) -> RecoveryConfig:
+        for w in self.workloads:
+            if w.standby is None:
+                continue
+            if self.regions is None:
+                raise ValueError(
+                    f"workload {w.name!r} has a standby in region {w.standby.region} but no `regions` are configured"
+                )
+            if w.standby.region not in self.regions.standby:
+                raise ValueError(
+                    f"workload {w.name!r}: standby.region {w.standby.region} is not one of the standby regions "
+                    f"(regions.standby: {', '.join(self.regions.standby)})"
+                )
+            if w.standby.region == self.region_of(w):
+                raise ValueError(
+                    f"workload {w.name!r}: standby.region {w.standby.region} is the workload's own region; "
+                    "the standby must be in another region"
+                )
+        return self
+
     @property
     def table_name(self) -> str | None:
         """The recovery table's name: fixed when several regions share it (each standby stack finds its
@@ -452,12 +517,36 @@ class RecoveryConfig(BaseModel):
     def parsed_plans(self) -> list[Plan]:
         return parse_plans(self.plans)
 
-    def runtime_config(self) -> RuntimeConfig:
-        """What the functions read at run time (core/runtime_config.py)."""
+    def region_probes(self, region: str | None) -> list[RegionProbe]:
+        """The probes a region's stack runs: those of the workloads whose standby is in that region
+        (none in a single-region deployment)."""
+        if self.regions is None or region is None:
+            return []
+        probes = []
+        for w in self.workloads:
+            if w.standby is None or w.standby.region != region:
+                continue
+            assert w.auto_scaling_group is not None  # Workload._probed
+            probes.append(
+                RegionProbe(
+                    workload=w.name,
+                    region=self.region_of(w) or self.regions.primary,
+                    account_id=w.account_id,
+                    auto_scaling_group=w.auto_scaling_group,
+                    failures_to_impair=w.standby.probe_failures,
+                    standby=ProbeStandby(**w.standby.model_dump(exclude={"probe_failures"})),
+                    dns=ProbeDns(**w.dns.model_dump(exclude={"health_check_id"})) if w.dns else None,
+                )
+            )
+        return probes
+
+    def runtime_config(self, region: str | None = None) -> RuntimeConfig:
+        """What the functions of a region's stack read at run time (core/runtime_config.py)."""
         return RuntimeConfig(
             plans=self.parsed_plans(),
             guardrails=self.guardrails,
             maintenance={w.name: w.maintenance for w in self.workloads},
+            probes=self.region_probes(region),
         )
 
 

@@ -1,5 +1,5 @@
 """The deployment's recovery configuration as the functions read it at run time: the plans, the
-guardrails and each workload's maintenance schedule.
+guardrails, each workload's maintenance schedule and the region probes this region runs.
 
 It is a JSON file written into the functions' code asset when the stack synthesizes (Lambda
 environment variables are limited to 4 KB in all, which a few plans exceed), named by the
@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import InvalidInput
 from core.guardrails import Guardrails, Maintenance
@@ -25,12 +25,63 @@ FILE_NAME = "recovery-config.json"
 ENV = "RECOVERY_CONFIG"
 
 
+# A region name of any partition: "us-east-1", "us-gov-west-1", "cn-north-1".
+REGION_PATTERN = r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d{1,2}$"
+
+
+class ProbeStandby(BaseModel):
+    """Where the probed workload fails over to: the standby group in this (the standby) region."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str = Field(pattern=REGION_PATTERN)
+    auto_scaling_group: str = Field(min_length=1, max_length=255)
+    desired_capacity: int = Field(ge=1, le=10000)
+    target_group_arn: str | None = Field(default=None, min_length=1)
+
+
+class ProbeDns(BaseModel):
+    """The workload's Route 53 failover records, for the failover step (failover kind dns)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hosted_zone_id: str = Field(min_length=1, max_length=32)
+    record_name: str = Field(min_length=1, max_length=255)
+    record_type: str = Field(min_length=1, max_length=8)
+    primary_set_identifier: str = Field(min_length=1, max_length=128)
+    secondary_set_identifier: str = Field(min_length=1, max_length=128)
+
+
+class RegionProbe(BaseModel):
+    """A workload whose region (`region`) this region watches, being its standby
+    (detectors/region_probe.py): its Auto Scaling group there is described every minute."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workload: str = Field(min_length=1, max_length=128)
+    region: str = Field(pattern=REGION_PATTERN, description="the watched region: the workload's own")
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$", description="the workload's member account")
+    auto_scaling_group: str = Field(min_length=1, max_length=255, description="the workload's group, probed")
+    failures_to_impair: int = Field(ge=1, le=60, description="consecutive failed probes that make an impairment")
+    standby: ProbeStandby
+    dns: ProbeDns | None = None
+
+    @model_validator(mode="after")
+    def _elsewhere(self) -> RegionProbe:
+        if self.standby.region == self.region:
+            raise ValueError(f"probe of {self.workload}: the standby region is the probed region {self.region}")
+        return self
+
+
 class RuntimeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     plans: list[Plan] = Field(default_factory=list)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     maintenance: dict[str, Maintenance] = Field(default_factory=dict, description="by workload name")
+    probes: list[RegionProbe] = Field(
+        default_factory=list, description="the workloads whose region this region watches (it is their standby)"
+    )
 
     def maintenance_of(self, workload: str) -> Maintenance:
         return self.maintenance.get(workload) or Maintenance()
@@ -39,11 +90,18 @@ class RuntimeConfig(BaseModel):
         return json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True)
 
 
-def build(plans: list[dict[str, Any]], guardrails: dict[str, Any], maintenance: dict[str, Any]) -> RuntimeConfig:
+def build(
+    plans: list[dict[str, Any]],
+    guardrails: dict[str, Any],
+    maintenance: dict[str, Any],
+    probes: list[dict[str, Any]] | None = None,
+) -> RuntimeConfig:
     """Validate the parts into a RuntimeConfig (raises PlanError or InvalidInput)."""
     parsed = parse_plans(plans)
     try:
-        return RuntimeConfig(plans=parsed, guardrails=guardrails or {}, maintenance=maintenance or {})
+        return RuntimeConfig(
+            plans=parsed, guardrails=guardrails or {}, maintenance=maintenance or {}, probes=probes or []
+        )
     except ValidationError as exc:
         raise InvalidInput(f"invalid recovery configuration: {exc}") from exc
 
@@ -71,6 +129,8 @@ def load() -> RuntimeConfig:
 def _load(file: str, mtime_ns: int, size: int) -> RuntimeConfig:
     try:
         data = json.loads(Path(file).read_text())
-        return build(data.get("plans", []), data.get("guardrails", {}), data.get("maintenance", {}))
+        return build(
+            data.get("plans", []), data.get("guardrails", {}), data.get("maintenance", {}), data.get("probes", [])
+        )
     except (OSError, ValueError, PlanError) as exc:
         raise InvalidInput(f"the recovery configuration {file} does not validate: {exc}") from exc

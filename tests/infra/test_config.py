@@ -119,3 +119,107 @@ def test_cdk_app_exits_with_the_message_on_a_bad_configuration_file(tmp_path):
     assert "cdk synth: invalid recovery configuration:" in result.stderr
     assert "plan 'replace-failed-instance': step 0: unknown action 'reboot_everything'" in result.stderr
     assert not list(outdir.glob("*.template.json"))
+
+
+# --- a workload's standby region (regional failover) ---
+
+STANDBY_TG = "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web-api-standby/0123456789abcdef"
+
+
+def with_standby(**standby: Any) -> Raw:
+    """The shipped configuration in two regions, web-api with a standby group in us-west-2."""
+    raw = shipped_config()
+    raw["regions"] = {"primary": "us-east-1", "standby": ["us-west-2"]}
+    raw["workloads"][0]["standby"] = {
+        "region": "us-west-2",
+        "auto_scaling_group": "web-api-standby",
+        "desired_capacity": 3,
+        **standby,
+    }
+    return raw
+
+
+def test_a_standby_region_is_valid_and_probed_only_from_that_region():
+    # Given web-api (us-east-1) with standby capacity in us-west-2
+    config = validate(with_standby(target_group_arn=STANDBY_TG, probe_failures=5))
+
+    # Then only the us-west-2 stack probes it, with what the failover needs
+    assert config.region_probes("us-east-1") == []
+    (probe,) = config.region_probes("us-west-2")
+    assert probe.model_dump(mode="json") == {
+        "workload": "web-api",
+        "region": "us-east-1",
+        "account_id": None,
+        "auto_scaling_group": "web-api-asg",
+        "failures_to_impair": 5,
+        "standby": {
+            "region": "us-west-2",
+            "auto_scaling_group": "web-api-standby",
+            "desired_capacity": 3,
+            "target_group_arn": STANDBY_TG,
+        },
+        "dns": {
+            "hosted_zone_id": "Z0EXAMPLE0WEBAPI",
+            "record_name": "api.example.com",
+            "record_type": "A",
+            "primary_set_identifier": "web-api-primary",
+            "secondary_set_identifier": "web-api-standby",
+        },
+    }
+    assert config.runtime_config("us-west-2").probes == [probe]
+    assert config.runtime_config("us-east-1").probes == []
+    assert config.workloads[0].standby.probe_failures == 5
+
+
+def test_probe_failures_defaults_to_three_and_no_regions_means_no_probes():
+    config = validate(with_standby())
+    assert config.workloads[0].standby.probe_failures == 3
+    assert validate(shipped_config()).runtime_config().probes == []
+
+
+def _no_regions(raw: Raw) -> None:
+    del raw["regions"]
+
+
+def _no_group(raw: Raw) -> None:
+    del raw["workloads"][0]["auto_scaling_group"]
+    raw["workloads"][0]["database"] = {"db_instance_identifier": "web-db"}
+
+
+def _own_region(raw: Raw) -> None:
+    raw["workloads"][0]["region"] = "us-west-2"
+
+
+@pytest.mark.parametrize(
+    ("standby", "breakage", "expected"),
+    [
+        ({"region": "eu-west-1"}, None, ["standby.region eu-west-1 is not one of the standby regions", "us-west-2"]),
+        ({"region": "us-east-1"}, None, ["standby.region us-east-1 is not one of the standby regions"]),
+        ({}, _own_region, ["standby.region us-west-2 is the workload's own region"]),
+        ({}, _no_regions, ["workload 'web-api' has a standby in region us-west-2 but no `regions` are configured"]),
+        ({}, _no_group, ["workloads.0", "standby needs the workload's auto_scaling_group"]),
+        ({"region": "uswest2"}, None, ["workloads.0.standby.region"]),
+        ({"desired_capacity": 0}, None, ["workloads.0.standby.desired_capacity"]),
+        ({"probe_failures": 0}, None, ["workloads.0.standby.probe_failures"]),
+        ({"probe_failures": 61}, None, ["workloads.0.standby.probe_failures"]),
+        ({"auto_scaling_group": ""}, None, ["workloads.0.standby.auto_scaling_group"]),
+        ({"target_group_arn": "arn:aws:elb:nope"}, None, ["workloads.0.standby.target_group_arn", "not a target"]),
+        (
+            {"target_group_arn": STANDBY_TG.replace("us-west-2", "us-east-1")},
+            None,
+            ["workloads.0.standby", "target_group_arn is in region us-east-1, not in the standby region us-west-2"],
+        ),
+        ({"health_check": "x"}, None, ["workloads.0.standby.health_check"]),
+    ],
+)
+def test_a_bad_standby_is_refused_naming_the_field(
+    standby: Raw, breakage: Callable[[Raw], None] | None, expected: list[str]
+):
+    raw = with_standby(**standby)
+    if breakage:
+        breakage(raw)
+    with pytest.raises(ConfigError) as caught:
+        validate(raw)
+    message = str(caught.value)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
