@@ -1,6 +1,8 @@
 """Scheduled backstop sweeps: what the event-driven detectors can miss, found by looking.
 
-Every run (an EventBridge schedule, `rate(1 minute)` by default):
+Every run (an EventBridge schedule, `rate(1 minute)` by default) sweeps this account and then
+every member account (MEMBER_ACCOUNTS; none configured: this account only), each through the
+member role there (core.aws), and in each:
 
 - Auto Scaling health: every protected group (one paginated DescribeAutoScalingGroups filtered
   by the managed tag) with instances whose HealthStatus is Unhealthy while still in service ->
@@ -13,8 +15,20 @@ When more than half of a fleet looks impaired at once, the impairment is critica
 fails open: the default plans stop at high, so a human decides instead of the system replacing
 most of a fleet (the fault is then more likely in a shared dependency than in the instances).
 
-Idle cost: the calls grow with the number of groups and target groups, never with the number of
-instances in them; no instance-level call is made.
+Idle cost: the calls grow with the number of accounts, groups and target groups, never with the
+number of instances in them; no instance-level call is made. A member account adds one
+sts:AssumeRole about once an hour (the credentials are kept until shortly before they expire).
+
+Accounts. An impairment found in a member account carries its `account_id`, and the account is
+part of its id, so same-named groups in two accounts are two impairments. What each account
+found is published as soon as that account is swept. An account that cannot be swept (the role
+cannot be assumed, throttling, anything) is logged with the account, counted
+(`SweepAccountFailed`, no account dimension) and skipped: the others are still swept. Only when
+no account at all could be swept does the invocation fail (SweepFailed), so the detector's
+errors alarm fires and the asynchronous retry runs it again. A member is not started when less
+than SWEEP_TIME_MARGIN_MS of the invocation is left (counted the same way), and the members are
+swept in an order that turns every minute, so a slow member cannot always leave the same others
+unswept.
 
 Stable ids. A sweep sees an ongoing problem again every minute; each sighting must not start a
 recovery of its own. The impairment's signal_time is therefore the start of the time window
@@ -29,6 +43,7 @@ start of its window: an upper bound of the sweep's own delay, not the moment the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -36,13 +51,21 @@ from pydantic import Field, ValidationError
 
 from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
-from core.errors import PermanentError
+from core.errors import PermanentError, RecoveryError
 from core.observability import logger, metrics, tracer
 from detectors.common import Envelope, Findings, load_settings, publish, reject
 from detectors.resolve import ProtectedGroup, out_of_service_on_purpose
 
 ASG_SOURCE = "aws.autoscaling"
 ELB_SOURCE = "aws.elasticloadbalancing"
+# A member account is not started with less than this left of the invocation (its look-ups, with
+# botocore's retries, can take that long): what was found is published, the rest waits a minute.
+SWEEP_TIME_MARGIN_MS = 10_000
+
+
+class SweepFailed(RecoveryError):
+    """No account could be swept: the invocation fails, so the detector's errors alarm fires."""
+
 
 # --- the event -------------------------------------------------------------------------------
 
@@ -88,15 +111,26 @@ def _fail_open_note(fail_open: bool) -> str:
     return " Most of the fleet at once: failing open, a human decides." if fail_open else ""
 
 
-def unhealthy_instances(group: ProtectedGroup, window: datetime, now: datetime) -> ImpairmentDetected | None:
-    """instance_failure of the group's in-service instances that Auto Scaling reports Unhealthy."""
+def _in_account(signal_key: str, account_id: str | None) -> str:
+    """What an id is derived from: a member's account leads it, so that same-named groups (or an
+    ARN-less group) in two accounts never share an id; this account's ids stay as they were."""
+    return f"{account_id}/{signal_key}" if account_id else signal_key
+
+
+def unhealthy_instances(
+    group: ProtectedGroup, window: datetime, now: datetime, account_id: str | None = None
+) -> ImpairmentDetected | None:
+    """instance_failure of the group's in-service instances that Auto Scaling reports Unhealthy
+    (account_id: the member account the group is in; None: this account)."""
     fleet = [i for i in group.instances if not out_of_service_on_purpose(i.get("LifecycleState"))]
     unhealthy = sorted(str(i["InstanceId"]) for i in fleet if i.get("HealthStatus") == "Unhealthy")
     if not unhealthy:
         return None
     severity, fail_open = _severity(len(unhealthy), len(fleet))
     return ImpairmentDetected(
-        impairment_id=make_impairment_id(group.workload, ASG_SOURCE, f"{group.arn}#health", window),
+        impairment_id=make_impairment_id(
+            group.workload, ASG_SOURCE, _in_account(f"{group.arn}#health", account_id), window
+        ),
         impairment_type=ImpairmentType.INSTANCE_FAILURE,
         severity=severity,
         workload=group.workload,
@@ -113,6 +147,7 @@ def unhealthy_instances(group: ProtectedGroup, window: datetime, now: datetime) 
             "fail_open": 1.0 if fail_open else 0.0,
         },
         scope=dict(group.owner.scope),
+        account_id=account_id,
     )
 
 
@@ -123,6 +158,7 @@ def unhealthy_targets(
     shared: bool,
     window: datetime,
     now: datetime,
+    account_id: str | None = None,
 ) -> ImpairmentDetected | None:
     """service_degradation of a target group of the group. A target group shared by several
     protected groups counts, for each, only the targets that are that group's instances."""
@@ -138,7 +174,9 @@ def unhealthy_targets(
         return None
     severity, fail_open = _severity(len(unhealthy), len(fleet))
     return ImpairmentDetected(
-        impairment_id=make_impairment_id(group.workload, ELB_SOURCE, f"{target_group_arn}#{group.name}", window),
+        impairment_id=make_impairment_id(
+            group.workload, ELB_SOURCE, _in_account(f"{target_group_arn}#{group.name}", account_id), window
+        ),
         impairment_type=ImpairmentType.SERVICE_DEGRADATION,
         severity=severity,
         workload=group.workload,
@@ -166,18 +204,20 @@ def unhealthy_targets(
             "fail_open": 1.0 if fail_open else 0.0,
         },
         scope={**group.owner.scope, "auto_scaling_group": group.name, "target_group_arn": target_group_arn},
+        account_id=account_id,
     )
 
 
 def sweep(
-    inventory: Inventory, swept_at: datetime, window_seconds: int, now: datetime
+    inventory: Inventory, swept_at: datetime, window_seconds: int, now: datetime, account_id: str | None = None
 ) -> tuple[Findings, dict[str, Any]]:
-    """Both sweeps over every protected group; (findings, a summary of what was looked at)."""
+    """Both sweeps over every protected group of one account (the inventory's; account_id names it
+    when it is a member); (findings, a summary of what was looked at)."""
     window = window_start(swept_at, window_seconds)
     groups = inventory.protected_groups()
     detected: list[ImpairmentDetected] = []
     for group in groups:
-        impairment = unhealthy_instances(group, window, now)
+        impairment = unhealthy_instances(group, window, now, account_id)
         if impairment is not None:
             detected.append(impairment)
 
@@ -190,12 +230,14 @@ def sweep(
         try:
             health = inventory.target_health(arn)
         except PermanentError as exc:  # e.g. deleted but still attached: the other groups still count
-            logger.error("target group not swept", target_group_arn=arn, error=str(exc), **exc.details)
+            logger.error(
+                "target group not swept", target_group_arn=arn, account=account_id, error=str(exc), **exc.details
+            )
             metrics.add_metric(name="SweepErrors", unit="Count", value=1)
             failed.append(arn)
             continue
         for group in its_groups:
-            impairment = unhealthy_targets(group, arn, health, len(its_groups) > 1, window, now)
+            impairment = unhealthy_targets(group, arn, health, len(its_groups) > 1, window, now, account_id)
             if impairment is not None:
                 detected.append(impairment)
 
@@ -212,26 +254,103 @@ def sweep(
 # --- the handler -----------------------------------------------------------------------------
 
 
+def accounts_in_order(members: list[str], swept_at: datetime) -> list[str | None]:
+    """This account (None) first, then the members, starting at one that turns every minute."""
+    if not members:
+        return [None]
+    start = int(swept_at.timestamp()) // 60 % len(members)
+    return [None, *members[start:], *members[:start]]
+
+
+def _remaining_ms(context: Any) -> float:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return float(remaining()) if callable(remaining) else float("inf")
+
+
+def _account_failed(account: str | None, reason: str, **details: Any) -> dict[str, Any]:
+    """One account that was not swept: logged with the account, counted, and said in the summary."""
+    label = account or "central"
+    logger.error("account not swept", account=label, error=reason, **details)
+    metrics.add_metric(name="SweepAccountFailed", unit="Count", value=1)
+    return {"account": label, "error": reason}
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def handler(event: Any, context: Any, inventory: Inventory | None = None, publisher: Any = None) -> dict[str, Any]:
-    """Entry point of the schedule. Input other than a scheduled event is logged and counted,
-    never raised; a transient AWS error is raised (the asynchronous retry runs the sweep again,
-    and gives the same ids within the window)."""
+def handler(
+    event: Any,
+    context: Any,
+    inventory: Inventory | None = None,
+    publisher: Any = None,
+    member_inventory: Callable[[str], Inventory] | None = None,
+) -> dict[str, Any]:
+    """Entry point of the schedule: sweeps this account, then every member account. Input other
+    than a scheduled event is logged and counted, never raised. An account that cannot be swept
+    is logged, counted and skipped; when none could be, SweepFailed is raised (the asynchronous
+    retry runs the sweep again, and gives the same ids within the window). `inventory` (this
+    account's) and `member_inventory` (a member's, by account) are for tests."""
     try:
         parsed = ScheduledEvent.model_validate(event)
     except ValidationError as exc:
         return reject(event, exc, "scheduled event")
 
+    from core import aws
+
     settings = load_settings("event_bus_name")
-    if inventory is None:
+    members = aws.member_accounts() or []
+
+    def inventory_of(account: str | None) -> Inventory:
+        if account is None and inventory is not None:
+            return inventory
+        if account is not None and member_inventory is not None:
+            return member_inventory(account)
         from detectors.resolve import AwsResolver
 
-        inventory = AwsResolver(settings.managed_tag, settings.configured_workloads())
-    findings, summary = sweep(inventory, parsed.time, settings.sweep_window_seconds, clock.utc_now())
+        return AwsResolver(settings.managed_tag, settings.configured_workloads(), account=account)
+
+    swept: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    errors: list[Exception] = []
+    detected: list[str] = []
+    for account in accounts_in_order(members, parsed.time):
+        if account is not None and _remaining_ms(context) < SWEEP_TIME_MARGIN_MS:
+            failed.append(_account_failed(account, "not started: too little time left in this invocation"))
+            continue
+        try:
+            findings, summary = sweep(
+                inventory_of(account), parsed.time, settings.sweep_window_seconds, clock.utc_now(), account
+            )
+        # Whatever fails in one account (its role, its throttling, its data) must not stop the
+        # sweep of the others; if every account fails, SweepFailed below still fails the invocation.
+        except Exception as exc:  # noqa: BLE001
+            details = exc.details if isinstance(exc, RecoveryError) else {"code": type(exc).__name__}
+            failed.append(_account_failed(account, str(exc), **details))
+            errors.append(exc)
+            continue
+        swept.append(summary)
+        if findings.detected:  # published now: a later account's failure or timeout cannot lose it
+            detected.extend(publish(findings, publisher, settings.event_bus_name)["detected"])
+
+    summary = {
+        "window_start": window_start(parsed.time, settings.sweep_window_seconds).isoformat(),
+        "accounts": len(swept),
+        "accounts_failed": failed,
+        "groups": sum(s["groups"] for s in swept),
+        "target_groups": sum(s["target_groups"] for s in swept),
+        "target_groups_failed": [arn for s in swept for arn in s["target_groups_failed"]],
+    }
     metrics.add_metric(name="SweptGroups", unit="Count", value=summary["groups"])
-    logger.info("sweep", **summary, impairments=len(findings.detected))
-    if not findings.detected:
-        return {"status": "healthy", "reason": findings.reason, **summary}
-    return {**publish(findings, publisher, settings.event_bus_name), **summary}
+    logger.info("sweep", **summary, impairments=len(detected))
+    if not swept:
+        said = "; ".join(f"{f['account']}: {f['error']}" for f in failed)
+        raise SweepFailed(f"no account could be swept: {said}", accounts_failed=failed) from (
+            errors[0] if errors else None
+        )
+    reason = (
+        f"swept {summary['accounts']} account(s), {summary['groups']} groups"
+        f" and {summary['target_groups']} target groups"
+    )
+    if not detected:
+        return {"status": "healthy", "reason": f"{reason}: all healthy", **summary}
+    return {"status": "published", "detected": detected, "reason": reason, **summary}

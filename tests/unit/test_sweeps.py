@@ -9,7 +9,7 @@ import pytest
 
 from core.contract import ImpairmentType, Severity
 from core.errors import PermanentError, TransientError
-from detectors.sweeps import handler, sweep, window_start
+from detectors.sweeps import SWEEP_TIME_MARGIN_MS, SweepFailed, accounts_in_order, handler, sweep, window_start
 from tests.builders import (
     WORKLOAD,
     FakeResolver,
@@ -249,3 +249,142 @@ def test_the_window_comes_from_the_environment(lambda_context, monkeypatch):
     monkeypatch.setenv("SWEEP_WINDOW_SECONDS", "900")
     response = handler(scheduled_event("2026-11-22T20:07:00Z"), lambda_context, inventory=healthy_world())
     assert response["window_start"] == "2026-11-22T20:00:00+00:00"
+
+
+# --- member accounts --------------------------------------------------------------------------
+
+MEMBER = "111122223333"
+OTHER_MEMBER = "444455556666"
+
+
+def test_an_impairment_of_a_member_carries_the_account_and_an_id_of_its_own():
+    # Given the same unhealthy world (same group names, same ARNs) in this account and in a member
+    here = run(unhealthy_world())
+    findings, _ = sweep(unhealthy_world(), SWEPT_AT, WINDOW, SWEPT_AT, account_id=MEMBER)
+
+    # Then the member's impairments name it, and none shares an id with this account's
+    assert {i.account_id for i in here} == {None}
+    assert {i.account_id for i in findings.detected} == {MEMBER}
+    assert len(findings.detected) == len(here) == 2
+    assert {i.impairment_id for i in here}.isdisjoint(i.impairment_id for i in findings.detected)
+    # and a member's ids are as stable within a window as this account's
+    again, _ = sweep(unhealthy_world(), SWEPT_AT + timedelta(minutes=1), WINDOW, SWEPT_AT, account_id=MEMBER)
+    assert sorted(i.impairment_id for i in again.detected) == sorted(i.impairment_id for i in findings.detected)
+
+
+def test_this_account_is_swept_first_and_the_members_in_an_order_that_turns_every_minute():
+    assert accounts_in_order([], SWEPT_AT) == [None]
+    minute = SWEPT_AT.replace(minute=0)  # 20:00: an even minute since the epoch
+    orders = [accounts_in_order([MEMBER, OTHER_MEMBER], minute + timedelta(minutes=m)) for m in range(3)]
+    assert orders == [[None, MEMBER, OTHER_MEMBER], [None, OTHER_MEMBER, MEMBER], [None, MEMBER, OTHER_MEMBER]]
+
+
+class Context:
+    """A Lambda context with a given time left."""
+
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+        self.function_name = "sweep"
+        self.memory_limit_in_mb = 256
+        self.invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sweep"
+        self.aws_request_id = "r"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def with_members(monkeypatch):
+    monkeypatch.setenv("EVENT_BUS_NAME", "bus")
+    monkeypatch.setenv("MEMBER_ROLE_NAME", "ImpairmentRecoveryMember")
+    monkeypatch.setenv("MEMBER_ACCOUNTS", f'["{MEMBER}", "{OTHER_MEMBER}"]')
+
+
+class Unreachable(FakeResolver):
+    """An account whose first look-up fails (its role cannot be assumed, throttling, a bug)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def protected_groups(self):
+        raise self.error
+
+
+def members_world(failing: dict[str, Exception]):
+    """Each member's inventory: unhealthy, or failing with the given error."""
+    return lambda account: Unreachable(failing[account]) if account in failing else unhealthy_world()
+
+
+def test_a_member_that_cannot_be_swept_is_skipped_and_the_others_are_swept(lambda_context, with_members):
+    # Given a member whose role cannot be assumed
+    denied = PermanentError("sts:AssumeRole failed: AccessDenied: not authorized", code="AccessDenied")
+    publisher = RecordingPublisher()
+
+    # When the sweep runs
+    response = handler(
+        scheduled_event(),
+        lambda_context,
+        inventory=healthy_world(),
+        publisher=publisher,
+        member_inventory=members_world({MEMBER: denied}),
+    )
+
+    # Then this account and the other member were swept, and what the other member has is published
+    assert response["status"] == "published"
+    assert response["accounts"] == 2
+    assert response["accounts_failed"] == [{"account": MEMBER, "error": str(denied)}]
+    details = [d for _, batch in publisher.published for d in batch]
+    assert {d.account_id for d in details} == {OTHER_MEMBER}
+    assert sorted(d.impairment_id for d in details) == sorted(response["detected"])
+
+
+def test_when_no_account_can_be_swept_the_invocation_fails(lambda_context, with_members):
+    throttled = TransientError("autoscaling:DescribeAutoScalingGroups failed: Throttling", code="Throttling")
+    publisher = RecordingPublisher()
+    own = FakeResolver(groups=[group(["Healthy"])], targets={TG: throttled})
+
+    with pytest.raises(SweepFailed, match=r"no account could be swept: central: .*Throttling") as error:
+        handler(
+            scheduled_event(),
+            lambda_context,
+            inventory=own,
+            publisher=publisher,
+            member_inventory=members_world({MEMBER: throttled, OTHER_MEMBER: ValueError("a bug")}),
+        )
+
+    assert error.value.__cause__ is throttled
+    failed = {f["account"]: f["error"] for f in error.value.details["accounts_failed"]}
+    assert failed == {"central": str(throttled), MEMBER: str(throttled), OTHER_MEMBER: "a bug"}
+    assert publisher.published == []
+
+
+def test_without_members_a_failure_of_this_account_still_fails_the_invocation(lambda_context, monkeypatch):
+    monkeypatch.setenv("EVENT_BUS_NAME", "bus")
+    denied = PermanentError("autoscaling:DescribeAutoScalingGroups failed: AccessDenied", code="AccessDenied")
+    broken = Unreachable(denied)
+    with pytest.raises(SweepFailed, match="central: autoscaling:DescribeAutoScalingGroups failed: AccessDenied"):
+        handler(scheduled_event(), lambda_context, inventory=broken, publisher=RecordingPublisher())
+
+
+def test_a_member_is_not_started_with_too_little_time_left(with_members):
+    # Given an invocation with less than the margin left after this account's sweep
+    started = []
+
+    def of(account: str):
+        started.append(account)
+        return unhealthy_world()
+
+    response = handler(
+        scheduled_event(),
+        Context(SWEEP_TIME_MARGIN_MS - 1),
+        inventory=unhealthy_world(),
+        publisher=RecordingPublisher(),
+        member_inventory=of,
+    )
+
+    # Then this account was swept and published; the members wait for the next run, counted as not swept
+    assert started == []
+    assert response["status"] == "published"
+    assert response["accounts"] == 1
+    assert sorted(f["account"] for f in response["accounts_failed"]) == [MEMBER, OTHER_MEMBER]
