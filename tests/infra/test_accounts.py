@@ -258,6 +258,7 @@ def test_central_functions_that_act_in_members_may_assume_the_member_role_and_kn
         "orchestration.verify.handler",
         "orchestration.check_guardrails.handler",
         "detectors.alarm.handler",
+        "detectors.sweeps.handler",
     ):
         function = central[functions[handler]]
         env = function["Properties"]["Environment"]["Variables"]
@@ -269,6 +270,22 @@ def test_central_functions_that_act_in_members_may_assume_the_member_role_and_kn
         function = central[functions[handler]]
         granted = _granted(cfn.role_statements(central, cfn.get_att(function["Properties"]["Role"])))
         assert "sts:AssumeRole" not in granted, handler
+
+
+def test_the_member_role_may_make_every_call_the_sweep_makes_in_a_member(templates):
+    # Given the calls the sweep function's role holds for its look-ups (detectors/sweeps.py and
+    # the AwsResolver it uses: DescribeAutoScalingGroups, DescribeTargetHealth)
+    central = templates["central"]
+    sweep = central[cfn.functions_by_handler(central)["detectors.sweeps.handler"]]
+    held = _granted(cfn.role_statements(central, cfn.get_att(sweep["Properties"]["Role"])))
+    looks = sorted(a for a in held if a.split(":", 1)[0] in {"autoscaling", "ec2", "elasticloadbalancing"})
+    assert looks == ["autoscaling:DescribeAutoScalingGroups", "elasticloadbalancing:DescribeTargetHealth"]
+
+    # Then the member role allows each of them on any resource (they support no resource-level permissions)
+    role_id, _ = _role(templates["member"], "RecoveryRole")
+    member_granted = _granted(cfn.role_statements(templates["member"], role_id))
+    for action in looks:
+        assert any(s["Resource"] == "*" and "Condition" not in s for s in member_granted.get(action, [])), action
 
 
 def test_without_members_nothing_of_this_is_in_the_template(synthesized):
