@@ -9,7 +9,11 @@ one raises the desired capacity by one). Rollback puts exactly those instances b
 decrementing the desired capacity again.
 
 kind "standby_group": scale a separate standby group (`standby_group`) up to `desired_capacity`,
-within its MaxSize. Rollback restores its desired capacity recorded before.
+within its MaxSize. Rollback restores its desired capacity recorded before. Both default to the
+impairment's scope (`standby_auto_scaling_group`, `standby_desired_capacity`): a region
+impairment seen from the standby region names the workload's standby there (detectors/
+region_probe.py), so one plan serves every workload. The group is in the region the function
+runs in: the standby region's stack brings up its own region's capacity.
 
 Every group changed must carry the managed tag.
 """
@@ -47,9 +51,23 @@ class Params(ActionParams):
         foreign = sorted({name for name in self.model_fields_set if name != "kind"} - _KIND_FIELDS[self.kind])
         if foreign:
             raise ValueError(f"{', '.join(foreign)} do not apply to kind {self.kind}")
-        if self.kind == "standby_group" and (not self.standby_group or self.desired_capacity is None):
-            raise ValueError("kind standby_group needs standby_group and desired_capacity")
         return self
+
+
+def _standby_target(ctx: Context) -> tuple[str, int]:
+    """The standby group and its desired capacity: the step's, else the impairment's scope's."""
+    scope = ctx.impairment.scope
+    name = ctx.params.standby_group or scope.get("standby_auto_scaling_group")
+    desired = ctx.params.desired_capacity
+    if desired is None and scope.get("standby_desired_capacity", "").isdigit():
+        desired = int(scope["standby_desired_capacity"])
+    if not name or not desired:
+        raise PermanentError(
+            "kind standby_group needs standby_group and desired_capacity (in the step, or the impairment's scope"
+            " standby_auto_scaling_group and standby_desired_capacity)",
+            impairment=ctx.impairment.impairment_id,
+        )
+    return name, desired
 
 
 def apply(ctx: Context) -> ActionResult:
@@ -75,7 +93,7 @@ def _raise_desired(ctx: Context) -> ActionResult:
     before = ctx.before
     if before is None:
         if ctx.params.kind == "standby_group":
-            name = ctx.params.standby_group
+            name, wanted = _standby_target(ctx)
         else:
             name = ctx.params.group or asg.group_name(client, ctx.impairment)
         group = asg.describe_group(client, name)
@@ -100,8 +118,8 @@ def _raise_desired(ctx: Context) -> ActionResult:
             before["target"] = desired + increment
             before["limited_by"] = [why for why, room in limits.items() if room <= increment < ctx.params.count]
         else:
-            before["target"] = max(desired, min(ctx.params.desired_capacity, max_size))
-            before["limited_by"] = [f"MaxSize {max_size}"] if ctx.params.desired_capacity > max_size else []
+            before["target"] = max(desired, min(wanted, max_size))
+            before["limited_by"] = [f"MaxSize {max_size}"] if wanted > max_size else []
         ctx.record_before(before)
 
     target = before["target"]

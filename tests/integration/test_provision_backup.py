@@ -348,8 +348,6 @@ def test_a_validation_error_is_permanent(store, lambda_context):
 @pytest.mark.parametrize(
     "params",
     [
-        {"kind": "standby_group", "standby_group": "backup"},
-        {"kind": "standby_group", "desired_capacity": 2},
         {"kind": "warm_pool", "desired_capacity": 2},
         {"kind": "standby_instances", "standby_group": "backup"},
         {"kind": "warm_pool", "count": 0},
@@ -360,6 +358,50 @@ def test_parameters_that_do_not_fit_the_kind_are_invalid(store, lambda_context, 
 
     with pytest.raises(InvalidInput):
         apply(workload, lambda_context, **params)
+
+
+def test_standby_group_and_capacity_default_to_the_impairments_scope(store, lambda_context):
+    # Given a region impairment seen from the standby region: its scope names the standby group
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
+    impairment = workload.impairment_of().model_copy(
+        update={
+            "scope": {
+                "auto_scaling_group": standby.group_name,
+                "standby_auto_scaling_group": standby.group_name,
+                "standby_desired_capacity": "2",
+            }
+        }
+    )
+
+    # When the plan's step names neither
+    applied = provision_backup.apply_handler(
+        action_event(impairment, "provision_backup", params={"kind": "standby_group"}), lambda_context
+    )
+
+    # Then the scope's standby group is scaled to the scope's capacity
+    assert applied["targets"] == [standby.group_name]
+    assert standby.desired_capacity() == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"kind": "standby_group", "standby_group": "web-api-standby"}, {"kind": "standby_group", "desired_capacity": 2}],
+)
+def test_standby_group_without_a_group_or_a_capacity_anywhere_is_refused_and_changes_nothing(
+    store, lambda_context, params
+):
+    # Given a standby group, and an impairment whose scope does not name a standby
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
+
+    # When the step lacks the group or the capacity, it fails permanently (rolled back, escalated)
+    with pytest.raises(PermanentError, match="standby_group and desired_capacity"):
+        apply(workload, lambda_context, **params)
+
+    # And nothing changed
+    assert standby.desired_capacity() == 0
+    assert workload.desired_capacity() == 3
 
 
 @pytest.mark.parametrize("kind", ["warm_pool", "standby_instances"])
