@@ -3,8 +3,14 @@
 Checks, for what the impairment's scope names: its Auto Scaling group has as many healthy
 in-service instances as its desired capacity and none of the impaired instances in service; its
 target group's registered targets are healthy; its ECS service runs its desired count with its
-newest deployment completed; its database is available. A few describe calls per attempt; the
-state machine waits between attempts and gives up after the plan's max_attempts.
+newest deployment completed; its database is available; after a DNS failover, its standby record
+is the one Route 53 answers with. A few describe calls per attempt; the state machine waits
+between attempts and gives up after the plan's max_attempts.
+
+A regional failover runs in the standby region's stack, and the impairment's scope names the
+standby group there (detectors/region_probe.py): "healthy again" is then the standby group
+serving at its desired capacity in the new region, and the DNS pointing at it. Nothing is asked
+of the impaired region.
 """
 
 from __future__ import annotations
@@ -97,6 +103,8 @@ def check(
                 "not_healthy": unhealthy,
             }
         )
+    if "failover" in actions:
+        checks.extend(_dns_checks(impairment.scope, account))
     checks.extend(_service_checks(impairment.scope, account))
     checks.extend(_database_checks(impairment.scope, account))
     if not checks:
@@ -114,6 +122,45 @@ def _zone_name(zone: str | None, account: str | None = None) -> str | None:
     except Exception as exc:
         raise classify_client_error(exc, "ec2:DescribeAvailabilityZones") from exc
     return zones[0]["ZoneName"] if zones else zone
+
+
+def _dns_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:
+    """After a DNS failover: the standby's record is the one in use (failover routing: it is
+    PRIMARY; weighted: it has weight and the old primary none)."""
+    zone, name = scope.get("dns_hosted_zone_id"), scope.get("dns_record_name")
+    primary_id, standby_id = scope.get("dns_primary_set"), scope.get("dns_secondary_set")
+    if not (zone and name and primary_id and standby_id):
+        return []
+    wanted = name.rstrip(".").lower() + "."
+    record_type = scope.get("dns_record_type", "A")
+    try:
+        found = aws.client("route53", max_attempts=1, account=account).list_resource_record_sets(
+            HostedZoneId=zone, StartRecordName=wanted, StartRecordType=record_type, MaxItems="20"
+        )["ResourceRecordSets"]
+    except Exception as exc:
+        raise classify_client_error(exc, "route53:ListResourceRecordSets") from exc
+    sets = {
+        r.get("SetIdentifier"): r
+        for r in found
+        if r["Name"].lower() == wanted and r["Type"] == record_type and r.get("SetIdentifier")
+    }
+    primary, standby = sets.get(primary_id), sets.get(standby_id)
+    if standby is None:
+        serving = False
+    elif "Failover" in standby:
+        serving = standby["Failover"] == "PRIMARY"
+    else:
+        serving = standby.get("Weight", 0) > 0 and (primary is None or primary.get("Weight", 0) == 0)
+    return [
+        {
+            "check": "dns_failover",
+            "record": wanted,
+            "passed": serving,
+            "standby": {k: standby.get(k) for k in ("SetIdentifier", "Failover", "Weight") if k in standby}
+            if standby
+            else None,
+        }
+    ]
 
 
 def _service_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:

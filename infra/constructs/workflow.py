@@ -68,6 +68,7 @@ class RecoveryWorkflow(Construct):
                 "rds:DescribeDBInstances",
                 "rds:DescribeDBClusters",
                 "ec2:DescribeAvailabilityZones",
+                "route53:ListResourceRecordSets",
             ],
             managed_tag,
         )
