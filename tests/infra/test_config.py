@@ -89,6 +89,7 @@ def test_shipped_configuration_is_valid():
         "fail-over-database",
         "restart-crashed-container",
         "fail-over-region",
+        "fail-over-to-standby-region",
         "replace-failed-instance",
         "surge-and-replace-unhealthy",
     ]
