@@ -164,6 +164,65 @@ def test_verify_stops_retrying_when_the_plans_time_box_is_over(store, lambda_con
     assert next(c for c in result["checks"] if c["check"] == "time_box")["passed"] is False
 
 
+def _failover_records(zone_id: str, primary_role: str, standby_role: str) -> None:
+    route53 = boto3.client("route53", region_name=REGION)
+    changes = [
+        {
+            "Action": "UPSERT",
+            "ResourceRecordSet": {
+                "Name": "api.example.com.",
+                "Type": "A",
+                "TTL": 60,
+                "SetIdentifier": set_id,
+                "Failover": role,
+                "ResourceRecords": [{"Value": address}],
+            },
+        }
+        for set_id, role, address in (
+            ("web-api-primary", primary_role, "192.0.2.10"),
+            ("web-api-standby", standby_role, "198.51.100.10"),
+        )
+    ]
+    route53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
+
+
+def test_verify_after_a_dns_failover_passes_only_once_the_standby_record_is_primary(store, lambda_context):
+    # Given a regional failover's impairment: the standby group and the DNS records in its scope
+    standby = build_workload("web-api-standby", min_size=0, desired=2)
+    zone_id = (
+        boto3.client("route53", region_name=REGION)
+        .create_hosted_zone(Name="example.com", CallerReference="verify-dns")["HostedZone"]["Id"]
+        .split("/")[-1]
+    )
+    scope = {
+        "auto_scaling_group": standby.group_name,
+        "dns_hosted_zone_id": zone_id,
+        "dns_record_name": "api.example.com",
+        "dns_record_type": "A",
+        "dns_primary_set": "web-api-primary",
+        "dns_secondary_set": "web-api-standby",
+    }
+    model = standby.impairment_of().model_copy(update={"scope": scope})
+    event = verify_event(model)
+    event["plan"]["steps"] = [{"index": 0, "action": "provision_backup"}, {"index": 1, "action": "failover"}]
+
+    # When the records still send traffic to the old primary
+    _failover_records(zone_id, "PRIMARY", "SECONDARY")
+    before = verify.handler(event, lambda_context)
+
+    # Then the standby's capacity passes but the DNS check does not
+    checks = {c["check"]: c for c in before["checks"]}
+    assert checks["group_capacity"]["passed"] is True
+    assert checks["dns_failover"]["passed"] is False
+    assert before["healthy"] is False
+
+    # And once the standby's record is PRIMARY, it is healthy
+    _failover_records(zone_id, "SECONDARY", "PRIMARY")
+    after = verify.handler(event, lambda_context)
+    assert after["healthy"] is True
+    assert {c["check"]: c["passed"] for c in after["checks"]}["dns_failover"] is True
+
+
 # --- prepare rollback -----------------------------------------------------------------------
 
 
