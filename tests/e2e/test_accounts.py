@@ -134,6 +134,29 @@ def test_the_cross_account_drill_recovers_a_member_workload_from_the_central_acc
     assert central_groups == [], "nothing was built or changed in the central account"
 
 
+def test_the_sweep_drill_finds_a_member_workloads_unhealthy_target_from_the_central_account(synthesized):
+    # Given web-api in a member account, one of whose targets fails its health check with no alarm
+    from recoveryctl import drill, scenario
+
+    with drill.Drill(scenario.load("cross-account-sweep"), synthesized.template_path) as run:
+        report = run.run()
+        (execution,) = run.emulator.executions()
+        first = run.emulator.history(execution["executionArn"])[0]
+        started = json.loads(first["executionStartedEventDetails"]["input"])
+        sweeps = [i.result for i in run.emulator.invocations if "Sweep" in i.function]
+        central_groups = run.emulator.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+
+    # Then the central account's sweep found it in the member, and it was recovered there
+    assert report["expectation_met"] and report["outcome"] == "recovered"
+    assert [(s["accounts"], s["accounts_failed"]) for s in sweeps] == [(2, [])]
+    assert started["impairment"]["account_id"] == MEMBER
+    assert started["impairment"]["impairment_type"] == "service_degradation"
+    (failed,) = report["workload"]["impaired_instances"]
+    assert failed not in report["workload"]["after"]["in_service"]
+    assert len(report["workload"]["after"]["in_service"]) == 3
+    assert central_groups == [], "nothing was built or changed in the central account"
+
+
 def test_the_cross_account_drill_from_an_unknown_account_changes_nothing(synthesized):
     from recoveryctl import drill, scenario
 
