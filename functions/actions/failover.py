@@ -22,25 +22,64 @@ cluster to the writer recorded before, an instance by another forced failover if
 in the Availability Zone recorded before. The failover itself takes RDS 35-120 s; the action
 returns once RDS has accepted it and the workflow's verification waits.
 
+kind "routing_control": two Amazon Application Recovery Controller (ARC) routing controls, the
+primary's and the standby's. Why: Route 53's control plane, which a "dns" failover calls, is in
+us-east-1, so when that Region is the impaired one the record change may fail; routing control
+states live on an ARC cluster's data plane, five Regional endpoints of which at least three answer
+at any time, and Route 53 health checks tied to the routing controls move the traffic. How: both
+states are read (GetRoutingControlState) and recorded before anything changes, then one
+UpdateRoutingControlStates call sets the standby On and the primary Off: one transaction, so there
+is never a moment with both Off (ARC's assertion rules, if the control panel has them, are checked
+against the two together). Already standby On and primary Off: "unchanged", no update. The
+endpoints: a client per endpoint (its URL and Region, no SDK retries, short timeouts), tried in
+turn starting at a random one (AWS's advice: spread the load, and endpoints cycle through
+maintenance) and rotating through the list; a call that got an answer keeps that endpoint for the
+next call. An endpoint that does not connect, times out, answers 5xx, ThrottlingException or
+EndpointTemporarilyUnavailableException makes the call go to the next one; when none answers (or
+the time budget is spent) the step fails with TransientError and the state machine retries it.
+ConflictException (a safety rule blocks the change) is ActionRefused naming the routing controls
+and what ARC named; AccessDeniedException, ResourceNotFoundException, ValidationException and
+ServiceLimitExceededException are permanent. `safety_rules_to_override` lists the safety rules the
+plan deliberately overrides ("break glass"); empty by default. Rollback restores the two states
+recorded before, exactly, in one call, if the routing controls are still as the failover left them;
+if someone changed them since, they are left as they are. Opt-in: routing controls cannot carry the
+managed tag at this data plane (route53-recovery-cluster has no tag condition key), so the opt-in is
+the plan itself: it names both routing controls and the cluster's endpoints (never taken from the
+impairment's scope), and the role may reach routing controls of its own account only.
+
 Targets come from the step's params, else from the impairment's scope (dns_hosted_zone_id,
-dns_record_name, dns_record_type, dns_primary_set, dns_secondary_set; db_cluster, db_instance).
+dns_record_name, dns_record_type, dns_primary_set, dns_secondary_set; db_cluster, db_instance);
+a routing_control step's only from its params.
 """
 
 from __future__ import annotations
 
+import random
 import re
-from typing import Any, Literal
+import time
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from actions import aws_calls
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
+from actions.base import ActionParams, ActionResult, ActionSpec, Context, IamGrant, handlers, result_of
+from core import aws
 from core.errors import ActionRefused, PermanentError, TransientError
 
 NAME = "failover"
 
 _DNS_FIELDS = ("hosted_zone_id", "record_name", "record_type", "primary_set_identifier", "secondary_set_identifier")
 _DB_FIELDS = ("db_instance_identifier", "db_cluster_identifier", "target_db_instance_identifier")
+_RC_FIELDS = (
+    "primary_routing_control_arn",
+    "standby_routing_control_arn",
+    "cluster_endpoints",
+    "safety_rules_to_override",
+)
+# arn:aws:route53-recovery-control::111122223333:controlpanel/<32 hex>/routingcontrol/<16 hex>
+_CONTROL_PANEL_ARN = r"arn:aws[-a-z]*:route53-recovery-control::\d{12}:controlpanel/[0-9a-f]{1,64}"
+_ROUTING_CONTROL_ARN = rf"^{_CONTROL_PANEL_ARN}/routingcontrol/[0-9a-z]{{1,64}}$"
+_SAFETY_RULE_ARN = rf"^{_CONTROL_PANEL_ARN}/safetyrule/[0-9a-z]{{1,64}}$"
 _DB_ID = r"^[A-Za-z][A-Za-z0-9-]{0,62}$"
 # More than this share of Route 53's checkers reporting success means healthy (Route 53's rule).
 _HEALTHY_SHARE = 0.18
@@ -75,8 +114,19 @@ _CLUSTER_BUSY = frozenset(
 )
 
 
+class ClusterEndpoint(BaseModel):
+    """One Regional endpoint of an ARC cluster (DescribeCluster's ClusterEndpoints: Endpoint, Region)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str = Field(
+        validation_alias=AliasChoices("endpoint", "Endpoint"), pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?$"
+    )
+    region: str = Field(validation_alias=AliasChoices("region", "Region"), pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
 class Params(ActionParams):
-    kind: Literal["dns", "database"]
+    kind: Literal["dns", "database", "routing_control"]
     # dns (each defaults to the impairment's scope)
     hosted_zone_id: str | None = Field(default=None, pattern=r"^(/hostedzone/)?[A-Z0-9]{1,32}$")
     record_name: str | None = Field(default=None, min_length=1, max_length=1024)
@@ -93,21 +143,57 @@ class Params(ActionParams):
     target_db_instance_identifier: str | None = Field(
         default=None, pattern=_DB_ID, description="cluster only: the reader to promote (default: RDS chooses)"
     )
+    # routing_control (only from the params: naming them in the plan is the opt-in)
+    primary_routing_control_arn: str | None = Field(default=None, pattern=_ROUTING_CONTROL_ARN)
+    standby_routing_control_arn: str | None = Field(default=None, pattern=_ROUTING_CONTROL_ARN)
+    cluster_endpoints: list[ClusterEndpoint] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=5,
+        description="the ARC cluster's ClusterEndpoints, as DescribeCluster returns them",
+    )
+    safety_rules_to_override: list[Annotated[str, Field(pattern=_SAFETY_RULE_ARN)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="ARNs of safety rules the change may override (break glass); none by default",
+    )
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> Params:
-        other = _DB_FIELDS if self.kind == "dns" else _DNS_FIELDS
-        given = [name for name in other if getattr(self, name) is not None]
+        other = {
+            "dns": _DB_FIELDS + _RC_FIELDS,
+            "database": _DNS_FIELDS + _RC_FIELDS,
+            "routing_control": _DNS_FIELDS + _DB_FIELDS,
+        }[self.kind]
+        given = [name for name in other if getattr(self, name) not in (None, [])]
+        if self.kind == "routing_control":
+            # dns settings that have defaults: refused when a routing_control step sets them
+            given += [n for n in ("standby_weight", "require_healthy_standby") if n in self.model_fields_set]
         if given:
             raise ValueError(f"kind {self.kind!r} does not take {', '.join(given)}")
         if self.db_instance_identifier and (self.db_cluster_identifier or self.target_db_instance_identifier):
             raise ValueError("give db_instance_identifier, or db_cluster_identifier (with an optional target)")
+        if self.kind == "routing_control":
+            missing = [
+                n
+                for n in ("primary_routing_control_arn", "standby_routing_control_arn", "cluster_endpoints")
+                if getattr(self, n) is None
+            ]
+            if missing:
+                raise ValueError(f"kind 'routing_control' needs {', '.join(missing)}")
+            if self.primary_routing_control_arn == self.standby_routing_control_arn:
+                raise ValueError("the primary and standby routing controls must differ")
+            urls = [e.endpoint for e in self.cluster_endpoints or []]
+            if len(set(urls)) != len(urls):
+                raise ValueError("cluster_endpoints names an endpoint twice")
         return self
 
 
 def apply(ctx: Context) -> ActionResult:
     if ctx.params.kind == "dns":
         return _dns_apply(ctx)
+    if ctx.params.kind == "routing_control":
+        return _rc_apply(ctx)
     return _database_apply(ctx)
 
 
@@ -118,6 +204,8 @@ def rollback(ctx: Context) -> ActionResult:
         return ctx.result("rollback", "unchanged", [], message="nothing was applied")
     if before.get("kind") == "dns":
         return _dns_rollback(ctx, before)
+    if before.get("kind") == "routing_control":
+        return _rc_rollback(ctx, before)
     if before.get("db_cluster"):
         return _cluster_rollback(ctx, before)
     return _instance_rollback(ctx, before)
@@ -363,6 +451,234 @@ def _dns_state(pair: list[Any]) -> dict[str, Any]:
 
 def _dns_label(before: dict[str, Any]) -> str:
     return f"{before['hosted_zone_id']}/{_normal_name(before['record_name'])}/{before['record_type']}"
+
+
+# --- ARC routing controls -------------------------------------------------------------------
+
+_CLUSTER_SERVICE = "route53-recovery-cluster"
+# Answers after which the next endpoint is tried: this endpoint cannot serve now. (5xx answers and
+# connection failures are classified transient already.)
+_NEXT_ENDPOINT_CODES = ("EndpointTemporarilyUnavailableException", "ThrottlingException", "InternalServerException")
+# Per endpoint, seconds: fail fast, so that trying all five fits in one invocation (60 s).
+_CONNECT_TIMEOUT, _READ_TIMEOUT = 2, 5
+# Every call of one step on the cluster, the endpoints tried included, within this budget.
+_CLUSTER_BUDGET_SECONDS = 40.0
+_FAILED_OVER = {"primary": "Off", "standby": "On"}
+
+
+def _first_endpoint(count: int) -> int:
+    """Where the rotation through the endpoints starts: at random, as AWS advises."""
+    return random.randrange(count)
+
+
+def _cluster_client(endpoint: str, region: str, credentials: dict[str, Any] | None) -> Any:
+    """A client of one cluster endpoint: its URL and Region, no SDK retries (the next endpoint,
+    then the state machine, is the retry); `credentials` of a member account, or None."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        # total_max_attempts, not max_attempts: botocore reads max_attempts as retries after the first
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=_CONNECT_TIMEOUT,
+        read_timeout=_READ_TIMEOUT,
+        user_agent_extra="impairment-recovery",
+    )
+    keys = (
+        {
+            "aws_access_key_id": credentials["AccessKeyId"],
+            "aws_secret_access_key": credentials["SecretAccessKey"],
+            "aws_session_token": credentials["SessionToken"],
+        }
+        if credentials
+        else {}
+    )
+    return boto3.client(_CLUSTER_SERVICE, endpoint_url=endpoint, region_name=region, config=config, **keys)
+
+
+class _Cluster:
+    """The Regional endpoints of one ARC cluster, tried in turn for every call."""
+
+    def __init__(self, endpoints: list[ClusterEndpoint], account: str | None) -> None:
+        self._endpoints = list(endpoints)
+        # Clients are made only for the endpoints tried.
+        self._clients: dict[int, Any] = {}
+        # A member account's routing controls are reached with its member role, as other calls are.
+        self._credentials = None if not account or account == aws.own_account() else aws._member_credentials(account)
+        self._next = _first_endpoint(len(self._endpoints))
+        self._deadline = time.monotonic() + _CLUSTER_BUDGET_SECONDS
+
+    def call(self, operation: str, label: str, **kwargs: Any) -> Any:
+        """`operation` at the first endpoint that answers, starting at the one that answered last."""
+        failures: list[str] = []
+        count = len(self._endpoints)
+        for offset in range(count):
+            if time.monotonic() >= self._deadline:
+                failures.append(f"the time budget of {_CLUSTER_BUDGET_SECONDS:.0f} s is spent")
+                break
+            index = (self._next + offset) % count
+            endpoint = self._endpoints[index]
+            if index not in self._clients:
+                self._clients[index] = _cluster_client(endpoint.endpoint, endpoint.region, self._credentials)
+            client = self._clients[index]
+            try:
+                response = aws_calls.call(client, operation, transient_codes=_NEXT_ENDPOINT_CODES, **kwargs)
+            except TransientError as exc:
+                failures.append(f"{endpoint.region} ({endpoint.endpoint}): {exc}")
+                continue
+            except PermanentError as exc:
+                from botocore.exceptions import HTTPClientError
+
+                if isinstance(exc.__cause__, HTTPClientError):
+                    # The connection broke before an answer (closed, read timeout): not an answer.
+                    failures.append(f"{endpoint.region} ({endpoint.endpoint}): {exc}")
+                    continue
+                raise _cluster_error(exc, label) from exc
+            self._next = index
+            return response
+        api = f"{_CLUSTER_SERVICE}:{_api_name(operation)}"
+        raise TransientError(
+            f"{label}: no endpoint of the ARC cluster answered {api}: {'; '.join(failures)}",
+            operation=api,
+            code="NoClusterEndpointAnswered",
+        )
+
+
+def _api_name(operation: str) -> str:
+    return "".join(part.capitalize() for part in operation.split("_"))
+
+
+def _cluster_error(exc: PermanentError, label: str) -> PermanentError:
+    """An answer the cluster gave, the same from every endpoint: a refusal naming what ARC named."""
+    response = getattr(exc.__cause__, "response", None) or {}
+    code = exc.details.get("code")
+    if code != "ConflictException":
+        return PermanentError(f"{label}: {exc}", **exc.details)
+    message = response.get("Error", {}).get("Message") or str(exc)
+    resource = " ".join(str(response[k]) for k in ("resourceType", "resourceId") if response.get(k))
+    return ActionRefused(
+        f"{label}: ARC refused the change, a safety rule blocks it: {message}"
+        + (f" ({resource})" if resource else "")
+        + "; to override a rule deliberately, name it in the step's safety_rules_to_override",
+        **exc.details,
+        resource=resource or None,
+    )
+
+
+def _rc_read(cluster: _Cluster, arn: str, label: str) -> dict[str, Any]:
+    response = cluster.call("get_routing_control_state", label, RoutingControlArn=arn)
+    return {"arn": arn, "name": response.get("RoutingControlName"), "state": response["RoutingControlState"]}
+
+
+def _rc_states(before: dict[str, Any]) -> dict[str, str]:
+    return {"primary": before["primary"]["state"], "standby": before["standby"]["state"]}
+
+
+def _rc_current(cluster: _Cluster, before: dict[str, Any]) -> dict[str, str]:
+    label = _rc_label(before)
+    return {role: _rc_read(cluster, before[role]["arn"], label)["state"] for role in ("primary", "standby")}
+
+
+def _rc_label(before: dict[str, Any]) -> str:
+    def named(role: str) -> str:
+        control = before[role]
+        return f"{control.get('name') or control['arn'].rsplit('/', 1)[-1]} ({control['arn']})"
+
+    return f"routing controls {named('primary')} (primary) and {named('standby')} (standby)"
+
+
+def _rc_update(cluster: _Cluster, before: dict[str, Any], states: dict[str, str], overrides: list[str]) -> None:
+    """One UpdateRoutingControlStates call: one transaction, so the two never change apart."""
+    entries = [
+        {"RoutingControlArn": before[role]["arn"], "RoutingControlState": states[role]}
+        for role in sorted(("primary", "standby"), key=lambda role: states[role] != "On")  # On first
+    ]
+    kwargs: dict[str, Any] = {"UpdateRoutingControlStateEntries": entries}
+    if overrides:
+        kwargs["SafetyRulesToOverride"] = list(overrides)
+    cluster.call("update_routing_control_states", _rc_label(before), **kwargs)
+
+
+def _rc_apply(ctx: Context) -> ActionResult:
+    params = ctx.params
+    cluster = _Cluster(params.cluster_endpoints, ctx.impairment.account_id)
+    before = ctx.before
+    if before is None:
+        arns = {"primary": params.primary_routing_control_arn, "standby": params.standby_routing_control_arn}
+        label = _rc_label({role: {"arn": arn} for role, arn in arns.items()})
+        before = {"kind": "routing_control", **{role: _rc_read(cluster, arn, label) for role, arn in arns.items()}}
+        ctx.record_before(before)
+        current = _rc_states(before)
+    else:
+        current = _rc_current(cluster, before)
+    label = _rc_label(before)
+    original = _rc_states(before)
+    targets = [before["primary"]["arn"], before["standby"]["arn"]]
+    if current == _FAILED_OVER:
+        return ctx.result(
+            "apply",
+            "changed" if original != _FAILED_OVER else "unchanged",
+            targets,
+            before=before,
+            after=current,
+            message=f"{label}: traffic already goes to the standby (standby On, primary Off)",
+        )
+    if current != original:
+        raise ActionRefused(
+            f"{label}: the routing control states changed since they were recorded ({original} then, {current} "
+            "now); not overwriting them"
+        )
+    if not ctx.dry_run:
+        _rc_update(cluster, before, _FAILED_OVER, params.safety_rules_to_override)
+    return ctx.result(
+        "apply",
+        result_of(ctx, True),
+        targets,
+        before=before,
+        after=current if ctx.dry_run else dict(_FAILED_OVER),
+        message=f"{label}: standby On and primary Off in one update (they were {original})",
+    )
+
+
+def _rc_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
+    params = ctx.params
+    if params.kind != "routing_control":
+        raise PermanentError(f"the step's params are of kind {params.kind!r}: they name no ARC cluster to fail back on")
+    cluster = _Cluster(params.cluster_endpoints, ctx.impairment.account_id)
+    label = _rc_label(before)
+    original = _rc_states(before)
+    targets = [before["primary"]["arn"], before["standby"]["arn"]]
+    current = _rc_current(cluster, before)
+    if current == original:
+        # Nothing was changed, or a retry of this rollback finds its own work done.
+        return ctx.result(
+            "rollback",
+            "changed" if ctx.before else "unchanged",
+            targets,
+            before=current,
+            after=current,
+            message=f"{label}: the routing control states are as they were before the failover ({original})",
+        )
+    if current != _FAILED_OVER:
+        return ctx.result(
+            "rollback",
+            "unchanged",
+            targets,
+            before=current,
+            after=current,
+            message=f"{label}: the routing control states were changed by someone else since the failover "
+            f"({current}); left as they are",
+        )
+    ctx.record_before(dict(current))
+    _rc_update(cluster, before, original, params.safety_rules_to_override)
+    return ctx.result(
+        "rollback",
+        "changed",
+        targets,
+        before=current,
+        after=original,
+        message=f"{label}: restored the states recorded before the failover ({original})",
+    )
 
 
 # --- databases ------------------------------------------------------------------------------
@@ -613,7 +929,9 @@ def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
 
 SPEC = ActionSpec(
     name=NAME,
-    description="Fail over to the standby: Route 53 records, an RDS Multi-AZ instance or a DB cluster",
+    description=(
+        "Fail over to the standby: Route 53 records, ARC routing controls, an RDS Multi-AZ instance or a DB cluster"
+    ),
     params=Params,
     iam_actions=(
         "route53:ListResourceRecordSets",
@@ -627,6 +945,17 @@ SPEC = ActionSpec(
     ),
     # Route 53 has no resource-tag condition key: the action checks the zone's tag itself.
     iam_actions_without_tag_condition=("route53:ChangeResourceRecordSets",),
+    # ARC's cluster data plane has no tag condition key either: routing controls of this account
+    # only, and the action changes only the two a plan names (the opt-in). Overriding safety rules
+    # is allowed (no AllowSafetyRulesOverrides condition) because a plan may list rules to override.
+    iam_grants=(
+        IamGrant(
+            actions=(f"{_CLUSTER_SERVICE}:GetRoutingControlState", f"{_CLUSTER_SERVICE}:UpdateRoutingControlStates"),
+            resources=(
+                "arn:${AWS::Partition}:route53-recovery-control::${AWS::AccountId}:controlpanel/*/routingcontrol/*",
+            ),
+        ),
+    ),
     apply=apply,
     rollback=rollback,
 )
