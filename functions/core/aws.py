@@ -1,10 +1,12 @@
 """boto3 clients, created lazily (never at import, so tests under moto see them) and reused
 across invocations of a warm Lambda.
 
-Account-aware: a client for a member account (client(service, account="111122223333")) uses the
-credentials of the member role there (MEMBER_ROLE_NAME, deployed by infra/member_stack.py),
-assumed through STS and kept until shortly before they expire. This function's own account, or
-no account, gives a client of the function's own credentials.
+Account- and region-aware: a client for a member account (client(service, account="111122223333"))
+uses the credentials of the member role there (MEMBER_ROLE_NAME, deployed by
+infra/member_stack.py), assumed through STS and kept until shortly before they expire. This function's own account, or
+no account, gives a client of the function's own credentials. A region, when given, is the
+client's (the region probe describes its workloads' groups in their region); none is the
+function's own.
 """
 
 from __future__ import annotations
@@ -21,47 +23,65 @@ SESSION_NAME = "impairment-recovery"
 # Credentials are renewed this long before they expire, so no call runs with expiring ones.
 REFRESH_BEFORE = timedelta(minutes=5)
 
-_clients: dict[tuple[str, int], Any] = {}
-# (service, max_attempts, account) -> (the credentials it was made with, the client)
-_member_clients: dict[tuple[str, int, str], tuple[dict[str, Any], Any]] = {}
+# (service, max_attempts, region, timeouts) -> the client
+_clients: dict[tuple[str, int, str | None, tuple[int, int]], Any] = {}
+# (service, max_attempts, region, timeouts, account) -> (the credentials it was made with, the client)
+_member_clients: dict[tuple[str, int, str | None, tuple[int, int], str], tuple[dict[str, Any], Any]] = {}
 _credentials: dict[str, dict[str, Any]] = {}
 _identity: dict[str, str] = {}
 
 
-def _config(max_attempts: int) -> Any:
+# (connect, read) seconds of every client unless a caller asks for others.
+DEFAULT_TIMEOUTS = (5, 20)
+
+
+def _config(max_attempts: int, timeouts: tuple[int, int] = DEFAULT_TIMEOUTS) -> Any:
     from botocore.config import Config
 
     return Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
-        connect_timeout=5,
-        read_timeout=20,
+        # total_max_attempts: botocore reads `max_attempts` as the retries after the first attempt,
+        # so max_attempts=1 would make two attempts where this module promises one.
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        connect_timeout=timeouts[0],
+        read_timeout=timeouts[1],
         user_agent_extra="impairment-recovery",
     )
 
 
-def client(service: str, *, max_attempts: int = 3, account: str | None = None) -> Any:
-    """A client with botocore's standard retry mode, in `account` (None: this function's own).
+def client(
+    service: str,
+    *,
+    max_attempts: int = 3,
+    account: str | None = None,
+    region: str | None = None,
+    timeouts: tuple[int, int] = DEFAULT_TIMEOUTS,
+) -> Any:
+    """A client with botocore's standard retry mode, in `account` (None: this function's own) and
+    `region` (None: the function's own), with (connect, read) `timeouts` in seconds.
 
     Recovery actions pass max_attempts=1: retries there belong to one layer, the state machine,
-    which retries TransientError with backoff and jitter.
+    which retries TransientError with backoff and jitter. The region probe passes another region
+    and short timeouts: an impaired region must cost it seconds, not the default's minute.
     """
     import boto3
 
+    options: dict[str, Any] = {"region_name": region} if region else {}
     if not account or account == own_account():
-        key = (service, max_attempts)
+        key = (service, max_attempts, region, timeouts)
         if key not in _clients:
-            _clients[key] = boto3.client(service, config=_config(max_attempts))
+            _clients[key] = boto3.client(service, config=_config(max_attempts, timeouts), **options)
         return _clients[key]
     credentials = _member_credentials(account)
-    member_key = (service, max_attempts, account)
+    member_key = (service, max_attempts, region, timeouts, account)
     cached = _member_clients.get(member_key)
     if cached is None or cached[0] is not credentials:
         made = boto3.client(
             service,
-            config=_config(max_attempts),
+            config=_config(max_attempts, timeouts),
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],
+            **options,
         )
         cached = _member_clients[member_key] = (credentials, made)
     return cached[1]
