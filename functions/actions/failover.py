@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import random
 import re
-import time
+from time import monotonic
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
@@ -506,14 +506,14 @@ class _Cluster:
         # A member account's routing controls are reached with its member role, as other calls are.
         self._credentials = None if not account or account == aws.own_account() else aws._member_credentials(account)
         self._next = _first_endpoint(len(self._endpoints))
-        self._deadline = time.monotonic() + _CLUSTER_BUDGET_SECONDS
+        self._deadline = monotonic() + _CLUSTER_BUDGET_SECONDS
 
     def call(self, operation: str, label: str, **kwargs: Any) -> Any:
         """`operation` at the first endpoint that answers, starting at the one that answered last."""
         failures: list[str] = []
         count = len(self._endpoints)
         for offset in range(count):
-            if time.monotonic() >= self._deadline:
+            if monotonic() >= self._deadline:
                 failures.append(f"the time budget of {_CLUSTER_BUDGET_SECONDS:.0f} s is spent")
                 break
             index = (self._next + offset) % count

@@ -252,6 +252,23 @@ def test_when_no_endpoint_answers_the_step_is_transient_and_nothing_is_recorded(
     assert store.get_action(model().impairment_id, 0, "apply") is None
 
 
+def test_the_endpoints_are_tried_within_a_time_budget(store, cluster, lambda_context, monkeypatch):
+    # Given every try at an endpoint takes 25 s (a clock that moves 25 s each time it is read) and
+    # the first endpoint is unavailable
+    clock = iter(range(0, 10_000, 25))
+    monkeypatch.setattr(failover, "monotonic", lambda: float(next(clock)))
+    cluster.at(0).add_client_error("get_routing_control_state", "EndpointTemporarilyUnavailableException", "x", 400)
+
+    # When failover is applied
+    with pytest.raises(TransientError, match="time budget") as caught:
+        apply(lambda_context)
+
+    # Then it stopped once the budget was spent instead of trying the other four, and the state
+    # machine retries the step
+    assert cluster.made == [ENDPOINTS[0]["Endpoint"]]
+    assert ENDPOINTS[0]["Region"] in str(caught.value)
+
+
 def test_when_no_endpoint_takes_the_update_the_retry_completes_the_same_switch(store, cluster, lambda_context):
     # Given the states are read, then every endpoint throttles the update
     first = cluster.at(0)
