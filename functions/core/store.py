@@ -4,6 +4,8 @@ Items (pk / sk):
   IMPAIRMENT#<id> / RECORD              the impairment, its status, outcome, MTTD and MTTR
   IMPAIRMENT#<id> / ACTION#<nn>#<phase>  one action step: state before and after, result
   LOCK#<resource> / LOCK                 one recovery per resource at a time (TTL: expiration)
+  PROBE#<workload> / REGION#<region>     consecutive failed probes of a workload's region, seen from
+                                         its standby region (detectors/region_probe.py; TTL: expiration)
 Records are queryable by workload and time through GSI1 (WORKLOAD#<name>, detected_at).
 """
 
@@ -463,6 +465,87 @@ class RecoveryStore:
         except Exception as exc:
             if not _is_condition_failure(exc):
                 raise classify_client_error(exc, "dynamodb:UpdateItem") from exc
+
+    # --- region probes: consecutive failed probes of a workload's region -------------------------
+    def probe_failed(self, workload: str, region: str, tick: str, error: str, keep_seconds: int) -> dict[str, Any]:
+        """Count one failed probe of `workload`'s region and return the probe item as it now is.
+
+        Atomic (an ADD on the item), and counted once per `tick` (the schedule event's id): a
+        redelivered or retried tick finds its own id on the item and changes nothing. The first
+        failure of a series sets first_failure_at, which stays until the series is reset. The
+        item expires `keep_seconds` after its last failure (a probe removed from the configuration
+        leaves nothing behind)."""
+        now = clock.utc_now()
+        key = {"pk": f"PROBE#{workload}", "sk": f"REGION#{region}"}
+        try:
+            response = self.table.update_item(
+                Key=key,
+                UpdateExpression=(
+                    "ADD failures :one SET first_failure_at = if_not_exists(first_failure_at, :now), "
+                    "last_failure_at = :now, last_error = :error, last_tick = :tick, expiration = :expires"
+                ),
+                ConditionExpression="attribute_not_exists(last_tick) OR last_tick <> :tick",
+                ExpressionAttributeValues={
+                    ":one": 1,
+                    ":now": now.isoformat(),
+                    ":error": error[:1024] or "unknown",
+                    ":tick": tick,
+                    ":expires": int(now.timestamp()) + keep_seconds,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            if not _is_condition_failure(exc):
+                raise classify_client_error(exc, "dynamodb:UpdateItem") from exc
+            counted = self.get_probe(workload, region)  # this tick was counted already
+            if counted is None:  # reset in between: count it as the first of a new series
+                return self.probe_failed(workload, region, tick, error, keep_seconds)
+            return counted
+        return _from_dynamo(response["Attributes"])
+
+    def get_probe(self, workload: str, region: str) -> dict[str, Any] | None:
+        """The probe item of a workload's region: None while its probes succeed."""
+        try:
+            response = self.table.get_item(
+                Key={"pk": f"PROBE#{workload}", "sk": f"REGION#{region}"}, ConsistentRead=True
+            )
+        except Exception as exc:
+            raise classify_client_error(exc, "dynamodb:GetItem") from exc
+        item = response.get("Item")
+        return _from_dynamo(item) if item else None
+
+    def probe_published(self, workload: str, region: str, first_failure_at: str, impairment_id: str) -> None:
+        """Note that the impairment of this series of failures is on the bus (it is not published
+        again, and a later success clears it). Only for the same series (first_failure_at)."""
+        try:
+            self.table.update_item(
+                Key={"pk": f"PROBE#{workload}", "sk": f"REGION#{region}"},
+                UpdateExpression="SET impairment_id = :id, published_at = :now",
+                ConditionExpression="first_failure_at = :first",
+                ExpressionAttributeValues={
+                    ":id": impairment_id,
+                    ":now": clock.utc_now().isoformat(),
+                    ":first": first_failure_at,
+                },
+            )
+        except Exception as exc:
+            if not _is_condition_failure(exc):
+                raise classify_client_error(exc, "dynamodb:UpdateItem") from exc
+
+    def reset_probe(self, workload: str, region: str, first_failure_at: str) -> bool:
+        """A probe succeeded: forget the series of failures that started at first_failure_at (a
+        newer series is left alone). False when there was none left to forget."""
+        try:
+            self.table.delete_item(
+                Key={"pk": f"PROBE#{workload}", "sk": f"REGION#{region}"},
+                ConditionExpression="first_failure_at = :first",
+                ExpressionAttributeValues={":first": first_failure_at},
+            )
+            return True
+        except Exception as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise classify_client_error(exc, "dynamodb:DeleteItem") from exc
 
     def _lock_holders(self, resource_keys: list[str]) -> dict[str, str]:
         holders = {}

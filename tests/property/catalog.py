@@ -196,6 +196,44 @@ def _action_events(env: Any, action: str, phase: str) -> list[dict[str, Any]]:
     return events
 
 
+def _region_probe_events(env: Any) -> list[dict[str, Any]]:
+    """Schedule ticks, with the moto workload's group probed from a standby region: the runtime
+    configuration the test set up gains the probes a standby stack would ship."""
+    import json
+    import os
+
+    from core import runtime_config
+
+    path = Path(os.environ[runtime_config.ENV])
+    shipped = json.loads(path.read_text())
+    standby = {"region": "us-west-2", "auto_scaling_group": "web-api-standby", "desired_capacity": 2}
+    shipped["probes"] = [
+        {
+            "workload": "web-api",
+            "region": "us-east-1",
+            "auto_scaling_group": env.workload.group_name,
+            "failures_to_impair": 1,
+            "standby": standby,
+        },
+        {
+            "workload": "missing",
+            "region": "eu-west-1",
+            "auto_scaling_group": "missing-asg",
+            "failures_to_impair": 1,
+            "standby": standby,
+        },
+    ]
+    path.write_text(json.dumps(shipped))
+    return [*sample_events("scheduled-event"), scheduled_event()]
+
+
+# Handlers a stack has only with some configuration: they are in the template of cdk.json's
+# single-region deployment only when that configuration is there.
+CONFIGURED_ONLY = {
+    "detectors.region_probe.handler": "a standby region's stack, for the workloads it stands by for",
+}
+
+
 @dataclass(frozen=True)
 class Case:
     """How to feed one handler: its seed events, and the outputs it may produce on its own."""
@@ -224,6 +262,7 @@ CASES: dict[str, Case] = {
     ),
     "detectors.rds.handler": Case(lambda env: sample_events("rds-"), PUBLISHES),
     "detectors.sweeps.handler": Case(lambda env: [*sample_events("scheduled-event"), scheduled_event()], PUBLISHES),
+    "detectors.region_probe.handler": Case(_region_probe_events, PUBLISHES),
     "orchestration.start.handler": Case(_bus_events, frozenset({("sfn", "StartExecution")})),
     "orchestration.admit.handler": Case(_workflow_states),
     "orchestration.select_plan.handler": Case(_workflow_states),

@@ -1,0 +1,356 @@
+"""The region probe: a workload's region, watched from its standby region.
+
+A regional failover must be decided without the impaired region: its alarms, its bus and its
+detectors may be as impaired as the workload. So the standby region's stack watches the region
+of each workload it stands by for (`workloads[].standby` in the configuration; the probes ship in
+the runtime configuration, core/runtime_config.py). Every minute (an EventBridge schedule) it
+describes the workload's Auto Scaling group in the workload's region (DescribeAutoScalingGroups,
+one attempt, 3 s to connect and 5 s to read), all probes at once.
+
+What counts. Only what says the region's API is impaired: no connection (EndpointConnectionError,
+ConnectTimeoutError), no answer in time (ReadTimeoutError), or a server-side error (HTTP 5xx:
+ServiceUnavailable, InternalFailure, ...). An answer that refuses the call (AccessDenied, a
+validation error, throttling) proves the region answers: it is a misconfiguration or our own
+excess, logged as an error and counted (RegionProbeErrors), and it neither counts as a failure
+nor resets the count. A successful call resets it.
+
+The count of consecutive failures is an item of the recovery table (PROBE#<workload> /
+REGION#<region>, core/store.py), in this region's replica: counted atomically, once per
+schedule tick (a redelivered tick counts once).
+
+When the count reaches the probe's `failures_to_impair`, a `region_impairment` (critical) is
+published on this region's bus. Its signal is the probe (`region-probe/<region>/<workload>`) and
+its signal_time the first failed probe of the series, so MTTD counts from there and the id stays
+the same for the whole outage. It is published once per series: the probe item records the id
+once PutEvents accepted it, and a failed probe finds it there and publishes nothing more. A
+publication that failed (or whose record failed) is tried again on the next failed probe, under
+the same id, which the workflow deduplicates (executions are named by it). Publishing on every
+probe would do no harm downstream, but would count the impairment, and a growing MTTD, every
+minute. The impairment's scope names what the failover plan acts on: the standby group and its
+capacity, in this region, and the workload's Route 53 failover records.
+
+When a probe succeeds after the impairment was published, an "Impairment Cleared" of the same
+id is published and the count reset. Failing back is not automatic: the cleared event says the
+region answers again, not that the workload should move back.
+
+Limits: the probe sees the region's Auto Scaling API (its control plane) from this region. A
+region whose API answers while its data plane fails is not seen here (the workload's own alarms
+and health checks are for that), and a network partition between the two regions looks like an
+impaired region. One success resets the count: a region that fails intermittently is reported
+once per series of `failures_to_impair` consecutive failures; the guardrails' flapping and rate
+limits keep that from failing over again and again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from pydantic import Field, ValidationError
+
+from core import clock, runtime_config
+from core.contract import (
+    AffectedResource,
+    ImpairmentCleared,
+    ImpairmentDetected,
+    ImpairmentType,
+    Severity,
+    Signal,
+    make_impairment_id,
+)
+from core.errors import InvalidInput
+from core.observability import logger, metrics, tracer
+from core.runtime_config import RegionProbe
+from detectors.common import Envelope, Findings, load_settings, publish, reject
+
+SOURCE = "recovery.region-probe"
+TIMEOUTS = (3, 5)  # seconds to connect, to read: an impaired region costs a probe 8 s at most
+MAX_PARALLEL = 10
+# A probe item outlives its last failure by this long (nothing is left of a removed probe).
+KEEP_SECONDS = 7 * 86400
+
+# --- the event -------------------------------------------------------------------------------
+
+
+class ScheduledEvent(Envelope):
+    source: Literal["aws.events"]
+    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")  # type: ignore[assignment]
+
+
+# --- classification (pure) -------------------------------------------------------------------
+
+
+class Verdict(StrEnum):
+    HEALTHY = "healthy"  # the region answered
+    REGION_FAILURE = "region_failure"  # no answer, or a server-side error: counts
+    INCONCLUSIVE = "inconclusive"  # the region answered with a refusal, or we failed: not counted
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    verdict: Verdict
+    error: str = ""  # "<code or exception>: <message>" when the call failed
+    groups_found: int = 0
+
+
+def classify(exc: BaseException | None, groups_found: int = 1) -> ProbeResult:
+    """What one DescribeAutoScalingGroups call says about its region."""
+    if exc is None:
+        return ProbeResult(Verdict.HEALTHY, groups_found=groups_found)
+    from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
+        return ProbeResult(Verdict.REGION_FAILURE, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        described = f"{error.get('Code', 'Unknown')} (HTTP {status}): {error.get('Message', '')}"
+        return ProbeResult(Verdict.REGION_FAILURE if status >= 500 else Verdict.INCONCLUSIVE, described)
+    return ProbeResult(Verdict.INCONCLUSIVE, f"{type(exc).__name__}: {exc}")
+
+
+def signal_of(probe: RegionProbe, first_failure_at: datetime) -> Signal:
+    return Signal(
+        source=SOURCE,
+        id=f"region-probe/{probe.region}/{probe.workload}",
+        signal_time=first_failure_at,
+        name=f"{probe.workload} region probe from {probe.standby.region}",
+    )
+
+
+def impairment_id_of(probe: RegionProbe, first_failure_at: datetime) -> str:
+    """The same for every probe of one series of failures (it starts at first_failure_at)."""
+    signal = signal_of(probe, first_failure_at)
+    return make_impairment_id(probe.workload, signal.source, signal.id, signal.signal_time)
+
+
+def scope_of(probe: RegionProbe) -> dict[str, str]:
+    """What the regional failover acts on, from the standby region: the standby group (also as
+    auto_scaling_group, which verification checks there) and the Route 53 failover records."""
+    standby = probe.standby
+    scope = {
+        "impaired_region": probe.region,
+        "standby_region": standby.region,
+        "primary_auto_scaling_group": probe.auto_scaling_group,
+        "auto_scaling_group": standby.auto_scaling_group,
+        "standby_auto_scaling_group": standby.auto_scaling_group,
+        "standby_desired_capacity": str(standby.desired_capacity),
+    }
+    if standby.target_group_arn:
+        scope["target_group_arn"] = standby.target_group_arn
+    if probe.dns:
+        scope |= {
+            "dns_hosted_zone_id": probe.dns.hosted_zone_id,
+            "dns_record_name": probe.dns.record_name,
+            "dns_record_type": probe.dns.record_type,
+            "dns_primary_set": probe.dns.primary_set_identifier,
+            "dns_secondary_set": probe.dns.secondary_set_identifier,
+        }
+    return scope
+
+
+def impairment_of(
+    probe: RegionProbe, failures: int, first_failure_at: datetime, last_error: str, now: datetime
+) -> ImpairmentDetected:
+    """The region_impairment of a series of `failures` consecutive failed probes."""
+    return ImpairmentDetected(
+        impairment_id=impairment_id_of(probe, first_failure_at),
+        impairment_type=ImpairmentType.REGION_IMPAIRMENT,
+        severity=Severity.CRITICAL,
+        workload=probe.workload,
+        affected_resources=[
+            AffectedResource(resource_type="region:workload", resource_id=f"{probe.region}/{probe.workload}")
+        ],
+        signal=signal_of(probe, first_failure_at),
+        detected_at=max(now, first_failure_at),
+        description=(
+            f"Region {probe.region} looks impaired from {probe.standby.region}: {failures} consecutive failed probes "
+            f"of {probe.workload}'s Auto Scaling group {probe.auto_scaling_group} there. Last error: {last_error}"
+        )[:2048],
+        metrics={"consecutive_failures": float(failures)},
+        scope=scope_of(probe),
+        account_id=probe.account_id,
+    )
+
+
+def cleared_of(probe: RegionProbe, impairment_id: str, first_failure_at: datetime, now: datetime) -> ImpairmentCleared:
+    return ImpairmentCleared(
+        impairment_id=impairment_id,
+        workload=probe.workload,
+        signal=signal_of(probe, first_failure_at),
+        cleared_at=max(now, first_failure_at),
+        description=f"Region {probe.region} answers {probe.standby.region}'s probe of {probe.workload} again.",
+    )
+
+
+# --- what the probe needs of the world -----------------------------------------------------
+
+
+class RegionApi(Protocol):
+    def describe_group(self, probe: RegionProbe) -> int:
+        """How many groups DescribeAutoScalingGroups finds by the probe's group name, in the
+        probe's region (and account); raises what the call raises."""
+        ...
+
+
+class ProbeStore(Protocol):
+    def probe_failed(self, workload: str, region: str, tick: str, error: str, keep_seconds: int) -> dict[str, Any]: ...
+
+    def get_probe(self, workload: str, region: str) -> dict[str, Any] | None: ...
+
+    def probe_published(self, workload: str, region: str, first_failure_at: str, impairment_id: str) -> None: ...
+
+    def reset_probe(self, workload: str, region: str, first_failure_at: str) -> bool: ...
+
+
+class AwsRegionApi:
+    """DescribeAutoScalingGroups in the probed region: one attempt, short timeouts."""
+
+    def describe_group(self, probe: RegionProbe) -> int:
+        from core import aws
+
+        client = aws.client(
+            "autoscaling", max_attempts=1, account=probe.account_id, region=probe.region, timeouts=TIMEOUTS
+        )
+        response = client.describe_auto_scaling_groups(AutoScalingGroupNames=[probe.auto_scaling_group])
+        return len(response.get("AutoScalingGroups", []))
+
+
+def call_all(probes: list[RegionProbe], api: RegionApi) -> list[ProbeResult]:
+    """Every probe's call, in parallel (during an outage each may take its full timeout)."""
+
+    def one(probe: RegionProbe) -> ProbeResult:
+        try:
+            return classify(None, api.describe_group(probe))
+        except Exception as exc:  # noqa: BLE001 - classified, whatever it is: one probe never stops the others
+            return classify(exc)
+
+    if len(probes) == 1:
+        return [one(probes[0])]
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(probes))) as pool:
+        return list(pool.map(one, probes))
+
+
+# --- one probe's outcome: count, publish, clear ------------------------------------------------
+
+
+Publish = Callable[[Findings, str | None], dict[str, Any]]
+
+
+def settle(probe: RegionProbe, result: ProbeResult, store: ProbeStore, send: Publish, tick: str) -> dict[str, Any]:
+    """Record one probe's result and publish what it changes; returns what happened."""
+    context = {"workload": probe.workload, "region": probe.region, "standby_region": probe.standby.region}
+    if result.verdict is Verdict.INCONCLUSIVE:
+        logger.error("region probe inconclusive: not counted", error=result.error, **context)
+        metrics.add_metric(name="RegionProbeErrors", unit="Count", value=1)
+        return {"status": "inconclusive", "error": result.error}
+
+    if result.verdict is Verdict.HEALTHY:
+        if not result.groups_found:
+            logger.error(
+                "region probe: the region answers but the group is not there",
+                auto_scaling_group=probe.auto_scaling_group,
+                **context,
+            )
+            metrics.add_metric(name="RegionProbeErrors", unit="Count", value=1)
+        state = store.get_probe(probe.workload, probe.region)
+        if state is None:
+            return {"status": "healthy"}
+        first = str(state["first_failure_at"])
+        outcome: dict[str, Any] = {"status": "healthy", "reset_after": int(state.get("failures", 0))}
+        if state.get("impairment_id"):
+            cleared = cleared_of(probe, str(state["impairment_id"]), datetime.fromisoformat(first), clock.utc_now())
+            send(Findings([], [cleared], f"region {probe.region} answers again"), probe.account_id)
+            metrics.add_metric(name="RegionRecovered", unit="Count", value=1)
+            outcome |= {"status": "cleared", "impairment_id": cleared.impairment_id}
+        store.reset_probe(probe.workload, probe.region, first)
+        logger.info("region probe succeeded: failures reset", **context, **outcome)
+        return outcome
+
+    metrics.add_metric(name="RegionProbeFailed", unit="Count", value=1)
+    state = store.probe_failed(probe.workload, probe.region, tick, result.error, KEEP_SECONDS)
+    failures = int(state.get("failures", 0))
+    first = str(state["first_failure_at"])
+    logger.warning(
+        "region probe failed", failures=failures, threshold=probe.failures_to_impair, error=result.error, **context
+    )
+    if failures < probe.failures_to_impair:
+        return {"status": "failing", "failures": failures}
+    if state.get("impairment_id"):
+        return {"status": "impaired", "failures": failures, "impairment_id": state["impairment_id"]}
+    impairment = impairment_of(
+        probe, failures, datetime.fromisoformat(first), str(state.get("last_error") or result.error), clock.utc_now()
+    )
+    send(Findings([impairment], [], f"region {probe.region} impaired"), probe.account_id)
+    metrics.add_metric(name="RegionImpaired", unit="Count", value=1)
+    store.probe_published(probe.workload, probe.region, first, impairment.impairment_id)
+    return {"status": "published", "failures": failures, "impairment_id": impairment.impairment_id}
+
+
+def run(probes: list[RegionProbe], api: RegionApi, store: ProbeStore, send: Publish, tick: str) -> dict[str, Any]:
+    """Every probe: called together, then settled one by one; an error settling one (the table,
+    the bus) is logged and counted, and the others go on."""
+    results = call_all(probes, api)
+    outcomes: dict[str, Any] = {}
+    for probe, result in zip(probes, results, strict=True):
+        key = f"{probe.workload}@{probe.region}"
+        try:
+            outcomes[key] = settle(probe, result, store, send, tick)
+        except Exception as exc:  # noqa: BLE001 - logged and counted: the other probes go on
+            logger.exception("region probe not settled", workload=probe.workload, region=probe.region, error=str(exc))
+            metrics.add_metric(name="RegionProbeErrors", unit="Count", value=1)
+            outcomes[key] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    return outcomes
+
+
+# --- the handler -----------------------------------------------------------------------------
+
+
+def _probes() -> list[RegionProbe]:
+    try:
+        return list(runtime_config.load().probes)
+    except InvalidInput as exc:
+        logger.error("region probes not run: the recovery configuration does not validate", error=str(exc))
+        metrics.add_metric(name="RegionProbeErrors", unit="Count", value=1)
+        raise
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(
+    event: Any, context: Any, api: RegionApi | None = None, store: ProbeStore | None = None, publisher: Any = None
+) -> dict[str, Any]:
+    """Entry point of the schedule. Input other than a scheduled event is logged and counted,
+    never raised; a configuration that does not validate raises InvalidInput (a deployment
+    error: every run would fail alike)."""
+    try:
+        parsed = ScheduledEvent.model_validate(event)
+    except ValidationError as exc:
+        return reject(event, exc, "scheduled event")
+    probes = _probes()
+    if not probes:
+        return {"status": "idle", "reason": "no region to probe from this region"}
+    settings = load_settings("event_bus_name", "table_name")
+    if store is None:
+        from core.store import RecoveryStore
+
+        store = RecoveryStore(settings.table_name)
+
+    def send(findings: Findings, account_id: str | None) -> dict[str, Any]:
+        return publish(findings, publisher, settings.event_bus_name, account_id)
+
+    outcomes = run(probes, api or AwsRegionApi(), store, send, parsed.id)
+    metrics.add_metric(name="RegionsProbed", unit="Count", value=len(probes))
+    statuses = [o["status"] for o in outcomes.values()]
+    logger.info("region probes", probes=len(probes), outcomes=outcomes)
+    return {
+        "status": "published" if {"published", "cleared"} & set(statuses) else "probed",
+        "detected": [o["impairment_id"] for o in outcomes.values() if o["status"] == "published"],
+        "cleared": [o["impairment_id"] for o in outcomes.values() if o["status"] == "cleared"],
+        "probes": outcomes,
+    }
