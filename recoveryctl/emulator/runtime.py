@@ -7,6 +7,14 @@ and runs the real state machine definition in moto's Step Functions executor, wh
 are dispatched to the same in-process handlers. Step Functions waits and retry back-offs are
 fast-forwarded on a virtual clock (functions/core/clock.py), so a drill takes seconds while its
 MTTR still counts the waits a real recovery would make.
+
+Several regions: `Emulator(primary_template, region=..., peers={"us-west-2": standby_template})`
+runs each region's stack in that region of the same moto world (one clock, one lock, one event
+queue; events are routed to the stack of the region they were put in). `peer(region)` gives the
+emulator of a region. A global table's replicas are created in every region the emulator runs;
+they are not replicated to each other (a drill reads the region it asks about). `fail_region`
+makes every regional AWS endpoint of a region unreachable for the functions, as a regional
+outage does; global endpoints (Route 53, IAM) keep answering.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from recoveryctl.emulator.template import Template, TemplateError
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 _ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
+# Whether this thread runs a function's handler (a region outage fails only the functions' calls).
+_handler = threading.local()
 
 
 @dataclass
@@ -100,6 +110,8 @@ class Emulator:
     region: str = REGION
     account: str = ACCOUNT
     log: io.StringIO = field(default_factory=io.StringIO)
+    # Other regions' stacks (region -> template), run beside this one (the primary).
+    peers: dict[str, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.template = Template.load(self.template_path, self.region, self.account)
@@ -107,6 +119,7 @@ class Emulator:
         self.routes: list[Route] = []
         self.schedules: list[Route] = []
         self.failing_health_checks: set[str] = set()  # targets that fail their health check
+        self.failing_target_groups: set[str] = set()  # target groups whose every target fails it
         self.invocations: list[Invocation] = []
         self.events: list[dict[str, Any]] = []  # every event put on any bus, in order
         self.faults: list[Fault] = []
@@ -124,6 +137,11 @@ class Emulator:
         # credentials of the role's account).
         self._acting_as: str | None = None
         self._account_credentials: dict[str, dict[str, str]] = {}
+        # Several regions: the emulator that entered moto (the root) and every region's emulator.
+        self._root: Emulator = self
+        self._regions: dict[str, Emulator] = {self.region: self}
+        # Regions whose regional endpoints the functions cannot reach (fail_region).
+        self.failed_regions: set[str] = set()
 
     # --- lifecycle ---
     def __enter__(self) -> Emulator:
@@ -164,7 +182,10 @@ class Emulator:
         from recoveryctl.emulator import behaviour
 
         self.zonal_shifts = behaviour.install(self)
+        self._install_region_outages()
         self.deploy()
+        for region, template_path in self.peers.items():
+            self._join(Emulator(template_path, region=region, account=self.account)).deploy()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -199,6 +220,73 @@ class Emulator:
         """The account client() works in now."""
         return self._acting_as or self.account
 
+    # --- several regions ---
+    def _join(self, peer: Emulator) -> Emulator:
+        """Run `peer` (another region's stack) in this emulator's moto world: the same lock,
+        clock, event queue, log, faults and hooks."""
+        if peer.region in self._regions:
+            raise TemplateError(f"the emulator runs a stack in {peer.region} already")
+        peer._root = self
+        peer._regions = self._regions
+        self._regions[peer.region] = peer
+        for shared in (
+            "_lock",
+            "_stack",
+            "_queue",
+            "log",
+            "faults",
+            "idle_hooks",
+            "failing_health_checks",
+            "failing_target_groups",
+            "invocations",
+            "events",
+            "failed_regions",
+            "zonal_shifts",
+        ):
+            setattr(peer, shared, getattr(self, shared))
+        return peer
+
+    def peer(self, region: str) -> Emulator:
+        """The emulator of the stack in `region`."""
+        try:
+            return self._regions[region]
+        except KeyError:
+            raise TemplateError(f"the emulator runs no stack in {region} ({', '.join(self._regions)})") from None
+
+    @property
+    def regions(self) -> list[str]:
+        """The regions the emulator runs a stack in, the primary first."""
+        return list(self._regions)
+
+    def fail_region(self, region: str) -> None:
+        """From now on, every call the functions make to `region`'s regional endpoints fails as
+        when the region cannot be reached (EndpointConnectionError). The drill's own calls (to
+        build and inspect the workload) still work."""
+        from core import aws as core_aws
+
+        self.failed_regions.add(region)
+        core_aws.reset()
+
+    def _install_region_outages(self) -> None:
+        import boto3
+        from botocore.exceptions import EndpointConnectionError
+
+        session = boto3._get_default_session()
+        failed = self.failed_regions
+
+        def before_call(model: Any, request_signer: Any = None, **kwargs: Any) -> None:
+            if not failed or not getattr(_handler, "depth", 0) or request_signer is None:
+                return
+            service = model.service_model
+            if service.metadata.get("globalEndpoint"):
+                return  # Route 53, IAM, ...: served from outside the region
+            region = request_signer.region_name
+            if region in failed:
+                raise EndpointConnectionError(endpoint_url=f"https://{service.endpoint_prefix}.{region}.amazonaws.com")
+
+        session.events.register_first("before-call.*.*", before_call, unique_id="recovery-emulator-outages")
+        self._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-outages")
+
     @contextlib.contextmanager
     def as_account(self, account: str | None) -> Iterator[None]:
         """Within the block, client() works in `account` (a member account; None: the central one)."""
@@ -225,7 +313,7 @@ class Emulator:
         ) -> bytes | None:
             name = function_name.split(":function:")[-1].split(":")[0]
             payload = json.loads(body) if body else {}
-            ok, result = emulator.invoke(name, payload, source="task")
+            ok, result = emulator._owner_of(name).invoke(name, payload, source="task")
             if not ok:
                 response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(result, default=str).encode()
@@ -244,9 +332,10 @@ class Emulator:
 
         def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             results = original_put_events(backend, entries)
+            target = emulator._regions.get(backend.region_name)
             for entry, result in zip(entries, results, strict=False):
-                if result.get("EventId"):
-                    emulator._accept(entry, result["EventId"], backend)
+                if result.get("EventId") and target is not None:  # no stack of ours in that region
+                    target._accept(entry, result["EventId"], backend)
             return results
 
         def update_attached_target_groups(backend: Any, group_name: str) -> None:
@@ -298,7 +387,9 @@ class Emulator:
                     "Target.DeregistrationInProgress",
                     "Target deregistration is in progress",
                 )
-            if target["Id"] in emulator.failing_health_checks and status.status == "healthy":
+            failing = target["Id"] in emulator.failing_health_checks
+            failing = failing or target_group.arn in emulator.failing_target_groups
+            if failing and status.status == "healthy":
                 return FakeHealthStatus(
                     target["Id"],
                     status.port,
@@ -336,6 +427,9 @@ class Emulator:
     def _advance(self, seconds: float) -> None:
         from core import clock
 
+        if self._root is not self:
+            self._root._advance(seconds)
+            return
         with self._lock:
             self.virtual_seconds += float(seconds)
             clock.advance(float(seconds))
@@ -393,6 +487,13 @@ class Emulator:
         for kind in ("AWS::DynamoDB::GlobalTable", "AWS::DynamoDB::Table"):
             for logical_id, resource in t.of_type(kind).items():
                 self._create_table(ddb, t.names[logical_id], resource["Properties"])
+        if self._root is not self:
+            # The primary's global table has a replica here (a standby stack declares no table).
+            root = self._root.template
+            for logical_id, resource in root.of_type("AWS::DynamoDB::GlobalTable").items():
+                replicas = [r.get("Region") for r in resource["Properties"].get("Replicas", [])]
+                if self.region in replicas:
+                    self._create_table(ddb, root.names[logical_id], resource["Properties"])
         for logical_id in t.of_type("AWS::Events::EventBus"):
             events.create_event_bus(Name=t.names[logical_id])
         for logical_id, resource in t.of_type("AWS::Lambda::Function").items():
@@ -473,9 +574,10 @@ class Emulator:
             "plans": declared.get("plans", []),
             "guardrails": _json_or_value(declared.get("guardrails", {})),
             "maintenance": {w["name"]: w.get("maintenance") or {} for w in declared.get("workloads", [])},
+            "probes": declared.get("probes", []),  # a standby region's probes of the regions it stands by for
             **overrides,
         }
-        config = runtime_config.build(parts["plans"], parts["guardrails"], parts["maintenance"])
+        config = runtime_config.build(parts["plans"], parts["guardrails"], parts["maintenance"], parts["probes"])
         self.runtime_config_path.write_text(config.to_json())
 
     @staticmethod
@@ -535,9 +637,11 @@ class Emulator:
         if spec is None:
             raise TemplateError(f"the template has no function {function_name}")
         module_name, _, attribute = spec.handler.rpartition(".")
+        runtime = {"AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
         with (
             self._lock,
-            _environment({**spec.environment, "AWS_LAMBDA_FUNCTION_NAME": spec.name}),
+            _environment({**spec.environment, **runtime}),
+            _in_handler(),
             contextlib.redirect_stdout(self.log),
             warnings.catch_warnings(),
         ):
@@ -555,6 +659,13 @@ class Emulator:
                     Invocation(spec.name, source, False, error=f"{type(exc).__name__}: {exc}", at=_now())
                 )
                 return False, error
+
+    def _owner_of(self, function_name: str) -> Emulator:
+        """The emulator (region) whose stack has this function."""
+        for emulator in self._regions.values():
+            if function_name in emulator.functions:
+                return emulator
+        raise TemplateError(f"no stack in the emulator has a function {function_name}")
 
     # --- EventBridge ---
     def _accept(self, entry: dict[str, Any], event_id: str, backend: Any) -> None:
@@ -630,6 +741,12 @@ class Emulator:
         return len(self.schedules)
 
     def _route(self, bus: str, event: dict[str, Any]) -> None:
+        here = self._regions.get(event.get("region") or self.region)
+        if here is None:
+            return  # an event in a region without a stack of ours: nothing listens
+        if here is not self:
+            here._route(bus, event)
+            return
         for route in self.routes:
             if route.bus != bus or not route.pattern.matches_event(event):
                 continue
@@ -688,7 +805,8 @@ class Emulator:
             return found
 
     def _running_executions(self) -> bool:
-        return any(e["status"] == "RUNNING" for e in self.executions())
+        """In any region."""
+        return any(e["status"] == "RUNNING" for emulator in self._regions.values() for e in emulator.executions())
 
     def wait_for_executions(self, timeout: float = 120.0, quiet: bool = False) -> None:
         deadline = time.monotonic() + timeout
@@ -833,6 +951,16 @@ def _environment(values: dict[str, str]) -> Any:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _in_handler() -> Iterator[None]:
+    """Marks this thread as running a function's handler (a region outage fails its calls)."""
+    _handler.depth = getattr(_handler, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _handler.depth -= 1
 
 
 def _json_or_value(value: Any) -> Any:

@@ -70,8 +70,8 @@ def _build_group(
 
     target_group_arn = workload.get("target_group_arn")
     if target_group_arn:
-        lb_name = workload["load_balancer_arn"].split("/")[-2]
         tg_name = target_group_arn.split("/")[-2]
+        lb_name = workload["load_balancer_arn"].split("/")[-2] if workload.get("load_balancer_arn") else f"{tg_name}-lb"
         lb = elbv2.create_load_balancer(Name=lb_name, Subnets=subnets, Type="application")["LoadBalancers"][0]
         tg = elbv2.create_target_group(
             Name=tg_name,
@@ -83,15 +83,12 @@ def _build_group(
             HealthyThresholdCount=2,
             UnhealthyThresholdCount=2,
         )["TargetGroups"][0]
-        _adopt_arns(
-            emulator, {lb["LoadBalancerArn"]: workload["load_balancer_arn"], tg["TargetGroupArn"]: target_group_arn}
-        )
+        lb_arn = workload.get("load_balancer_arn") or lb["LoadBalancerArn"]
+        _adopt_arns(emulator, {lb["LoadBalancerArn"]: lb_arn, tg["TargetGroupArn"]: target_group_arn})
         # The load balancer and target group opted in, as the user's own resources would.
-        elbv2.add_tags(
-            ResourceArns=[workload["load_balancer_arn"], target_group_arn], Tags=_tags(workload, managed_tag)
-        )
+        elbv2.add_tags(ResourceArns=[lb_arn, target_group_arn], Tags=_tags(workload, managed_tag))
         elbv2.create_listener(
-            LoadBalancerArn=workload["load_balancer_arn"],
+            LoadBalancerArn=lb_arn,
             Protocol="HTTP",
             Port=80,
             DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group_arn}],
@@ -133,6 +130,21 @@ def _build_group(
         ],
     )
     return {"group": group, "target_group_arn": target_group_arn, "instances": in_service(emulator, group)}
+
+
+def build_standby(
+    emulator: Emulator, workload: dict[str, Any], standby: dict[str, Any], managed_tag: tuple[str, str]
+) -> dict[str, Any]:
+    """The workload's standby group in its standby region (`emulator` is that region's): opted in,
+    empty (pilot light), room for the capacity a failover asks of it."""
+    shape = WorkloadShape(min_size=0, max_size=max(4, 2 * int(standby["desired_capacity"])), desired=0)
+    part = {
+        "name": f"{workload['name']}-standby",
+        "auto_scaling_group": standby["auto_scaling_group"],
+        "target_group_arn": standby.get("target_group_arn"),
+    }
+    with emulator.as_account(workload.get("account_id")):
+        return _build_group(emulator, part, shape, managed_tag)
 
 
 def in_service(emulator: Emulator, group: str) -> list[str]:

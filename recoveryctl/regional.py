@@ -1,0 +1,113 @@
+"""The deployment a drill needs when it is not the one in cdk.out: cdk.json's configuration with a
+scenario's changes (several regions, a workload's standby in another region), synthesized by
+app.py's own builder.
+
+`make synth` builds cdk.json as it is: one stack, in one region. A regional scenario says how
+the deployment differs (its `deployment` field); the result is synthesized once into a cache
+directory named by a hash of everything that goes into it (the changes, cdk.json, app.py, infra/
+and functions/), and reused while none of them changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from recoveryctl import ROOT
+
+CDK_JSON = ROOT / "cdk.json"
+
+
+class DeploymentError(RuntimeError):
+    """The scenario's deployment does not validate or cannot be synthesized."""
+
+
+def configuration(changes: dict[str, Any], cdk_json: Path = CDK_JSON) -> dict[str, Any]:
+    """cdk.json's "recovery" configuration with the changes: `regions` replaced, and each of
+    `workloads` (by name) updated with the fields given."""
+    context = json.loads(cdk_json.read_text())["context"]
+    config = copy.deepcopy(context["recovery"])
+    if "regions" in changes:
+        config["regions"] = changes["regions"]
+    by_name = {w["name"]: w for w in config.get("workloads", [])}
+    for name, fields in (changes.get("workloads") or {}).items():
+        if name not in by_name:
+            raise DeploymentError(f"the deployment changes workload {name!r}, which cdk.json does not protect")
+        by_name[name].update(copy.deepcopy(fields))
+    return config
+
+
+def synthesize(changes: dict[str, Any], cache_dir: Path, cdk_json: Path = CDK_JSON) -> dict[str, Path]:
+    """The stacks' templates by region, the primary's first: synthesized, or found in the cache."""
+    config = configuration(changes, cdk_json)
+    key = _fingerprint(config, cdk_json)
+    out = cache_dir / f"synth-{key}"
+    if not (out / "manifest.json").exists():
+        _synthesize(config, cdk_json, out)
+    return templates(out)
+
+
+def templates(cdk_out: Path) -> dict[str, Path]:
+    """The CloudFormation stacks of a cloud assembly by region, in the manifest's order (the
+    primary first: app.py creates it first)."""
+    manifest = json.loads((cdk_out / "manifest.json").read_text())
+    found: dict[str, Path] = {}
+    for artifact in manifest.get("artifacts", {}).values():
+        if artifact.get("type") != "aws:cloudformation:stack":
+            continue
+        region = artifact.get("environment", "").rsplit("/", 1)[-1]
+        name = artifact["properties"]["templateFile"]
+        if "Member" in name:  # a member account's stack: not a region's recovery system
+            continue
+        found[region] = cdk_out / name
+    if not found:
+        raise DeploymentError(f"{cdk_out} holds no stack")
+    return found
+
+
+def _synthesize(config: dict[str, Any], cdk_json: Path, out: Path) -> None:
+    # As `make synth` runs it: the pinned Node (node_modules/.bin) for jsii, app.py and infra/ importable.
+    node_bin = ROOT / "node_modules" / ".bin"
+    if node_bin.is_dir() and str(node_bin) not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{node_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import aws_cdk as cdk
+
+    import app as cdk_app
+    from infra.config import ConfigError, validate
+
+    try:
+        validated = validate(config)
+    except ConfigError as exc:
+        raise DeploymentError(f"the scenario's deployment does not validate: {exc}") from exc
+    context = {**json.loads(cdk_json.read_text())["context"], "recovery": config}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix="synth-", dir=out.parent))
+    try:
+        app = cdk.App(outdir=str(building), context=context)
+        cdk_app.build(app, validated)
+        app.synth()
+        os.replace(building, out)
+    except OSError:
+        if not (out / "manifest.json").exists():  # another drill synthesized the same first: fine
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _fingerprint(config: dict[str, Any], cdk_json: Path) -> str:
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    digest.update(cdk_json.read_bytes())
+    sources = [ROOT / "app.py", *sorted((ROOT / "infra").rglob("*.py")), *sorted((ROOT / "functions").rglob("*.py"))]
+    for path in sources:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
