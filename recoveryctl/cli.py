@@ -209,15 +209,17 @@ def _drill(args: argparse.Namespace) -> int:
     state = LocalState(args.state_dir)
     try:
         scenario = load(args.scenario)
-        template = args.template or find_template(args.cdk_out)
+        # A scenario with its own deployment (several regions, say) synthesizes it; others run cdk.out's.
+        template = None if scenario.deployment else (args.template or find_template(args.cdk_out))
         switches = state.switches()
         if not args.json:
-            print(f"running drill {scenario.name} against {template} ...", file=sys.stderr)
+            against = template or "its own deployment (synthesized into the state directory)"
+            print(f"running drill {scenario.name} against {against} ...", file=sys.stderr)
             if switches.get("paused"):
                 print("note: automatic recovery is paused in the local state (`recoveryctl resume`)", file=sys.stderr)
             if switches.get("disabled_plans"):
                 print(f"note: disabled plans: {', '.join(switches['disabled_plans'])}", file=sys.stderr)
-        with drill.Drill(scenario, Path(template)) as running:
+        with drill.Drill(scenario, Path(template) if template else None, state.directory / "synth") as running:
             state.seed(running.emulator)  # the switches set with pause / plans disable
             if not args.json:
                 running.emulator.idle_hooks.append(_DrillProgress(running.emulator))

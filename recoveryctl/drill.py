@@ -27,16 +27,20 @@ class Drill:
     """A scenario run against the synthesized stack in the emulator. Use as a context manager;
     `emulator` stays inspectable until the block ends."""
 
-    def __init__(self, scenario: Scenario, template_path: Path) -> None:
+    def __init__(self, scenario: Scenario, template_path: Path | None, cache_dir: Path | None = None) -> None:
         self.scenario = scenario
         self.template_path = template_path
+        # Where a scenario's own deployment is synthesized (default: .recoveryctl/synth).
+        self.cache_dir = cache_dir
         self.emulator: Emulator | None = None
+        # The emulator of the workload's region (the emulator itself unless the drill runs several).
+        self.home: Emulator | None = None
         self.workload: dict[str, Any] = {}
         self._managed_tag = ("recovery:managed", "true")
         self._answered: set[str] = set()
 
     def __enter__(self) -> Drill:
-        self.emulator = Emulator(self.template_path).__enter__()
+        self.emulator = self._start_emulator().__enter__()
         try:
             self._build()
         except Exception:
@@ -47,6 +51,49 @@ class Drill:
     def __exit__(self, *exc: Any) -> None:
         if self.emulator is not None:
             self.emulator.__exit__(*exc)
+
+    def _start_emulator(self) -> Emulator:
+        """The emulator of cdk.out's stack, or of the scenario's own deployment: one stack per
+        region, the primary's first."""
+        deployment = self.scenario.deployment
+        if deployment is None:
+            if self.template_path is None:
+                raise DrillError("no synthesized stack to drill: run `make synth` first")
+            return Emulator(self.template_path)
+        from recoveryctl import regional
+        from recoveryctl.state import LocalState
+
+        cache = self.cache_dir or LocalState().directory / "synth"
+        try:
+            templates = regional.synthesize(deployment.model_dump(exclude_none=True), cache)
+        except regional.DeploymentError as exc:
+            raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
+        (primary, template), *others = templates.items()
+        return Emulator(template, region=primary, peers=dict(others))
+
+    def _emulators(self) -> list[Emulator]:
+        """Every region's emulator, the primary first."""
+        assert self.emulator is not None
+        return [self.emulator.peer(region) for region in self.emulator.regions]
+
+    def _region(self, name: str | None) -> Emulator:
+        """A region's emulator by name, or "primary" / "standby" (the workload's standby region);
+        None: the workload's own region."""
+        emulator, home = self.emulator, self.home
+        assert emulator is not None and home is not None
+        if name is None:
+            return home
+        if name == "primary":
+            return emulator
+        if name == "standby":
+            standby = (self.workload.get("standby") or {}).get("region")
+            if not standby:
+                raise DrillError(f"scenario {self.scenario.name}: workload {self.workload['name']} has no standby")
+            name = standby
+        try:
+            return emulator.peer(name)
+        except TemplateError as exc:
+            raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
 
     def _build(self) -> None:
         emulator = self.emulator
@@ -60,11 +107,14 @@ class Drill:
             names = ", ".join(w["name"] for w in declared)
             raise DrillError(f"scenario {self.scenario.name} targets workload {wanted!r}; the stack protects: {names}")
         self.workload = matches[0]
+        self.home = emulator
+        self.home = self._region(self.workload.get("region"))
         if self.scenario.member_account:
             self._as_member(self.scenario.member_account)
         if self.scenario.dry_run:
-            for function in emulator.functions.values():
-                function.environment["DRY_RUN"] = "true"
+            for region in self._emulators():
+                for function in region.functions.values():
+                    function.environment["DRY_RUN"] = "true"
         if self.scenario.plans is not None:
             from core.plans import PlanError, parse_plans
 
@@ -72,12 +122,14 @@ class Drill:
                 plans = parse_plans(self.scenario.plans)
             except PlanError as exc:
                 raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
-            emulator.write_runtime_config(plans=[p.model_dump(mode="json") for p in plans])
+            for region in self._emulators():
+                region.write_runtime_config(plans=[p.model_dump(mode="json") for p in plans])
         if self.scenario.guardrails is not None:
             from core.errors import InvalidInput
 
             try:
-                emulator.write_runtime_config(guardrails=self.scenario.guardrails)
+                for region in self._emulators():
+                    region.write_runtime_config(guardrails=self.scenario.guardrails)
             except InvalidInput as exc:
                 raise DrillError(f"scenario {self.scenario.name}: guardrails: {exc}") from exc
         env = next(iter(emulator.functions.values())).environment
@@ -85,7 +137,10 @@ class Drill:
         shape = workloads.WorkloadShape(
             self.scenario.group.min_size, self.scenario.group.max_size, self.scenario.group.desired
         )
-        workloads.build(emulator, self.workload, shape, self._managed_tag)
+        workloads.build(self.home, self.workload, shape, self._managed_tag)
+        standby = self.workload.get("standby")
+        if standby:
+            workloads.build_standby(self._region(standby["region"]), self.workload, standby, self._managed_tag)
 
     def _as_member(self, account: str) -> None:
         """The workload lives in a member account: the functions know it as a member (as the
@@ -97,7 +152,7 @@ class Drill:
         assert emulator is not None
         if account == emulator.account:
             raise DrillError(f"scenario {self.scenario.name}: member_account is the central account {account}")
-        for function in emulator.functions.values():
+        for function in (f for region in self._emulators() for f in region.functions.values()):
             members = set(json.loads(function.environment.get(core_aws.MEMBER_ACCOUNTS_ENV) or "[]"))
             function.environment[core_aws.MEMBER_ACCOUNTS_ENV] = json.dumps(sorted(members | {account}))
             function.environment.setdefault(core_aws.MEMBER_ROLE_NAME_ENV, "ImpairmentRecoveryMember")
@@ -105,13 +160,13 @@ class Drill:
 
     def state(self) -> dict[str, Any]:
         """The AWS state of the workload's parts, as a user would look at it."""
-        emulator = self.emulator
+        emulator = self.home
         assert emulator is not None
         with emulator.as_account(self.workload.get("account_id")):
             return self._state()
 
     def _state(self) -> dict[str, Any]:
-        emulator = self.emulator
+        emulator = self.home
         assert emulator is not None
         state: dict[str, Any] = {}
         if self.workload.get("auto_scaling_group"):
@@ -122,6 +177,10 @@ class Drill:
             state["database"] = workloads.database_state(emulator, self.workload)
         if self.workload.get("dns"):
             state["dns_records"] = workloads.dns_state(emulator, self.workload)
+        standby = self.workload.get("standby")
+        if standby:
+            region = self._region(standby["region"])
+            state["standby"] = {"region": region.region, **workloads.group_state(region, standby["auto_scaling_group"])}
         state["zonal_shifts"] = [{k: str(v) for k, v in shift.items()} for shift in emulator.zonal_shifts.active()]
         return state
 
@@ -143,9 +202,15 @@ class Drill:
                 api_fault.times,
             )
         if self.scenario.paused:
-            from core.store import RecoveryStore
-
-            RecoveryStore(emulator.outputs["RecoveryTableName"]).set_paused(True, "paused for a drill", "recoveryctl")
+            for region in self._emulators():  # a replicated switch, set in every replica
+                _store(region).set_paused(True, "paused for a drill", "recoveryctl")
+        if self.scenario.standby_unhealthy:
+            standby_group = (self.workload.get("standby") or {}).get("target_group_arn")
+            if not standby_group:
+                raise DrillError(f"scenario {self.scenario.name}: standby_unhealthy needs a standby target_group_arn")
+            emulator.failing_target_groups.add(standby_group)
+        if self.scenario.region_outage:
+            emulator.fail_region(self._region(self.scenario.region_outage).region)
         signals: list[dict[str, Any]] = []
         for round_number in range(self.scenario.rounds):
             if round_number:
@@ -170,10 +235,11 @@ class Drill:
                     f"scenario {self.scenario.name}: a member account's alarms live in its member stack, "
                     "not in the central template: drill it with an event signal (say an EC2 state change)"
                 )
+            target = self._region(signal.region)
             if signal.alarm is not None:
                 alarm = signal.alarm.replace("{workload}", self.workload["name"])
                 try:
-                    event = emulator.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries, at=at)
+                    event = target.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries, at=at)
                 except TemplateError as exc:
                     raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
                 signals.append(
@@ -185,14 +251,25 @@ class Drill:
                     }
                 )
             elif signal.schedule is not None:
-                fired = emulator.fire_schedules()
-                signals.append({"event": f"schedule ({fired} rule(s) fired)", "deliveries": 1, "time": at.isoformat()})
+                where = f" in {target.region}" if len(emulator.regions) > 1 else ""
+                for time_number in range(signal.times):
+                    if time_number:
+                        emulator.pump()
+                        emulator._advance(signal.interval_seconds)
+                    fired = target.fire_schedules()
+                    signals.append(
+                        {
+                            "event": f"schedule{where} ({fired} rule(s) fired)",
+                            "deliveries": 1,
+                            "time": clock.utc_now().isoformat(),
+                        }
+                    )
             else:
-                event = self._fill(signal.event or {}, impaired, at, signal.account)
+                event = self._fill(signal.event or {}, impaired, at, signal.account, target.region)
                 event.setdefault("id", str(uuid.uuid4()))
                 event.setdefault("time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
                 for _ in range(signal.deliveries):
-                    emulator.put_event(json.loads(json.dumps(event)))
+                    target.put_event(json.loads(json.dumps(event)))
                 signals.append(
                     {
                         "event": f"{event.get('source')} {event.get('detail-type')}",
@@ -205,13 +282,14 @@ class Drill:
         """The on-call's answer to a plan waiting for approval, as the scenario says: approve or
         reject (as `recoveryctl approve|reject` would), or no answer (the clock moves past the
         approval's time-box)."""
+        for emulator in self._emulators():
+            self._answer_approvals_in(emulator)
+
+    def _answer_approvals_in(self, emulator: Emulator) -> None:
         from core import clock
         from core.errors import ApprovalRejected
-        from core.store import RecoveryStore
 
-        emulator = self.emulator
-        assert emulator is not None
-        store = RecoveryStore(emulator.outputs["RecoveryTableName"])
+        store = _store(emulator)
         sfn = emulator.client("stepfunctions")
         for execution in emulator.executions():
             if execution["status"] != "RUNNING" or execution["name"] in self._answered:
@@ -243,13 +321,13 @@ class Drill:
 
     def _inject(self, before: dict[str, Any]) -> list[str]:
         """Apply the scenario's faults; returns the impaired instances."""
-        emulator = self.emulator
+        emulator = self.home
         assert emulator is not None
         with emulator.as_account(self.workload.get("account_id")):
             return self._inject_faults(before)
 
     def _inject_faults(self, before: dict[str, Any]) -> list[str]:
-        emulator = self.emulator
+        emulator = self.home
         assert emulator is not None
         impaired: list[str] = []
         in_service = before.get("in_service", [])
@@ -290,23 +368,25 @@ class Drill:
 
     def _ec2(self) -> Any:
         """EC2 in the workload's account (a member's, or the central one)."""
-        assert self.emulator is not None
-        return self.emulator.client("ec2", account=self.workload.get("account_id"))
+        assert self.home is not None
+        return self.home.client("ec2", account=self.workload.get("account_id"))
 
-    def _fill(self, value: Any, impaired: list[str], at: datetime, account: str | None = None) -> Any:
+    def _fill(
+        self, value: Any, impaired: list[str], at: datetime, account: str | None = None, region: str | None = None
+    ) -> Any:
         """Replace the placeholders of a scenario's event."""
         emulator = self.emulator
         assert emulator is not None
         if isinstance(value, dict):
-            return {k: self._fill(v, impaired, at, account) for k, v in value.items()}
+            return {k: self._fill(v, impaired, at, account, region) for k, v in value.items()}
         if isinstance(value, list):
-            return [self._fill(v, impaired, at, account) for v in value]
+            return [self._fill(v, impaired, at, account, region) for v in value]
         if not isinstance(value, str) or "{" not in value:
             return value
         names = {
             "workload": self.workload["name"],
             "account": account or self.workload.get("account_id") or emulator.account,
-            "region": emulator.region,
+            "region": region or emulator.region,
             "now": at.isoformat().replace("+00:00", "Z"),
         }
         for index, instance in enumerate(impaired):
@@ -325,21 +405,23 @@ class Drill:
     def _report(
         self, signals: list[dict[str, Any]], impaired: list[str], before: dict[str, Any], after: dict[str, Any]
     ) -> dict[str, Any]:
-        from core.store import RecoveryStore
-
         emulator = self.emulator
         assert emulator is not None
-        store = RecoveryStore(emulator.outputs["RecoveryTableName"])
-        executions = sorted(emulator.executions(), key=lambda e: e["startDate"])
+        # Executions in every region, each read with its region's records (its table replica).
+        executions = sorted(
+            ((region, e) for region in self._emulators() for e in region.executions()),
+            key=lambda pair: pair[1]["startDate"],
+        )
         transitions = 0
         runs: list[dict[str, Any]] = []
-        for item in executions:
-            entered = [e for e in emulator.history(item["executionArn"]) if e["type"].endswith("StateEntered")]
+        for region, item in executions:
+            entered = [e for e in region.history(item["executionArn"]) if e["type"].endswith("StateEntered")]
             transitions += len(entered)
-            found = store.get_impairment(item["name"]) or {}
+            found = _store(region).get_impairment(item["name"]) or {}
             runs.append(
                 {
                     "name": item["name"],
+                    "region": region.region,
                     "arn": item["executionArn"],
                     "status": item["status"],
                     "states": [e["stateEnteredEventDetails"]["name"] for e in entered],
@@ -351,7 +433,8 @@ class Drill:
             )
         # Several executions (a storm, rounds of a flapping fault): the report shows the worst.
         shown = min(runs, key=lambda r: _SEVERITY_OF_OUTCOME.get(r["outcome"], 99), default=None)
-        execution = {k: shown[k] for k in ("name", "arn", "status", "states")} if shown else {}
+        execution = {k: shown[k] for k in ("name", "region", "arn", "status", "states")} if shown else {}
+        store = _store(emulator.peer(execution["region"]) if execution else self.home or emulator)
         record = store.get_impairment(execution["name"]) if execution else None
         actions = []
         if record:
@@ -370,13 +453,14 @@ class Drill:
         outcome = (record or {}).get("outcome") or _outcome_from(execution)
         # Every "Impairment Detected" a detector put on the recovery bus.
         detected = [e for e in emulator.events if e["bus"] != "default" and e["detail-type"] == "Impairment Detected"]
-        escalations = emulator.escalations()
+        escalations = [message for region in self._emulators() for message in region.escalations()]
         report = {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             "outcome": outcome,
             "reason": (record or {}).get("reason") or ("no impairment was detected" if not detected else None),
             "impairment_id": (record or {}).get("impairment_id"),
+            "region": execution.get("region"),
             "impairment_type": (record or {}).get("impairment_type"),
             "severity": (record or {}).get("severity"),
             "plan": (record or {}).get("plan"),
@@ -388,6 +472,7 @@ class Drill:
             "outcomes": dict(Counter(r["outcome"] for r in runs)),
             "guardrails_tripped": sorted({g for r in runs for g in r["guardrails_tripped"]}),
             "executions": [{k: v for k, v in r.items() if k not in ("arn", "states")} for r in runs],
+            "regions": [region.region for region in self._emulators()],
             "transitions": transitions,
             "signals": signals,
             "detections": len(detected),
@@ -405,16 +490,24 @@ class Drill:
             },
             "virtual_wait_seconds": emulator.virtual_seconds,
             "lambda_errors": [f"{i.function}: {i.error}" for i in emulator.invocations if not i.ok],
-            "dead_letters": emulator.dead_letter_count(),
+            "dead_letters": sum(region.dead_letter_count() for region in self._emulators()),
         }
         expect = self.scenario.expect
         report["expectation_met"] = (
             expect.outcome in (None, outcome)
             and expect.executions_started in (None, len(executions))
             and expect.outcomes in (None, report["outcomes"])
+            and expect.region in (None, report["region"])
             and (expect.guardrails_tripped is None or sorted(expect.guardrails_tripped) == report["guardrails_tripped"])
         )
         return report
+
+
+def _store(emulator: Emulator) -> Any:
+    """The recovery table of a region's stack (its replica of the global table)."""
+    from core.store import RecoveryStore
+
+    return RecoveryStore(emulator.outputs["RecoveryTableName"], emulator.client("dynamodb"))
 
 
 # Which execution a report shows when there are several: the one that went worst.

@@ -65,7 +65,18 @@ class SignalSpec(BaseModel):
     state: Literal["ALARM", "OK", "INSUFFICIENT_DATA"] = "ALARM"
     event: dict[str, Any] | None = Field(default=None, description="an AWS event, put on the default bus")
     schedule: Literal["sweep"] | None = Field(
-        default=None, description="sweep: the scheduled rules fire once (the backstop health sweep)"
+        default=None,
+        description="sweep: the stack's scheduled rules fire (the backstop health sweep, and in a standby "
+        "region the probe of the regions it stands by for)",
+    )
+    times: int = Field(default=1, ge=1, le=60, description="a schedule: how many times its rules fire")
+    interval_seconds: float = Field(
+        default=60, ge=1, le=3600, description="a schedule: virtual time between two firings (its rate)"
+    )
+    region: str | None = Field(
+        default=None,
+        description='which region\'s stack receives the signal: "primary", "standby" (the workload\'s standby '
+        "region) or a region name; default: the workload's region",
     )
     account: str | None = Field(
         default=None,
@@ -97,6 +108,22 @@ class Expectation(BaseModel):
     executions_started: int | None = Field(default=None, ge=0)
     outcomes: dict[Outcome, int] | None = Field(default=None, description="executions by outcome, e.g. {recovered: 3}")
     guardrails_tripped: list[Guardrail] | None = Field(default=None, description="exactly these, in any order")
+    region: str | None = Field(default=None, description="the region whose stack ran the recovery")
+
+
+class Deployment(BaseModel):
+    """How the drilled deployment differs from cdk.json's (synthesized for the drill, see
+    recoveryctl/regional.py): several regions, and changes to workloads by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    regions: dict[str, Any] | None = Field(
+        default=None, description='as cdk.json\'s: {"primary": "us-east-1", "standby": ["us-west-2"]}'
+    )
+    workloads: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='fields set on a workload, by name, e.g. {"web-api": {"standby": {...}}}',
+    )
 
 
 class Scenario(BaseModel):
@@ -132,6 +159,18 @@ class Scenario(BaseModel):
         default=1, ge=1, le=20, description="inject the faults and fire the signals again after each round settles"
     )
     round_interval_seconds: float = Field(default=600, ge=0, le=86400, description="virtual time between rounds")
+    deployment: Deployment | None = Field(
+        default=None, description="drill another deployment than cdk.out's: cdk.json with these changes"
+    )
+    region_outage: str | None = Field(
+        default=None,
+        description='a region whose APIs fail for the functions while the drill runs: "primary" or a region name',
+    )
+    standby_unhealthy: bool = Field(
+        default=False,
+        description="the workload's standby is broken: every target of the standby's target group fails its "
+        "health check (a regional failover then fails verification in the new region, and fails back)",
+    )
     expect: Expectation = Field(default_factory=Expectation)
 
 
