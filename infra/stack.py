@@ -29,6 +29,8 @@ class RecoveryStack(Stack):
         plans = config.parsed_plans()
         managed_tag = (config.managed_tag_key, config.managed_tag_value)
         region = self._deployment_region(config)
+        # The regions this region's stack probes: those of the workloads it stands by for.
+        probes = config.region_probes(region)
         bus = RecoveryBus(self, "Events", archive_retention_days=config.archive_retention_days)
         storage = self._storage(config, region)
         escalation = Escalation(self, "Escalation", emails=config.escalation_emails)
@@ -53,7 +55,7 @@ class RecoveryStack(Stack):
                 # With member accounts: the role to assume in them, and which accounts are members.
                 **member_environment(config.accounts),
             },
-            extra_files={runtime_config.FILE_NAME: config.runtime_config().to_json()},
+            extra_files={runtime_config.FILE_NAME: config.runtime_config(region).to_json()},
         )
         # A workload's alarms live in its own region's stack (all of them in a single-region deployment).
         local_workloads = config.workloads_in(region)
@@ -71,6 +73,8 @@ class RecoveryStack(Stack):
             workload_names=[w.name for w in local_workloads],
             workload_groups={w.auto_scaling_group: w.name for w in local_workloads if w.auto_scaling_group},
             sweep_interval_minutes=config.sweep_interval_minutes,
+            region_probes=len(probes),
+            table=storage.table,
         )
         self.workflow = RecoveryWorkflow(
             self,
@@ -114,6 +118,9 @@ class RecoveryStack(Stack):
                 "plans": [p.model_dump(mode="json") for p in plans],
                 # as JSON text: template metadata takes no fractional numbers (cfn-lint E4002)
                 "guardrails": config.guardrails.model_dump_json(),
+                # only in a stack that probes other regions (the emulator writes them into the
+                # functions' runtime configuration, as the code asset carries them)
+                **({"probes": [p.model_dump(mode="json", exclude_none=True) for p in probes]} if probes else {}),
             }
         }
         apply_nag(self)

@@ -71,6 +71,7 @@ class CentralAccounts(Construct):
             detection.rds_detector,
             detection.ecs_detector,
             detection.sweep,
+            detection.region_probe,  # describes a member workload's group in its region
         ]
         readers = [
             function

@@ -7,7 +7,9 @@ feed them from the default bus (where AWS services put their events):
 - the AWS Health detector: Health events of the categories it handles;
 - the RDS detector: RDS and Aurora events of the categories that can be an impairment;
 - the ECS detector: tasks of services stopping for a reason that can be a failure;
-- the sweeps: a schedule (every `sweep_interval_minutes`; 0 disables them).
+- the sweeps: a schedule (every `sweep_interval_minutes`; 0 disables them);
+- the region probe: a schedule, every minute, only in a stack that probes other regions (a
+  standby region's, for the workloads it stands by for).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -44,6 +47,8 @@ class Detection(Construct):
         workload_names: list[str],
         workload_groups: dict[str, str] | None = None,
         sweep_interval_minutes: int = 1,
+        region_probes: int = 0,
+        table: dynamodb.ITableV2 | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -78,6 +83,7 @@ class Detection(Construct):
         )
         self._aws_event_detectors()
         self._sweeps(sweep_interval_minutes)
+        self._region_probe(region_probes, table)
         self._rds_detector()
         self._ecs_detector()
         self.alarm_rule: events.Rule | None = None
@@ -203,6 +209,37 @@ class Detection(Construct):
         )
         self.sweep_schedule.add_target(
             self._target(self.sweep, retry_attempts=1, max_event_age=Duration.seconds(max(60, interval_minutes * 60)))
+        )
+
+    def _region_probe(self, probes: int, table: dynamodb.ITableV2 | None) -> None:
+        """The probe of the regions this region stands by for (detectors/region_probe.py): its
+        probes are in the runtime configuration; it counts failures in the recovery table."""
+        self.region_probe: lambda_.Function | None = None
+        self.region_probe_schedule: events.Rule | None = None
+        if probes <= 0:
+            return
+        if table is None:
+            raise ValueError("the region probe needs the recovery table")
+        self.region_probe = self._detector(
+            "RegionProbe",
+            handler="detectors.region_probe.handler",
+            description="Probes the regions of the workloads this region stands by for -> region impairments",
+            actions=["autoscaling:DescribeAutoScalingGroups"],
+            # Probes run in parallel, each at most 8 s (3 s to connect, 5 s to read) in an outage.
+            timeout_seconds=60,
+            # A run that failed is superseded by the next tick, a minute later.
+            retry_attempts=0,
+            max_event_age=Duration.seconds(60),
+        )
+        table.grant_read_write_data(self.region_probe)
+        self.region_probe_schedule = events.Rule(
+            self,
+            "RegionProbeSchedule",
+            description=f"Probe of the regions of {probes} workload(s) this region stands by for, every minute",
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+        )
+        self.region_probe_schedule.add_target(
+            self._target(self.region_probe, retry_attempts=1, max_event_age=Duration.seconds(60))
         )
 
     # --- databases and containers ---------------------------------------------------------------

@@ -110,12 +110,21 @@ class Operations(Construct):
                 ("RdsDetector", detection.rds_detector),
                 ("EcsDetector", detection.ecs_detector),
                 ("HealthSweep", getattr(detection, "sweep", None)),
+                ("RegionProbe", getattr(detection, "region_probe", None)),
             )
             if function is not None
         }
         default_bus_rules = [
             getattr(detection, name, None)
-            for name in ("alarm_rule", "ec2_state_rule", "health_rule", "rds_rule", "ecs_rule", "sweep_schedule")
+            for name in (
+                "alarm_rule",
+                "ec2_state_rule",
+                "health_rule",
+                "rds_rule",
+                "ecs_rule",
+                "sweep_schedule",
+                "region_probe_schedule",
+            )
         ]
         rules = [WatchedRule(rule) for rule in default_bus_rules if rule is not None]
         rules.append(WatchedRule(workflow.trigger, bus.event_bus_name))

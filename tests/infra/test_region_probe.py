@@ -1,0 +1,179 @@
+"""The region probe in the templates: only a standby region's stack, for the workloads it stands
+by for, has the probe function, its schedule and its probes (in the functions' runtime
+configuration and in the template's metadata); the primary's and a single-region stack have none."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import validate
+from tests.conftest import cdk_context
+from tests.infra.cfn import as_list, cfn_lint_errors, functions_by_handler, get_att, of_type, policy_statements
+
+PRIMARY, STANDBY = "us-east-1", "us-west-2"
+HANDLER = "detectors.region_probe.handler"
+STANDBY_TG = "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web-api-standby/0123456789abcdef"
+
+
+def standby_config() -> dict[str, Any]:
+    """cdk.json's configuration in two regions, web-api (us-east-1) standing by in us-west-2."""
+    raw = copy.deepcopy(cdk_context()["recovery"])
+    raw["regions"] = {"primary": PRIMARY, "standby": [STANDBY]}
+    web_api = next(w for w in raw["workloads"] if w["name"] == "web-api")
+    web_api["standby"] = {
+        "region": STANDBY,
+        "auto_scaling_group": "web-api-standby",
+        "desired_capacity": 3,
+        "target_group_arn": STANDBY_TG,
+    }
+    return raw
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both regions' stacks, synthesized once by app.py's own builder."""
+    import aws_cdk as cdk
+
+    import app as cdk_app
+
+    config = validate(standby_config())
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out.probe")), context=cdk_context())
+    stacks = cdk_app.build(app, config)
+    assembly = app.synth()
+    out: dict[str, Any] = {"config": config}
+    for stack in stacks:
+        path = Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path)
+        out[stack.region] = {"stack": stack, "path": path, "template": json.loads(path.read_text())}
+    return out
+
+
+def runtime_config_of(stack: Any) -> dict[str, Any]:
+    """The recovery-config.json in the code asset every function of the stack shares."""
+    code = stack.node.find_child("Functions").code
+    return json.loads((Path(code.path) / "recovery-config.json").read_text())
+
+
+def role_actions(resources: dict[str, Any], function_id: str) -> dict[str, list[Any]]:
+    """Every action the function's role holds, with the statements' resources and conditions."""
+    role = get_att(resources[function_id]["Properties"]["Role"])
+    held: dict[str, list[Any]] = {}
+    for logical_id, resource_type, statement in policy_statements(resources):
+        if resource_type != "AWS::IAM::Policy":
+            continue
+        if {"Ref": role} not in resources[logical_id]["Properties"].get("Roles", []):
+            continue
+        for action in as_list(statement["Action"]):
+            held.setdefault(action, []).append((statement["Resource"], statement.get("Condition")))
+    return held
+
+
+def test_the_standby_stack_probes_the_workloads_it_stands_by_for(deployment):
+    standby = deployment[STANDBY]
+    resources = standby["template"]["Resources"]
+    function_id = functions_by_handler(resources)[HANDLER]
+
+    # Its schedule: every minute, to the probe function
+    schedules = [
+        r["Properties"]
+        for r in of_type(resources, "AWS::Events::Rule").values()
+        if r["Properties"].get("ScheduleExpression") == "rate(1 minute)"
+        and any(get_att(t["Arn"]) == function_id for t in r["Properties"].get("Targets", []))
+    ]
+    assert len(schedules) == 1
+    assert schedules[0]["State"] == "ENABLED"
+
+    # Its probes, in the functions' runtime configuration and in the template's metadata
+    expected = [p.model_dump(mode="json") for p in deployment["config"].region_probes(STANDBY)]
+    assert [p["workload"] for p in expected] == ["web-api"]
+    assert runtime_config_of(standby["stack"])["probes"] == expected
+    declared = standby["template"]["Metadata"]["ImpairmentRecovery"]["probes"]
+    assert declared == [{k: v for k, v in p.items() if v is not None} for p in expected]
+    assert declared[0]["region"] == PRIMARY
+    assert declared[0]["standby"] == {
+        "region": STANDBY,
+        "auto_scaling_group": "web-api-standby",
+        "desired_capacity": 3,
+        "target_group_arn": STANDBY_TG,
+    }
+    # what the emulator does with it: the same runtime configuration
+    from core import runtime_config
+
+    assert runtime_config.build([], {}, {}, probes=declared).probes == deployment["config"].region_probes(STANDBY)
+
+
+def test_the_probe_function_holds_exactly_what_it_needs(deployment):
+    resources = deployment[STANDBY]["template"]["Resources"]
+    function_id = functions_by_handler(resources)[HANDLER]
+    held = role_actions(resources, function_id)
+
+    # Describe only, on any group (describe calls support no resource-level permissions)
+    assert held["autoscaling:DescribeAutoScalingGroups"] == [("*", None)]
+    assert not [
+        a
+        for a in held
+        if a.startswith(("autoscaling:", "ec2:", "elasticloadbalancing:"))
+        and a != ("autoscaling:DescribeAutoScalingGroups")
+    ]
+    # Its region's replica of the recovery table, nothing else
+    for action in ("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"):
+        for resource, _ in held[action]:
+            text = json.dumps(resource)
+            assert f"arn:aws:dynamodb:{STANDBY}:" in text and "ImpairmentRecovery-recovery" in text
+    # Detection events on the local bus only
+    ((bus, condition),) = held["events:PutEvents"]
+    assert condition == {"StringEquals": {"events:source": "recovery.detection"}}
+    assert "Fn::GetAtt" in json.dumps(bus)
+    # Nothing of a member account without member accounts configured
+    assert "sts:AssumeRole" not in held
+    # and a timeout that holds parallel probes of an impaired region (8 s each at most)
+    assert resources[function_id]["Properties"]["Timeout"] == 60
+
+
+@pytest.mark.parametrize("region", [PRIMARY, STANDBY])
+def test_the_probe_function_is_watched_like_the_other_detectors(deployment, region):
+    resources = deployment[region]["template"]["Resources"]
+    function_id = functions_by_handler(resources).get(HANDLER)
+    watched = [
+        a
+        for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if function_id and any(d.get("Value") == {"Ref": function_id} for d in a["Properties"].get("Dimensions", []))
+    ]
+    assert bool(watched) == (region == STANDBY)
+
+
+def test_the_primary_stack_has_no_probe(deployment):
+    primary = deployment[PRIMARY]
+    assert HANDLER not in functions_by_handler(primary["template"]["Resources"])
+    assert "probes" not in primary["template"]["Metadata"]["ImpairmentRecovery"]
+    assert runtime_config_of(primary["stack"])["probes"] == []
+
+
+def test_a_single_region_stack_has_no_probe(synthesized):
+    assert HANDLER not in functions_by_handler(synthesized.resources)
+    assert "probes" not in synthesized.template_json["Metadata"]["ImpairmentRecovery"]
+    assert runtime_config_of(synthesized.stack)["probes"] == []
+
+
+def test_the_standby_stack_still_depends_on_nothing_in_the_primary_region(deployment):
+    # The probed region is named in the runtime configuration and the metadata, not in a resource.
+    template = deployment[STANDBY]["template"]
+    text = json.dumps({k: template.get(k) for k in ("Resources", "Outputs", "Conditions", "Parameters")})
+    assert f":{PRIMARY}:" not in text
+    assert "Fn::ImportValue" not in text
+
+
+def test_cfn_lint_and_cdk_nag_stay_clean(deployment):
+    from aws_cdk.assertions import Annotations, Match
+
+    errors = cfn_lint_errors(deployment[PRIMARY]["path"], deployment[STANDBY]["path"])
+    assert not errors, "cfn-lint errors:\n" + "\n".join(errors)
+    for region in (PRIMARY, STANDBY):
+        found = Annotations.from_stack(deployment[region]["stack"]).find_error(
+            "*", Match.string_like_regexp("AwsSolutions-.*")
+        )
+        assert found == [], "\n".join(f"{e.id}: {e.entry.data}" for e in found)
