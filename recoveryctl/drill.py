@@ -650,6 +650,12 @@ def _describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
             f"{', '.join(r['Value'] for r in record.get('ResourceRecords', []))}"
             f" (health check {record.get('HealthCheckId')})"
         )
+    standby = state.get("standby")
+    if standby:
+        parts.append(
+            f"standby in {standby['region']}: {len(standby['in_service'])} in service (desired "
+            f"{standby['desired_capacity']}, max {standby['max_size']})"
+        )
     for shift in state.get("zonal_shifts", []):
         parts.append(f"zonal shift away from {shift['awayFrom']} until {shift['expiryTime']}")
     return parts

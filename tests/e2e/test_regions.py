@@ -1,0 +1,102 @@
+"""Regional failover through the emulator, with a stack in each of two regions: the primary
+region's APIs fail, the standby region's stack detects it (its probe), fails the workload over
+to its standby there, verifies there, and fails back when the standby is broken too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recoveryctl import drill, scenario
+from recoveryctl.drill import _store
+
+pytestmark = pytest.mark.e2e
+
+PRIMARY, STANDBY = "us-east-1", "us-west-2"
+
+
+@pytest.fixture(scope="module")
+def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the scenarios' two-region deployment is synthesized (once for the module: both
+    scenarios have the same deployment)."""
+    return tmp_path_factory.mktemp("synth")
+
+
+def _records(run: drill.Drill, region: str, impairment_id: str) -> tuple[dict[str, Any] | None, list[dict]]:
+    assert run.emulator is not None
+    store = _store(run.emulator.peer(region))
+    return store.get_impairment(impairment_id), store.list_actions(impairment_id)
+
+
+def test_the_standby_region_detects_the_primary_down_and_fails_over_there(synth_cache):
+    with drill.Drill(scenario.load("region-failover-primary-down"), None, synth_cache) as run:
+        before = run.state()
+        report = run.run()
+        after = run.state()
+        assert run.emulator is not None
+        primary_executions = run.emulator.peer(PRIMARY).executions()
+
+        # Then the standby region's stack recovered it, and nothing ran in the primary region
+        assert report["expectation_met"], report
+        assert report["outcome"] == "recovered"
+        assert report["region"] == STANDBY
+        assert report["impairment_type"] == "region_impairment"
+        assert primary_executions == []
+        assert [a["type"] for a in report["actions"] if a["phase"] == "apply"] == ["provision_backup", "failover"]
+
+        # And the standby capacity came up in the standby region before the DNS moved to it
+        assert before["standby"]["desired_capacity"] == 0
+        assert after["standby"]["region"] == STANDBY
+        assert after["standby"]["desired_capacity"] == 2
+        assert len(after["standby"]["in_service"]) == 2
+        roles = {r["SetIdentifier"]: r["Failover"] for r in after["dns_records"]}
+        assert roles == {"web-api-standby": "PRIMARY", "web-api-primary": "SECONDARY"}
+
+        # And the workload's own group in the impaired region was left alone
+        assert after["in_service"] == before["in_service"]
+
+        # And the standby region's records show the recovery, with each action's state before and after
+        record, actions = _records(run, STANDBY, report["impairment_id"])
+        assert record is not None and record["outcome"] == "recovered"
+        assert record["workload"] == "web-api"
+        assert record["impairment"]["scope"]["impaired_region"] == PRIMARY
+        done = sorted((a["action"], a["phase"], a["status"]) for a in actions)
+        assert done == [("failover", "apply", "done"), ("provision_backup", "apply", "done")]
+        # (the primary region's replica is not written: it was unreachable, and the emulator does
+        # not replicate between replicas)
+        assert _records(run, PRIMARY, report["impairment_id"])[0] is None
+
+        # And the verification checked the new region: the standby group's capacity and the DNS
+        history = run.emulator.peer(STANDBY).history(report["execution"]["arn"])
+        verified = [
+            e for e in history if e["type"] == "TaskStateExited" and e["stateExitedEventDetails"]["name"] == "Verify"
+        ]
+        assert verified
+        assert '"group_capacity"' in str(verified[-1]) and '"dns_failover"' in str(verified[-1])
+
+        # And the MTTD counts from the first failed probe (3 probes a minute apart)
+        assert report["mttd_seconds"] >= 120
+
+
+def test_a_broken_standby_fails_verification_and_the_recovery_fails_back(synth_cache):
+    with drill.Drill(scenario.load("region-failover-fail-back"), None, synth_cache) as run:
+        before = run.state()
+        report = run.run()
+        after = run.state()
+
+        # Then the recovery ran in the standby region and was escalated
+        assert report["expectation_met"], report
+        assert report["outcome"] == "escalated"
+        assert report["region"] == STANDBY
+
+        # And it failed back: the DNS records as they were, the standby group scaled back
+        assert after["dns_records"] == before["dns_records"]
+        assert after["standby"]["desired_capacity"] == 0
+        rolled_back = sorted(a["type"] for a in report["actions"] if a["phase"] == "rollback")
+        assert rolled_back == ["failover", "provision_backup"]
+        assert "RollbackFailover" in report["execution"]["states"]
+
+        # And a human was paged, from the standby region
+        assert report["escalations"]
