@@ -17,6 +17,7 @@ from tests.infra.cfn import as_list, cfn_lint_errors, functions_by_handler, get_
 
 PRIMARY, STANDBY = "us-east-1", "us-west-2"
 HANDLER = "detectors.region_probe.handler"
+MEMBER = "111122223333"
 STANDBY_TG = "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web-api-standby/0123456789abcdef"
 
 
@@ -31,6 +32,20 @@ def standby_config() -> dict[str, Any]:
         "desired_capacity": 3,
         "target_group_arn": STANDBY_TG,
     }
+    # and a member account's workload, probed in its account through the member role
+    raw["accounts"] = {
+        "organization_id": "o-a1b2c3d4e5",
+        "central_account_id": "123456789012",
+        "members": [{"account_id": MEMBER, "name": "shop"}],
+    }
+    raw["workloads"].append(
+        {
+            "name": "billing",
+            "account_id": MEMBER,
+            "auto_scaling_group": "billing-asg",
+            "standby": {"region": STANDBY, "auto_scaling_group": "billing-standby", "desired_capacity": 1},
+        }
+    )
     return raw
 
 
@@ -89,10 +104,11 @@ def test_the_standby_stack_probes_the_workloads_it_stands_by_for(deployment):
 
     # Its probes, in the functions' runtime configuration and in the template's metadata
     expected = [p.model_dump(mode="json") for p in deployment["config"].region_probes(STANDBY)]
-    assert [p["workload"] for p in expected] == ["web-api"]
+    assert [(p["workload"], p["account_id"]) for p in expected] == [("web-api", None), ("billing", MEMBER)]
     assert runtime_config_of(standby["stack"])["probes"] == expected
     declared = standby["template"]["Metadata"]["ImpairmentRecovery"]["probes"]
-    assert declared == [{k: v for k, v in p.items() if v is not None} for p in expected]
+    assert [p["workload"] for p in declared] == ["web-api", "billing"]
+    assert "null" not in json.dumps(declared)  # unset values are left out
     assert declared[0]["region"] == PRIMARY
     assert declared[0]["standby"] == {
         "region": STANDBY,
@@ -128,8 +144,9 @@ def test_the_probe_function_holds_exactly_what_it_needs(deployment):
     ((bus, condition),) = held["events:PutEvents"]
     assert condition == {"StringEquals": {"events:source": "recovery.detection"}}
     assert "Fn::GetAtt" in json.dumps(bus)
-    # Nothing of a member account without member accounts configured
-    assert "sts:AssumeRole" not in held
+    # The member role, to probe a member's workload in its account
+    ((role, _),) = held["sts:AssumeRole"]
+    assert role == f"arn:aws:iam::{MEMBER}:role/ImpairmentRecoveryMember"
     # and a timeout that holds parallel probes of an impaired region (8 s each at most)
     assert resources[function_id]["Properties"]["Timeout"] == 60
 
