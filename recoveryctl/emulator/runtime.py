@@ -260,8 +260,9 @@ class Emulator:
 
     def fail_region(self, region: str) -> None:
         """From now on, every call the functions make to `region`'s regional endpoints fails as
-        when the region cannot be reached (EndpointConnectionError). The drill's own calls (to
-        build and inspect the workload) still work."""
+        when the region cannot be reached (EndpointConnectionError): calls from a handler's
+        thread, or from any thread but the one that entered the emulator (a handler's worker
+        threads). The drill's own calls (to build and inspect the workload) still work."""
         from core import aws as core_aws
 
         self.failed_regions.add(region)
@@ -274,9 +275,14 @@ class Emulator:
         session = boto3._get_default_session()
         failed = self.failed_regions
 
+        owner = threading.get_ident()  # the drill's (and the emulator's own) thread
+
         def before_call(model: Any, request_signer: Any = None, **kwargs: Any) -> None:
-            if not failed or not getattr(_handler, "depth", 0) or request_signer is None:
+            if not failed or request_signer is None:
                 return
+            if not getattr(_handler, "depth", 0) and threading.get_ident() == owner:
+                return  # the drill building or reading the workload, not a function
+            # (a function's call: in its handler's thread, or in a thread the handler started)
             service = model.service_model
             if service.metadata.get("globalEndpoint"):
                 return  # Route 53, IAM, ...: served from outside the region
