@@ -81,6 +81,7 @@ class Operations(Construct):
         self._dead_letter_alarm(dead_letters)
         for name, function in sorted(detectors.items()):
             self._detector_alarm(name, function)
+        self._blind_spot_alarms(detectors)
         self._throttle_alarms({**functions, **detectors})
         self._rule_alarm(rules)
         self.dashboard = self._dashboard(state_machine, dead_letters, {**functions, **detectors})
@@ -234,6 +235,31 @@ class Operations(Construct):
             "What to do: read the function's logs (errors, by correlation_id), fix the cause; the dead-letter "
             "alarm tells whether events were lost.",
         )
+
+    def _blind_spot_alarms(self, detectors: dict[str, lambda_.IFunction]) -> None:
+        """Parts of a detector's work that fail while the function itself succeeds: an account
+        the sweep could not look in, a region the probe cannot watch."""
+        if "HealthSweep" in detectors:
+            self._alarm(
+                "SweepAccountsFailed",
+                "sweep-accounts-failed",
+                _custom("SweepAccountFailed"),
+                "The health sweep could not look in an account (its own or a member's): AssumeRole refused, "
+                "throttling or an API error. Impairments there are found only by their alarms and events until it "
+                "can. What to do: read the sweep's logs ('account not swept' names the account and the error); a "
+                "refused AssumeRole usually means the member stack is not deployed or its trust does not name "
+                "this stack's roles (docs/accounts.md).",
+            )
+        if "RegionProbe" in detectors:
+            self._alarm(
+                "RegionProbeRefused",
+                "region-probe-refused",
+                _custom("RegionProbeErrors"),
+                "The region probe's calls are refused (AccessDenied, a validation error, throttling): the region "
+                "answers, but this stack cannot watch it, so an outage of that region would not be detected from "
+                "here. What to do: read the probe's logs (the workload, region and error), then fix the role or the "
+                "workload's standby configuration (docs/regions.md).",
+            )
 
     def _throttle_alarms(self, functions: dict[str, lambda_.IFunction]) -> None:
         names = sorted(functions)

@@ -105,6 +105,13 @@ def test_each_detector_has_an_error_alarm_and_every_function_a_throttle_alarm(se
         assert len(alarm["Properties"]["Metrics"]) <= 11  # at most 10 metrics and their sum
 
 
+def test_an_account_the_sweep_could_not_look_in_alarms(self_alarms):
+    # The sweep function succeeds when only one of its accounts fails: its error alarm stays OK
+    (alarm,) = _by_metric(self_alarms, "ImpairmentRecovery", "SweepAccountFailed")
+    assert alarm["Properties"]["Threshold"] == 1
+    assert "account not swept" in alarm["Properties"]["AlarmDescription"]
+
+
 def test_every_rule_is_watched_for_failed_deliveries(self_alarms, resources):
     (alarm,) = _by_metric(self_alarms, "AWS/Events", "FailedInvocations")
     watched = {_dimension(m, "RuleName")["Ref"] for m in _metrics(alarm)}
