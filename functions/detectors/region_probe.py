@@ -43,6 +43,7 @@ limits keep that from failing over again and again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -210,12 +211,18 @@ class ProbeStore(Protocol):
 class AwsRegionApi:
     """DescribeAutoScalingGroups in the probed region: one attempt, short timeouts."""
 
+    def __init__(self) -> None:
+        # Clients are thread-safe once made, but making them (and assuming a member role) is not:
+        # the probes make theirs one at a time, then call in parallel.
+        self._making = threading.Lock()
+
     def describe_group(self, probe: RegionProbe) -> int:
         from core import aws
 
-        client = aws.client(
-            "autoscaling", max_attempts=1, account=probe.account_id, region=probe.region, timeouts=TIMEOUTS
-        )
+        with self._making:
+            client = aws.client(
+                "autoscaling", max_attempts=1, account=probe.account_id, region=probe.region, timeouts=TIMEOUTS
+            )
         response = client.describe_auto_scaling_groups(AutoScalingGroupNames=[probe.auto_scaling_group])
         return len(response.get("AutoScalingGroups", []))
 
