@@ -138,6 +138,10 @@ class Drill:
             self.scenario.group.min_size, self.scenario.group.max_size, self.scenario.group.desired
         )
         workloads.build(self.home, self.workload, shape, self._managed_tag)
+        for control in self.scenario.routing_controls:  # the ARC cluster's (a global service, in memory)
+            emulator.routing_controls.add(control.arn, control.state, control.name)
+        for rule in self.scenario.safety_rules:
+            emulator.routing_controls.assertions[rule.arn] = (rule.routing_controls, rule.at_least)
         standby = self.workload.get("standby")
         if standby:
             workloads.build_standby(self._region(standby["region"]), self.workload, standby, self._managed_tag)
@@ -182,6 +186,9 @@ class Drill:
             region = self._region(standby["region"])
             state["standby"] = {"region": region.region, **workloads.group_state(region, standby["auto_scaling_group"])}
         state["zonal_shifts"] = [{k: str(v) for k, v in shift.items()} for shift in emulator.zonal_shifts.active()]
+        if emulator.routing_controls.states:
+            controls = emulator.routing_controls
+            state["routing_controls"] = {controls.names[arn]: value for arn, value in sorted(controls.states.items())}
         return state
 
     def run(self) -> dict[str, Any]:
@@ -210,7 +217,9 @@ class Drill:
                 raise DrillError(f"scenario {self.scenario.name}: standby_unhealthy needs a standby target_group_arn")
             emulator.failing_target_groups.add(standby_group)
         if self.scenario.region_outage:
-            emulator.fail_region(self._region(self.scenario.region_outage).region)
+            emulator.fail_region(
+                self._region(self.scenario.region_outage).region, tuple(self.scenario.region_outage_global)
+            )
         signals: list[dict[str, Any]] = []
         for round_number in range(self.scenario.rounds):
             if round_number:
@@ -656,6 +665,8 @@ def _describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
             f"standby in {standby['region']}: {len(standby['in_service'])} in service (desired "
             f"{standby['desired_capacity']}, max {standby['max_size']})"
         )
+    for name, value in (state.get("routing_controls") or {}).items():
+        parts.append(f"ARC routing control {name}: {value}")
     for shift in state.get("zonal_shifts", []):
         parts.append(f"zonal shift away from {shift['awayFrom']} until {shift['expiryTime']}")
     return parts

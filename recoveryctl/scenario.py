@@ -111,6 +111,28 @@ class Expectation(BaseModel):
     region: str | None = Field(default=None, description="the region whose stack ran the recovery")
 
 
+class RoutingControl(BaseModel):
+    """An ARC routing control the emulator's cluster serves (moto has none), with its state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arn: str = Field(
+        pattern=r"^arn:aws[-a-z]*:route53-recovery-control::\d{12}:controlpanel/[0-9a-f]+/routingcontrol/[0-9a-z]+$"
+    )
+    state: Literal["On", "Off"]
+    name: str | None = None
+
+
+class SafetyRule(BaseModel):
+    """An assertion rule of the control panel: at least `at_least` of these routing controls On."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arn: str = Field(min_length=1)
+    routing_controls: list[str] = Field(min_length=1)
+    at_least: int = Field(default=1, ge=1)
+
+
 class Deployment(BaseModel):
     """How the drilled deployment differs from cdk.json's (synthesized for the drill, see
     recoveryctl/regional.py): several regions, and changes to workloads by name."""
@@ -166,6 +188,15 @@ class Scenario(BaseModel):
         default=None,
         description='a region whose APIs fail for the functions while the drill runs: "primary" or a region name',
     )
+    region_outage_global: list[str] = Field(
+        default_factory=list,
+        description="global services whose control plane fails with the region (botocore endpoint prefixes, "
+        'e.g. ["route53"]: Route 53\'s control plane runs in us-east-1)',
+    )
+    routing_controls: list[RoutingControl] = Field(
+        default_factory=list, description="ARC routing controls the emulator's cluster serves, with their states"
+    )
+    safety_rules: list[SafetyRule] = Field(default_factory=list, description="the control panel's assertion rules")
     standby_unhealthy: bool = Field(
         default=False,
         description="the workload's standby is broken: every target of the standby's target group fails its "

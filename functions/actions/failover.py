@@ -456,6 +456,10 @@ def _dns_label(before: dict[str, Any]) -> str:
 # --- ARC routing controls -------------------------------------------------------------------
 
 _CLUSTER_SERVICE = "route53-recovery-cluster"
+# This account's routing controls: they cannot carry the managed tag; a plan naming them opts them in.
+ROUTING_CONTROLS_ARN = (
+    "arn:${AWS::Partition}:route53-recovery-control::${AWS::AccountId}:controlpanel/*/routingcontrol/*"
+)
 # Answers after which the next endpoint is tried: this endpoint cannot serve now. (5xx answers and
 # connection failures are classified transient already.)
 _NEXT_ENDPOINT_CODES = ("EndpointTemporarilyUnavailableException", "ThrottlingException", "InternalServerException")
@@ -597,6 +601,14 @@ def _rc_update(cluster: _Cluster, before: dict[str, Any], states: dict[str, str]
     if overrides:
         kwargs["SafetyRulesToOverride"] = list(overrides)
     cluster.call("update_routing_control_states", _rc_label(before), **kwargs)
+
+
+def routing_control_states(params: dict[str, Any], account: str | None = None) -> dict[str, str]:
+    """The states of a routing_control step's two routing controls now, e.g. {"primary": "Off",
+    "standby": "On"}, read through the cluster's endpoints (Verify checks a failover with it)."""
+    parsed = Params.model_validate(params)
+    controls = {"primary": parsed.primary_routing_control_arn, "standby": parsed.standby_routing_control_arn}
+    return _rc_current(_Cluster(parsed.cluster_endpoints, account), {r: {"arn": a} for r, a in controls.items()})
 
 
 def _rc_apply(ctx: Context) -> ActionResult:
@@ -951,9 +963,7 @@ SPEC = ActionSpec(
     iam_grants=(
         IamGrant(
             actions=(f"{_CLUSTER_SERVICE}:GetRoutingControlState", f"{_CLUSTER_SERVICE}:UpdateRoutingControlStates"),
-            resources=(
-                "arn:${AWS::Partition}:route53-recovery-control::${AWS::AccountId}:controlpanel/*/routingcontrol/*",
-            ),
+            resources=(ROUTING_CONTROLS_ARN,),
         ),
     ),
     apply=apply,

@@ -3,8 +3,9 @@
 Checks, for what the impairment's scope names: its Auto Scaling group has as many healthy
 in-service instances as its desired capacity and none of the impaired instances in service; its
 target group's registered targets are healthy; its ECS service runs its desired count with its
-newest deployment completed; its database is available; after a DNS failover, its standby record
-is the one Route 53 answers with. A few describe calls per attempt; the state machine waits
+newest deployment completed; its database is available; after a failover, the standby is the one
+in use (its Route 53 record is the one answered with, or its ARC routing control is On and the
+primary's Off). A few describe calls per attempt; the state machine waits
 between attempts and gives up after the plan's max_attempts.
 
 A regional failover runs in the standby region's stack, and the impairment's scope names the
@@ -30,7 +31,10 @@ _CAPACITY_ACTIONS = frozenset({"replace_instance", "scale_out", "provision_backu
 
 
 def check(
-    impairment: ImpairmentDetected, actions: frozenset[str] = _CAPACITY_ACTIONS, not_mine: frozenset[str] = frozenset()
+    impairment: ImpairmentDetected,
+    actions: frozenset[str] = _CAPACITY_ACTIONS,
+    not_mine: frozenset[str] = frozenset(),
+    steps: tuple[dict[str, Any], ...] = (),
 ) -> list[dict[str, Any]]:
     """The checks and whether each passed (pure but for the describe calls).
 
@@ -103,8 +107,12 @@ def check(
                 "not_healthy": unhealthy,
             }
         )
-    if "failover" in actions:
+    failovers = [s.get("params") or {} for s in steps if s.get("action") == "failover"]
+    if "failover" in actions and (not failovers or any(p.get("kind") in (None, "dns") for p in failovers)):
         checks.extend(_dns_checks(impairment.scope, account))
+    for params in failovers:
+        if params.get("kind") == "routing_control":
+            checks.append(_routing_control_check(params, account))
     checks.extend(_service_checks(impairment.scope, account))
     checks.extend(_database_checks(impairment.scope, account))
     if not checks:
@@ -122,6 +130,19 @@ def _zone_name(zone: str | None, account: str | None = None) -> str | None:
     except Exception as exc:
         raise classify_client_error(exc, "ec2:DescribeAvailabilityZones") from exc
     return zones[0]["ZoneName"] if zones else zone
+
+
+def _routing_control_check(params: dict[str, Any], account: str | None) -> dict[str, Any]:
+    """After an ARC failover: the standby's routing control is On and the primary's Off, read from
+    the cluster's data plane (its Regional endpoints), not from the impaired region."""
+    from actions import failover
+
+    states = failover.routing_control_states(params, account)
+    return {
+        "check": "routing_control",
+        "passed": states == {"primary": "Off", "standby": "On"},
+        "states": states,
+    }
 
 
 def _dns_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:
@@ -244,7 +265,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     actions = frozenset(step["action"] for step in event["plan"].get("steps", [])) or _CAPACITY_ACTIONS
     guarded = execution.guardrails or {}
     not_mine = frozenset(guarded.get("deferred") or []) | frozenset(guarded.get("impaired_elsewhere") or [])
-    checks = check(impairment, actions, not_mine)
+    checks = check(impairment, actions, not_mine, tuple(event["plan"].get("steps", [])))
     healthy = all(c["passed"] for c in checks)
     retry = not healthy and attempt < max_attempts
     if retry and _past_time_box(plan.deadline, plan.verify.wait_seconds):

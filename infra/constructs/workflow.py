@@ -18,7 +18,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from actions.base import ActionSpec
+from actions.base import ActionSpec, IamGrant
+from actions.failover import ROUTING_CONTROLS_ARN
 from actions.registry import ACTIONS
 from infra.constants import CLEARED, DETECTED, EVENT_SOURCE, RETRYABLE_ERRORS
 from infra.constructs.functions import FunctionFactory
@@ -69,6 +70,17 @@ class RecoveryWorkflow(Construct):
                 "rds:DescribeDBClusters",
                 "ec2:DescribeAvailabilityZones",
                 "route53:ListResourceRecordSets",
+            ],
+            managed_tag,
+        )
+        # After an ARC failover: the routing controls' states, from the cluster's data plane.
+        allow_grants(
+            verify,
+            [
+                IamGrant(
+                    actions=("route53-recovery-cluster:GetRoutingControlState",),
+                    resources=(ROUTING_CONTROLS_ARN,),
+                )
             ],
             managed_tag,
         )

@@ -3,7 +3,8 @@
 Each piece is a botocore `before-call` hook on the default session: either a side effect on
 moto's state before moto answers (a Multi-AZ reboot with failover moves the primary to the
 standby's zone; a forced new ECS deployment is rolled out by the scheduler), or a whole
-service moto lacks (ARC zonal shift, kept in memory with the real API's shapes).
+service moto lacks (ARC zonal shift, and ARC routing controls' cluster data plane, kept in memory
+with the real API's shapes).
 """
 
 from __future__ import annotations
@@ -108,12 +109,70 @@ class ZonalShifts:
         return [s for s in self.shifts.values() if s["status"] == "ACTIVE" and s["expiryTime"] > now]
 
 
+@dataclass
+class RoutingControls:
+    """ARC routing controls, as a cluster's data plane serves them (route53-recovery-cluster):
+    get a state, update one or several in one transaction, list. Every cluster endpoint answers
+    from the same state (the emulator's region outage fails the endpoints of a failed region).
+
+    `assertions` are the control panel's safety rules, as ARC's assertion rules: of each set of
+    routing controls, at least `at_least` must be On after an update, else ConflictException,
+    unless the call overrides that rule."""
+
+    states: dict[str, str] = field(default_factory=dict)  # routing control ARN -> "On" / "Off"
+    names: dict[str, str] = field(default_factory=dict)
+    assertions: dict[str, tuple[list[str], int]] = field(default_factory=dict)  # rule ARN -> (controls, at_least)
+
+    def add(self, arn: str, state: str, name: str | None = None) -> None:
+        self.states[arn] = state
+        self.names[arn] = name or arn.rsplit("/", 1)[-1]
+
+    def handle(self, operation: str, params: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
+        if operation == "GetRoutingControlState":
+            arn = params["RoutingControlArn"]
+            if arn not in self.states:
+                return _error("ResourceNotFoundException", f"no routing control {arn}", 404)
+            return _ok(
+                {
+                    "RoutingControlArn": arn,
+                    "RoutingControlState": self.states[arn],
+                    "RoutingControlName": self.names[arn],
+                }
+            )
+        if operation in ("UpdateRoutingControlState", "UpdateRoutingControlStates"):
+            entries = params.get("UpdateRoutingControlStateEntries") or [
+                {"RoutingControlArn": params["RoutingControlArn"], "RoutingControlState": params["RoutingControlState"]}
+            ]
+            unknown = [e["RoutingControlArn"] for e in entries if e["RoutingControlArn"] not in self.states]
+            if unknown:
+                return _error("ResourceNotFoundException", f"no routing control {unknown[0]}", 404)
+            after = {**self.states, **{e["RoutingControlArn"]: e["RoutingControlState"] for e in entries}}
+            overridden = set(params.get("SafetyRulesToOverride") or [])
+            for rule, (controls, at_least) in self.assertions.items():
+                if rule not in overridden and sum(after.get(c) == "On" for c in controls) < at_least:
+                    return _error(
+                        "ConflictException",
+                        f"the update would break safety rule {rule}: at least {at_least} of its routing controls On",
+                        409,
+                    )
+            self.states = after
+            return _ok({})
+        if operation == "ListRoutingControls":
+            controls = [
+                {"RoutingControlArn": arn, "RoutingControlName": self.names[arn], "RoutingControlState": state}
+                for arn, state in sorted(self.states.items())
+            ]
+            return _ok({"RoutingControls": controls})
+        return _error("UnsupportedOperation", f"the emulator does not implement route53-recovery-cluster {operation}")
+
+
 def install(emulator: Any) -> ZonalShifts:
     """Register the hooks on the default boto3 session; returns the zonal shift state."""
     import boto3
 
     session = boto3._get_default_session()
     shifts = ZonalShifts(emulator.account, emulator.region)
+    emulator.routing_controls = RoutingControls()
 
     def remember_params(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
         # before-call sees the serialized request; keep the API parameters for it.
@@ -124,6 +183,8 @@ def install(emulator: Any) -> ZonalShifts:
         service = model.service_model.service_id.hyphenize()
         if service == "arc-zonal-shift":
             return shifts.handle(model.name, params)
+        if service == "route53-recovery-cluster":
+            return emulator.routing_controls.handle(model.name, params)
         if service == "rds" and model.name == "RebootDBInstance" and params.get("ForceFailover"):
             _fail_over_instance(emulator, params["DBInstanceIdentifier"])
         if service == "ecs" and model.name == "UpdateService" and params.get("forceNewDeployment"):

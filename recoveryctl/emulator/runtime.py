@@ -142,6 +142,7 @@ class Emulator:
         self._regions: dict[str, Emulator] = {self.region: self}
         # Regions whose regional endpoints the functions cannot reach (fail_region).
         self.failed_regions: set[str] = set()
+        self.failed_global_services: set[str] = set()  # global endpoints failing with a region
 
     # --- lifecycle ---
     def __enter__(self) -> Emulator:
@@ -241,7 +242,9 @@ class Emulator:
             "invocations",
             "events",
             "failed_regions",
+            "failed_global_services",
             "zonal_shifts",
+            "routing_controls",
         ):
             setattr(peer, shared, getattr(self, shared))
         return peer
@@ -258,14 +261,19 @@ class Emulator:
         """The regions the emulator runs a stack in, the primary first."""
         return list(self._regions)
 
-    def fail_region(self, region: str) -> None:
+    def fail_region(self, region: str, global_services: tuple[str, ...] = ()) -> None:
         """From now on, every call the functions make to `region`'s regional endpoints fails as
         when the region cannot be reached (EndpointConnectionError): calls from a handler's
         thread, or from any thread but the one that entered the emulator (a handler's worker
-        threads). The drill's own calls (to build and inspect the workload) still work."""
+        threads). The drill's own calls (to build and inspect the workload) still work.
+
+        A global service's endpoint keeps answering unless it is in `global_services` (botocore
+        endpoint prefixes, e.g. "route53"): those whose control plane runs in this region, as
+        Route 53's and IAM's run in us-east-1, fail with it."""
         from core import aws as core_aws
 
         self.failed_regions.add(region)
+        self.failed_global_services.update(global_services)
         core_aws.reset()
 
     def _install_region_outages(self) -> None:
@@ -273,7 +281,7 @@ class Emulator:
         from botocore.exceptions import EndpointConnectionError
 
         session = boto3._get_default_session()
-        failed = self.failed_regions
+        failed, failed_global = self.failed_regions, self.failed_global_services
 
         owner = threading.get_ident()  # the drill's (and the emulator's own) thread
 
@@ -285,7 +293,10 @@ class Emulator:
             # (a function's call: in its handler's thread, or in a thread the handler started)
             service = model.service_model
             if service.metadata.get("globalEndpoint"):
-                return  # Route 53, IAM, ...: served from outside the region
+                # Route 53, IAM, ...: served from outside the region, unless their control plane failed
+                if service.endpoint_prefix in failed_global:
+                    raise EndpointConnectionError(endpoint_url=f"https://{service.metadata['globalEndpoint']}")
+                return
             region = request_signer.region_name
             if region in failed:
                 raise EndpointConnectionError(endpoint_url=f"https://{service.endpoint_prefix}.{region}.amazonaws.com")

@@ -100,3 +100,62 @@ def test_a_broken_standby_fails_verification_and_the_recovery_fails_back(synth_c
 
         # And a human was paged, from the standby region
         assert report["escalations"]
+
+
+def test_with_route53s_control_plane_down_too_arc_routing_controls_fail_over(synth_cache):
+    with drill.Drill(scenario.load("region-failover-routing-control"), None, synth_cache) as run:
+        before = run.state()
+        report = run.run()
+        after = run.state()
+
+        # Then it recovered from the standby region through the cluster's other endpoints
+        assert report["expectation_met"], report
+        assert report["outcome"] == "recovered" and report["region"] == STANDBY
+        assert before["routing_controls"] == {"web-api-us-east-1": "On", "web-api-us-west-2": "Off"}
+        assert after["routing_controls"] == {"web-api-us-east-1": "Off", "web-api-us-west-2": "On"}
+        # And no DNS change was needed (nor possible)
+        assert after["dns_records"] == before["dns_records"]
+
+        # And verification read the routing controls back from the cluster, not the DNS
+        assert run.emulator is not None
+        history = run.emulator.peer(STANDBY).history(report["execution"]["arn"])
+        verified = [
+            e for e in history if e["type"] == "TaskStateExited" and e["stateExitedEventDetails"]["name"] == "Verify"
+        ]
+        assert '"routing_control"' in str(verified[-1]) and '"dns_failover"' not in str(verified[-1])
+
+
+def test_with_route53s_control_plane_down_a_dns_failover_fails_and_nothing_is_left_half_done(synth_cache):
+    # Given the DNS plan, while us-east-1 and Route 53's control plane (which runs there) are down
+    dns_plan = scenario.load("region-failover-primary-down").model_copy(
+        update={"region_outage_global": ["route53"], "expect": scenario.Expectation(outcome="escalated")}
+    )
+    with drill.Drill(dns_plan, None, synth_cache) as run:
+        before = run.state()
+        report = run.run()
+        after = run.state()
+
+    # Then the failover step cannot change the records: the standby capacity is scaled back, a human paged
+    assert report["expectation_met"], report
+    assert report["region"] == STANDBY
+    assert after["dns_records"] == before["dns_records"]
+    assert after["standby"]["desired_capacity"] == 0
+    assert any("route53" in e for e in report["lambda_errors"])
+    assert report["escalations"]
+
+
+def test_a_safety_rule_that_blocks_the_switch_is_a_refusal_and_changes_nothing(synth_cache):
+    # Given a control panel whose safety rule wants both routing controls On
+    arc = scenario.load("region-failover-routing-control")
+    rule = arc.safety_rules[0].model_copy(update={"at_least": 2})
+    blocked = arc.model_copy(update={"safety_rules": [rule], "expect": scenario.Expectation(outcome="escalated")})
+    with drill.Drill(blocked, None, synth_cache) as run:
+        before = run.state()
+        report = run.run()
+        after = run.state()
+
+    # Then ARC refuses, nothing is switched, the standby is scaled back, and the page says why
+    assert report["expectation_met"], report
+    assert after["routing_controls"] == before["routing_controls"]
+    assert after["standby"]["desired_capacity"] == 0
+    assert "safety rule" in report["reason"] or any("safety rule" in str(e) for e in report["escalations"])

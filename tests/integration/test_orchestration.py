@@ -204,7 +204,10 @@ def test_verify_after_a_dns_failover_passes_only_once_the_standby_record_is_prim
     }
     model = standby.impairment_of().model_copy(update={"scope": scope})
     event = verify_event(model)
-    event["plan"]["steps"] = [{"index": 0, "action": "provision_backup"}, {"index": 1, "action": "failover"}]
+    event["plan"]["steps"] = [
+        {"index": 0, "action": "provision_backup", "params": {"kind": "standby_group"}},
+        {"index": 1, "action": "failover", "params": {"kind": "dns"}},
+    ]
 
     # When the records still send traffic to the old primary
     _failover_records(zone_id, "PRIMARY", "SECONDARY")
