@@ -65,11 +65,11 @@ class Drill:
 
         cache = self.cache_dir or LocalState().directory / "synth"
         try:
-            templates = regional.synthesize(deployment.model_dump(exclude_none=True), cache)
+            stacks = regional.synthesize(deployment.model_dump(exclude_none=True), cache)
         except regional.DeploymentError as exc:
             raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
-        (primary, template), *others = templates.items()
-        return Emulator(template, region=primary, peers=dict(others))
+        (primary, template), *others = stacks.regions.items()
+        return Emulator(template, region=primary, peers=dict(others), members=stacks.members)
 
     def _emulators(self) -> list[Emulator]:
         """Every region's emulator, the primary first."""
@@ -239,12 +239,17 @@ class Drill:
         started = clock.utc_now()
         for signal in self.scenario.signals:
             at = started + timedelta(seconds=signal.at_seconds)
-            if signal.alarm is not None and self.workload.get("account_id"):
-                raise DrillError(
-                    f"scenario {self.scenario.name}: a member account's alarms live in its member stack, "
-                    "not in the central template: drill it with an event signal (say an EC2 state change)"
-                )
             target = self._region(signal.region)
+            if signal.alarm is not None and self.workload.get("account_id"):
+                # A member's alarms are in its member stack, which forwards their events
+                member = emulator._stacks.get((self.workload["account_id"], target.region))
+                if member is None:
+                    raise DrillError(
+                        f"scenario {self.scenario.name}: a member account's alarms live in its member stack: give "
+                        "the scenario a deployment with `accounts` (the drill then deploys the member stack), or "
+                        "drill it with an event signal (say an EC2 state change)"
+                    )
+                target = member
             if signal.alarm is not None:
                 alarm = signal.alarm.replace("{workload}", self.workload["name"])
                 try:
@@ -274,6 +279,9 @@ class Drill:
                         }
                     )
             else:
+                if self.workload.get("account_id") and signal.account is None:
+                    # A member's own event goes on its default bus, which forwards it (with a member stack)
+                    target = emulator._stacks.get((self.workload["account_id"], target.region), target)
                 event = self._fill(signal.event or {}, impaired, at, signal.account, target.region)
                 event.setdefault("id", str(uuid.uuid4()))
                 event.setdefault("time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))

@@ -1,11 +1,11 @@
 """The deployment a drill needs when it is not the one in cdk.out: cdk.json's configuration with a
-scenario's changes (several regions, a workload's standby in another region), synthesized by
-app.py's own builder.
+scenario's changes (several regions, a workload's standby in another region, member accounts),
+synthesized by app.py's own builder.
 
 `make synth` builds cdk.json as it is: one stack, in one region. A regional scenario says how
 the deployment differs (its `deployment` field); the result is synthesized once into a cache
 directory named by a hash of everything that goes into it (the changes, cdk.json, app.py, infra/
-and functions/), and reused while none of them changes.
+and functions/), and reused while none of them (nor this module) changes.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recoveryctl import ROOT
 
 CDK_JSON = ROOT / "cdk.json"
+# Where a stack synthesized without a region runs in the emulator.
+DEFAULT_REGION = "us-east-1"
 
 
 class DeploymentError(RuntimeError):
@@ -30,12 +33,13 @@ class DeploymentError(RuntimeError):
 
 
 def configuration(changes: dict[str, Any], cdk_json: Path = CDK_JSON) -> dict[str, Any]:
-    """cdk.json's "recovery" configuration with the changes: `regions` replaced, and each of
-    `workloads` (by name) updated with the fields given."""
+    """cdk.json's "recovery" configuration with the changes: `regions` and `accounts` replaced,
+    and each of `workloads` (by name) updated with the fields given."""
     context = json.loads(cdk_json.read_text())["context"]
     config = copy.deepcopy(context["recovery"])
-    if "regions" in changes:
-        config["regions"] = changes["regions"]
+    for part in ("regions", "accounts"):
+        if part in changes:
+            config[part] = changes[part]
     by_name = {w["name"]: w for w in config.get("workloads", [])}
     for name, fields in (changes.get("workloads") or {}).items():
         if name not in by_name:
@@ -44,8 +48,8 @@ def configuration(changes: dict[str, Any], cdk_json: Path = CDK_JSON) -> dict[st
     return config
 
 
-def synthesize(changes: dict[str, Any], cache_dir: Path, cdk_json: Path = CDK_JSON) -> dict[str, Path]:
-    """The stacks' templates by region, the primary's first: synthesized, or found in the cache."""
+def synthesize(changes: dict[str, Any], cache_dir: Path, cdk_json: Path = CDK_JSON) -> Stacks:
+    """The stacks' templates: synthesized, or found in the cache."""
     config = configuration(changes, cdk_json)
     key = _fingerprint(config, cdk_json)
     out = cache_dir / f"synth-{key}"
@@ -54,22 +58,34 @@ def synthesize(changes: dict[str, Any], cache_dir: Path, cdk_json: Path = CDK_JS
     return templates(out)
 
 
-def templates(cdk_out: Path) -> dict[str, Path]:
-    """The CloudFormation stacks of a cloud assembly by region, in the manifest's order (the
-    primary first: app.py creates it first)."""
+@dataclass(frozen=True)
+class Stacks:
+    """A synthesized deployment: the recovery system's stack in each region (the primary's first),
+    and the member accounts' stacks."""
+
+    regions: dict[str, Path]
+    members: list[tuple[str, str, Path]]  # (account, region, template)
+
+
+def templates(cdk_out: Path) -> Stacks:
+    """The CloudFormation stacks of a cloud assembly, in the manifest's order (the primary first:
+    app.py creates it first)."""
     manifest = json.loads((cdk_out / "manifest.json").read_text())
-    found: dict[str, Path] = {}
+    regions: dict[str, Path] = {}
+    members: list[tuple[str, str, Path]] = []
     for artifact in manifest.get("artifacts", {}).values():
         if artifact.get("type") != "aws:cloudformation:stack":
             continue
-        region = artifact.get("environment", "").rsplit("/", 1)[-1]
-        name = artifact["properties"]["templateFile"]
-        if "Member" in name:  # a member account's stack: not a region's recovery system
-            continue
-        found[region] = cdk_out / name
-    if not found:
-        raise DeploymentError(f"{cdk_out} holds no stack")
-    return found
+        account, region = artifact.get("environment", "aws://unknown-account/unknown-region").rsplit("/", 2)[-2:]
+        region = DEFAULT_REGION if region == "unknown-region" else region
+        path = cdk_out / artifact["properties"]["templateFile"]
+        if account != "unknown-account" and "-Member-" in path.name:
+            members.append((account, region, path))
+        else:
+            regions[region] = path
+    if not regions:
+        raise DeploymentError(f"{cdk_out} holds no recovery stack")
+    return Stacks(regions, members)
 
 
 def _synthesize(config: dict[str, Any], cdk_json: Path, out: Path) -> None:
@@ -95,6 +111,7 @@ def _synthesize(config: dict[str, Any], cdk_json: Path, out: Path) -> None:
     try:
         app = cdk.App(outdir=str(building), context=context)
         cdk_app.build(app, validated)
+        cdk_app.build_member_stacks(app, validated)
         app.synth()
         os.replace(building, out)
     except OSError:
@@ -107,7 +124,12 @@ def _synthesize(config: dict[str, Any], cdk_json: Path, out: Path) -> None:
 def _fingerprint(config: dict[str, Any], cdk_json: Path) -> str:
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     digest.update(cdk_json.read_bytes())
-    sources = [ROOT / "app.py", *sorted((ROOT / "infra").rglob("*.py")), *sorted((ROOT / "functions").rglob("*.py"))]
+    sources = [
+        Path(__file__).resolve(),  # how this module synthesizes
+        ROOT / "app.py",
+        *sorted((ROOT / "infra").rglob("*.py")),
+        *sorted((ROOT / "functions").rglob("*.py")),
+    ]
     for path in sources:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

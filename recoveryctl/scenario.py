@@ -142,6 +142,11 @@ class Deployment(BaseModel):
     regions: dict[str, Any] | None = Field(
         default=None, description='as cdk.json\'s: {"primary": "us-east-1", "standby": ["us-west-2"]}'
     )
+    accounts: dict[str, Any] | None = Field(
+        default=None,
+        description="as cdk.json's: the central account, the organisation and the member accounts (their "
+        "stacks are deployed in the emulator too)",
+    )
     workloads: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description='fields set on a workload, by name, e.g. {"web-api": {"standby": {...}}}',

@@ -15,6 +15,10 @@ emulator of a region. A global table's replicas are created in every region the 
 they are not replicated to each other (a drill reads the region it asks about). `fail_region`
 makes every regional AWS endpoint of a region unreachable for the functions, as a regional
 outage does; global endpoints (Route 53, IAM) keep answering.
+
+Member accounts: `members=[(account, region, member_template)]` deploys each member stack in its
+account (its alarms, and its rules forwarding signals to the central default bus, which the
+emulator delivers across accounts as EventBridge does: the event keeps its source account).
 """
 
 from __future__ import annotations
@@ -112,6 +116,8 @@ class Emulator:
     log: io.StringIO = field(default_factory=io.StringIO)
     # Other regions' stacks (region -> template), run beside this one (the primary).
     peers: dict[str, Path] = field(default_factory=dict)
+    # Member accounts' stacks: (account, region, template).
+    members: list[tuple[str, str, Path]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.template = Template.load(self.template_path, self.region, self.account)
@@ -124,7 +130,8 @@ class Emulator:
         self.events: list[dict[str, Any]] = []  # every event put on any bus, in order
         self.faults: list[Fault] = []
         self.virtual_seconds = 0.0
-        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        # Events put on a bus, to route: (bus name, event, the stack whose bus it is)
+        self._queue: deque[tuple[str, dict[str, Any], Emulator]] = deque()
         self._lock = threading.RLock()
         self._stack = contextlib.ExitStack()
         self.outputs: dict[str, str] = {}
@@ -140,6 +147,8 @@ class Emulator:
         # Several regions: the emulator that entered moto (the root) and every region's emulator.
         self._root: Emulator = self
         self._regions: dict[str, Emulator] = {self.region: self}
+        # Every stack, the members' included, by (account, region): whose bus an event is on.
+        self._stacks: dict[tuple[str, str], Emulator] = {(self.account, self.region): self}
         # Regions whose regional endpoints the functions cannot reach (fail_region).
         self.failed_regions: set[str] = set()
         self.failed_global_services: set[str] = set()  # global endpoints failing with a region
@@ -187,6 +196,10 @@ class Emulator:
         self.deploy()
         for region, template_path in self.peers.items():
             self._join(Emulator(template_path, region=region, account=self.account)).deploy()
+        for account, region, template_path in self.members:
+            member = Emulator(template_path, region=region, account=account)
+            member._acting_as = account  # its client() works in the member account
+            self._join(member, member=True).deploy()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -203,7 +216,7 @@ class Emulator:
         import boto3
 
         account = account or self._acting_as
-        if account is None or account == self.account:
+        if account is None or account == self._root.account:
             return boto3.client(service, region_name=self.region)
         if account not in self._account_credentials:
             credentials = boto3.client("sts", region_name=self.region).assume_role(
@@ -222,14 +235,18 @@ class Emulator:
         return self._acting_as or self.account
 
     # --- several regions ---
-    def _join(self, peer: Emulator) -> Emulator:
-        """Run `peer` (another region's stack) in this emulator's moto world: the same lock,
-        clock, event queue, log, faults and hooks."""
-        if peer.region in self._regions:
-            raise TemplateError(f"the emulator runs a stack in {peer.region} already")
+    def _join(self, peer: Emulator, member: bool = False) -> Emulator:
+        """Run `peer` (another region's stack, or a member account's) in this emulator's moto
+        world: the same lock, clock, event queue, log, faults and hooks."""
+        key = (peer.account, peer.region)
+        if key in self._stacks or (not member and peer.region in self._regions):
+            raise TemplateError(f"the emulator runs a stack in {peer.account}/{peer.region} already")
         peer._root = self
         peer._regions = self._regions
-        self._regions[peer.region] = peer
+        peer._stacks = self._stacks
+        self._stacks[key] = peer
+        if not member:
+            self._regions[peer.region] = peer
         for shared in (
             "_lock",
             "_stack",
@@ -349,7 +366,7 @@ class Emulator:
 
         def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             results = original_put_events(backend, entries)
-            target = emulator._regions.get(backend.region_name)
+            target = emulator._stacks.get((backend.account_id, backend.region_name))
             for entry, result in zip(entries, results, strict=False):
                 if result.get("EventId") and target is not None:  # no stack of ours in that region
                     target._accept(entry, result["EventId"], backend)
@@ -700,14 +717,14 @@ class Emulator:
         }
         with self._lock:
             self.events.append({"bus": bus, **event})
-            self._queue.append((bus, event))
+            self._queue.append((bus, event, self))
 
     def put_event(self, event: dict[str, Any], bus: str = "default") -> None:
         """Deliver an event exactly as AWS would have put it on `bus` (e.g. an alarm state change
         on the default bus); it is routed on the next pump()."""
         with self._lock:
             self.events.append({"bus": bus, **event})
-            self._queue.append((bus, event))
+            self._queue.append((bus, event, self))
 
     def pump(self, timeout: float = 120.0) -> None:
         """Deliver queued events to their targets until nothing is left to deliver and no
@@ -717,8 +734,9 @@ class Emulator:
             with self._lock:
                 item = self._queue.popleft() if self._queue else None
             if item is not None:
+                bus, event, owner = item
                 with self._lock:
-                    self._route(*item)
+                    owner._route(bus, event)
                 continue
             if not self._running_executions():
                 with self._lock:
@@ -758,12 +776,7 @@ class Emulator:
         return len(self.schedules)
 
     def _route(self, bus: str, event: dict[str, Any]) -> None:
-        here = self._regions.get(event.get("region") or self.region)
-        if here is None:
-            return  # an event in a region without a stack of ours: nothing listens
-        if here is not self:
-            here._route(bus, event)
-            return
+        """Deliver an event on this stack's `bus` to the targets of the rules that match it."""
         for route in self.routes:
             if route.bus != bus or not route.pattern.matches_event(event):
                 continue
@@ -773,9 +786,22 @@ class Emulator:
                     self._deliver_to_function(arn.split(":function:")[-1], event, target)
                 elif ":stateMachine:" in arn:
                     self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(event))
+                elif ":event-bus/" in arn:
+                    self._forward(arn, event)
                 elif ":sqs:" in arn:
                     url = self.client("sqs").get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
                     self.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(event))
+
+    def _forward(self, bus_arn: str, event: dict[str, Any]) -> None:
+        """An event bus target (a member forwarding to the central account): the event goes on
+        that bus as it is, its source account kept, as EventBridge delivers across accounts."""
+        _, _, _, region, account, resource = bus_arn.split(":", 5)
+        target = self._stacks.get((account, region))
+        if target is None:
+            return  # a bus outside the emulator: nothing listens there
+        with self._lock:
+            target.events.append({"bus": resource.split("/", 1)[1], **event})
+            self._queue.append((resource.split("/", 1)[1], json.loads(json.dumps(event)), target))
 
     def _deliver_to_function(self, name: str, event: dict[str, Any], target: dict[str, Any]) -> None:
         """Asynchronous invocation: retried, then sent to the function's dead-letter queue."""

@@ -168,3 +168,26 @@ def test_the_cross_account_drill_from_an_unknown_account_changes_nothing(synthes
     assert refused == ["refused"]
     assert report["workload"]["after"]["in_service"] == report["workload"]["before"]["in_service"]
     assert report["detections"] == 0
+
+
+def test_a_member_stacks_alarm_is_forwarded_to_the_central_account_and_recovered(tmp_path_factory):
+    # Given the deployment with the member account: the central stack and the member's stack
+    from recoveryctl import drill, scenario
+
+    with drill.Drill(scenario.load("cross-account-alarm"), None, tmp_path_factory.mktemp("synth")) as run:
+        report = run.run()
+        assert run.emulator is not None
+        central_alarms = run.emulator.client("cloudwatch").describe_alarms(AlarmNamePrefix="web-api-")
+        member_alarms = run.emulator.client("cloudwatch", account=MEMBER).describe_alarms(AlarmNamePrefix="web-api-")
+
+    # Then the workload's alarms are the member stack's, in the member account only
+    assert central_alarms["MetricAlarms"] == []
+    assert "web-api-status-check" in {a["AlarmName"] for a in member_alarms["MetricAlarms"]}
+    # And its state change, forwarded by the member's rule to the central bus, started the recovery there
+    assert report["expectation_met"], report
+    assert report["outcome"] == "recovered"
+    assert report["workload"]["account"] == MEMBER
+    alarm_events = [e for e in report["signals"] if e.get("alarm") == "web-api-status-check"]
+    assert alarm_events
+    (replaced,) = [a for a in report["actions"] if a["type"] == "replace_instance"]
+    assert replaced["target"] == report["workload"]["impaired_instances"][0]
