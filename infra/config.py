@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.contract import Severity
 from core.guardrails import Guardrails, Maintenance
@@ -21,6 +21,19 @@ from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionPr
 
 _TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[\w-]+/[0-9a-f]+$")
 _LB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[\w-]+/[0-9a-f]+$")
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"not {what}: {value}")
+        return value
+
+    return AfterValidator(check)
+
+
+TargetGroupArn = Annotated[str, _matching(_TG_ARN, "a target group ARN")]
+LoadBalancerArn = Annotated[str, _matching(_LB_ARN, "a load balancer ARN")]
 
 
 class ConfigError(ValueError):
@@ -195,17 +208,10 @@ class RegionalStandby(BaseModel):
         min_length=1, max_length=255, description="the standby group in that region (it carries the managed tag)"
     )
     desired_capacity: int = Field(ge=1, le=10000, description="what the standby group is scaled to on failover")
-    target_group_arn: str | None = Field(default=None, description="the standby group's target group")
+    target_group_arn: TargetGroupArn | None = Field(default=None, description="the standby group's target group")
     probe_failures: int = Field(
         default=3, ge=1, le=60, description="consecutive failed probes (one a minute) before the region is impaired"
     )
-
-    @field_validator("target_group_arn")
-    @classmethod
-    def _tg(cls, value: str | None) -> str | None:
-        if value is not None and not _TG_ARN.match(value):
-            raise ValueError(f"not a target group ARN: {value}")
-        return value
 
     @model_validator(mode="after")
     def _tg_in_region(self) -> RegionalStandby:
@@ -230,8 +236,8 @@ class Workload(BaseModel):
         description="the member account the workload runs in (accounts.members); none: the central account",
     )
     auto_scaling_group: str | None = Field(default=None, min_length=1, max_length=255)
-    target_group_arn: str | None = None
-    load_balancer_arn: str | None = None
+    target_group_arn: TargetGroupArn | None = None
+    load_balancer_arn: LoadBalancerArn | None = None
     ecs_service: EcsService | None = None
     database: Database | None = None
     dns: DnsFailover | None = None
@@ -258,20 +264,6 @@ class Workload(BaseModel):
         if not (self.auto_scaling_group or self.ecs_service or self.database):
             raise ValueError("a workload needs an auto_scaling_group, an ecs_service or a database")
         return self
-
-    @field_validator("target_group_arn")
-    @classmethod
-    def _tg(cls, value: str | None) -> str | None:
-        if value is not None and not _TG_ARN.match(value):
-            raise ValueError(f"not a target group ARN: {value}")
-        return value
-
-    @field_validator("load_balancer_arn")
-    @classmethod
-    def _lb(cls, value: str | None) -> str | None:
-        if value is not None and not _LB_ARN.match(value):
-            raise ValueError(f"not a load balancer ARN: {value}")
-        return value
 
     @model_validator(mode="after")
     def _pair(self) -> Workload:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -508,3 +510,23 @@ def use_runtime_config(
     path.write_text(config.to_json())
     monkeypatch.setenv(runtime_config.ENV, str(path))
     return config
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+@contextmanager
+def in_account(account: str, monkeypatch: Any) -> Iterator[None]:
+    """Run the set-up as `account` (its workload is built there)."""
+    import boto3
+
+    credentials = boto3.client("sts", region_name=REGION).assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/set-up", RoleSessionName="set-up"
+    )["Credentials"]
+    with monkeypatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", credentials["AccessKeyId"])
+        patch.setenv("AWS_SECRET_ACCESS_KEY", credentials["SecretAccessKey"])
+        patch.setenv("AWS_SESSION_TOKEN", credentials["SessionToken"])
+        # boto3's default session keeps the credentials it first resolved: a fresh one reads these
+        patch.setattr(boto3, "DEFAULT_SESSION", None)
+        yield

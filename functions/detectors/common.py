@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -71,6 +71,13 @@ class Envelope(BaseModel):
         if value.tzinfo is None:
             raise ValueError("the event time must carry a time zone")
         return value
+
+
+class ScheduledEvent(Envelope):
+    """What an EventBridge schedule delivers (the sweeps' and the region probe's tick)."""
+
+    source: Literal["aws.events"]
+    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from core import clock, runtime_config
 from core.contract import (
@@ -66,21 +66,13 @@ from core.contract import (
 from core.errors import InvalidInput
 from core.observability import logger, metrics, tracer
 from core.runtime_config import RegionProbe
-from detectors.common import Envelope, Findings, load_settings, publish, reject
+from detectors.common import Findings, ScheduledEvent, load_settings, publish, reject
 
 SOURCE = "recovery.region-probe"
 TIMEOUTS = (3, 5)  # seconds to connect, to read: an impaired region costs a probe 8 s at most
 MAX_PARALLEL = 10
 # A probe item outlives its last failure by this long (nothing is left of a removed probe).
 KEEP_SECONDS = 7 * 86400
-
-# --- the event -------------------------------------------------------------------------------
-
-
-class ScheduledEvent(Envelope):
-    source: Literal["aws.events"]
-    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")  # type: ignore[assignment]
-
 
 # --- classification (pure) -------------------------------------------------------------------
 

@@ -45,15 +45,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.errors import PermanentError, RecoveryError
 from core.observability import logger, metrics, tracer
-from detectors.common import Envelope, Findings, load_settings, publish, reject
+from detectors.common import Findings, ScheduledEvent, load_settings, publish, reject
 from detectors.resolve import ProtectedGroup, out_of_service_on_purpose
 
 ASG_SOURCE = "aws.autoscaling"
@@ -65,14 +65,6 @@ SWEEP_TIME_MARGIN_MS = 10_000
 
 class SweepFailed(RecoveryError):
     """No account could be swept: the invocation fails, so the detector's errors alarm fires."""
-
-
-# --- the event -------------------------------------------------------------------------------
-
-
-class ScheduledEvent(Envelope):
-    source: Literal["aws.events"]
-    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")  # type: ignore[assignment]
 
 
 # --- what the sweep needs to know about the world ----------------------------------------------

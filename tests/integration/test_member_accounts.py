@@ -5,8 +5,6 @@ account outside the configuration is refused."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -18,7 +16,7 @@ from core.contract import ImpairmentDetected
 from core.errors import PermanentError
 from detectors import ec2_state
 from orchestration import verify
-from tests.builders import BUS_NAME, REGION, action_event, build_workload, capture_bus, received
+from tests.builders import BUS_NAME, REGION, action_event, build_workload, capture_bus, in_account, received
 from tests.conftest import load_event
 
 CENTRAL = "123456789012"  # moto's default account: the functions' own
@@ -34,19 +32,9 @@ def members(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMBER_ACCOUNTS", f'["{MEMBER}"]')
 
 
-@contextmanager
-def in_member_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def in_member_account(monkeypatch: pytest.MonkeyPatch):
     """Run the set-up as the member account (the workload is built there, not in the central one)."""
-    credentials = boto3.client("sts", region_name=REGION).assume_role(
-        RoleArn=f"arn:aws:iam::{MEMBER}:role/set-up", RoleSessionName="set-up"
-    )["Credentials"]
-    with monkeypatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", credentials["AccessKeyId"])
-        patch.setenv("AWS_SECRET_ACCESS_KEY", credentials["SecretAccessKey"])
-        patch.setenv("AWS_SESSION_TOKEN", credentials["SessionToken"])
-        # boto3's default session keeps the credentials it first resolved: a fresh one reads these
-        patch.setattr(boto3, "DEFAULT_SESSION", None)
-        yield
+    return in_account(MEMBER, monkeypatch)
 
 
 def groups(client) -> list[str]:

@@ -4,8 +4,6 @@ whose role cannot be assumed is skipped, and without members it sweeps this acco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -14,7 +12,7 @@ import pytest
 from core import aws
 from core.contract import ImpairmentDetected, ImpairmentType
 from detectors import sweeps
-from tests.builders import BUS_NAME, REGION, build_workload, capture_bus, received, scheduled_event
+from tests.builders import BUS_NAME, REGION, build_workload, capture_bus, in_account, received, scheduled_event
 
 CENTRAL = "123456789012"  # moto's default account: the function's own
 MEMBER = "111122223333"
@@ -33,21 +31,6 @@ def members(monkeypatch: pytest.MonkeyPatch) -> None:
     """The environment the stack gives the sweep when member accounts are configured."""
     monkeypatch.setenv("MEMBER_ROLE_NAME", ROLE)
     monkeypatch.setenv("MEMBER_ACCOUNTS", f'["{MEMBER}", "{DENIED}"]')
-
-
-@contextmanager
-def in_account(account: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run the set-up as `account` (its workload is built there)."""
-    credentials = boto3.client("sts", region_name=REGION).assume_role(
-        RoleArn=f"arn:aws:iam::{account}:role/set-up", RoleSessionName="set-up"
-    )["Credentials"]
-    with monkeypatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", credentials["AccessKeyId"])
-        patch.setenv("AWS_SECRET_ACCESS_KEY", credentials["SecretAccessKey"])
-        patch.setenv("AWS_SESSION_TOKEN", credentials["SessionToken"])
-        # boto3's default session keeps the credentials it first resolved: a fresh one reads these
-        patch.setattr(boto3, "DEFAULT_SESSION", None)
-        yield
 
 
 def mark_unhealthy(instance_id: str) -> None:
