@@ -13,7 +13,11 @@ within its MaxSize. Rollback restores its desired capacity recorded before. Both
 impairment's scope (`standby_auto_scaling_group`, `standby_desired_capacity`): a region
 impairment seen from the standby region names the workload's standby there (detectors/
 region_probe.py), so one plan serves every workload. The group is in the region the function
-runs in: the standby region's stack brings up its own region's capacity.
+runs in: the standby region's stack brings up its own region's capacity. With
+`wait_until_in_service` (the default), the step ends only once the group has that many healthy
+instances in service: until then it raises CapacityNotReady, which the state machine retries
+every 30 s for up to 10 minutes, so the plan's next step (moving traffic there) finds the
+capacity ready. A standby kept at 0 instances (pilot light) takes minutes to boot.
 
 Every group changed must carry the managed tag.
 """
@@ -26,7 +30,7 @@ from pydantic import Field, model_validator
 
 from actions import autoscaling as asg
 from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
-from core.errors import PermanentError
+from core.errors import CapacityNotReady, PermanentError
 
 NAME = "provision_backup"
 WARMED = ("Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated")  # ready to enter service
@@ -35,7 +39,7 @@ STANDBY_BATCH = 20  # instance ids per EnterStandby / ExitStandby call
 _KIND_FIELDS = {
     "warm_pool": {"count", "group"},
     "standby_instances": {"count", "group"},
-    "standby_group": {"standby_group", "desired_capacity"},
+    "standby_group": {"standby_group", "desired_capacity", "wait_until_in_service"},
 }
 
 
@@ -45,6 +49,9 @@ class Params(ActionParams):
     group: str | None = Field(default=None, description="default: the impaired workload's Auto Scaling group")
     standby_group: str | None = Field(default=None, description="the standby Auto Scaling group to scale up")
     desired_capacity: int | None = Field(default=None, ge=1, description="the standby group's desired capacity")
+    wait_until_in_service: bool = Field(
+        default=True, description="standby_group: end the step only when that capacity is healthy in service"
+    )
 
     @model_validator(mode="after")
     def _fields_of_the_kind(self) -> Params:
@@ -124,8 +131,9 @@ def _raise_desired(ctx: Context) -> ActionResult:
 
     target = before["target"]
     current = asg.describe_group(client, before["group"])["DesiredCapacity"]
-    changed = current < target
-    if changed and not ctx.dry_run:
+    # This step's change: made now, or by an earlier attempt that then waited for the capacity.
+    changed = before["desired_capacity"] < target
+    if current < target and not ctx.dry_run:
         asg.call(
             client,
             "set_desired_capacity",
@@ -133,6 +141,8 @@ def _raise_desired(ctx: Context) -> ActionResult:
             DesiredCapacity=target,
             HonorCooldown=False,
         )
+    if ctx.params.kind == "standby_group" and ctx.params.wait_until_in_service and not ctx.dry_run:
+        _require_in_service(client, before["group"], target)
     limits = before.get("limited_by") or []
     return ctx.result(
         "apply",
@@ -143,6 +153,19 @@ def _raise_desired(ctx: Context) -> ActionResult:
         f"{before['group']}: desired capacity {before['desired_capacity']} -> {target}"
         + (f" (limited by {', '.join(limits)})" if limits else ""),
     )
+
+
+def _require_in_service(client: Any, group_name: str, target: int) -> None:
+    """Raise CapacityNotReady until the group has `target` healthy instances in service."""
+    ready = len(asg.healthy_in_service(asg.describe_group(client, group_name)))
+    if ready < target:
+        raise CapacityNotReady(
+            f"{group_name}: {ready} of {target} instances healthy in service; waiting for the rest before the plan "
+            "goes on",
+            group=group_name,
+            ready=ready,
+            target=target,
+        )
 
 
 def _warmed_instances(client: Any, group_name: str) -> list[str]:

@@ -43,6 +43,12 @@ class TransientError(RecoveryError):
     """Retryable: the state machine retries it with capped exponential backoff and jitter."""
 
 
+class CapacityNotReady(TransientError):
+    """Capacity an action asked for is not in service yet (instances booting, passing their checks):
+    the state machine asks again at a slow pace (CAPACITY_WAIT in the workflow: every 30 s, for up
+    to 10 minutes) without a Lambda running meanwhile; after that the recovery rolls back."""
+
+
 class PermanentError(RecoveryError):
     """Not retryable: the recovery rolls back what it did and escalates."""
 

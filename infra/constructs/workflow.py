@@ -359,8 +359,20 @@ def _grant_page(function: lambda_.Function, topic: sns.ITopic) -> None:
         )
 
 
+# Waiting for capacity to come into service (CapacityNotReady): every 30 s for up to 10 minutes.
+CAPACITY_WAIT = {"interval_seconds": 30, "max_attempts": 20}
+
+
 def _retry_transient(task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
-    """Transient errors retry in one layer, here: capped exponential backoff with full jitter."""
+    """Transient errors retry in one layer, here: capped exponential backoff with full jitter. An
+    action waiting for capacity to come into service (CapacityNotReady, a TransientError too) is
+    asked again at a slow, steady pace first: booting instances take minutes, not seconds."""
+    task.add_retry(
+        errors=["CapacityNotReady"],
+        interval=Duration.seconds(CAPACITY_WAIT["interval_seconds"]),
+        max_attempts=CAPACITY_WAIT["max_attempts"],
+        backoff_rate=1,
+    )
     task.add_retry(
         errors=RETRYABLE_ERRORS,
         interval=Duration.seconds(2),

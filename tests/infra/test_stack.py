@@ -314,6 +314,16 @@ def test_every_task_retries_transient_errors_with_capped_jittered_backoff(states
         assert "States.ALL" not in retry["ErrorEquals"], f"{name} retries permanent errors too"
 
 
+def test_actions_waiting_for_capacity_are_asked_again_slowly_before_the_quick_retries(states):
+    # A booting instance takes minutes: every 30 s for 10 minutes, no Lambda running in between
+    for name in ACTION_TASKS:
+        retries = states[name]["Retry"]
+        assert retries[0]["ErrorEquals"] == ["CapacityNotReady"], name
+        assert retries[0]["IntervalSeconds"] == 30 and retries[0]["MaxAttempts"] == 20, name
+        assert retries[0]["BackoffRate"] == 1, name
+        assert any("TransientError" in r["ErrorEquals"] for r in retries[1:]), name
+
+
 def test_a_failing_action_rolls_back(states):
     catches = states["RunActions"].get("Catch", [])
     assert any(c["ErrorEquals"] == ["States.ALL"] and c["Next"] == "PrepareRollback" for c in catches), catches

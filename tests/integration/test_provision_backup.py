@@ -18,7 +18,7 @@ from botocore.validate import validate_parameters
 
 from actions import provision_backup
 from core import aws
-from core.errors import ActionRefused, InvalidInput, PermanentError, TransientError
+from core.errors import ActionRefused, CapacityNotReady, InvalidInput, PermanentError, TransientError
 from tests.builders import REGION, action_event, build_workload
 
 
@@ -126,8 +126,9 @@ def test_warm_pool_applied_twice_raises_capacity_once(store, lambda_context):
     # When the step is retried
     again = apply(workload, lambda_context, kind="warm_pool", count=2)
 
-    # Then the capacity is raised once, by the same absolute change
-    assert again["result"] == "unchanged"
+    # Then the capacity is raised once, by the same absolute change; the step reports the change it made
+    assert again["result"] == "changed"
+    assert again["before"]["desired_capacity"] == 3
     assert workload.desired_capacity() == 5
 
 
@@ -434,3 +435,41 @@ def test_a_rollback_that_fails_keeps_the_state_it_found_in_the_audit_trail(store
     record = store.get_action(model.impairment_id, 0, "rollback")
     assert record["status"] == "failed"
     assert record["before"] and record["before"]["group"] == workload.group_name
+
+
+def test_standby_group_waits_until_its_capacity_is_healthy_in_service(store, lambda_context, monkeypatch):
+    # Given a standby group at 0, whose new instances are still booting (not yet healthy in service)
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
+    params = {"kind": "standby_group", "standby_group": standby.group_name, "desired_capacity": 2}
+    with monkeypatch.context() as patch:
+        patch.setattr(provision_backup.asg, "healthy_in_service", lambda group, excluding=frozenset(): [])
+
+        # When the step runs, it raises the capacity, then says it waits (the state machine asks again)
+        with pytest.raises(CapacityNotReady, match="0 of 2 instances healthy in service"):
+            apply(workload, lambda_context, **params)
+    assert standby.desired_capacity() == 2
+
+    # And once the instances are in service, the retry ends the step: changed, without a second change
+    result = apply(workload, lambda_context, **params)
+    assert result["result"] == "changed"
+    assert result["before"]["desired_capacity"] == 0
+    assert standby.desired_capacity() == 2
+
+
+def test_standby_group_need_not_wait(store, lambda_context, monkeypatch):
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
+    monkeypatch.setattr(provision_backup.asg, "healthy_in_service", lambda group, excluding=frozenset(): [])
+
+    result = apply(
+        workload,
+        lambda_context,
+        kind="standby_group",
+        standby_group=standby.group_name,
+        desired_capacity=2,
+        wait_until_in_service=False,
+    )
+
+    assert result["result"] == "changed"
+    assert standby.desired_capacity() == 2
