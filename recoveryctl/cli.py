@@ -189,8 +189,10 @@ def _progress(message: str) -> None:
 def _scenarios(args: argparse.Namespace) -> int:
     from recoveryctl.scenario import BUILT_IN, built_in, load
 
-    for name in built_in():
-        print(f"{name:<26} {load(str(BUILT_IN / f'{name}.json')).description}")
+    names = built_in()
+    width = max(map(len, names), default=0) + 1
+    for name in names:
+        print(f"{name:<{width}} {load(str(BUILT_IN / f'{name}.json')).description}")
     return EXIT_OK
 
 

@@ -51,11 +51,23 @@ def configuration(changes: dict[str, Any], cdk_json: Path = CDK_JSON) -> dict[st
 def synthesize(changes: dict[str, Any], cache_dir: Path, cdk_json: Path = CDK_JSON) -> Stacks:
     """The stacks' templates: synthesized, or found in the cache."""
     config = configuration(changes, cdk_json)
+    _validate(config)  # before anything is synthesized: a bad deployment fails fast, naming the field
     key = _fingerprint(config, cdk_json)
     out = cache_dir / f"synth-{key}"
     if not (out / "manifest.json").exists():
         _synthesize(config, cdk_json, out)
+        _prune(cache_dir, keep=out)
     return templates(out)
+
+
+KEEP_SYNTHESES = 4  # the newest, per cache directory: each scenario deployment and code version is one
+
+
+def _prune(cache_dir: Path, keep: Path) -> None:
+    """Remove all but the newest syntheses (each holds a copy of the code asset)."""
+    found = sorted(cache_dir.glob("synth-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in found if p != keep][KEEP_SYNTHESES - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -88,23 +100,29 @@ def templates(cdk_out: Path) -> Stacks:
     return Stacks(regions, members)
 
 
+def _validate(config: dict[str, Any]) -> Any:
+    """The configuration, validated as `cdk synth` validates it (infra/config.py)."""
+    if str(ROOT) not in sys.path:  # app.py and infra/ importable, as from the repository's root
+        sys.path.insert(0, str(ROOT))
+    from infra.config import ConfigError, validate
+
+    try:
+        return validate(config)
+    except ConfigError as exc:
+        raise DeploymentError(f"the scenario's deployment does not validate: {exc}") from exc
+
+
 def _synthesize(config: dict[str, Any], cdk_json: Path, out: Path) -> None:
-    # As `make synth` runs it: the pinned Node (node_modules/.bin) for jsii, app.py and infra/ importable.
+    # As `make synth` runs it: the pinned Node (node_modules/.bin) for jsii.
     node_bin = ROOT / "node_modules" / ".bin"
     if node_bin.is_dir() and str(node_bin) not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = f"{node_bin}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    validated = _validate(config)
     import aws_cdk as cdk
 
     import app as cdk_app
-    from infra.config import ConfigError, validate
 
-    try:
-        validated = validate(config)
-    except ConfigError as exc:
-        raise DeploymentError(f"the scenario's deployment does not validate: {exc}") from exc
     context = {**json.loads(cdk_json.read_text())["context"], "recovery": config}
     out.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix="synth-", dir=out.parent))
