@@ -77,36 +77,25 @@ class LocalState:
         switches = self.switches()
         if switches == DEFAULT_SWITCHES:
             return switches
-        table = _table(emulator)
         item = {**json.loads(json.dumps(switches), parse_float=Decimal), "pk": "CONTROL", "sk": "SWITCHES"}
-        table.put_item(Item=item)
+        for region in _regions(emulator):  # a replicated item: in every region's replica
+            _table(region).put_item(Item=item)
         return switches
 
     # --- drills ------------------------------------------------------------------------------
     def record_drill(self, emulator: Any, report: dict[str, Any]) -> Path:
-        """Persist what a finished drill recorded; returns the run file."""
-        table = _table(emulator)
+        """Persist what a finished drill recorded, in every region it ran a stack in (each
+        region's recoveries are in its own replica); returns the run file."""
         items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"ConsistentRead": True}
-        while True:
-            page = table.scan(**kwargs)
-            items.extend(jsonable(page.get("Items", [])))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        # Only the audit trail: locks and the switches are the emulator's working state.
-        items = [i for i in items if str(i.get("pk", "")).startswith("IMPAIRMENT#")]
-        for item in items:
-            if item.get("sk") == "RECORD":
-                item["drill"] = True
-                item["drill_scenario"] = report.get("scenario")
-        sfn = emulator.client("stepfunctions")
         executions = []
-        for summary in emulator.executions():
-            described = sfn.describe_execution(executionArn=summary["executionArn"])
-            described.pop("ResponseMetadata", None)
-            described["history"] = emulator.history(summary["executionArn"])
-            executions.append(jsonable(described))
+        for region in _regions(emulator):
+            items.extend(_audit_trail(region, report))
+            sfn = region.client("stepfunctions")
+            for summary in region.executions():
+                described = sfn.describe_execution(executionArn=summary["executionArn"])
+                described.pop("ResponseMetadata", None)
+                described["history"] = region.history(summary["executionArn"])
+                executions.append(jsonable(described))
         now = datetime.now(UTC)
         run = {
             "run_id": f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{report.get('scenario')}",
@@ -154,6 +143,32 @@ class LocalState:
             raise StateError(
                 f"cannot write {path}: {exc.strerror} (set {STATE_DIR_ENV} or --state-dir to a writable directory)"
             ) from exc
+
+
+def _regions(emulator: Any) -> list[Any]:
+    """The emulator of each region the drill ran a stack in (one, unless several regions)."""
+    return [emulator.peer(region) for region in getattr(emulator, "regions", [emulator.region])]
+
+
+def _audit_trail(emulator: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """A region's recorded impairments and actions, marked as the drill's (locks and switches are
+    the emulator's working state, not kept)."""
+    table = _table(emulator)
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"ConsistentRead": True}
+    while True:
+        page = table.scan(**kwargs)
+        items.extend(jsonable(page.get("Items", [])))
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = [i for i in items if str(i.get("pk", "")).startswith("IMPAIRMENT#")]
+    for item in items:
+        if item.get("sk") == "RECORD":
+            item["drill"] = True
+            item["drill_scenario"] = report.get("scenario")
+            item["region"] = emulator.region
+    return items
 
 
 def _table(emulator: Any) -> Any:

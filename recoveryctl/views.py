@@ -207,6 +207,8 @@ def format_show(data: dict[str, Any]) -> str:
         lines.append(f"  reason       {record['reason']}")
     if record.get("plan"):
         lines.append(f"  plan         {record['plan']}" + (" (dry run)" if record.get("dry_run") else ""))
+    if record.get("region"):
+        lines.append(f"  region       {record['region']} (the stack that handled it, and its records)")
     if record.get("linked_to"):
         lines.append(f"  linked to    {record['linked_to']} (its recovery covers this signal)")
     lines += ["", "Timeline (UTC)"]

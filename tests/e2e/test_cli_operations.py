@@ -272,3 +272,25 @@ def test_plans_validate(tmp_path, capsys):
 def test_approvals_are_scripted_in_local_drills(command, capsys):
     code, _, err = _run(capsys, command, "web-api-0000000000000000")
     assert code == 2 and "scripted in the scenario" in err and "--deployed" in err
+
+
+def test_a_regional_drill_is_recorded_from_the_region_that_recovered(tmp_path, capsys):
+    # Given a drill whose recovery ran in the standby region (its records are in that replica)
+    state = tmp_path / "state"
+    code, out, _ = _run(
+        capsys, "drill", "--scenario", "region-failover-primary-down", "--json", "--state-dir", str(state)
+    )
+    report = json.loads(out)
+    assert code == 0 and report["region"] == "us-west-2"
+
+    # When the operator looks at the local state
+    code, status, _ = _run(capsys, "status", "--state-dir", str(state))
+    assert code == 0
+    code, shown, _ = _run(capsys, "show", report["impairment_id"], "--state-dir", str(state))
+
+    # Then the recovery is listed and shown, with the region that handled it and its execution there
+    assert code == 0
+    assert report["impairment_id"] in status and "recovered" in status
+    assert re.search(r"region\s+us-west-2", shown)
+    assert ":us-west-2:" in shown and "execution:ImpairmentRecovery-us-west-2" in shown
+    assert "provision_backup on web-api-standby-asg: changed" in shown
