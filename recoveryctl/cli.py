@@ -250,7 +250,8 @@ class _DrillProgress:
         if time.monotonic() - self.last < 0.5:
             return
         self.last = time.monotonic()
-        for execution in self.emulator.executions():
+        regions = [self.emulator.peer(region) for region in self.emulator.regions]
+        for execution in (e for region in regions for e in region.executions()):
             name, status = execution["name"], execution["status"]
             if self.seen.get(name) != status:
                 self.seen[name] = status
