@@ -203,7 +203,10 @@ class RegionalStandby(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    region: str = Field(pattern=_REGION, description="the standby region, one of `regions.standby`")
+    region: str = Field(
+        pattern=_REGION,
+        description="the standby region: one of `regions` (a standby's workload may stand by in the primary)",
+    )
     auto_scaling_group: str = Field(
         min_length=1, max_length=255, description="the standby group in that region (it carries the managed tag)"
     )
@@ -436,10 +439,10 @@ class RecoveryConfig(BaseModel):
                 raise ValueError(
                     f"workload {w.name!r} has a standby in region {w.standby.region} but no `regions` are configured"
                 )
-            if w.standby.region not in self.regions.standby:
+            if w.standby.region not in self.regions.all:
                 raise ValueError(
-                    f"workload {w.name!r}: standby.region {w.standby.region} is not one of the standby regions "
-                    f"(regions.standby: {', '.join(self.regions.standby)})"
+                    f"workload {w.name!r}: standby.region {w.standby.region} is not one of the configured regions "
+                    f"({', '.join(self.regions.all)}): the stack there watches the workload's region"
                 )
             if w.standby.region == self.region_of(w):
                 raise ValueError(

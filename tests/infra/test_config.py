@@ -172,6 +172,23 @@ def test_a_standby_region_is_valid_and_probed_only_from_that_region():
     assert config.workloads[0].standby.probe_failures == 5
 
 
+def test_a_workload_of_a_standby_region_may_stand_by_in_the_primary():
+    # Given web-api running in us-west-2, with its standby capacity in the primary region
+    raw = with_standby(region="us-east-1", auto_scaling_group="web-api-fallback")
+    raw["workloads"][0]["region"] = "us-west-2"
+
+    config = validate(raw)
+
+    # Then the primary's stack probes us-west-2 for it, and the us-west-2 stack does not
+    (probe,) = config.region_probes("us-east-1")
+    assert (probe.region, probe.standby.region, probe.standby.auto_scaling_group) == (
+        "us-west-2",
+        "us-east-1",
+        "web-api-fallback",
+    )
+    assert config.region_probes("us-west-2") == []
+
+
 def test_probe_failures_defaults_to_three_and_no_regions_means_no_probes():
     config = validate(with_standby())
     assert config.workloads[0].standby.probe_failures == 3
@@ -194,8 +211,8 @@ def _own_region(raw: Raw) -> None:
 @pytest.mark.parametrize(
     ("standby", "breakage", "expected"),
     [
-        ({"region": "eu-west-1"}, None, ["standby.region eu-west-1 is not one of the standby regions", "us-west-2"]),
-        ({"region": "us-east-1"}, None, ["standby.region us-east-1 is not one of the standby regions"]),
+        ({"region": "eu-west-1"}, None, ["standby.region eu-west-1 is not one of the configured regions", "us-west-2"]),
+        ({"region": "us-east-1"}, None, ["standby.region us-east-1 is the workload's own region"]),
         ({}, _own_region, ["standby.region us-west-2 is the workload's own region"]),
         ({}, _no_regions, ["workload 'web-api' has a standby in region us-west-2 but no `regions` are configured"]),
         ({}, _no_group, ["workloads.0", "standby needs the workload's auto_scaling_group"]),
