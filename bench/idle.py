@@ -65,7 +65,7 @@ def run_configuration(template_path: Path, groups: int, per_group: int, minutes:
         counted = transitions(emulator)
         executions = len(emulator.executions())
         detections = [e for e in emulator.events if e["detail-type"] == "Impairment Detected"]
-        memory = function_memory(emulator.template)
+        memory = function_memory(emulator)
     usage = meter.snapshot()
     cost = meter.cost(counted["billed"], memory)
     sweep_functions = {f for f in meter.calls_by_function if "Sweep" in f}

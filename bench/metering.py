@@ -45,11 +45,20 @@ class Meter:
     _local: threading.local = field(default_factory=threading.local)
 
     def install(self, emulator: Any) -> Meter:
-        """Wrap the emulator's handler dispatch and register the call counter."""
+        """Wrap the handler dispatch of every region's stack and register the call counter."""
         import boto3
 
         from core import aws as core_aws
 
+        for region in _regions(emulator):
+            self._wrap(region)
+        session = boto3._get_default_session()
+        session.events.register(_HOOK, self._count, unique_id=_HOOK_ID)
+        emulator._stack.callback(session.events.unregister, _HOOK, unique_id=_HOOK_ID)
+        core_aws.reset()  # clients copy the session's hooks when they are created
+        return self
+
+    def _wrap(self, emulator: Any) -> None:
         original = emulator.invoke
         meter = self
 
@@ -65,11 +74,6 @@ class Meter:
                 meter._local.function = previous
 
         emulator.invoke = invoke  # instance attribute: the emulator's patches call self.invoke
-        session = boto3._get_default_session()
-        session.events.register(_HOOK, self._count, unique_id=_HOOK_ID)
-        emulator._stack.callback(session.events.unregister, _HOOK, unique_id=_HOOK_ID)
-        core_aws.reset()  # clients copy the session's hooks when they are created
-        return self
 
     def cost(self, billed_transitions: int, memory: dict[str, int]) -> Any:
         """The estimated dollars of what was metered (bench/prices.py), with these transitions."""
@@ -162,22 +166,29 @@ def _items_written(operation: str, params: dict[str, Any]) -> int:
     return 1
 
 
-def function_memory(template: Any) -> dict[str, int]:
-    """Function name -> MemorySize (MB) from the emulator's template (Lambda's default is 128)."""
+def function_memory(emulator: Any) -> dict[str, int]:
+    """Function name -> MemorySize (MB) from every region's template (Lambda's default is 128)."""
     out = {}
-    for logical_id, resource in template.of_type("AWS::Lambda::Function").items():
-        out[template.names[logical_id]] = int(resource["Properties"].get("MemorySize", 128))
+    for region in _regions(emulator):
+        template = region.template
+        for logical_id, resource in template.of_type("AWS::Lambda::Function").items():
+            out[template.names[logical_id]] = int(resource["Properties"].get("MemorySize", 128))
     return out
+
+
+def _regions(emulator: Any) -> list[Any]:
+    """The emulator of each region a drill runs a stack in (one, unless several regions)."""
+    return [emulator.peer(region) for region in emulator.regions]
 
 
 def transitions(emulator: Any) -> dict[str, int]:
     """State transitions of every execution, from their histories: each state entered, plus each
     retry of a task (Step Functions bills retries as transitions)."""
     entered = retries = 0
-    for execution in emulator.executions():
+    for region, execution in ((r, e) for r in _regions(emulator) for e in r.executions()):
         attempts: Counter = Counter()
         current = None
-        for event in emulator.history(execution["executionArn"]):
+        for event in region.history(execution["executionArn"]):
             kind = event["type"]
             if kind.endswith("StateEntered"):
                 entered += 1

@@ -31,7 +31,7 @@ def run_scenario(name: str, template_path: Path) -> dict[str, Any]:
         meter = Meter().install(emulator)
         report = drill.run()
         counted = transitions(emulator)
-        memory = function_memory(emulator.template)
+        memory = function_memory(emulator)
     wall = time.perf_counter() - started
     usage = meter.snapshot()
     cost = meter.cost(counted["billed"], memory)
