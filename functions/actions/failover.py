@@ -11,9 +11,10 @@ that carries the managed tag.
   The change is one change batch that DELETEs the record sets exactly as they were read and
   CREATEs the new ones. Route 53 applies a batch all or nothing, and a DELETE matches only a
   record set with all the same values, so a change someone made after the read fails the batch
-  (InvalidChangeBatch, permanent) instead of being overwritten. Refused when the standby's health
+  (InvalidChangeBatch, permanent) instead of being overwritten. While the standby's health
   check reports unhealthy (Route 53's own rule: healthy when more than 18% of its checkers say
-  so). Rollback restores the record sets recorded before, exactly, the same way.
+  so), it waits (CapacityNotReady: a standby just brought up passes its checks minutes later).
+  Rollback restores the record sets recorded before, exactly, the same way.
 
 kind "database": an RDS Multi-AZ DB instance fails over by RebootDBInstance(ForceFailover=True);
 an Aurora or Multi-AZ DB cluster by FailoverDBCluster (to `target_db_instance_identifier` if the
@@ -64,7 +65,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from actions import aws_calls
 from actions.base import ActionParams, ActionResult, ActionSpec, Context, IamGrant, handlers, result_of
 from core import aws
-from core.errors import ActionRefused, PermanentError, TransientError
+from core.errors import ActionRefused, CapacityNotReady, PermanentError, TransientError
 
 NAME = "failover"
 
@@ -135,7 +136,7 @@ class Params(ActionParams):
     secondary_set_identifier: str | None = Field(default=None, min_length=1, max_length=128)
     standby_weight: int = Field(default=255, ge=1, le=255, description="weighted records: the standby's weight")
     require_healthy_standby: bool = Field(
-        default=True, description="refuse when the standby's health check is unhealthy or unreadable"
+        default=True, description="wait while the standby's health check is unhealthy; refuse when it is unreadable"
     )
     # database (each defaults to the impairment's scope)
     db_instance_identifier: str | None = Field(default=None, pattern=_DB_ID)
@@ -400,7 +401,10 @@ def _current_pair(client: Any, before: dict[str, Any]) -> list[dict[str, Any] | 
 
 
 def _require_healthy_standby(client: Any, standby: dict[str, Any], required: bool) -> str:
-    """Refuse to send traffic to a standby that its health check reports unhealthy."""
+    """Do not send traffic to a standby its health check reports unhealthy: wait for it
+    (CapacityNotReady, asked again every 30 s for up to 10 minutes), since a standby that was
+    just brought up passes its checks a few minutes after its instances are in service; then the
+    recovery rolls back."""
     health_check = standby.get("HealthCheckId")
     if not health_check:
         return " (the standby has no health check)"
@@ -420,9 +424,9 @@ def _require_healthy_standby(client: Any, standby: dict[str, Any], required: boo
         ) from exc
     healthy = sum(1 for o in observations if o.get("StatusReport", {}).get("Status", "").startswith("Success"))
     if not observations or healthy / len(observations) <= _HEALTHY_SHARE:
-        raise ActionRefused(
+        raise CapacityNotReady(
             f"the standby {standby['SetIdentifier']} is unhealthy: {healthy} of {len(observations)} Route 53 "
-            f"checkers report health check {health_check} healthy",
+            f"checkers report health check {health_check} healthy; waiting for it before moving traffic there",
             health_check=health_check,
         )
     return ""

@@ -2,7 +2,7 @@
 clusters and Multi-AZ DB instances failed over and failed back.
 
 What moto lacks is said where it is stood in for: it always reports Route 53 health checks
-healthy (an unhealthy standby is simulated by replacing its GetHealthCheckStatus response), and
+healthy (an unhealthy standby, simulated by replacing its GetHealthCheckStatus response, is waited for), and
 RebootDBInstance accepts ForceFailover but moves nothing (the instance tests replace moto's reboot
 with one that moves the instance to its standby's zone, and record that ForceFailover was asked
 for); the exact call shapes are checked with botocore's Stubber.
@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 
 from actions import failover
 from core import aws
-from core.errors import ActionRefused, InvalidInput, PermanentError, TransientError
+from core.errors import ActionRefused, CapacityNotReady, InvalidInput, PermanentError, TransientError
 from tests.builders import MANAGED_TAG, REGION, action_event, impairment
 
 RECORD = "app.example.com"
@@ -353,7 +353,7 @@ def test_dns_refused_for_a_zone_that_did_not_opt_in(store, lambda_context):
     assert dns.record_sets() == original
 
 
-def test_dns_refuses_to_fail_over_to_an_unhealthy_standby(store, lambda_context, monkeypatch):
+def test_dns_waits_for_an_unhealthy_standby_before_failing_over_to_it(store, lambda_context, monkeypatch):
     # Given the standby's health check fails at every Route 53 checker (moto always reports
     # success: its GetHealthCheckStatus response is replaced for the standby's check)
     dns = build_dns()
@@ -374,12 +374,17 @@ def test_dns_refuses_to_fail_over_to_an_unhealthy_standby(store, lambda_context,
 
     monkeypatch.setattr(Route53, "get_health_check_status", status)
 
-    # When failover is applied
-    with pytest.raises(ActionRefused, match="standby secondary is unhealthy"):
+    # When failover is applied, it waits for the standby (the state machine asks again, slowly)
+    with pytest.raises(CapacityNotReady, match="standby secondary is unhealthy"):
         apply(dns.impairment(), lambda_context, kind="dns")
 
-    # Then traffic stays where it is
+    # Then traffic stays where it is meanwhile
     assert dns.record_sets() == original
+
+    # And once the standby's check passes, the retry fails over
+    monkeypatch.setattr(Route53, "get_health_check_status", real)
+    assert apply(dns.impairment(), lambda_context, kind="dns")["result"] == "changed"
+    assert dns.record_sets() != original
 
 
 def test_dns_failover_may_skip_the_standby_health_check_when_the_plan_says_so(store, lambda_context, monkeypatch):
