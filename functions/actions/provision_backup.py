@@ -9,15 +9,17 @@ one raises the desired capacity by one). Rollback puts exactly those instances b
 decrementing the desired capacity again.
 
 kind "standby_group": scale a separate standby group (`standby_group`) up to `desired_capacity`,
-within its MaxSize. Rollback restores its desired capacity recorded before. Both default to the
-impairment's scope (`standby_auto_scaling_group`, `standby_desired_capacity`): a region
-impairment seen from the standby region names the workload's standby there (detectors/
-region_probe.py), so one plan serves every workload. The group is in the region the function
-runs in: the standby region's stack brings up its own region's capacity. With
-`wait_until_in_service` (the default), the step ends only once the group has that many healthy
-instances in service: until then it raises CapacityNotReady, which the state machine retries
-every 30 s for up to 10 minutes, so the plan's next step (moving traffic there) finds the
-capacity ready. A standby kept at 0 instances (pilot light) takes minutes to boot.
+within its MaxSize (refused when that leaves nothing to bring up). Rollback restores its desired
+capacity recorded before. Both default to the impairment's scope (`standby_auto_scaling_group`,
+`standby_desired_capacity`): a region impairment seen from the standby region names the
+workload's standby there (detectors/region_probe.py), so one plan serves every workload. The
+group is in the region the function runs in: the standby region's stack brings up its own
+region's capacity. With `wait_until_in_service` (the default), the step ends only once the group
+has that many healthy instances in service, and, when the impairment's scope names the
+standby's target group, that many healthy targets: until then it raises CapacityNotReady, which
+the state machine retries every 30 s for up to 10 minutes, so the plan's next step (moving
+traffic there) finds the capacity ready. A standby kept at 0 instances (pilot light) takes
+minutes to boot.
 
 Every group changed must carry the managed tag.
 """
@@ -30,7 +32,8 @@ from pydantic import Field, model_validator
 
 from actions import autoscaling as asg
 from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
-from core.errors import CapacityNotReady, PermanentError
+from core import aws
+from core.errors import ActionRefused, CapacityNotReady, PermanentError, classify_client_error
 
 NAME = "provision_backup"
 WARMED = ("Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated")  # ready to enter service
@@ -127,6 +130,12 @@ def _raise_desired(ctx: Context) -> ActionResult:
         else:
             before["target"] = max(desired, min(wanted, max_size))
             before["limited_by"] = [f"MaxSize {max_size}"] if wanted > max_size else []
+            if before["target"] < 1:
+                raise ActionRefused(
+                    f"standby group {name} can bring nothing into service: its MaxSize is {max_size} (wanted "
+                    f"{wanted}); raise its MaxSize",
+                    group=name,
+                )
         ctx.record_before(before)
 
     target = before["target"]
@@ -143,6 +152,10 @@ def _raise_desired(ctx: Context) -> ActionResult:
         )
     if ctx.params.kind == "standby_group" and ctx.params.wait_until_in_service and not ctx.dry_run:
         _require_in_service(client, before["group"], target)
+        scope = ctx.impairment.scope
+        if scope.get("target_group_arn") and scope.get("standby_auto_scaling_group") == before["group"]:
+            # the standby's own target group (a region impairment names it): serving, not just running
+            _require_healthy_targets(ctx.impairment.account_id, scope["target_group_arn"], target)
     limits = before.get("limited_by") or []
     return ctx.result(
         "apply",
@@ -164,6 +177,25 @@ def _require_in_service(client: Any, group_name: str, target: int) -> None:
             "goes on",
             group=group_name,
             ready=ready,
+            target=target,
+        )
+
+
+def _require_healthy_targets(account: str | None, target_group_arn: str, target: int) -> None:
+    """Raise CapacityNotReady until the target group has `target` healthy targets."""
+    try:
+        health = aws.client("elbv2", max_attempts=1, account=account).describe_target_health(
+            TargetGroupArn=target_group_arn
+        )
+    except Exception as exc:
+        raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
+    healthy = sum(1 for t in health["TargetHealthDescriptions"] if t["TargetHealth"]["State"] == "healthy")
+    if healthy < target:
+        raise CapacityNotReady(
+            f"{target_group_arn.split(':')[-1]}: {healthy} of {target} targets healthy; waiting for the rest before "
+            "the plan goes on",
+            target_group=target_group_arn,
+            healthy=healthy,
             target=target,
         )
 
@@ -320,6 +352,7 @@ SPEC = ActionSpec(
         "autoscaling:SetDesiredCapacity",
         "autoscaling:ExitStandby",
         "autoscaling:EnterStandby",
+        "elasticloadbalancing:DescribeTargetHealth",
     ),
     apply=apply,
     rollback=rollback,

@@ -473,3 +473,46 @@ def test_standby_group_need_not_wait(store, lambda_context, monkeypatch):
 
     assert result["result"] == "changed"
     assert standby.desired_capacity() == 2
+
+
+def _regional(workload, standby, target_group_arn: str | None = None):
+    """A region impairment's scope, as the region probe writes it: the standby group (and its target group)."""
+    scope = {
+        "auto_scaling_group": standby.group_name,
+        "standby_auto_scaling_group": standby.group_name,
+        "standby_desired_capacity": "2",
+    }
+    if target_group_arn:
+        scope["target_group_arn"] = target_group_arn
+    return workload.impairment_of().model_copy(update={"scope": scope})
+
+
+def test_a_standby_waits_for_its_target_groups_healthy_targets_too(store, lambda_context):
+    # Given the standby's target group, into which its instances are not registered yet
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    serving = elbv2.create_target_group(
+        Name="web-api-standby-serving", Protocol="HTTP", Port=80, VpcId=standby.vpc_id, TargetType="instance"
+    )["TargetGroups"][0]["TargetGroupArn"]
+    event = action_event(_regional(workload, standby, serving), "provision_backup", params={"kind": "standby_group"})
+
+    # When the step runs: the instances are in service, but no target serves yet
+    with pytest.raises(CapacityNotReady, match="0 of 2 targets healthy"):
+        provision_backup.apply_handler(event, lambda_context)
+
+    # Then once they are registered and pass their checks, the retry ends the step
+    elbv2.register_targets(TargetGroupArn=serving, Targets=[{"Id": i} for i in standby.instance_ids()])
+    assert provision_backup.apply_handler(event, lambda_context)["result"] == "changed"
+
+
+def test_a_standby_group_that_can_bring_nothing_up_is_refused(store, lambda_context):
+    # Given a pilot-light standby whose MaxSize was left at 0
+    workload = build_workload(min_size=1, desired=3, max_size=6)
+    standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=0)
+    event = action_event(_regional(workload, standby), "provision_backup", params={"kind": "standby_group"})
+
+    # Then the step is refused, naming the MaxSize, and nothing changes (traffic never moves to nothing)
+    with pytest.raises(ActionRefused, match="MaxSize is 0"):
+        provision_backup.apply_handler(event, lambda_context)
+    assert standby.desired_capacity() == 0
