@@ -18,12 +18,17 @@ from infra import FUNCTIONS_DIR
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:{version}"
+# STS through the function's own region's endpoint, never the global one (sts.amazonaws.com, in
+# us-east-1): a standby region must assume member roles while us-east-1 is impaired (static stability,
+# docs/regions.md). boto3 defaults to it only since 1.40, and the runtime's boto3 may be older.
+# Set last, so that no function's own environment overrides it.
+STATIC_ENVIRONMENT = {"AWS_STS_REGIONAL_ENDPOINTS": "regional"}
 
 
 class FunctionFactory(Construct):
     """Builds the functions of the stack from one code asset (functions/, no bundling: the
     runtime dependencies come from boto3 in the runtime and the public Powertools layer), with
-    `extra_files` (the recovery configuration) added to it."""
+    `extra_files` (the recovery configuration) added to it. Every function gets STATIC_ENVIRONMENT."""
 
     def __init__(
         self,
@@ -85,6 +90,7 @@ class FunctionFactory(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": "ImpairmentRecovery",
                 **self.environment,
                 **(environment or {}),
+                **STATIC_ENVIRONMENT,
             },
             **kwargs,
         )

@@ -163,6 +163,17 @@ def test_the_probe_function_is_watched_like_the_other_detectors(deployment, regi
     assert bool(watched) == (region == STANDBY)
 
 
+@pytest.mark.parametrize("region", [PRIMARY, STANDBY])
+def test_every_function_of_either_region_calls_sts_in_its_own_region(deployment, region):
+    # The standby's probe and actions assume member roles while the primary region (here
+    # us-east-1, where the global STS endpoint is) may be down: never through the global endpoint.
+    functions = of_type(deployment[region]["template"]["Resources"], "AWS::Lambda::Function")
+    assert HANDLER in {f["Properties"]["Handler"] for f in functions.values()} or region == PRIMARY
+    for function_id, function in functions.items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables.get("AWS_STS_REGIONAL_ENDPOINTS") == "regional", function_id
+
+
 def test_the_primary_stack_has_no_probe(deployment):
     primary = deployment[PRIMARY]
     assert HANDLER not in functions_by_handler(primary["template"]["Resources"])

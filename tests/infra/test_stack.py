@@ -227,6 +227,16 @@ def test_every_function_is_traced_and_uses_the_powertools_layer(resources, confi
         assert layer.split("-")[-1].startswith(properties["Architectures"][0]), (properties["Architectures"], layer)
 
 
+def test_every_function_calls_sts_in_its_own_region(resources):
+    # A member role assumed through the global STS endpoint (us-east-1) fails with us-east-1:
+    # every function uses its region's endpoint, whatever its runtime's boto3 defaults to.
+    functions = cfn.of_type(resources, "AWS::Lambda::Function")
+    assert functions
+    for function_id, function in functions.items():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert variables.get("AWS_STS_REGIONAL_ENDPOINTS") == "regional", function_id
+
+
 def test_every_function_has_its_own_role(resources):
     functions = cfn.of_type(resources, "AWS::Lambda::Function")
     roles = {function_id: cfn.get_att(f["Properties"]["Role"]) for function_id, f in functions.items()}
