@@ -1,5 +1,9 @@
 """Select the plan for the impairment's type and severity: the first enabled plan, in declared
-order, that covers it (plans are disabled one by one at run time, see RecoveryStore)."""
+order, that covers it (plans are disabled one by one at run time, see RecoveryStore).
+
+The resource locks Admit took live `lock_ttl_seconds`; a plan whose time-box is longer (an
+approval, a wait for capacity) has them extended to cover it, so no other recovery of the same
+resources can start while this one may still act."""
 
 from __future__ import annotations
 
@@ -14,10 +18,15 @@ from core.observability import logger
 from core.plans import select_plan
 from core.store import RecoveryStore
 
+# An action may wait this long for capacity (CapacityNotReady: 20 x 30 s, infra/constructs/workflow.py).
+CAPACITY_WAIT_SECONDS = 600
+LOCK_MARGIN_SECONDS = 300
+
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
-    impairment = state.parse(event, "SelectPlan").impairment
+    execution = state.parse(event, "SelectPlan")
+    impairment = execution.impairment
     settings = settings_module.load("table_name")
     store = store or RecoveryStore(settings.table_name)
     disabled = set(store.get_switches().get("disabled_plans", []))
@@ -28,6 +37,10 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
             f" for workload {impairment.workload}"
         )
     dry_run = plan.dry_run or settings.dry_run
+    time_box = plan.timeout_seconds + (plan.approval_timeout_seconds if plan.requires_approval else 0)
+    lock_for = time_box + CAPACITY_WAIT_SECONDS + LOCK_MARGIN_SECONDS
+    if lock_for > settings.lock_ttl_seconds and execution.admission.lock_keys:
+        store.acquire_locks(impairment.impairment_id, execution.admission.lock_keys, lock_for)
     store.update_impairment(impairment.impairment_id, status="recovering", plan=plan.name, dry_run=dry_run)
     logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps], dry_run=dry_run)
     verify = plan.verify.model_dump()
@@ -39,10 +52,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         "verify": verify,
         "timeout_seconds": plan.timeout_seconds,
         # The plan's time-box counts from now, plus the approval's when it needs one.
-        "deadline": (
-            clock.utc_now()
-            + timedelta(seconds=plan.timeout_seconds + (plan.approval_timeout_seconds if plan.requires_approval else 0))
-        ).isoformat(),
+        "deadline": (clock.utc_now() + timedelta(seconds=time_box)).isoformat(),
         "requires_approval": plan.requires_approval and not dry_run,
         "approval_timeout_seconds": plan.approval_timeout_seconds,
         "max_recoveries_per_hour": plan.max_recoveries_per_hour,

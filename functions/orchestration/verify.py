@@ -77,13 +77,19 @@ def check(
         else:
             impaired = set(asg.impaired_instances(impairment)) if "replace_instance" in actions else set()
             still = sorted(impaired & set(in_service))
+            # A regional failover's standby must reach the capacity configured for it, not just its
+            # own desired capacity (a MaxSize below it would otherwise verify half a standby).
+            wanted = group["DesiredCapacity"]
+            configured = impairment.scope.get("standby_desired_capacity", "")
+            if impairment.scope.get("standby_auto_scaling_group") == group_name and configured.isdigit():
+                wanted = max(wanted, int(configured), 1)
             checks.append(
                 {
                     "check": "group_capacity",
                     "group": group_name,
-                    "passed": len(in_service) >= group["DesiredCapacity"] and not still,
+                    "passed": len(in_service) >= wanted and not still,
                     "healthy_in_service": len(in_service),
-                    "desired_capacity": group["DesiredCapacity"],
+                    "desired_capacity": wanted,
                     "impaired_still_in_service": still,
                 }
             )

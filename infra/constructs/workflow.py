@@ -52,7 +52,11 @@ class RecoveryWorkflow(Construct):
 
         admit = self._function("Admit", "orchestration.admit.handler", "Validate, record and lock an impairment")
         select = self._function("SelectPlan", "orchestration.select_plan.handler", "Select the recovery plan")
-        verify = self._function("Verify", "orchestration.verify.handler", "Check the workload is healthy again")
+        # 60 s: after an ARC failover it reads the routing controls through the cluster's endpoints,
+        # trying each in turn (actions/failover.py allows itself 40 s for that)
+        verify = self._function(
+            "Verify", "orchestration.verify.handler", "Check the workload is healthy again", timeout_seconds=60
+        )
         finalize = self._function("Finalize", "orchestration.finalize.handler", "Record the recovery and MTTR")
         prepare = self._function("PrepareRollback", "orchestration.prepare_rollback.handler", "List steps to undo")
         escalate = self._function("Escalate", "orchestration.escalate.handler", "Page a human with the context")

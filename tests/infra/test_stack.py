@@ -324,6 +324,14 @@ def test_every_task_retries_transient_errors_with_capped_jittered_backoff(states
         assert "States.ALL" not in retry["ErrorEquals"], f"{name} retries permanent errors too"
 
 
+def test_verify_outlasts_reading_routing_controls_through_every_cluster_endpoint(resources):
+    from actions import failover
+
+    by_handler = cfn.functions_by_handler(resources)
+    verify = resources[by_handler["orchestration.verify.handler"]]
+    assert verify["Properties"]["Timeout"] > failover._CLUSTER_BUDGET_SECONDS
+
+
 def test_actions_waiting_for_capacity_are_asked_again_slowly_before_the_quick_retries(states):
     # A booting instance takes minutes: every 30 s for 10 minutes, no Lambda running in between
     for name in ACTION_TASKS:

@@ -98,6 +98,34 @@ def test_select_plan_raises_no_matching_plan_when_nothing_covers_it(
     assert store.get_impairment(model.impairment_id)["status"] == "admitted"
 
 
+def test_a_plan_longer_than_the_lock_extends_the_locks_to_cover_it(store, monkeypatch, tmp_path, lambda_context):
+    # Given a plan that may take 30 min for an approval and an hour to act
+    from core import clock
+
+    long_plan = {
+        "name": "fail-over-slowly",
+        "match": {"impairment_types": ["instance_failure"]},
+        "steps": [{"action": "scale_out"}],
+        "requires_approval": True,
+        "approval_timeout_seconds": 1800,
+        "timeout_seconds": 3600,
+    }
+    use_runtime_config(monkeypatch, tmp_path, plans=[long_plan])
+    model = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+    keys = [r.key for r in model.affected_resources]
+    store.acquire_locks(model.impairment_id, keys, 3600)  # as Admit took them (LOCK_TTL_SECONDS)
+
+    # When the plan is selected
+    select_plan.handler({"impairment": model.model_dump(mode="json"), "admission": {"lock_keys": keys}}, lambda_context)
+
+    # Then the locks last the plan's approval, time-box and capacity wait, and are still this impairment's
+    lock = get_item(f"LOCK#{keys[0]}", "LOCK")
+    assert lock["owner"] == model.impairment_id
+    remaining = int(lock["expiration"]) - int(clock.utc_now().timestamp())
+    assert remaining >= 1800 + 3600 + 600
+
+
 # --- verify ---------------------------------------------------------------------------------
 
 
@@ -218,6 +246,25 @@ def test_verify_after_a_dns_failover_passes_only_once_the_standby_record_is_prim
     assert checks["group_capacity"]["passed"] is True
     assert checks["dns_failover"]["passed"] is False
     assert before["healthy"] is False
+
+    # And the capacity checked is the one configured for the standby, not only the group's own
+    short = verify.handler(
+        {
+            **event,
+            "impairment": model.model_copy(
+                update={
+                    "scope": {
+                        **scope,
+                        "standby_auto_scaling_group": standby.group_name,
+                        "standby_desired_capacity": "3",
+                    }
+                }
+            ).model_dump(mode="json"),
+        },
+        lambda_context,
+    )
+    capacity = next(c for c in short["checks"] if c["check"] == "group_capacity")
+    assert capacity["passed"] is False and capacity["desired_capacity"] == 3
 
     # And once the standby's record is PRIMARY, it is healthy
     _failover_records(zone_id, "SECONDARY", "PRIMARY")
