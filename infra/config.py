@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from core.contract import Severity
+from core.contract import ImpairmentType, Severity
 from core.guardrails import Guardrails, Maintenance
 from core.plans import Plan, PlanError, parse_plans
 from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionProbe, RuntimeConfig
@@ -451,6 +451,38 @@ class RecoveryConfig(BaseModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _standby_failover_target(self) -> RecoveryConfig:
+        """A regional failover must know where to move the traffic. The plan a workload's
+        region_impairment runs (the first that covers it) fails over with kind dns, taking the
+        records from the impairment's scope, which only the workload's `dns` fills; or with kind
+        routing_control (or dns naming its records), which needs no `dns`. Refused here rather than
+        half way through a failover, with the standby group already scaled up."""
+        try:
+            plans = parse_plans(self.plans)
+        except PlanError:
+            return self  # validate() reports the plan's own error
+        for index, w in enumerate(self.workloads):
+            if w.standby is None or w.dns is not None:
+                continue
+            plan = _region_failover_plan(plans, w.name)
+            dns = f"workloads.{index}.dns (the Route 53 failover records the failover changes)"
+            if plan is None:
+                problem = "no plan matches its region_impairment"
+                fix = f"Add {dns} and a plan for region_impairment (the shipped 'fail-over-to-standby-region'), or add"
+            else:
+                problem = _needs_workload_dns(plan)
+                if problem is None:
+                    continue
+                problem = f"the plan its region_impairment runs, {plan.name!r}, {problem}"
+                fix = f"Add {dns}, or list before {plan.name!r}"
+            raise ValueError(
+                f"workloads.{index}.standby: workload {w.name!r} has a standby but no `dns`, and {problem}. {fix} "
+                'a plan that matches region_impairment for it whose failover step has kind "routing_control" '
+                '(docs/regions.md, "Route 53 or ARC routing controls")'
+            )
+        return self
+
     @property
     def table_name(self) -> str | None:
         """The recovery table's name: fixed when several regions share it (each standby stack finds its
@@ -545,6 +577,38 @@ class RecoveryConfig(BaseModel):
         )
 
 
+def _region_failover_plan(plans: list[Plan], workload: str) -> Plan | None:
+    """The plan a workload's region_impairment (critical, from the region probe) runs: the first
+    that covers it, as select_plan chooses."""
+    for plan in plans:
+        match = plan.match
+        if (
+            ImpairmentType.REGION_IMPAIRMENT in match.impairment_types
+            and match.min_severity <= Severity.CRITICAL <= match.max_severity
+            and (match.workloads is None or workload in match.workloads)
+        ):
+            return plan
+    return None
+
+
+def _needs_workload_dns(plan: Plan) -> str | None:
+    """Why the plan cannot fail a workload without `dns` over (None: it can). Its failover steps
+    must all name where the traffic goes (kind routing_control, or kind dns naming its zone and
+    record): a dns step without them takes the records from the impairment's scope."""
+
+    def named(params: dict[str, Any]) -> bool:
+        if params.get("kind") == "routing_control":
+            return True
+        return params.get("kind") == "dns" and bool(params.get("hosted_zone_id") and params.get("record_name"))
+
+    failovers = [step.params for step in plan.steps if step.action == "failover"]
+    if any(p.get("kind") == "dns" and not named(p) for p in failovers):
+        return 'fails over with kind "dns", which takes the records from the workload\'s `dns`'
+    if not any(named(p) for p in failovers):
+        return "has no failover step to move the traffic"
+    return None
+
+
 def load(context: Any) -> RecoveryConfig:
     """Build the configuration from the app's context (cdk.json, or -c recovery_config=FILE)."""
     path = context("recovery_config")
@@ -565,10 +629,13 @@ def validate(raw: dict[str, Any]) -> RecoveryConfig:
         config = RecoveryConfig.model_validate(raw)
         config.parsed_plans()
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  - {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
-        )
+        problems = "\n".join(f"  - {_located(e['loc'])}{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
         raise ConfigError(f"invalid recovery configuration:\n{problems}") from None
     except PlanError as exc:
         raise ConfigError(f"invalid recovery configuration:\n  - plans: {exc}") from None
     return config
+
+
+def _located(loc: tuple[Any, ...]) -> str:
+    """ "workloads.0.dns: " for a field's error; nothing for the whole configuration's (its message names the field)."""
+    return f"{'.'.join(str(p) for p in loc)}: " if loc else ""

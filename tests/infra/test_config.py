@@ -241,3 +241,117 @@ def test_a_bad_standby_is_refused_naming_the_field(
     message = str(caught.value)
     for fragment in expected:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+# --- where a regional failover moves the traffic: the workload's dns, or routing controls ---
+
+_CONTROL_PANEL = "arn:aws:route53-recovery-control::123456789012:controlpanel/0123456789abcdef0123456789abcdef"
+
+
+def routing_control_plan(name: str = "fail-over-with-routing-controls", **match: Any) -> Raw:
+    """A region_impairment plan like the shipped one, moving the traffic with ARC routing controls."""
+    return {
+        "name": name,
+        "match": {"impairment_types": ["region_impairment"], "min_severity": "high", **match},
+        "requires_approval": True,
+        "steps": [
+            {"action": "provision_backup", "params": {"kind": "standby_group"}},
+            {
+                "action": "failover",
+                "params": {
+                    "kind": "routing_control",
+                    "primary_routing_control_arn": f"{_CONTROL_PANEL}/routingcontrol/0123456789abcdef",
+                    "standby_routing_control_arn": f"{_CONTROL_PANEL}/routingcontrol/fedcba9876543210",
+                    "cluster_endpoints": [
+                        {"endpoint": "https://host-aaaaaa.us-west-2.example.com/v1", "region": "us-west-2"}
+                    ],
+                },
+            },
+        ],
+    }
+
+
+def without_dns(*plans_first: Raw, plans_last: tuple[Raw, ...] = ()) -> Raw:
+    """web-api with a standby in us-west-2 but no `dns`; `plans_first` listed before the shipped plans."""
+    raw = with_standby()
+    del raw["workloads"][0]["dns"]
+    raw["plans"] = [*plans_first, *raw["plans"], *plans_last]
+    return raw
+
+
+def test_a_standby_without_dns_is_refused_when_the_failover_needs_its_records():
+    # Given web-api standing by in us-west-2 with no `dns`, and the shipped region failover plan
+    # (its failover step, kind dns, takes the records from the impairment's scope, which `dns` fills)
+    with pytest.raises(ConfigError) as caught:
+        validate(without_dns())
+
+    # Then it is refused before anything is built, naming the field, the plan and both ways out
+    message = str(caught.value)
+    for fragment in (
+        "  - workloads.0.standby: workload 'web-api' has a standby but no `dns`",
+        "'fail-over-to-standby-region'",
+        'kind "dns"',
+        "Add workloads.0.dns",
+        'kind "routing_control"',
+    ):
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+@pytest.mark.parametrize(
+    ("plans_first", "plans_last", "expected"),
+    [
+        # listed after the shipped plan: the shipped plan is the one that runs
+        ((), (routing_control_plan(),), "'fail-over-to-standby-region', fails over with kind \"dns\""),
+        # first, but for another workload only
+        ((routing_control_plan(workloads=["checkout"]),), (), "'fail-over-to-standby-region', fails over"),
+        # first, but it does not take a critical impairment (the probe's is critical)
+        ((routing_control_plan(max_severity="high"),), (), "'fail-over-to-standby-region', fails over"),
+        # first, and it moves no traffic at all
+        (
+            (
+                {
+                    **routing_control_plan(),
+                    "steps": [{"action": "provision_backup", "params": {"kind": "standby_group"}}],
+                },
+            ),
+            (),
+            "'fail-over-with-routing-controls', has no failover step",
+        ),
+    ],
+    ids=["after-the-shipped-plan", "another-workload", "not-critical", "no-failover-step"],
+)
+def test_a_routing_control_plan_that_would_not_run_does_not_excuse_a_missing_dns(plans_first, plans_last, expected):
+    with pytest.raises(ConfigError) as caught:
+        validate(without_dns(*plans_first, plans_last=plans_last))
+    message = str(caught.value)
+    assert "workloads.0.standby" in message and expected in message, message
+
+
+def test_a_standby_without_dns_and_without_a_plan_is_refused():
+    raw = without_dns()
+    raw["plans"] = [p for p in raw["plans"] if p["name"] != "fail-over-to-standby-region"]
+    with pytest.raises(ConfigError, match=r"workloads\.0\.standby: .*no plan matches its region_impairment"):
+        validate(raw)
+
+
+@pytest.mark.parametrize("workloads", [None, ["web-api"]], ids=["every-workload", "naming-it"])
+def test_a_standby_without_dns_is_valid_when_its_region_failover_uses_routing_controls(workloads):
+    # Given web-api with no `dns`, and before the shipped plan one that fails over with routing controls
+    plan = routing_control_plan(**({"workloads": workloads} if workloads else {}))
+    config = validate(without_dns(plan))
+
+    # Then it validates, and its probe carries no DNS records (the routing controls are the plan's)
+    (probe,) = config.region_probes("us-west-2")
+    assert probe.workload == "web-api" and probe.dns is None
+
+
+def test_a_standby_without_dns_is_valid_when_the_dns_failover_names_its_records():
+    plan = routing_control_plan()
+    plan["steps"][1]["params"] = {
+        "kind": "dns",
+        "hosted_zone_id": "Z0EXAMPLE0WEBAPI",
+        "record_name": "api.example.com",
+        "primary_set_identifier": "web-api-primary",
+        "secondary_set_identifier": "web-api-standby",
+    }
+    assert validate(without_dns(plan)).workloads[0].dns is None

@@ -44,6 +44,13 @@ def standby_config() -> dict[str, Any]:
             "account_id": MEMBER,
             "auto_scaling_group": "billing-asg",
             "standby": {"region": STANDBY, "auto_scaling_group": "billing-standby", "desired_capacity": 1},
+            # the records the shipped region failover plan moves (a standby without them is refused)
+            "dns": {
+                "hosted_zone_id": "Z0EXAMPLE0BILLING",
+                "record_name": "billing.example.com",
+                "primary_set_identifier": "billing-primary",
+                "secondary_set_identifier": "billing-standby",
+            },
         }
     )
     return raw
