@@ -137,7 +137,11 @@ class Drill:
         shape = workloads.WorkloadShape(
             self.scenario.group.min_size, self.scenario.group.max_size, self.scenario.group.desired
         )
-        workloads.build(self.home, self.workload, shape, self._managed_tag)
+        built = workloads.build(self.home, self.workload, shape, self._managed_tag)
+        # Route 53 checks the endpoints: the emulator answers their health checks from the target groups
+        checks = (built.get("dns") or {}).get("health_checks") or {}
+        if checks.get("primary") and self.workload.get("target_group_arn"):
+            emulator.health_check_targets[checks["primary"]] = (self.home.region, self.workload["target_group_arn"])
         for control in self.scenario.routing_controls:  # the ARC cluster's (a global service, in memory)
             emulator.routing_controls.add(control.arn, control.state, control.name)
         for rule in self.scenario.safety_rules:
@@ -145,6 +149,8 @@ class Drill:
         standby = self.workload.get("standby")
         if standby:
             workloads.build_standby(self._region(standby["region"]), self.workload, standby, self._managed_tag)
+            if checks.get("secondary") and standby.get("target_group_arn"):
+                emulator.health_check_targets[checks["secondary"]] = (standby["region"], standby["target_group_arn"])
 
     def _as_member(self, account: str) -> None:
         """The workload lives in a member account: the functions know it as a member (as the
@@ -211,11 +217,14 @@ class Drill:
         if self.scenario.paused:
             for region in self._emulators():  # a replicated switch, set in every replica
                 _store(region).set_paused(True, "paused for a drill", "recoveryctl")
-        if self.scenario.standby_unhealthy:
+        if self.scenario.standby_failure != "none":
             standby_group = (self.workload.get("standby") or {}).get("target_group_arn")
             if not standby_group:
-                raise DrillError(f"scenario {self.scenario.name}: standby_unhealthy needs a standby target_group_arn")
-            emulator.failing_target_groups.add(standby_group)
+                raise DrillError(f"scenario {self.scenario.name}: standby_failure needs a standby target_group_arn")
+            if self.scenario.standby_failure == "at_start":
+                emulator.failing_target_groups.add(standby_group)
+            else:  # it buckles when the traffic arrives
+                emulator.on_traffic_moved.append(lambda: emulator.failing_target_groups.add(standby_group))
         if self.scenario.region_outage:
             emulator.fail_region(
                 self._region(self.scenario.region_outage).region, tuple(self.scenario.region_outage_global)

@@ -202,10 +202,11 @@ class Scenario(BaseModel):
         default_factory=list, description="ARC routing controls the emulator's cluster serves, with their states"
     )
     safety_rules: list[SafetyRule] = Field(default_factory=list, description="the control panel's assertion rules")
-    standby_unhealthy: bool = Field(
-        default=False,
+    standby_failure: Literal["none", "at_start", "under_load"] = Field(
+        default="none",
         description="the workload's standby is broken: every target of the standby's target group fails its "
-        "health check (a regional failover then fails verification in the new region, and fails back)",
+        "health check from the start (at_start: the failover waits for it, then gives up before moving traffic), "
+        "or once traffic moves to it (under_load: verification in the new region fails, and it fails back)",
     )
     expect: Expectation = Field(default_factory=Expectation)
 

@@ -150,11 +150,13 @@ class RoutingControls:
             overridden = set(params.get("SafetyRulesToOverride") or [])
             for rule, (controls, at_least) in self.assertions.items():
                 if rule not in overridden and sum(after.get(c) == "On" for c in controls) < at_least:
-                    return _error(
+                    response, parsed = _error(
                         "ConflictException",
                         f"the update would break safety rule {rule}: at least {at_least} of its routing controls On",
                         409,
                     )
+                    parsed.update(resourceId=rule, resourceType="SafetyRule")  # the API's required fields
+                    return response, parsed
             self.states = after
             return _ok({})
         if operation == "ListRoutingControls":
@@ -164,6 +166,37 @@ class RoutingControls:
             ]
             return _ok({"RoutingControls": controls})
         return _error("UnsupportedOperation", f"the emulator does not implement route53-recovery-cluster {operation}")
+
+
+def _health_check_status(emulator: Any, health_check_id: str) -> tuple[AWSResponse, dict[str, Any]] | None:
+    """A Route 53 health check of an endpoint the emulator knows (emulator.health_check_targets:
+    id -> (region, target group)): healthy while the target group has a healthy target and its
+    region is up, as Route 53's checkers would see the endpoint. None: moto answers."""
+    watched = emulator.health_check_targets.get(health_check_id)
+    if watched is None:
+        return None
+    region, target_group = watched
+    healthy = False
+    if region not in emulator.failed_regions:
+        with _outage_exempt():
+            health = emulator.peer(region).client("elbv2").describe_target_health(TargetGroupArn=target_group)
+        healthy = any(t["TargetHealth"]["State"] == "healthy" for t in health["TargetHealthDescriptions"])
+    report = {"Status": "Success: HTTP Status Code 200" if healthy else "Failure: Connection timed out."}
+    observations = [
+        {
+            "Region": checker,
+            "IPAddress": "15.177.0.1",
+            "StatusReport": {**report, "CheckedTime": "2026-01-01T00:00:00Z"},
+        }
+        for checker in ("us-east-1", "us-west-1", "eu-west-1")
+    ]
+    return _ok({"HealthCheckObservations": observations})
+
+
+def _outage_exempt() -> Any:
+    from recoveryctl.emulator import runtime
+
+    return runtime.outage_exempt()
 
 
 def install(emulator: Any) -> ZonalShifts:
@@ -184,7 +217,13 @@ def install(emulator: Any) -> ZonalShifts:
         if service == "arc-zonal-shift":
             return shifts.handle(model.name, params)
         if service == "route53-recovery-cluster":
+            if model.name.startswith("UpdateRoutingControlState"):
+                emulator.traffic_moved()
             return emulator.routing_controls.handle(model.name, params)
+        if service == "route-53" and model.name == "GetHealthCheckStatus":
+            return _health_check_status(emulator, params["HealthCheckId"])
+        if service == "route-53" and model.name == "ChangeResourceRecordSets":
+            emulator.traffic_moved()
         if service == "rds" and model.name == "RebootDBInstance" and params.get("ForceFailover"):
             _fail_over_instance(emulator, params["DBInstanceIdentifier"])
         if service == "ecs" and model.name == "UpdateService" and params.get("forceNewDeployment"):

@@ -126,6 +126,10 @@ class Emulator:
         self.schedules: list[Route] = []
         self.failing_health_checks: set[str] = set()  # targets that fail their health check
         self.failing_target_groups: set[str] = set()  # target groups whose every target fails it
+        # Route 53 health checks the emulator answers from an endpoint's state: id -> (region, target group)
+        self.health_check_targets: dict[str, tuple[str, str]] = {}
+        # Called when traffic moves (a DNS change, a routing control switched): a drill's "under load" fault.
+        self.on_traffic_moved: list[Any] = []
         self.invocations: list[Invocation] = []
         self.events: list[dict[str, Any]] = []  # every event put on any bus, in order
         self.faults: list[Fault] = []
@@ -256,6 +260,8 @@ class Emulator:
             "idle_hooks",
             "failing_health_checks",
             "failing_target_groups",
+            "health_check_targets",
+            "on_traffic_moved",
             "invocations",
             "events",
             "failed_regions",
@@ -293,6 +299,11 @@ class Emulator:
         self.failed_global_services.update(global_services)
         core_aws.reset()
 
+    def traffic_moved(self) -> None:
+        """Traffic moves (behaviour.py calls this on a DNS change or a routing control switch)."""
+        for hook in list(self.on_traffic_moved):
+            hook()
+
     def _install_region_outages(self) -> None:
         import boto3
         from botocore.exceptions import EndpointConnectionError
@@ -305,8 +316,8 @@ class Emulator:
         def before_call(model: Any, request_signer: Any = None, **kwargs: Any) -> None:
             if not failed or request_signer is None:
                 return
-            if not getattr(_handler, "depth", 0) and threading.get_ident() == owner:
-                return  # the drill building or reading the workload, not a function
+            if getattr(_handler, "exempt", 0) or (not getattr(_handler, "depth", 0) and threading.get_ident() == owner):
+                return  # the drill building or reading the workload (or the emulator's own look), not a function
             # (a function's call: in its handler's thread, or in a thread the handler started)
             service = model.service_model
             if service.metadata.get("globalEndpoint"):
@@ -994,6 +1005,17 @@ def _environment(values: dict[str, str]) -> Any:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def outage_exempt() -> Iterator[None]:
+    """The emulator's own calls made while a handler runs (say, to answer a health check's status
+    from a target group): a region outage does not fail them."""
+    _handler.exempt = getattr(_handler, "exempt", 0) + 1
+    try:
+        yield
+    finally:
+        _handler.exempt -= 1
 
 
 @contextlib.contextmanager

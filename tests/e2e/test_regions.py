@@ -64,6 +64,9 @@ def test_the_standby_region_detects_the_primary_down_and_fails_over_there(synth_
         assert record["impairment"]["scope"]["impaired_region"] == PRIMARY
         done = sorted((a["action"], a["phase"], a["status"]) for a in actions)
         assert done == [("failover", "apply", "done"), ("provision_backup", "apply", "done")]
+        # the standby was serving before the traffic moved to it
+        by_action = {a["action"]: a for a in actions}
+        assert by_action["provision_backup"]["finished_at"] <= by_action["failover"]["started_at"]
         # (the primary region's replica is not written: it was unreachable, and the emulator does
         # not replicate between replicas)
         assert _records(run, PRIMARY, report["impairment_id"])[0] is None
@@ -80,7 +83,33 @@ def test_the_standby_region_detects_the_primary_down_and_fails_over_there(synth_
         assert report["mttd_seconds"] >= 120
 
 
-def test_a_broken_standby_fails_verification_and_the_recovery_fails_back(synth_cache):
+def test_a_standby_that_never_serves_is_waited_for_then_scaled_back_and_traffic_never_moves(synth_cache):
+    with drill.Drill(scenario.load("region-failover-standby-broken"), None, synth_cache) as run:
+        before = run.state()
+        report = run.run()
+        after = run.state()
+        assert run.emulator is not None
+        history = run.emulator.peer(STANDBY).history(report["execution"]["arn"])
+
+    # Then the failover waited for the standby's targets (asked again and again), and gave up
+    assert report["expectation_met"], report
+    assert report["outcome"] == "escalated"
+    assert "0 of 2 targets healthy" in report["reason"]
+    waits = [
+        e
+        for e in history
+        if e["type"].endswith("Failed")
+        and "CapacityNotReady" in str(e.get("lambdaFunctionFailedEventDetails") or e.get("taskFailedEventDetails"))
+    ]
+    assert len(waits) == 21  # the first try and its 20 slow retries
+    # And the traffic never moved, and the standby is scaled back
+    assert after["dns_records"] == before["dns_records"]
+    assert after["standby"]["desired_capacity"] == 0
+    assert [a["type"] for a in report["actions"] if a["phase"] == "apply"] == ["provision_backup"]
+    assert report["escalations"]
+
+
+def test_a_standby_that_buckles_under_the_traffic_fails_verification_and_the_recovery_fails_back(synth_cache):
     with drill.Drill(scenario.load("region-failover-fail-back"), None, synth_cache) as run:
         before = run.state()
         report = run.run()
