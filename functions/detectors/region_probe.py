@@ -11,8 +11,11 @@ What counts. Only what says the region's API is impaired: no connection (Endpoin
 ConnectTimeoutError), no answer in time (ReadTimeoutError), or a server-side error (HTTP 5xx:
 ServiceUnavailable, InternalFailure, ...). An answer that refuses the call (AccessDenied, a
 validation error, throttling) proves the region answers: it is a misconfiguration or our own
-excess, logged as an error and counted (RegionProbeErrors), and it neither counts as a failure
-nor resets the count. A successful call resets it.
+excess, logged as an error and counted (RegionProbeRefused), and it neither counts as a failure
+nor resets the count. So does a call that failed on this side (no credentials, an unexpected
+error): it says nothing about the region, and is counted with this function's other errors
+(RegionProbeErrors: a group missing in an answering region, a result that could not be recorded
+or published, a configuration that does not validate). A successful call resets the count.
 
 The count of consecutive failures is an item of the recovery table (PROBE#<workload> /
 REGION#<region>, core/store.py), in this region's replica: counted atomically, once per
@@ -80,7 +83,8 @@ KEEP_SECONDS = 7 * 86400
 class Verdict(StrEnum):
     HEALTHY = "healthy"  # the region answered
     REGION_FAILURE = "region_failure"  # no answer, or a server-side error: counts
-    INCONCLUSIVE = "inconclusive"  # the region answered with a refusal, or we failed: not counted
+    REFUSED = "refused"  # the region answered with a refusal: not counted (RegionProbeRefused)
+    INCONCLUSIVE = "inconclusive"  # the call failed on this side: not counted (RegionProbeErrors)
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ def classify(exc: BaseException | None, groups_found: int = 1) -> ProbeResult:
         error = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         described = f"{error.get('Code', 'Unknown')} (HTTP {status}): {error.get('Message', '')}"
-        return ProbeResult(Verdict.REGION_FAILURE if status >= 500 else Verdict.INCONCLUSIVE, described)
+        return ProbeResult(Verdict.REGION_FAILURE if status >= 500 else Verdict.REFUSED, described)
     return ProbeResult(Verdict.INCONCLUSIVE, f"{type(exc).__name__}: {exc}")
 
 
@@ -243,6 +247,10 @@ Publish = Callable[[Findings, str | None], dict[str, Any]]
 def settle(probe: RegionProbe, result: ProbeResult, store: ProbeStore, send: Publish, tick: str) -> dict[str, Any]:
     """Record one probe's result and publish what it changes; returns what happened."""
     context = {"workload": probe.workload, "region": probe.region, "standby_region": probe.standby.region}
+    if result.verdict is Verdict.REFUSED:
+        logger.error("region probe refused: not counted", error=result.error, **context)
+        metrics.add_metric(name="RegionProbeRefused", unit="Count", value=1)
+        return {"status": "refused", "error": result.error}
     if result.verdict is Verdict.INCONCLUSIVE:
         logger.error("region probe inconclusive: not counted", error=result.error, **context)
         metrics.add_metric(name="RegionProbeErrors", unit="Count", value=1)

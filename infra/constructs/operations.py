@@ -254,11 +254,25 @@ class Operations(Construct):
             self._alarm(
                 "RegionProbeRefused",
                 "region-probe-refused",
+                _custom("RegionProbeRefused"),
+                "The region probe's calls are refused (AccessDenied, of the describe call or of the member role, a "
+                "validation error, throttling): the region answers, but this stack cannot watch it, so an outage of "
+                "that region would not be detected from here. What to do: read the probe's logs ('region probe "
+                "refused' names the workload, region and error), then fix the role (a member's: its stack and "
+                "trust, docs/accounts.md) or the workload's standby configuration (docs/regions.md).",
+            )
+            self._alarm(
+                "RegionProbeIncomplete",
+                "region-probe-incomplete",
                 _custom("RegionProbeErrors"),
-                "The region probe's calls are refused (AccessDenied, a validation error, throttling): the region "
-                "answers, but this stack cannot watch it, so an outage of that region would not be detected from "
-                "here. What to do: read the probe's logs (the workload, region and error), then fix the role or the "
-                "workload's standby configuration (docs/regions.md).",
+                "The region probe could not do its work for a workload, though the function itself may have "
+                "succeeded: the workload's group is not in its region (which answers), a call failed on this side "
+                "(no credentials, a proxy, an unexpected error), a result could not be recorded or published (the "
+                "recovery table or the bus failed), or the probe configuration does not validate (no probe runs; "
+                "the region-probe-errors alarm fires too). Until then an outage of that region is detected late or "
+                "not at all. What to do: read the probe's error logs (each names the workload, region and error), "
+                "then fix the workload's auto_scaling_group or standby configuration, or the failing table, bus or "
+                "credentials (docs/regions.md).",
             )
 
     def _throttle_alarms(self, functions: dict[str, lambda_.IFunction]) -> None:

@@ -181,6 +181,41 @@ def test_every_function_of_either_region_calls_sts_in_its_own_region(deployment,
         assert variables.get("AWS_STS_REGIONAL_ENDPOINTS") == "regional", function_id
 
 
+def _custom_metric_alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The alarms on the functions' own metrics (ImpairmentRecovery namespace), by metric name."""
+    found = {}
+    for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        for query in props.get("Metrics", []):
+            metric = query.get("MetricStat", {}).get("Metric", {})
+            if metric.get("Namespace") == "ImpairmentRecovery":
+                found[metric["MetricName"]] = props
+    return found
+
+
+@pytest.mark.parametrize("region", [PRIMARY, STANDBY])
+def test_refusals_and_the_probes_other_errors_each_have_their_own_alarm(deployment, region):
+    # The function succeeds while its probes are refused or cannot be settled: only these metrics tell
+    resources = deployment[region]["template"]["Resources"]
+    alarms = _custom_metric_alarms(resources)
+    if region == PRIMARY:
+        assert not {"RegionProbeRefused", "RegionProbeErrors"} & set(alarms)
+        return
+    refused, errors = alarms["RegionProbeRefused"], alarms["RegionProbeErrors"]
+    assert refused["AlarmName"] == f"ImpairmentRecovery-{STANDBY}-recovery-system-region-probe-refused"
+    assert errors["AlarmName"] == f"ImpairmentRecovery-{STANDBY}-recovery-system-region-probe-incomplete"
+    (topic,) = of_type(resources, "AWS::SNS::Topic")
+    for alarm in (refused, errors):
+        assert alarm["Threshold"] == 1 and alarm["AlarmActions"] == [{"Ref": topic}], alarm["AlarmName"]
+        assert "What to do:" in alarm["AlarmDescription"]
+    # each says what it counts, in the words of the probe's logs
+    assert "refused (AccessDenied" in refused["AlarmDescription"]
+    assert "'region probe refused'" in refused["AlarmDescription"]
+    for cause in ("not in its region", "recorded or published", "does not validate"):
+        assert cause in errors["AlarmDescription"], cause
+    assert "refused" not in errors["AlarmDescription"]
+
+
 def test_the_primary_stack_has_no_probe(deployment):
     primary = deployment[PRIMARY]
     assert HANDLER not in functions_by_handler(primary["template"]["Resources"])

@@ -30,6 +30,7 @@ from core.store import RecoveryStore
 from detectors import region_probe
 from tests import builders
 from tests.builders import BUS_NAME, TABLE_NAME, capture_bus, create_table, received, scheduled_event
+from tests.emf import datapoints, named
 
 PRIMARY, STANDBY, OTHER = "us-east-1", "us-west-2", "eu-west-1"
 STANDBY_TG = "arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web-api-standby/0123456789abcdef"
@@ -275,7 +276,7 @@ def test_a_redelivered_tick_counts_once(standby, lambda_context):
 
 @pytest.mark.parametrize(("status", "code"), [(403, "AccessDenied"), (400, "ValidationError"), (400, "Throttling")])
 def test_a_refusal_is_logged_as_an_error_neither_counted_nor_resetting(
-    standby, lambda_context, frozen_clock, status, code
+    standby, lambda_context, frozen_clock, capsys, status, code
 ):
     standby.configure(probe())
     # Given two failures counted
@@ -287,10 +288,15 @@ def test_a_refusal_is_logged_as_an_error_neither_counted_nor_resetting(
     # When the region answers with a refusal
     standby.fault.faults[PRIMARY] = (status, code)
     frozen_clock.advance(60)
+    capsys.readouterr()
     outcome = standby.run(lambda_context)["probes"]["web-api@us-east-1"]
 
     # Then it is not counted, and the count stays
-    assert outcome["status"] == "inconclusive" and code in outcome["error"]
+    assert outcome["status"] == "refused" and code in outcome["error"]
+    # And it is counted as a refusal (its own alarm), not with the probe's other errors
+    points = datapoints(capsys.readouterr().out)
+    assert [p.value for p in named(points, "RegionProbeRefused")] == [1.0]
+    assert named(points, "RegionProbeErrors") == named(points, "RegionProbeFailed") == []
     assert probe_item()["failures"] == 2
     assert standby.events(DETECTED) == []
 
@@ -382,7 +388,7 @@ def test_two_workloads_are_probed_independently_each_in_its_region(standby, lamb
     assert response["probes"]["web-api@us-east-1"]["status"] == "impaired"
 
 
-def test_one_probe_that_cannot_be_settled_does_not_stop_the_others(standby, lambda_context, monkeypatch):
+def test_one_probe_that_cannot_be_settled_does_not_stop_the_others(standby, lambda_context, monkeypatch, capsys):
     standby.configure(probe(failures=1), probe("shop", OTHER, failures=1))
     standby.fault.faults[PRIMARY] = (503, "ServiceUnavailable")
     standby.fault.faults[OTHER] = (503, "ServiceUnavailable")
@@ -396,10 +402,15 @@ def test_one_probe_that_cannot_be_settled_does_not_stop_the_others(standby, lamb
         return original(self, workload, *args)
 
     monkeypatch.setattr(RecoveryStore, "probe_failed", broken_for_web_api)
+    capsys.readouterr()
     response = standby.run(lambda_context)
     assert response["probes"]["web-api@us-east-1"]["status"] == "error"
     assert response["probes"]["shop@eu-west-1"]["status"] == "published"
     assert [i.workload for i in standby.detected()] == ["shop"]
+    # counted with the probe's errors, not as a refusal
+    points = datapoints(capsys.readouterr().out)
+    assert [p.value for p in named(points, "RegionProbeErrors")] == [1.0]
+    assert named(points, "RegionProbeRefused") == []
 
 
 def test_the_probe_client_is_in_the_probed_region_with_one_attempt_and_short_timeouts(standby, lambda_context):
@@ -416,11 +427,15 @@ def test_the_probe_client_is_in_the_probed_region_with_one_attempt_and_short_tim
     assert aws.client("autoscaling") is not client
 
 
-def test_a_group_missing_in_an_answering_region_is_an_error_not_a_failure(standby, lambda_context):
+def test_a_group_missing_in_an_answering_region_is_an_error_not_a_failure(standby, lambda_context, capsys):
     standby.configure(probe("gone", PRIMARY))
+    capsys.readouterr()
     outcome = standby.run(lambda_context)["probes"]["gone@us-east-1"]
     assert outcome == {"status": "healthy"}
     assert probe_item("gone") is None
+    points = datapoints(capsys.readouterr().out)
+    assert [p.value for p in named(points, "RegionProbeErrors")] == [1.0]
+    assert named(points, "RegionProbeRefused") == named(points, "RegionProbeFailed") == []
 
 
 def test_a_member_accounts_group_is_probed_in_that_account(standby, lambda_context, monkeypatch):

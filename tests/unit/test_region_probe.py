@@ -73,22 +73,28 @@ def test_no_connection_a_timeout_or_a_server_error_is_a_region_failure(exc):
 
 @pytest.mark.parametrize(
     "exc",
+    [client_error(403, "AccessDenied"), client_error(400, "ValidationError"), client_error(400, "Throttling")],
+    ids=lambda e: e.response["Error"]["Code"],
+)
+def test_a_refusal_proves_the_region_answers(exc):
+    result = classify(exc)
+    assert result.verdict is Verdict.REFUSED
+    assert exc.response["Error"]["Code"] in result.error
+
+
+@pytest.mark.parametrize(
+    "exc",
     [
-        client_error(403, "AccessDenied"),
-        client_error(400, "ValidationError"),
-        client_error(400, "Throttling"),
         NoCredentialsError(),
         ConnectionClosedError(endpoint_url=URL),  # not one the brief counts: the connection was made
         InvalidInput("account 999 is not a member account"),
     ],
-    ids=lambda e: (
-        f"{type(e).__name__}-{e.response['Error']['Code']}" if isinstance(e, ClientError) else type(e).__name__
-    ),
+    ids=lambda e: type(e).__name__,
 )
-def test_a_refusal_or_our_own_failure_is_inconclusive(exc):
+def test_our_own_failure_is_inconclusive(exc):
     result = classify(exc)
     assert result.verdict is Verdict.INCONCLUSIVE
-    assert (exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__) in result.error
+    assert type(exc).__name__ in result.error
 
 
 def test_an_answer_is_healthy():
@@ -259,14 +265,19 @@ def test_a_refused_publication_is_tried_again_on_the_next_failure():
     assert impairment.metrics == {"consecutive_failures": 2.0}
 
 
-def test_an_inconclusive_probe_touches_nothing():
+@pytest.mark.parametrize(
+    ("result", "status"),
+    [
+        (ProbeResult(Verdict.REFUSED, "AccessDenied (HTTP 403): m"), "refused"),
+        (ProbeResult(Verdict.INCONCLUSIVE, "NoCredentialsError: m"), "inconclusive"),
+    ],
+)
+def test_a_refused_or_inconclusive_probe_touches_nothing(result, status):
     probe, store, bus = make_probe(), MemoryStore(), Bus()
     region_probe.settle(probe, FAILED, store, bus, "t1")
     before = dict(store.items)
-    outcome = region_probe.settle(
-        probe, ProbeResult(Verdict.INCONCLUSIVE, "AccessDenied (HTTP 403): m"), store, bus, "t2"
-    )
-    assert outcome == {"status": "inconclusive", "error": "AccessDenied (HTTP 403): m"}
+    outcome = region_probe.settle(probe, result, store, bus, "t2")
+    assert outcome == {"status": status, "error": result.error}
     assert store.items == before and bus.sent == []
 
 
