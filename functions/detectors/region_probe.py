@@ -8,14 +8,17 @@ describes the workload's Auto Scaling group in the workload's region (DescribeAu
 one attempt, 3 s to connect and 5 s to read), all probes at once.
 
 What counts. Only what says the region's API is impaired: no connection (EndpointConnectionError,
-ConnectTimeoutError), no answer in time (ReadTimeoutError), or a server-side error (HTTP 5xx:
-ServiceUnavailable, InternalFailure, ...). An answer that refuses the call (AccessDenied, a
-validation error, throttling) proves the region answers: it is a misconfiguration or our own
+ConnectTimeoutError), a connection dropped before a whole answer came (ConnectionClosedError: reset
+or closed mid-request, a common symptom of a regional outage; SSLError: the TLS handshake failed or
+was cut; ResponseStreamingError), no answer in time (ReadTimeoutError), or a server-side error
+(HTTP 5xx: ServiceUnavailable, InternalFailure, ...). An answer that refuses the call (AccessDenied,
+a validation error, throttling) proves the region answers: it is a misconfiguration or our own
 excess, logged as an error and counted (RegionProbeRefused), and it neither counts as a failure
-nor resets the count. So does a call that failed on this side (no credentials, an unexpected
-error): it says nothing about the region, and is counted with this function's other errors
-(RegionProbeErrors: a group missing in an answering region, a result that could not be recorded
-or published, a configuration that does not validate). A successful call resets the count.
+nor resets the count. Nor does a call that failed on this side: our proxy (ProxyConnectionError),
+no credentials, any other client error (HTTPClientError itself). It says nothing about the region,
+and is counted with the probe's other errors (RegionProbeErrors: a group missing in an answering
+region, a result that could not be recorded or published, a configuration that does not
+validate). A successful call resets the count.
 
 The count of consecutive failures is an item of the recovery table (PROBE#<workload> /
 REGION#<region>, core/store.py), in this region's replica: counted atomically, once per
@@ -94,13 +97,29 @@ class ProbeResult:
     groups_found: int = 0
 
 
+def _no_answer() -> tuple[type[Exception], ...]:
+    """botocore's errors for a region that gave no (whole) answer. ProxyConnectionError is left out
+    (our proxy failed, not the region), and so is HTTPClientError itself (an unexpected error in
+    this client, though its subclasses ConnectionClosedError and ResponseStreamingError are in)."""
+    from botocore import exceptions as e
+
+    return (
+        e.EndpointConnectionError,
+        e.ConnectTimeoutError,
+        e.SSLError,
+        e.ConnectionClosedError,
+        e.ResponseStreamingError,
+        e.ReadTimeoutError,
+    )
+
+
 def classify(exc: BaseException | None, groups_found: int = 1) -> ProbeResult:
     """What one DescribeAutoScalingGroups call says about its region."""
     if exc is None:
         return ProbeResult(Verdict.HEALTHY, groups_found=groups_found)
-    from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+    from botocore.exceptions import ClientError
 
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
+    if isinstance(exc, _no_answer()):
         return ProbeResult(Verdict.REGION_FAILURE, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})

@@ -1,7 +1,8 @@
 """The region probe's handler under moto, run as the standby region's (us-west-2) function: the
 workloads' groups in their own regions, the recovery table and bus in us-west-2, and the primary
 region made to fail by a botocore hook that answers its Auto Scaling calls with what an impaired
-region gives (no connection, a timeout, HTTP 5xx) or with a refusal (AccessDenied, throttling)."""
+region gives (no connection, a connection reset, a timeout, HTTP 5xx) or with a refusal
+(AccessDenied, throttling)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from core import runtime_config
 from core.contract import (
@@ -87,6 +88,7 @@ CONNECTION_FAILURES = {
     "no connection": lambda: EndpointConnectionError(endpoint_url=f"https://autoscaling.{PRIMARY}.amazonaws.com/"),
     "connect timeout": lambda: ConnectTimeoutError(endpoint_url=f"https://autoscaling.{PRIMARY}.amazonaws.com/"),
     "read timeout": lambda: ReadTimeoutError(endpoint_url=f"https://autoscaling.{PRIMARY}.amazonaws.com/"),
+    "connection reset": lambda: ConnectionClosedError(endpoint_url=f"https://autoscaling.{PRIMARY}.amazonaws.com/"),
     "503": lambda: (503, "ServiceUnavailable"),
     "500": lambda: (500, "InternalFailure"),
 }

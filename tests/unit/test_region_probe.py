@@ -12,8 +12,12 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
+    ProxyConnectionError,
     ReadTimeoutError,
+    ResponseStreamingError,
+    SSLError,
 )
 
 from core import runtime_config
@@ -57,6 +61,10 @@ def client_error(status: int, code: str) -> ClientError:
         EndpointConnectionError(endpoint_url=URL),
         ConnectTimeoutError(endpoint_url=URL),
         ReadTimeoutError(endpoint_url=URL),
+        # the connection dropped before a whole answer: reset mid-request, a handshake cut, a body cut
+        ConnectionClosedError(endpoint_url=URL),
+        SSLError(endpoint_url=URL, error="EOF occurred in violation of protocol"),
+        ResponseStreamingError(error="Connection broken: IncompleteRead"),
         client_error(503, "ServiceUnavailable"),
         client_error(500, "InternalFailure"),
         client_error(500, "InternalError"),
@@ -86,7 +94,9 @@ def test_a_refusal_proves_the_region_answers(exc):
     "exc",
     [
         NoCredentialsError(),
-        ConnectionClosedError(endpoint_url=URL),  # not one the brief counts: the connection was made
+        # our proxy failed, not the region; an unexpected error in the client
+        ProxyConnectionError(proxy_url="http://proxy.internal:3128", error="refused"),
+        HTTPClientError(error="unexpected"),
         InvalidInput("account 999 is not a member account"),
     ],
     ids=lambda e: type(e).__name__,
