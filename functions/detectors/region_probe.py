@@ -18,7 +18,9 @@ nor resets the count. Nor does a call that failed on this side: our proxy (Proxy
 no credentials, any other client error (HTTPClientError itself). It says nothing about the region,
 and is counted with the probe's other errors (RegionProbeErrors: a group missing in an answering
 region, a result that could not be recorded or published, a configuration that does not
-validate). A successful call resets the count.
+validate). A member account's workload is probed through its member role, assumed in this region
+(STS): a failure there is never the probed region's. A refusal (the role missing, or not trusting
+this stack) is counted as a refusal, anything else as an error. A successful call resets the count.
 
 The count of consecutive failures is an item of the recovery table (PROBE#<workload> /
 REGION#<region>, core/store.py), in this region's replica: counted atomically, once per
@@ -113,12 +115,33 @@ def _no_answer() -> tuple[type[Exception], ...]:
     )
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    found, cause = [], exc.__cause__
+    while cause is not None and cause not in found:
+        found.append(cause)
+        cause = cause.__cause__
+    return found
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0) < 500
+
+
 def classify(exc: BaseException | None, groups_found: int = 1) -> ProbeResult:
     """What one DescribeAutoScalingGroups call says about its region."""
     if exc is None:
         return ProbeResult(Verdict.HEALTHY, groups_found=groups_found)
     from botocore.exceptions import ClientError
 
+    if isinstance(exc, NoProbeClient):
+        # This region's STS refused (a member role that is missing or does not trust us, throttling):
+        # a refusal to fix; it failed or did not answer: this side's failure. Never the probed region's.
+        refused = any(_is_refusal(cause) for cause in _causes(exc))
+        return ProbeResult(Verdict.REFUSED if refused else Verdict.INCONCLUSIVE, f"no client: {exc}")
     if isinstance(exc, _no_answer()):
         return ProbeResult(Verdict.REGION_FAILURE, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, ClientError):
@@ -223,6 +246,11 @@ class ProbeStore(Protocol):
     def reset_probe(self, workload: str, region: str, first_failure_at: str) -> bool: ...
 
 
+class NoProbeClient(Exception):
+    """The probe's client could not be made: a member account's credentials (STS, in this region:
+    GetCallerIdentity, AssumeRole) failed. Whatever the cause, it is not the probed region's answer."""
+
+
 class AwsRegionApi:
     """DescribeAutoScalingGroups in the probed region: one attempt, short timeouts."""
 
@@ -235,9 +263,12 @@ class AwsRegionApi:
         from core import aws
 
         with self._making:
-            client = aws.client(
-                "autoscaling", max_attempts=1, account=probe.account_id, region=probe.region, timeouts=TIMEOUTS
-            )
+            try:
+                client = aws.client(
+                    "autoscaling", max_attempts=1, account=probe.account_id, region=probe.region, timeouts=TIMEOUTS
+                )
+            except Exception as exc:
+                raise NoProbeClient(f"{type(exc).__name__}: {exc}") from exc
         response = client.describe_auto_scaling_groups(AutoScalingGroupNames=[probe.auto_scaling_group])
         return len(response.get("AutoScalingGroups", []))
 

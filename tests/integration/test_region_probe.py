@@ -454,6 +454,42 @@ def test_a_member_accounts_group_is_probed_in_that_account(standby, lambda_conte
     assert aws._credentials[member]  # the member role was assumed, in this (the standby) region
 
 
+STS_DOWN = EndpointConnectionError(endpoint_url=f"https://sts.{STANDBY}.amazonaws.com/")
+
+
+@pytest.mark.parametrize(
+    ("operation", "sts_fault", "status"),
+    [
+        ("GetCallerIdentity", STS_DOWN, "inconclusive"),
+        ("AssumeRole", STS_DOWN, "inconclusive"),
+        ("AssumeRole", (403, "AccessDenied"), "refused"),
+    ],
+    ids=["identity-unreachable", "assume-role-unreachable", "assume-role-refused"],
+)
+def test_a_member_role_that_cannot_be_assumed_is_not_a_failure_of_the_probed_region(
+    standby, lambda_context, monkeypatch, capsys, operation, sts_fault, status
+):
+    # Given a member's workload probed at the first failure, and this (the standby) region's STS failing
+    monkeypatch.setenv("MEMBER_ROLE_NAME", "ImpairmentRecoveryMember")
+    monkeypatch.setenv("MEMBER_ACCOUNTS", json.dumps(["111122223333"]))
+    standby.configure(probe("billing", PRIMARY, failures=1, account_id="111122223333"))
+    sts = RegionFault({STANDBY: sts_fault})
+    session = boto3._get_default_session()
+    session.events.register(f"before-call.sts.{operation}", sts, unique_id="sts-fault")
+    try:
+        capsys.readouterr()
+        outcome = standby.run(lambda_context)["probes"]["billing@us-east-1"]
+    finally:
+        session.events.unregister(f"before-call.sts.{operation}", unique_id="sts-fault")
+
+    # Then the role was asked for in this region, the probed region never called, nothing counted
+    assert sts.calls == [STANDBY] and standby.fault.calls == []
+    assert outcome["status"] == status and outcome["error"].startswith("no client: ")
+    assert probe_item("billing") is None and standby.events(DETECTED) == []
+    metric = {"refused": "RegionProbeRefused", "inconclusive": "RegionProbeErrors"}[status]
+    assert [p.value for p in named(datapoints(capsys.readouterr().out), metric)] == [1.0]
+
+
 # --- input and configuration ---
 
 

@@ -107,6 +107,42 @@ def test_our_own_failure_is_inconclusive(exc):
     assert type(exc).__name__ in result.error
 
 
+def _no_client(cause: Exception) -> region_probe.NoProbeClient:
+    """What AwsRegionApi raises when a member's credentials fail (core/aws.py wraps AssumeRole's errors)."""
+    try:
+        raise region_probe.NoProbeClient(str(cause)) from cause
+    except region_probe.NoProbeClient as exc:
+        return exc
+
+
+def _wrapped(error: ClientError) -> Exception:
+    from core.errors import classify_client_error
+
+    try:
+        raise classify_client_error(error, "sts:AssumeRole") from error
+    except Exception as exc:  # the wrapped error, as core/aws.py raises it
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("cause", "verdict"),
+    [
+        # this region's STS did not answer, or failed: this side's failure, not the probed region's
+        (EndpointConnectionError(endpoint_url="https://sts.us-west-2.amazonaws.com/"), Verdict.INCONCLUSIVE),
+        (ReadTimeoutError(endpoint_url="https://sts.us-west-2.amazonaws.com/"), Verdict.INCONCLUSIVE),
+        (_wrapped(client_error(503, "ServiceUnavailable")), Verdict.INCONCLUSIVE),
+        # it refused: the member role is missing or does not trust this stack
+        (_wrapped(client_error(403, "AccessDenied")), Verdict.REFUSED),
+        (client_error(403, "AccessDenied"), Verdict.REFUSED),
+    ],
+    ids=["sts-no-connection", "sts-timeout", "sts-5xx", "assume-role-refused", "caller-identity-refused"],
+)
+def test_credentials_that_fail_in_this_region_never_count_against_the_probed_region(cause, verdict):
+    result = classify(_no_client(cause))
+    assert result.verdict is verdict
+    assert result.error.startswith("no client: ")
+
+
 def test_an_answer_is_healthy():
     assert classify(None, 1) == ProbeResult(Verdict.HEALTHY, groups_found=1)
     assert classify(None, 0).groups_found == 0
