@@ -456,6 +456,22 @@ class Emulator:
                     break
             return endpoint._outcome
 
+        # Step Functions' executor threads make a boto3 client per Lambda task; making a client
+        # iterates os.environ, which a handler changes in another thread: make them under the lock.
+        import sys as _sys
+
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: F401
+        from moto.stepfunctions.parser.asl.utils import boto_client as sfn_clients
+
+        made_by = sfn_clients.boto_client_for
+
+        def boto_client_for(*args: Any, **kwargs: Any) -> Any:
+            with emulator._lock:
+                return made_by(*args, **kwargs)
+
+        for name, module in list(_sys.modules.items()):
+            if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is made_by:
+                self._stack.enter_context(mock.patch.object(module, "boto_client_for", boto_client_for))
         self._stack.enter_context(mock.patch.object(CallbackEndpoint, "wait", callback_wait))
         self._stack.enter_context(mock.patch.object(FakeTargetGroup, "health_for", health_for))
         self._stack.enter_context(
