@@ -65,6 +65,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from actions import aws_calls
 from actions.base import ActionParams, ActionResult, ActionSpec, Context, IamGrant, handlers, result_of
 from core import aws
+from core.contract import ImpairmentDetected
 from core.errors import ActionRefused, CapacityNotReady, PermanentError, TransientError
 
 NAME = "failover"
@@ -304,7 +305,10 @@ def _dns_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
 
 
 def _dns_target(ctx: Context) -> tuple[str, str, str, str | None, str | None]:
-    params, scope = ctx.params, ctx.impairment.scope
+    return _dns_target_of(ctx.params, ctx.impairment.scope)
+
+
+def _dns_target_of(params: Params, scope: dict[str, str]) -> tuple[str, str, str, str | None, str | None]:
     zone = params.hosted_zone_id or scope.get("dns_hosted_zone_id")
     name = params.record_name or scope.get("dns_record_name")
     if not zone or not name:
@@ -605,6 +609,32 @@ def _rc_update(cluster: _Cluster, before: dict[str, Any], states: dict[str, str]
     if overrides:
         kwargs["SafetyRulesToOverride"] = list(overrides)
     cluster.call("update_routing_control_states", _rc_label(before), **kwargs)
+
+
+def dns_standby_in_use(params: dict[str, Any], impairment: ImpairmentDetected) -> dict[str, Any] | None:
+    """After a dns step: is the standby's record set the one in use (failover routing: it is
+    PRIMARY; weighted: it holds the weight and the primary none)? Read the way the step reads
+    them (its params, else the impairment's scope). None when the step does not name the
+    records, or not the standby's set identifier (Verify has nothing to check then)."""
+    try:
+        zone, name, record_type, primary_id, secondary_id = _dns_target_of(
+            Params.model_validate(params), impairment.scope
+        )
+    except PermanentError:
+        return None
+    if not (primary_id and secondary_id):
+        return None  # by roles alone, the standby cannot be told from the primary after a swap
+    client = aws_calls.client("route53", impairment.account_id)
+    primary, standby, routing = _pair(_record_sets(client, zone, name, record_type), primary_id, secondary_id)
+    if routing == "failover":
+        in_use = standby["Failover"] == "PRIMARY"
+    else:
+        in_use = standby.get("Weight", 0) > 0 and primary.get("Weight", 0) == 0
+    return {
+        "record": f"{zone}/{_normal_name(name)}/{record_type}",
+        "standby": {k: standby[k] for k in ("SetIdentifier", "Failover", "Weight") if k in standby},
+        "in_use": in_use,
+    }
 
 
 def routing_control_states(params: dict[str, Any], account: str | None = None) -> dict[str, str]:

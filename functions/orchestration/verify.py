@@ -113,11 +113,10 @@ def check(
                 "not_healthy": unhealthy,
             }
         )
-    failovers = [s.get("params") or {} for s in steps if s.get("action") == "failover"]
-    if "failover" in actions and (not failovers or any(p.get("kind") in (None, "dns") for p in failovers)):
-        checks.extend(_dns_checks(impairment.scope, account))
-    for params in failovers:
-        if params.get("kind") == "routing_control":
+    for params in (s.get("params") or {} for s in steps if s.get("action") == "failover"):
+        if params.get("kind") == "dns":
+            checks.extend(_dns_check(params, impairment))
+        elif params.get("kind") == "routing_control":
             checks.append(_routing_control_check(params, account))
     checks.extend(_service_checks(impairment.scope, account))
     checks.extend(_database_checks(impairment.scope, account))
@@ -151,42 +150,16 @@ def _routing_control_check(params: dict[str, Any], account: str | None) -> dict[
     }
 
 
-def _dns_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:
-    """After a DNS failover: the standby's record is the one in use (failover routing: it is
-    PRIMARY; weighted: it has weight and the old primary none)."""
-    zone, name = scope.get("dns_hosted_zone_id"), scope.get("dns_record_name")
-    primary_id, standby_id = scope.get("dns_primary_set"), scope.get("dns_secondary_set")
-    if not (zone and name and primary_id and standby_id):
+def _dns_check(params: dict[str, Any], impairment: ImpairmentDetected) -> list[dict[str, Any]]:
+    """After a DNS failover: the standby's record set is the one in use (as the step reads the
+    records: actions/failover.py)."""
+    from actions import failover
+
+    state = failover.dns_standby_in_use(params, impairment)
+    if state is None:
         return []
-    wanted = name.rstrip(".").lower() + "."
-    record_type = scope.get("dns_record_type", "A")
-    try:
-        found = aws.client("route53", max_attempts=1, account=account).list_resource_record_sets(
-            HostedZoneId=zone, StartRecordName=wanted, StartRecordType=record_type, MaxItems="20"
-        )["ResourceRecordSets"]
-    except Exception as exc:
-        raise classify_client_error(exc, "route53:ListResourceRecordSets") from exc
-    sets = {
-        r.get("SetIdentifier"): r
-        for r in found
-        if r["Name"].lower() == wanted and r["Type"] == record_type and r.get("SetIdentifier")
-    }
-    primary, standby = sets.get(primary_id), sets.get(standby_id)
-    if standby is None:
-        serving = False
-    elif "Failover" in standby:
-        serving = standby["Failover"] == "PRIMARY"
-    else:
-        serving = standby.get("Weight", 0) > 0 and (primary is None or primary.get("Weight", 0) == 0)
     return [
-        {
-            "check": "dns_failover",
-            "record": wanted,
-            "passed": serving,
-            "standby": {k: standby.get(k) for k in ("SetIdentifier", "Failover", "Weight") if k in standby}
-            if standby
-            else None,
-        }
+        {"check": "dns_failover", "passed": state["in_use"], "record": state["record"], "standby": state["standby"]}
     ]
 
 
