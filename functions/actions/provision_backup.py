@@ -31,9 +31,9 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from actions import autoscaling as asg
+from actions import aws_calls, elb
 from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
-from core import aws
-from core.errors import ActionRefused, CapacityNotReady, PermanentError, classify_client_error
+from core.errors import ActionRefused, CapacityNotReady, PermanentError
 
 NAME = "provision_backup"
 WARMED = ("Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated")  # ready to enter service
@@ -183,13 +183,8 @@ def _require_in_service(client: Any, group_name: str, target: int) -> None:
 
 def _require_healthy_targets(account: str | None, target_group_arn: str, target: int) -> None:
     """Raise CapacityNotReady until the target group has `target` healthy targets."""
-    try:
-        health = aws.client("elbv2", max_attempts=1, account=account).describe_target_health(
-            TargetGroupArn=target_group_arn
-        )
-    except Exception as exc:
-        raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
-    healthy = sum(1 for t in health["TargetHealthDescriptions"] if t["TargetHealth"]["State"] == "healthy")
+    descriptions = elb.target_health(aws_calls.client("elbv2", account), target_group_arn)
+    healthy = sum(1 for t in descriptions if t["TargetHealth"]["State"] == "healthy")
     if healthy < target:
         raise CapacityNotReady(
             f"{target_group_arn.split(':')[-1]}: {healthy} of {target} targets healthy; waiting for the rest before "

@@ -43,10 +43,15 @@ class TransientError(RecoveryError):
     """Retryable: the state machine retries it with capped exponential backoff and jitter."""
 
 
+# How the state machine waits for CapacityNotReady: asked again every 30 s, 20 times (10 minutes).
+CAPACITY_WAIT_INTERVAL_SECONDS = 30
+CAPACITY_WAIT_ATTEMPTS = 20
+
+
 class CapacityNotReady(TransientError):
     """Capacity an action asked for is not in service yet (instances booting, passing their checks):
-    the state machine asks again at a slow pace (CAPACITY_WAIT in the workflow: every 30 s, for up
-    to 10 minutes) without a Lambda running meanwhile; after that the recovery rolls back."""
+    the state machine asks again at a slow pace (CAPACITY_WAIT_*: every 30 s, for up to 10
+    minutes) without a Lambda running meanwhile; after that the recovery rolls back."""
 
 
 class PermanentError(RecoveryError):

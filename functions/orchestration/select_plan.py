@@ -13,13 +13,13 @@ from typing import Any
 from core import clock, runtime_config, state
 from core import settings as settings_module
 from core.entry import lambda_entry
-from core.errors import NoMatchingPlan
+from core.errors import CAPACITY_WAIT_ATTEMPTS, CAPACITY_WAIT_INTERVAL_SECONDS, NoMatchingPlan
 from core.observability import logger
 from core.plans import select_plan
 from core.store import RecoveryStore
 
-# An action may wait this long for capacity (CapacityNotReady: 20 x 30 s, infra/constructs/workflow.py).
-CAPACITY_WAIT_SECONDS = 600
+# An action may wait this long for capacity (CapacityNotReady, retried by the state machine).
+CAPACITY_WAIT_SECONDS = CAPACITY_WAIT_INTERVAL_SECONDS * CAPACITY_WAIT_ATTEMPTS
 LOCK_MARGIN_SECONDS = 300
 
 

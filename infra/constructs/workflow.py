@@ -21,6 +21,7 @@ from constructs import Construct
 from actions.base import ActionSpec, IamGrant
 from actions.failover import ROUTING_CONTROLS_ARN
 from actions.registry import ACTIONS
+from core.errors import CAPACITY_WAIT_ATTEMPTS, CAPACITY_WAIT_INTERVAL_SECONDS, CapacityNotReady
 from infra.constants import CLEARED, DETECTED, EVENT_SOURCE, RETRYABLE_ERRORS
 from infra.constructs.functions import FunctionFactory
 from infra.permissions import allow as _allow
@@ -363,18 +364,14 @@ def _grant_page(function: lambda_.Function, topic: sns.ITopic) -> None:
         )
 
 
-# Waiting for capacity to come into service (CapacityNotReady): every 30 s for up to 10 minutes.
-CAPACITY_WAIT = {"interval_seconds": 30, "max_attempts": 20}
-
-
 def _retry_transient(task: tasks.LambdaInvoke) -> tasks.LambdaInvoke:
     """Transient errors retry in one layer, here: capped exponential backoff with full jitter. An
     action waiting for capacity to come into service (CapacityNotReady, a TransientError too) is
     asked again at a slow, steady pace first: booting instances take minutes, not seconds."""
     task.add_retry(
-        errors=["CapacityNotReady"],
-        interval=Duration.seconds(CAPACITY_WAIT["interval_seconds"]),
-        max_attempts=CAPACITY_WAIT["max_attempts"],
+        errors=[CapacityNotReady.__name__],
+        interval=Duration.seconds(CAPACITY_WAIT_INTERVAL_SECONDS),
+        max_attempts=CAPACITY_WAIT_ATTEMPTS,
         backoff_rate=1,
     )
     task.add_retry(

@@ -337,7 +337,7 @@ def test_actions_waiting_for_capacity_are_asked_again_slowly_before_the_quick_re
     for name in ACTION_TASKS:
         retries = states[name]["Retry"]
         assert retries[0]["ErrorEquals"] == ["CapacityNotReady"], name
-        assert retries[0]["IntervalSeconds"] == 30 and retries[0]["MaxAttempts"] == 20, name
+        assert retries[0]["IntervalSeconds"] == 30 and retries[0]["MaxAttempts"] == 20, name  # 10 minutes
         assert retries[0]["BackoffRate"] == 1, name
         assert any("TransientError" in r["ErrorEquals"] for r in retries[1:]), name
 
