@@ -50,7 +50,7 @@ class Meter:
 
         from core import aws as core_aws
 
-        for region in _regions(emulator):
+        for region in emulator.every_region():
             self._wrap(region)
         session = boto3._get_default_session()
         session.events.register(_HOOK, self._count, unique_id=_HOOK_ID)
@@ -169,23 +169,18 @@ def _items_written(operation: str, params: dict[str, Any]) -> int:
 def function_memory(emulator: Any) -> dict[str, int]:
     """Function name -> MemorySize (MB) from every region's template (Lambda's default is 128)."""
     out = {}
-    for region in _regions(emulator):
+    for region in emulator.every_region():
         template = region.template
         for logical_id, resource in template.of_type("AWS::Lambda::Function").items():
             out[template.names[logical_id]] = int(resource["Properties"].get("MemorySize", 128))
     return out
 
 
-def _regions(emulator: Any) -> list[Any]:
-    """The emulator of each region a drill runs a stack in (one, unless several regions)."""
-    return [emulator.peer(region) for region in emulator.regions]
-
-
 def transitions(emulator: Any) -> dict[str, int]:
     """State transitions of every execution, from their histories: each state entered, plus each
     retry of a task (Step Functions bills retries as transitions)."""
     entered = retries = 0
-    for region, execution in ((r, e) for r in _regions(emulator) for e in r.executions()):
+    for region, execution in ((r, e) for r in emulator.every_region() for e in r.executions()):
         attempts: Counter = Counter()
         current = None
         for event in region.history(execution["executionArn"]):

@@ -250,8 +250,7 @@ class _DrillProgress:
         if time.monotonic() - self.last < 0.5:
             return
         self.last = time.monotonic()
-        regions = [self.emulator.peer(region) for region in self.emulator.regions]
-        for execution in (e for region in regions for e in region.executions()):
+        for execution in (e for region in self.emulator.every_region() for e in region.executions()):
             name, status = execution["name"], execution["status"]
             if self.seen.get(name) != status:
                 self.seen[name] = status

@@ -74,15 +74,16 @@ class Drill:
     def _emulators(self) -> list[Emulator]:
         """Every region's emulator, the primary first."""
         assert self.emulator is not None
-        return [self.emulator.peer(region) for region in self.emulator.regions]
+        return self.emulator.every_region()
 
     def _region(self, name: str | None) -> Emulator:
         """A region's emulator by name, or "primary" / "standby" (the workload's standby region);
         None: the workload's own region."""
-        emulator, home = self.emulator, self.home
-        assert emulator is not None and home is not None
+        emulator = self.emulator
+        assert emulator is not None
         if name is None:
-            return home
+            assert self.home is not None
+            return self.home
         if name == "primary":
             return emulator
         if name == "standby":
@@ -107,8 +108,7 @@ class Drill:
             names = ", ".join(w["name"] for w in declared)
             raise DrillError(f"scenario {self.scenario.name} targets workload {wanted!r}; the stack protects: {names}")
         self.workload = matches[0]
-        self.home = emulator
-        self.home = self._region(self.workload.get("region"))
+        self.home = self._region(self.workload.get("region") or "primary")
         if self.scenario.member_account:
             self._as_member(self.scenario.member_account)
         if self.scenario.dry_run:
@@ -216,7 +216,7 @@ class Drill:
             )
         if self.scenario.paused:
             for region in self._emulators():  # a replicated switch, set in every replica
-                _store(region).set_paused(True, "paused for a drill", "recoveryctl")
+                region.store().set_paused(True, "paused for a drill", "recoveryctl")
         if self.scenario.standby_failure != "none":
             standby_group = (self.workload.get("standby") or {}).get("target_group_arn")
             if not standby_group:
@@ -315,7 +315,7 @@ class Drill:
         from core import clock
         from core.errors import ApprovalRejected
 
-        store = _store(emulator)
+        store = emulator.store()
         sfn = emulator.client("stepfunctions")
         for execution in emulator.executions():
             if execution["status"] != "RUNNING" or execution["name"] in self._answered:
@@ -443,7 +443,7 @@ class Drill:
         for region, item in executions:
             entered = [e for e in region.history(item["executionArn"]) if e["type"].endswith("StateEntered")]
             transitions += len(entered)
-            found = _store(region).get_impairment(item["name"]) or {}
+            found = region.store().get_impairment(item["name"]) or {}
             runs.append(
                 {
                     "name": item["name"],
@@ -460,7 +460,7 @@ class Drill:
         # Several executions (a storm, rounds of a flapping fault): the report shows the worst.
         shown = min(runs, key=lambda r: _SEVERITY_OF_OUTCOME.get(r["outcome"], 99), default=None)
         execution = {k: shown[k] for k in ("name", "region", "arn", "status", "states")} if shown else {}
-        store = _store(emulator.peer(execution["region"]) if execution else self.home or emulator)
+        store = (emulator.peer(execution["region"]) if execution else self.home or emulator).store()
         record = store.get_impairment(execution["name"]) if execution else None
         actions = []
         if record:
@@ -527,13 +527,6 @@ class Drill:
             and (expect.guardrails_tripped is None or sorted(expect.guardrails_tripped) == report["guardrails_tripped"])
         )
         return report
-
-
-def _store(emulator: Emulator) -> Any:
-    """The recovery table of a region's stack (its replica of the global table)."""
-    from core.store import RecoveryStore
-
-    return RecoveryStore(emulator.outputs["RecoveryTableName"], emulator.client("dynamodb"))
 
 
 # Which execution a report shows when there are several: the one that went worst.

@@ -78,8 +78,8 @@ class LocalState:
         if switches == DEFAULT_SWITCHES:
             return switches
         item = {**json.loads(json.dumps(switches), parse_float=Decimal), "pk": "CONTROL", "sk": "SWITCHES"}
-        for region in _regions(emulator):  # a replicated item: in every region's replica
-            _table(region).put_item(Item=item)
+        for region in emulator.every_region():  # a replicated item: in every region's replica
+            region.store().table.put_item(Item=item)
         return switches
 
     # --- drills ------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ class LocalState:
         region's recoveries are in its own replica); returns the run file."""
         items: list[dict[str, Any]] = []
         executions = []
-        for region in _regions(emulator):
+        for region in emulator.every_region():
             items.extend(_audit_trail(region, report))
             sfn = region.client("stepfunctions")
             for summary in region.executions():
@@ -145,15 +145,10 @@ class LocalState:
             ) from exc
 
 
-def _regions(emulator: Any) -> list[Any]:
-    """The emulator of each region the drill ran a stack in (one, unless several regions)."""
-    return [emulator.peer(region) for region in getattr(emulator, "regions", [emulator.region])]
-
-
 def _audit_trail(emulator: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
     """A region's recorded impairments and actions, marked as the drill's (locks and switches are
     the emulator's working state, not kept)."""
-    table = _table(emulator)
+    table = emulator.store().table
     items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"ConsistentRead": True}
     while True:
@@ -169,12 +164,6 @@ def _audit_trail(emulator: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
             item["drill_scenario"] = report.get("scenario")
             item["region"] = emulator.region
     return items
-
-
-def _table(emulator: Any) -> Any:
-    from core.store import RecoveryStore
-
-    return RecoveryStore(emulator.outputs["RecoveryTableName"], client=emulator.client("dynamodb")).table
 
 
 def _safe(name: str) -> str:

@@ -284,6 +284,16 @@ class Emulator:
         """The regions the emulator runs a stack in, the primary first."""
         return list(self._regions)
 
+    def every_region(self) -> list[Emulator]:
+        """The emulator of each region's recovery stack, the primary's first."""
+        return list(self._regions.values())
+
+    def store(self) -> Any:
+        """This stack's recovery table (in several regions: this region's replica)."""
+        from core.store import RecoveryStore
+
+        return RecoveryStore(self.outputs["RecoveryTableName"], self.client("dynamodb"))
+
     def fail_region(self, region: str, global_services: tuple[str, ...] = ()) -> None:
         """From now on, every call the functions make to `region`'s regional endpoints fails as
         when the region cannot be reached (EndpointConnectionError): calls from a handler's
@@ -876,7 +886,7 @@ class Emulator:
 
     def _running_executions(self) -> bool:
         """In any region."""
-        return any(e["status"] == "RUNNING" for emulator in self._regions.values() for e in emulator.executions())
+        return any(e["status"] == "RUNNING" for emulator in self.every_region() for e in emulator.executions())
 
     def wait_for_executions(self, timeout: float = 120.0, quiet: bool = False) -> None:
         deadline = time.monotonic() + timeout

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from recoveryctl import drill, scenario
-from recoveryctl.drill import _store
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +25,7 @@ def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _records(run: drill.Drill, region: str, impairment_id: str) -> tuple[dict[str, Any] | None, list[dict]]:
     assert run.emulator is not None
-    store = _store(run.emulator.peer(region))
+    store = run.emulator.peer(region).store()
     return store.get_impairment(impairment_id), store.list_actions(impairment_id)
 
 
