@@ -60,18 +60,16 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _python(python: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Our own interpreter, in functions/ with a Lambda-like environment."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and a module name from the template
+        [python, *args], capture_output=True, text=True, env=_env(), cwd=FUNCTIONS, check=True, timeout=120
+    )
+
+
 def time_import(module: str, python: str = sys.executable) -> float:
     """Seconds to import `module` in a fresh interpreter."""
-    out = subprocess.run(  # noqa: S603 - our own interpreter and a module name from the template
-        [python, "-c", _TIMER, module],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=FUNCTIONS,
-        check=True,
-        timeout=120,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    return float(_python(python, "-c", _TIMER, module).stdout.strip().splitlines()[-1])
 
 
 def parse_importtime(stderr: str) -> list[tuple[str, int, int]]:
@@ -99,16 +97,7 @@ def heaviest_packages(rows: list[tuple[str, int, int]], top: int = 6) -> list[di
 
 
 def import_profile(module: str, python: str = sys.executable) -> list[dict[str, Any]]:
-    out = subprocess.run(  # noqa: S603 - as above
-        [python, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=FUNCTIONS,
-        check=True,
-        timeout=120,
-    )
-    return heaviest_packages(parse_importtime(out.stderr))
+    return heaviest_packages(parse_importtime(_python(python, "-X", "importtime", "-c", f"import {module}").stderr))
 
 
 def ratio_summary(samples: dict[str, list[float]], baseline: str = BASELINE) -> dict[str, dict[str, float]]:

@@ -172,13 +172,15 @@ def _health_check_status(emulator: Any, health_check_id: str) -> tuple[AWSRespon
     """A Route 53 health check of an endpoint the emulator knows (emulator.health_check_targets:
     id -> (region, target group)): healthy while the target group has a healthy target and its
     region is up, as Route 53's checkers would see the endpoint. None: moto answers."""
+    from recoveryctl.emulator import runtime
+
     watched = emulator.health_check_targets.get(health_check_id)
     if watched is None:
         return None
     region, target_group = watched
     healthy = False
     if region not in emulator.failed_regions:
-        with _outage_exempt():
+        with runtime.outage_exempt():
             health = emulator.peer(region).client("elbv2").describe_target_health(TargetGroupArn=target_group)
         healthy = any(t["TargetHealth"]["State"] == "healthy" for t in health["TargetHealthDescriptions"])
     report = {"Status": "Success: HTTP Status Code 200" if healthy else "Failure: Connection timed out."}
@@ -191,12 +193,6 @@ def _health_check_status(emulator: Any, health_check_id: str) -> tuple[AWSRespon
         for checker in ("us-east-1", "us-west-1", "eu-west-1")
     ]
     return _ok({"HealthCheckObservations": observations})
-
-
-def _outage_exempt() -> Any:
-    from recoveryctl.emulator import runtime
-
-    return runtime.outage_exempt()
 
 
 def install(emulator: Any) -> ZonalShifts:
