@@ -18,17 +18,12 @@ if TYPE_CHECKING:  # imported for real inside the fixture, once PATH points at t
     from infra.stack import RecoveryStack
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_EVENTS = ROOT.parent / "shared" / "events"
-LOCAL_EVENTS = Path(__file__).resolve().parent / "events"
+EVENTS = Path(__file__).resolve().parent / "events"
 
 
 def load_event(name: str) -> dict[str, Any]:
-    """A sample AWS event by file name: ../shared/events first, then tests/events."""
-    for folder in (SHARED_EVENTS, LOCAL_EVENTS):
-        path = folder / name
-        if path.exists():
-            return json.loads(path.read_text())
-    raise FileNotFoundError(name)
+    """A sample AWS event by file name, from tests/events (the repository keeps its own copies)."""
+    return json.loads((EVENTS / name).read_text())
 
 
 @pytest.fixture(autouse=True)
@@ -71,10 +66,6 @@ class LambdaContext:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
-
-
-def pytest_report_header(config: pytest.Config) -> str:
-    return f"shared sample events: {SHARED_EVENTS} ({'found' if SHARED_EVENTS.exists() else 'missing'})"
 
 
 # Set before any module under test is imported (session fixtures run before autouse ones).

@@ -980,9 +980,9 @@ def _matches(rule: dict[str, Any], event: dict[str, Any]) -> bool:
 
 
 def _sample_events(prefix: str) -> list[str]:
-    from tests.conftest import LOCAL_EVENTS, SHARED_EVENTS
+    from tests.conftest import EVENTS
 
-    return sorted({p.name for folder in (SHARED_EVENTS, LOCAL_EVENTS) for p in folder.glob(f"{prefix}*.json")})
+    return sorted(p.name for p in EVENTS.glob(f"{prefix}*.json"))
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from tests.builders import (
     impairment,
     scheduled_event,
 )
-from tests.conftest import LOCAL_EVENTS, SHARED_EVENTS, load_event
+from tests.conftest import EVENTS, load_event
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
@@ -53,8 +53,8 @@ def resolve(handler: str) -> Callable[..., Any]:
 
 
 def sample_events(prefix: str) -> list[dict[str, Any]]:
-    """The real sample events whose file name starts with `prefix` (../shared/events, tests/events)."""
-    names = sorted({p.name for folder in (SHARED_EVENTS, LOCAL_EVENTS) for p in folder.glob(f"{prefix}*.json")})
+    """The real sample events whose file name starts with `prefix` (tests/events)."""
+    names = sorted(p.name for p in EVENTS.glob(f"{prefix}*.json"))
     return [load_event(name) for name in names]
 
 
