@@ -242,6 +242,12 @@ def run(
             },
         )
         raise
+    retried = previous is not None and previous.get("status") == "started"
+    if retried and result.result == "unchanged" and _landed_earlier(previous.get("before"), result.after):
+        # An earlier attempt made the change and died before recording it: the change is this
+        # step's (Finalize returns capacity and weights, a rollback undoes it, only for "changed").
+        result.result = "changed"
+        result.message = f"{result.message} (changed by an earlier attempt of this step)".strip()
     result.started_at = started_at
     result.finished_at = clock.utc_now().isoformat()
     payload = result.model_dump(mode="json")
@@ -265,6 +271,17 @@ def run(
         _count(spec.name, phase, "ActionSucceeded", started_at)
     logger.info("step finished", result=payload["result"], targets=payload["targets"])
     return payload
+
+
+def _landed_earlier(recorded: Any, after: dict[str, Any]) -> bool:
+    """A retried step found nothing to change: did its earlier attempt change something? Yes when
+    the state now differs from the state it recorded before (on the parts both describe), or when
+    they describe nothing in common (the step's own record of what it was about to change is the
+    evidence)."""
+    if not isinstance(recorded, dict):
+        return False
+    shared = (set(recorded) & set(after)) - {"progress"}
+    return any(recorded[key] != after[key] for key in shared) if shared else bool(recorded)
 
 
 def _count(action: str, phase: Phase, outcome: str, started_at: str) -> None:

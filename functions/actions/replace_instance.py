@@ -1,15 +1,29 @@
 """replace_instance: take an impaired instance out of its Auto Scaling group so the group
 launches a healthy replacement.
 
-mode "terminate" (default): TerminateInstanceInAutoScalingGroup without decrementing the desired
-capacity. mode "mark_unhealthy": SetInstanceHealth Unhealthy, and the group replaces it on its
-next health check. Refused when the group would keep fewer healthy in-service instances than
-its minimum healthy capacity (the group's MinSize unless the plan sets one).
+mode "terminate" (default): TerminateInstanceInAutoScalingGroup. mode "mark_unhealthy":
+SetInstanceHealth Unhealthy, and the group replaces it on its next health check.
+
+How, per group (`strategy`, default "auto"):
+- in place: terminate without decrementing the desired capacity; the group launches the
+  replacement. An instance that is already failing (actions/fleet.py: the group, a target group
+  or EC2 says so) is no healthy capacity, so replacing it in place never lowers the healthy
+  capacity, even in a group at its minimum size.
+- surge: when an instance still counted healthy must go and taking it out first would leave fewer
+  healthy instances than the group's minimum healthy capacity (its MinSize, or its instance
+  maintenance policy's MinHealthyPercentage, unless the plan sets `min_healthy_capacity`), the
+  desired capacity is raised first, the step waits (CapacityNotReady, asked again by the state
+  machine) until the new instances are healthy in service, and only then terminates the old ones,
+  decrementing the desired capacity back. That needs headroom (MaxSize above the desired
+  capacity); without it the step is refused rather than go below the minimum.
+`strategy` "in_place" never surges; "surge" always does when the group has headroom (else it
+replaces in place where that keeps the minimum). The step's result says which, and why.
 
 Instances outside an Auto Scaling group, per the plan's outside_group: "refuse" (default),
 "reboot" (RebootInstances), or "stop_start" (StopInstances then StartInstances, which moves the
 instance to new hardware; EBS-backed instances only). The instance must carry the managed tag and
-be running. Neither can be undone: their rollback reports them as irreversible.
+be running. A reboot cannot be undone; a stop and start whose start did not happen is undone by
+starting the instance (or escalated saying plainly that it is stopped).
 """
 
 from __future__ import annotations
@@ -21,15 +35,25 @@ from pydantic import Field
 
 from actions import autoscaling as asg
 from actions import aws_calls, ec2
+from actions import fleet as fleets
 from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
-from core.errors import ActionRefused, PermanentError, RecoveryError, TransientError
+from core.errors import ActionRefused, CapacityNotReady, PermanentError, RecoveryError, TransientError
+from core.guardrails import minimum_healthy
 
 NAME = "replace_instance"
+IN_PLACE = "in_place"
+SURGE = "surge"
 
 
 class Params(ActionParams):
     mode: Literal["terminate", "mark_unhealthy"] = "terminate"
-    min_healthy_capacity: int | None = Field(default=None, ge=0, description="default: the group's MinSize")
+    min_healthy_capacity: int | None = Field(
+        default=None, ge=0, description="default: the group's minimum healthy capacity (MinSize, or its policy's)"
+    )
+    strategy: Literal["auto", "in_place", "surge"] = Field(
+        default="auto",
+        description="auto: in place, surging first only where that keeps the minimum healthy capacity",
+    )
     outside_group: Literal["refuse", "reboot", "stop_start"] = Field(
         default="refuse", description="what to do with an instance outside an Auto Scaling group"
     )
@@ -45,69 +69,30 @@ def apply(ctx: Context) -> ActionResult:
         raise PermanentError("replace_instance needs an ec2:instance among the affected resources")
     before = ctx.before
     if before is None:
-        membership = asg.groups_of_instances(client, instances)
-        outside = sorted(set(instances) - set(membership))
-        if outside and ctx.params.outside_group == "refuse":
-            raise ActionRefused(
-                f"instances outside an Auto Scaling group are not replaced by this plan (outside_group: refuse): "
-                f"{outside}"
-            )
-        standalone = _standalone_before(ctx, outside) if outside else {}
-        groups = {name: asg.describe_group(client, name) for name in sorted(set(membership.values()))}
-        for group in groups.values():
-            asg.require_managed(group, ctx.managed_tag)
-            targets = {i for i, g in membership.items() if g == group["AutoScalingGroupName"]}
-            remaining = len(asg.healthy_in_service(group, excluding=targets))
-            floor = ctx.params.min_healthy_capacity if ctx.params.min_healthy_capacity is not None else group["MinSize"]
-            if remaining < floor:
-                raise ActionRefused(
-                    f"replacing {sorted(targets)} would leave {group['AutoScalingGroupName']} with "
-                    f"{remaining} healthy in-service instances, below its minimum of {floor}",
-                    group=group["AutoScalingGroupName"],
-                )
-        before = {
-            "instances": {
-                i: {
-                    "group": g,
-                    "state": _instance_state(groups[g], i),
-                    "desired_capacity": groups[g]["DesiredCapacity"],
-                }
-                for i, g in membership.items()
-            }
-        }
-        if standalone:
-            before["standalone"] = standalone
+        before = _plan(ctx, client, instances)
         ctx.record_before(before)
 
     changed = False
     after: dict[str, dict] = {}
-    for instance_id, prior in sorted(before["instances"].items()):
-        current = _current_state(client, prior["group"], instance_id)
-        if _already_done(ctx.params.mode, current):
-            after[instance_id] = current
-            continue
-        changed = True
-        if ctx.dry_run:
-            after[instance_id] = current
-            continue
-        if ctx.params.mode == "terminate":
-            asg.call(
-                client,
-                "terminate_instance_in_auto_scaling_group",
-                InstanceId=instance_id,
-                ShouldDecrementDesiredCapacity=False,
-            )
-        else:
-            asg.call(
-                client,
-                "set_instance_health",
-                InstanceId=instance_id,
-                HealthStatus="Unhealthy",
-                ShouldRespectGracePeriod=False,
-            )
-        after[instance_id] = _current_state(client, prior["group"], instance_id)
+    messages = []
+    for name, how in sorted(before.get("groups", {}).items()):
+        targets = sorted(i for i, prior in before["instances"].items() if prior["group"] == name)
+        if how["strategy"] == SURGE and not ctx.dry_run:
+            changed = _surge(ctx, client, name, how, targets, before) or changed
+        group = asg.describe_group(client, name)
+        for instance_id in targets:
+            current = _instance_state(group, instance_id)
+            if _already_done(ctx.params.mode, current):
+                after[instance_id] = current
+                continue
+            changed = True
+            if ctx.dry_run:
+                after[instance_id] = current
+                continue
+            _take_out(ctx, client, instance_id, decrement=how["strategy"] == SURGE)
+            after[instance_id] = _current_state(client, name, instance_id)
+        messages.append(f"{ctx.params.mode} {', '.join(targets)} ({how['note']})")
     result_after: dict[str, Any] = {"instances": after}
-    messages = [f"{ctx.params.mode}: {', '.join(sorted(before['instances']))}"] if before["instances"] else []
     if before.get("standalone"):
         standalone_after = _recover_standalone(ctx, before)
         changed = changed or any(a["done"] for a in standalone_after.values())
@@ -125,15 +110,135 @@ def apply(ctx: Context) -> ActionResult:
     )
 
 
+def _plan(ctx: Context, client: Any, instances: list[str]) -> dict[str, Any]:
+    """The state before, and how each group's instances are replaced (checked against its
+    minimum healthy capacity): recorded before anything changes, so a retry does the same."""
+    membership = asg.groups_of_instances(client, instances)
+    outside = sorted(set(instances) - set(membership))
+    if outside and ctx.params.outside_group == "refuse":
+        raise ActionRefused(
+            f"instances outside an Auto Scaling group are not replaced by this plan (outside_group: refuse): {outside}"
+        )
+    standalone = _standalone_before(ctx, outside) if outside else {}
+    target_groups = (ctx.impairment.scope["target_group_arn"],) if ctx.impairment.scope.get("target_group_arn") else ()
+    groups: dict[str, dict[str, Any]] = {}
+    records: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(membership.values())):
+        fleet = fleets.read(client, name, ctx.impairment.account_id, target_groups)
+        asg.require_managed(fleet.group, ctx.managed_tag)
+        targets = sorted(i for i, g in membership.items() if g == name)
+        groups[name] = _strategy(ctx.params, fleet, targets)
+        for instance_id in targets:
+            records[instance_id] = {
+                "group": name,
+                "state": _instance_state(fleet.group, instance_id),
+                "desired_capacity": fleet.group["DesiredCapacity"],
+                "failing": fleet.failing.get(instance_id),
+            }
+    before: dict[str, Any] = {"instances": records, "groups": groups}
+    if standalone:
+        before["standalone"] = standalone
+    return before
+
+
+def _strategy(params: Params, fleet: fleets.Fleet, targets: list[str]) -> dict[str, Any]:
+    """In place or surge for one group, or ActionRefused when neither keeps its minimum."""
+    group = fleet.group
+    floor = params.min_healthy_capacity if params.min_healthy_capacity is not None else minimum_healthy(group)
+    serving = sorted(set(targets) & fleet.healthy)
+    healthy_after = len(fleet.healthy - set(targets))
+    keeps_floor = not serving or healthy_after >= floor
+    headroom = int(group["MaxSize"]) - int(group["DesiredCapacity"])
+    can_surge = params.mode == "terminate" and headroom >= len(targets)
+    record = {"desired_capacity": group["DesiredCapacity"], "members": sorted(fleet.members), "minimum_healthy": floor}
+    if can_surge and (params.strategy == SURGE or (params.strategy == "auto" and not keeps_floor)):
+        why = "taking them out first would leave" if not keeps_floor else "the plan surges; in place would leave"
+        return {
+            **record,
+            "strategy": SURGE,
+            "surge": len(targets),
+            "note": f"surge: {len(targets)} launched first, then replaced ({why} {healthy_after} healthy, "
+            f"minimum {floor})",
+        }
+    if keeps_floor:
+        failing = "already failing, no healthy capacity lost" if not serving else f"{healthy_after} healthy remain"
+        cannot = "; the group cannot surge: its desired capacity is its maximum" if headroom <= 0 else ""
+        return {
+            **record,
+            "strategy": IN_PLACE,
+            "note": "in place: terminated without decrementing, the group launches the replacement "
+            f"({failing}{cannot})",
+        }
+    reason = (
+        f"its desired capacity {group['DesiredCapacity']} is its maximum, so it cannot launch the replacement first"
+        if params.mode == "terminate"
+        else "mark_unhealthy cannot launch the replacement first"
+    )
+    raise ActionRefused(
+        f"replacing {serving} would leave {fleet.name} with {healthy_after} healthy in-service instances, below its "
+        f"minimum of {floor}, and {reason}",
+        group=fleet.name,
+    )
+
+
+def _surge(ctx: Context, client: Any, name: str, how: dict[str, Any], targets: list[str], before: dict) -> bool:
+    """Launch the replacements first: raise the desired capacity once (recorded, so a retry does
+    not raise it again), then wait until that many new instances are healthy in service. True
+    when this call changed the capacity."""
+    progress = before.setdefault("progress", {})
+    changed = False
+    wanted = int(how["desired_capacity"]) + int(how["surge"])
+    group = asg.describe_group(client, name)
+    if progress.get(name) != "surged" and not all(
+        _already_done(ctx.params.mode, _instance_state(group, i)) for i in targets
+    ):
+        asg.call(client, "set_desired_capacity", AutoScalingGroupName=name, DesiredCapacity=wanted, HonorCooldown=False)
+        progress[name] = "surged"
+        ctx.record_before(before)
+        changed = True
+        group = asg.describe_group(client, name)
+    fresh = [i for i in asg.healthy_in_service(group) if i not in set(how["members"])]
+    if len(fresh) < int(how["surge"]) and not all(
+        _already_done(ctx.params.mode, _instance_state(group, i)) for i in targets
+    ):
+        raise CapacityNotReady(
+            f"group {name}: {len(fresh)} of {how['surge']} replacement(s) healthy in service; the old instances "
+            "are taken out once they are",
+            group=name,
+        )
+    return changed
+
+
+def _take_out(ctx: Context, client: Any, instance_id: str, decrement: bool) -> None:
+    if ctx.params.mode == "terminate":
+        asg.call(
+            client,
+            "terminate_instance_in_auto_scaling_group",
+            InstanceId=instance_id,
+            ShouldDecrementDesiredCapacity=decrement,
+        )
+    else:
+        asg.call(
+            client,
+            "set_instance_health",
+            InstanceId=instance_id,
+            HealthStatus="Unhealthy",
+            ShouldRespectGracePeriod=False,
+        )
+
+
 def rollback(ctx: Context) -> ActionResult:
-    """Undo a mark_unhealthy that the group has not acted on yet; a termination cannot be undone
-    (the group's replacement instance is what stands in its place)."""
+    """Undo a mark_unhealthy that the group has not acted on yet, and a surge whose old instances
+    are still in service (the desired capacity goes back); a termination cannot be undone (the
+    group's replacement instance is what stands in its place). A stop and start that left the
+    instance stopped is undone by starting it."""
     client = asg.asg_client(ctx.impairment.account_id)
     applied = ctx.applied or {}
     before = applied.get("before") or ctx.before or {"instances": {}}
     changed = False
     after = {}
     irreversible = []
+    notes = []
     for instance_id, prior in sorted(before.get("instances", {}).items()):
         current = _current_state(client, prior["group"], instance_id)
         after[instance_id] = current
@@ -150,22 +255,32 @@ def rollback(ctx: Context) -> ActionResult:
                 after[instance_id] = _current_state(client, prior["group"], instance_id)
         elif current.get("lifecycle_state") != prior["state"].get("lifecycle_state"):
             irreversible.append(instance_id)
-    # A reboot or a stop and start cannot be undone: the instance runs again, maybe elsewhere.
-    restarted = _restarted_standalone(applied, before)
+    for name, how in sorted(before.get("groups", {}).items()):
+        if how.get("strategy") != SURGE or (before.get("progress") or {}).get(name) != "surged":
+            continue
+        still = [i for i, p in before["instances"].items() if p["group"] == name and i not in irreversible]
+        if still:  # the old instances serve on: the instances the surge launched go
+            removed, note = _undo_surge(client, name, how)
+            changed = changed or removed
+            notes.append(f"group {name}: {note}")
+    standalone = _undo_standalone(ctx, applied, before)
+    changed = changed or bool(standalone["started"])
     undone = []
     if irreversible:
         undone.append(f"already replaced, cannot be restored: {', '.join(irreversible)}")
-    if restarted:
-        undone.append(f"rebooted or stopped and started, cannot be undone: {', '.join(restarted)}")
+    if standalone["rebooted"]:
+        undone.append(f"rebooted or moved to new hardware, cannot be undone: {', '.join(standalone['rebooted'])}")
+    if standalone["started"]:
+        notes.append(f"started again (the stop and start had left them stopped): {', '.join(standalone['started'])}")
     return ActionResult(
         action=NAME,
         phase="rollback",
         step_index=ctx.step_index,
-        result="irreversible" if irreversible or restarted else ("changed" if changed else "unchanged"),
+        result="irreversible" if irreversible or standalone["rebooted"] else ("changed" if changed else "unchanged"),
         targets=sorted([*before.get("instances", {}), *before.get("standalone", {})]),
         before=before,
         after={"instances": after},
-        message="; ".join(undone)
+        message="; ".join(undone + notes)
         or ("restored the instances' health status" if changed else "nothing to undo: the instances are as they were"),
     )
 
@@ -316,12 +431,58 @@ def _wait_until_stopped(client: Any, instance_id: str, seconds: int) -> str:
         time.sleep(5)
 
 
-def _restarted_standalone(applied: dict, before: dict) -> list[str]:
+def _undo_surge(client: Any, name: str, how: dict[str, Any]) -> tuple[bool, str]:
+    """Take out the instances a surge launched (decrementing the desired capacity back), so the
+    group is as it was: its old instances, its old capacity. Left alone when someone else changed
+    the desired capacity since."""
+    group = asg.describe_group(client, name)
+    surged = int(how["desired_capacity"]) + int(how["surge"])
+    if group["DesiredCapacity"] != surged:
+        return False, f"desired capacity is {group['DesiredCapacity']}, not the surge's {surged}: left as it is"
+    launched = sorted(fleets.Fleet(group).members - set(how["members"]))[: int(how["surge"])]
+    for instance_id in launched:
+        asg.call(
+            client,
+            "terminate_instance_in_auto_scaling_group",
+            InstanceId=instance_id,
+            ShouldDecrementDesiredCapacity=True,
+        )
+    return bool(launched), f"the surge's instances taken out again: {', '.join(launched) or 'none'}"
+
+
+def _undo_standalone(ctx: Context, applied: dict, before: dict) -> dict[str, list[str]]:
     """Instances outside a group that apply rebooted or stopped (by its result, or, when apply
-    stopped half way, by the progress it recorded)."""
+    stopped half way, by the progress it recorded). A reboot, and a stop and start that ran to
+    the end, cannot be undone ("rebooted"). An instance the stop and start left stopped (its start
+    kept failing: InsufficientInstanceCapacity, say) is started again ("started"); if it cannot
+    be, the rollback fails saying plainly that the instance is stopped, and a human is paged."""
     outcome = (applied.get("after") or {}).get("standalone", {})
     progress = before.get("progress", {})
-    return sorted(i for i in before.get("standalone", {}) if (outcome.get(i) or {}).get("done") or i in progress)
+    touched = sorted(i for i in before.get("standalone", {}) if (outcome.get(i) or {}).get("done") or i in progress)
+    undone: dict[str, list[str]] = {"rebooted": [], "started": []}
+    client = aws_calls.client("ec2", ctx.impairment.account_id) if touched else None
+    for instance_id in touched:
+        prior = before["standalone"][instance_id]
+        if prior["mode"] == "reboot":
+            undone["rebooted"].append(instance_id)
+            continue
+        instance = ec2.describe_instances(client, [instance_id]).get(instance_id)
+        state = instance["State"]["Name"] if instance else "gone"
+        if state == "stopping":
+            raise TransientError(f"instance {instance_id} is stopping; it is started again once stopped")
+        if state != "stopped":
+            undone["rebooted"].append(instance_id)
+            continue
+        try:
+            aws_calls.call(client, "start_instances", InstanceIds=[instance_id])
+        except RecoveryError as exc:
+            raise type(exc)(
+                f"instance {instance_id} is STOPPED: the recovery stopped it to move it to new hardware and could "
+                f"not start it again ({exc}); start it by hand (aws ec2 start-instances --instance-ids {instance_id})",
+                **exc.details,
+            ) from exc
+        undone["started"].append(instance_id)
+    return undone
 
 
 SPEC = ActionSpec(
@@ -333,6 +494,9 @@ SPEC = ActionSpec(
         "autoscaling:DescribeAutoScalingInstances",
         "autoscaling:TerminateInstanceInAutoScalingGroup",
         "autoscaling:SetInstanceHealth",
+        "autoscaling:SetDesiredCapacity",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "ec2:DescribeInstanceStatus",
         "ec2:DescribeInstances",
         "ec2:RebootInstances",
         "ec2:StopInstances",

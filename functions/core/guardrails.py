@@ -52,15 +52,30 @@ class BlastRadius(BaseModel):
         default=600,
         ge=60,
         le=7 * 86400,
-        description="how long an instance acted on counts against its group (about a replacement's time to healthy)",
+        description="the longest an instance acted on counts against its group: a recovery that verified gives "
+        "its instances back at once (their replacements are healthy); one that did not keeps them counted this long",
     )
 
 
 class FailOpen(BaseModel):
+    """Most of a fleet impaired at once is likelier a shared cause (a dependency, a bad health
+    check) than that many independent failures: act on none of it. A share means little in a small
+    fleet (one instance of one is 100 %), so the share applies from `min_fleet` instances on; a
+    count (`max_impaired`) bounds large fleets whatever their share."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     impaired_share: float = Field(
         default=0.5, gt=0, le=1, description="more than this share of a fleet impaired at once: act on none of it"
+    )
+    min_fleet: int = Field(
+        default=4,
+        ge=1,
+        le=100_000,
+        description="the share applies to fleets of at least this many instances (smaller ones are recovered)",
+    )
+    max_impaired: int | None = Field(
+        default=None, ge=1, le=100_000, description="more than this many instances impaired at once: act on none"
     )
 
 
@@ -174,6 +189,11 @@ class Trip(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+def blast_key(group: str) -> str:
+    """The budget item (store.take_budgets) holding what recoveries act on in a group at once."""
+    return f"BUDGET#blast_radius#{group}"
+
+
 def acts_on_instances(steps: list[dict[str, Any]]) -> bool:
     return any(INSTANCE_ACTIONS.get(s["action"], lambda p: False)(s.get("params")) for s in steps)
 
@@ -184,21 +204,33 @@ def blast_radius_limit(group_size: int, max_share: float) -> int:
     return max(1, math.floor(group_size * max_share + 1e-9))
 
 
-def fail_open(impaired: set[str], fleet: set[str], settings: FailOpen) -> Trip | None:
+def fail_open(impaired: set[str], fleet: set[str], settings: FailOpen, group: str | None = None) -> Trip | None:
     """Most of the fleet impaired at once: a shared dependency or a bad health check is likelier
-    than that many independent failures, and replacing them all would make it worse."""
+    than that many independent failures, and replacing them all would make it worse. The share
+    counts from `min_fleet` instances on; `max_impaired`, when set, at any size."""
     if not fleet:
         return None
-    share = len(impaired & fleet) / len(fleet)
-    if share <= settings.impaired_share:
+    count = len(impaired & fleet)
+    share = count / len(fleet)
+    over_share = len(fleet) >= settings.min_fleet and share > settings.impaired_share
+    over_count = settings.max_impaired is not None and count > settings.max_impaired
+    if not (over_share or over_count):
         return None
+    limit = f"more than {settings.impaired_share:.0%}" if over_share else f"more than {settings.max_impaired} at once"
+    where = f" of group {group}" if group else ""
     return Trip(
         guardrail=FAIL_OPEN,
         reason=(
-            f"{len(impaired & fleet)} of {len(fleet)} instances look impaired at once "
-            f"(more than {settings.impaired_share:.0%}): acting on none, a human decides"
+            f"{count} of {len(fleet)} instances{where} look impaired at once ({limit}): acting on none, a human decides"
         ),
-        evidence={"impaired": sorted(impaired & fleet), "fleet_size": len(fleet), "share": round(share, 3)},
+        evidence={
+            "group": group,
+            "impaired": sorted(impaired & fleet),
+            "fleet_size": len(fleet),
+            "share": round(share, 3),
+            "min_fleet": settings.min_fleet,
+            "max_impaired": settings.max_impaired,
+        },
     )
 
 
@@ -237,8 +269,8 @@ def blast_radius(
             guardrail=BLAST_RADIUS,
             reason=(
                 f"at most {limit} of the {size} instances of group {group.get('AutoScalingGroupName')} may be acted on "
-                f"within {settings.window_seconds // 60} min ({len(already_acted)} already): "
-                f"{len(deferred)} left for a human"
+                f"at once, keeping at least {floor} healthy ({len(already_acted)} already acted on): "
+                f"{len(deferred)} deferred until that capacity is back"
             ),
             evidence={
                 "group": group.get("AutoScalingGroupName"),

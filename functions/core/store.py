@@ -12,6 +12,7 @@ Records are queryable by workload and time through GSI1 (WORKLOAD#<name>, detect
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +29,13 @@ _BUDGET_ATTEMPTS = 5
 @dataclass(frozen=True)
 class Claim:
     """Units of a budget one recovery takes: `key` names the budget item, `limit` its capacity,
-    `expires_at` (epoch seconds) when the units stop counting."""
+    `expires_at` (epoch seconds) when the units stop counting.
+
+    `decide`, when given, makes the claim depend on what the others hold (the blast radius: which
+    of a group's instances may be acted on, given those others act on). It is called with the
+    item's live holders but this recovery's own, at every attempt, and returns the units and
+    detail to hold (0 units: hold nothing), or None when the claim is exceeded. The decision and
+    the write are one atomic step: the write is conditioned on the item being as it was read."""
 
     name: str
     key: str
@@ -36,6 +43,7 @@ class Claim:
     units: int
     expires_at: int
     detail: dict[str, Any] = field(default_factory=dict)
+    decide: Callable[[dict[str, dict[str, Any]]], tuple[int, dict[str, Any]] | None] | None = None
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -162,6 +170,20 @@ class RecoveryStore:
         item = response.get("Item")
         return _from_dynamo(item) if item else None
 
+    def fail_started_actions(self, impairment_id: str, error: str) -> list[dict[str, Any]]:
+        """End every step still "started" as "failed" with `error` (its retries ran out, or its
+        execution died: it will not finish). Their state before is kept for the rollback. Returns
+        the records as they now are."""
+        ended = []
+        for record in self.list_actions(impairment_id):
+            if record.get("status") != "started":
+                continue
+            fields = {k: v for k, v in record.items() if k not in ("pk", "sk", "step_index", "phase", "expiration")}
+            fields.update(status="failed", error=error[:4000], finished_at=clock.utc_now().isoformat())
+            self.put_action(impairment_id, int(record["step_index"]), record["phase"], fields)
+            ended.append({**record, **fields})
+        return ended
+
     def list_actions(self, impairment_id: str) -> list[dict[str, Any]]:
         """Every action record of an impairment, in step order."""
         from boto3.dynamodb.conditions import Key
@@ -182,13 +204,22 @@ class RecoveryStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- locks -------------------------------------------------------------------------------
-    def acquire_locks(self, impairment_id: str, resource_keys: list[str], ttl_seconds: int) -> None:
+    def acquire_locks(
+        self, impairment_id: str, resource_keys: list[str], ttl_seconds: int, take_over: Sequence[str] = ()
+    ) -> None:
         """Lock every resource for this impairment, all or nothing.
 
         Re-entrant for the same impairment (a retried Admit succeeds); an expired lock is taken
-        over. Raises RecoveryInProgress naming the holder when another impairment holds one.
+        over, and so is a lock held by an impairment in `take_over` (one this impairment
+        supersedes). Raises RecoveryInProgress naming the holder when another impairment holds one.
         """
         now = int(clock.utc_now().timestamp())
+        others = sorted(set(take_over) - {impairment_id})
+        condition = "attribute_not_exists(pk) OR #o = :me OR #e < :now"
+        values = {":me": {"S": impairment_id}, ":now": {"N": str(now)}}
+        if others:
+            condition += f" OR #o IN ({', '.join(f':t{i}' for i in range(len(others)))})"
+            values.update({f":t{i}": {"S": owner} for i, owner in enumerate(others)})
         items = [
             {
                 "Put": {
@@ -199,9 +230,9 @@ class RecoveryStore:
                         "owner": {"S": impairment_id},
                         "expiration": {"N": str(now + ttl_seconds)},
                     },
-                    "ConditionExpression": "attribute_not_exists(pk) OR #o = :me OR #e < :now",
+                    "ConditionExpression": condition,
                     "ExpressionAttributeNames": {"#o": "owner", "#e": "expiration"},
-                    "ExpressionAttributeValues": {":me": {"S": impairment_id}, ":now": {"N": str(now)}},
+                    "ExpressionAttributeValues": values,
                 }
             }
             for key in sorted(set(resource_keys))
@@ -217,11 +248,12 @@ class RecoveryStore:
                     raise RecoveryInProgress(f"another recovery holds {held}", holders=holders) from exc
                 raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
 
-    def release_locks(self, impairment_id: str, resource_keys: list[str]) -> None:
-        """Release the locks, correlation windows and concurrency slot this impairment holds (its
-        recovery is over: a new signal about these resources is a new impairment); others' are
-        left alone."""
-        self.release_budget(CONCURRENCY_BUDGET, impairment_id)
+    def release_locks(self, impairment_id: str, resource_keys: list[str], concurrency: bool = True) -> None:
+        """Release the locks, correlation windows and (unless concurrency=False: the recovery goes
+        on without these resources) the concurrency slot this impairment holds: a new signal about
+        these resources is a new impairment. Others' are left alone."""
+        if concurrency:
+            self.release_budget(CONCURRENCY_BUDGET, impairment_id)
         for key in sorted(set(resource_keys)):
             for sort_key in ("LOCK", "CORRELATION"):
                 try:
@@ -237,14 +269,16 @@ class RecoveryStore:
 
     # --- budgets: the guardrails' counters (rate limits, concurrency, blast radius) --------------
     def take_budgets(self, impairment_id: str, claims: list[Claim]) -> list[dict[str, Any]]:
-        """Take units of several budgets for this impairment, all or nothing.
+        """Take units of several budgets for this impairment, all or nothing, atomically.
 
         A budget is one item holding who took how many units until when; expired holders no
         longer count. Returns the claims that would exceed their limit (nothing is taken then),
-        or [] when every claim was taken. Re-entrant: an impairment that already holds a budget
-        keeps its units (a retried task does not count twice). Concurrent takers are serialised
-        by a version condition, retried a few times, then raised as transient (the state machine
-        retries with backoff)."""
+        or [] when every claim was taken. Re-entrant: an impairment that already holds a counted
+        budget keeps its units (a retried task does not count twice); a decided claim is decided
+        again (its holding may shrink). Every item written is conditioned on its version as read,
+        in one transaction: a concurrent taker makes the transaction fail, and the claims are
+        read and decided again, so no limit is ever decided on a stale read. After a few lost
+        races the error is transient (the state machine retries with backoff and jitter)."""
         for _ in range(_BUDGET_ATTEMPTS):
             now = int(clock.utc_now().timestamp())
             items = self._get_many([(c.key, "BUDGET") for c in claims])
@@ -253,21 +287,25 @@ class RecoveryStore:
             for claim in claims:
                 item = items.get(claim.key) or {}
                 holders = {h: v for h, v in (item.get("holders") or {}).items() if int(v["expires"]) >= now}
-                if impairment_id in holders:
-                    continue
-                used = sum(int(v["units"]) for v in holders.values())
-                if used + claim.units > claim.limit:
-                    exceeded.append(
-                        {
-                            "name": claim.name,
-                            "budget": claim.key,
-                            "limit": claim.limit,
-                            "used": used,
-                            "holders": sorted(holders),
-                        }
-                    )
-                    continue
-                holders[impairment_id] = {**claim.detail, "units": claim.units, "expires": claim.expires_at}
+                others = {h: v for h, v in holders.items() if h != impairment_id}
+                if claim.decide is not None:
+                    decision = claim.decide(others)
+                    if decision is None:
+                        exceeded.append(_exceeded(claim, others))
+                        continue
+                    units, detail = decision
+                    mine = {**detail, "units": units, "expires": claim.expires_at}
+                    if holders.get(impairment_id) == mine or (units == 0 and impairment_id not in holders):
+                        continue
+                else:
+                    if impairment_id in holders:
+                        continue
+                    used = sum(int(v["units"]) for v in others.values())
+                    if used + claim.units > claim.limit:
+                        exceeded.append(_exceeded(claim, others))
+                        continue
+                    mine = {**claim.detail, "units": claim.units, "expires": claim.expires_at}
+                holders = {**others, impairment_id: mine} if mine["units"] else others
                 version = int(item.get("version", 0))
                 writes.append(
                     {
@@ -279,7 +317,7 @@ class RecoveryStore:
                                     "sk": "BUDGET",
                                     "holders": holders,
                                     "version": version + 1,
-                                    "expiration": max(int(v["expires"]) for v in holders.values()),
+                                    "expiration": max((int(v["expires"]) for v in holders.values()), default=now),
                                 }
                             ),
                             "ConditionExpression": "attribute_not_exists(pk) OR version = :v",
@@ -394,51 +432,86 @@ class RecoveryStore:
 
     # --- correlation -------------------------------------------------------------------------
     def correlate(
-        self, impairment_id: str, resource_keys: list[str], window_seconds: int, signal_time: datetime
-    ) -> str | None:
-        """Open a correlation window on each resource for this impairment, all or nothing.
+        self,
+        impairment_id: str,
+        resource_keys: list[str],
+        window_seconds: int,
+        signal_time: datetime,
+        take_over: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Open a correlation window on each resource for this impairment, resource by resource.
 
-        Returns None when this impairment is the first about its resources (or already holds
-        them: a redelivery, or its signal is not within the window of the open one's), else the
-        id of the open impairment it belongs to: signals about the same resource within the
-        window are one impairment, and start one recovery.
+        Returns the resources another open impairment already holds a window on, with its id
+        ({} when this impairment holds every one: the first about them, a redelivery, or their
+        windows had expired or were about another occurrence: signals more than the window apart
+        are not the same fault). Each returned resource is that impairment's: a signal about it
+        within the window is the same fault. `take_over` names windows to take from their holder
+        ({resource key: holder id}): a broader impairment superseding a narrower one.
         """
         now = int(clock.utc_now().timestamp())
         signal_epoch = int(signal_time.timestamp())
-        items = [
-            {
-                "Put": {
-                    "TableName": self.table_name,
-                    "Item": {
-                        "pk": {"S": f"LOCK#{key}"},
-                        "sk": {"S": "CORRELATION"},
-                        "owner": {"S": impairment_id},
-                        "signal_epoch": {"N": str(signal_epoch)},
-                        "expiration": {"N": str(now + window_seconds)},
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk) OR #o = :me OR #e < :now",
-                    "ExpressionAttributeNames": {"#o": "owner", "#e": "expiration"},
-                    "ExpressionAttributeValues": {":me": {"S": impairment_id}, ":now": {"N": str(now)}},
-                }
-            }
-            for key in sorted(set(resource_keys))[:100]
-        ]
-        client = self._client = self._client or aws.client("dynamodb")
-        try:
-            client.transact_write_items(TransactItems=items)
-        except Exception as exc:
-            if not _is_condition_failure(exc):
-                raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
-            for key in sorted(set(resource_keys)):
+        wanted = {key: (take_over or {}).get(key) for key in sorted(set(resource_keys))}
+        held: dict[str, str] = {}
+        for _ in range(_BUDGET_ATTEMPTS):
+            if not wanted:
+                return held
+            try:
+                self._put_windows(impairment_id, wanted, now + window_seconds, signal_epoch, now)
+                return held
+            except _WindowsTaken:
+                pass
+            for key in list(wanted):
                 item = self.table.get_item(Key={"pk": f"LOCK#{key}", "sk": "CORRELATION"}, ConsistentRead=True).get(
                     "Item"
                 )
-                if item and item["owner"] != impairment_id and int(item["expiration"]) >= now:
-                    if abs(int(item.get("signal_epoch", signal_epoch)) - signal_epoch) <= window_seconds:
-                        return str(item["owner"])
-                    return None  # a later occurrence, not the same fault: its own impairment
-            return self.correlate(impairment_id, resource_keys, window_seconds, signal_time)  # holder expired
-        return None
+                if not item or item["owner"] == impairment_id or item["owner"] == wanted[key]:
+                    continue
+                live = int(item["expiration"]) >= now
+                same_fault = abs(int(item.get("signal_epoch", signal_epoch)) - signal_epoch) <= window_seconds
+                if live and same_fault:
+                    held[key] = str(item["owner"])
+                    del wanted[key]
+                else:  # expired, or another occurrence: this impairment's own window now
+                    wanted[key] = str(item["owner"])
+        raise TransientError("correlation windows are contended: retry", operation="dynamodb:TransactWriteItems")
+
+    def _put_windows(
+        self, impairment_id: str, wanted: dict[str, str | None], expires: int, signal_epoch: int, now: int
+    ) -> None:
+        """Write this impairment's windows, all or nothing: each only if it is free, expired, already
+        this impairment's, or held by the holder it is taken over from. Raises _WindowsTaken."""
+        items = []
+        for key, previous in wanted.items():
+            values = {":me": {"S": impairment_id}, ":now": {"N": str(now)}}
+            condition = "attribute_not_exists(pk) OR #o = :me OR #e < :now"
+            if previous:
+                condition += " OR #o = :previous"
+                values[":previous"] = {"S": previous}
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {
+                            "pk": {"S": f"LOCK#{key}"},
+                            "sk": {"S": "CORRELATION"},
+                            "owner": {"S": impairment_id},
+                            "signal_epoch": {"N": str(signal_epoch)},
+                            "expiration": {"N": str(expires)},
+                        },
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": {"#o": "owner", "#e": "expiration"},
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        client = self._client = self._client or aws.client("dynamodb")
+        for start in range(0, len(items), 100):  # TransactWriteItems takes at most 100 items
+            try:
+                client.transact_write_items(TransactItems=items[start : start + 100])
+            except Exception as exc:
+                if _is_condition_failure(exc):
+                    raise _WindowsTaken from exc
+                raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
 
     def link_signal(self, impairment_id: str, linked: dict[str, Any]) -> None:
         """Attach a correlated signal to an open impairment; MTTD then counts from the earliest
@@ -554,6 +627,20 @@ class RecoveryStore:
             if item:
                 holders[key] = item["owner"]
         return holders
+
+
+class _WindowsTaken(Exception):
+    """Another impairment holds one of the correlation windows being written."""
+
+
+def _exceeded(claim: Claim, holders: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": claim.name,
+        "budget": claim.key,
+        "limit": claim.limit,
+        "used": sum(int(v["units"]) for v in holders.values()),
+        "holders": sorted(holders),
+    }
 
 
 def _retention() -> dict[str, int]:

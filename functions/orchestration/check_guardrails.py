@@ -1,15 +1,23 @@
 """CheckGuardrails: may the selected plan act now, and on how much? (core/guardrails.py)
 
 In order, cheapest first: maintenance windows and blocked dates, flapping, then for plans that
-take instances out of service (replacement, deregistration) fail open and the blast radius, and
-last the budgets taken atomically: recoveries per workload and per plan within the hour, the
-concurrent recoveries, and the group's share acted on within the window.
+take instances out of service (replacement, deregistration), for every Auto Scaling group the
+impairment's instances belong to, fail open and the blast radius, and last the budgets taken
+atomically: recoveries per workload and per plan within the hour, the concurrent recoveries, and
+each group's instances acted on at once. The blast radius is decided inside that atomic step
+(store.take_budgets): two recoveries of one group deciding at the same moment cannot both pass
+on the same read.
+
+The same task runs again after a human approved a plan (the fleet, the windows and the other
+recoveries may have changed while it waited): the budgets it holds are kept, the rest decided
+again.
 
 A guardrail that stops the whole recovery raises GuardrailTripped: the state machine escalates
 with the evidence, which is recorded on the impairment (guardrails_tripped, guardrail_trips).
 When the blast radius allows only part of the instances, the recovery goes on with those; the
-rest are deferred to a human, paged now. The same resources tripping again within the window
-(a sweep finds them every minute) are recorded without paging again.
+rest are deferred (their locks and correlation windows released, so a later signal recovers them
+once the capacity taken out is back) and a human is paged now. The same resources tripping again
+within the window (a sweep finds them every minute) are recorded without paging again.
 
 Input and output: the whole execution state (the impairment narrowed to what may be acted on,
 and a "guardrails" summary added).
@@ -17,26 +25,26 @@ and a "guardrails" summary added).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from actions import autoscaling as asg
-from core import aws, clock, guardrails, paging, runtime_config, state
+from actions import fleet as fleets
+from core import clock, guardrails, paging, runtime_config, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
-from core.errors import GuardrailTripped, PermanentError, classify_client_error
+from core.errors import GuardrailTripped
 from core.guardrails import Trip
 from core.observability import logger, metrics
 from core.store import CONCURRENCY_BUDGET, Claim, RecoveryStore
 
-# "unused": a stopped instance (Target.InvalidState)
-_UNHEALTHY_TARGET_STATES = frozenset({"unhealthy", "unavailable", "unused"})
-
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
-    impairment = state.parse(event, "CheckGuardrails", plan=True).impairment
+    execution = state.parse(event, "CheckGuardrails", plan=True)
+    impairment = execution.impairment
     settings = settings_module.load("table_name", "escalation_topic_arn")
     config = runtime_config.load()
     plan = event["plan"]
@@ -44,6 +52,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     limits = config.guardrails
     now = clock.utc_now()
     record = impairment.model_dump(mode="json")
+    previous = execution.guardrails or {}
 
     blocked = config.maintenance_of(impairment.workload).blocks(now)
     if blocked:
@@ -60,101 +69,129 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         _stop(store, limits, impairment, [trip])
 
     instances = asg.impaired_instances(impairment)
-    allowed, deferred, blast_trip, group_name = instances, [], None, None
-    elsewhere: list[str] = []
+    groups: list[_GroupDecision] = []
     if instances and guardrails.acts_on_instances(plan.get("steps", [])):
-        group_name, group, unhealthy = _fleet(impairment)
-        if group is not None:
-            fleet = {i["InstanceId"] for i in group.get("Instances", []) if i.get("LifecycleState") != "Terminated"}
-            trip = guardrails.fail_open(set(instances) | unhealthy, fleet, limits.fail_open)
-            if trip:
-                _stop(store, limits, impairment, [trip])
-            # already failing, and other impairments' to fix: verification leaves them out
-            elsewhere = sorted(unhealthy - set(instances))
-            acted = store.budget_holders(_blast_key(group_name))
-            already = {i for h, v in acted.items() if h != impairment.impairment_id for i in v.get("instances", [])}
-            healthy = set(asg.healthy_in_service(group)) - unhealthy
-            allowed, deferred, blast_trip = guardrails.blast_radius(
-                instances, already, group, healthy, limits.blast_radius
-            )
-            if not allowed:
-                _stop(store, limits, impairment, [blast_trip] if blast_trip else [])
+        groups = _groups(impairment, instances, limits)
+        trips = [t for t in (g.fail_open(limits.fail_open) for g in groups) if t]
+        if trips:
+            _stop(store, limits, impairment, trips, [g.fleet.name for g in groups])
 
-    claims = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds, group_name, allowed)
+    claims = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds, groups)
     exceeded = store.take_budgets(impairment.impairment_id, claims)
     if exceeded:
-        _stop(store, limits, impairment, [_budget_trip(e) for e in exceeded])
+        _stop(store, limits, impairment, [_budget_trip(e) for e in exceeded], [g.fleet.name for g in groups])
 
+    deferred = sorted({i for g in groups for i in g.deferred})
+    allowed = [i for i in instances if i not in deferred]
+    blast_trips = [g.trip for g in groups if g.trip]
+    if instances and groups and not allowed:
+        _stop(store, limits, impairment, blast_trips, [g.fleet.name for g in groups])
     summary: dict[str, Any] = {
         "checked_at": now.isoformat(),
-        "tripped": [],
-        "deferred": deferred,
-        "impaired_elsewhere": elsewhere,
+        "checks": int(previous.get("checks", 0)) + 1,
+        "tripped": [guardrails.BLAST_RADIUS] if blast_trips else [],
+        "deferred": sorted({*previous.get("deferred", []), *deferred}),
+        # already failing, and other impairments' to fix: verification leaves them out
+        "impaired_elsewhere": sorted({i for g in groups for i in g.fleet.failing} - set(instances)),
+        # the groups whose blast radius this recovery holds (given back when it verifies)
+        "groups": sorted(g.fleet.name for g in groups),
     }
-    if blast_trip:
-        summary["tripped"] = [blast_trip.guardrail]
-        keys = [f"ec2:instance/{i}" for i in deferred]
-        first = store.claim_escalation(impairment.impairment_id, keys, limits.blast_radius.window_seconds)
-        store.update_impairment(
-            impairment.impairment_id,
-            guardrails_tripped=[blast_trip.guardrail],
-            guardrail_trips=[blast_trip.model_dump()],
-            deferred_resources=keys,
-        )
-        metrics.add_metric(name="GuardrailTripped", unit="Count", value=1)
-        logger.warning("blast radius: acting on part", allowed=allowed, deferred=deferred)
-        if first:
-            paging.page(
-                settings.escalation_topic_arn,
-                impairment.workload,
-                f"blast radius: {len(deferred)} instance(s) left for a human",
-                {
-                    "summary": f"Automatic recovery of {impairment.workload} acts on {len(allowed)} instance(s) and "
-                    f"leaves {len(deferred)} to a human: {blast_trip.reason}",
-                    "impairment_id": impairment.impairment_id,
-                    "guardrail": blast_trip.guardrail,
-                    "evidence": blast_trip.evidence,
-                    "deferred": deferred,
-                    "next_steps": f"recoveryctl show {impairment.impairment_id}",
-                },
-            )
-        narrowed = [
-            r
-            for r in record["affected_resources"]
-            if r["resource_type"] != "ec2:instance" or r["resource_id"] in allowed
-        ]
-        event = {**event, "impairment": {**event["impairment"], "affected_resources": narrowed}}
+    if blast_trips:
+        event = _defer(event, store, settings, limits, impairment, allowed, deferred, blast_trips)
     logger.info("guardrails passed", plan=plan.get("name"), acting_on=allowed, deferred=deferred)
     return {**event, "guardrails": summary}
 
 
-def _fleet(impairment: ImpairmentDetected) -> tuple[str | None, dict[str, Any] | None, set[str]]:
-    """The impairment's group and which of its instances look impaired right now (the group's
-    own health, and its target group's)."""
+class _GroupDecision:
+    """One Auto Scaling group of the impairment: its fleet as read now, the impairment's instances
+    in it, and (once the budgets are taken) which of them may be acted on."""
+
+    def __init__(self, fleet: fleets.Fleet, wanted: list[str], settings: guardrails.BlastRadius) -> None:
+        self.fleet = fleet
+        self.wanted = wanted
+        self.settings = settings
+        self.allowed: list[str] = []
+        self.deferred: list[str] = []
+        self.trip: Trip | None = None
+
+    def fail_open(self, settings: guardrails.FailOpen) -> Trip | None:
+        return guardrails.fail_open(
+            set(self.wanted) | set(self.fleet.failing), self.fleet.members, settings, self.fleet.name
+        )
+
+    def decide(self, others: dict[str, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        """The blast radius given what the other recoveries of this group hold now (called by the
+        store inside its atomic take, again at every attempt)."""
+        acted = {i for holder in others.values() for i in holder.get("instances", [])}
+        self.allowed, self.deferred, self.trip = guardrails.blast_radius(
+            self.wanted, acted, self.fleet.group, self.fleet.healthy, self.settings
+        )
+        return len(self.allowed), {"instances": sorted(self.allowed)}
+
+
+def _groups(
+    impairment: ImpairmentDetected, instances: list[str], limits: guardrails.Guardrails
+) -> list[_GroupDecision]:
+    """The Auto Scaling groups the instances belong to, each read whole. Instances in no group
+    (the plan's outside_group decides what happens to them) have no group guardrails; a look-up
+    that fails raises: no guardrail is ever skipped because a group could not be read."""
     client = asg.asg_client(impairment.account_id)
-    try:
-        name = asg.group_name(client, impairment)
-    except PermanentError:
-        return None, None, set()
-    group = asg.describe_group(client, name)
-    unhealthy = {i["InstanceId"] for i in group.get("Instances", []) if i.get("HealthStatus") != "Healthy"}
-    target_group_arn = impairment.scope.get("target_group_arn")
-    if target_group_arn:
-        try:
-            elbv2 = aws.client("elbv2", max_attempts=1, account=impairment.account_id)
-            health = elbv2.describe_target_health(TargetGroupArn=target_group_arn)
-        except Exception as exc:
-            raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
-        unhealthy |= {
-            h["Target"]["Id"]
-            for h in health.get("TargetHealthDescriptions", [])
-            if h.get("TargetHealth", {}).get("State") in _UNHEALTHY_TARGET_STATES
-        }
-    return name, group, unhealthy
+    membership = asg.groups_of_instances(client, instances)
+    extra = (impairment.scope["target_group_arn"],) if impairment.scope.get("target_group_arn") else ()
+    decisions = []
+    for name in sorted(set(membership.values())):
+        fleet = fleets.read(client, name, impairment.account_id, extra)
+        wanted = [i for i in instances if membership.get(i) == name]
+        decisions.append(_GroupDecision(fleet, wanted, limits.blast_radius))
+    return decisions
 
 
-def _blast_key(group: str | None) -> str:
-    return f"BUDGET#blast_radius#{group}"
+def _defer(
+    event: dict[str, Any],
+    store: RecoveryStore,
+    settings: Any,
+    limits: guardrails.Guardrails,
+    impairment: ImpairmentDetected,
+    allowed: list[str],
+    deferred: list[str],
+    trips: list[Trip],
+) -> dict[str, Any]:
+    """Act on part: record the trip, give the deferred instances' locks and correlation windows
+    back (a later signal about them starts their own recovery, once the capacity is back), page
+    a human once, and narrow the impairment to what may be acted on."""
+    keys = [f"ec2:instance/{i}" for i in deferred]
+    first = store.claim_escalation(impairment.impairment_id, keys, limits.blast_radius.window_seconds)
+    store.update_impairment(
+        impairment.impairment_id,
+        guardrails_tripped=[guardrails.BLAST_RADIUS],
+        guardrail_trips=[t.model_dump() for t in trips],
+        deferred_resources=keys,
+    )
+    store.release_locks(impairment.impairment_id, keys, concurrency=False)
+    metrics.add_metric(name="GuardrailTripped", unit="Count", value=1)
+    logger.warning("blast radius: acting on part", allowed=allowed, deferred=deferred)
+    if first:
+        paging.page(
+            settings.escalation_topic_arn,
+            impairment.workload,
+            f"blast radius: {len(deferred)} instance(s) deferred",
+            {
+                "summary": f"Automatic recovery of {impairment.workload} acts on {len(allowed)} instance(s) now and "
+                f"defers {len(deferred)}: {'; '.join(t.reason for t in trips)}. A later signal recovers them once "
+                "the capacity taken out is back; act sooner by hand if they matter.",
+                "impairment_id": impairment.impairment_id,
+                "guardrail": guardrails.BLAST_RADIUS,
+                "evidence": [t.evidence for t in trips],
+                "deferred": deferred,
+                "next_steps": f"recoveryctl show {impairment.impairment_id}",
+            },
+        )
+    narrowed = [
+        r
+        for r in event["impairment"]["affected_resources"]
+        if r["resource_type"] != "ec2:instance" or r["resource_id"] in allowed
+    ]
+    return {**event, "impairment": {**event["impairment"], "affected_resources": narrowed}}
 
 
 def _claims(
@@ -163,8 +200,7 @@ def _claims(
     limits: guardrails.Guardrails,
     now: Any,
     lock_ttl_seconds: int,
-    group: str | None,
-    allowed: list[str],
+    groups: list[_GroupDecision],
 ) -> list[Claim]:
     epoch = int(now.timestamp())
     hour = epoch + 3600
@@ -187,15 +223,18 @@ def _claims(
             guardrails.CONCURRENCY, CONCURRENCY_BUDGET, limits.rate_limits.max_concurrent, 1, epoch + lock_ttl_seconds
         ),
     ]
-    if group and allowed:
+    for group in groups:
+        limit = guardrails.blast_radius_limit(
+            len(group.fleet.group.get("Instances", [])), limits.blast_radius.max_share
+        )
         claims.append(
             Claim(
                 guardrails.BLAST_RADIUS,
-                _blast_key(group),
-                10**6,  # the share was decided above, on the holders' instances; this records them
-                len(allowed),
+                guardrails.blast_key(group.fleet.name),
+                limit,
+                0,
                 epoch + limits.blast_radius.window_seconds,
-                {"instances": sorted(allowed)},
+                decide=group.decide,
             )
         )
     return claims
@@ -215,15 +254,23 @@ def _budget_trip(exceeded: dict[str, Any]) -> Trip:
 
 
 def _stop(
-    store: RecoveryStore, limits: guardrails.Guardrails, impairment: ImpairmentDetected, trips: list[Trip]
+    store: RecoveryStore,
+    limits: guardrails.Guardrails,
+    impairment: ImpairmentDetected,
+    trips: list[Trip],
+    groups: Sequence[str] = (),
 ) -> None:
-    """Record what stopped the recovery and raise GuardrailTripped (the workflow escalates)."""
+    """Record what stopped the recovery and raise GuardrailTripped (the workflow escalates).
+    Nothing was acted on yet: any share of a group's blast radius this recovery held is given
+    back."""
     trips = trips or [Trip(guardrail=guardrails.BLAST_RADIUS, reason="nothing may be acted on")]
     names = sorted({t.guardrail for t in trips})
     keys = [r.key for r in impairment.affected_resources]
     window = max(limits.blast_radius.window_seconds, limits.flapping.window_seconds)
     first = store.claim_escalation(impairment.impairment_id, keys, window)
     reason = "; ".join(f"{t.guardrail}: {t.reason}" for t in trips)
+    for group in groups:
+        store.release_budget(guardrails.blast_key(group), impairment.impairment_id)
     store.update_impairment(
         impairment.impairment_id,
         guardrails_tripped=names,

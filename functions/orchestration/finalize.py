@@ -1,4 +1,6 @@
-"""Finalize a recovery that verified: record resolution and MTTR, release the locks."""
+"""Finalize a recovery that verified: record resolution and MTTR, release the locks, and give back
+the share of each group's blast radius it held (its replacements are healthy: the capacity it
+took out is back, so the next failure of the group need not wait for the window to pass)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from core import clock, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
+from core.guardrails import blast_key
 from core.observability import emit, logger, metrics
 from core.store import RecoveryStore
 
@@ -30,6 +33,8 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         mttr_seconds=mttr,
     )
     store.release_locks(impairment.impairment_id, execution.admission.lock_keys)
+    for group in (execution.guardrails or {}).get("groups") or []:
+        store.release_budget(blast_key(group), impairment.impairment_id)
     _count(impairment, outcome, mttr)
     logger.info(outcome, mttr_seconds=mttr, drill=impairment.drill)
     return {

@@ -51,8 +51,8 @@ def test_blast_radius_replaces_at_most_a_third_of_the_group_and_pages_for_the_re
     assert deferred in group["in_service"]
     assert record["deferred_resources"] == [f"ec2:instance/{deferred}"]
     assert record["outcome"] == "recovered"
-    # and the human is told which instance was left and why
-    assert any("leaves 1 to a human" in message for message in report["escalations"])
+    # and the human is told which instance was deferred and why
+    assert any("defers 1" in message for message in report["escalations"])
     assert locks == []
 
 
@@ -69,7 +69,7 @@ def test_fail_open_replaces_nothing_when_the_whole_fleet_looks_impaired(synthesi
     assert replaced == set() and report["actions"] == []
     assert sorted(group["in_service"]) == sorted(report["workload"]["before"]["in_service"])
     assert group["desired_capacity"] == report["workload"]["before"]["desired_capacity"]
-    assert len(report["escalations"]) == 1 and "3 of 3 instances" in report["escalations"][0]
+    assert len(report["escalations"]) == 1 and "6 of 8 instances" in report["escalations"][0]
     assert locks == []
 
 

@@ -175,17 +175,261 @@ def test_fail_open_stops_a_replacement_when_most_of_the_group_is_unhealthy(
     import boto3
 
     _config(monkeypatch, tmp_path)
-    workload = build_workload(desired=3)
+    workload = build_workload(desired=5, max_size=8)
     ids = workload.instance_ids()
     autoscaling = boto3.client("autoscaling")
-    for instance in ids[1:]:
+    for instance in ids[1:3]:
         autoscaling.set_instance_health(InstanceId=instance, HealthStatus="Unhealthy", ShouldRespectGracePeriod=False)
     model = workload.impairment_of(ids[0])
 
     with pytest.raises(GuardrailTripped, match="fail_open"):
         _check(store, model, REPLACE, lambda_context)
     record = store.get_impairment(model.impairment_id)
-    assert record["guardrail_trips"][0]["evidence"]["fleet_size"] == 3
+    evidence = record["guardrail_trips"][0]["evidence"]
+    assert evidence["fleet_size"] == 5 and evidence["impaired"] == sorted(ids[:3])
+    assert evidence["group"] == workload.group_name
+
+
+def _stop_instances(*instance_ids: str) -> None:
+    import boto3
+
+    boto3.client("ec2").stop_instances(InstanceIds=list(instance_ids))
+
+
+def _acting_on(out: dict[str, Any]) -> list[str]:
+    return [r["resource_id"] for r in out["impairment"]["affected_resources"] if r["resource_type"] == "ec2:instance"]
+
+
+def test_the_only_instance_of_a_group_is_recovered(store, topic, monkeypatch, tmp_path, lambda_context):
+    # Given a one-instance group whose instance stopped (100 % of the fleet impaired)
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(min_size=1, max_size=2, desired=1)
+    (only,) = workload.instance_ids()
+    _stop_instances(only)
+
+    # When its replacement is checked
+    out = _check(store, workload.impairment_of(only), REPLACE, lambda_context)
+
+    # Then it may go ahead: a fleet of one says nothing about a shared cause, and a stopped
+    # instance is no healthy capacity to keep
+    assert _acting_on(out) == [only]
+    assert out["guardrails"]["tripped"] == [] and out["guardrails"]["groups"] == [workload.group_name]
+    assert received(topic) == []
+
+
+def test_a_group_of_three_that_loses_two_has_one_replaced_now_and_one_deferred(
+    store, topic, monkeypatch, tmp_path, lambda_context
+):
+    # Given a three-instance group, two of whose instances stopped, named by one impairment
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(min_size=3, max_size=3, desired=3)
+    ids = workload.instance_ids()
+    _stop_instances(*ids[:2])
+    model = workload.impairment_of(*ids[:2])
+    store.acquire_locks(model.impairment_id, [r.key for r in model.affected_resources], 600)
+
+    out = _check(store, model, REPLACE, lambda_context)
+
+    # Then fail open does not trip (three is below its minimum fleet): a third of the group is
+    # acted on now, the other is deferred, paged, and its lock given back for a later signal
+    assert _acting_on(out) == [ids[0]] and out["guardrails"]["deferred"] == [ids[1]]
+    assert out["guardrails"]["tripped"] == ["blast_radius"]
+    assert store._lock_holders([f"ec2:instance/{ids[1]}"]) == {}
+    assert store._lock_holders([f"ec2:instance/{ids[0]}"]) == {f"ec2:instance/{ids[0]}": model.impairment_id}
+    (page,) = received(topic)
+    assert json.loads(page["Message"])["deferred"] == [ids[1]]
+
+
+def test_two_recoveries_of_a_small_group_deciding_at_the_same_moment_cannot_both_pass(
+    store, topic, monkeypatch, tmp_path, lambda_context
+):
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    # Given a three-instance group (a third: one instance at a time), two of whose instances fail
+    # at the same moment, each behind its own signal
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(min_size=3, max_size=3, desired=3)
+    ids = workload.instance_ids()
+    _stop_instances(*ids[:2])
+    models = [
+        workload.impairment_of(instance, signal_time=impairment().signal.signal_time + timedelta(seconds=n))
+        for n, instance in enumerate(ids[:2])
+    ]
+    for model in models:
+        store.put_impairment(model.model_dump(mode="json"), status="admitted")
+
+    # And both CheckGuardrails read the budgets before either writes (DynamoDB applies each
+    # transaction atomically; moto is made to as well)
+    both_read = threading.Barrier(2, timeout=10)
+    first_reads: set[int] = set()
+    read = type(store)._get_many
+
+    def read_then_wait(self, keys):
+        items = read(self, keys)
+        checking = threading.current_thread() is not threading.main_thread()
+        if checking and threading.get_ident() not in first_reads:
+            first_reads.add(threading.get_ident())
+            both_read.wait()
+        return items
+
+    monkeypatch.setattr(type(store), "_get_many", read_then_wait)
+    atomic = threading.Lock()
+    transact = DynamoDBBackend.transact_write_items
+
+    def transact_atomically(self, items):
+        with atomic:
+            return transact(self, items)
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact_atomically)
+
+    outcomes: dict[str, Any] = {}
+
+    def check(model) -> None:
+        try:
+            outcomes[model.impairment_id] = check_guardrails.handler(
+                _state(model, REPLACE), lambda_context, store=store
+            )
+        except GuardrailTripped as exc:
+            outcomes[model.impairment_id] = exc
+
+    threads = [threading.Thread(target=check, args=(m,)) for m in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # Then exactly one may act, and the other is stopped by the blast radius
+    passed = [o for o in outcomes.values() if isinstance(o, dict)]
+    stopped = [o for o in outcomes.values() if isinstance(o, GuardrailTripped)]
+    assert len(passed) == 1 and len(stopped) == 1, outcomes
+    assert "blast_radius" in str(stopped[0])
+    holders = store.budget_holders(f"BUDGET#blast_radius#{workload.group_name}")
+    assert [h["instances"] for h in holders.values()] == [_acting_on(passed[0])]
+
+
+def _second_group_on(workload, name: str, desired: int) -> str:
+    import boto3
+
+    subnet = workload.group()["VPCZoneIdentifier"]
+    boto3.client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": "web-api", "Version": "$Latest"},
+        MinSize=1,
+        MaxSize=desired + 2,
+        DesiredCapacity=desired,
+        VPCZoneIdentifier=subnet,
+        TargetGroupARNs=[workload.target_group_arn],
+        Tags=[{"Key": "recovery:managed", "Value": "true", "PropagateAtLaunch": False}],
+    )
+    group = boto3.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+    return sorted(i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"])
+
+
+def test_an_impairment_spanning_two_groups_is_guarded_per_group(store, topic, monkeypatch, tmp_path, lambda_context):
+    # Given a target group shared by two groups (four and two instances), and an impairment of
+    # three instances of the first and one of the second
+    _config(monkeypatch, tmp_path, fail_open={"impaired_share": 1.0})
+    workload = build_workload(desired=4, max_size=6, min_size=1)
+    first = workload.instance_ids()
+    second = _second_group_on(workload, "web-api-canary", 2)
+    model = impairment(
+        resources=[("ec2:instance", i) for i in [*first[:3], second[0]]],
+        scope={"target_group_arn": workload.target_group_arn},
+    )
+
+    out = _check(store, model, REPLACE, lambda_context)
+
+    # Then each group gets its own blast radius: one of the first (a third of four), one of the second
+    assert _acting_on(out) == [first[0], second[0]]
+    assert out["guardrails"]["deferred"] == first[1:3]
+    assert out["guardrails"]["groups"] == sorted([workload.group_name, "web-api-canary"])
+
+
+def test_most_of_one_of_two_groups_impaired_fails_open(store, topic, monkeypatch, tmp_path, lambda_context):
+    # Given the same shared target group, with three of the first group's four instances impaired
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(desired=4, max_size=6, min_size=1)
+    first = workload.instance_ids()
+    second = _second_group_on(workload, "web-api-canary", 2)
+    model = impairment(
+        resources=[("ec2:instance", i) for i in [*first[:3], second[0]]],
+        scope={"target_group_arn": workload.target_group_arn},
+    )
+
+    # Then fail open trips on that group: no instance of either is acted on
+    with pytest.raises(GuardrailTripped, match="fail_open") as raised:
+        _check(store, model, REPLACE, lambda_context)
+    assert f"of group {workload.group_name}" in str(raised.value)
+
+
+def test_an_instance_whose_group_cannot_be_read_is_never_acted_on_unguarded(
+    store, topic, monkeypatch, tmp_path, lambda_context
+):
+    from core.errors import TransientError
+
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(desired=3)
+    model = workload.impairment_of(workload.instance_ids()[0])
+    from actions import autoscaling
+
+    def unreadable(client, name):
+        raise TransientError("autoscaling:DescribeAutoScalingGroups failed: Throttling")
+
+    monkeypatch.setattr(autoscaling, "describe_group", unreadable)
+    with pytest.raises(TransientError):
+        _check(store, model, REPLACE, lambda_context)
+    assert store.budget_holders(CONCURRENCY_BUDGET) == {}
+
+
+def test_a_recovery_that_verified_gives_its_share_back(store, topic, monkeypatch, tmp_path, lambda_context):
+    from orchestration import finalize
+
+    # Given a recovery holding the only instance a three-instance group may have acted on at once
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(min_size=3, max_size=3, desired=3)
+    ids = workload.instance_ids()
+    _stop_instances(*ids[:2])
+    first = workload.impairment_of(ids[0])
+    second = workload.impairment_of(ids[1], signal_time=first.signal.signal_time + timedelta(seconds=30))
+    out = _check(store, first, REPLACE, lambda_context)
+    with pytest.raises(GuardrailTripped, match="blast_radius"):
+        _check(store, second, REPLACE, lambda_context)
+
+    # When it verifies (its replacement is healthy)
+    finalize.handler({**out, "plan": {**REPLACE, "dry_run": False}, "actions": []}, lambda_context, store=store)
+
+    # Then the group's next failure may be acted on at once, not after the window
+    third = workload.impairment_of(ids[1], signal_time=first.signal.signal_time + timedelta(seconds=60))
+    assert _acting_on(_check(store, third, REPLACE, lambda_context)) == [ids[1]]
+
+
+def test_the_check_after_an_approval_sees_the_fleet_as_it_is_then(store, topic, monkeypatch, tmp_path, lambda_context):
+    import boto3
+
+    # Given a recovery that passed its guardrails, then waited for a human's approval
+    _config(monkeypatch, tmp_path, rate_limits={"per_workload_per_hour": 1})
+    workload = build_workload(desired=5, max_size=8, min_size=1)
+    ids = workload.instance_ids()
+    model = workload.impairment_of(ids[0])
+    checked = _check(store, model, REPLACE, lambda_context)
+    assert checked["guardrails"]["checks"] == 1
+
+    # When it is checked again after the approval: its budgets are its own (the rate limit of
+    # one is not taken twice) ...
+    again = check_guardrails.handler(checked, lambda_context, store=store)
+    assert again["guardrails"]["checks"] == 2 and _acting_on(again) == [ids[0]]
+
+    # ... but the fleet changed while it waited: now most of it is unhealthy, so it fails open
+    for instance in ids[1:4]:
+        boto3.client("autoscaling").set_instance_health(
+            InstanceId=instance, HealthStatus="Unhealthy", ShouldRespectGracePeriod=False
+        )
+    with pytest.raises(GuardrailTripped, match="fail_open"):
+        check_guardrails.handler(checked, lambda_context, store=store)
+    # and the share of the group it held is given back: it acted on nothing
+    assert store.budget_holders(f"BUDGET#blast_radius#{workload.group_name}") == {}
 
 
 def test_a_state_without_a_plan_is_refused(store, topic, monkeypatch, tmp_path, lambda_context):

@@ -55,14 +55,54 @@ def test_mark_unhealthy_leaves_the_replacement_to_the_group(store, lambda_contex
     assert workload.desired_capacity() == 3
 
 
-def test_refused_when_the_group_would_drop_below_its_minimum_healthy(store, lambda_context):
-    # Given a group at its minimum: 2 instances, MinSize 2
-    workload = build_workload(min_size=2, desired=2)
+def _stop(*instance_ids: str) -> None:
+    import boto3
+
+    boto3.client("ec2").stop_instances(InstanceIds=list(instance_ids))
+
+
+def test_a_failed_instance_of_a_group_at_its_minimum_is_replaced_in_place(store, lambda_context):
+    # Given the most common shape: min = desired = max = 3, and one instance stopped
+    workload = build_workload(min_size=3, max_size=3, desired=3)
+    original = workload.instance_ids()
+    failed = original[0]
+    _stop(failed)
+
+    # When replace_instance is applied to it
+    result = apply(action_event(workload.impairment_of(failed), "replace_instance"), lambda_context)
+
+    # Then it is replaced in place (a stopped instance is no healthy capacity to keep), and the
+    # step says so, and that the group could not surge
+    assert result["result"] == "changed"
+    assert result["before"]["groups"][workload.group_name]["strategy"] == "in_place"
+    assert "in place" in result["message"] and "cannot surge" in result["message"]
+    assert "already failing" in result["message"]
+    now = workload.instance_ids()
+    assert failed not in now and len(now) == 3 and workload.desired_capacity() == 3
+
+
+def test_the_only_instance_of_a_group_is_replaced(store, lambda_context):
+    workload = build_workload(min_size=1, max_size=1, desired=1)
+    (only,) = workload.instance_ids()
+    _stop(only)
+
+    result = apply(action_event(workload.impairment_of(only), "replace_instance"), lambda_context)
+
+    assert result["result"] == "changed"
+    (replacement,) = workload.instance_ids()
+    assert replacement != only and instance_state(replacement) == "running"
+
+
+def test_refused_when_a_healthy_instance_would_take_the_group_below_its_minimum_and_it_cannot_surge(
+    store, lambda_context
+):
+    # Given a group at its minimum and its maximum (2, 2, 2) whose instance still looks healthy
+    workload = build_workload(min_size=2, max_size=2, desired=2)
     impaired = workload.instance_ids()[0]
     event = action_event(workload.impairment_of(impaired), "replace_instance")
 
     # When replace_instance is applied
-    with pytest.raises(ActionRefused, match="below its minimum of 2"):
+    with pytest.raises(ActionRefused, match=r"below its minimum of 2.*cannot launch the replacement first"):
         apply(event, lambda_context)
 
     # Then nothing was touched, and the refusal is in the audit trail
@@ -73,11 +113,70 @@ def test_refused_when_the_group_would_drop_below_its_minimum_healthy(store, lamb
     assert "below its minimum" in record["error"]
 
 
+def test_a_healthy_instance_of_a_group_at_its_minimum_is_replaced_by_surging_first(store, lambda_context):
+    # Given a group at its minimum (2 of 2) with headroom (max 4), whose instance an application
+    # alarm flagged while the group and the load balancer still count it healthy
+    workload = build_workload(min_size=2, max_size=4, desired=2)
+    original = workload.instance_ids()
+    flagged = original[0]
+
+    result = apply(action_event(workload.impairment_of(flagged), "replace_instance"), lambda_context)
+
+    # Then the replacement was launched first and the old instance taken out after, with the
+    # desired capacity decremented back: the group never had fewer than 2 healthy
+    assert result["result"] == "changed"
+    assert result["before"]["groups"][workload.group_name]["strategy"] == "surge"
+    assert "surge" in result["message"]
+    now = workload.instance_ids()
+    assert flagged not in now and len(now) == 2 and workload.desired_capacity() == 2
+    assert instance_state(flagged) in ("shutting-down", "terminated")
+
+
+def test_a_surge_waits_for_its_replacements_and_its_rollback_gives_the_capacity_back(
+    store, lambda_context, monkeypatch
+):
+    from actions import autoscaling
+    from core.errors import CapacityNotReady
+
+    # Given a surge whose new instances are not healthy in service yet
+    workload = build_workload(min_size=2, max_size=4, desired=2)
+    original = workload.instance_ids()
+    model = workload.impairment_of(original[0])
+    real = autoscaling.healthy_in_service
+    monkeypatch.setattr(
+        autoscaling,
+        "healthy_in_service",
+        lambda group, excluding=frozenset(): [i for i in real(group, excluding) if i in original],
+    )
+
+    # When the step runs: it raises the capacity and waits (the state machine asks again)
+    with pytest.raises(CapacityNotReady):
+        apply(action_event(model, "replace_instance"), lambda_context)
+    assert workload.desired_capacity() == 3 and original[0] in workload.instance_ids()
+    # and asked again, it does not raise the capacity a second time
+    with pytest.raises(CapacityNotReady):
+        apply(action_event(model, "replace_instance"), lambda_context)
+    assert workload.desired_capacity() == 3
+
+    # When the wait runs out and the step is rolled back (from what the audit trail recorded)
+    started = store.get_action(model.impairment_id, 0, "apply")
+    assert started["status"] == "started"
+    rolled = replace_instance.rollback_handler(
+        action_event(model, "replace_instance", applied={"before": started["before"], "after": {}}), lambda_context
+    )
+
+    # Then the surge's capacity goes back and the old instance was never taken out
+    assert rolled["result"] == "changed" and workload.desired_capacity() == 2
+    assert instance_state(original[0]) == "running"
+
+
 def test_refused_when_the_plan_asks_for_more_healthy_capacity_than_would_remain(store, lambda_context):
-    # Given a group with MinSize 1, but a plan that keeps at least 3 healthy
-    workload = build_workload(min_size=1, desired=3)
+    # Given a group with MinSize 1 and no headroom, but a plan that keeps at least 3 healthy
+    workload = build_workload(min_size=1, max_size=3, desired=3)
     impaired = workload.instance_ids()[0]
-    event = action_event(workload.impairment_of(impaired), "replace_instance", params={"min_healthy_capacity": 3})
+    event = action_event(
+        workload.impairment_of(impaired), "replace_instance", params={"min_healthy_capacity": 3, "strategy": "in_place"}
+    )
 
     with pytest.raises(ActionRefused, match="minimum of 3"):
         apply(event, lambda_context)
@@ -141,8 +240,9 @@ def test_a_retry_after_a_crash_mid_step_reuses_the_recorded_state_and_terminates
     # When the step is retried
     retried = apply(event, lambda_context)
 
-    # Then it recognises the instance as already replaced and changes nothing
-    assert retried["result"] == "unchanged"
+    # Then it recognises the instance as replaced by its own first attempt: it changes nothing
+    # more, and reports "changed" (what it did is what later states act on)
+    assert retried["result"] == "changed"
     assert retried["before"] == first["before"]
     assert workload.instance_ids() == after_first
     assert all(instance_state(i) == "running" for i in after_first)

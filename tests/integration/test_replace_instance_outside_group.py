@@ -101,7 +101,7 @@ def test_reboot_retried_after_a_crash_does_not_reboot_again(store, lambda_contex
 
     # Then it does not reboot a second time
     assert mutating(calls) == []
-    assert retried["result"] == "unchanged"
+    assert retried["result"] == "changed"  # the first attempt's change, reported as this step's
 
 
 def test_a_throttled_reboot_is_transient_and_the_retry_reboots(store, lambda_context):
@@ -182,7 +182,7 @@ def test_stop_start_running_again_after_the_stop_is_done(store, lambda_context):
 
     # Then it does not stop the instance again
     assert mutating(calls) == []
-    assert retried["result"] == "unchanged"
+    assert retried["result"] == "changed"  # the first attempt's change, reported as this step's
     assert instance_state(instance_id) == "running"
 
 
@@ -277,3 +277,43 @@ def test_group_members_and_standalone_instances_in_one_impairment(store, lambda_
     assert result["targets"] == sorted([member, loner])
     assert member not in workload.instance_ids()
     assert result["after"]["standalone"][loner]["done"] == "rebooted"
+
+
+def _start_fails(times: int) -> None:
+    """EC2 refuses the action's next `times` StartInstances as AWS does when a zone has no capacity."""
+    from botocore.awsrequest import AWSResponse
+
+    client = aws.client("ec2", max_attempts=1)
+    left = {"n": times}
+
+    def refuse(model, **_):
+        if left["n"] <= 0:
+            return None
+        left["n"] -= 1
+        error = {"Code": "InsufficientInstanceCapacity", "Message": "We currently do not have sufficient capacity"}
+        return AWSResponse("https://ec2", 500, {}, None), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 500}}
+
+    client.meta.events.register("before-call.ec2.StartInstances", refuse)
+
+
+def test_a_stop_start_whose_start_keeps_failing_is_started_again_by_its_rollback(store, lambda_context):
+    # Given a stop and start whose start fails for lack of capacity, again and again
+    instance_id = standalone_instance()
+    event = event_for(instance_id, outside_group="stop_start")
+    _start_fails(times=2)
+    with pytest.raises(TransientError, match="InsufficientInstanceCapacity"):
+        apply(event, lambda_context)
+    assert instance_state(instance_id) == "stopped"
+    record = store.get_action(event["impairment"]["impairment_id"], 0, "apply")
+    applied = {"before": record["before"], "after": {}}
+
+    # When the retries ran out and the step is rolled back while capacity is still short
+    with pytest.raises(TransientError) as still:
+        rollback(event, applied, lambda_context)
+    # Then the rollback says plainly that the instance is stopped, and how to start it
+    assert f"instance {instance_id} is STOPPED" in str(still.value) and "start-instances" in str(still.value)
+
+    # And once capacity is back, the retried rollback starts it: it is not left stopped
+    result = rollback(event, applied, lambda_context)
+    assert result["result"] == "changed" and "started again" in result["message"]
+    assert instance_state(instance_id) == "running"

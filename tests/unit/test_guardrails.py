@@ -69,16 +69,44 @@ def test_a_retry_keeps_what_it_already_holds():
     assert allowed == ["i-0"] and trip is None
 
 
-@pytest.mark.parametrize(("impaired", "fleet", "trips"), [(2, 4, False), (3, 4, True), (3, 3, True), (1, 3, False)])
-def test_fail_open_when_more_than_half_the_fleet_looks_impaired(impaired, fleet, trips):
+@pytest.mark.parametrize(
+    ("impaired", "fleet", "trips"),
+    [(2, 4, False), (3, 4, True), (5, 8, True), (4, 8, False), (60, 100, True), (50, 100, False)],
+)
+def test_fail_open_when_more_than_half_a_fleet_of_four_or_more_looks_impaired(impaired, fleet, trips):
     trip = guardrails.fail_open({f"i-{n}" for n in range(impaired)}, {f"i-{n}" for n in range(fleet)}, FailOpen())
     assert (trip is not None) is trips
     if trip:
         assert trip.guardrail == "fail_open" and trip.evidence["fleet_size"] == fleet
 
 
+@pytest.mark.parametrize(("impaired", "fleet"), [(1, 1), (2, 2), (2, 3), (3, 3)])
+def test_a_small_fleet_is_recovered_whatever_its_share(impaired, fleet):
+    # One instance of one is 100 %: below min_fleet (4) the share says nothing about a shared cause
+    impaired_ids, fleet_ids = {f"i-{n}" for n in range(impaired)}, {f"i-{n}" for n in range(fleet)}
+    assert guardrails.fail_open(impaired_ids, fleet_ids, FailOpen()) is None
+
+
+def test_the_minimum_fleet_is_configurable():
+    settings = FailOpen(min_fleet=2)
+    trip = guardrails.fail_open({"i-0", "i-1"}, {"i-0", "i-1", "i-2"}, settings, group="web")
+    assert trip is not None and trip.evidence["group"] == "web" and "of group web" in trip.reason
+
+
+def test_a_count_bounds_a_large_fleet_whatever_its_share():
+    # 30 of 100 is under half, but more than the 20 at once this deployment tolerates
+    settings = FailOpen(max_impaired=20)
+    fleet = {f"i-{n}" for n in range(100)}
+    assert guardrails.fail_open({f"i-{n}" for n in range(20)}, fleet, settings) is None
+    trip = guardrails.fail_open({f"i-{n}" for n in range(30)}, fleet, settings)
+    assert trip is not None and "more than 20 at once" in trip.reason
+    # and at any size: even a fleet below min_fleet
+    assert guardrails.fail_open({"i-0", "i-1"}, {"i-0", "i-1"}, FailOpen(max_impaired=1)) is not None
+
+
 def test_fail_open_ignores_instances_outside_the_fleet():
-    assert guardrails.fail_open({"i-x", "i-y", "i-0"}, {"i-0", "i-1", "i-2"}, FailOpen()) is None
+    fleet = {"i-0", "i-1", "i-2", "i-3"}
+    assert guardrails.fail_open({"i-x", "i-y", "i-z", "i-0"}, fleet, FailOpen()) is None
 
 
 def _recovered(n: int, minutes_ago: int, now: datetime, resource: str = "i-old", group: str = "web") -> dict:

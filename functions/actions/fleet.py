@@ -1,0 +1,104 @@
+"""The health of an Auto Scaling group's instances, read once, as the guardrails, replace_instance
+and verification judge it.
+
+An instance is failing when any of these says so: its group (HealthStatus Unhealthy), one of the
+group's target groups (unhealthy, unavailable, or unused: a stopped instance is
+Target.InvalidState), or EC2 (not running, or an instance, system or attached EBS status check
+impaired). Healthy capacity is the group's InService instances that nothing says are failing:
+replacing an instance that is already failing never lowers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from actions import autoscaling as asg
+from actions import aws_calls, ec2, elb
+from core.errors import PermanentError
+
+# "unused": a stopped instance (Target.InvalidState), or one in a zone the load balancer no longer uses
+FAILING_TARGET_STATES = frozenset({"unhealthy", "unavailable", "unused"})
+_GONE = ("Terminat", "Detach")  # lifecycle states of instances leaving the group
+_STATUS_IDS_PER_CALL = 100  # DescribeInstanceStatus takes at most 100 instance ids with InstanceIds
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One Auto Scaling group as it is now: the group (DescribeAutoScalingGroups' entry) and which
+    of its instances are failing, with why."""
+
+    group: dict[str, Any]
+    failing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.group["AutoScalingGroupName"])
+
+    @property
+    def members(self) -> set[str]:
+        """The group's instances, but those leaving it (terminating, detaching)."""
+        return {
+            i["InstanceId"]
+            for i in self.group.get("Instances", [])
+            if not i.get("LifecycleState", "").startswith(_GONE)
+        }
+
+    @property
+    def healthy(self) -> set[str]:
+        """The healthy capacity: InService, Healthy in the group, and failing nothing else."""
+        return set(asg.healthy_in_service(self.group)) - set(self.failing)
+
+
+def read(client: Any, group_name: str, account: str | None = None, target_group_arns: tuple[str, ...] = ()) -> Fleet:
+    """The group and its instances' health: the group's own, its target groups' (its attached
+    ones and `target_group_arns`) and EC2's."""
+    group = asg.describe_group(client, group_name)
+    failing: dict[str, str] = {
+        i["InstanceId"]: f"group health {i.get('HealthStatus')}"
+        for i in group.get("Instances", [])
+        if i.get("HealthStatus") not in (None, "Healthy")
+    }
+    members = {i["InstanceId"] for i in group.get("Instances", []) if not i.get("LifecycleState", "").startswith(_GONE)}
+    arns = dict.fromkeys([*group.get("TargetGroupARNs", []), *target_group_arns])
+    for arn in arns:
+        for description in elb.target_health(aws_calls.client("elbv2", account), arn):
+            target = description["Target"]["Id"]
+            health = description.get("TargetHealth", {})
+            if target in members and health.get("State") in FAILING_TARGET_STATES:
+                failing.setdefault(target, f"target {health.get('State')} ({health.get('Reason', 'no reason')})")
+    failing.update({k: v for k, v in _ec2_failing(sorted(members), account).items() if k not in failing})
+    return Fleet(group, failing)
+
+
+def _ec2_failing(instance_ids: list[str], account: str | None) -> dict[str, str]:
+    """Instances EC2 says are not running or fail a status check."""
+    if not instance_ids:
+        return {}
+    client = aws_calls.client("ec2", account)
+    failing: dict[str, str] = {}
+    for start in range(0, len(instance_ids), _STATUS_IDS_PER_CALL):
+        batch = instance_ids[start : start + _STATUS_IDS_PER_CALL]
+        try:
+            statuses = aws_calls.call(
+                client, "describe_instance_status", InstanceIds=batch, IncludeAllInstances=True
+            ).get("InstanceStatuses", [])
+        except PermanentError as exc:
+            if exc.details.get("code") != "InvalidInstanceID.NotFound":
+                raise
+            # One of them is gone already: their states, without the status checks.
+            found = ec2.describe_instances(client, batch)
+            statuses = [{"InstanceId": i, "InstanceState": found[i]["State"]} for i in found]
+            failing.update({i: "EC2 instance gone" for i in batch if i not in found})
+        for status in statuses:
+            state = status.get("InstanceState", {}).get("Name")
+            checks = [
+                name
+                for name in ("InstanceStatus", "SystemStatus", "AttachedEbsStatus")
+                if (status.get(name) or {}).get("Status") == "impaired"
+            ]
+            if state not in ("running", "pending"):
+                failing[status["InstanceId"]] = f"EC2 state {state}"
+            elif checks:
+                failing[status["InstanceId"]] = f"status check impaired: {', '.join(checks)}"
+    return failing
