@@ -47,8 +47,10 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         logger.warning("skipped: automatic recovery is paused", reason=reason)
         raise RecoveryPaused(reason)
     lock_keys = [r.key for r in impairment.affected_resources]
+    given = event.get("input") if isinstance(event.get("input"), dict) else {}
+    supersedes = [s for s in given.get("supersedes") or [] if isinstance(s, str)]
     try:
-        store.acquire_locks(impairment.impairment_id, lock_keys, settings.lock_ttl_seconds)
+        store.acquire_locks(impairment.impairment_id, lock_keys, settings.lock_ttl_seconds, take_over=supersedes)
     except RecoveryInProgress as exc:
         store.update_impairment(
             impairment.impairment_id,
@@ -57,8 +59,11 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
             reason=str(exc),
             resolved_at=clock.utc_now().isoformat(),
         )
+        # Skipped: its correlation windows close, so the next signal about these resources (once
+        # the other recovery is over) is a new impairment, not folded into this skipped one.
+        store.release_locks(impairment.impairment_id, lock_keys, concurrency=False)
         metrics.add_metric(name="RecoveriesSkipped", unit="Count", value=1)
         logger.warning("skipped: another recovery holds a lock", holders=exc.details.get("holders"))
         raise
-    store.update_impairment(impairment.impairment_id, status="admitted")
+    store.update_impairment(impairment.impairment_id, status="admitted", lock_keys=lock_keys)
     return {"admitted_at": clock.utc_now().isoformat(), "lock_keys": lock_keys}

@@ -2,10 +2,20 @@
 
 The execution is named after the impairment id, so a user finds the execution of an impairment
 by its id, and Step Functions itself refuses a second execution of the same impairment (a
-repeated signal, an at-least-once redelivery). Before that, signals about a resource that an
-open impairment is already about (within the correlation window) are linked to it instead of
-starting another recovery; MTTD then counts from the earliest. "Impairment Cleared" events are
-recorded.
+repeated signal, an at-least-once redelivery). Before that, signals are correlated resource by
+resource (docs/safety.md, "Correlation"):
+
+- a resource an open impairment already holds a window on (a signal about it within the
+  correlation window) is that impairment's: the signal is linked to it for that resource, and
+  MTTD then counts from the earliest signal;
+- the new impairment's other resources get a recovery of their own: it goes on without the
+  resources others already recover (two instances failing behind two alarms are two recoveries);
+- an impairment of a broader scope (an Availability Zone or a region over instances, or a higher
+  severity) is never folded under a narrower one: it supersedes it, taking over its windows and
+  its resource locks, and recovers all its resources (the narrower recovery goes on; the zone
+  plan of a zone outage runs even when status-check alarms came first).
+
+"Impairment Cleared" events are recorded.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from pydantic import ValidationError
 
 from core import aws
 from core import settings as settings_module
-from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected
+from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected, ImpairmentType, Severity
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger, metrics
@@ -57,35 +67,51 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
 
     store = store or RecoveryStore(settings.table_name)
     record = impairment.model_dump(mode="json")
-    store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
+    new = store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
+    # A redelivery after a first delivery that died before starting the execution: what it
+    # superseded then (its windows are this impairment's now) is still superseded.
+    superseded = set() if new else set((store.get_impairment(impairment.impairment_id) or {}).get("supersedes") or [])
     keys = [r.key for r in impairment.affected_resources]
-    primary = store.correlate(
-        impairment.impairment_id, keys, settings.correlation_window_seconds, impairment.signal.signal_time
-    )
-    if primary is not None:
-        # Another open impairment is about the same resource: one fault, one recovery.
-        store.link_signal(
-            primary,
-            {
-                "impairment_id": impairment.impairment_id,
-                "impairment_type": impairment.impairment_type.value,
-                "severity": impairment.severity.value,
-                "signal": record["signal"],
-                "detected_at": record["detected_at"],
-                "resources": keys,
-            },
+    signal_time = impairment.signal.signal_time
+    window = settings.correlation_window_seconds
+    held = store.correlate(impairment.impairment_id, keys, window, signal_time)
+    broader = _superseded(store, impairment, held)
+    if broader:
+        taken = {key: owner for key, owner in held.items() if owner in broader}
+        kept = {key: owner for key, owner in held.items() if owner not in broader}
+        held = {**kept, **store.correlate(impairment.impairment_id, list(taken), window, signal_time, take_over=taken)}
+        for owner in broader:
+            store.update_impairment(owner, superseded_by=impairment.impairment_id)
+        superseded |= broader
+    linked = _link(store, impairment, record, held)
+    if len(held) == len(set(keys)):
+        # Every resource is an open impairment's: one fault, its recovery.
+        primary = sorted(linked)[0]
+        store.update_impairment(
+            impairment.impairment_id, status="correlated", outcome="correlated", linked_to=primary, linked=linked
         )
-        store.update_impairment(impairment.impairment_id, status="correlated", outcome="correlated", linked_to=primary)
         metrics.add_metric(name="SignalsCorrelated", unit="Count", value=1)
-        logger.info("correlated with an open impairment; no new recovery", primary=primary)
+        logger.info("correlated with open impairments; no new recovery", linked=linked)
         return {"status": "correlated", "impairment_id": primary}
+    if held:
+        # The resources others recover are theirs: this recovery acts on the rest.
+        remaining = [r for r in impairment.affected_resources if r.key not in held]
+        impairment = impairment.model_copy(update={"affected_resources": remaining})
+        store.update_impairment(impairment.impairment_id, impairment=impairment.model_dump(mode="json"), linked=linked)
+        metrics.add_metric(name="SignalsCorrelated", unit="Count", value=1)
+        logger.info("partly correlated: recovering the resources no open impairment holds", linked=linked)
+    execution_input: dict[str, Any] = {"impairment": impairment.model_dump(mode="json")}
+    if superseded:
+        execution_input["supersedes"] = sorted(superseded)  # Admit takes over their locks
+        store.update_impairment(impairment.impairment_id, supersedes=sorted(superseded))
+        logger.info("supersedes narrower impairments", supersedes=sorted(superseded))
 
     client = sfn or aws.client("stepfunctions")
     try:
         response = client.start_execution(
             stateMachineArn=settings.state_machine_arn,
             name=impairment.impairment_id,
-            input=json.dumps({"impairment": impairment.model_dump(mode="json")}),
+            input=json.dumps(execution_input),
         )
     except Exception as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code")
@@ -97,3 +123,47 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
     metrics.add_metric(name="RecoveriesStarted", unit="Count", value=1)
     logger.info("recovery started", execution_arn=response["executionArn"])
     return {"status": "started", "execution_arn": response["executionArn"]}
+
+
+# A broader scope supersedes a narrower one: a region over a zone over anything else.
+_SCOPE_RANK = {ImpairmentType.REGION_IMPAIRMENT: 2, ImpairmentType.AZ_IMPAIRMENT: 1}
+
+
+def _superseded(store: RecoveryStore, impairment: ImpairmentDetected, held: dict[str, str]) -> set[str]:
+    """The open impairments holding some of these resources that this one is broader than (its
+    scope's rank, then its severity): it supersedes them instead of being folded under them."""
+    broader = set()
+    for owner in sorted(set(held.values())):
+        other = store.get_impairment(owner) or {}
+        try:
+            kind = ImpairmentType(other.get("impairment_type"))
+            severity = Severity(other.get("severity"))
+        except ValueError:
+            continue
+        mine = (_SCOPE_RANK.get(impairment.impairment_type, 0), impairment.severity.rank)
+        if mine > (_SCOPE_RANK.get(kind, 0), severity.rank):
+            broader.add(owner)
+    return broader
+
+
+def _link(
+    store: RecoveryStore, impairment: ImpairmentDetected, record: dict[str, Any], held: dict[str, str]
+) -> dict[str, list[str]]:
+    """Link this signal to each open impairment holding some of its resources, for those
+    resources; returns {impairment id: [resource keys]}."""
+    linked: dict[str, list[str]] = {}
+    for key, owner in sorted(held.items()):
+        linked.setdefault(owner, []).append(key)
+    for owner, resources in linked.items():
+        store.link_signal(
+            owner,
+            {
+                "impairment_id": impairment.impairment_id,
+                "impairment_type": impairment.impairment_type.value,
+                "severity": impairment.severity.value,
+                "signal": record["signal"],
+                "detected_at": record["detected_at"],
+                "resources": resources,
+            },
+        )
+    return linked
