@@ -85,8 +85,9 @@ class RecoveryStack(Stack):
             bus=bus.bus,
             dead_letters=escalation.dead_letters,
             managed_tag=managed_tag,
-            # The backstop time-box: the longest plan's, approval and capacity return included.
+            # The backstop time-box: the longest plan's, approval, rollback and capacity return included.
             timeout_seconds=max((p.time_box_seconds for p in plans), default=3600) + 600,
+            cleanup_timeout_seconds=max((p.rollback_seconds for p in plans), default=3600) + 600,
         )
         self.workloads = workloads
         if config.accounts:

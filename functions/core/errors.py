@@ -46,6 +46,10 @@ class TransientError(RecoveryError):
 # How the state machine waits for CapacityNotReady: asked again every 30 s, 20 times (10 minutes).
 CAPACITY_WAIT_INTERVAL_SECONDS = 30
 CAPACITY_WAIT_ATTEMPTS = 20
+CAPACITY_WAIT_SECONDS = CAPACITY_WAIT_INTERVAL_SECONDS * CAPACITY_WAIT_ATTEMPTS
+# The longest one task may take with its transient retries: five attempts of a 60-second task and
+# the back-offs between them (infra/constructs/workflow.py: 4 retries, 2 s doubling, at most 30 s).
+TASK_WITH_RETRIES_SECONDS = 5 * 60 + 2 + 4 + 8 + 16
 
 
 class CapacityNotReady(TransientError):
@@ -104,3 +108,18 @@ def classify_client_error(exc: Exception, operation: str) -> RecoveryError:
     if isinstance(exc, (ConnectionError, ReadTimeoutError)):
         return TransientError(f"{operation} failed: {exc}", operation=operation, code="Connection")
     return PermanentError(f"{operation} failed: {exc}", operation=operation, code=type(exc).__name__)
+
+
+def error_text(error: dict[str, Any]) -> str:
+    """A Step Functions error ({"Error": name, "Cause": Lambda's JSON error or text}) as one line:
+    "TransientError: autoscaling:TerminateInstanceInAutoScalingGroup failed: Throttling: ..."."""
+    import json
+
+    cause = str(error.get("Cause") or "")
+    try:
+        decoded = json.loads(cause)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and decoded.get("errorMessage"):
+        cause = str(decoded["errorMessage"])
+    return f"{error.get('Error', 'Error')}: {cause}".strip(": ")

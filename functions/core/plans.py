@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.contract import ImpairmentDetected, ImpairmentType, Severity
+from core.errors import CAPACITY_WAIT_SECONDS, TASK_WITH_RETRIES_SECONDS
 
 
 class PlanError(ValueError):
@@ -73,19 +74,38 @@ class Plan(BaseModel):
     )
 
     @property
+    def holding_seconds(self) -> int:
+        """The longest a recovery by this plan may hold its resources (their locks): the approval,
+        the plan's own time-box, each step's wait for capacity, then the rollback of every step
+        (each may wait for capacity too, and retries)."""
+        acting = len(self.steps) * (CAPACITY_WAIT_SECONDS + TASK_WITH_RETRIES_SECONDS)
+        return (
+            (self.approval_timeout_seconds if self.requires_approval else 0)
+            + self.timeout_seconds
+            + acting
+            + self.rollback_seconds
+        )
+
+    @property
+    def rollback_seconds(self) -> int:
+        """The longest rolling this plan back and escalating may take: each step's rollback may
+        wait for capacity and retry."""
+        return (
+            TASK_WITH_RETRIES_SECONDS  # PrepareRollback
+            + len(self.steps) * (CAPACITY_WAIT_SECONDS + TASK_WITH_RETRIES_SECONDS)
+            + TASK_WITH_RETRIES_SECONDS  # Escalate
+        )
+
+    @property
     def time_box_seconds(self) -> int:
-        """The longest an execution of this plan may take: approval, the plan's own time, and
-        the wait before emergency capacity goes back."""
+        """The longest an execution of this plan may take: holding_seconds, and the wait before
+        emergency capacity goes back."""
         returns = [
             int(step.params.get("return_after_seconds", 3600))
             for step in self.steps
             if step.action == "scale_out" and not step.params.get("keep")
         ]
-        return (
-            (self.approval_timeout_seconds if self.requires_approval else 0)
-            + self.timeout_seconds
-            + max(returns, default=0)
-        )
+        return self.holding_seconds + max(returns, default=0) + TASK_WITH_RETRIES_SECONDS
 
     @model_validator(mode="after")
     def _steps_known(self) -> Plan:

@@ -1,11 +1,17 @@
-"""Escalate to a human: publish the whole context on the escalation topic, record the outcome,
-release the locks. Reached when automatic recovery is paused, no plan matches, a guardrail trips,
-an approval is rejected or never comes, an action fails, verification fails (after the rollback)
-or the rollback itself fails."""
+"""Escalate to a human: record the outcome, release the locks, then publish the whole context on
+the escalation topic. Reached when automatic recovery is paused, no plan matches, a guardrail
+trips, an approval is rejected or never comes, an action fails, verification fails (after the
+rollback) or the rollback itself fails.
+
+The record and the locks come first: a page that cannot be sent must not leave the impairment
+"recovering" with its resources locked. The page comes last; when it fails, the record says so
+(page_status "failed", with the error), PagesFailed is counted (a self-alarm watches it) and the
+error is transient, so the state machine retries the task, which pages again. Should the retries
+run out, the execution fails and the dead-execution handler (orchestration/execution_ended.py)
+tries the page once more."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -14,7 +20,7 @@ from typing import Any
 from core import clock, paging
 from core import settings as settings_module
 from core.entry import lambda_entry
-from core.errors import ApprovalRejected
+from core.errors import ApprovalRejected, RecoveryError, TransientError, error_text
 from core.guardrails import APPROVAL
 from core.observability import logger, metrics
 from core.store import RecoveryStore
@@ -23,12 +29,19 @@ _IMPAIRMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
 def reason_of(event: dict[str, Any]) -> str:
+    if event.get("return_error"):
+        return (
+            "recovered, but returning its emergency capacity or time-boxed routing failed: "
+            f"{error_text(_mapping(event['return_error']))}"
+        )
+    if event.get("finalize_error"):
+        return f"verified healthy, but recording the recovery failed: {error_text(_mapping(event['finalize_error']))}"
     if event.get("approval_error"):
         return _approval_text(_mapping(event.get("approval_error")), _mapping(event.get("plan")))
     if event.get("rollback_error"):
-        return f"rollback failed: {_error_text(_mapping(event['rollback_error']))}"
+        return f"rollback failed: {error_text(_mapping(event['rollback_error']))}"
     if event.get("error"):
-        return _error_text(_mapping(event["error"]))
+        return error_text(_mapping(event["error"]))
     verification = _mapping(event.get("verification"))
     if verification and not verification.get("healthy"):
         return f"not healthy after {verification.get('attempt')} verification attempts"
@@ -48,14 +61,7 @@ def _approval_text(error: dict[str, Any], plan: dict[str, Any]) -> str:
     if error.get("Error") == ApprovalRejected.__name__:
         why = error.get("Cause") or "no reason given"
         return f"approval: plan {plan.get('name')} was rejected ({why}); nothing was changed"
-    return f"approval: {_error_text(error)}"
-
-
-def _error_text(error: dict[str, Any]) -> str:
-    cause = str(error.get("Cause") or "")
-    with contextlib.suppress(ValueError, AttributeError):
-        cause = json.loads(cause).get("errorMessage", cause)
-    return f"{error.get('Error', 'Error')}: {cause}".strip(": ")
+    return f"approval: {error_text(error)}"
 
 
 @lambda_entry
@@ -92,12 +98,16 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
         "guardrail_evidence": record.get("guardrail_trips"),
         "next_steps": f"recoveryctl show {impairment_id}",
     }
+    now = clock.utc_now().isoformat()
+    if known and event.get("return_error"):
+        # The recovery stands (it verified); what it still holds out is a human's to return.
+        store.update_impairment(impairment_id, capacity_returned=False, capacity_note=reason)
+        send_page(store, impairment_id, str(impairment.get("workload", "?")), reason, message, settings, sns)
+        logger.warning("capacity not returned", reason=reason)
+        return {**_outcome(impairment_id, reason, now, True, tripped), "outcome": record.get("outcome") or "recovered"}
     # A guardrail that tripped again on resources already escalated within its window (the sweep
     # finds the same deferred instance every minute) is recorded, not paged again.
     paged = record.get("page", True) is not False
-    if paged:
-        paging.page(settings.escalation_topic_arn, str(impairment.get("workload", "?")), reason, message, sns=sns)
-    now = clock.utc_now().isoformat()
     if not known:
         # Recorded under an id of its own (from the input), with the input, for the audit trail.
         raw = json.dumps(event, default=str, sort_keys=True)
@@ -107,35 +117,76 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
             status="escalated",
             outcome="escalated",
             reason=reason,
-            escalated_at=now,
-            paged=paged,
+            escalated_at=record.get("escalated_at") or now,
+            paged=False,
+            page_status="pending",
             execution_input=raw[:20_000],
         )
         logger.error("escalated an execution state without a valid impairment", reason=reason, record=impairment_id)
-        return _outcome(impairment_id, reason, now, paged, [])
-    store.update_impairment(
-        impairment_id,
-        status="escalated" if paged else "skipped",
-        outcome="skipped" if error_name == "RecoveryPaused" or not paged else "escalated",
-        reason=reason if paged else f"{reason} (already escalated within the guardrail's window: not paged again)",
-        escalated_at=now,
-        paged=paged,
-        rolled_back=bool(rolled_back),
-        guardrails_tripped=tripped,
-    )
-    lock_keys = _mapping(event.get("admission")).get("lock_keys")
-    store.release_locks(
-        impairment_id, [k for k in lock_keys if isinstance(k, str)] if isinstance(lock_keys, list) else []
-    )
-    metrics.add_metric(name="RecoveriesEscalated", unit="Count", value=1)
-    if "rollback_steps" in event or event.get("rollback_error"):
-        # It acted and did not recover (an action failed, or verification did): the workflow's
-        # self-alarm counts escalations apart from these.
-        metrics.add_metric(name="RecoveriesFailed", unit="Count", value=1)
-    if rolled_back:
-        metrics.add_metric(name="RecoveriesRolledBack", unit="Count", value=1)
-    logger.warning("escalated", reason=reason)
-    return _outcome(impairment_id, reason, now, paged, tripped)
+    else:
+        store.update_impairment(
+            impairment_id,
+            status="escalated" if paged else "skipped",
+            outcome="skipped" if error_name == "RecoveryPaused" or not paged else "escalated",
+            reason=reason if paged else f"{reason} (already escalated within the guardrail's window: not paged again)",
+            escalated_at=record.get("escalated_at") or now,
+            paged=False,
+            page_status="pending" if paged else "not_needed",
+            rolled_back=bool(rolled_back),
+            guardrails_tripped=tripped,
+        )
+        store.release_locks(impairment_id, release_keys(event, record))
+        failure = _mapping(event.get("rollback_error")) or _mapping(event.get("error"))
+        if failure:  # a step whose retries ran out never recorded its end
+            store.fail_started_actions(impairment_id, error_text(failure))
+        if record.get("page_status") is None:  # counted once, not on a retried escalation
+            metrics.add_metric(name="RecoveriesEscalated", unit="Count", value=1)
+            if "rollback_steps" in event or event.get("rollback_error"):
+                # It acted and did not recover (an action failed, or verification did): the
+                # workflow's self-alarm counts escalations apart from these.
+                metrics.add_metric(name="RecoveriesFailed", unit="Count", value=1)
+            if rolled_back:
+                metrics.add_metric(name="RecoveriesRolledBack", unit="Count", value=1)
+    if paged:
+        send_page(store, impairment_id, str(impairment.get("workload", "?")), reason, message, settings, sns)
+    logger.warning("escalated", reason=reason, paged=paged)
+    return _outcome(impairment_id, reason, now, paged, tripped if known else [])
+
+
+def send_page(
+    store: RecoveryStore,
+    impairment_id: str,
+    workload: str,
+    reason: str,
+    message: dict[str, Any],
+    settings: Any,
+    sns: Any = None,
+) -> None:
+    """Page, and record whether the page went out. A failed page is recorded and counted
+    (PagesFailed) and raised as transient: the caller's retries page again."""
+    try:
+        paging.page(settings.escalation_topic_arn, workload, reason, message, sns=sns)
+    except RecoveryError as exc:
+        store.update_impairment(impairment_id, page_status="failed", page_error=str(exc)[:1000], page_reason=reason)
+        metrics.add_metric(name="PagesFailed", unit="Count", value=1)
+        logger.error("the page could not be sent", error=str(exc))
+        raise TransientError(f"the page could not be sent: {exc}", **exc.details) from exc
+    store.update_impairment(impairment_id, paged=True, page_status="sent", paged_at=clock.utc_now().isoformat())
+
+
+def release_keys(event: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """Every resource key this impairment may hold a lock or a correlation window on: what Admit
+    locked, what the impairment names (it may have been stopped before Admit returned: paused, a
+    plan missing) and what the record says Admit locked."""
+    keys: set[str] = set()
+    for lock_keys in (_mapping(event.get("admission")).get("lock_keys"), record.get("lock_keys")):
+        if isinstance(lock_keys, list):
+            keys.update(k for k in lock_keys if isinstance(k, str))
+    for holder in (_mapping(event.get("impairment")), _mapping(record.get("impairment"))):
+        for resource in holder.get("affected_resources") or []:
+            if isinstance(resource, dict) and resource.get("resource_type") and resource.get("resource_id"):
+                keys.add(f"{resource['resource_type']}/{resource['resource_id']}")
+    return sorted(keys)
 
 
 def _outcome(impairment_id: str, reason: str, at: str, paged: bool, tripped: list[str]) -> dict[str, Any]:

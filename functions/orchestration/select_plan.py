@@ -1,9 +1,10 @@
 """Select the plan for the impairment's type and severity: the first enabled plan, in declared
 order, that covers it (plans are disabled one by one at run time, see RecoveryStore).
 
-The resource locks Admit took live `lock_ttl_seconds`; a plan whose time-box is longer (an
-approval, a wait for capacity) has them extended to cover it, so no other recovery of the same
-resources can start while this one may still act."""
+The resource locks Admit took live `lock_ttl_seconds`; a plan that may hold them longer (an
+approval, waits for capacity, the rollback of every step: Plan.holding_seconds) has them
+extended to cover it, so no other recovery of the same resources can start while this one may
+still act or undo."""
 
 from __future__ import annotations
 
@@ -13,13 +14,11 @@ from typing import Any
 from core import clock, runtime_config, state
 from core import settings as settings_module
 from core.entry import lambda_entry
-from core.errors import CAPACITY_WAIT_ATTEMPTS, CAPACITY_WAIT_INTERVAL_SECONDS, NoMatchingPlan
+from core.errors import NoMatchingPlan
 from core.observability import logger
 from core.plans import select_plan
 from core.store import RecoveryStore
 
-# An action may wait this long for capacity (CapacityNotReady, retried by the state machine).
-CAPACITY_WAIT_SECONDS = CAPACITY_WAIT_INTERVAL_SECONDS * CAPACITY_WAIT_ATTEMPTS
 LOCK_MARGIN_SECONDS = 300
 
 
@@ -38,15 +37,14 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         )
     dry_run = plan.dry_run or settings.dry_run
     time_box = plan.timeout_seconds + (plan.approval_timeout_seconds if plan.requires_approval else 0)
-    lock_for = time_box + CAPACITY_WAIT_SECONDS + LOCK_MARGIN_SECONDS
+    lock_for = plan.holding_seconds + LOCK_MARGIN_SECONDS
     if lock_for > settings.lock_ttl_seconds and execution.admission.lock_keys:
         store.acquire_locks(impairment.impairment_id, execution.admission.lock_keys, lock_for)
-    store.update_impairment(impairment.impairment_id, status="recovering", plan=plan.name, dry_run=dry_run)
     logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps], dry_run=dry_run)
     verify = plan.verify.model_dump()
     if dry_run:
         verify = {"wait_seconds": 0, "max_attempts": 1}  # nothing changed: nothing to wait for
-    return {
+    selected = {
         "name": plan.name,
         "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(plan.steps)],
         "verify": verify,
@@ -58,3 +56,9 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         "max_recoveries_per_hour": plan.max_recoveries_per_hour,
         "dry_run": dry_run,
     }
+    # Recorded whole: should the execution die, its steps are what a rollback undoes
+    # (orchestration/execution_ended.py).
+    store.update_impairment(
+        impairment.impairment_id, status="recovering", plan=plan.name, dry_run=dry_run, plan_state=selected
+    )
+    return selected

@@ -129,6 +129,7 @@ class Operations(Construct):
         ]
         rules = [WatchedRule(rule) for rule in default_bus_rules if rule is not None]
         rules.append(WatchedRule(workflow.trigger, bus.event_bus_name))
+        rules.append(WatchedRule(workflow.ended_rule))
         return cls(
             scope,
             construct_id,
@@ -204,6 +205,33 @@ class Operations(Construct):
             "stay until their TTL, an action may be half done. What to do: open the timed-out execution, see "
             "which state it was in, check the workload and any action's state before and after (recoveryctl "
             "show ID), and raise the plan's timeout if the recovery legitimately takes longer.",
+        )
+        self._alarm(
+            "WorkflowAborted",
+            "workflow-aborted",
+            state_machine.metric_aborted(period=FIVE_MINUTES, statistic="Sum"),
+            "A recovery execution was aborted (StopExecution, by a person or a script): it stopped wherever it "
+            "was. The ExecutionEnded function records it, rolls back what it had changed and pages; this alarm "
+            "says it happened. What to do: recoveryctl show ID for what it had done and what was undone, and "
+            "check the workload.",
+        )
+        self._alarm(
+            "ExecutionsDied",
+            "executions-died",
+            _custom("ExecutionsDied"),
+            "A recovery execution died outside its own failure path (failed in a state with no catch, timed out, "
+            "or was aborted). Its locks were released and what it had applied is being rolled back by the cleanup "
+            "state machine, or a human was paged to look. What to do: recoveryctl show ID (the reason names the "
+            "state and the error), check the workload, and fix the cause if it is the workflow's.",
+        )
+        self._alarm(
+            "PagesFailed",
+            "pages-failed",
+            _custom("PagesFailed"),
+            "A page could not be published on the escalation topic (the topic or its key missing, SNS throttling "
+            "or refusing): a human may not know about an escalation. The outcome is recorded regardless and the "
+            "page is retried. What to do: check the topic and its KMS key policy; recoveryctl status lists the "
+            "escalations whose page_status is failed.",
         )
         self._alarm(
             "WorkflowThrottled",

@@ -45,6 +45,7 @@ class RecoveryWorkflow(Construct):
         dead_letters: sqs.IQueue,
         managed_tag: tuple[str, str],
         timeout_seconds: int,
+        cleanup_timeout_seconds: int = 3600,
     ) -> None:
         super().__init__(scope, construct_id)
         self._factory = functions
@@ -91,35 +92,19 @@ class RecoveryWorkflow(Construct):
         )
 
         apply_tasks: dict[str, sfn.IChainable] = {}
-        rollback_tasks: dict[str, sfn.IChainable] = {}
+        rollback_functions: dict[str, lambda_.Function] = {}
         for name, spec in sorted(ACTIONS.items()):
             apply_fn = self._action_function(spec, "apply", table)
-            rollback_fn = self._action_function(spec, "rollback", table)
+            rollback_functions[name] = self._action_function(spec, "rollback", table)
             apply_tasks[name] = self._task(_pascal(name), apply_fn, None, None)
-            rollback_tasks[name] = self._task(f"Rollback{_pascal(name)}", rollback_fn, None, None)
 
         # --- the flow ---
-        escalated = sfn.Fail(
-            self, "Escalated", error="RecoveryEscalated", cause="Automatic recovery did not succeed; a human was paged"
-        )
-        escalate_task = self._task("Escalate", escalate, None, "$.escalation")
-        escalate_task.next(escalated)
-
-        rollback_map = self._map(
-            "Rollback",
-            "$.rollback_steps",
-            "$.rollbacks",
-            {"step.$": "$$.Map.Item.Value.step", "applied.$": "$$.Map.Item.Value.applied"},
-            self._router("RouteRollback", rollback_tasks),
-        )
-        rollback_map.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
-        rollback_map.next(escalate_task)
-        prepare_task = self._task("PrepareRollback", prepare, None, "$.rollback_steps")
-        prepare_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
-        prepare_task.next(rollback_map)
+        prepare_task, escalate_task = self._rollback_chain(self, "", prepare, escalate, rollback_functions)
 
         recovered = sfn.Succeed(self, "Recovered")
         finalize_task = self._task("Finalize", finalize, None, "$.resolution")
+        # Verified, but recording it failed: a human is told (the workload is healthy).
+        finalize_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.finalize_error")
         # Resource lifecycle cleanup: emergency capacity goes back once the workload stayed healthy.
         return_capacity = self._function(
             "ReturnCapacity",
@@ -141,7 +126,12 @@ class RecoveryWorkflow(Construct):
             "WaitBeforeReturningCapacity",
             time=sfn.WaitTime.seconds_path("$.resolution.return_capacity_after_seconds"),
         )
-        wait_to_return.next(self._task("ReturnCapacity", return_capacity, None, "$.capacity_returned").next(recovered))
+        return_task = self._task("ReturnCapacity", return_capacity, None, "$.capacity_returned")
+        # Returning the capacity failed: the recovery stands, a human is told what is still out.
+        not_returned = self._task("CapacityNotReturned", escalate, None, "$.capacity_escalation")
+        return_task.add_catch(not_returned, errors=["States.ALL"], result_path="$.return_error")
+        not_returned.next(recovered)
+        wait_to_return.next(return_task.next(recovered))
         finalize_task.next(
             sfn.Choice(self, "EmergencyCapacity?")
             .when(sfn.Condition.number_greater_than("$.resolution.return_capacity_after_seconds", 0), wait_to_return)
@@ -182,6 +172,9 @@ class RecoveryWorkflow(Construct):
                 "autoscaling:DescribeAutoScalingGroups",
                 "autoscaling:DescribeAutoScalingInstances",
                 "elasticloadbalancing:DescribeTargetHealth",
+                # actions/fleet.py: which of a group's instances EC2 says are failing
+                "ec2:DescribeInstanceStatus",
+                "ec2:DescribeInstances",
             ],
             managed_tag,
         )
@@ -209,7 +202,12 @@ class RecoveryWorkflow(Construct):
         )
         _retry_transient(request_approval)
         request_approval.add_catch(escalate_task, errors=["States.ALL"], result_path="$.approval_error")
-        request_approval.next(run_actions)
+        # A plan may wait hours for a human: the fleet, the windows and the other recoveries are
+        # judged again, as they are when it is approved, before anything is changed.
+        recheck = self._task("RecheckGuardrails", guard, None, "$")
+        recheck.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
+        request_approval.next(recheck)
+        recheck.next(run_actions)
         guard_task = self._task("CheckGuardrails", guard, None, "$")
         guard_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
         guard_task.next(
@@ -227,7 +225,10 @@ class RecoveryWorkflow(Construct):
         admit_task = self._task(
             "Admit",
             admit,
-            sfn.TaskInput.from_object({"impairment.$": "$.impairment", "execution.$": "$$.Execution.Id"}),
+            sfn.TaskInput.from_object(
+                # the execution's input too: what it may take over (supersedes), when StartRecovery says
+                {"impairment.$": "$.impairment", "input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id"}
+            ),
             "$.admission",
         )
         admit_task.add_catch(
@@ -243,6 +244,8 @@ class RecoveryWorkflow(Construct):
             errors=["InvalidInput"],
             result_path="$.error",
         )
+        # Anything else (the table unreachable after every retry): a human is paged.
+        admit_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
         admit_task.next(select_task)
 
         log_group = logs.LogGroup(
@@ -257,6 +260,56 @@ class RecoveryWorkflow(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment="Impairment recovery: admit, plan, act, verify; roll back and escalate on failure",
+        )
+
+        # --- after an execution died (failed in a state with no catch, timed out, aborted): record
+        # it, roll back what its audit trail says it applied, release its locks, page ---
+        cleanup = Construct(self, "Cleanup")
+        cleanup_first, _ = self._rollback_chain(cleanup, "Cleanup", prepare, escalate, rollback_functions)
+        self.cleanup_state_machine = sfn.StateMachine(
+            cleanup,
+            "StateMachine",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(cleanup_first),
+            timeout=Duration.seconds(cleanup_timeout_seconds),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            comment="After a recovery execution died: roll back what it applied, release, escalate",
+        )
+        ended = self._function(
+            "ExecutionEnded",
+            "orchestration.execution_ended.handler",
+            "After a recovery execution died: record it, roll back, release its locks, page",
+            dead_letter_queue=dead_letters,
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+        )
+        ended.add_environment("STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
+        ended.add_environment("CLEANUP_STATE_MACHINE_ARN", self.cleanup_state_machine.state_machine_arn)
+        table.grant_read_write_data(ended)
+        _grant_page(ended, topic)
+        self.cleanup_state_machine.grant_start_execution(ended)
+        self.execution_ended = ended
+        self.ended_rule = events.Rule(
+            self,
+            "ExecutionsEnded",
+            description="A recovery execution failed, timed out or was aborted: clean up after it",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                    "stateMachineArn": [
+                        self.state_machine.state_machine_arn,
+                        self.cleanup_state_machine.state_machine_arn,
+                    ],
+                },
+            ),
+        )
+        self.ended_rule.add_target(
+            targets.LambdaFunction(
+                ended, dead_letter_queue=dead_letters, retry_attempts=8, max_event_age=Duration.hours(2)
+            )
         )
 
         # --- the trigger: impairment events on the bus start (or record) a recovery ---
@@ -285,6 +338,44 @@ class RecoveryWorkflow(Construct):
             )
         )
 
+    def _rollback_chain(
+        self,
+        scope: Construct,
+        prefix: str,
+        prepare: lambda_.IFunction,
+        escalate: lambda_.IFunction,
+        rollback_functions: dict[str, lambda_.Function],
+    ) -> tuple[tasks.LambdaInvoke, tasks.LambdaInvoke]:
+        """PrepareRollback -> Rollback (one task per step, newest first) -> Escalate -> Escalated:
+        the recovery's failure path, and the whole of the cleanup after a dead execution. Returns
+        its first and its Escalate task."""
+        escalated = sfn.Fail(
+            scope,
+            f"{prefix}Escalated",
+            error="RecoveryEscalated",
+            cause="Automatic recovery did not succeed; a human was paged",
+        )
+        escalate_task = self._task(f"{prefix}Escalate", escalate, None, "$.escalation", scope)
+        escalate_task.next(escalated)
+        rollback_tasks: dict[str, sfn.IChainable] = {
+            name: self._task(f"{prefix}Rollback{_pascal(name)}", function, None, None, scope)
+            for name, function in sorted(rollback_functions.items())
+        }
+        rollback_map = self._map(
+            f"{prefix}Rollback",
+            "$.rollback_steps",
+            "$.rollbacks",
+            {"step.$": "$$.Map.Item.Value.step", "applied.$": "$$.Map.Item.Value.applied"},
+            self._router(f"{prefix}RouteRollback", rollback_tasks, scope),
+            scope,
+        )
+        rollback_map.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
+        rollback_map.next(escalate_task)
+        prepare_task = self._task(f"{prefix}PrepareRollback", prepare, None, "$.rollback_steps", scope)
+        prepare_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
+        prepare_task.next(rollback_map)
+        return prepare_task, escalate_task
+
     # --- helpers ---
     def _function(self, construct_id: str, handler: str, description: str, **kwargs) -> lambda_.Function:
         function = self._factory.create(construct_id, handler=handler, description=description, **kwargs)
@@ -305,11 +396,16 @@ class RecoveryWorkflow(Construct):
         return function
 
     def _task(
-        self, construct_id: str, function: lambda_.IFunction, payload: sfn.TaskInput | None, result_path: str | None
+        self,
+        construct_id: str,
+        function: lambda_.IFunction,
+        payload: sfn.TaskInput | None,
+        result_path: str | None,
+        scope: Construct | None = None,
     ) -> tasks.LambdaInvoke:
         # payload None: the task gets its whole state input (ASL has no "Parameters": "$").
         task = tasks.LambdaInvoke(
-            self,
+            scope or self,
             construct_id,
             lambda_function=function,
             payload=payload,
@@ -320,12 +416,18 @@ class RecoveryWorkflow(Construct):
         return _retry_transient(task)
 
     def _map(
-        self, construct_id: str, items_path: str, result_path: str, item: dict[str, str], router: sfn.Choice
+        self,
+        construct_id: str,
+        items_path: str,
+        result_path: str,
+        item: dict[str, str],
+        router: sfn.Choice,
+        scope: Construct | None = None,
     ) -> sfn.Map:
         """Steps one at a time (order matters: a rollback undoes newest first), each routed to its
         action's own task."""
         steps = sfn.Map(
-            self,
+            scope or self,
             construct_id,
             items_path=items_path,
             max_concurrency=1,
@@ -340,13 +442,15 @@ class RecoveryWorkflow(Construct):
         steps.item_processor(router)
         return steps
 
-    def _router(self, construct_id: str, tasks_by_action: dict[str, sfn.IChainable]) -> sfn.Choice:
-        choice = sfn.Choice(self, construct_id)
+    def _router(
+        self, construct_id: str, tasks_by_action: dict[str, sfn.IChainable], scope: Construct | None = None
+    ) -> sfn.Choice:
+        choice = sfn.Choice(scope or self, construct_id)
         for name, task in sorted(tasks_by_action.items()):
             choice.when(sfn.Condition.string_equals("$.step.action", name), task)
         return choice.otherwise(
             sfn.Fail(
-                self,
+                scope or self,
                 f"{construct_id}Unknown",
                 error="UnknownAction",
                 cause="The plan names an action this deployment does not have",

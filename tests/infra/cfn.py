@@ -41,6 +41,15 @@ def only(resources: Resources, resource_type: str) -> tuple[str, dict[str, Any]]
     return next(iter(found.items()))
 
 
+def state_machine(resources: Resources, name: str = "Recovery") -> tuple[str, dict[str, Any]]:
+    """The recovery workflow's state machine ("Recovery"), or the cleanup after a dead execution
+    ("RecoveryCleanup"): by the start of its logical id."""
+    machines = of_type(resources, "AWS::StepFunctions::StateMachine")
+    found = {k: v for k, v in machines.items() if k.startswith(f"{name}StateMachine")}
+    assert len(found) == 1, f"expected one {name} state machine, found {sorted(machines)}"
+    return next(iter(found.items()))
+
+
 def get_att(value: Any) -> str:
     """The logical id an {"Fn::GetAtt": [id, attr]} or {"Ref": id} points at."""
     if "Ref" in value:

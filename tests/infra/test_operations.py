@@ -66,7 +66,7 @@ def test_every_self_alarm_notifies_the_escalation_topic_and_says_what_to_do(self
 
 
 def test_the_workflow_is_watched_for_unpaged_failures_timeouts_and_throttling(self_alarms, resources):
-    machine, _ = cfn.only(resources, "AWS::StepFunctions::StateMachine")
+    machine, _ = cfn.state_machine(resources)
     for metric_name in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionThrottled"):
         (alarm,) = _by_metric(self_alarms, "AWS/States", metric_name)
         metric = next(m for m in _metrics(alarm) if m["MetricName"] == metric_name)
@@ -76,6 +76,15 @@ def test_the_workflow_is_watched_for_unpaged_failures_timeouts_and_throttling(se
     expression = next(m["Expression"] for m in failed["Properties"]["Metrics"] if "Expression" in m)
     assert expression == "FILL(failed, 0) - FILL(escalated, 0)"
     assert any(m["MetricName"] == "RecoveriesEscalated" for m in _metrics(failed))
+
+
+def test_dead_executions_aborts_and_failed_pages_alarm(self_alarms, resources):
+    machine, _ = cfn.state_machine(resources)
+    (aborted,) = _by_metric(self_alarms, "AWS/States", "ExecutionsAborted")
+    assert _dimension(_metrics(aborted)[0], "StateMachineArn") == {"Ref": machine}
+    for metric_name in ("ExecutionsDied", "PagesFailed"):
+        (alarm,) = _by_metric(self_alarms, "ImpairmentRecovery", metric_name)
+        assert alarm["Properties"]["Threshold"] == 1
 
 
 def test_the_dead_letter_queue_alarms_on_its_first_message(self_alarms, resources):

@@ -13,7 +13,15 @@ import pytest
 
 from infra.config import ConfigError, validate
 from tests.conftest import cdk_context
-from tests.infra.cfn import as_list, cfn_lint_errors, functions_by_handler, of_type, only, policy_statements
+from tests.infra.cfn import (
+    as_list,
+    cfn_lint_errors,
+    functions_by_handler,
+    of_type,
+    only,
+    policy_statements,
+    state_machine,
+)
 
 PRIMARY, STANDBY = "us-east-1", "us-west-2"
 Raw = dict[str, Any]
@@ -164,7 +172,8 @@ def test_standby_depends_on_nothing_in_the_primary_region(standby):
 def test_each_region_has_its_own_bus_state_machine_detectors_and_topic(deployment, region):
     resources = deployment[region].resources
     only(resources, "AWS::Events::EventBus")
-    only(resources, "AWS::StepFunctions::StateMachine")
+    state_machine(resources)
+    state_machine(resources, "RecoveryCleanup")
     only(resources, "AWS::SNS::Topic")
     detectors = [h for h in functions_by_handler(resources) if h.startswith("detectors.")]
     assert len(detectors) >= 5, detectors

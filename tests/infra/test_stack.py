@@ -38,7 +38,7 @@ def _tags(resource: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def definition(resources) -> dict[str, Any]:
-    _, state_machine = cfn.only(resources, "AWS::StepFunctions::StateMachine")
+    _, state_machine = cfn.state_machine(resources)
     return cfn.state_machine_definition(state_machine)
 
 
@@ -267,7 +267,7 @@ def _role_refs(resource: dict[str, Any]) -> set[str]:
 
 
 def test_state_machine_is_standard_traced_and_logs_everything(resources):
-    _, state_machine = cfn.only(resources, "AWS::StepFunctions::StateMachine")
+    _, state_machine = cfn.state_machine(resources)
     properties = state_machine["Properties"]
     assert properties["StateMachineType"] == "STANDARD"
     assert properties["TracingConfiguration"] == {"Enabled": True}
@@ -299,6 +299,63 @@ def test_definition_has_the_recovery_flow(definition, states):
     assert not missing, f"missing states: {missing}; present: {sorted(states)}"
     for name in ACTION_TASKS:
         assert states[name]["Type"] == "Task", name
+
+
+def test_every_state_that_can_fail_has_a_way_out(definition):
+    # A task or map that fails without a catch ends the execution with its locks held and no one
+    # told: every one catches States.ALL, but the last resorts, Escalate and CapacityNotReturned
+    # (should they fail, ExecutionEnded pages again from the record).
+    for name, state in definition["States"].items():
+        if state["Type"] not in ("Task", "Map") or name in ("Escalate", "CapacityNotReturned"):
+            continue
+        caught = [error for catch in state.get("Catch", []) for error in catch["ErrorEquals"]]
+        assert "States.ALL" in caught, f"{name} has no catch-all: {caught}"
+
+
+def test_a_plan_approved_after_a_wait_is_checked_again_before_it_acts(states, definition):
+    assert states["RequestApproval"]["Next"] == "RecheckGuardrails"
+    assert states["RecheckGuardrails"]["Resource"] == states["CheckGuardrails"]["Resource"]
+    assert states["RecheckGuardrails"]["Next"] == "RunActions"
+    assert any(c["Next"] == "Escalate" for c in states["RecheckGuardrails"]["Catch"])
+
+
+def test_capacity_not_returned_is_told_and_the_recovery_stands(states):
+    (catch,) = states["ReturnCapacity"]["Catch"]
+    assert catch["Next"] == "CapacityNotReturned" and catch["ResultPath"] == "$.return_error"
+    assert states["CapacityNotReturned"]["Resource"] == states["Escalate"]["Resource"]
+    assert states["CapacityNotReturned"]["Next"] == "Recovered"
+
+
+def test_a_dead_execution_is_cleaned_up(resources):
+    # The cleanup state machine: the recovery's rollback path alone, with the same functions
+    _, cleanup = cfn.state_machine(resources, "RecoveryCleanup")
+    definition = cfn.state_machine_definition(cleanup)
+    states = cfn.all_states(definition)
+    recovery = cfn.all_states(cfn.state_machine_definition(cfn.state_machine(resources)[1]))
+    assert definition["StartAt"] == "CleanupPrepareRollback"
+    assert states["CleanupPrepareRollback"]["Next"] == "CleanupRollback"
+    assert states["CleanupRollback"]["Next"] == "CleanupEscalate"
+    assert states["CleanupEscalate"]["Resource"] == recovery["Escalate"]["Resource"]
+    for action in ACTIONS:
+        assert (
+            states[f"CleanupRollback{_pascal(action)}"]["Resource"]
+            == recovery[f"Rollback{_pascal(action)}"]["Resource"]
+        )
+    # started by ExecutionEnded on a rule for every execution of either machine that died
+    function_id = cfn.functions_by_handler(resources)["orchestration.execution_ended.handler"]
+    (rule,) = [
+        r
+        for r in cfn.of_type(resources, "AWS::Events::Rule").values()
+        if any(cfn.get_att(t["Arn"]) == function_id for t in r["Properties"].get("Targets", []))
+    ]
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+    machines = {cfn.get_att(arn) for arn in pattern["detail"]["stateMachineArn"]}
+    assert machines == {cfn.state_machine(resources)[0], cfn.state_machine(resources, "RecoveryCleanup")[0]}
+    (target,) = rule["Properties"]["Targets"]
+    assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] > 0
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))

@@ -508,17 +508,36 @@ def test_escalation_subject_is_printable_ascii_within_the_sns_limit(store, topic
     assert all(32 <= ord(ch) < 127 for ch in notification["Subject"])
 
 
-def test_escalate_raises_when_the_page_cannot_be_sent(store, lambda_context, monkeypatch):
-    # Given the escalation topic does not exist (deleted, or a wrong ARN)
+def test_escalate_records_and_releases_before_a_page_that_cannot_be_sent(store, lambda_context, monkeypatch):
+    from core.errors import TransientError
+
+    # Given the escalation topic does not exist (deleted, or a wrong ARN), and a recovery holding
+    # its resource's lock
     monkeypatch.setenv("ESCALATION_TOPIC_ARN", f"arn:aws:sns:{REGION}:123456789012:gone")
     model = impairment()
+    keys = [r.key for r in model.affected_resources]
     store.put_impairment(model.model_dump(mode="json"), status="recovering")
+    store.acquire_locks(model.impairment_id, keys, 600)
 
-    # When the recovery escalates, then the failure is raised, not recorded as a page sent
-    with pytest.raises(PermanentError):
-        escalate.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
-    assert store.get_impairment(model.impairment_id)["status"] == "recovering"
-    assert boto3.client("sns", region_name=REGION).list_topics()["Topics"] == []
+    # When the recovery escalates: the failed page is raised as transient (the state machine
+    # retries the task, which pages again) ...
+    state = {"impairment": model.model_dump(mode="json"), "admission": {"lock_keys": keys}}
+    with pytest.raises(TransientError, match="the page could not be sent"):
+        escalate.handler(state, lambda_context)
+
+    # ... but the outcome is recorded and the lock released first, and the record says the page
+    # did not go out, and why
+    record = store.get_impairment(model.impairment_id)
+    assert record["status"] == "escalated" and record["outcome"] == "escalated"
+    assert record["paged"] is False and record["page_status"] == "failed" and "NotFound" in record["page_error"]
+    assert store._lock_holders(keys) == {}
+
+    # And once the topic is back, the retried task pages and records it
+    topic_arn, queue = capture_topic()
+    monkeypatch.setenv("ESCALATION_TOPIC_ARN", topic_arn)
+    escalate.handler(state, lambda_context)
+    assert len(received(queue)) == 1
+    assert store.get_impairment(model.impairment_id)["page_status"] == "sent"
 
 
 def test_a_disabled_plan_is_passed_over_until_it_is_enabled_again(store, plans, lambda_context):
@@ -534,3 +553,28 @@ def test_a_disabled_plan_is_passed_over_until_it_is_enabled_again(store, plans, 
     # And once enabled again, it is selected
     store.set_plan_enabled("add-capacity", True, actor="oncall")
     assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == "add-capacity"
+
+
+def test_a_step_whose_retries_ran_out_ends_failed_with_its_last_error(store, lambda_context):
+    # Given a step that recorded its state before, then kept failing transiently until the state
+    # machine's retries ran out (it never recorded its end)
+    model = impairment()
+    store.put_impairment(model.model_dump(mode="json"), status="recovering")
+    before = {"group": "web-api-asg", "desired_capacity": 3}
+    store.put_action(model.impairment_id, 0, "apply", {"status": "started", "action": "scale_out", "before": before})
+    error = {
+        "Error": "TransientError",
+        "Cause": json.dumps({"errorMessage": "autoscaling:SetDesiredCapacity failed: Throttling: Rate exceeded"}),
+    }
+    plan = {"name": "p", "steps": [{"index": 0, "action": "scale_out", "params": {}}]}
+
+    # When the workflow prepares the rollback
+    steps = prepare_rollback.handler(
+        {"impairment": model.model_dump(mode="json"), "plan": plan, "error": error}, lambda_context, store=store
+    )
+
+    # Then the step's record ends "failed" with the last error, and is rolled back from its state before
+    record = store.get_action(model.impairment_id, 0, "apply")
+    assert record["status"] == "failed" and "Throttling: Rate exceeded" in record["error"]
+    assert record["before"] == before and record["finished_at"]
+    assert [s["applied"]["before"] for s in steps] == [before]
