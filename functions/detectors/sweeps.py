@@ -100,7 +100,8 @@ def _severity(impaired: int, fleet: int) -> tuple[Severity, bool]:
 
 
 def _fail_open_note(fail_open: bool) -> str:
-    return " Most of the fleet at once: failing open, a human decides." if fail_open else ""
+    # The detector only says what it sees; CheckGuardrails decides (a small group is recovered).
+    return " Most of the fleet at once: likely a shared cause (fail open decides per group)." if fail_open else ""
 
 
 def _in_account(signal_key: str, account_id: str | None) -> str:

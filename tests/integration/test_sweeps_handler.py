@@ -89,7 +89,7 @@ def test_most_of_the_fleet_stopped_is_critical_and_fails_open(bus, lambda_contex
     (impairment,) = impairments(bus)
     assert impairment.severity is Severity.CRITICAL
     assert impairment.metrics["fail_open"] == 1.0
-    assert "failing open" in impairment.description
+    assert "likely a shared cause" in impairment.description
 
 
 def test_sweeps_of_one_problem_within_the_window_publish_the_same_impairment(bus, lambda_context):

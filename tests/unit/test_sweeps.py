@@ -119,7 +119,7 @@ def test_most_of_a_group_unhealthy_fails_open():
     (impairment,) = detected
     assert impairment.severity is Severity.CRITICAL
     assert impairment.metrics["fail_open"] == 1.0
-    assert "failing open" in impairment.description
+    assert "likely a shared cause" in impairment.description
 
 
 # --- target health ----------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_unhealthy_targets_are_a_service_degradation_critical_when_more_than_hal
     assert impairment.metrics["unhealthy_targets"] == len(unhealthy)
     assert impairment.metrics["targets"] == len(states)
     assert impairment.metrics["fail_open"] == (1.0 if severity is Severity.CRITICAL else 0.0)
-    assert ("failing open" in impairment.description) is (severity is Severity.CRITICAL)
+    assert ("likely a shared cause" in impairment.description) is (severity is Severity.CRITICAL)
 
 
 def test_a_stopped_instance_behind_the_target_group_is_unhealthy_and_draining_ones_are_not_counted():
