@@ -215,26 +215,8 @@ class RecoveryStore:
         """
         now = int(clock.utc_now().timestamp())
         others = sorted(set(take_over) - {impairment_id})
-        condition = "attribute_not_exists(pk) OR #o = :me OR #e < :now"
-        values = {":me": {"S": impairment_id}, ":now": {"N": str(now)}}
-        if others:
-            condition += f" OR #o IN ({', '.join(f':t{i}' for i in range(len(others)))})"
-            values.update({f":t{i}": {"S": owner} for i, owner in enumerate(others)})
         items = [
-            {
-                "Put": {
-                    "TableName": self.table_name,
-                    "Item": {
-                        "pk": {"S": f"LOCK#{key}"},
-                        "sk": {"S": "LOCK"},
-                        "owner": {"S": impairment_id},
-                        "expiration": {"N": str(now + ttl_seconds)},
-                    },
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeNames": {"#o": "owner", "#e": "expiration"},
-                    "ExpressionAttributeValues": values,
-                }
-            }
+            self._owned_put(f"LOCK#{key}", "LOCK", impairment_id, now, now + ttl_seconds, others)
             for key in sorted(set(resource_keys))
         ]
         client = self._client = self._client or aws.client("dynamodb")
@@ -247,6 +229,39 @@ class RecoveryStore:
                     held = ", ".join(f"{key} (impairment {owner})" for key, owner in sorted(holders.items()))
                     raise RecoveryInProgress(f"another recovery holds {held}", holders=holders) from exc
                 raise classify_client_error(exc, "dynamodb:TransactWriteItems") from exc
+
+    def _owned_put(
+        self,
+        pk: str,
+        sk: str,
+        owner: str,
+        now: int,
+        expires: int,
+        take_over: list[str],
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A transaction's Put of an item owned by one impairment until `expires`: written only if
+        it is free, expired, already this owner's, or held by an owner in `take_over`."""
+        condition = "attribute_not_exists(pk) OR #o = :me OR #e < :now"
+        values = {":me": {"S": owner}, ":now": {"N": str(now)}}
+        if take_over:
+            condition += f" OR #o IN ({', '.join(f':t{i}' for i in range(len(take_over)))})"
+            values.update({f":t{i}": {"S": previous} for i, previous in enumerate(take_over)})
+        return {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": {
+                    "pk": {"S": pk},
+                    "sk": {"S": sk},
+                    "owner": {"S": owner},
+                    "expiration": {"N": str(expires)},
+                    **(extra or {}),
+                },
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#o": "owner", "#e": "expiration"},
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def release_locks(self, impairment_id: str, resource_keys: list[str], concurrency: bool = True) -> None:
         """Release the locks, correlation windows and (unless concurrency=False: the recovery goes
@@ -480,30 +495,18 @@ class RecoveryStore:
     ) -> None:
         """Write this impairment's windows, all or nothing: each only if it is free, expired, already
         this impairment's, or held by the holder it is taken over from. Raises _WindowsTaken."""
-        items = []
-        for key, previous in wanted.items():
-            values = {":me": {"S": impairment_id}, ":now": {"N": str(now)}}
-            condition = "attribute_not_exists(pk) OR #o = :me OR #e < :now"
-            if previous:
-                condition += " OR #o = :previous"
-                values[":previous"] = {"S": previous}
-            items.append(
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": {
-                            "pk": {"S": f"LOCK#{key}"},
-                            "sk": {"S": "CORRELATION"},
-                            "owner": {"S": impairment_id},
-                            "signal_epoch": {"N": str(signal_epoch)},
-                            "expiration": {"N": str(expires)},
-                        },
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeNames": {"#o": "owner", "#e": "expiration"},
-                        "ExpressionAttributeValues": values,
-                    }
-                }
+        items = [
+            self._owned_put(
+                f"LOCK#{key}",
+                "CORRELATION",
+                impairment_id,
+                now,
+                expires,
+                [previous] if previous else [],
+                {"signal_epoch": {"N": str(signal_epoch)}},
             )
+            for key, previous in wanted.items()
+        ]
         client = self._client = self._client or aws.client("dynamodb")
         for start in range(0, len(items), 100):  # TransactWriteItems takes at most 100 items
             try:

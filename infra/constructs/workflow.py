@@ -251,30 +251,24 @@ class RecoveryWorkflow(Construct):
         log_group = logs.LogGroup(
             self, "ExecutionLogs", retention=functions.retention, removal_policy=RemovalPolicy.DESTROY
         )
-        self.state_machine = sfn.StateMachine(
+        self.state_machine = _state_machine(
             self,
-            "StateMachine",
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(admit_task),
-            timeout=Duration.seconds(timeout_seconds),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            comment="Impairment recovery: admit, plan, act, verify; roll back and escalate on failure",
+            admit_task,
+            timeout_seconds,
+            log_group,
+            "Impairment recovery: admit, plan, act, verify; roll back and escalate on failure",
         )
 
         # --- after an execution died (failed in a state with no catch, timed out, aborted): record
         # it, roll back what its audit trail says it applied, release its locks, page ---
         cleanup = Construct(self, "Cleanup")
         cleanup_first, _ = self._rollback_chain(cleanup, "Cleanup", prepare, escalate, rollback_functions)
-        self.cleanup_state_machine = sfn.StateMachine(
+        self.cleanup_state_machine = _state_machine(
             cleanup,
-            "StateMachine",
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(cleanup_first),
-            timeout=Duration.seconds(cleanup_timeout_seconds),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            comment="After a recovery execution died: roll back what it applied, release, escalate",
+            cleanup_first,
+            cleanup_timeout_seconds,
+            log_group,
+            "After a recovery execution died: roll back what it applied, release, escalate",
         )
         ended = self._function(
             "ExecutionEnded",
@@ -456,6 +450,22 @@ class RecoveryWorkflow(Construct):
                 cause="The plan names an action this deployment does not have",
             )
         )
+
+
+def _state_machine(
+    scope: Construct, first: sfn.IChainable, timeout_seconds: int, log_group: logs.ILogGroup, comment: str
+) -> sfn.StateMachine:
+    """A Standard state machine, traced, logging every execution's events and data."""
+    return sfn.StateMachine(
+        scope,
+        "StateMachine",
+        state_machine_type=sfn.StateMachineType.STANDARD,
+        definition_body=sfn.DefinitionBody.from_chainable(first),
+        timeout=Duration.seconds(timeout_seconds),
+        tracing_enabled=True,
+        logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+        comment=comment,
+    )
 
 
 def _grant_page(function: lambda_.Function, topic: sns.ITopic) -> None:
