@@ -18,6 +18,7 @@ from core.contract import ImpairmentType, Severity
 from core.guardrails import Guardrails, Maintenance
 from core.plans import Plan, PlanError, parse_plans
 from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionProbe, RuntimeConfig
+from detectors.resolve import resource_key
 
 _TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[\w-]+/[0-9a-f]+$")
 _LB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[\w-]+/[0-9a-f]+$")
@@ -298,6 +299,24 @@ class Workload(BaseModel):
         if self.dns and self.dns.health_check_id and self.dns.health_check_id not in ids:
             ids.append(self.dns.health_check_id)
         return ids
+
+    @property
+    def declared_resources(self) -> list[str]:
+        """The resources the workload declares besides its group, as the alarm detector names them
+        (detectors.resolve.resource_key): its target group, ECS service, database, canaries and
+        health checks. An alarm about one of them must be tagged with this workload."""
+        keys = []
+        if self.target_group_arn:
+            keys.append(resource_key("elasticloadbalancing:targetgroup", self.target_group_arn))
+        if self.ecs_service:
+            keys.append(f"ecs:service:{self.ecs_service.cluster}/{self.ecs_service.service}")
+        if self.database and self.database.db_instance_identifier:
+            keys.append(resource_key("rds:db", self.database.db_instance_identifier))
+        if self.database and self.database.db_cluster_identifier:
+            keys.append(resource_key("rds:cluster", self.database.db_cluster_identifier))
+        keys += [resource_key("synthetics:canary", c) for c in self.canaries]
+        keys += [resource_key("route53:healthcheck", h) for h in self.health_check_ids]
+        return keys
 
     @property
     def target_group_dimension(self) -> str | None:

@@ -72,6 +72,7 @@ class RecoveryStack(Stack):
             dead_letters=escalation.dead_letters,
             workload_names=[w.name for w in local_workloads],
             workload_groups={w.auto_scaling_group: w.name for w in local_workloads if w.auto_scaling_group},
+            workload_resources={w.name: w.declared_resources for w in local_workloads},
             sweep_interval_minutes=config.sweep_interval_minutes,
             region_probes=len(probes),
             table=storage.table,

@@ -546,6 +546,54 @@ def test_detectors_know_the_workload_each_configured_group_belongs_to(resources,
         assert json.loads(_environment(resources, handler)["WORKLOAD_GROUPS"]) == expected, handler
 
 
+def test_the_alarm_detector_knows_each_workload_and_the_resources_it_declares(resources, config):
+    # The alarm detector checks an alarm's workload tag against its resources (detectors/alarm.py)
+    environment = _environment(resources, "detectors.alarm.handler")
+    groups = {w.auto_scaling_group: w.name for w in config.workloads if w.auto_scaling_group}
+    assert json.loads(environment["WORKLOAD_GROUPS"]) == groups
+    declared = json.loads(environment["WORKLOAD_RESOURCES"])
+    assert sorted(declared) == sorted(w.name for w in config.workloads)
+    # as the detector names them: cdk.json's target group, service, databases and health check
+    assert "elasticloadbalancing:targetgroup:web-api/73e2d6bc24d8a067" in declared["web-api"]
+    assert "route53:healthcheck:5f1d7e0a-1b2c-4d3e-8f90-a1b2c3d4e5f6" in declared["web-api"]
+    assert declared["checkout"] == ["ecs:service:checkout/checkout-api"]
+    assert declared["orders"] == ["rds:db:orders-db"]
+    assert declared["ledger"] == ["rds:cluster:ledger-cluster"]
+
+
+def test_the_alarm_detector_may_read_what_says_which_workload_a_resource_belongs_to(resources):
+    allowed = _allowed_actions(resources, "detectors.alarm.handler")
+    assert {
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:DescribeTags",
+        "ecs:ListTagsForResource",
+        "rds:ListTagsForResource",
+    } <= allowed
+
+
+def test_too_many_declared_resources_for_the_alarm_detector_s_environment_fail_the_synth():
+    import aws_cdk as cdk
+
+    from infra.config import ConfigError, validate
+    from infra.stack import RecoveryStack
+    from tests.conftest import cdk_context
+
+    raw = cdk_context()["recovery"]
+    many = [
+        {
+            "name": f"shop-{n}",
+            "auto_scaling_group": f"shop-{n}-asg",
+            "canaries": [f"shop-{n}-canary-{c}" for c in range(4)],
+        }
+        for n in range(40)
+    ]
+    config = validate({**raw, "workloads": raw["workloads"] + many, "practice_drills": []})
+
+    with pytest.raises(ConfigError, match="alarm detector's environment"):
+        RecoveryStack(cdk.App(), "TooMany", config=config)
+
+
 # --- failover and restart_service -----------------------------------------------------------
 
 FAILOVER_AND_RESTART = ["failover", "restart_service"]
