@@ -77,6 +77,9 @@ class RecoveryStack(Stack):
             region_probes=len(probes),
             table=storage.table,
         )
+        # Only the detectors may put events on the recovery bus: an "Impairment Detected" from
+        # anyone else in the account would start a recovery.
+        bus.admit_only([function.role for function in self.detection.detectors if function.role is not None])
         self.workflow = RecoveryWorkflow(
             self,
             "Recovery",

@@ -84,7 +84,10 @@ class Detection(Construct):
             retry_attempts=2,
             max_event_age=Duration.hours(1),
         )
-        grant_put_detections(bus, self.alarm_detector)
+        # Every function that may put detections on the recovery bus: the bus's policy admits
+        # exactly their roles (infra/constructs/bus.py).
+        self.detectors: list[lambda_.Function] = []
+        self._grant_put(self.alarm_detector)
         self.alarm_detector.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:ListTagsForResource"],
@@ -157,10 +160,14 @@ class Detection(Construct):
             dead_letter_queue=self._dead_letters,
             **{"retry_attempts": 2, "max_event_age": Duration.hours(1), **kwargs},
         )
-        grant_put_detections(self._bus, function)
+        self._grant_put(function)
         if actions:
             function.add_to_role_policy(iam.PolicyStatement(actions=sorted(actions), resources=["*"]))
         return function
+
+    def _grant_put(self, function: lambda_.Function) -> None:
+        grant_put_detections(self._bus, function)
+        self.detectors.append(function)
 
     def _target(
         self, function: lambda_.IFunction, *, retry_attempts: int, max_event_age: Duration
