@@ -37,6 +37,14 @@ TargetGroupArn = Annotated[str, _matching(_TG_ARN, "a target group ARN")]
 LoadBalancerArn = Annotated[str, _matching(_LB_ARN, "a load balancer ARN")]
 
 
+# Said at every synth of a configuration without a subscriber (a warning, or with
+# require_escalation_subscriber an error): see infra/constructs/escalation.py.
+NO_SUBSCRIBER = (
+    "no escalation subscriber is configured (escalation_emails is empty), so no human receives a page: escalations, "
+    "approval requests and the system's own alarms reach the escalation topic and are dropped"
+)
+
+
 class ConfigError(ValueError):
     """The configuration does not validate."""
 
@@ -412,7 +420,15 @@ class RecoveryConfig(BaseModel):
     stack_name: str = Field(default="ImpairmentRecovery", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
     managed_tag_key: str = "recovery:managed"
     managed_tag_value: str = "true"
-    escalation_emails: list[str] = Field(default_factory=list)
+    escalation_emails: list[str] = Field(
+        default_factory=list,
+        description="email addresses subscribed to the escalation topic (each confirms by email before it is paged)",
+    )
+    require_escalation_subscriber: bool = Field(
+        default=False,
+        description="fail the synth when no escalation subscriber is configured (else it warns): every page, approval "
+        "request and self-alarm goes to the escalation topic, and a topic without a subscriber drops them",
+    )
     powertools_layer_version: int = Field(default=27, ge=1)
     archive_retention_days: int = Field(default=30, ge=1, le=3650)
     log_retention_days: int = Field(default=30, ge=1)
@@ -540,6 +556,12 @@ class RecoveryConfig(BaseModel):
                     f"workload {workload.name!r} is in account {workload.account_id}, which is not a member"
                     f" (accounts.members: {', '.join(members) or 'none'})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _someone_is_paged(self) -> RecoveryConfig:
+        if self.require_escalation_subscriber and not self.escalation_emails:
+            raise ValueError(f"require_escalation_subscriber: {NO_SUBSCRIBER}; list your on-call in escalation_emails")
         return self
 
     @model_validator(mode="after")
