@@ -18,6 +18,7 @@ from core.contract import ImpairmentType, Severity
 from core.guardrails import Guardrails, Maintenance
 from core.plans import Plan, PlanError, parse_plans
 from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionProbe, RuntimeConfig
+from detectors.resolve import resource_key
 
 _TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[\w-]+/[0-9a-f]+$")
 _LB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[\w-]+/[0-9a-f]+$")
@@ -34,6 +35,14 @@ def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
 
 TargetGroupArn = Annotated[str, _matching(_TG_ARN, "a target group ARN")]
 LoadBalancerArn = Annotated[str, _matching(_LB_ARN, "a load balancer ARN")]
+
+
+# Said at every synth of a configuration without a subscriber (a warning, or with
+# require_escalation_subscriber an error): see infra/constructs/escalation.py.
+NO_SUBSCRIBER = (
+    "no escalation subscriber is configured (escalation_emails is empty), so no human receives a page: escalations, "
+    "approval requests and the system's own alarms reach the escalation topic and are dropped"
+)
 
 
 class ConfigError(ValueError):
@@ -300,6 +309,24 @@ class Workload(BaseModel):
         return ids
 
     @property
+    def declared_resources(self) -> list[str]:
+        """The resources the workload declares besides its group, as the alarm detector names them
+        (detectors.resolve.resource_key): its target group, ECS service, database, canaries and
+        health checks. An alarm about one of them must be tagged with this workload."""
+        keys = []
+        if self.target_group_arn:
+            keys.append(resource_key("elasticloadbalancing:targetgroup", self.target_group_arn))
+        if self.ecs_service:
+            keys.append(f"ecs:service:{self.ecs_service.cluster}/{self.ecs_service.service}")
+        if self.database and self.database.db_instance_identifier:
+            keys.append(resource_key("rds:db", self.database.db_instance_identifier))
+        if self.database and self.database.db_cluster_identifier:
+            keys.append(resource_key("rds:cluster", self.database.db_cluster_identifier))
+        keys += [resource_key("synthetics:canary", c) for c in self.canaries]
+        keys += [resource_key("route53:healthcheck", h) for h in self.health_check_ids]
+        return keys
+
+    @property
     def target_group_dimension(self) -> str | None:
         return self.target_group_arn.split(":", 5)[5] if self.target_group_arn else None
 
@@ -393,7 +420,15 @@ class RecoveryConfig(BaseModel):
     stack_name: str = Field(default="ImpairmentRecovery", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
     managed_tag_key: str = "recovery:managed"
     managed_tag_value: str = "true"
-    escalation_emails: list[str] = Field(default_factory=list)
+    escalation_emails: list[str] = Field(
+        default_factory=list,
+        description="email addresses subscribed to the escalation topic (each confirms by email before it is paged)",
+    )
+    require_escalation_subscriber: bool = Field(
+        default=False,
+        description="fail the synth when no escalation subscriber is configured (else it warns): every page, approval "
+        "request and self-alarm goes to the escalation topic, and a topic without a subscriber drops them",
+    )
     powertools_layer_version: int = Field(default=27, ge=1)
     archive_retention_days: int = Field(default=30, ge=1, le=3650)
     log_retention_days: int = Field(default=30, ge=1)
@@ -521,6 +556,12 @@ class RecoveryConfig(BaseModel):
                     f"workload {workload.name!r} is in account {workload.account_id}, which is not a member"
                     f" (accounts.members: {', '.join(members) or 'none'})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _someone_is_paged(self) -> RecoveryConfig:
+        if self.require_escalation_subscriber and not self.escalation_emails:
+            raise ValueError(f"require_escalation_subscriber: {NO_SUBSCRIBER}; list your on-call in escalation_emails")
         return self
 
     @model_validator(mode="after")

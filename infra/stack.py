@@ -72,10 +72,14 @@ class RecoveryStack(Stack):
             dead_letters=escalation.dead_letters,
             workload_names=[w.name for w in local_workloads],
             workload_groups={w.auto_scaling_group: w.name for w in local_workloads if w.auto_scaling_group},
+            workload_resources={w.name: w.declared_resources for w in local_workloads},
             sweep_interval_minutes=config.sweep_interval_minutes,
             region_probes=len(probes),
             table=storage.table,
         )
+        # Only the detectors may put events on the recovery bus: an "Impairment Detected" from
+        # anyone else in the account would start a recovery.
+        bus.admit_only([function.role for function in self.detection.detectors if function.role is not None])
         self.workflow = RecoveryWorkflow(
             self,
             "Recovery",

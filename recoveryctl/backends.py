@@ -65,6 +65,11 @@ class Backend:
         """The messages a human received about it (when the target keeps them)."""
         return []
 
+    def paging(self) -> dict[str, Any] | None:
+        """Who a page reaches: the escalation topic's subscriptions (None: the target cannot say;
+        the local emulator keeps every page it sends)."""
+        return None
+
     def switches(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -379,6 +384,33 @@ class DeployedBackend(Backend):
 
     def set_plan_enabled(self, plan: str, enabled: bool, actor: str) -> None:
         self.call("dynamodb:UpdateItem", self.store.set_plan_enabled, plan=plan, enabled=enabled, actor=actor)
+
+    def paging(self) -> dict[str, Any]:
+        """The escalation topic's subscriptions (ListSubscriptionsByTopic, every page of up to
+        100): by protocol, confirmed or pending. Only a confirmed subscription receives a page;
+        SNS lists one awaiting its confirmation with SubscriptionArn "PendingConfirmation"."""
+        topic = self.outputs.get(_constants().OUTPUT_TOPIC)
+        if not topic:
+            return {"topic_arn": None, "confirmed": 0, "pending": 0, "by_protocol": {}, "can_page": None}
+        paginator = self.client("sns").get_paginator("list_subscriptions_by_topic")
+        pages = self.call("sns:ListSubscriptionsByTopic", lambda: list(paginator.paginate(TopicArn=topic)))
+        by_protocol: dict[str, int] = {}
+        confirmed = pending = 0
+        for page in pages:
+            for subscription in page.get("Subscriptions", []):
+                if str(subscription.get("SubscriptionArn", "")).startswith("arn:"):
+                    confirmed += 1
+                    protocol = str(subscription.get("Protocol") or "?")
+                    by_protocol[protocol] = by_protocol.get(protocol, 0) + 1
+                elif subscription.get("SubscriptionArn") == "PendingConfirmation":
+                    pending += 1
+        return {
+            "topic_arn": topic,
+            "confirmed": confirmed,
+            "pending": pending,
+            "by_protocol": dict(sorted(by_protocol.items())),
+            "can_page": confirmed > 0,
+        }
 
     def actor(self) -> str:
         """Who is acting: the caller's IAM identity."""

@@ -62,6 +62,7 @@ def status(backend: Backend, since: datetime, limit: int = 20) -> dict[str, Any]
     return {
         "target": backend.describe(),
         "switches": backend.switches(),
+        "paging": backend.paging(),
         "since": since.isoformat(),
         "open": open_rows,
         "recent": recent[:limit],
@@ -103,6 +104,7 @@ def format_status(data: dict[str, Any], since_label: str) -> str:
         lines.append("  automatic recovery active")
     if switches.get("disabled_plans"):
         lines.append(f"  disabled plans: {', '.join(switches['disabled_plans'])}")
+    lines += _paging_lines(data.get("paging"))
     lines += ["", f"Open impairments ({len(data['open'])})"]
     lines += _table(data["open"]) if data["open"] else ["  none"]
     shown = len(data["recent"])
@@ -112,6 +114,23 @@ def format_status(data: dict[str, Any], since_label: str) -> str:
     if data["open"] or data["recent"]:
         lines += ["", "Details of one: recoveryctl show <IMPAIRMENT>"]
     return "\n".join(lines)
+
+
+def _paging_lines(paging: dict[str, Any] | None) -> list[str]:
+    """Whether a page reaches anyone: said plainly when it reaches no one."""
+    if paging is None:
+        return []
+    if paging["topic_arn"] is None:
+        return ["  pages: unknown (the stack has no escalation topic output)"]
+    pending = f"; {paging['pending']} pending confirmation (not paged until confirmed)" if paging["pending"] else ""
+    if not paging["can_page"]:
+        return [
+            f"  NO ONE CAN RECEIVE A PAGE: the escalation topic {paging['topic_arn']} has no confirmed "
+            f"subscription{pending}. Escalations, approval requests and the system's own alarms are dropped: "
+            "set escalation_emails and redeploy, or subscribe your on-call to the topic, and confirm"
+        ]
+    protocols = ", ".join(f"{p} {n}" for p, n in paging["by_protocol"].items())
+    return [f"  pages reach {paging['confirmed']} confirmed subscription(s) ({protocols}){pending}"]
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:

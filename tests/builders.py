@@ -149,6 +149,9 @@ class FakeInventory:
     targets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # resource id -> the workload its group or tags name; absent: `default_owner` (None: no workload)
+    owners: dict[str, str] = field(default_factory=dict)
+    default_owner: str | None = None
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     def alarm_tags(self, alarm_arn: str) -> dict[str, str] | None:
@@ -168,6 +171,10 @@ class FakeInventory:
     def instance_statuses(self, instance_ids: list[str]) -> list[dict[str, Any]]:
         self.calls.append(("instance_statuses", ",".join(instance_ids)))
         return [self.statuses[i] for i in instance_ids if i in self.statuses]
+
+    def workloads_of(self, resources: list[Any]) -> dict[Any, str | None]:
+        self.calls.append(("workloads_of", ",".join(r.key for r in resources)))
+        return {r: self.owners.get(r.resource_id, self.default_owner) for r in resources}
 
 
 class RecordingPublisher:

@@ -10,12 +10,6 @@ from typing import Any
 from core import aws
 from core.errors import TransientError, classify_client_error
 
-# Codes that mean "not now" for one service only (core.errors.TRANSIENT_CODES holds the shared ones).
-SERVICE_TRANSIENT_CODES: dict[str, frozenset[str]] = {
-    # Route 53 refuses a change while the previous one on the same zone is still being applied.
-    "route53": frozenset({"PriorRequestNotComplete"}),
-}
-
 
 def client(service: str, account: str | None = None) -> Any:
     """The client an action uses: no SDK retries, since retries belong to the state machine; in
@@ -36,11 +30,10 @@ def call(client: Any, operation: str, *, transient_codes: Iterable[str] = (), **
         prefix = client.meta.service_model.signing_name
         api_name = client.meta.method_to_api_mapping.get(operation, operation)
         name = f"{prefix}:{api_name}"
+        # The table in core.errors decides for every call (its service part is the signing name);
+        # `transient_codes` adds what is transient for this call only.
         error = classify_client_error(exc, name)
-        code = error.details.get("code")
-        if not isinstance(error, TransientError) and (
-            code in set(transient_codes) or code in SERVICE_TRANSIENT_CODES.get(prefix, ())
-        ):
+        if not isinstance(error, TransientError) and error.details.get("code") in set(transient_codes):
             error = TransientError(str(error), **error.details)
         raise error from exc
 

@@ -3,32 +3,134 @@ so the names below are part of the workflow's contract: keep them stable."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-# Error codes that mean "try again later": throttling, capacity and service-side faults.
+# What "try again later" looks like, as one table: the codes any AWS API may answer for throttling
+# or a fault on its side, then, per service, the codes of the operations the functions call that
+# mean throttling, a conflicting request still in progress, or a service-side fault. Everything
+# else is permanent (the recovery rolls back and escalates), except that any HTTP 5xx or 429
+# answer is transient whatever its code. Sources: the "Common Errors" of the AWS API references,
+# botocore's standard retry mode (botocore/retries/standard.py: its throttling and transient
+# codes), and each service's model (botocore/data/<service>/*/service-2.json: the error shapes of
+# the operations called, checked one by one).
+
+# Answered by any service: throttling (JSON protocols' ThrottlingException, the query protocol's
+# Throttling, and the variants botocore's standard mode treats as throttling for every service:
+# RequestLimitExceeded is EC2's and DynamoDB's), a service that is unavailable or failed inside.
 TRANSIENT_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
         "ThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
         "RequestThrottled",
         "RequestThrottledException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
         "ServiceUnavailable",
         "ServiceUnavailableException",
-        "InternalError",
         "InternalFailure",
-        "InternalServiceError",
         "RequestTimeout",
         "RequestTimeoutException",
-        "ScalingActivityInProgress",
-        "ResourceContention",
-        "InsufficientInstanceCapacity",
     }
 )
+
+# By service: the prefix of the "service:Operation" name every caller classifies with (the IAM
+# prefix, which is also the signing name of every service below except CloudWatch, whose signing
+# name is "monitoring": both are listed). A service with no codes of its own is listed anyway, so
+# that the table says it was checked.
+SERVICE_TRANSIENT_CODES: dict[str, frozenset[str]] = {
+    # ResourceContention: "You already have a pending update to an Amazon EC2 Auto Scaling
+    # resource"; ScalingActivityInProgress: "there are scaling activities in progress".
+    "autoscaling": frozenset({"ResourceContention", "ScalingActivityInProgress"}),
+    # EC2 models no errors; from its error code list: EC2ThrottledException (botocore), the server
+    # errors InternalError and Unavailable ("the server is overloaded"), and no capacity for
+    # StartInstances right now. (Its throttling, RequestLimitExceeded, is a common code.)
+    "ec2": frozenset(
+        {
+            "EC2ThrottledException",
+            "InternalError",
+            "Unavailable",
+            "InsufficientInstanceCapacity",
+            "InsufficientCapacity",
+            "InsufficientHostCapacity",
+        }
+    ),
+    # PriorRequestNotComplete (HTTP 429): "not allowed while a prior request has not been
+    # completed"; HealthUnavailable (HTTP 500, DescribeTargetHealth): health could not be read.
+    "elasticloadbalancing": frozenset({"PriorRequestNotComplete", "HealthUnavailable"}),
+    # ServerException: "usually caused by a server issue".
+    "ecs": frozenset({"ServerException"}),
+    # The RDS operations called model no throttling or conflict code (InvalidDBInstanceState and
+    # InvalidDBClusterState are the failover action's to interpret): the common codes only.
+    "rds": frozenset(),
+    # PriorRequestNotComplete: the zone's previous change is still being applied;
+    # ConcurrentModification: "Another user submitted a request ... at the same time. Retry".
+    "route53": frozenset({"PriorRequestNotComplete", "ConcurrentModification"}),
+    "ssm": frozenset({"InternalServerError"}),
+    # Not ConflictException: ARC answers it for a state that a retry does not change (a zonal
+    # shift already active for the resource, zonal autoshift in progress).
+    "arc-zonal-shift": frozenset({"InternalServerException"}),
+    # EndpointTemporarilyUnavailable: "Try another cluster endpoint". Not ConflictException: the
+    # failover action reads it as a safety rule blocking the update (an ActionRefused).
+    "route53-recovery-cluster": frozenset({"InternalServerException", "EndpointTemporarilyUnavailableException"}),
+    # The InternalServiceFault shape's code is InternalServiceError.
+    "cloudwatch": frozenset({"InternalServiceError"}),
+    "monitoring": frozenset({"InternalServiceError"}),
+    # Throughput over the table's (over the account's is RequestLimitExceeded, a common code), an
+    # item another transaction is writing, the same transaction still in progress, a write in
+    # another region of a global table conflicting, an internal error.
+    # TransactionCanceledException: by its reasons (below).
+    "dynamodb": frozenset(
+        {
+            "ProvisionedThroughputExceededException",
+            "TransactionConflictException",
+            "TransactionInProgressException",
+            "ReplicatedWriteConflictException",
+            "InternalServerError",
+        }
+    ),
+    "events": frozenset({"InternalException"}),
+    # Throttled (HTTP 429): the account's publish rate; KMSThrottling: KMS throttled the request
+    # SNS made to encrypt the message with the topic's key; InternalError (HTTP 500).
+    "sns": frozenset({"Throttled", "KMSThrottling", "InternalError"}),
+    "sts": frozenset(),
+    # KmsThrottlingException: KMS throttled a call Step Functions made for the caller.
+    "states": frozenset({"KmsThrottlingException"}),
+}
+
+# DynamoDB cancels a whole transaction and says why, item by item (CancellationReasons, in the
+# order of the items; "None" for an item that was fine). These reasons mean "try again"; a
+# ConditionalCheckFailed is a real condition failure, which the store interprets itself.
+TRANSACTION_CANCELLED = "TransactionCanceledException"
+TRANSIENT_CANCELLATION_CODES = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+CONDITION_FAILED = "ConditionalCheckFailed"
+
+
+def cancellation_codes(response: dict[str, Any]) -> list[str]:
+    """The reason codes of a TransactionCanceledException response, in item order.
+
+    botocore puts the modeled CancellationReasons at the top of the error response. Without them
+    (an SDK that does not parse modeled error fields), the message lists the same codes:
+    "Transaction cancelled, please refer cancellation reasons for specific reasons [None,
+    TransactionConflict]"."""
+    reasons = response.get("CancellationReasons")
+    if isinstance(reasons, list) and reasons:
+        return [str(r.get("Code") or "None") if isinstance(r, dict) else "None" for r in reasons]
+    message = str(response.get("Error", {}).get("Message") or "")
+    listed = re.search(r"\[([A-Za-z, ]*)\]\s*$", message)
+    return [code.strip() for code in listed.group(1).split(",") if code.strip()] if listed else []
+
+
+def transient_code(service: str, code: str, status: int = 0) -> bool:
+    """Whether `code` (answered with HTTP `status`) from `service` means "try again later"."""
+    return (
+        code in TRANSIENT_CODES
+        or code in SERVICE_TRANSIENT_CODES.get(service, ())
+        or status >= 500
+        # 429 Too Many Requests is throttling whatever the code (botocore treats it so too).
+        or status == 429
+    )
 
 
 class RecoveryError(Exception):
@@ -96,16 +198,29 @@ class PublishError(RecoveryError):
 
 
 def classify_client_error(exc: Exception, operation: str) -> RecoveryError:
-    """Map a botocore error to TransientError or PermanentError, keeping the AWS error code."""
-    from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+    """Map a botocore error to TransientError or PermanentError, keeping the AWS error code.
+
+    `operation` is "service:Operation" (e.g. "sns:Publish"): the service part picks the
+    service's codes in SERVICE_TRANSIENT_CODES."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "Unknown")
         message = exc.response.get("Error", {}).get("Message", str(exc))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        cls = TransientError if code in TRANSIENT_CODES or status >= 500 else PermanentError
+        service = operation.split(":", 1)[0]
+        if code == TRANSACTION_CANCELLED:
+            reasons = cancellation_codes(exc.response)
+            transient = CONDITION_FAILED not in reasons and any(r in TRANSIENT_CANCELLATION_CODES for r in reasons)
+            cls = TransientError if transient else PermanentError
+            return cls(
+                f"{operation} failed: {code}: {message}", operation=operation, code=code, cancellation_reasons=reasons
+            )
+        cls = TransientError if transient_code(service, code, status) else PermanentError
         return cls(f"{operation} failed: {code}: {message}", operation=operation, code=code)
-    if isinstance(exc, (ConnectionError, ReadTimeoutError)):
+    # No answer: the endpoint could not be reached, or the connection broke or timed out before
+    # the answer (HTTPClientError covers ReadTimeoutError and ConnectionClosedError).
+    if isinstance(exc, (ConnectionError, HTTPClientError)):
         return TransientError(f"{operation} failed: {exc}", operation=operation, code="Connection")
     return PermanentError(f"{operation} failed: {exc}", operation=operation, code=type(exc).__name__)
 

@@ -663,14 +663,20 @@ def _sortable(timestamp: str | None) -> str | None:
 
 
 def _is_condition_failure(exc: Exception) -> bool:
+    """Whether a write failed because its condition was not met (and only that): a conditional
+    write's ConditionalCheckFailedException, or a transaction cancelled with a
+    ConditionalCheckFailed reason. A transaction cancelled for any other reason (a conflict with
+    another transaction, throttling) or for reasons it does not say is not one: it goes to
+    core.errors.classify_client_error, which retries conflicts and throttling."""
     from botocore.exceptions import ClientError
+
+    from core.errors import CONDITION_FAILED, TRANSACTION_CANCELLED, cancellation_codes
 
     if not isinstance(exc, ClientError):
         return False
     code = exc.response.get("Error", {}).get("Code")
     if code == "ConditionalCheckFailedException":
         return True
-    if code == "TransactionCanceledException":
-        reasons = exc.response.get("CancellationReasons") or []
-        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
+    if code == TRANSACTION_CANCELLED:
+        return CONDITION_FAILED in cancellation_codes(exc.response)
     return False

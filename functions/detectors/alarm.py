@@ -1,11 +1,36 @@
 """Alarm detector: a CloudWatch alarm of a protected workload changed state.
 
 ALARM -> "Impairment Detected"; ALARM -> OK -> "Impairment Cleared" (same impairment id);
-INSUFFICIENT_DATA and unmanaged alarms -> nothing. Single-metric, metric-math and composite
-alarms are all accepted. What the alarm is about (workload, impairment type, severity, the
-group, target group and ECS service) comes from the alarm's own tags, set by the stack that
-created it or by a user onboarding an alarm of their own; which resource is impaired comes from
-its metric's dimensions (see _affected).
+INSUFFICIENT_DATA and unmanaged alarms -> nothing (ignored, counted in SignalsIgnored, as every
+detector counts what it ignores). Single-metric, metric-math and composite alarms are all
+accepted. What the alarm is about (workload, impairment type, severity, the group, target group
+and ECS service) comes from the alarm's own tags, set by the stack that created it or by a user
+onboarding an alarm of their own; which resource is impaired comes from its metric's dimensions
+(see _affected).
+
+The alarm's workload tag does not choose the workload on its own: a workload's guardrails
+(maintenance windows, rate limits, flapping history) must not be bypassed by an alarm tagged with
+another workload's name. The resources the alarm names (the affected ones, and the group, target
+group, ECS service or database its scope says a recovery acts on) are resolved the way the other
+detectors resolve them: an instance through the Auto Scaling group that holds it (or its own tags
+when it is in no group), a group by its `recovery:workload` tag or the workload the configuration
+declares for it (WORKLOAD_GROUPS), an ECS service or a database by the configuration, else by its
+own tags, and a target group, canary or Route 53 health check by the configuration
+(WORKLOAD_RESOURCES). Then:
+
+- a resource that resolves to another workload: refused (nothing published; an error log naming
+  the alarm, its tag's workload and the resource's; SignalsRefused with reason workload_mismatch);
+- at least one resource resolves, and to the tag's workload: published;
+- none resolves: an instance or an Auto Scaling group always belongs to a protected group or
+  carries the managed tag itself, so one that resolves to nothing is not protected: refused
+  (reason resource_unprotected). Target groups, ECS services, databases, canaries, health checks
+  and the alarm itself (an alarm naming nothing else) legitimately have no group: published when
+  the tag names a workload of this deployment's configuration, refused otherwise (reason
+  unknown_workload).
+
+A clearing (ALARM -> OK) is not checked again: its id is derived from the workload and the alarm's
+ALARM state, so the clearing of a refused alarm names an impairment that was never opened and
+clears nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +57,9 @@ from core.contract import (
 )
 from core.entry import lambda_entry
 from core.errors import classify_client_error
-from core.observability import logger, metrics
-from detectors.common import count_detected, in_account, source_account
+from core.observability import emit, logger, metrics
+from detectors.common import count_detected, ignore, in_account, load_settings, source_account
+from detectors.resolve import Configured, resource_key
 
 SOURCE = "aws.cloudwatch"
 TAG_PREFIX = "recovery:"
@@ -100,6 +126,28 @@ class AlarmStateChangeEvent(EventBridgeModel):
 # --- what the detector needs to know about the world ------------------------------------------
 
 
+@dataclass(frozen=True)
+class Named:
+    """A resource an alarm names: its type and id as in the impairment, and its ARN when looking
+    its workload up needs one (a database's tags are read by ARN)."""
+
+    resource_type: str
+    resource_id: str
+    arn: str | None = None
+
+    @property
+    def key(self) -> str:
+        return resource_key(self.resource_type, self.resource_id)
+
+
+# The kinds of resource whose workload is looked up in AWS (an instance through its group, a
+# group, an ECS service or a database by its tags); the others are resolved by the configuration.
+LOOKED_UP = frozenset({"ec2:instance", "autoscaling:group", "ecs:service", "rds:db", "rds:cluster"})
+# Kinds that always belong to a protected group, or carry the managed tag themselves, when they
+# are protected at all: one that resolves to no workload is not protected.
+GROUPED = frozenset({"ec2:instance", "autoscaling:group"})
+
+
 class Inventory(Protocol):
     def alarm_tags(self, alarm_arn: str) -> dict[str, str] | None: ...
 
@@ -109,13 +157,65 @@ class Inventory(Protocol):
 
     def instance_statuses(self, instance_ids: list[str]) -> list[dict[str, Any]]: ...
 
+    def workloads_of(self, resources: list[Named]) -> dict[Named, str | None]:
+        """The workload each resource (of a LOOKED_UP kind) belongs to by its own group or tags;
+        None when it belongs to no protected workload (not managed, or gone)."""
+        ...
+
 
 class AwsInventory:
     """Inventory over the real APIs (paginated; errors classified), in the member account the
-    alarm is in (None: this account)."""
+    alarm is in (None: this account). `managed_tag` and `configured_groups` (group -> workload,
+    WORKLOAD_GROUPS) resolve resources the way the other detectors do."""
 
-    def __init__(self, account: str | None = None) -> None:
+    def __init__(
+        self,
+        account: str | None = None,
+        *,
+        managed_tag: tuple[str, str] = ("recovery:managed", "true"),
+        configured_groups: dict[str, str] | None = None,
+    ) -> None:
         self.account = account
+        self.managed_tag = managed_tag
+        self.configured_groups = configured_groups or {}
+
+    def workloads_of(self, resources: list[Named]) -> dict[Named, str | None]:
+        # Imported here: only an alarm that names such resources pays for them at cold start.
+        from detectors.resolve import AwsResolver
+
+        resolver = AwsResolver(self.managed_tag, self.configured_groups, account=self.account)
+        instances = [r.resource_id for r in resources if r.resource_type == "ec2:instance"]
+        groups = [r.resource_id for r in resources if r.resource_type == "autoscaling:group"]
+        instance_owners = resolver.instances(instances) if instances else {}
+        group_owners = resolver.groups(groups) if groups else {}
+        found: dict[Named, str | None] = {}
+        for resource in resources:
+            kind, rid = resource.resource_type, resource.resource_id
+            if kind == "ec2:instance":
+                found[resource] = instance_owners[rid].owner.workload if rid in instance_owners else None
+            elif kind == "autoscaling:group":
+                found[resource] = group_owners[rid].workload if rid in group_owners else None
+            elif kind == "ecs:service":
+                found[resource] = self._service_workload(rid)
+            elif kind in ("rds:db", "rds:cluster"):
+                found[resource] = self._database_workload(resource)
+        return found
+
+    def _service_workload(self, service_arn: str) -> str | None:
+        from detectors.ecs import AwsInventory as EcsInventory
+
+        owner = EcsInventory(self.managed_tag, account=self.account).service_owner(
+            service_arn, service_arn.rsplit("/", 1)[-1]
+        )
+        return owner.workload if owner else None
+
+    def _database_workload(self, database: Named) -> str | None:
+        from detectors.rds import AwsInventory as RdsInventory
+
+        if not database.arn:
+            return None
+        owner = RdsInventory(self.managed_tag, account=self.account).database_owner(database.arn, database.resource_id)
+        return owner.workload if owner else None
 
     def alarm_tags(self, alarm_arn: str) -> dict[str, str] | None:
         try:
@@ -155,15 +255,34 @@ class AwsInventory:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why an alarm's impairment is not published although the alarm is managed: its workload
+    tag does not match its resources (see the module's docstring)."""
+
+    kind: Literal["workload_mismatch", "resource_unprotected", "unknown_workload"]
+    tag_workload: str
+    resource: str | None = None  # "<type>:<id>" of the resource that decided it
+    resource_workload: str | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     detail_type: str | None
     model: BaseModel | None
     reason: str
+    refusal: Refusal | None = None
 
 
 def classify(
-    event: AlarmStateChangeEvent, inventory: Inventory, managed_tag: tuple[str, str], now: datetime
+    event: AlarmStateChangeEvent,
+    inventory: Inventory,
+    managed_tag: tuple[str, str],
+    now: datetime,
+    configured: Configured | None = None,
 ) -> Outcome:
+    """What the alarm's state change means: an impairment detected or cleared, nothing (the
+    reason), or a refusal. `configured`: the deployment's workloads and the resources they
+    declare (None: none are configured)."""
     detail = event.detail
     alarm_arn = next((r for r in event.resources if ":alarm:" in r), None) or (
         f"arn:aws:cloudwatch:{event.region}:{event.account}:alarm:{detail.alarmName}"
@@ -200,6 +319,9 @@ def classify(
     severity = _enum(Severity, tags.get(f"{TAG_PREFIX}severity"), Severity.HIGH)
     scope = {name: tags[f"{TAG_PREFIX}{tag}"] for name, tag in _SCOPE_TAGS if tags.get(f"{TAG_PREFIX}{tag}")}
     resources, metric_values, severity = _affected(event, inventory, scope, severity)
+    refusal = check_workload(workload, named(event, resources, scope), inventory, configured or Configured())
+    if refusal is not None:
+        return Outcome(None, None, _refusal_reason(refusal), refusal)
     metric_values.update(_reason_values(detail.state.reasonData))
     impairment = ImpairmentDetected(
         impairment_id=make_impairment_id(workload, SOURCE, alarm_arn, detail.state.timestamp),
@@ -215,6 +337,78 @@ def classify(
         drill=is_drill(detail.state.reason),
     )
     return Outcome(DETECTED, impairment, "alarm is in ALARM")
+
+
+def named(event: AlarmStateChangeEvent, resources: list[AffectedResource], scope: dict[str, str]) -> list[Named]:
+    """Every resource the alarm names: the affected ones, then what its scope says a recovery
+    acts on (group, target group, ECS service, database), once each."""
+    found = [Named(r.resource_type, r.resource_id) for r in resources]
+    if scope.get("auto_scaling_group"):
+        found.append(Named("autoscaling:group", scope["auto_scaling_group"]))
+    if scope.get("target_group_arn"):
+        found.append(Named("elasticloadbalancing:targetgroup", scope["target_group_arn"]))
+    if scope.get("ecs_cluster") and scope.get("ecs_service"):
+        found.append(Named("ecs:service", _ecs_service_arn(event, scope["ecs_cluster"], scope["ecs_service"])))
+    if scope.get("db_instance"):
+        found.append(Named("rds:db", scope["db_instance"]))
+    if scope.get("db_cluster"):
+        found.append(Named("rds:cluster", scope["db_cluster"]))
+    unique: dict[str, Named] = {}
+    for resource in found:
+        if resource.resource_type in ("rds:db", "rds:cluster"):
+            kind = resource.resource_type.split(":", 1)[1]
+            arn = f"arn:{_partition(event)}:rds:{event.region}:{event.account}:{kind}:{resource.resource_id}"
+            resource = Named(resource.resource_type, resource.resource_id, arn)
+        unique.setdefault(resource.key, resource)
+    return list(unique.values())
+
+
+def check_workload(
+    tag_workload: str, resources: list[Named], inventory: Inventory, configured: Configured
+) -> Refusal | None:
+    """None when the resources the alarm names agree with its workload tag; else why not (the
+    rule is in the module's docstring). The configuration decides first for what it declares; an
+    instance or a group, and an ECS service or database it does not declare, are looked up."""
+    resolved: dict[str, frozenset[str]] = {}
+    lookup: list[Named] = []
+    for resource in resources:
+        declared = configured.workloads_of(resource.resource_type, resource.resource_id)
+        if resource.resource_type in GROUPED or (not declared and resource.resource_type in LOOKED_UP):
+            lookup.append(resource)
+        elif declared:
+            resolved[resource.key] = declared
+    for resource, workload in (inventory.workloads_of(lookup) if lookup else {}).items():
+        if workload:
+            resolved[resource.key] = frozenset({workload})
+    for resource in resources:
+        owners = resolved.get(resource.key)
+        if owners and tag_workload not in owners:
+            return Refusal("workload_mismatch", tag_workload, resource.key, ", ".join(sorted(owners)))
+    if resolved:
+        return None
+    unprotected = next((r for r in resources if r.resource_type in GROUPED), None)
+    if unprotected is not None:
+        return Refusal("resource_unprotected", tag_workload, unprotected.key)
+    if tag_workload not in configured.workloads:
+        return Refusal("unknown_workload", tag_workload, resources[0].key if resources else None)
+    return None
+
+
+def _refusal_reason(refusal: Refusal) -> str:
+    if refusal.kind == "workload_mismatch":
+        return (
+            f"the alarm is tagged for workload {refusal.tag_workload} but {refusal.resource} belongs to "
+            f"{refusal.resource_workload}"
+        )
+    if refusal.kind == "resource_unprotected":
+        return (
+            f"the alarm is tagged for workload {refusal.tag_workload} but {refusal.resource} belongs to no protected "
+            "workload (no managed group holds it and it does not carry the managed tag)"
+        )
+    return (
+        f"the alarm is tagged for workload {refusal.tag_workload}, which this deployment does not configure, and "
+        "nothing it names belongs to a workload"
+    )
 
 
 # Scope key -> the alarm tag (after "recovery:") that names it.
@@ -388,7 +582,6 @@ def handler(
 ) -> dict[str, Any]:
     """Entry point. Bad input is logged as a structured error and emits nothing; it is not
     raised, so an event that can never parse is not retried forever."""
-    from core import settings as settings_module
     from core.publisher import EventPublisher
 
     try:
@@ -405,17 +598,20 @@ def handler(
     account, refused = source_account(parsed.account)
     if refused is not None:
         return refused
-    settings = settings_module.load("event_bus_name")
+    settings = load_settings("event_bus_name")
     logger.append_keys(alarm=parsed.detail.alarmName, state=parsed.detail.state.value)
     outcome = classify(
         parsed,
-        inventory or AwsInventory(account),
-        (settings.managed_tag_key, settings.managed_tag_value),
+        inventory
+        or AwsInventory(account, managed_tag=settings.managed_tag, configured_groups=settings.configured_workloads()),
+        settings.managed_tag,
         clock.utc_now(),
+        settings.configured(),
     )
+    if outcome.refusal is not None:
+        return _refuse(parsed, outcome.refusal, outcome.reason)
     if outcome.model is None:
-        logger.info("no impairment", reason=outcome.reason)
-        return {"status": "ignored", "reason": outcome.reason}
+        return ignore(outcome.reason)
     if isinstance(outcome.model, ImpairmentDetected) and account:
         outcome = replace(outcome, model=in_account(outcome.model, account))
 
@@ -429,3 +625,23 @@ def handler(
         metrics.add_metric(name="ImpairmentsCleared", unit="Count", value=1)
         logger.info("impairment cleared")
     return {"status": "published", "detail_type": outcome.detail_type, "impairment_id": impairment_id}
+
+
+def _refuse(event: AlarmStateChangeEvent, refusal: Refusal, reason: str) -> dict[str, Any]:
+    """A managed alarm whose workload tag its resources contradict: nothing is published; a
+    structured error (a mismatch is someone's mistake, or an attempt to dodge a workload's
+    guardrails), counted in SignalsRefused in all and by reason."""
+    alarm_arn = next((r for r in event.resources if ":alarm:" in r), event.detail.alarmName)
+    log = logger.error if refusal.kind == "workload_mismatch" else logger.warning
+    log(
+        "refused an alarm whose workload tag its resources do not match",
+        reason=reason,
+        refusal=refusal.kind,
+        alarm_arn=alarm_arn,
+        tag_workload=refusal.tag_workload,
+        resource=refusal.resource,
+        resource_workload=refusal.resource_workload,
+    )
+    metrics.add_metric(name="SignalsRefused", unit="Count", value=1)
+    emit("SignalsRefused", "Count", 1, reason=refusal.kind)
+    return {"status": "refused", "reason": reason, "refusal": refusal.kind}

@@ -21,6 +21,7 @@ from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetect
 from core.errors import InvalidInput
 from core.observability import emit, logger, metrics
 from core.settings import Settings
+from detectors.resolve import Configured
 
 
 class DetectorSettings(Settings):
@@ -30,6 +31,11 @@ class DetectorSettings(Settings):
         default="{}",
         alias="WORKLOAD_GROUPS",
         description="JSON object: Auto Scaling group name -> the workload the configuration declares for it",
+    )
+    workload_resources: str = Field(
+        default="{}",
+        alias="WORKLOAD_RESOURCES",
+        description="JSON object: workload -> the resource keys (detectors.resolve.resource_key) it declares",
     )
     sweep_window_seconds: int = Field(default=300, ge=60, le=86400, alias="SWEEP_WINDOW_SECONDS")
 
@@ -41,6 +47,16 @@ class DetectorSettings(Settings):
         if not isinstance(value, dict):
             raise InvalidInput("WORKLOAD_GROUPS is not a JSON object")
         return {str(k): str(v) for k, v in value.items()}
+
+    def configured(self) -> Configured:
+        """The configured workloads and the resources they declare (the alarm detector's)."""
+        try:
+            value = json.loads(self.workload_resources)
+        except ValueError as exc:
+            raise InvalidInput(f"WORKLOAD_RESOURCES is not JSON: {exc}") from exc
+        if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+            raise InvalidInput("WORKLOAD_RESOURCES is not a JSON object of lists")
+        return Configured.from_declared({str(k): [str(r) for r in v] for k, v in value.items()})
 
     @property
     def managed_tag(self) -> tuple[str, str]:

@@ -79,6 +79,43 @@ def owner_from_tags(
     return Owner(workload=workload[:_WORKLOAD_MAX], scope=dict(scope or {}))
 
 
+def resource_key(resource_type: str, resource_id: str) -> str:
+    """How the configuration names a resource a workload declares: its type and its id, an ARN
+    reduced to what follows its resource type, so the functions' environment stays small:
+    ("elasticloadbalancing:targetgroup", "arn:aws:...:targetgroup/web-api/73e2d6bc24d8a067")
+    -> "elasticloadbalancing:targetgroup:web-api/73e2d6bc24d8a067"; ("ecs:service",
+    "arn:aws:ecs:...:service/checkout/checkout-api") -> "ecs:service:checkout/checkout-api";
+    ("rds:db", "orders-db") -> "rds:db:orders-db"."""
+    rid = resource_id
+    if rid.startswith("arn:") and rid.count(":") >= 5:
+        rid = rid.split(":", 5)[5]
+        rid = rid.split("/", 1)[1] if "/" in rid else rid
+    return f"{resource_type}:{rid}"
+
+
+@dataclass(frozen=True)
+class Configured:
+    """What the deployment's configuration declares (WORKLOAD_RESOURCES, written by the stack):
+    its workloads, and the resources each names besides its Auto Scaling group (which resolves
+    through WORKLOAD_GROUPS): target group, ECS service, database, canaries, health checks."""
+
+    workloads: frozenset[str] = frozenset()
+    resources: Mapping[str, frozenset[str]] = field(default_factory=dict)  # resource_key -> workloads
+
+    @classmethod
+    def from_declared(cls, declared: Mapping[str, Iterable[str]]) -> Configured:
+        """From {workload: [resource_key, ...]}; a resource two workloads declare belongs to both."""
+        resources: dict[str, set[str]] = {}
+        for workload, keys in declared.items():
+            for key in keys:
+                resources.setdefault(key, set()).add(workload)
+        return cls(frozenset(declared), {k: frozenset(v) for k, v in resources.items()})
+
+    def workloads_of(self, resource_type: str, resource_id: str) -> frozenset[str]:
+        """The workloads that declare this resource (none: the configuration does not name it)."""
+        return self.resources.get(resource_key(resource_type, resource_id), frozenset())
+
+
 @dataclass(frozen=True)
 class ProtectedGroup:
     """An Auto Scaling group that carries the managed tag, as DescribeAutoScalingGroups shows it."""

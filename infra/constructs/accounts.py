@@ -44,7 +44,8 @@ class CentralAccounts(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         # Member accounts forward their signals to this account's default bus: only accounts of the
-        # organisation may put events there. The recovery bus keeps no resource policy.
+        # organisation may put events there. (The recovery bus admits the detectors' roles only:
+        # infra/constructs/bus.py.)
         self.bus_policy = events.CfnEventBusPolicy(
             self,
             "OrganizationMayPutEvents",

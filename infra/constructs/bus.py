@@ -1,11 +1,36 @@
 """The recovery bus: where detection and recovery meet, with an archive to replay from and the
-impairment contract registered in a schema registry."""
+impairment contract registered in a schema registry.
+
+Who may put events on it: the detectors' roles, and nobody else. "Impairment Detected" starts a
+recovery, so a principal of this account whose own policy allows events:PutEvents (an
+administrator, a CI role, a compromised function) must not be able to forge one. An Allow in the
+bus's policy would not stop it (within one account, an identity policy's Allow suffices), so the
+policy is one explicit Deny of events:PutEvents to every principal whose aws:PrincipalArn is not
+a detector role. aws:PrincipalArn is the role's ARN for a role's session, and is in the request
+context of every signed request
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn);
+a request without it (anonymous) matches the negated condition and is denied too. The detectors'
+own grants (grant_put_detections) still say what they may put: source recovery.detection only.
+
+What else reaches the bus, and why the Deny leaves it alone:
+- Archive replays: a replay is started with events:StartReplay on the archive, and EventBridge
+  re-sends the archived events to the bus itself, outside the PutEvents API ("Events are replayed
+  based on, but separate from, the PutEvents transactions per second limit",
+  https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-replay-archived-event.html). The
+  Deny names events:PutEvents only, so replays (and StartReplay) are untouched.
+- Member accounts forward their raw signals to the central account's default bus
+  (infra/member_stack.py); the central detectors turn them into impairments on this bus with
+  their own roles. Nothing puts events on this bus from another account.
+- `recoveryctl drill --deployed` sets an alarm's state (SetAlarmState); the alarm detector
+  publishes.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_eventschemas as schemas
 from aws_cdk import aws_iam as iam
@@ -14,11 +39,13 @@ from constructs import Construct
 from core.contract import json_schema
 from infra.constants import EVENT_SOURCE, SCHEMA_NAME, SCHEMA_REGISTRY
 
+ONLY_DETECTORS_SID = "OnlyDetectorsPutEvents"
+
 
 def grant_put_detections(bus: events.IEventBus, grantee: iam.IGrantable) -> None:
     """events:PutEvents on the recovery bus, for events of the detection source only (IAM's
-    events:source condition): a detector cannot put anything else on it. With no resource policy
-    on the bus, only principals of this account that hold this grant can put events there."""
+    events:source condition): a detector cannot put anything else on it. The bus's policy
+    (RecoveryBus.admit_only) must name the grantee's role too, or it is denied."""
     grantee.grant_principal.add_to_principal_policy(
         iam.PolicyStatement(
             actions=["events:PutEvents"],
@@ -51,3 +78,26 @@ class RecoveryBus(Construct):
             description="Impairment Detected / Impairment Cleared",
         )
         schema.node.add_dependency(registry)
+
+    def admit_only(self, roles: Sequence[iam.IRole]) -> None:
+        """The bus's resource policy: events:PutEvents denied to every principal but `roles`.
+
+        Set as the bus's own Policy (AWS::Events::EventBus), the whole policy in one place: the
+        separate AWS::Events::EventBusPolicy resource (what EventBus.add_to_resource_policy makes)
+        passes through a deprecated CDK property, with a warning at every synth."""
+        if not roles:
+            raise ValueError("the recovery bus must admit at least one detector role")
+        bus = self.bus.node.default_child
+        assert isinstance(bus, events.CfnEventBus)
+        # The bus's ARN from its name (decided at synthesis), not its Fn::GetAtt: the bus cannot
+        # refer to its own attribute.
+        arn = Stack.of(self).format_arn(service="events", resource="event-bus", resource_name=bus.name)
+        statement = iam.PolicyStatement(
+            sid=ONLY_DETECTORS_SID,
+            effect=iam.Effect.DENY,
+            principals=[iam.AnyPrincipal()],
+            actions=["events:PutEvents"],
+            resources=[arn],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]}},
+        )
+        bus.policy = iam.PolicyDocument(statements=[statement]).to_json()

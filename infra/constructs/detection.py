@@ -25,6 +25,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.config import ConfigError
 from infra.constructs.bus import grant_put_detections
 from infra.constructs.functions import FunctionFactory
 
@@ -33,6 +34,9 @@ RDS_IMPAIRING_CATEGORIES = ("failure", "failover", "low storage", "availability"
 # The stop codes of a task that may have failed (detectors/ecs.py decides whether it did):
 # UserInitiated, SpotInterruption and TerminationNotice never are.
 ECS_FAILURE_STOP_CODES = ("EssentialContainerExited", "TaskFailedToStart", "ServiceSchedulerInitiated")
+# Of Lambda's 4 KB of environment variables, what the alarm detector's own may take (the stack's
+# common settings, table and topic names among them, take the rest).
+ALARM_ENVIRONMENT_BUDGET = 3072
 
 
 class Detection(Construct):
@@ -46,6 +50,7 @@ class Detection(Construct):
         dead_letters: sqs.IQueue,
         workload_names: list[str],
         workload_groups: dict[str, str] | None = None,
+        workload_resources: dict[str, list[str]] | None = None,
         sweep_interval_minutes: int = 1,
         region_probes: int = 0,
         table: dynamodb.ITableV2 | None = None,
@@ -55,28 +60,62 @@ class Detection(Construct):
         self._functions, self._bus, self._dead_letters = functions, bus, dead_letters
         # Groups without a recovery:workload tag resolve to the workload the configuration declares.
         self._environment = {"WORKLOAD_GROUPS": json.dumps(dict(sorted((workload_groups or {}).items())))}
+        # The alarm detector checks an alarm's workload tag against what its resources belong to:
+        # the workloads this configuration declares and what each names (detectors/alarm.py).
+        alarm_environment = {
+            **self._environment,
+            "WORKLOAD_RESOURCES": json.dumps(
+                {name: sorted(keys) for name, keys in sorted((workload_resources or {}).items())},
+                separators=(",", ":"),
+            ),
+        }
+        if sum(len(k) + len(v) for k, v in alarm_environment.items()) > ALARM_ENVIRONMENT_BUDGET:
+            raise ConfigError(
+                "the workloads declare too many resources for the alarm detector's environment (Lambda holds "
+                f"4 KB of environment variables in all; WORKLOAD_GROUPS and WORKLOAD_RESOURCES may take "
+                f"{ALARM_ENVIRONMENT_BUDGET} bytes): split the workloads across deployments"
+            )
         self.alarm_detector = functions.create(
             "AlarmDetector",
             handler="detectors.alarm.handler",
             description="CloudWatch alarm state changes of protected workloads -> impairment events",
+            environment=alarm_environment,
             dead_letter_queue=dead_letters,
             retry_attempts=2,
             max_event_age=Duration.hours(1),
         )
-        grant_put_detections(bus, self.alarm_detector)
+        # Every function that may put detections on the recovery bus: the bus's policy admits
+        # exactly their roles (infra/constructs/bus.py).
+        self.detectors: list[lambda_.Function] = []
+        self._grant_put(self.alarm_detector)
         self.alarm_detector.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:ListTagsForResource"],
                 resources=[f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"],
             )
         )
+        # The workload an alarm's resources belong to: an ECS service's or a database's tags, as
+        # the ECS and RDS detectors read them.
         self.alarm_detector.add_to_role_policy(
             iam.PolicyStatement(
-                # Describe calls support no resource-level permissions.
+                actions=["ecs:ListTagsForResource", "rds:ListTagsForResource"],
+                resources=[
+                    f"arn:{stack.partition}:ecs:{stack.region}:{stack.account}:service/*",
+                    f"arn:{stack.partition}:rds:{stack.region}:{stack.account}:db:*",
+                    f"arn:{stack.partition}:rds:{stack.region}:{stack.account}:cluster:*",
+                ],
+            )
+        )
+        self.alarm_detector.add_to_role_policy(
+            iam.PolicyStatement(
+                # Describe calls support no resource-level permissions. An instance's group and
+                # tags say which workload it belongs to (DescribeAutoScalingInstances, DescribeTags).
                 actions=[
                     "elasticloadbalancing:DescribeTargetHealth",
                     "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribeAutoScalingInstances",
                     "ec2:DescribeInstanceStatus",
+                    "ec2:DescribeTags",
                 ],
                 resources=["*"],
             )
@@ -121,10 +160,14 @@ class Detection(Construct):
             dead_letter_queue=self._dead_letters,
             **{"retry_attempts": 2, "max_event_age": Duration.hours(1), **kwargs},
         )
-        grant_put_detections(self._bus, function)
+        self._grant_put(function)
         if actions:
             function.add_to_role_policy(iam.PolicyStatement(actions=sorted(actions), resources=["*"]))
         return function
+
+    def _grant_put(self, function: lambda_.Function) -> None:
+        grant_put_detections(self._bus, function)
+        self.detectors.append(function)
 
     def _target(
         self, function: lambda_.IFunction, *, retry_attempts: int, max_event_age: Duration

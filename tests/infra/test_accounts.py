@@ -244,10 +244,10 @@ def test_the_central_default_bus_accepts_events_from_the_organisation_only(templ
     assert statement["Action"] == "events:PutEvents"
     assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": ORG}}
     assert cfn.resolve(statement["Resource"]).endswith(":event-bus/default")
-    # the recovery bus itself keeps no resource policy
-    assert all(
-        "Policy" not in r["Properties"] for r in cfn.of_type(templates["central"], "AWS::Events::EventBus").values()
-    )
+    # while the recovery bus still admits the central detectors only: no member principal
+    from tests.infra.test_bus_policy import DETECTOR_HANDLERS, assert_only_detectors_put_events
+
+    assert_only_detectors_put_events(templates["central"], DETECTOR_HANDLERS)
 
 
 def test_central_functions_that_act_in_members_may_assume_the_member_role_and_know_it(templates):

@@ -158,6 +158,14 @@ def test_the_probe_function_holds_exactly_what_it_needs(deployment):
     assert resources[function_id]["Properties"]["Timeout"] == 60
 
 
+def test_the_probe_role_is_admitted_on_its_region_s_bus_with_the_other_detectors(deployment):
+    from tests.infra.test_bus_policy import DETECTOR_HANDLERS, assert_only_detectors_put_events
+
+    # The standby region's bus admits its detectors, the probe among them; the primary's, its own
+    assert_only_detectors_put_events(deployment[STANDBY]["template"]["Resources"], [*DETECTOR_HANDLERS, HANDLER])
+    assert_only_detectors_put_events(deployment[PRIMARY]["template"]["Resources"], DETECTOR_HANDLERS)
+
+
 @pytest.mark.parametrize("region", [PRIMARY, STANDBY])
 def test_the_probe_function_is_watched_like_the_other_detectors(deployment, region):
     resources = deployment[region]["template"]["Resources"]

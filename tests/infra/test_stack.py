@@ -451,15 +451,13 @@ def test_iam_policies_name_every_action_they_allow(resources):
 def test_only_detectors_may_put_events_on_the_bus_and_only_of_the_detection_source(resources):
     put = [
         (resource_id, statement)
-        for resource_id, _, statement in cfn.policy_statements(resources)
-        if "events:PutEvents" in cfn.as_list(statement.get("Action", []))
+        for resource_id, resource_type, statement in cfn.policy_statements(resources)
+        if resource_type == "AWS::IAM::Policy" and "events:PutEvents" in cfn.as_list(statement.get("Action", []))
     ]
     assert put, "the detectors put events on the bus"
     for resource_id, statement in put:
         assert statement.get("Condition") == {"StringEquals": {"events:source": "recovery.detection"}}, resource_id
-    # and the bus has no resource policy: no other account may put events on it
-    assert not [r for r in resources.values() if r["Type"] == "AWS::Events::EventBusPolicy"]
-    assert all("Policy" not in r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::EventBus")
+    # and the bus's own policy denies everyone else (tests/infra/test_bus_policy.py)
 
 
 def _function_role(resources, handler: str) -> str:
@@ -601,6 +599,54 @@ def test_detectors_know_the_workload_each_configured_group_belongs_to(resources,
     expected = {w.auto_scaling_group: w.name for w in config.workloads if w.auto_scaling_group}
     for handler in ("detectors.ec2_state.handler", "detectors.health.handler", "detectors.sweeps.handler"):
         assert json.loads(_environment(resources, handler)["WORKLOAD_GROUPS"]) == expected, handler
+
+
+def test_the_alarm_detector_knows_each_workload_and_the_resources_it_declares(resources, config):
+    # The alarm detector checks an alarm's workload tag against its resources (detectors/alarm.py)
+    environment = _environment(resources, "detectors.alarm.handler")
+    groups = {w.auto_scaling_group: w.name for w in config.workloads if w.auto_scaling_group}
+    assert json.loads(environment["WORKLOAD_GROUPS"]) == groups
+    declared = json.loads(environment["WORKLOAD_RESOURCES"])
+    assert sorted(declared) == sorted(w.name for w in config.workloads)
+    # as the detector names them: cdk.json's target group, service, databases and health check
+    assert "elasticloadbalancing:targetgroup:web-api/73e2d6bc24d8a067" in declared["web-api"]
+    assert "route53:healthcheck:5f1d7e0a-1b2c-4d3e-8f90-a1b2c3d4e5f6" in declared["web-api"]
+    assert declared["checkout"] == ["ecs:service:checkout/checkout-api"]
+    assert declared["orders"] == ["rds:db:orders-db"]
+    assert declared["ledger"] == ["rds:cluster:ledger-cluster"]
+
+
+def test_the_alarm_detector_may_read_what_says_which_workload_a_resource_belongs_to(resources):
+    allowed = _allowed_actions(resources, "detectors.alarm.handler")
+    assert {
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:DescribeTags",
+        "ecs:ListTagsForResource",
+        "rds:ListTagsForResource",
+    } <= allowed
+
+
+def test_too_many_declared_resources_for_the_alarm_detector_s_environment_fail_the_synth():
+    import aws_cdk as cdk
+
+    from infra.config import ConfigError, validate
+    from infra.stack import RecoveryStack
+    from tests.conftest import cdk_context
+
+    raw = cdk_context()["recovery"]
+    many = [
+        {
+            "name": f"shop-{n}",
+            "auto_scaling_group": f"shop-{n}-asg",
+            "canaries": [f"shop-{n}-canary-{c}" for c in range(4)],
+        }
+        for n in range(40)
+    ]
+    config = validate({**raw, "workloads": raw["workloads"] + many, "practice_drills": []})
+
+    with pytest.raises(ConfigError, match="alarm detector's environment"):
+        RecoveryStack(cdk.App(), "TooMany", config=config)
 
 
 # --- failover and restart_service -----------------------------------------------------------

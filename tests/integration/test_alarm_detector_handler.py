@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import boto3
@@ -14,8 +15,10 @@ from core.publisher import EventPublisher
 from detectors import alarm
 from tests.builders import BUS_NAME, REGION, alarm_tags, build_workload, capture_bus, received, with_state
 from tests.conftest import load_event
+from tests.emf import datapoints, named
 
 STATUS_CHECK = "cloudwatch-alarm-status-check-instance.json"
+CANARY = "cloudwatch-alarm-canary.json"
 UNHEALTHY_HOSTS = "cloudwatch-alarm-state-change-alarm.json"
 UNHEALTHY_HOSTS_OK = "cloudwatch-alarm-state-change-ok.json"
 
@@ -45,13 +48,22 @@ def bus(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
     return capture_bus(BUS_NAME)
 
 
+def status_check_of(instance_id: str) -> dict[str, Any]:
+    """The sample status-check alarm's state change, about `instance_id`."""
+    event = copy.deepcopy(load_event(STATUS_CHECK))
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {"InstanceId": instance_id}
+    return event
+
+
 def test_a_managed_status_check_alarm_puts_exactly_one_impairment_on_the_bus(bus, lambda_context):
-    # Given the sample status-check alarm exists, tagged as managed by the web-api workload
-    event = load_event(STATUS_CHECK)
+    # Given an instance of web-api's group, and the sample status-check alarm about it, tagged
+    # as managed by the web-api workload
+    instance = build_workload().instance_ids()[0]
+    event = status_check_of(instance)
     arn = create_alarm(
         event["detail"]["alarmName"],
         alarm_tags(impairment_type="instance_failure", severity="high"),
-        {"InstanceId": "i-0abc123def4567890"},
+        {"InstanceId": instance},
     )
     assert arn == event["resources"][0]
 
@@ -66,7 +78,7 @@ def test_a_managed_status_check_alarm_puts_exactly_one_impairment_on_the_bus(bus
     assert events[0]["source"] == EVENT_SOURCE
     impairment = ImpairmentDetected.model_validate(events[0]["detail"])
     assert impairment.impairment_id == response["impairment_id"]
-    assert [r.resource_id for r in impairment.affected_resources] == ["i-0abc123def4567890"]
+    assert [r.resource_id for r in impairment.affected_resources] == [instance]
     assert impairment.signal.id == arn
 
 
@@ -101,9 +113,10 @@ def test_unhealthy_hosts_alarm_names_the_stopped_instance_of_a_real_target_group
 
 
 def test_ok_after_alarm_puts_a_cleared_event_with_the_same_id(bus, lambda_context):
-    # Given the managed status-check alarm fired and was detected
-    alarm_event = load_event(STATUS_CHECK)
-    create_alarm(alarm_event["detail"]["alarmName"], alarm_tags(), {"InstanceId": "i-0abc123def4567890"})
+    # Given the managed status-check alarm of an instance of web-api fired and was detected
+    instance = build_workload().instance_ids()[0]
+    alarm_event = status_check_of(instance)
+    create_alarm(alarm_event["detail"]["alarmName"], alarm_tags(), {"InstanceId": instance})
     detected = alarm.handler(alarm_event, lambda_context)
 
     # When the same alarm returns to OK
@@ -201,11 +214,103 @@ class RefusingEvents:
 
 
 def test_a_detection_the_bus_refuses_is_raised_so_lambda_retries_it(bus, lambda_context):
-    # Given a managed alarm and a bus that refuses the event
-    event = load_event(STATUS_CHECK)
-    create_alarm(event["detail"]["alarmName"], alarm_tags(), {"InstanceId": "i-0abc123def4567890"})
+    # Given a managed alarm of web-api's instance and a bus that refuses the event
+    instance = build_workload().instance_ids()[0]
+    event = status_check_of(instance)
+    create_alarm(event["detail"]["alarmName"], alarm_tags(), {"InstanceId": instance})
     publisher = EventPublisher(BUS_NAME, client=RefusingEvents())
 
     # When the alarm fires, then the failure is not swallowed
     with pytest.raises(PublishError):
         alarm.handler(event, lambda_context, publisher=publisher)
+
+
+# --- the workload comes from the resources, not from the alarm's tag alone ----------------------
+
+
+def test_an_alarm_tagged_for_orders_about_a_web_api_instance_is_refused(bus, lambda_context, caplog, capsys):
+    # Given an instance of web-api's group (the group carries recovery:workload=web-api), and an
+    # alarm about it tagged recovery:workload=orders
+    instance = build_workload("web-api").instance_ids()[0]
+    event = status_check_of(instance)
+    arn = create_alarm(
+        event["detail"]["alarmName"], alarm_tags("orders", impairment_type="instance_failure"), {"InstanceId": instance}
+    )
+
+    # When the alarm fires
+    response = alarm.handler(event, lambda_context)
+
+    # Then nothing reaches the bus: orders' guardrails must not decide about web-api's instance
+    assert response["status"] == "refused"
+    assert response["refusal"] == "workload_mismatch"
+    assert received(bus) == []
+    # and a structured error names the alarm, the tag's workload and the resource's
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert error.alarm_arn == arn
+    assert (error.tag_workload, error.resource, error.resource_workload) == (
+        "orders",
+        f"ec2:instance:{instance}",
+        "web-api",
+    )
+    output = capsys.readouterr().out
+    assert [p.value for p in named(datapoints(output), "SignalsRefused", reason="workload_mismatch")] == [1.0]
+
+
+def test_a_group_without_a_workload_tag_resolves_to_the_workload_the_configuration_declares(
+    bus, lambda_context, monkeypatch
+):
+    # Given web-api's group carries the managed tag but no recovery:workload tag, and the
+    # deployment's configuration declares it for web-api (WORKLOAD_GROUPS, as the stack writes it)
+    workload = build_workload("web-api")
+    boto3.client("autoscaling", region_name=REGION).delete_tags(
+        Tags=[{"ResourceId": workload.group_name, "ResourceType": "auto-scaling-group", "Key": "recovery:workload"}]
+    )
+    monkeypatch.setenv("WORKLOAD_GROUPS", json.dumps({workload.group_name: "web-api"}))
+    instance = workload.instance_ids()[0]
+    event = status_check_of(instance)
+
+    # When an alarm tagged orders fires about its instance, it is refused; tagged web-api, published
+    create_alarm(event["detail"]["alarmName"], alarm_tags("orders"), {"InstanceId": instance})
+    assert alarm.handler(event, lambda_context)["status"] == "refused"
+    create_alarm(event["detail"]["alarmName"], alarm_tags("web-api"), {"InstanceId": instance})
+    assert alarm.handler(event, lambda_context)["status"] == "published"
+    assert [ImpairmentDetected.model_validate(e["detail"]).workload for e in received(bus)] == ["web-api"]
+
+
+def test_an_instance_of_no_protected_group_is_refused(bus, lambda_context):
+    # Given an instance of a group that never opted in (no managed tag), and an alarm about it
+    instance = build_workload("legacy", managed=False).instance_ids()[0]
+    event = status_check_of(instance)
+    create_alarm(event["detail"]["alarmName"], alarm_tags("web-api"), {"InstanceId": instance})
+
+    response = alarm.handler(event, lambda_context)
+
+    assert response["status"] == "refused"
+    assert response["refusal"] == "resource_unprotected"
+    assert received(bus) == []
+
+
+def test_a_canary_alarm_is_resolved_by_the_configured_workloads(bus, lambda_context, monkeypatch):
+    # Given the configuration declares the canary web-api-home for web-api (WORKLOAD_RESOURCES)
+    monkeypatch.setenv("WORKLOAD_RESOURCES", json.dumps({"web-api": ["synthetics:canary:web-api-home"], "orders": []}))
+    event = load_event(CANARY)
+
+    # When its alarm, tagged orders, fires: refused; tagged web-api: published
+    create_alarm(event["detail"]["alarmName"], alarm_tags("orders"), {"CanaryName": "web-api-home"})
+    assert alarm.handler(event, lambda_context)["status"] == "refused"
+    create_alarm(event["detail"]["alarmName"], alarm_tags("web-api"), {"CanaryName": "web-api-home"})
+    assert alarm.handler(event, lambda_context)["status"] == "published"
+
+    (published,) = received(bus)
+    impairment = ImpairmentDetected.model_validate(published["detail"])
+    assert (impairment.workload, impairment.affected_resources[0].resource_id) == ("web-api", "web-api-home")
+
+
+def test_an_alarm_ignored_by_the_detector_is_counted(bus, lambda_context, capsys):
+    # Given the status-check alarm exists but never opted in
+    event = load_event(STATUS_CHECK)
+    create_alarm(event["detail"]["alarmName"], {"team": "payments"}, {"InstanceId": "i-0abc123def4567890"})
+
+    alarm.handler(event, lambda_context)
+
+    assert [p.value for p in named(datapoints(capsys.readouterr().out), "SignalsIgnored")] == [1.0]

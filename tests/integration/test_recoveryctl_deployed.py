@@ -59,6 +59,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             name="RecoveryStateMachine", definition=json.dumps(DEFINITION), roleArn=role["Role"]["Arn"]
         )["stateMachineArn"]
         queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName="approvals")["QueueUrl"]
+        topic = boto3.client("sns", region_name=REGION).create_topic(Name="escalations")["TopicArn"]
         template = {
             "Metadata": {
                 "ImpairmentRecovery": {
@@ -77,12 +78,13 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
                 "RecoveryTableName": {"Value": TABLE_NAME},
                 "RecoveryStateMachineArn": {"Value": machine},
                 "RecoveryBusName": {"Value": "recovery-bus"},
+                "EscalationTopicArn": {"Value": topic},
             },
         }
         boto3.client("cloudformation", region_name=REGION).create_stack(
             StackName=STACK, TemplateBody=json.dumps(template)
         )
-        yield {"machine": machine, "queue": queue, "store": RecoveryStore(TABLE_NAME), "sfn": sfn}
+        yield {"machine": machine, "queue": queue, "store": RecoveryStore(TABLE_NAME), "sfn": sfn, "topic": topic}
 
 
 def _impairment(workload: str, suffix: str, detected_at: datetime, **fields: Any) -> dict[str, Any]:
@@ -332,3 +334,72 @@ def test_drill_of_an_unknown_alarm_or_with_nothing_detected(stack, capsys):
     )
     code, _, err = _run(capsys, "drill", "--alarm", ALARM, "--timeout", "0", "--poll-seconds", "0")
     assert code == 1 and "no recovery started" in err and "onboarded" in err
+
+
+# --- can a page reach anyone? ----------------------------------------------------------------
+
+
+def _subscribe(stack: dict[str, Any], protocol: str, endpoint: str) -> None:
+    boto3.client("sns", region_name=REGION).subscribe(TopicArn=stack["topic"], Protocol=protocol, Endpoint=endpoint)
+
+
+def _leave_pending(endpoint: str) -> None:
+    """moto confirms every subscription at once; SNS lists one still awaiting its confirmation
+    with SubscriptionArn "PendingConfirmation"."""
+    from moto.sns.models import sns_backends
+
+    backend = sns_backends["123456789012"][REGION]
+    (subscription,) = [s for s in backend.subscriptions.values() if s.endpoint == endpoint]
+    subscription.arn = "PendingConfirmation"
+
+
+def test_status_says_plainly_that_no_one_can_receive_a_page(stack, capsys):
+    # Given the deployed escalation topic has no subscription at all
+    # When
+    code, out, _ = _run(capsys, "status")
+
+    # Then the status says so, naming the topic and what to do
+    assert code == 0
+    line = next(line for line in out.splitlines() if "NO ONE CAN RECEIVE A PAGE" in line)
+    assert stack["topic"] in line and "escalation_emails" in line
+
+    code, out, _ = _run(capsys, "status", "--json")
+    assert json.loads(out)["paging"] == {
+        "topic_arn": stack["topic"],
+        "confirmed": 0,
+        "pending": 0,
+        "by_protocol": {},
+        "can_page": False,
+    }
+
+
+def test_a_subscription_pending_confirmation_pages_no_one(stack, capsys):
+    # Given the on-call's email subscription was never confirmed
+    _subscribe(stack, "email", "oncall@example.com")
+    _leave_pending("oncall@example.com")
+
+    code, out, _ = _run(capsys, "status")
+
+    assert code == 0
+    line = next(line for line in out.splitlines() if "NO ONE CAN RECEIVE A PAGE" in line)
+    assert "1 pending confirmation" in line
+
+
+def test_every_page_of_subscriptions_is_read_and_only_confirmed_ones_count(stack, capsys):
+    # Given 100 confirmed email subscriptions (a whole page of ListSubscriptionsByTopic), then an
+    # SMS one on the second page, and one email never confirmed
+    for n in range(100):
+        _subscribe(stack, "email", f"oncall+{n}@example.com")
+    _subscribe(stack, "sms", "+15550100001")
+    _subscribe(stack, "email", "new-hire@example.com")
+    _leave_pending("new-hire@example.com")
+
+    code, out, _ = _run(capsys, "status", "--json")
+
+    paging = json.loads(out)["paging"]
+    assert code == 0
+    assert paging["by_protocol"] == {"email": 100, "sms": 1}
+    assert (paging["confirmed"], paging["pending"], paging["can_page"]) == (101, 1, True)
+    code, out, _ = _run(capsys, "status")
+    assert "pages reach 101 confirmed subscription(s) (email 100, sms 1); 1 pending confirmation" in out
+    assert "NO ONE CAN RECEIVE A PAGE" not in out

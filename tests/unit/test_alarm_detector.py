@@ -21,6 +21,7 @@ from core.contract import (
     json_schema,
 )
 from detectors.alarm import AlarmStateChangeEvent, classify
+from detectors.resolve import Configured, resource_key
 from tests.builders import MANAGED_TAG, FakeInventory, alarm_tags, target, with_state
 from tests.conftest import EVENTS, load_event
 
@@ -48,9 +49,13 @@ def state_time(event: dict[str, Any]) -> datetime:
     return parse(event).detail.state.timestamp
 
 
-def run(event: dict[str, Any], inventory: FakeInventory, now: datetime | None = None):
+# The deployment's configuration as the stack writes it: web-api declares its target group.
+CONFIGURED = Configured.from_declared({"web-api": [resource_key("elasticloadbalancing:targetgroup", TARGET_GROUP_ARN)]})
+
+
+def run(event: dict[str, Any], inventory: FakeInventory, now: datetime | None = None, configured=CONFIGURED):
     """Classify the event as the handler would, DETECTION_DELAY after the state change."""
-    return classify(parse(event), inventory, MANAGED_TAG, now or state_time(event) + DETECTION_DELAY)
+    return classify(parse(event), inventory, MANAGED_TAG, now or state_time(event) + DETECTION_DELAY, configured)
 
 
 def targets(healthy: int, unhealthy: int) -> list[dict[str, Any]]:
@@ -60,7 +65,8 @@ def targets(healthy: int, unhealthy: int) -> list[dict[str, Any]]:
 
 
 def world(**tags_by_arn: dict[str, str]) -> FakeInventory:
-    """Every sample alarm managed by the web-api workload, one of four targets unhealthy."""
+    """Every sample alarm managed by the web-api workload, one of four targets unhealthy; every
+    instance and group the alarms name is web-api's."""
     tags = {
         UNHEALTHY_HOSTS_ARN: alarm_tags(impairment_type="instance_failure", severity="high"),
         STATUS_CHECK_ARN: alarm_tags(impairment_type="instance_failure", severity="high"),
@@ -68,7 +74,9 @@ def world(**tags_by_arn: dict[str, str]) -> FakeInventory:
         COMPOSITE_ARN: alarm_tags(impairment_type="service_degradation", auto_scaling_group=GROUP),
     }
     tags.update(tags_by_arn)
-    return FakeInventory(tags=tags, targets={TARGET_GROUP_ARN: targets(healthy=3, unhealthy=1)})
+    return FakeInventory(
+        tags=tags, targets={TARGET_GROUP_ARN: targets(healthy=3, unhealthy=1)}, default_owner="web-api"
+    )
 
 
 # The samples whose alarms world() tags as web-api's (the other alarm samples have tests of their own).
@@ -408,5 +416,5 @@ def test_a_custom_managed_tag_is_honoured():
     now = event.detail.state.timestamp + DETECTION_DELAY
 
     # Then that tag opts the alarm in, and the default one alone would not
-    assert classify(event, inventory, ("ops:auto-recover", "yes"), now).model is not None
-    assert classify(event, inventory, MANAGED_TAG, now).model is None
+    assert classify(event, inventory, ("ops:auto-recover", "yes"), now, CONFIGURED).model is not None
+    assert classify(event, inventory, MANAGED_TAG, now, CONFIGURED).model is None

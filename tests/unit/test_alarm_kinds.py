@@ -13,6 +13,7 @@ from jsonschema import Draft4Validator
 
 from core.contract import DETECTED, EVENT_SOURCE, ImpairmentDetected, ImpairmentType, Severity, json_schema
 from detectors.alarm import AlarmStateChangeEvent, classify
+from detectors.resolve import Configured, resource_key
 from tests.builders import MANAGED_TAG, FakeInventory, alarm_tags, target
 from tests.conftest import load_event
 
@@ -115,6 +116,23 @@ KINDS: dict[str, tuple[dict[str, str], ImpairmentType, Severity, list[tuple[str,
 }
 
 
+# What the configuration declares for each workload (the stack writes it as WORKLOAD_RESOURCES).
+CONFIGURED = Configured.from_declared(
+    {
+        "web-api": [
+            resource_key("elasticloadbalancing:targetgroup", TARGET_GROUP_ARN),
+            resource_key("synthetics:canary", "web-api-home"),
+            resource_key("route53:healthcheck", HEALTH_CHECK),
+        ],
+        "checkout": [
+            resource_key("elasticloadbalancing:targetgroup", NLB_TARGET_GROUP_ARN),
+            resource_key("ecs:service", CHECKOUT_SERVICE_ARN),
+            resource_key("rds:db", "orders-db"),
+        ],
+    }
+)
+
+
 def healthy_fleet() -> list[dict[str, Any]]:
     return [target(f"i-{n:017x}", "healthy") for n in range(4)]
 
@@ -132,12 +150,14 @@ def world(file: str, alarm_tags_: dict[str, str]) -> FakeInventory:
         },
         groups={GROUP: ["i-1", "i-2"]},
         statuses={"i-1": {"InstanceId": "i-1", **ok}, "i-2": {"InstanceId": "i-2", **ok}},
+        # the group is web-api's; the NLB's instance is in checkout's group
+        owners={GROUP: "web-api", "i-00000000000000064": "checkout"},
     )
 
 
 def run(event: dict[str, Any], inventory: FakeInventory):
     parsed = AlarmStateChangeEvent.model_validate(event)
-    return classify(parsed, inventory, MANAGED_TAG, parsed.detail.state.timestamp + timedelta(seconds=4))
+    return classify(parsed, inventory, MANAGED_TAG, parsed.detail.state.timestamp + timedelta(seconds=4), CONFIGURED)
 
 
 @pytest.mark.parametrize("file", sorted(KINDS))
@@ -182,8 +202,9 @@ def test_alarms_about_one_named_resource_or_a_rate_look_nothing_else_up(file):
     # When it is classified
     run(load_event(file), inventory)
 
-    # Then the detector reads the alarm's tags and nothing more (no target or instance look-ups)
-    assert [call[0] for call in inventory.calls] == ["alarm_tags"]
+    # Then the detector reads the alarm's tags and the workload of what they name, nothing more
+    # (no target or instance look-ups)
+    assert [call[0] for call in inventory.calls if call[0] != "workloads_of"] == ["alarm_tags"]
 
 
 def test_anomaly_band_alarm_reports_the_latest_datapoint_and_no_fixed_threshold():
@@ -206,7 +227,7 @@ def test_rds_free_storage_reports_bytes_free_and_the_threshold():
 def test_a_rate_alarm_of_a_workload_without_a_group_is_about_its_ecs_service():
     # Given the 5XX rate alarm of a load balancer in front of an ECS service (no Auto Scaling group)
     file = "cloudwatch-alarm-5xx-rate-target-group.json"
-    alarm_tags_ = tags("application_error", "high", target_group_arn=TARGET_GROUP_ARN, **CHECKOUT_SCOPE)
+    alarm_tags_ = checkout("application_error", "high", target_group_arn=NLB_TARGET_GROUP_ARN, **CHECKOUT_SCOPE)
 
     impairment = run(load_event(file), world(file, alarm_tags_)).model
 
@@ -214,7 +235,7 @@ def test_a_rate_alarm_of_a_workload_without_a_group_is_about_its_ecs_service():
     assert [(r.resource_type, r.resource_id) for r in impairment.affected_resources] == [
         ("ecs:service", CHECKOUT_SERVICE_ARN)
     ]
-    assert impairment.scope == {"target_group_arn": TARGET_GROUP_ARN, **CHECKOUT_SCOPE}
+    assert impairment.scope == {"target_group_arn": NLB_TARGET_GROUP_ARN, **CHECKOUT_SCOPE}
 
 
 def test_the_ecs_alarm_and_the_ecs_detector_name_a_service_alike():

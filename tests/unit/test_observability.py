@@ -37,13 +37,61 @@ def _status_check_alarm(reason: str | None = None) -> dict[str, Any]:
 
 def _detect(event: dict[str, Any], lambda_context: Any) -> tuple[dict[str, Any], ImpairmentDetected]:
     inventory = FakeInventory(
-        tags={STATUS_CHECK_ARN: alarm_tags(impairment_type="instance_failure", severity="critical")}
+        tags={STATUS_CHECK_ARN: alarm_tags(impairment_type="instance_failure", severity="critical")},
+        owners={"i-0abc123def4567890": "web-api"},  # the instance is in web-api's group
     )
     publisher = RecordingPublisher()
     response = alarm.handler(event, lambda_context, inventory=inventory, publisher=publisher)
     assert response["status"] == "published"
     (_, (model,)) = publisher.published[0]
     return response, model
+
+
+@pytest.mark.parametrize(
+    ("tags", "state"),
+    [
+        (alarm_tags(), "INSUFFICIENT_DATA"),  # missing data is no evidence of failure
+        ({"team": "payments"}, "ALARM"),  # an alarm that did not opt in
+        ({"recovery:managed": "true"}, "ALARM"),  # managed, but names no workload
+    ],
+    ids=["insufficient-data", "unmanaged", "no-workload"],
+)
+def test_every_alarm_the_detector_ignores_is_counted_as_an_ignored_signal(
+    tags, state, detector_env, lambda_context, capsys
+):
+    # Given an alarm state change that is not an impairment of ours
+    event = _status_check_alarm()
+    event["detail"]["state"]["value"] = state
+    inventory = FakeInventory(tags={STATUS_CHECK_ARN: tags}, owners={"i-0abc123def4567890": "web-api"})
+    publisher = RecordingPublisher()
+
+    # When it reaches the detector
+    response = alarm.handler(event, lambda_context, inventory=inventory, publisher=publisher)
+
+    # Then nothing is published, and it is counted as SignalsIgnored, as the other detectors count
+    assert response["status"] == "ignored"
+    assert publisher.published == []
+    assert [p.value for p in named(datapoints(capsys.readouterr().out), "SignalsIgnored")] == [1.0]
+
+
+def test_an_alarm_refused_for_its_workload_tag_is_counted_by_reason(detector_env, lambda_context, capsys):
+    # Given an alarm tagged for orders about an instance of web-api's group
+    inventory = FakeInventory(
+        tags={STATUS_CHECK_ARN: alarm_tags("orders", impairment_type="instance_failure")},
+        owners={"i-0abc123def4567890": "web-api"},
+    )
+    publisher = RecordingPublisher()
+
+    response = alarm.handler(_status_check_alarm(), lambda_context, inventory=inventory, publisher=publisher)
+
+    # Then nothing is published; SignalsRefused counts it, in all and by reason; not as ignored
+    assert response["status"] == "refused"
+    assert response["refusal"] == "workload_mismatch"
+    assert publisher.published == []
+    points = datapoints(capsys.readouterr().out)
+    assert [p.value for p in named(points, "SignalsRefused")] == [1.0]
+    assert [p.value for p in named(points, "SignalsRefused", reason="workload_mismatch")] == [1.0]
+    assert named(points, "SignalsIgnored") == []
 
 
 # --- detection ------------------------------------------------------------------------------
