@@ -19,6 +19,7 @@ from core.contract import CLEARED, ImpairmentCleared, ImpairmentType, Severity
 from tests.builders import (
     ALARM_ARN,
     SIGNAL_TIME,
+    TABLE_NAME,
     action_event,
     bus_event,
     impairment,
@@ -158,6 +159,62 @@ def _bus_events(env: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _execution_status_changes(env: Any) -> list[dict[str, Any]]:
+    """Step Functions' Execution Status Change events for recoveries of the moto workload: one
+    that died with a step applied (a record recovering, its plan, a step started), one that
+    escalated, and states it ignores."""
+    from core.store import RecoveryStore
+
+    workload = env.workload
+    store = RecoveryStore(TABLE_NAME)
+    died = workload.impairment_of(workload.instance_ids()[0])
+    escalated = workload.impairment_of(workload.instance_ids()[1])
+    store.put_impairment(
+        died.model_dump(mode="json"),
+        status="recovering",
+        plan_state=_plan(),
+        lock_keys=[died.affected_resources[0].key],
+    )
+    store.put_action(died.impairment_id, 0, "apply", {"status": "started", "before": {"group": workload.group_name}})
+    store.put_impairment(
+        escalated.model_dump(mode="json"), status="escalated", outcome="escalated", page_status="failed"
+    )
+    machine = env.state_machine_arn
+
+    def change(name: str, status: str) -> dict[str, Any]:
+        execution = f"{machine.replace(':stateMachine:', ':execution:')}:{name}"
+        return {
+            "version": "0",
+            "id": "315c1398-40ff-a850-213b-158f73e60175",
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": "123456789012",
+            "time": "2026-11-20T09:30:00Z",
+            "region": "us-east-1",
+            "resources": [execution],
+            "detail": {
+                "executionArn": execution,
+                "stateMachineArn": machine,
+                "name": name,
+                "status": status,
+                "startDate": 1795686871104,
+                "stopDate": 1795687800000,
+                "input": "{}",
+                "output": None,
+                "error": "States.Timeout",
+                "cause": "",
+            },
+        }
+
+    return [
+        change(died.impairment_id, "TIMED_OUT"),
+        change(died.impairment_id, "ABORTED"),
+        change(escalated.impairment_id, "FAILED"),
+        change("nobody", "FAILED"),
+        change(died.impairment_id, "SUCCEEDED"),
+    ]
+
+
 # --- actions: the input the state machine gives each step -----------------------------------------
 
 # Parameters a plan may give each action (valid ones: the mutations make them invalid).
@@ -273,6 +330,9 @@ CASES: dict[str, Case] = {
     "orchestration.escalate.handler": Case(_workflow_states, frozenset({("sns", "Publish")})),
     "orchestration.check_guardrails.handler": Case(_workflow_states, frozenset({("sns", "Publish")})),
     "orchestration.request_approval.handler": Case(_workflow_states, frozenset({("sns", "Publish")})),
+    "orchestration.execution_ended.handler": Case(
+        _execution_status_changes, frozenset({("sns", "Publish"), ("sfn", "StartExecution")})
+    ),
 }
 
 

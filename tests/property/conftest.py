@@ -128,6 +128,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Aws]:
             "EVENT_BUS_NAME": BUS_NAME,
             "ESCALATION_TOPIC_ARN": topic_arn,
             "STATE_MACHINE_ARN": state_machine_arn,
+            "CLEANUP_STATE_MACHINE_ARN": state_machine_arn,
             "WORKLOAD_GROUPS": json.dumps({"web-api-asg": "web-api"}),
         }.items():
             monkeypatch.setenv(key, value)

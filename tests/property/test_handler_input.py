@@ -148,6 +148,10 @@ def check_records(handler: str, event: Any, result: Any, error: Exception | None
     elif handler in ("orchestration.finalize.handler", "orchestration.escalate.handler") and error is None:
         record = store.get_impairment(result.get("impairment_id") or iid or "")
         assert record is not None and record.get("outcome"), f"{handler} returned but recorded no outcome"
+    elif handler == "orchestration.execution_ended.handler" and error is None:
+        if result.get("status") in ("escalated", "rolling_back"):
+            record = store.get_impairment(result["impairment_id"])
+            assert record is not None and record.get("outcome"), f"{handler} ended {result} but recorded no outcome"
     elif handler.startswith("actions.") and iid:
         phase = handler.rsplit(".", 1)[1].removesuffix("_handler")
         key = _action_key(event, phase)
