@@ -229,10 +229,21 @@ def _drill(args: argparse.Namespace) -> int:
             recorded = state.record_drill(running.emulator, report)
     except (ScenarioError, TemplateError, drill.DrillError) as exc:
         raise CommandError(str(exc)) from exc
-    print(drill.to_json(report) if args.json else drill.format_timeline(report))
+    from recoveryctl import timeline
+
+    print(drill.to_json(report) if args.json else timeline.format_timeline(report), flush=True)
     if not args.json:
         print(f"recorded in {recorded}; see `recoveryctl status` and `recoveryctl report`", file=sys.stderr)
-    return EXIT_OK if report["expectation_met"] else EXIT_FAILED
+    if report["expectation_met"]:
+        return EXIT_OK
+    failed = timeline.failures(report)
+    print(f"recoveryctl: drill {report['scenario']} did not meet its expectation:", file=sys.stderr)
+    if args.json:  # the timeline (stdout) says it otherwise
+        for line in failed:
+            print(f"  - {line}", file=sys.stderr)
+    else:
+        print(f"  {len(failed)} failure(s), listed under `expect` above", file=sys.stderr)
+    return EXIT_FAILED
 
 
 class _DrillProgress:

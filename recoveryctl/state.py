@@ -148,22 +148,25 @@ class LocalState:
 def _audit_trail(emulator: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
     """A region's recorded impairments and actions, marked as the drill's (locks and switches are
     the emulator's working state, not kept)."""
-    table = emulator.store().table
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        items.extend(jsonable(page.get("Items", [])))
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    items = [i for i in items if str(i.get("pk", "")).startswith("IMPAIRMENT#")]
+    items = [i for i in scan_table(emulator.store().table) if str(i.get("pk", "")).startswith("IMPAIRMENT#")]
     for item in items:
         if item.get("sk") == "RECORD":
             item["drill"] = True
             item["drill_scenario"] = report.get("scenario")
             item["region"] = emulator.region
     return items
+
+
+def scan_table(table: Any) -> list[dict[str, Any]]:
+    """Every item of a DynamoDB table (consistent reads, every page), as plain JSON values."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"ConsistentRead": True}
+    while True:
+        page = table.scan(**kwargs)
+        items.extend(jsonable(page.get("Items", [])))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _safe(name: str) -> str:
