@@ -225,8 +225,7 @@ def format_show(data: dict[str, Any]) -> str:
     impairment = record.get("impairment") or {}
     signal = impairment.get("signal") or {}
     lines = [
-        f"Impairment {record['impairment_id']}"
-        + (f" (drill {record.get('drill_scenario')})" if record.get("drill") else ""),
+        f"Impairment {record['impairment_id']}" + _drill_note(record),
         f"  workload     {record.get('workload')}",
         f"  type         {record.get('impairment_type')}, severity {record.get('severity')}",
         f"  description  {impairment.get('description') or '-'}",
@@ -312,6 +311,15 @@ def format_show(data: dict[str, Any]) -> str:
         summary = message.get("summary", message) if isinstance(message, dict) else message
         lines.append(f"\nEscalation sent: {summary}")
     return "\n".join(lines)
+
+
+def _drill_note(record: dict[str, Any]) -> str:
+    """A drill's record says so: a local drill names its scenario; a deployed one (a practice
+    drill, or `recoveryctl drill --deployed`) has none."""
+    if not record.get("drill"):
+        return ""
+    scenario = record.get("drill_scenario")
+    return f" (drill {scenario})" if scenario else " (drill)"
 
 
 def _resource(resource: dict[str, Any]) -> str:

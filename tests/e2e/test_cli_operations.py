@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -346,3 +347,29 @@ def test_a_drill_on_the_virtual_clock_is_recorded_in_the_past_with_its_durations
     code, out, _ = _run(capsys, "show", report["impairment_id"], *argv)
     assert re.search(r"\+\s*\d+\.\d s\s+WaitBeforeReturningCapacity\s+\(3600\.\d s\)", out), out
 
+
+def test_progress_is_shown_only_on_a_terminal_and_never_with_json(synthesized, monkeypatch, tmp_path, capsys):
+    # Given stderr is a terminal, and a stand-in that records whether progress was attached
+    attached: list[object] = []
+
+    class Recorded(cli.DrillProgress):
+        def __init__(self, running: object, stream: object, interval: float = 0.5) -> None:
+            super().__init__(running, stream, interval)
+            attached.append(stream)
+
+    monkeypatch.setattr(cli, "DrillProgress", Recorded)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    argv = ["drill", "--scenario", "instance-failure", "--template", str(synthesized.template_path)]
+    argv += ["--state-dir", str(tmp_path)]
+
+    # When a drill runs with --json, no progress; without it, progress on stderr
+    assert cli.main([*argv, "--json"]) == 0
+    assert attached == []
+    assert cli.main(argv) == 0
+    assert attached == [sys.stderr]
+
+    # And on a pipe (not a terminal) none either
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert cli.main(argv) == 0
+    assert attached == [sys.stderr]
+    capsys.readouterr()
