@@ -286,13 +286,14 @@ class Drill:
                     if time_number:
                         emulator.pump()
                         emulator._advance(signal.interval_seconds)
+                    ticked = clock.utc_now().isoformat()  # before its rules run (and detect)
                     fired = target.fire_schedules()
                     signals.append(
                         {
                             "event": f"schedule{where} ({fired} rule(s) fired)",
                             "deliveries": 1,
-                            "time": clock.utc_now().isoformat(),
-                            "at": clock.utc_now().isoformat(),
+                            "time": ticked,
+                            "at": ticked,
                         }
                     )
             else:
