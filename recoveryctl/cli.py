@@ -281,6 +281,17 @@ class DrillProgress:
         if self.last is not None and now - self.last < self.interval:
             return
         self.last = now
+        self._update(states=True)
+
+    def done(self) -> None:
+        """The drill settled: say how the executions not seen ending ended, end the status line."""
+        self._update(states=False)
+        if self.status_shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.status_shown = False
+
+    def _update(self, states: bool) -> None:
         emulator = self.running.emulator
         where = []
         for region in emulator.every_region():
@@ -290,7 +301,7 @@ class DrillProgress:
                     self.seen[name] = status
                     verb = "started" if status == "RUNNING" else status.lower()
                     self._line(f"{self._prefix()} execution {name} {verb}", final=True)
-                if status == "RUNNING":
+                if status == "RUNNING" and states:
                     entered = [
                         e for e in region.history(execution["executionArn"]) if e["type"].endswith("StateEntered")
                     ]
@@ -298,13 +309,6 @@ class DrillProgress:
                         where.append(f"{name}: {entered[-1]['stateEnteredEventDetails']['name']}")
         if where:
             self._line(f"{self._prefix()} {'; '.join(where)}", final=False)
-
-    def done(self) -> None:
-        """The drill settled: end the status line."""
-        if self.status_shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.status_shown = False
 
     def _prefix(self) -> str:
         """The line's start ("  ... +125 s"): how far the drill's virtual clock got since it started."""

@@ -161,8 +161,7 @@ def test_progress_says_which_state_each_running_execution_is_in_and_rewrites_its
     region.states["arn-1"] = "WaitBeforeVerify"
     progress()
     region._executions = [{"name": "web-api-1", "status": "SUCCEEDED", "executionArn": "arn-1"}]
-    progress()
-    progress.done()
+    progress.done()  # the drill settled: how it ended, and the status line ends
 
     writes = stream.getvalue().split("\r\x1b[K")[1:]
     assert writes == [
