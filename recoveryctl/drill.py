@@ -460,7 +460,7 @@ class Drill:
             for region in self._emulators()
             for item in region.executions()
         ]
-        runs.sort(key=lambda r: r["started_at"] or "")
+        runs.sort(key=lambda r: _when(r["started_at"]))
         # Several executions (a storm, rounds of a flapping fault): the report shows the worst.
         shown = min(runs, key=lambda r: _SEVERITY_OF_OUTCOME.get(r["outcome"], 99), default=None)
         execution = (
@@ -488,9 +488,9 @@ class Drill:
                 },
             )
             found["deliveries"] += 1
-        pages = sorted(self._pages(records, ended_at), key=lambda p: p["at"] or ended_at.isoformat())
+        pages = sorted(self._pages(records), key=lambda p: _when(p["at"]))
         outcome = (record or {}).get("outcome") or (_outcome_from(execution) if execution else "nothing_started")
-        actions = sorted((a for r in runs for a in r.pop("actions")), key=lambda a: a.get("started_at") or "")
+        actions = sorted((a for r in runs for a in r.pop("actions")), key=lambda a: _when(a.get("started_at")))
         report = {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -579,7 +579,7 @@ class Drill:
             "actions": [_action(step, item["name"], outcome) for step in steps],
         }
 
-    def _pages(self, records: dict[str, dict[str, Any]], ended_at: datetime) -> list[dict[str, Any]]:
+    def _pages(self, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """The messages a human received, each dated by the audit record of what it was about:
         an approval request when it was requested, an escalation when it was escalated."""
         pages = []
@@ -654,6 +654,13 @@ def _nothing_started(detected: dict[str, dict[str, Any]]) -> str:
 def _stack_label(stack: Emulator, primary: Emulator) -> str:
     """A stack as the report names it: its region, with its account when it is a member's."""
     return stack.region if stack.account == primary.account else f"{stack.account}/{stack.region}"
+
+
+def _when(value: Any) -> datetime:
+    """A report's time, to sort by (its strings mix offsets and precisions); unknown: last."""
+    from recoveryctl.timeline import parse_time
+
+    return parse_time(value) or datetime.max.replace(tzinfo=UTC)
 
 
 def _iso(value: Any) -> str | None:
