@@ -111,18 +111,20 @@ class LocalState:
                         described["stopDate"] = history[-1]["timestamp"]
                 executions.append(jsonable(described))
         now = datetime.now(UTC)
-        ahead = max(0.0, (clock.utc_now() - now).total_seconds())
+        # The drill's clock at its end becomes the wall clock at this moment (whichever way they
+        # differ: a virtual clock that does not start at the wall time is moved forward as well).
+        shift = (now - clock.utc_now()).total_seconds()
         run = {
             "run_id": f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{report.get('scenario')}",
             "scenario": report.get("scenario"),
             "recorded_at": now.isoformat(),
-            # how far the drill's clock had run ahead: every time below is shifted back by it
-            "clock_shift_seconds": -round(ahead, 6),
+            # how far every time below was moved (negative: back; the drill's clock ran ahead)
+            "clock_shift_seconds": round(shift, 6),
             "outcome": report.get("outcome"),
             "impairment_id": report.get("impairment_id"),
             "expectation_met": report.get("expectation_met"),
-            "items": shift_times(items, -ahead),
-            "executions": shift_times(executions, -ahead),
+            "items": shift_times(items, shift),
+            "executions": shift_times(executions, shift),
             "escalations": jsonable(report.get("escalations") or []),
         }
         path = self.runs_dir / f"{_safe(run['run_id'])}.json"

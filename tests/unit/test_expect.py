@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from recoveryctl import expect
-from recoveryctl.scenario import Expectation
+from recoveryctl.scenario import Expectation, Invariant
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 EPOCH = int(NOW.timestamp())
@@ -49,7 +49,7 @@ def test_a_clean_drill_breaks_no_invariant_and_every_one_is_checked():
     result = expect.check_invariants(facts([RECORD, APPLIED, budget, escalated]), off={})
 
     assert result["broken"] == []
-    assert result["checked"] == list(expect.INVARIANTS)
+    assert result["checked"] == list(expect.INVARIANTS) == list(Invariant.__args__)
     assert result["off"] == {}
 
 
