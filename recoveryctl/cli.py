@@ -12,8 +12,9 @@ recoveryctl approve ID [--reason TEXT] | reject ID [--reason TEXT]
 
 The target: --local (default: the drills recorded under --state-dir, default .recoveryctl/ or
 RECOVERYCTL_STATE_DIR) or --deployed (the stack --stack, default ImpairmentRecovery, in --region),
-or RECOVERYCTL_TARGET=local|deployed. Exit codes: 0 done, 1 the recovery (or approval) did not
-succeed, 2 a usage or setup error (the message says what to do).
+or RECOVERYCTL_TARGET=local|deployed. Exit codes: 0 done, 1 the recovery (or approval, or a local
+drill's expectation) did not succeed, 2 a usage or setup error (the message says what to do),
+141 the reader of the output closed it (`recoveryctl status | head`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command its closed pipe (SIGPIPE) ended
 TARGET_ENV, STACK_ENV = "RECOVERYCTL_TARGET", "RECOVERYCTL_STACK"
 
 
@@ -143,7 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "target", "local") not in ("local", "deployed"):
             raise CommandError(f"{TARGET_ENV}={args.target!r}: use local or deployed")
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # `recoveryctl status | head`: the reader has what it wanted. Exit quietly: point stdout
+        # at devnull so the interpreter's final flush does not fail again (Python's documented way).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except CommandError as exc:
         print(f"recoveryctl: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -223,42 +233,95 @@ def _drill(args: argparse.Namespace) -> int:
                 print(f"note: disabled plans: {', '.join(switches['disabled_plans'])}", file=sys.stderr)
         with drill.Drill(scenario, Path(template) if template else None, state.directory / "synth") as running:
             state.seed(running.emulator)  # the switches set with pause / plans disable
-            if not args.json:
-                running.emulator.idle_hooks.append(_DrillProgress(running.emulator))
+            progress = None
+            if not args.json and sys.stderr.isatty():  # a person watching: say where the drill is
+                progress = DrillProgress(running, sys.stderr)
+                running.emulator.idle_hooks.append(progress)
             report = running.run()
+            if progress is not None:
+                progress.done()
             recorded = state.record_drill(running.emulator, report)
     except (ScenarioError, TemplateError, drill.DrillError) as exc:
         raise CommandError(str(exc)) from exc
-    print(drill.to_json(report) if args.json else drill.format_timeline(report))
+    from recoveryctl import timeline
+
+    print(drill.to_json(report) if args.json else timeline.format_timeline(report), flush=True)
     if not args.json:
         print(f"recorded in {recorded}; see `recoveryctl status` and `recoveryctl report`", file=sys.stderr)
-    return EXIT_OK if report["expectation_met"] else EXIT_FAILED
+    if report["expectation_met"]:
+        return EXIT_OK
+    failed = timeline.failures(report)
+    print(f"recoveryctl: drill {report['scenario']} did not meet its expectation:", file=sys.stderr)
+    if args.json:  # the timeline (stdout) says it otherwise
+        for line in failed:
+            print(f"  - {line}", file=sys.stderr)
+    else:
+        print(f"  {len(failed)} failure(s), listed under `expect` above", file=sys.stderr)
+    return EXIT_FAILED
 
 
-class _DrillProgress:
-    """While a local drill runs: a line on stderr when a recovery execution starts and when it
-    ends, with the virtual time the emulator fast-forwarded, at most every half second."""
+class DrillProgress:
+    """While a local drill runs on a terminal: one status line on `stream`, rewritten in place,
+    saying how far the drill's virtual clock got and which state each running execution is in;
+    a line of its own when an execution starts or ends. Called by the emulator while executions
+    run (an idle hook), at most every `interval` seconds of real time."""
 
-    def __init__(self, emulator: Any) -> None:
-        self.emulator = emulator
+    def __init__(self, running: Any, stream: Any, interval: float = 0.5) -> None:
+        self.running = running
+        self.stream = stream
+        self.interval = interval
         self.seen: dict[str, str] = {}
-        self.last = 0.0
+        self.last: float | None = None
+        self.status_shown = False
 
     def __call__(self) -> None:
         import time
 
-        if time.monotonic() - self.last < 0.5:
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.interval:
             return
-        self.last = time.monotonic()
-        for execution in (e for region in self.emulator.every_region() for e in region.executions()):
-            name, status = execution["name"], execution["status"]
-            if self.seen.get(name) != status:
-                self.seen[name] = status
-                verb = "running" if status == "RUNNING" else status.lower()
-                print(
-                    f"  ... execution {name} {verb} ({self.emulator.virtual_seconds:.0f} s of waits fast-forwarded)",
-                    file=sys.stderr,
-                )
+        self.last = now
+        self._update(states=True)
+
+    def done(self) -> None:
+        """The drill settled: say how the executions not seen ending ended, end the status line."""
+        self._update(states=False)
+        if self.status_shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.status_shown = False
+
+    def _update(self, states: bool) -> None:
+        emulator = self.running.emulator
+        where = []
+        for region in emulator.every_region():
+            for execution in region.executions():
+                name, status = execution["name"], execution["status"]
+                if self.seen.get(name) != status:
+                    self.seen[name] = status
+                    verb = "started" if status == "RUNNING" else status.lower()
+                    self._line(f"{self._prefix()} execution {name} {verb}", final=True)
+                if status == "RUNNING" and states:
+                    entered = [
+                        e for e in region.history(execution["executionArn"]) if e["type"].endswith("StateEntered")
+                    ]
+                    if entered:
+                        where.append(f"{name}: {entered[-1]['stateEnteredEventDetails']['name']}")
+        if where:
+            self._line(f"{self._prefix()} {'; '.join(where)}", final=False)
+
+    def _prefix(self) -> str:
+        """The line's start ("  ... +125 s"): how far the drill's virtual clock got since it started."""
+        from core import clock
+
+        started = getattr(self.running, "started_at", None)
+        return f"  ... +{(clock.utc_now() - started).total_seconds():.0f} s" if started else "  ..."
+
+    def _line(self, text: str, final: bool) -> None:
+        # "\r" and erase-line rewrite the status line in place on a terminal.
+        self.stream.write("\r\x1b[K" + text + ("\n" if final else ""))
+        self.stream.flush()
+        self.status_shown = not final
 
 
 def _drill_deployed(args: argparse.Namespace) -> int:

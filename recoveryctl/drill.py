@@ -7,14 +7,16 @@ import contextlib
 import json
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from recoveryctl import expect
 from recoveryctl.emulator import workload as workloads
 from recoveryctl.emulator.runtime import Emulator
 from recoveryctl.emulator.template import TemplateError
 from recoveryctl.scenario import Scenario
+from recoveryctl.state import scan_table
 
 METADATA_KEY = "ImpairmentRecovery"
 
@@ -38,6 +40,7 @@ class Drill:
         self.workload: dict[str, Any] = {}
         self._managed_tag = ("recovery:managed", "true")
         self._answered: set[str] = set()
+        self.started_at: datetime | None = None
 
     def __enter__(self) -> Drill:
         self.emulator = self._start_emulator().__enter__()
@@ -200,8 +203,11 @@ class Drill:
     def run(self) -> dict[str, Any]:
         """Inject the faults, fire the signals, let everything settle; return the report."""
 
+        from core import clock
+
         emulator = self.emulator
         assert emulator is not None
+        self.started_at = clock.utc_now()  # the timeline's zero, on the virtual clock
         before = self.state()
         emulator.idle_hooks.append(self._answer_approvals)
         impaired = self._inject(before)
@@ -271,6 +277,7 @@ class Drill:
                         "state": signal.state,
                         "deliveries": signal.deliveries,
                         "time": event["detail"]["state"]["timestamp"],
+                        "at": at.isoformat(),
                     }
                 )
             elif signal.schedule is not None:
@@ -279,12 +286,14 @@ class Drill:
                     if time_number:
                         emulator.pump()
                         emulator._advance(signal.interval_seconds)
+                    ticked = clock.utc_now().isoformat()  # before its rules run (and detect)
                     fired = target.fire_schedules()
                     signals.append(
                         {
                             "event": f"schedule{where} ({fired} rule(s) fired)",
                             "deliveries": 1,
-                            "time": clock.utc_now().isoformat(),
+                            "time": ticked,
+                            "at": ticked,
                         }
                     )
             else:
@@ -300,7 +309,8 @@ class Drill:
                     {
                         "event": f"{event.get('source')} {event.get('detail-type')}",
                         "deliveries": signal.deliveries,
-                        "time": event["time"],
+                        "time": event["time"],  # as the scenario wrote it: any string
+                        "at": at.isoformat(),
                     }
                 )
 
@@ -431,60 +441,61 @@ class Drill:
     def _report(
         self, signals: list[dict[str, Any]], impaired: list[str], before: dict[str, Any], after: dict[str, Any]
     ) -> dict[str, Any]:
+        from core import clock
+
         emulator = self.emulator
         assert emulator is not None
-        # Executions in every region, each read with its region's records (its table replica).
-        executions = sorted(
-            ((region, e) for region in self._emulators() for e in region.executions()),
-            key=lambda pair: pair[1]["startDate"],
-        )
-        transitions = 0
-        runs: list[dict[str, Any]] = []
-        for region, item in executions:
-            entered = [e for e in region.history(item["executionArn"]) if e["type"].endswith("StateEntered")]
-            transitions += len(entered)
-            found = region.store().get_impairment(item["name"]) or {}
-            runs.append(
-                {
-                    "name": item["name"],
-                    "region": region.region,
-                    "arn": item["executionArn"],
-                    "status": item["status"],
-                    "states": [e["stateEnteredEventDetails"]["name"] for e in entered],
-                    "outcome": found.get("outcome")
-                    or _outcome_from({"states": [e["stateEnteredEventDetails"]["name"] for e in entered]}),
-                    "guardrails_tripped": found.get("guardrails_tripped") or [],
-                    "reason": found.get("reason"),
-                }
-            )
+        ended_at = clock.utc_now()
+        # What every region's table (its replica) holds once the drill settled: the audit trail
+        # the report reads, and the locks and budgets the invariants look for.
+        tables = {region.region: scan_table(region.store().table) for region in self._emulators()}
+        records = {
+            str(item["pk"]).removeprefix("IMPAIRMENT#"): item
+            for items in tables.values()
+            for item in items
+            if str(item.get("pk", "")).startswith("IMPAIRMENT#") and item.get("sk") == "RECORD"
+        }
+        runs = [
+            self._run_of(region, item, tables[region.region])
+            for region in self._emulators()
+            for item in region.executions()
+        ]
+        runs.sort(key=lambda r: _when(r["started_at"]))
         # Several executions (a storm, rounds of a flapping fault): the report shows the worst.
         shown = min(runs, key=lambda r: _SEVERITY_OF_OUTCOME.get(r["outcome"], 99), default=None)
-        execution = {k: shown[k] for k in ("name", "region", "arn", "status", "states")} if shown else {}
-        store = (emulator.peer(execution["region"]) if execution else self.home or emulator).store()
-        record = store.get_impairment(execution["name"]) if execution else None
-        actions = []
-        if record:
-            records = sorted(store.list_actions(record["impairment_id"]), key=lambda a: a.get("started_at", ""))
-            for action in records:
-                result = action.get("result") or {}
-                actions.append(
-                    {
-                        "type": action.get("action"),
-                        "phase": action.get("phase"),
-                        "target": ", ".join(result.get("targets") or _targets(action.get("before"))),
-                        "result": result.get("result") or action.get("status"),
-                        "message": result.get("message") or action.get("error", ""),
-                    }
-                )
-        outcome = (record or {}).get("outcome") or _outcome_from(execution)
-        # Every "Impairment Detected" a detector put on the recovery bus.
-        detected = [e for e in emulator.events if e["bus"] != "default" and e["detail-type"] == "Impairment Detected"]
-        escalations = [message for region in self._emulators() for message in region.escalations()]
+        execution = (
+            {**{k: shown[k] for k in ("name", "region", "arn", "status")}, "states": _names(shown["states"])}
+            if shown
+            else {}
+        )
+        record = records.get(execution["name"]) if execution else None
+        # Every "Impairment Detected" a detector put on a recovery bus, one entry per impairment.
+        detected: dict[str, dict[str, Any]] = {}
+        events = [e for e in emulator.events if e["bus"] != "default" and e["detail-type"] == "Impairment Detected"]
+        for event in events:
+            detail = event["detail"]
+            found = detected.setdefault(
+                detail["impairment_id"],
+                {
+                    "impairment_id": detail["impairment_id"],
+                    "at": detail.get("detected_at") or event.get("time"),
+                    "impairment_type": detail.get("impairment_type"),
+                    "severity": detail.get("severity"),
+                    "region": event.get("region"),
+                    "deliveries": 0,
+                    "linked_to": (records.get(detail["impairment_id"]) or {}).get("linked_to"),
+                    "started": any(r["name"] == detail["impairment_id"] for r in runs),
+                },
+            )
+            found["deliveries"] += 1
+        pages = sorted(self._pages(records), key=lambda p: _when(p["at"]))
+        outcome = (record or {}).get("outcome") or (_outcome_from(execution) if execution else "nothing_started")
+        actions = sorted((a for r in runs for a in r.pop("actions")), key=lambda a: _when(a.get("started_at")))
         report = {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
             "outcome": outcome,
-            "reason": (record or {}).get("reason") or ("no impairment was detected" if not detected else None),
+            "reason": (record or {}).get("reason") or (None if runs else _nothing_started(detected)),
             "impairment_id": (record or {}).get("impairment_id"),
             "region": execution.get("region"),
             "impairment_type": (record or {}).get("impairment_type"),
@@ -492,45 +503,124 @@ class Drill:
             "plan": (record or {}).get("plan"),
             "mttd_seconds": _round((record or {}).get("mttd_seconds")),
             "mttr_seconds": _round((record or {}).get("mttr_seconds")),
+            "started_at": (self.started_at or ended_at).isoformat(),
+            "ended_at": ended_at.isoformat(),
             "execution": execution,
             "actions": actions,
-            "executions_started": len(executions),
+            "executions_started": len(runs),
             "outcomes": dict(Counter(r["outcome"] for r in runs)),
             "guardrails_tripped": sorted({g for r in runs for g in r["guardrails_tripped"]}),
-            "executions": [{k: v for k, v in r.items() if k not in ("arn", "states")} for r in runs],
+            "executions": [{k: v for k, v in r.items() if k != "arn"} for r in runs],
             "regions": [region.region for region in self._emulators()],
-            "transitions": transitions,
+            "transitions": sum(len(_names(r["states"])) for r in runs),
             "signals": signals,
-            "detections": len(detected),
-            "correlated": sorted(
-                {e["detail"]["impairment_id"] for e in detected} - {(record or {}).get("impairment_id")}
-            ),
-            "escalations": [e.get("summary", e) if isinstance(e, dict) else e for e in escalations],
+            "detections": len(events),
+            "detected": list(detected.values()),
+            "correlated": sorted(i for i, r in records.items() if r.get("linked_to")),
+            "pages": pages,
+            "escalations": [p["summary"] for p in pages],
             "workload": {
                 "name": self.workload["name"],
                 "account": self.workload.get("account_id") or emulator.account,
                 "group": self.workload.get("auto_scaling_group"),
+                "standby_group": (self.workload.get("standby") or {}).get("auto_scaling_group"),
                 "impaired_instances": impaired,
                 "before": before,
                 "after": after,
             },
             "virtual_wait_seconds": emulator.virtual_seconds,
             "lambda_errors": [f"{i.function}: {i.error}" for i in emulator.invocations if not i.ok],
-            "dead_letters": sum(region.dead_letter_count() for region in self._emulators()),
         }
-        expect = self.scenario.expect
-        report["expectation_met"] = (
-            expect.outcome in (None, outcome)
-            and expect.executions_started in (None, len(executions))
-            and expect.outcomes in (None, report["outcomes"])
-            and expect.region in (None, report["region"])
-            and (expect.guardrails_tripped is None or sorted(expect.guardrails_tripped) == report["guardrails_tripped"])
+        dead_letters = {_stack_label(stack, emulator): stack.dead_letter_count() for stack in emulator.every_stack()}
+        report["dead_letters"] = sum(dead_letters.values())
+        facts = expect.Facts(
+            tables=tables,
+            executions=[{"name": r["name"], "region": r["region"], "status": r["status"]} for r in runs],
+            dead_letters=dead_letters,
+            now=ended_at,
         )
+        report["expectations"] = expect.check_expectations(self.scenario.expect, report)
+        report["invariants"] = expect.check_invariants(facts, self.scenario.expect.invariants_off)
+        report["expectation_met"] = not report["expectations"]["failed"] and not report["invariants"]["broken"]
         return report
+
+    def _run_of(self, region: Emulator, item: dict[str, Any], table: list[dict[str, Any]]) -> dict[str, Any]:
+        """One execution as the report tells it: its states with their virtual times, its audit
+        record's outcome and plan, and its action steps."""
+        from recoveryctl import views
+
+        history = region.history(item["executionArn"])
+        states = [{**e, "at": _iso(e.get("at"))} for e in views.state_timeline(history)]
+        record = next((i for i in table if i.get("pk") == f"IMPAIRMENT#{item['name']}" and i.get("sk") == "RECORD"), {})
+        outcome = record.get("outcome") or _outcome_from({"states": _names(states)})
+        steps = [
+            i for i in table if i.get("pk") == f"IMPAIRMENT#{item['name']}" and str(i.get("sk")).startswith("ACTION#")
+        ]
+        approval = {k: v for k, v in (record.get("approval") or {}).items() if k != "task_token"}
+        return {
+            "name": item["name"],
+            "region": region.region,
+            "arn": item["executionArn"],
+            "status": item["status"],
+            "outcome": outcome,
+            "guardrails_tripped": record.get("guardrails_tripped") or [],
+            "reason": record.get("reason"),
+            "plan": record.get("plan"),
+            # On the virtual clock, as its history is (moto's own start and stop dates are not).
+            "started_at": _iso(history[0]["timestamp"]) if history else _iso(item.get("startDate")),
+            "stopped_at": _iso(history[-1]["timestamp"]) if history and item["status"] != "RUNNING" else None,
+            "detected_at": record.get("detected_at"),
+            "resolved_at": record.get("resolved_at"),
+            "escalated_at": record.get("escalated_at"),
+            "mttd_seconds": _round(record.get("mttd_seconds")),
+            "mttr_seconds": _round(record.get("mttr_seconds")),
+            "approval": approval or None,
+            "states": states,
+            "actions": [_action(step, item["name"], outcome) for step in steps],
+        }
+
+    def _pages(self, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages a human received, each dated by the audit record of what it was about:
+        an approval request when it was requested, an escalation when it was escalated."""
+        pages = []
+        for region in self._emulators():
+            for message in region.escalations():
+                body = message if isinstance(message, dict) else {"summary": str(message)}
+                record = records.get(str(body.get("impairment_id"))) or {}
+                kind = "approval" if "approve" in body else "escalation"
+                at = (record.get("approval") or {}).get("requested_at") if kind == "approval" else None
+                pages.append(
+                    {
+                        "at": at or record.get("escalated_at"),
+                        "kind": kind,
+                        "impairment_id": body.get("impairment_id"),
+                        "region": region.region,
+                        "summary": body.get("summary", json.dumps(body, default=str)),
+                    }
+                )
+        return pages
 
 
 # Which execution a report shows when there are several: the one that went worst.
 _SEVERITY_OF_OUTCOME = {"escalated": 0, "rolled_back": 1, "skipped": 2, "dry_run": 3, "recovered": 4}
+
+
+def _action(step: dict[str, Any], execution: str, outcome: str) -> dict[str, Any]:
+    from recoveryctl.views import phase_label
+
+    result = step.get("result") or {}
+    targets = list(result.get("targets") or _targets(step.get("before")))
+    return {
+        "execution": execution,
+        "type": step.get("action"),
+        "phase": phase_label(step.get("phase"), outcome),
+        "targets": targets,
+        "target": ", ".join(targets),
+        "result": result.get("result") or step.get("status"),
+        "message": result.get("message") or step.get("error", ""),
+        "started_at": step.get("started_at"),
+        "finished_at": step.get("finished_at"),
+    }
 
 
 def _targets(before: Any) -> list[str]:
@@ -542,6 +632,10 @@ def _targets(before: Any) -> list[str]:
     return []
 
 
+def _names(states: list[dict[str, Any]]) -> list[str]:
+    return [s["state"] for s in states if "state" in s]
+
+
 def _outcome_from(execution: dict[str, Any]) -> str:
     states = execution.get("states") or []
     if "Recovered" in states:
@@ -551,138 +645,42 @@ def _outcome_from(execution: dict[str, Any]) -> str:
     return "skipped"
 
 
+def _nothing_started(detected: dict[str, dict[str, Any]]) -> str:
+    if not detected:
+        return "no impairment was detected"
+    return f"{len(detected)} impairment(s) detected, none started a recovery"
+
+
+def _stack_label(stack: Emulator, primary: Emulator) -> str:
+    """A stack as the report names it: its region, with its account when it is a member's."""
+    return stack.region if stack.account == primary.account else f"{stack.account}/{stack.region}"
+
+
+def _when(value: Any) -> datetime:
+    """A report's time, to sort by (its strings mix offsets and precisions); unknown: last."""
+    from recoveryctl.timeline import parse_time
+
+    return parse_time(value) or datetime.max.replace(tzinfo=UTC)
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value) if value else None
+
+
 def _round(value: Any) -> float | None:
     return round(float(value), 3) if isinstance(value, (int, float)) else None
 
 
 def run(scenario: Scenario, template_path: Path) -> dict[str, Any]:
+    """Run a scenario in a fresh emulator; returns its report."""
     with Drill(scenario, template_path) as drill:
         return drill.run()
 
 
-def format_timeline(report: dict[str, Any]) -> str:
-    """The drill as a person reads it: signal -> detected -> execution -> states -> outcome."""
-    lines = [f"Drill {report['scenario']}: {report['description']}", ""]
-    wl = report["workload"]
-    before = wl["before"]
-    lines.extend(f"  workload   {wl['name']}: {part}" for part in _describe_state(wl["group"], before))
-    if wl["impaired_instances"]:
-        lines.append(f"  fault      impaired {', '.join(wl['impaired_instances'])}")
-    lines.append("")
-    times = {id(s): _parse_time(s["time"]) for s in report["signals"]}
-    first = min(times.values(), default=None)
-    for signal in sorted(report["signals"], key=lambda s: times[id(s)]):
-        offset = f"+{(times[id(signal)] - first).total_seconds():.1f} s".ljust(11)
-        repeat = f" (delivered {signal['deliveries']} times)" if signal["deliveries"] > 1 else ""
-        what = f"alarm {signal['alarm']} -> {signal['state']}" if "alarm" in signal else f"event {signal['event']}"
-        lines.append(f"  {offset}signal     {what}{repeat}")
-    if report.get("correlated"):
-        lines.append(
-            f"             correlated {len(report['correlated'])} more impairment(s) linked: "
-            f"{', '.join(report['correlated'])}"
-        )
-    mttd = report["mttd_seconds"]
-    if report["impairment_id"]:
-        lines.append(
-            f"  {f'+{mttd:.1f} s'.ljust(11)}detected   {report['impairment_id']}: {report['impairment_type']}, "
-            f"severity {report['severity']}  (MTTD {mttd:.1f} s)"
-        )
-    else:
-        lines.append(f"             detected   nothing ({report['reason']})")
-    execution = report["execution"]
-    if execution:
-        lines.append(
-            f"             execution  {execution['name']} started "
-            f"({report['executions_started']} execution(s) for {report['detections']} detection(s))"
-        )
-        for state in execution["states"]:
-            note = ""
-            if state == "SelectPlan" and report["plan"]:
-                note = f"  plan {report['plan']}"
-            lines.append(f"               state    {state}{note}")
-    for action in report["actions"]:
-        lines.append(
-            f"             {action['phase']:<9}  {action['type']} on {action['target'] or '-'}: "
-            f"{action['result']}  {action['message']}".rstrip()
-        )
-    lines.append("")
-    mttr = report["mttr_seconds"]
-    total = f"+{(mttd or 0) + (mttr or 0):.1f} s".ljust(11) if mttr is not None else " " * 11
-    verdict = {
-        "recovered": "recovered, verified healthy",
-        "escalated": "escalated to a human",
-        "skipped": "skipped",
-        "rolled_back": "rolled back",
-        "dry_run": "dry run: nothing was changed",
-    }.get(report["outcome"], report["outcome"])
-    lines.append(f"  {total}outcome    {verdict}" + (f" (MTTR {mttr:.1f} s)" if mttr is not None else ""))
-    if report["reason"] and report["outcome"] != "recovered":
-        lines.append(f"             reason     {report['reason']}")
-    if report.get("guardrails_tripped"):
-        lines.append(f"             guardrails {', '.join(report['guardrails_tripped'])} (what stopped or narrowed it)")
-    if len(report.get("executions") or []) > 1:
-        counts = ", ".join(f"{n} {o}" for o, n in sorted(report["outcomes"].items()))
-        lines.append(f"             executions {counts}")
-        for run in report["executions"]:
-            tripped = f" [{', '.join(run['guardrails_tripped'])}]" if run["guardrails_tripped"] else ""
-            lines.append(f"               {run['name']}: {run['outcome']}{tripped}")
-    for message in report["escalations"]:
-        lines.append(f"             paged      {message}")
-    lines.extend(f"             now        {part}" for part in _describe_state(wl["group"], wl["after"]))
-    lines.append(
-        f"             cost       {report['transitions']} state transitions; "
-        f"{report['virtual_wait_seconds']:.0f} s of waits fast-forwarded"
-    )
-    if report["lambda_errors"]:
-        lines.append(f"             errors     {len(report['lambda_errors'])} function error(s) (retried or caught):")
-        lines.extend(f"                          {e[:160]}" for e in report["lambda_errors"])
-    if execution:
-        lines.append("")
-        lines.append(f"  In AWS, this is the Step Functions execution named {execution['name']} (the impairment id).")
-    return "\n".join(lines)
-
-
-def _parse_time(value: str) -> datetime:
-    """Signal times come as ISO 8601 or CloudWatch's 2026-11-20T09:14:31.104+0000."""
-    value = value.replace("Z", "+00:00")
-    if value[-5] in "+-" and value[-3] != ":":
-        value = f"{value[:-2]}:{value[-2:]}"
-    return datetime.fromisoformat(value)
-
-
-def _describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
-    parts = []
-    if group and "in_service" in state:
-        parts.append(
-            f"group {group}: {len(state['in_service'])} in service (min {state['min_size']}, max {state['max_size']},"
-            f" desired {state['desired_capacity']}) {', '.join(state['in_service'])}"
-        )
-    if "ecs_service" in state:
-        service = state["ecs_service"]
-        parts.append(f"ECS service: {service['running']} of {service['desired']} tasks running")
-    if "database" in state:
-        parts.append("database: " + ", ".join(f"{k} {v}" for k, v in state["database"].items()))
-    for record in state.get("dns_records", []):
-        weight = f" weight {record['Weight']}" if "Weight" in record else ""
-        parts.append(
-            f"DNS {record['Name']} {record.get('Failover', '')}{weight} -> "
-            f"{', '.join(r['Value'] for r in record.get('ResourceRecords', []))}"
-            f" (health check {record.get('HealthCheckId')})"
-        )
-    standby = state.get("standby")
-    if standby:
-        parts.append(
-            f"standby in {standby['region']}: {len(standby['in_service'])} in service (desired "
-            f"{standby['desired_capacity']}, max {standby['max_size']})"
-        )
-    for name, value in (state.get("routing_controls") or {}).items():
-        parts.append(f"ARC routing control {name}: {value}")
-    for shift in state.get("zonal_shifts", []):
-        parts.append(f"zonal shift away from {shift['awayFrom']} until {shift['expiryTime']}")
-    return parts
-
-
 def to_json(report: dict[str, Any]) -> str:
+    """The report as the JSON `recoveryctl drill --json` prints."""
     return json.dumps(report, indent=2, default=_json_default)
 
 

@@ -95,13 +95,79 @@ class SignalSpec(BaseModel):
         return self
 
 
-Outcome = Literal["recovered", "rolled_back", "escalated", "skipped", "dry_run"]
+Outcome = Literal["recovered", "rolled_back", "escalated", "skipped", "dry_run", "nothing_started"]
 Guardrail = Literal[
     "blast_radius", "fail_open", "rate_limit", "concurrency", "flapping", "maintenance_window", "paused", "approval"
 ]
+ActionType = Literal[
+    "replace_instance", "scale_out", "failover", "restart_service", "provision_backup", "redirect_traffic"
+]
+# What every drill must leave behind, checked after it by default (recoveryctl/expect.py says how).
+Invariant = Literal[
+    "no_lock_held",
+    "no_concurrency_slot_held",
+    "no_correlation_window_held",
+    "every_execution_recorded",
+    "every_action_recorded",
+    "no_dead_letters",
+]
+
+
+class FinalState(BaseModel):
+    """What the workload looks like once the drill settled, as a user would check it in the
+    console. Every field is optional: only those given are compared."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    in_service: int | None = Field(default=None, ge=0, description="instances InService in the workload's group")
+    impaired_in_service: int | None = Field(
+        default=None, ge=0, description="of the instances the drill impaired, how many are still in the group"
+    )
+    desired_capacity: int | None = Field(default=None, ge=0, description="the group's desired capacity")
+    zonal_shifts: int | None = Field(default=None, ge=0, description="active ARC zonal shifts")
+    dns: Literal["primary", "standby"] | None = Field(
+        default=None,
+        description="where the workload's DNS failover record sends traffic: primary (its PRIMARY record still "
+        "points at the endpoint it pointed at before the drill) or standby (at the one that was SECONDARY)",
+    )
+    standby_in_service: int | None = Field(default=None, ge=0, description="instances InService in the standby group")
+    standby_desired_capacity: int | None = Field(default=None, ge=0, description="the standby group's desired capacity")
+    ecs_running: int | None = Field(default=None, ge=0, description="tasks the ECS service runs")
+    ecs_desired: int | None = Field(default=None, ge=0, description="tasks the ECS service wants")
+    database_status: str | None = Field(default=None, description="the database's status, e.g. available")
+    database_moved: bool | None = Field(
+        default=None, description="the database's writer or zone is not the one it was before the drill"
+    )
+    routing_controls: dict[str, Literal["On", "Off"]] | None = Field(
+        default=None,
+        description='ARC routing controls by name ("{workload}" is replaced), e.g. {"web-api-us-east-1": "Off"}',
+    )
+
+
+class ExpectedAction(BaseModel):
+    """One action step the drill must show, in order: every given field must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ActionType
+    phase: Literal["apply", "rollback", "return"] | None = Field(
+        default=None,
+        description="apply; rollback (undone after a failure); return (emergency capacity given back, or shifted "
+        "weights put back, after a recovery that held)",
+    )
+    result: Literal["changed", "unchanged", "would_change", "failed", "started"] | None = None
+    targets: Literal["impaired", "group", "standby_group"] | list[str] | None = Field(
+        default=None,
+        description="impaired: only instances the drill impaired (at least one); group / standby_group: the "
+        "workload's group / standby group; or the exact targets ({workload} is replaced)",
+    )
+    target_count: int | None = Field(default=None, ge=0, description="how many targets")
 
 
 class Expectation(BaseModel):
+    """What the drill must show; every field is optional, and the invariants are checked unless
+    switched off with a reason."""
+
     model_config = ConfigDict(extra="forbid")
 
     outcome: Outcome | None = Field(default=None, description="with several executions: the worst of their outcomes")
@@ -109,6 +175,26 @@ class Expectation(BaseModel):
     outcomes: dict[Outcome, int] | None = Field(default=None, description="executions by outcome, e.g. {recovered: 3}")
     guardrails_tripped: list[Guardrail] | None = Field(default=None, description="exactly these, in any order")
     region: str | None = Field(default=None, description="the region whose stack ran the recovery")
+    plan: str | None = Field(default=None, description="the plan chosen (by every execution that chose one)")
+    final_state: FinalState | None = None
+    actions: list[ExpectedAction] | None = Field(
+        default=None, description="every action step of every execution, in the order they started"
+    )
+    pages: int | None = Field(default=None, ge=0, description="messages a human received (escalations, approvals)")
+    correlated: int | None = Field(
+        default=None, ge=0, description="impairments linked to another one's recovery instead of starting their own"
+    )
+    invariants_off: dict[Invariant, str] = Field(
+        default_factory=dict,
+        description="invariants this scenario does not check, each with the written reason why",
+    )
+
+    @model_validator(mode="after")
+    def _reasons(self) -> Expectation:
+        for name, reason in self.invariants_off.items():
+            if len(reason.strip()) < 20:
+                raise ValueError(f"invariants_off.{name}: say why it is off (a sentence, at least 20 characters)")
+        return self
 
 
 class RoutingControl(BaseModel):

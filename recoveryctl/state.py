@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,16 @@ class LocalState:
     # --- drills ------------------------------------------------------------------------------
     def record_drill(self, emulator: Any, report: dict[str, Any]) -> Path:
         """Persist what a finished drill recorded, in every region it ran a stack in (each
-        region's recoveries are in its own replica); returns the run file."""
+        region's recoveries are in its own replica); returns the run file.
+
+        The drill ran on a virtual clock that fast-forwarded its waits, so its records are dated
+        ahead of wall time (by an hour, say, for a plan that gives capacity back after an hour).
+        Kept as they are, they would be in the future, and `status --since 5m` would list a drill
+        for as long as its virtual clock ran ahead. Every timestamp of the run is shifted back by
+        that much: the drill ends when it was recorded, and its times keep their order and
+        distances (MTTD, MTTR, each state's duration)."""
+        from core import clock
+
         items: list[dict[str, Any]] = []
         executions = []
         for region in emulator.every_region():
@@ -94,18 +103,28 @@ class LocalState:
             for summary in region.executions():
                 described = sfn.describe_execution(executionArn=summary["executionArn"])
                 described.pop("ResponseMetadata", None)
-                described["history"] = region.history(summary["executionArn"])
+                history = region.history(summary["executionArn"])
+                described["history"] = history
+                if history:  # its dates on the drill's clock, as its history is (moto's are wall time)
+                    described["startDate"] = history[0]["timestamp"]
+                    if described.get("status") != "RUNNING":
+                        described["stopDate"] = history[-1]["timestamp"]
                 executions.append(jsonable(described))
         now = datetime.now(UTC)
+        # The drill's clock at its end becomes the wall clock at this moment (whichever way they
+        # differ: a virtual clock that does not start at the wall time is moved forward as well).
+        shift = (now - clock.utc_now()).total_seconds()
         run = {
             "run_id": f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{report.get('scenario')}",
             "scenario": report.get("scenario"),
             "recorded_at": now.isoformat(),
+            # how far every time below was moved (negative: back; the drill's clock ran ahead)
+            "clock_shift_seconds": round(shift, 6),
             "outcome": report.get("outcome"),
             "impairment_id": report.get("impairment_id"),
             "expectation_met": report.get("expectation_met"),
-            "items": items,
-            "executions": executions,
+            "items": shift_times(items, shift),
+            "executions": shift_times(executions, shift),
             "escalations": jsonable(report.get("escalations") or []),
         }
         path = self.runs_dir / f"{_safe(run['run_id'])}.json"
@@ -148,22 +167,54 @@ class LocalState:
 def _audit_trail(emulator: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
     """A region's recorded impairments and actions, marked as the drill's (locks and switches are
     the emulator's working state, not kept)."""
-    table = emulator.store().table
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        items.extend(jsonable(page.get("Items", [])))
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    items = [i for i in items if str(i.get("pk", "")).startswith("IMPAIRMENT#")]
+    items = [i for i in scan_table(emulator.store().table) if str(i.get("pk", "")).startswith("IMPAIRMENT#")]
     for item in items:
         if item.get("sk") == "RECORD":
             item["drill"] = True
             item["drill_scenario"] = report.get("scenario")
             item["region"] = emulator.region
     return items
+
+
+_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
+
+
+def shift_times(value: Any, seconds: float) -> Any:
+    """`value` with every ISO 8601 timestamp in it (a whole string: records, histories, signal
+    times; not text that quotes one) moved by `seconds`, written as it was (its offset style and
+    its precision)."""
+    if isinstance(value, dict):
+        return {k: shift_times(v, seconds) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shift_times(v, seconds) for v in value]
+    if not seconds or not isinstance(value, str):
+        return value
+    match = _TIMESTAMP.match(value)
+    if not match:
+        return value
+    day, time_of_day, fraction, zone = match.groups()
+    offset = "+00:00" if zone == "Z" else zone if ":" in zone else f"{zone[:3]}:{zone[3:]}"
+    try:
+        moment = datetime.fromisoformat(f"{day}T{time_of_day}{fraction or ''}{offset}")
+    except ValueError:
+        return value
+    moved = moment + timedelta(seconds=seconds)
+    text = moved.strftime("%Y-%m-%dT%H:%M:%S")
+    if fraction:
+        text += f".{moved.microsecond:06d}"[: len(fraction)]
+    return text + zone
+
+
+def scan_table(table: Any) -> list[dict[str, Any]]:
+    """Every item of a DynamoDB table (consistent reads, every page), as plain JSON values."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"ConsistentRead": True}
+    while True:
+        page = table.scan(**kwargs)
+        items.extend(jsonable(page.get("Items", [])))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _safe(name: str) -> str:

@@ -178,19 +178,26 @@ def show(backend: Backend, impairment_id: str) -> dict[str, Any] | None:
 
 
 def state_timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The execution as states entered, how long each took, and what failed, in order."""
+    """The execution as states entered, how long each took, and what failed, in order.
+
+    A state may be entered many times (a Map's iterations, a verification loop): each exit closes
+    the latest entry of its name. A state left by an error has no exit event: it lasted until the
+    next state was entered (or the execution ended)."""
     entries: list[dict[str, Any]] = []
-    open_states: dict[str, dict[str, Any]] = {}
-    for event in history:
+    open_states: dict[str, list[dict[str, Any]]] = {}
+    unexited: list[tuple[int, dict[str, Any]]] = []
+    for index, event in enumerate(history):
         kind = event.get("type", "")
         at = _time(event.get("timestamp"))
         if kind.endswith("StateEntered"):
             name = event["stateEnteredEventDetails"]["name"]
             entry = {"at": event.get("timestamp"), "state": name, "kind": kind.removesuffix("StateEntered")}
             entries.append(entry)
-            open_states[name] = entry
+            open_states.setdefault(name, []).append(entry)
+            unexited.append((index, entry))
         elif kind.endswith("StateExited"):
-            entry = open_states.pop(event["stateExitedEventDetails"]["name"], None)
+            stack = open_states.get(event["stateExitedEventDetails"]["name"]) or []
+            entry = stack.pop() if stack else None
             started = _time((entry or {}).get("at"))
             if entry is not None and started and at:
                 entry["seconds"] = round((at - started).total_seconds(), 3)
@@ -206,7 +213,30 @@ def state_timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
         elif kind == "ExecutionSucceeded":
             entries.append({"at": event.get("timestamp"), "event": kind})
+    for index, entry in unexited:
+        if "seconds" in entry:
+            continue
+        ended = next(
+            (
+                e
+                for e in history[index + 1 :]
+                if e.get("type", "").endswith("StateEntered") or e.get("type", "").startswith("Execution")
+            ),
+            None,
+        )
+        started, stopped = _time(entry["at"]), _time((ended or {}).get("timestamp"))
+        if started and stopped:
+            entry["seconds"] = round((stopped - started).total_seconds(), 3)
     return entries
+
+
+def phase_label(phase: Any, outcome: Any) -> str:
+    """An action record's phase as a person reads it. A rollback-phase record of a recovery that
+    succeeded was not a rollback: it is the emergency capacity given back (or shifted weights
+    put back) once the workload stayed healthy, which ReturnCapacity records in that phase."""
+    if phase == "rollback" and outcome == "recovered":
+        return "return"
+    return str(phase or "")
 
 
 def format_show(data: dict[str, Any]) -> str:
@@ -214,8 +244,7 @@ def format_show(data: dict[str, Any]) -> str:
     impairment = record.get("impairment") or {}
     signal = impairment.get("signal") or {}
     lines = [
-        f"Impairment {record['impairment_id']}"
-        + (f" (drill {record.get('drill_scenario')})" if record.get("drill") else ""),
+        f"Impairment {record['impairment_id']}" + _drill_note(record),
         f"  workload     {record.get('workload')}",
         f"  type         {record.get('impairment_type')}, severity {record.get('severity')}",
         f"  description  {impairment.get('description') or '-'}",
@@ -261,7 +290,7 @@ def format_show(data: dict[str, Any]) -> str:
         else:
             events.append((None, f"approval   PENDING: `recoveryctl approve {record['impairment_id']}` or reject"))
     for action in data["actions"]:
-        events.append((action.get("started_at"), _action_line(action)))
+        events.append((action.get("started_at"), _action_line(action, record.get("outcome"))))
     if record.get("resolved_at"):
         events.append((record["resolved_at"], f"resolved   MTTR {_seconds(record.get('mttr_seconds'))}"))
     if record.get("escalated_at"):
@@ -272,7 +301,7 @@ def format_show(data: dict[str, Any]) -> str:
     if data["actions"]:
         lines += ["", "Actions (state before -> after)"]
         for action in data["actions"]:
-            lines.append(f"  {_action_line(action)}")
+            lines.append(f"  {_action_line(action, record.get('outcome'))}")
             lines.append(f"      before  {_compact(action.get('before'))}")
             if action.get("after") is not None:
                 lines.append(f"      after   {_compact(action.get('after'))}")
@@ -303,17 +332,27 @@ def format_show(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _drill_note(record: dict[str, Any]) -> str:
+    """A drill's record says so: a local drill names its scenario; a deployed one (a practice
+    drill, or `recoveryctl drill --deployed`) has none."""
+    if not record.get("drill"):
+        return ""
+    scenario = record.get("drill_scenario")
+    return f" (drill {scenario})" if scenario else " (drill)"
+
+
 def _resource(resource: dict[str, Any]) -> str:
     return f"{resource.get('resource_type')} {resource.get('resource_id')}"
 
 
-def _action_line(action: dict[str, Any]) -> str:
+def _action_line(action: dict[str, Any], recovery_outcome: Any = None) -> str:
     result = action.get("result") or {}
     outcome = result.get("result") or action.get("status")
     message = result.get("message") or action.get("error") or ""
     targets = ", ".join(result.get("targets") or [])
+    phase = phase_label(action.get("phase"), recovery_outcome)
     return (
-        f"{action.get('phase', ''):<9}  step {action.get('step_index')} {action.get('action')}"
+        f"{phase:<9}  step {action.get('step_index')} {action.get('action')}"
         f"{' on ' + targets if targets else ''}: {outcome}{'  ' + message if message else ''}"
     )
 

@@ -288,6 +288,10 @@ class Emulator:
         """The emulator of each region's recovery stack, the primary's first."""
         return list(self._regions.values())
 
+    def every_stack(self) -> list[Emulator]:
+        """Every stack the emulator runs: each region's, then each member account's."""
+        return list(self._stacks.values())
+
     def store(self) -> Any:
         """This stack's recovery table (in several regions: this region's replica)."""
         from core.store import RecoveryStore
@@ -360,6 +364,7 @@ class Emulator:
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
         from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+        from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 
         emulator = self
 
@@ -483,6 +488,10 @@ class Emulator:
             if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is made_by:
                 self._stack.enter_context(mock.patch.object(module, "boto_client_for", boto_client_for))
         self._stack.enter_context(mock.patch.object(CallbackEndpoint, "wait", callback_wait))
+        # An execution's history is stamped on the virtual clock, as the functions' records are:
+        # a state's entry, exit and duration then read as a real recovery's would (a 30 s wait
+        # lasts 30 s), in the same time as the signals and the audit trail.
+        self._stack.enter_context(mock.patch.object(EventManager, "_get_current_timestamp", staticmethod(_virtual_now)))
         self._stack.enter_context(mock.patch.object(FakeTargetGroup, "health_for", health_for))
         self._stack.enter_context(
             mock.patch.object(FakeAutoScalingGroup, "replace_autoscaling_group_instances", balanced_launch)
@@ -1059,6 +1068,10 @@ def _json_or_value(value: Any) -> Any:
 
 
 def _now() -> str:
+    return _virtual_now().isoformat()
+
+
+def _virtual_now() -> datetime:
     from core import clock
 
-    return clock.utc_now().isoformat()
+    return clock.utc_now()

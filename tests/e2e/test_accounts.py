@@ -170,11 +170,11 @@ def test_the_cross_account_drill_from_an_unknown_account_changes_nothing(synthes
     assert report["detections"] == 0
 
 
-def test_a_member_stacks_alarm_is_forwarded_to_the_central_account_and_recovered(tmp_path_factory):
+def test_a_member_stacks_alarm_is_forwarded_to_the_central_account_and_recovered(drill_synth_cache):
     # Given the deployment with the member account: the central stack and the member's stack
     from recoveryctl import drill, scenario
 
-    with drill.Drill(scenario.load("cross-account-alarm"), None, tmp_path_factory.mktemp("synth")) as run:
+    with drill.Drill(scenario.load("cross-account-alarm"), None, drill_synth_cache) as run:
         report = run.run()
         assert run.emulator is not None
         central_alarms = run.emulator.client("cloudwatch").describe_alarms(AlarmNamePrefix="web-api-")

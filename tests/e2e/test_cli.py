@@ -110,3 +110,42 @@ def test_invalid_scenario_file_names_the_field(synthesized, tmp_path, capsys):
 def test_missing_cloud_assembly_says_what_to_do(tmp_path, capsys):
     assert cli.main(["drill", "--scenario", "instance-failure", "--cdk-out", str(tmp_path / "none")]) == 2
     assert "make synth" in capsys.readouterr().err
+
+
+def test_an_event_whose_time_is_not_a_timestamp_is_placed_when_fired_and_said_so(synthesized, tmp_path, capsys):
+    # Given a user's event signal whose time is any string
+    state_change = {
+        "version": "0",
+        "detail-type": "EC2 Instance State-change Notification",
+        "source": "aws.ec2",
+        "account": "{account}",
+        "time": "yesterday",
+        "region": "{region}",
+        "resources": ["arn:aws:ec2:{region}:{account}:instance/{instance}"],
+        "detail": {"instance-id": "{instance}", "state": "stopped"},
+    }
+    path = tmp_path / "bad-time.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "bad-time",
+                "instance_faults": [{"kind": "stop"}],
+                "signals": [{"event": state_change}],
+                "expect": {"outcome": "nothing_started", "final_state": {"impaired_in_service": 1}},
+            }
+        )
+    )
+
+    # When it is drilled, as a timeline
+    code = cli.main(["drill", "--scenario", str(path), "--template", str(synthesized.template_path)])
+
+    # Then the timeline prints (the detector refuses such an event: nothing started), the signal
+    # at the time the drill fired it, saying its own time is not one
+    out, err = capsys.readouterr()
+    assert code == 0, out
+    assert "Traceback" not in out + err
+    text = " ".join(out.split())
+    assert (
+        "signal event aws.ec2 EC2 Instance State-change Notification (its time 'yesterday' is not a timestamp)" in text
+    )
+    assert "outcome nothing started" in text

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -294,3 +296,80 @@ def test_a_regional_drill_is_recorded_from_the_region_that_recovered(tmp_path, c
     assert re.search(r"region\s+us-west-2", shown)
     assert ":us-west-2:" in shown and "execution:ImpairmentRecovery-us-west-2" in shown
     assert "provision_backup on web-api-standby-asg: changed" in shown
+
+
+def _timestamps(value: object) -> list[datetime]:
+    """Every whole-string ISO 8601 timestamp in a recorded run."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _timestamps(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _timestamps(v)]
+    if isinstance(value, str) and re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})", value
+    ):
+        return [datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00"))]
+    return []
+
+
+def test_a_drill_on_the_virtual_clock_is_recorded_in_the_past_with_its_durations(synthesized, tmp_path, capsys):
+    # Given a drill whose virtual clock ran an hour ahead of the wall clock (the plan gives its
+    # emergency capacity back after an hour healthy)
+    state = tmp_path / "state"
+    report = _drill(state, synthesized.template_path, "service-degradation")
+    (path,) = (state / "runs").glob("*.json")
+    run = json.loads(path.read_text())
+
+    # Then nothing it recorded is dated after it was recorded
+    recorded = datetime.fromisoformat(run["recorded_at"])
+    times = _timestamps(run["items"]) + _timestamps(run["executions"])
+    assert len(times) > 50
+    assert max(times) <= recorded
+    assert run["clock_shift_seconds"] <= -3600
+    # And the distances are kept: the record's MTTR, the execution's hour of waiting
+    record = next(i for i in run["items"] if i["sk"] == "RECORD")
+    detected, resolved = (
+        datetime.fromisoformat(record[k].replace("Z", "+00:00")) for k in ("detected_at", "resolved_at")
+    )
+    assert (resolved - detected).total_seconds() == pytest.approx(report["mttr_seconds"], abs=0.01)
+    execution = run["executions"][0]
+    started, stopped = (datetime.fromisoformat(execution[k]) for k in ("startDate", "stopDate"))
+    assert (stopped - started).total_seconds() > 3600
+
+    # And `status --since` reads those times: detected an hour before the drill ended, it is not
+    # among the last 5 minutes' impairments, it is among the last 2 hours'
+    argv = ["--state-dir", str(state), "--template", str(synthesized.template_path)]
+    code, out, _ = _run(capsys, "status", "--json", "--since", "5m", *argv)
+    assert code == 0 and json.loads(out)["recent"] == []
+    code, out, _ = _run(capsys, "status", "--json", "--since", "2h", *argv)
+    assert [r["impairment_id"] for r in json.loads(out)["recent"]] == [report["impairment_id"]]
+
+    # And `show` gives each state's duration on that clock
+    code, out, _ = _run(capsys, "show", report["impairment_id"], *argv)
+    assert re.search(r"\+\s*\d+\.\d s\s+WaitBeforeReturningCapacity\s+\(3600\.\d s\)", out), out
+
+
+def test_progress_is_shown_only_on_a_terminal_and_never_with_json(synthesized, monkeypatch, tmp_path, capsys):
+    # Given stderr is a terminal, and a stand-in that records whether progress was attached
+    attached: list[object] = []
+
+    class Recorded(cli.DrillProgress):
+        def __init__(self, running: object, stream: object, interval: float = 0.5) -> None:
+            super().__init__(running, stream, interval)
+            attached.append(stream)
+
+    monkeypatch.setattr(cli, "DrillProgress", Recorded)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    argv = ["drill", "--scenario", "instance-failure", "--template", str(synthesized.template_path)]
+    argv += ["--state-dir", str(tmp_path)]
+
+    # When a drill runs with --json, no progress; without it, progress on stderr
+    assert cli.main([*argv, "--json"]) == 0
+    assert attached == []
+    assert cli.main(argv) == 0
+    assert attached == [sys.stderr]
+
+    # And on a pipe (not a terminal) none either
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert cli.main(argv) == 0
+    assert attached == [sys.stderr]
+    capsys.readouterr()

@@ -119,7 +119,7 @@ def test_service_degradation_adds_capacity_and_replaces_the_unhealthy_target(syn
     assert [(a["type"], a["phase"]) for a in report["actions"]] == [
         ("scale_out", "apply"),
         ("replace_instance", "apply"),
-        ("scale_out", "rollback"),
+        ("scale_out", "return"),  # given back after the recovery held: not a rollback
     ]
     assert report["execution"]["states"][-3:] == ["WaitBeforeReturningCapacity", "ReturnCapacity", "Recovered"]
     after = report["workload"]["after"]

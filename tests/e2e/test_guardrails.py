@@ -78,7 +78,8 @@ def test_paused_records_the_guardrail_and_changes_nothing(synthesized):
         report = run.run()
         locks = _leftover_locks(run)
 
-    assert report["expectation_met"], report
+    # (its invariants: test_expectations.py, where an issue 13 defect is marked)
+    assert report["expectations"]["failed"] == [], report
     assert report["guardrails_tripped"] == ["paused"]
     assert report["workload"]["after"]["in_service"] == report["workload"]["before"]["in_service"]
     assert locks == []

@@ -62,7 +62,7 @@ def test_az_impairment_shifts_traffic_away_and_adds_capacity_elsewhere(synthesiz
     assert [(a["type"], a["phase"]) for a in report["actions"]] == [
         ("redirect_traffic", "apply"),
         ("scale_out", "apply"),
-        ("scale_out", "rollback"),  # the capacity went back after 2 h healthy, when the shift expires
+        ("scale_out", "return"),  # the capacity went back after 2 h healthy, when the shift expires
     ]
     assert "RedirectTraffic" in report["execution"]["states"] and "ScaleOut" in report["execution"]["states"]
     shift = next(a for a in report["actions"] if a["type"] == "redirect_traffic")

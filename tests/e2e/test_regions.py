@@ -16,11 +16,11 @@ pytestmark = pytest.mark.e2e
 PRIMARY, STANDBY = "us-east-1", "us-west-2"
 
 
-@pytest.fixture(scope="module")
-def synth_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the scenarios' two-region deployment is synthesized (once for the module: both
+@pytest.fixture
+def synth_cache(drill_synth_cache: Path) -> Path:
+    """Where the scenarios' two-region deployment is synthesized (once for the session: the
     scenarios have the same deployment)."""
-    return tmp_path_factory.mktemp("synth")
+    return drill_synth_cache
 
 
 def _records(run: drill.Drill, region: str, impairment_id: str) -> tuple[dict[str, Any] | None, list[dict]]:
@@ -91,7 +91,8 @@ def test_a_standby_that_never_serves_is_waited_for_then_scaled_back_and_traffic_
         history = run.emulator.peer(STANDBY).history(report["execution"]["arn"])
 
     # Then the failover waited for the standby's targets (asked again and again), and gave up
-    assert report["expectation_met"], report
+    # (its invariants: test_expectations.py, where an issue 13 defect is marked)
+    assert report["expectations"]["failed"] == [], report
     assert report["outcome"] == "escalated"
     assert "0 of 2 targets healthy" in report["reason"]
     waits = [
