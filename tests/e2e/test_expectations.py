@@ -22,22 +22,11 @@ class KnownDefect(AssertionError):
     """The drill failed exactly as a known defect of the code under functions/ makes it fail."""
 
 
-# Built-in scenarios that break an invariant on today's code because of a defect being fixed on
-# another branch (issue 13): the invariant the defect breaks, and what the drill shows. Each test
-# fails for anything else, and turns red (XPASS, strict) once the fix lands: then remove it here.
-KNOWN_DEFECTS = {
-    "paused": (
-        "no_correlation_window_held",
-        "issue 13 (a skipped impairment leaves its correlation window; paused is skipped at Admit): the "
-        "impairment's LOCK#ec2:instance/<id> / CORRELATION stays held for its 300 s TTL after the execution ended",
-    ),
-    "region-failover-standby-broken": (
-        "every_action_recorded",
-        "issue 13 (an execution that dies mid-step leaves what it took): provision_backup's apply raised "
-        "CapacityNotReady until its retries ran out; its record stays 'started' with the state before and no "
-        "state after, though it scaled the standby group up (rolled back since)",
-    ),
-}
+# Built-in scenarios that break an invariant because of a known defect under functions/: the
+# invariant it breaks, and what the drill shows. Each such test fails for anything else, and turns
+# red (XPASS, strict) once the fix lands. None today: paused's correlation window and the broken
+# standby's unfinished step were fixed with issue 13.
+KNOWN_DEFECTS: dict[str, tuple[str, str]] = {}
 
 
 def _param(name: str) -> Any:
