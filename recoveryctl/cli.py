@@ -1,6 +1,7 @@
 """recoveryctl: the operator CLI, against the local emulator or a deployed stack alike.
 
-recoveryctl drill --scenario NAME|FILE [--json]          run a recovery drill in the local emulator
+recoveryctl drill --scenario NAME|FILE [--json] [--seed N] [--workers N]
+                                                         run a recovery drill in the local emulator
 recoveryctl drill --deployed --alarm NAME [--timeout S]  drill a deployed stack through one of its alarms
 recoveryctl scenarios                                    list the built-in scenarios
 recoveryctl status [--since 7d] [--json]                 open impairments and recent recoveries
@@ -83,6 +84,17 @@ def _parser() -> argparse.ArgumentParser:
     drill.add_argument("--timeout", type=float, default=900, help="seconds to follow a deployed drill (default 900)")
     drill.add_argument("--poll-seconds", type=float, default=5, help=argparse.SUPPRESS)
     drill.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
+    drill.add_argument(
+        "--seed",
+        type=int,
+        help="the seed of the order in which concurrent invocations interleave (local; default: the scenario's, "
+        "else random; the report says which ran: pass it again to replay the drill exactly)",
+    )
+    drill.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="Lambda invocations in flight at once (local; default: the scenario's, else 8)",
+    )
 
     commands.add_parser("scenarios", help="list the built-in drill scenarios")
 
@@ -221,44 +233,50 @@ def _drill(args: argparse.Namespace) -> int:
                 print("note: automatic recovery is paused in the local state (`recoveryctl resume`)", file=sys.stderr)
             if switches.get("disabled_plans"):
                 print(f"note: disabled plans: {', '.join(switches['disabled_plans'])}", file=sys.stderr)
-        with drill.Drill(scenario, Path(template) if template else None, state.directory / "synth") as running:
+        with drill.Drill(
+            scenario,
+            Path(template) if template else None,
+            state.directory / "synth",
+            seed=args.seed,
+            workers=args.workers,
+        ) as running:
             state.seed(running.emulator)  # the switches set with pause / plans disable
             if not args.json:
-                running.emulator.idle_hooks.append(_DrillProgress(running.emulator))
+                running.emulator.execution_listeners.append(_DrillProgress(running.emulator))
             report = running.run()
             recorded = state.record_drill(running.emulator, report)
     except (ScenarioError, TemplateError, drill.DrillError) as exc:
         raise CommandError(str(exc)) from exc
     print(drill.to_json(report) if args.json else drill.format_timeline(report))
     if not args.json:
+        run = report["interleaving"]
+        print(
+            f"\n  seed {run['seed']}, {run['workers']} workers: {run['api_calls']} AWS calls interleaved "
+            f"(digest {run['digest']}); replay with --seed {run['seed']}"
+        )
         print(f"recorded in {recorded}; see `recoveryctl status` and `recoveryctl report`", file=sys.stderr)
     return EXIT_OK if report["expectation_met"] else EXIT_FAILED
 
 
 class _DrillProgress:
     """While a local drill runs: a line on stderr when a recovery execution starts and when it
-    ends, with the virtual time the emulator fast-forwarded, at most every half second."""
+    ends (its status change event), at the virtual second it happened. (It reads nothing from
+    AWS: the drill's interleaving stays the same with or without it.)"""
 
     def __init__(self, emulator: Any) -> None:
         self.emulator = emulator
-        self.seen: dict[str, str] = {}
-        self.last = 0.0
 
-    def __call__(self) -> None:
-        import time
+    def __call__(self, event: dict[str, Any]) -> None:
+        detail = event["detail"]
+        verb = "running" if detail["status"] == "RUNNING" else detail["status"].lower()
+        print(f"  ... +{self.emulator.now:.0f} s  execution {detail['name']} {verb}", file=sys.stderr)
 
-        if time.monotonic() - self.last < 0.5:
-            return
-        self.last = time.monotonic()
-        for execution in (e for region in self.emulator.every_region() for e in region.executions()):
-            name, status = execution["name"], execution["status"]
-            if self.seen.get(name) != status:
-                self.seen[name] = status
-                verb = "running" if status == "RUNNING" else status.lower()
-                print(
-                    f"  ... execution {name} {verb} ({self.emulator.virtual_seconds:.0f} s of waits fast-forwarded)",
-                    file=sys.stderr,
-                )
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def _drill_deployed(args: argparse.Namespace) -> int:

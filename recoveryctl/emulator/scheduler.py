@@ -517,7 +517,8 @@ def _adopted(scheduler: Scheduler, parent: Fiber | None, thread: threading.Threa
     if getattr(thread, "emulator_name", None):
         return True
     target = getattr(thread, "_target", None)
-    return str(getattr(target, "__module__", "") or "").startswith("moto.")
+    owners = (getattr(target, "__module__", None), type(getattr(target, "__self__", None)).__module__)
+    return any(str(module or "").startswith(("moto.", "recoveryctl.emulator.")) for module in owners)
 
 
 def _name_of(thread: threading.Thread) -> str:
