@@ -458,7 +458,7 @@ class Drill:
                 )
         except ClientError as exc:  # the token's task is over (timed out, aborted)
             return f"{name}: too late ({exc.response.get('Error', {}).get('Code')})"
-        return f"{name}: {decision}d"
+        return f"{name}: {'approved' if decision == 'approve' else 'rejected'}"
 
     def _inject(self, before: dict[str, Any], round_number: int) -> list[str]:
         """Apply the round's faults; returns the instances they impaired."""
