@@ -159,6 +159,8 @@ class Emulator:
     seed: int | None = None
     workers: int = DEFAULT_WORKERS  # Lambda invocations in flight at once
     start: datetime | None = None  # the virtual clock's start (default: now)
+    # Whether the interleaving's trace keeps each call's parameters (off for storms: memory)
+    trace_params: bool = True
 
     def __post_init__(self) -> None:
         self.template = Template.load(self.template_path, self.region, self.account)
@@ -226,7 +228,7 @@ class Emulator:
             self.seed = secrets.randbelow(2**31)
         self._ids.seed(self.seed)
         self.scheduler = scheduler.Scheduler(
-            self.seed, self.workers, self.start or datetime.now(UTC).replace(microsecond=0)
+            self.seed, self.workers, self.start or datetime.now(UTC).replace(microsecond=0), self.trace_params
         )
         env = {
             "AWS_DEFAULT_REGION": self.region,

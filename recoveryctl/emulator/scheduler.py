@@ -115,8 +115,10 @@ class Step:
 class Scheduler:
     """The baton, the virtual clock and the agenda. See the module docstring."""
 
-    def __init__(self, seed: int, workers: int, epoch: datetime) -> None:
+    def __init__(self, seed: int, workers: int, epoch: datetime, trace_params: bool = True) -> None:
         self.seed = seed
+        # Whether the trace keeps each call's parameters (tests read them; a storm's would fill memory)
+        self.trace_params = trace_params
         self.workers = workers  # Lambda invocations in flight at once
         self.epoch = epoch  # the virtual clock's second 0
         self.now = 0.0  # virtual seconds since the epoch
@@ -346,7 +348,7 @@ class Scheduler:
         if must_wait:
             self._wait_turn(me)
         # recorded once the call goes ahead: the trace is the order in which calls were made
-        self.trace.append(Step(self.now, me.number, actor or me.name, call, params))
+        self.trace.append(Step(self.now, me.number, actor or me.name, call, params if self.trace_params else None))
 
     def block(self, deadline: float | None = None) -> bool:
         """Park the running fiber until it is woken (True) or the clock reaches `deadline` (False)."""

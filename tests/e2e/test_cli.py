@@ -110,3 +110,30 @@ def test_invalid_scenario_file_names_the_field(synthesized, tmp_path, capsys):
 def test_missing_cloud_assembly_says_what_to_do(tmp_path, capsys):
     assert cli.main(["drill", "--scenario", "instance-failure", "--cdk-out", str(tmp_path / "none")]) == 2
     assert "make synth" in capsys.readouterr().err
+
+
+def test_a_drill_replays_with_its_seed_and_says_how(synthesized, capsys):
+    # Given the two recoveries of one group at once, run with a seed and with several workers
+    args = ["drill", "--scenario", "two-failures-at-once", "--template", str(synthesized.template_path)]
+    cli.main([*args, "--json", "--seed", "7", "--workers", "4"])
+    first = json.loads(capsys.readouterr().out)
+
+    # When it runs again with the same seed, and once more printing the timeline
+    cli.main([*args, "--json", "--seed", "7", "--workers", "4"])
+    again = json.loads(capsys.readouterr().out)
+    cli.main([*args, "--seed", "7", "--workers", "4"])
+    timeline = capsys.readouterr().out
+
+    # Then the report says which seed ran, and the same seed interleaved the same calls
+    assert first["interleaving"]["seed"] == 7 and first["interleaving"]["workers"] == 4
+    assert again["interleaving"] == first["interleaving"]
+    assert again["outcomes"] == first["outcomes"]
+    assert [e["outcome"] for e in again["executions"]] == [e["outcome"] for e in first["executions"]]
+    assert f"seed 7, 4 workers: {first['interleaving']['api_calls']} AWS calls interleaved" in timeline
+    assert f"(digest {first['interleaving']['digest']}); replay with --seed 7" in timeline
+
+
+def test_workers_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["drill", "--scenario", "instance-failure", "--workers", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
