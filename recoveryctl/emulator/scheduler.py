@@ -482,18 +482,23 @@ def _thread_start(thread: threading.Thread) -> None:
         return _orig_start(thread)
     fiber = scheduler.spawn(getattr(thread, "emulator_name", None) or _name_of(thread))
     fiber.thread = thread  # type: ignore[attr-defined]
-    inherited = context()
-    run = thread.run
+    # What the thread runs with, dropped when it ends: moto keeps every thread it started, and
+    # an invocation's context holds its warm environment's clients.
+    carried = {"context": context(), "run": thread.run}
 
     def run_as_fiber() -> None:
         _local.fiber = fiber
-        _local.context = inherited
+        _local.context = carried["context"]
         try:
             scheduler.first_turn(fiber)
-            run()
+            carried["run"]()
         except EmulatorClosed:
             pass  # the emulator shut down while this thread was parked: it just ends
         finally:
+            carried.clear()
+            _local.context = None
+            with contextlib.suppress(AttributeError):
+                del thread.run  # the instance attribute: back to the class's
             scheduler.exit(fiber)
 
     thread.run = run_as_fiber  # type: ignore[method-assign]
