@@ -292,8 +292,13 @@ class Emulator:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.wait_for_executions(timeout=5, quiet=True)
-        self._stack.close()
+        try:
+            self.wait_for_executions(timeout=5, quiet=True)
+        except Exception:
+            if exc[0] is None:
+                raise  # the emulator's own failure; while another unwinds, that one is the news
+        finally:
+            self._stack.close()
 
     def client(self, service: str, account: str | None = None) -> Any:
         """A client in the central account, or in `account` (default: the one as_account() set)."""
