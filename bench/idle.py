@@ -58,7 +58,7 @@ def run_configuration(template_path: Path, groups: int, per_group: int, minutes:
         per_tick = []
         for _ in range(ticks):
             before = meter.total_calls
-            emulator._advance(period)
+            emulator.advance(period)
             emulator.fire_schedules()
             emulator.pump(timeout=300)
             per_tick.append(meter.total_calls - before)

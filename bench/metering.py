@@ -3,7 +3,8 @@ DynamoDB write and read units, custom events put on a bus, invocations and their
 
 How handler calls are told apart from the emulator's own: the emulator runs every handler in
 process through `Emulator.invoke` (event deliveries and Step Functions tasks alike). The meter
-wraps that method and marks the running thread while a handler runs; a botocore
+wraps that method and marks the running thread while a handler runs (invocations interleave, but
+each runs in a thread of its own); a botocore
 `provide-client-params` hook on the default session (every client, the handlers' and the
 emulator's, is made from it) counts a call only when its thread is marked. The emulator's own
 bookkeeping (deploying the template, building the workload, polling executions, routing events,
@@ -12,6 +13,9 @@ Step Functions invoking its Lambda tasks) runs outside a handler and is not coun
 fault and behaviour hooks may answer first), so a call that an injected fault fails still counts,
 as AWS would count it. Each page of a paginated call is one call; botocore's own retries of a
 throttled call are not seen here (none happen in these runs unless a scenario injects them).
+
+Durations are the real time a handler's thread ran (`Emulator.running_seconds`): invocations
+interleave, and the time others ran while it waited for its turn is not its own.
 """
 
 from __future__ import annotations
@@ -55,21 +59,24 @@ class Meter:
         session = boto3._get_default_session()
         session.events.register(_HOOK, self._count, unique_id=_HOOK_ID)
         emulator._stack.callback(session.events.unregister, _HOOK, unique_id=_HOOK_ID)
-        core_aws.reset()  # clients copy the session's hooks when they are created
+        # clients copy the session's hooks when they are created: none made before may serve a handler
+        core_aws.reset()
+        emulator.reset_clients()
         return self
 
     def _wrap(self, emulator: Any) -> None:
         original = emulator.invoke
+        running = getattr(emulator, "running_seconds", time.perf_counter)
         meter = self
 
         def invoke(function_name: str, payload: Any, source: str = "task") -> tuple[bool, Any]:
             previous = getattr(meter._local, "function", None)
             meter._local.function = function_name
-            started = time.perf_counter()
+            started = running()
             try:
                 return original(function_name, payload, source=source)
             finally:
-                meter.durations[function_name].append(time.perf_counter() - started)
+                meter.durations[function_name].append(running() - started)
                 meter.invocations[function_name] += 1
                 meter._local.function = previous
 

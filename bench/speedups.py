@@ -3,16 +3,26 @@
 They change how fast moto answers, never what it answers: moto's EC2 backend finds one instance
 by copying every reservation first (`all_reservations`), and the load balancer's target health
 looks instances up that way once or twice per target, so one DescribeTargetHealth of 1,000
-targets took 20 s. Counts of API calls do not depend on this; wall times do, and the ones the
-bench reports are with these speed-ups (docs/performance.md says so).
+targets took 20 s. A DynamoDB TransactWriteItems backs up (deep-copies) every table it writes to,
+so that it can roll back: with the thousands of items of a storm's recovery table, each
+transaction took longer than the last; here the backup copies only the items it writes (the
+table's other items are not changed by it, so the rollback restores the same state). Counts of API
+calls do not depend on this; wall times do, and the ones the bench reports are with these
+speed-ups (docs/performance.md says so).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import types
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
+
+# Table name -> keys (hash, range) the running transaction writes; set around a transaction.
+_written: dict[str, list[tuple[Any, Any]]] = {}
 
 
 def _get_instance_by_id(backend: Any, instance_id: str) -> Any:
@@ -23,9 +33,71 @@ def _get_instance_by_id(backend: Any, instance_id: str) -> Any:
     return None
 
 
+def _backup(table: Any, keys: list[tuple[Any, Any]]) -> Any:
+    """What moto's deepcopy of the table is for a transaction's rollback, copying only what the
+    transaction may change: the index of items, and the items it writes."""
+    backup = copy.copy(table)
+    backup.items = defaultdict(dict, table.items)
+    for hash_key, range_key in keys:
+        if table.has_range_key:
+            inner = dict(table.items.get(hash_key, {}))
+            if range_key in inner:
+                inner[range_key] = copy.deepcopy(inner[range_key])
+            backup.items[hash_key] = inner
+        elif hash_key in table.items:
+            backup.items[hash_key] = copy.deepcopy(table.items[hash_key])
+    return backup
+
+
+def _deepcopy(value: Any, memo: Any = None) -> Any:
+    from moto.dynamodb.models.table import Table
+
+    if isinstance(value, Table) and value.name in _written:
+        return _backup(value, _written[value.name])
+    return copy.deepcopy(value, memo)
+
+
+def _keys_written(backend: Any, transact_items: list[dict[str, Any]]) -> dict[str, list[tuple[Any, Any]]]:
+    """Per table, the keys a transaction writes; a table whose keys cannot be told is left out
+    (moto's own full copy backs it up)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    written: dict[str, list[tuple[Any, Any]]] = {}
+    unknown: set[str] = set()
+    for item in transact_items:
+        op_type, op = next(iter(item.items()))
+        table = backend.tables.get(op.get("TableName"))
+        if table is None:
+            continue
+        attrs = op.get("Item") if op_type == "Put" else op.get("Key")
+        try:
+            hash_key = DynamoType(attrs[table.hash_key_attr])
+            range_key = DynamoType(attrs[table.range_key_attr]) if table.has_range_key else None
+        except (KeyError, TypeError):
+            unknown.add(table.name)
+            continue
+        written.setdefault(table.name, []).append((hash_key, range_key))
+    return {name: keys for name, keys in written.items() if name not in unknown}
+
+
 @contextlib.contextmanager
 def faster_moto() -> Iterator[None]:
+    from moto.dynamodb import models as dynamodb_models
     from moto.ec2.models.instances import InstanceBackend
 
-    with mock.patch.object(InstanceBackend, "get_instance_by_id", _get_instance_by_id):
+    original_transact = dynamodb_models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+        _written.update(_keys_written(backend, transact_items))
+        try:
+            return original_transact(backend, transact_items)
+        finally:
+            _written.clear()
+
+    copier = types.SimpleNamespace(deepcopy=_deepcopy, copy=copy.copy)
+    with (
+        mock.patch.object(InstanceBackend, "get_instance_by_id", _get_instance_by_id),
+        mock.patch.object(dynamodb_models, "copy", copier),
+        mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items),
+    ):
         yield

@@ -1,6 +1,7 @@
 """recoveryctl: the operator CLI, against the local emulator or a deployed stack alike.
 
-recoveryctl drill --scenario NAME|FILE [--json]          run a recovery drill in the local emulator
+recoveryctl drill --scenario NAME|FILE [--json] [--seed N] [--workers N]
+                                                         run a recovery drill in the local emulator
 recoveryctl drill --deployed --alarm NAME [--timeout S]  drill a deployed stack through one of its alarms
 recoveryctl scenarios                                    list the built-in scenarios
 recoveryctl status [--since 7d] [--json]                 open impairments and recent recoveries
@@ -85,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
     drill.add_argument("--timeout", type=float, default=900, help="seconds to follow a deployed drill (default 900)")
     drill.add_argument("--poll-seconds", type=float, default=5, help=argparse.SUPPRESS)
     drill.add_argument("--json", action="store_true", help="print one JSON object instead of the timeline")
+    drill.add_argument(
+        "--seed",
+        type=int,
+        help="the seed of the order in which concurrent invocations interleave (local; default: the scenario's, "
+        "else random; the report says which ran: pass it again to replay the drill exactly)",
+    )
+    drill.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="Lambda invocations in flight at once (local; default: the scenario's, else 8)",
+    )
 
     commands.add_parser("scenarios", help="list the built-in drill scenarios")
 
@@ -231,7 +243,13 @@ def _drill(args: argparse.Namespace) -> int:
                 print("note: automatic recovery is paused in the local state (`recoveryctl resume`)", file=sys.stderr)
             if switches.get("disabled_plans"):
                 print(f"note: disabled plans: {', '.join(switches['disabled_plans'])}", file=sys.stderr)
-        with drill.Drill(scenario, Path(template) if template else None, state.directory / "synth") as running:
+        with drill.Drill(
+            scenario,
+            Path(template) if template else None,
+            state.directory / "synth",
+            seed=args.seed,
+            workers=args.workers,
+        ) as running:
             state.seed(running.emulator)  # the switches set with pause / plans disable
             progress = None
             if not args.json and sys.stderr.isatty():  # a person watching: say where the drill is
@@ -247,6 +265,11 @@ def _drill(args: argparse.Namespace) -> int:
 
     print(drill.to_json(report) if args.json else timeline.format_timeline(report), flush=True)
     if not args.json:
+        run = report["interleaving"]
+        print(
+            f"\n  seed {run['seed']}, {run['workers']} workers: {run['api_calls']} AWS calls interleaved "
+            f"(digest {run['digest']}); replay with --seed {run['seed']}"
+        )
         print(f"recorded in {recorded}; see `recoveryctl status` and `recoveryctl report`", file=sys.stderr)
     if report["expectation_met"]:
         return EXIT_OK
@@ -322,6 +345,13 @@ class DrillProgress:
         self.stream.write("\r\x1b[K" + text + ("\n" if final else ""))
         self.stream.flush()
         self.status_shown = not final
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def _drill_deployed(args: argparse.Namespace) -> int:

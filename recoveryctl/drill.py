@@ -4,8 +4,8 @@ detect and recover it, and report what happened."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 
 from recoveryctl import expect
 from recoveryctl.emulator import workload as workloads
-from recoveryctl.emulator.runtime import Emulator
+from recoveryctl.emulator.runtime import DEFAULT_WORKERS, Emulator
 from recoveryctl.emulator.template import TemplateError
 from recoveryctl.scenario import Scenario
 from recoveryctl.state import scan_table
@@ -29,9 +29,20 @@ class Drill:
     """A scenario run against the synthesized stack in the emulator. Use as a context manager;
     `emulator` stays inspectable until the block ends."""
 
-    def __init__(self, scenario: Scenario, template_path: Path | None, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        template_path: Path | None,
+        cache_dir: Path | None = None,
+        seed: int | None = None,
+        workers: int | None = None,
+    ) -> None:
         self.scenario = scenario
         self.template_path = template_path
+        # The interleaving's seed and the Lambda concurrency: these, else the scenario's, else
+        # a random seed (the report says which) and the emulator's default workers.
+        self.seed = seed if seed is not None else scenario.seed
+        self.workers = workers or scenario.workers or DEFAULT_WORKERS
         # Where a scenario's own deployment is synthesized (default: .recoveryctl/synth).
         self.cache_dir = cache_dir
         self.emulator: Emulator | None = None
@@ -39,8 +50,10 @@ class Drill:
         self.home: Emulator | None = None
         self.workload: dict[str, Any] = {}
         self._managed_tag = ("recovery:managed", "true")
-        self._answered: set[str] = set()
-        self.started_at: datetime | None = None
+        self._answered: set[str] = set()  # executions whose approval was answered (or scheduled)
+        self._originals: list[str] = []  # the group's instances at the start (an instance fault's index)
+        self.actions_done: list[dict[str, Any]] = []
+        self.started_at: datetime | None = None  # the timeline's zero, on the virtual clock
 
     def __enter__(self) -> Drill:
         self.emulator = self._start_emulator().__enter__()
@@ -62,7 +75,7 @@ class Drill:
         if deployment is None:
             if self.template_path is None:
                 raise DrillError("no synthesized stack to drill: run `make synth` first")
-            return Emulator(self.template_path)
+            return Emulator(self.template_path, seed=self.seed, workers=self.workers)
         from recoveryctl import regional
         from recoveryctl.state import LocalState
 
@@ -72,7 +85,9 @@ class Drill:
         except regional.DeploymentError as exc:
             raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
         (primary, template), *others = stacks.regions.items()
-        return Emulator(template, region=primary, peers=dict(others), members=stacks.members)
+        return Emulator(
+            template, region=primary, peers=dict(others), members=stacks.members, seed=self.seed, workers=self.workers
+        )
 
     def _emulators(self) -> list[Emulator]:
         """Every region's emulator, the primary first."""
@@ -201,16 +216,24 @@ class Drill:
         return state
 
     def run(self) -> dict[str, Any]:
-        """Inject the faults, fire the signals, let everything settle; return the report."""
+        """Run the scenario on the emulator's virtual clock and return the report.
 
+        Each round starts with its instance faults; its signals are delivered at their
+        `at_seconds` (one that fired before the round started, at its start, with its earlier
+        time), its schedules fire at theirs, and its actions happen at theirs, all while
+        recoveries run (a signal can arrive mid-recovery). The round ends when everything has
+        settled; the next one starts `round_interval_seconds` later."""
         from core import clock
 
         emulator = self.emulator
         assert emulator is not None
-        self.started_at = clock.utc_now()  # the timeline's zero, on the virtual clock
+        self.started_at = clock.utc_now()
         before = self.state()
-        emulator.idle_hooks.append(self._answer_approvals)
-        impaired = self._inject(before)
+        self._originals = list(before.get("in_service", []))
+        if self.scenario.approval != "none":
+            emulator.idle_hooks.append(self._answer_approvals)
+        self._check_signals()
+        impaired = self._inject(before, 1)
         for api_fault in self.scenario.api_faults:
             emulator.inject_fault(
                 api_fault.service,
@@ -219,7 +242,13 @@ class Drill:
                 api_fault.message,
                 api_fault.status,
                 api_fault.times,
+                after=api_fault.after,
+                account=api_fault.account,
+                region=self._region(api_fault.region).region if api_fault.region else None,
+                latency_seconds=api_fault.latency_seconds,
             )
+        for zone_fault in self.scenario.zone_faults:
+            emulator.zone_faults[self._zone_name(zone_fault.zone, impaired)] = zone_fault.kind
         if self.scenario.paused:
             for region in self._emulators():  # a replicated switch, set in every replica
                 region.store().set_paused(True, "paused for a drill", "recoveryctl")
@@ -236,138 +265,224 @@ class Drill:
                 self._region(self.scenario.region_outage).region, tuple(self.scenario.region_outage_global)
             )
         signals: list[dict[str, Any]] = []
-        for round_number in range(self.scenario.rounds):
-            if round_number:
+        for round_number in range(1, self.scenario.rounds + 1):
+            now_impaired = impaired
+            if round_number > 1:
                 # The next round: the fault comes back (on the replacement, with pick "newest").
-                emulator._advance(self.scenario.round_interval_seconds)
-                impaired.extend(i for i in self._inject(self.state()) if i not in impaired)
-            self._fire(signals, impaired)
+                emulator.advance(self.scenario.round_interval_seconds)
+                now_impaired = self._inject(self.state(), round_number)
+                impaired.extend(i for i in now_impaired if i not in impaired)
+            self._fire(signals, now_impaired or impaired, round_number)
             emulator.pump()
-        return self._report(signals, impaired, before, self.state())
+        report = self._report(signals, impaired, before, self.state())
+        report["interleaving"] = emulator.interleaving()
+        report["drill_actions"] = self.actions_done
+        return report
 
-    def _fire(self, signals: list[dict[str, Any]], impaired: list[str]) -> None:
-        """Fire the scenario's signals (times relative to now)."""
+    def _check_signals(self) -> None:
+        """Refuse, before anything runs, a member's alarm without its member stack."""
+        emulator = self.emulator
+        assert emulator is not None
+        for signal in self.scenario.signals:
+            target = self._region(signal.region)
+            member = self.workload.get("account_id")
+            if signal.alarm is not None and member and emulator._stacks.get((member, target.region)) is None:
+                raise DrillError(
+                    f"scenario {self.scenario.name}: a member account's alarms live in its member stack: give "
+                    "the scenario a deployment with `accounts` (the drill then deploys the member stack), or "
+                    "drill it with an event signal (say an EC2 state change)"
+                )
+        for action in self.scenario.actions:
+            if action.region:
+                self._region(action.region)
+
+    def _fire(self, signals: list[dict[str, Any]], impaired: list[str], round_number: int) -> None:
+        """Schedule the round's signals, schedules and actions on the virtual clock (times
+        relative to now, the round's start)."""
         from core import clock
 
         emulator = self.emulator
         assert emulator is not None
+        start = emulator.now
         started = clock.utc_now()
         for signal in self.scenario.signals:
-            at = started + timedelta(seconds=signal.at_seconds)
-            target = self._region(signal.region)
-            if signal.alarm is not None and self.workload.get("account_id"):
-                # A member's alarms are in its member stack, which forwards their events
-                member = emulator._stacks.get((self.workload["account_id"], target.region))
-                if member is None:
-                    raise DrillError(
-                        f"scenario {self.scenario.name}: a member account's alarms live in its member stack: give "
-                        "the scenario a deployment with `accounts` (the drill then deploys the member stack), or "
-                        "drill it with an event signal (say an EC2 state change)"
-                    )
-                target = member
-            if signal.alarm is not None:
-                alarm = signal.alarm.replace("{workload}", self.workload["name"])
-                try:
-                    event = target.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries, at=at)
-                except TemplateError as exc:
-                    raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
-                signals.append(
-                    {
-                        "alarm": alarm,
-                        "state": signal.state,
-                        "deliveries": signal.deliveries,
-                        "time": event["detail"]["state"]["timestamp"],
-                        "at": at.isoformat(),
-                    }
-                )
-            elif signal.schedule is not None:
-                where = f" in {target.region}" if len(emulator.regions) > 1 else ""
+            delivered = start + max(0.0, signal.at_seconds)
+            if signal.schedule is not None:
                 for time_number in range(signal.times):
-                    if time_number:
-                        emulator.pump()
-                        emulator._advance(signal.interval_seconds)
-                    ticked = clock.utc_now().isoformat()  # before its rules run (and detect)
-                    fired = target.fire_schedules()
-                    signals.append(
-                        {
-                            "event": f"schedule{where} ({fired} rule(s) fired)",
-                            "deliveries": 1,
-                            "time": ticked,
-                            "at": ticked,
-                        }
-                    )
+                    when = delivered + time_number * signal.interval_seconds
+                    emulator.schedule(when, functools.partial(self._tick, signal, signals))
             else:
-                if self.workload.get("account_id") and signal.account is None:
-                    # A member's own event goes on its default bus, which forwards it (with a member stack)
-                    target = emulator._stacks.get((self.workload["account_id"], target.region), target)
-                event = self._fill(signal.event or {}, impaired, at, signal.account, target.region)
-                event.setdefault("id", str(uuid.uuid4()))
-                event.setdefault("time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
-                for _ in range(signal.deliveries):
-                    target.put_event(json.loads(json.dumps(event)))
-                signals.append(
-                    {
-                        "event": f"{event.get('source')} {event.get('detail-type')}",
-                        "deliveries": signal.deliveries,
-                        "time": event["time"],  # as the scenario wrote it: any string
-                        "at": at.isoformat(),
-                    }
-                )
+                at = started + timedelta(seconds=signal.at_seconds)
+                emulator.schedule(delivered, functools.partial(self._signal, signal, signals, impaired, at))
+        for action in self.scenario.actions:
+            if action.round == round_number:
+                emulator.schedule(start + action.at_seconds, functools.partial(self._act, action))
+
+    def _tick(self, signal: Any, signals: list[dict[str, Any]]) -> None:
+        """A schedule signal fires: the stack's scheduled rules deliver their event."""
+        from core import clock
+
+        emulator = self.emulator
+        assert emulator is not None
+        target = self._region(signal.region)
+        where = f" in {target.region}" if len(emulator.regions) > 1 else ""
+        ticked = clock.utc_now().isoformat()  # before its rules run (and detect)
+        fired = target.fire_schedules()
+        signals.append(
+            {"event": f"schedule{where} ({fired} rule(s) fired)", "deliveries": 1, "time": ticked, "at": ticked}
+        )
+
+    def _signal(self, signal: Any, signals: list[dict[str, Any]], impaired: list[str], at: datetime) -> None:
+        """An alarm changes state, or an event is put on its default bus, dated `at`."""
+        emulator = self.emulator
+        assert emulator is not None
+        target = self._region(signal.region)
+        if signal.alarm is not None:
+            if self.workload.get("account_id"):
+                # A member's alarms are in its member stack, which forwards their events (_check_signals)
+                target = emulator._stacks[(self.workload["account_id"], target.region)]
+            alarm = signal.alarm.replace("{workload}", self.workload["name"])
+            try:
+                event = target.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries, at=at)
+            except TemplateError as exc:
+                raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
+            signals.append(
+                {
+                    "alarm": alarm,
+                    "state": signal.state,
+                    "deliveries": signal.deliveries,
+                    "time": event["detail"]["state"]["timestamp"],
+                }
+            )
+            return
+        if self.workload.get("account_id") and signal.account is None:
+            # A member's own event goes on its default bus, which forwards it (with a member stack)
+            target = emulator._stacks.get((self.workload["account_id"], target.region), target)
+        event = self._fill(signal.event or {}, impaired, at, signal.account, target.region)
+        event.setdefault("id", emulator.new_id())
+        event.setdefault("time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        for _ in range(signal.deliveries):
+            target.put_event(json.loads(json.dumps(event)))
+        signals.append(
+            {
+                "event": f"{event.get('source')} {event.get('detail-type')}",
+                "deliveries": signal.deliveries,
+                "time": event["time"],  # as the scenario wrote it: any string
+                "at": at.isoformat(),  # when it was delivered, on the virtual clock
+            }
+        )
+
+    def _act(self, action: Any) -> None:
+        """An operator's action, done as recoveryctl does it (the store's switches, Step
+        Functions' task tokens and StopExecution), recorded in the report's drill_actions."""
+        emulator = self.emulator
+        assert emulator is not None
+        regions = [self._region(action.region)] if action.region else self._emulators()
+        reason = action.reason or f"{action.action} by the drill"
+        done: list[str] = []
+        if action.action in ("pause", "resume"):
+            for region in regions:
+                region.store().set_paused(action.action == "pause", reason, "drill")
+                done.append(region.region)
+        elif action.action in ("enable_plan", "disable_plan"):
+            for region in regions:
+                region.store().set_plan_enabled(action.plan, action.action == "enable_plan", "drill")
+                done.append(region.region)
+        elif action.action in ("approve", "reject"):
+            for region in regions:
+                for name, approval in self._pending_approvals(region):
+                    self._answered.add(name)
+                    done.append(self._answer(region, name, approval, action.action, reason))
+        else:  # stop_execution
+            for region in regions:
+                sfn = region.client("stepfunctions")
+                for execution in region.executions():
+                    if execution["status"] == "RUNNING":
+                        sfn.stop_execution(executionArn=execution["executionArn"], error="drill", cause=reason[:256])
+                        done.append(execution["name"])
+        self.actions_done.append(
+            {
+                "at_seconds": round(emulator.now, 3),
+                "action": action.action,
+                "plan": action.plan,
+                "reason": reason,
+                "done": done,
+            }
+        )
 
     def _answer_approvals(self) -> None:
-        """The on-call's answer to a plan waiting for approval, as the scenario says: approve or
-        reject (as `recoveryctl approve|reject` would), or no answer (the clock moves past the
-        approval's time-box)."""
-        for emulator in self._emulators():
-            self._answer_approvals_in(emulator)
+        """The on-call's answer to a plan waiting for approval, as the scenario says (approve or
+        reject, as `recoveryctl approve|reject` would), `approval_after_seconds` after the request
+        is noticed (an idle hook: nothing else can run then). Without an answer, the approval's
+        time-box passes on the virtual clock by itself."""
+        emulator = self.emulator
+        assert emulator is not None
+        for region in self._emulators():
+            for name, _ in self._pending_approvals(region):
+                self._answered.add(name)
+                emulator.schedule(
+                    emulator.now + self.scenario.approval_after_seconds,
+                    functools.partial(self._answer_when_due, region, name),
+                )
 
-    def _answer_approvals_in(self, emulator: Emulator) -> None:
+    def _answer_when_due(self, region: Emulator, name: str) -> None:
+        approval = (region.store().get_impairment(name) or {}).get("approval") or {}
+        if approval.get("status") == "pending":
+            self._answer(region, name, approval, self.scenario.approval, "answered by the drill's on-call")
+
+    def _pending_approvals(self, region: Emulator) -> list[tuple[str, dict[str, Any]]]:
+        """(execution name, approval) of the running executions waiting for a human, not yet answered."""
+        store = region.store()
+        pending = []
+        for execution in region.executions():
+            if execution["status"] != "RUNNING" or execution["name"] in self._answered:
+                continue
+            approval = (store.get_impairment(execution["name"]) or {}).get("approval") or {}
+            if approval.get("status") == "pending":
+                pending.append((execution["name"], approval))
+        return pending
+
+    def _answer(self, region: Emulator, name: str, approval: dict[str, Any], decision: str, reason: str) -> str:
+        """Approve or reject with the task token recorded on the impairment (SendTaskSuccess /
+        SendTaskFailure) and record who decided; returns what happened."""
+        from botocore.exceptions import ClientError
+
         from core import clock
         from core.errors import ApprovalRejected
 
-        store = emulator.store()
-        sfn = emulator.client("stepfunctions")
-        for execution in emulator.executions():
-            if execution["status"] != "RUNNING" or execution["name"] in self._answered:
-                continue
-            record = store.get_impairment(execution["name"]) or {}
-            approval = record.get("approval") or {}
-            if approval.get("status") != "pending":
-                continue
-            self._answered.add(execution["name"])
-            decision = self.scenario.approval
-            if decision == "none":
-                expires = datetime.fromisoformat(approval["expires_at"])
-                emulator._advance(max(0.0, (expires - clock.utc_now()).total_seconds()) + 1)
-                continue
-            emulator._advance(self.scenario.approval_after_seconds)
-            answered = {**approval, "by": "drill", "at": clock.utc_now().isoformat()}
+        store = region.store()
+        sfn = region.client("stepfunctions")
+        answered = {**approval, "by": "drill", "at": clock.utc_now().isoformat(), "reason": reason}
+        try:
             if decision == "approve":
-                store.update_impairment(execution["name"], approval={**answered, "status": "approved"})
+                store.update_impairment(name, approval={**answered, "status": "approved"})
                 sfn.send_task_success(
                     taskToken=approval["task_token"], output=json.dumps({"approved": True, "by": "drill"})
                 )
             else:
-                store.update_impairment(execution["name"], approval={**answered, "status": "rejected"})
+                store.update_impairment(name, approval={**answered, "status": "rejected"})
                 sfn.send_task_failure(
-                    taskToken=approval["task_token"],
-                    error=ApprovalRejected.__name__,
-                    cause="rejected by the drill's on-call",
+                    taskToken=approval["task_token"], error=ApprovalRejected.__name__, cause=reason[:256]
                 )
+        except ClientError as exc:  # the token's task is over (timed out, aborted)
+            return f"{name}: too late ({exc.response.get('Error', {}).get('Code')})"
+        return f"{name}: {'approved' if decision == 'approve' else 'rejected'}"
 
-    def _inject(self, before: dict[str, Any]) -> list[str]:
-        """Apply the scenario's faults; returns the impaired instances."""
+    def _inject(self, before: dict[str, Any], round_number: int) -> list[str]:
+        """Apply the round's faults; returns the instances they impaired."""
         emulator = self.home
         assert emulator is not None
         with emulator.as_account(self.workload.get("account_id")):
-            return self._inject_faults(before)
+            return self._inject_faults(before, round_number)
 
-    def _inject_faults(self, before: dict[str, Any]) -> list[str]:
+    def _inject_faults(self, before: dict[str, Any], round_number: int) -> list[str]:
         emulator = self.home
         assert emulator is not None
         impaired: list[str] = []
         in_service = before.get("in_service", [])
         for fault in self.scenario.instance_faults:
+            if fault.round is not None and fault.round != round_number:
+                continue
             if fault.kind == "task_crash":
                 if not self.workload.get("ecs_service"):
                     raise DrillError(f"scenario {self.scenario.name}: task_crash needs a workload with an ecs_service")
@@ -378,6 +493,15 @@ class Drill:
             if fault.kind == "zone_outage":
                 zone = self._zone_of(in_service[0])
                 victims = [i for i in in_service if self._zone_of(i) == zone and i not in impaired]
+            elif fault.index is not None:
+                victims = self._originals[fault.index : fault.index + fault.count]
+                gone = [i for i in victims if i not in in_service]
+                if len(victims) < fault.count or gone:
+                    raise DrillError(
+                        f"scenario {self.scenario.name}: instance fault index {fault.index} (count {fault.count}) in "
+                        f"round {round_number}: the group started with {len(self._originals)} instance(s)"
+                        + (f", and {', '.join(gone)} is no longer in service" if gone else "")
+                    )
             elif fault.pick == "newest":
                 victims = self._newest([i for i in in_service if i not in impaired], fault.count)
             else:
@@ -388,6 +512,18 @@ class Drill:
                 emulator.client("ec2").stop_instances(InstanceIds=victims)
             impaired.extend(victims)
         return impaired
+
+    def _zone_name(self, zone: str, impaired: list[str]) -> str:
+        """A zone fault's zone: a name, a letter of the workload's region, or {zone}."""
+        assert self.home is not None
+        if zone == "{zone}":
+            if not impaired:
+                raise DrillError(f"scenario {self.scenario.name}: a zone fault in {{zone}} needs an impaired instance")
+            with self.home.as_account(self.workload.get("account_id")):
+                return self._zone_of(impaired[0])
+        if len(zone) == 1:
+            return f"{self.home.region}{zone}"
+        return zone
 
     def _newest(self, instance_ids: list[str], count: int) -> list[str]:
         assert self.emulator is not None
@@ -490,7 +626,11 @@ class Drill:
             found["deliveries"] += 1
         pages = sorted(self._pages(records), key=lambda p: _when(p["at"]))
         outcome = (record or {}).get("outcome") or (_outcome_from(execution) if execution else "nothing_started")
-        actions = sorted((a for r in runs for a in r.pop("actions")), key=lambda a: _when(a.get("started_at")))
+        # On the virtual clock, steps that ran without a wait between them start at the same instant:
+        # then the executions' order, and within one its steps' (applied in order, rolled back in reverse).
+        ordered = [(a, (position, *_step_order(a))) for position, r in enumerate(runs) for a in r.pop("actions")]
+        ordered.sort(key=lambda pair: (_when(pair[0].get("started_at")), pair[1]))
+        actions = [a for a, _ in ordered]
         report = {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -591,7 +731,7 @@ class Drill:
                 at = (record.get("approval") or {}).get("requested_at") if kind == "approval" else None
                 pages.append(
                     {
-                        "at": at or record.get("escalated_at"),
+                        "at": at or body.get("sent_at") or record.get("escalated_at"),
                         "kind": kind,
                         "impairment_id": body.get("impairment_id"),
                         "region": region.region,
@@ -605,6 +745,13 @@ class Drill:
 _SEVERITY_OF_OUTCOME = {"escalated": 0, "rolled_back": 1, "skipped": 2, "dry_run": 3, "recovered": 4}
 
 
+def _step_order(action: dict[str, Any]) -> tuple[int, int]:
+    """Where a step comes in its execution: every apply in step order, then the rollbacks (and
+    capacity given back) in reverse."""
+    index = int(action.get("step_index") or 0)
+    return (0, index) if action.get("phase") == "apply" else (1, -index)
+
+
 def _action(step: dict[str, Any], execution: str, outcome: str) -> dict[str, Any]:
     from recoveryctl.views import phase_label
 
@@ -613,6 +760,7 @@ def _action(step: dict[str, Any], execution: str, outcome: str) -> dict[str, Any
     return {
         "execution": execution,
         "type": step.get("action"),
+        "step_index": int(step.get("step_index") or 0),
         "phase": phase_label(step.get("phase"), outcome),
         "targets": targets,
         "target": ", ".join(targets),

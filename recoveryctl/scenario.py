@@ -24,7 +24,7 @@ class GroupShape(BaseModel):
 
 
 class InstanceFault(BaseModel):
-    """What happens to instances of the group before the signals fire."""
+    """What happens to instances of the group at the start of a round, before its signals fire."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -38,19 +38,95 @@ class InstanceFault(BaseModel):
     pick: Literal["first", "newest"] = Field(
         default="first", description="which instances: the first in service, or the newest (a replacement)"
     )
+    index: int | None = Field(
+        default=None,
+        ge=0,
+        le=999,
+        description="which instances instead: the group's instances at the drill's start (the report's "
+        "before.in_service, sorted by id) from this index on",
+    )
+    round: int | None = Field(default=None, ge=1, le=20, description="only in this round (default: every round)")
+
+    @model_validator(mode="after")
+    def _index_or_pick(self) -> InstanceFault:
+        if self.index is not None and self.pick != "first":
+            raise ValueError("an instance fault picks by index or by pick, not both")
+        return self
 
 
 class ApiFault(BaseModel):
-    """An AWS API operation that fails while the drill runs (botocore names)."""
+    """An AWS API operation the functions call that fails, or slows down, while the drill runs
+    (botocore names). The drill's own calls (building and reading the workload) are not affected."""
 
     model_config = ConfigDict(extra="forbid")
 
     service: str = Field(examples=["auto-scaling", "elastic-load-balancing", "ec2"])
-    operation: str = Field(examples=["TerminateInstanceInAutoScalingGroup"])
-    error_code: str = Field(examples=["AccessDenied", "Throttling"])
+    operation: str = Field(examples=["TerminateInstanceInAutoScalingGroup", "*"], description='"*": every one')
+    error_code: str | None = Field(
+        default=None, examples=["AccessDenied", "Throttling"], description="none: the call only slows down"
+    )
     message: str = "injected by the drill"
     status: int = Field(default=400, ge=400, le=599)
-    times: int | None = Field(default=None, ge=1, description="fail only the first N calls (default: all)")
+    times: int | None = Field(default=None, ge=1, description="fail only N calls (default: all)")
+    after: int = Field(default=0, ge=0, le=100_000, description="fail only after N successful calls")
+    account: str | None = Field(default=None, pattern=r"^\d{12}$", description="only calls made in this account")
+    region: str | None = Field(default=None, min_length=1, description="only calls to this region")
+    latency_seconds: float = Field(
+        default=0, ge=0, le=3600, description="each call takes this much longer (virtual time)"
+    )
+
+    @model_validator(mode="after")
+    def _does_something(self) -> ApiFault:
+        if self.error_code is None and not self.latency_seconds:
+            raise ValueError("an API fault needs an error_code, a latency_seconds, or both")
+        return self
+
+
+class ZoneFault(BaseModel):
+    """An Availability Zone where the group cannot get healthy new instances."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    zone: str = Field(
+        min_length=1,
+        examples=["us-east-1a", "a", "{zone}"],
+        description='a zone name, its letter in the workload\'s region ("a"), or "{zone}": the first '
+        "impaired instance's",
+    )
+    kind: Literal["insufficient_capacity", "unhealthy"] = Field(
+        description="insufficient_capacity: launches there fail (a failed scaling activity, "
+        "InsufficientInstanceCapacity), the group tries its other zones; unhealthy: instances launched "
+        "there fail the load balancer's health check"
+    )
+
+
+DrillActionName = Literal["pause", "resume", "enable_plan", "disable_plan", "approve", "reject", "stop_execution"]
+
+
+class DrillAction(BaseModel):
+    """What an operator does at a moment of the drill, as recoveryctl would."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at_seconds: float = Field(ge=0, le=86400, description="when, relative to the round's start (virtual time)")
+    action: DrillActionName = Field(
+        description="pause / resume: the kill switch; enable_plan / disable_plan: a plan (`plan`); approve / "
+        "reject: every recovery waiting for approval then (SendTaskSuccess / SendTaskFailure with its task "
+        "token); stop_execution: every recovery execution running then (StopExecution)"
+    )
+    reason: str = Field(default="", max_length=500)
+    plan: str | None = Field(default=None, description="enable_plan, disable_plan: the plan's name")
+    region: str | None = Field(
+        default=None,
+        description='in one region\'s stack only ("primary", "standby" or a region name; default: every region)',
+    )
+    round: int = Field(default=1, ge=1, le=20, description="in this round")
+
+    @model_validator(mode="after")
+    def _plan_named(self) -> DrillAction:
+        if (self.action in ("enable_plan", "disable_plan")) != (self.plan is not None):
+            raise ValueError("enable_plan and disable_plan name a plan; other actions do not")
+        return self
 
 
 class SignalSpec(BaseModel):
@@ -85,7 +161,12 @@ class SignalSpec(BaseModel):
     )
     deliveries: int = Field(default=1, ge=1, le=100, description="times EventBridge delivers the event")
     at_seconds: float = Field(
-        default=0, ge=-3600, le=3600, description="when the signal fired, relative to the drill's start"
+        default=0,
+        ge=-3600,
+        le=3600,
+        description="when the signal fires, relative to the round's start (virtual time): it is delivered then, "
+        "so it may arrive while a recovery runs; a negative one fired before the drill started (its time is in "
+        "the past) and is delivered at the start",
     )
 
     @model_validator(mode="after")
@@ -155,7 +236,7 @@ class ExpectedAction(BaseModel):
         description="apply; rollback (undone after a failure); return (emergency capacity given back, or shifted "
         "weights put back, after a recovery that held)",
     )
-    result: Literal["changed", "unchanged", "would_change", "failed", "started"] | None = None
+    result: Literal["changed", "unchanged", "irreversible", "would_change", "failed", "started"] | None = None
     targets: Literal["impaired", "group", "standby_group"] | list[str] | None = Field(
         default=None,
         description="impaired: only instances the drill impaired (at least one); group / standby_group: the "
@@ -293,6 +374,21 @@ class Scenario(BaseModel):
         description="the workload's standby is broken: every target of the standby's target group fails its "
         "health check from the start (at_start: the failover waits for it, then gives up before moving traffic), "
         "or once traffic moves to it (under_load: verification in the new region fails, and it fails back)",
+    )
+    zone_faults: list[ZoneFault] = Field(
+        default_factory=list, description="zones where new instances fail to launch or come up unhealthy"
+    )
+    actions: list[DrillAction] = Field(
+        default_factory=list, description="what the operator does, and when: pause, approve, stop an execution..."
+    )
+    workers: int | None = Field(
+        default=None, ge=1, le=256, description="Lambda invocations in flight at once (default 8; --workers)"
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="the interleaving's seed (default: random; --seed); the report says which ran",
     )
     expect: Expectation = Field(default_factory=Expectation)
 

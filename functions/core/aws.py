@@ -12,6 +12,7 @@ function's own.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,46 @@ _clients: dict[tuple[str, int, str | None, tuple[int, int]], Any] = {}
 _member_clients: dict[tuple[str, int, str | None, tuple[int, int], str], tuple[dict[str, Any], Any]] = {}
 _credentials: dict[str, dict[str, Any]] = {}
 _identity: dict[str, str] = {}
+
+
+class Caches:
+    """What a warm Lambda environment keeps between invocations: its clients, the member
+    credentials it assumed and its own identity. In Lambda one environment runs one invocation at
+    a time, so the process's caches (the module's dicts above) are its environment's."""
+
+    __slots__ = ("clients", "credentials", "identity", "member_clients")
+
+    def __init__(
+        self,
+        clients: dict | None = None,
+        member_clients: dict | None = None,
+        credentials: dict | None = None,
+        identity: dict | None = None,
+    ) -> None:
+        self.clients = {} if clients is None else clients
+        self.member_clients = {} if member_clients is None else member_clients
+        self.credentials = {} if credentials is None else credentials
+        self.identity = {} if identity is None else identity
+
+
+_process = Caches(_clients, _member_clients, _credentials, _identity)
+# The local emulator runs many invocations at once in one process, each in a warm environment of
+# its own: it gives each invocation its environment's caches (None: the process's).
+_caches_of_invocation: Callable[[], Caches | None] | None = None
+
+
+def use_caches(provider: Callable[[], Caches | None] | None) -> None:
+    """Take the caches from `provider` (emulator only: the running invocation's; None: the process's)."""
+    global _caches_of_invocation
+    _caches_of_invocation = provider
+
+
+def _caches() -> Caches:
+    if _caches_of_invocation is not None:
+        found = _caches_of_invocation()
+        if found is not None:
+            return found
+    return _process
 
 
 # (connect, read) seconds of every client unless a caller asks for others.
@@ -66,14 +107,15 @@ def client(
     import boto3
 
     options: dict[str, Any] = {"region_name": region} if region else {}
+    caches = _caches()
     if not account or account == own_account():
         key = (service, max_attempts, region, timeouts)
-        if key not in _clients:
-            _clients[key] = boto3.client(service, config=_config(max_attempts, timeouts), **options)
-        return _clients[key]
+        if key not in caches.clients:
+            caches.clients[key] = boto3.client(service, config=_config(max_attempts, timeouts), **options)
+        return caches.clients[key]
     credentials = _member_credentials(account)
     member_key = (service, max_attempts, region, timeouts, account)
-    cached = _member_clients.get(member_key)
+    cached = caches.member_clients.get(member_key)
     if cached is None or cached[0] is not credentials:
         made = boto3.client(
             service,
@@ -83,17 +125,18 @@ def client(
             aws_session_token=credentials["SessionToken"],
             **options,
         )
-        cached = _member_clients[member_key] = (credentials, made)
+        cached = caches.member_clients[member_key] = (credentials, made)
     return cached[1]
 
 
 def own_account() -> str:
     """This function's account (STS GetCallerIdentity, once per warm Lambda)."""
-    if "account" not in _identity:
+    known = _caches().identity
+    if "account" not in known:
         identity = client("sts").get_caller_identity()
-        _identity["account"] = identity["Account"]
-        _identity["partition"] = identity["Arn"].split(":", 2)[1]
-    return _identity["account"]
+        known["account"] = identity["Account"]
+        known["partition"] = identity["Arn"].split(":", 2)[1]
+    return known["account"]
 
 
 def member_accounts() -> list[str] | None:
@@ -121,11 +164,11 @@ def member_role_arn(account: str) -> str:
     if members is not None and account not in members:
         raise PermanentError(f"account {account} is not a member account ({', '.join(members) or 'none'})")
     own_account()
-    return f"arn:{_identity['partition']}:iam::{account}:role/{role_name}"
+    return f"arn:{_caches().identity['partition']}:iam::{account}:role/{role_name}"
 
 
 def _member_credentials(account: str) -> dict[str, Any]:
-    cached = _credentials.get(account)
+    cached = _caches().credentials.get(account)
     if cached is not None and cached["Expiration"] - REFRESH_BEFORE > datetime.now(UTC):
         return cached
     from core.errors import classify_client_error
@@ -142,13 +185,13 @@ def _member_credentials(account: str) -> dict[str, Any]:
     if expiration.tzinfo is None:
         expiration = expiration.replace(tzinfo=UTC)
     credentials["Expiration"] = expiration
-    _credentials[account] = credentials
+    _caches().credentials[account] = credentials
     return credentials
 
 
 def reset() -> None:
-    """Forget cached clients, credentials and identity (tests, emulator)."""
-    _clients.clear()
-    _member_clients.clear()
-    _credentials.clear()
-    _identity.clear()
+    """Forget cached clients, credentials and identity (tests; in the emulator, the running
+    invocation's environment's)."""
+    caches = _caches()
+    for cache in (caches.clients, caches.member_clients, caches.credentials, caches.identity):
+        cache.clear()

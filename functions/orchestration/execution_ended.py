@@ -73,7 +73,8 @@ def handler(event: Any, context: Any, store: Any = None, sfn: Any = None, sns: A
         logger.warning("an execution ended with no impairment record", execution=status.executionArn)
         return {"status": "unknown", "execution": status.executionArn}
     cleanup = status.stateMachineArn == settings.cleanup_state_machine_arn
-    if record.get("outcome") in ENDED and not cleanup:
+    # A cleanup ends as a recovery that escalates does (its Fail state, "Escalated"), its outcome recorded.
+    if record.get("outcome") in ENDED:
         if record.get("page_status") in ("pending", "failed"):
             # It escalated, and its page never went out: try once more (raises if it fails again).
             _page(store, record, record.get("page_reason") or record.get("reason") or "escalated", settings, sns)
@@ -82,8 +83,8 @@ def handler(event: Any, context: Any, store: Any = None, sfn: Any = None, sns: A
 
     metrics.add_metric(name="ExecutionsDied", unit="Count", value=1)
     what = "its cleanup" if cleanup else "the recovery's execution"
-    reason = f"{what} {status.status.lower().replace('_', ' ')}: {status.error or 'no error'}: {status.cause or ''}"
-    reason = reason.rstrip(": ")[:2000]
+    verb = {"FAILED": "failed", "TIMED_OUT": "timed out", "ABORTED": "was aborted (StopExecution)"}[status.status]
+    reason = ": ".join([f"{what} {verb}", *(part for part in (status.error, status.cause) if part)])[:2000]
     store.fail_started_actions(status.name, reason)
     applied = _applied(store, status.name)
     plan = record.get("plan_state")

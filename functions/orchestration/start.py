@@ -13,7 +13,10 @@ resource (docs/safety.md, "Correlation"):
 - an impairment of a broader scope (an Availability Zone or a region over instances, or a higher
   severity) is never folded under a narrower one: it supersedes it, taking over its windows and
   its resource locks, and recovers all its resources (the narrower recovery goes on; the zone
-  plan of a zone outage runs even when status-check alarms came first).
+  plan of a zone outage runs even when status-check alarms came first);
+- a signal about a group as a whole (it names no instance or target) while a recovery of one of
+  the group's instances is open is that recovery's, unless it is broader: an unhealthy-hosts alarm
+  that lags the status-check alarm does not start a second recovery that finds nothing to replace.
 
 "Impairment Cleared" events are recorded.
 """
@@ -21,6 +24,7 @@ resource (docs/safety.md, "Correlation"):
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
@@ -74,7 +78,11 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
     keys = [r.key for r in impairment.affected_resources]
     signal_time = impairment.signal.signal_time
     window = settings.correlation_window_seconds
-    held = store.correlate(impairment.impairment_id, keys, window, signal_time)
+    explained_by = _open_recovery_of_a_member(store, impairment, window)
+    if explained_by:
+        held = {key: explained_by for key in keys}
+    else:
+        held = store.correlate(impairment.impairment_id, keys, window, signal_time)
     broader = _superseded(store, impairment, held)
     if broader:
         taken = {key: owner for key, owner in held.items() if owner in broader}
@@ -123,6 +131,49 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
     metrics.add_metric(name="RecoveriesStarted", unit="Count", value=1)
     logger.info("recovery started", execution_arn=response["executionArn"])
     return {"status": "started", "execution_arn": response["executionArn"]}
+
+
+# One member of a group: what a signal about the group as a whole may be explained by.
+_MEMBER_TYPES = frozenset({"ec2:instance", "elasticloadbalancing:target"})
+_OPEN = frozenset({"detected", "admitting", "admitted", "recovering", "awaiting_approval", "rolling_back"})
+
+
+def _open_recovery_of_a_member(store: RecoveryStore, impairment: ImpairmentDetected, window: int) -> str | None:
+    """A signal about a group as a whole (it names no instance or target: say an unhealthy-hosts
+    alarm that fires a minute after the status-check alarm, when the failed instance is already
+    being replaced and no target is unhealthy any more) is explained by an open recovery of one of
+    that group's members detected within the correlation window, unless it is broader (scope,
+    then severity). Returns that recovery's id, or None: a group-level signal of its own."""
+    if any(r.resource_type in _MEMBER_TYPES for r in impairment.affected_resources):
+        return None
+    groups = {r.resource_id for r in impairment.affected_resources if r.resource_type == "autoscaling:group"}
+    if impairment.scope.get("auto_scaling_group"):
+        groups.add(impairment.scope["auto_scaling_group"])
+    if not groups:
+        return None
+    since = impairment.signal.signal_time - timedelta(seconds=window)
+    mine = (_SCOPE_RANK.get(impairment.impairment_type, 0), impairment.severity.rank)
+    for record in store.list_impairments(impairment.workload, since=since):
+        other = record.get("impairment") or {}
+        if (
+            record.get("impairment_id") == impairment.impairment_id
+            or record.get("status") not in _OPEN
+            or record.get("outcome")
+            or other.get("account_id") != impairment.account_id
+            or (other.get("scope") or {}).get("auto_scaling_group") not in groups
+            or not any(r.get("resource_type") in _MEMBER_TYPES for r in other.get("affected_resources") or [])
+        ):
+            continue
+        try:
+            theirs = (
+                _SCOPE_RANK.get(ImpairmentType(record.get("impairment_type")), 0),
+                Severity(record.get("severity")).rank,
+            )
+        except ValueError:
+            continue
+        if mine <= theirs:
+            return str(record["impairment_id"])
+    return None
 
 
 # A broader scope supersedes a narrower one: a region over a zone over anything else.

@@ -2,9 +2,11 @@
 
 Each piece is a botocore `before-call` hook on the default session: either a side effect on
 moto's state before moto answers (a Multi-AZ reboot with failover moves the primary to the
-standby's zone; a forced new ECS deployment is rolled out by the scheduler), or a whole
-service moto lacks (ARC zonal shift, and ARC routing controls' cluster data plane, kept in memory
-with the real API's shapes).
+standby's zone; a forced new ECS deployment is rolled out by the scheduler), in the account and
+region the call is made in (a member account's, through its role, as well as the central one),
+or an answer moto lacks (ARC zonal shift, and ARC routing controls' cluster data plane, kept in
+memory with the real API's shapes; the Auto Scaling launches the emulator recorded, failed ones
+included, as DescribeScalingActivities).
 """
 
 from __future__ import annotations
@@ -180,8 +182,10 @@ def _health_check_status(emulator: Any, health_check_id: str) -> tuple[AWSRespon
     region, target_group = watched
     healthy = False
     if region not in emulator.failed_regions:
+        account = target_group.split(":")[4]  # the target group's account (a member's, say)
         with runtime.outage_exempt():
-            health = emulator.peer(region).client("elbv2").describe_target_health(TargetGroupArn=target_group)
+            elbv2 = emulator.peer(region).client("elbv2", account=account)
+            health = elbv2.describe_target_health(TargetGroupArn=target_group)
         healthy = any(t["TargetHealth"]["State"] == "healthy" for t in health["TargetHealthDescriptions"])
     report = {"Status": "Success: HTTP Status Code 200" if healthy else "Failure: Connection timed out."}
     observations = [
@@ -207,7 +211,7 @@ def install(emulator: Any) -> ZonalShifts:
         # before-call sees the serialized request; keep the API parameters for it.
         context["emulator_api_params"] = dict(params)
 
-    def before_call(model: Any, context: dict[str, Any], **kwargs: Any) -> Any:
+    def before_call(model: Any, context: dict[str, Any], request_signer: Any = None, **kwargs: Any) -> Any:
         params = context.get("emulator_api_params", {})
         service = model.service_model.service_id.hyphenize()
         if service == "arc-zonal-shift":
@@ -221,9 +225,14 @@ def install(emulator: Any) -> ZonalShifts:
         if service == "route-53" and model.name == "ChangeResourceRecordSets":
             emulator.traffic_moved()
         if service == "rds" and model.name == "RebootDBInstance" and params.get("ForceFailover"):
-            _fail_over_instance(emulator, params["DBInstanceIdentifier"])
+            account, region = _where(emulator, request_signer)
+            _fail_over_instance(account, region, params["DBInstanceIdentifier"])
         if service == "ecs" and model.name == "UpdateService" and params.get("forceNewDeployment"):
-            _roll_out(emulator, params.get("cluster", "default"), params["service"])
+            account, region = _where(emulator, request_signer)
+            _roll_out(account, region, params.get("cluster", "default"), params["service"])
+        if service == "auto-scaling" and model.name == "DescribeScalingActivities":
+            account, region = _where(emulator, request_signer)
+            return _scaling_activities(emulator, account, region, params)
         return None
 
     session.events.register("before-parameter-build.*.*", remember_params, unique_id="recovery-emulator-params")
@@ -235,23 +244,46 @@ def install(emulator: Any) -> ZonalShifts:
     return shifts
 
 
-def _fail_over_instance(emulator: Any, identifier: str) -> None:
+def _where(emulator: Any, request_signer: Any) -> tuple[str, str]:
+    """The account (from the call's credentials) and region a call is made in."""
+    region = getattr(request_signer, "region_name", None) or emulator.region
+    return emulator._account_of(request_signer), region
+
+
+def _scaling_activities(
+    emulator: Any, account: str, region: str, params: dict[str, Any]
+) -> tuple[AWSResponse, dict[str, Any]]:
+    """The group's launches the emulator recorded, newest first (moto answers none)."""
+    group = params.get("AutoScalingGroupName")
+    wanted = set(params.get("ActivityIds") or [])
+    found = [
+        activity
+        for (in_account, in_region, name), activities in emulator.scaling_activities.items()
+        if (in_account, in_region) == (account, region) and group in (None, name)
+        for activity in activities
+        if not wanted or activity["ActivityId"] in wanted
+    ]
+    found.sort(key=lambda a: a["StartTime"], reverse=True)
+    return _ok({"Activities": [dict(a) for a in found]})
+
+
+def _fail_over_instance(account: str, region: str, identifier: str) -> None:
     """A Multi-AZ instance's standby becomes primary: the instance changes zone."""
     from moto.rds.models import rds_backends
 
-    database = rds_backends[emulator.account][emulator.region].databases.get(identifier)
+    database = rds_backends[account][region].databases.get(identifier)
     if database is None or not getattr(database, "multi_az", False):
         return
-    zones = [f"{emulator.region}{z}" for z in "abc"]
+    zones = [f"{region}{z}" for z in "abc"]
     current = database.availability_zone
     database.availability_zone = next(z for z in zones if z != current)
 
 
-def _roll_out(emulator: Any, cluster: str, service: str) -> None:
+def _roll_out(account: str, region: str, cluster: str, service: str) -> None:
     """The ECS scheduler replaces the service's tasks: it runs its desired count again."""
     from moto.ecs.models import ecs_backends
 
-    backend = ecs_backends[emulator.account][emulator.region]
+    backend = ecs_backends[account][region]
     cluster_name = cluster.split("/")[-1]
     found = backend.services.get(f"{cluster_name}:{service.split('/')[-1]}")
     if found is None:

@@ -4,17 +4,33 @@ It reads the template from cdk.out and creates its resources in moto; routes Eve
 to the rules' targets using the rules' own event patterns (moto does not deliver to Lambda or
 Step Functions); runs Lambda handlers in process with the environment the template gives them;
 and runs the real state machine definition in moto's Step Functions executor, whose Lambda tasks
-are dispatched to the same in-process handlers. Step Functions waits and retry back-offs are
-fast-forwarded on a virtual clock (functions/core/clock.py), so a drill takes seconds while its
-MTTR still counts the waits a real recovery would make.
+are dispatched to the same in-process handlers.
+
+Concurrency, like AWS: event deliveries run on a pool of workers and executions run side by side,
+so the Lambda invocations of different executions and deliveries interleave (at most `workers` in
+flight at once). They interleave deterministically: one thread runs at a time and the next is
+chosen at each AWS API call by a generator seeded with `seed` (scheduler.py), so a drill that
+showed a race replays exactly with the same seed. Each invocation has its function's environment,
+its own warm environment's clients and its own Powertools state (isolation.py).
+
+Virtual time: a discrete-event clock (functions/core/clock.py reads it). Step Functions waits,
+retry back-offs, task and execution time-outs, a task token's wait, handlers' sleeps and injected
+API latency all wait on it; the clock moves to the next scheduled instant only when nothing can
+run, so a drill takes seconds while its MTTR still counts the waits a real recovery would make.
+`schedule(at, callback)` runs something at a virtual instant (a drill's signals and actions).
+
+Step Functions: the emulator announces every execution's status change ("Step Functions
+Execution Status Change", source aws.states, on the default bus, routed by the template's rules
+like any event), and an execution over its state machine's TimeoutSeconds ends TIMED_OUT on the
+virtual clock.
 
 Several regions: `Emulator(primary_template, region=..., peers={"us-west-2": standby_template})`
-runs each region's stack in that region of the same moto world (one clock, one lock, one event
-queue; events are routed to the stack of the region they were put in). `peer(region)` gives the
-emulator of a region. A global table's replicas are created in every region the emulator runs;
-they are not replicated to each other (a drill reads the region it asks about). `fail_region`
-makes every regional AWS endpoint of a region unreachable for the functions, as a regional
-outage does; global endpoints (Route 53, IAM) keep answering.
+runs each region's stack in that region of the same moto world (one clock, one scheduler, one
+delivery queue; events are routed by the stack of the region they were put in). `peer(region)`
+gives the emulator of a region. A global table's replicas are created in every region the
+emulator runs; they are not replicated to each other (a drill reads the region it asks about).
+`fail_region` makes every regional AWS endpoint of a region unreachable for the functions, as a
+regional outage does; global endpoints (Route 53, IAM) keep answering.
 
 Member accounts: `members=[(account, region, member_template)]` deploys each member stack in its
 account (its alarms, and its rules forwarding signals to the central default bus, which the
@@ -26,16 +42,18 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import itertools
 import json
 import logging
 import os
+import random
+import secrets
 import tempfile
 import threading
-import time
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,12 +61,15 @@ from typing import Any
 from unittest import mock
 
 from recoveryctl import FUNCTIONS_DIR  # noqa: F401 - puts functions/ on sys.path
+from recoveryctl.emulator import isolation, scheduler
 from recoveryctl.emulator.template import Template, TemplateError
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+DEFAULT_WORKERS = 8  # Lambda invocations in flight at once
 _ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
-# Whether this thread runs a function's handler (a region outage fails only the functions' calls).
+# Per thread: whether it runs a function's handler (a region outage fails only the functions'
+# calls), and whether the emulator's own calls are exempt from outages and faults.
 _handler = threading.local()
 
 
@@ -81,26 +102,42 @@ class Invocation:
 
 @dataclass
 class Fault:
-    """Makes one AWS API operation fail, as a scenario asks (e.g. AccessDenied on terminate)."""
+    """Makes one AWS API operation fail or slow down, as a scenario asks (e.g. AccessDenied on
+    terminate, or 5 s more per DescribeTargetHealth). Only the functions' calls (and Step
+    Functions' own) are affected, not the drill's."""
 
     service: str
-    operation: str
-    error_code: str
+    operation: str  # or "*": every operation of the service
+    error_code: str | None  # None: the call is only slowed down
     message: str = "injected by the drill"
     status: int = 400
-    times: int | None = None  # None: every call
-    calls: int = 0
+    times: int | None = None  # fail only this many calls (None: every one)
+    calls: int = 0  # calls failed so far
+    after: int = 0  # the first `after` matching calls succeed
+    seen: int = 0  # matching calls so far
+    account: str | None = None  # only calls made in this account
+    region: str | None = None  # only calls to this region
+    latency_seconds: float = 0.0  # each matching call takes this much longer (virtual time)
+
+
+@dataclass
+class Delivery:
+    """An event on its way to one of a rule's targets (EventBridge delivers asynchronously)."""
+
+    stack: Emulator
+    target: dict[str, Any]
+    event: dict[str, Any]
 
 
 class _Context:
     """The parts of the Lambda context object that Powertools reads."""
 
-    def __init__(self, spec: FunctionSpec) -> None:
+    def __init__(self, spec: FunctionSpec, request_id: str) -> None:
         self.function_name = spec.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = spec.arn
         self.memory_limit_in_mb = 256
-        self.aws_request_id = str(uuid.uuid4())
+        self.aws_request_id = request_id
         self.log_group_name = f"/aws/lambda/{spec.name}"
         self.log_stream_name = "emulator"
 
@@ -118,6 +155,12 @@ class Emulator:
     peers: dict[str, Path] = field(default_factory=dict)
     # Member accounts' stacks: (account, region, template).
     members: list[tuple[str, str, Path]] = field(default_factory=list)
+    # The interleaving's seed (None: a random one, kept in `seed` once the emulator starts).
+    seed: int | None = None
+    workers: int = DEFAULT_WORKERS  # Lambda invocations in flight at once
+    start: datetime | None = None  # the virtual clock's start (default: now)
+    # Whether the interleaving's trace keeps each call's parameters (off for storms: memory)
+    trace_params: bool = True
 
     def __post_init__(self) -> None:
         self.template = Template.load(self.template_path, self.region, self.account)
@@ -130,24 +173,28 @@ class Emulator:
         self.health_check_targets: dict[str, tuple[str, str]] = {}
         # Called when traffic moves (a DNS change, a routing control switched): a drill's "under load" fault.
         self.on_traffic_moved: list[Any] = []
+        # Called with each "Step Functions Execution Status Change" event, as it is put on its bus.
+        self.execution_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.invocations: list[Invocation] = []
         self.events: list[dict[str, Any]] = []  # every event put on any bus, in order
         self.faults: list[Fault] = []
-        self.virtual_seconds = 0.0
-        # Events put on a bus, to route: (bus name, event, the stack whose bus it is)
-        self._queue: deque[tuple[str, dict[str, Any], Emulator]] = deque()
-        self._lock = threading.RLock()
+        # Availability Zones (names) where new instances fail to launch ("insufficient_capacity")
+        # or come up failing their health checks ("unhealthy").
+        self.zone_faults: dict[str, str] = {}
+        # Auto Scaling launches, as DescribeScalingActivities answers them: (account, region, group) -> newest first
+        self.scaling_activities: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._stack = contextlib.ExitStack()
         self.outputs: dict[str, str] = {}
         self.escalation_inbox: str | None = None
         self._alarm_states: dict[str, dict[str, str]] = {}
-        # Called while executions run and no event waits: e.g. a drill answering an approval.
+        # Called when nothing can run, before the virtual clock moves: e.g. a drill noticing an approval.
         self.idle_hooks: list[Any] = []
         # Multi-account: the account client() works in (None: the emulator's own, the central
         # account), and the credentials of each other account (moto's sts.assume_role gives
         # credentials of the role's account).
         self._acting_as: str | None = None
         self._account_credentials: dict[str, dict[str, str]] = {}
+        self._clients: dict[tuple[str, str | None], Any] = {}
         # Several regions: the emulator that entered moto (the root) and every region's emulator.
         self._root: Emulator = self
         self._regions: dict[str, Emulator] = {self.region: self}
@@ -156,14 +203,33 @@ class Emulator:
         # Regions whose regional endpoints the functions cannot reach (fail_region).
         self.failed_regions: set[str] = set()
         self.failed_global_services: set[str] = set()  # global endpoints failing with a region
+        # The root's: the scheduler, the deliveries waiting for a worker, warm environments.
+        self.scheduler: scheduler.Scheduler | None = None
+        self._deliveries: deque[Delivery] = deque()
+        self._delivery_ready = threading.Condition()
+        self._worker_errors: list[BaseException] = []
+        self._warm: dict[str, list[tuple[int, Any]]] = {}  # function -> (generation, core.aws caches)
+        self._warm_generation = 0
+        self._invocation_numbers = itertools.count(1)
+        self._ids = random.Random()
+        self._access_key_accounts: dict[str, str] = {}
 
     # --- lifecycle ---
     def __enter__(self) -> Emulator:
         from moto import mock_aws
+        from moto.moto_api._internal import mock_random
 
         from core import aws as core_aws
         from core import clock
+        from core.observability import logger as function_logger
+        from core.observability import metrics as function_metrics
 
+        if self.seed is None:
+            self.seed = secrets.randbelow(2**31)
+        self._ids.seed(self.seed)
+        self.scheduler = scheduler.Scheduler(
+            self.seed, self.workers, self.start or datetime.now(UTC).replace(microsecond=0), self.trace_params
+        )
         env = {
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
@@ -180,23 +246,38 @@ class Emulator:
         self._stack.enter_context(
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         )
-        self._patch_moto()
+        # Replays: moto's ids (instances, tokens) and the jitter of retries come from seeded generators.
+        mock_random.seed(self.seed)
+        saved_random = random.getstate()
+        self._stack.callback(random.setstate, saved_random)
+        random.seed(self.seed)
         for noisy in ("moto.stepfunctions", "moto.stepfunctions.parser"):
             logger = logging.getLogger(noisy)
             self._stack.callback(logger.setLevel, logger.level)
             logger.setLevel(logging.CRITICAL)
         clock.reset()
-        core_aws.reset()
+        clock.use_source(self.scheduler.utc_now)
+        self._stack.callback(clock.reset)
+        core_aws.use_caches(_invocation_caches)
+        self._stack.callback(core_aws.use_caches, None)
         # The functions' JSON logs go to the emulator's log, wherever they were first imported.
-        from core.observability import logger as function_logger
-
         previous = function_logger.registered_handler.setStream(self.log)
         self._stack.callback(function_logger.registered_handler.setStream, previous)
+        self._stack.enter_context(isolation.thread_aware_environ())
+        self._stack.enter_context(isolation.powertools_per_invocation(function_logger, function_metrics))
+        self._stack.enter_context(isolation.handler_stdout(self.log))
+        self._stack.enter_context(warnings.catch_warnings())
+        # Powertools warns when an invocation emits no metric: noise in a drill.
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+        self._install_checkpoints()
         self._install_fault_hook()
         from recoveryctl.emulator import behaviour
 
         self.zonal_shifts = behaviour.install(self)
         self._install_region_outages()
+        self._patch_moto()
+        # Last in, first out: the scheduler ends every fiber before anything above is undone.
+        self._stack.enter_context(scheduler.active(self.scheduler))
         self.deploy()
         for region, template_path in self.peers.items():
             self._join(Emulator(template_path, region=region, account=self.account)).deploy()
@@ -204,16 +285,20 @@ class Emulator:
             member = Emulator(template_path, region=region, account=account)
             member._acting_as = account  # its client() works in the member account
             self._join(member, member=True).deploy()
+        for number in range(1, self.workers + 1):
+            worker = threading.Thread(target=self._worker, daemon=True)
+            worker.emulator_name = f"delivery worker {number}"  # type: ignore[attr-defined]
+            worker.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        from core import aws as core_aws
-        from core import clock
-
-        self.wait_for_executions(timeout=5, quiet=True)
-        core_aws.reset()
-        clock.reset()
-        self._stack.close()
+        try:
+            self.wait_for_executions(timeout=5, quiet=True)
+        except Exception:
+            if exc[0] is None:
+                raise  # the emulator's own failure; while another unwinds, that one is the news
+        finally:
+            self._stack.close()
 
     def client(self, service: str, account: str | None = None) -> Any:
         """A client in the central account, or in `account` (default: the one as_account() set)."""
@@ -221,17 +306,25 @@ class Emulator:
 
         account = account or self._acting_as
         if account is None or account == self._root.account:
-            return boto3.client(service, region_name=self.region)
-        if account not in self._account_credentials:
-            credentials = boto3.client("sts", region_name=self.region).assume_role(
-                RoleArn=f"arn:aws:iam::{account}:role/emulator-set-up", RoleSessionName="emulator"
-            )["Credentials"]
-            self._account_credentials[account] = {
-                "aws_access_key_id": credentials["AccessKeyId"],
-                "aws_secret_access_key": credentials["SecretAccessKey"],
-                "aws_session_token": credentials["SessionToken"],
-            }
-        return boto3.client(service, region_name=self.region, **self._account_credentials[account])
+            account = None
+        key = (service, account)
+        if key in self._clients:
+            return self._clients[key]
+        if account is None:
+            made = boto3.client(service, region_name=self.region)
+        else:
+            if account not in self._account_credentials:
+                credentials = self.client("sts", account=self._root.account).assume_role(
+                    RoleArn=f"arn:aws:iam::{account}:role/emulator-set-up", RoleSessionName="emulator"
+                )["Credentials"]
+                self._account_credentials[account] = {
+                    "aws_access_key_id": credentials["AccessKeyId"],
+                    "aws_secret_access_key": credentials["SecretAccessKey"],
+                    "aws_session_token": credentials["SessionToken"],
+                }
+            made = boto3.client(service, region_name=self.region, **self._account_credentials[account])
+        self._clients[key] = made
+        return made
 
     @property
     def acting_account(self) -> str:
@@ -241,7 +334,7 @@ class Emulator:
     # --- several regions ---
     def _join(self, peer: Emulator, member: bool = False) -> Emulator:
         """Run `peer` (another region's stack, or a member account's) in this emulator's moto
-        world: the same lock, clock, event queue, log, faults and hooks."""
+        world: the same scheduler, clock, delivery queue, log, faults and hooks."""
         key = (peer.account, peer.region)
         if key in self._stacks or (not member and peer.region in self._regions):
             raise TemplateError(f"the emulator runs a stack in {peer.account}/{peer.region} already")
@@ -252,9 +345,7 @@ class Emulator:
         if not member:
             self._regions[peer.region] = peer
         for shared in (
-            "_lock",
             "_stack",
-            "_queue",
             "log",
             "faults",
             "idle_hooks",
@@ -262,12 +353,18 @@ class Emulator:
             "failing_target_groups",
             "health_check_targets",
             "on_traffic_moved",
+            "execution_listeners",
             "invocations",
             "events",
             "failed_regions",
             "failed_global_services",
             "zonal_shifts",
             "routing_controls",
+            "zone_faults",
+            "scaling_activities",
+            "scheduler",
+            "seed",
+            "workers",
         ):
             setattr(peer, shared, getattr(self, shared))
         return peer
@@ -307,16 +404,43 @@ class Emulator:
         A global service's endpoint keeps answering unless it is in `global_services` (botocore
         endpoint prefixes, e.g. "route53"): those whose control plane runs in this region, as
         Route 53's and IAM's run in us-east-1, fail with it."""
-        from core import aws as core_aws
-
         self.failed_regions.add(region)
         self.failed_global_services.update(global_services)
-        core_aws.reset()
+        self.reset_clients()
 
     def traffic_moved(self) -> None:
         """Traffic moves (behaviour.py calls this on a DNS change or a routing control switch)."""
         for hook in list(self.on_traffic_moved):
             hook()
+
+    def reset_clients(self) -> None:
+        """Warm environments are discarded: every invocation from now on makes new clients (they
+        copy the default session's hooks when they are made, e.g. a meter registered since)."""
+        root = self._root
+        root._warm.clear()
+        root._warm_generation += 1
+
+    def _install_checkpoints(self) -> None:
+        """Every AWS API call a fiber makes is a yield point of the scheduler (registered first,
+        so that faults, outages and behaviours act when the call is made, after the switch)."""
+        import boto3
+
+        session = boto3._get_default_session()
+        sched = self.scheduler
+        assert sched is not None
+
+        def before_call(model: Any, context: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            if getattr(_handler, "atomic", 0) or scheduler.current_fiber() is None:
+                return
+            invocation = isolation.current()
+            sched.checkpoint(
+                f"{model.service_model.service_id.hyphenize()}:{model.name}",
+                invocation.label if invocation is not None else "",
+                (context or {}).get("emulator_api_params"),
+            )
+
+        session.events.register_first("before-call.*.*", before_call, unique_id="recovery-emulator-checkpoints")
+        self._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-checkpoints")
 
     def _install_region_outages(self) -> None:
         import boto3
@@ -325,12 +449,8 @@ class Emulator:
         session = boto3._get_default_session()
         failed, failed_global = self.failed_regions, self.failed_global_services
 
-        owner = threading.get_ident()  # the drill's (and the emulator's own) thread
-
         def before_call(model: Any, request_signer: Any = None, **kwargs: Any) -> None:
-            if not failed or request_signer is None:
-                return
-            if getattr(_handler, "exempt", 0) or (not getattr(_handler, "depth", 0) and threading.get_ident() == owner):
+            if not failed or request_signer is None or self._drill_call():
                 return  # the drill building or reading the workload (or the emulator's own look), not a function
             # (a function's call: in its handler's thread, or in a thread the handler started)
             service = model.service_model
@@ -346,6 +466,26 @@ class Emulator:
         session.events.register_first("before-call.*.*", before_call, unique_id="recovery-emulator-outages")
         self._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-outages")
 
+    def _drill_call(self) -> bool:
+        """Whether the call being made is the drill's or the emulator's own (exempt from region
+        outages and faults): made outside any handler by the thread that entered the emulator,
+        or in an outage_exempt() block."""
+        if getattr(_handler, "exempt", 0):
+            return True
+        sched = self._root.scheduler
+        owner = sched.owner if sched is not None else None
+        return not getattr(_handler, "depth", 0) and threading.get_ident() == owner
+
+    def _account_of(self, request_signer: Any) -> str:
+        """The account a call is made in, from its credentials (as moto tells them apart)."""
+        from moto.iam.models import get_account_id_from
+
+        credentials = getattr(request_signer, "_credentials", None)
+        access_key = getattr(credentials, "access_key", None) or ""
+        if access_key not in self._root._access_key_accounts:
+            self._root._access_key_accounts[access_key] = get_account_id_from(access_key)
+        return self._root._access_key_accounts[access_key]
+
     @contextlib.contextmanager
     def as_account(self, account: str | None) -> Iterator[None]:
         """Within the block, client() works in `account` (a member account; None: the central one)."""
@@ -355,16 +495,73 @@ class Emulator:
         finally:
             self._acting_as = previous
 
-    # --- patches: Lambda dispatch, virtual waits, event routing ---
+    # --- the virtual clock ---
+    @property
+    def now(self) -> float:
+        """Virtual seconds since the emulator started."""
+        sched = self._root.scheduler
+        return sched.now if sched is not None else 0.0
+
+    @property
+    def virtual_seconds(self) -> float:
+        """Virtual time that has passed (the waits a real recovery would have made)."""
+        return self.now
+
+    def schedule(self, at: float, callback: Callable[[], None]) -> None:
+        """Run `callback` at virtual second `at` (now, if that has passed), while no handler runs:
+        a drill's signal or action. It runs during pump()."""
+        sched = self._root.scheduler
+        assert sched is not None, "the emulator is not running"
+        sched.call_at(at, callback)
+
+    def advance(self, seconds: float, timeout: float = 120.0) -> None:
+        """Let `seconds` of virtual time pass, running whatever is due meanwhile."""
+        self._root._run(until=self.now + float(seconds), timeout=timeout)
+
+    def running_seconds(self) -> float:
+        """Real seconds the calling thread has run as a fiber so far (a handler's own work,
+        without the time others ran while it was parked); outside a fiber, a perf counter."""
+        sched = self._root.scheduler
+        if sched is None:
+            import time
+
+            return time.perf_counter()
+        return sched.busy_seconds()
+
+    def interleaving(self) -> dict[str, Any]:
+        """The seed, the workers and a digest of the interleaving (which fiber made which call,
+        in order): the same seed gives the same digest."""
+        import hashlib
+
+        sched = self._root.scheduler
+        assert sched is not None
+        digest = hashlib.sha256()
+        for step in sched.trace:
+            digest.update(f"{step.fiber}|{step.actor.split('#')[0]}|{step.call}\n".encode())
+        return {
+            "seed": sched.seed,
+            "workers": sched.workers,
+            "api_calls": len(sched.trace),
+            "switches": sched.switches,
+            "digest": digest.hexdigest()[:16],
+        }
+
+    def new_id(self) -> str:
+        """A uuid from the emulator's seeded generator (event ids, request ids: replays repeat them)."""
+        return str(uuid.UUID(int=self._root._ids.getrandbits(128), version=4))
+
+    # --- patches: Lambda dispatch, Step Functions under the scheduler, launches, routing ---
     def _patch_moto(self) -> None:
         from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
         from moto.awslambda_simple.models import LambdaSimpleBackend
         from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
         from moto.events.models import EventsBackend
-        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
-        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
         from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
+        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+        from core import clock
 
         emulator = self
 
@@ -379,14 +576,53 @@ class Emulator:
             return json.dumps(result, default=str).encode()
 
         def wait_interval(component: Any, env: Any, wait_seconds: int) -> None:
-            emulator._advance(wait_seconds)
+            # A Wait state waits on the virtual clock; StopExecution (and a time-out) interrupt it.
+            if wait_seconds > 0 and env.is_running():
+                env.program_state_event.wait(wait_seconds)
 
-        class _VirtualTime:
-            @staticmethod
-            def sleep(seconds: float) -> None:
-                emulator._advance(seconds)
+        original_execution_logic = ExecutionWorker._execution_logic
 
-            time = staticmethod(time.time)
+        def execution_logic(worker: Any) -> None:
+            # moto starts an execution's thread from the thread that called StartExecution (say,
+            # a handler): the execution is not part of that invocation.
+            fiber = scheduler.current_fiber()
+            if fiber is not None:
+                fiber.name = f"execution {worker._evaluation_details.execution_details.name}"
+            with isolation.running(None):
+                original_execution_logic(worker)
+
+        original_start = Execution.start
+
+        def start(execution: Any) -> None:
+            execution.start_date = clock.utc_now()  # virtual, like every date a drill reports
+            original_start(execution)
+            emulator._execution_changed(execution)
+
+        original_stop = Execution.stop
+
+        def stop(execution: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
+            # StopExecution: the execution is ABORTED at once, as in AWS (a task in flight finishes
+            # on its own; its result is dropped when the executor next looks at the status).
+            original_stop(execution, stop_date, error, cause)
+            if execution.status == "RUNNING":
+                from moto.stepfunctions.parser.api import ExecutionStatus
+
+                execution.exec_status = ExecutionStatus.ABORTED
+                execution.stop_date = clock.utc_now()
+                execution.error = error or None
+                execution.cause = cause or None
+                execution.emulator_aborted = True
+                emulator._execution_changed(execution)
+
+        original_terminated = BaseExecutionWorkerCommunication.terminated
+
+        def terminated(communication: Any) -> None:
+            execution = communication.execution
+            if getattr(execution, "emulator_aborted", False):
+                return  # stopped: already ABORTED and announced
+            original_terminated(communication)
+            execution.stop_date = clock.utc_now()
+            emulator._execution_changed(execution)
 
         original_put_events = EventsBackend.put_events
 
@@ -416,17 +652,35 @@ class Emulator:
         original_launch = FakeAutoScalingGroup.replace_autoscaling_group_instances
 
         def balanced_launch(group: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
-            # Fidelity: a group spreads its instances across its zones; moto launches every
-            # instance into the first subnet, so a zone outage would take the whole group.
+            # Fidelity: a group spreads its instances across its zones (moto launches every
+            # instance into the first subnet, so a zone outage would take the whole group), and
+            # a zone that has no capacity fails the launch there (InsufficientInstanceCapacity):
+            # the group tries its other zones, as Auto Scaling does.
             subnets = group.vpc_zone_identifier.split(",") if group.vpc_zone_identifier else []
-            if len(subnets) < 2:
+            if not subnets:
                 return original_launch(group, count_needed, propagated_tags)
+            ec2 = group.autoscaling_backend.ec2_backend
+            zone_of = {s: ec2.get_subnet(s).availability_zone for s in subnets}
             saved = group.vpc_zone_identifier
             try:
                 for _ in range(count_needed):
                     load = {s: sum(1 for st in group.instance_states if st.instance.subnet_id == s) for s in subnets}
-                    group.vpc_zone_identifier = min(subnets, key=lambda s: (load[s], subnets.index(s)))
-                    original_launch(group, 1, dict(propagated_tags))
+                    for subnet in sorted(subnets, key=lambda s: (load[s], subnets.index(s))):
+                        zone = zone_of[subnet]
+                        if emulator.zone_faults.get(zone) == "insufficient_capacity":
+                            emulator._launch_activity(group, subnet, zone, None)
+                            continue
+                        known = {st.instance.id for st in group.instance_states}
+                        group.vpc_zone_identifier = subnet
+                        original_launch(group, 1, dict(propagated_tags))
+                        launched = [st.instance.id for st in group.instance_states if st.instance.id not in known]
+                        for instance_id in launched:
+                            emulator._launch_activity(group, subnet, zone, instance_id)
+                        if emulator.zone_faults.get(zone) == "unhealthy":
+                            emulator.failing_health_checks.update(launched)
+                        break
+                    else:
+                        return None  # no zone has capacity: the group stays short, as in AWS
             finally:
                 group.vpc_zone_identifier = saved
             return None
@@ -460,34 +714,27 @@ class Emulator:
                 )
             return status
 
-        def callback_wait(endpoint: Any, timeout: float | None = None) -> Any:
-            # A task waiting for its token (a human's approval) times out on the virtual clock:
-            # a drill answers it, or moves the clock past its time-box.
-            from core import clock
-
-            deadline = None if timeout is None else clock.utc_now().timestamp() + float(timeout)
-            while not endpoint._notify_event.wait(timeout=0.02):
-                if deadline is not None and clock.utc_now().timestamp() >= deadline:
-                    break
-            return endpoint._outcome
-
-        # Step Functions' executor threads make a boto3 client per Lambda task; making a client
-        # iterates os.environ, which a handler changes in another thread: make them under the lock.
+        # Step Functions' executor makes a boto3 client per Lambda task (about 10 ms each): the
+        # same client serves every task of a region.
         import sys as _sys
 
         from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: F401
         from moto.stepfunctions.parser.asl.utils import boto_client as sfn_clients
 
         made_by = sfn_clients.boto_client_for
+        sfn_client_cache: dict[tuple[str, str], Any] = {}
 
-        def boto_client_for(*args: Any, **kwargs: Any) -> Any:
-            with emulator._lock:
-                return made_by(*args, **kwargs)
+        def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+            if state_credentials is not None:
+                return made_by(region, service, state_credentials)
+            key = (region, service)
+            if key not in sfn_client_cache:
+                sfn_client_cache[key] = made_by(region, service)
+            return sfn_client_cache[key]
 
         for name, module in list(_sys.modules.items()):
             if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is made_by:
                 self._stack.enter_context(mock.patch.object(module, "boto_client_for", boto_client_for))
-        self._stack.enter_context(mock.patch.object(CallbackEndpoint, "wait", callback_wait))
         # An execution's history is stamped on the virtual clock, as the functions' records are:
         # a state's entry, exit and duration then read as a real recovery's would (a 30 s wait
         # lasts 30 s), in the same time as the signals and the audit trail.
@@ -501,18 +748,86 @@ class Emulator:
         )
         self._stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
         self._stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
-        self._stack.enter_context(mock.patch.object(retrier_decl, "time", _VirtualTime))
+        self._stack.enter_context(mock.patch.object(ExecutionWorker, "_execution_logic", execution_logic))
+        self._stack.enter_context(mock.patch.object(Execution, "start", start))
+        self._stack.enter_context(mock.patch.object(Execution, "stop", stop))
+        self._stack.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated))
         self._stack.enter_context(mock.patch.object(EventsBackend, "put_events", put_events))
 
-    def _advance(self, seconds: float) -> None:
+    def _launch_activity(self, group: Any, subnet: str, zone: str, instance_id: str | None) -> None:
+        """Record an Auto Scaling launch as DescribeScalingActivities reports it (moto keeps
+        none): successful, or failed for lack of capacity in the zone."""
         from core import clock
 
-        if self._root is not self:
-            self._root._advance(seconds)
-            return
-        with self._lock:
-            self.virtual_seconds += float(seconds)
-            clock.advance(float(seconds))
+        now = clock.utc_now()
+        instance_type = getattr(group, "instance_type", None) or "the requested instance type"
+        desired = group.desired_capacity
+        activity: dict[str, Any] = {
+            "ActivityId": self.new_id(),
+            "AutoScalingGroupName": group.name,
+            "Cause": f"At {now.strftime('%Y-%m-%dT%H:%M:%SZ')} an instance was started in response to a "
+            f"difference between desired and actual capacity, increasing the capacity to {desired}.",
+            "StartTime": now,
+            "EndTime": now,
+            "Progress": 100,
+            "Details": json.dumps({"Subnet ID": subnet, "Availability Zone": zone}),
+        }
+        if instance_id is None:
+            message = (
+                f"We currently do not have sufficient {instance_type} capacity in the Availability Zone you "
+                f"requested ({zone}). Our system will be working on provisioning additional capacity. "
+                "Launching EC2 instance failed."
+            )
+            activity.update(
+                Description=f"Launching a new EC2 instance.  Status Reason: {message}",
+                StatusCode="Failed",
+                StatusMessage=message,
+            )
+        else:
+            activity.update(Description=f"Launching a new EC2 instance: {instance_id}", StatusCode="Successful")
+        backend = group.autoscaling_backend
+        key = (backend.account_id, backend.region_name, group.name)
+        self.scaling_activities.setdefault(key, []).insert(0, activity)
+
+    def _execution_changed(self, execution: Any) -> None:
+        """Put "Step Functions Execution Status Change" on the default bus of the execution's
+        account and region, in the shape AWS documents (dates in epoch milliseconds)."""
+        from core import clock
+
+        status = execution.status
+        output = None
+        if status == "SUCCEEDED" and execution.output is not None:
+            output = json.dumps(execution.output, separators=(",", ":"))
+        detail = {
+            "executionArn": execution.exec_arn,
+            "stateMachineArn": execution.state_machine_arn,
+            "name": execution.name,
+            "status": status,
+            "startDate": _millis(execution.start_date),
+            "stopDate": None if status == "RUNNING" else _millis(execution.stop_date),
+            "input": execution.execution_input,
+            "inputDetails": {"included": True},
+            "output": output,
+            "outputDetails": {"included": True} if output is not None else None,
+            "error": execution.error,
+            "cause": execution.cause,
+        }
+        event = {
+            "version": "0",
+            "id": self.new_id(),
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": execution.account_id,
+            "time": clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": execution.region_name,
+            "resources": [execution.exec_arn],
+            "detail": detail,
+        }
+        stack = self._stacks.get((execution.account_id, execution.region_name))
+        if stack is not None:
+            stack.put_event(event)
+        for listener in list(self.execution_listeners):
+            listener(event)
 
     def _install_fault_hook(self) -> None:
         import boto3
@@ -520,18 +835,30 @@ class Emulator:
 
         session = boto3._get_default_session()
 
-        def before_call(model: Any, **kwargs: Any) -> Any:
+        def before_call(model: Any, request_signer: Any = None, **kwargs: Any) -> Any:
+            if not self.faults or self._drill_call():
+                return None
             service = model.service_model.service_id.hyphenize()
             for fault in self.faults:
-                if fault.service == service and fault.operation == model.name:
-                    if fault.times is not None and fault.calls >= fault.times:
-                        continue
-                    fault.calls += 1
-                    parsed = {
-                        "Error": {"Code": fault.error_code, "Message": fault.message},
-                        "ResponseMetadata": {"HTTPStatusCode": fault.status, "RequestId": "emulator"},
-                    }
-                    return AWSResponse("https://emulator", fault.status, {}, None), parsed
+                if fault.service != service or fault.operation not in ("*", model.name):
+                    continue
+                if fault.region is not None and getattr(request_signer, "region_name", None) != fault.region:
+                    continue
+                if fault.account is not None and self._account_of(request_signer) != fault.account:
+                    continue
+                fault.seen += 1
+                if fault.latency_seconds and scheduler.current_fiber() is not None:
+                    self._root.scheduler.sleep(fault.latency_seconds)  # type: ignore[union-attr]
+                if fault.error_code is None or fault.seen <= fault.after:
+                    continue
+                if fault.times is not None and fault.calls >= fault.times:
+                    continue
+                fault.calls += 1
+                parsed = {
+                    "Error": {"Code": fault.error_code, "Message": fault.message},
+                    "ResponseMetadata": {"HTTPStatusCode": fault.status, "RequestId": "emulator"},
+                }
+                return AWSResponse("https://emulator", fault.status, {}, None), parsed
             return None
 
         session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-faults")
@@ -541,20 +868,35 @@ class Emulator:
         self,
         service: str,
         operation: str,
-        error_code: str,
+        error_code: str | None,
         message: str = "injected by the drill",
         status: int = 400,
         times: int | None = None,
+        *,
+        after: int = 0,
+        account: str | None = None,
+        region: str | None = None,
+        latency_seconds: float = 0.0,
     ) -> Fault:
-        """Make `service`'s `operation` (botocore names, e.g. auto-scaling / SetInstanceHealth) fail."""
-        from core import aws as core_aws
-
-        fault = Fault(service, operation, error_code, message, status, times)
+        """Make `service`'s `operation` (botocore names, e.g. auto-scaling / SetInstanceHealth;
+        "*" for all) fail with `error_code` (None: only slower), after `after` successful calls,
+        at most `times` times, for calls in `account` and to `region` only if given, each
+        `latency_seconds` of virtual time slower."""
+        fault = Fault(
+            service,
+            operation,
+            error_code,
+            message,
+            status,
+            times,
+            after=after,
+            account=account,
+            region=region,
+            latency_seconds=latency_seconds,
+        )
         self.faults.append(fault)
-        core_aws.reset()  # clients copy the session's hooks when they are created
         return fault
 
-    # --- deployment ---
     def deploy(self) -> None:
         t = self.template
         ddb, sns, sqs, events, sfn, cw = (
@@ -709,36 +1051,55 @@ class Emulator:
 
     # --- Lambda ---
     def invoke(self, function_name: str, payload: Any, source: str = "task") -> tuple[bool, Any]:
-        """Run a function's handler in process with its environment; returns (ok, result or
-        the error payload Lambda would return)."""
-        from core import aws as core_aws
-
+        """Run a function's handler in process, as Lambda would: with its environment, in a warm
+        environment of its own (reused by later invocations of the function), within the
+        concurrency of `workers` invocations at once; returns (ok, result or the error payload
+        Lambda would return). Called from a fiber (a delivery worker, a Step Functions task), the
+        handler interleaves with others at its AWS calls."""
         spec = self.functions.get(function_name)
         if spec is None:
             raise TemplateError(f"the template has no function {function_name}")
         module_name, _, attribute = spec.handler.rpartition(".")
+        root = self._root
+        sched = root.scheduler
+        in_fiber = sched is not None and scheduler.current_fiber() is not None
+        if in_fiber:
+            sched.acquire_slot()  # type: ignore[union-attr]
+        generation, caches = root._take_warm(spec.name)
         runtime = {"AWS_LAMBDA_FUNCTION_NAME": spec.name, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
-        with (
-            self._lock,
-            _environment({**spec.environment, **runtime}),
-            _in_handler(),
-            contextlib.redirect_stdout(self.log),
-            warnings.catch_warnings(),
-        ):
-            # Powertools warns on stderr when an invocation emits no metric: noise in a drill.
-            warnings.simplefilter("ignore", UserWarning)
-            core_aws.reset()
-            try:
-                handler = getattr(importlib.import_module(module_name), attribute)
-                result = handler(payload, _Context(spec))
-                self.invocations.append(Invocation(spec.name, source, True, result=result, at=_now()))
-                return True, result
-            except Exception as exc:  # noqa: BLE001 - reported as Lambda reports it
-                error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
-                self.invocations.append(
-                    Invocation(spec.name, source, False, error=f"{type(exc).__name__}: {exc}", at=_now())
-                )
-                return False, error
+        invocation = isolation.Invocation(
+            next(root._invocation_numbers), spec.name, {**spec.environment, **runtime}, caches
+        )
+        try:
+            with isolation.running(invocation), _in_handler():
+                try:
+                    handler = getattr(importlib.import_module(module_name), attribute)
+                    result = handler(payload, _Context(spec, self.new_id()))
+                    self.invocations.append(Invocation(spec.name, source, True, result=result, at=_now()))
+                    return True, result
+                except Exception as exc:  # noqa: BLE001 - reported as Lambda reports it
+                    error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+                    self.invocations.append(
+                        Invocation(spec.name, source, False, error=f"{type(exc).__name__}: {exc}", at=_now())
+                    )
+                    return False, error
+        finally:
+            root._return_warm(spec.name, generation, caches)
+            if in_fiber:
+                sched.release_slot()  # type: ignore[union-attr]
+
+    def _take_warm(self, function: str) -> tuple[int, Any]:
+        """A warm environment of the function (its core.aws caches), or a new one (a cold start)."""
+        from core import aws as core_aws
+
+        pool = self._warm.setdefault(function, [])
+        if pool:
+            return pool.pop()
+        return self._warm_generation, core_aws.Caches()
+
+    def _return_warm(self, function: str, generation: int, caches: Any) -> None:
+        if generation == self._warm_generation:  # not when reset_clients() discarded them meanwhile
+            self._warm.setdefault(function, []).append((generation, caches))
 
     def _owner_of(self, function_name: str) -> Emulator:
         """The emulator (region) whose stack has this function."""
@@ -749,6 +1110,8 @@ class Emulator:
 
     # --- EventBridge ---
     def _accept(self, entry: dict[str, Any], event_id: str, backend: Any) -> None:
+        from core import clock
+
         bus = (entry.get("EventBusName") or "default").split("/")[-1]
         event = {
             "version": "0",
@@ -756,54 +1119,92 @@ class Emulator:
             "detail-type": entry["DetailType"],
             "source": entry["Source"],
             "account": self.account,
-            "time": _now(),
+            "time": clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": self.region,
             "resources": entry.get("Resources", []),
             "detail": json.loads(entry["Detail"]),
         }
-        with self._lock:
-            self.events.append({"bus": bus, **event})
-            self._queue.append((bus, event, self))
+        self._publish(bus, event)
 
     def put_event(self, event: dict[str, Any], bus: str = "default") -> None:
-        """Deliver an event exactly as AWS would have put it on `bus` (e.g. an alarm state change
-        on the default bus); it is routed on the next pump()."""
-        with self._lock:
-            self.events.append({"bus": bus, **event})
-            self._queue.append((bus, event, self))
+        """Put an event on `bus` exactly as AWS would have (e.g. an alarm state change on the
+        default bus): its rules' targets get it when the emulator runs (pump())."""
+        self._publish(bus, event)
+
+    def _publish(self, bus: str, event: dict[str, Any]) -> None:
+        """The event is on this stack's `bus`: every rule that matches it sends it to its targets
+        (asynchronously: a delivery worker takes each; an event bus target gets it at once)."""
+        self.events.append({"bus": bus, **event})
+        for route in self.routes:
+            if route.bus != bus or not route.pattern.matches_event(event):
+                continue
+            for target in route.targets:
+                if ":event-bus/" in target["Arn"]:
+                    self._forward(target["Arn"], event)
+                else:
+                    self._root._enqueue(Delivery(self, target, json.loads(json.dumps(event))))
+
+    def _enqueue(self, delivery: Delivery) -> None:
+        with self._delivery_ready:
+            self._deliveries.append(delivery)
+            self._delivery_ready.notify()
+
+    def _worker(self) -> None:
+        """A delivery worker (a fiber): takes the next delivery, performs it; idle, it waits."""
+        ready = self._delivery_ready
+        while True:
+            with ready:
+                while not self._deliveries:
+                    ready.wait()
+                delivery = self._deliveries.popleft()
+            try:
+                delivery.stack._perform(delivery)
+            except Exception as exc:  # noqa: BLE001 - the emulator's own failure: pump() raises it
+                self._worker_errors.append(exc)
+
+    def _perform(self, delivery: Delivery) -> None:
+        """EventBridge sends the event to the target (its own calls: no region outage or fault)."""
+        arn, event = delivery.target["Arn"], delivery.event
+        if ":function:" in arn:
+            self._deliver_to_function(arn.split(":function:")[-1], event, delivery.target)
+        elif ":stateMachine:" in arn:
+            with outage_exempt():
+                self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(event))
+        elif ":sqs:" in arn:
+            with outage_exempt():
+                sqs = self.client("sqs")
+                url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+                sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
 
     def pump(self, timeout: float = 120.0) -> None:
-        """Deliver queued events to their targets until nothing is left to deliver and no
-        execution is running."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                item = self._queue.popleft() if self._queue else None
-            if item is not None:
-                bus, event, owner = item
-                with self._lock:
-                    owner._route(bus, event)
-                continue
-            if not self._running_executions():
-                with self._lock:
-                    if not self._queue:
-                        return
-                continue
-            with self._lock:  # not while a handler changes os.environ (see _environment)
-                for hook in list(self.idle_hooks):
-                    hook()
-            time.sleep(0.02)
-        raise TimeoutError(f"the emulator did not settle within {timeout} s")
+        """Run until nothing is left to deliver, no handler or execution can go on, and nothing
+        is scheduled: the virtual clock moves from one scheduled instant to the next meanwhile.
+        (An execution waiting for a task token without a time-out stays waiting.)"""
+        self._root._run(timeout=timeout)
+
+    def _run(self, until: float | None = None, timeout: float | None = 120.0) -> None:
+        sched = self.scheduler
+        assert sched is not None, "the emulator is not running"
+        try:
+            sched.run(until=until, timeout=timeout, idle=self._idle)
+        except TimeoutError as exc:
+            raise TimeoutError(f"the emulator did not settle within {timeout} s: {exc}") from None
+        if self._worker_errors:
+            raise self._worker_errors.pop(0)
+
+    def _idle(self) -> None:
+        for hook in list(self.idle_hooks):
+            hook()
 
     def fire_schedules(self) -> int:
         """Deliver one "Scheduled Event" to the target of every schedule rule (a sweep's tick);
-        returns how many rules fired. Run pump() afterwards."""
+        returns how many rules fired. They run on pump()."""
         from core import clock
 
         for schedule in self.schedules:
             event = {
                 "version": "0",
-                "id": str(uuid.uuid4()),
+                "id": self.new_id(),
                 "detail-type": "Scheduled Event",
                 "source": "aws.events",
                 "account": self.account,
@@ -818,25 +1219,8 @@ class Emulator:
             }
             for target in schedule.targets:
                 if ":function:" in target["Arn"]:
-                    self._deliver_to_function(target["Arn"].split(":function:")[-1], event, target)
+                    self._root._enqueue(Delivery(self, target, event))
         return len(self.schedules)
-
-    def _route(self, bus: str, event: dict[str, Any]) -> None:
-        """Deliver an event on this stack's `bus` to the targets of the rules that match it."""
-        for route in self.routes:
-            if route.bus != bus or not route.pattern.matches_event(event):
-                continue
-            for target in route.targets:
-                arn = target["Arn"]
-                if ":function:" in arn:
-                    self._deliver_to_function(arn.split(":function:")[-1], event, target)
-                elif ":stateMachine:" in arn:
-                    self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(event))
-                elif ":event-bus/" in arn:
-                    self._forward(arn, event)
-                elif ":sqs:" in arn:
-                    url = self.client("sqs").get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
-                    self.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(event))
 
     def _forward(self, bus_arn: str, event: dict[str, Any]) -> None:
         """An event bus target (a member forwarding to the central account): the event goes on
@@ -845,9 +1229,7 @@ class Emulator:
         target = self._stacks.get((account, region))
         if target is None:
             return  # a bus outside the emulator: nothing listens there
-        with self._lock:
-            target.events.append({"bus": resource.split("/", 1)[1], **event})
-            self._queue.append((resource.split("/", 1)[1], json.loads(json.dumps(event)), target))
+        target._publish(resource.split("/", 1)[1], json.loads(json.dumps(event)))
 
     def _deliver_to_function(self, name: str, event: dict[str, Any], target: dict[str, Any]) -> None:
         """Asynchronous invocation: retried, then sent to the function's dead-letter queue."""
@@ -860,13 +1242,14 @@ class Emulator:
             error = result
         dead_letter = spec.dead_letter_arn or (target.get("DeadLetterConfig") or {}).get("Arn")
         if dead_letter:
-            sqs = self.client("sqs")
-            url = sqs.get_queue_url(QueueName=dead_letter.rsplit(":", 1)[-1])["QueueUrl"]
-            sqs.send_message(
-                QueueUrl=url,
-                MessageBody=json.dumps(event),
-                MessageAttributes={"ErrorMessage": {"DataType": "String", "StringValue": json.dumps(error)[:1000]}},
-            )
+            with outage_exempt():
+                sqs = self.client("sqs")
+                url = sqs.get_queue_url(QueueName=dead_letter.rsplit(":", 1)[-1])["QueueUrl"]
+                sqs.send_message(
+                    QueueUrl=url,
+                    MessageBody=json.dumps(event),
+                    MessageAttributes={"ErrorMessage": {"DataType": "String", "StringValue": json.dumps(error)[:1000]}},
+                )
 
     def dead_letter_count(self) -> int:
         """Messages waiting in the stack's dead-letter queues (events nothing could process)."""
@@ -886,33 +1269,29 @@ class Emulator:
         )
 
     def executions(self) -> list[dict[str, Any]]:
-        with self._lock:  # a client is created here: not while a handler changes os.environ
+        """This stack's recovery executions, as ListExecutions lists them."""
+        with outage_exempt():
             sfn = self.client("stepfunctions")
             found: list[dict[str, Any]] = []
             for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
                 found.extend(page["executions"])
-            return found
-
-    def _running_executions(self) -> bool:
-        """In any region."""
-        return any(e["status"] == "RUNNING" for emulator in self.every_region() for e in emulator.executions())
+        return found
 
     def wait_for_executions(self, timeout: float = 120.0, quiet: bool = False) -> None:
-        deadline = time.monotonic() + timeout
-        while self._running_executions():
-            if time.monotonic() > deadline:
-                if quiet:
-                    return
-                raise TimeoutError("executions still running")
-            time.sleep(0.02)
+        """Run until everything settled (pump); `quiet`: give up without raising after `timeout`."""
+        try:
+            self.pump(timeout=timeout)
+        except TimeoutError:
+            if not quiet:
+                raise
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with outage_exempt():
             sfn = self.client("stepfunctions")
             events: list[dict[str, Any]] = []
             for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
                 events.extend(page["events"])
-            return events
+        return events
 
     # --- CloudWatch: an alarm changes state the way CloudWatch announces it ---
     def set_alarm_state(
@@ -944,7 +1323,7 @@ class Emulator:
         self._alarm_states[alarm_name] = current
         event = {
             "version": "0",
-            "id": str(uuid.uuid4()),
+            "id": self.new_id(),
             "detail-type": "CloudWatch Alarm State Change",
             "source": "aws.cloudwatch",
             "account": self.account,
@@ -1024,12 +1403,8 @@ def _cw_time(value: datetime) -> str:
 
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Any:
-    """Set these variables for a handler and put each back after, key by key. (mock.patch.dict
-    restores by clearing os.environ and filling it again: another thread could read an empty
-    environment in between.) Changing keys while another thread iterates os.environ (botocore
-    does, to find proxies, whenever it creates a client) still breaks that thread: handlers run
-    under the emulator's lock, and so must the emulator's own client calls made while executions
-    run (executions(), history(), the idle hooks)."""
+    """Set the process's variables the emulator runs with (before any handler runs; a handler
+    sees its function's over these, isolation.py) and put each back after, key by key."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -1061,6 +1436,16 @@ def _in_handler() -> Iterator[None]:
         yield
     finally:
         _handler.depth -= 1
+
+
+def _invocation_caches() -> Any:
+    """core.aws's caches for the running invocation: its warm environment's (None: the process's)."""
+    invocation = isolation.current()
+    return invocation.caches if invocation is not None else None
+
+
+def _millis(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
 
 
 def _json_or_value(value: Any) -> Any:

@@ -149,3 +149,30 @@ def test_an_event_whose_time_is_not_a_timestamp_is_placed_when_fired_and_said_so
         "signal event aws.ec2 EC2 Instance State-change Notification (its time 'yesterday' is not a timestamp)" in text
     )
     assert "outcome nothing started" in text
+
+
+def test_a_drill_replays_with_its_seed_and_says_how(synthesized, capsys):
+    # Given the two recoveries of one group at once, run with a seed and with several workers
+    args = ["drill", "--scenario", "two-failures-at-once", "--template", str(synthesized.template_path)]
+    cli.main([*args, "--json", "--seed", "7", "--workers", "4"])
+    first = json.loads(capsys.readouterr().out)
+
+    # When it runs again with the same seed, and once more printing the timeline
+    cli.main([*args, "--json", "--seed", "7", "--workers", "4"])
+    again = json.loads(capsys.readouterr().out)
+    cli.main([*args, "--seed", "7", "--workers", "4"])
+    timeline = capsys.readouterr().out
+
+    # Then the report says which seed ran, and the same seed interleaved the same calls
+    assert first["interleaving"]["seed"] == 7 and first["interleaving"]["workers"] == 4
+    assert again["interleaving"] == first["interleaving"]
+    assert again["outcomes"] == first["outcomes"]
+    assert [e["outcome"] for e in again["executions"]] == [e["outcome"] for e in first["executions"]]
+    assert f"seed 7, 4 workers: {first['interleaving']['api_calls']} AWS calls interleaved" in timeline
+    assert f"(digest {first['interleaving']['digest']}); replay with --seed 7" in timeline
+
+
+def test_workers_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["drill", "--scenario", "instance-failure", "--workers", "0"])
+    assert "must be at least 1" in capsys.readouterr().err

@@ -138,7 +138,7 @@ def test_three_signals_about_one_instance_are_one_recovery_timed_from_the_earlie
     assert report["executions_started"] == 1
     assert len(report["correlated"]) == 2
     assert report["outcome"] == "recovered"
-    # The status check fired 30 s before the target alarm: MTTD counts from it
+    # The status check fired 30 s before the drill began: MTTD counts from it
     assert report["mttd_seconds"] >= 30
     assert report["workload"]["impaired_instances"][0] not in report["workload"]["after"]["in_service"]
 

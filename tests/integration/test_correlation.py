@@ -188,3 +188,59 @@ def test_an_impairment_skipped_for_a_held_lock_closes_its_windows(state_machine,
     store.release_locks(holder.impairment_id, [f"ec2:instance/{INSTANCE}"])
     later = impairment(instances=[INSTANCE], signal_id=HEALTH, signal_time=SIGNAL_TIME + timedelta(seconds=30))
     assert start.handler(bus_event(later.model_dump(mode="json")), lambda_context)["status"] == "started"
+
+
+GROUP = "web-api-asg"
+SCOPE = {"auto_scaling_group": GROUP}
+
+
+def _group_signal(**kwargs) -> object:
+    """A signal about the group as a whole (an unhealthy-hosts alarm when no target is unhealthy
+    any more): it names the group, no instance."""
+    kwargs.setdefault("signal_id", TG_ALARM)
+    return impairment(
+        impairment_type=start.ImpairmentType.SERVICE_DEGRADATION,
+        resources=[("autoscaling:group", GROUP)],
+        signal_time=SIGNAL_TIME + timedelta(seconds=60),
+        scope=SCOPE,
+        **kwargs,
+    )
+
+
+def test_a_group_signal_while_one_of_its_instances_is_recovered_is_that_recovery(state_machine, store, lambda_context):
+    # Given an instance of the group being replaced
+    first = impairment(instances=[INSTANCE], scope=SCOPE)
+    assert start.handler(bus_event(first.model_dump(mode="json")), lambda_context)["status"] == "started"
+
+    # When the group's unhealthy-hosts alarm fires a minute later, naming only the group
+    late = _group_signal()
+    out = start.handler(bus_event(late.model_dump(mode="json")), lambda_context)
+
+    # Then it is linked to the open recovery: no second execution (it would scale out and find
+    # nothing to replace), no page
+    assert out == {"status": "correlated", "impairment_id": first.impairment_id}
+    assert len(_executions(state_machine)) == 1
+    assert store.get_impairment(late.impairment_id)["linked_to"] == first.impairment_id
+
+
+def test_a_group_signal_is_not_linked_to_another_groups_instance(state_machine, lambda_context):
+    other = impairment(instances=["i-0other"], scope={"auto_scaling_group": "another-asg"})
+    start.handler(bus_event(other.model_dump(mode="json")), lambda_context)
+    assert start.handler(bus_event(_group_signal().model_dump(mode="json")), lambda_context)["status"] == "started"
+    assert len(_executions(state_machine)) == 2
+
+
+def test_a_more_severe_group_signal_recovers_on_its_own(state_machine, lambda_context):
+    first = impairment(instances=[INSTANCE], scope=SCOPE)
+    start.handler(bus_event(first.model_dump(mode="json")), lambda_context)
+    critical = _group_signal(severity=start.Severity.CRITICAL)
+    assert start.handler(bus_event(critical.model_dump(mode="json")), lambda_context)["status"] == "started"
+    assert len(_executions(state_machine)) == 2
+
+
+def test_a_group_signal_after_the_instance_recovery_ended_recovers_on_its_own(state_machine, store, lambda_context):
+    first = impairment(instances=[INSTANCE], scope=SCOPE)
+    start.handler(bus_event(first.model_dump(mode="json")), lambda_context)
+    store.update_impairment(first.impairment_id, status="recovered", outcome="recovered")
+    assert start.handler(bus_event(_group_signal().model_dump(mode="json")), lambda_context)["status"] == "started"
+    assert len(_executions(state_machine)) == 2

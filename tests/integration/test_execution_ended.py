@@ -162,6 +162,25 @@ def test_a_cleanup_that_dies_too_is_released_and_paged_without_another_cleanup(m
     assert boto3.client("stepfunctions").list_executions(stateMachineArn=machines["cleanup"])["executions"] == []
 
 
+def test_a_cleanup_that_escalated_as_designed_is_not_paged_again(machines, pages, store, lambda_context):
+    # Given a cleanup that rolled back and escalated: its Escalate recorded the outcome and paged,
+    # then it ended in the Fail state "Escalated" as every escalation does
+    model = impairment()
+    store.put_impairment(model.model_dump(mode="json"), status="escalated", outcome="escalated", page_status="sent")
+
+    # When its own status change (FAILED) arrives
+    out = execution_ended.handler(
+        status_change(machines["cleanup"], model.impairment_id, "FAILED", "RecoveryEscalated"),
+        lambda_context,
+        store=store,
+    )
+
+    # Then it is left alone: one page in all (the cleanup's), its reason kept
+    assert out["status"] == "ended"
+    assert received(pages) == []
+    assert store.get_impairment(model.impairment_id).get("reason") is None
+
+
 def test_an_escalation_is_left_alone_unless_its_page_never_went_out(machines, pages, store, lambda_context):
     # Given an execution that escalated (ended in the Fail state "Escalated") and paged
     model = impairment()

@@ -154,3 +154,70 @@ def test_table_states_each_target_and_whether_it_is_met():
     assert "| figure | measured | target | met |" in table
     assert "11 transitions, 27 API calls" in table
     assert "transitions yes, API calls **no**" in table
+
+
+def _transactions_on_a_table() -> list[dict]:
+    """A table of ten items, a transaction that succeeds, one whose condition fails half way
+    (a put, an update, then a failed check: rolled back) and the table's items after each."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    seen = []
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for i in range(10):
+            ddb.put_item(TableName="t", Item={"pk": {"S": f"p{i % 3}"}, "sk": {"S": f"s{i}"}, "v": {"N": "0"}})
+
+        def items() -> list:
+            return sorted((i["pk"]["S"], i["sk"]["S"], i["v"]["N"]) for i in ddb.scan(TableName="t")["Items"])
+
+        def update(pk: str, sk: str) -> dict:
+            return {
+                "Update": {
+                    "TableName": "t",
+                    "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+                    "UpdateExpression": "SET v = v + :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            }
+
+        new = {"Put": {"TableName": "t", "Item": {"pk": {"S": "p1"}, "sk": {"S": "new"}, "v": {"N": "7"}}}}
+        ddb.transact_write_items(TransactItems=[update("p0", "s0"), new])
+        seen.append(items())
+        failing = {
+            "ConditionCheck": {
+                "TableName": "t",
+                "Key": {"pk": {"S": "p2"}, "sk": {"S": "s2"}},
+                "ConditionExpression": "v = :nine",
+                "ExpressionAttributeValues": {":nine": {"N": "9"}},
+            }
+        }
+        another = {"Put": {"TableName": "t", "Item": {"pk": {"S": "p9"}, "sk": {"S": "x"}, "v": {"N": "1"}}}}
+        with pytest.raises(ClientError, match="TransactionCanceled"):
+            ddb.transact_write_items(TransactItems=[update("p0", "s0"), another, failing])
+        seen.append(items())
+    return seen
+
+
+def test_the_faster_transaction_backup_rolls_back_as_moto_does():
+    from bench.speedups import faster_moto
+
+    # moto's own (a deep copy of the table), and the speed-up's (the written items only)
+    reference = _transactions_on_a_table()
+    with faster_moto():
+        faster = _transactions_on_a_table()
+
+    assert faster == reference
+    applied, rolled_back = faster
+    assert ("p0", "s0", "1") in applied and ("p1", "new", "7") in applied
+    assert rolled_back == applied, "the failed transaction changed nothing"
