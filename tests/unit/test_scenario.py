@@ -94,3 +94,15 @@ def test_the_workloads_group_is_checked_the_same_way(tmp_path):
 
     assert "group: Value error, desired (8) must be between min_size (2) and max_size (6)" in message
 
+
+def test_the_documented_blue_green_example_validates():
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "scenarios.md").read_text()
+    (block,) = [b for b in re.findall(r"```json\n(.*?)```", docs, flags=re.DOTALL) if '"second_group"' in b]
+    example = Scenario.model_validate(json.loads(block))
+
+    assert example.second_group is not None
+    assert [f.group for f in example.instance_faults] == ["main", "second"]
+    assert example.expect.final_state is not None and example.expect.final_state.second_in_service == 3
