@@ -169,16 +169,6 @@ def test_instances_whose_groups_cannot_be_read_are_never_acted_on_without_a_huma
     assert report["invariants"]["broken"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known defect: the sweep opens one impairment per group, and the second group's recovery cannot verify "
-    "while the first group's deferred instance is unhealthy in the target group they share. "
-    "functions/orchestration/check_guardrails.py handler: guardrails.impaired_elsewhere (which Verify leaves "
-    "out) holds only the failing instances of the impairment's own groups, not the failing targets of its target "
-    "group that belong to another group; functions/orchestration/verify.py check then counts them in its "
-    "target_health check: not healthy after 10 attempts, escalated, its scale_out rolled back",
-)
 def test_a_sweep_finding_both_groups_unhealthy_recovers_each_group_on_its_own(synthesized):
     # Given the built-in drill's faults, found by the backstop sweep instead of the alarm
     spec = scenario.load("shared-target-group").model_dump()
