@@ -51,7 +51,9 @@ class Drill:
         self.workload: dict[str, Any] = {}
         self._managed_tag = ("recovery:managed", "true")
         self._answered: set[str] = set()  # executions whose approval was answered (or scheduled)
-        self._originals: list[str] = []  # the group's instances at the start (an instance fault's index)
+        # Each group's instances at the start (an instance fault's index), by InstanceFault.group.
+        self._originals: dict[str, list[str]] = {}
+        self.second_group: str | None = None  # the second group sharing the target group, if built
         self.actions_done: list[dict[str, Any]] = []
         self.started_at: datetime | None = None  # the timeline's zero, on the virtual clock
 
@@ -155,7 +157,21 @@ class Drill:
         shape = workloads.WorkloadShape(
             self.scenario.group.min_size, self.scenario.group.max_size, self.scenario.group.desired
         )
-        built = workloads.build(self.home, self.workload, shape, self._managed_tag)
+        second = self.scenario.second_group
+        shares = self.workload.get("auto_scaling_group") and self.workload.get("target_group_arn")
+        if second is not None and not shares:
+            raise DrillError(
+                f"scenario {self.scenario.name}: second_group shares the workload's target group: workload "
+                f"{self.workload['name']} needs an auto_scaling_group and a target_group_arn"
+            )
+        built = workloads.build(
+            self.home,
+            self.workload,
+            shape,
+            self._managed_tag,
+            second=workloads.WorkloadShape(second.min_size, second.max_size, second.desired) if second else None,
+        )
+        self.second_group = (built.get("second_group") or {}).get("group")
         # Route 53 checks the endpoints: the emulator answers their health checks from the target groups
         checks = (built.get("dns") or {}).get("health_checks") or {}
         if checks.get("primary") and self.workload.get("target_group_arn"):
@@ -199,6 +215,8 @@ class Drill:
         state: dict[str, Any] = {}
         if self.workload.get("auto_scaling_group"):
             state.update(workloads.group_state(emulator, self.workload["auto_scaling_group"]))
+        if self.second_group:
+            state["second_group"] = {"name": self.second_group, **workloads.group_state(emulator, self.second_group)}
         if self.workload.get("ecs_service"):
             state["ecs_service"] = workloads.service_state(emulator, self.workload)
         if self.workload.get("database"):
@@ -229,7 +247,10 @@ class Drill:
         assert emulator is not None
         self.started_at = clock.utc_now()
         before = self.state()
-        self._originals = list(before.get("in_service", []))
+        self._originals = {
+            "main": list(before.get("in_service", [])),
+            "second": list((before.get("second_group") or {}).get("in_service", [])),
+        }
         if self.scenario.approval != "none":
             emulator.idle_hooks.append(self._answer_approvals)
         self._check_signals()
@@ -479,7 +500,10 @@ class Drill:
         emulator = self.home
         assert emulator is not None
         impaired: list[str] = []
-        in_service = before.get("in_service", [])
+        in_service_of = {
+            "main": before.get("in_service", []),
+            "second": (before.get("second_group") or {}).get("in_service", []),
+        }
         for fault in self.scenario.instance_faults:
             if fault.round is not None and fault.round != round_number:
                 continue
@@ -488,18 +512,25 @@ class Drill:
                     raise DrillError(f"scenario {self.scenario.name}: task_crash needs a workload with an ecs_service")
                 workloads.crash_tasks(emulator, self.workload, fault.count)
                 continue
+            in_service = in_service_of[fault.group]
+            originals = self._originals.get(fault.group, [])
+            which = "the second group" if fault.group == "second" else "the group"
             if not in_service:
-                raise DrillError(f"scenario {self.scenario.name}: {fault.kind} needs a workload with instances")
+                raise DrillError(
+                    f"scenario {self.scenario.name}: {fault.kind} needs a workload with instances in {which}"
+                )
             if fault.kind == "zone_outage":
+                # The zone fails, not a group: every instance there stops, whichever group it is in.
                 zone = self._zone_of(in_service[0])
-                victims = [i for i in in_service if self._zone_of(i) == zone and i not in impaired]
+                everyone = [*in_service_of["main"], *in_service_of["second"]]
+                victims = [i for i in everyone if self._zone_of(i) == zone and i not in impaired]
             elif fault.index is not None:
-                victims = self._originals[fault.index : fault.index + fault.count]
+                victims = originals[fault.index : fault.index + fault.count]
                 gone = [i for i in victims if i not in in_service]
                 if len(victims) < fault.count or gone:
                     raise DrillError(
                         f"scenario {self.scenario.name}: instance fault index {fault.index} (count {fault.count}) in "
-                        f"round {round_number}: the group started with {len(self._originals)} instance(s)"
+                        f"round {round_number}: {which} started with {len(originals)} instance(s)"
                         + (f", and {', '.join(gone)} is no longer in service" if gone else "")
                     )
             elif fault.pick == "newest":
@@ -664,6 +695,7 @@ class Drill:
                 "account": self.workload.get("account_id") or emulator.account,
                 "group": self.workload.get("auto_scaling_group"),
                 "standby_group": (self.workload.get("standby") or {}).get("auto_scaling_group"),
+                "second_group": self.second_group,
                 "impaired_instances": impaired,
                 "before": before,
                 "after": after,

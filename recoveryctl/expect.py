@@ -202,13 +202,20 @@ def final_state(name: str, report: dict[str, Any], expected: Any = None) -> Any:
     if name == "in_service":
         return len(after["in_service"]) if "in_service" in after else None
     if name == "impaired_in_service":
-        return len(set(workload["impaired_instances"]) & set(after.get("in_service", [])))
+        # In service in either group: one left in the second group is as much in service as in the first.
+        serving = {*after.get("in_service", []), *(after.get("second_group") or {}).get("in_service", [])}
+        return len(set(workload["impaired_instances"]) & serving)
     if name == "desired_capacity":
         return after.get("desired_capacity")
     if name == "zonal_shifts":
         return len(after.get("zonal_shifts") or [])
     if name == "dns":
         return _dns_target(before.get("dns_records") or [], after.get("dns_records") or [])
+    if name in ("second_in_service", "second_desired_capacity"):
+        second = after.get("second_group")
+        if not second:
+            return None
+        return len(second["in_service"]) if name == "second_in_service" else second.get("desired_capacity")
     if name in ("standby_in_service", "standby_desired_capacity"):
         standby = after.get("standby")
         if not standby:

@@ -16,11 +16,22 @@ class ScenarioError(ValueError):
 
 
 class GroupShape(BaseModel):
+    """An Auto Scaling group's size, as the drill builds it."""
+
     model_config = ConfigDict(extra="forbid")
 
     min_size: int = Field(default=2, ge=0, le=1000)
     max_size: int = Field(default=6, ge=1, le=1000)
     desired: int = Field(default=3, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _desired_within_bounds(self) -> GroupShape:
+        # Auto Scaling refuses such a group: said here, with the scenario's field, not by moto.
+        if not self.min_size <= self.desired <= self.max_size:
+            raise ValueError(
+                f"desired ({self.desired}) must be between min_size ({self.min_size}) and max_size ({self.max_size})"
+            )
+        return self
 
 
 class InstanceFault(BaseModel):
@@ -46,11 +57,19 @@ class InstanceFault(BaseModel):
         "before.in_service, sorted by id) from this index on",
     )
     round: int | None = Field(default=None, ge=1, le=20, description="only in this round (default: every round)")
+    group: Literal["main", "second"] = Field(
+        default="main",
+        description="whose instances: the workload's group (main), or the scenario's second_group sharing its "
+        "target group (second); count, index and pick count in that group. A zone_outage takes the zone of that "
+        "group's first instance, and stops every instance of both groups there",
+    )
 
     @model_validator(mode="after")
     def _index_or_pick(self) -> InstanceFault:
         if self.index is not None and self.pick != "first":
             raise ValueError("an instance fault picks by index or by pick, not both")
+        if self.kind == "task_crash" and self.group != "main":
+            raise ValueError("task_crash crashes the ECS service's tasks: it has no group to choose")
         return self
 
 
@@ -202,7 +221,10 @@ class FinalState(BaseModel):
 
     in_service: int | None = Field(default=None, ge=0, description="instances InService in the workload's group")
     impaired_in_service: int | None = Field(
-        default=None, ge=0, description="of the instances the drill impaired, how many are still in the group"
+        default=None,
+        ge=0,
+        description="of the instances the drill impaired, how many are still in service (in the group, or in "
+        "the second group)",
     )
     desired_capacity: int | None = Field(default=None, ge=0, description="the group's desired capacity")
     zonal_shifts: int | None = Field(default=None, ge=0, description="active ARC zonal shifts")
@@ -211,6 +233,10 @@ class FinalState(BaseModel):
         description="where the workload's DNS failover record sends traffic: primary (its PRIMARY record still "
         "points at the endpoint it pointed at before the drill) or standby (at the one that was SECONDARY)",
     )
+    second_in_service: int | None = Field(
+        default=None, ge=0, description="instances InService in the scenario's second_group"
+    )
+    second_desired_capacity: int | None = Field(default=None, ge=0, description="the second group's desired capacity")
     standby_in_service: int | None = Field(default=None, ge=0, description="instances InService in the standby group")
     standby_desired_capacity: int | None = Field(default=None, ge=0, description="the standby group's desired capacity")
     ecs_running: int | None = Field(default=None, ge=0, description="tasks the ECS service runs")
@@ -327,6 +353,11 @@ class Scenario(BaseModel):
     description: str = ""
     workload: str | None = Field(default=None, description="default: the first protected workload")
     group: GroupShape = Field(default_factory=GroupShape)
+    second_group: GroupShape | None = Field(
+        default=None,
+        description="a second Auto Scaling group registered on the workload's target group (a blue/green pair): "
+        "named {group}-green, same launch template, subnets, tags and ELB health check; none by default",
+    )
     instance_faults: list[InstanceFault] = Field(default_factory=list)
     api_faults: list[ApiFault] = Field(default_factory=list)
     signals: list[SignalSpec] = Field(min_length=1)
@@ -391,6 +422,14 @@ class Scenario(BaseModel):
         description="the interleaving's seed (default: random; --seed); the report says which ran",
     )
     expect: Expectation = Field(default_factory=Expectation)
+
+    @model_validator(mode="after")
+    def _second_group_declared(self) -> Scenario:
+        # A fault on a group the drill does not build would silently impair nothing.
+        for index, fault in enumerate(self.instance_faults):
+            if fault.group == "second" and self.second_group is None:
+                raise ValueError(f"instance_faults[{index}] hits the second group: declare second_group")
+        return self
 
 
 def built_in() -> list[str]:

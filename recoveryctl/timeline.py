@@ -255,13 +255,21 @@ def failures(report: dict[str, Any]) -> list[str]:
 
 
 def describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
-    """A workload's parts as a person checks them: the group, the ECS service, the database,
-    the DNS records, the standby, ARC routing controls and zonal shifts."""
+    """A workload's parts as a person checks them: the group (and a second group on its target
+    group), the ECS service, the database, the DNS records, the standby, ARC routing controls and
+    zonal shifts."""
     parts = []
     if group and "in_service" in state:
         parts.append(
             f"group {group}: {len(state['in_service'])} in service (min {state.get('min_size')}, max "
             f"{state.get('max_size')}, desired {state.get('desired_capacity')}) {', '.join(state['in_service'])}"
+        )
+    second = state.get("second_group")
+    if second:
+        parts.append(
+            f"second group {second.get('name')}: {len(second.get('in_service') or [])} in service (min "
+            f"{second.get('min_size')}, max {second.get('max_size')}, desired {second.get('desired_capacity')}) "
+            f"{', '.join(second.get('in_service') or [])}"
         )
     if "ecs_service" in state:
         service = state["ecs_service"]

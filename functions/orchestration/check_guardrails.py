@@ -30,6 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from actions import autoscaling as asg
+from actions import aws_calls, elb
 from actions import fleet as fleets
 from core import clock, guardrails, paging, runtime_config, state
 from core import settings as settings_module
@@ -92,7 +93,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         "tripped": [guardrails.BLAST_RADIUS] if blast_trips else [],
         "deferred": sorted({*previous.get("deferred", []), *deferred}),
         # already failing, and other impairments' to fix: verification leaves them out
-        "impaired_elsewhere": sorted({i for g in groups for i in g.fleet.failing} - set(instances)),
+        "impaired_elsewhere": sorted(_failing_elsewhere(impairment, groups) - set(instances)),
         # the groups whose blast radius this recovery holds (given back when it verifies)
         "groups": sorted(g.fleet.name for g in groups),
     }
@@ -144,6 +145,25 @@ def _groups(
         wanted = [i for i in instances if membership.get(i) == name]
         decisions.append(_GroupDecision(fleet, wanted, limits.blast_radius))
     return decisions
+
+
+def _failing_elsewhere(impairment: ImpairmentDetected, groups: list[_GroupDecision]) -> set[str]:
+    """What was already failing when the recovery was decided: its groups' failing instances, and
+    the failing targets of its target group that are in none of its groups. A target group shared
+    with another group (a blue/green pair) has that group's unhealthy instances in it: another
+    impairment's to fix (the sweep opens one per group), which Verify must not wait for."""
+    failing = {i for g in groups for i in g.fleet.failing}
+    target_group_arn = impairment.scope.get("target_group_arn")
+    if not groups or not target_group_arn:
+        return failing
+    members = {i for g in groups for i in g.fleet.members}
+    client = aws_calls.client("elbv2", impairment.account_id)
+    for description in elb.target_health(client, target_group_arn):
+        target = description["Target"]["Id"]
+        state_name = description.get("TargetHealth", {}).get("State")
+        if target not in members and state_name in fleets.FAILING_TARGET_STATES:
+            failing.add(target)
+    return failing
 
 
 def _defer(

@@ -22,19 +22,30 @@ def build(
     shape: WorkloadShape,
     managed_tag: tuple[str, str],
     account: str | None = None,
+    second: WorkloadShape | None = None,
 ) -> dict[str, Any]:
     """Create every part the workload declares, in `account` (default: the workload's own
-    account_id, else the central account); returns their identifiers."""
+    account_id, else the central account); returns their identifiers. `second`: a second group
+    of that shape shares the workload's target group (see second_group_name)."""
     with emulator.as_account(account or workload.get("account_id")):
-        return _build(emulator, workload, shape, managed_tag)
+        return _build(emulator, workload, shape, managed_tag, second)
+
+
+def second_group_name(workload: dict[str, Any]) -> str:
+    """The second group of a blue/green pair: the workload's group, green."""
+    return f"{workload['auto_scaling_group']}-green"
 
 
 def _build(
-    emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, managed_tag: tuple[str, str]
+    emulator: Emulator,
+    workload: dict[str, Any],
+    shape: WorkloadShape,
+    managed_tag: tuple[str, str],
+    second: WorkloadShape | None = None,
 ) -> dict[str, Any]:
     built: dict[str, Any] = {}
     if workload.get("auto_scaling_group"):
-        built.update(_build_group(emulator, workload, shape, managed_tag))
+        built.update(_build_group(emulator, workload, shape, managed_tag, second))
     if workload.get("ecs_service"):
         built["ecs_service"] = _build_service(emulator, workload, managed_tag)
     if workload.get("database"):
@@ -49,8 +60,16 @@ def _tags(workload: dict[str, Any], managed_tag: tuple[str, str], key: str = "Ke
 
 
 def _build_group(
-    emulator: Emulator, workload: dict[str, Any], shape: WorkloadShape, managed_tag: tuple[str, str]
+    emulator: Emulator,
+    workload: dict[str, Any],
+    shape: WorkloadShape,
+    managed_tag: tuple[str, str],
+    second: WorkloadShape | None = None,
 ) -> dict[str, Any]:
+    """The group behind its load balancer's target group and, with `second`, a second group on
+    the same target group (a blue/green pair): same launch template, subnets and tags, ELB health
+    checks, so its instances register and are judged by the load balancer as the first's are and
+    an unhealthy-hosts alarm of the target group names instances of both."""
     ec2 = emulator.client("ec2")
     elbv2 = emulator.client("elbv2")
     autoscaling = emulator.client("autoscaling")
@@ -95,9 +114,37 @@ def _build_group(
         )
 
     group = workload["auto_scaling_group"]
+    _create_group(autoscaling, group, f"{name}-lt", name, shape, subnets, target_group_arn, managed_tag)
+    built: dict[str, Any] = {
+        "group": group,
+        "target_group_arn": target_group_arn,
+        "instances": in_service(emulator, group),
+    }
+    if second is not None:
+        if not target_group_arn:
+            raise ValueError(f"workload {name} has no target group for a second group to share")
+        green = second_group_name(workload)
+        _create_group(autoscaling, green, f"{name}-lt", name, second, subnets, target_group_arn, managed_tag)
+        built["second_group"] = {"group": green, "instances": in_service(emulator, green)}
+    return built
+
+
+def _create_group(
+    autoscaling: Any,
+    group: str,
+    launch_template: str,
+    workload_name: str,
+    shape: WorkloadShape,
+    subnets: list[str],
+    target_group_arn: str | None,
+    managed_tag: tuple[str, str],
+) -> None:
+    """An opted-in group (its tags propagate to its instances, as a user's own group's do)
+    registered on the target group, if any, with ELB health checks."""
+    tags = {managed_tag[0]: managed_tag[1], "Name": workload_name, "recovery:workload": workload_name}
     autoscaling.create_auto_scaling_group(
         AutoScalingGroupName=group,
-        LaunchTemplate={"LaunchTemplateName": f"{name}-lt", "Version": "$Latest"},
+        LaunchTemplate={"LaunchTemplateName": launch_template, "Version": "$Latest"},
         MinSize=shape.min_size,
         MaxSize=shape.max_size,
         DesiredCapacity=shape.desired,
@@ -107,29 +154,15 @@ def _build_group(
         HealthCheckGracePeriod=60,
         Tags=[
             {
-                "Key": managed_tag[0],
-                "Value": managed_tag[1],
+                "Key": key,
+                "Value": value,
                 "PropagateAtLaunch": True,
                 "ResourceId": group,
                 "ResourceType": "auto-scaling-group",
-            },
-            {
-                "Key": "Name",
-                "Value": name,
-                "PropagateAtLaunch": True,
-                "ResourceId": group,
-                "ResourceType": "auto-scaling-group",
-            },
-            {
-                "Key": "recovery:workload",
-                "Value": name,
-                "PropagateAtLaunch": True,
-                "ResourceId": group,
-                "ResourceType": "auto-scaling-group",
-            },
+            }
+            for key, value in tags.items()
         ],
     )
-    return {"group": group, "target_group_arn": target_group_arn, "instances": in_service(emulator, group)}
 
 
 def build_standby(

@@ -364,6 +364,28 @@ def test_most_of_one_of_two_groups_impaired_fails_open(store, topic, monkeypatch
     assert f"of group {workload.group_name}" in str(raised.value)
 
 
+def test_the_other_groups_failing_targets_of_a_shared_target_group_are_left_out_of_verification(
+    store, topic, monkeypatch, tmp_path, lambda_context
+):
+    # Given a target group shared by two groups, an instance of the first stopped (failing in the
+    # target group: another impairment's, say deferred by its blast radius), and an impairment of
+    # one instance of the second
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(desired=4, max_size=6, min_size=1)
+    first = workload.instance_ids()
+    second = _second_group_on(workload, "web-api-green", 3)
+    _stop_instances(first[0])
+    model = impairment(resources=[("ec2:instance", second[0])], scope={"target_group_arn": workload.target_group_arn})
+
+    out = _check(store, model, REPLACE, lambda_context)
+
+    # Then only the second group is guarded, and the first group's failing target is not this
+    # recovery's to fix: Verify leaves it out rather than wait for it
+    assert out["guardrails"]["groups"] == ["web-api-green"]
+    assert _acting_on(out) == [second[0]]
+    assert out["guardrails"]["impaired_elsewhere"] == [first[0]]
+
+
 def test_an_instance_whose_group_cannot_be_read_is_never_acted_on_unguarded(
     store, topic, monkeypatch, tmp_path, lambda_context
 ):

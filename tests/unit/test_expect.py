@@ -321,6 +321,40 @@ def test_a_final_state_of_a_part_the_workload_does_not_have_is_none():
     assert expect.final_state("ecs_running", data) == 2
 
 
+def test_a_second_group_on_the_target_group_has_its_own_final_state_and_its_impaired_instances_count():
+    # Given a blue/green pair: i-1 of the group and i-7 of the second group were impaired; i-1 was
+    # replaced, i-7 is still in service in the second group
+    data = report()
+    data["workload"]["second_group"] = "web-api-asg-green"
+    data["workload"]["impaired_instances"] = ["i-1", "i-7"]
+    data["workload"]["after"]["second_group"] = {
+        "name": "web-api-asg-green",
+        "desired_capacity": 2,
+        "in_service": ["i-7", "i-8"],
+    }
+
+    result = check(
+        {"final_state": {"second_in_service": 2, "second_desired_capacity": 3, "impaired_in_service": 0}},
+        workload=data["workload"],
+    )
+
+    # Then the second group is compared on its own, and an impaired instance left in it counts
+    assert result["checked"] == [
+        "final_state.impaired_in_service",
+        "final_state.second_in_service",
+        "final_state.second_desired_capacity",
+    ]
+    assert messages(result) == [
+        "final_state.impaired_in_service: expected 0, saw 1",
+        "final_state.second_desired_capacity: expected 3, saw 2",
+    ]
+
+
+def test_without_a_second_group_its_final_state_is_none():
+    assert expect.final_state("second_in_service", report()) is None
+    assert expect.final_state("second_desired_capacity", report()) is None
+
+
 def test_the_documented_scenario_and_actions_examples_validate():
     import json
     import re
