@@ -235,5 +235,29 @@ ECS = Declaration(
     forward="Ecs",
 )
 
+SPOT = Declaration(
+    name="SpotDetector",
+    handler="detectors.spot.handler",
+    description="Spot instances of protected groups at risk of interruption or interrupted -> impairment events",
+    trigger=Events(
+        "SpotInterruptions",
+        "EC2 Spot rebalance recommendations and interruption warnings (the detector keeps those of protected groups)",
+        source="aws.ec2",
+        detail_types=("EC2 Instance Rebalance Recommendation", "EC2 Spot Instance Interruption Warning"),
+    ),
+    error_alarm="spot-detector-errors",
+    # The instance's group (or its own tags) say which workload it belongs to.
+    reads=(
+        Reads(
+            (
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeAutoScalingInstances",
+                "ec2:DescribeTags",
+            )
+        ),
+    ),
+    forward="Spot",
+)
+
 # In the order the stack builds them (the recovery bus's policy lists their roles in this order).
-DETECTORS: tuple[Declaration, ...] = (ALARM, EC2_STATE, HEALTH, SWEEPS, REGION_PROBE, RDS, ECS)
+DETECTORS: tuple[Declaration, ...] = (ALARM, EC2_STATE, HEALTH, SWEEPS, REGION_PROBE, RDS, ECS, SPOT)
