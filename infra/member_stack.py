@@ -19,39 +19,53 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from actions.registry import ACTIONS
+from detectors import registry
+from detectors.declaration import Reads
 from infra.config import MemberAccount, RecoveryConfig
 from infra.constructs.workloads import ProtectedWorkload
 from infra.nag import apply_nag
 from infra.permissions import allow, allow_grants
 
-# Reads that the central account's detectors, Verify, CheckGuardrails and ReturnCapacity make in a
-# member account, beyond what the actions declare (tests/infra/test_accounts.py checks that every
-# read those central roles hold on "*" is here or declared by an action).
-MEMBER_READS: tuple[str, ...] = (
-    "autoscaling:DescribeAutoScalingGroups",
-    "autoscaling:DescribeAutoScalingInstances",
-    "autoscaling:DescribeScalingActivities",
-    "ec2:DescribeAvailabilityZones",
-    "ec2:DescribeInstanceStatus",
+# Reads that Verify, CheckGuardrails and ReturnCapacity make in a member account, beyond what the
+# actions and the detectors declare (tests/infra/test_accounts.py checks that every read the
+# central roles hold on "*" is in member_reads() or declared by an action).
+WORKFLOW_READS = (
     "ec2:DescribeInstances",
-    "ec2:DescribeTags",
     "ecs:DescribeServices",
     "ecs:DescribeTasks",
-    "elasticloadbalancing:DescribeTargetHealth",
     "rds:DescribeDBClusters",
     "rds:DescribeDBInstances",
-    "rds:DescribeEvents",
 )
 
-# The AWS signals the central detectors consume (infra/constructs/detection.py's rules on the
-# default bus): the member forwards exactly these (the test compares the two).
-FORWARDED_SIGNALS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Alarms", "aws.cloudwatch", ("CloudWatch Alarm State Change",)),
-    ("Ec2State", "aws.ec2", ("EC2 Instance State-change Notification",)),
-    ("Health", "aws.health", ("AWS Health Event",)),
-    ("Rds", "aws.rds", ("RDS DB Instance Event", "RDS DB Cluster Event")),
-    ("Ecs", "aws.ecs", ("ECS Task State Change",)),
-)
+
+def member_reads() -> list[str]:
+    """The describe calls made in a member account: the workflow's, and those the detectors
+    declare (functions/detectors/registry.py)."""
+    declared = {a for d in registry.DETECTORS for reads in d.reads if reads.anywhere for a in reads.actions}
+    return sorted(set(WORKFLOW_READS) | declared)
+
+
+def tag_reads() -> list[Reads]:
+    """The detectors' reads of one resource (whether it opted in, by its tags)."""
+    return [reads for d in registry.DETECTORS for reads in d.reads if not reads.anywhere]
+
+
+def forwarded_signals() -> list[tuple[str, str, list[str]]]:
+    """(rule name, source, detail types) of the AWS signals the central detectors consume: the
+    member forwards exactly these (the test compares them with the central rules), each
+    detail type once even when two detectors consume it."""
+    seen: set[tuple[str, str]] = set()
+    signals = []
+    for declaration in registry.DETECTORS:
+        pattern = declaration.forwarding_pattern()
+        if pattern is None:
+            continue
+        (source,) = pattern["source"]
+        detail_types = [t for t in pattern["detail-type"] if (source, t) not in seen]
+        seen.update((source, t) for t in detail_types)
+        if detail_types:
+            signals.append((str(declaration.forward), source, detail_types))
+    return signals
 
 
 def member_stack_name(config: RecoveryConfig, member: MemberAccount, region: str | None = None) -> str:
@@ -115,21 +129,15 @@ class MemberStack(Stack):
         for spec in ACTIONS.values():
             allow(self.role, list(spec.iam_actions), managed_tag, list(spec.iam_actions_without_tag_condition))
             allow_grants(self.role, spec.iam_grants, managed_tag)
-        allow(self.role, list(MEMBER_READS), managed_tag)
+        allow(self.role, member_reads(), managed_tag)
 
         # The detectors read whether an alarm, a database or a service opted in: in this account only.
-        def arn(service: str, resource: str) -> str:
-            return f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"
-
+        place = {"partition": self.partition, "region": self.region, "account": self.account}
+        reads = tag_reads()
         self.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["cloudwatch:ListTagsForResource", "ecs:ListTagsForResource", "rds:ListTagsForResource"],
-                resources=[
-                    arn("cloudwatch", "alarm:*"),
-                    arn("ecs", "service/*"),
-                    arn("rds", "db:*"),
-                    arn("rds", "cluster:*"),
-                ],
+                actions=sorted({a for r in reads for a in r.actions}),
+                resources=list(dict.fromkeys(arn.format(**place) for r in reads for arn in r.resources)),
             )
         )
 
@@ -152,12 +160,12 @@ class MemberStack(Stack):
             iam.PolicyStatement(actions=["events:PutEvents"], resources=[central_bus.event_bus_arn])
         )
         self.rules = []
-        for name, source, detail_types in FORWARDED_SIGNALS:
+        for name, source, detail_types in forwarded_signals():
             rule = events.Rule(
                 self,
                 f"Forward{name}",
                 description=f"{source} signals to the central recovery account",
-                event_pattern=events.EventPattern(source=[source], detail_type=list(detail_types)),
+                event_pattern=events.EventPattern(source=[source], detail_type=detail_types),
             )
             rule.add_target(targets.EventBus(central_bus, role=self.forward_role))
             self.rules.append(rule)

@@ -127,16 +127,31 @@ def parse(
     """The event as `model` and the member account it comes from (None: this account), or
     (None, None, the rejection or refusal): input that is not one is logged and counted here, an
     event of an account that is neither this one nor a member refused; never raised."""
+    parsed, stop = _validate(event, model, source, detail_types, what)
+    if stop is not None:
+        return None, None, stop
+    account, refused = source_account(parsed.account)  # type: ignore[attr-defined]
+    if refused is not None:
+        return None, None, refused
+    return parsed, account, None
+
+
+def parse_schedule(event: Any) -> tuple[ScheduledEvent | None, dict[str, Any] | None]:
+    """A schedule's tick, or (None, its rejection): as parse(), but a tick is always this
+    account's own (no member account check, no look-up of this account)."""
+    return _validate(event, ScheduledEvent, "aws.events", ("Scheduled Event",), "scheduled event")
+
+
+def _validate(
+    event: Any, model: type[BaseModel], source: str, detail_types: tuple[str, ...], what: str
+) -> tuple[Any, dict[str, Any] | None]:
     try:
         parsed = model.model_validate(event)
         if parsed.source != source or parsed.detail_type not in detail_types:  # type: ignore[attr-defined]
             raise ValueError(f"not {what}: {parsed.source} / {parsed.detail_type}")  # type: ignore[attr-defined]
     except (ValidationError, ValueError) as exc:
-        return None, None, reject(event, exc, what)
-    account, refused = source_account(parsed.account)  # type: ignore[attr-defined]
-    if refused is not None:
-        return None, None, refused
-    return parsed, account, None
+        return None, reject(event, exc, what)
+    return parsed, None
 
 
 def ignore(reason: str, **context: Any) -> dict[str, Any]:

@@ -27,11 +27,12 @@ from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, 
 from core.entry import lambda_entry
 from core.observability import logger
 from detectors.common import Envelope, Findings, ignore, load_settings, parse, publish
+from detectors.registry import EC2_IMPAIRING_STATES
 from detectors.resolve import InstanceOwner, out_of_service_on_purpose
 
 SOURCE = "aws.ec2"
 DETAIL_TYPE = "EC2 Instance State-change Notification"
-IMPAIRING_STATES = ("stopping", "stopped", "shutting-down", "terminated")
+IMPAIRING_STATES = EC2_IMPAIRING_STATES  # the rule sends only these
 # A termination can wait on lifecycle hooks (heartbeat timeout up to 2 h) between the activity
 # that asked for it and the state change; later activities than the change cannot have caused it
 # (a minute of slack for clocks and the event's whole-second time).

@@ -1,10 +1,11 @@
 """RDS detector: RDS and Aurora events about a protected DB instance or DB cluster.
 
-"RDS DB Instance Event" and "RDS DB Cluster Event" (source aws.rds). The database is protected
-when it carries the managed tag (read from the event's Tags when RDS includes them, else by
-ListTagsForResource on its SourceArn); its workload is its `recovery:workload` tag. Impairments
-are `database_issue`, about `rds:db` or `rds:cluster` (by identifier), scoped to `db_instance` or
-`db_cluster`; the id comes from the SourceArn and the event's Date.
+"RDS DB Instance Event" and "RDS DB Cluster Event" (source aws.rds), in the categories the rule
+sends (detectors/registry.py RDS_IMPAIRING_CATEGORIES). The database is protected when it carries
+the managed tag (read from the event's Tags when RDS includes them, else by ListTagsForResource on
+its SourceArn); its workload is its `recovery:workload` tag. Impairments are `database_issue`,
+about `rds:db` or `rds:cluster` (by identifier), scoped to `db_instance` or `db_cluster`; the id
+comes from the SourceArn and the event's Date.
 
 By event (EventID; when an event carries none, the same by its message) and else by category:
 
@@ -66,8 +67,6 @@ from detectors.resolve import Owner, owner_from_tags, tags_dict
 
 SOURCE = "aws.rds"
 DETAIL_TYPES = ("RDS DB Instance Event", "RDS DB Cluster Event")
-# The categories that can be an impairment; the event rule sends only these.
-IMPAIRING_CATEGORIES = ("failure", "failover", "low storage", "availability", "recovery")
 CLEARING_LOOKBACK = timedelta(hours=6)  # a Multi-AZ failover takes minutes; a recovery can take hours
 _SOURCE_ARN = re.compile(r"^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:(db|cluster):([A-Za-z][A-Za-z0-9-]{0,62})$")
 

@@ -59,8 +59,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from core import clock, runtime_config
 from core.contract import (
     AffectedResource,
@@ -74,7 +72,7 @@ from core.contract import (
 from core.errors import InvalidInput
 from core.observability import logger, metrics, tracer
 from core.runtime_config import RegionProbe
-from detectors.common import Findings, ScheduledEvent, load_settings, publish, reject
+from detectors.common import Findings, load_settings, parse_schedule, publish
 
 SOURCE = "recovery.region-probe"
 TIMEOUTS = (3, 5)  # seconds to connect, to read: an impaired region costs a probe 8 s at most
@@ -385,10 +383,9 @@ def handler(
     """Entry point of the schedule. Input other than a scheduled event is logged and counted,
     never raised; a configuration that does not validate raises InvalidInput (a deployment
     error: every run would fail alike)."""
-    try:
-        parsed = ScheduledEvent.model_validate(event)
-    except ValidationError as exc:
-        return reject(event, exc, "scheduled event")
+    parsed, stop = parse_schedule(event)
+    if stop is not None:
+        return stop
     probes = _probes()
     if not probes:
         return {"status": "idle", "reason": "no region to probe from this region"}

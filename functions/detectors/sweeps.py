@@ -44,16 +44,15 @@ start of its window: an upper bound of the sweep's own delay, not the moment the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-
-from pydantic import ValidationError
 
 from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.errors import PermanentError, RecoveryError
 from core.observability import logger, metrics, tracer
-from detectors.common import Findings, ScheduledEvent, load_settings, publish, reject
+from detectors.common import Findings, load_settings, parse_schedule, publish
 from detectors.resolve import ProtectedGroup, out_of_service_on_purpose
 
 ASG_SOURCE = "aws.autoscaling"
@@ -268,6 +267,59 @@ def _account_failed(account: str | None, reason: str, **details: Any) -> dict[st
     return {"account": label, "error": reason}
 
 
+@dataclass
+class Sweeping:
+    """One invocation's sweep of its accounts: what was swept, what could not be, what was published."""
+
+    publisher: Any
+    bus_name: str
+    window_seconds: int
+    swept: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)
+    detected: list[str] = field(default_factory=list)
+
+    def account(self, account: str | None, inventory_of: Callable[[str | None], Inventory], swept_at: datetime) -> None:
+        try:
+            findings, summary = sweep(inventory_of(account), swept_at, self.window_seconds, clock.utc_now(), account)
+        # Whatever fails in one account (its role, its throttling, its data) must not stop the
+        # sweep of the others; if every account fails, SweepFailed (result) still fails the invocation.
+        except Exception as exc:  # noqa: BLE001
+            details = exc.details if isinstance(exc, RecoveryError) else {"code": type(exc).__name__}
+            self.failed.append(_account_failed(account, str(exc), **details))
+            self.errors.append(exc)
+            return
+        self.swept.append(summary)
+        if findings.detected:  # published now: a later account's failure or timeout cannot lose it
+            self.detected.extend(publish(findings, self.publisher, self.bus_name)["detected"])
+
+    def result(self, swept_at: datetime) -> dict[str, Any]:
+        """The invocation's summary (logged, and SweptGroups counted); SweepFailed when no account
+        could be swept."""
+        summary = {
+            "window_start": window_start(swept_at, self.window_seconds).isoformat(),
+            "accounts": len(self.swept),
+            "accounts_failed": self.failed,
+            "groups": sum(s["groups"] for s in self.swept),
+            "target_groups": sum(s["target_groups"] for s in self.swept),
+            "target_groups_failed": [arn for s in self.swept for arn in s["target_groups_failed"]],
+        }
+        metrics.add_metric(name="SweptGroups", unit="Count", value=summary["groups"])
+        logger.info("sweep", **summary, impairments=len(self.detected))
+        if not self.swept:
+            said = "; ".join(f"{f['account']}: {f['error']}" for f in self.failed)
+            raise SweepFailed(f"no account could be swept: {said}", accounts_failed=self.failed) from (
+                self.errors[0] if self.errors else None
+            )
+        reason = (
+            f"swept {summary['accounts']} account(s), {summary['groups']} groups"
+            f" and {summary['target_groups']} target groups"
+        )
+        if not self.detected:
+            return {"status": "healthy", "reason": f"{reason}: all healthy", **summary}
+        return {"status": "published", "detected": self.detected, "reason": reason, **summary}
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -283,15 +335,12 @@ def handler(
     is logged, counted and skipped; when none could be, SweepFailed is raised (the asynchronous
     retry runs the sweep again, and gives the same ids within the window). `inventory` (this
     account's) and `member_inventory` (a member's, by account) are for tests."""
-    try:
-        parsed = ScheduledEvent.model_validate(event)
-    except ValidationError as exc:
-        return reject(event, exc, "scheduled event")
-
+    parsed, stop = parse_schedule(event)
+    if stop is not None:
+        return stop
     from core import aws
 
     settings = load_settings("event_bus_name")
-    members = aws.member_accounts() or []
 
     def inventory_of(account: str | None) -> Inventory:
         if account is None and inventory is not None:
@@ -302,48 +351,10 @@ def handler(
 
         return AwsResolver(settings.managed_tag, settings.configured_workloads(), account=account)
 
-    swept: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    errors: list[Exception] = []
-    detected: list[str] = []
-    for account in accounts_in_order(members, parsed.time):
+    sweeping = Sweeping(publisher, settings.event_bus_name, settings.sweep_window_seconds)
+    for account in accounts_in_order(aws.member_accounts() or [], parsed.time):
         if account is not None and _remaining_ms(context) < SWEEP_TIME_MARGIN_MS:
-            failed.append(_account_failed(account, "not started: too little time left in this invocation"))
+            sweeping.failed.append(_account_failed(account, "not started: too little time left in this invocation"))
             continue
-        try:
-            findings, summary = sweep(
-                inventory_of(account), parsed.time, settings.sweep_window_seconds, clock.utc_now(), account
-            )
-        # Whatever fails in one account (its role, its throttling, its data) must not stop the
-        # sweep of the others; if every account fails, SweepFailed below still fails the invocation.
-        except Exception as exc:  # noqa: BLE001
-            details = exc.details if isinstance(exc, RecoveryError) else {"code": type(exc).__name__}
-            failed.append(_account_failed(account, str(exc), **details))
-            errors.append(exc)
-            continue
-        swept.append(summary)
-        if findings.detected:  # published now: a later account's failure or timeout cannot lose it
-            detected.extend(publish(findings, publisher, settings.event_bus_name)["detected"])
-
-    summary = {
-        "window_start": window_start(parsed.time, settings.sweep_window_seconds).isoformat(),
-        "accounts": len(swept),
-        "accounts_failed": failed,
-        "groups": sum(s["groups"] for s in swept),
-        "target_groups": sum(s["target_groups"] for s in swept),
-        "target_groups_failed": [arn for s in swept for arn in s["target_groups_failed"]],
-    }
-    metrics.add_metric(name="SweptGroups", unit="Count", value=summary["groups"])
-    logger.info("sweep", **summary, impairments=len(detected))
-    if not swept:
-        said = "; ".join(f"{f['account']}: {f['error']}" for f in failed)
-        raise SweepFailed(f"no account could be swept: {said}", accounts_failed=failed) from (
-            errors[0] if errors else None
-        )
-    reason = (
-        f"swept {summary['accounts']} account(s), {summary['groups']} groups"
-        f" and {summary['target_groups']} target groups"
-    )
-    if not detected:
-        return {"status": "healthy", "reason": f"{reason}: all healthy", **summary}
-    return {"status": "published", "detected": detected, "reason": reason, **summary}
+        sweeping.account(account, inventory_of, parsed.time)
+    return sweeping.result(parsed.time)

@@ -63,22 +63,14 @@ class CentralAccounts(Construct):
         member_roles = [
             f"arn:{stack.partition}:iam::{member.account_id}:role/{accounts.role_name}" for member in accounts.members
         ]
-        # Who reads or acts in a member account: the detectors (tags, groups, services), the
-        # actions, and the tasks that look at the workload (guardrails, verification, capacity return).
-        detectors = [
-            detection.alarm_detector,
-            detection.ec2_state_detector,
-            detection.health_detector,
-            detection.rds_detector,
-            detection.ecs_detector,
-            detection.sweep,
-            detection.region_probe,  # describes a member workload's group in its region
-        ]
+        # Who reads or acts in a member account: every detector (tags, groups, services; the region
+        # probe describes a member workload's group in its region), the actions, and the tasks that
+        # look at the workload (guardrails, verification, capacity return).
         readers = [
             function
             for name, function in sorted(workflow.functions.items())
             if name in {"Verify", "CheckGuardrails", "ReturnCapacity"} or name.endswith(("Apply", "Rollback"))
         ]
-        self.assumers = [f for f in detectors if f is not None] + readers
+        self.assumers = [*detection.detectors, *readers]
         for function in self.assumers:
             function.add_to_role_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=member_roles))

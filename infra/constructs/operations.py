@@ -1,13 +1,16 @@
 """Operations: who watches the watcher.
 
-- A CloudWatch dashboard of the recovery system: MTTD and MTTR percentiles, recovery outcomes,
-  detections by type and severity, per-action success and duration, the workflow's executions,
-  its functions' errors and throttles, and the dead-letter queue.
+- A CloudWatch dashboard of the recovery system (constructs/dashboard.py): MTTD and MTTR
+  percentiles, recovery outcomes, detections by type and severity, per-action success and
+  duration, the workflow's executions, its functions' errors and throttles, and the dead-letter
+  queue.
 - Alarms on the recovery system itself, each notifying the escalation topic: the workflow failing
   without paging anyone, timing out or being throttled; undeliverable events in the dead-letter
-  queue; a detector failing; a function throttled; an EventBridge rule failing to deliver. These
-  alarms carry none of the recovery tags and are not named after a workload, so the alarm
-  detector never treats them as a workload's impairment: the system never "recovers" itself.
+  queue; a detector failing, or failing at part of its work (the alarms its declaration names,
+  functions/detectors/registry.py); a function throttled; an EventBridge rule failing to
+  deliver. These alarms carry none of the recovery tags and are not named after a workload, so
+  the alarm detector never treats them as a workload's impairment: the system never "recovers"
+  itself.
 - Scheduled practice drills: EventBridge Scheduler sets a designated workload alarm to ALARM
   with a state reason starting "[practice drill]"; the alarm detector marks the impairment as a
   drill, and its MTTD and MTTR are recorded beside real recoveries.
@@ -17,6 +20,7 @@ docs/operations.md explains each alarm and what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,12 +38,12 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from detectors.declaration import Declaration, Schedule
 from infra.config import ConfigError, PracticeDrill
-from infra.constants import METRICS_NAMESPACE
+from infra.constructs.dashboard import FIVE_MINUTES, recovery_dashboard
+from infra.constructs.dashboard import custom_metric as _custom
 
 DRILL_REASON_PREFIX = "[practice drill]"  # functions/detectors/alarm.py DRILL_REASON_PREFIXES
-SERVICE = "impairment-recovery"  # the Powertools service dimension of every custom metric
-FIVE_MINUTES = Duration.minutes(5)
 # A CloudWatch alarm's metric math may use at most 10 metrics.
 _ALARM_METRICS_LIMIT = 10
 # The alarm of each kind is named "<workload>-<suffix>" (infra/constructs/workloads.py).
@@ -64,7 +68,7 @@ class Operations(Construct):
         dead_letters: sqs.IQueue,
         topic: sns.ITopic,
         topic_key: kms.IKey | None,
-        detectors: dict[str, lambda_.IFunction],
+        detectors: Sequence[tuple[Declaration, lambda_.IFunction]],
         functions: dict[str, lambda_.IFunction],
         rules: list[WatchedRule],
         workload_alarms: dict[str, list[str]],
@@ -79,12 +83,17 @@ class Operations(Construct):
 
         self._workflow_alarms(state_machine)
         self._dead_letter_alarm(dead_letters)
-        for name, function in sorted(detectors.items()):
-            self._detector_alarm(name, function)
-        self._blind_spot_alarms(detectors)
-        self._throttle_alarms({**functions, **detectors})
-        self._rule_alarm(rules)
-        self.dashboard = self._dashboard(state_machine, dead_letters, {**functions, **detectors})
+        for declaration, function in sorted(detectors, key=lambda pair: pair[0].name):
+            self._detector_alarm(declaration, function)
+        # What a detector's own errors do not show (an account the sweep could not look in, a
+        # region the probe cannot watch): the alarms it declares on the metrics it emits.
+        for declaration, _ in detectors:
+            for declared in declaration.alarms:
+                self._alarm(declared.construct_id, declared.name, _custom(declared.metric), declared.description)
+        by_name = {declaration.name: function for declaration, function in detectors}
+        self._throttle_alarms({**functions, **by_name})
+        self._rule_alarms(rules)
+        self.dashboard = recovery_dashboard(self, state_machine, dead_letters, {**functions, **by_name}, self.alarms)
         self.drills = [self._practice_drill(drill, workload_alarms) for drill in practice_drills]
 
     @classmethod
@@ -101,33 +110,12 @@ class Operations(Construct):
         practice_drills: list[PracticeDrill],
     ) -> Operations:
         """Watch the stack's own constructs (Detection, RecoveryWorkflow, Escalation, the
-        ProtectedWorkloads), so the stack wires this with one call."""
-        detectors = {
-            name: function
-            for name, function in (
-                ("AlarmDetector", detection.alarm_detector),
-                ("Ec2StateDetector", detection.ec2_state_detector),
-                ("HealthDetector", detection.health_detector),
-                ("RdsDetector", detection.rds_detector),
-                ("EcsDetector", detection.ecs_detector),
-                ("HealthSweep", getattr(detection, "sweep", None)),
-                ("RegionProbe", getattr(detection, "region_probe", None)),
-            )
-            if function is not None
-        }
-        default_bus_rules = [
-            getattr(detection, name, None)
-            for name in (
-                "alarm_rule",
-                "ec2_state_rule",
-                "health_rule",
-                "rds_rule",
-                "ecs_rule",
-                "sweep_schedule",
-                "region_probe_schedule",
-            )
-        ]
-        rules = [WatchedRule(rule) for rule in default_bus_rules if rule is not None]
+        ProtectedWorkloads), so the stack wires this with one call. The detectors are the ones
+        Detection built from their declarations."""
+        # The detectors' rules, those of AWS events before the schedules (the order the rule
+        # alarm's metrics have had), then the workflow's.
+        built = sorted(detection.built, key=lambda d: isinstance(d.declaration.trigger, Schedule))
+        rules = [WatchedRule(d.rule) for d in built if d.rule is not None]
         rules.append(WatchedRule(workflow.trigger, bus.event_bus_name))
         rules.append(WatchedRule(workflow.ended_rule))
         return cls(
@@ -137,7 +125,7 @@ class Operations(Construct):
             dead_letters=escalation.dead_letters,
             topic=escalation.topic,
             topic_key=getattr(escalation, "key", None),
-            detectors=detectors,
+            detectors=[(d.declaration, d.function) for d in detection.built],
             functions=dict(workflow.functions),
             rules=rules,
             workload_alarms={w.workload.name: [_alarm_name(a) for a in w.alarms] for w in workloads},
@@ -253,55 +241,17 @@ class Operations(Construct):
             "says why), fix the cause, check the workloads they were about, then redrive or delete them.",
         )
 
-    def _detector_alarm(self, name: str, function: lambda_.IFunction) -> None:
+    def _detector_alarm(self, declaration: Declaration, function: lambda_.IFunction) -> None:
+        name = declaration.name
         self._alarm(
             f"{name}Errors",
-            f"{_kebab(name)}-errors",
+            declaration.error_alarm,
             function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
             f"The {name} function failed (an AWS API error or a bug; bad input is never an error): its events are "
             "retried, then go to the dead-letter queue, and impairments it would have found are not detected. "
             "What to do: read the function's logs (errors, by correlation_id), fix the cause; the dead-letter "
             "alarm tells whether events were lost.",
         )
-
-    def _blind_spot_alarms(self, detectors: dict[str, lambda_.IFunction]) -> None:
-        """Parts of a detector's work that fail while the function itself succeeds: an account
-        the sweep could not look in, a region the probe cannot watch."""
-        if "HealthSweep" in detectors:
-            self._alarm(
-                "SweepAccountsFailed",
-                "sweep-accounts-failed",
-                _custom("SweepAccountFailed"),
-                "The health sweep could not look in an account (its own or a member's): AssumeRole refused, "
-                "throttling or an API error. Impairments there are found only by their alarms and events until it "
-                "can. What to do: read the sweep's logs ('account not swept' names the account and the error); a "
-                "refused AssumeRole usually means the member stack is not deployed or its trust does not name "
-                "this stack's roles (docs/accounts.md).",
-            )
-        if "RegionProbe" in detectors:
-            self._alarm(
-                "RegionProbeRefused",
-                "region-probe-refused",
-                _custom("RegionProbeRefused"),
-                "The region probe's calls are refused (AccessDenied, of the describe call or of the member role, a "
-                "validation error, throttling): the region answers, but this stack cannot watch it, so an outage of "
-                "that region would not be detected from here. What to do: read the probe's logs ('region probe "
-                "refused' names the workload, region and error), then fix the role (a member's: its stack and "
-                "trust, docs/accounts.md) or the workload's standby configuration (docs/regions.md).",
-            )
-            self._alarm(
-                "RegionProbeIncomplete",
-                "region-probe-incomplete",
-                _custom("RegionProbeErrors"),
-                "The region probe could not do its work for a workload, though the function itself may have "
-                "succeeded: the workload's group is not in its region (which answers), a call failed on this side "
-                "(no credentials, a proxy, an unexpected error), a result could not be recorded or published (the "
-                "recovery table or the bus failed), or the probe configuration does not validate (no probe runs; "
-                "the region-probe-errors alarm fires too). Until then an outage of that region is detected late or "
-                "not at all. What to do: read the probe's error logs (each names the workload, region and error), "
-                "then fix the workload's auto_scaling_group or standby configuration, or the failing table, bus or "
-                "credentials (docs/regions.md).",
-            )
 
     def _throttle_alarms(self, functions: dict[str, lambda_.IFunction]) -> None:
         names = sorted(functions)
@@ -326,10 +276,12 @@ class Operations(Construct):
                 "the quota.",
             )
 
-    def _rule_alarm(self, rules: list[WatchedRule]) -> None:
-        rules = rules[:_ALARM_METRICS_LIMIT]
-        if not rules:
-            return
+    def _rule_alarms(self, rules: list[WatchedRule]) -> None:
+        """One alarm per 10 rules (a metric math alarm's limit): RuleDeliveries, RuleDeliveries2, ..."""
+        for number, start in enumerate(range(0, len(rules), _ALARM_METRICS_LIMIT), start=1):
+            self._rule_alarm(rules[start : start + _ALARM_METRICS_LIMIT], "" if number == 1 else str(number))
+
+    def _rule_alarm(self, rules: list[WatchedRule], number: str) -> None:
         failed = cloudwatch.MathExpression(
             expression=" + ".join(f"FILL(r{i}, 0)" for i in range(len(rules))),
             using_metrics={f"r{i}": _failed_invocations(watched) for i, watched in enumerate(rules)},
@@ -337,8 +289,8 @@ class Operations(Construct):
             period=FIVE_MINUTES,
         )
         self._alarm(
-            "RuleDeliveries",
-            "rule-deliveries",
+            f"RuleDeliveries{number}",
+            f"rule-deliveries-{number}" if number else "rule-deliveries",
             failed,
             "An EventBridge rule of the recovery system could not deliver an event to its target, even to the "
             "dead-letter queue (permissions, a deleted target, the queue's policy): a signal or an impairment "
@@ -369,116 +321,6 @@ class Operations(Construct):
                     conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
                 )
             )
-
-    # --- the dashboard -------------------------------------------------------------------------
-
-    def _dashboard(
-        self, state_machine: sfn.StateMachine, dead_letters: sqs.IQueue, functions: dict[str, lambda_.IFunction]
-    ) -> cloudwatch.Dashboard:
-        stack = Stack.of(self)
-        names = sorted(functions)
-        dashboard = cloudwatch.Dashboard(
-            self,
-            "Dashboard",
-            dashboard_name=f"{stack.stack_name}-recovery",
-            default_interval=Duration.days(7),
-        )
-        dashboard.add_widgets(
-            cloudwatch.TextWidget(
-                markdown=(
-                    "# Impairment recovery\n"
-                    "MTTD = detected - signal; MTTR = resolved - detected. Practice drills are counted apart "
-                    "(Drill*). What each alarm means and what to do: docs/operations.md."
-                ),
-                width=24,
-                height=2,
-            )
-        )
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="MTTD (seconds)",
-                left=[_custom("MTTD", stat, f"MTTD {stat}") for stat in ("p50", "p90", "p99")]
-                + [_custom("DrillMTTD", "p50", "drills p50")],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="MTTR (seconds)",
-                left=[_custom("MTTR", stat, f"MTTR {stat}") for stat in ("p50", "p90", "p99")]
-                + [_custom("DrillMTTR", "p50", "drills p50")],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Recovery outcomes",
-                left=[
-                    _custom(name)
-                    for name in (
-                        "RecoveriesStarted",
-                        "RecoveriesSucceeded",
-                        "RecoveriesFailed",
-                        "RecoveriesRolledBack",
-                        "RecoveriesEscalated",
-                        "RecoveriesSkipped",
-                        "DrillsDetected",
-                    )
-                ],
-                width=8,
-            ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Detections by type and severity",
-                left=[_search("ImpairmentsDetected", ("impairment_type", "severity"), "Sum")],
-                stacked=True,
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Actions: succeeded and failed, by action and phase",
-                left=[_search("ActionSucceeded", ("action", "phase"), "Sum")],
-                right=[_search("ActionFailed", ("action", "phase"), "Sum")],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Action duration p90 (ms), by action and phase",
-                left=[_search("ActionDuration", ("action", "phase"), "p90")],
-                width=8,
-            ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Workflow executions",
-                left=[
-                    state_machine.metric_started(period=FIVE_MINUTES, statistic="Sum", label="started"),
-                    state_machine.metric_succeeded(period=FIVE_MINUTES, statistic="Sum", label="succeeded"),
-                    state_machine.metric_failed(period=FIVE_MINUTES, statistic="Sum", label="failed"),
-                    state_machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum", label="timed out"),
-                    state_machine.metric_throttled(period=FIVE_MINUTES, statistic="Sum", label="throttled"),
-                ],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Function errors",
-                left=[functions[n].metric_errors(period=FIVE_MINUTES, statistic="Sum", label=n) for n in names],
-                width=8,
-            ),
-            cloudwatch.GraphWidget(
-                title="Function throttles",
-                left=[functions[n].metric_throttles(period=FIVE_MINUTES, statistic="Sum", label=n) for n in names],
-                width=8,
-            ),
-        )
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title="Dead-letter queue depth",
-                left=[
-                    dead_letters.metric_approximate_number_of_messages_visible(
-                        period=FIVE_MINUTES, statistic="Maximum", label="messages"
-                    )
-                ],
-                width=8,
-            ),
-            cloudwatch.AlarmStatusWidget(title="Alarms on the recovery system", alarms=self.alarms, width=16),
-        )
-        return dashboard
 
     # --- practice drills -----------------------------------------------------------------------
 
@@ -540,30 +382,6 @@ def resolve_drill_alarm(drill: PracticeDrill, workload_alarms: dict[str, list[st
     raise ConfigError(
         f"invalid recovery configuration:\n  - practice_drills: workload {drill.workload} has no alarm "
         f"{drill.alarm!r} (it has: {available})"
-    )
-
-
-def _custom(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
-    """A metric the functions emit (EMF, ImpairmentRecovery namespace, service dimension only)."""
-    return cloudwatch.Metric(
-        namespace=METRICS_NAMESPACE,
-        metric_name=name,
-        dimensions_map={"service": SERVICE},
-        statistic=statistic,
-        period=FIVE_MINUTES,
-        label=label or name,
-    )
-
-
-def _search(name: str, dimensions: tuple[str, ...], statistic: str) -> cloudwatch.MathExpression:
-    """Every breakdown of a metric by its dimensions (one line per impairment type and severity,
-    or per action and phase), whatever values have been emitted."""
-    schema = ",".join((METRICS_NAMESPACE, "service", *dimensions))
-    return cloudwatch.MathExpression(
-        expression=f"SEARCH('{{{schema}}} MetricName=\"{name}\"', '{statistic}', 300)",
-        using_metrics={},
-        label="",
-        period=FIVE_MINUTES,
     )
 
 

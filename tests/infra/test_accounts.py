@@ -155,10 +155,10 @@ def test_the_member_role_holds_what_the_actions_declare_scoped_by_the_managed_ta
 
 def test_the_member_role_may_make_every_read_the_central_functions_make(templates, member_config):
     from actions.registry import ACTIONS
-    from infra.member_stack import MEMBER_READS
+    from infra.member_stack import member_reads
 
     central = templates["central"]
-    declared = {a for spec in ACTIONS.values() for a in spec.iam_actions} | set(MEMBER_READS)
+    declared = {a for spec in ACTIONS.values() for a in spec.iam_actions} | set(member_reads())
     role_id, _ = _role(templates["member"], "RecoveryRole")
     member_granted = _granted(cfn.role_statements(templates["member"], role_id))
     reads = {
@@ -171,7 +171,7 @@ def test_the_member_role_may_make_every_read_the_central_functions_make(template
     }
     missing = sorted(a for a in reads if a not in member_granted)
     assert not missing, f"the central functions read these, the member role may not: {missing}"
-    assert set(MEMBER_READS) <= declared
+    assert set(member_reads()) <= declared
 
 
 def test_the_member_forwards_exactly_the_signals_the_central_detectors_consume(templates):

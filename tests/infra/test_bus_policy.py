@@ -7,16 +7,13 @@ from typing import Any
 
 import pytest
 
+from detectors.registry import DETECTORS, REGION_PROBE
 from tests.infra import cfn
 
-DETECTOR_HANDLERS = [
-    "detectors.alarm.handler",
-    "detectors.ec2_state.handler",
-    "detectors.health.handler",
-    "detectors.sweeps.handler",
-    "detectors.rds.handler",
-    "detectors.ecs.handler",
-]
+# Every detector the registry declares, but the region probe: cdk.json's stack probes no other
+# region (a standby region's stack has it: tests/infra/test_region_probe.py).
+DETECTOR_HANDLERS = [d.handler for d in DETECTORS if d is not REGION_PROBE]
+assert len(DETECTOR_HANDLERS) >= 6
 
 
 def recovery_bus(resources: dict[str, Any]) -> str:

@@ -114,6 +114,18 @@ def test_each_detector_has_an_error_alarm_and_every_function_a_throttle_alarm(se
         assert len(alarm["Properties"]["Metrics"]) <= 11  # at most 10 metrics and their sum
 
 
+def test_each_detector_s_alarms_are_named_as_it_declares(self_alarms, synthesized, resources):
+    # Its errors alarm, and the alarms on the metrics it emits, by the names docs/operations.md lists
+    by_handler = cfn.functions_by_handler(resources)
+    for built in synthesized.stack.detection.built:
+        declaration = built.declaration
+        errors = self_alarms[SELF_ALARM_PREFIX + declaration.error_alarm]
+        assert _dimension(_metrics(errors)[0], "FunctionName") == {"Ref": by_handler[declaration.handler]}
+        for declared in declaration.alarms:
+            (alarm,) = _by_metric(self_alarms, "ImpairmentRecovery", declared.metric)
+            assert _name(alarm) == SELF_ALARM_PREFIX + declared.name
+
+
 def test_an_account_the_sweep_could_not_look_in_alarms(self_alarms):
     # The sweep function succeeds when only one of its accounts fails: its error alarm stays OK
     (alarm,) = _by_metric(self_alarms, "ImpairmentRecovery", "SweepAccountFailed")

@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match
 
 from actions.registry import ACTIONS
 from core.contract import CLEARED, DETECTED, EVENT_SOURCE, ImpairmentType, json_schema
+from detectors.registry import DETECTORS, REGION_PROBE
 from infra import constants
 from tests.infra import cfn
 
@@ -595,6 +596,68 @@ def test_each_detector_may_describe_exactly_what_it_reads_and_put_events_on_the_
     assert service_actions == describe_actions | {"events:PutEvents", "sqs:SendMessage"}
 
 
+# Every detector the registry declares, built from its declaration (cdk.json's stack probes no
+# other region: the region probe's is tests/infra/test_region_probe.py).
+BUILT_HERE = [d for d in DETECTORS if d is not REGION_PROBE]
+
+
+@pytest.mark.parametrize("declaration", BUILT_HERE, ids=[d.name for d in BUILT_HERE])
+def test_each_detector_is_built_as_it_declares(declaration, synthesized, resources):
+    from detectors.declaration import Events, decided
+
+    deployment = synthesized.stack.detection.deployment
+    function_id = cfn.functions_by_handler(resources)[declaration.handler]
+    function = resources[function_id]["Properties"]
+    assert function_id.startswith(declaration.name)
+    assert function["Timeout"] == declaration.timeout_seconds
+    assert function["DeadLetterConfig"]["TargetArn"]
+    (invoke,) = [
+        r["Properties"]
+        for r in cfn.of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+        if r["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
+    retry = decided(declaration.invoke_retry, deployment)
+    assert (invoke["MaximumRetryAttempts"], invoke["MaximumEventAgeInSeconds"]) == (
+        retry.attempts,
+        retry.max_age_seconds,
+    )
+
+    # Its rule: the declared pattern (on the default bus) or schedule, a dead-letter queue, the declared retries
+    rule = _rule_for(resources, declaration.handler)["Properties"]
+    if isinstance(declaration.trigger, Events):
+        assert rule.get("EventBusName", "default") == "default"
+        assert rule["EventPattern"] == declaration.trigger.pattern(deployment)
+    else:
+        minutes = decided(declaration.trigger.minutes, deployment)
+        assert rule["ScheduleExpression"] == f"rate({minutes} minute{'s' if minutes > 1 else ''})"
+    (target,) = rule["Targets"]
+    assert target["DeadLetterConfig"]["Arn"]
+    retry = decided(declaration.target_retry, deployment)
+    assert target["RetryPolicy"] == {
+        "MaximumRetryAttempts": retry.attempts,
+        "MaximumEventAgeInSeconds": retry.max_age_seconds,
+    }
+
+
+@pytest.mark.parametrize("declaration", BUILT_HERE, ids=[d.name for d in BUILT_HERE])
+def test_each_detector_may_make_exactly_the_calls_it_declares(declaration, resources):
+    place = {"partition": "${AWS::Partition}", "region": "${AWS::Region}", "account": "${AWS::AccountId}"}
+    declared = {
+        (action, resource.format(**place))
+        for reads in declaration.reads
+        for action in reads.actions
+        for resource in reads.resources
+    }
+    granted = set()
+    for statement in cfn.role_statements(resources, _function_role(resources, declaration.handler)):
+        assert statement["Effect"] == "Allow"
+        for action in cfn.as_list(statement["Action"]):
+            if action.split(":", 1)[0] in ("logs", "xray", "events", "sqs"):
+                continue  # its logs, tracing, the bus and the dead-letter queue: every detector has them
+            granted |= {(action, cfn.resolve(r)) for r in cfn.as_list(statement["Resource"])}
+    assert granted == declared
+
+
 def test_detectors_know_the_workload_each_configured_group_belongs_to(resources, config):
     expected = {w.auto_scaling_group: w.name for w in config.workloads if w.auto_scaling_group}
     for handler in ("detectors.ec2_state.handler", "detectors.health.handler", "detectors.sweeps.handler"):
@@ -1170,13 +1233,15 @@ def test_the_rds_and_ecs_detectors_may_only_read_tags_and_events(handler, allowe
     assert granted == allowed
 
 
-def test_the_rds_rule_asks_for_the_categories_the_detector_can_act_on(resources):
-    from detectors.rds import IMPAIRING_CATEGORIES
+def test_the_rds_rule_asks_for_exactly_the_categories_the_detector_can_act_on(resources):
+    from detectors import rds
 
     pattern = _rule_for(resources, "detectors.rds.handler")["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.rds"]
     assert sorted(pattern["detail-type"]) == ["RDS DB Cluster Event", "RDS DB Instance Event"]
-    assert sorted(pattern["detail"]["EventCategories"]) == sorted(IMPAIRING_CATEGORIES)
+    # the categories that detect (by severity) and the episodes that start or clear an impairment
+    acted_on = set(rds._BY_CATEGORY) | set(rds._STARTS) | set(rds._ENDS)
+    assert set(pattern["detail"]["EventCategories"]) == acted_on
 
 
 def test_restart_service_may_send_commands_only_to_managed_instances(resources, config):

@@ -77,7 +77,7 @@ def test_a_managed_status_check_alarm_puts_exactly_one_impairment_on_the_bus(bus
     assert events[0]["detail-type"] == DETECTED
     assert events[0]["source"] == EVENT_SOURCE
     impairment = ImpairmentDetected.model_validate(events[0]["detail"])
-    assert impairment.impairment_id == response["impairment_id"]
+    assert response["detected"] == [impairment.impairment_id]
     assert [r.resource_id for r in impairment.affected_resources] == [instance]
     assert impairment.signal.id == arn
 
@@ -132,8 +132,9 @@ def test_ok_after_alarm_puts_a_cleared_event_with_the_same_id(bus, lambda_contex
     # Then the bus carries the detection, then its clearing, under one impairment id
     events = received(bus)
     assert [e["detail-type"] for e in events] == [DETECTED, CLEARED]
-    assert ImpairmentCleared.model_validate(events[1]["detail"]).impairment_id == detected["impairment_id"]
-    assert cleared["impairment_id"] == detected["impairment_id"]
+    (impairment_id,) = detected["detected"]
+    assert ImpairmentCleared.model_validate(events[1]["detail"]).impairment_id == impairment_id
+    assert cleared["cleared"] == [impairment_id]
 
 
 def test_an_alarm_without_the_managed_tag_puts_nothing_on_the_bus(bus, lambda_context):

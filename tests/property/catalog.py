@@ -318,6 +318,12 @@ CASES: dict[str, Case] = {
         lambda env: _about_instance(sample_events("health-event"), env.workload.instance_ids()[0]), PUBLISHES
     ),
     "detectors.rds.handler": Case(lambda env: sample_events("rds-"), PUBLISHES),
+    "detectors.spot.handler": Case(
+        lambda env: _about_instance(
+            sample_events("ec2-spot-instance") + sample_events("ec2-instance-rebalance"), env.workload.instance_ids()[0]
+        ),
+        PUBLISHES,
+    ),
     "detectors.sweeps.handler": Case(lambda env: [*sample_events("scheduled-event"), scheduled_event()], PUBLISHES),
     "detectors.region_probe.handler": Case(_region_probe_events, PUBLISHES),
     "orchestration.start.handler": Case(_bus_events, frozenset({("sfn", "StartExecution")})),

@@ -1,5 +1,5 @@
 """The alarm's workload tag does not choose the workload on its own: the resources the alarm names
-decide, and an alarm whose tag they contradict is refused (detectors/alarm.py's docstring)."""
+decide, and an alarm whose tag they contradict is refused (detectors/alarm_workload.py's docstring)."""
 
 from __future__ import annotations
 

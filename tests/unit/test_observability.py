@@ -112,10 +112,11 @@ def test_a_detection_is_counted_by_type_and_severity_with_its_mttd(detector_env,
     assert named(points, "MTTD")[0].unit == "Seconds"
     assert not [p for p in points if p.name.startswith("Drill")]
     # No id is ever a dimension (each value would be a metric of its own)
-    assert all(response["impairment_id"] not in p.dimensions.values() for p in points)
+    (impairment_id,) = response["detected"]
+    assert all(impairment_id not in p.dimensions.values() for p in points)
     assert {p.namespace for p in points} == {"ImpairmentRecovery"}
     # And the invocation's logs are correlated by the impairment id
-    assert logger.get_correlation_id() == response["impairment_id"]
+    assert logger.get_correlation_id() == impairment_id
     assert model.drill is False
 
 
