@@ -7,6 +7,7 @@ real drill."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ import pytest
 from recoveryctl import cli, drill, scenario, timeline
 
 pytestmark = pytest.mark.e2e
+
+# One interleaving per run, the same every run, so that CI is stable; another seed explores others
+# (DRILL_SEED=7 make test), and a failure names the seed to replay with `recoveryctl drill --seed`.
+SEED = int(os.environ.get("DRILL_SEED", "1"))
 
 
 class KnownDefect(AssertionError):
@@ -44,7 +49,7 @@ def test_every_built_in_scenario_meets_its_expectations_with_the_invariants_on(n
     assert spec.expect.invariants_off == {}, "built-in scenarios keep every invariant on"
 
     template = None if spec.deployment else synthesized.template_path
-    with drill.Drill(spec, template, drill_synth_cache) as run:
+    with drill.Drill(spec, template, drill_synth_cache, seed=SEED) as run:
         report = run.run()
 
     failures = timeline.failures(report)
@@ -53,7 +58,7 @@ def test_every_built_in_scenario_meets_its_expectations_with_the_invariants_on(n
         invariant = KNOWN_DEFECTS[name][0]
         if failures and all(f.startswith(f"invariant {invariant} broken") for f in failures):
             raise KnownDefect(failures)
-    assert report["expectation_met"], failures
+    assert report["expectation_met"], (f"seed {SEED}", failures)
     assert failures == []
 
 
