@@ -1,5 +1,5 @@
-"""What every recovery action shares: its declaration, its input and output, and the runner
-that makes apply and rollback safe to retry."""
+"""What every recovery action's code shares: its input and output, and the runner that makes
+apply and rollback safe to retry. (What an action declares is in actions/specs.py.)"""
 
 from __future__ import annotations
 
@@ -113,42 +113,19 @@ def result_of(ctx: Context, changed: bool) -> str:
 
 
 @dataclass(frozen=True)
-class IamGrant:
-    """A permission on named resources, for what the managed-tag rule cannot express: a resource
-    that cannot carry the tag (an AWS-owned SSM document), or a service that scopes by tag with a
-    condition key of its own (ssm:resourceTag)."""
-
-    actions: tuple[str, ...]
-    # ARNs, which may use ${AWS::Partition}, ${AWS::Region} and ${AWS::AccountId}.
-    resources: tuple[str, ...]
-    # The service's tag condition key: only resources carrying the managed tag under it. None:
-    # these resources, unconditionally.
-    tag_condition_key: str | None = None
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """An action's declaration: registered by name, so plans can use it and the infra can build
-    its role from the permissions it declares."""
+class Action:
+    """An action's code: its parameters and its two phases. What it declares (its IAM, what it
+    takes out of service, what Verify checks after it, what is handed back, its time-box) is its
+    ActionSpec in actions/registry.py."""
 
     name: str
-    description: str
     params: type[ActionParams]
-    # Every IAM action apply and rollback call. Mutating ones are granted only on resources that
-    # carry the managed tag (aws:ResourceTag condition)...
-    iam_actions: tuple[str, ...]
     apply: Callable[[Context], ActionResult]
     rollback: Callable[[Context], ActionResult]
-    # ...except these: mutating IAM actions whose service has no resource-tag condition key
-    # (Route 53 record changes, say). Granted on "*"; the action checks the managed tag itself
-    # before it calls them.
-    iam_actions_without_tag_condition: tuple[str, ...] = ()
-    # ...and these, granted exactly as declared (their actions are not listed in iam_actions).
-    iam_grants: tuple[IamGrant, ...] = ()
 
 
 def run(
-    spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, managed_tag: tuple[str, str]
+    action: Action, phase: Phase, event: dict[str, Any], store: Any, managed_tag: tuple[str, str]
 ) -> dict[str, Any]:
     """Validate the input, replay a finished step, else run it and record it.
 
@@ -158,22 +135,22 @@ def run(
     """
     try:
         request = ActionInput.model_validate(event)
-        params = spec.params.model_validate(request.step.params)
+        params = action.params.model_validate(request.step.params)
     except ValidationError as exc:
-        raise InvalidInput(f"{spec.name}.{phase}: invalid input: {exc.errors(include_url=False)}") from exc
-    if request.step.action != spec.name:
-        raise InvalidInput(f"step {request.step.index} is {request.step.action!r}, not {spec.name!r}")
+        raise InvalidInput(f"{action.name}.{phase}: invalid input: {exc.errors(include_url=False)}") from exc
+    if request.step.action != action.name:
+        raise InvalidInput(f"step {request.step.index} is {request.step.action!r}, not {action.name!r}")
     if phase == "rollback" and request.applied is not None:
         # apply's result, or (a step that failed half way) just the state it recorded before
         try:
             applied = Applied.model_validate(request.applied)
         except ValidationError as exc:
-            raise InvalidInput(f"{spec.name}.rollback: the applied step does not validate: {exc}") from exc
-        if applied.action not in (None, spec.name):
-            raise InvalidInput(f"{spec.name}.rollback: the applied step is {applied.action!r}'s, not this action's")
+            raise InvalidInput(f"{action.name}.rollback: the applied step does not validate: {exc}") from exc
+        if applied.action not in (None, action.name):
+            raise InvalidInput(f"{action.name}.rollback: the applied step is {applied.action!r}'s, not this action's")
 
     impairment_id = request.impairment.impairment_id
-    logger.append_keys(impairment_id=impairment_id, action=spec.name, phase=phase, step=request.step.index)
+    logger.append_keys(impairment_id=impairment_id, action=action.name, phase=phase, step=request.step.index)
     previous = store.get_action(impairment_id, request.step.index, phase)
     if previous and previous.get("status") == "done":
         logger.info("step already done; returning its recorded result")
@@ -188,7 +165,7 @@ def run(
             impairment_id,
             request.step.index,
             phase,
-            {"status": "started", "action": spec.name, "before": before, "started_at": started_at},
+            {"status": "started", "action": action.name, "before": before, "started_at": started_at},
         )
 
     context = Context(
@@ -200,13 +177,13 @@ def run(
         applied=request.applied,
         record_before=record_before,
         dry_run=request.dry_run,
-        action=spec.name,
+        action=action.name,
     )
-    function = spec.apply if phase == "apply" else spec.rollback
+    function = action.apply if phase == "apply" else action.rollback
     if request.dry_run and phase == "rollback":
         # A dry run changed nothing, so there is nothing to undo.
         return ActionResult(
-            action=spec.name,
+            action=action.name,
             phase=phase,
             step_index=request.step.index,
             result="unchanged",
@@ -223,18 +200,18 @@ def run(
                 raise
             # The state before it restores is not one this action recorded: refuse, record it.
             raise PermanentError(
-                f"{spec.name}.rollback: the applied step's state before is not one this action recorded"
+                f"{action.name}.rollback: the applied step's state before is not one this action recorded"
                 f" ({type(exc).__name__}: {exc})"
             ) from exc
     except PermanentError as exc:
-        _count(spec.name, phase, "ActionFailed", started_at)
+        _count(action.name, phase, "ActionFailed", started_at)
         store.put_action(
             impairment_id,
             request.step.index,
             phase,
             {
                 "status": "failed",
-                "action": spec.name,
+                "action": action.name,
                 "error": str(exc),
                 "started_at": started_at,
                 "before": recorded["before"],
@@ -257,7 +234,7 @@ def run(
         phase,
         {
             "status": "done",
-            "action": spec.name,
+            "action": action.name,
             "result": payload,
             "before": payload["before"],
             "after": payload["after"],
@@ -266,9 +243,9 @@ def run(
         },
     )
     if request.dry_run:
-        emit("ActionDryRuns", "Count", 1, action=spec.name, phase=phase)
+        emit("ActionDryRuns", "Count", 1, action=action.name, phase=phase)
     else:
-        _count(spec.name, phase, "ActionSucceeded", started_at)
+        _count(action.name, phase, "ActionSucceeded", started_at)
     logger.info("step finished", result=payload["result"], targets=payload["targets"])
     return payload
 
@@ -295,7 +272,7 @@ def _count(action: str, phase: Phase, outcome: str, started_at: str) -> None:
     emit("ActionDuration", "Milliseconds", elapsed_ms, action=action, phase=phase)
 
 
-def handlers(spec: ActionSpec) -> tuple[Callable[..., dict], Callable[..., dict]]:
+def handlers(action: Action) -> tuple[Callable[..., dict], Callable[..., dict]]:
     """The two Lambda entry points of an action (one task each in the state machine)."""
     from core import settings as settings_module
     from core.entry import lambda_entry
@@ -305,14 +282,14 @@ def handlers(spec: ActionSpec) -> tuple[Callable[..., dict], Callable[..., dict]
         def handler(event: Any, context: Any) -> dict[str, Any]:
             settings = settings_module.load("table_name")
             return run(
-                spec,
+                action,
                 phase,
                 event if isinstance(event, dict) else {},
                 RecoveryStore(settings.table_name),
                 (settings.managed_tag_key, settings.managed_tag_value),
             )
 
-        handler.__name__ = f"{spec.name}_{phase}"
+        handler.__name__ = f"{action.name}_{phase}"
         return lambda_entry(handler)
 
     return make("apply"), make("rollback")

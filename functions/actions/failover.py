@@ -43,7 +43,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from actions import aws_calls
 from actions import failover_database as database
 from actions import failover_dns as dns
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, IamGrant, handlers, result_of
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused, PermanentError, TransientError
@@ -163,10 +163,6 @@ def rollback(ctx: Context) -> ActionResult:
 # --- ARC routing controls -------------------------------------------------------------------
 
 _CLUSTER_SERVICE = "route53-recovery-cluster"
-# This account's routing controls: they cannot carry the managed tag; a plan naming them opts them in.
-ROUTING_CONTROLS_ARN = (
-    "arn:${AWS::Partition}:route53-recovery-control::${AWS::AccountId}:controlpanel/*/routingcontrol/*"
-)
 # Answers after which the next endpoint is tried: this endpoint cannot serve now. (5xx answers and
 # connection failures are classified transient already.)
 _NEXT_ENDPOINT_CODES = ("EndpointTemporarilyUnavailableException", "ThrottlingException", "InternalServerException")
@@ -310,10 +306,9 @@ def _rc_update(cluster: _Cluster, before: dict[str, Any], states: dict[str, str]
     cluster.call("update_routing_control_states", _rc_label(before), **kwargs)
 
 
-def routing_control_states(params: dict[str, Any], account: str | None = None) -> dict[str, str]:
+def routing_control_states(parsed: Params, account: str | None = None) -> dict[str, str]:
     """The states of a routing_control step's two routing controls now, e.g. {"primary": "Off",
     "standby": "On"}, read through the cluster's endpoints (Verify checks a failover with it)."""
-    parsed = Params.model_validate(params)
     controls = {"primary": parsed.primary_routing_control_arn, "standby": parsed.standby_routing_control_arn}
     return _rc_current(_Cluster(parsed.cluster_endpoints, account), {r: {"arn": a} for r, a in controls.items()})
 
@@ -400,40 +395,23 @@ def _rc_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     )
 
 
-def dns_standby_in_use(params: dict[str, Any], impairment: ImpairmentDetected) -> dict[str, Any] | None:
-    """After a dns step: is the standby's record set the one in use? (actions/failover_dns.py)"""
-    return dns.standby_in_use(Params.model_validate(params), impairment)
+def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied: dict[str, Any] | None) -> list[dict]:
+    """What Verify checks after a failover step (its Verification in actions/registry.py): the
+    standby is the one in use, its DNS record (read as the step reads the records) or its routing
+    control On and the primary's Off (read from the cluster's data plane, not from the impaired
+    region). A database's failover is verified by the database's own check, after any plan."""
+    if params.get("kind") == "routing_control":
+        states = routing_control_states(Params.model_validate(params), impairment.account_id)
+        return [{"check": "routing_control", "passed": states == _FAILED_OVER, "states": states}]
+    if params.get("kind") != "dns":
+        return []
+    state = dns.standby_in_use(Params.model_validate(params), impairment)
+    if state is None:
+        return []
+    return [
+        {"check": "dns_failover", "passed": state["in_use"], "record": state["record"], "standby": state["standby"]}
+    ]
 
 
-SPEC = ActionSpec(
-    name=NAME,
-    description=(
-        "Fail over to the standby: Route 53 records, ARC routing controls, an RDS Multi-AZ instance or a DB cluster"
-    ),
-    params=Params,
-    iam_actions=(
-        "route53:ListResourceRecordSets",
-        "route53:ListTagsForResource",
-        "route53:GetHealthCheckStatus",
-        "rds:DescribeDBInstances",
-        "rds:DescribeDBClusters",
-        "rds:ListTagsForResource",
-        "rds:RebootDBInstance",
-        "rds:FailoverDBCluster",
-    ),
-    # Route 53 has no resource-tag condition key: the action checks the zone's tag itself.
-    iam_actions_without_tag_condition=("route53:ChangeResourceRecordSets",),
-    # ARC's cluster data plane has no tag condition key either: routing controls of this account
-    # only, and the action changes only the two a plan names (the opt-in). Overriding safety rules
-    # is allowed (no AllowSafetyRulesOverrides condition) because a plan may list rules to override.
-    iam_grants=(
-        IamGrant(
-            actions=(f"{_CLUSTER_SERVICE}:GetRoutingControlState", f"{_CLUSTER_SERVICE}:UpdateRoutingControlStates"),
-            resources=(ROUTING_CONTROLS_ARN,),
-        ),
-    ),
-    apply=apply,
-    rollback=rollback,
-)
-
-apply_handler, rollback_handler = handlers(SPEC)
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

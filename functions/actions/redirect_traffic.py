@@ -24,7 +24,7 @@ from pydantic import Field, field_validator, model_validator
 from actions import autoscaling as asg
 from actions import aws_calls, ec2, elb
 from actions import redirect_zonal_shift as zonal_shift
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core.errors import ActionRefused, PermanentError
 
 NAME = "redirect_traffic"
@@ -85,13 +85,6 @@ class Params(ActionParams):
         if self.listener_arn and self.rule_arn:
             raise ValueError("give listener_arn or rule_arn, not both")
         return self
-
-
-def expiry_seconds(params: dict[str, Any]) -> int | None:
-    """The time-box of a step's weights shift, in seconds (None: not a weights shift)."""
-    if (params or {}).get("kind") != "shift_weights":
-        return None
-    return _minutes(params.get("expires_in") or "1h") * 60
 
 
 def _minutes(expires_in: str) -> int:
@@ -430,31 +423,5 @@ def _describe(weights: dict[str, int]) -> str:
     return ", ".join(f"{arn.rsplit('/', 2)[-2] if '/' in arn else arn}={w}" for arn, w in weights.items())
 
 
-SPEC = ActionSpec(
-    name=NAME,
-    description="Redirect traffic away from impaired targets, target groups or Availability Zones",
-    params=Params,
-    iam_actions=(
-        "ec2:DescribeAvailabilityZones",
-        "ec2:DescribeInstances",
-        "elasticloadbalancing:DescribeTags",
-        "elasticloadbalancing:DescribeTargetHealth",
-        "elasticloadbalancing:DescribeTargetGroups",
-        "elasticloadbalancing:DescribeListeners",
-        "elasticloadbalancing:DescribeRules",
-        # Tag-conditioned: on the target group, the listener and the listener rule respectively.
-        "elasticloadbalancing:DeregisterTargets",
-        "elasticloadbalancing:RegisterTargets",
-        "elasticloadbalancing:ModifyListener",
-        "elasticloadbalancing:ModifyRule",
-        "arc-zonal-shift:GetManagedResource",
-        "arc-zonal-shift:ListZonalShifts",
-        # ARC authorizes these against the load balancer and supports aws:ResourceTag on it.
-        "arc-zonal-shift:StartZonalShift",
-        "arc-zonal-shift:CancelZonalShift",
-    ),
-    apply=apply,
-    rollback=rollback,
-)
-
-apply_handler, rollback_handler = handlers(SPEC)
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

@@ -31,12 +31,12 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from actions import aws_calls
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, IamGrant, handlers, result_of
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from actions.registry import SSM_DOCUMENT as DOCUMENT
 from core import clock
 from core.errors import ActionRefused, PermanentError, TransientError
 
 NAME = "restart_service"
-DOCUMENT = "AWS-RunShellScript"
 # A systemd unit name: letters, digits and ":-_.@", optionally with its type suffix. No spaces, no
 # shell syntax, and never a leading "-" (it would be read as an option).
 UNIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,254}$"
@@ -410,33 +410,5 @@ def _systemd_rollback(ctx: Context, applied: dict[str, Any], before: dict[str, A
     )
 
 
-SPEC = ActionSpec(
-    name=NAME,
-    description="Restart the impaired service: a new ECS deployment, or a systemd unit through SSM Run Command",
-    params=Params,
-    iam_actions=(
-        "ecs:DescribeServices",
-        "ecs:ListTagsForResource",
-        "ecs:UpdateService",
-        "ec2:DescribeInstances",
-        "ssm:GetCommandInvocation",
-        "ssm:ListCommands",
-    ),
-    # ssm:SendCommand is authorized against the document and against each instance: the document
-    # (AWS-owned, untaggable) is named, and instances are limited by SSM's own tag condition key.
-    iam_grants=(
-        IamGrant(
-            actions=("ssm:SendCommand",),
-            resources=(f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}::document/{DOCUMENT}",),
-        ),
-        IamGrant(
-            actions=("ssm:SendCommand",),
-            resources=("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*",),
-            tag_condition_key="ssm:resourceTag",
-        ),
-    ),
-    apply=apply,
-    rollback=rollback,
-)
-
-apply_handler, rollback_handler = handlers(SPEC)
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

@@ -116,7 +116,7 @@ class Plan(BaseModel):
             if spec is None:
                 raise ValueError(f"step {index}: unknown action {step.action!r} (known: {', '.join(sorted(ACTIONS))})")
             try:
-                spec.params.model_validate(step.params)
+                spec.implementation().params.model_validate(step.params)
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()

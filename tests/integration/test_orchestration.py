@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from actions import replace_instance
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, run
+from actions.base import Action, ActionParams, ActionResult, Context, run
 from core.contract import ImpairmentType, Severity
 from core.errors import NoMatchingPlan, PermanentError
 from core.observability import metrics
@@ -305,9 +305,7 @@ def _applied(ctx: Context) -> ActionResult:
 
 def run_step(name: str, apply, model, index: int, store) -> dict[str, Any]:
     """Run one step through the real runner, as an action task would (one invocation each)."""
-    action = ActionSpec(
-        name=name, description=name, params=HalfDone, iam_actions=(), apply=apply, rollback=_refused_up_front
-    )
+    action = Action(name=name, params=HalfDone, apply=apply, rollback=_refused_up_front)
     try:
         return run(action, "apply", action_event(model, name, index=index), store, MANAGED_TAG)
     finally:
