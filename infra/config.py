@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from actions.plans import Plan, PlanError, parse_plans
 from core.contract import ImpairmentType, Severity
 from core.guardrails import Guardrails, Maintenance
-from core.plans import Plan, PlanError, parse_plans
 from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionProbe, RuntimeConfig
 from detectors.resolve import resource_key
 

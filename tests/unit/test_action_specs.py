@@ -13,6 +13,8 @@ import pytest
 
 from actions import plans as action_plans
 from actions.registry import ACTIONS
+from core.errors import CAPACITY_WAIT_SECONDS, TASK_WITH_RETRIES_SECONDS
+from core.plans import Plan
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
@@ -82,6 +84,30 @@ def test_verify_checks_the_group_after_capacity_actions_and_the_standby_after_a_
     assert group == ["provision_backup", "replace_instance", "scale_out"]
     assert [n for n, s in ACTIONS.items() if s.verification.impaired_out_of_service] == ["replace_instance"]
     assert ACTIONS["failover"].verification.step_check == "actions.failover:verify_step"
+
+
+def _plan(**fields) -> Plan:
+    return Plan.model_validate({"name": "p", "match": {"impairment_types": ["instance_failure"]}, **fields})
+
+
+def test_the_time_budget_adds_up_what_the_steps_declare():
+    step = CAPACITY_WAIT_SECONDS + TASK_WITH_RETRIES_SECONDS
+    plan = _plan(
+        steps=[{"action": "scale_out", "params": {"return_after_seconds": 7200}}, {"action": "replace_instance"}],
+        timeout_seconds=1800,
+    )
+    assert action_plans.rollback_seconds(plan) == 2 * TASK_WITH_RETRIES_SECONDS + 2 * step
+    assert action_plans.holding_seconds(plan) == 1800 + 2 * step + action_plans.rollback_seconds(plan)
+    assert action_plans.time_box_seconds(plan) == action_plans.holding_seconds(plan) + 7200 + TASK_WITH_RETRIES_SECONDS
+    approval = _plan(steps=[{"action": "failover", "params": {"kind": "database"}}], requires_approval=True)
+    assert action_plans.holding_seconds(approval) == 3600 + 3600 + step + action_plans.rollback_seconds(approval)
+    kept = _plan(steps=[{"action": "scale_out", "params": {"keep": True}}])
+    assert action_plans.time_box_seconds(kept) == action_plans.holding_seconds(kept) + TASK_WITH_RETRIES_SECONDS
+    # a weights shift is put back after its expires_in: the execution lasts that long
+    shifted = _plan(steps=[{"action": "redirect_traffic", "params": {"kind": "shift_weights", "expires_in": "2h"}}])
+    assert action_plans.time_box_seconds(shifted) == (
+        action_plans.holding_seconds(shifted) + 7200 + TASK_WITH_RETRIES_SECONDS
+    )
 
 
 def _imported(module: str) -> dict[str, list[str]]:
