@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from actions import aws_calls
+from actions import aws_calls, ecs
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from actions.registry import SSM_DOCUMENT as DOCUMENT
 from core import clock
@@ -86,14 +86,6 @@ def rollback(ctx: Context) -> ActionResult:
 # --- ECS ------------------------------------------------------------------------------------
 
 
-def _describe_service(client: Any, cluster: str, service: str) -> dict[str, Any]:
-    response = aws_calls.call(client, "describe_services", cluster=cluster, services=[service])
-    if not response.get("services"):
-        reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
-        raise PermanentError(f"ECS service {service!r} of cluster {cluster!r}: {reasons}")
-    return response["services"][0]
-
-
 def _deployments(service: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
@@ -123,19 +115,10 @@ def _ecs_apply(ctx: Context) -> ActionResult:
     client = aws_calls.client("ecs", ctx.impairment.account_id)
     before = ctx.before
     if before is None:
-        cluster = ctx.params.cluster or ctx.impairment.scope.get("ecs_cluster")
-        name = ctx.params.service or ctx.impairment.scope.get("ecs_service")
-        if not cluster or not name:
-            raise PermanentError(
-                "restart_service (ecs) needs a cluster and a service: give cluster and service in the step's "
-                "params, or ecs_cluster and ecs_service in the impairment's scope"
-            )
-        service = _describe_service(client, cluster, name)
+        cluster, name = ecs.target(ctx.params.cluster, ctx.params.service, ctx.impairment.scope, f"{NAME} (ecs)")
+        service = ecs.describe_service(client, cluster, name)
         what = f"ECS service {service['serviceName']}"
-        tags = aws_calls.call(client, "list_tags_for_resource", resourceArn=service["serviceArn"]).get("tags", [])
-        key, value = ctx.managed_tag
-        if {t["key"]: t.get("value", "") for t in tags}.get(key) != value:
-            raise ActionRefused(f"{what} is not managed: tag {key}={value} is missing", service=service["serviceArn"])
+        ecs.require_managed(client, service, ctx.managed_tag)
         if service.get("status") != "ACTIVE":
             raise ActionRefused(f"{what} is {service.get('status')}: only an active service can be restarted")
         controller = service.get("deploymentController", {}).get("type", "ECS")
@@ -151,7 +134,7 @@ def _ecs_apply(ctx: Context) -> ActionResult:
         }
         ctx.record_before(before)
     else:
-        service = _describe_service(client, before["cluster"], before["service_arn"])
+        service = ecs.describe_service(client, before["cluster"], before["service_arn"])
     recorded = {d["id"] for d in before["deployments"]}
     primary = _primary(service)
     label = before["service_arn"]
@@ -198,7 +181,7 @@ def _require_stable(name: str, service: dict[str, Any], primary: dict[str, Any] 
 
 def _ecs_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     client = aws_calls.client("ecs", ctx.impairment.account_id)
-    service = _describe_service(client, before["cluster"], before["service_arn"])
+    service = ecs.describe_service(client, before["cluster"], before["service_arn"])
     label, name = before["service_arn"], before["service"]
     current = _ecs_state(service)
     if current["task_definition"] != before["task_definition"]:
