@@ -174,6 +174,20 @@ SPECS: tuple[ActionSpec, ...] = (
             ),
         ),
     ),
+    ActionSpec(
+        name="scale_ecs_service",
+        description="Add tasks to the impaired workload's ECS service",
+        iam_actions=(
+            "ecs:DescribeServices",
+            "ecs:ListTagsForResource",
+            # Tag-conditioned: on the service.
+            "ecs:UpdateService",
+        ),
+        verification=Verification(
+            step_check="actions.scale_ecs_service:verify_step", iam_actions=("ecs:DescribeServices",)
+        ),
+        hand_back=HandBack(after=_return_after, only_if_healthy=True),
+    ),
 )
 
 ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in SPECS}

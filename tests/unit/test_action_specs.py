@@ -32,6 +32,7 @@ SAMPLE_PARAMS = {
     ],
     "failover": [{"kind": "dns"}, {"kind": "database"}],
     "restart_service": [{"kind": "ecs"}, {"kind": "systemd", "unit": "nginx.service"}],
+    "scale_ecs_service": [{}, {"keep": True}, {"return_after_seconds": 120, "increment": 3}],
 }
 
 
@@ -68,7 +69,7 @@ def test_hand_backs_are_the_emergency_capacity_and_the_shifted_weights():
     assert redirect.hand_back_after({"kind": "shift_weights", "expires_in": "30m"}) == 1800
     assert redirect.hand_back_after({"kind": "zonal_shift", "expires_in": "2h"}) is None  # ARC expires it
     assert redirect.hand_back is not None and not redirect.hand_back.only_if_healthy
-    assert [n for n, s in ACTIONS.items() if s.hand_back] == ["scale_out", "redirect_traffic"]
+    assert [n for n, s in ACTIONS.items() if s.hand_back] == ["scale_out", "redirect_traffic", "scale_ecs_service"]
 
 
 def test_instance_actions_are_the_ones_that_take_capacity_away():
