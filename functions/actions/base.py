@@ -133,6 +133,40 @@ def run(
     anything; a retry (Lambda or state machine) reuses that state, so the change it computes is
     the same absolute change, and a finished step returns its recorded result unchanged.
     """
+    request, params = _validated(action, phase, event)
+    impairment_id, index = request.impairment.impairment_id, request.step.index
+    logger.append_keys(impairment_id=impairment_id, action=action.name, phase=phase, step=index)
+    previous = store.get_action(impairment_id, index, phase)
+    if previous and previous.get("status") == "done":
+        logger.info("step already done; returning its recorded result")
+        return previous["result"]
+    record = _Record(store, impairment_id, index, phase, action.name, (previous or {}).get("before"))
+    if request.dry_run and phase == "rollback":
+        # A dry run changed nothing, so there is nothing to undo.
+        return record.result("unchanged", "dry run: nothing was changed")
+    context = Context(
+        impairment=request.impairment,
+        params=params,
+        step_index=index,
+        managed_tag=managed_tag,
+        before=(previous or {}).get("before"),
+        applied=request.applied,
+        record_before=record.started,
+        dry_run=request.dry_run,
+        action=action.name,
+    )
+    result = _invoke(action, phase, context, record)
+    retried = previous is not None and previous.get("status") == "started"
+    if retried and result.result == "unchanged" and _landed_earlier(previous.get("before"), result.after):
+        # An earlier attempt made the change and died before recording it: the change is this
+        # step's (Finalize returns capacity and weights, a rollback undoes it, only for "changed").
+        result.result = "changed"
+        result.message = f"{result.message} (changed by an earlier attempt of this step)".strip()
+    return record.done(result, request.dry_run)
+
+
+def _validated(action: Action, phase: Phase, event: dict[str, Any]) -> tuple[ActionInput, ActionParams]:
+    """The step's input and its params, or InvalidInput naming what is wrong."""
     try:
         request = ActionInput.model_validate(event)
         params = action.params.model_validate(request.step.params)
@@ -148,53 +182,15 @@ def run(
             raise InvalidInput(f"{action.name}.rollback: the applied step does not validate: {exc}") from exc
         if applied.action not in (None, action.name):
             raise InvalidInput(f"{action.name}.rollback: the applied step is {applied.action!r}'s, not this action's")
+    return request, params
 
-    impairment_id = request.impairment.impairment_id
-    logger.append_keys(impairment_id=impairment_id, action=action.name, phase=phase, step=request.step.index)
-    previous = store.get_action(impairment_id, request.step.index, phase)
-    if previous and previous.get("status") == "done":
-        logger.info("step already done; returning its recorded result")
-        return previous["result"]
 
-    started_at = clock.utc_now().isoformat()
-    recorded: dict[str, Any] = {"before": (previous or {}).get("before")}
-
-    def record_before(before: dict[str, Any]) -> None:
-        recorded["before"] = before
-        store.put_action(
-            impairment_id,
-            request.step.index,
-            phase,
-            {"status": "started", "action": action.name, "before": before, "started_at": started_at},
-        )
-
-    context = Context(
-        impairment=request.impairment,
-        params=params,
-        step_index=request.step.index,
-        managed_tag=managed_tag,
-        before=(previous or {}).get("before"),
-        applied=request.applied,
-        record_before=record_before,
-        dry_run=request.dry_run,
-        action=action.name,
-    )
+def _invoke(action: Action, phase: Phase, context: Context, record: _Record) -> ActionResult:
+    """Run the phase; a permanent error is counted and recorded as the step's failure."""
     function = action.apply if phase == "apply" else action.rollback
-    if request.dry_run and phase == "rollback":
-        # A dry run changed nothing, so there is nothing to undo.
-        return ActionResult(
-            action=action.name,
-            phase=phase,
-            step_index=request.step.index,
-            result="unchanged",
-            targets=[],
-            message="dry run: nothing was changed",
-            started_at=started_at,
-            finished_at=clock.utc_now().isoformat(),
-        ).model_dump(mode="json")
     try:
         try:
-            result = function(context)
+            return function(context)
         except (KeyError, TypeError, AttributeError) as exc:
             if phase != "rollback":
                 raise
@@ -204,50 +200,64 @@ def run(
                 f" ({type(exc).__name__}: {exc})"
             ) from exc
     except PermanentError as exc:
-        _count(action.name, phase, "ActionFailed", started_at)
-        store.put_action(
-            impairment_id,
-            request.step.index,
-            phase,
-            {
-                "status": "failed",
-                "action": action.name,
-                "error": str(exc),
-                "started_at": started_at,
-                "before": recorded["before"],
-                "finished_at": clock.utc_now().isoformat(),
-            },
-        )
+        _count(action.name, phase, "ActionFailed", record.started_at)
+        record.failed(exc)
         raise
-    retried = previous is not None and previous.get("status") == "started"
-    if retried and result.result == "unchanged" and _landed_earlier(previous.get("before"), result.after):
-        # An earlier attempt made the change and died before recording it: the change is this
-        # step's (Finalize returns capacity and weights, a rollback undoes it, only for "changed").
-        result.result = "changed"
-        result.message = f"{result.message} (changed by an earlier attempt of this step)".strip()
-    result.started_at = started_at
-    result.finished_at = clock.utc_now().isoformat()
-    payload = result.model_dump(mode="json")
-    store.put_action(
-        impairment_id,
-        request.step.index,
-        phase,
-        {
-            "status": "done",
-            "action": action.name,
-            "result": payload,
-            "before": payload["before"],
-            "after": payload["after"],
-            "started_at": started_at,
-            "finished_at": payload["finished_at"],
-        },
-    )
-    if request.dry_run:
-        emit("ActionDryRuns", "Count", 1, action=action.name, phase=phase)
-    else:
-        _count(action.name, phase, "ActionSucceeded", started_at)
-    logger.info("step finished", result=payload["result"], targets=payload["targets"])
-    return payload
+
+
+class _Record:
+    """One step's record in the audit table: started (with the state before it changes anything),
+    then failed or done."""
+
+    def __init__(self, store: Any, impairment_id: str, index: int, phase: Phase, action: str, before: Any) -> None:
+        self.store, self.impairment_id, self.index, self.phase, self.action = store, impairment_id, index, phase, action
+        self.before = before
+        self.started_at = clock.utc_now().isoformat()
+
+    def _put(self, status: str, **fields: Any) -> None:
+        item = {"status": status, "action": self.action, **fields}
+        self.store.put_action(self.impairment_id, self.index, self.phase, item)
+
+    def started(self, before: dict[str, Any]) -> None:
+        self.before = before
+        self._put("started", before=before, started_at=self.started_at)
+
+    def failed(self, exc: Exception) -> None:
+        finished_at = clock.utc_now().isoformat()
+        self._put("failed", error=str(exc), started_at=self.started_at, before=self.before, finished_at=finished_at)
+
+    def result(self, result: str, message: str) -> dict[str, Any]:
+        """A result recorded nowhere (a dry run's rollback)."""
+        return ActionResult(
+            action=self.action,
+            phase=self.phase,
+            step_index=self.index,
+            result=result,  # type: ignore[arg-type]
+            targets=[],
+            message=message,
+            started_at=self.started_at,
+            finished_at=clock.utc_now().isoformat(),
+        ).model_dump(mode="json")
+
+    def done(self, result: ActionResult, dry_run: bool) -> dict[str, Any]:
+        """Record the step's result, count it, and return it as the task's output."""
+        result.started_at = self.started_at
+        result.finished_at = clock.utc_now().isoformat()
+        payload = result.model_dump(mode="json")
+        self._put(
+            "done",
+            result=payload,
+            before=payload["before"],
+            after=payload["after"],
+            started_at=self.started_at,
+            finished_at=payload["finished_at"],
+        )
+        if dry_run:
+            emit("ActionDryRuns", "Count", 1, action=self.action, phase=self.phase)
+        else:
+            _count(self.action, self.phase, "ActionSucceeded", self.started_at)
+        logger.info("step finished", result=payload["result"], targets=payload["targets"])
+        return payload
 
 
 def _landed_earlier(recorded: Any, after: dict[str, Any]) -> bool:
