@@ -24,7 +24,7 @@ from detectors.declaration import Reads
 from infra.config import MemberAccount, RecoveryConfig
 from infra.constructs.workloads import ProtectedWorkload
 from infra.nag import apply_nag
-from infra.permissions import allow, allow_grants
+from infra.permissions import allow, allow_action
 
 # Reads that Verify, CheckGuardrails and ReturnCapacity make in a member account, beyond what the
 # actions and the detectors declare (tests/infra/test_accounts.py checks that every read the
@@ -127,8 +127,7 @@ class MemberStack(Stack):
             ),
         )
         for spec in ACTIONS.values():
-            allow(self.role, list(spec.iam_actions), managed_tag, list(spec.iam_actions_without_tag_condition))
-            allow_grants(self.role, spec.iam_grants, managed_tag)
+            allow_action(self.role, spec, managed_tag)
         allow(self.role, member_reads(), managed_tag)
 
         # The detectors read whether an alarm, a database or a service opted in: in this account only.

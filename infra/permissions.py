@@ -1,5 +1,6 @@
-"""Least privilege from declarations: the one place that turns what an action declares into IAM
-statements, used for the central stack's functions (constructs/workflow.py) and for the role the
+"""Least privilege from declarations: the one place that turns what an action declares
+(actions/registry.py) into IAM statements, used for the central stack's functions
+(constructs/workflow.py: each action's own, Verify's and ReturnCapacity's) and for the role the
 central account assumes in each member account (member_stack.py)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Iterable
 from aws_cdk import Fn
 from aws_cdk import aws_iam as iam
 
-from actions.base import IamGrant
+from actions.specs import ActionSpec, IamGrant
 
 _READ_PREFIXES = ("Describe", "List", "Get")
 
@@ -57,3 +58,66 @@ def allow_grants(grantee: iam.IGrantable, grants: Iterable[IamGrant], managed_ta
                 ),
             ),
         )
+
+
+def allow_declared(
+    grantee: iam.IGrantable,
+    actions: Iterable[str] = (),
+    untagged: Iterable[str] = (),
+    grants: Iterable[IamGrant] = (),
+    *,
+    managed_tag: tuple[str, str],
+) -> None:
+    """Grant IAM as an action declares it (actions/specs.py): `actions` by the managed-tag rule
+    (allow), `untagged` without it, `grants` exactly as declared."""
+    allow(grantee, sorted(set(actions)), managed_tag, sorted(set(untagged)))
+    allow_grants(grantee, grants, managed_tag)
+
+
+def allow_action(grantee: iam.IGrantable, spec: ActionSpec, managed_tag: tuple[str, str]) -> None:
+    """Everything an action declares, for a role that acts and verifies on its behalf (a member
+    account's): what its apply and rollback call, and what Verify calls after it (a grant that one
+    of the action's own already covers is not repeated)."""
+    verification = spec.verification
+    allow_declared(
+        grantee,
+        [*spec.iam_actions, *verification.iam_actions],
+        spec.iam_actions_without_tag_condition,
+        [*spec.iam_grants, *(g for g in verification.iam_grants if not _covered(g, spec.iam_grants))],
+        managed_tag=managed_tag,
+    )
+
+
+def _covered(grant: IamGrant, by: Iterable[IamGrant]) -> bool:
+    return any(
+        set(grant.actions) <= set(other.actions)
+        and grant.resources == other.resources
+        and grant.tag_condition_key == other.tag_condition_key
+        for other in by
+    )
+
+
+def allow_verification(
+    grantee: iam.IGrantable, reads: Iterable[str], specs: Iterable[ActionSpec], managed_tag: tuple[str, str]
+) -> None:
+    """Verify: its own reads, and what it calls to check what each action did (its Verification)."""
+    verifications = [spec.verification for spec in specs]
+    allow_declared(
+        grantee,
+        [*reads, *(a for v in verifications for a in v.iam_actions)],
+        grants=[g for v in verifications for g in v.iam_grants],
+        managed_tag=managed_tag,
+    )
+
+
+def allow_hand_backs(
+    grantee: iam.IGrantable, reads: Iterable[str], specs: Iterable[ActionSpec], managed_tag: tuple[str, str]
+) -> None:
+    """ReturnCapacity: the rollback of every action that declares a hand-back, and Verify's checks
+    of that action when the hand-back waits for health; `reads`, for Verify's own checks it runs."""
+    actions, untagged, grants = set(reads), set(), []
+    for spec in (s for s in specs if s.hand_back is not None):
+        actions |= {*spec.iam_actions, *(spec.verification.iam_actions if spec.hand_back.only_if_healthy else ())}
+        untagged |= set(spec.iam_actions_without_tag_condition)
+        grants += [*spec.iam_grants, *(spec.verification.iam_grants if spec.hand_back.only_if_healthy else ())]
+    allow_declared(grantee, actions, untagged, grants, managed_tag=managed_tag)

@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
+from actions.plans import rollback_seconds, time_box_seconds
 from core import runtime_config
 from infra import constants
 from infra.config import ConfigError, RecoveryConfig
@@ -90,8 +91,8 @@ class RecoveryStack(Stack):
             dead_letters=escalation.dead_letters,
             managed_tag=managed_tag,
             # The backstop time-box: the longest plan's, approval, rollback and capacity return included.
-            timeout_seconds=max((p.time_box_seconds for p in plans), default=3600) + 600,
-            cleanup_timeout_seconds=max((p.rollback_seconds for p in plans), default=3600) + 600,
+            timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + 600,
+            cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + 600,
         )
         self.workloads = workloads
         if config.accounts:

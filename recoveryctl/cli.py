@@ -509,7 +509,7 @@ def _plans(args: argparse.Namespace) -> int:
 
 
 def _validate_plans(path: Path) -> int:
-    from core.plans import PlanError, parse_plans
+    from actions.plans import PlanError, parse_plans
 
     try:
         data = json.loads(path.read_text())

@@ -136,7 +136,7 @@ class Drill:
                 for function in region.functions.values():
                     function.environment["DRY_RUN"] = "true"
         if self.scenario.plans is not None:
-            from core.plans import PlanError, parse_plans
+            from actions.plans import PlanError, parse_plans
 
             try:
                 plans = parse_plans(self.scenario.plans)

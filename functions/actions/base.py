@@ -1,5 +1,5 @@
-"""What every recovery action shares: its declaration, its input and output, and the runner
-that makes apply and rollback safe to retry."""
+"""What every recovery action's code shares: its input and output, and the runner that makes
+apply and rollback safe to retry. (What an action declares is in actions/specs.py.)"""
 
 from __future__ import annotations
 
@@ -113,42 +113,19 @@ def result_of(ctx: Context, changed: bool) -> str:
 
 
 @dataclass(frozen=True)
-class IamGrant:
-    """A permission on named resources, for what the managed-tag rule cannot express: a resource
-    that cannot carry the tag (an AWS-owned SSM document), or a service that scopes by tag with a
-    condition key of its own (ssm:resourceTag)."""
-
-    actions: tuple[str, ...]
-    # ARNs, which may use ${AWS::Partition}, ${AWS::Region} and ${AWS::AccountId}.
-    resources: tuple[str, ...]
-    # The service's tag condition key: only resources carrying the managed tag under it. None:
-    # these resources, unconditionally.
-    tag_condition_key: str | None = None
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """An action's declaration: registered by name, so plans can use it and the infra can build
-    its role from the permissions it declares."""
+class Action:
+    """An action's code: its parameters and its two phases. What it declares (its IAM, what it
+    takes out of service, what Verify checks after it, what is handed back, its time-box) is its
+    ActionSpec in actions/registry.py."""
 
     name: str
-    description: str
     params: type[ActionParams]
-    # Every IAM action apply and rollback call. Mutating ones are granted only on resources that
-    # carry the managed tag (aws:ResourceTag condition)...
-    iam_actions: tuple[str, ...]
     apply: Callable[[Context], ActionResult]
     rollback: Callable[[Context], ActionResult]
-    # ...except these: mutating IAM actions whose service has no resource-tag condition key
-    # (Route 53 record changes, say). Granted on "*"; the action checks the managed tag itself
-    # before it calls them.
-    iam_actions_without_tag_condition: tuple[str, ...] = ()
-    # ...and these, granted exactly as declared (their actions are not listed in iam_actions).
-    iam_grants: tuple[IamGrant, ...] = ()
 
 
 def run(
-    spec: ActionSpec, phase: Phase, event: dict[str, Any], store: Any, managed_tag: tuple[str, str]
+    action: Action, phase: Phase, event: dict[str, Any], store: Any, managed_tag: tuple[str, str]
 ) -> dict[str, Any]:
     """Validate the input, replay a finished step, else run it and record it.
 
@@ -156,121 +133,131 @@ def run(
     anything; a retry (Lambda or state machine) reuses that state, so the change it computes is
     the same absolute change, and a finished step returns its recorded result unchanged.
     """
-    try:
-        request = ActionInput.model_validate(event)
-        params = spec.params.model_validate(request.step.params)
-    except ValidationError as exc:
-        raise InvalidInput(f"{spec.name}.{phase}: invalid input: {exc.errors(include_url=False)}") from exc
-    if request.step.action != spec.name:
-        raise InvalidInput(f"step {request.step.index} is {request.step.action!r}, not {spec.name!r}")
-    if phase == "rollback" and request.applied is not None:
-        # apply's result, or (a step that failed half way) just the state it recorded before
-        try:
-            applied = Applied.model_validate(request.applied)
-        except ValidationError as exc:
-            raise InvalidInput(f"{spec.name}.rollback: the applied step does not validate: {exc}") from exc
-        if applied.action not in (None, spec.name):
-            raise InvalidInput(f"{spec.name}.rollback: the applied step is {applied.action!r}'s, not this action's")
-
-    impairment_id = request.impairment.impairment_id
-    logger.append_keys(impairment_id=impairment_id, action=spec.name, phase=phase, step=request.step.index)
-    previous = store.get_action(impairment_id, request.step.index, phase)
+    request, params = _validated(action, phase, event)
+    impairment_id, index = request.impairment.impairment_id, request.step.index
+    logger.append_keys(impairment_id=impairment_id, action=action.name, phase=phase, step=index)
+    previous = store.get_action(impairment_id, index, phase)
     if previous and previous.get("status") == "done":
         logger.info("step already done; returning its recorded result")
         return previous["result"]
-
-    started_at = clock.utc_now().isoformat()
-    recorded: dict[str, Any] = {"before": (previous or {}).get("before")}
-
-    def record_before(before: dict[str, Any]) -> None:
-        recorded["before"] = before
-        store.put_action(
-            impairment_id,
-            request.step.index,
-            phase,
-            {"status": "started", "action": spec.name, "before": before, "started_at": started_at},
-        )
-
+    record = _Record(store, impairment_id, index, phase, action.name, (previous or {}).get("before"))
+    if request.dry_run and phase == "rollback":
+        # A dry run changed nothing, so there is nothing to undo.
+        return record.result("unchanged", "dry run: nothing was changed")
     context = Context(
         impairment=request.impairment,
         params=params,
-        step_index=request.step.index,
+        step_index=index,
         managed_tag=managed_tag,
         before=(previous or {}).get("before"),
         applied=request.applied,
-        record_before=record_before,
+        record_before=record.started,
         dry_run=request.dry_run,
-        action=spec.name,
+        action=action.name,
     )
-    function = spec.apply if phase == "apply" else spec.rollback
-    if request.dry_run and phase == "rollback":
-        # A dry run changed nothing, so there is nothing to undo.
-        return ActionResult(
-            action=spec.name,
-            phase=phase,
-            step_index=request.step.index,
-            result="unchanged",
-            targets=[],
-            message="dry run: nothing was changed",
-            started_at=started_at,
-            finished_at=clock.utc_now().isoformat(),
-        ).model_dump(mode="json")
-    try:
-        try:
-            result = function(context)
-        except (KeyError, TypeError, AttributeError) as exc:
-            if phase != "rollback":
-                raise
-            # The state before it restores is not one this action recorded: refuse, record it.
-            raise PermanentError(
-                f"{spec.name}.rollback: the applied step's state before is not one this action recorded"
-                f" ({type(exc).__name__}: {exc})"
-            ) from exc
-    except PermanentError as exc:
-        _count(spec.name, phase, "ActionFailed", started_at)
-        store.put_action(
-            impairment_id,
-            request.step.index,
-            phase,
-            {
-                "status": "failed",
-                "action": spec.name,
-                "error": str(exc),
-                "started_at": started_at,
-                "before": recorded["before"],
-                "finished_at": clock.utc_now().isoformat(),
-            },
-        )
-        raise
+    result = _invoke(action, phase, context, record)
     retried = previous is not None and previous.get("status") == "started"
     if retried and result.result == "unchanged" and _landed_earlier(previous.get("before"), result.after):
         # An earlier attempt made the change and died before recording it: the change is this
         # step's (Finalize returns capacity and weights, a rollback undoes it, only for "changed").
         result.result = "changed"
         result.message = f"{result.message} (changed by an earlier attempt of this step)".strip()
-    result.started_at = started_at
-    result.finished_at = clock.utc_now().isoformat()
-    payload = result.model_dump(mode="json")
-    store.put_action(
-        impairment_id,
-        request.step.index,
-        phase,
-        {
-            "status": "done",
-            "action": spec.name,
-            "result": payload,
-            "before": payload["before"],
-            "after": payload["after"],
-            "started_at": started_at,
-            "finished_at": payload["finished_at"],
-        },
-    )
-    if request.dry_run:
-        emit("ActionDryRuns", "Count", 1, action=spec.name, phase=phase)
-    else:
-        _count(spec.name, phase, "ActionSucceeded", started_at)
-    logger.info("step finished", result=payload["result"], targets=payload["targets"])
-    return payload
+    return record.done(result, request.dry_run)
+
+
+def _validated(action: Action, phase: Phase, event: dict[str, Any]) -> tuple[ActionInput, ActionParams]:
+    """The step's input and its params, or InvalidInput naming what is wrong."""
+    try:
+        request = ActionInput.model_validate(event)
+        params = action.params.model_validate(request.step.params)
+    except ValidationError as exc:
+        raise InvalidInput(f"{action.name}.{phase}: invalid input: {exc.errors(include_url=False)}") from exc
+    if request.step.action != action.name:
+        raise InvalidInput(f"step {request.step.index} is {request.step.action!r}, not {action.name!r}")
+    if phase == "rollback" and request.applied is not None:
+        # apply's result, or (a step that failed half way) just the state it recorded before
+        try:
+            applied = Applied.model_validate(request.applied)
+        except ValidationError as exc:
+            raise InvalidInput(f"{action.name}.rollback: the applied step does not validate: {exc}") from exc
+        if applied.action not in (None, action.name):
+            raise InvalidInput(f"{action.name}.rollback: the applied step is {applied.action!r}'s, not this action's")
+    return request, params
+
+
+def _invoke(action: Action, phase: Phase, context: Context, record: _Record) -> ActionResult:
+    """Run the phase; a permanent error is counted and recorded as the step's failure."""
+    function = action.apply if phase == "apply" else action.rollback
+    try:
+        try:
+            return function(context)
+        except (KeyError, TypeError, AttributeError) as exc:
+            if phase != "rollback":
+                raise
+            # The state before it restores is not one this action recorded: refuse, record it.
+            raise PermanentError(
+                f"{action.name}.rollback: the applied step's state before is not one this action recorded"
+                f" ({type(exc).__name__}: {exc})"
+            ) from exc
+    except PermanentError as exc:
+        _count(action.name, phase, "ActionFailed", record.started_at)
+        record.failed(exc)
+        raise
+
+
+class _Record:
+    """One step's record in the audit table: started (with the state before it changes anything),
+    then failed or done."""
+
+    def __init__(self, store: Any, impairment_id: str, index: int, phase: Phase, action: str, before: Any) -> None:
+        self.store, self.impairment_id, self.index, self.phase, self.action = store, impairment_id, index, phase, action
+        self.before = before
+        self.started_at = clock.utc_now().isoformat()
+
+    def _put(self, status: str, **fields: Any) -> None:
+        item = {"status": status, "action": self.action, **fields}
+        self.store.put_action(self.impairment_id, self.index, self.phase, item)
+
+    def started(self, before: dict[str, Any]) -> None:
+        self.before = before
+        self._put("started", before=before, started_at=self.started_at)
+
+    def failed(self, exc: Exception) -> None:
+        finished_at = clock.utc_now().isoformat()
+        self._put("failed", error=str(exc), started_at=self.started_at, before=self.before, finished_at=finished_at)
+
+    def result(self, result: str, message: str) -> dict[str, Any]:
+        """A result recorded nowhere (a dry run's rollback)."""
+        return ActionResult(
+            action=self.action,
+            phase=self.phase,
+            step_index=self.index,
+            result=result,  # type: ignore[arg-type]
+            targets=[],
+            message=message,
+            started_at=self.started_at,
+            finished_at=clock.utc_now().isoformat(),
+        ).model_dump(mode="json")
+
+    def done(self, result: ActionResult, dry_run: bool) -> dict[str, Any]:
+        """Record the step's result, count it, and return it as the task's output."""
+        result.started_at = self.started_at
+        result.finished_at = clock.utc_now().isoformat()
+        payload = result.model_dump(mode="json")
+        self._put(
+            "done",
+            result=payload,
+            before=payload["before"],
+            after=payload["after"],
+            started_at=self.started_at,
+            finished_at=payload["finished_at"],
+        )
+        if dry_run:
+            emit("ActionDryRuns", "Count", 1, action=self.action, phase=self.phase)
+        else:
+            _count(self.action, self.phase, "ActionSucceeded", self.started_at)
+        logger.info("step finished", result=payload["result"], targets=payload["targets"])
+        return payload
 
 
 def _landed_earlier(recorded: Any, after: dict[str, Any]) -> bool:
@@ -295,7 +282,7 @@ def _count(action: str, phase: Phase, outcome: str, started_at: str) -> None:
     emit("ActionDuration", "Milliseconds", elapsed_ms, action=action, phase=phase)
 
 
-def handlers(spec: ActionSpec) -> tuple[Callable[..., dict], Callable[..., dict]]:
+def handlers(action: Action) -> tuple[Callable[..., dict], Callable[..., dict]]:
     """The two Lambda entry points of an action (one task each in the state machine)."""
     from core import settings as settings_module
     from core.entry import lambda_entry
@@ -305,14 +292,14 @@ def handlers(spec: ActionSpec) -> tuple[Callable[..., dict], Callable[..., dict]
         def handler(event: Any, context: Any) -> dict[str, Any]:
             settings = settings_module.load("table_name")
             return run(
-                spec,
+                action,
                 phase,
                 event if isinstance(event, dict) else {},
                 RecoveryStore(settings.table_name),
                 (settings.managed_tag_key, settings.managed_tag_value),
             )
 
-        handler.__name__ = f"{spec.name}_{phase}"
+        handler.__name__ = f"{action.name}_{phase}"
         return lambda_entry(handler)
 
     return make("apply"), make("rollback")

@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 
 from actions import autoscaling as asg
 from actions import aws_calls, elb
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core.errors import ActionRefused, CapacityNotReady, PermanentError
 
 NAME = "provision_backup"
@@ -336,21 +336,5 @@ def _lifecycle_states(client: Any, group_name: str) -> dict[str, str]:
     return {i["InstanceId"]: i.get("LifecycleState", "") for i in group.get("Instances", [])}
 
 
-SPEC = ActionSpec(
-    name=NAME,
-    description="Bring pre-warmed capacity into service: warm pool, standby instances or a standby group",
-    params=Params,
-    iam_actions=(
-        "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:DescribeAutoScalingInstances",
-        "autoscaling:DescribeWarmPool",
-        "autoscaling:SetDesiredCapacity",
-        "autoscaling:ExitStandby",
-        "autoscaling:EnterStandby",
-        "elasticloadbalancing:DescribeTargetHealth",
-    ),
-    apply=apply,
-    rollback=rollback,
-)
-
-apply_handler, rollback_handler = handlers(SPEC)
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

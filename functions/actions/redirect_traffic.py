@@ -23,14 +23,14 @@ from pydantic import Field, field_validator, model_validator
 
 from actions import autoscaling as asg
 from actions import aws_calls, ec2, elb
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
+from actions import redirect_zonal_shift as zonal_shift
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core.errors import ActionRefused, PermanentError
 
 NAME = "redirect_traffic"
 MAX_EXPIRY_MINUTES = 72 * 60  # ARC: a zonal shift expires after at most three days
 MAX_WEIGHT = 999  # ALB: weight of a target group in a forward action
 MAX_FORWARD_GROUPS = 5  # ALB: target groups in one forward action
-COMMENT_PREFIX = "impairment-recovery"
 
 _KIND_FIELDS = {
     "deregister_targets": {"target_group_arn", "availability_zone", "min_healthy_targets"},
@@ -87,19 +87,12 @@ class Params(ActionParams):
         return self
 
 
-def expiry_seconds(params: dict[str, Any]) -> int | None:
-    """The time-box of a step's weights shift, in seconds (None: not a weights shift)."""
-    if (params or {}).get("kind") != "shift_weights":
-        return None
-    return _minutes(params.get("expires_in") or "1h") * 60
-
-
 def _minutes(expires_in: str) -> int:
     return int(expires_in[:-1]) * (60 if expires_in.endswith("h") else 1)
 
 
 def apply(ctx: Context) -> ActionResult:
-    return {"deregister_targets": _deregister, "shift_weights": _shift_weights, "zonal_shift": _zonal_shift}[
+    return {"deregister_targets": _deregister, "shift_weights": _shift_weights, "zonal_shift": zonal_shift.start}[
         ctx.params.kind
     ](ctx)
 
@@ -111,7 +104,7 @@ def rollback(ctx: Context) -> ActionResult:
     return {
         "deregister_targets": _register_again,
         "shift_weights": _restore_weights,
-        "zonal_shift": _cancel_zonal_shift,
+        "zonal_shift": zonal_shift.cancel,
     }[before.get("kind", ctx.params.kind)](ctx, before)
 
 
@@ -430,194 +423,5 @@ def _describe(weights: dict[str, int]) -> str:
     return ", ".join(f"{arn.rsplit('/', 2)[-2] if '/' in arn else arn}={w}" for arn, w in weights.items())
 
 
-# --- zonal_shift ----------------------------------------------------------------------------
-
-
-def _zonal_shift(ctx: Context) -> ActionResult:
-    arc = aws_calls.client("arc-zonal-shift", ctx.impairment.account_id)
-    before = ctx.before
-    active = None
-    if before is None:
-        balancer = _load_balancer(ctx)
-        elb.require_managed(
-            aws_calls.client("elbv2", ctx.impairment.account_id), balancer, ctx.managed_tag, "load balancer"
-        )
-        zone_given = ctx.params.availability_zone or ctx.impairment.scope.get("availability_zone")
-        if not zone_given:
-            raise PermanentError("zonal_shift needs an Availability Zone: scope availability_zone or the param")
-        zone = ec2.resolve_zone(aws_calls.client("ec2", ctx.impairment.account_id), zone_given)
-        # ResourceNotFoundException here: zonal shift is not enabled for this load balancer.
-        managed = aws_calls.call(arc, "get_managed_resource", resourceIdentifier=balancer)
-        zones = {z: w for z, w in (managed.get("appliedWeights") or {}).items()}
-        if zones and zone["id"] not in zones:
-            raise ActionRefused(f"{balancer} is not in {zone['name']} ({zone['id']})", load_balancer=balancer)
-        if zones and not any(w > 0 for z, w in zones.items() if z != zone["id"]):
-            raise ActionRefused(
-                f"shifting {balancer} away from {zone['id']} would leave it no zone to serve from",
-                load_balancer=balancer,
-            )
-        active = _active_shifts(arc, balancer)
-        before = {
-            "kind": "zonal_shift",
-            "load_balancer_arn": balancer,
-            "away_from": zone["id"],
-            "availability_zone": zone["name"],
-            "expires_in": ctx.params.expires_in,
-            "comment": _comment(ctx),
-            "active_zonal_shifts": [_summary(s) for s in active],
-        }
-        ctx.record_before(before)
-
-    balancer, away_from = before["load_balancer_arn"], before["away_from"]
-    if active is None:  # a retry: the shifts may have changed since the state before was recorded
-        active = _active_shifts(arc, balancer)
-    same_zone = sorted(
-        (s for s in active if s["awayFrom"] == away_from), key=lambda s: s.get("comment") != before["comment"]
-    )
-    if same_zone:
-        shift = same_zone[0]
-        owned = shift.get("comment") == before["comment"]
-        changed = False
-        message = (
-            f"zonal shift {shift['zonalShiftId']} away from {away_from} already active"
-            if owned
-            else f"traffic of {balancer} is already shifted away from {away_from} by zonal shift "
-            f"{shift['zonalShiftId']} ({shift.get('comment', '')!r}); left to its owner"
-        )
-    else:
-        elsewhere = [s for s in active if s["awayFrom"] != away_from]
-        if elsewhere:
-            raise ActionRefused(
-                f"{balancer} already has an active zonal shift away from {elsewhere[0]['awayFrom']} "
-                f"({elsewhere[0]['zonalShiftId']}); it cannot also shift away from {away_from}",
-                load_balancer=balancer,
-            )
-        changed, owned = True, True
-        shift = {"zonalShiftId": None, "status": None, "expiryTime": None}
-        if not ctx.dry_run:
-            shift = aws_calls.call(
-                arc,
-                "start_zonal_shift",
-                resourceIdentifier=balancer,
-                awayFrom=away_from,
-                expiresIn=before["expires_in"],
-                comment=before["comment"],
-            )
-        message = (
-            f"zonal shift of {balancer} away from {away_from} ({before['availability_zone']}) "
-            f"for {before['expires_in']}"
-        )
-    return ctx.result(
-        "apply",
-        result_of(ctx, changed),
-        [balancer],
-        before,
-        {
-            "load_balancer_arn": balancer,
-            "away_from": away_from,
-            "zonal_shift_id": shift.get("zonalShiftId"),
-            "status": shift.get("status"),
-            "expiry_time": _iso(shift.get("expiryTime")),
-            "owned": owned,
-        },
-        message,
-    )
-
-
-def _cancel_zonal_shift(ctx: Context, before: dict) -> ActionResult:
-    """Cancel the zonal shift this step started (found by its id, or by this step's comment when
-    apply stopped before recording it); one that has expired or was cancelled is left as is."""
-    arc = aws_calls.client("arc-zonal-shift", ctx.impairment.account_id)
-    after = (ctx.applied or {}).get("after") or {}
-    recorded = after.get("zonal_shift_id") if after.get("owned") else None
-    balancer = before["load_balancer_arn"]
-    ours = [
-        s
-        for s in _active_shifts(arc, balancer)
-        if s["zonalShiftId"] == recorded
-        or (s.get("comment") == before["comment"] and s["awayFrom"] == before["away_from"])
-    ]
-    cancelled = []
-    for shift in ours:
-        try:
-            aws_calls.call(arc, "cancel_zonal_shift", zonalShiftId=shift["zonalShiftId"])
-            cancelled.append(shift["zonalShiftId"])
-        except PermanentError as exc:
-            # It expired or was cancelled between the listing and this call: nothing left to undo.
-            if exc.details.get("code") not in ("ConflictException", "ResourceNotFoundException"):
-                raise
-    return ctx.result(
-        "rollback",
-        "changed" if cancelled else "unchanged",
-        [balancer],
-        {"load_balancer_arn": balancer, "active_zonal_shifts": [s["zonalShiftId"] for s in ours]},
-        {"load_balancer_arn": balancer, "cancelled": cancelled},
-        f"cancelled zonal shift {', '.join(cancelled)}"
-        if cancelled
-        else "no zonal shift of this step is active (expired, cancelled, or never started)",
-    )
-
-
-def _load_balancer(ctx: Context) -> str:
-    balancer = ctx.params.load_balancer_arn or ctx.impairment.scope.get("load_balancer_arn")
-    if balancer:
-        return balancer
-    target_group = ctx.impairment.scope.get("target_group_arn")
-    if target_group:
-        return elb.load_balancer_of(aws_calls.client("elbv2", ctx.impairment.account_id), target_group)
-    raise PermanentError("zonal_shift needs a load balancer: scope load_balancer_arn or target_group_arn, or the param")
-
-
-def _active_shifts(arc: Any, balancer: str) -> list[dict]:
-    shifts = aws_calls.pages(
-        arc, "list_zonal_shifts", "items", "nextToken", resourceIdentifier=balancer, status="ACTIVE"
-    )
-    return [s for s in shifts if s.get("resourceIdentifier") == balancer and s.get("status") == "ACTIVE"]
-
-
-def _comment(ctx: Context) -> str:
-    """Names the impairment and step, so a retry and the rollback recognise this step's shift."""
-    return f"{COMMENT_PREFIX} {ctx.impairment.impairment_id} step {ctx.step_index}"[:128]
-
-
-def _summary(shift: dict) -> dict:
-    return {
-        "zonal_shift_id": shift["zonalShiftId"],
-        "away_from": shift["awayFrom"],
-        "comment": shift.get("comment", ""),
-        "expiry_time": _iso(shift.get("expiryTime")),
-    }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-SPEC = ActionSpec(
-    name=NAME,
-    description="Redirect traffic away from impaired targets, target groups or Availability Zones",
-    params=Params,
-    iam_actions=(
-        "ec2:DescribeAvailabilityZones",
-        "ec2:DescribeInstances",
-        "elasticloadbalancing:DescribeTags",
-        "elasticloadbalancing:DescribeTargetHealth",
-        "elasticloadbalancing:DescribeTargetGroups",
-        "elasticloadbalancing:DescribeListeners",
-        "elasticloadbalancing:DescribeRules",
-        # Tag-conditioned: on the target group, the listener and the listener rule respectively.
-        "elasticloadbalancing:DeregisterTargets",
-        "elasticloadbalancing:RegisterTargets",
-        "elasticloadbalancing:ModifyListener",
-        "elasticloadbalancing:ModifyRule",
-        "arc-zonal-shift:GetManagedResource",
-        "arc-zonal-shift:ListZonalShifts",
-        # ARC authorizes these against the load balancer and supports aws:ResourceTag on it.
-        "arc-zonal-shift:StartZonalShift",
-        "arc-zonal-shift:CancelZonalShift",
-    ),
-    apply=apply,
-    rollback=rollback,
-)
-
-apply_handler, rollback_handler = handlers(SPEC)
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

@@ -36,7 +36,7 @@ from pydantic import Field
 from actions import autoscaling as asg
 from actions import aws_calls, ec2
 from actions import fleet as fleets
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core.errors import ActionRefused, CapacityNotReady, PermanentError, RecoveryError, TransientError
 from core.guardrails import minimum_healthy
 
@@ -485,25 +485,5 @@ def _undo_standalone(ctx: Context, applied: dict, before: dict) -> dict[str, lis
     return undone
 
 
-SPEC = ActionSpec(
-    name=NAME,
-    description="Replace impaired instances through their Auto Scaling group; reboot or stop and start others",
-    params=Params,
-    iam_actions=(
-        "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:DescribeAutoScalingInstances",
-        "autoscaling:TerminateInstanceInAutoScalingGroup",
-        "autoscaling:SetInstanceHealth",
-        "autoscaling:SetDesiredCapacity",
-        "elasticloadbalancing:DescribeTargetHealth",
-        "ec2:DescribeInstanceStatus",
-        "ec2:DescribeInstances",
-        "ec2:RebootInstances",
-        "ec2:StopInstances",
-        "ec2:StartInstances",
-    ),
-    apply=apply,
-    rollback=rollback,
-)
-
-apply_handler, rollback_handler = handlers(SPEC)
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

@@ -30,13 +30,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from actions import aws_calls
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, IamGrant, handlers, result_of
+from actions import aws_calls, ecs
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from actions.registry import SSM_DOCUMENT as DOCUMENT
 from core import clock
 from core.errors import ActionRefused, PermanentError, TransientError
 
 NAME = "restart_service"
-DOCUMENT = "AWS-RunShellScript"
 # A systemd unit name: letters, digits and ":-_.@", optionally with its type suffix. No spaces, no
 # shell syntax, and never a leading "-" (it would be read as an option).
 UNIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,254}$"
@@ -86,14 +86,6 @@ def rollback(ctx: Context) -> ActionResult:
 # --- ECS ------------------------------------------------------------------------------------
 
 
-def _describe_service(client: Any, cluster: str, service: str) -> dict[str, Any]:
-    response = aws_calls.call(client, "describe_services", cluster=cluster, services=[service])
-    if not response.get("services"):
-        reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
-        raise PermanentError(f"ECS service {service!r} of cluster {cluster!r}: {reasons}")
-    return response["services"][0]
-
-
 def _deployments(service: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
@@ -123,19 +115,10 @@ def _ecs_apply(ctx: Context) -> ActionResult:
     client = aws_calls.client("ecs", ctx.impairment.account_id)
     before = ctx.before
     if before is None:
-        cluster = ctx.params.cluster or ctx.impairment.scope.get("ecs_cluster")
-        name = ctx.params.service or ctx.impairment.scope.get("ecs_service")
-        if not cluster or not name:
-            raise PermanentError(
-                "restart_service (ecs) needs a cluster and a service: give cluster and service in the step's "
-                "params, or ecs_cluster and ecs_service in the impairment's scope"
-            )
-        service = _describe_service(client, cluster, name)
+        cluster, name = ecs.target(ctx.params.cluster, ctx.params.service, ctx.impairment.scope, f"{NAME} (ecs)")
+        service = ecs.describe_service(client, cluster, name)
         what = f"ECS service {service['serviceName']}"
-        tags = aws_calls.call(client, "list_tags_for_resource", resourceArn=service["serviceArn"]).get("tags", [])
-        key, value = ctx.managed_tag
-        if {t["key"]: t.get("value", "") for t in tags}.get(key) != value:
-            raise ActionRefused(f"{what} is not managed: tag {key}={value} is missing", service=service["serviceArn"])
+        ecs.require_managed(client, service, ctx.managed_tag)
         if service.get("status") != "ACTIVE":
             raise ActionRefused(f"{what} is {service.get('status')}: only an active service can be restarted")
         controller = service.get("deploymentController", {}).get("type", "ECS")
@@ -151,7 +134,7 @@ def _ecs_apply(ctx: Context) -> ActionResult:
         }
         ctx.record_before(before)
     else:
-        service = _describe_service(client, before["cluster"], before["service_arn"])
+        service = ecs.describe_service(client, before["cluster"], before["service_arn"])
     recorded = {d["id"] for d in before["deployments"]}
     primary = _primary(service)
     label = before["service_arn"]
@@ -198,7 +181,7 @@ def _require_stable(name: str, service: dict[str, Any], primary: dict[str, Any] 
 
 def _ecs_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     client = aws_calls.client("ecs", ctx.impairment.account_id)
-    service = _describe_service(client, before["cluster"], before["service_arn"])
+    service = ecs.describe_service(client, before["cluster"], before["service_arn"])
     label, name = before["service_arn"], before["service"]
     current = _ecs_state(service)
     if current["task_definition"] != before["task_definition"]:
@@ -410,33 +393,5 @@ def _systemd_rollback(ctx: Context, applied: dict[str, Any], before: dict[str, A
     )
 
 
-SPEC = ActionSpec(
-    name=NAME,
-    description="Restart the impaired service: a new ECS deployment, or a systemd unit through SSM Run Command",
-    params=Params,
-    iam_actions=(
-        "ecs:DescribeServices",
-        "ecs:ListTagsForResource",
-        "ecs:UpdateService",
-        "ec2:DescribeInstances",
-        "ssm:GetCommandInvocation",
-        "ssm:ListCommands",
-    ),
-    # ssm:SendCommand is authorized against the document and against each instance: the document
-    # (AWS-owned, untaggable) is named, and instances are limited by SSM's own tag condition key.
-    iam_grants=(
-        IamGrant(
-            actions=("ssm:SendCommand",),
-            resources=(f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}::document/{DOCUMENT}",),
-        ),
-        IamGrant(
-            actions=("ssm:SendCommand",),
-            resources=("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*",),
-            tag_condition_key="ssm:resourceTag",
-        ),
-    ),
-    apply=apply,
-    rollback=rollback,
-)
-
-apply_handler, rollback_handler = handlers(SPEC)
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from actions import autoscaling as asg
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, handlers, result_of
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 
 NAME = "scale_out"
 
@@ -100,17 +100,5 @@ def rollback(ctx: Context) -> ActionResult:
     )
 
 
-SPEC = ActionSpec(
-    name=NAME,
-    description="Add capacity to the impaired workload's Auto Scaling group",
-    params=Params,
-    iam_actions=(
-        "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:DescribeAutoScalingInstances",
-        "autoscaling:SetDesiredCapacity",
-    ),
-    apply=apply,
-    rollback=rollback,
-)
-
-apply_handler, rollback_handler = handlers(SPEC)
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

@@ -4,7 +4,8 @@ Each guardrail is configuration (validated at synth, read at run time) and a pur
 facts gathered by the CheckGuardrails task (orchestration/check_guardrails.py):
 
 - blast radius: never act on more than a share of a group within a window, nor take it below its
-  minimum healthy capacity;
+  minimum healthy capacity (for plans whose actions take instances out of service, as they
+  declare it: actions/registry.py);
 - fail open: when most of a fleet looks impaired at once, act on none of it;
 - rate limits: recoveries per workload and per plan within an hour, and concurrent recoveries;
 - flapping: the same resource (or the same kind of impairment of a workload) recovered too often
@@ -33,13 +34,6 @@ FLAPPING = "flapping"
 MAINTENANCE = "maintenance_window"
 PAUSED = "paused"
 APPROVAL = "approval"
-
-# Actions that take instances or targets out of service: what the blast radius and fail open
-# guard. (Adding capacity, failing over or shifting a zone away does not remove healthy capacity.)
-INSTANCE_ACTIONS: dict[str, Any] = {
-    "replace_instance": lambda params: True,
-    "redirect_traffic": lambda params: (params or {}).get("kind", "deregister_targets") == "deregister_targets",
-}
 
 
 class BlastRadius(BaseModel):
@@ -192,10 +186,6 @@ class Trip(BaseModel):
 def blast_key(group: str) -> str:
     """The budget item (store.take_budgets) holding what recoveries act on in a group at once."""
     return f"BUDGET#blast_radius#{group}"
-
-
-def acts_on_instances(steps: list[dict[str, Any]]) -> bool:
-    return any(INSTANCE_ACTIONS.get(s["action"], lambda p: False)(s.get("params")) for s in steps)
 
 
 def blast_radius_limit(group_size: int, max_share: float) -> int:

@@ -1,19 +1,22 @@
 """Recovery plans: declarative configuration saying which actions run for which impairment.
 
-Plans are validated when the CDK app synthesizes (an unknown action or a bad parameter fails
-`cdk synth`) and again when the plan step loads them at run time.
+Here, what every function reading plans needs: their shape, and which plan covers an impairment.
+What a plan's steps may be is the actions' to say (actions/plans.py: each step names a registered
+action with parameters it accepts, and the plan's time budget is what its actions declare); that
+is checked when the CDK app synthesizes (a bad step fails `cdk synth`), and again for the plan
+SelectPlan chose, at run time.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.contract import ImpairmentDetected, ImpairmentType, Severity
-from core.errors import CAPACITY_WAIT_SECONDS, TASK_WITH_RETRIES_SECONDS
 
 
 class PlanError(ValueError):
@@ -73,60 +76,10 @@ class Plan(BaseModel):
         default=None, ge=1, le=10_000, description="rate limit of this plan (default: the guardrails' per plan)"
     )
 
-    @property
-    def holding_seconds(self) -> int:
-        """The longest a recovery by this plan may hold its resources (their locks): the approval,
-        the plan's own time-box, each step's wait for capacity, then the rollback of every step
-        (each may wait for capacity too, and retries)."""
-        acting = len(self.steps) * (CAPACITY_WAIT_SECONDS + TASK_WITH_RETRIES_SECONDS)
-        return (
-            (self.approval_timeout_seconds if self.requires_approval else 0)
-            + self.timeout_seconds
-            + acting
-            + self.rollback_seconds
-        )
 
-    @property
-    def rollback_seconds(self) -> int:
-        """The longest rolling this plan back and escalating may take: each step's rollback may
-        wait for capacity and retry."""
-        return (
-            TASK_WITH_RETRIES_SECONDS  # PrepareRollback
-            + len(self.steps) * (CAPACITY_WAIT_SECONDS + TASK_WITH_RETRIES_SECONDS)
-            + TASK_WITH_RETRIES_SECONDS  # Escalate
-        )
-
-    @property
-    def time_box_seconds(self) -> int:
-        """The longest an execution of this plan may take: holding_seconds, and the wait before
-        emergency capacity goes back."""
-        returns = [
-            int(step.params.get("return_after_seconds", 3600))
-            for step in self.steps
-            if step.action == "scale_out" and not step.params.get("keep")
-        ]
-        return self.holding_seconds + max(returns, default=0) + TASK_WITH_RETRIES_SECONDS
-
-    @model_validator(mode="after")
-    def _steps_known(self) -> Plan:
-        from actions.registry import ACTIONS
-
-        for index, step in enumerate(self.steps):
-            spec = ACTIONS.get(step.action)
-            if spec is None:
-                raise ValueError(f"step {index}: unknown action {step.action!r} (known: {', '.join(sorted(ACTIONS))})")
-            try:
-                spec.params.model_validate(step.params)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
-                )
-                raise ValueError(f"step {index} ({step.action}): {problems}") from None
-        return self
-
-
-def parse_plans(raw: list[dict[str, Any]] | str) -> list[Plan]:
-    """Validate a list of plans, raising PlanError with a message a person can act on."""
+def parse_plans(raw: list[dict[str, Any]] | str, check: Callable[[Plan], None] | None = None) -> list[Plan]:
+    """Validate a list of plans, raising PlanError with a message a person can act on. `check`
+    judges each plan once its shape is valid (a ValueError it raises names what is wrong)."""
     data = json.loads(raw) if isinstance(raw, str) else raw
     if not isinstance(data, list):
         raise PlanError("plans must be a list")
@@ -134,10 +87,16 @@ def parse_plans(raw: list[dict[str, Any]] | str) -> list[Plan]:
     for position, item in enumerate(data):
         label = item.get("name", f"#{position}") if isinstance(item, dict) else f"#{position}"
         try:
-            plans.append(Plan.model_validate(item))
+            plan = Plan.model_validate(item)
         except ValidationError as exc:
             problems = "; ".join(_describe(e) for e in exc.errors())
             raise PlanError(f"plan {label!r}: {problems}") from None
+        if check is not None:
+            try:
+                check(plan)
+            except ValueError as exc:
+                raise PlanError(f"plan {label!r}: {exc}") from None
+        plans.append(plan)
     names = [p.name for p in plans]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

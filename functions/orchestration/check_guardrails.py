@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from actions import autoscaling as asg
-from actions import aws_calls, elb
+from actions import aws_calls, elb, plans
 from actions import fleet as fleets
 from core import clock, guardrails, paging, runtime_config, state
 from core import settings as settings_module
@@ -52,31 +52,11 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     store = store or RecoveryStore(settings.table_name)
     limits = config.guardrails
     now = clock.utc_now()
-    record = impairment.model_dump(mode="json")
     previous = execution.guardrails or {}
-
-    blocked = config.maintenance_of(impairment.workload).blocks(now)
-    if blocked:
-        _stop(
-            store,
-            limits,
-            impairment,
-            [Trip(guardrail=guardrails.MAINTENANCE, reason=f"no automatic action: {blocked}")],
-        )
-
-    since = now - timedelta(seconds=limits.flapping.window_seconds)
-    trip = guardrails.flapping(record, store.list_impairments(impairment.workload, since), limits.flapping, now)
-    if trip:
-        _stop(store, limits, impairment, [trip])
+    _check_schedule(store, config, impairment, now)
 
     instances = asg.impaired_instances(impairment)
-    groups: list[_GroupDecision] = []
-    if instances and guardrails.acts_on_instances(plan.get("steps", [])):
-        groups = _groups(impairment, instances, limits)
-        trips = [t for t in (g.fail_open(limits.fail_open) for g in groups) if t]
-        if trips:
-            _stop(store, limits, impairment, trips, [g.fleet.name for g in groups])
-
+    groups = _fail_open(store, limits, impairment, instances, plan.get("steps", []))
     claims = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds, groups)
     exceeded = store.take_budgets(impairment.impairment_id, claims)
     if exceeded:
@@ -101,6 +81,43 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         event = _defer(event, store, settings, limits, impairment, allowed, deferred, blast_trips)
     logger.info("guardrails passed", plan=plan.get("name"), acting_on=allowed, deferred=deferred)
     return {**event, "guardrails": summary}
+
+
+def _check_schedule(store: RecoveryStore, config: Any, impairment: ImpairmentDetected, now: Any) -> None:
+    """Maintenance windows and blocked dates, then flapping: no automatic action now (raises)."""
+    limits = config.guardrails
+    blocked = config.maintenance_of(impairment.workload).blocks(now)
+    if blocked:
+        _stop(
+            store,
+            limits,
+            impairment,
+            [Trip(guardrail=guardrails.MAINTENANCE, reason=f"no automatic action: {blocked}")],
+        )
+    since = now - timedelta(seconds=limits.flapping.window_seconds)
+    record = impairment.model_dump(mode="json")
+    trip = guardrails.flapping(record, store.list_impairments(impairment.workload, since), limits.flapping, now)
+    if trip:
+        _stop(store, limits, impairment, [trip])
+
+
+def _fail_open(
+    store: RecoveryStore,
+    limits: guardrails.Guardrails,
+    impairment: ImpairmentDetected,
+    instances: list[str],
+    steps: list[dict[str, Any]],
+) -> list[_GroupDecision]:
+    """For a plan that takes the impaired instances out of service (as its actions declare,
+    actions/registry.py): their groups, read whole; most of a group impaired at once stops the
+    recovery (raises)."""
+    if not instances or not plans.takes_out_of_service(steps):
+        return []
+    groups = _groups(impairment, instances, limits)
+    trips = [t for t in (g.fail_open(limits.fail_open) for g in groups) if t]
+    if trips:
+        _stop(store, limits, impairment, trips, [g.fleet.name for g in groups])
+    return groups
 
 
 class _GroupDecision:

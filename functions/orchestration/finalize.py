@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actions import redirect_traffic
+from actions import registry
 from core import clock, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
@@ -58,18 +58,18 @@ def _count(impairment: ImpairmentDetected, outcome: str, mttr: float) -> None:
 
 
 def _return_capacity_after(event: dict[str, Any]) -> int:
-    """How long the workflow waits before it undoes this recovery's time-boxed changes: the
-    emergency capacity of its scale-outs (unless the plan keeps it) and the traffic weights it
-    shifted (their expires_in). The earliest time-box wins: all are undone then. 0: none."""
+    """How long the workflow waits before it hands back what this recovery's steps changed, as
+    their actions declare it (their HandBack, actions/registry.py): the emergency capacity of its
+    scale-outs (unless the plan keeps it), the traffic weights it shifted (their expires_in). The
+    earliest wins: everything is handed back then. 0: nothing to hand back."""
     steps = {s["index"]: s for s in (event.get("plan") or {}).get("steps", [])}
     waits = []
     for result in event.get("actions") or []:
         step = steps.get(result.get("step_index")) if isinstance(result, dict) else None
-        if not step or result.get("result") != "changed":
+        spec = registry.ACTIONS.get(step["action"]) if step else None
+        if spec is None or result.get("result") != "changed":
             continue
-        params = step.get("params") or {}
-        if step["action"] == "scale_out" and not params.get("keep"):
-            waits.append(int(params.get("return_after_seconds", 3600)))
-        elif step["action"] == redirect_traffic.NAME and redirect_traffic.expiry_seconds(params):
-            waits.append(redirect_traffic.expiry_seconds(params))
+        wait = spec.hand_back_after(step.get("params"))
+        if wait:
+            waits.append(wait)
     return min(waits, default=0)

@@ -1,13 +1,16 @@
-"""Return emergency capacity and end time-boxed routing: after a recovery, once the workload has
-stayed healthy for the plan's `return_after_seconds`, undo its scale-outs (resource lifecycle
-cleanup; a workload that is not healthy keeps the capacity, and the record says why), and put
-back the traffic weights it shifted when their `expires_in` is over."""
+"""Hand back what a recovery changed for a while (resource lifecycle cleanup): once its wait is over
+(Finalize computed it), run the rollback of each step whose action declares a hand-back
+(HandBack, actions/registry.py). Emergency capacity (scale_out's, unless the plan keeps it) goes
+back only if the workload is still healthy (a workload that is not keeps it, and the record says
+why); shifted traffic weights (redirect_traffic's, after their `expires_in`) are put back whatever
+the health."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from actions import base, redirect_traffic, scale_out
+from actions import base, registry
+from actions.specs import ActionSpec
 from core import clock, state
 from core import settings as settings_module
 from core.entry import lambda_entry
@@ -16,45 +19,37 @@ from core.store import RecoveryStore
 from orchestration import verify
 
 
+class _Due(NamedTuple):
+    """A step whose change is handed back now: its plan step, its apply result, its action, and
+    whether only to a workload that is healthy."""
+
+    step: dict[str, Any]
+    result: dict[str, Any]
+    spec: ActionSpec
+    only_if_healthy: bool
+
+
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     impairment = state.parse(event, "ReturnCapacity", plan=True).impairment
     settings = settings_module.load("table_name")
     store = store or RecoveryStore(settings.table_name)
-    steps = {s["index"]: s for s in event["plan"].get("steps", [])}
-    to_return = [
-        (steps[r["step_index"]], r)
-        for r in event.get("actions") or []
-        if isinstance(r, dict)
-        and r.get("action") == scale_out.NAME
-        and r.get("result") == "changed"
-        and not (steps.get(r.get("step_index"), {}).get("params") or {}).get("keep")
-    ]
-    expired = _expire_weights(event, steps, store, (settings.managed_tag_key, settings.managed_tag_value))
+    managed_tag = (settings.managed_tag_key, settings.managed_tag_value)
+    due = _due(event)
+    to_return = [d for d in due if d.only_if_healthy]
+    expired = [_hand_back(event, d, store, managed_tag) for d in due if not d.only_if_healthy]
+    if expired:
+        logger.info("time-boxed weights restored", restored=expired)
     if not to_return:
         return {"returned": [], "kept": [], "weights_restored": expired, "checks": []}
-    checks = verify.check(impairment, frozenset({scale_out.NAME}))
+    checks = verify.check(impairment, [d.step for d in to_return], results=[d.result for d in to_return])
     if not all(c["passed"] for c in checks):
         reason = "the workload is not healthy: the emergency capacity stays"
         store.update_impairment(impairment.impairment_id, capacity_returned=False, capacity_note=reason)
         logger.warning(reason, checks=checks)
-        return {
-            "returned": [],
-            "kept": [r["targets"] for _, r in to_return],
-            "weights_restored": expired,
-            "reason": reason,
-            "checks": checks,
-        }
-    returned = []
-    for step, result in to_return:
-        outcome = base.run(
-            scale_out.SPEC,
-            "rollback",
-            {"impairment": event["impairment"], "step": step, "applied": result, "plan": event["plan"]["name"]},
-            store,
-            (settings.managed_tag_key, settings.managed_tag_value),
-        )
-        returned.append({"step_index": step["index"], "result": outcome["result"], "message": outcome["message"]})
+        kept = [d.result["targets"] for d in to_return]
+        return {"returned": [], "kept": kept, "weights_restored": expired, "reason": reason, "checks": checks}
+    returned = [_hand_back(event, d, store, managed_tag) for d in to_return]
     store.update_impairment(
         impairment.impairment_id, capacity_returned=True, capacity_returned_at=clock.utc_now().isoformat()
     )
@@ -63,27 +58,27 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     return {"returned": returned, "kept": [], "weights_restored": expired, "checks": checks}
 
 
-def _expire_weights(
-    event: dict[str, Any], steps: dict[int, dict[str, Any]], store: Any, managed_tag: tuple[str, str]
-) -> list[dict[str, Any]]:
-    """Put back the traffic weights this recovery shifted: their time-box is over. Unlike the
-    capacity, whatever the workload's health (as a zonal shift expires in ARC): a routing change
-    nobody renewed does not outlive its time-box."""
-    restored = []
+def _due(event: dict[str, Any]) -> list[_Due]:
+    """The steps that changed something their action hands back (in the order they ran)."""
+    steps = {s["index"]: s for s in event["plan"].get("steps", [])}
+    due = []
     for result in event.get("actions") or []:
         step = steps.get(result.get("step_index")) if isinstance(result, dict) else None
-        if not step or step["action"] != redirect_traffic.NAME or result.get("result") != "changed":
+        spec = registry.ACTIONS.get(step["action"]) if step else None
+        if spec is None or spec.hand_back is None or result.get("result") != "changed":
             continue
-        if not redirect_traffic.expiry_seconds(step.get("params") or {}):
-            continue
-        outcome = base.run(
-            redirect_traffic.SPEC,
-            "rollback",
-            {"impairment": event["impairment"], "step": step, "applied": result, "plan": event["plan"]["name"]},
-            store,
-            managed_tag,
-        )
-        restored.append({"step_index": step["index"], "result": outcome["result"], "message": outcome["message"]})
-    if restored:
-        logger.info("time-boxed weights restored", restored=restored)
-    return restored
+        if spec.hand_back_after(step.get("params")):
+            due.append(_Due(step, result, spec, spec.hand_back.only_if_healthy))
+    return due
+
+
+def _hand_back(event: dict[str, Any], due: _Due, store: Any, managed_tag: tuple[str, str]) -> dict[str, Any]:
+    """Run the step's rollback, as the workflow's rollback would (recorded, idempotent)."""
+    outcome = base.run(
+        due.spec.implementation(),
+        "rollback",
+        {"impairment": event["impairment"], "step": due.step, "applied": due.result, "plan": event["plan"]["name"]},
+        store,
+        managed_tag,
+    )
+    return {"step_index": due.step["index"], "result": outcome["result"], "message": outcome["message"]}

@@ -2,21 +2,23 @@
 order, that covers it (plans are disabled one by one at run time, see RecoveryStore).
 
 The resource locks Admit took live `lock_ttl_seconds`; a plan that may hold them longer (an
-approval, waits for capacity, the rollback of every step: Plan.holding_seconds) has them
-extended to cover it, so no other recovery of the same resources can start while this one may
-still act or undo."""
+approval, each step's time-box, the rollback of every step: holding_seconds in actions/plans.py)
+has them extended to cover it, so no other recovery of the same resources can start while this
+one may still act or undo. The plan's steps were validated at synthesis; they are checked again
+against this deployment's actions before anything acts on them."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+from actions import plans
 from core import clock, runtime_config, state
 from core import settings as settings_module
 from core.entry import lambda_entry
-from core.errors import NoMatchingPlan
+from core.errors import InvalidInput, NoMatchingPlan
 from core.observability import logger
-from core.plans import select_plan
+from core.plans import Plan, select_plan
 from core.store import RecoveryStore
 
 LOCK_MARGIN_SECONDS = 300
@@ -35,30 +37,39 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
             f"no plan covers {impairment.impairment_type.value} at severity {impairment.severity.value}"
             f" for workload {impairment.workload}"
         )
+    try:
+        plans.check_steps(plan)  # validated at synthesis: this deployment's actions take its steps
+    except ValueError as exc:
+        raise InvalidInput(f"plan {plan.name!r}: {exc}") from None
     dry_run = plan.dry_run or settings.dry_run
-    time_box = plan.timeout_seconds + (plan.approval_timeout_seconds if plan.requires_approval else 0)
-    lock_for = plan.holding_seconds + LOCK_MARGIN_SECONDS
+    lock_for = plans.holding_seconds(plan) + LOCK_MARGIN_SECONDS
     if lock_for > settings.lock_ttl_seconds and execution.admission.lock_keys:
         store.acquire_locks(impairment.impairment_id, execution.admission.lock_keys, lock_for)
     logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps], dry_run=dry_run)
-    verify = plan.verify.model_dump()
-    if dry_run:
-        verify = {"wait_seconds": 0, "max_attempts": 1}  # nothing changed: nothing to wait for
-    selected = {
-        "name": plan.name,
-        "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(plan.steps)],
-        "verify": verify,
-        "timeout_seconds": plan.timeout_seconds,
-        # The plan's time-box counts from now, plus the approval's when it needs one.
-        "deadline": (clock.utc_now() + timedelta(seconds=time_box)).isoformat(),
-        "requires_approval": plan.requires_approval and not dry_run,
-        "approval_timeout_seconds": plan.approval_timeout_seconds,
-        "max_recoveries_per_hour": plan.max_recoveries_per_hour,
-        "dry_run": dry_run,
-    }
+    selected = _selected(plan, dry_run)
     # Recorded whole: should the execution die, its steps are what a rollback undoes
     # (orchestration/execution_ended.py).
     store.update_impairment(
         impairment.impairment_id, status="recovering", plan=plan.name, dry_run=dry_run, plan_state=selected
     )
     return selected
+
+
+def _selected(plan: Plan, dry_run: bool) -> dict[str, Any]:
+    """The plan as the execution's later states read it (core/state.py: PlanState)."""
+    verify = plan.verify.model_dump()
+    if dry_run:
+        verify = {"wait_seconds": 0, "max_attempts": 1}  # nothing changed: nothing to wait for
+    # The plan's time-box counts from now, plus the approval's when it needs one.
+    time_box = plan.timeout_seconds + (plan.approval_timeout_seconds if plan.requires_approval else 0)
+    return {
+        "name": plan.name,
+        "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(plan.steps)],
+        "verify": verify,
+        "timeout_seconds": plan.timeout_seconds,
+        "deadline": (clock.utc_now() + timedelta(seconds=time_box)).isoformat(),
+        "requires_approval": plan.requires_approval and not dry_run,
+        "approval_timeout_seconds": plan.approval_timeout_seconds,
+        "max_recoveries_per_hour": plan.max_recoveries_per_hour,
+        "dry_run": dry_run,
+    }

@@ -1,12 +1,13 @@
 """Verify: is the impaired part of the workload healthy again?
 
-Checks, for what the impairment's scope names: its Auto Scaling group has as many healthy
-in-service instances as its desired capacity and none of the impaired instances in service; its
-target group's registered targets are healthy; its ECS service runs its desired count with its
-newest deployment completed; its database is available; after a failover, the standby is the one
-in use (its Route 53 record is the one answered with, or its ARC routing control is On and the
-primary's Off). A few describe calls per attempt; the state machine waits
-between attempts and gives up after the plan's max_attempts.
+Checks, for what the impairment's scope names: its target group's registered targets are
+healthy; its ECS service runs its desired count with its newest deployment completed; its database
+is available. And what the plan's actions declare is checked after them (their Verification in
+actions/registry.py): after capacity actions, its Auto Scaling group has as many healthy
+in-service instances as its desired capacity (after a replacement, none of the impaired instances
+in service); after a failover, the standby is the one in use (its Route 53 record is the one
+answered with, or its ARC routing control is On and the primary's Off). A few describe calls per
+attempt; the state machine waits between attempts and gives up after the plan's max_attempts.
 
 A regional failover runs in the standby region's stack, and the impairment's scope names the
 standby group there (detectors/region_probe.py): "healthy again" is then the standby group
@@ -17,34 +18,42 @@ of the impaired region.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from actions import autoscaling as asg
+from actions import registry
+from actions.specs import resolve
 from core import aws, clock, state
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import PermanentError, classify_client_error
 from core.observability import logger
 
-_CAPACITY_ACTIONS = frozenset({"replace_instance", "scale_out", "provision_backup"})
-
 
 def check(
     impairment: ImpairmentDetected,
-    actions: frozenset[str] = _CAPACITY_ACTIONS,
+    steps: Sequence[dict[str, Any]] = (),
     not_mine: frozenset[str] = frozenset(),
-    steps: tuple[dict[str, Any], ...] = (),
+    results: Sequence[Any] = (),
 ) -> list[dict[str, Any]]:
     """The checks and whether each passed (pure but for the describe calls).
 
-    What "healthy again" means follows what the plan did: capacity actions are verified on the
-    group (replacement: the impaired instances are out of service too); traffic actions on the
-    target group; an Availability Zone impairment on the capacity outside that zone. Instances
-    that are not this recovery's to fix are left out (`not_mine`): those the guardrails deferred
-    to a human (blast radius), and those already failing when it started that belong to other
-    impairments (in a zone outage, one recovery per instance must not wait for all the others).
+    What "healthy again" means follows what the plan did, as its actions declare it (their
+    Verification, actions/registry.py): capacity actions are verified on the group (replacement:
+    the impaired instances are out of service too; an Availability Zone impairment: the capacity
+    outside that zone), and an action with a check of its own checks what its step did (its apply
+    result from `results`); the target group, ECS service and database the impairment names are
+    checked after any plan. Instances that are not this recovery's to fix are left out
+    (`not_mine`): those the guardrails deferred to a human (blast radius), and those already
+    failing when it started that belong to other impairments (in a zone outage, one recovery per
+    instance must not wait for all the others). No steps: the group's capacity.
     """
+    declared = [(step, registry.ACTIONS[step["action"]]) for step in steps if step["action"] in registry.ACTIONS]
+    verifications = [spec.verification for _, spec in declared]
+    capacity = not steps or any(v.group_capacity for v in verifications)
+    replaced = not steps or any(v.impaired_out_of_service for v in verifications)
     account = impairment.account_id  # a member account's workload is checked there
     client = asg.asg_client(account)
     checks: list[dict[str, Any]] = []
@@ -54,7 +63,7 @@ def check(
     except PermanentError:
         group_name = None
     in_service: list[str] = []
-    if group_name and actions & _CAPACITY_ACTIONS:
+    if group_name and capacity:
         group = asg.describe_group(client, group_name)
         in_service = asg.healthy_in_service(group)
         if zone:
@@ -75,7 +84,7 @@ def check(
                 }
             )
         else:
-            impaired = set(asg.impaired_instances(impairment)) if "replace_instance" in actions else set()
+            impaired = set(asg.impaired_instances(impairment)) if replaced else set()
             still = sorted(impaired & set(in_service))
             # A regional failover's standby must reach the capacity configured for it, not just its
             # own desired capacity (a MaxSize below it would otherwise verify half a standby).
@@ -113,11 +122,11 @@ def check(
                 "not_healthy": unhealthy,
             }
         )
-    for params in (s.get("params") or {} for s in steps if s.get("action") == "failover"):
-        if params.get("kind") == "dns":
-            checks.extend(_dns_check(params, impairment))
-        elif params.get("kind") == "routing_control":
-            checks.append(_routing_control_check(params, account))
+    applied = {r.get("step_index"): r for r in results if isinstance(r, dict)}
+    for step, spec in declared:
+        if spec.verification.step_check:
+            step_check = resolve(spec.verification.step_check)
+            checks.extend(step_check(impairment, step.get("params") or {}, applied.get(step.get("index"))))
     checks.extend(_service_checks(impairment.scope, account))
     checks.extend(_database_checks(impairment.scope, account))
     if not checks:
@@ -135,32 +144,6 @@ def _zone_name(zone: str | None, account: str | None = None) -> str | None:
     except Exception as exc:
         raise classify_client_error(exc, "ec2:DescribeAvailabilityZones") from exc
     return zones[0]["ZoneName"] if zones else zone
-
-
-def _routing_control_check(params: dict[str, Any], account: str | None) -> dict[str, Any]:
-    """After an ARC failover: the standby's routing control is On and the primary's Off, read from
-    the cluster's data plane (its Regional endpoints), not from the impaired region."""
-    from actions import failover
-
-    states = failover.routing_control_states(params, account)
-    return {
-        "check": "routing_control",
-        "passed": states == {"primary": "Off", "standby": "On"},
-        "states": states,
-    }
-
-
-def _dns_check(params: dict[str, Any], impairment: ImpairmentDetected) -> list[dict[str, Any]]:
-    """After a DNS failover: the standby's record set is the one in use (as the step reads the
-    records: actions/failover.py)."""
-    from actions import failover
-
-    state = failover.dns_standby_in_use(params, impairment)
-    if state is None:
-        return []
-    return [
-        {"check": "dns_failover", "passed": state["in_use"], "record": state["record"], "standby": state["standby"]}
-    ]
 
 
 def _service_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:
@@ -241,10 +224,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if event["plan"].get("dry_run"):
         checks = [{"check": "dry_run", "passed": True, "reason": "a dry run changes nothing to verify"}]
         return {"healthy": True, "attempt": attempt, "max_attempts": max_attempts, "retry": False, "checks": checks}
-    actions = frozenset(step["action"] for step in event["plan"].get("steps", [])) or _CAPACITY_ACTIONS
     guarded = execution.guardrails or {}
     not_mine = frozenset(guarded.get("deferred") or []) | frozenset(guarded.get("impaired_elsewhere") or [])
-    checks = check(impairment, actions, not_mine, tuple(event["plan"].get("steps", [])))
+    checks = check(impairment, event["plan"].get("steps", []), not_mine, execution.actions or [])
     healthy = all(c["passed"] for c in checks)
     retry = not healthy and attempt < max_attempts
     if retry and _past_time_box(plan.deadline, plan.verify.wait_seconds):

@@ -1,7 +1,8 @@
 """The recovery workflow: a Standard state machine that admits an impairment, selects its plan,
 runs each action as its own Lambda task, verifies, and on failure rolls back in reverse order
-and escalates. Plans are data: adding an action means registering it in actions/registry.py,
-from which this construct builds its tasks and their roles."""
+and escalates. Plans are data: adding an action means declaring it in actions/registry.py, from
+which this construct builds its tasks, their roles, and what Verify and ReturnCapacity may call
+after it."""
 
 from __future__ import annotations
 
@@ -18,14 +19,25 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from actions.base import ActionSpec, IamGrant
-from actions.failover import ROUTING_CONTROLS_ARN
 from actions.registry import ACTIONS
+from actions.specs import ActionSpec
 from core.errors import CAPACITY_WAIT_ATTEMPTS, CAPACITY_WAIT_INTERVAL_SECONDS, CapacityNotReady
 from infra.constants import CLEARED, DETECTED, EVENT_SOURCE, RETRYABLE_ERRORS
 from infra.constructs.functions import FunctionFactory
 from infra.permissions import allow as _allow
-from infra.permissions import allow_grants
+from infra.permissions import allow_declared, allow_hand_backs, allow_verification
+
+# Verify's own checks, after any plan: the group the impairment is about, its target group, ECS
+# service and database, a zone id's name. What it checks after an action is the action's to
+# declare (its Verification), with the IAM that needs.
+VERIFY_READS = (
+    "autoscaling:DescribeAutoScalingInstances",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "ecs:DescribeServices",
+    "rds:DescribeDBInstances",
+    "rds:DescribeDBClusters",
+    "ec2:DescribeAvailabilityZones",
+)
 
 
 def _pascal(name: str) -> str:
@@ -65,31 +77,7 @@ class RecoveryWorkflow(Construct):
         for function in (admit, select, verify, finalize, prepare, escalate):
             table.grant_read_write_data(function)
         _grant_page(escalate, topic)
-        _allow(
-            verify,
-            [
-                "autoscaling:DescribeAutoScalingGroups",
-                "autoscaling:DescribeAutoScalingInstances",
-                "elasticloadbalancing:DescribeTargetHealth",
-                "ecs:DescribeServices",
-                "rds:DescribeDBInstances",
-                "rds:DescribeDBClusters",
-                "ec2:DescribeAvailabilityZones",
-                "route53:ListResourceRecordSets",
-            ],
-            managed_tag,
-        )
-        # After an ARC failover: the routing controls' states, from the cluster's data plane.
-        allow_grants(
-            verify,
-            [
-                IamGrant(
-                    actions=("route53-recovery-cluster:GetRoutingControlState",),
-                    resources=(ROUTING_CONTROLS_ARN,),
-                )
-            ],
-            managed_tag,
-        )
+        allow_verification(verify, VERIFY_READS, ACTIONS.values(), managed_tag)
 
         apply_tasks: dict[str, sfn.IChainable] = {}
         rollback_functions: dict[str, lambda_.Function] = {}
@@ -112,15 +100,8 @@ class RecoveryWorkflow(Construct):
             "Return emergency capacity and expire time-boxed routing after a recovery",
         )
         table.grant_read_write_data(return_capacity)
-        _allow(
-            return_capacity,
-            sorted(
-                set(ACTIONS["scale_out"].iam_actions)
-                | set(ACTIONS["redirect_traffic"].iam_actions)
-                | {"elasticloadbalancing:DescribeTargetHealth"}
-            ),
-            managed_tag,
-        )
+        # It runs the hand-backs' rollbacks, after Verify's checks (the target group's too).
+        allow_hand_backs(return_capacity, ["elasticloadbalancing:DescribeTargetHealth"], ACTIONS.values(), managed_tag)
         wait_to_return = sfn.Wait(
             self,
             "WaitBeforeReturningCapacity",
@@ -385,8 +366,13 @@ class RecoveryWorkflow(Construct):
             timeout_seconds=60,
         )
         table.grant_read_write_data(function)
-        _allow(function, list(spec.iam_actions), self.managed_tag, list(spec.iam_actions_without_tag_condition))
-        allow_grants(function, spec.iam_grants, self.managed_tag)
+        allow_declared(
+            function,
+            spec.iam_actions,
+            spec.iam_actions_without_tag_condition,
+            spec.iam_grants,
+            managed_tag=self.managed_tag,
+        )
         return function
 
     def _task(

@@ -95,7 +95,7 @@ def test_an_action_on_a_member_workload_changes_the_member_account_only(members,
     assert member_group["DesiredCapacity"] == 5
     assert groups(aws.client("autoscaling")) == []
     # and verification looks there too
-    checks = verify.check(impairment, frozenset({"scale_out"}))
+    checks = verify.check(impairment, [{"index": 0, "action": "scale_out"}])
     assert checks, "verification checked the member's group"
 
 

@@ -4,6 +4,7 @@ finalization and escalation, each with the input the state machine gives it."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -11,9 +12,9 @@ import boto3
 import pytest
 
 from actions import replace_instance
-from actions.base import ActionParams, ActionResult, ActionSpec, Context, run
+from actions.base import Action, ActionParams, ActionResult, Context, run
 from core.contract import ImpairmentType, Severity
-from core.errors import NoMatchingPlan, PermanentError
+from core.errors import InvalidInput, NoMatchingPlan, PermanentError
 from core.observability import metrics
 from orchestration import admit, escalate, finalize, prepare_rollback, select_plan, verify
 from tests.builders import (
@@ -94,6 +95,30 @@ def test_select_plan_raises_no_matching_plan_when_nothing_covers_it(
 
     # When the plan is selected, then the workflow is told to escalate, naming what was not covered
     with pytest.raises(NoMatchingPlan, match=f"{impairment_type.value} at severity {severity.value}"):
+        select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    assert store.get_impairment(model.impairment_id)["status"] == "admitted"
+
+
+@pytest.mark.parametrize(
+    ("step", "named"),
+    [
+        ({"action": "reboot_everything"}, "unknown action 'reboot_everything'"),
+        ({"action": "scale_out", "params": {"increment": 0}}, "step 0 (scale_out): increment"),
+    ],
+    ids=["unknown-action", "bad-params"],
+)
+def test_a_plan_this_deployments_actions_cannot_run_is_refused_before_anything_acts(
+    store, monkeypatch, tmp_path, lambda_context, step, named
+):
+    # Given the deployed configuration's plan names a step its actions do not take (synthesis
+    # refuses it: a configuration file edited by hand)
+    bad = {"name": "broken", "match": {"impairment_types": ["instance_failure"]}, "steps": [step]}
+    use_runtime_config(monkeypatch, tmp_path, plans=[bad])
+    model = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+
+    # When the plan is selected, then it is refused, naming the plan and the step
+    with pytest.raises(InvalidInput, match=f"plan 'broken': .*{re.escape(named)}"):
         select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
     assert store.get_impairment(model.impairment_id)["status"] == "admitted"
 
@@ -305,9 +330,7 @@ def _applied(ctx: Context) -> ActionResult:
 
 def run_step(name: str, apply, model, index: int, store) -> dict[str, Any]:
     """Run one step through the real runner, as an action task would (one invocation each)."""
-    action = ActionSpec(
-        name=name, description=name, params=HalfDone, iam_actions=(), apply=apply, rollback=_refused_up_front
-    )
+    action = Action(name=name, params=HalfDone, apply=apply, rollback=_refused_up_front)
     try:
         return run(action, "apply", action_event(model, name, index=index), store, MANAGED_TAG)
     finally:

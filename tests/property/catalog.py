@@ -228,6 +228,7 @@ ACTION_PARAMS: dict[str, list[dict[str, Any]]] = {
         {"kind": "ecs", "cluster": "checkout", "service": "checkout-api"},
         {"kind": "systemd", "unit": "app.service"},
     ],
+    "scale_ecs_service": [{"cluster": "checkout", "service": "checkout-api"}, {"increment": 2, "keep": True}],
 }
 
 

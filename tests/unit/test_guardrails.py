@@ -213,10 +213,3 @@ def test_bad_maintenance_configuration_is_refused(raw):
 def test_bad_guardrail_settings_are_refused(raw):
     with pytest.raises(ValidationError):
         guardrails.Guardrails.model_validate(raw)
-
-
-def test_instance_actions_are_the_ones_that_take_capacity_away():
-    assert guardrails.acts_on_instances([{"action": "replace_instance"}])
-    assert guardrails.acts_on_instances([{"action": "redirect_traffic", "params": {}}])
-    assert not guardrails.acts_on_instances([{"action": "redirect_traffic", "params": {"kind": "zonal_shift"}}])
-    assert not guardrails.acts_on_instances([{"action": "scale_out"}, {"action": "failover"}])

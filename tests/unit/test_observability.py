@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from actions.base import ActionInput, ActionParams, ActionSpec, Context, run
+from actions.base import Action, ActionInput, ActionParams, Context, run
 from core.contract import ImpairmentDetected, ImpairmentType, Severity
 from core.entry import correlation_id_of
 from core.errors import ActionRefused
@@ -185,12 +185,10 @@ class MemoryStore:
         self.actions[(impairment_id, index, phase)] = record
 
 
-def _spec(apply: Any) -> ActionSpec:
-    return ActionSpec(
+def _spec(apply: Any) -> Action:
+    return Action(
         name="scale_out",
-        description="test",
         params=ActionParams,
-        iam_actions=(),
         apply=apply,
         rollback=lambda ctx: ctx.result("rollback", "changed", ["g"]),
     )

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from actions.plans import PlanError, parse_plans
 from core.contract import ImpairmentType, Severity
-from core.plans import PlanError, parse_plans, select_plan
+from core.plans import select_plan
 from tests.builders import impairment
 
 
@@ -83,6 +84,19 @@ def test_bad_params_of_replace_instance_are_caught_too():
     raw = [plan("swap", steps=[{"action": "replace_instance", "params": {"mode": "reboot"}}])]
 
     with pytest.raises(PlanError, match=r"'swap'.*step 0 \(replace_instance\).*mode"):
+        parse_plans(raw)
+
+
+def test_the_runtime_configuration_checks_the_shape_and_the_actions_check_the_steps():
+    # Given a plan whose step no action takes
+    raw = [plan("p1", steps=[{"action": "reboot_everything"}])]
+
+    # Then the plans' shape is valid (what every function reading the configuration checks:
+    # core/plans.py), and the actions refuse the step (synthesis, and SelectPlan for its plan)
+    from core import plans as core_plans
+
+    assert [p.name for p in core_plans.parse_plans(raw)] == ["p1"]
+    with pytest.raises(PlanError, match="unknown action"):
         parse_plans(raw)
 
 

@@ -1,0 +1,39 @@
+"""ECS look-ups shared by the actions that act on a service (restart_service, scale_ecs_service)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actions import aws_calls
+from core.errors import ActionRefused, PermanentError
+
+
+def target(cluster: str | None, service: str | None, scope: dict[str, str], what: str) -> tuple[str, str]:
+    """The cluster and service a step acts on: from its params, else from the impairment's scope."""
+    cluster = cluster or scope.get("ecs_cluster")
+    service = service or scope.get("ecs_service")
+    if not cluster or not service:
+        raise PermanentError(
+            f"{what} needs a cluster and a service: give cluster and service in the step's "
+            "params, or ecs_cluster and ecs_service in the impairment's scope"
+        )
+    return cluster, service
+
+
+def describe_service(client: Any, cluster: str, service: str) -> dict[str, Any]:
+    response = aws_calls.call(client, "describe_services", cluster=cluster, services=[service])
+    if not response.get("services"):
+        reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
+        raise PermanentError(f"ECS service {service!r} of cluster {cluster!r}: {reasons}")
+    return response["services"][0]
+
+
+def require_managed(client: Any, service: dict[str, Any], managed_tag: tuple[str, str]) -> None:
+    """Only services that opted in (the managed tag) may be changed."""
+    tags = aws_calls.call(client, "list_tags_for_resource", resourceArn=service["serviceArn"]).get("tags", [])
+    key, value = managed_tag
+    if {t["key"]: t.get("value", "") for t in tags}.get(key) != value:
+        raise ActionRefused(
+            f"ECS service {service['serviceName']} is not managed: tag {key}={value} is missing",
+            service=service["serviceArn"],
+        )

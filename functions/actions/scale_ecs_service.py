@@ -1,0 +1,133 @@
+"""scale_ecs_service: raise an ECS service's desired count by a bounded amount (`increment` tasks,
+at most 100, never above `max_desired_count`), as scale_out does for an Auto Scaling group. The
+service must carry the managed tag and be active; it comes from the step's params (cluster,
+service), else from the impairment's scope (ecs_cluster, ecs_service).
+
+Verify then checks that the service runs the desired count the step set (verify_step). After a
+recovery that verified, the workflow waits `return_after_seconds`, checks that the workload is
+still healthy and puts the desired count back, unless the plan sets `keep`. Rollback does the same
+at once: it restores the desired count recorded before, unless someone changed it since the step
+set it (then it is left as it is).
+
+A service that Application Auto Scaling scales may be scaled back in by its own policies: the
+scalable target's bounds are not changed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from actions import aws_calls, ecs
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from core.contract import ImpairmentDetected
+from core.errors import ActionRefused
+
+NAME = "scale_ecs_service"
+
+
+class Params(ActionParams):
+    cluster: str | None = Field(default=None, min_length=1, max_length=2048, description="default: the scope's")
+    service: str | None = Field(default=None, min_length=1, max_length=2048, description="default: the scope's")
+    increment: int = Field(default=1, ge=1, le=100, description="tasks to add")
+    max_desired_count: int | None = Field(default=None, ge=1, description="never set the desired count above this")
+    # The extra tasks go back once the workload has stayed healthy this long after the recovery
+    # (the workflow waits, checks health, then runs this action's rollback)...
+    return_after_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    # ...unless the plan keeps them.
+    keep: bool = False
+
+
+def apply(ctx: Context) -> ActionResult:
+    client = aws_calls.client("ecs", ctx.impairment.account_id)
+    before = ctx.before or _record_before(ctx, client)
+    wanted = before["desired_count"] + ctx.params.increment
+    limit = ctx.params.max_desired_count or wanted
+    target = max(before["desired_count"], min(wanted, limit))
+    current = ecs.describe_service(client, before["cluster"], before["service_arn"])["desiredCount"]
+    changed = current < target
+    if changed and not ctx.dry_run:
+        aws_calls.call(
+            client, "update_service", cluster=before["cluster"], service=before["service_arn"], desiredCount=target
+        )
+    capped = f" (capped at {limit})" if target < wanted else ""
+    return ctx.result(
+        "apply",
+        result_of(ctx, changed),
+        [before["service_arn"]],
+        before=before,
+        after=_state(before, current if ctx.dry_run else max(current, target)),
+        message=f"{before['service']}: desired count {before['desired_count']} -> {target}{capped}",
+    )
+
+
+def _record_before(ctx: Context, client: Any) -> dict[str, Any]:
+    cluster, name = ecs.target(ctx.params.cluster, ctx.params.service, ctx.impairment.scope, NAME)
+    service = ecs.describe_service(client, cluster, name)
+    ecs.require_managed(client, service, ctx.managed_tag)
+    if service.get("status") != "ACTIVE":
+        raise ActionRefused(f"ECS service {service['serviceName']} is {service.get('status')}: it cannot be scaled")
+    before = {"cluster": cluster, "service": service["serviceName"], "service_arn": service["serviceArn"]}
+    before = _state(before, service["desiredCount"])
+    ctx.record_before(before)
+    return before
+
+
+def rollback(ctx: Context) -> ActionResult:
+    """Put the desired count back, unless someone else has changed it since: then leave it."""
+    applied = ctx.applied or {}
+    before = applied.get("before") or ctx.before
+    if not before:
+        return ctx.result("rollback", "unchanged", [], message="nothing was applied")
+    client = aws_calls.client("ecs", ctx.impairment.account_id)
+    current = ecs.describe_service(client, before["cluster"], before["service_arn"])["desiredCount"]
+    if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
+        ctx.record_before(_state(before, current))
+    previous, set_to = before["desired_count"], (applied.get("after") or {}).get("desired_count")
+    if current == previous:
+        changed, message = False, "desired count already at its previous value"
+    elif set_to is not None and current != set_to:
+        changed, message = False, f"desired count is {current}, changed by someone else since; left as it is"
+    else:
+        aws_calls.call(
+            client, "update_service", cluster=before["cluster"], service=before["service_arn"], desiredCount=previous
+        )
+        changed, message = True, f"desired count restored to {previous}"
+    return ctx.result(
+        "rollback",
+        "changed" if changed else "unchanged",
+        [before["service_arn"]],
+        before=_state(before, current),
+        after=_state(before, previous if changed else current),
+        message=f"{before['service']}: {message}",
+    )
+
+
+def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied: dict[str, Any] | None) -> list[dict]:
+    """What Verify checks after the step (its Verification in actions/registry.py): the service
+    runs the desired count the step set (the count it found, if it changed nothing)."""
+    after = (applied or {}).get("after") or {}
+    if not after.get("service_arn"):
+        return []  # the step recorded no service: nothing of its own to check
+    client = aws_calls.client("ecs", impairment.account_id)
+    service = ecs.describe_service(client, after["cluster"], after["service_arn"])
+    running, wanted = service.get("runningCount", 0), after["desired_count"]
+    return [
+        {
+            "check": "ecs_desired_count",
+            "service": after["service"],
+            "passed": running >= wanted,
+            "running": running,
+            "desired": service.get("desiredCount", 0),
+            "scaled_to": wanted,
+        }
+    ]
+
+
+def _state(service: dict[str, Any], desired_count: int) -> dict[str, Any]:
+    return {k: service[k] for k in ("cluster", "service", "service_arn")} | {"desired_count": desired_count}
+
+
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)
