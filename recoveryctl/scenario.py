@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from actions.registry import ACTIONS
+
 BUILT_IN = Path(__file__).resolve().parent / "scenarios"
 
 
@@ -199,9 +201,8 @@ Outcome = Literal["recovered", "rolled_back", "escalated", "skipped", "dry_run",
 Guardrail = Literal[
     "blast_radius", "fail_open", "rate_limit", "concurrency", "flapping", "maintenance_window", "paused", "approval"
 ]
-ActionType = Literal[
-    "replace_instance", "scale_out", "failover", "restart_service", "provision_backup", "redirect_traffic"
-]
+# The actions this deployment's code registers (functions/actions/registry.py: the one place).
+ActionType = Literal[tuple(sorted(ACTIONS))]  # type: ignore[valid-type]
 # What every drill must leave behind, checked after it by default (recoveryctl/expect.py says how).
 Invariant = Literal[
     "no_lock_held",

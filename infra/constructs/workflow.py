@@ -101,7 +101,8 @@ class RecoveryWorkflow(Construct):
         )
         table.grant_read_write_data(return_capacity)
         # It runs the hand-backs' rollbacks, after Verify's checks (the target group's too).
-        allow_hand_backs(return_capacity, ["elasticloadbalancing:DescribeTargetHealth"], ACTIONS.values(), managed_tag)
+        # It checks the workload as Verify does (verify.check) before handing anything back.
+        allow_hand_backs(return_capacity, list(VERIFY_READS), ACTIONS.values(), managed_tag)
         wait_to_return = sfn.Wait(
             self,
             "WaitBeforeReturningCapacity",

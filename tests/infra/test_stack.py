@@ -1272,3 +1272,18 @@ def test_the_health_sweep_runs_on_its_schedule_with_a_dead_letter_queue(resource
     assert "HealthSweep" in json.dumps(target["Arn"])
     assert target["DeadLetterConfig"]["Arn"]
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 1
+
+
+@pytest.mark.parametrize("handler", ["orchestration.verify.handler", "orchestration.return_capacity.handler"])
+def test_every_function_that_checks_the_workload_may_read_what_the_check_reads(handler, resources):
+    # ReturnCapacity runs Verify's check (verify.check) before handing capacity back: without
+    # these reads it would fail with AccessDenied in AWS (moto does not enforce IAM) and page.
+    from infra.constructs.workflow import VERIFY_READS
+
+    granted = {
+        action
+        for statement in cfn.role_statements(resources, _function_role(resources, handler))
+        if statement["Effect"] == "Allow"
+        for action in cfn.as_list(statement["Action"])
+    }
+    assert set(VERIFY_READS) <= granted, sorted(set(VERIFY_READS) - granted)
