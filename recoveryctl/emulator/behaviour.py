@@ -237,17 +237,15 @@ def install(emulator: Any) -> ZonalShifts:
 
     session.events.register("before-parameter-build.*.*", remember_params, unique_id="recovery-emulator-params")
     session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-behaviour")
-    emulator._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-behaviour")
-    emulator._stack.callback(
-        session.events.unregister, "before-parameter-build.*.*", unique_id="recovery-emulator-params"
-    )
+    emulator.on_exit(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-behaviour")
+    emulator.on_exit(session.events.unregister, "before-parameter-build.*.*", unique_id="recovery-emulator-params")
     return shifts
 
 
 def _where(emulator: Any, request_signer: Any) -> tuple[str, str]:
     """The account (from the call's credentials) and region a call is made in."""
     region = getattr(request_signer, "region_name", None) or emulator.region
-    return emulator._account_of(request_signer), region
+    return emulator.account_of(request_signer), region
 
 
 def _scaling_activities(

@@ -389,6 +389,16 @@ class Emulator:
         """Every stack the emulator runs: each region's, then each member account's."""
         return list(self._stacks.values())
 
+    def stack(self, account: str, region: str) -> Emulator | None:
+        """The stack the emulator runs in `account` and `region` (a region's, or a member
+        account's), if any."""
+        return self._stacks.get((account, region))
+
+    def on_exit(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call `callback(*args, **kwargs)` when the emulator exits (with the moto world it
+        patched): what installed a hook on the emulator's world removes it there."""
+        self._stack.callback(callback, *args, **kwargs)
+
     def store(self) -> Any:
         """This stack's recovery table (in several regions: this region's replica)."""
         from core.store import RecoveryStore
@@ -476,7 +486,7 @@ class Emulator:
         owner = sched.owner if sched is not None else None
         return not getattr(_handler, "depth", 0) and threading.get_ident() == owner
 
-    def _account_of(self, request_signer: Any) -> str:
+    def account_of(self, request_signer: Any) -> str:
         """The account a call is made in, from its credentials (as moto tells them apart)."""
         from moto.iam.models import get_account_id_from
 
@@ -844,7 +854,7 @@ class Emulator:
                     continue
                 if fault.region is not None and getattr(request_signer, "region_name", None) != fault.region:
                     continue
-                if fault.account is not None and self._account_of(request_signer) != fault.account:
+                if fault.account is not None and self.account_of(request_signer) != fault.account:
                     continue
                 fault.seen += 1
                 if fault.latency_seconds and scheduler.current_fiber() is not None:
