@@ -6,17 +6,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recoveryctl import expect
+from recoveryctl import drill_report
 from recoveryctl.emulator import workload as workloads
 from recoveryctl.emulator.runtime import DEFAULT_WORKERS, Emulator
 from recoveryctl.emulator.template import TemplateError
 from recoveryctl.scenario import Scenario
-from recoveryctl.state import scan_table
 
 METADATA_KEY = "ImpairmentRecovery"
 
@@ -91,7 +89,7 @@ class Drill:
             template, region=primary, peers=dict(others), members=stacks.members, seed=self.seed, workers=self.workers
         )
 
-    def _emulators(self) -> list[Emulator]:
+    def regions(self) -> list[Emulator]:
         """Every region's emulator, the primary first."""
         assert self.emulator is not None
         return self.emulator.every_region()
@@ -132,7 +130,7 @@ class Drill:
         if self.scenario.member_account:
             self._as_member(self.scenario.member_account)
         if self.scenario.dry_run:
-            for region in self._emulators():
+            for region in self.regions():
                 for function in region.functions.values():
                     function.environment["DRY_RUN"] = "true"
         if self.scenario.plans is not None:
@@ -142,13 +140,13 @@ class Drill:
                 plans = parse_plans(self.scenario.plans)
             except PlanError as exc:
                 raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
-            for region in self._emulators():
+            for region in self.regions():
                 region.write_runtime_config(plans=[p.model_dump(mode="json") for p in plans])
         if self.scenario.guardrails is not None:
             from core.errors import InvalidInput
 
             try:
-                for region in self._emulators():
+                for region in self.regions():
                     region.write_runtime_config(guardrails=self.scenario.guardrails)
             except InvalidInput as exc:
                 raise DrillError(f"scenario {self.scenario.name}: guardrails: {exc}") from exc
@@ -196,7 +194,7 @@ class Drill:
         assert emulator is not None
         if account == emulator.account:
             raise DrillError(f"scenario {self.scenario.name}: member_account is the central account {account}")
-        for function in (f for region in self._emulators() for f in region.functions.values()):
+        for function in (f for region in self.regions() for f in region.functions.values()):
             members = set(json.loads(function.environment.get(core_aws.MEMBER_ACCOUNTS_ENV) or "[]"))
             function.environment[core_aws.MEMBER_ACCOUNTS_ENV] = json.dumps(sorted(members | {account}))
             function.environment.setdefault(core_aws.MEMBER_ROLE_NAME_ENV, "ImpairmentRecoveryMember")
@@ -271,7 +269,7 @@ class Drill:
         for zone_fault in self.scenario.zone_faults:
             emulator.zone_faults[self._zone_name(zone_fault.zone, impaired)] = zone_fault.kind
         if self.scenario.paused:
-            for region in self._emulators():  # a replicated switch, set in every replica
+            for region in self.regions():  # a replicated switch, set in every replica
                 region.store().set_paused(True, "paused for a drill", "recoveryctl")
         if self.scenario.standby_failure != "none":
             standby_group = (self.workload.get("standby") or {}).get("target_group_arn")
@@ -295,7 +293,7 @@ class Drill:
                 impaired.extend(i for i in now_impaired if i not in impaired)
             self._fire(signals, now_impaired or impaired, round_number)
             emulator.pump()
-        report = self._report(signals, impaired, before, self.state())
+        report = drill_report.build(self, signals, impaired, before, self.state())
         report["interleaving"] = emulator.interleaving()
         report["drill_actions"] = self.actions_done
         return report
@@ -307,7 +305,7 @@ class Drill:
         for signal in self.scenario.signals:
             target = self._region(signal.region)
             member = self.workload.get("account_id")
-            if signal.alarm is not None and member and emulator._stacks.get((member, target.region)) is None:
+            if signal.alarm is not None and member and emulator.stack(member, target.region) is None:
                 raise DrillError(
                     f"scenario {self.scenario.name}: a member account's alarms live in its member stack: give "
                     "the scenario a deployment with `accounts` (the drill then deploys the member stack), or "
@@ -361,7 +359,8 @@ class Drill:
         if signal.alarm is not None:
             if self.workload.get("account_id"):
                 # A member's alarms are in its member stack, which forwards their events (_check_signals)
-                target = emulator._stacks[(self.workload["account_id"], target.region)]
+                target = emulator.stack(self.workload["account_id"], target.region)
+                assert target is not None
             alarm = signal.alarm.replace("{workload}", self.workload["name"])
             try:
                 event = target.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries, at=at)
@@ -378,7 +377,7 @@ class Drill:
             return
         if self.workload.get("account_id") and signal.account is None:
             # A member's own event goes on its default bus, which forwards it (with a member stack)
-            target = emulator._stacks.get((self.workload["account_id"], target.region), target)
+            target = emulator.stack(self.workload["account_id"], target.region) or target
         event = self._fill(signal.event or {}, impaired, at, signal.account, target.region)
         event.setdefault("id", emulator.new_id())
         event.setdefault("time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -398,7 +397,7 @@ class Drill:
         Functions' task tokens and StopExecution), recorded in the report's drill_actions."""
         emulator = self.emulator
         assert emulator is not None
-        regions = [self._region(action.region)] if action.region else self._emulators()
+        regions = [self._region(action.region)] if action.region else self.regions()
         reason = action.reason or f"{action.action} by the drill"
         done: list[str] = []
         if action.action in ("pause", "resume"):
@@ -438,7 +437,7 @@ class Drill:
         time-box passes on the virtual clock by itself."""
         emulator = self.emulator
         assert emulator is not None
-        for region in self._emulators():
+        for region in self.regions():
             for name, _ in self._pending_approvals(region):
                 self._answered.add(name)
                 emulator.schedule(
@@ -603,254 +602,6 @@ class Drill:
         for key, replacement in names.items():
             value = value.replace("{" + key + "}", replacement)
         return value
-
-    # --- the report ---
-    def _report(
-        self, signals: list[dict[str, Any]], impaired: list[str], before: dict[str, Any], after: dict[str, Any]
-    ) -> dict[str, Any]:
-        from core import clock
-
-        emulator = self.emulator
-        assert emulator is not None
-        ended_at = clock.utc_now()
-        # What every region's table (its replica) holds once the drill settled: the audit trail
-        # the report reads, and the locks and budgets the invariants look for.
-        tables = {region.region: scan_table(region.store().table) for region in self._emulators()}
-        records = {
-            str(item["pk"]).removeprefix("IMPAIRMENT#"): item
-            for items in tables.values()
-            for item in items
-            if str(item.get("pk", "")).startswith("IMPAIRMENT#") and item.get("sk") == "RECORD"
-        }
-        runs = [
-            self._run_of(region, item, tables[region.region])
-            for region in self._emulators()
-            for item in region.executions()
-        ]
-        runs.sort(key=lambda r: _when(r["started_at"]))
-        # Several executions (a storm, rounds of a flapping fault): the report shows the worst.
-        shown = min(runs, key=lambda r: _SEVERITY_OF_OUTCOME.get(r["outcome"], 99), default=None)
-        execution = (
-            {**{k: shown[k] for k in ("name", "region", "arn", "status")}, "states": _names(shown["states"])}
-            if shown
-            else {}
-        )
-        record = records.get(execution["name"]) if execution else None
-        # Every "Impairment Detected" a detector put on a recovery bus, one entry per impairment.
-        detected: dict[str, dict[str, Any]] = {}
-        events = [e for e in emulator.events if e["bus"] != "default" and e["detail-type"] == "Impairment Detected"]
-        for event in events:
-            detail = event["detail"]
-            found = detected.setdefault(
-                detail["impairment_id"],
-                {
-                    "impairment_id": detail["impairment_id"],
-                    "at": detail.get("detected_at") or event.get("time"),
-                    "impairment_type": detail.get("impairment_type"),
-                    "severity": detail.get("severity"),
-                    "region": event.get("region"),
-                    "deliveries": 0,
-                    "linked_to": (records.get(detail["impairment_id"]) or {}).get("linked_to"),
-                    "started": any(r["name"] == detail["impairment_id"] for r in runs),
-                },
-            )
-            found["deliveries"] += 1
-        pages = sorted(self._pages(records), key=lambda p: _when(p["at"]))
-        outcome = (record or {}).get("outcome") or (_outcome_from(execution) if execution else "nothing_started")
-        # On the virtual clock, steps that ran without a wait between them start at the same instant:
-        # then the executions' order, and within one its steps' (applied in order, rolled back in reverse).
-        ordered = [(a, (position, *_step_order(a))) for position, r in enumerate(runs) for a in r.pop("actions")]
-        ordered.sort(key=lambda pair: (_when(pair[0].get("started_at")), pair[1]))
-        actions = [a for a, _ in ordered]
-        report = {
-            "scenario": self.scenario.name,
-            "description": self.scenario.description,
-            "outcome": outcome,
-            "reason": (record or {}).get("reason") or (None if runs else _nothing_started(detected)),
-            "impairment_id": (record or {}).get("impairment_id"),
-            "region": execution.get("region"),
-            "impairment_type": (record or {}).get("impairment_type"),
-            "severity": (record or {}).get("severity"),
-            "plan": (record or {}).get("plan"),
-            "mttd_seconds": _round((record or {}).get("mttd_seconds")),
-            "mttr_seconds": _round((record or {}).get("mttr_seconds")),
-            "started_at": (self.started_at or ended_at).isoformat(),
-            "ended_at": ended_at.isoformat(),
-            "execution": execution,
-            "actions": actions,
-            "executions_started": len(runs),
-            "outcomes": dict(Counter(r["outcome"] for r in runs)),
-            "guardrails_tripped": sorted({g for r in runs for g in r["guardrails_tripped"]}),
-            "executions": [{k: v for k, v in r.items() if k != "arn"} for r in runs],
-            "regions": [region.region for region in self._emulators()],
-            "transitions": sum(len(_names(r["states"])) for r in runs),
-            "signals": signals,
-            "detections": len(events),
-            "detected": list(detected.values()),
-            "correlated": sorted(i for i, r in records.items() if r.get("linked_to")),
-            "pages": pages,
-            "escalations": [p["summary"] for p in pages],
-            "workload": {
-                "name": self.workload["name"],
-                "account": self.workload.get("account_id") or emulator.account,
-                "group": self.workload.get("auto_scaling_group"),
-                "standby_group": (self.workload.get("standby") or {}).get("auto_scaling_group"),
-                "second_group": self.second_group,
-                "impaired_instances": impaired,
-                "before": before,
-                "after": after,
-            },
-            "virtual_wait_seconds": emulator.virtual_seconds,
-            "lambda_errors": [f"{i.function}: {i.error}" for i in emulator.invocations if not i.ok],
-        }
-        dead_letters = {_stack_label(stack, emulator): stack.dead_letter_count() for stack in emulator.every_stack()}
-        report["dead_letters"] = sum(dead_letters.values())
-        facts = expect.Facts(
-            tables=tables,
-            executions=[{"name": r["name"], "region": r["region"], "status": r["status"]} for r in runs],
-            dead_letters=dead_letters,
-            now=ended_at,
-        )
-        report["expectations"] = expect.check_expectations(self.scenario.expect, report)
-        report["invariants"] = expect.check_invariants(facts, self.scenario.expect.invariants_off)
-        report["expectation_met"] = not report["expectations"]["failed"] and not report["invariants"]["broken"]
-        return report
-
-    def _run_of(self, region: Emulator, item: dict[str, Any], table: list[dict[str, Any]]) -> dict[str, Any]:
-        """One execution as the report tells it: its states with their virtual times, its audit
-        record's outcome and plan, and its action steps."""
-        from recoveryctl import views
-
-        history = region.history(item["executionArn"])
-        states = [{**e, "at": _iso(e.get("at"))} for e in views.state_timeline(history)]
-        record = next((i for i in table if i.get("pk") == f"IMPAIRMENT#{item['name']}" and i.get("sk") == "RECORD"), {})
-        outcome = record.get("outcome") or _outcome_from({"states": _names(states)})
-        steps = [
-            i for i in table if i.get("pk") == f"IMPAIRMENT#{item['name']}" and str(i.get("sk")).startswith("ACTION#")
-        ]
-        approval = {k: v for k, v in (record.get("approval") or {}).items() if k != "task_token"}
-        return {
-            "name": item["name"],
-            "region": region.region,
-            "arn": item["executionArn"],
-            "status": item["status"],
-            "outcome": outcome,
-            "guardrails_tripped": record.get("guardrails_tripped") or [],
-            "reason": record.get("reason"),
-            "plan": record.get("plan"),
-            # On the virtual clock, as its history is (moto's own start and stop dates are not).
-            "started_at": _iso(history[0]["timestamp"]) if history else _iso(item.get("startDate")),
-            "stopped_at": _iso(history[-1]["timestamp"]) if history and item["status"] != "RUNNING" else None,
-            "detected_at": record.get("detected_at"),
-            "resolved_at": record.get("resolved_at"),
-            "escalated_at": record.get("escalated_at"),
-            "mttd_seconds": _round(record.get("mttd_seconds")),
-            "mttr_seconds": _round(record.get("mttr_seconds")),
-            "approval": approval or None,
-            "states": states,
-            "actions": [_action(step, item["name"], outcome) for step in steps],
-        }
-
-    def _pages(self, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        """The messages a human received, each dated by the audit record of what it was about:
-        an approval request when it was requested, an escalation when it was escalated."""
-        pages = []
-        for region in self._emulators():
-            for message in region.escalations():
-                body = message if isinstance(message, dict) else {"summary": str(message)}
-                record = records.get(str(body.get("impairment_id"))) or {}
-                kind = "approval" if "approve" in body else "escalation"
-                at = (record.get("approval") or {}).get("requested_at") if kind == "approval" else None
-                pages.append(
-                    {
-                        "at": at or body.get("sent_at") or record.get("escalated_at"),
-                        "kind": kind,
-                        "impairment_id": body.get("impairment_id"),
-                        "region": region.region,
-                        "summary": body.get("summary", json.dumps(body, default=str)),
-                    }
-                )
-        return pages
-
-
-# Which execution a report shows when there are several: the one that went worst.
-_SEVERITY_OF_OUTCOME = {"escalated": 0, "rolled_back": 1, "skipped": 2, "dry_run": 3, "recovered": 4}
-
-
-def _step_order(action: dict[str, Any]) -> tuple[int, int]:
-    """Where a step comes in its execution: every apply in step order, then the rollbacks (and
-    capacity given back) in reverse."""
-    index = int(action.get("step_index") or 0)
-    return (0, index) if action.get("phase") == "apply" else (1, -index)
-
-
-def _action(step: dict[str, Any], execution: str, outcome: str) -> dict[str, Any]:
-    from recoveryctl.views import phase_label
-
-    result = step.get("result") or {}
-    targets = list(result.get("targets") or _targets(step.get("before")))
-    return {
-        "execution": execution,
-        "type": step.get("action"),
-        "step_index": int(step.get("step_index") or 0),
-        "phase": phase_label(step.get("phase"), outcome),
-        "targets": targets,
-        "target": ", ".join(targets),
-        "result": result.get("result") or step.get("status"),
-        "message": result.get("message") or step.get("error", ""),
-        "started_at": step.get("started_at"),
-        "finished_at": step.get("finished_at"),
-    }
-
-
-def _targets(before: Any) -> list[str]:
-    if isinstance(before, dict):
-        if "instances" in before:
-            return sorted(before["instances"])
-        if "group" in before:
-            return [before["group"]]
-    return []
-
-
-def _names(states: list[dict[str, Any]]) -> list[str]:
-    return [s["state"] for s in states if "state" in s]
-
-
-def _outcome_from(execution: dict[str, Any]) -> str:
-    states = execution.get("states") or []
-    if "Recovered" in states:
-        return "recovered"
-    if "Escalated" in states:
-        return "escalated"
-    return "skipped"
-
-
-def _nothing_started(detected: dict[str, dict[str, Any]]) -> str:
-    if not detected:
-        return "no impairment was detected"
-    return f"{len(detected)} impairment(s) detected, none started a recovery"
-
-
-def _stack_label(stack: Emulator, primary: Emulator) -> str:
-    """A stack as the report names it: its region, with its account when it is a member's."""
-    return stack.region if stack.account == primary.account else f"{stack.account}/{stack.region}"
-
-
-def _when(value: Any) -> datetime:
-    """A report's time, to sort by (its strings mix offsets and precisions); unknown: last."""
-    from recoveryctl.timeline import parse_time
-
-    return parse_time(value) or datetime.max.replace(tzinfo=UTC)
-
-
-def _iso(value: Any) -> str | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return str(value) if value else None
-
-
-def _round(value: Any) -> float | None:
-    return round(float(value), 3) if isinstance(value, (int, float)) else None
 
 
 def run(scenario: Scenario, template_path: Path) -> dict[str, Any]:
