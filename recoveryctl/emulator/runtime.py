@@ -62,6 +62,7 @@ from typing import Any
 from recoveryctl import FUNCTIONS_DIR  # noqa: F401 - puts functions/ on sys.path
 from recoveryctl.emulator import fidelity, isolation, scheduler
 from recoveryctl.emulator.template import Template, TemplateError
+from recoveryctl.emulator.world import Shared, World
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -161,7 +162,29 @@ class Emulator:
     # Whether the interleaving's trace keeps each call's parameters (off for storms: memory)
     trace_params: bool = True
 
+    # Shared by every stack of the emulator (a region's, a member account's): they live in the World.
+    _stack = Shared()
+    faults = Shared()
+    idle_hooks = Shared()
+    failing_health_checks = Shared()
+    failing_target_groups = Shared()
+    health_check_targets = Shared()
+    on_traffic_moved = Shared()
+    execution_listeners = Shared()
+    invocations = Shared()
+    events = Shared()
+    failed_regions = Shared()
+    failed_global_services = Shared()
+    zonal_shifts = Shared()
+    routing_controls = Shared()
+    zone_faults = Shared()
+    scaling_activities = Shared()
+    scheduler = Shared()
+    _regions = Shared()
+    _stacks = Shared()
+
     def __post_init__(self) -> None:
+        self.world = World()
         self.template = Template.load(self.template_path, self.region, self.account)
         self.functions: dict[str, FunctionSpec] = {}
         self.routes: list[Route] = []
@@ -338,34 +361,11 @@ class Emulator:
         if key in self._stacks or (not member and peer.region in self._regions):
             raise TemplateError(f"the emulator runs a stack in {peer.account}/{peer.region} already")
         peer._root = self
-        peer._regions = self._regions
-        peer._stacks = self._stacks
+        peer.world = self.world
+        peer.log, peer.seed, peer.workers = self.log, self.seed, self.workers  # the root's settings
         self._stacks[key] = peer
         if not member:
             self._regions[peer.region] = peer
-        for shared in (
-            "_stack",
-            "log",
-            "faults",
-            "idle_hooks",
-            "failing_health_checks",
-            "failing_target_groups",
-            "health_check_targets",
-            "on_traffic_moved",
-            "execution_listeners",
-            "invocations",
-            "events",
-            "failed_regions",
-            "failed_global_services",
-            "zonal_shifts",
-            "routing_controls",
-            "zone_faults",
-            "scaling_activities",
-            "scheduler",
-            "seed",
-            "workers",
-        ):
-            setattr(peer, shared, getattr(self, shared))
         return peer
 
     def peer(self, region: str) -> Emulator:
