@@ -1,40 +1,7 @@
-"""The local emulator: the synthesized stack, running on this machine.
-
-It reads the template from cdk.out and creates its resources in moto; routes EventBridge events
-to the rules' targets using the rules' own event patterns (moto does not deliver to Lambda or
-Step Functions); runs Lambda handlers in process with the environment the template gives them;
-and runs the real state machine definition in moto's Step Functions executor, whose Lambda tasks
-are dispatched to the same in-process handlers.
-
-Concurrency, like AWS: event deliveries run on a pool of workers and executions run side by side,
-so the Lambda invocations of different executions and deliveries interleave (at most `workers` in
-flight at once). They interleave deterministically: one thread runs at a time and the next is
-chosen at each AWS API call by a generator seeded with `seed` (scheduler.py), so a drill that
-showed a race replays exactly with the same seed. Each invocation has its function's environment,
-its own warm environment's clients and its own Powertools state (isolation.py).
-
-Virtual time: a discrete-event clock (functions/core/clock.py reads it). Step Functions waits,
-retry back-offs, task and execution time-outs, a task token's wait, handlers' sleeps and injected
-API latency all wait on it; the clock moves to the next scheduled instant only when nothing can
-run, so a drill takes seconds while its MTTR still counts the waits a real recovery would make.
-`schedule(at, callback)` runs something at a virtual instant (a drill's signals and actions).
-
-Step Functions: the emulator announces every execution's status change ("Step Functions
-Execution Status Change", source aws.states, on the default bus, routed by the template's rules
-like any event), and an execution over its state machine's TimeoutSeconds ends TIMED_OUT on the
-virtual clock.
-
-Several regions: `Emulator(primary_template, region=..., peers={"us-west-2": standby_template})`
-runs each region's stack in that region of the same moto world (one clock, one scheduler, one
-delivery queue; events are routed by the stack of the region they were put in). `peer(region)`
-gives the emulator of a region. A global table's replicas are created in every region the
-emulator runs; they are not replicated to each other (a drill reads the region it asks about).
-`fail_region` makes every regional AWS endpoint of a region unreachable for the functions, as a
-regional outage does; global endpoints (Route 53, IAM) keep answering.
-
-Member accounts: `members=[(account, region, member_template)]` deploys each member stack in its
-account (its alarms, and its rules forwarding signals to the central default bus, which the
-emulator delivers across accounts as EventBridge does: the event keeps its source account).
+"""The local emulator: the synthesized stack, running in moto on this machine, with its events
+routed by the template's rules, its Lambda handlers run in process and its state machine run by
+moto's executor, concurrently under a seeded scheduler on a virtual clock. docs/emulator.md
+tells how (World, runtimes, fidelity patches, time, regions, accounts).
 """
 
 from __future__ import annotations
