@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from recoveryctl import drill_report
+from recoveryctl.drill_faults import Faults
+from recoveryctl.drill_operator import Operator
 from recoveryctl.emulator import workload as workloads
 from recoveryctl.emulator.runtime import DEFAULT_WORKERS, Emulator
 from recoveryctl.emulator.template import TemplateError
@@ -23,7 +25,7 @@ class DrillError(RuntimeError):
     """The drill could not run (not: the recovery failed, which is a drill result)."""
 
 
-class Drill:
+class Drill(Operator, Faults):
     """A scenario run against the synthesized stack in the emulator. Use as a context manager;
     `emulator` stays inspectable until the block ends."""
 
@@ -391,217 +393,6 @@ class Drill:
                 "at": at.isoformat(),  # when it was delivered, on the virtual clock
             }
         )
-
-    def _act(self, action: Any) -> None:
-        """An operator's action, done as recoveryctl does it (the store's switches, Step
-        Functions' task tokens and StopExecution), recorded in the report's drill_actions."""
-        emulator = self.emulator
-        assert emulator is not None
-        regions = [self._region(action.region)] if action.region else self.regions()
-        reason = action.reason or f"{action.action} by the drill"
-        done: list[str] = []
-        if action.action in ("pause", "resume"):
-            for region in regions:
-                region.store().set_paused(action.action == "pause", reason, "drill")
-                done.append(region.region)
-        elif action.action in ("enable_plan", "disable_plan"):
-            for region in regions:
-                region.store().set_plan_enabled(action.plan, action.action == "enable_plan", "drill")
-                done.append(region.region)
-        elif action.action in ("approve", "reject"):
-            for region in regions:
-                for name, approval in self._pending_approvals(region):
-                    self._answered.add(name)
-                    done.append(self._answer(region, name, approval, action.action, reason))
-        else:  # stop_execution
-            for region in regions:
-                sfn = region.client("stepfunctions")
-                for execution in region.executions():
-                    if execution["status"] == "RUNNING":
-                        sfn.stop_execution(executionArn=execution["executionArn"], error="drill", cause=reason[:256])
-                        done.append(execution["name"])
-        self.actions_done.append(
-            {
-                "at_seconds": round(emulator.now, 3),
-                "action": action.action,
-                "plan": action.plan,
-                "reason": reason,
-                "done": done,
-            }
-        )
-
-    def _answer_approvals(self) -> None:
-        """The on-call's answer to a plan waiting for approval, as the scenario says (approve or
-        reject, as `recoveryctl approve|reject` would), `approval_after_seconds` after the request
-        is noticed (an idle hook: nothing else can run then). Without an answer, the approval's
-        time-box passes on the virtual clock by itself."""
-        emulator = self.emulator
-        assert emulator is not None
-        for region in self.regions():
-            for name, _ in self._pending_approvals(region):
-                self._answered.add(name)
-                emulator.schedule(
-                    emulator.now + self.scenario.approval_after_seconds,
-                    functools.partial(self._answer_when_due, region, name),
-                )
-
-    def _answer_when_due(self, region: Emulator, name: str) -> None:
-        approval = (region.store().get_impairment(name) or {}).get("approval") or {}
-        if approval.get("status") == "pending":
-            self._answer(region, name, approval, self.scenario.approval, "answered by the drill's on-call")
-
-    def _pending_approvals(self, region: Emulator) -> list[tuple[str, dict[str, Any]]]:
-        """(execution name, approval) of the running executions waiting for a human, not yet answered."""
-        store = region.store()
-        pending = []
-        for execution in region.executions():
-            if execution["status"] != "RUNNING" or execution["name"] in self._answered:
-                continue
-            approval = (store.get_impairment(execution["name"]) or {}).get("approval") or {}
-            if approval.get("status") == "pending":
-                pending.append((execution["name"], approval))
-        return pending
-
-    def _answer(self, region: Emulator, name: str, approval: dict[str, Any], decision: str, reason: str) -> str:
-        """Approve or reject with the task token recorded on the impairment (SendTaskSuccess /
-        SendTaskFailure) and record who decided; returns what happened."""
-        from botocore.exceptions import ClientError
-
-        from core import clock
-        from core.errors import ApprovalRejected
-
-        store = region.store()
-        sfn = region.client("stepfunctions")
-        answered = {**approval, "by": "drill", "at": clock.utc_now().isoformat(), "reason": reason}
-        try:
-            if decision == "approve":
-                store.update_impairment(name, approval={**answered, "status": "approved"})
-                sfn.send_task_success(
-                    taskToken=approval["task_token"], output=json.dumps({"approved": True, "by": "drill"})
-                )
-            else:
-                store.update_impairment(name, approval={**answered, "status": "rejected"})
-                sfn.send_task_failure(
-                    taskToken=approval["task_token"], error=ApprovalRejected.__name__, cause=reason[:256]
-                )
-        except ClientError as exc:  # the token's task is over (timed out, aborted)
-            return f"{name}: too late ({exc.response.get('Error', {}).get('Code')})"
-        return f"{name}: {'approved' if decision == 'approve' else 'rejected'}"
-
-    def _inject(self, before: dict[str, Any], round_number: int) -> list[str]:
-        """Apply the round's faults; returns the instances they impaired."""
-        emulator = self.home
-        assert emulator is not None
-        with emulator.as_account(self.workload.get("account_id")):
-            return self._inject_faults(before, round_number)
-
-    def _inject_faults(self, before: dict[str, Any], round_number: int) -> list[str]:
-        emulator = self.home
-        assert emulator is not None
-        impaired: list[str] = []
-        in_service_of = {
-            "main": before.get("in_service", []),
-            "second": (before.get("second_group") or {}).get("in_service", []),
-        }
-        for fault in self.scenario.instance_faults:
-            if fault.round is not None and fault.round != round_number:
-                continue
-            if fault.kind == "task_crash":
-                if not self.workload.get("ecs_service"):
-                    raise DrillError(f"scenario {self.scenario.name}: task_crash needs a workload with an ecs_service")
-                workloads.crash_tasks(emulator, self.workload, fault.count)
-                continue
-            in_service = in_service_of[fault.group]
-            originals = self._originals.get(fault.group, [])
-            which = "the second group" if fault.group == "second" else "the group"
-            if not in_service:
-                raise DrillError(
-                    f"scenario {self.scenario.name}: {fault.kind} needs a workload with instances in {which}"
-                )
-            if fault.kind == "zone_outage":
-                # The zone fails, not a group: every instance there stops, whichever group it is in.
-                zone = self._zone_of(in_service[0])
-                everyone = [*in_service_of["main"], *in_service_of["second"]]
-                victims = [i for i in everyone if self._zone_of(i) == zone and i not in impaired]
-            elif fault.index is not None:
-                victims = originals[fault.index : fault.index + fault.count]
-                gone = [i for i in victims if i not in in_service]
-                if len(victims) < fault.count or gone:
-                    raise DrillError(
-                        f"scenario {self.scenario.name}: instance fault index {fault.index} (count {fault.count}) in "
-                        f"round {round_number}: {which} started with {len(originals)} instance(s)"
-                        + (f", and {', '.join(gone)} is no longer in service" if gone else "")
-                    )
-            elif fault.pick == "newest":
-                victims = self._newest([i for i in in_service if i not in impaired], fault.count)
-            else:
-                victims = [i for i in in_service if i not in impaired][: fault.count]
-            if fault.kind == "fail_health_check":
-                emulator.failing_health_checks.update(victims)
-            else:
-                emulator.client("ec2").stop_instances(InstanceIds=victims)
-            impaired.extend(victims)
-        return impaired
-
-    def _zone_name(self, zone: str, impaired: list[str]) -> str:
-        """A zone fault's zone: a name, a letter of the workload's region, or {zone}."""
-        assert self.home is not None
-        if zone == "{zone}":
-            if not impaired:
-                raise DrillError(f"scenario {self.scenario.name}: a zone fault in {{zone}} needs an impaired instance")
-            with self.home.as_account(self.workload.get("account_id")):
-                return self._zone_of(impaired[0])
-        if len(zone) == 1:
-            return f"{self.home.region}{zone}"
-        return zone
-
-    def _newest(self, instance_ids: list[str], count: int) -> list[str]:
-        assert self.emulator is not None
-        if not instance_ids:
-            return []
-        found = self._ec2().describe_instances(InstanceIds=instance_ids)
-        launched = {i["InstanceId"]: i["LaunchTime"] for r in found["Reservations"] for i in r["Instances"]}
-        return sorted(instance_ids, key=lambda i: (launched.get(i), instance_ids.index(i)), reverse=True)[:count]
-
-    def _zone_of(self, instance_id: str) -> str:
-        assert self.emulator is not None
-        found = self._ec2().describe_instances(InstanceIds=[instance_id])
-        return found["Reservations"][0]["Instances"][0]["Placement"]["AvailabilityZone"]
-
-    def _ec2(self) -> Any:
-        """EC2 in the workload's account (a member's, or the central one)."""
-        assert self.home is not None
-        return self.home.client("ec2", account=self.workload.get("account_id"))
-
-    def _fill(
-        self, value: Any, impaired: list[str], at: datetime, account: str | None = None, region: str | None = None
-    ) -> Any:
-        """Replace the placeholders of a scenario's event."""
-        emulator = self.emulator
-        assert emulator is not None
-        if isinstance(value, dict):
-            return {k: self._fill(v, impaired, at, account, region) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._fill(v, impaired, at, account, region) for v in value]
-        if not isinstance(value, str) or "{" not in value:
-            return value
-        names = {
-            "workload": self.workload["name"],
-            "account": account or self.workload.get("account_id") or emulator.account,
-            "region": region or emulator.region,
-            "now": at.isoformat().replace("+00:00", "Z"),
-        }
-        for index, instance in enumerate(impaired):
-            names[f"instance{index + 1}"] = instance
-        if impaired:
-            names["instance"] = impaired[0]
-            zone = self._zone_of(impaired[0])
-            names["zone"] = zone
-            zones = self._ec2().describe_availability_zones(ZoneNames=[zone])["AvailabilityZones"]
-            names["zone_id"] = zones[0]["ZoneId"]
-        for key, replacement in names.items():
-            value = value.replace("{" + key + "}", replacement)
-        return value
 
 
 def run(scenario: Scenario, template_path: Path) -> dict[str, Any]:
