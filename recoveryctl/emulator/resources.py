@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recoveryctl.emulator.hooks import outage_exempt
 from recoveryctl.emulator.template import TemplateError
 
 
@@ -249,6 +250,38 @@ class Resources:
                     body = json.loads(body)
                 messages.append(body)
                 sqs.delete_message(QueueUrl=self.escalation_inbox, ReceiptHandle=message["ReceiptHandle"])
+
+    # --- Step Functions ---
+    @property
+    def state_machine_arn(self) -> str:
+        return self.outputs.get("RecoveryStateMachineArn") or next(
+            self.template.arn(k) for k in self.template.of_type("AWS::StepFunctions::StateMachine")
+        )
+
+    def executions(self) -> list[dict[str, Any]]:
+        """This stack's recovery executions, as ListExecutions lists them."""
+        with outage_exempt():
+            sfn = self.client("stepfunctions")
+            found: list[dict[str, Any]] = []
+            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
+                found.extend(page["executions"])
+        return found
+
+    def wait_for_executions(self, timeout: float = 120.0, quiet: bool = False) -> None:
+        """Run until everything settled (pump); `quiet`: give up without raising after `timeout`."""
+        try:
+            self.pump(timeout=timeout)
+        except TimeoutError:
+            if not quiet:
+                raise
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        with outage_exempt():
+            sfn = self.client("stepfunctions")
+            events: list[dict[str, Any]] = []
+            for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+                events.extend(page["events"])
+        return events
 
 
 def _alarm_configuration(alarm: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from recoveryctl.emulator.hooks import outage_exempt
+
 if TYPE_CHECKING:
     from recoveryctl.emulator.runtime import Emulator
 
@@ -82,8 +84,6 @@ class Routing:
 
     def _perform(self, delivery: Delivery) -> None:
         """EventBridge sends the event to the target (its own calls: no region outage or fault)."""
-        from recoveryctl.emulator.runtime import outage_exempt  # runtime.py imports this module
-
         arn, event = delivery.target["Arn"], delivery.event
         if ":function:" in arn:
             self._deliver_to_function(arn.split(":function:")[-1], event, delivery.target)
@@ -153,8 +153,6 @@ class Routing:
 
     def _deliver_to_function(self, name: str, event: dict[str, Any], target: dict[str, Any]) -> None:
         """Asynchronous invocation: retried, then sent to the function's dead-letter queue."""
-        from recoveryctl.emulator.runtime import outage_exempt  # runtime.py imports this module
-
         spec = self.functions[name]
         error = None
         for _ in range(_ASYNC_ATTEMPTS):
