@@ -58,7 +58,7 @@ class Meter:
             self._wrap(region)
         session = boto3._get_default_session()
         session.events.register(_HOOK, self._count, unique_id=_HOOK_ID)
-        emulator._stack.callback(session.events.unregister, _HOOK, unique_id=_HOOK_ID)
+        emulator.on_exit(session.events.unregister, _HOOK, unique_id=_HOOK_ID)
         # clients copy the session's hooks when they are created: none made before may serve a handler
         core_aws.reset()
         emulator.reset_clients()

@@ -6,17 +6,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recoveryctl import expect
+from recoveryctl import drill_report
+from recoveryctl.drill_faults import Faults
+from recoveryctl.drill_operator import Operator
 from recoveryctl.emulator import workload as workloads
 from recoveryctl.emulator.runtime import DEFAULT_WORKERS, Emulator
 from recoveryctl.emulator.template import TemplateError
 from recoveryctl.scenario import Scenario
-from recoveryctl.state import scan_table
 
 METADATA_KEY = "ImpairmentRecovery"
 
@@ -25,7 +25,7 @@ class DrillError(RuntimeError):
     """The drill could not run (not: the recovery failed, which is a drill result)."""
 
 
-class Drill:
+class Drill(Operator, Faults):
     """A scenario run against the synthesized stack in the emulator. Use as a context manager;
     `emulator` stays inspectable until the block ends."""
 
@@ -91,7 +91,7 @@ class Drill:
             template, region=primary, peers=dict(others), members=stacks.members, seed=self.seed, workers=self.workers
         )
 
-    def _emulators(self) -> list[Emulator]:
+    def regions(self) -> list[Emulator]:
         """Every region's emulator, the primary first."""
         assert self.emulator is not None
         return self.emulator.every_region()
@@ -132,7 +132,7 @@ class Drill:
         if self.scenario.member_account:
             self._as_member(self.scenario.member_account)
         if self.scenario.dry_run:
-            for region in self._emulators():
+            for region in self.regions():
                 for function in region.functions.values():
                     function.environment["DRY_RUN"] = "true"
         if self.scenario.plans is not None:
@@ -142,13 +142,13 @@ class Drill:
                 plans = parse_plans(self.scenario.plans)
             except PlanError as exc:
                 raise DrillError(f"scenario {self.scenario.name}: {exc}") from exc
-            for region in self._emulators():
+            for region in self.regions():
                 region.write_runtime_config(plans=[p.model_dump(mode="json") for p in plans])
         if self.scenario.guardrails is not None:
             from core.errors import InvalidInput
 
             try:
-                for region in self._emulators():
+                for region in self.regions():
                     region.write_runtime_config(guardrails=self.scenario.guardrails)
             except InvalidInput as exc:
                 raise DrillError(f"scenario {self.scenario.name}: guardrails: {exc}") from exc
@@ -196,7 +196,7 @@ class Drill:
         assert emulator is not None
         if account == emulator.account:
             raise DrillError(f"scenario {self.scenario.name}: member_account is the central account {account}")
-        for function in (f for region in self._emulators() for f in region.functions.values()):
+        for function in (f for region in self.regions() for f in region.functions.values()):
             members = set(json.loads(function.environment.get(core_aws.MEMBER_ACCOUNTS_ENV) or "[]"))
             function.environment[core_aws.MEMBER_ACCOUNTS_ENV] = json.dumps(sorted(members | {account}))
             function.environment.setdefault(core_aws.MEMBER_ROLE_NAME_ENV, "ImpairmentRecoveryMember")
@@ -271,7 +271,7 @@ class Drill:
         for zone_fault in self.scenario.zone_faults:
             emulator.zone_faults[self._zone_name(zone_fault.zone, impaired)] = zone_fault.kind
         if self.scenario.paused:
-            for region in self._emulators():  # a replicated switch, set in every replica
+            for region in self.regions():  # a replicated switch, set in every replica
                 region.store().set_paused(True, "paused for a drill", "recoveryctl")
         if self.scenario.standby_failure != "none":
             standby_group = (self.workload.get("standby") or {}).get("target_group_arn")
@@ -295,7 +295,7 @@ class Drill:
                 impaired.extend(i for i in now_impaired if i not in impaired)
             self._fire(signals, now_impaired or impaired, round_number)
             emulator.pump()
-        report = self._report(signals, impaired, before, self.state())
+        report = drill_report.build(self, signals, impaired, before, self.state())
         report["interleaving"] = emulator.interleaving()
         report["drill_actions"] = self.actions_done
         return report
@@ -307,7 +307,7 @@ class Drill:
         for signal in self.scenario.signals:
             target = self._region(signal.region)
             member = self.workload.get("account_id")
-            if signal.alarm is not None and member and emulator._stacks.get((member, target.region)) is None:
+            if signal.alarm is not None and member and emulator.stack(member, target.region) is None:
                 raise DrillError(
                     f"scenario {self.scenario.name}: a member account's alarms live in its member stack: give "
                     "the scenario a deployment with `accounts` (the drill then deploys the member stack), or "
@@ -361,7 +361,8 @@ class Drill:
         if signal.alarm is not None:
             if self.workload.get("account_id"):
                 # A member's alarms are in its member stack, which forwards their events (_check_signals)
-                target = emulator._stacks[(self.workload["account_id"], target.region)]
+                target = emulator.stack(self.workload["account_id"], target.region)
+                assert target is not None
             alarm = signal.alarm.replace("{workload}", self.workload["name"])
             try:
                 event = target.set_alarm_state(alarm, signal.state, deliveries=signal.deliveries, at=at)
@@ -378,7 +379,7 @@ class Drill:
             return
         if self.workload.get("account_id") and signal.account is None:
             # A member's own event goes on its default bus, which forwards it (with a member stack)
-            target = emulator._stacks.get((self.workload["account_id"], target.region), target)
+            target = emulator.stack(self.workload["account_id"], target.region) or target
         event = self._fill(signal.event or {}, impaired, at, signal.account, target.region)
         event.setdefault("id", emulator.new_id())
         event.setdefault("time", at.strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -392,465 +393,6 @@ class Drill:
                 "at": at.isoformat(),  # when it was delivered, on the virtual clock
             }
         )
-
-    def _act(self, action: Any) -> None:
-        """An operator's action, done as recoveryctl does it (the store's switches, Step
-        Functions' task tokens and StopExecution), recorded in the report's drill_actions."""
-        emulator = self.emulator
-        assert emulator is not None
-        regions = [self._region(action.region)] if action.region else self._emulators()
-        reason = action.reason or f"{action.action} by the drill"
-        done: list[str] = []
-        if action.action in ("pause", "resume"):
-            for region in regions:
-                region.store().set_paused(action.action == "pause", reason, "drill")
-                done.append(region.region)
-        elif action.action in ("enable_plan", "disable_plan"):
-            for region in regions:
-                region.store().set_plan_enabled(action.plan, action.action == "enable_plan", "drill")
-                done.append(region.region)
-        elif action.action in ("approve", "reject"):
-            for region in regions:
-                for name, approval in self._pending_approvals(region):
-                    self._answered.add(name)
-                    done.append(self._answer(region, name, approval, action.action, reason))
-        else:  # stop_execution
-            for region in regions:
-                sfn = region.client("stepfunctions")
-                for execution in region.executions():
-                    if execution["status"] == "RUNNING":
-                        sfn.stop_execution(executionArn=execution["executionArn"], error="drill", cause=reason[:256])
-                        done.append(execution["name"])
-        self.actions_done.append(
-            {
-                "at_seconds": round(emulator.now, 3),
-                "action": action.action,
-                "plan": action.plan,
-                "reason": reason,
-                "done": done,
-            }
-        )
-
-    def _answer_approvals(self) -> None:
-        """The on-call's answer to a plan waiting for approval, as the scenario says (approve or
-        reject, as `recoveryctl approve|reject` would), `approval_after_seconds` after the request
-        is noticed (an idle hook: nothing else can run then). Without an answer, the approval's
-        time-box passes on the virtual clock by itself."""
-        emulator = self.emulator
-        assert emulator is not None
-        for region in self._emulators():
-            for name, _ in self._pending_approvals(region):
-                self._answered.add(name)
-                emulator.schedule(
-                    emulator.now + self.scenario.approval_after_seconds,
-                    functools.partial(self._answer_when_due, region, name),
-                )
-
-    def _answer_when_due(self, region: Emulator, name: str) -> None:
-        approval = (region.store().get_impairment(name) or {}).get("approval") or {}
-        if approval.get("status") == "pending":
-            self._answer(region, name, approval, self.scenario.approval, "answered by the drill's on-call")
-
-    def _pending_approvals(self, region: Emulator) -> list[tuple[str, dict[str, Any]]]:
-        """(execution name, approval) of the running executions waiting for a human, not yet answered."""
-        store = region.store()
-        pending = []
-        for execution in region.executions():
-            if execution["status"] != "RUNNING" or execution["name"] in self._answered:
-                continue
-            approval = (store.get_impairment(execution["name"]) or {}).get("approval") or {}
-            if approval.get("status") == "pending":
-                pending.append((execution["name"], approval))
-        return pending
-
-    def _answer(self, region: Emulator, name: str, approval: dict[str, Any], decision: str, reason: str) -> str:
-        """Approve or reject with the task token recorded on the impairment (SendTaskSuccess /
-        SendTaskFailure) and record who decided; returns what happened."""
-        from botocore.exceptions import ClientError
-
-        from core import clock
-        from core.errors import ApprovalRejected
-
-        store = region.store()
-        sfn = region.client("stepfunctions")
-        answered = {**approval, "by": "drill", "at": clock.utc_now().isoformat(), "reason": reason}
-        try:
-            if decision == "approve":
-                store.update_impairment(name, approval={**answered, "status": "approved"})
-                sfn.send_task_success(
-                    taskToken=approval["task_token"], output=json.dumps({"approved": True, "by": "drill"})
-                )
-            else:
-                store.update_impairment(name, approval={**answered, "status": "rejected"})
-                sfn.send_task_failure(
-                    taskToken=approval["task_token"], error=ApprovalRejected.__name__, cause=reason[:256]
-                )
-        except ClientError as exc:  # the token's task is over (timed out, aborted)
-            return f"{name}: too late ({exc.response.get('Error', {}).get('Code')})"
-        return f"{name}: {'approved' if decision == 'approve' else 'rejected'}"
-
-    def _inject(self, before: dict[str, Any], round_number: int) -> list[str]:
-        """Apply the round's faults; returns the instances they impaired."""
-        emulator = self.home
-        assert emulator is not None
-        with emulator.as_account(self.workload.get("account_id")):
-            return self._inject_faults(before, round_number)
-
-    def _inject_faults(self, before: dict[str, Any], round_number: int) -> list[str]:
-        emulator = self.home
-        assert emulator is not None
-        impaired: list[str] = []
-        in_service_of = {
-            "main": before.get("in_service", []),
-            "second": (before.get("second_group") or {}).get("in_service", []),
-        }
-        for fault in self.scenario.instance_faults:
-            if fault.round is not None and fault.round != round_number:
-                continue
-            if fault.kind == "task_crash":
-                if not self.workload.get("ecs_service"):
-                    raise DrillError(f"scenario {self.scenario.name}: task_crash needs a workload with an ecs_service")
-                workloads.crash_tasks(emulator, self.workload, fault.count)
-                continue
-            in_service = in_service_of[fault.group]
-            originals = self._originals.get(fault.group, [])
-            which = "the second group" if fault.group == "second" else "the group"
-            if not in_service:
-                raise DrillError(
-                    f"scenario {self.scenario.name}: {fault.kind} needs a workload with instances in {which}"
-                )
-            if fault.kind == "zone_outage":
-                # The zone fails, not a group: every instance there stops, whichever group it is in.
-                zone = self._zone_of(in_service[0])
-                everyone = [*in_service_of["main"], *in_service_of["second"]]
-                victims = [i for i in everyone if self._zone_of(i) == zone and i not in impaired]
-            elif fault.index is not None:
-                victims = originals[fault.index : fault.index + fault.count]
-                gone = [i for i in victims if i not in in_service]
-                if len(victims) < fault.count or gone:
-                    raise DrillError(
-                        f"scenario {self.scenario.name}: instance fault index {fault.index} (count {fault.count}) in "
-                        f"round {round_number}: {which} started with {len(originals)} instance(s)"
-                        + (f", and {', '.join(gone)} is no longer in service" if gone else "")
-                    )
-            elif fault.pick == "newest":
-                victims = self._newest([i for i in in_service if i not in impaired], fault.count)
-            else:
-                victims = [i for i in in_service if i not in impaired][: fault.count]
-            if fault.kind == "fail_health_check":
-                emulator.failing_health_checks.update(victims)
-            else:
-                emulator.client("ec2").stop_instances(InstanceIds=victims)
-            impaired.extend(victims)
-        return impaired
-
-    def _zone_name(self, zone: str, impaired: list[str]) -> str:
-        """A zone fault's zone: a name, a letter of the workload's region, or {zone}."""
-        assert self.home is not None
-        if zone == "{zone}":
-            if not impaired:
-                raise DrillError(f"scenario {self.scenario.name}: a zone fault in {{zone}} needs an impaired instance")
-            with self.home.as_account(self.workload.get("account_id")):
-                return self._zone_of(impaired[0])
-        if len(zone) == 1:
-            return f"{self.home.region}{zone}"
-        return zone
-
-    def _newest(self, instance_ids: list[str], count: int) -> list[str]:
-        assert self.emulator is not None
-        if not instance_ids:
-            return []
-        found = self._ec2().describe_instances(InstanceIds=instance_ids)
-        launched = {i["InstanceId"]: i["LaunchTime"] for r in found["Reservations"] for i in r["Instances"]}
-        return sorted(instance_ids, key=lambda i: (launched.get(i), instance_ids.index(i)), reverse=True)[:count]
-
-    def _zone_of(self, instance_id: str) -> str:
-        assert self.emulator is not None
-        found = self._ec2().describe_instances(InstanceIds=[instance_id])
-        return found["Reservations"][0]["Instances"][0]["Placement"]["AvailabilityZone"]
-
-    def _ec2(self) -> Any:
-        """EC2 in the workload's account (a member's, or the central one)."""
-        assert self.home is not None
-        return self.home.client("ec2", account=self.workload.get("account_id"))
-
-    def _fill(
-        self, value: Any, impaired: list[str], at: datetime, account: str | None = None, region: str | None = None
-    ) -> Any:
-        """Replace the placeholders of a scenario's event."""
-        emulator = self.emulator
-        assert emulator is not None
-        if isinstance(value, dict):
-            return {k: self._fill(v, impaired, at, account, region) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._fill(v, impaired, at, account, region) for v in value]
-        if not isinstance(value, str) or "{" not in value:
-            return value
-        names = {
-            "workload": self.workload["name"],
-            "account": account or self.workload.get("account_id") or emulator.account,
-            "region": region or emulator.region,
-            "now": at.isoformat().replace("+00:00", "Z"),
-        }
-        for index, instance in enumerate(impaired):
-            names[f"instance{index + 1}"] = instance
-        if impaired:
-            names["instance"] = impaired[0]
-            zone = self._zone_of(impaired[0])
-            names["zone"] = zone
-            zones = self._ec2().describe_availability_zones(ZoneNames=[zone])["AvailabilityZones"]
-            names["zone_id"] = zones[0]["ZoneId"]
-        for key, replacement in names.items():
-            value = value.replace("{" + key + "}", replacement)
-        return value
-
-    # --- the report ---
-    def _report(
-        self, signals: list[dict[str, Any]], impaired: list[str], before: dict[str, Any], after: dict[str, Any]
-    ) -> dict[str, Any]:
-        from core import clock
-
-        emulator = self.emulator
-        assert emulator is not None
-        ended_at = clock.utc_now()
-        # What every region's table (its replica) holds once the drill settled: the audit trail
-        # the report reads, and the locks and budgets the invariants look for.
-        tables = {region.region: scan_table(region.store().table) for region in self._emulators()}
-        records = {
-            str(item["pk"]).removeprefix("IMPAIRMENT#"): item
-            for items in tables.values()
-            for item in items
-            if str(item.get("pk", "")).startswith("IMPAIRMENT#") and item.get("sk") == "RECORD"
-        }
-        runs = [
-            self._run_of(region, item, tables[region.region])
-            for region in self._emulators()
-            for item in region.executions()
-        ]
-        runs.sort(key=lambda r: _when(r["started_at"]))
-        # Several executions (a storm, rounds of a flapping fault): the report shows the worst.
-        shown = min(runs, key=lambda r: _SEVERITY_OF_OUTCOME.get(r["outcome"], 99), default=None)
-        execution = (
-            {**{k: shown[k] for k in ("name", "region", "arn", "status")}, "states": _names(shown["states"])}
-            if shown
-            else {}
-        )
-        record = records.get(execution["name"]) if execution else None
-        # Every "Impairment Detected" a detector put on a recovery bus, one entry per impairment.
-        detected: dict[str, dict[str, Any]] = {}
-        events = [e for e in emulator.events if e["bus"] != "default" and e["detail-type"] == "Impairment Detected"]
-        for event in events:
-            detail = event["detail"]
-            found = detected.setdefault(
-                detail["impairment_id"],
-                {
-                    "impairment_id": detail["impairment_id"],
-                    "at": detail.get("detected_at") or event.get("time"),
-                    "impairment_type": detail.get("impairment_type"),
-                    "severity": detail.get("severity"),
-                    "region": event.get("region"),
-                    "deliveries": 0,
-                    "linked_to": (records.get(detail["impairment_id"]) or {}).get("linked_to"),
-                    "started": any(r["name"] == detail["impairment_id"] for r in runs),
-                },
-            )
-            found["deliveries"] += 1
-        pages = sorted(self._pages(records), key=lambda p: _when(p["at"]))
-        outcome = (record or {}).get("outcome") or (_outcome_from(execution) if execution else "nothing_started")
-        # On the virtual clock, steps that ran without a wait between them start at the same instant:
-        # then the executions' order, and within one its steps' (applied in order, rolled back in reverse).
-        ordered = [(a, (position, *_step_order(a))) for position, r in enumerate(runs) for a in r.pop("actions")]
-        ordered.sort(key=lambda pair: (_when(pair[0].get("started_at")), pair[1]))
-        actions = [a for a, _ in ordered]
-        report = {
-            "scenario": self.scenario.name,
-            "description": self.scenario.description,
-            "outcome": outcome,
-            "reason": (record or {}).get("reason") or (None if runs else _nothing_started(detected)),
-            "impairment_id": (record or {}).get("impairment_id"),
-            "region": execution.get("region"),
-            "impairment_type": (record or {}).get("impairment_type"),
-            "severity": (record or {}).get("severity"),
-            "plan": (record or {}).get("plan"),
-            "mttd_seconds": _round((record or {}).get("mttd_seconds")),
-            "mttr_seconds": _round((record or {}).get("mttr_seconds")),
-            "started_at": (self.started_at or ended_at).isoformat(),
-            "ended_at": ended_at.isoformat(),
-            "execution": execution,
-            "actions": actions,
-            "executions_started": len(runs),
-            "outcomes": dict(Counter(r["outcome"] for r in runs)),
-            "guardrails_tripped": sorted({g for r in runs for g in r["guardrails_tripped"]}),
-            "executions": [{k: v for k, v in r.items() if k != "arn"} for r in runs],
-            "regions": [region.region for region in self._emulators()],
-            "transitions": sum(len(_names(r["states"])) for r in runs),
-            "signals": signals,
-            "detections": len(events),
-            "detected": list(detected.values()),
-            "correlated": sorted(i for i, r in records.items() if r.get("linked_to")),
-            "pages": pages,
-            "escalations": [p["summary"] for p in pages],
-            "workload": {
-                "name": self.workload["name"],
-                "account": self.workload.get("account_id") or emulator.account,
-                "group": self.workload.get("auto_scaling_group"),
-                "standby_group": (self.workload.get("standby") or {}).get("auto_scaling_group"),
-                "second_group": self.second_group,
-                "impaired_instances": impaired,
-                "before": before,
-                "after": after,
-            },
-            "virtual_wait_seconds": emulator.virtual_seconds,
-            "lambda_errors": [f"{i.function}: {i.error}" for i in emulator.invocations if not i.ok],
-        }
-        dead_letters = {_stack_label(stack, emulator): stack.dead_letter_count() for stack in emulator.every_stack()}
-        report["dead_letters"] = sum(dead_letters.values())
-        facts = expect.Facts(
-            tables=tables,
-            executions=[{"name": r["name"], "region": r["region"], "status": r["status"]} for r in runs],
-            dead_letters=dead_letters,
-            now=ended_at,
-        )
-        report["expectations"] = expect.check_expectations(self.scenario.expect, report)
-        report["invariants"] = expect.check_invariants(facts, self.scenario.expect.invariants_off)
-        report["expectation_met"] = not report["expectations"]["failed"] and not report["invariants"]["broken"]
-        return report
-
-    def _run_of(self, region: Emulator, item: dict[str, Any], table: list[dict[str, Any]]) -> dict[str, Any]:
-        """One execution as the report tells it: its states with their virtual times, its audit
-        record's outcome and plan, and its action steps."""
-        from recoveryctl import views
-
-        history = region.history(item["executionArn"])
-        states = [{**e, "at": _iso(e.get("at"))} for e in views.state_timeline(history)]
-        record = next((i for i in table if i.get("pk") == f"IMPAIRMENT#{item['name']}" and i.get("sk") == "RECORD"), {})
-        outcome = record.get("outcome") or _outcome_from({"states": _names(states)})
-        steps = [
-            i for i in table if i.get("pk") == f"IMPAIRMENT#{item['name']}" and str(i.get("sk")).startswith("ACTION#")
-        ]
-        approval = {k: v for k, v in (record.get("approval") or {}).items() if k != "task_token"}
-        return {
-            "name": item["name"],
-            "region": region.region,
-            "arn": item["executionArn"],
-            "status": item["status"],
-            "outcome": outcome,
-            "guardrails_tripped": record.get("guardrails_tripped") or [],
-            "reason": record.get("reason"),
-            "plan": record.get("plan"),
-            # On the virtual clock, as its history is (moto's own start and stop dates are not).
-            "started_at": _iso(history[0]["timestamp"]) if history else _iso(item.get("startDate")),
-            "stopped_at": _iso(history[-1]["timestamp"]) if history and item["status"] != "RUNNING" else None,
-            "detected_at": record.get("detected_at"),
-            "resolved_at": record.get("resolved_at"),
-            "escalated_at": record.get("escalated_at"),
-            "mttd_seconds": _round(record.get("mttd_seconds")),
-            "mttr_seconds": _round(record.get("mttr_seconds")),
-            "approval": approval or None,
-            "states": states,
-            "actions": [_action(step, item["name"], outcome) for step in steps],
-        }
-
-    def _pages(self, records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        """The messages a human received, each dated by the audit record of what it was about:
-        an approval request when it was requested, an escalation when it was escalated."""
-        pages = []
-        for region in self._emulators():
-            for message in region.escalations():
-                body = message if isinstance(message, dict) else {"summary": str(message)}
-                record = records.get(str(body.get("impairment_id"))) or {}
-                kind = "approval" if "approve" in body else "escalation"
-                at = (record.get("approval") or {}).get("requested_at") if kind == "approval" else None
-                pages.append(
-                    {
-                        "at": at or body.get("sent_at") or record.get("escalated_at"),
-                        "kind": kind,
-                        "impairment_id": body.get("impairment_id"),
-                        "region": region.region,
-                        "summary": body.get("summary", json.dumps(body, default=str)),
-                    }
-                )
-        return pages
-
-
-# Which execution a report shows when there are several: the one that went worst.
-_SEVERITY_OF_OUTCOME = {"escalated": 0, "rolled_back": 1, "skipped": 2, "dry_run": 3, "recovered": 4}
-
-
-def _step_order(action: dict[str, Any]) -> tuple[int, int]:
-    """Where a step comes in its execution: every apply in step order, then the rollbacks (and
-    capacity given back) in reverse."""
-    index = int(action.get("step_index") or 0)
-    return (0, index) if action.get("phase") == "apply" else (1, -index)
-
-
-def _action(step: dict[str, Any], execution: str, outcome: str) -> dict[str, Any]:
-    from recoveryctl.views import phase_label
-
-    result = step.get("result") or {}
-    targets = list(result.get("targets") or _targets(step.get("before")))
-    return {
-        "execution": execution,
-        "type": step.get("action"),
-        "step_index": int(step.get("step_index") or 0),
-        "phase": phase_label(step.get("phase"), outcome),
-        "targets": targets,
-        "target": ", ".join(targets),
-        "result": result.get("result") or step.get("status"),
-        "message": result.get("message") or step.get("error", ""),
-        "started_at": step.get("started_at"),
-        "finished_at": step.get("finished_at"),
-    }
-
-
-def _targets(before: Any) -> list[str]:
-    if isinstance(before, dict):
-        if "instances" in before:
-            return sorted(before["instances"])
-        if "group" in before:
-            return [before["group"]]
-    return []
-
-
-def _names(states: list[dict[str, Any]]) -> list[str]:
-    return [s["state"] for s in states if "state" in s]
-
-
-def _outcome_from(execution: dict[str, Any]) -> str:
-    states = execution.get("states") or []
-    if "Recovered" in states:
-        return "recovered"
-    if "Escalated" in states:
-        return "escalated"
-    return "skipped"
-
-
-def _nothing_started(detected: dict[str, dict[str, Any]]) -> str:
-    if not detected:
-        return "no impairment was detected"
-    return f"{len(detected)} impairment(s) detected, none started a recovery"
-
-
-def _stack_label(stack: Emulator, primary: Emulator) -> str:
-    """A stack as the report names it: its region, with its account when it is a member's."""
-    return stack.region if stack.account == primary.account else f"{stack.account}/{stack.region}"
-
-
-def _when(value: Any) -> datetime:
-    """A report's time, to sort by (its strings mix offsets and precisions); unknown: last."""
-    from recoveryctl.timeline import parse_time
-
-    return parse_time(value) or datetime.max.replace(tzinfo=UTC)
-
-
-def _iso(value: Any) -> str | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return str(value) if value else None
-
-
-def _round(value: Any) -> float | None:
-    return round(float(value), 3) if isinstance(value, (int, float)) else None
 
 
 def run(scenario: Scenario, template_path: Path) -> dict[str, Any]:

@@ -174,7 +174,7 @@ def _health_check_status(emulator: Any, health_check_id: str) -> tuple[AWSRespon
     """A Route 53 health check of an endpoint the emulator knows (emulator.health_check_targets:
     id -> (region, target group)): healthy while the target group has a healthy target and its
     region is up, as Route 53's checkers would see the endpoint. None: moto answers."""
-    from recoveryctl.emulator import runtime
+    from recoveryctl.emulator.hooks import outage_exempt
 
     watched = emulator.health_check_targets.get(health_check_id)
     if watched is None:
@@ -183,7 +183,7 @@ def _health_check_status(emulator: Any, health_check_id: str) -> tuple[AWSRespon
     healthy = False
     if region not in emulator.failed_regions:
         account = target_group.split(":")[4]  # the target group's account (a member's, say)
-        with runtime.outage_exempt():
+        with outage_exempt():
             elbv2 = emulator.peer(region).client("elbv2", account=account)
             health = elbv2.describe_target_health(TargetGroupArn=target_group)
         healthy = any(t["TargetHealth"]["State"] == "healthy" for t in health["TargetHealthDescriptions"])
@@ -237,17 +237,15 @@ def install(emulator: Any) -> ZonalShifts:
 
     session.events.register("before-parameter-build.*.*", remember_params, unique_id="recovery-emulator-params")
     session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-behaviour")
-    emulator._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-behaviour")
-    emulator._stack.callback(
-        session.events.unregister, "before-parameter-build.*.*", unique_id="recovery-emulator-params"
-    )
+    emulator.on_exit(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-behaviour")
+    emulator.on_exit(session.events.unregister, "before-parameter-build.*.*", unique_id="recovery-emulator-params")
     return shifts
 
 
 def _where(emulator: Any, request_signer: Any) -> tuple[str, str]:
     """The account (from the call's credentials) and region a call is made in."""
     region = getattr(request_signer, "region_name", None) or emulator.region
-    return emulator._account_of(request_signer), region
+    return emulator.account_of(request_signer), region
 
 
 def _scaling_activities(

@@ -1,40 +1,7 @@
-"""The local emulator: the synthesized stack, running on this machine.
-
-It reads the template from cdk.out and creates its resources in moto; routes EventBridge events
-to the rules' targets using the rules' own event patterns (moto does not deliver to Lambda or
-Step Functions); runs Lambda handlers in process with the environment the template gives them;
-and runs the real state machine definition in moto's Step Functions executor, whose Lambda tasks
-are dispatched to the same in-process handlers.
-
-Concurrency, like AWS: event deliveries run on a pool of workers and executions run side by side,
-so the Lambda invocations of different executions and deliveries interleave (at most `workers` in
-flight at once). They interleave deterministically: one thread runs at a time and the next is
-chosen at each AWS API call by a generator seeded with `seed` (scheduler.py), so a drill that
-showed a race replays exactly with the same seed. Each invocation has its function's environment,
-its own warm environment's clients and its own Powertools state (isolation.py).
-
-Virtual time: a discrete-event clock (functions/core/clock.py reads it). Step Functions waits,
-retry back-offs, task and execution time-outs, a task token's wait, handlers' sleeps and injected
-API latency all wait on it; the clock moves to the next scheduled instant only when nothing can
-run, so a drill takes seconds while its MTTR still counts the waits a real recovery would make.
-`schedule(at, callback)` runs something at a virtual instant (a drill's signals and actions).
-
-Step Functions: the emulator announces every execution's status change ("Step Functions
-Execution Status Change", source aws.states, on the default bus, routed by the template's rules
-like any event), and an execution over its state machine's TimeoutSeconds ends TIMED_OUT on the
-virtual clock.
-
-Several regions: `Emulator(primary_template, region=..., peers={"us-west-2": standby_template})`
-runs each region's stack in that region of the same moto world (one clock, one scheduler, one
-delivery queue; events are routed by the stack of the region they were put in). `peer(region)`
-gives the emulator of a region. A global table's replicas are created in every region the
-emulator runs; they are not replicated to each other (a drill reads the region it asks about).
-`fail_region` makes every regional AWS endpoint of a region unreachable for the functions, as a
-regional outage does; global endpoints (Route 53, IAM) keep answering.
-
-Member accounts: `members=[(account, region, member_template)]` deploys each member stack in its
-account (its alarms, and its rules forwarding signals to the central default bus, which the
-emulator delivers across accounts as EventBridge does: the event keeps its source account).
+"""The local emulator: the synthesized stack, running in moto on this machine, with its events
+routed by the template's rules, its Lambda handlers run in process and its state machine run by
+moto's executor, concurrently under a seeded scheduler on a virtual clock. docs/emulator.md
+tells how (World, runtimes, fidelity patches, time, regions, accounts).
 """
 
 from __future__ import annotations
@@ -43,12 +10,10 @@ import contextlib
 import importlib
 import io
 import itertools
-import json
 import logging
 import os
 import random
 import secrets
-import tempfile
 import threading
 import uuid
 import warnings
@@ -58,36 +23,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from recoveryctl import FUNCTIONS_DIR  # noqa: F401 - puts functions/ on sys.path
-from recoveryctl.emulator import isolation, scheduler
+from recoveryctl.emulator import fidelity, isolation, scheduler
+from recoveryctl.emulator.hooks import Fault, Hooks, _in_handler
+from recoveryctl.emulator.resources import FunctionSpec, Resources, Route
+from recoveryctl.emulator.routing import Delivery, Routing
 from recoveryctl.emulator.template import Template, TemplateError
+from recoveryctl.emulator.world import Shared, World
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 DEFAULT_WORKERS = 8  # Lambda invocations in flight at once
-_ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
-# Per thread: whether it runs a function's handler (a region outage fails only the functions'
-# calls), and whether the emulator's own calls are exempt from outages and faults.
-_handler = threading.local()
-
-
-@dataclass
-class FunctionSpec:
-    name: str
-    arn: str
-    handler: str
-    environment: dict[str, str]
-    dead_letter_arn: str | None = None
-
-
-@dataclass
-class Route:
-    rule: str
-    bus: str
-    pattern: Any
-    targets: list[dict[str, Any]]
 
 
 @dataclass
@@ -98,35 +45,6 @@ class Invocation:
     error: str | None = None
     result: Any = None
     at: str = ""
-
-
-@dataclass
-class Fault:
-    """Makes one AWS API operation fail or slow down, as a scenario asks (e.g. AccessDenied on
-    terminate, or 5 s more per DescribeTargetHealth). Only the functions' calls (and Step
-    Functions' own) are affected, not the drill's."""
-
-    service: str
-    operation: str  # or "*": every operation of the service
-    error_code: str | None  # None: the call is only slowed down
-    message: str = "injected by the drill"
-    status: int = 400
-    times: int | None = None  # fail only this many calls (None: every one)
-    calls: int = 0  # calls failed so far
-    after: int = 0  # the first `after` matching calls succeed
-    seen: int = 0  # matching calls so far
-    account: str | None = None  # only calls made in this account
-    region: str | None = None  # only calls to this region
-    latency_seconds: float = 0.0  # each matching call takes this much longer (virtual time)
-
-
-@dataclass
-class Delivery:
-    """An event on its way to one of a rule's targets (EventBridge delivers asynchronously)."""
-
-    stack: Emulator
-    target: dict[str, Any]
-    event: dict[str, Any]
 
 
 class _Context:
@@ -146,7 +64,7 @@ class _Context:
 
 
 @dataclass
-class Emulator:
+class Emulator(Resources, Routing, Hooks):
     template_path: Path
     region: str = REGION
     account: str = ACCOUNT
@@ -162,7 +80,29 @@ class Emulator:
     # Whether the interleaving's trace keeps each call's parameters (off for storms: memory)
     trace_params: bool = True
 
+    # Shared by every stack of the emulator (a region's, a member account's): they live in the World.
+    _stack = Shared()
+    faults = Shared()
+    idle_hooks = Shared()
+    failing_health_checks = Shared()
+    failing_target_groups = Shared()
+    health_check_targets = Shared()
+    on_traffic_moved = Shared()
+    execution_listeners = Shared()
+    invocations = Shared()
+    events = Shared()
+    failed_regions = Shared()
+    failed_global_services = Shared()
+    zonal_shifts = Shared()
+    routing_controls = Shared()
+    zone_faults = Shared()
+    scaling_activities = Shared()
+    scheduler = Shared()
+    _regions = Shared()
+    _stacks = Shared()
+
     def __post_init__(self) -> None:
+        self.world = World()
         self.template = Template.load(self.template_path, self.region, self.account)
         self.functions: dict[str, FunctionSpec] = {}
         self.routes: list[Route] = []
@@ -275,7 +215,7 @@ class Emulator:
 
         self.zonal_shifts = behaviour.install(self)
         self._install_region_outages()
-        self._patch_moto()
+        fidelity.install(self)
         # Last in, first out: the scheduler ends every fiber before anything above is undone.
         self._stack.enter_context(scheduler.active(self.scheduler))
         self.deploy()
@@ -339,34 +279,11 @@ class Emulator:
         if key in self._stacks or (not member and peer.region in self._regions):
             raise TemplateError(f"the emulator runs a stack in {peer.account}/{peer.region} already")
         peer._root = self
-        peer._regions = self._regions
-        peer._stacks = self._stacks
+        peer.world = self.world
+        peer.log, peer.seed, peer.workers = self.log, self.seed, self.workers  # the root's settings
         self._stacks[key] = peer
         if not member:
             self._regions[peer.region] = peer
-        for shared in (
-            "_stack",
-            "log",
-            "faults",
-            "idle_hooks",
-            "failing_health_checks",
-            "failing_target_groups",
-            "health_check_targets",
-            "on_traffic_moved",
-            "execution_listeners",
-            "invocations",
-            "events",
-            "failed_regions",
-            "failed_global_services",
-            "zonal_shifts",
-            "routing_controls",
-            "zone_faults",
-            "scaling_activities",
-            "scheduler",
-            "seed",
-            "workers",
-        ):
-            setattr(peer, shared, getattr(self, shared))
         return peer
 
     def peer(self, region: str) -> Emulator:
@@ -388,6 +305,16 @@ class Emulator:
     def every_stack(self) -> list[Emulator]:
         """Every stack the emulator runs: each region's, then each member account's."""
         return list(self._stacks.values())
+
+    def stack(self, account: str, region: str) -> Emulator | None:
+        """The stack the emulator runs in `account` and `region` (a region's, or a member
+        account's), if any."""
+        return self._stacks.get((account, region))
+
+    def on_exit(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call `callback(*args, **kwargs)` when the emulator exits (with the moto world it
+        patched): what installed a hook on the emulator's world removes it there."""
+        self._stack.callback(callback, *args, **kwargs)
 
     def store(self) -> Any:
         """This stack's recovery table (in several regions: this region's replica)."""
@@ -419,72 +346,6 @@ class Emulator:
         root = self._root
         root._warm.clear()
         root._warm_generation += 1
-
-    def _install_checkpoints(self) -> None:
-        """Every AWS API call a fiber makes is a yield point of the scheduler (registered first,
-        so that faults, outages and behaviours act when the call is made, after the switch)."""
-        import boto3
-
-        session = boto3._get_default_session()
-        sched = self.scheduler
-        assert sched is not None
-
-        def before_call(model: Any, context: dict[str, Any] | None = None, **kwargs: Any) -> None:
-            if getattr(_handler, "atomic", 0) or scheduler.current_fiber() is None:
-                return
-            invocation = isolation.current()
-            sched.checkpoint(
-                f"{model.service_model.service_id.hyphenize()}:{model.name}",
-                invocation.label if invocation is not None else "",
-                (context or {}).get("emulator_api_params"),
-            )
-
-        session.events.register_first("before-call.*.*", before_call, unique_id="recovery-emulator-checkpoints")
-        self._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-checkpoints")
-
-    def _install_region_outages(self) -> None:
-        import boto3
-        from botocore.exceptions import EndpointConnectionError
-
-        session = boto3._get_default_session()
-        failed, failed_global = self.failed_regions, self.failed_global_services
-
-        def before_call(model: Any, request_signer: Any = None, **kwargs: Any) -> None:
-            if not failed or request_signer is None or self._drill_call():
-                return  # the drill building or reading the workload (or the emulator's own look), not a function
-            # (a function's call: in its handler's thread, or in a thread the handler started)
-            service = model.service_model
-            if service.metadata.get("globalEndpoint"):
-                # Route 53, IAM, ...: served from outside the region, unless their control plane failed
-                if service.endpoint_prefix in failed_global:
-                    raise EndpointConnectionError(endpoint_url=f"https://{service.metadata['globalEndpoint']}")
-                return
-            region = request_signer.region_name
-            if region in failed:
-                raise EndpointConnectionError(endpoint_url=f"https://{service.endpoint_prefix}.{region}.amazonaws.com")
-
-        session.events.register_first("before-call.*.*", before_call, unique_id="recovery-emulator-outages")
-        self._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-outages")
-
-    def _drill_call(self) -> bool:
-        """Whether the call being made is the drill's or the emulator's own (exempt from region
-        outages and faults): made outside any handler by the thread that entered the emulator,
-        or in an outage_exempt() block."""
-        if getattr(_handler, "exempt", 0):
-            return True
-        sched = self._root.scheduler
-        owner = sched.owner if sched is not None else None
-        return not getattr(_handler, "depth", 0) and threading.get_ident() == owner
-
-    def _account_of(self, request_signer: Any) -> str:
-        """The account a call is made in, from its credentials (as moto tells them apart)."""
-        from moto.iam.models import get_account_id_from
-
-        credentials = getattr(request_signer, "_credentials", None)
-        access_key = getattr(credentials, "access_key", None) or ""
-        if access_key not in self._root._access_key_accounts:
-            self._root._access_key_accounts[access_key] = get_account_id_from(access_key)
-        return self._root._access_key_accounts[access_key]
 
     @contextlib.contextmanager
     def as_account(self, account: str | None) -> Iterator[None]:
@@ -550,505 +411,6 @@ class Emulator:
         """A uuid from the emulator's seeded generator (event ids, request ids: replays repeat them)."""
         return str(uuid.UUID(int=self._root._ids.getrandbits(128), version=4))
 
-    # --- patches: Lambda dispatch, Step Functions under the scheduler, launches, routing ---
-    def _patch_moto(self) -> None:
-        from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
-        from moto.awslambda_simple.models import LambdaSimpleBackend
-        from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
-        from moto.events.models import EventsBackend
-        from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
-        from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
-        from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
-        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
-
-        from core import clock
-
-        emulator = self
-
-        def invoke(
-            backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict[str, str]
-        ) -> bytes | None:
-            name = function_name.split(":function:")[-1].split(":")[0]
-            payload = json.loads(body) if body else {}
-            ok, result = emulator._owner_of(name).invoke(name, payload, source="task")
-            if not ok:
-                response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(result, default=str).encode()
-
-        def wait_interval(component: Any, env: Any, wait_seconds: int) -> None:
-            # A Wait state waits on the virtual clock; StopExecution (and a time-out) interrupt it.
-            if wait_seconds > 0 and env.is_running():
-                env.program_state_event.wait(wait_seconds)
-
-        original_execution_logic = ExecutionWorker._execution_logic
-
-        def execution_logic(worker: Any) -> None:
-            # moto starts an execution's thread from the thread that called StartExecution (say,
-            # a handler): the execution is not part of that invocation.
-            fiber = scheduler.current_fiber()
-            if fiber is not None:
-                fiber.name = f"execution {worker._evaluation_details.execution_details.name}"
-            with isolation.running(None):
-                original_execution_logic(worker)
-
-        original_start = Execution.start
-
-        def start(execution: Any) -> None:
-            execution.start_date = clock.utc_now()  # virtual, like every date a drill reports
-            original_start(execution)
-            emulator._execution_changed(execution)
-
-        original_stop = Execution.stop
-
-        def stop(execution: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
-            # StopExecution: the execution is ABORTED at once, as in AWS (a task in flight finishes
-            # on its own; its result is dropped when the executor next looks at the status).
-            original_stop(execution, stop_date, error, cause)
-            if execution.status == "RUNNING":
-                from moto.stepfunctions.parser.api import ExecutionStatus
-
-                execution.exec_status = ExecutionStatus.ABORTED
-                execution.stop_date = clock.utc_now()
-                execution.error = error or None
-                execution.cause = cause or None
-                execution.emulator_aborted = True
-                emulator._execution_changed(execution)
-
-        original_terminated = BaseExecutionWorkerCommunication.terminated
-
-        def terminated(communication: Any) -> None:
-            execution = communication.execution
-            if getattr(execution, "emulator_aborted", False):
-                return  # stopped: already ABORTED and announced
-            original_terminated(communication)
-            execution.stop_date = clock.utc_now()
-            emulator._execution_changed(execution)
-
-        original_put_events = EventsBackend.put_events
-
-        def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            results = original_put_events(backend, entries)
-            target = emulator._stacks.get((backend.account_id, backend.region_name))
-            for entry, result in zip(entries, results, strict=False):
-                if result.get("EventId") and target is not None:  # no stack of ours in that region
-                    target._accept(entry, result["EventId"], backend)
-            return results
-
-        def update_attached_target_groups(backend: Any, group_name: str) -> None:
-            # Fidelity: an Auto Scaling group registers its running instances with its target
-            # groups; moto re-registers every instance and so fails on a stopped (impaired) one.
-            group = backend.autoscaling_groups[group_name]
-            if not group.target_group_arns:
-                return
-            running = sorted(s.instance.id for s in group.instance_states if s.instance.state == "running")
-            for target_group in backend.elbv2_backend.describe_target_groups(
-                target_group_arns=group.target_group_arns, load_balancer_arn=None, names=None
-            ):
-                if running:
-                    backend.elbv2_backend.register_targets(
-                        target_group.arn, [{"Id": i, "Port": target_group.port} for i in running]
-                    )
-
-        original_launch = FakeAutoScalingGroup.replace_autoscaling_group_instances
-
-        def balanced_launch(group: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
-            # Fidelity: a group spreads its instances across its zones (moto launches every
-            # instance into the first subnet, so a zone outage would take the whole group), and
-            # a zone that has no capacity fails the launch there (InsufficientInstanceCapacity):
-            # the group tries its other zones, as Auto Scaling does.
-            subnets = group.vpc_zone_identifier.split(",") if group.vpc_zone_identifier else []
-            if not subnets:
-                return original_launch(group, count_needed, propagated_tags)
-            ec2 = group.autoscaling_backend.ec2_backend
-            zone_of = {s: ec2.get_subnet(s).availability_zone for s in subnets}
-            saved = group.vpc_zone_identifier
-            try:
-                for _ in range(count_needed):
-                    load = {s: sum(1 for st in group.instance_states if st.instance.subnet_id == s) for s in subnets}
-                    for subnet in sorted(subnets, key=lambda s: (load[s], subnets.index(s))):
-                        zone = zone_of[subnet]
-                        if emulator.zone_faults.get(zone) == "insufficient_capacity":
-                            emulator._launch_activity(group, subnet, zone, None)
-                            continue
-                        known = {st.instance.id for st in group.instance_states}
-                        group.vpc_zone_identifier = subnet
-                        original_launch(group, 1, dict(propagated_tags))
-                        launched = [st.instance.id for st in group.instance_states if st.instance.id not in known]
-                        for instance_id in launched:
-                            emulator._launch_activity(group, subnet, zone, instance_id)
-                        if emulator.zone_faults.get(zone) == "unhealthy":
-                            emulator.failing_health_checks.update(launched)
-                        break
-                    else:
-                        return None  # no zone has capacity: the group stays short, as in AWS
-            finally:
-                group.vpc_zone_identifier = saved
-            return None
-
-        original_health = FakeTargetGroup.health_for
-
-        def health_for(target_group: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
-            # A running instance whose application fails the load balancer's health check.
-            status = original_health(target_group, target, ec2_backend)
-            instance = ec2_backend.get_instance_by_id(target["Id"]) if target["Id"].startswith("i-") else None
-            if instance is not None and instance.state in ("shutting-down", "terminated"):
-                # A terminated instance is being deregistered (moto reports it healthy).
-                return FakeHealthStatus(
-                    target["Id"],
-                    status.port,
-                    status.health_check_port,
-                    "draining",
-                    "Target.DeregistrationInProgress",
-                    "Target deregistration is in progress",
-                )
-            failing = target["Id"] in emulator.failing_health_checks
-            failing = failing or target_group.arn in emulator.failing_target_groups
-            if failing and status.status == "healthy":
-                return FakeHealthStatus(
-                    target["Id"],
-                    status.port,
-                    status.health_check_port,
-                    "unhealthy",
-                    "Target.FailedHealthChecks",
-                    "Health checks failed",
-                )
-            return status
-
-        # Step Functions' executor makes a boto3 client per Lambda task (about 10 ms each): the
-        # same client serves every task of a region.
-        import sys as _sys
-
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: F401
-        from moto.stepfunctions.parser.asl.utils import boto_client as sfn_clients
-
-        made_by = sfn_clients.boto_client_for
-        sfn_client_cache: dict[tuple[str, str], Any] = {}
-
-        def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-            if state_credentials is not None:
-                return made_by(region, service, state_credentials)
-            key = (region, service)
-            if key not in sfn_client_cache:
-                sfn_client_cache[key] = made_by(region, service)
-            return sfn_client_cache[key]
-
-        for name, module in list(_sys.modules.items()):
-            if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is made_by:
-                self._stack.enter_context(mock.patch.object(module, "boto_client_for", boto_client_for))
-        # An execution's history is stamped on the virtual clock, as the functions' records are:
-        # a state's entry, exit and duration then read as a real recovery's would (a 30 s wait
-        # lasts 30 s), in the same time as the signals and the audit trail.
-        self._stack.enter_context(mock.patch.object(EventManager, "_get_current_timestamp", staticmethod(_virtual_now)))
-        self._stack.enter_context(mock.patch.object(FakeTargetGroup, "health_for", health_for))
-        self._stack.enter_context(
-            mock.patch.object(FakeAutoScalingGroup, "replace_autoscaling_group_instances", balanced_launch)
-        )
-        self._stack.enter_context(
-            mock.patch.object(AutoScalingBackend, "update_attached_target_groups", update_attached_target_groups)
-        )
-        self._stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
-        self._stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
-        self._stack.enter_context(mock.patch.object(ExecutionWorker, "_execution_logic", execution_logic))
-        self._stack.enter_context(mock.patch.object(Execution, "start", start))
-        self._stack.enter_context(mock.patch.object(Execution, "stop", stop))
-        self._stack.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated))
-        self._stack.enter_context(mock.patch.object(EventsBackend, "put_events", put_events))
-
-    def _launch_activity(self, group: Any, subnet: str, zone: str, instance_id: str | None) -> None:
-        """Record an Auto Scaling launch as DescribeScalingActivities reports it (moto keeps
-        none): successful, or failed for lack of capacity in the zone."""
-        from core import clock
-
-        now = clock.utc_now()
-        instance_type = getattr(group, "instance_type", None) or "the requested instance type"
-        desired = group.desired_capacity
-        activity: dict[str, Any] = {
-            "ActivityId": self.new_id(),
-            "AutoScalingGroupName": group.name,
-            "Cause": f"At {now.strftime('%Y-%m-%dT%H:%M:%SZ')} an instance was started in response to a "
-            f"difference between desired and actual capacity, increasing the capacity to {desired}.",
-            "StartTime": now,
-            "EndTime": now,
-            "Progress": 100,
-            "Details": json.dumps({"Subnet ID": subnet, "Availability Zone": zone}),
-        }
-        if instance_id is None:
-            message = (
-                f"We currently do not have sufficient {instance_type} capacity in the Availability Zone you "
-                f"requested ({zone}). Our system will be working on provisioning additional capacity. "
-                "Launching EC2 instance failed."
-            )
-            activity.update(
-                Description=f"Launching a new EC2 instance.  Status Reason: {message}",
-                StatusCode="Failed",
-                StatusMessage=message,
-            )
-        else:
-            activity.update(Description=f"Launching a new EC2 instance: {instance_id}", StatusCode="Successful")
-        backend = group.autoscaling_backend
-        key = (backend.account_id, backend.region_name, group.name)
-        self.scaling_activities.setdefault(key, []).insert(0, activity)
-
-    def _execution_changed(self, execution: Any) -> None:
-        """Put "Step Functions Execution Status Change" on the default bus of the execution's
-        account and region, in the shape AWS documents (dates in epoch milliseconds)."""
-        from core import clock
-
-        status = execution.status
-        output = None
-        if status == "SUCCEEDED" and execution.output is not None:
-            output = json.dumps(execution.output, separators=(",", ":"))
-        detail = {
-            "executionArn": execution.exec_arn,
-            "stateMachineArn": execution.state_machine_arn,
-            "name": execution.name,
-            "status": status,
-            "startDate": _millis(execution.start_date),
-            "stopDate": None if status == "RUNNING" else _millis(execution.stop_date),
-            "input": execution.execution_input,
-            "inputDetails": {"included": True},
-            "output": output,
-            "outputDetails": {"included": True} if output is not None else None,
-            "error": execution.error,
-            "cause": execution.cause,
-        }
-        event = {
-            "version": "0",
-            "id": self.new_id(),
-            "detail-type": "Step Functions Execution Status Change",
-            "source": "aws.states",
-            "account": execution.account_id,
-            "time": clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": execution.region_name,
-            "resources": [execution.exec_arn],
-            "detail": detail,
-        }
-        stack = self._stacks.get((execution.account_id, execution.region_name))
-        if stack is not None:
-            stack.put_event(event)
-        for listener in list(self.execution_listeners):
-            listener(event)
-
-    def _install_fault_hook(self) -> None:
-        import boto3
-        from botocore.awsrequest import AWSResponse
-
-        session = boto3._get_default_session()
-
-        def before_call(model: Any, request_signer: Any = None, **kwargs: Any) -> Any:
-            if not self.faults or self._drill_call():
-                return None
-            service = model.service_model.service_id.hyphenize()
-            for fault in self.faults:
-                if fault.service != service or fault.operation not in ("*", model.name):
-                    continue
-                if fault.region is not None and getattr(request_signer, "region_name", None) != fault.region:
-                    continue
-                if fault.account is not None and self._account_of(request_signer) != fault.account:
-                    continue
-                fault.seen += 1
-                if fault.latency_seconds and scheduler.current_fiber() is not None:
-                    self._root.scheduler.sleep(fault.latency_seconds)  # type: ignore[union-attr]
-                if fault.error_code is None or fault.seen <= fault.after:
-                    continue
-                if fault.times is not None and fault.calls >= fault.times:
-                    continue
-                fault.calls += 1
-                parsed = {
-                    "Error": {"Code": fault.error_code, "Message": fault.message},
-                    "ResponseMetadata": {"HTTPStatusCode": fault.status, "RequestId": "emulator"},
-                }
-                return AWSResponse("https://emulator", fault.status, {}, None), parsed
-            return None
-
-        session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-faults")
-        self._stack.callback(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-faults")
-
-    def inject_fault(
-        self,
-        service: str,
-        operation: str,
-        error_code: str | None,
-        message: str = "injected by the drill",
-        status: int = 400,
-        times: int | None = None,
-        *,
-        after: int = 0,
-        account: str | None = None,
-        region: str | None = None,
-        latency_seconds: float = 0.0,
-    ) -> Fault:
-        """Make `service`'s `operation` (botocore names, e.g. auto-scaling / SetInstanceHealth;
-        "*" for all) fail with `error_code` (None: only slower), after `after` successful calls,
-        at most `times` times, for calls in `account` and to `region` only if given, each
-        `latency_seconds` of virtual time slower."""
-        fault = Fault(
-            service,
-            operation,
-            error_code,
-            message,
-            status,
-            times,
-            after=after,
-            account=account,
-            region=region,
-            latency_seconds=latency_seconds,
-        )
-        self.faults.append(fault)
-        return fault
-
-    def deploy(self) -> None:
-        t = self.template
-        ddb, sns, sqs, events, sfn, cw = (
-            self.client(s) for s in ("dynamodb", "sns", "sqs", "events", "stepfunctions", "cloudwatch")
-        )
-        for logical_id in t.of_type("AWS::SQS::Queue"):
-            sqs.create_queue(QueueName=t.names[logical_id])
-        for logical_id in t.of_type("AWS::SNS::Topic"):
-            sns.create_topic(Name=t.names[logical_id])
-        for kind in ("AWS::DynamoDB::GlobalTable", "AWS::DynamoDB::Table"):
-            for logical_id, resource in t.of_type(kind).items():
-                self._create_table(ddb, t.names[logical_id], resource["Properties"])
-        if self._root is not self:
-            # The primary's global table has a replica here (a standby stack declares no table).
-            root = self._root.template
-            for logical_id, resource in root.of_type("AWS::DynamoDB::GlobalTable").items():
-                replicas = [r.get("Region") for r in resource["Properties"].get("Replicas", [])]
-                if self.region in replicas:
-                    self._create_table(ddb, root.names[logical_id], resource["Properties"])
-        for logical_id in t.of_type("AWS::Events::EventBus"):
-            events.create_event_bus(Name=t.names[logical_id])
-        for logical_id, resource in t.of_type("AWS::Lambda::Function").items():
-            props = t.resolve(resource["Properties"])
-            spec = FunctionSpec(
-                name=t.names[logical_id],
-                arn=t.arn(logical_id),
-                handler=props["Handler"],
-                environment={k: str(v) for k, v in (props.get("Environment") or {}).get("Variables", {}).items()},
-                dead_letter_arn=(props.get("DeadLetterConfig") or {}).get("TargetArn"),
-            )
-            self.functions[spec.name] = spec
-        self._install_runtime_config()
-        for logical_id, resource in t.of_type("AWS::StepFunctions::StateMachine").items():
-            props = t.resolve(resource["Properties"])
-            definition = props.get("DefinitionString")
-            if not isinstance(definition, str):
-                definition = json.dumps(definition)
-            sfn.create_state_machine(
-                name=t.names[logical_id], definition=definition, roleArn=props["RoleArn"], type="STANDARD"
-            )
-        for logical_id, resource in t.of_type("AWS::Events::Rule").items():
-            props = t.resolve(resource["Properties"])
-            if props.get("State", "ENABLED") != "ENABLED":
-                continue
-            from moto.events.models import EventPattern
-
-            bus = props.get("EventBusName", "default").split("/")[-1]
-            if "EventPattern" not in props:
-                # A schedule: fired on demand (fire_schedules), not by events.
-                self.schedules.append(
-                    Route(t.names[logical_id], bus, props.get("ScheduleExpression"), props.get("Targets", []))
-                )
-                continue
-            self.routes.append(
-                Route(
-                    t.names[logical_id],
-                    bus,
-                    EventPattern.load(json.dumps(props["EventPattern"])),
-                    props.get("Targets", []),
-                )
-            )
-        for resource in t.of_type("AWS::CloudWatch::Alarm").values():
-            self._create_alarm(cw, t.resolve(resource["Properties"]))
-        self.outputs = {k: str(t.resolve(v["Value"])) for k, v in t.body.get("Outputs", {}).items()}
-        # A human's inbox for escalations: an SQS queue subscribed to every topic.
-        inbox = sqs.create_queue(QueueName="escalation-inbox")["QueueUrl"]
-        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        for logical_id in t.of_type("AWS::SNS::Topic"):
-            sns.subscribe(
-                TopicArn=t.arn(logical_id),
-                Protocol="sqs",
-                Endpoint=inbox_arn,
-                Attributes={"RawMessageDelivery": "true"},
-            )
-        self.escalation_inbox = inbox
-
-    def _install_runtime_config(self) -> None:
-        """The functions read plans and guardrails from a file in their code asset
-        (core/runtime_config.py); the emulator writes the same configuration, from the template's
-        metadata, into a file of its own and points the functions at it."""
-        if not any("RECOVERY_CONFIG" in f.environment for f in self.functions.values()):
-            return
-        folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="recovery-emulator-")))
-        self.runtime_config_path = folder / "recovery-config.json"
-        self.write_runtime_config()
-        for function in self.functions.values():
-            if "RECOVERY_CONFIG" in function.environment:
-                function.environment["RECOVERY_CONFIG"] = str(self.runtime_config_path)
-
-    def write_runtime_config(self, **overrides: Any) -> None:
-        """(Re)write the functions' recovery configuration; `overrides` replace its parts
-        (plans, guardrails, maintenance), e.g. a drill scenario's own plans."""
-        from core import runtime_config
-
-        declared = self.template.metadata.get("ImpairmentRecovery", {})
-        parts = {
-            "plans": declared.get("plans", []),
-            "guardrails": _json_or_value(declared.get("guardrails", {})),
-            "maintenance": {w["name"]: w.get("maintenance") or {} for w in declared.get("workloads", [])},
-            "probes": declared.get("probes", []),  # a standby region's probes of the regions it stands by for
-            **overrides,
-        }
-        config = runtime_config.build(parts["plans"], parts["guardrails"], parts["maintenance"], parts["probes"])
-        self.runtime_config_path.write_text(config.to_json())
-
-    @staticmethod
-    def _create_table(ddb: Any, name: str, props: dict[str, Any]) -> None:
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "KeySchema": props["KeySchema"],
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "BillingMode": "PAY_PER_REQUEST",
-        }
-        indexes = [
-            {
-                "IndexName": g["IndexName"],
-                "KeySchema": g["KeySchema"],
-                "Projection": g.get("Projection", {"ProjectionType": "ALL"}),
-            }
-            for g in props.get("GlobalSecondaryIndexes", [])
-        ]
-        if indexes:
-            kwargs["GlobalSecondaryIndexes"] = indexes
-        ddb.create_table(**kwargs)
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl and ttl.get("Enabled"):
-            ddb.update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
-            )
-
-    @staticmethod
-    def _create_alarm(cw: Any, props: dict[str, Any]) -> None:
-        keys = (
-            "AlarmName",
-            "AlarmDescription",
-            "MetricName",
-            "Namespace",
-            "Statistic",
-            "Period",
-            "Threshold",
-            "ComparisonOperator",
-            "EvaluationPeriods",
-            "DatapointsToAlarm",
-            "TreatMissingData",
-            "Dimensions",
-            "Metrics",
-            "Tags",
-            "ExtendedStatistic",
-            "Unit",
-        )
-        cw.put_metric_alarm(**{k: props[k] for k in keys if k in props})
-
     # --- Lambda ---
     def invoke(self, function_name: str, payload: Any, source: str = "task") -> tuple[bool, Any]:
         """Run a function's handler in process, as Lambda would: with its environment, in a warm
@@ -1108,298 +470,6 @@ class Emulator:
                 return emulator
         raise TemplateError(f"no stack in the emulator has a function {function_name}")
 
-    # --- EventBridge ---
-    def _accept(self, entry: dict[str, Any], event_id: str, backend: Any) -> None:
-        from core import clock
-
-        bus = (entry.get("EventBusName") or "default").split("/")[-1]
-        event = {
-            "version": "0",
-            "id": event_id,
-            "detail-type": entry["DetailType"],
-            "source": entry["Source"],
-            "account": self.account,
-            "time": clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": self.region,
-            "resources": entry.get("Resources", []),
-            "detail": json.loads(entry["Detail"]),
-        }
-        self._publish(bus, event)
-
-    def put_event(self, event: dict[str, Any], bus: str = "default") -> None:
-        """Put an event on `bus` exactly as AWS would have (e.g. an alarm state change on the
-        default bus): its rules' targets get it when the emulator runs (pump())."""
-        self._publish(bus, event)
-
-    def _publish(self, bus: str, event: dict[str, Any]) -> None:
-        """The event is on this stack's `bus`: every rule that matches it sends it to its targets
-        (asynchronously: a delivery worker takes each; an event bus target gets it at once)."""
-        self.events.append({"bus": bus, **event})
-        for route in self.routes:
-            if route.bus != bus or not route.pattern.matches_event(event):
-                continue
-            for target in route.targets:
-                if ":event-bus/" in target["Arn"]:
-                    self._forward(target["Arn"], event)
-                else:
-                    self._root._enqueue(Delivery(self, target, json.loads(json.dumps(event))))
-
-    def _enqueue(self, delivery: Delivery) -> None:
-        with self._delivery_ready:
-            self._deliveries.append(delivery)
-            self._delivery_ready.notify()
-
-    def _worker(self) -> None:
-        """A delivery worker (a fiber): takes the next delivery, performs it; idle, it waits."""
-        ready = self._delivery_ready
-        while True:
-            with ready:
-                while not self._deliveries:
-                    ready.wait()
-                delivery = self._deliveries.popleft()
-            try:
-                delivery.stack._perform(delivery)
-            except Exception as exc:  # noqa: BLE001 - the emulator's own failure: pump() raises it
-                self._worker_errors.append(exc)
-
-    def _perform(self, delivery: Delivery) -> None:
-        """EventBridge sends the event to the target (its own calls: no region outage or fault)."""
-        arn, event = delivery.target["Arn"], delivery.event
-        if ":function:" in arn:
-            self._deliver_to_function(arn.split(":function:")[-1], event, delivery.target)
-        elif ":stateMachine:" in arn:
-            with outage_exempt():
-                self.client("stepfunctions").start_execution(stateMachineArn=arn, input=json.dumps(event))
-        elif ":sqs:" in arn:
-            with outage_exempt():
-                sqs = self.client("sqs")
-                url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
-                sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
-
-    def pump(self, timeout: float = 120.0) -> None:
-        """Run until nothing is left to deliver, no handler or execution can go on, and nothing
-        is scheduled: the virtual clock moves from one scheduled instant to the next meanwhile.
-        (An execution waiting for a task token without a time-out stays waiting.)"""
-        self._root._run(timeout=timeout)
-
-    def _run(self, until: float | None = None, timeout: float | None = 120.0) -> None:
-        sched = self.scheduler
-        assert sched is not None, "the emulator is not running"
-        try:
-            sched.run(until=until, timeout=timeout, idle=self._idle)
-        except TimeoutError as exc:
-            raise TimeoutError(f"the emulator did not settle within {timeout} s: {exc}") from None
-        if self._worker_errors:
-            raise self._worker_errors.pop(0)
-
-    def _idle(self) -> None:
-        for hook in list(self.idle_hooks):
-            hook()
-
-    def fire_schedules(self) -> int:
-        """Deliver one "Scheduled Event" to the target of every schedule rule (a sweep's tick);
-        returns how many rules fired. They run on pump()."""
-        from core import clock
-
-        for schedule in self.schedules:
-            event = {
-                "version": "0",
-                "id": self.new_id(),
-                "detail-type": "Scheduled Event",
-                "source": "aws.events",
-                "account": self.account,
-                "time": clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "region": self.region,
-                "resources": [
-                    self.template.arn(k)
-                    for k, v in self.template.of_type("AWS::Events::Rule").items()
-                    if self.template.names[k] == schedule.rule
-                ],
-                "detail": {},
-            }
-            for target in schedule.targets:
-                if ":function:" in target["Arn"]:
-                    self._root._enqueue(Delivery(self, target, event))
-        return len(self.schedules)
-
-    def _forward(self, bus_arn: str, event: dict[str, Any]) -> None:
-        """An event bus target (a member forwarding to the central account): the event goes on
-        that bus as it is, its source account kept, as EventBridge delivers across accounts."""
-        _, _, _, region, account, resource = bus_arn.split(":", 5)
-        target = self._stacks.get((account, region))
-        if target is None:
-            return  # a bus outside the emulator: nothing listens there
-        target._publish(resource.split("/", 1)[1], json.loads(json.dumps(event)))
-
-    def _deliver_to_function(self, name: str, event: dict[str, Any], target: dict[str, Any]) -> None:
-        """Asynchronous invocation: retried, then sent to the function's dead-letter queue."""
-        spec = self.functions[name]
-        error = None
-        for _ in range(_ASYNC_ATTEMPTS):
-            ok, result = self.invoke(name, event, source="event")
-            if ok:
-                return
-            error = result
-        dead_letter = spec.dead_letter_arn or (target.get("DeadLetterConfig") or {}).get("Arn")
-        if dead_letter:
-            with outage_exempt():
-                sqs = self.client("sqs")
-                url = sqs.get_queue_url(QueueName=dead_letter.rsplit(":", 1)[-1])["QueueUrl"]
-                sqs.send_message(
-                    QueueUrl=url,
-                    MessageBody=json.dumps(event),
-                    MessageAttributes={"ErrorMessage": {"DataType": "String", "StringValue": json.dumps(error)[:1000]}},
-                )
-
-    def dead_letter_count(self) -> int:
-        """Messages waiting in the stack's dead-letter queues (events nothing could process)."""
-        sqs = self.client("sqs")
-        count = 0
-        for url in sqs.list_queues().get("QueueUrls", []):
-            if "DeadLetter" in url:
-                attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-                count += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-        return count
-
-    # --- Step Functions ---
-    @property
-    def state_machine_arn(self) -> str:
-        return self.outputs.get("RecoveryStateMachineArn") or next(
-            self.template.arn(k) for k in self.template.of_type("AWS::StepFunctions::StateMachine")
-        )
-
-    def executions(self) -> list[dict[str, Any]]:
-        """This stack's recovery executions, as ListExecutions lists them."""
-        with outage_exempt():
-            sfn = self.client("stepfunctions")
-            found: list[dict[str, Any]] = []
-            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn):
-                found.extend(page["executions"])
-        return found
-
-    def wait_for_executions(self, timeout: float = 120.0, quiet: bool = False) -> None:
-        """Run until everything settled (pump); `quiet`: give up without raising after `timeout`."""
-        try:
-            self.pump(timeout=timeout)
-        except TimeoutError:
-            if not quiet:
-                raise
-
-    def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        with outage_exempt():
-            sfn = self.client("stepfunctions")
-            events: list[dict[str, Any]] = []
-            for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-                events.extend(page["events"])
-        return events
-
-    # --- CloudWatch: an alarm changes state the way CloudWatch announces it ---
-    def set_alarm_state(
-        self,
-        alarm_name: str,
-        state: str,
-        reason: str = "Threshold Crossed: injected by a drill",
-        deliveries: int = 1,
-        at: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Put the alarm into `state` and put its "CloudWatch Alarm State Change" event on the
-        default bus (`deliveries` times: EventBridge delivers at least once)."""
-        from core import clock
-
-        cw = self.client("cloudwatch")
-        alarms = cw.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"]
-        if not alarms:
-            raise TemplateError(f"no alarm named {alarm_name}")
-        alarm = alarms[0]
-        # The previous state as CloudWatch announced it (its timestamp is part of the impairment id).
-        previous = self._alarm_states.get(alarm_name) or {
-            "value": alarm.get("StateValue", "INSUFFICIENT_DATA"),
-            "reason": alarm.get("StateReason", "Unchecked: Initial alarm creation"),
-            "timestamp": _cw_time(alarm.get("StateUpdatedTimestamp") or clock.utc_now()),
-        }
-        cw.set_alarm_state(AlarmName=alarm_name, StateValue=state, StateReason=reason)
-        now = at or clock.utc_now()
-        current = {"value": state, "reason": reason, "timestamp": _cw_time(now)}
-        self._alarm_states[alarm_name] = current
-        event = {
-            "version": "0",
-            "id": self.new_id(),
-            "detail-type": "CloudWatch Alarm State Change",
-            "source": "aws.cloudwatch",
-            "account": self.account,
-            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": self.region,
-            "resources": [alarm["AlarmArn"]],
-            "detail": {
-                "alarmName": alarm_name,
-                "state": current,
-                "previousState": previous,
-                "configuration": _alarm_configuration(alarm),
-            },
-        }
-        for _ in range(deliveries):
-            self.put_event(json.loads(json.dumps(event)))
-        return event
-
-    def escalations(self) -> list[dict[str, Any]]:
-        """Messages a human received on the escalation topic."""
-        sqs = self.client("sqs")
-        messages = []
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.escalation_inbox, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return messages
-            for message in batch:
-                body = message["Body"]
-                with contextlib.suppress(ValueError):
-                    body = json.loads(body)
-                messages.append(body)
-                sqs.delete_message(QueueUrl=self.escalation_inbox, ReceiptHandle=message["ReceiptHandle"])
-
-
-def _alarm_configuration(alarm: dict[str, Any]) -> dict[str, Any]:
-    if alarm.get("Metrics"):
-        metrics = []
-        for query in alarm["Metrics"]:
-            item: dict[str, Any] = {"id": query["Id"], "returnData": query.get("ReturnData", True)}
-            if "Expression" in query:
-                item["expression"] = query["Expression"]
-            if "MetricStat" in query:
-                stat = query["MetricStat"]
-                item["metricStat"] = {
-                    "metric": {
-                        "namespace": stat["Metric"]["Namespace"],
-                        "name": stat["Metric"]["MetricName"],
-                        "dimensions": {d["Name"]: d["Value"] for d in stat["Metric"].get("Dimensions", [])},
-                    },
-                    "period": stat["Period"],
-                    "stat": stat["Stat"],
-                }
-            metrics.append(item)
-    else:
-        metrics = [
-            {
-                "id": "m1",
-                "metricStat": {
-                    "metric": {
-                        "namespace": alarm.get("Namespace"),
-                        "name": alarm.get("MetricName"),
-                        "dimensions": {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])},
-                    },
-                    "period": alarm.get("Period"),
-                    "stat": alarm.get("Statistic") or alarm.get("ExtendedStatistic"),
-                },
-                "returnData": True,
-            }
-        ]
-    return {"description": alarm.get("AlarmDescription", ""), "metrics": metrics}
-
-
-def _cw_time(value: datetime) -> str:
-    """CloudWatch's timestamp format in alarm events: 2026-11-20T09:14:31.104+0000."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
-
 
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Any:
@@ -1417,46 +487,11 @@ def _environment(values: dict[str, str]) -> Any:
                 os.environ[key] = value
 
 
-@contextlib.contextmanager
-def outage_exempt() -> Iterator[None]:
-    """The emulator's own calls made while a handler runs (say, to answer a health check's status
-    from a target group): a region outage does not fail them."""
-    _handler.exempt = getattr(_handler, "exempt", 0) + 1
-    try:
-        yield
-    finally:
-        _handler.exempt -= 1
-
-
-@contextlib.contextmanager
-def _in_handler() -> Iterator[None]:
-    """Marks this thread as running a function's handler (a region outage fails its calls)."""
-    _handler.depth = getattr(_handler, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _handler.depth -= 1
-
-
 def _invocation_caches() -> Any:
     """core.aws's caches for the running invocation: its warm environment's (None: the process's)."""
     invocation = isolation.current()
     return invocation.caches if invocation is not None else None
 
 
-def _millis(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
-
-
-def _json_or_value(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _now() -> str:
-    return _virtual_now().isoformat()
-
-
-def _virtual_now() -> datetime:
-    from core import clock
-
-    return clock.utc_now()
+    return fidelity.virtual_now().isoformat()

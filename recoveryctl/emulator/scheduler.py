@@ -1,41 +1,7 @@
 """Deterministic concurrency for the emulator: real threads, one running at a time, on a virtual
-clock.
-
-Why: AWS runs Lambda invocations of different executions and event deliveries at the same time,
-and races between them (two recoveries checking a budget, then both taking it) are real defects.
-The emulator must show them, and a drill that showed one must be replayable exactly.
-
-How:
-
-- Every thread of the emulator's world is a *fiber*: the event-delivery workers, Step Functions'
-  executor threads (moto starts several per execution), and any thread a handler or one of those
-  starts. A fiber runs only while it holds *the baton*; all others are parked on a lock of their
-  own. So moto's state changes one call at a time (a DynamoDB conditional write or transaction is
-  atomic, as in AWS), and nothing depends on how the OS schedules threads.
-- A fiber gives the baton up at *yield points*: every AWS API call (a botocore before-call hook:
-  the call is made when the fiber gets the baton back, so another handler may run between a read
-  and a write: check-then-act races show), a sleep, a wait on a threading primitive (Condition,
-  Event, Semaphore, Thread.join, queues and futures are all built on Condition.wait), waiting for
-  a Lambda concurrency slot, and an idle worker waiting for a delivery. The next fiber is chosen
-  from those ready to run by a random number generator seeded with the drill's seed: the same seed
-  gives the same interleaving, a different one may give another.
-- Virtual time is a discrete-event clock. A fiber that sleeps or waits with a timeout is put on the
-  agenda at its wake-up instant; callbacks (a signal's delivery, a drill action) are scheduled the
-  same way. The clock moves to the next instant on the agenda only when no fiber can run. So two
-  executions waiting 30 s each end 30 s later, not 60.
-- The thread that runs the scheduler (`run`, the emulator's pump) is the *kernel*: it hands the
-  baton to a ready fiber and gets it back when none is ready; then it runs idle hooks, advances the
-  clock and fires what is due. Callbacks run in the kernel while every fiber is parked, so the
-  drill's own calls are atomic too.
-
-A thread blocked outside a yield point would keep the baton for ever: that is why the primitives
-Python's threading is built on (Condition.wait/notify, Thread.start/join, time.sleep) are
-patched while the scheduler is active, and concurrent.futures gets a Condition-based work queue
-(its SimpleQueue blocks in C). A fiber that waits for the baton longer than the run's real
-timeout makes `run` raise TimeoutError naming what holds it.
-
-The patches affect only fibers (and threads a fiber or the kernel's moto code starts); other
-threads see the real primitives.
+clock, the next one chosen at each yield point by a seeded generator, so that races between
+concurrent recoveries show and a drill that showed one replays exactly with its seed.
+docs/emulator.md ("The scheduler") tells how.
 """
 
 from __future__ import annotations
