@@ -83,7 +83,7 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
         held = {key: explained_by for key in keys}
     else:
         held = store.correlate(impairment.impairment_id, keys, window, signal_time)
-    broader = _superseded(store, impairment, held)
+    broader = set() if explained_by else _superseded(store, impairment, held)  # not broader: checked
     if broader:
         taken = {key: owner for key, owner in held.items() if owner in broader}
         kept = {key: owner for key, owner in held.items() if owner not in broader}
@@ -152,7 +152,7 @@ def _open_recovery_of_a_member(store: RecoveryStore, impairment: ImpairmentDetec
     if not groups:
         return None
     since = impairment.signal.signal_time - timedelta(seconds=window)
-    mine = (_SCOPE_RANK.get(impairment.impairment_type, 0), impairment.severity.rank)
+    mine = _rank(impairment.model_dump(mode="json"))
     for record in store.list_impairments(impairment.workload, since=since):
         other = record.get("impairment") or {}
         if (
@@ -164,14 +164,8 @@ def _open_recovery_of_a_member(store: RecoveryStore, impairment: ImpairmentDetec
             or not any(r.get("resource_type") in _MEMBER_TYPES for r in other.get("affected_resources") or [])
         ):
             continue
-        try:
-            theirs = (
-                _SCOPE_RANK.get(ImpairmentType(record.get("impairment_type")), 0),
-                Severity(record.get("severity")).rank,
-            )
-        except ValueError:
-            continue
-        if mine <= theirs:
+        theirs = _rank(record)
+        if mine is not None and theirs is not None and mine <= theirs:
             return str(record["impairment_id"])
     return None
 
@@ -183,18 +177,24 @@ _SCOPE_RANK = {ImpairmentType.REGION_IMPAIRMENT: 2, ImpairmentType.AZ_IMPAIRMENT
 def _superseded(store: RecoveryStore, impairment: ImpairmentDetected, held: dict[str, str]) -> set[str]:
     """The open impairments holding some of these resources that this one is broader than (its
     scope's rank, then its severity): it supersedes them instead of being folded under them."""
+    mine = _rank(impairment.model_dump(mode="json"))
     broader = set()
     for owner in sorted(set(held.values())):
-        other = store.get_impairment(owner) or {}
-        try:
-            kind = ImpairmentType(other.get("impairment_type"))
-            severity = Severity(other.get("severity"))
-        except ValueError:
-            continue
-        mine = (_SCOPE_RANK.get(impairment.impairment_type, 0), impairment.severity.rank)
-        if mine > (_SCOPE_RANK.get(kind, 0), severity.rank):
+        theirs = _rank(store.get_impairment(owner) or {})
+        if mine is not None and theirs is not None and mine > theirs:
             broader.add(owner)
     return broader
+
+
+def _rank(record: dict[str, Any]) -> tuple[int, int] | None:
+    """How broad an impairment (record) is: its scope (region over zone over the rest), then its
+    severity; None for a record that names neither as the contract does."""
+    try:
+        kind = ImpairmentType(record.get("impairment_type"))
+        severity = Severity(record.get("severity"))
+    except ValueError:
+        return None
+    return (_SCOPE_RANK.get(kind, 0), severity.rank)
 
 
 def _link(
