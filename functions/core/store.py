@@ -1,5 +1,5 @@
 """The recovery table: one DynamoDB table, one repository per aggregate. RecoveryStore composes
-them behind the methods its callers use; the key design is in docs/architecture.md.
+them behind the methods its callers use (docs/operations.md, "Audit trail and retention").
 
 Items (pk / sk):
   IMPAIRMENT#<id> / RECORD               the impairment, its status, outcome, MTTD and MTTR (core.records)

@@ -1,26 +1,12 @@
-"""CheckGuardrails: may the selected plan act now, and on how much? (core/guardrails.py)
+"""CheckGuardrails: may the selected plan act now, and on how much? (core/guardrails.py; the
+order of the checks and what each decides: docs/safety.md.)
 
-In order, cheapest first: maintenance windows and blocked dates, flapping, then for plans that
-take instances out of service (replacement, deregistration), for every Auto Scaling group the
-impairment's instances belong to, fail open and the blast radius, and last the budgets taken
-atomically: recoveries per workload and per plan within the hour, the concurrent recoveries, and
-each group's instances acted on at once. The blast radius is decided inside that atomic step
-(store.take_budgets): two recoveries of one group deciding at the same moment cannot both pass
-on the same read.
-
-The same task runs again after a human approved a plan (the fleet, the windows and the other
-recoveries may have changed while it waited): the budgets it holds are kept, the rest decided
-again.
-
-A guardrail that stops the whole recovery raises GuardrailTripped: the state machine escalates
-with the evidence, which is recorded on the impairment (guardrails_tripped, guardrail_trips).
-When the blast radius allows only part of the instances, the recovery goes on with those; the
-rest are deferred (their locks and correlation windows released, so a later signal recovers them
-once the capacity taken out is back) and a human is paged now. The same resources tripping again
-within the window (a sweep finds them every minute) are recorded without paging again.
-
-Input and output: the whole execution state (the impairment narrowed to what may be acted on,
-and a "guardrails" summary added).
+The blast radius is decided inside the atomic take of the budgets (store.take_budgets), so two
+recoveries of one group deciding at once cannot both pass on the same read. The same task runs
+again after an approval: the budgets it holds are kept, the rest decided again. A guardrail that
+stops the recovery raises GuardrailTripped (the workflow escalates with the evidence, recorded
+on the impairment); when the blast radius allows part of the instances, the recovery goes on
+with those and the rest are deferred (locks and windows released, a human paged once).
 """
 
 from __future__ import annotations

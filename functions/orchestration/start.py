@@ -1,25 +1,9 @@
-"""Starts the recovery of a detected impairment: the target of the bus rule.
-
-The execution is named after the impairment id, so a user finds the execution of an impairment
-by its id, and Step Functions itself refuses a second execution of the same impairment (a
-repeated signal, an at-least-once redelivery). Before that, signals are correlated resource by
-resource (docs/safety.md, "Correlation"):
-
-- a resource an open impairment already holds a window on (a signal about it within the
-  correlation window) is that impairment's: the signal is linked to it for that resource, and
-  MTTD then counts from the earliest signal;
-- the new impairment's other resources get a recovery of their own: it goes on without the
-  resources others already recover (two instances failing behind two alarms are two recoveries);
-- an impairment of a broader scope (an Availability Zone or a region over instances, or a higher
-  severity) is never folded under a narrower one: it supersedes it, taking over its windows and
-  its resource locks, and recovers all its resources (the narrower recovery goes on; the zone
-  plan of a zone outage runs even when status-check alarms came first);
-- a signal about a group as a whole (it names no instance or target) while a recovery of one of
-  the group's instances is open is that recovery's, unless it is broader: an unhealthy-hosts alarm
-  that lags the status-check alarm does not start a second recovery that finds nothing to replace.
-
-"Impairment Cleared" events are recorded.
-"""
+"""Starts the recovery of a detected impairment (the target of the bus rule), after correlating
+its signal resource by resource with the open impairments: a resource another holds is that
+one's, a broader impairment supersedes a narrower one, and a signal about a group as a whole is
+explained by an open recovery of one of its members (docs/safety.md, "Correlation"). The
+execution is named after the impairment id: Step Functions refuses a second one. "Impairment
+Cleared" events are recorded."""
 
 from __future__ import annotations
 
