@@ -37,23 +37,36 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     )
     if not created:  # written at detection (or by a retried Admit): keep its MTTD and links
         store.update_impairment(impairment.impairment_id, status="admitting", execution_arn=event.get("execution", ""))
+    _skip_if_paused(store, impairment.impairment_id)
+    lock_keys = [r.key for r in impairment.affected_resources]
+    given = event.get("input") if isinstance(event.get("input"), dict) else {}
+    supersedes = [s for s in given.get("supersedes") or [] if isinstance(s, str)]
+    _lock(store, impairment.impairment_id, lock_keys, settings.lock_ttl_seconds, supersedes)
+    store.update_impairment(impairment.impairment_id, status="admitted", lock_keys=lock_keys)
+    return {"admitted_at": clock.utc_now().isoformat(), "lock_keys": lock_keys}
+
+
+def _skip_if_paused(store: RecoveryStore, impairment_id: str) -> None:
+    """The kill switch: recorded as skipped, and RecoveryPaused raised (the workflow escalates)."""
     switches = store.get_switches()
     if switches.get("paused"):
         reason = f"automatic recovery is paused: {switches.get('pause_reason') or 'no reason given'}"
         store.update_impairment(
-            impairment.impairment_id, status="skipped", outcome="skipped", reason=reason, guardrails_tripped=[PAUSED]
+            impairment_id, status="skipped", outcome="skipped", reason=reason, guardrails_tripped=[PAUSED]
         )
         metrics.add_metric(name="RecoveriesSkipped", unit="Count", value=1)
         logger.warning("skipped: automatic recovery is paused", reason=reason)
         raise RecoveryPaused(reason)
-    lock_keys = [r.key for r in impairment.affected_resources]
-    given = event.get("input") if isinstance(event.get("input"), dict) else {}
-    supersedes = [s for s in given.get("supersedes") or [] if isinstance(s, str)]
+
+
+def _lock(store: RecoveryStore, impairment_id: str, lock_keys: list[str], ttl: int, supersedes: list[str]) -> None:
+    """Lock the resources; when another recovery holds one, record this one as skipped and raise
+    RecoveryInProgress."""
     try:
-        store.acquire_locks(impairment.impairment_id, lock_keys, settings.lock_ttl_seconds, take_over=supersedes)
+        store.acquire_locks(impairment_id, lock_keys, ttl, take_over=supersedes)
     except RecoveryInProgress as exc:
         store.update_impairment(
-            impairment.impairment_id,
+            impairment_id,
             status="skipped",
             outcome="skipped",
             reason=str(exc),
@@ -61,9 +74,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         )
         # Skipped: its correlation windows close, so the next signal about these resources (once
         # the other recovery is over) is a new impairment, not folded into this skipped one.
-        store.release_locks(impairment.impairment_id, lock_keys, concurrency=False)
+        store.release_locks(impairment_id, lock_keys, concurrency=False)
         metrics.add_metric(name="RecoveriesSkipped", unit="Count", value=1)
         logger.warning("skipped: another recovery holds a lock", holders=exc.details.get("holders"))
         raise
-    store.update_impairment(impairment.impairment_id, status="admitted", lock_keys=lock_keys)
-    return {"admitted_at": clock.utc_now().isoformat(), "lock_keys": lock_keys}

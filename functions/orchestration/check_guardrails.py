@@ -1,31 +1,18 @@
-"""CheckGuardrails: may the selected plan act now, and on how much? (core/guardrails.py)
+"""CheckGuardrails: may the selected plan act now, and on how much? (core/guardrails.py; the
+order of the checks and what each decides: docs/safety.md.)
 
-In order, cheapest first: maintenance windows and blocked dates, flapping, then for plans that
-take instances out of service (replacement, deregistration), for every Auto Scaling group the
-impairment's instances belong to, fail open and the blast radius, and last the budgets taken
-atomically: recoveries per workload and per plan within the hour, the concurrent recoveries, and
-each group's instances acted on at once. The blast radius is decided inside that atomic step
-(store.take_budgets): two recoveries of one group deciding at the same moment cannot both pass
-on the same read.
-
-The same task runs again after a human approved a plan (the fleet, the windows and the other
-recoveries may have changed while it waited): the budgets it holds are kept, the rest decided
-again.
-
-A guardrail that stops the whole recovery raises GuardrailTripped: the state machine escalates
-with the evidence, which is recorded on the impairment (guardrails_tripped, guardrail_trips).
-When the blast radius allows only part of the instances, the recovery goes on with those; the
-rest are deferred (their locks and correlation windows released, so a later signal recovers them
-once the capacity taken out is back) and a human is paged now. The same resources tripping again
-within the window (a sweep finds them every minute) are recorded without paging again.
-
-Input and output: the whole execution state (the impairment narrowed to what may be acted on,
-and a "guardrails" summary added).
+The blast radius is decided inside the atomic take of the budgets (store.take_budgets), so two
+recoveries of one group deciding at once cannot both pass on the same read. The same task runs
+again after an approval: the budgets it holds are kept, the rest decided again. A guardrail that
+stops the recovery raises GuardrailTripped (the workflow escalates with the evidence, recorded
+on the impairment); when the blast radius allows part of the instances, the recovery goes on
+with those and the rest are deferred (locks and windows released, a human paged once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -62,25 +49,68 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     if exceeded:
         _stop(store, limits, impairment, [_budget_trip(e) for e in exceeded], [g.fleet.name for g in groups])
 
+    decision = decide(instances, groups)
+    if decision.stop:
+        _stop(store, limits, impairment, decision.trips, [g.fleet.name for g in groups])
+    elsewhere = _failing_elsewhere(impairment, groups)
+    summary = summarize(now, previous, decision, elsewhere - set(instances), groups)
+    if decision.trips:
+        _defer(store, settings, limits, impairment, decision)
+        event = narrow(event, decision.allowed)
+    logger.info("guardrails passed", plan=plan.get("name"), acting_on=decision.allowed, deferred=decision.deferred)
+    return {**event, "guardrails": summary}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The blast radius of the whole impairment, once each group's share is decided: the
+    instances acted on now, those deferred, the groups' trips, and whether nothing may be acted
+    on (stop: the recovery escalates)."""
+
+    allowed: list[str]
+    deferred: list[str]
+    trips: list[Trip]
+    stop: bool
+
+
+def decide(instances: list[str], groups: list[_GroupDecision]) -> Decision:
+    """No I/O: the outcome of the groups' decisions (_GroupDecision.decide, taken atomically)."""
     deferred = sorted({i for g in groups for i in g.deferred})
     allowed = [i for i in instances if i not in deferred]
-    blast_trips = [g.trip for g in groups if g.trip]
-    if instances and groups and not allowed:
-        _stop(store, limits, impairment, blast_trips, [g.fleet.name for g in groups])
-    summary: dict[str, Any] = {
+    trips = [g.trip for g in groups if g.trip]
+    return Decision(allowed, deferred, trips, bool(instances and groups and not allowed))
+
+
+def fail_open_trips(groups: list[_GroupDecision], settings: guardrails.FailOpen) -> list[Trip]:
+    """No I/O: the groups most of which is impaired at once (any one stops the recovery)."""
+    return [t for t in (g.fail_open(settings) for g in groups) if t]
+
+
+def summarize(
+    now: Any, previous: dict[str, Any], decision: Decision, impaired_elsewhere: set[str], groups: list[_GroupDecision]
+) -> dict[str, Any]:
+    """No I/O: the "guardrails" summary added to the execution state."""
+    return {
         "checked_at": now.isoformat(),
         "checks": int(previous.get("checks", 0)) + 1,
-        "tripped": [guardrails.BLAST_RADIUS] if blast_trips else [],
-        "deferred": sorted({*previous.get("deferred", []), *deferred}),
+        "tripped": [guardrails.BLAST_RADIUS] if decision.trips else [],
+        "deferred": sorted({*previous.get("deferred", []), *decision.deferred}),
         # already failing, and other impairments' to fix: verification leaves them out
-        "impaired_elsewhere": sorted(_failing_elsewhere(impairment, groups) - set(instances)),
+        "impaired_elsewhere": sorted(impaired_elsewhere),
         # the groups whose blast radius this recovery holds (given back when it verifies)
         "groups": sorted(g.fleet.name for g in groups),
     }
-    if blast_trips:
-        event = _defer(event, store, settings, limits, impairment, allowed, deferred, blast_trips)
-    logger.info("guardrails passed", plan=plan.get("name"), acting_on=allowed, deferred=deferred)
-    return {**event, "guardrails": summary}
+
+
+def narrow(event: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
+    """No I/O: the execution state with its impairment narrowed to the instances allowed (and
+    every resource that is not an instance)."""
+    narrowed = [
+        r
+        for r in event["impairment"]["affected_resources"]
+        if r["resource_type"] != "ec2:instance" or r["resource_id"] in allowed
+    ]
+    return {**event, "impairment": {**event["impairment"], "affected_resources": narrowed}}
 
 
 def _check_schedule(store: RecoveryStore, config: Any, impairment: ImpairmentDetected, now: Any) -> None:
@@ -114,7 +144,7 @@ def _fail_open(
     if not instances or not plans.takes_out_of_service(steps):
         return []
     groups = _groups(impairment, instances, limits)
-    trips = [t for t in (g.fail_open(limits.fail_open) for g in groups) if t]
+    trips = fail_open_trips(groups, limits.fail_open)
     if trips:
         _stop(store, limits, impairment, trips, [g.fleet.name for g in groups])
     return groups
@@ -184,18 +214,16 @@ def _failing_elsewhere(impairment: ImpairmentDetected, groups: list[_GroupDecisi
 
 
 def _defer(
-    event: dict[str, Any],
     store: RecoveryStore,
     settings: Any,
     limits: guardrails.Guardrails,
     impairment: ImpairmentDetected,
-    allowed: list[str],
-    deferred: list[str],
-    trips: list[Trip],
-) -> dict[str, Any]:
+    decision: Decision,
+) -> None:
     """Act on part: record the trip, give the deferred instances' locks and correlation windows
-    back (a later signal about them starts their own recovery, once the capacity is back), page
-    a human once, and narrow the impairment to what may be acted on."""
+    back (a later signal about them starts their own recovery, once the capacity is back) and
+    page a human once."""
+    allowed, deferred, trips = decision.allowed, decision.deferred, decision.trips
     keys = [f"ec2:instance/{i}" for i in deferred]
     first = store.claim_escalation(impairment.impairment_id, keys, limits.blast_radius.window_seconds)
     store.update_impairment(
@@ -223,12 +251,6 @@ def _defer(
                 "next_steps": f"recoveryctl show {impairment.impairment_id}",
             },
         )
-    narrowed = [
-        r
-        for r in event["impairment"]["affected_resources"]
-        if r["resource_type"] != "ec2:instance" or r["resource_id"] in allowed
-    ]
-    return {**event, "impairment": {**event["impairment"], "affected_resources": narrowed}}
 
 
 def _claims(

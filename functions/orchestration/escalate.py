@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from core import clock, paging
@@ -64,17 +65,39 @@ def _approval_text(error: dict[str, Any], plan: dict[str, Any]) -> str:
     return f"approval: {error_text(error)}"
 
 
-@lambda_entry
-def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dict[str, Any]:
-    # The last resort of every failure path: whatever it is given, a human is paged.
-    settings = settings_module.load("table_name", "escalation_topic_arn")
-    store = store or RecoveryStore(settings.table_name)
-    event = event if isinstance(event, dict) else {"input": event}
+@dataclass(frozen=True)
+class Escalation:
+    """What escalating one execution state does, decided from the state and the impairment's
+    record: the record written (`put` for an input without a valid impairment, else `update`),
+    the resources released, the steps ended as failed, the metrics counted, whether a human is
+    paged with `message`, and what the task returns."""
+
+    kind: str  # "capacity_not_returned", "unidentified" or "escalated"
+    impairment_id: str
+    reason: str
+    message: dict[str, Any]
+    paged: bool
+    result: dict[str, Any]
+    update: dict[str, Any] | None = None
+    put: dict[str, Any] | None = None
+    release: list[str] | None = None
+    fail_started: str | None = None
+    metrics: tuple[str, ...] = ()
+
+
+def known_id(event: dict[str, Any]) -> str | None:
+    """The impairment id of an execution state, when it names a valid one."""
+    impairment_id = str(_mapping(event.get("impairment")).get("impairment_id", ""))
+    return impairment_id if _IMPAIRMENT_ID.match(impairment_id) else None
+
+
+def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalation:
+    """The escalation of an execution state, given the impairment's record ({} when there is
+    none): no I/O."""
     impairment = _mapping(event.get("impairment"))
-    known = _IMPAIRMENT_ID.match(str(impairment.get("impairment_id", "")))
+    known = known_id(event) is not None
     impairment_id = impairment["impairment_id"] if known else "unknown"
     reason = reason_of(event)
-    record = (store.get_impairment(impairment_id) if known else None) or {}
     tripped = list(record.get("guardrails_tripped") or [])
     if event.get("approval_error") and APPROVAL not in tripped:
         tripped.append(APPROVAL)
@@ -98,59 +121,103 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
         "guardrail_evidence": record.get("guardrail_trips"),
         "next_steps": f"recoveryctl show {impairment_id}",
     }
-    now = clock.utc_now().isoformat()
     if known and event.get("return_error"):
         # The recovery stands (it verified); what it still holds out is a human's to return.
-        store.update_impairment(impairment_id, capacity_returned=False, capacity_note=reason)
-        send_page(store, impairment_id, str(impairment.get("workload", "?")), reason, message, settings, sns)
-        logger.warning("capacity not returned", reason=reason)
-        return {**_outcome(impairment_id, reason, now, True, tripped), "outcome": record.get("outcome") or "recovered"}
-    # A guardrail that tripped again on resources already escalated within its window (the sweep
-    # finds the same deferred instance every minute) is recorded, not paged again.
-    paged = record.get("page", True) is not False
+        result = {
+            **_outcome(impairment_id, reason, now, True, tripped),
+            "outcome": record.get("outcome") or "recovered",
+        }
+        update = {"capacity_returned": False, "capacity_note": reason}
+        return Escalation("capacity_not_returned", impairment_id, reason, message, True, result, update=update)
     if not known:
         # Recorded under an id of its own (from the input), with the input, for the audit trail.
         raw = json.dumps(event, default=str, sort_keys=True)
         impairment_id = f"unidentified-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
-        store.put_impairment(
-            {"impairment_id": impairment_id, "workload": "unidentified", "detected_at": now},
-            status="escalated",
-            outcome="escalated",
-            reason=reason,
-            escalated_at=record.get("escalated_at") or now,
-            paged=False,
-            page_status="pending",
-            execution_input=raw[:20_000],
-        )
+        put = {
+            "impairment": {"impairment_id": impairment_id, "workload": "unidentified", "detected_at": now},
+            "status": "escalated",
+            "outcome": "escalated",
+            "reason": reason,
+            "escalated_at": record.get("escalated_at") or now,
+            "paged": False,
+            "page_status": "pending",
+            "execution_input": raw[:20_000],
+        }
+        result = _outcome(impairment_id, reason, now, True, [])
+        return Escalation("unidentified", impairment_id, reason, message, True, result, put=put)
+    # A guardrail that tripped again on resources already escalated within its window (the sweep
+    # finds the same deferred instance every minute) is recorded, not paged again.
+    paged = record.get("page", True) is not False
+    update = {
+        "status": "escalated" if paged else "skipped",
+        "outcome": "skipped" if error_name == "RecoveryPaused" or not paged else "escalated",
+        "reason": reason if paged else f"{reason} (already escalated within the guardrail's window: not paged again)",
+        "escalated_at": record.get("escalated_at") or now,
+        "paged": False,
+        "page_status": "pending" if paged else "not_needed",
+        "rolled_back": bool(rolled_back),
+        "guardrails_tripped": tripped,
+    }
+    failure = _mapping(event.get("rollback_error")) or _mapping(event.get("error"))
+    counted: list[str] = []
+    if record.get("page_status") is None:  # counted once, not on a retried escalation
+        counted.append("RecoveriesEscalated")
+        if "rollback_steps" in event or event.get("rollback_error"):
+            # It acted and did not recover (an action failed, or verification did): the
+            # workflow's self-alarm counts escalations apart from these.
+            counted.append("RecoveriesFailed")
+        if rolled_back:
+            counted.append("RecoveriesRolledBack")
+    return Escalation(
+        "escalated",
+        impairment_id,
+        reason,
+        message,
+        paged,
+        _outcome(impairment_id, reason, now, paged, tripped),
+        update=update,
+        release=release_keys(event, record),
+        # a step whose retries ran out never recorded its end
+        fail_started=error_text(failure) if failure else None,
+        metrics=tuple(counted),
+    )
+
+
+@lambda_entry
+def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dict[str, Any]:
+    # The last resort of every failure path: whatever it is given, a human is paged.
+    settings = settings_module.load("table_name", "escalation_topic_arn")
+    store = store or RecoveryStore(settings.table_name)
+    event = event if isinstance(event, dict) else {"input": event}
+    impairment_id = known_id(event)
+    record = (store.get_impairment(impairment_id) if impairment_id else None) or {}
+    escalation = decide(event, record, clock.utc_now().isoformat())
+    apply(escalation, store, str(_mapping(event.get("impairment")).get("workload", "?")), settings, sns)
+    return escalation.result
+
+
+def apply(escalation: Escalation, store: RecoveryStore, workload: str, settings: Any, sns: Any = None) -> None:
+    """Carry an escalation out: the record and the locks first, the page last (see above)."""
+    impairment_id, reason = escalation.impairment_id, escalation.reason
+    if escalation.kind == "capacity_not_returned":
+        store.update_impairment(impairment_id, **(escalation.update or {}))
+        send_page(store, impairment_id, workload, reason, escalation.message, settings, sns)
+        logger.warning("capacity not returned", reason=reason)
+        return
+    if escalation.put is not None:
+        put = dict(escalation.put)
+        store.put_impairment(put.pop("impairment"), **put)
         logger.error("escalated an execution state without a valid impairment", reason=reason, record=impairment_id)
     else:
-        store.update_impairment(
-            impairment_id,
-            status="escalated" if paged else "skipped",
-            outcome="skipped" if error_name == "RecoveryPaused" or not paged else "escalated",
-            reason=reason if paged else f"{reason} (already escalated within the guardrail's window: not paged again)",
-            escalated_at=record.get("escalated_at") or now,
-            paged=False,
-            page_status="pending" if paged else "not_needed",
-            rolled_back=bool(rolled_back),
-            guardrails_tripped=tripped,
-        )
-        store.release_locks(impairment_id, release_keys(event, record))
-        failure = _mapping(event.get("rollback_error")) or _mapping(event.get("error"))
-        if failure:  # a step whose retries ran out never recorded its end
-            store.fail_started_actions(impairment_id, error_text(failure))
-        if record.get("page_status") is None:  # counted once, not on a retried escalation
-            metrics.add_metric(name="RecoveriesEscalated", unit="Count", value=1)
-            if "rollback_steps" in event or event.get("rollback_error"):
-                # It acted and did not recover (an action failed, or verification did): the
-                # workflow's self-alarm counts escalations apart from these.
-                metrics.add_metric(name="RecoveriesFailed", unit="Count", value=1)
-            if rolled_back:
-                metrics.add_metric(name="RecoveriesRolledBack", unit="Count", value=1)
-    if paged:
-        send_page(store, impairment_id, str(impairment.get("workload", "?")), reason, message, settings, sns)
-    logger.warning("escalated", reason=reason, paged=paged)
-    return _outcome(impairment_id, reason, now, paged, tripped if known else [])
+        store.update_impairment(impairment_id, **(escalation.update or {}))
+        store.release_locks(impairment_id, escalation.release or [])
+        if escalation.fail_started is not None:
+            store.fail_started_actions(impairment_id, escalation.fail_started)
+        for name in escalation.metrics:
+            metrics.add_metric(name=name, unit="Count", value=1)
+    if escalation.paged:
+        send_page(store, impairment_id, workload, reason, escalation.message, settings, sns)
+    logger.warning("escalated", reason=reason, paged=escalation.paged)
 
 
 def send_page(

@@ -54,14 +54,8 @@ class ExecutionStatus(BaseModel):
 
 @lambda_entry
 def handler(event: Any, context: Any, store: Any = None, sfn: Any = None, sns: Any = None) -> dict[str, Any]:
-    try:
-        envelope = EventBridgeModel.model_validate(event)
-        if envelope.detail_type != DETAIL_TYPE:
-            raise ValueError(f"unexpected detail-type {envelope.detail_type!r}")
-        status = ExecutionStatus.model_validate(envelope.detail)
-    except (ValidationError, ValueError) as exc:
-        logger.error("ignored an event that is not an execution status change", error=str(exc))
-        metrics.add_metric(name="SignalsIgnored", unit="Count", value=1)
+    status = _parse(event)
+    if status is None:
         return {"status": "ignored"}
     if status.status not in DIED:
         return {"status": "ignored", "execution_status": status.status}
@@ -80,7 +74,33 @@ def handler(event: Any, context: Any, store: Any = None, sfn: Any = None, sns: A
             _page(store, record, record.get("page_reason") or record.get("reason") or "escalated", settings, sns)
             return {"status": "paged", "impairment_id": status.name}
         return {"status": "ended", "impairment_id": status.name, "outcome": record.get("outcome")}
+    return _died(store, sfn, sns, settings, record, status, cleanup)
 
+
+def _parse(event: Any) -> ExecutionStatus | None:
+    """The execution's status change; None (logged and counted) when the event is not one."""
+    try:
+        envelope = EventBridgeModel.model_validate(event)
+        if envelope.detail_type != DETAIL_TYPE:
+            raise ValueError(f"unexpected detail-type {envelope.detail_type!r}")
+        return ExecutionStatus.model_validate(envelope.detail)
+    except (ValidationError, ValueError) as exc:
+        logger.error("ignored an event that is not an execution status change", error=str(exc))
+        metrics.add_metric(name="SignalsIgnored", unit="Count", value=1)
+        return None
+
+
+def _died(
+    store: RecoveryStore,
+    sfn: Any,
+    sns: Any,
+    settings: Settings,
+    record: dict[str, Any],
+    status: ExecutionStatus,
+    cleanup: bool,
+) -> dict[str, Any]:
+    """An execution (or its cleanup) died before its outcome was recorded: roll back what it
+    changed through the cleanup state machine, or escalate."""
     metrics.add_metric(name="ExecutionsDied", unit="Count", value=1)
     what = "its cleanup" if cleanup else "the recovery's execution"
     verb = {"FAILED": "failed", "TIMED_OUT": "timed out", "ABORTED": "was aborted (StopExecution)"}[status.status]

@@ -32,7 +32,6 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
     now = clock.utc_now()
     timeout = int(plan.get("approval_timeout_seconds") or 3600)
     expires = now + timedelta(seconds=timeout)
-    steps = ", ".join(s["action"] for s in plan.get("steps", []))
     store.update_impairment(
         impairment.impairment_id,
         status="awaiting_approval",
@@ -44,6 +43,15 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
             "plan": plan.get("name"),
         },
     )
+    _page(settings, impairment, plan, expires, sns)
+    metrics.add_metric(name="ApprovalsRequested", unit="Count", value=1)
+    logger.info("approval requested", plan=plan.get("name"), expires_at=expires.isoformat())
+    return {"requested_at": now.isoformat(), "expires_at": expires.isoformat()}
+
+
+def _page(settings: Any, impairment: Any, plan: dict[str, Any], expires: Any, sns: Any) -> None:
+    """Ask a human on the escalation topic, with what to run to approve or reject."""
+    steps = ", ".join(s["action"] for s in plan.get("steps", []))
     paging.page(
         settings.escalation_topic_arn,
         impairment.workload,
@@ -63,6 +71,3 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
         },
         sns=sns,
     )
-    metrics.add_metric(name="ApprovalsRequested", unit="Count", value=1)
-    logger.info("approval requested", plan=plan.get("name"), expires_at=expires.isoformat())
-    return {"requested_at": now.isoformat(), "expires_at": expires.isoformat()}

@@ -1,29 +1,14 @@
-"""Starts the recovery of a detected impairment: the target of the bus rule.
-
-The execution is named after the impairment id, so a user finds the execution of an impairment
-by its id, and Step Functions itself refuses a second execution of the same impairment (a
-repeated signal, an at-least-once redelivery). Before that, signals are correlated resource by
-resource (docs/safety.md, "Correlation"):
-
-- a resource an open impairment already holds a window on (a signal about it within the
-  correlation window) is that impairment's: the signal is linked to it for that resource, and
-  MTTD then counts from the earliest signal;
-- the new impairment's other resources get a recovery of their own: it goes on without the
-  resources others already recover (two instances failing behind two alarms are two recoveries);
-- an impairment of a broader scope (an Availability Zone or a region over instances, or a higher
-  severity) is never folded under a narrower one: it supersedes it, taking over its windows and
-  its resource locks, and recovers all its resources (the narrower recovery goes on; the zone
-  plan of a zone outage runs even when status-check alarms came first);
-- a signal about a group as a whole (it names no instance or target) while a recovery of one of
-  the group's instances is open is that recovery's, unless it is broader: an unhealthy-hosts alarm
-  that lags the status-check alarm does not start a second recovery that finds nothing to replace.
-
-"Impairment Cleared" events are recorded.
-"""
+"""Starts the recovery of a detected impairment (the target of the bus rule), after correlating
+its signal resource by resource with the open impairments: a resource another holds is that
+one's, a broader impairment supersedes a narrower one, and a signal about a group as a whole is
+explained by an open recovery of one of its members (docs/safety.md, "Correlation"). The
+execution is named after the impairment id: Step Functions refuses a second one. "Impairment
+Cleared" events are recorded."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,7 +17,15 @@ from pydantic import ValidationError
 
 from core import aws
 from core import settings as settings_module
-from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected, ImpairmentType, Severity
+from core.contract import (
+    CLEARED,
+    DETECTED,
+    AffectedResource,
+    ImpairmentCleared,
+    ImpairmentDetected,
+    ImpairmentType,
+    Severity,
+)
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger, metrics
@@ -41,14 +34,55 @@ from core.store import RecoveryStore
 
 @lambda_entry
 def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dict[str, Any]:
+    impairment = _parse(event)
+    if impairment is None:
+        return {"status": "rejected"}
+    settings = settings_module.load("state_machine_arn", "table_name")
+    logger.set_correlation_id(impairment.impairment_id)
+    store = store or RecoveryStore(settings.table_name)
+    if isinstance(impairment, ImpairmentCleared):
+        return _clear(store, impairment)
+    record = impairment.model_dump(mode="json")
+    new = store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
+    # A redelivery after a first delivery that died before starting the execution: what it
+    # superseded then (its windows are this impairment's now) is still superseded.
+    superseded = set() if new else set((store.get_impairment(impairment.impairment_id) or {}).get("supersedes") or [])
+    held, broader = _correlate(store, impairment, settings.correlation_window_seconds)
+    superseded |= broader
+    decision = decide(impairment, held)
+    _link(store, impairment, record, decision.linked)
+    if decision.status == "correlated":
+        # Every resource is an open impairment's: one fault, its recovery.
+        store.update_impairment(
+            impairment.impairment_id,
+            status="correlated",
+            outcome="correlated",
+            linked_to=decision.linked_to,
+            linked=decision.linked,
+        )
+        metrics.add_metric(name="SignalsCorrelated", unit="Count", value=1)
+        logger.info("correlated with open impairments; no new recovery", linked=decision.linked)
+        return {"status": "correlated", "impairment_id": decision.linked_to}
+    if decision.status == "partly_correlated":
+        # The resources others recover are theirs: this recovery acts on the rest.
+        impairment = impairment.model_copy(update={"affected_resources": decision.remaining})
+        store.update_impairment(
+            impairment.impairment_id, impairment=impairment.model_dump(mode="json"), linked=decision.linked
+        )
+        metrics.add_metric(name="SignalsCorrelated", unit="Count", value=1)
+        logger.info("partly correlated: recovering the resources no open impairment holds", linked=decision.linked)
+    return _start_execution(store, sfn or aws.client("stepfunctions"), settings, impairment, superseded)
+
+
+def _parse(event: Any) -> ImpairmentDetected | ImpairmentCleared | None:
+    """The impairment event on the bus; None (logged and counted) when it is not a valid one."""
     try:
         envelope = EventBridgeModel.model_validate(event)
         if envelope.detail_type == DETECTED:
-            impairment: ImpairmentDetected | ImpairmentCleared = ImpairmentDetected.model_validate(envelope.detail)
-        elif envelope.detail_type == CLEARED:
-            impairment = ImpairmentCleared.model_validate(envelope.detail)
-        else:
-            raise ValueError(f"unexpected detail-type {envelope.detail_type!r}")
+            return ImpairmentDetected.model_validate(envelope.detail)
+        if envelope.detail_type == CLEARED:
+            return ImpairmentCleared.model_validate(envelope.detail)
+        raise ValueError(f"unexpected detail-type {envelope.detail_type!r}")
     except (ValidationError, ValueError) as exc:
         errors = exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError) else str(exc)
         logger.error(
@@ -57,64 +91,77 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
             event_id=event.get("id") if isinstance(event, dict) else None,
         )
         metrics.add_metric(name="ImpairmentEventsRejected", unit="Count", value=1)
-        return {"status": "rejected"}
+        return None
 
-    settings = settings_module.load("state_machine_arn", "table_name")
-    logger.set_correlation_id(impairment.impairment_id)
-    if isinstance(impairment, ImpairmentCleared):
-        store = store or RecoveryStore(settings.table_name)
-        if store.get_impairment(impairment.impairment_id) is None:
-            logger.info("cleared an impairment with no recovery record")
-            return {"status": "cleared", "recorded": False}
-        store.update_impairment(impairment.impairment_id, cleared_at=impairment.cleared_at.isoformat())
-        return {"status": "cleared", "recorded": True}
 
-    store = store or RecoveryStore(settings.table_name)
-    record = impairment.model_dump(mode="json")
-    new = store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
-    # A redelivery after a first delivery that died before starting the execution: what it
-    # superseded then (its windows are this impairment's now) is still superseded.
-    superseded = set() if new else set((store.get_impairment(impairment.impairment_id) or {}).get("supersedes") or [])
+def _clear(store: RecoveryStore, impairment: ImpairmentCleared) -> dict[str, Any]:
+    """ "Impairment Cleared" is recorded on the impairment's record, if it has one."""
+    if store.get_impairment(impairment.impairment_id) is None:
+        logger.info("cleared an impairment with no recovery record")
+        return {"status": "cleared", "recorded": False}
+    store.update_impairment(impairment.impairment_id, cleared_at=impairment.cleared_at.isoformat())
+    return {"status": "cleared", "recorded": True}
+
+
+def _correlate(store: RecoveryStore, impairment: ImpairmentDetected, window: int) -> tuple[dict[str, str], set[str]]:
+    """Open this impairment's correlation windows: returns the resources open impairments hold
+    ({resource key: holder id}) and the narrower impairments this one supersedes (their windows
+    taken over, and each marked superseded_by this one)."""
     keys = [r.key for r in impairment.affected_resources]
     signal_time = impairment.signal.signal_time
-    window = settings.correlation_window_seconds
-    explained_by = _open_recovery_of_a_member(store, impairment, window)
+    groups = member_groups(impairment)
+    records = (
+        store.list_impairments(impairment.workload, since=signal_time - timedelta(seconds=window)) if groups else []
+    )
+    explained_by = open_recovery_of_a_member(impairment, groups, records)
     if explained_by:
         held = {key: explained_by for key in keys}
     else:
         held = store.correlate(impairment.impairment_id, keys, window, signal_time)
-    broader = set() if explained_by else _superseded(store, impairment, held)  # not broader: checked
+    holders = {} if explained_by else {owner: store.get_impairment(owner) or {} for owner in sorted(set(held.values()))}
+    broader = broader_than(impairment, holders)  # not broader than what explains it: checked
     if broader:
         taken = {key: owner for key, owner in held.items() if owner in broader}
         kept = {key: owner for key, owner in held.items() if owner not in broader}
         held = {**kept, **store.correlate(impairment.impairment_id, list(taken), window, signal_time, take_over=taken)}
         for owner in broader:
             store.update_impairment(owner, superseded_by=impairment.impairment_id)
-        superseded |= broader
-    linked = _link(store, impairment, record, held)
-    if len(held) == len(set(keys)):
-        # Every resource is an open impairment's: one fault, its recovery.
-        primary = sorted(linked)[0]
-        store.update_impairment(
-            impairment.impairment_id, status="correlated", outcome="correlated", linked_to=primary, linked=linked
-        )
-        metrics.add_metric(name="SignalsCorrelated", unit="Count", value=1)
-        logger.info("correlated with open impairments; no new recovery", linked=linked)
-        return {"status": "correlated", "impairment_id": primary}
-    if held:
-        # The resources others recover are theirs: this recovery acts on the rest.
-        remaining = [r for r in impairment.affected_resources if r.key not in held]
-        impairment = impairment.model_copy(update={"affected_resources": remaining})
-        store.update_impairment(impairment.impairment_id, impairment=impairment.model_dump(mode="json"), linked=linked)
-        metrics.add_metric(name="SignalsCorrelated", unit="Count", value=1)
-        logger.info("partly correlated: recovering the resources no open impairment holds", linked=linked)
+    return held, broader
+
+
+@dataclass(frozen=True)
+class Correlated:
+    """What a detected impairment becomes, given the resources open impairments hold:
+    "correlated" (every resource is theirs: no recovery of its own; linked_to the first),
+    "partly_correlated" (a recovery of the `remaining` resources) or "own" (a recovery of all).
+    `linked`: {open impairment id: [the resource keys it holds]}."""
+
+    status: str
+    linked: dict[str, list[str]]
+    remaining: list[AffectedResource]
+    linked_to: str | None = None
+
+
+def decide(impairment: ImpairmentDetected, held: dict[str, str]) -> Correlated:
+    """No I/O: the decision once the windows are open."""
+    linked: dict[str, list[str]] = {}
+    for key, owner in sorted(held.items()):
+        linked.setdefault(owner, []).append(key)
+    if len(held) == len({r.key for r in impairment.affected_resources}):
+        return Correlated("correlated", linked, [], sorted(linked)[0])
+    remaining = [r for r in impairment.affected_resources if r.key not in held]
+    return Correlated("partly_correlated" if held else "own", linked, remaining)
+
+
+def _start_execution(
+    store: RecoveryStore, client: Any, settings: Any, impairment: ImpairmentDetected, superseded: set[str]
+) -> dict[str, Any]:
+    """Start the recovery's execution, named after the impairment (a second one is refused)."""
     execution_input: dict[str, Any] = {"impairment": impairment.model_dump(mode="json")}
     if superseded:
         execution_input["supersedes"] = sorted(superseded)  # Admit takes over their locks
         store.update_impairment(impairment.impairment_id, supersedes=sorted(superseded))
         logger.info("supersedes narrower impairments", supersedes=sorted(superseded))
-
-    client = sfn or aws.client("stepfunctions")
     try:
         response = client.start_execution(
             stateMachineArn=settings.state_machine_arn,
@@ -138,22 +185,29 @@ _MEMBER_TYPES = frozenset({"ec2:instance", "elasticloadbalancing:target"})
 _OPEN = frozenset({"detected", "admitting", "admitted", "recovering", "awaiting_approval", "rolling_back"})
 
 
-def _open_recovery_of_a_member(store: RecoveryStore, impairment: ImpairmentDetected, window: int) -> str | None:
-    """A signal about a group as a whole (it names no instance or target: say an unhealthy-hosts
-    alarm that fires a minute after the status-check alarm, when the failed instance is already
-    being replaced and no target is unhealthy any more) is explained by an open recovery of one of
-    that group's members detected within the correlation window, unless it is broader (scope,
-    then severity). Returns that recovery's id, or None: a group-level signal of its own."""
+def member_groups(impairment: ImpairmentDetected) -> set[str]:
+    """The Auto Scaling groups a signal about a group as a whole names (none when it names an
+    instance or a target: it is about a member)."""
     if any(r.resource_type in _MEMBER_TYPES for r in impairment.affected_resources):
-        return None
+        return set()
     groups = {r.resource_id for r in impairment.affected_resources if r.resource_type == "autoscaling:group"}
     if impairment.scope.get("auto_scaling_group"):
         groups.add(impairment.scope["auto_scaling_group"])
+    return groups
+
+
+def open_recovery_of_a_member(
+    impairment: ImpairmentDetected, groups: set[str], records: list[dict[str, Any]]
+) -> str | None:
+    """A signal about a group as a whole (say an unhealthy-hosts alarm that fires a minute after
+    the status-check alarm, when the failed instance is already being replaced and no target is
+    unhealthy any more) is explained by an open recovery of one of that group's members (among
+    `records`: the workload's detected within the correlation window), unless it is broader
+    (scope, then severity). Returns that recovery's id, or None: a group-level signal of its own."""
     if not groups:
         return None
-    since = impairment.signal.signal_time - timedelta(seconds=window)
     mine = _rank(impairment.model_dump(mode="json"))
-    for record in store.list_impairments(impairment.workload, since=since):
+    for record in records:
         other = record.get("impairment") or {}
         if (
             record.get("impairment_id") == impairment.impairment_id
@@ -174,13 +228,14 @@ def _open_recovery_of_a_member(store: RecoveryStore, impairment: ImpairmentDetec
 _SCOPE_RANK = {ImpairmentType.REGION_IMPAIRMENT: 2, ImpairmentType.AZ_IMPAIRMENT: 1}
 
 
-def _superseded(store: RecoveryStore, impairment: ImpairmentDetected, held: dict[str, str]) -> set[str]:
-    """The open impairments holding some of these resources that this one is broader than (its
-    scope's rank, then its severity): it supersedes them instead of being folded under them."""
+def broader_than(impairment: ImpairmentDetected, holders: dict[str, dict[str, Any]]) -> set[str]:
+    """The open impairments holding some of these resources ({id: record}) that this one is
+    broader than (its scope's rank, then its severity): it supersedes them instead of being
+    folded under them."""
     mine = _rank(impairment.model_dump(mode="json"))
     broader = set()
-    for owner in sorted(set(held.values())):
-        theirs = _rank(store.get_impairment(owner) or {})
+    for owner, other in holders.items():
+        theirs = _rank(other)
         if mine is not None and theirs is not None and mine > theirs:
             broader.add(owner)
     return broader
@@ -198,13 +253,10 @@ def _rank(record: dict[str, Any]) -> tuple[int, int] | None:
 
 
 def _link(
-    store: RecoveryStore, impairment: ImpairmentDetected, record: dict[str, Any], held: dict[str, str]
-) -> dict[str, list[str]]:
+    store: RecoveryStore, impairment: ImpairmentDetected, record: dict[str, Any], linked: dict[str, list[str]]
+) -> None:
     """Link this signal to each open impairment holding some of its resources, for those
-    resources; returns {impairment id: [resource keys]}."""
-    linked: dict[str, list[str]] = {}
-    for key, owner in sorted(held.items()):
-        linked.setdefault(owner, []).append(key)
+    resources ({impairment id: [resource keys]})."""
     for owner, resources in linked.items():
         store.link_signal(
             owner,
@@ -217,4 +269,3 @@ def _link(
                 "resources": resources,
             },
         )
-    return linked

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core.dynamo import Table
 from core.errors import GuardrailTripped, InvalidInput
 from core.store import CONCURRENCY_BUDGET
 from orchestration import check_guardrails
@@ -264,7 +265,7 @@ def test_two_recoveries_of_a_small_group_deciding_at_the_same_moment_cannot_both
     # transaction atomically; moto is made to as well)
     both_read = threading.Barrier(2, timeout=10)
     first_reads: set[int] = set()
-    read = type(store)._get_many
+    read = Table.get_many
 
     def read_then_wait(self, keys):
         items = read(self, keys)
@@ -274,7 +275,7 @@ def test_two_recoveries_of_a_small_group_deciding_at_the_same_moment_cannot_both
             both_read.wait()
         return items
 
-    monkeypatch.setattr(type(store), "_get_many", read_then_wait)
+    monkeypatch.setattr(Table, "get_many", read_then_wait)
     atomic = threading.Lock()
     transact = DynamoDBBackend.transact_write_items
 

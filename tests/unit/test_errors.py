@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from actions import aws_calls
+from core.dynamo import is_condition_failure as _is_condition_failure
 from core.errors import (
     SERVICE_TRANSIENT_CODES,
     PermanentError,
@@ -18,7 +19,6 @@ from core.errors import (
     cancellation_codes,
     classify_client_error,
 )
-from core.store import _is_condition_failure
 from tests.wire import CALLS, error_of
 
 # (boto3 service, code as the service answers it, the HTTP status it answers with)

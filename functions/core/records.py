@@ -1,0 +1,162 @@
+"""The audit trail: an impairment's record and the records of its action steps, kept for the
+table's retention (AUDIT_RETENTION_DAYS) and queryable by workload and time through GSI1."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+
+from core import clock
+from core.dynamo import GSI1, ConditionFailed, Table, call, from_dynamo, set_expression, sortable, to_dynamo
+
+
+def _record_key(impairment_id: str) -> dict[str, str]:
+    return {"pk": f"IMPAIRMENT#{impairment_id}", "sk": "RECORD"}
+
+
+def _action_key(impairment_id: str, step_index: int, phase: str) -> dict[str, str]:
+    return {"pk": f"IMPAIRMENT#{impairment_id}", "sk": f"ACTION#{step_index:02d}#{phase}"}
+
+
+class ImpairmentRecords:
+    """IMPAIRMENT#<id> / RECORD: the impairment, its status, outcome, MTTD and MTTR; GSI1
+    (WORKLOAD#<name>, detected_at)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def put(self, impairment: dict[str, Any], status: str, **fields: Any) -> bool:
+        """Write the impairment record if it is new; returns False when it already existed."""
+        signal_time = (impairment.get("signal") or {}).get("signal_time")
+        item = {
+            **_record_key(impairment["impairment_id"]),
+            "impairment_id": impairment["impairment_id"],
+            "workload": impairment["workload"],
+            "impairment_type": impairment.get("impairment_type"),
+            "severity": impairment.get("severity"),
+            "detected_at": impairment.get("detected_at"),
+            "signal_time": signal_time,
+            "first_signal_time": sortable(signal_time),
+            "impairment": impairment,
+            "drill": bool(impairment.get("drill")),
+            "status": status,
+            "updated_at": clock.utc_now().isoformat(),
+            "gsi1pk": f"WORKLOAD#{impairment['workload']}",
+            "gsi1sk": str(impairment.get("detected_at")),
+            **fields,
+            **retention(),
+        }
+        try:
+            call(
+                "dynamodb:PutItem",
+                self.table.resource.put_item,
+                Item=to_dynamo(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            return True
+        except ConditionFailed:
+            return False
+
+    def update(self, impairment_id: str, **fields: Any) -> None:
+        """Set fields on an impairment record (status, outcome, execution, resolved_at, ...)."""
+        fields["updated_at"] = clock.utc_now().isoformat()
+        call(
+            "dynamodb:UpdateItem",
+            self.table.resource.update_item,
+            Key=_record_key(impairment_id),
+            **set_expression(fields),
+        )
+
+    def get(self, impairment_id: str) -> dict[str, Any] | None:
+        item = self.table.resource.get_item(Key=_record_key(impairment_id), ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item else None
+
+    def list(self, workload: str, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Impairment records of one workload, oldest first (paginated query on GSI1)."""
+        from boto3.dynamodb.conditions import Key
+
+        condition = Key("gsi1pk").eq(f"WORKLOAD#{workload}")
+        if since is not None:
+            condition = condition & Key("gsi1sk").gte(since.isoformat())
+        return self.table.query_all(IndexName=GSI1, KeyConditionExpression=condition)
+
+    def link_signal(self, impairment_id: str, linked: dict[str, Any]) -> None:
+        """Attach a correlated signal to an open impairment; MTTD then counts from the earliest
+        signal of all."""
+        signal_time = sortable(linked["signal"]["signal_time"])
+        self.table.resource.update_item(
+            Key=_record_key(impairment_id),
+            UpdateExpression="SET #l = list_append(if_not_exists(#l, :empty), :one)",
+            ExpressionAttributeNames={"#l": "linked_signals"},
+            ExpressionAttributeValues=to_dynamo({":one": [linked], ":empty": []}),
+        )
+        record = self.get(impairment_id)
+        if record is None:
+            return
+        detected_at = datetime.fromisoformat(record["detected_at"])
+        mttd = max(0.0, (detected_at - datetime.fromisoformat(linked["signal"]["signal_time"])).total_seconds())
+        with contextlib.suppress(ConditionFailed):
+            call(
+                "dynamodb:UpdateItem",
+                self.table.resource.update_item,
+                Key=_record_key(impairment_id),
+                UpdateExpression="SET first_signal_time = :t, mttd_seconds = :m",
+                ConditionExpression="attribute_not_exists(first_signal_time) OR first_signal_time > :t",
+                ExpressionAttributeValues=to_dynamo({":t": signal_time, ":m": mttd}),
+            )
+
+
+class ActionRecords:
+    """IMPAIRMENT#<id> / ACTION#<nn>#<phase>: one action step, its state before and after, its
+    result."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def put(self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]) -> None:
+        item = {
+            **_action_key(impairment_id, step_index, phase),
+            "step_index": step_index,
+            "phase": phase,
+            **record,
+            **retention(),
+        }
+        call("dynamodb:PutItem", self.table.resource.put_item, Item=to_dynamo(item))
+
+    def get(self, impairment_id: str, step_index: int, phase: str) -> dict[str, Any] | None:
+        response = self.table.resource.get_item(Key=_action_key(impairment_id, step_index, phase), ConsistentRead=True)
+        item = response.get("Item")
+        return from_dynamo(item) if item else None
+
+    def list(self, impairment_id: str) -> list[dict[str, Any]]:
+        """Every action record of an impairment, in step order."""
+        from boto3.dynamodb.conditions import Key
+
+        return self.table.query_all(
+            KeyConditionExpression=Key("pk").eq(f"IMPAIRMENT#{impairment_id}") & Key("sk").begins_with("ACTION#"),
+            ConsistentRead=True,
+        )
+
+    def fail_started(self, impairment_id: str, error: str) -> list[dict[str, Any]]:
+        """End every step still "started" as "failed" with `error` (its retries ran out, or its
+        execution died: it will not finish). Their state before is kept for the rollback. Returns
+        the records as they now are."""
+        ended = []
+        for record in self.list(impairment_id):
+            if record.get("status") != "started":
+                continue
+            fields = {k: v for k, v in record.items() if k not in ("pk", "sk", "step_index", "phase", "expiration")}
+            fields.update(status="failed", error=error[:4000], finished_at=clock.utc_now().isoformat())
+            self.put(impairment_id, int(record["step_index"]), record["phase"], fields)
+            ended.append({**record, **fields})
+        return ended
+
+
+def retention() -> dict[str, int]:
+    """The TTL of an audit record (the table's TTL attribute `expiration`): the function's
+    AUDIT_RETENTION_DAYS after it is written; 0 keeps it forever."""
+    from core import settings
+
+    days = settings.load().audit_retention_days
+    return {"expiration": int(clock.utc_now().timestamp()) + days * 86400} if days else {}
