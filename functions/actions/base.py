@@ -20,11 +20,11 @@ Phase = Literal["apply", "rollback"]
 class ActionParams(BaseModel):
     """Base of every action's parameters: unknown parameters are an error, caught at synth."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
 
 class Step(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     index: int = Field(ge=0, le=99)
     action: str
@@ -34,7 +34,7 @@ class Step(BaseModel):
 class ActionInput(BaseModel):
     """What the state machine passes to an action task."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     impairment: ImpairmentDetected
     step: Step
@@ -47,7 +47,7 @@ class Applied(BaseModel):
     """What a rollback is given of its apply step: the apply's result, or the state it recorded
     before it failed half way."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     action: str | None = None
     before: dict[str, Any] | None = None
@@ -56,6 +56,8 @@ class Applied(BaseModel):
 
 class ActionResult(BaseModel):
     """One action step's outcome, with the state before and after (the audit trail's unit)."""
+
+    model_config = ConfigDict(defer_build=True)
 
     action: str
     phase: Phase

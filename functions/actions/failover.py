@@ -68,7 +68,7 @@ _DB_ID = r"^[A-Za-z][A-Za-z0-9-]{0,62}$"
 class ClusterEndpoint(BaseModel):
     """One Regional endpoint of an ARC cluster (DescribeCluster's ClusterEndpoints: Endpoint, Region)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     endpoint: str = Field(
         validation_alias=AliasChoices("endpoint", "Endpoint"), pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?$"

@@ -78,7 +78,7 @@ class Severity(StrEnum):
 class AffectedResource(BaseModel):
     """One resource the impairment is about, e.g. ("ec2:instance", "i-0abc...")."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     resource_type: str = Field(min_length=1, examples=["ec2:instance", "autoscaling:group"])
     resource_id: str = Field(min_length=1, max_length=2048)
@@ -91,7 +91,7 @@ class AffectedResource(BaseModel):
 class Signal(BaseModel):
     """The originating signal: what fired, and when it fired (the start of MTTD)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     source: str = Field(min_length=1, examples=["aws.cloudwatch"])
     id: str = Field(min_length=1, description="Identifier or ARN of the signal, e.g. the alarm ARN")
@@ -129,7 +129,7 @@ def make_impairment_id(workload: str, source: str, signal_id: str, signal_time: 
 class ImpairmentDetected(BaseModel):
     """Detail of the \"Impairment Detected\" event."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(defer_build=True, extra="forbid", use_enum_values=False)
 
     schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^1\.\d+$")
     impairment_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
@@ -170,7 +170,7 @@ class ImpairmentDetected(BaseModel):
 class ImpairmentCleared(BaseModel):
     """Detail of the \"Impairment Cleared\" event: the signal that raised an impairment recovered."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^1\.\d+$")
     impairment_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")

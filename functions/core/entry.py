@@ -1,5 +1,5 @@
-"""One decorator for every Lambda entry point: structured logs correlated by impairment id,
-X-Ray tracing and EMF metrics flushed at the end of the invocation."""
+"""One decorator for every Lambda entry point: structured logs correlated by impairment id (and by
+the X-Ray trace id of Lambda's Active tracing) and EMF metrics flushed at the end of the invocation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from core.observability import logger, metrics, tracer
+from core.observability import logger, metrics
 
 
 def correlation_id_of(event: Any) -> str | None:
@@ -29,15 +29,12 @@ def correlation_id_of(event: Any) -> str | None:
 
 def lambda_entry(function: Callable[..., Any]) -> Callable[..., Any]:
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     @functools.wraps(function)
     def handler(event: Any, context: Any, **kwargs: Any) -> Any:
         correlation_id = correlation_id_of(event)
         if correlation_id:
             logger.set_correlation_id(correlation_id)
-            # Searchable in X-Ray: the traces of one impairment, across its functions.
-            tracer.put_annotation(key="correlation_id", value=correlation_id)
         return function(event, context, **kwargs)
 
     return handler

@@ -37,7 +37,7 @@ APPROVAL = "approval"
 
 
 class BlastRadius(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     max_share: float = Field(
         default=1 / 3, gt=0, le=1, description="share of a group's instances acted on within the window"
@@ -57,7 +57,7 @@ class FailOpen(BaseModel):
     fleet (one instance of one is 100 %), so the share applies from `min_fleet` instances on; a
     count (`max_impaired`) bounds large fleets whatever their share."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     impaired_share: float = Field(
         default=0.5, gt=0, le=1, description="more than this share of a fleet impaired at once: act on none of it"
@@ -74,7 +74,7 @@ class FailOpen(BaseModel):
 
 
 class RateLimits(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     per_workload_per_hour: int = Field(default=10, ge=1, le=10_000)
     per_plan_per_hour: int = Field(default=20, ge=1, le=10_000, description="a plan may set its own")
@@ -82,7 +82,7 @@ class RateLimits(BaseModel):
 
 
 class Flapping(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     max_recoveries: int = Field(
         default=3, ge=1, le=1000, description="recoveries of the same resource or kind within the window"
@@ -91,7 +91,7 @@ class Flapping(BaseModel):
 
 
 class Guardrails(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     blast_radius: BlastRadius = Field(default_factory=BlastRadius)
     fail_open: FailOpen = Field(default_factory=FailOpen)
@@ -116,7 +116,7 @@ class MaintenanceWindow(BaseModel):
     """A weekly window, e.g. {"days": ["sun"], "start": "02:00", "end": "04:00"}. A window whose
     end is earlier than its start runs past midnight into the next day."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1)
     start: time
@@ -141,7 +141,7 @@ class MaintenanceWindow(BaseModel):
 class Maintenance(BaseModel):
     """When no automatic action runs for a workload (detections are still recorded and escalated)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     timezone: str = Field(default="UTC", description="IANA time zone of the windows and dates")
     windows: list[MaintenanceWindow] = Field(default_factory=list)
@@ -176,7 +176,7 @@ class Maintenance(BaseModel):
 class Trip(BaseModel):
     """A guardrail that stopped (part of) a recovery, with the evidence for the human."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     guardrail: str
     reason: str

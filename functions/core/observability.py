@@ -1,5 +1,9 @@
-"""The single logger, tracer and metrics of every function (Powertools), and the one way to emit
-a metric that has dimensions of its own.
+"""The single logger and metrics of every function (Powertools), and the one way to emit a metric
+that has dimensions of its own.
+
+No X-Ray SDK: Lambda's Active tracing records every invocation without it, and its import (a
+recorder, a sampler, botocore patches) was most of a handler's cold start. Each log line carries
+the invocation's `xray_trace_id` and the impairment's `correlation_id`, which join the two.
 
 Powertools' `metrics` object shares one set of dimensions across everything it flushes at the
 end of an invocation, so a metric broken down by impairment type or action goes out on its own
@@ -10,13 +14,12 @@ would be a new metric to pay for.
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
 SERVICE = "impairment-recovery"
 METRICS_NAMESPACE = "ImpairmentRecovery"
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 

@@ -24,7 +24,7 @@ class PlanError(ValueError):
 
 
 class PlanMatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     impairment_types: list[ImpairmentType] = Field(min_length=1)
     min_severity: Severity = Severity.LOW
@@ -43,21 +43,21 @@ class PlanMatch(BaseModel):
 
 
 class PlanStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     action: str
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class VerifySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     wait_seconds: int = Field(default=30, ge=0, le=3600, description="wait before each check")
     max_attempts: int = Field(default=10, ge=1, le=100)
 
 
 class Plan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     description: str = ""

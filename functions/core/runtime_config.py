@@ -32,7 +32,7 @@ REGION_PATTERN = r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d{1,2}$"
 class ProbeStandby(BaseModel):
     """Where the probed workload fails over to: the standby group in this (the standby) region."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     region: str = Field(pattern=REGION_PATTERN)
     auto_scaling_group: str = Field(min_length=1, max_length=255)
@@ -43,7 +43,7 @@ class ProbeStandby(BaseModel):
 class ProbeDns(BaseModel):
     """The workload's Route 53 failover records, for the failover step (failover kind dns)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     hosted_zone_id: str = Field(min_length=1, max_length=32)
     record_name: str = Field(min_length=1, max_length=255)
@@ -56,7 +56,7 @@ class RegionProbe(BaseModel):
     """A workload whose region (`region`) this region watches, being its standby
     (detectors/region_probe.py): its Auto Scaling group there is described every minute."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     workload: str = Field(min_length=1, max_length=128)
     region: str = Field(pattern=REGION_PATTERN, description="the watched region: the workload's own")
@@ -74,7 +74,7 @@ class RegionProbe(BaseModel):
 
 
 class RuntimeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     plans: list[Plan] = Field(default_factory=list)
     guardrails: Guardrails = Field(default_factory=Guardrails)

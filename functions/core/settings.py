@@ -13,7 +13,7 @@ S = TypeVar("S", bound="Settings")
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     table_name: str = Field(default="", alias="TABLE_NAME")
     event_bus_name: str = Field(default="", alias="EVENT_BUS_NAME")

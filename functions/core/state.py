@@ -13,7 +13,7 @@ from core.plans import VerifySettings
 
 
 class PlanStep(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     index: int = Field(ge=0)
     action: str = Field(min_length=1)
@@ -23,7 +23,7 @@ class PlanStep(BaseModel):
 class PlanState(BaseModel):
     """SelectPlan's output, as the later tasks read it."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     name: str = Field(min_length=1)
     steps: list[PlanStep] = Field(default_factory=list)
@@ -37,14 +37,14 @@ class PlanState(BaseModel):
 class Admission(BaseModel):
     """Admit's output: the resources it locked."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     admitted_at: str | None = None
     lock_keys: list[str] = Field(default_factory=list)
 
 
 class ExecutionState(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     impairment: ImpairmentDetected
     plan: PlanState | None = None

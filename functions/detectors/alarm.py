@@ -58,7 +58,7 @@ def is_drill(reason: str) -> bool:
 
 
 class AlarmState(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
     reason: str = ""
@@ -67,7 +67,7 @@ class AlarmState(BaseModel):
 
 
 class MetricStat(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     metric: dict[str, Any] = Field(default_factory=dict)
     period: int | None = None
@@ -75,7 +75,7 @@ class MetricStat(BaseModel):
 
 
 class MetricQuery(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     id: str | None = None
     expression: str | None = None
@@ -84,7 +84,7 @@ class MetricQuery(BaseModel):
 
 
 class AlarmConfiguration(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     description: str | None = None
     metrics: list[MetricQuery] = Field(default_factory=list)
@@ -92,7 +92,7 @@ class AlarmConfiguration(BaseModel):
 
 
 class AlarmDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     alarmName: str = Field(min_length=1)
     state: AlarmState

@@ -71,7 +71,7 @@ def load_settings(*required: str) -> DetectorSettings:
 class Envelope(BaseModel):
     """The EventBridge envelope of an AWS service event (the fields the detectors read)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="allow", populate_by_name=True)
 
     id: str = Field(min_length=1)
     detail_type: str = Field(alias="detail-type", min_length=1)

@@ -45,7 +45,7 @@ _INTO_SERVICE = ("Launching", "Attaching", "Moving EC2 instance out of Standby")
 
 
 class StateChangeDetail(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="allow", populate_by_name=True)
 
     instance_id: str = Field(alias="instance-id", pattern=r"^i-[0-9a-f]{8,17}$")
     state: Literal["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]

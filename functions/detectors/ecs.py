@@ -66,7 +66,7 @@ _OUT_OF_MEMORY = re.compile(r"^OutOfMemory", re.IGNORECASE)
 
 
 class Container(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     name: str = ""
     exitCode: int | None = None
@@ -75,7 +75,7 @@ class Container(BaseModel):
 
 
 class TaskStateChangeDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     clusterArn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-9_-]{1,255}$")
     taskArn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/\S+$")

@@ -91,20 +91,20 @@ def parse_time(value: Any) -> Any:
 
 
 class Entity(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     entityValue: str = Field(min_length=1)
 
 
 class Description(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     language: str = ""
     latestDescription: str = ""
 
 
 class HealthDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     eventArn: str = Field(min_length=1, max_length=1600)
     service: str = ""

@@ -159,7 +159,7 @@ def meaning(event_id: str | None, categories: list[str], message: str) -> Meanin
 
 
 class RdsEventDetail(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     EventCategories: list[str] = Field(default_factory=list)
     SourceType: str | None = None

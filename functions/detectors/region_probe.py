@@ -70,7 +70,7 @@ from core.contract import (
     make_impairment_id,
 )
 from core.errors import InvalidInput
-from core.observability import logger, metrics, tracer
+from core.observability import logger, metrics
 from core.runtime_config import RegionProbe
 from detectors.common import Findings, load_settings, parse_schedule, publish
 
@@ -375,7 +375,6 @@ def _probes() -> list[RegionProbe]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(
     event: Any, context: Any, api: RegionApi | None = None, store: ProbeStore | None = None, publisher: Any = None

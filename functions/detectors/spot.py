@@ -34,7 +34,7 @@ _KINDS = {REBALANCE: (Severity.MEDIUM, "rebalance"), INTERRUPTION: (Severity.HIG
 
 
 class SpotDetail(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="allow", populate_by_name=True)
 
     instance_id: str = Field(alias="instance-id", pattern=r"^i-[0-9a-f]{8,17}$")
     # Interruption warnings only.

@@ -51,7 +51,7 @@ from typing import Any, Protocol
 from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.errors import PermanentError, RecoveryError
-from core.observability import logger, metrics, tracer
+from core.observability import logger, metrics
 from detectors.common import Findings, load_settings, parse_schedule, publish
 from detectors.resolve import ProtectedGroup, out_of_service_on_purpose
 
@@ -321,7 +321,6 @@ class Sweeping:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(
     event: Any,

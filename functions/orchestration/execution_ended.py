@@ -42,7 +42,7 @@ class Settings(settings_module.Settings):
 class ExecutionStatus(BaseModel):
     """The detail of Step Functions' Execution Status Change event (the fields used here)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     executionArn: str
     stateMachineArn: str

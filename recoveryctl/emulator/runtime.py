@@ -176,7 +176,6 @@ class Emulator(Resources, Routing, Hooks):
             "AWS_ACCESS_KEY_ID": "emulator",
             "AWS_SECRET_ACCESS_KEY": "emulator",
             "AWS_SESSION_TOKEN": "emulator",
-            "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
             "MOTO_ALLOW_NONEXISTENT_REGION": "true",
             # the workload launches from an image id of its own: no need for moto's public AMIs
