@@ -166,7 +166,6 @@ class RecoveryConfig(BaseModel):
         description="fail the synth when no escalation subscriber is configured (else it warns): every page, approval "
         "request and self-alarm goes to the escalation topic, and a topic without a subscriber drops them",
     )
-    powertools_layer_version: int = Field(default=27, ge=1)
     archive_retention_days: int = Field(default=30, ge=1, le=3650)
     log_retention_days: int = Field(default=30, ge=1)
     lock_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
@@ -187,6 +186,16 @@ class RecoveryConfig(BaseModel):
     regions: Regions | None = Field(
         default=None, description="a primary and standby regions; absent: one stack, deployed to any region"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_public_layer(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "powertools_layer_version" in data:
+            raise ValueError(
+                "powertools_layer_version is no longer used: the functions' dependencies (Powertools, pydantic, "
+                "boto3) are a layer built from requirements.txt (`make layer`); remove the key"
+            )
+        return data
 
     @model_validator(mode="after")
     def _workload_regions(self) -> RecoveryConfig:

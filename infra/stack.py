@@ -38,7 +38,6 @@ class RecoveryStack(Stack):
         functions = FunctionFactory(
             self,
             "Functions",
-            layer_version=config.powertools_layer_version,
             log_retention_days=config.log_retention_days,
             environment={
                 "TABLE_NAME": storage.table.table_name,

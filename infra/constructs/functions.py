@@ -1,5 +1,5 @@
-"""One factory for every Lambda function: shared code asset, Powertools layer, own role,
-tracing, structured logging, a log group with retention."""
+"""One factory for every Lambda function: shared code asset, the dependency layer built from
+requirements.txt (infra/layer.py), own role, tracing, structured logging, a log group with retention."""
 
 from __future__ import annotations
 
@@ -14,36 +14,42 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import FUNCTIONS_DIR
+from infra import FUNCTIONS_DIR, layer
 
+# The dependency layer is built for this runtime and architecture (layer.PYTHON_VERSION, layer.PLATFORM).
 RUNTIME = lambda_.Runtime.PYTHON_3_13
-LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:{version}"
+ARCHITECTURE = lambda_.Architecture.X86_64
 # STS through the function's own region's endpoint, never the global one (sts.amazonaws.com, in
 # us-east-1): a standby region must assume member roles while us-east-1 is impaired (static stability,
-# docs/regions.md). boto3 defaults to it only since 1.40, and the runtime's boto3 may be older.
-# Set last, so that no function's own environment overrides it.
+# docs/regions.md). boto3 defaults to it since 1.40 (the layer's is newer); kept explicit, so that
+# it does not depend on the SDK's version. Set last, so that no function's own environment overrides it.
 STATIC_ENVIRONMENT = {"AWS_STS_REGIONAL_ENDPOINTS": "regional"}
 
 
 class FunctionFactory(Construct):
-    """Builds the functions of the stack from one code asset (functions/, no bundling: the
-    runtime dependencies come from boto3 in the runtime and the public Powertools layer), with
-    `extra_files` (the recovery configuration) added to it. Every function gets STATIC_ENVIRONMENT."""
+    """Builds the functions of the stack from one code asset (functions/, no bundling) and one layer
+    holding every runtime dependency at the version requirements.txt pins, boto3 included (it comes
+    before the runtime's own on sys.path), with `extra_files` (the recovery configuration) added to
+    the code. Every function gets STATIC_ENVIRONMENT."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        layer_version: int,
         log_retention_days: int,
         environment: dict[str, str],
         extra_files: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.code = lambda_.Code.from_asset(str(stage_code(extra_files or {})))
-        self.layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "Powertools", LAYER.format(region=Stack.of(self).region, version=layer_version)
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            code=lambda_.Code.from_asset(str(layer.path())),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description=_layer_description(),
         )
         self.retention = _retention(log_retention_days)
         self.environment = environment
@@ -74,7 +80,7 @@ class FunctionFactory(Construct):
             scope,
             construct_id,
             runtime=RUNTIME,
-            architecture=lambda_.Architecture.X86_64,
+            architecture=ARCHITECTURE,
             code=self.code,
             handler=handler,
             description=description,
@@ -95,6 +101,12 @@ class FunctionFactory(Construct):
             **kwargs,
         )
         return function
+
+
+def _layer_description() -> str:
+    """What the layer holds, readable in the console: requirements.txt's pins (256 characters at most)."""
+    pins = " ".join(f"{name}=={version}" for name, version in sorted(layer.pins().items()))
+    return f"requirements.txt: {pins}"[:256]
 
 
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
