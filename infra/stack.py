@@ -93,6 +93,11 @@ class RecoveryStack(Stack):
             timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + 600,
             cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + 600,
         )
+        functions.reserve(
+            detectors=self.detection.detectors,
+            start_recovery=self.workflow.functions["StartRecovery"],
+            setting=config.reserved_concurrency,
+        )
         self.workloads = workloads
         if config.accounts:
             self.accounts = CentralAccounts(

@@ -8,13 +8,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra import FUNCTIONS_DIR, layer
+from infra.config import ReservedConcurrency
 
 # The dependency layer is built for this runtime and architecture (layer.PYTHON_VERSION, layer.PLATFORM).
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -24,6 +25,8 @@ ARCHITECTURE = lambda_.Architecture.X86_64
 # docs/regions.md). boto3 defaults to it since 1.40 (the layer's is newer); kept explicit, so that
 # it does not depend on the SDK's version. Set last, so that no function's own environment overrides it.
 STATIC_ENVIRONMENT = {"AWS_STS_REGIONAL_ENDPOINTS": "regional"}
+# Said at synth while the detectors or StartRecovery have no reserved concurrency (cdk acknowledge).
+NO_RESERVED_CONCURRENCY_WARNING = "impairment-recovery:no-reserved-concurrency"
 
 
 class FunctionFactory(Construct):
@@ -101,6 +104,36 @@ class FunctionFactory(Construct):
             **kwargs,
         )
         return function
+
+    def reserve(
+        self, *, detectors: list[lambda_.Function], start_recovery: lambda_.Function, setting: ReservedConcurrency
+    ) -> None:
+        """Reserves concurrency for detection and the start of recoveries, so that a storm elsewhere in
+        the account cannot starve them; warns at synth about those left without (docs/operations.md)."""
+        reserved = [(f, setting.detectors) for f in detectors] + [(start_recovery, setting.start_recovery)]
+        for function, count in reserved:
+            if count is not None:
+                cfn = function.node.default_child
+                assert isinstance(cfn, lambda_.CfnFunction)
+                cfn.reserved_concurrent_executions = count
+        unset = [name for name, count in setting if count is None]
+        if unset:
+            fields = " and ".join(f"reserved_concurrency.{name}" for name in unset)
+            who = " and ".join({"detectors": "the detectors", "start_recovery": "StartRecovery"}[n] for n in unset)
+            Annotations.of(self).add_warning_v2(
+                NO_RESERVED_CONCURRENCY_WARNING,
+                f"DETECTION CAN BE STARVED: without {fields}, the account's unreserved concurrency, shared with "
+                f"every other function in this account and region, is all {who} can use: a storm of invocations "
+                "there can throttle them when an impairment needs them. Set it (the account must keep at least 100 "
+                "executions unreserved; see docs/operations.md, Reserved concurrency).",
+            )
+        total = sum(count for _, count in reserved if count is not None)
+        if total:
+            Annotations.of(self).add_info(
+                f"reserved concurrency: {total} executions in all ({len(detectors)} detectors, StartRecovery); "
+                f"Lambda refuses it unless the account's concurrency quota, less its other reservations, is at "
+                f"least {total + 100}"
+            )
 
 
 def _layer_description() -> str:
