@@ -16,11 +16,12 @@ SCENARIO ?= instance-failure
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup synth drill test lint format schema deploy clean bench
+.PHONY: help setup layer synth drill test lint format schema deploy clean bench
 
 help:
 	@echo "make drill     set up, synthesize, run a local recovery drill (SCENARIO=$(SCENARIO))"
 	@echo "make test      set up, lint, run every test"
+	@echo "make layer     build the functions' dependency layer from requirements.txt (cached in .build/)"
 	@echo "make synth     synthesize the stack into cdk.out"
 	@echo "make deploy    deploy to the account of your current AWS credentials"
 	@echo "make schema    publish the impairment event's JSON Schema to schemas/"
@@ -37,7 +38,11 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+# The functions' dependencies, from PyPI for Lambda's platform once per requirements (infra/layer.py).
+layer: $(PY_STAMP)
+	$(BIN)/python -m infra.layer
+
+setup: $(PY_STAMP) $(NODE_STAMP) layer
 
 synth: setup
 	cdk synth --no-notices --quiet

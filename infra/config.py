@@ -151,6 +151,23 @@ class Accounts(BaseModel):
         return [m.account_id for m in self.members]
 
 
+class ReservedConcurrency(BaseModel):
+    """Concurrency reserved for the functions that detect and start recoveries, so that a storm of
+    invocations of another function in the account cannot throttle them. Off by default: Lambda
+    refuses a reservation that leaves the account less than 100 unreserved executions, which a new
+    account's quota (as low as 10) or other reservations may not allow (synth warns while it is off).
+    A reservation is also each function's ceiling: invocations over it are throttled and retried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detectors: int | None = Field(
+        default=None, ge=1, le=1000, description="reserved for each detector function (e.g. 5); absent: none"
+    )
+    start_recovery: int | None = Field(
+        default=None, ge=1, le=1000, description="reserved for StartRecovery (e.g. 5); absent: none"
+    )
+
+
 class RecoveryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -166,9 +183,9 @@ class RecoveryConfig(BaseModel):
         description="fail the synth when no escalation subscriber is configured (else it warns): every page, approval "
         "request and self-alarm goes to the escalation topic, and a topic without a subscriber drops them",
     )
-    powertools_layer_version: int = Field(default=27, ge=1)
     archive_retention_days: int = Field(default=30, ge=1, le=3650)
     log_retention_days: int = Field(default=30, ge=1)
+    reserved_concurrency: ReservedConcurrency = Field(default_factory=ReservedConcurrency)
     lock_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     dry_run: bool = Field(default=False, description="every plan runs as a dry run")
     sweep_interval_minutes: int = Field(
@@ -187,6 +204,16 @@ class RecoveryConfig(BaseModel):
     regions: Regions | None = Field(
         default=None, description="a primary and standby regions; absent: one stack, deployed to any region"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_public_layer(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "powertools_layer_version" in data:
+            raise ValueError(
+                "powertools_layer_version is no longer used: the functions' dependencies (Powertools, pydantic, "
+                "boto3) are a layer built from requirements.txt (`make layer`); remove the key"
+            )
+        return data
 
     @model_validator(mode="after")
     def _workload_regions(self) -> RecoveryConfig:

@@ -22,7 +22,7 @@ SUPPRESSIONS = [
     ),
     NagPackSuppression(
         id="AwsSolutions-L1",
-        reason="The runtime is pinned to the one the Powertools layer version in use is built for.",
+        reason="The runtime is pinned to the one the dependency layer is built for (infra/layer.py).",
     ),
 ]
 

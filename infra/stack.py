@@ -38,7 +38,6 @@ class RecoveryStack(Stack):
         functions = FunctionFactory(
             self,
             "Functions",
-            layer_version=config.powertools_layer_version,
             log_retention_days=config.log_retention_days,
             environment={
                 "TABLE_NAME": storage.table.table_name,
@@ -93,6 +92,11 @@ class RecoveryStack(Stack):
             # The backstop time-box: the longest plan's, approval, rollback and capacity return included.
             timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + 600,
             cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + 600,
+        )
+        functions.reserve(
+            detectors=self.detection.detectors,
+            start_recovery=self.workflow.functions["StartRecovery"],
+            setting=config.reserved_concurrency,
         )
         self.workloads = workloads
         if config.accounts:

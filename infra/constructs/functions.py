@@ -1,5 +1,5 @@
-"""One factory for every Lambda function: shared code asset, Powertools layer, own role,
-tracing, structured logging, a log group with retention."""
+"""One factory for every Lambda function: shared code asset, the dependency layer built from
+requirements.txt (infra/layer.py), own role, tracing, structured logging, a log group with retention."""
 
 from __future__ import annotations
 
@@ -8,42 +8,51 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import FUNCTIONS_DIR
+from infra import FUNCTIONS_DIR, layer
+from infra.config import ReservedConcurrency
 
+# The dependency layer is built for this runtime and architecture (layer.PYTHON_VERSION, layer.PLATFORM).
 RUNTIME = lambda_.Runtime.PYTHON_3_13
-LAYER = "arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:{version}"
+ARCHITECTURE = lambda_.Architecture.X86_64
 # STS through the function's own region's endpoint, never the global one (sts.amazonaws.com, in
 # us-east-1): a standby region must assume member roles while us-east-1 is impaired (static stability,
-# docs/regions.md). boto3 defaults to it only since 1.40, and the runtime's boto3 may be older.
-# Set last, so that no function's own environment overrides it.
+# docs/regions.md). boto3 defaults to it since 1.40 (the layer's is newer); kept explicit, so that
+# it does not depend on the SDK's version. Set last, so that no function's own environment overrides it.
 STATIC_ENVIRONMENT = {"AWS_STS_REGIONAL_ENDPOINTS": "regional"}
+# Said at synth while the detectors or StartRecovery have no reserved concurrency (cdk acknowledge).
+NO_RESERVED_CONCURRENCY_WARNING = "impairment-recovery:no-reserved-concurrency"
 
 
 class FunctionFactory(Construct):
-    """Builds the functions of the stack from one code asset (functions/, no bundling: the
-    runtime dependencies come from boto3 in the runtime and the public Powertools layer), with
-    `extra_files` (the recovery configuration) added to it. Every function gets STATIC_ENVIRONMENT."""
+    """Builds the functions of the stack from one code asset (functions/, no bundling) and one layer
+    holding every runtime dependency at the version requirements.txt pins, boto3 included (it comes
+    before the runtime's own on sys.path), with `extra_files` (the recovery configuration) added to
+    the code. Every function gets STATIC_ENVIRONMENT."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        layer_version: int,
         log_retention_days: int,
         environment: dict[str, str],
         extra_files: dict[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.code = lambda_.Code.from_asset(str(stage_code(extra_files or {})))
-        self.layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "Powertools", LAYER.format(region=Stack.of(self).region, version=layer_version)
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Dependencies",
+            code=lambda_.Code.from_asset(str(layer.path())),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description=_layer_description(),
         )
         self.retention = _retention(log_retention_days)
         self.environment = environment
@@ -74,7 +83,7 @@ class FunctionFactory(Construct):
             scope,
             construct_id,
             runtime=RUNTIME,
-            architecture=lambda_.Architecture.X86_64,
+            architecture=ARCHITECTURE,
             code=self.code,
             handler=handler,
             description=description,
@@ -95,6 +104,42 @@ class FunctionFactory(Construct):
             **kwargs,
         )
         return function
+
+    def reserve(
+        self, *, detectors: list[lambda_.Function], start_recovery: lambda_.Function, setting: ReservedConcurrency
+    ) -> None:
+        """Reserves concurrency for detection and the start of recoveries, so that a storm elsewhere in
+        the account cannot starve them; warns at synth about those left without (docs/operations.md)."""
+        reserved = [(f, setting.detectors) for f in detectors] + [(start_recovery, setting.start_recovery)]
+        for function, count in reserved:
+            if count is not None:
+                cfn = function.node.default_child
+                assert isinstance(cfn, lambda_.CfnFunction)
+                cfn.reserved_concurrent_executions = count
+        unset = [name for name, count in setting if count is None]
+        if unset:
+            fields = " and ".join(f"reserved_concurrency.{name}" for name in unset)
+            who = " and ".join({"detectors": "the detectors", "start_recovery": "StartRecovery"}[n] for n in unset)
+            Annotations.of(self).add_warning_v2(
+                NO_RESERVED_CONCURRENCY_WARNING,
+                f"DETECTION CAN BE STARVED: without {fields}, the account's unreserved concurrency, shared with "
+                f"every other function in this account and region, is all {who} can use: a storm of invocations "
+                "there can throttle them when an impairment needs them. Set it (the account must keep at least 100 "
+                "executions unreserved; see docs/operations.md, Reserved concurrency).",
+            )
+        total = sum(count for _, count in reserved if count is not None)
+        if total:
+            Annotations.of(self).add_info(
+                f"reserved concurrency: {total} executions in all ({len(detectors)} detectors, StartRecovery); "
+                f"Lambda refuses it unless the account's concurrency quota, less its other reservations, is at "
+                f"least {total + 100}"
+            )
+
+
+def _layer_description() -> str:
+    """What the layer holds, readable in the console: requirements.txt's pins (256 characters at most)."""
+    pins = " ".join(f"{name}=={version}" for name, version in sorted(layer.pins().items()))
+    return f"requirements.txt: {pins}"[:256]
 
 
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")

@@ -1,0 +1,201 @@
+"""What runs in Lambda is what the tests ran: the functions' one layer holds requirements.txt's pins
+(and constraints.txt's for what they pull in), built for the functions' runtime and architecture.
+
+The built layer is read from the cache `make layer` fills; these tests never build it from PyPI
+(the build itself is tested with a stand-in for pip)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from infra import layer
+from tests.infra import cfn
+
+
+@pytest.fixture(scope="module")
+def built() -> Path:
+    return layer.path()
+
+
+def test_the_built_layer_holds_every_pinned_distribution_at_its_pinned_version(built):
+    installed = layer.installed(built)
+    pins = layer.pins()
+    assert {"aws-lambda-powertools", "pydantic", "boto3", "botocore"} <= set(pins)
+    assert {name: installed.get(name) for name in pins} == pins
+
+
+def test_what_the_pins_pull_in_is_what_the_tests_ran_with(built):
+    # Transitive dependencies (pydantic-core, urllib3, ...) are at constraints.txt's versions, the
+    # development environment's: none floats to a newer release at build time.
+    constraints = layer.pins(layer.CONSTRAINTS)
+    installed = layer.installed(built)
+    unpinned = sorted(set(installed) - set(constraints))
+    assert unpinned == []
+    assert {name: constraints[name] for name in installed} == installed
+
+
+def test_the_built_layer_is_for_the_functions_runtime_and_architecture(built):
+    with zipfile.ZipFile(built) as archive:
+        names = archive.namelist()
+        binary_tags = [
+            archive.read(name).decode()
+            for name in names
+            if name.endswith(".dist-info/WHEEL") and "Root-Is-Purelib: false" in archive.read(name).decode()
+        ]
+    assert all(name.startswith("python/") for name in names)  # a Python layer's root on sys.path
+    assert binary_tags, "pydantic-core is a compiled wheel: at least one platform wheel is expected"
+    for wheel in binary_tags:
+        tags = re.findall(r"^Tag: (\S+)$", wheel, flags=re.MULTILINE)
+        assert any(t.startswith("cp313-cp313-manylinux") and t.endswith("x86_64") for t in tags), tags
+    extensions = [name for name in names if name.endswith(".so")]
+    assert extensions
+    assert all(name.endswith(".cpython-313-x86_64-linux-gnu.so") for name in extensions), extensions
+    # One copy of each distribution: boto3 and botocore come once, from the layer.
+    dist_infos = [name.split("/")[1] for name in names if name.endswith(".dist-info/METADATA")]
+    assert len({layer.normalize(d.split("-")[0]) for d in dist_infos}) == len(dist_infos)
+    assert not [name for name in names if "/__pycache__/" in name or name.startswith("python/bin/")]
+
+
+def test_the_layer_targets_the_functions_runtime_and_architecture():
+    from infra.constructs.functions import ARCHITECTURE, RUNTIME
+
+    assert RUNTIME.name == f"python{layer.PYTHON_VERSION}"
+    assert layer.PLATFORM.endswith(f"_{ARCHITECTURE.name}")
+
+
+def test_the_synthesized_layer_is_the_built_one(synthesized, built):
+    # The asset the stack deploys is the cached zip, byte for byte, and the layer says what it holds.
+    _, resource = cfn.only(synthesized.resources, "AWS::Lambda::LayerVersion")
+    key = resource["Properties"]["Content"]["S3Key"]
+    outdir = synthesized.template_path.parent
+    manifest = json.loads((outdir / f"{synthesized.stack.stack_name}.assets.json").read_text())
+    (source,) = [
+        asset["source"]["path"]
+        for asset in manifest["files"].values()
+        if any(d["objectKey"] == key for d in asset["destinations"].values())
+    ]
+    assert (outdir / source).read_bytes() == built.read_bytes()
+    assert "pydantic==2.14.3" in resource["Properties"]["Description"]
+    assert len(resource["Properties"]["Description"]) <= 256
+
+
+def test_a_synthesis_without_the_built_layer_says_how_to_build_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(layer, "CACHE", tmp_path)
+    with pytest.raises(layer.LayerMissing, match=r"make layer"):
+        layer.path()
+
+
+def test_a_change_of_pins_needs_a_new_layer(tmp_path, monkeypatch):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(layer.REQUIREMENTS.read_text())
+    monkeypatch.setattr(layer, "REQUIREMENTS", requirements)
+    before = layer.cache_key()
+    requirements.write_text(requirements.read_text().replace("pydantic==2.14.3", "pydantic==2.14.4"))
+    assert layer.cache_key() != before
+
+
+def test_pins_read_extras_comments_and_spellings(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        "# a comment\naws-lambda-powertools[parser,tracer]==3.37.0\nTyping_Extensions == 4.16.0  # why\n"
+        "-r other.txt\nunpinned>=1\n"
+    )
+    assert layer.pins(requirements) == {"aws-lambda-powertools": "3.37.0", "typing-extensions": "4.16.0"}
+
+
+# --- the build, with a stand-in for pip ----------------------------------------------------------
+
+_FAKE_PIP = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    with Path(sys.argv[1]).open("a") as calls:
+        calls.write(" ".join(sys.argv[2:]) + "\\n")
+    target = Path(next(a for a in sys.argv if a.startswith("--target=")).split("=", 1)[1])
+    (target / "boto3-1.44.5.dist-info").mkdir(parents=True)
+    metadata = "Metadata-Version: 2.1\\nName: boto3\\nVersion: 1.44.5\\n"
+    (target / "boto3-1.44.5.dist-info" / "METADATA").write_text(metadata)
+    (target / "boto3" / "__pycache__").mkdir(parents=True)
+    (target / "boto3" / "__init__.py").write_text("__version__ = '1.44.5'\\n")
+    (target / "boto3" / "__pycache__" / "__init__.cpython-313.pyc").write_bytes(b"stale")
+    (target / "bin").mkdir()
+    (target / "bin" / "jp.py").write_text("script")
+    """
+)
+
+
+@pytest.fixture
+def fake_pip(tmp_path, monkeypatch) -> tuple[tuple[str, ...], Path]:
+    script = tmp_path / "fake_pip.py"
+    script.write_text(_FAKE_PIP)
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setattr(layer, "CACHE", tmp_path / "cache")
+    return (sys.executable, str(script), str(calls)), calls
+
+
+def test_the_build_installs_for_the_lambda_platform_and_strips_what_is_not_imported(fake_pip):
+    pip, calls = fake_pip
+    built = layer.build(pip=pip)
+    arguments = calls.read_text().split()
+    for expected in ("--only-binary=:all:", f"--platform={layer.PLATFORM}", "--python-version=3.13", "--no-compile"):
+        assert expected in arguments
+    assert str(layer.REQUIREMENTS) in arguments and str(layer.CONSTRAINTS) in arguments
+    with zipfile.ZipFile(built) as archive:
+        assert sorted(archive.namelist()) == [
+            "python/boto3-1.44.5.dist-info/METADATA",
+            "python/boto3/__init__.py",
+        ]
+    assert layer.installed(built) == {"boto3": "1.44.5"}
+    assert [p.name for p in layer.CACHE.iterdir()] == [built.name]  # no build directory left behind
+
+
+def test_a_cached_layer_is_not_built_again_and_a_rebuild_is_byte_identical(fake_pip):
+    pip, calls = fake_pip
+    first = layer.build(pip=pip)
+    content = first.read_bytes()
+    assert layer.build(pip=pip) == first
+    assert len(calls.read_text().splitlines()) == 1  # pip ran once
+    first.unlink()
+    assert layer.build(pip=pip).read_bytes() == content  # same wheels, same zip: the asset does not change
+
+
+def test_a_new_layer_replaces_the_old_one_in_the_cache(fake_pip):
+    pip, _ = fake_pip
+    layer.CACHE.mkdir()
+    (layer.CACHE / "layer-0000000000000000.zip").write_bytes(b"an older build")
+    built = layer.build(pip=pip)
+    assert [p.name for p in layer.CACHE.iterdir()] == [built.name]
+
+
+def test_a_failed_install_leaves_no_layer(tmp_path, monkeypatch):
+    monkeypatch.setattr(layer, "CACHE", tmp_path / "cache")
+    with pytest.raises(Exception, match="returned non-zero exit status"):
+        layer.build(pip=(sys.executable, "-c", "import sys; sys.exit(1)"))
+    assert list(layer.CACHE.iterdir()) == []
+    with pytest.raises(layer.LayerMissing):
+        layer.path()
+
+
+def test_a_configuration_still_naming_the_public_layer_version_is_told_it_is_gone():
+    from infra.config import ConfigError, validate
+    from tests.conftest import cdk_context
+
+    raw = {**cdk_context()["recovery"], "powertools_layer_version": 27}
+    with pytest.raises(ConfigError, match=r"powertools_layer_version is no longer used.*make layer.*remove the key"):
+        validate(raw)
+
+
+def test_a_comment_in_the_requirements_does_not_need_a_new_layer(tmp_path, monkeypatch):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(layer.REQUIREMENTS.read_text())
+    monkeypatch.setattr(layer, "REQUIREMENTS", requirements)
+    before = layer.cache_key()
+    requirements.write_text("# why these versions\n\n" + requirements.read_text().replace("\n", "  # pinned\n"))
+    assert layer.cache_key() == before
