@@ -40,7 +40,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from actions import aws_calls
 from actions import failover_database as database
 from actions import failover_dns as dns
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -229,7 +228,7 @@ class _Cluster:
                 self._clients[index] = _cluster_client(endpoint.endpoint, endpoint.region, self._credentials)
             client = self._clients[index]
             try:
-                response = aws_calls.call(client, operation, transient_codes=_NEXT_ENDPOINT_CODES, **kwargs)
+                response = aws.call(client, operation, transient_codes=_NEXT_ENDPOINT_CODES, **kwargs)
             except TransientError as exc:
                 failures.append(f"{endpoint.region} ({endpoint.endpoint}): {exc}")
                 continue
