@@ -273,9 +273,7 @@ def _systemd_apply(ctx: Context) -> ActionResult:
             raise PermanentError(f"instances not found: {', '.join(missing)}")
         key, value = ctx.managed_tag
         unmanaged = [
-            i
-            for i in instance_ids
-            if {t["Key"]: t.get("Value", "") for t in found[i].get("Tags", [])}.get(key) != value
+            i for i in instance_ids if not tags.is_managed(tags.as_dict(found[i].get("Tags")), ctx.managed_tag)
         ]
         if unmanaged:
             raise ActionRefused(f"instances not managed (tag {key}={value} missing): {', '.join(unmanaged)}")

@@ -25,10 +25,10 @@ SESSION_NAME = "impairment-recovery"
 # Credentials are renewed this long before they expire, so no call runs with expiring ones.
 REFRESH_BEFORE = timedelta(minutes=5)
 
-# (service, max_attempts, region, timeouts) -> the client
-_clients: dict[tuple[str, int, str | None, tuple[int, int]], Any] = {}
-# (service, max_attempts, region, timeouts, account) -> (the credentials it was made with, the client)
-_member_clients: dict[tuple[str, int, str | None, tuple[int, int], str], tuple[dict[str, Any], Any]] = {}
+# (service, max_attempts, region, timeouts, endpoint) -> the client
+_clients: dict[tuple[str, int, str | None, tuple[int, int], str | None], Any] = {}
+# (service, max_attempts, region, timeouts, endpoint, account) -> (the credentials it was made with, the client)
+_member_clients: dict[tuple[str, int, str | None, tuple[int, int], str | None, str], tuple[dict[str, Any], Any]] = {}
 _credentials: dict[str, dict[str, Any]] = {}
 _identity: dict[str, str] = {}
 
@@ -97,9 +97,11 @@ def client(
     account: str | None = None,
     region: str | None = None,
     timeouts: tuple[int, int] = DEFAULT_TIMEOUTS,
+    endpoint: str | None = None,
 ) -> Any:
     """A client with botocore's standard retry mode, in `account` (None: this function's own) and
-    `region` (None: the function's own), with (connect, read) `timeouts` in seconds.
+    `region` (None: the function's own), with (connect, read) `timeouts` in seconds, at `endpoint`
+    (None: the service's; ARC's routing controls are reached at their cluster's endpoints).
 
     Recovery actions pass max_attempts=1: retries there belong to one layer, the state machine,
     which retries TransientError with backoff and jitter. The region probe passes another region
@@ -108,14 +110,16 @@ def client(
     import boto3
 
     options: dict[str, Any] = {"region_name": region} if region else {}
+    if endpoint:
+        options["endpoint_url"] = endpoint
     caches = _caches()
     if not account or account == own_account():
-        key = (service, max_attempts, region, timeouts)
+        key = (service, max_attempts, region, timeouts, endpoint)
         if key not in caches.clients:
             caches.clients[key] = boto3.client(service, config=_config(max_attempts, timeouts), **options)
         return caches.clients[key]
     credentials = _member_credentials(account)
-    member_key = (service, max_attempts, region, timeouts, account)
+    member_key = (service, max_attempts, region, timeouts, endpoint, account)
     cached = caches.member_clients.get(member_key)
     if cached is None or cached[0] is not credentials:
         made = boto3.client(
