@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from actions import aws_calls
-from core.errors import ActionRefused, PermanentError
+from core import aws
+from core.errors import PermanentError
 
 # An Availability Zone id ("use1-az2") names the same physical zone in every account; a zone name
 # ("us-east-1a") is mapped per account.
@@ -19,7 +19,7 @@ def describe_instances(client: Any, instance_ids: list[str]) -> dict[str, dict[s
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(instance_ids), 200):  # at most 200 values per filter
         batch = sorted(set(instance_ids[start : start + 200]))
-        reservations = aws_calls.pages(
+        reservations = aws.items(
             client, "describe_instances", "Reservations", Filters=[{"Name": "instance-id", "Values": batch}]
         )
         for reservation in reservations:
@@ -31,18 +31,7 @@ def describe_instances(client: Any, instance_ids: list[str]) -> dict[str, dict[s
 def resolve_zone(client: Any, zone: str) -> dict[str, str]:
     """{"name": "us-east-1a", "id": "use1-az6"} for a zone given by name or by id."""
     key = "ZoneIds" if _ZONE_ID.match(zone) else "ZoneNames"
-    zones = aws_calls.call(client, "describe_availability_zones", **{key: [zone]}).get("AvailabilityZones", [])
+    zones = aws.call(client, "describe_availability_zones", **{key: [zone]}).get("AvailabilityZones", [])
     if not zones:
         raise PermanentError(f"unknown Availability Zone {zone!r}", availability_zone=zone)
     return {"name": zones[0]["ZoneName"], "id": zones[0]["ZoneId"]}
-
-
-def require_managed(instance: dict[str, Any], managed_tag: tuple[str, str]) -> None:
-    """Only instances that opted in (the managed tag) may be changed."""
-    key, value = managed_tag
-    tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags", [])}
-    if tags.get(key) != value:
-        raise ActionRefused(
-            f"instance {instance['InstanceId']} is not managed: tag {key}={value} is missing",
-            instance=instance["InstanceId"],
-        )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actions import aws_calls
-from core.errors import ActionRefused, PermanentError
+from core import aws
+from core.errors import PermanentError
 
 
 def target(cluster: str | None, service: str | None, scope: dict[str, str], what: str) -> tuple[str, str]:
@@ -21,19 +21,8 @@ def target(cluster: str | None, service: str | None, scope: dict[str, str], what
 
 
 def describe_service(client: Any, cluster: str, service: str) -> dict[str, Any]:
-    response = aws_calls.call(client, "describe_services", cluster=cluster, services=[service])
+    response = aws.call(client, "describe_services", cluster=cluster, services=[service])
     if not response.get("services"):
         reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
         raise PermanentError(f"ECS service {service!r} of cluster {cluster!r}: {reasons}")
     return response["services"][0]
-
-
-def require_managed(client: Any, service: dict[str, Any], managed_tag: tuple[str, str]) -> None:
-    """Only services that opted in (the managed tag) may be changed."""
-    tags = aws_calls.call(client, "list_tags_for_resource", resourceArn=service["serviceArn"]).get("tags", [])
-    key, value = managed_tag
-    if {t["key"]: t.get("value", "") for t in tags}.get(key) != value:
-        raise ActionRefused(
-            f"ECS service {service['serviceName']} is not managed: tag {key}={value} is missing",
-            service=service["serviceArn"],
-        )

@@ -40,7 +40,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from actions import aws_calls
 from actions import failover_database as database
 from actions import failover_dns as dns
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -178,29 +177,18 @@ def _first_endpoint(count: int) -> int:
     return random.randrange(count)
 
 
-def _cluster_client(endpoint: str, region: str, credentials: dict[str, Any] | None) -> Any:
+def _cluster_client(endpoint: str, region: str, account: str | None) -> Any:
     """A client of one cluster endpoint: its URL and Region, no SDK retries (the next endpoint,
-    then the state machine, is the retry); `credentials` of a member account, or None."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        # total_max_attempts, not max_attempts: botocore reads max_attempts as retries after the first
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=_CONNECT_TIMEOUT,
-        read_timeout=_READ_TIMEOUT,
-        user_agent_extra="impairment-recovery",
+    then the state machine, is the retry), short timeouts; in `account` (a member's, through its
+    member role, as other calls are; None: this one)."""
+    return aws.client(
+        _CLUSTER_SERVICE,
+        max_attempts=1,
+        account=account,
+        region=region,
+        timeouts=(_CONNECT_TIMEOUT, _READ_TIMEOUT),
+        endpoint=endpoint,
     )
-    keys = (
-        {
-            "aws_access_key_id": credentials["AccessKeyId"],
-            "aws_secret_access_key": credentials["SecretAccessKey"],
-            "aws_session_token": credentials["SessionToken"],
-        }
-        if credentials
-        else {}
-    )
-    return boto3.client(_CLUSTER_SERVICE, endpoint_url=endpoint, region_name=region, config=config, **keys)
 
 
 class _Cluster:
@@ -210,8 +198,7 @@ class _Cluster:
         self._endpoints = list(endpoints)
         # Clients are made only for the endpoints tried.
         self._clients: dict[int, Any] = {}
-        # A member account's routing controls are reached with its member role, as other calls are.
-        self._credentials = None if not account or account == aws.own_account() else aws._member_credentials(account)
+        self._account = account
         self._next = _first_endpoint(len(self._endpoints))
         self._deadline = monotonic() + _CLUSTER_BUDGET_SECONDS
 
@@ -226,10 +213,10 @@ class _Cluster:
             index = (self._next + offset) % count
             endpoint = self._endpoints[index]
             if index not in self._clients:
-                self._clients[index] = _cluster_client(endpoint.endpoint, endpoint.region, self._credentials)
+                self._clients[index] = _cluster_client(endpoint.endpoint, endpoint.region, self._account)
             client = self._clients[index]
             try:
-                response = aws_calls.call(client, operation, transient_codes=_NEXT_ENDPOINT_CODES, **kwargs)
+                response = aws.call(client, operation, transient_codes=_NEXT_ENDPOINT_CODES, **kwargs)
             except TransientError as exc:
                 failures.append(f"{endpoint.region} ({endpoint.endpoint}): {exc}")
                 continue

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from actions import aws_calls
 from actions.base import ActionResult, Context, result_of
+from core import aws
 from core.errors import ActionRefused, PermanentError, TransientError
+from core.reads import tags
+from core.reads.tags import require_managed
 
 # RDS states that pass on their own: wait (TransientError) rather than give up.
 _INSTANCE_BUSY = frozenset(
@@ -56,7 +58,7 @@ def apply(ctx: Context) -> ActionResult:
     params, scope = ctx.params, ctx.impairment.scope
     cluster = params.db_cluster_identifier or (None if params.db_instance_identifier else scope.get("db_cluster"))
     instance = params.db_instance_identifier or scope.get("db_instance")
-    client = aws_calls.client("rds", ctx.impairment.account_id)
+    client = aws.client("rds", max_attempts=1, account=ctx.impairment.account_id)
     if cluster or (ctx.before or {}).get("db_cluster"):
         return _cluster_apply(ctx, client, cluster)
     if instance or (ctx.before or {}).get("db_instance"):
@@ -68,27 +70,17 @@ def apply(ctx: Context) -> ActionResult:
 
 
 def _describe_instance(client: Any, identifier: str) -> dict[str, Any]:
-    found = aws_calls.call(client, "describe_db_instances", DBInstanceIdentifier=identifier)["DBInstances"]
+    found = aws.call(client, "describe_db_instances", DBInstanceIdentifier=identifier)["DBInstances"]
     if not found:
         raise PermanentError(f"DB instance {identifier!r} does not exist")
     return found[0]
 
 
 def _describe_cluster(client: Any, identifier: str) -> dict[str, Any]:
-    found = aws_calls.call(client, "describe_db_clusters", DBClusterIdentifier=identifier)["DBClusters"]
+    found = aws.call(client, "describe_db_clusters", DBClusterIdentifier=identifier)["DBClusters"]
     if not found:
         raise PermanentError(f"DB cluster {identifier!r} does not exist")
     return found[0]
-
-
-def _require_managed_db(client: Any, arn: str, what: str, managed_tag: tuple[str, str]) -> None:
-    tags = {
-        t["Key"]: t.get("Value", "")
-        for t in aws_calls.call(client, "list_tags_for_resource", ResourceName=arn)["TagList"]
-    }
-    key, value = managed_tag
-    if tags.get(key) != value:
-        raise ActionRefused(f"{what} is not managed: tag {key}={value} is missing", resource=arn)
 
 
 def _require_status(status: str, busy: frozenset[str], what: str) -> None:
@@ -112,7 +104,13 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
     if before is None:
         db = _describe_instance(client, identifier)
         what = f"DB instance {identifier}"
-        _require_managed_db(client, db["DBInstanceArn"], what, ctx.managed_tag)
+        require_managed(
+            tags.of_rds(client, db["DBInstanceArn"]),
+            ctx.managed_tag,
+            "DB instance",
+            str(identifier),
+            resource=db["DBInstanceArn"],
+        )
         if db.get("DBClusterIdentifier"):
             raise PermanentError(
                 f"{what} belongs to DB cluster {db['DBClusterIdentifier']}: fail over the cluster (db_cluster)"
@@ -140,7 +138,7 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
         )
     _require_status(state["status"], _INSTANCE_BUSY, f"DB instance {identifier}")
     if not ctx.dry_run:
-        aws_calls.call(client, "reboot_db_instance", DBInstanceIdentifier=identifier, ForceFailover=True)
+        aws.call(client, "reboot_db_instance", DBInstanceIdentifier=identifier, ForceFailover=True)
         state = _instance_state(_describe_instance(client, identifier))
     return ctx.result(
         "apply",
@@ -154,7 +152,7 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
 
 
 def _instance_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
-    client = aws_calls.client("rds", ctx.impairment.account_id)
+    client = aws.client("rds", max_attempts=1, account=ctx.impairment.account_id)
     identifier = before["db_instance"]
     state = _instance_state(_describe_instance(client, identifier))
     original = before["availability_zone"]
@@ -180,7 +178,7 @@ def _instance_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         )
     _require_status(state["status"], _INSTANCE_BUSY, f"DB instance {identifier}")
     ctx.record_before(state)
-    aws_calls.call(client, "reboot_db_instance", DBInstanceIdentifier=identifier, ForceFailover=True)
+    aws.call(client, "reboot_db_instance", DBInstanceIdentifier=identifier, ForceFailover=True)
     return ctx.result(
         "rollback",
         "changed",
@@ -205,7 +203,13 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
     if before is None:
         cluster = _describe_cluster(client, identifier)
         what = f"DB cluster {identifier}"
-        _require_managed_db(client, cluster["DBClusterArn"], what, ctx.managed_tag)
+        require_managed(
+            tags.of_rds(client, cluster["DBClusterArn"]),
+            ctx.managed_tag,
+            "DB cluster",
+            str(identifier),
+            resource=cluster["DBClusterArn"],
+        )
         _require_status(cluster["Status"], _CLUSTER_BUSY, what)
         writer = _writer(cluster)
         members = sorted(m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []))
@@ -239,7 +243,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
     _require_status(state["status"], _CLUSTER_BUSY, f"DB cluster {identifier}")
     if not ctx.dry_run:
         kwargs = {"TargetDBInstanceIdentifier": target} if target else {}
-        aws_calls.call(client, "failover_db_cluster", DBClusterIdentifier=identifier, **kwargs)
+        aws.call(client, "failover_db_cluster", DBClusterIdentifier=identifier, **kwargs)
         state = _cluster_state(_describe_cluster(client, identifier))
     return ctx.result(
         "apply",
@@ -253,7 +257,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
 
 
 def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
-    client = aws_calls.client("rds", ctx.impairment.account_id)
+    client = aws.client("rds", max_attempts=1, account=ctx.impairment.account_id)
     identifier, original = before["db_cluster"], before["writer"]
     cluster = _describe_cluster(client, identifier)
     state = _cluster_state(cluster)
@@ -284,7 +288,7 @@ def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         _describe_instance(client, original).get("DBInstanceStatus", ""), _INSTANCE_BUSY, f"DB instance {original}"
     )
     ctx.record_before(state)
-    aws_calls.call(client, "failover_db_cluster", DBClusterIdentifier=identifier, TargetDBInstanceIdentifier=original)
+    aws.call(client, "failover_db_cluster", DBClusterIdentifier=identifier, TargetDBInstanceIdentifier=original)
     return ctx.result(
         "rollback",
         "changed",

@@ -20,21 +20,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from actions import aws_calls
 from actions.base import ActionResult, Context, result_of
+from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused, CapacityNotReady, PermanentError, TransientError
+from core.reads import tags
+from core.reads.tags import require_managed
 
 # More than this share of Route 53's checkers reporting success means healthy (Route 53's rule).
 _HEALTHY_SHARE = 0.18
 
 
 def apply(ctx: Context) -> ActionResult:
-    client = aws_calls.client("route53", ctx.impairment.account_id)
+    client = aws.client("route53", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         zone, name, record_type, primary_id, secondary_id = _dns_target(ctx)
-        _require_managed_zone(client, zone, ctx.managed_tag)
+        require_managed(tags.of_hosted_zone(client, zone), ctx.managed_tag, "hosted zone", zone, hosted_zone=zone)
         primary, secondary, routing = _pair(_record_sets(client, zone, name, record_type), primary_id, secondary_id)
         before = {
             "kind": "dns",
@@ -80,7 +82,7 @@ def apply(ctx: Context) -> ActionResult:
 
 
 def rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
-    client = aws_calls.client("route53", ctx.impairment.account_id)
+    client = aws.client("route53", max_attempts=1, account=ctx.impairment.account_id)
     label = _dns_label(before)
     original = [before["primary"], before["secondary"]]
     target = _dns_failed_over(before, ctx.params.standby_weight)
@@ -138,14 +140,6 @@ def _dns_target_of(params: Any, scope: dict[str, str]) -> tuple[str, str, str, s
     )
 
 
-def _require_managed_zone(client: Any, zone: str, managed_tag: tuple[str, str]) -> None:
-    tag_set = aws_calls.call(client, "list_tags_for_resource", ResourceType="hostedzone", ResourceId=zone)
-    tags = {t["Key"]: t.get("Value", "") for t in tag_set.get("ResourceTagSet", {}).get("Tags", [])}
-    key, value = managed_tag
-    if tags.get(key) != value:
-        raise ActionRefused(f"hosted zone {zone} is not managed: tag {key}={value} is missing", hosted_zone=zone)
-
-
 def _normal_name(name: str) -> str:
     # Route 53 returns names with a trailing dot, lower case, and some characters as \\ooo escapes.
     return re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), name).rstrip(".").lower()
@@ -157,7 +151,7 @@ def _record_sets(client: Any, zone: str, name: str, record_type: str) -> list[di
     kwargs: dict[str, Any] = {"HostedZoneId": zone, "StartRecordName": name, "StartRecordType": record_type}
     found: list[dict[str, Any]] = []
     while True:
-        page = aws_calls.call(client, "list_resource_record_sets", **kwargs)
+        page = aws.call(client, "list_resource_record_sets", **kwargs)
         found.extend(
             r
             for r in page.get("ResourceRecordSets", [])
@@ -228,7 +222,7 @@ def _require_healthy_standby(client: Any, standby: dict[str, Any], required: boo
     if not required:
         return ""
     try:
-        observations = aws_calls.call(client, "get_health_check_status", HealthCheckId=health_check)[
+        observations = aws.call(client, "get_health_check_status", HealthCheckId=health_check)[
             "HealthCheckObservations"
         ]
     except TransientError:
@@ -257,7 +251,7 @@ def _swap(
     changes += [{"Action": "CREATE", "ResourceRecordSet": w} for c, w in zip(current, wanted, strict=True) if c != w]
     if not changes:
         return None
-    response = aws_calls.call(
+    response = aws.call(
         client,
         "change_resource_record_sets",
         HostedZoneId=before["hosted_zone_id"],
@@ -285,7 +279,7 @@ def standby_in_use(params: Any, impairment: ImpairmentDetected) -> dict[str, Any
         return None
     if not (primary_id and secondary_id):
         return None  # by roles alone, the standby cannot be told from the primary after a swap
-    client = aws_calls.client("route53", impairment.account_id)
+    client = aws.client("route53", max_attempts=1, account=impairment.account_id)
     primary, standby, routing = _pair(_record_sets(client, zone, name, record_type), primary_id, secondary_id)
     if routing == "failover":
         in_use = standby["Failover"] == "PRIMARY"

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actions import autoscaling as asg
-from actions import aws_calls, ec2, elb
+from actions import ec2
+from core import aws
 from core.errors import PermanentError
+from core.reads import groups, instance_status, target_health
 
-# "unused": a stopped instance (Target.InvalidState), or one in a zone the load balancer no longer uses
-FAILING_TARGET_STATES = frozenset({"unhealthy", "unavailable", "unused"})
 _GONE = ("Terminat", "Detach")  # lifecycle states of instances leaving the group
-_STATUS_IDS_PER_CALL = 100  # DescribeInstanceStatus takes at most 100 instance ids with InstanceIds
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Fleet:
 def read(client: Any, group_name: str, account: str | None = None, target_group_arns: tuple[str, ...] = ()) -> Fleet:
     """The group and its instances' health: the group's own, its target groups' (its attached
     ones and `target_group_arns`) and EC2's."""
-    group = asg.describe_group(client, group_name)
+    group = groups.describe(client, group_name)
     failing: dict[str, str] = {
         i["InstanceId"]: f"group health {i.get('HealthStatus')}"
         for i in group.get("Instances", [])
@@ -62,10 +61,10 @@ def read(client: Any, group_name: str, account: str | None = None, target_group_
     members = {i["InstanceId"] for i in group.get("Instances", []) if not i.get("LifecycleState", "").startswith(_GONE)}
     arns = dict.fromkeys([*group.get("TargetGroupARNs", []), *target_group_arns])
     for arn in arns:
-        for description in elb.target_health(aws_calls.client("elbv2", account), arn):
+        for description in target_health.describe(aws.client("elbv2", max_attempts=1, account=account), arn):
             target = description["Target"]["Id"]
             health = description.get("TargetHealth", {})
-            if target in members and health.get("State") in FAILING_TARGET_STATES:
+            if target in members and health.get("State") in target_health.FAILING_STATES:
                 failing.setdefault(target, f"target {health.get('State')} ({health.get('Reason', 'no reason')})")
     failing.update({k: v for k, v in _ec2_failing(sorted(members), account).items() if k not in failing})
     return Fleet(group, failing)
@@ -75,14 +74,12 @@ def _ec2_failing(instance_ids: list[str], account: str | None) -> dict[str, str]
     """Instances EC2 says are not running or fail a status check."""
     if not instance_ids:
         return {}
-    client = aws_calls.client("ec2", account)
+    client = aws.client("ec2", max_attempts=1, account=account)
     failing: dict[str, str] = {}
-    for start in range(0, len(instance_ids), _STATUS_IDS_PER_CALL):
-        batch = instance_ids[start : start + _STATUS_IDS_PER_CALL]
+    for start in range(0, len(instance_ids), instance_status.IDS_PER_CALL):
+        batch = instance_ids[start : start + instance_status.IDS_PER_CALL]
         try:
-            statuses = aws_calls.call(
-                client, "describe_instance_status", InstanceIds=batch, IncludeAllInstances=True
-            ).get("InstanceStatuses", [])
+            statuses = instance_status.describe(client, batch)
         except PermanentError as exc:
             if exc.details.get("code") != "InvalidInstanceID.NotFound":
                 raise
@@ -91,14 +88,7 @@ def _ec2_failing(instance_ids: list[str], account: str | None) -> dict[str, str]
             statuses = [{"InstanceId": i, "InstanceState": found[i]["State"]} for i in found]
             failing.update({i: "EC2 instance gone" for i in batch if i not in found})
         for status in statuses:
-            state = status.get("InstanceState", {}).get("Name")
-            checks = [
-                name
-                for name in ("InstanceStatus", "SystemStatus", "AttachedEbsStatus")
-                if (status.get(name) or {}).get("Status") == "impaired"
-            ]
-            if state not in ("running", "pending"):
-                failing[status["InstanceId"]] = f"EC2 state {state}"
-            elif checks:
-                failing[status["InstanceId"]] = f"status check impaired: {', '.join(checks)}"
+            reason = instance_status.failing(status)
+            if reason:
+                failing[status["InstanceId"]] = reason
     return failing

@@ -31,9 +31,11 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from actions import autoscaling as asg
-from actions import aws_calls, elb
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from core import aws
 from core.errors import ActionRefused, CapacityNotReady, PermanentError
+from core.reads import groups, target_health
+from core.reads.tags import require_managed
 
 NAME = "provision_backup"
 WARMED = ("Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated")  # ready to enter service
@@ -99,15 +101,15 @@ def rollback(ctx: Context) -> ActionResult:
 
 
 def _raise_desired(ctx: Context) -> ActionResult:
-    client = asg.asg_client(ctx.impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         if ctx.params.kind == "standby_group":
             name, wanted = _standby_target(ctx)
         else:
             name = ctx.params.group or asg.group_name(client, ctx.impairment)
-        group = asg.describe_group(client, name)
-        asg.require_managed(group, ctx.managed_tag)
+        group = groups.describe(client, name)
+        require_managed(group.get("Tags"), ctx.managed_tag, "Auto Scaling group", name, group=name)
         desired, max_size = group["DesiredCapacity"], group["MaxSize"]
         before = {
             "kind": ctx.params.kind,
@@ -139,11 +141,11 @@ def _raise_desired(ctx: Context) -> ActionResult:
         ctx.record_before(before)
 
     target = before["target"]
-    current = asg.describe_group(client, before["group"])["DesiredCapacity"]
+    current = groups.describe(client, before["group"])["DesiredCapacity"]
     # This step's change: made now, or by an earlier attempt that then waited for the capacity.
     changed = before["desired_capacity"] < target
     if current < target and not ctx.dry_run:
-        asg.call(
+        aws.call(
             client,
             "set_desired_capacity",
             AutoScalingGroupName=before["group"],
@@ -170,7 +172,7 @@ def _raise_desired(ctx: Context) -> ActionResult:
 
 def _require_in_service(client: Any, group_name: str, target: int) -> None:
     """Raise CapacityNotReady until the group has `target` healthy instances in service."""
-    ready = len(asg.healthy_in_service(asg.describe_group(client, group_name)))
+    ready = len(asg.healthy_in_service(groups.describe(client, group_name)))
     if ready < target:
         raise CapacityNotReady(
             f"{group_name}: {ready} of {target} instances healthy in service; waiting for the rest before the plan "
@@ -183,7 +185,7 @@ def _require_in_service(client: Any, group_name: str, target: int) -> None:
 
 def _require_healthy_targets(account: str | None, target_group_arn: str, target: int) -> None:
     """Raise CapacityNotReady until the target group has `target` healthy targets."""
-    descriptions = elb.target_health(aws_calls.client("elbv2", account), target_group_arn)
+    descriptions = target_health.describe(aws.client("elbv2", max_attempts=1, account=account), target_group_arn)
     healthy = sum(1 for t in descriptions if t["TargetHealth"]["State"] == "healthy")
     if healthy < target:
         raise CapacityNotReady(
@@ -201,7 +203,7 @@ def _warmed_instances(client: Any, group_name: str) -> list[str]:
     kwargs: dict[str, Any] = {"AutoScalingGroupName": group_name}
     configured = False
     while True:
-        page = asg.call(client, "describe_warm_pool", **kwargs)
+        page = aws.call(client, "describe_warm_pool", **kwargs)
         configured = configured or bool(page.get("WarmPoolConfiguration"))
         instances.extend(page.get("Instances", []))
         if not page.get("NextToken"):
@@ -217,9 +219,9 @@ def _warmed_instances(client: Any, group_name: str) -> list[str]:
 
 def _restore_desired(ctx: Context, before: dict) -> ActionResult:
     """Put the desired capacity back, unless someone else has changed it since: then leave it."""
-    client = asg.asg_client(ctx.impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
-        found = asg.describe_group(client, before["group"])["DesiredCapacity"]
+        found = groups.describe(client, before["group"])["DesiredCapacity"]
         ctx.record_before(
             {"kind": before.get("kind"), "group": before["group"], "desired_capacity": found, "target": found}
         )
@@ -241,12 +243,12 @@ def _restore_desired(ctx: Context, before: dict) -> ActionResult:
 
 
 def _exit_standby(ctx: Context) -> ActionResult:
-    client = asg.asg_client(ctx.impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         name = ctx.params.group or asg.group_name(client, ctx.impairment)
-        group = asg.describe_group(client, name)
-        asg.require_managed(group, ctx.managed_tag)
+        group = groups.describe(client, name)
+        require_managed(group.get("Tags"), ctx.managed_tag, "Auto Scaling group", name, group=name)
         standby = [i for i in group.get("Instances", []) if i.get("LifecycleState") == "Standby"]
         if not standby:
             raise PermanentError(f"Auto Scaling group {name} has no instance in Standby", group=name)
@@ -268,7 +270,7 @@ def _exit_standby(ctx: Context) -> ActionResult:
     pending = [i for i in before["instances"] if states.get(i) == "Standby"]
     if pending and not ctx.dry_run:
         for start in range(0, len(pending), STANDBY_BATCH):
-            asg.call(
+            aws.call(
                 client,
                 "exit_standby",
                 AutoScalingGroupName=before["group"],
@@ -294,7 +296,7 @@ def _exit_standby(ctx: Context) -> ActionResult:
 def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
     """Put exactly the instances apply took out of Standby back, decrementing the desired
     capacity that ExitStandby incremented."""
-    client = asg.asg_client(ctx.impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     states = _lifecycle_states(client, before["group"])
     if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
         ctx.record_before(
@@ -308,7 +310,7 @@ def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
     back = [i for i in before["instances"] if states.get(i) == "InService"]
     gone = [i for i in before["instances"] if states.get(i) not in ("InService", "Standby", "EnteringStandby")]
     for start in range(0, len(back), STANDBY_BATCH):
-        asg.call(
+        aws.call(
             client,
             "enter_standby",
             AutoScalingGroupName=before["group"],
@@ -332,7 +334,7 @@ def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
 
 
 def _lifecycle_states(client: Any, group_name: str) -> dict[str, str]:
-    group = asg.describe_group(client, group_name)
+    group = groups.describe(client, group_name)
     return {i["InstanceId"]: i.get("LifecycleState", "") for i in group.get("Instances", [])}
 
 

@@ -22,10 +22,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from actions import autoscaling as asg
-from actions import aws_calls, ec2, elb
+from actions import ec2, elb
 from actions import redirect_zonal_shift as zonal_shift
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from core import aws
 from core.errors import ActionRefused, PermanentError
+from core.reads import tags, target_health
+from core.reads.tags import require_managed
 
 NAME = "redirect_traffic"
 MAX_EXPIRY_MINUTES = 72 * 60  # ARC: a zonal shift expires after at most three days
@@ -112,14 +115,14 @@ def rollback(ctx: Context) -> ActionResult:
 
 
 def _deregister(ctx: Context) -> ActionResult:
-    client = aws_calls.client("elbv2", ctx.impairment.account_id)
+    client = aws.client("elbv2", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         target_group = ctx.params.target_group_arn or ctx.impairment.scope.get("target_group_arn")
         if not target_group:
             raise PermanentError("deregister_targets needs a target group: scope target_group_arn or the param")
-        elb.require_managed(client, target_group, ctx.managed_tag, "target group")
-        targets = elb.registered(elb.target_health(client, target_group))
+        require_managed(tags.of_load_balancing(client, target_group), ctx.managed_tag, "target group", target_group)
+        targets = target_health.registered(target_health.describe(client, target_group))
         selected_by, zone, impaired = _impaired_targets(ctx, targets)
         impaired_keys = {_key(d["Target"]) for d in impaired}
         healthy_left = sum(
@@ -150,12 +153,10 @@ def _deregister(ctx: Context) -> ActionResult:
         ctx.record_before(before)
 
     target_group = before["target_group_arn"]
-    current = {_key(d["Target"]) for d in elb.registered(elb.target_health(client, target_group))}
+    current = {_key(d["Target"]) for d in target_health.registered(target_health.describe(client, target_group))}
     pending = [t for t in before["targets"] if _key(t) in current]
     if pending and not ctx.dry_run:
-        aws_calls.call(
-            client, "deregister_targets", TargetGroupArn=target_group, Targets=[_target_param(t) for t in pending]
-        )
+        aws.call(client, "deregister_targets", TargetGroupArn=target_group, Targets=[_target_param(t) for t in pending])
     ids = [t["id"] for t in before["targets"]]
     message = (
         f"deregistered from {target_group}: {', '.join(t['id'] for t in pending)}"
@@ -180,7 +181,7 @@ def _impaired_targets(ctx: Context, targets: list[dict]) -> tuple[str, dict | No
     instances = set(asg.impaired_instances(ctx.impairment))
     zone_given = ctx.params.availability_zone or (None if instances else ctx.impairment.scope.get("availability_zone"))
     if zone_given:
-        zone = ec2.resolve_zone(aws_calls.client("ec2", ctx.impairment.account_id), zone_given)
+        zone = ec2.resolve_zone(aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id), zone_given)
         zones = _zones_of(targets, ctx.impairment.account_id)
         return "availability_zone", zone, [d for d in targets if zones.get(d["Target"]["Id"]) == zone["name"]]
     if not instances:
@@ -193,7 +194,9 @@ def _impaired_targets(ctx: Context, targets: list[dict]) -> tuple[str, dict | No
 def _zones_of(descriptions: list[dict], account: str | None) -> dict[str, str | None]:
     """target id -> zone name: an instance's placement, else the zone it was registered with."""
     instance_ids = [d["Target"]["Id"] for d in descriptions if d["Target"]["Id"].startswith("i-")]
-    instances = ec2.describe_instances(aws_calls.client("ec2", account), instance_ids) if instance_ids else {}
+    instances = (
+        ec2.describe_instances(aws.client("ec2", max_attempts=1, account=account), instance_ids) if instance_ids else {}
+    )
     zones: dict[str, str | None] = {}
     for d in descriptions:
         target_id = d["Target"]["Id"]
@@ -208,13 +211,15 @@ def _zones_of(descriptions: list[dict], account: str | None) -> dict[str, str | 
 def _register_again(ctx: Context, before: dict) -> ActionResult:
     """Register exactly the recorded targets that are not registered now; an instance that is
     gone or not running cannot be registered and is reported."""
-    client = aws_calls.client("elbv2", ctx.impairment.account_id)
+    client = aws.client("elbv2", max_attempts=1, account=ctx.impairment.account_id)
     target_group = before["target_group_arn"]
-    current = {_key(d["Target"]) for d in elb.registered(elb.target_health(client, target_group))}
+    current = {_key(d["Target"]) for d in target_health.registered(target_health.describe(client, target_group))}
     missing = [t for t in before["targets"] if _key(t) not in current]
     instance_ids = [t["id"] for t in missing if t["id"].startswith("i-")]
     instances = (
-        ec2.describe_instances(aws_calls.client("ec2", ctx.impairment.account_id), instance_ids) if instance_ids else {}
+        ec2.describe_instances(aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id), instance_ids)
+        if instance_ids
+        else {}
     )
     gone = [
         t
@@ -224,7 +229,7 @@ def _register_again(ctx: Context, before: dict) -> ActionResult:
     ]
     to_register = [t for t in missing if t not in gone]
     if to_register:
-        aws_calls.call(
+        aws.call(
             client, "register_targets", TargetGroupArn=target_group, Targets=[_target_param(t) for t in to_register]
         )
     parts = []
@@ -273,7 +278,7 @@ def _target_param(record: dict) -> dict:
 
 
 def _shift_weights(ctx: Context) -> ActionResult:
-    client = aws_calls.client("elbv2", ctx.impairment.account_id)
+    client = aws.client("elbv2", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         if ctx.params.rule_arn:
@@ -285,7 +290,8 @@ def _shift_weights(ctx: Context) -> ActionResult:
         from_group = ctx.params.from_target_group_arn or ctx.impairment.scope.get("target_group_arn")
         if not from_group:
             raise PermanentError("shift_weights needs the impaired target group: scope target_group_arn or the param")
-        elb.require_managed(client, arn, ctx.managed_tag, "listener" if resource == "listener" else "listener rule")
+        what = "listener" if resource == "listener" else "listener rule"
+        require_managed(tags.of_load_balancing(client, arn), ctx.managed_tag, what, arn)
         actions = _actions(client, resource, arn)
         weights = _weights(actions[_forward_index(actions, arn)])
         if from_group not in weights:
@@ -356,7 +362,7 @@ def _shifted_weights(before: dict, percent: int) -> dict[str, int]:
 def _restore_weights(ctx: Context, before: dict) -> ActionResult:
     """Put the recorded forward configuration back, unless someone else has changed the weights
     since: then leave them."""
-    client = aws_calls.client("elbv2", ctx.impairment.account_id)
+    client = aws.client("elbv2", max_attempts=1, account=ctx.impairment.account_id)
     current = _weights(_forward(_actions(client, before["resource"], before["arn"]), before["arn"]))
     changed = False
     if current == before["weights"]:
@@ -383,9 +389,9 @@ def _actions(client: Any, resource: str, arn: str) -> list[dict]:
 
 def _put_actions(client: Any, resource: str, arn: str, actions: list[dict]) -> None:
     if resource == "listener":
-        aws_calls.call(client, "modify_listener", ListenerArn=arn, DefaultActions=actions)
+        aws.call(client, "modify_listener", ListenerArn=arn, DefaultActions=actions)
     else:
-        aws_calls.call(client, "modify_rule", RuleArn=arn, Actions=actions)
+        aws.call(client, "modify_rule", RuleArn=arn, Actions=actions)
 
 
 def _forward_index(actions: list[dict], arn: str) -> int:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from actions import aws_calls, ec2, elb
+from actions import ec2, elb
 from actions.base import ActionResult, Context, result_of
+from core import aws
 from core.errors import ActionRefused, PermanentError
+from core.reads import tags
+from core.reads.tags import require_managed
 
 COMMENT_PREFIX = "impairment-recovery"
 
@@ -18,20 +21,19 @@ COMMENT_PREFIX = "impairment-recovery"
 
 
 def start(ctx: Context) -> ActionResult:
-    arc = aws_calls.client("arc-zonal-shift", ctx.impairment.account_id)
+    arc = aws.client("arc-zonal-shift", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     active = None
     if before is None:
         balancer = _load_balancer(ctx)
-        elb.require_managed(
-            aws_calls.client("elbv2", ctx.impairment.account_id), balancer, ctx.managed_tag, "load balancer"
-        )
+        elbv2 = aws.client("elbv2", max_attempts=1, account=ctx.impairment.account_id)
+        require_managed(tags.of_load_balancing(elbv2, balancer), ctx.managed_tag, "load balancer", balancer)
         zone_given = ctx.params.availability_zone or ctx.impairment.scope.get("availability_zone")
         if not zone_given:
             raise PermanentError("zonal_shift needs an Availability Zone: scope availability_zone or the param")
-        zone = ec2.resolve_zone(aws_calls.client("ec2", ctx.impairment.account_id), zone_given)
+        zone = ec2.resolve_zone(aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id), zone_given)
         # ResourceNotFoundException here: zonal shift is not enabled for this load balancer.
-        managed = aws_calls.call(arc, "get_managed_resource", resourceIdentifier=balancer)
+        managed = aws.call(arc, "get_managed_resource", resourceIdentifier=balancer)
         zones = {z: w for z, w in (managed.get("appliedWeights") or {}).items()}
         if zones and zone["id"] not in zones:
             raise ActionRefused(f"{balancer} is not in {zone['name']} ({zone['id']})", load_balancer=balancer)
@@ -79,7 +81,7 @@ def start(ctx: Context) -> ActionResult:
         changed, owned = True, True
         shift = {"zonalShiftId": None, "status": None, "expiryTime": None}
         if not ctx.dry_run:
-            shift = aws_calls.call(
+            shift = aws.call(
                 arc,
                 "start_zonal_shift",
                 resourceIdentifier=balancer,
@@ -111,7 +113,7 @@ def start(ctx: Context) -> ActionResult:
 def cancel(ctx: Context, before: dict) -> ActionResult:
     """Cancel the zonal shift this step started (found by its id, or by this step's comment when
     apply stopped before recording it); one that has expired or was cancelled is left as is."""
-    arc = aws_calls.client("arc-zonal-shift", ctx.impairment.account_id)
+    arc = aws.client("arc-zonal-shift", max_attempts=1, account=ctx.impairment.account_id)
     after = (ctx.applied or {}).get("after") or {}
     recorded = after.get("zonal_shift_id") if after.get("owned") else None
     balancer = before["load_balancer_arn"]
@@ -124,7 +126,7 @@ def cancel(ctx: Context, before: dict) -> ActionResult:
     cancelled = []
     for shift in ours:
         try:
-            aws_calls.call(arc, "cancel_zonal_shift", zonalShiftId=shift["zonalShiftId"])
+            aws.call(arc, "cancel_zonal_shift", zonalShiftId=shift["zonalShiftId"])
             cancelled.append(shift["zonalShiftId"])
         except PermanentError as exc:
             # It expired or was cancelled between the listing and this call: nothing left to undo.
@@ -148,14 +150,14 @@ def _load_balancer(ctx: Context) -> str:
         return balancer
     target_group = ctx.impairment.scope.get("target_group_arn")
     if target_group:
-        return elb.load_balancer_of(aws_calls.client("elbv2", ctx.impairment.account_id), target_group)
+        return elb.load_balancer_of(
+            aws.client("elbv2", max_attempts=1, account=ctx.impairment.account_id), target_group
+        )
     raise PermanentError("zonal_shift needs a load balancer: scope load_balancer_arn or target_group_arn, or the param")
 
 
 def _active_shifts(arc: Any, balancer: str) -> list[dict]:
-    shifts = aws_calls.pages(
-        arc, "list_zonal_shifts", "items", "nextToken", resourceIdentifier=balancer, status="ACTIVE"
-    )
+    shifts = aws.items(arc, "list_zonal_shifts", "items", resourceIdentifier=balancer, status="ACTIVE")
     return [s for s in shifts if s.get("resourceIdentifier") == balancer and s.get("status") == "ACTIVE"]
 
 

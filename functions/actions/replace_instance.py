@@ -34,11 +34,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from actions import autoscaling as asg
-from actions import aws_calls, ec2
+from actions import ec2
 from actions import fleet as fleets
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from core import aws
 from core.errors import ActionRefused, CapacityNotReady, PermanentError, RecoveryError, TransientError
 from core.guardrails import minimum_healthy
+from core.reads import groups
+from core.reads.tags import require_managed
 
 NAME = "replace_instance"
 IN_PLACE = "in_place"
@@ -63,7 +66,7 @@ class Params(ActionParams):
 
 
 def apply(ctx: Context) -> ActionResult:
-    client = asg.asg_client(ctx.impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     instances = asg.impaired_instances(ctx.impairment)
     if not instances:
         raise PermanentError("replace_instance needs an ec2:instance among the affected resources")
@@ -79,7 +82,7 @@ def apply(ctx: Context) -> ActionResult:
         targets = sorted(i for i, prior in before["instances"].items() if prior["group"] == name)
         if how["strategy"] == SURGE and not ctx.dry_run:
             changed = _surge(ctx, client, name, how, targets, before) or changed
-        group = asg.describe_group(client, name)
+        group = groups.describe(client, name)
         for instance_id in targets:
             current = _instance_state(group, instance_id)
             if _already_done(ctx.params.mode, current):
@@ -125,7 +128,7 @@ def _plan(ctx: Context, client: Any, instances: list[str]) -> dict[str, Any]:
     records: dict[str, dict[str, Any]] = {}
     for name in sorted(set(membership.values())):
         fleet = fleets.read(client, name, ctx.impairment.account_id, target_groups)
-        asg.require_managed(fleet.group, ctx.managed_tag)
+        require_managed(fleet.group.get("Tags"), ctx.managed_tag, "Auto Scaling group", fleet.name, group=fleet.name)
         targets = sorted(i for i, g in membership.items() if g == name)
         groups[name] = _strategy(ctx.params, fleet, targets)
         for instance_id in targets:
@@ -188,15 +191,15 @@ def _surge(ctx: Context, client: Any, name: str, how: dict[str, Any], targets: l
     progress = before.setdefault("progress", {})
     changed = False
     wanted = int(how["desired_capacity"]) + int(how["surge"])
-    group = asg.describe_group(client, name)
+    group = groups.describe(client, name)
     if progress.get(name) != "surged" and not all(
         _already_done(ctx.params.mode, _instance_state(group, i)) for i in targets
     ):
-        asg.call(client, "set_desired_capacity", AutoScalingGroupName=name, DesiredCapacity=wanted, HonorCooldown=False)
+        aws.call(client, "set_desired_capacity", AutoScalingGroupName=name, DesiredCapacity=wanted, HonorCooldown=False)
         progress[name] = "surged"
         ctx.record_before(before)
         changed = True
-        group = asg.describe_group(client, name)
+        group = groups.describe(client, name)
     fresh = [i for i in asg.healthy_in_service(group) if i not in set(how["members"])]
     if len(fresh) < int(how["surge"]) and not all(
         _already_done(ctx.params.mode, _instance_state(group, i)) for i in targets
@@ -211,14 +214,14 @@ def _surge(ctx: Context, client: Any, name: str, how: dict[str, Any], targets: l
 
 def _take_out(ctx: Context, client: Any, instance_id: str, decrement: bool) -> None:
     if ctx.params.mode == "terminate":
-        asg.call(
+        aws.call(
             client,
             "terminate_instance_in_auto_scaling_group",
             InstanceId=instance_id,
             ShouldDecrementDesiredCapacity=decrement,
         )
     else:
-        asg.call(
+        aws.call(
             client,
             "set_instance_health",
             InstanceId=instance_id,
@@ -232,7 +235,7 @@ def rollback(ctx: Context) -> ActionResult:
     are still in service (the desired capacity goes back); a termination cannot be undone (the
     group's replacement instance is what stands in its place). A stop and start that left the
     instance stopped is undone by starting it."""
-    client = asg.asg_client(ctx.impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     applied = ctx.applied or {}
     before = applied.get("before") or ctx.before or {"instances": {}}
     changed = False
@@ -244,7 +247,7 @@ def rollback(ctx: Context) -> ActionResult:
         after[instance_id] = current
         if ctx.params.mode == "mark_unhealthy" and current.get("lifecycle_state") == "InService":
             if current.get("health_status") != prior["state"].get("health_status"):
-                asg.call(
+                aws.call(
                     client,
                     "set_instance_health",
                     InstanceId=instance_id,
@@ -293,7 +296,7 @@ def _instance_state(group: dict, instance_id: str) -> dict:
 
 
 def _current_state(client, group_name: str, instance_id: str) -> dict:
-    return _instance_state(asg.describe_group(client, group_name), instance_id)
+    return _instance_state(groups.describe(client, group_name), instance_id)
 
 
 def _already_done(mode: str, state: dict) -> bool:
@@ -309,14 +312,14 @@ def _already_done(mode: str, state: dict) -> bool:
 def _standalone_before(ctx: Context, instance_ids: list[str]) -> dict[str, dict]:
     """The state of each instance outside a group, checked: managed, running, and for a stop and
     start, EBS-backed (an instance-store root would lose its data)."""
-    found = ec2.describe_instances(aws_calls.client("ec2", ctx.impairment.account_id), instance_ids)
+    found = ec2.describe_instances(aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id), instance_ids)
     missing = sorted(set(instance_ids) - set(found))
     if missing:
         raise PermanentError(f"instances do not exist: {missing}")
     records = {}
     for instance_id in sorted(instance_ids):
         instance = found[instance_id]
-        ec2.require_managed(instance, ctx.managed_tag)
+        require_managed(instance.get("Tags"), ctx.managed_tag, "instance", instance_id, instance=instance_id)
         state = instance["State"]["Name"]
         if state in ("pending", "stopping"):
             raise TransientError(f"instance {instance_id} is {state}; retrying once it settles", instance=instance_id)
@@ -347,7 +350,7 @@ def _ec2_state(instance: dict) -> dict:
 def _recover_standalone(ctx: Context, before: dict) -> dict[str, dict]:
     """Reboot, or stop and start, each instance outside a group; resumes a stop and start that a
     previous attempt left half way."""
-    client = aws_calls.client("ec2", ctx.impairment.account_id)
+    client = aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id)
     progress = dict(before.get("progress", {}))
     outcome = {}
     for instance_id, prior in sorted(before["standalone"].items()):
@@ -379,7 +382,7 @@ def _reboot(ctx: Context, client: Any, instance_id: str, before: dict, progress:
         return "would reboot"
     _mark(ctx, before, progress, instance_id, "reboot_requested")
     try:
-        aws_calls.call(client, "reboot_instances", InstanceIds=[instance_id])
+        aws.call(client, "reboot_instances", InstanceIds=[instance_id])
     except RecoveryError:
         _mark(ctx, before, progress, instance_id, None)  # not rebooted: the retry tries again
         raise
@@ -405,7 +408,7 @@ def _stop_start(ctx: Context, client: Any, instance_id: str, prior: dict, before
         return "would start" if state == "stopped" else "would stop and start"
     done = []
     if state == "running":
-        aws_calls.call(client, "stop_instances", InstanceIds=[instance_id])
+        aws.call(client, "stop_instances", InstanceIds=[instance_id])
         _mark(ctx, before, progress, instance_id, "stop_requested")
         done.append("stopped")
         state = "stopping"
@@ -416,7 +419,7 @@ def _stop_start(ctx: Context, client: Any, instance_id: str, prior: dict, before
             f"instance {instance_id} is {state}, not stopped yet; the retry resumes the stop and start",
             instance=instance_id,
         )
-    aws_calls.call(client, "start_instances", InstanceIds=[instance_id])
+    aws.call(client, "start_instances", InstanceIds=[instance_id])
     done.append("started")
     return " and ".join(done)
 
@@ -435,13 +438,13 @@ def _undo_surge(client: Any, name: str, how: dict[str, Any]) -> tuple[bool, str]
     """Take out the instances a surge launched (decrementing the desired capacity back), so the
     group is as it was: its old instances, its old capacity. Left alone when someone else changed
     the desired capacity since."""
-    group = asg.describe_group(client, name)
+    group = groups.describe(client, name)
     surged = int(how["desired_capacity"]) + int(how["surge"])
     if group["DesiredCapacity"] != surged:
         return False, f"desired capacity is {group['DesiredCapacity']}, not the surge's {surged}: left as it is"
     launched = sorted(fleets.Fleet(group).members - set(how["members"]))[: int(how["surge"])]
     for instance_id in launched:
-        asg.call(
+        aws.call(
             client,
             "terminate_instance_in_auto_scaling_group",
             InstanceId=instance_id,
@@ -460,7 +463,7 @@ def _undo_standalone(ctx: Context, applied: dict, before: dict) -> dict[str, lis
     progress = before.get("progress", {})
     touched = sorted(i for i in before.get("standalone", {}) if (outcome.get(i) or {}).get("done") or i in progress)
     undone: dict[str, list[str]] = {"rebooted": [], "started": []}
-    client = aws_calls.client("ec2", ctx.impairment.account_id) if touched else None
+    client = aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id) if touched else None
     for instance_id in touched:
         prior = before["standalone"][instance_id]
         if prior["mode"] == "reboot":
@@ -474,7 +477,7 @@ def _undo_standalone(ctx: Context, applied: dict, before: dict) -> dict[str, lis
             undone["rebooted"].append(instance_id)
             continue
         try:
-            aws_calls.call(client, "start_instances", InstanceIds=[instance_id])
+            aws.call(client, "start_instances", InstanceIds=[instance_id])
         except RecoveryError as exc:
             raise type(exc)(
                 f"instance {instance_id} is STOPPED: the recovery stopped it to move it to new hardware and could "

@@ -30,11 +30,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from actions import aws_calls, ecs
+from actions import ecs
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from actions.registry import SSM_DOCUMENT as DOCUMENT
-from core import clock
+from core import aws, clock
 from core.errors import ActionRefused, PermanentError, TransientError
+from core.reads import tags
+from core.reads.tags import require_managed
 
 NAME = "restart_service"
 # A systemd unit name: letters, digits and ":-_.@", optionally with its type suffix. No spaces, no
@@ -112,13 +114,19 @@ def _ecs_state(service: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ecs_apply(ctx: Context) -> ActionResult:
-    client = aws_calls.client("ecs", ctx.impairment.account_id)
+    client = aws.client("ecs", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         cluster, name = ecs.target(ctx.params.cluster, ctx.params.service, ctx.impairment.scope, f"{NAME} (ecs)")
         service = ecs.describe_service(client, cluster, name)
         what = f"ECS service {service['serviceName']}"
-        ecs.require_managed(client, service, ctx.managed_tag)
+        require_managed(
+            tags.of_ecs(client, service["serviceArn"]),
+            ctx.managed_tag,
+            "ECS service",
+            service["serviceName"],
+            service=service["serviceArn"],
+        )
         if service.get("status") != "ACTIVE":
             raise ActionRefused(f"{what} is {service.get('status')}: only an active service can be restarted")
         controller = service.get("deploymentController", {}).get("type", "ECS")
@@ -144,7 +152,7 @@ def _ecs_apply(ctx: Context) -> ActionResult:
         verb = "would force" if ctx.dry_run else "forced"
         message = f"{before['service']}: {verb} a new deployment of {before['task_definition']}"
         if not ctx.dry_run:
-            service = aws_calls.call(
+            service = aws.call(
                 client, "update_service", cluster=before["cluster"], service=label, forceNewDeployment=True
             )["service"]
             primary = _primary(service)
@@ -180,14 +188,14 @@ def _require_stable(name: str, service: dict[str, Any], primary: dict[str, Any] 
 
 
 def _ecs_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
-    client = aws_calls.client("ecs", ctx.impairment.account_id)
+    client = aws.client("ecs", max_attempts=1, account=ctx.impairment.account_id)
     service = ecs.describe_service(client, before["cluster"], before["service_arn"])
     label, name = before["service_arn"], before["service"]
     current = _ecs_state(service)
     if current["task_definition"] != before["task_definition"]:
         if ctx.before is None:
             ctx.record_before(current)
-        service = aws_calls.call(
+        service = aws.call(
             client,
             "update_service",
             cluster=before["cluster"],
@@ -241,7 +249,7 @@ def _impaired_instances(ctx: Context) -> list[str]:
 
 
 def _instances(client: Any, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
-    reservations = aws_calls.pages(
+    reservations = aws.items(
         client, "describe_instances", "Reservations", Filters=[{"Name": "instance-id", "Values": instance_ids}]
     )
     return {i["InstanceId"]: i for r in reservations for i in r.get("Instances", [])}
@@ -253,21 +261,19 @@ def _comment(ctx: Context) -> str:
 
 
 def _systemd_apply(ctx: Context) -> ActionResult:
-    ssm = aws_calls.client("ssm", ctx.impairment.account_id)
+    ssm = aws.client("ssm", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         instance_ids = _impaired_instances(ctx)
         if not instance_ids:
             raise PermanentError("restart_service (systemd) needs an ec2:instance among the affected resources")
-        found = _instances(aws_calls.client("ec2", ctx.impairment.account_id), instance_ids)
+        found = _instances(aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id), instance_ids)
         missing = [i for i in instance_ids if i not in found]
         if missing:
             raise PermanentError(f"instances not found: {', '.join(missing)}")
         key, value = ctx.managed_tag
         unmanaged = [
-            i
-            for i in instance_ids
-            if {t["Key"]: t.get("Value", "") for t in found[i].get("Tags", [])}.get(key) != value
+            i for i in instance_ids if not tags.is_managed(tags.as_dict(found[i].get("Tags")), ctx.managed_tag)
         ]
         if unmanaged:
             raise ActionRefused(f"instances not managed (tag {key}={value} missing): {', '.join(unmanaged)}")
@@ -296,7 +302,7 @@ def _systemd_apply(ctx: Context) -> ActionResult:
     command_id = before.get("command_id") or (_find_command(ssm, before) if ctx.before is not None else None)
     if command_id is None:
         unit = shlex.quote(before["unit"])
-        command_id = aws_calls.call(
+        command_id = aws.call(
             ssm,
             "send_command",
             InstanceIds=before["instances"],
@@ -324,7 +330,7 @@ def _systemd_apply(ctx: Context) -> ActionResult:
 def _find_command(ssm: Any, before: dict[str, Any]) -> str | None:
     """The command this step sent before its id could be recorded (a crash in between), if any."""
     since = datetime.fromisoformat(before["recorded_at"]) - timedelta(minutes=1)
-    commands = aws_calls.pages(
+    commands = aws.items(
         ssm,
         "list_commands",
         "Commands",
@@ -341,7 +347,7 @@ def _command_results(ssm: Any, command_id: str, before: dict[str, Any]) -> dict[
     statuses: dict[str, str] = {}
     failures: list[str] = []
     for instance_id in before["instances"]:
-        invocation = aws_calls.call(
+        invocation = aws.call(
             ssm,
             "get_command_invocation",
             # Just after SendCommand the invocation may not be visible yet.
@@ -373,7 +379,7 @@ def _command_results(ssm: Any, command_id: str, before: dict[str, Any]) -> dict[
 def _systemd_rollback(ctx: Context, applied: dict[str, Any], before: dict[str, Any]) -> ActionResult:
     command_id = (applied.get("after") or {}).get("command_id") or before.get("command_id")
     if command_id is None and before.get("recorded_at"):
-        command_id = _find_command(aws_calls.client("ssm", ctx.impairment.account_id), before)
+        command_id = _find_command(aws.client("ssm", max_attempts=1, account=ctx.impairment.account_id), before)
     if command_id is None:
         return ctx.result(
             "rollback",

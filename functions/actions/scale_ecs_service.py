@@ -19,10 +19,13 @@ from typing import Any
 
 from pydantic import Field
 
-from actions import aws_calls, ecs
+from actions import ecs
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused
+from core.reads import tags
+from core.reads.tags import require_managed
 
 NAME = "scale_ecs_service"
 
@@ -40,7 +43,7 @@ class Params(ActionParams):
 
 
 def apply(ctx: Context) -> ActionResult:
-    client = aws_calls.client("ecs", ctx.impairment.account_id)
+    client = aws.client("ecs", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before or _record_before(ctx, client)
     wanted = before["desired_count"] + ctx.params.increment
     limit = ctx.params.max_desired_count or wanted
@@ -48,7 +51,7 @@ def apply(ctx: Context) -> ActionResult:
     current = ecs.describe_service(client, before["cluster"], before["service_arn"])["desiredCount"]
     changed = current < target
     if changed and not ctx.dry_run:
-        aws_calls.call(
+        aws.call(
             client, "update_service", cluster=before["cluster"], service=before["service_arn"], desiredCount=target
         )
     capped = f" (capped at {limit})" if target < wanted else ""
@@ -65,7 +68,13 @@ def apply(ctx: Context) -> ActionResult:
 def _record_before(ctx: Context, client: Any) -> dict[str, Any]:
     cluster, name = ecs.target(ctx.params.cluster, ctx.params.service, ctx.impairment.scope, NAME)
     service = ecs.describe_service(client, cluster, name)
-    ecs.require_managed(client, service, ctx.managed_tag)
+    require_managed(
+        tags.of_ecs(client, service["serviceArn"]),
+        ctx.managed_tag,
+        "ECS service",
+        service["serviceName"],
+        service=service["serviceArn"],
+    )
     if service.get("status") != "ACTIVE":
         raise ActionRefused(f"ECS service {service['serviceName']} is {service.get('status')}: it cannot be scaled")
     before = {"cluster": cluster, "service": service["serviceName"], "service_arn": service["serviceArn"]}
@@ -80,7 +89,7 @@ def rollback(ctx: Context) -> ActionResult:
     before = applied.get("before") or ctx.before
     if not before:
         return ctx.result("rollback", "unchanged", [], message="nothing was applied")
-    client = aws_calls.client("ecs", ctx.impairment.account_id)
+    client = aws.client("ecs", max_attempts=1, account=ctx.impairment.account_id)
     current = ecs.describe_service(client, before["cluster"], before["service_arn"])["desiredCount"]
     if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
         ctx.record_before(_state(before, current))
@@ -90,7 +99,7 @@ def rollback(ctx: Context) -> ActionResult:
     elif set_to is not None and current != set_to:
         changed, message = False, f"desired count is {current}, changed by someone else since; left as it is"
     else:
-        aws_calls.call(
+        aws.call(
             client, "update_service", cluster=before["cluster"], service=before["service_arn"], desiredCount=previous
         )
         changed, message = True, f"desired count restored to {previous}"
@@ -110,7 +119,7 @@ def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied:
     after = (applied or {}).get("after") or {}
     if not after.get("service_arn"):
         return []  # the step recorded no service: nothing of its own to check
-    client = aws_calls.client("ecs", impairment.account_id)
+    client = aws.client("ecs", max_attempts=1, account=impairment.account_id)
     service = ecs.describe_service(client, after["cluster"], after["service_arn"])
     running, wanted = service.get("runningCount", 0), after["desired_count"]
     return [

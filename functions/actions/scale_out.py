@@ -9,6 +9,9 @@ from pydantic import Field
 
 from actions import autoscaling as asg
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from core import aws
+from core.reads import groups
+from core.reads.tags import require_managed
 
 NAME = "scale_out"
 
@@ -24,12 +27,12 @@ class Params(ActionParams):
 
 
 def apply(ctx: Context) -> ActionResult:
-    client = asg.asg_client(ctx.impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
         name = asg.group_name(client, ctx.impairment)
-        group = asg.describe_group(client, name)
-        asg.require_managed(group, ctx.managed_tag)
+        group = groups.describe(client, name)
+        require_managed(group.get("Tags"), ctx.managed_tag, "Auto Scaling group", name, group=name)
         before = {
             "group": name,
             "desired_capacity": group["DesiredCapacity"],
@@ -42,10 +45,10 @@ def apply(ctx: Context) -> ActionResult:
         limit = min(limit, ctx.params.max_desired_capacity)
     target = max(before["desired_capacity"], min(before["desired_capacity"] + ctx.params.increment, limit))
 
-    current = asg.describe_group(client, before["group"])["DesiredCapacity"]
+    current = groups.describe(client, before["group"])["DesiredCapacity"]
     changed = current < target
     if changed and not ctx.dry_run:
-        asg.call(
+        aws.call(
             client,
             "set_desired_capacity",
             AutoScalingGroupName=before["group"],
@@ -69,7 +72,7 @@ def apply(ctx: Context) -> ActionResult:
 
 def rollback(ctx: Context) -> ActionResult:
     """Put the desired capacity back, unless someone else has changed it since: then leave it."""
-    client = asg.asg_client(ctx.impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     applied = ctx.applied or {}
     before = applied.get("before") or ctx.before
     if not before:
@@ -83,7 +86,7 @@ def rollback(ctx: Context) -> ActionResult:
         )
     set_to = (applied.get("after") or {}).get("desired_capacity")
     if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
-        found = asg.describe_group(client, before["group"])["DesiredCapacity"]
+        found = groups.describe(client, before["group"])["DesiredCapacity"]
         ctx.record_before({"group": before["group"], "desired_capacity": found})
     changed, current, message = asg.restore_desired_capacity(
         client, before["group"], before["desired_capacity"], set_to

@@ -1,5 +1,6 @@
-"""boto3 clients, created lazily (never at import, so tests under moto see them) and reused
-across invocations of a warm Lambda.
+"""The one way to reach AWS: boto3 clients, created lazily (never at import, so tests under moto
+see them) and reused across invocations of a warm Lambda; and the calls made with them, every
+error classified (core.errors) and every page followed.
 
 Account- and region-aware: a client for a member account (client(service, account="111122223333"))
 uses the credentials of the member role there (MEMBER_ROLE_NAME, deployed by
@@ -12,11 +13,11 @@ function's own.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.errors import PermanentError
+from core.errors import PermanentError, RecoveryError
 
 MEMBER_ROLE_NAME_ENV = "MEMBER_ROLE_NAME"
 MEMBER_ACCOUNTS_ENV = "MEMBER_ACCOUNTS"
@@ -24,10 +25,10 @@ SESSION_NAME = "impairment-recovery"
 # Credentials are renewed this long before they expire, so no call runs with expiring ones.
 REFRESH_BEFORE = timedelta(minutes=5)
 
-# (service, max_attempts, region, timeouts) -> the client
-_clients: dict[tuple[str, int, str | None, tuple[int, int]], Any] = {}
-# (service, max_attempts, region, timeouts, account) -> (the credentials it was made with, the client)
-_member_clients: dict[tuple[str, int, str | None, tuple[int, int], str], tuple[dict[str, Any], Any]] = {}
+# (service, max_attempts, region, timeouts, endpoint) -> the client
+_clients: dict[tuple[str, int, str | None, tuple[int, int], str | None], Any] = {}
+# (service, max_attempts, region, timeouts, endpoint, account) -> (the credentials it was made with, the client)
+_member_clients: dict[tuple[str, int, str | None, tuple[int, int], str | None, str], tuple[dict[str, Any], Any]] = {}
 _credentials: dict[str, dict[str, Any]] = {}
 _identity: dict[str, str] = {}
 
@@ -96,9 +97,11 @@ def client(
     account: str | None = None,
     region: str | None = None,
     timeouts: tuple[int, int] = DEFAULT_TIMEOUTS,
+    endpoint: str | None = None,
 ) -> Any:
     """A client with botocore's standard retry mode, in `account` (None: this function's own) and
-    `region` (None: the function's own), with (connect, read) `timeouts` in seconds.
+    `region` (None: the function's own), with (connect, read) `timeouts` in seconds, at `endpoint`
+    (None: the service's; ARC's routing controls are reached at their cluster's endpoints).
 
     Recovery actions pass max_attempts=1: retries there belong to one layer, the state machine,
     which retries TransientError with backoff and jitter. The region probe passes another region
@@ -107,14 +110,16 @@ def client(
     import boto3
 
     options: dict[str, Any] = {"region_name": region} if region else {}
+    if endpoint:
+        options["endpoint_url"] = endpoint
     caches = _caches()
     if not account or account == own_account():
-        key = (service, max_attempts, region, timeouts)
+        key = (service, max_attempts, region, timeouts, endpoint)
         if key not in caches.clients:
             caches.clients[key] = boto3.client(service, config=_config(max_attempts, timeouts), **options)
         return caches.clients[key]
     credentials = _member_credentials(account)
-    member_key = (service, max_attempts, region, timeouts, account)
+    member_key = (service, max_attempts, region, timeouts, endpoint, account)
     cached = caches.member_clients.get(member_key)
     if cached is None or cached[0] is not credentials:
         made = boto3.client(
@@ -195,3 +200,49 @@ def reset() -> None:
     caches = _caches()
     for cache in (caches.clients, caches.member_clients, caches.credentials, caches.identity):
         cache.clear()
+
+
+# --- calling: every error classified ------------------------------------------------------------
+
+
+def _operation_name(client: Any, operation: str) -> str:
+    """ "service:Operation" as IAM names it (the signing name: elbv2 is elasticloadbalancing),
+    which is also how core.errors picks a service's transient codes."""
+    api_name = client.meta.method_to_api_mapping.get(operation, operation)
+    return f"{client.meta.service_model.signing_name}:{api_name}"
+
+
+def _classified(exc: Exception, client: Any, operation: str, transient_codes: Iterable[str] = ()) -> RecoveryError:
+    from core.errors import TransientError, classify_client_error
+
+    error = classify_client_error(exc, _operation_name(client, operation))
+    if not isinstance(error, TransientError) and error.details.get("code") in set(transient_codes):
+        error = TransientError(str(error), **error.details)
+    return error
+
+
+def call(client: Any, operation: str, *, transient_codes: Iterable[str] = (), **kwargs: Any) -> Any:
+    """Call `operation` (a boto3 method name) and classify any error it raises.
+
+    transient_codes: further error codes that are transient for this call only (for example
+    SSM's InvocationDoesNotExist just after SendCommand, before the invocation is visible).
+    The error names the IAM action ("autoscaling:SetDesiredCapacity") and keeps the AWS code.
+    """
+    try:
+        return getattr(client, operation)(**kwargs)
+    except Exception as exc:
+        raise _classified(exc, client, operation, transient_codes) from exc
+
+
+def pages(client: Any, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every page of a paginated call (botocore's paginator knows each API's token fields), with
+    every error classified as `call` does. PaginationConfig is the paginator's."""
+    try:
+        yield from client.get_paginator(operation).paginate(**kwargs)
+    except Exception as exc:
+        raise _classified(exc, client, operation) from exc
+
+
+def items(client: Any, operation: str, result_key: str, **kwargs: Any) -> list[Any]:
+    """Every item (under `result_key`) of every page of a paginated call."""
+    return [item for page in pages(client, operation, **kwargs) for item in page.get(result_key, [])]

@@ -36,6 +36,7 @@ from core.contract import (
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import emit, logger, metrics
+from core.reads import groups, instance_status, target_health
 from detectors.alarm_scope import Fleet, affected, reason_values
 from detectors.alarm_workload import Named, Owners, Refusal, check_workload, named, refusal_reason
 from detectors.common import Envelope, Findings, load_settings, parse, publish
@@ -176,27 +177,14 @@ class AwsInventory:
         return {t["Key"]: t["Value"] for t in tags}
 
     def target_health(self, target_group_arn: str) -> list[dict[str, Any]]:
-        try:
-            response = aws.client("elbv2", account=self.account).describe_target_health(TargetGroupArn=target_group_arn)
-        except Exception as exc:
-            raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
-        return response.get("TargetHealthDescriptions", [])
+        return target_health.describe(aws.client("elbv2", account=self.account), target_group_arn)
 
     def group_instances(self, group_name: str) -> list[str]:
-        paginator = aws.client("autoscaling", account=self.account).get_paginator("describe_auto_scaling_groups")
-        ids: list[str] = []
-        for page in paginator.paginate(AutoScalingGroupNames=[group_name]):
-            for group in page["AutoScalingGroups"]:
-                ids.extend(i["InstanceId"] for i in group.get("Instances", []))
-        return ids
+        found = groups.describe_many(aws.client("autoscaling", account=self.account), [group_name])
+        return [i["InstanceId"] for group in found for i in group.get("Instances", [])]
 
     def instance_statuses(self, instance_ids: list[str]) -> list[dict[str, Any]]:
-        statuses: list[dict[str, Any]] = []
-        paginator = aws.client("ec2", account=self.account).get_paginator("describe_instance_status")
-        for start in range(0, len(instance_ids), 100):
-            for page in paginator.paginate(InstanceIds=instance_ids[start : start + 100], IncludeAllInstances=True):
-                statuses.extend(page.get("InstanceStatuses", []))
-        return statuses
+        return instance_status.describe(aws.client("ec2", account=self.account), instance_ids)
 
 
 # --- classification (pure but for the inventory) ----------------------------------------------

@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.contract import AffectedResource, Severity
+from core.reads import instance_status, target_health
 
 if TYPE_CHECKING:
     from detectors.alarm import AlarmDetail, AlarmStateChangeEvent
@@ -84,7 +85,7 @@ def affected(
         )
         scope.setdefault("target_group_arn", target_group_arn)
         health = inventory.target_health(target_group_arn)
-        unhealthy = [h["Target"]["Id"] for h in health if _target_impaired(h.get("TargetHealth", {}))]
+        unhealthy = [h["Target"]["Id"] for h in health if target_health.impaired(h.get("TargetHealth", {}))]
         values.update({"unhealthy_targets": float(len(unhealthy)), "targets": float(len(health))})
         if unhealthy:
             # Fail open: most of the fleet unhealthy at once says so, so recovery escalates.
@@ -100,7 +101,7 @@ def affected(
     if "AutoScalingGroupName" in dims:
         scope.setdefault("auto_scaling_group", group)  # type: ignore[arg-type]
         instance_ids = inventory.group_instances(group)  # type: ignore[arg-type]
-        impaired = [s["InstanceId"] for s in inventory.instance_statuses(instance_ids) if _instance_impaired(s)]
+        impaired = [s["InstanceId"] for s in inventory.instance_statuses(instance_ids) if instance_status.failing(s)]
         values.update({"impaired_instances": float(len(impaired)), "instances": float(len(instance_ids))})
         if impaired:
             return (
@@ -132,21 +133,8 @@ def ecs_service_arn(event: AlarmStateChangeEvent, cluster: str, service: str) ->
     return f"arn:{partition(event)}:ecs:{event.region}:{event.account}:service/{cluster}/{service}"
 
 
-def _target_impaired(health: dict[str, Any]) -> bool:
-    state = health.get("State")
-    return state in ("unhealthy", "unavailable") or (
-        state == "unused" and health.get("Reason") == "Target.InvalidState"
-    )
-
-
 def _target_type(target_id: str) -> str:
     return "ec2:instance" if target_id.startswith("i-") else "elasticloadbalancing:target"
-
-
-def _instance_impaired(status: dict[str, Any]) -> bool:
-    if status.get("InstanceState", {}).get("Name") not in ("running", "pending"):
-        return True
-    return any(status.get(kind, {}).get("Status") == "impaired" for kind in ("InstanceStatus", "SystemStatus"))
 
 
 def reason_values(reason_data: str | None) -> dict[str, float]:

@@ -46,8 +46,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from core import aws, clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.entry import lambda_entry
-from core.errors import classify_client_error
+from core.errors import PermanentError
 from core.observability import logger
+from core.reads import tags
 from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import Owner, owner_from_tags
 
@@ -118,21 +119,16 @@ class AwsInventory:
     def service_owner(self, service_arn: str, service: str) -> Owner | None:
         client = self._client or aws.client("ecs", account=self.account)
         try:
-            tags = client.list_tags_for_resource(resourceArn=service_arn).get("tags", [])
-        except Exception as exc:
-            error = classify_client_error(exc, "ecs:ListTagsForResource")
+            found = tags.of_ecs(client, service_arn)
+        except PermanentError as error:
             if error.details.get("code") in (
                 "ServiceNotFoundException",
                 "ClusterNotFoundException",
                 "InvalidParameterException",
             ):
                 return None  # deleted since the task stopped: nothing left to recover
-            raise error from exc
-        return owner_from_tags(
-            {str(t["key"]): str(t.get("value", "")) for t in tags if "key" in t},
-            managed_tag=self.managed_tag,
-            fallback_name=service,
-        )
+            raise
+        return owner_from_tags(found, managed_tag=self.managed_tag, fallback_name=service)
 
 
 # --- classification (pure but for the inventory) ----------------------------------------------

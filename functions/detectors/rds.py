@@ -60,10 +60,11 @@ from core.contract import (
     make_impairment_id,
 )
 from core.entry import lambda_entry
-from core.errors import classify_client_error
+from core.errors import PermanentError, classify_client_error
 from core.observability import logger
+from core.reads import tags
 from detectors.common import Envelope, Findings, load_settings, parse, publish
-from detectors.resolve import Owner, owner_from_tags, tags_dict
+from detectors.resolve import Owner, owner_from_tags
 
 SOURCE = "aws.rds"
 DETAIL_TYPES = ("RDS DB Instance Event", "RDS DB Cluster Event")
@@ -197,13 +198,12 @@ class AwsInventory:
 
     def database_owner(self, source_arn: str, identifier: str) -> Owner | None:
         try:
-            tags = self._rds().list_tags_for_resource(ResourceName=source_arn).get("TagList", [])
-        except Exception as exc:
-            error = classify_client_error(exc, "rds:ListTagsForResource")
+            found = tags.of_rds(self._rds(), source_arn)
+        except PermanentError as error:
             if error.details.get("code") in ("DBInstanceNotFound", "DBInstanceNotFoundFault", "DBClusterNotFoundFault"):
                 return None  # deleted since: nothing left to recover
-            raise error from exc
-        return owner_from_tags(tags_dict(tags), managed_tag=self.managed_tag, fallback_name=identifier)
+            raise
+        return owner_from_tags(found, managed_tag=self.managed_tag, fallback_name=identifier)
 
     def events(self, kind: str, identifier: str, category: str, since: datetime, until: datetime) -> list[dict]:
         """DescribeEvents of one DB instance or cluster in [since, until], in one category."""

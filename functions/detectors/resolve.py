@@ -16,13 +16,16 @@ classified (throttling is a TransientError the caller lets the asynchronous retr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from core import aws
-from core.errors import classify_client_error
+from core.errors import PermanentError
+from core.reads import groups as group_reads
+from core.reads import target_health
+from core.reads.tags import as_dict, is_managed
 
 WORKLOAD_TAG = "recovery:workload"
 GROUP_NAME_TAG = "aws:autoscaling:groupName"  # set by Auto Scaling on the instances it launches
@@ -46,11 +49,6 @@ def instance_id_of(value: str) -> str | None:
     return match.group(1) if match else None
 
 
-def tags_dict(tags: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
-    """[{"Key": k, "Value": v}, ...] (any AWS tag list) -> {k: v}."""
-    return {str(t["Key"]): str(t.get("Value", "")) for t in tags or () if "Key" in t}
-
-
 @dataclass(frozen=True)
 class Owner:
     """The protected workload a resource belongs to, and the workload resources it sits in."""
@@ -72,8 +70,7 @@ def owner_from_tags(
     The workload is the `recovery:workload` tag, else the configured workload of `fallback_name`
     (e.g. the group a workload of the deployment declares), else `fallback_name` itself.
     """
-    key, value = managed_tag
-    if tags.get(key) != value:
+    if not is_managed(tags, managed_tag):
         return None
     workload = tags.get(WORKLOAD_TAG) or (configured or {}).get(fallback_name) or fallback_name
     return Owner(workload=workload[:_WORKLOAD_MAX], scope=dict(scope or {}))
@@ -159,7 +156,7 @@ def protected_group(
     """A DescribeAutoScalingGroups item as a ProtectedGroup, or None when it is not managed."""
     name = str(group["AutoScalingGroupName"])
     owner = owner_from_tags(
-        tags_dict(group.get("Tags")),
+        as_dict(group.get("Tags")),
         managed_tag=managed_tag,
         fallback_name=name,
         scope=group_scope(group),
@@ -211,46 +208,29 @@ class AwsResolver:
     def protected_groups(self) -> list[ProtectedGroup]:
         """Every managed group: one paginated DescribeAutoScalingGroups filtered by the managed tag
         (the calls grow with the number of groups, never with their instances)."""
-        key, value = self.managed_tag
         found: list[ProtectedGroup] = []
-        for page in _pages(
-            self._client("autoscaling"),
-            "describe_auto_scaling_groups",
-            "autoscaling:DescribeAutoScalingGroups",
-            Filters=[{"Name": f"tag:{key}", "Values": [value]}],
-            PaginationConfig={"PageSize": 100},
-        ):
-            for group in page.get("AutoScalingGroups", []):
-                protected = protected_group(group, self.managed_tag, self.configured)
-                if protected is not None:  # the filter already says so; the tags decide
-                    found.append(protected)
+        for group in group_reads.tagged(self._client("autoscaling"), *self.managed_tag):
+            protected = protected_group(group, self.managed_tag, self.configured)
+            if protected is not None:  # the filter already says so; the tags decide
+                found.append(protected)
         return found
 
     def groups(self, names: Iterable[str]) -> dict[str, ProtectedGroup]:
         """The managed groups among these names (absent and unmanaged groups are left out)."""
-        unique = sorted(set(names))
         found: dict[str, ProtectedGroup] = {}
-        for start in range(0, len(unique), 50):
-            for page in _pages(
-                self._client("autoscaling"),
-                "describe_auto_scaling_groups",
-                "autoscaling:DescribeAutoScalingGroups",
-                AutoScalingGroupNames=unique[start : start + 50],
-            ):
-                for group in page.get("AutoScalingGroups", []):
-                    protected = protected_group(group, self.managed_tag, self.configured)
-                    if protected is not None:
-                        found[protected.name] = protected
+        for group in group_reads.describe_many(self._client("autoscaling"), names):
+            protected = protected_group(group, self.managed_tag, self.configured)
+            if protected is not None:
+                found[protected.name] = protected
         return found
 
     def scaling_activities(self, group_name: str, since: datetime) -> list[dict[str, Any]]:
         """The group's scaling activities that started at or after `since`, newest first
         (DescribeScalingActivities lists newest first, so paging stops at the first older one)."""
         activities: list[dict[str, Any]] = []
-        for page in _pages(
+        for page in aws.pages(
             self._client("autoscaling"),
             "describe_scaling_activities",
-            "autoscaling:DescribeScalingActivities",
             AutoScalingGroupName=group_name,
             PaginationConfig={"PageSize": 100},
         ):
@@ -271,28 +251,19 @@ class AwsResolver:
         terminated within the hour, unlike DescribeInstances' not-found error).
         """
         ids = sorted({i for i in instance_ids if i})
-        memberships: dict[str, Mapping[str, Any]] = {}
-        for start in range(0, len(ids), 50):
-            for page in _pages(
-                self._client("autoscaling"),
-                "describe_auto_scaling_instances",
-                "autoscaling:DescribeAutoScalingInstances",
-                InstanceIds=ids[start : start + 50],
-            ):
-                for item in page.get("AutoScalingInstances", []):
-                    memberships[item["InstanceId"]] = item
+        memberships = group_reads.memberships(self._client("autoscaling"), ids)
         loose = [i for i in ids if i not in memberships]
         instance_tags = self.instance_tags(loose) if loose else {}
         group_of = {i: str(m["AutoScalingGroupName"]) for i, m in memberships.items()}
         group_of.update({i: t[GROUP_NAME_TAG] for i, t in instance_tags.items() if t.get(GROUP_NAME_TAG)})
-        groups = self.groups(group_of.values()) if group_of else {}
+        managed = self.groups(group_of.values()) if group_of else {}
 
         owners: dict[str, InstanceOwner] = {}
         for instance_id in ids:
             membership = memberships.get(instance_id)
             group_name = group_of.get(instance_id)
             if group_name is not None:
-                group = groups.get(group_name)
+                group = managed.get(group_name)
                 if group is None:  # the group is not managed, or is gone (deleting it is on purpose)
                     continue
                 owners[instance_id] = InstanceOwner(
@@ -317,10 +288,9 @@ class AwsResolver:
         """instance id -> its tags, for the instances EC2 still knows (200 ids a filter)."""
         found: dict[str, dict[str, str]] = {}
         for start in range(0, len(instance_ids), 200):
-            for page in _pages(
+            for page in aws.pages(
                 self._client("ec2"),
                 "describe_tags",
-                "ec2:DescribeTags",
                 Filters=[
                     {"Name": "resource-type", "Values": ["instance"]},
                     {"Name": "resource-id", "Values": instance_ids[start : start + 200]},
@@ -335,28 +305,15 @@ class AwsResolver:
         """(zone name, zone id) of an Availability Zone given by either; None if EC2 knows neither."""
         by = "ZoneIds" if re.match(r"^[a-z]{2,5}\d+-az\d+$", zone) else "ZoneNames"
         try:
-            zones = self._client("ec2").describe_availability_zones(**{by: [zone]})["AvailabilityZones"]
-        except Exception as exc:
-            error = classify_client_error(exc, "ec2:DescribeAvailabilityZones")
+            zones = aws.call(self._client("ec2"), "describe_availability_zones", **{by: [zone]})["AvailabilityZones"]
+        except PermanentError as error:
             if error.details.get("code") in ("InvalidParameterValue", "InvalidAvailabilityZone"):
                 return None
-            raise error from exc
+            raise
         return (zones[0]["ZoneName"], zones[0]["ZoneId"]) if zones else None
 
     # --- load balancing ----------------------------------------------------------------------
 
     def target_health(self, target_group_arn: str) -> list[dict[str, Any]]:
-        """DescribeTargetHealth of one target group (the API is not paginated)."""
-        try:
-            response = self._client("elbv2").describe_target_health(TargetGroupArn=target_group_arn)
-        except Exception as exc:
-            raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
-        return response.get("TargetHealthDescriptions", [])
-
-
-def _pages(client: Any, operation: str, api_name: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    """The pages of a paginated call, with every error classified."""
-    try:
-        yield from client.get_paginator(operation).paginate(**kwargs)
-    except Exception as exc:
-        raise classify_client_error(exc, api_name) from exc
+        """DescribeTargetHealth of one target group."""
+        return target_health.describe(self._client("elbv2"), target_group_arn)

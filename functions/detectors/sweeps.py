@@ -52,6 +52,7 @@ from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.errors import PermanentError, RecoveryError
 from core.observability import logger, metrics
+from core.reads import target_health
 from detectors.common import Findings, load_settings, parse_schedule, publish
 from detectors.resolve import ProtectedGroup, out_of_service_on_purpose
 
@@ -82,14 +83,6 @@ def window_start(at: datetime, window_seconds: int) -> datetime:
     """The start of the window of `window_seconds` (aligned on the epoch) that contains `at`."""
     epoch = int(at.timestamp())
     return datetime.fromtimestamp(epoch - epoch % window_seconds, UTC)
-
-
-def target_impaired(health: dict[str, Any]) -> bool:
-    """A target that fails its checks, or whose instance is not running (the alarm detector's rule)."""
-    state = health.get("State")
-    return state in ("unhealthy", "unavailable") or (
-        state == "unused" and health.get("Reason") == "Target.InvalidState"
-    )
 
 
 def _severity(impaired: int, fleet: int) -> tuple[Severity, bool]:
@@ -161,7 +154,7 @@ def unhealthy_targets(
         if h.get("TargetHealth", {}).get("State") != "draining"  # leaving on purpose
         and (not shared or str(h.get("Target", {}).get("Id")) in members)
     ]
-    unhealthy = sorted(str(h["Target"]["Id"]) for h in fleet if target_impaired(h.get("TargetHealth", {})))
+    unhealthy = sorted(str(h["Target"]["Id"]) for h in fleet if target_health.impaired(h.get("TargetHealth", {})))
     if not unhealthy:
         return None
     severity, fail_open = _severity(len(unhealthy), len(fleet))

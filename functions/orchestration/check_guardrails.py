@@ -17,15 +17,16 @@ from datetime import timedelta
 from typing import Any
 
 from actions import autoscaling as asg
-from actions import aws_calls, elb, plans
 from actions import fleet as fleets
-from core import clock, guardrails, paging, runtime_config, state
+from actions import plans
+from core import aws, clock, guardrails, paging, runtime_config, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import GuardrailTripped
 from core.guardrails import Trip
 from core.observability import logger, metrics
+from core.reads import target_health
 from core.store import CONCURRENCY_BUDGET, Claim, RecoveryStore
 
 
@@ -183,7 +184,7 @@ def _groups(
     """The Auto Scaling groups the instances belong to, each read whole. Instances in no group
     (the plan's outside_group decides what happens to them) have no group guardrails; a look-up
     that fails raises: no guardrail is ever skipped because a group could not be read."""
-    client = asg.asg_client(impairment.account_id)
+    client = aws.client("autoscaling", max_attempts=1, account=impairment.account_id)
     membership = asg.groups_of_instances(client, instances)
     extra = (impairment.scope["target_group_arn"],) if impairment.scope.get("target_group_arn") else ()
     decisions = []
@@ -204,11 +205,11 @@ def _failing_elsewhere(impairment: ImpairmentDetected, groups: list[_GroupDecisi
     if not groups or not target_group_arn:
         return failing
     members = {i for g in groups for i in g.fleet.members}
-    client = aws_calls.client("elbv2", impairment.account_id)
-    for description in elb.target_health(client, target_group_arn):
+    client = aws.client("elbv2", max_attempts=1, account=impairment.account_id)
+    for description in target_health.describe(client, target_group_arn):
         target = description["Target"]["Id"]
         state_name = description.get("TargetHealth", {}).get("State")
-        if target not in members and state_name in fleets.FAILING_TARGET_STATES:
+        if target not in members and state_name in target_health.FAILING_STATES:
             failing.add(target)
     return failing
 

@@ -30,6 +30,7 @@ from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import PermanentError, classify_client_error
 from core.observability import logger
+from core.reads import groups, target_health
 
 
 def check(
@@ -55,7 +56,7 @@ def check(
     capacity = not steps or any(v.group_capacity for v in verifications)
     replaced = not steps or any(v.impaired_out_of_service for v in verifications)
     account = impairment.account_id  # a member account's workload is checked there
-    client = asg.asg_client(account)
+    client = aws.client("autoscaling", max_attempts=1, account=account)
     checks: list[dict[str, Any]] = []
     zone = _zone_name(impairment.scope.get("availability_zone"), account)
     try:
@@ -64,7 +65,7 @@ def check(
         group_name = None
     in_service: list[str] = []
     if group_name and capacity:
-        group = asg.describe_group(client, group_name)
+        group = groups.describe(client, group_name)
         in_service = asg.healthy_in_service(group)
         if zone:
             outside = [
@@ -104,12 +105,8 @@ def check(
             )
     target_group_arn = impairment.scope.get("target_group_arn")
     if target_group_arn and not zone:
-        try:
-            elbv2 = aws.client("elbv2", max_attempts=1, account=account)
-            health = elbv2.describe_target_health(TargetGroupArn=target_group_arn)
-        except Exception as exc:
-            raise classify_client_error(exc, "elasticloadbalancing:DescribeTargetHealth") from exc
-        states = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health["TargetHealthDescriptions"]}
+        health = target_health.describe(aws.client("elbv2", max_attempts=1, account=account), target_group_arn)
+        states = {h["Target"]["Id"]: h["TargetHealth"]["State"] for h in health}
         relevant = {t: s for t, s in states.items() if s not in ("draining", "unused") or t in in_service}
         relevant = {t: s for t, s in relevant.items() if s != "draining" and t not in not_mine}
         unhealthy = sorted(t for t, s in relevant.items() if s != "healthy")

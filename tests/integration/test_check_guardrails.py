@@ -395,12 +395,12 @@ def test_an_instance_whose_group_cannot_be_read_is_never_acted_on_unguarded(
     _config(monkeypatch, tmp_path)
     workload = build_workload(desired=3)
     model = workload.impairment_of(workload.instance_ids()[0])
-    from actions import autoscaling
+    from core.reads import groups
 
     def unreadable(client, name):
         raise TransientError("autoscaling:DescribeAutoScalingGroups failed: Throttling")
 
-    monkeypatch.setattr(autoscaling, "describe_group", unreadable)
+    monkeypatch.setattr(groups, "describe", unreadable)
     with pytest.raises(TransientError):
         _check(store, model, REPLACE, lambda_context)
     assert store.budget_holders(CONCURRENCY_BUDGET) == {}

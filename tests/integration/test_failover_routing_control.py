@@ -66,7 +66,8 @@ class Cluster:
 
     stubbers: dict[str, Stubber] = field(default_factory=dict)
     made: list[str] = field(default_factory=list)
-    credentials: list[Any] = field(default_factory=list)
+    accounts: list[str | None] = field(default_factory=list)
+    real_factory: Any = None  # failover._cluster_client itself
 
     def at(self, index: int, endpoints: list[dict[str, str]] = ENDPOINTS) -> Stubber:
         return self.stubbers[endpoints[index]["Endpoint"]]
@@ -102,13 +103,13 @@ def cluster(store, monkeypatch) -> Iterator[Cluster]:
     """A stubbed client for each of ENDPOINTS (any other endpoint gets a real client), and the
     rotation starting at the first endpoint listed (the action starts at random)."""
     made = Cluster()
-    real_factory = failover._cluster_client
+    real_factory = made.real_factory = failover._cluster_client
 
-    def factory(endpoint: str, region: str, credentials: Any) -> Any:
+    def factory(endpoint: str, region: str, account: str | None) -> Any:
         made.made.append(endpoint)
-        made.credentials.append(credentials)
+        made.accounts.append(account)
         if endpoint not in made.stubbers:
-            return real_factory(endpoint, region, credentials)  # not stubbed: really connects
+            return real_factory(endpoint, region, account)  # not stubbed: really connects
         return made.stubbers[endpoint].client
 
     for entry in ENDPOINTS:
@@ -517,8 +518,13 @@ def test_a_member_accounts_routing_controls_are_reached_with_the_member_role(
 
     failover.apply_handler(event, lambda_context)
 
-    # Then the endpoint's client was made with the member role's credentials
-    assert cluster.credentials == [aws._credentials[member]]
+    # Then the endpoint's client was made in the member account
+    assert cluster.accounts == [member]
+    # and such a client (core.aws's, like every other) signs with the member role's credentials
+    entry = ENDPOINTS[0]
+    client = cluster.real_factory(entry["Endpoint"], entry["Region"], member)
+    assert client.meta.endpoint_url == entry["Endpoint"]
+    assert client._request_signer._credentials.access_key == aws._credentials[member]["AccessKeyId"]
 
 
 def test_the_rotation_starts_at_random_and_goes_round_the_list(store, cluster, lambda_context, monkeypatch):

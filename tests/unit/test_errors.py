@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
-from actions import aws_calls
+from core import aws
 from core.dynamo import is_condition_failure as _is_condition_failure
 from core.errors import (
     SERVICE_TRANSIENT_CODES,
@@ -135,7 +135,7 @@ def test_the_actions_call_helper_raises_each_transient_code_as_transient(service
     method, params = CALLS[service]
 
     with pytest.raises(TransientError) as caught:
-        aws_calls.call(client, method, **params)
+        aws.call(client, method, **params)
 
     assert caught.value.details["code"] == code
 

@@ -1,4 +1,4 @@
-"""The one call helper of the actions: errors classified, named by their IAM action."""
+"""The one call helper (core.aws.call): errors classified, named by their IAM action."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from actions import aws_calls
+from core import aws
 from core.errors import PermanentError, TransientError
 
 COMMAND_ID = "3a4b9d2e-0c1f-4e5a-9b8c-7d6e5f4a3b2c"
@@ -23,7 +23,7 @@ def test_a_throttled_call_is_transient_and_named_by_its_iam_action():
         stubber.add_client_error("describe_target_health", service_error_code="Throttling", http_status_code=400)
 
         with pytest.raises(TransientError) as caught:
-            aws_calls.call(client, "describe_target_health", TargetGroupArn="arn")
+            aws.call(client, "describe_target_health", TargetGroupArn="arn")
 
     assert caught.value.details == {"operation": "elasticloadbalancing:DescribeTargetHealth", "code": "Throttling"}
 
@@ -34,7 +34,7 @@ def test_a_refused_call_is_permanent():
         stubber.add_client_error("failover_db_cluster", service_error_code="InvalidDBClusterStateFault")
 
         with pytest.raises(PermanentError) as caught:
-            aws_calls.call(client, "failover_db_cluster", DBClusterIdentifier="c1")
+            aws.call(client, "failover_db_cluster", DBClusterIdentifier="c1")
 
     assert not isinstance(caught.value, TransientError)
     assert caught.value.details == {"operation": "rds:FailoverDBCluster", "code": "InvalidDBClusterStateFault"}
@@ -48,7 +48,7 @@ def test_a_code_can_be_transient_for_one_call_only():
         stubber.add_client_error("get_command_invocation", service_error_code="InvocationDoesNotExist")
 
         with pytest.raises(TransientError):
-            aws_calls.call(
+            aws.call(
                 client,
                 "get_command_invocation",
                 transient_codes={"InvocationDoesNotExist"},
@@ -56,7 +56,7 @@ def test_a_code_can_be_transient_for_one_call_only():
                 InstanceId="i-0abc123def4567890",
             )
         with pytest.raises(PermanentError) as caught:
-            aws_calls.call(client, "get_command_invocation", CommandId=COMMAND_ID, InstanceId="i-0abc123def4567890")
+            aws.call(client, "get_command_invocation", CommandId=COMMAND_ID, InstanceId="i-0abc123def4567890")
 
     assert not isinstance(caught.value, TransientError)
 
@@ -67,7 +67,7 @@ def test_route53_prior_request_not_complete_is_transient():
         stubber.add_client_error("change_resource_record_sets", service_error_code="PriorRequestNotComplete")
 
         with pytest.raises(TransientError):
-            aws_calls.call(
+            aws.call(
                 client,
                 "change_resource_record_sets",
                 HostedZoneId="Z1",
@@ -83,6 +83,6 @@ def test_pages_follows_the_token_until_the_last_page():
         stubber.add_response("list_commands", {"Commands": [{"CommandId": COMMAND_ID}], "NextToken": "t1"})
         stubber.add_response("list_commands", {"Commands": [{"CommandId": OTHER_ID}]}, {"NextToken": "t1"})
 
-        commands = aws_calls.pages(client, "list_commands", "Commands")
+        commands = aws.items(client, "list_commands", "Commands")
 
     assert [c["CommandId"] for c in commands] == [COMMAND_ID, OTHER_ID]
