@@ -28,6 +28,8 @@ INVARIANTS: dict[str, str] = {
     "every_action_recorded": "every action step has its state before, a finished one its state after; none is "
     "left started",
     "no_dead_letters": "no event waits in a dead-letter queue of any region's or member account's stack",
+    "no_capacity_change_under_way": "no group's capacity ledger (CAPACITY#<group ARN> / LEDGER) is left with a "
+    "change of its desired capacity decided and never finished",
 }
 
 
@@ -59,6 +61,7 @@ def check_invariants(facts: Facts, off: dict[str, str]) -> dict[str, Any]:
         "every_execution_recorded": _executions_recorded,
         "every_action_recorded": _actions_recorded,
         "no_dead_letters": _dead_letters,
+        "no_capacity_change_under_way": _capacity_changes,
     }
     broken = []
     for name, check in checks.items():
@@ -94,6 +97,20 @@ def _concurrency_slots(facts: Facts) -> list[str]:
                         f"a concurrency slot in {region} held by {holder}{_execution_note(facts, holder)}"
                         f"{_expiry_note(facts, expires)}"
                     )
+    return found
+
+
+def _capacity_changes(facts: Facts) -> list[str]:
+    found = []
+    for region, items in facts.tables.items():
+        for item in items:
+            change = item.get("changing")
+            if str(item.get("pk", "")).startswith("CAPACITY#") and isinstance(change, dict):
+                owner = str(change.get("key", "?")).split("#")[0]
+                found.append(
+                    f"{item['pk']} in {region}: a {change.get('kind')} {change.get('found')} -> {change.get('to')} "
+                    f"by {owner}{_execution_note(facts, owner)} never finished"
+                )
     return found
 
 

@@ -211,6 +211,7 @@ Invariant = Literal[
     "every_execution_recorded",
     "every_action_recorded",
     "no_dead_letters",
+    "no_capacity_change_under_way",
 ]
 
 

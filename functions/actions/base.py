@@ -84,6 +84,13 @@ class Context:
     # Dry-run: read everything, compute the change, call no mutating API, report "would_change".
     dry_run: bool = False
     action: str = ""
+    # The capacity ledger (core/capacity.py): what each recovery added to a group, to give back.
+    capacity: Any = None
+
+    @property
+    def grant_key(self) -> str:
+        """This step's key in the capacity ledger: its impairment and step."""
+        return f"{self.impairment.impairment_id}#{self.step_index}"
 
     def result(
         self,
@@ -156,6 +163,7 @@ def run(
         record_before=record.started,
         dry_run=request.dry_run,
         action=action.name,
+        capacity=getattr(store, "capacity", None),
     )
     result = _invoke(action, phase, context, record)
     retried = previous is not None and previous.get("status") == "started"

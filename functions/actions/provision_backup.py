@@ -2,7 +2,7 @@
 
 kind "warm_pool": raise the group's desired capacity by up to `count`, no more than its warm pool
 holds warmed instances (so the new capacity comes from the pool) and never above MaxSize.
-Rollback restores the desired capacity recorded before.
+Rollback gives back what it added (the capacity ledger, core/capacity.py).
 
 kind "standby_instances": ExitStandby for up to `count` of the group's Standby instances (each
 one raises the desired capacity by one). Rollback puts exactly those instances back in Standby,
@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 
 from actions import autoscaling as asg
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
-from core import aws
+from core import aws, capacity, clock
 from core.errors import ActionRefused, CapacityNotReady, PermanentError
 from core.reads import groups, target_health
 from core.reads.tags import require_managed
@@ -141,17 +141,14 @@ def _raise_desired(ctx: Context) -> ActionResult:
         ctx.record_before(before)
 
     target = before["target"]
-    current = groups.describe(client, before["group"])["DesiredCapacity"]
     # This step's change: made now, or by an earlier attempt that then waited for the capacity.
     changed = before["desired_capacity"] < target
-    if current < target and not ctx.dry_run:
-        aws.call(
-            client,
-            "set_desired_capacity",
-            AutoScalingGroupName=before["group"],
-            DesiredCapacity=target,
-            HonorCooldown=False,
-        )
+    if ctx.dry_run:
+        current = groups.describe(client, before["group"])["DesiredCapacity"]
+    else:  # recorded in the group's capacity ledger, to be given back as this step's
+        current = asg.raise_desired_capacity(client, ctx.capacity, before["group"], ctx.grant_key, target, _grant(ctx))[
+            1
+        ]
     if ctx.params.kind == "standby_group" and ctx.params.wait_until_in_service and not ctx.dry_run:
         _require_in_service(client, before["group"], target)
         scope = ctx.impairment.scope
@@ -218,25 +215,36 @@ def _warmed_instances(client: Any, group_name: str) -> list[str]:
 
 
 def _restore_desired(ctx: Context, before: dict) -> ActionResult:
-    """Put the desired capacity back, unless someone else has changed it since: then leave it."""
+    """Give back what apply added (its grant in the capacity ledger), from the current desired
+    capacity: what other recoveries and operators added stays (core.capacity.give_back)."""
     client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
         found = groups.describe(client, before["group"])["DesiredCapacity"]
         ctx.record_before(
             {"kind": before.get("kind"), "group": before["group"], "desired_capacity": found, "target": found}
         )
-    changed, current, message = asg.restore_desired_capacity(
-        client, before["group"], before["desired_capacity"], before["target"]
-    )
-    message = f"{before['group']}: {message}"
+    found, current, message = asg.give_back_desired_capacity(client, ctx.capacity, before["group"], ctx.grant_key)
     return ctx.result(
         "rollback",
-        "changed" if changed else "unchanged",
+        "changed" if current != found else "unchanged",
         [before["group"]],
+        {"group": before["group"], "desired_capacity": found},
         {"group": before["group"], "desired_capacity": current},
-        {"group": before["group"], "desired_capacity": before["desired_capacity"] if changed else current},
-        message,
+        f"{before['group']}: {message}",
     )
+
+
+def _grant(ctx: Context) -> dict[str, Any]:
+    """This step's entry in the capacity ledger; it is given back only by a rollback, which comes
+    within the recovery (after that the capacity is the group's)."""
+    now = clock.utc_now()
+    return {
+        "impairment_id": ctx.impairment.impairment_id,
+        "step": ctx.step_index,
+        "action": NAME,
+        "granted_at": now.isoformat(),
+        "expires": int(now.timestamp()) + capacity.HOLD_SECONDS,
+    }
 
 
 # --- standby_instances ----------------------------------------------------------------------

@@ -1,15 +1,18 @@
 """scale_out: raise an Auto Scaling group's desired capacity, bounded by its MaxSize and the
-plan's cap. Rollback restores the desired capacity recorded before the change; after a
-successful recovery the workflow does the same once the workload has stayed healthy for
-`return_after_seconds`, unless the plan sets `keep`."""
+plan's cap, recording what it added in the group's capacity ledger (core/capacity.py). Rollback
+gives back what it added, from the current desired capacity; after a successful recovery the
+workflow does the same once the workload has stayed healthy for `return_after_seconds`, unless
+the plan sets `keep`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import Field
 
 from actions import autoscaling as asg
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
-from core import aws
+from core import aws, capacity, clock
 from core.reads import groups
 from core.reads.tags import require_managed
 
@@ -45,16 +48,13 @@ def apply(ctx: Context) -> ActionResult:
         limit = min(limit, ctx.params.max_desired_capacity)
     target = max(before["desired_capacity"], min(before["desired_capacity"] + ctx.params.increment, limit))
 
-    current = groups.describe(client, before["group"])["DesiredCapacity"]
-    changed = current < target
-    if changed and not ctx.dry_run:
-        aws.call(
-            client,
-            "set_desired_capacity",
-            AutoScalingGroupName=before["group"],
-            DesiredCapacity=target,
-            HonorCooldown=False,
+    if ctx.dry_run:
+        found = after = groups.describe(client, before["group"])["DesiredCapacity"]
+    else:
+        found, after = asg.raise_desired_capacity(
+            client, ctx.capacity, before["group"], ctx.grant_key, target, _grant(ctx)
         )
+    changed = found < target
     capped = target < before["desired_capacity"] + ctx.params.increment
     return ActionResult(
         action=NAME,
@@ -63,7 +63,7 @@ def apply(ctx: Context) -> ActionResult:
         result=result_of(ctx, changed),
         targets=[before["group"]],
         before=before,
-        after={"group": before["group"], "desired_capacity": current if ctx.dry_run else max(current, target)},
+        after={"group": before["group"], "desired_capacity": after},
         message=(
             f"desired capacity {before['desired_capacity']} -> {target}" + (f" (capped at {limit})" if capped else "")
         ),
@@ -71,7 +71,8 @@ def apply(ctx: Context) -> ActionResult:
 
 
 def rollback(ctx: Context) -> ActionResult:
-    """Put the desired capacity back, unless someone else has changed it since: then leave it."""
+    """Give back what this step added (its grant in the capacity ledger), from the current desired
+    capacity: what other recoveries and operators added stays (core.capacity.give_back)."""
     client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     applied = ctx.applied or {}
     before = applied.get("before") or ctx.before
@@ -84,23 +85,34 @@ def rollback(ctx: Context) -> ActionResult:
             targets=[],
             message="nothing was applied",
         )
-    set_to = (applied.get("after") or {}).get("desired_capacity")
     if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
         found = groups.describe(client, before["group"])["DesiredCapacity"]
         ctx.record_before({"group": before["group"], "desired_capacity": found})
-    changed, current, message = asg.restore_desired_capacity(
-        client, before["group"], before["desired_capacity"], set_to
-    )
+    found, now, message = asg.give_back_desired_capacity(client, ctx.capacity, before["group"], ctx.grant_key)
     return ActionResult(
         action=NAME,
         phase="rollback",
         step_index=ctx.step_index,
-        result="changed" if changed else "unchanged",
+        result="changed" if now != found else "unchanged",
         targets=[before["group"]],
-        before={"group": before["group"], "desired_capacity": current},
-        after={"group": before["group"], "desired_capacity": before["desired_capacity"] if changed else current},
+        before={"group": before["group"], "desired_capacity": found},
+        after={"group": before["group"], "desired_capacity": now},
         message=message,
     )
+
+
+def _grant(ctx: Context) -> dict[str, Any]:
+    """This step's entry in the capacity ledger: whose, and until when it counts (its hand-back
+    comes after return_after_seconds, unless the plan keeps it; a rollback comes sooner)."""
+    wait = 0 if ctx.params.keep else ctx.params.return_after_seconds
+    now = clock.utc_now()
+    return {
+        "impairment_id": ctx.impairment.impairment_id,
+        "step": ctx.step_index,
+        "action": NAME,
+        "granted_at": now.isoformat(),
+        "expires": int(now.timestamp()) + wait + capacity.HOLD_SECONDS,
+    }
 
 
 ACTION = Action(NAME, Params, apply, rollback)

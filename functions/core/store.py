@@ -8,6 +8,7 @@ Items (pk / sk):
   LOCK#<resource> / CORRELATION          the resource's correlation window (core.locks)
   LOCK#<resource> / ESCALATED            who paged about the resource last (core.locks)
   BUDGET#<name> / BUDGET                 a guardrail's counter (core.budgets)
+  CAPACITY#<group ARN> / LEDGER          what open recoveries added to a group (core.capacity)
   CONTROL / SWITCHES                     the kill switch and disabled plans (core.switches)
   PROBE#<workload> / REGION#<region>     consecutive failed probes of a workload's region (core.probes)
 Records are queryable by workload and time through GSI1 (WORKLOAD#<name>, detected_at).
@@ -20,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from core.budgets import CONCURRENCY_BUDGET, Budgets, Claim
+from core.capacity import CapacityLedger
 from core.dynamo import GSI1, Table, is_condition_failure
 from core.locks import CorrelationWindows, EscalationClaims, ResourceLocks
 from core.probes import RegionProbes
@@ -46,6 +48,7 @@ class RecoveryStore:
         self.budgets = Budgets(self._db)
         self.switches = Switches(self._db)
         self.probes = RegionProbes(self._db)
+        self.capacity = CapacityLedger(self._db)
 
     @property
     def table(self) -> Any:

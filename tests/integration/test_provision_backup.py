@@ -273,18 +273,21 @@ def test_standby_group_never_exceeds_its_max_size_nor_scales_in(store, lambda_co
     assert "MaxSize 2" in result["message"]
 
 
-def test_standby_group_rollback_leaves_a_capacity_changed_by_someone_else(store, lambda_context):
+def test_standby_group_rollback_gives_back_only_its_own_when_someone_else_raised_it_since(store, lambda_context):
+    # Given the standby group was scaled 0 -> 2, then an operator raised it to 4
     workload = build_workload(min_size=1, desired=3, max_size=6)
     standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
     params = {"kind": "standby_group", "standby_group": standby.group_name, "desired_capacity": 2}
     applied = apply(workload, lambda_context, **params)
     standby.set_desired_capacity(4)
 
+    # When the step is rolled back
     result = rollback(workload, lambda_context, applied, **params)
 
-    assert result["result"] == "unchanged"
-    assert standby.desired_capacity() == 4
-    assert "someone else" in result["message"]
+    # Then only the 2 this step added go: the operator's 2 stay
+    assert result["result"] == "changed"
+    assert standby.desired_capacity() == 2
+    assert "4 -> 2: gave back 2 of the 2" in result["message"]
 
 
 def test_refused_for_a_standby_group_that_did_not_opt_in(store, lambda_context):

@@ -99,7 +99,7 @@ def test_rollback_restores_exactly_the_previous_desired_capacity(store, lambda_c
     assert result["after"]["desired_capacity"] == 3
 
 
-def test_rollback_leaves_capacity_alone_if_someone_else_changed_it_since(store, lambda_context):
+def test_rollback_after_an_operator_raised_the_group_gives_back_only_its_own(store, lambda_context):
     # Given scale_out raised a group from 3 to 5, and then an operator set it to 7
     workload = build_workload(min_size=1, desired=3, max_size=10)
     applied = apply(workload, lambda_context, increment=2)
@@ -108,10 +108,43 @@ def test_rollback_leaves_capacity_alone_if_someone_else_changed_it_since(store, 
     # When the scale-out is rolled back
     result = rollback(workload, lambda_context, applied)
 
-    # Then the operator's decision stands
-    assert workload.desired_capacity() == 7
-    assert result["result"] == "unchanged"
-    assert "someone else" in result["message"]
+    # Then the operator's 2 stay: only the 2 the step added go, from the current value
+    assert workload.desired_capacity() == 5
+    assert result["result"] == "changed"
+    assert result["message"].startswith("desired capacity 7 -> 5: gave back 2 of the 2 added by recovery")
+
+
+def test_rollback_after_an_operator_lowered_the_group_never_raises_it_nor_takes_more(store, lambda_context):
+    # Given scale_out raised a group from 3 to 5, and then an operator took it down to 4
+    workload = build_workload(min_size=1, desired=3, max_size=10)
+    applied = apply(workload, lambda_context, increment=2)
+    workload.set_desired_capacity(4)
+
+    # When the scale-out is rolled back
+    result = rollback(workload, lambda_context, applied)
+
+    # Then the one the operator took away counts as given back: 4 -> 3, the group's own 3
+    assert workload.desired_capacity() == 3
+    assert "gave back 1 of the 2" in result["message"]
+    assert "1 of this recovery's had already been taken away by someone else" in result["message"]
+
+
+def test_rollback_never_goes_below_a_min_size_raised_since(store, lambda_context):
+    # Given scale_out raised a group from 3 to 5, then an operator raised its MinSize to 4
+    import boto3
+
+    workload = build_workload(min_size=1, desired=3, max_size=10)
+    applied = apply(workload, lambda_context, increment=2)
+    boto3.client("autoscaling", region_name="us-east-1").update_auto_scaling_group(
+        AutoScalingGroupName=workload.group_name, MinSize=4
+    )
+
+    # When the scale-out is rolled back
+    result = rollback(workload, lambda_context, applied)
+
+    # Then it stops at the MinSize, and says so
+    assert workload.desired_capacity() == 4
+    assert "gave back 1 of the 2" in result["message"] and "not below MinSize 4" in result["message"]
 
 
 def test_rollback_twice_restores_once(store, lambda_context):

@@ -368,3 +368,23 @@ def test_the_documented_scenario_and_actions_examples_validate():
     assert example.expect.final_state is not None and example.expect.actions
     actions = next(b for b in blocks if b.lstrip().startswith('"actions"'))
     Expectation.model_validate(json.loads("{" + actions + "}"))
+
+
+def test_a_capacity_change_left_under_way_breaks_the_invariant_and_open_grants_do_not():
+    # Given one group's ledger left with a give-back decided and never finished, and another
+    # group's ledger holding only a grant the plan keeps
+    arn = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:uuid:autoScalingGroupName/web-api-asg"
+    left = {
+        "pk": f"CAPACITY#{arn}",
+        "sk": "LEDGER",
+        "grants": {"web-api-aaaa#1": {"delta": 1, "expires": EPOCH + 60}},
+        "changing": {"key": "web-api-aaaa#1", "kind": "return", "found": 5, "to": 4, "delta": 1},
+    }
+    kept = {"pk": "CAPACITY#other", "sk": "LEDGER", "grants": {"web-api-aaaa#1": {"delta": 1, "expires": EPOCH}}}
+
+    found = broken(expect.check_invariants(facts([RECORD, APPLIED, left, kept]), off={}))
+
+    # Then only the change under way is named, with whose it is
+    assert found["no_capacity_change_under_way"] == [
+        f"CAPACITY#{arn} in us-east-1: a return 5 -> 4 by web-api-aaaa (its execution SUCCEEDED) never finished"
+    ]
