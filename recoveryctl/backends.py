@@ -236,10 +236,15 @@ class DeployedBackend(Backend):
         """One AWS call, its failures said in words a person can act on."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from core.errors import RecoveryError
+
         try:
             return function(**kwargs)
         except (BotoCoreError, ClientError) as exc:
             raise explain(what, exc) from exc
+        except RecoveryError as exc:  # the store classified it: explained by the AWS error behind it
+            cause = exc.__cause__
+            raise explain(what, cause if isinstance(cause, (BotoCoreError, ClientError)) else exc) from exc
 
     def _find_stack(self) -> dict[str, str]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -287,7 +292,7 @@ class DeployedBackend(Backend):
         from core.store import RecoveryStore
 
         if self._store is None:
-            self._store = RecoveryStore(self.table_name, client=self.client("dynamodb"))
+            self._store = RecoveryStore(self.table_name, client=self.client("dynamodb"), session=self.session)
         return self._store
 
     def metadata(self) -> dict[str, Any]:

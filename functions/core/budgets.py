@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.dynamo import ATTEMPTS, ConditionFailed, Table, call, now_epoch, to_attribute_values
+from core.dynamo import ATTEMPTS, ConditionFailed, Table, now_epoch, to_attribute_values
 from core.errors import TransientError
 
 CONCURRENCY_BUDGET = "BUDGET#concurrency"
@@ -104,10 +104,8 @@ class Budgets:
         """Give back a budget's units before they expire (a concurrency slot at the end of a
         recovery); windowed budgets (rates, blast radius) are left to expire."""
         with contextlib.suppress(ConditionFailed):
-            call(
-                "dynamodb:UpdateItem",
-                self.table.resource.update_item,
-                Key={"pk": key, "sk": "BUDGET"},
+            self.table.update(
+                {"pk": key, "sk": "BUDGET"},
                 UpdateExpression="REMOVE holders.#h SET version = version + :one",
                 ConditionExpression="attribute_exists(holders.#h)",
                 ExpressionAttributeNames={"#h": impairment_id},

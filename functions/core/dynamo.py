@@ -57,34 +57,87 @@ def is_condition_failure(exc: Exception) -> bool:
 
 
 class Table:
-    """The table, its boto3 resource and low-level client made on first use. Pass a boto3
-    DynamoDB client to inject a fake."""
+    """The table and the one low-level client every repository calls it with, made on first use
+    (aws.client, or `session`'s client when a session is given). Pass a boto3 DynamoDB client to
+    inject one (a fake, or recoveryctl's client of a profile): every read and write goes through
+    it, and through `call`, so each failure is classified the same way."""
 
-    def __init__(self, name: str, client: Any = None) -> None:
+    def __init__(self, name: str, client: Any = None, session: Any = None) -> None:
         self.name = name
         self._client = client
+        self._session = session
         self._resource: Any = None
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = aws.client("dynamodb")
+            self._client = self._session.client("dynamodb") if self._session is not None else aws.client("dynamodb")
         return self._client
 
     @property
     def resource(self) -> Any:
+        """A boto3 Table resource (of `session` when given) for callers outside the repositories
+        (recoveryctl's scan, tests); the repositories use `client`."""
         if self._resource is None:
             import boto3
 
-            self._resource = boto3.resource("dynamodb", region_name=self.client.meta.region_name).Table(self.name)
+            maker = self._session if self._session is not None else boto3
+            self._resource = maker.resource("dynamodb", region_name=self.client.meta.region_name).Table(self.name)
         return self._resource
 
+    def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        """A consistent read of one item (GetItem); None when there is none."""
+        response = call(
+            "dynamodb:GetItem",
+            self.client.get_item,
+            TableName=self.name,
+            Key=to_attribute_values(key),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return from_attribute_values(item) if item else None
+
+    def put(self, item: dict[str, Any], **expression: Any) -> None:
+        """PutItem of a plain item; `expression`: its ConditionExpression and the names and (plain)
+        values it uses. ConditionFailed when the condition was not met."""
+        call(
+            "dynamodb:PutItem",
+            self.client.put_item,
+            TableName=self.name,
+            Item=to_attribute_values(item),
+            **_typed(expression),
+        )
+
+    def update(self, key: dict[str, Any], **expression: Any) -> dict[str, Any]:
+        """UpdateItem; `expression`: UpdateExpression, ConditionExpression, the names and (plain)
+        values they use, ReturnValues. Returns the attributes it asked for ({} for none)."""
+        response = call(
+            "dynamodb:UpdateItem",
+            self.client.update_item,
+            TableName=self.name,
+            Key=to_attribute_values(key),
+            **_typed(expression),
+        )
+        return from_attribute_values(response.get("Attributes") or {})
+
+    def delete(self, key: dict[str, Any], **expression: Any) -> None:
+        """DeleteItem; `expression`: its ConditionExpression and what it uses."""
+        call(
+            "dynamodb:DeleteItem",
+            self.client.delete_item,
+            TableName=self.name,
+            Key=to_attribute_values(key),
+            **_typed(expression),
+        )
+
     def query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
-        """Every page of a query."""
+        """Every page of a query; `kwargs`: KeyConditionExpression and the (plain) values it uses,
+        IndexName, ConsistentRead."""
         items: list[dict[str, Any]] = []
+        kwargs = {"TableName": self.name, **_typed(kwargs)}
         while True:
-            page = self.resource.query(**kwargs)
-            items.extend(from_dynamo(i) for i in page.get("Items", []))
+            page = call("dynamodb:Query", self.client.query, **kwargs)
+            items.extend(from_attribute_values(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -93,14 +146,14 @@ class Table:
         """Consistent reads of several items by (pk, sk), keyed by pk (BatchGetItem, with its
         unprocessed keys retried)."""
         found: dict[str, dict[str, Any]] = {}
-        wanted = [{"pk": pk, "sk": sk} for pk, sk in dict.fromkeys(keys)]
-        resource = self.resource.meta.client
+        wanted = [to_attribute_values({"pk": pk, "sk": sk}) for pk, sk in dict.fromkeys(keys)]
         for start in range(0, len(wanted), 100):
             request = {self.name: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
             for _ in range(ATTEMPTS):
-                response = call("dynamodb:BatchGetItem", resource.batch_get_item, RequestItems=request)
+                response = call("dynamodb:BatchGetItem", self.client.batch_get_item, RequestItems=request)
                 for item in response.get("Responses", {}).get(self.name, []):
-                    found[item["pk"]] = from_dynamo(item)
+                    plain = from_attribute_values(item)
+                    found[plain["pk"]] = plain
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -152,10 +205,8 @@ class Table:
     def delete_owned(self, pk: str, sk: str, owner: str) -> None:
         """Delete an item if `owner` holds it (another's is left alone)."""
         with contextlib.suppress(ConditionFailed):
-            call(
-                "dynamodb:DeleteItem",
-                self.resource.delete_item,
-                Key={"pk": pk, "sk": sk},
+            self.delete(
+                {"pk": pk, "sk": sk},
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":me": owner},
@@ -163,25 +214,45 @@ class Table:
 
 
 def set_expression(fields: dict[str, Any]) -> dict[str, Any]:
-    """The UpdateItem arguments that SET every field."""
+    """The UpdateItem arguments that SET every field (plain values: Table.update types them)."""
     return {
         "UpdateExpression": "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
         "ExpressionAttributeNames": {f"#f{i}": k for i, k in enumerate(fields)},
-        "ExpressionAttributeValues": to_dynamo({f":v{i}": v for i, v in enumerate(fields.values())}),
+        "ExpressionAttributeValues": {f":v{i}": v for i, v in enumerate(fields.values())},
     }
+
+
+def _typed(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments with their ExpressionAttributeValues as attribute values."""
+    values = arguments.get("ExpressionAttributeValues")
+    return {**arguments, "ExpressionAttributeValues": to_attribute_values(values)} if values else arguments
 
 
 def to_dynamo(value: Any) -> Any:
     # DynamoDB wants Decimal, not float; a JSON round trip also turns datetimes into strings.
-    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+    return json.loads(json.dumps(value, default=_plain), parse_float=Decimal)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):  # already converted: kept a number
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
 
 
 def to_attribute_values(item: dict[str, Any]) -> dict[str, Any]:
-    """A plain item as the low-level client's attribute values."""
+    """A plain item (or ExpressionAttributeValues) as the low-level client's attribute values."""
     from boto3.dynamodb.types import TypeSerializer
 
     serializer = TypeSerializer()
     return {k: serializer.serialize(v) for k, v in to_dynamo(item).items()}
+
+
+def from_attribute_values(item: dict[str, Any]) -> dict[str, Any]:
+    """The low-level client's attribute values as a plain item (numbers as int or float)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return from_dynamo({k: deserializer.deserialize(v) for k, v in item.items()})
 
 
 def from_dynamo(value: Any) -> Any:

@@ -172,6 +172,11 @@ class InvalidInput(PermanentError):
     """The input could not be validated; nothing was changed."""
 
 
+class ImpairmentNotRecorded(PermanentError):
+    """An update named an impairment that has no record: nothing was written (an update must not
+    leave a stub record without the impairment, its workload or its index keys)."""
+
+
 class RecoveryInProgress(RecoveryError):
     """Another recovery holds the lock on a resource of this impairment."""
 

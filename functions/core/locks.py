@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from core.dynamo import ATTEMPTS, ConditionFailed, Table, call, now_epoch
+from core.dynamo import ATTEMPTS, ConditionFailed, Table, now_epoch
 from core.errors import RecoveryInProgress, TransientError
 
 
@@ -47,9 +47,7 @@ class ResourceLocks:
         """Who holds the lock of each resource ({resource key: impairment id}; free ones left out)."""
         holders = {}
         for key in resource_keys:
-            item = self.table.resource.get_item(Key={"pk": f"LOCK#{key}", "sk": "LOCK"}, ConsistentRead=True).get(
-                "Item"
-            )
+            item = self.table.get({"pk": f"LOCK#{key}", "sk": "LOCK"})
             if item:
                 holders[key] = item["owner"]
         return holders
@@ -91,9 +89,7 @@ class CorrelationWindows:
             except ConditionFailed:
                 pass
             for key in list(wanted):
-                item = self.table.resource.get_item(
-                    Key={"pk": f"LOCK#{key}", "sk": "CORRELATION"}, ConsistentRead=True
-                ).get("Item")
+                item = self.table.get({"pk": f"LOCK#{key}", "sk": "CORRELATION"})
                 if not item or item["owner"] == impairment_id or item["owner"] == wanted[key]:
                     continue
                 live = int(item["expiration"]) >= now
@@ -142,10 +138,8 @@ class EscalationClaims:
         fresh = not resource_keys
         for key in sorted(set(resource_keys)):
             try:
-                call(
-                    "dynamodb:PutItem",
-                    self.table.resource.put_item,
-                    Item={
+                self.table.put(
+                    {
                         "pk": f"LOCK#{key}",
                         "sk": "ESCALATED",
                         "owner": impairment_id,

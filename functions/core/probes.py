@@ -7,7 +7,8 @@ import contextlib
 from typing import Any
 
 from core import clock
-from core.dynamo import ConditionFailed, Table, call, from_dynamo
+from core.dynamo import ATTEMPTS, ConditionFailed, Table
+from core.errors import TransientError
 
 
 def _key(workload: str, region: str) -> dict[str, str]:
@@ -25,50 +26,54 @@ class RegionProbes:
         redelivered or retried tick finds its own id on the item and changes nothing. The first
         failure of a series sets first_failure_at, which stays until the series is reset. The
         item expires `keep_seconds` after its last failure (a probe removed from the configuration
-        leaves nothing behind)."""
+        leaves nothing behind).
+
+        Should the series be reset between the count and the read, again and again, the error is
+        transient after a few attempts (the scheduled tick is retried), not an endless recursion."""
+        for _ in range(ATTEMPTS):
+            try:
+                return self._count(workload, region, tick, error, keep_seconds)
+            except ConditionFailed:
+                counted = self.get(workload, region)  # this tick was counted already
+                if counted is not None:
+                    return counted
+                # reset in between: count it as the first of a new series
+        raise TransientError(
+            f"the probe of {workload} in {region} was reset while counting {ATTEMPTS} times: retry",
+            operation="dynamodb:UpdateItem",
+            code="ProbeContended",
+        )
+
+    def _count(self, workload: str, region: str, tick: str, error: str, keep_seconds: int) -> dict[str, Any]:
+        """The atomic ADD of one failure, unless this tick was counted (ConditionFailed)."""
         now = clock.utc_now()
-        try:
-            response = call(
-                "dynamodb:UpdateItem",
-                self.table.resource.update_item,
-                Key=_key(workload, region),
-                UpdateExpression=(
-                    "ADD failures :one SET first_failure_at = if_not_exists(first_failure_at, :now), "
-                    "last_failure_at = :now, last_error = :error, last_tick = :tick, expiration = :expires"
-                ),
-                ConditionExpression="attribute_not_exists(last_tick) OR last_tick <> :tick",
-                ExpressionAttributeValues={
-                    ":one": 1,
-                    ":now": now.isoformat(),
-                    ":error": error[:1024] or "unknown",
-                    ":tick": tick,
-                    ":expires": int(now.timestamp()) + keep_seconds,
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ConditionFailed:
-            counted = self.get(workload, region)  # this tick was counted already
-            if counted is None:  # reset in between: count it as the first of a new series
-                return self.failed(workload, region, tick, error, keep_seconds)
-            return counted
-        return from_dynamo(response["Attributes"])
+        return self.table.update(
+            _key(workload, region),
+            UpdateExpression=(
+                "ADD failures :one SET first_failure_at = if_not_exists(first_failure_at, :now), "
+                "last_failure_at = :now, last_error = :error, last_tick = :tick, expiration = :expires"
+            ),
+            ConditionExpression="attribute_not_exists(last_tick) OR last_tick <> :tick",
+            ExpressionAttributeValues={
+                ":one": 1,
+                ":now": now.isoformat(),
+                ":error": error[:1024] or "unknown",
+                ":tick": tick,
+                ":expires": int(now.timestamp()) + keep_seconds,
+            },
+            ReturnValues="ALL_NEW",
+        )
 
     def get(self, workload: str, region: str) -> dict[str, Any] | None:
         """The probe item of a workload's region: None while its probes succeed."""
-        response = call(
-            "dynamodb:GetItem", self.table.resource.get_item, Key=_key(workload, region), ConsistentRead=True
-        )
-        item = response.get("Item")
-        return from_dynamo(item) if item else None
+        return self.table.get(_key(workload, region))
 
     def published(self, workload: str, region: str, first_failure_at: str, impairment_id: str) -> None:
         """Note that the impairment of this series of failures is on the bus (it is not published
         again, and a later success clears it). Only for the same series (first_failure_at)."""
         with contextlib.suppress(ConditionFailed):
-            call(
-                "dynamodb:UpdateItem",
-                self.table.resource.update_item,
-                Key=_key(workload, region),
+            self.table.update(
+                _key(workload, region),
                 UpdateExpression="SET impairment_id = :id, published_at = :now",
                 ConditionExpression="first_failure_at = :first",
                 ExpressionAttributeValues={
@@ -82,10 +87,8 @@ class RegionProbes:
         """A probe succeeded: forget the series of failures that started at first_failure_at (a
         newer series is left alone). False when there was none left to forget."""
         try:
-            call(
-                "dynamodb:DeleteItem",
-                self.table.resource.delete_item,
-                Key=_key(workload, region),
+            self.table.delete(
+                _key(workload, region),
                 ConditionExpression="first_failure_at = :first",
                 ExpressionAttributeValues={":first": first_failure_at},
             )

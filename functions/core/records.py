@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from core import clock
-from core.dynamo import GSI1, ConditionFailed, Table, call, from_dynamo, set_expression, sortable, to_dynamo
+from core.dynamo import GSI1, ConditionFailed, Table, set_expression, sortable
+from core.errors import ImpairmentNotRecorded
+from core.observability import logger
 
 
 def _record_key(impairment_id: str) -> dict[str, str]:
@@ -48,62 +50,68 @@ class ImpairmentRecords:
             **retention(),
         }
         try:
-            call(
-                "dynamodb:PutItem",
-                self.table.resource.put_item,
-                Item=to_dynamo(item),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            self.table.put(item, ConditionExpression="attribute_not_exists(pk)")
             return True
         except ConditionFailed:
             return False
 
     def update(self, impairment_id: str, **fields: Any) -> None:
-        """Set fields on an impairment record (status, outcome, execution, resolved_at, ...)."""
+        """Set fields on an impairment record (status, outcome, execution, resolved_at, ...).
+
+        Only on a record that exists: an update of a missing one would create a stub, with no
+        impairment, workload or index keys, that no listing finds. Raises ImpairmentNotRecorded
+        (nothing written) when there is none."""
         fields["updated_at"] = clock.utc_now().isoformat()
-        call(
-            "dynamodb:UpdateItem",
-            self.table.resource.update_item,
-            Key=_record_key(impairment_id),
-            **set_expression(fields),
-        )
+        expression = set_expression(fields)
+        expression["ExpressionAttributeNames"]["#pk"] = "pk"
+        try:
+            self.table.update(_record_key(impairment_id), ConditionExpression="attribute_exists(#pk)", **expression)
+        except ConditionFailed as exc:
+            logger.error(
+                "an update named an impairment that has no record; nothing was written",
+                impairment_id=impairment_id,
+                fields=sorted(fields),
+            )
+            raise ImpairmentNotRecorded(
+                f"impairment {impairment_id} has no record to update", impairment_id=impairment_id
+            ) from exc
 
     def get(self, impairment_id: str) -> dict[str, Any] | None:
-        item = self.table.resource.get_item(Key=_record_key(impairment_id), ConsistentRead=True).get("Item")
-        return from_dynamo(item) if item else None
+        return self.table.get(_record_key(impairment_id))
 
     def list(self, workload: str, since: datetime | None = None) -> list[dict[str, Any]]:
         """Impairment records of one workload, oldest first (paginated query on GSI1)."""
-        from boto3.dynamodb.conditions import Key
-
-        condition = Key("gsi1pk").eq(f"WORKLOAD#{workload}")
+        condition, values = "gsi1pk = :w", {":w": f"WORKLOAD#{workload}"}
         if since is not None:
-            condition = condition & Key("gsi1sk").gte(since.isoformat())
-        return self.table.query_all(IndexName=GSI1, KeyConditionExpression=condition)
+            condition, values[":since"] = condition + " AND gsi1sk >= :since", since.isoformat()
+        return self.table.query_all(IndexName=GSI1, KeyConditionExpression=condition, ExpressionAttributeValues=values)
 
     def link_signal(self, impairment_id: str, linked: dict[str, Any]) -> None:
         """Attach a correlated signal to an open impairment; MTTD then counts from the earliest
         signal of all."""
         signal_time = sortable(linked["signal"]["signal_time"])
-        self.table.resource.update_item(
-            Key=_record_key(impairment_id),
-            UpdateExpression="SET #l = list_append(if_not_exists(#l, :empty), :one)",
-            ExpressionAttributeNames={"#l": "linked_signals"},
-            ExpressionAttributeValues=to_dynamo({":one": [linked], ":empty": []}),
-        )
+        try:
+            self.table.update(
+                _record_key(impairment_id),
+                UpdateExpression="SET #l = list_append(if_not_exists(#l, :empty), :one)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#l": "linked_signals"},
+                ExpressionAttributeValues={":one": [linked], ":empty": []},
+            )
+        except ConditionFailed:  # no record to link to (not a stub made of one signal)
+            logger.warning("a signal was linked to an impairment that has no record", impairment_id=impairment_id)
+            return
         record = self.get(impairment_id)
         if record is None:
             return
         detected_at = datetime.fromisoformat(record["detected_at"])
         mttd = max(0.0, (detected_at - datetime.fromisoformat(linked["signal"]["signal_time"])).total_seconds())
         with contextlib.suppress(ConditionFailed):
-            call(
-                "dynamodb:UpdateItem",
-                self.table.resource.update_item,
-                Key=_record_key(impairment_id),
+            self.table.update(
+                _record_key(impairment_id),
                 UpdateExpression="SET first_signal_time = :t, mttd_seconds = :m",
                 ConditionExpression="attribute_not_exists(first_signal_time) OR first_signal_time > :t",
-                ExpressionAttributeValues=to_dynamo({":t": signal_time, ":m": mttd}),
+                ExpressionAttributeValues={":t": signal_time, ":m": mttd},
             )
 
 
@@ -122,19 +130,16 @@ class ActionRecords:
             **record,
             **retention(),
         }
-        call("dynamodb:PutItem", self.table.resource.put_item, Item=to_dynamo(item))
+        self.table.put(item)
 
     def get(self, impairment_id: str, step_index: int, phase: str) -> dict[str, Any] | None:
-        response = self.table.resource.get_item(Key=_action_key(impairment_id, step_index, phase), ConsistentRead=True)
-        item = response.get("Item")
-        return from_dynamo(item) if item else None
+        return self.table.get(_action_key(impairment_id, step_index, phase))
 
     def list(self, impairment_id: str) -> list[dict[str, Any]]:
         """Every action record of an impairment, in step order."""
-        from boto3.dynamodb.conditions import Key
-
         return self.table.query_all(
-            KeyConditionExpression=Key("pk").eq(f"IMPAIRMENT#{impairment_id}") & Key("sk").begins_with("ACTION#"),
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": f"IMPAIRMENT#{impairment_id}", ":prefix": "ACTION#"},
             ConsistentRead=True,
         )
 

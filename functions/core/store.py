@@ -35,11 +35,13 @@ _is_condition_failure = is_condition_failure
 
 
 class RecoveryStore:
-    """Repository over the recovery table. Pass a boto3 DynamoDB client to inject a fake."""
+    """Repository over the recovery table. Every repository reads and writes through one client:
+    `client` when given (a fake, or recoveryctl's), else `session`'s (a boto3 Session: a profile's
+    credentials), else the function's own (core.aws)."""
 
-    def __init__(self, table_name: str, client: Any = None) -> None:
+    def __init__(self, table_name: str, client: Any = None, session: Any = None) -> None:
         self.table_name = table_name
-        self._db = Table(table_name, client)
+        self._db = Table(table_name, client, session)
         self.impairments = ImpairmentRecords(self._db)
         self.actions = ActionRecords(self._db)
         self.locks = ResourceLocks(self._db)
@@ -52,7 +54,8 @@ class RecoveryStore:
 
     @property
     def table(self) -> Any:
-        """The boto3 Table resource."""
+        """The boto3 Table resource (of the session given, if any), for what the repositories do
+        not do (recoveryctl's scan, tests)."""
         return self._db.resource
 
     # --- impairments and their actions ---------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from core import clock
-from core.dynamo import Table, from_dynamo, set_expression
+from core.dynamo import Table, set_expression
 
 _KEY = {"pk": "CONTROL", "sk": "SWITCHES"}
 
@@ -17,8 +17,7 @@ class Switches:
 
     def get(self) -> dict[str, Any]:
         """The runtime switches: {"paused": bool, "disabled_plans": [...], ...}."""
-        item = self.table.resource.get_item(Key=_KEY, ConsistentRead=True).get("Item")
-        return from_dynamo(item) if item else {"paused": False, "disabled_plans": []}
+        return self.table.get(_KEY) or {"paused": False, "disabled_plans": []}
 
     def set_paused(self, paused: bool, reason: str = "", actor: str = "") -> None:
         """The kill switch: pause (or resume) every automatic action, without a redeploy."""
@@ -31,4 +30,4 @@ class Switches:
 
     def _set(self, fields: dict[str, Any]) -> None:
         fields = {**fields, "changed_at": clock.utc_now().isoformat()}
-        self.table.resource.update_item(Key=_KEY, **set_expression(fields))
+        self.table.update(_KEY, **set_expression(fields))

@@ -68,7 +68,8 @@ def _approval_text(error: dict[str, Any], plan: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class Escalation:
     """What escalating one execution state does, decided from the state and the impairment's
-    record: the record written (`put` for an input without a valid impairment, else `update`),
+    record: the record written (`update`; `put` for an input without a valid impairment, or for
+    an impairment that has no record: written whole, never a stub of the outcome alone),
     the resources released, the steps ended as failed, the metrics counted, whether a human is
     paged with `message`, and what the task returns."""
 
@@ -83,6 +84,17 @@ class Escalation:
     release: list[str] | None = None
     fail_started: str | None = None
     metrics: tuple[str, ...] = ()
+
+
+def _unrecorded(impairment: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """The record of an impairment the execution names but nothing recorded (its Start or Admit
+    did not get that far): the execution's impairment with the escalation's outcome."""
+    fields = dict(update)
+    return {
+        "impairment": {**impairment, "workload": str(impairment.get("workload") or "unknown")},
+        "status": fields.pop("status", "escalated"),
+        **fields,
+    }
 
 
 def known_id(event: dict[str, Any]) -> str | None:
@@ -128,7 +140,8 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
             "outcome": record.get("outcome") or "recovered",
         }
         update = {"capacity_returned": False, "capacity_note": reason}
-        return Escalation("capacity_not_returned", impairment_id, reason, message, True, result, update=update)
+        put = None if record else _unrecorded(impairment, update)
+        return Escalation("capacity_not_returned", impairment_id, reason, message, True, result, update, put)
     if not known:
         # Recorded under an id of its own (from the input), with the input, for the audit trail.
         raw = json.dumps(event, default=str, sort_keys=True)
@@ -176,6 +189,7 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
         paged,
         _outcome(impairment_id, reason, now, paged, tripped),
         update=update,
+        put=None if record else _unrecorded(impairment, update),
         release=release_keys(event, record),
         # a step whose retries ran out never recorded its end
         fail_started=error_text(failure) if failure else None,
@@ -199,17 +213,12 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
 def apply(escalation: Escalation, store: RecoveryStore, workload: str, settings: Any, sns: Any = None) -> None:
     """Carry an escalation out: the record and the locks first, the page last (see above)."""
     impairment_id, reason = escalation.impairment_id, escalation.reason
+    _record(store, escalation)
     if escalation.kind == "capacity_not_returned":
-        store.update_impairment(impairment_id, **(escalation.update or {}))
         send_page(store, impairment_id, workload, reason, escalation.message, settings, sns)
         logger.warning("capacity not returned", reason=reason)
         return
-    if escalation.put is not None:
-        put = dict(escalation.put)
-        store.put_impairment(put.pop("impairment"), **put)
-        logger.error("escalated an execution state without a valid impairment", reason=reason, record=impairment_id)
-    else:
-        store.update_impairment(impairment_id, **(escalation.update or {}))
+    if escalation.kind == "escalated":
         store.release_locks(impairment_id, escalation.release or [])
         if escalation.fail_started is not None:
             store.fail_started_actions(impairment_id, escalation.fail_started)
@@ -218,6 +227,29 @@ def apply(escalation: Escalation, store: RecoveryStore, workload: str, settings:
     if escalation.paged:
         send_page(store, impairment_id, workload, reason, escalation.message, settings, sns)
     logger.warning("escalated", reason=reason, paged=escalation.paged)
+
+
+def _record(store: RecoveryStore, escalation: Escalation) -> None:
+    """Write the escalation's record: an update of the impairment's, or a whole record put."""
+    if escalation.put is None:
+        store.update_impairment(escalation.impairment_id, **(escalation.update or {}))
+        return
+    put = dict(escalation.put)
+    recorded = store.put_impairment(put.pop("impairment"), **put)
+    if escalation.kind == "unidentified":
+        logger.error(
+            "escalated an execution state without a valid impairment",
+            reason=escalation.reason,
+            record=escalation.impairment_id,
+        )
+        return
+    logger.error(
+        "escalated an impairment that had no record: recorded it from the execution's input",
+        impairment_id=escalation.impairment_id,
+        recorded=recorded,
+    )
+    if not recorded:  # recorded since it was read: the outcome goes on that record
+        store.update_impairment(escalation.impairment_id, **(escalation.update or {}))
 
 
 def send_page(

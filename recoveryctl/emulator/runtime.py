@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from recoveryctl import FUNCTIONS_DIR  # noqa: F401 - puts functions/ on sys.path
-from recoveryctl.emulator import fidelity, isolation, scheduler
+from recoveryctl.emulator import fidelity, isolation, primitives, scheduler
 from recoveryctl.emulator.hooks import Fault, Hooks, _in_handler
 from recoveryctl.emulator.resources import FunctionSpec, Resources, Route
 from recoveryctl.emulator.routing import Delivery, Routing
@@ -216,7 +216,7 @@ class Emulator(Resources, Routing, Hooks):
         self._install_region_outages()
         fidelity.install(self)
         # Last in, first out: the scheduler ends every fiber before anything above is undone.
-        self._stack.enter_context(scheduler.active(self.scheduler))
+        self._stack.enter_context(primitives.active(self.scheduler))
         self.deploy()
         for region, template_path in self.peers.items():
             self._join(Emulator(template_path, region=region, account=self.account)).deploy()

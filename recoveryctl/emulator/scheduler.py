@@ -1,25 +1,22 @@
 """Deterministic concurrency for the emulator: real threads, one running at a time, on a virtual
 clock, the next one chosen at each yield point by a seeded generator, so that races between
 concurrent recoveries show and a drill that showed one replays exactly with its seed.
+primitives.py patches Python's threading primitives onto it while it runs (`primitives.active`).
 docs/emulator.md ("The scheduler") tells how.
 """
 
 from __future__ import annotations
 
 import _thread
-import concurrent.futures.thread as futures_thread
-import contextlib
 import heapq
 import itertools
-import queue
 import random
 import sys
 import threading
 import time
 import traceback
-import types
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,15 +24,11 @@ from typing import Any
 # Per thread: .fiber (the Fiber the thread is), .context (what a handler's threads share: the
 # running invocation, see isolation.py; copied to threads it starts).
 _local = threading.local()
-# The scheduler whose patches are installed (one emulator at a time in a process).
+# The scheduler whose patches are installed (one emulator at a time in a process; primitives.py
+# installs them).
 _active: Scheduler | None = None
 
-_orig_wait = threading.Condition.wait
-_orig_notify = threading.Condition.notify
-_orig_notify_all = threading.Condition.notify_all
-_orig_start = threading.Thread.start
-_orig_join = threading.Thread.join
-_orig_sleep = time.sleep
+# The real monotonic clock (time.monotonic is the virtual one for fibers while a scheduler runs).
 _orig_monotonic = time.monotonic
 
 
@@ -407,165 +400,18 @@ def set_context(value: Any) -> Any:
     return previous
 
 
-# --- the patched primitives -----------------------------------------------------------------
-def _cond_wait(condition: Any, timeout: float | None = None) -> bool:
-    fiber = current_fiber()
-    if fiber is None:
-        return _orig_wait(condition, timeout)
-    if not condition._is_owned():
-        raise RuntimeError("cannot wait on un-acquired lock")
-    if timeout is not None and timeout <= 0:
-        return False  # a poll: nothing can have notified it without it giving up the baton
-    scheduler = fiber.scheduler
-    scheduler._enlist(condition, fiber)
-    saved = condition._release_save()
-    try:
-        return scheduler.block(None if timeout is None else scheduler.now + timeout)
-    finally:
-        condition._acquire_restore(saved)
+def set_fiber(fiber: Fiber | None) -> None:
+    """Make this thread `fiber` (None: a free thread again); primitives.py does, for the threads it
+    adopts."""
+    _local.fiber = fiber
 
 
-def _cond_notify(condition: Any, n: int = 1) -> None:
-    scheduler = _active
-    if scheduler is not None:
-        n -= scheduler._notify_fibers(condition, n)
-    if n > 0:
-        _orig_notify(condition, n)
+def installed() -> Scheduler | None:
+    """The scheduler whose patched primitives are installed, if any."""
+    return _active
 
 
-def _cond_notify_all(condition: Any) -> None:
-    scheduler = _active
-    if scheduler is not None:
-        scheduler._notify_fibers(condition, None)
-    # not _orig_notify_all: it calls self.notify, which would count fibers again
-    _orig_notify(condition, len(condition._waiters))
-
-
-def _thread_start(thread: threading.Thread) -> None:
-    scheduler = _active
-    parent = current_fiber()
-    if scheduler is None or scheduler.closing or not _adopted(scheduler, parent, thread):
-        return _orig_start(thread)
-    fiber = scheduler.spawn(getattr(thread, "emulator_name", None) or _name_of(thread))
-    fiber.thread = thread  # type: ignore[attr-defined]
-    # What the thread runs with, dropped when it ends: moto keeps every thread it started, and
-    # an invocation's context holds its warm environment's clients.
-    carried = {"context": context(), "run": thread.run}
-
-    def run_as_fiber() -> None:
-        _local.fiber = fiber
-        _local.context = carried["context"]
-        try:
-            scheduler.first_turn(fiber)
-            carried["run"]()
-        except EmulatorClosed:
-            pass  # the emulator shut down while this thread was parked: it just ends
-        finally:
-            carried.clear()
-            _local.context = None
-            with contextlib.suppress(AttributeError):
-                del thread.run  # the instance attribute: back to the class's
-            scheduler.exit(fiber)
-
-    thread.run = run_as_fiber  # type: ignore[method-assign]
-    thread.emulator_fiber = fiber  # type: ignore[attr-defined]
-    # Thread.start waits (on an Event) for the new thread to begin: a real wait, not a yield,
-    # since the new thread signals it before it waits for the baton.
-    _local.fiber = None
-    try:
-        _orig_start(thread)
-    finally:
-        _local.fiber = parent
-    return None
-
-
-def _adopted(scheduler: Scheduler, parent: Fiber | None, thread: threading.Thread) -> bool:
-    """A thread started by a fiber runs as one; so do threads the kernel's thread starts for moto
-    (an execution started by the drill's own StartExecution) or for the emulator (its workers).
-    Other threads (a test's own) run free."""
-    if parent is not None:
-        return True
-    if threading.get_ident() != scheduler.owner:
-        return False
-    if getattr(thread, "emulator_name", None):
-        return True
-    target = getattr(thread, "_target", None)
-    owners = (getattr(target, "__module__", None), type(getattr(target, "__self__", None)).__module__)
-    return any(str(module or "").startswith(("moto.", "recoveryctl.emulator.")) for module in owners)
-
-
-def _name_of(thread: threading.Thread) -> str:
-    target = getattr(thread, "_target", None)
-    return str(getattr(target, "__qualname__", None) or type(thread).__name__)
-
-
-def _thread_join(thread: threading.Thread, timeout: float | None = None) -> None:
-    me = current_fiber()
-    target = getattr(thread, "emulator_fiber", None)
-    if me is None or target is None or target.scheduler is not me.scheduler:
-        return _orig_join(thread, timeout)
-    scheduler = me.scheduler
-    with scheduler._mutex:
-        finished = target.done
-        if not finished:
-            target.joiners.append(me)
-    if not finished:
-        ended = scheduler.block(None if timeout is None else scheduler.now + timeout)
-        if not ended:
-            with scheduler._mutex:
-                if me in target.joiners:
-                    target.joiners.remove(me)
-            return None
-    # Past its last turn the thread only has to return: wait for that, so is_alive() is False.
-    _orig_join(thread)
-    return None
-
-
-def _sleep(seconds: float) -> None:
-    fiber = current_fiber()
-    if fiber is None:
-        return _orig_sleep(seconds)
-    fiber.scheduler.sleep(seconds)
-    return None
-
-
-def _monotonic() -> float:
-    fiber = current_fiber()
-    return fiber.scheduler.monotonic() if fiber is not None else _orig_monotonic()
-
-
-# concurrent.futures' workers wait on a SimpleQueue, which blocks in C: give them a queue that
-# waits on a Condition, while the scheduler is active.
-_futures_queue = types.SimpleNamespace(SimpleQueue=queue.Queue, Empty=queue.Empty, Queue=queue.Queue)
-
-
-@contextlib.contextmanager
-def active(scheduler: Scheduler) -> Iterator[Scheduler]:
-    """Install the patched primitives for `scheduler` (the calling thread is its kernel)."""
+def install(value: Scheduler | None) -> None:
+    """Make `value` the installed scheduler (None: none); primitives.active does, with its patches."""
     global _active
-    if _active is not None:
-        raise RuntimeError("another emulator is running in this process")
-    scheduler.owner = threading.get_ident()
-    patches = [
-        (threading.Condition, "wait", _cond_wait),
-        (threading.Condition, "notify", _cond_notify),
-        (threading.Condition, "notify_all", _cond_notify_all),
-        (threading.Thread, "start", _thread_start),
-        (threading.Thread, "join", _thread_join),
-        (time, "sleep", _sleep),
-        (time, "monotonic", _monotonic),
-        (futures_thread, "queue", _futures_queue),
-    ]
-    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
-    for owner, name, replacement in patches:
-        setattr(owner, name, replacement)
-    _active = scheduler
-    try:
-        yield scheduler
-    finally:
-        try:
-            scheduler.close()
-        finally:
-            _active = None
-            for owner, name, original in saved:
-                setattr(owner, name, original)
+    _active = value

@@ -403,3 +403,20 @@ def test_every_page_of_subscriptions_is_read_and_only_confirmed_ones_count(stack
     code, out, _ = _run(capsys, "status")
     assert "pages reach 101 confirmed subscription(s) (email 100, sms 1); 1 pending confirmation" in out
     assert "NO ONE CAN RECEIVE A PAGE" not in out
+
+
+def test_a_table_read_denied_says_which_credentials_to_use(stack, capsys, monkeypatch):
+    # The store classifies DynamoDB's failures (a RecoveryError); recoveryctl still says in words
+    # what the AWS error behind it means
+    from botocore.exceptions import ClientError
+
+    from core.dynamo import call
+    from core.store import RecoveryStore
+
+    def get_item(**_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no dynamodb:GetItem"}}, "GetItem")
+
+    monkeypatch.setattr(RecoveryStore, "get_switches", lambda self: call("dynamodb:GetItem", get_item))
+    code, _, err = _run(capsys, "plans", "list")
+    assert code == 2
+    assert "access denied (no dynamodb:GetItem): use credentials allowed to operate the stack" in err

@@ -4,14 +4,17 @@ when the plan keeps it."""
 from __future__ import annotations
 
 from actions import scale_out
+from core.store import RecoveryStore
 from orchestration import finalize, return_capacity
-from tests.builders import action_event, build_workload
+from tests.builders import TABLE_NAME, action_event, build_workload
 
 
 def _recovered_state(workload, params: dict, lambda_context) -> dict:
     """The execution's state after a recovery whose only step scaled the group out."""
     model = workload.impairment_of(workload.instance_ids()[0])
     event = action_event(model, "scale_out", params=params)
+    # recorded as Start records it (Finalize and ReturnCapacity only update a record that exists)
+    RecoveryStore(TABLE_NAME).put_impairment(event["impairment"], status="recovering")
     result = scale_out.apply_handler(event, lambda_context)
     return {
         "impairment": event["impairment"],

@@ -15,8 +15,9 @@ import pytest
 
 from actions import plans, registry, scale_ecs_service
 from core.errors import ActionRefused, InvalidInput, PermanentError
+from core.store import RecoveryStore
 from orchestration import finalize, return_capacity, verify
-from tests.builders import ACCOUNT, MANAGED_TAG, REGION, action_event, impairment
+from tests.builders import ACCOUNT, MANAGED_TAG, REGION, TABLE_NAME, action_event, impairment
 
 CLUSTER, SERVICE = "checkout", "checkout-api"
 
@@ -205,6 +206,8 @@ def test_rollback_of_a_step_that_never_scaled_changes_nothing(store, lambda_cont
 def _recovered(model, params: dict, lambda_context) -> dict[str, Any]:
     """The execution's state after a recovery whose only step scaled the service out."""
     event = action_event(model, "scale_ecs_service", params=params)
+    # recorded as Start records it (Finalize and ReturnCapacity only update a record that exists)
+    RecoveryStore(TABLE_NAME).put_impairment(event["impairment"], status="recovering")
     result = scale_ecs_service.apply_handler(event, lambda_context)
     return {
         "impairment": event["impairment"],

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from recoveryctl.emulator import scheduler
+from recoveryctl.emulator import primitives, scheduler
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -26,7 +26,7 @@ def _start(name: str, target, *args) -> threading.Thread:
 def _two_workers(seed: int) -> tuple[list, float]:
     log: list = []
     sched = scheduler.Scheduler(seed, workers=4, epoch=EPOCH)
-    with scheduler.active(sched):
+    with primitives.active(sched):
 
         def work(name: str) -> None:
             for step in range(4):
@@ -79,7 +79,7 @@ def test_sleeps_waits_joins_and_pools_run_on_the_virtual_clock():
 def test_a_timed_wait_times_out_on_the_virtual_clock_and_a_notify_wakes_it_earlier():
     sched = scheduler.Scheduler(1, workers=1, epoch=EPOCH)
     seen = {}
-    with scheduler.active(sched):
+    with primitives.active(sched):
         event = threading.Event()
 
         def waits(name: str, timeout: float) -> None:
@@ -101,7 +101,7 @@ def test_a_timed_wait_times_out_on_the_virtual_clock_and_a_notify_wakes_it_earli
 def test_run_until_stops_the_clock_there_and_closing_ends_parked_threads():
     sched = scheduler.Scheduler(1, workers=1, epoch=EPOCH)
     ended = []
-    with scheduler.active(sched):
+    with primitives.active(sched):
 
         def forever() -> None:
             try:
@@ -120,7 +120,7 @@ def test_run_until_stops_the_clock_there_and_closing_ends_parked_threads():
 def test_slots_bound_the_work_in_flight():
     sched = scheduler.Scheduler(1, workers=2, epoch=EPOCH)
     in_flight, most = [0], [0]
-    with scheduler.active(sched):
+    with primitives.active(sched):
 
         def job() -> None:
             sched.acquire_slot()
@@ -140,5 +140,5 @@ def test_slots_bound_the_work_in_flight():
 
 def test_only_the_fiber_holding_the_baton_may_yield():
     sched = scheduler.Scheduler(1, workers=1, epoch=EPOCH)
-    with scheduler.active(sched), pytest.raises(RuntimeError, match="baton"):
+    with primitives.active(sched), pytest.raises(RuntimeError, match="baton"):
         sched.checkpoint("from the kernel")

@@ -99,3 +99,30 @@ def test_an_input_without_a_valid_impairment_is_recorded_under_an_id_of_its_own_
     assert escalation.message["impairment_id"] == "unknown"
     assert escalation.result["guardrails_tripped"] == []
     assert decide({"impairment": {"impairment_id": "no spaces allowed"}}, {}, NOW) == escalation
+
+
+def test_an_impairment_with_no_record_is_recorded_whole_not_as_a_stub():
+    # Given an execution whose impairment was never recorded (Start or Admit did not get that far)
+    escalation = decide({"impairment": IMPAIRMENT, "error": FAILED}, {}, NOW)
+
+    # Then the record is put whole: the execution's impairment with the outcome, not an update
+    # that would leave a record of the outcome alone
+    assert escalation.kind == "escalated"
+    assert escalation.put["impairment"] == IMPAIRMENT
+    assert escalation.put["status"] == "escalated"
+    assert escalation.put["outcome"] == "escalated"
+    assert escalation.put["page_status"] == "pending"
+    assert {k: v for k, v in escalation.put.items() if k != "impairment"} == escalation.update
+
+
+def test_a_recorded_impairment_is_updated_not_put_again():
+    assert decide({"impairment": IMPAIRMENT, "error": FAILED}, {"status": "recovering"}, NOW).put is None
+
+
+def test_an_unrecorded_impairment_with_no_workload_is_recorded_under_an_unknown_one():
+    # Capacity not returned (a recovery that verified), yet no record: the put still has a workload
+    event = {"impairment": {"impairment_id": "imp-2"}, "return_error": FAILED}
+    escalation = decide(event, {}, NOW)
+    assert escalation.kind == "capacity_not_returned"
+    assert escalation.put["impairment"] == {"impairment_id": "imp-2", "workload": "unknown"}
+    assert escalation.put["capacity_returned"] is False
