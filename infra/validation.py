@@ -65,14 +65,21 @@ def check(raw: Any) -> Checked:
             checked.problems += across(checked.config, checked)
     if checked.problems:
         checked.config = None
-    checked.problems = named(checked.problems, "workloads", raw.get("workloads"), "workload")
-    checked.problems.sort(key=_order)
+    for where, what in (("workloads", "workload"), ("plans", "plan")):
+        checked.problems = named(checked.problems, where, raw.get(where), what)
+    checked.problems.sort(key=_in_file_order(raw))
     return checked
 
 
-def _order(problem: Problem) -> tuple[tuple[int, int | str], ...]:
-    """Problems in the order of the file: by path, an item's index numerically."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in problem.path.split("."))
+def _in_file_order(raw: dict[str, Any]) -> Callable[[Problem], tuple[tuple[int, int | str], ...]]:
+    """Problems in the order of the file: its keys as given, then by path, an index numerically."""
+    keys = {key: position for position, key in enumerate(raw)}
+
+    def key(problem: Problem) -> tuple[tuple[int, int | str], ...]:
+        first, *rest = problem.path.split(".")
+        return ((keys.get(first, len(keys)), first), *((0, int(p)) if p.isdigit() else (1, p) for p in rest))
+
+    return key
 
 
 def _shape(raw: dict[str, Any]) -> Checked:

@@ -46,7 +46,7 @@ def named(problems: list[Problem], where: str, items: Any, what: str) -> list[Pr
         if len(parts) > 1 and parts[0] == where and parts[1].isdigit() and int(parts[1]) < len(items):
             item = items[int(parts[1])]
             name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and name:
+            if isinstance(name, str) and name and not problem.within.startswith(f"{what} "):
                 within = ", ".join(w for w in (f"{what} {name!r}", problem.within) if w)
                 problem = replace(problem, within=within)
         result.append(problem)
