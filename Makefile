@@ -12,18 +12,24 @@ export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 SCENARIO ?= instance-failure
+# CONFIG=path: a file holding the `recovery` object (absolute, or relative to this directory);
+# default: cdk.json's context.recovery. STACKS: the stacks to deploy (default: all of them).
+CONFIG ?=
+STACKS ?=
+CDK_CONFIG = $(if $(CONFIG),-c recovery_config=$(abspath $(CONFIG)))
 
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup layer synth drill test lint format schema deploy clean bench
+.PHONY: help setup layer synth drill test lint format schema deploy clean bench config-validate check-config
 
 help:
 	@echo "make drill     set up, synthesize, run a local recovery drill (SCENARIO=$(SCENARIO))"
 	@echo "make test      set up, lint, run every test"
 	@echo "make layer     build the functions' dependency layer from requirements.txt (cached in .build/)"
-	@echo "make synth     synthesize the stack into cdk.out"
-	@echo "make deploy    deploy to the account of your current AWS credentials"
+	@echo "make synth     synthesize the stack into cdk.out (CONFIG=path: a file holding the recovery object)"
+	@echo "make deploy    deploy to the account of your current AWS credentials (CONFIG=path, STACKS=names)"
+	@echo "make config-validate CONFIG=path   every problem of a configuration, without synthesizing"
 	@echo "make schema    publish the impairment event's JSON Schema to schemas/"
 	@echo "make bench     run the benchmarks (not part of test): bench/results.json, docs/performance.md"
 	@echo "make lint | format | clean"
@@ -44,8 +50,14 @@ layer: $(PY_STAMP)
 
 setup: $(PY_STAMP) $(NODE_STAMP) layer
 
-synth: setup
-	cdk synth --no-notices --quiet
+check-config:
+	@test -z "$(CONFIG)" || test -f "$(abspath $(CONFIG))" || { echo "make: CONFIG=$(CONFIG): no such file" >&2; exit 2; }
+
+synth: setup check-config
+	cdk synth --no-notices --quiet $(CDK_CONFIG)
+
+config-validate: setup check-config
+	$(BIN)/python -m recoveryctl.cli config validate $(if $(CONFIG),$(abspath $(CONFIG)),cdk.json)
 
 drill: synth
 	$(BIN)/recoveryctl drill --scenario $(SCENARIO)
@@ -68,7 +80,7 @@ bench: synth
 	$(BIN)/python -m bench.run
 
 deploy: synth
-	cdk deploy --no-notices
+	cdk deploy --no-notices $(CDK_CONFIG) $(or $(STACKS),--all)
 
 clean:
 	rm -rf cdk.out .pytest_cache .ruff_cache

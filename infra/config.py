@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from actions.plans import Plan, PlanError, parse_plans
-from core.contract import ImpairmentType, Severity
+from actions.plans import Plan, parse_plans
 from core.guardrails import Guardrails
+from core.problems import Problem
 from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionProbe, RuntimeConfig
 from infra.workload_config import AlarmSettings as AlarmSettings  # imported from here by the constructs
 from infra.workload_config import Workload as Workload
@@ -31,7 +31,14 @@ NO_SUBSCRIBER = (
 
 
 class ConfigError(ValueError):
-    """The configuration does not validate."""
+    """The configuration does not validate: every problem, a line each."""
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        self.problems = [Problem("", problems)] if isinstance(problems, str) else list(problems)
+        if isinstance(problems, str):
+            super().__init__(problems)
+        else:
+            super().__init__("invalid recovery configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
 
 # Commercial, GovCloud and China partitions' region names: "us-east-1", "us-gov-west-1", "cn-north-1".
@@ -215,73 +222,6 @@ class RecoveryConfig(BaseModel):
             )
         return data
 
-    @model_validator(mode="after")
-    def _workload_regions(self) -> RecoveryConfig:
-        for w in self.workloads:
-            if w.region is None:
-                continue
-            if self.regions is None:
-                raise ValueError(f"workload {w.name!r} names region {w.region} but no `regions` are configured")
-            if w.region not in self.regions.all:
-                raise ValueError(
-                    f"workload {w.name!r} is in region {w.region}, which is not one of the configured regions "
-                    f"({', '.join(self.regions.all)})"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _workload_standby(self) -> RecoveryConfig:
-        for w in self.workloads:
-            if w.standby is None:
-                continue
-            if self.regions is None:
-                raise ValueError(
-                    f"workload {w.name!r} has a standby in region {w.standby.region} but no `regions` are configured"
-                )
-            if w.standby.region not in self.regions.all:
-                raise ValueError(
-                    f"workload {w.name!r}: standby.region {w.standby.region} is not one of the configured regions "
-                    f"({', '.join(self.regions.all)}): the stack there watches the workload's region"
-                )
-            if w.standby.region == self.region_of(w):
-                raise ValueError(
-                    f"workload {w.name!r}: standby.region {w.standby.region} is the workload's own region; "
-                    "the standby must be in another region"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _standby_failover_target(self) -> RecoveryConfig:
-        """A regional failover must know where to move the traffic. The plan a workload's
-        region_impairment runs (the first that covers it) fails over with kind dns, taking the
-        records from the impairment's scope, which only the workload's `dns` fills; or with kind
-        routing_control (or dns naming its records), which needs no `dns`. Refused here rather than
-        half way through a failover, with the standby group already scaled up."""
-        try:
-            plans = parse_plans(self.plans)
-        except PlanError:
-            return self  # validate() reports the plan's own error
-        for index, w in enumerate(self.workloads):
-            if w.standby is None or w.dns is not None:
-                continue
-            plan = _region_failover_plan(plans, w.name)
-            dns = f"workloads.{index}.dns (the Route 53 failover records the failover changes)"
-            if plan is None:
-                problem = "no plan matches its region_impairment"
-                fix = f"Add {dns} and a plan for region_impairment (the shipped 'fail-over-to-standby-region'), or add"
-            else:
-                problem = _needs_workload_dns(plan)
-                if problem is None:
-                    continue
-                problem = f"the plan its region_impairment runs, {plan.name!r}, {problem}"
-                fix = f"Add {dns}, or list before {plan.name!r}"
-            raise ValueError(
-                f"workloads.{index}.standby: workload {w.name!r} has a standby but no `dns`, and {problem}. {fix} "
-                'a plan that matches region_impairment for it whose failover step has kind "routing_control" '
-                '(docs/regions.md, "Route 53 or ARC routing controls")'
-            )
-        return self
-
     @property
     def table_name(self) -> str | None:
         """The recovery table's name: fixed when several regions share it (each standby stack finds its
@@ -307,44 +247,6 @@ class RecoveryConfig(BaseModel):
         return [w for w in self.workloads if self.region_of(w) == region]
 
     accounts: Accounts | None = Field(default=None, description="member accounts this deployment recovers in")
-
-    @model_validator(mode="after")
-    def _workload_accounts(self) -> RecoveryConfig:
-        members = self.accounts.member_ids if self.accounts else []
-        central = self.accounts.central_account_id if self.accounts else None
-        for workload in self.workloads:
-            if workload.account_id is None or workload.account_id == central:
-                continue
-            if workload.account_id not in members:
-                raise ValueError(
-                    f"workload {workload.name!r} is in account {workload.account_id}, which is not a member"
-                    f" (accounts.members: {', '.join(members) or 'none'})"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _someone_is_paged(self) -> RecoveryConfig:
-        if self.require_escalation_subscriber and not self.escalation_emails:
-            raise ValueError(f"require_escalation_subscriber: {NO_SUBSCRIBER}; list your on-call in escalation_emails")
-        return self
-
-    @model_validator(mode="after")
-    def _drills(self) -> RecoveryConfig:
-        names = [w.name for w in self.workloads]
-        for drill in self.practice_drills:
-            if drill.workload not in names:
-                raise ValueError(
-                    f"practice drill of unknown workload {drill.workload!r} (workloads: {', '.join(names) or 'none'})"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _unique(self) -> RecoveryConfig:
-        names = [w.name for w in self.workloads]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"workload names must be unique: {', '.join(duplicates)}")
-        return self
 
     def parsed_plans(self) -> list[Plan]:
         return parse_plans(self.plans)
@@ -382,38 +284,6 @@ class RecoveryConfig(BaseModel):
         )
 
 
-def _region_failover_plan(plans: list[Plan], workload: str) -> Plan | None:
-    """The plan a workload's region_impairment (critical, from the region probe) runs: the first
-    that covers it, as select_plan chooses."""
-    for plan in plans:
-        match = plan.match
-        if (
-            ImpairmentType.REGION_IMPAIRMENT in match.impairment_types
-            and match.min_severity <= Severity.CRITICAL <= match.max_severity
-            and (match.workloads is None or workload in match.workloads)
-        ):
-            return plan
-    return None
-
-
-def _needs_workload_dns(plan: Plan) -> str | None:
-    """Why the plan cannot fail a workload without `dns` over (None: it can). Its failover steps
-    must all name where the traffic goes (kind routing_control, or kind dns naming its zone and
-    record): a dns step without them takes the records from the impairment's scope."""
-
-    def named(params: dict[str, Any]) -> bool:
-        if params.get("kind") == "routing_control":
-            return True
-        return params.get("kind") == "dns" and bool(params.get("hosted_zone_id") and params.get("record_name"))
-
-    failovers = [step.params for step in plan.steps if step.action == "failover"]
-    if any(p.get("kind") == "dns" and not named(p) for p in failovers):
-        return 'fails over with kind "dns", which takes the records from the workload\'s `dns`'
-    if not any(named(p) for p in failovers):
-        return "has no failover step to move the traffic"
-    return None
-
-
 def load(context: Any) -> RecoveryConfig:
     """Build the configuration from the app's context (cdk.json, or -c recovery_config=FILE)."""
     path = context("recovery_config")
@@ -429,18 +299,12 @@ def load(context: Any) -> RecoveryConfig:
     return validate(raw)
 
 
-def validate(raw: dict[str, Any]) -> RecoveryConfig:
-    try:
-        config = RecoveryConfig.model_validate(raw)
-        config.parsed_plans()
-    except ValidationError as exc:
-        problems = "\n".join(f"  - {_located(e['loc'])}{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
-        raise ConfigError(f"invalid recovery configuration:\n{problems}") from None
-    except PlanError as exc:
-        raise ConfigError(f"invalid recovery configuration:\n  - plans: {exc}") from None
-    return config
+def validate(raw: Any) -> RecoveryConfig:
+    """The configuration, or a ConfigError listing every problem, each with its field's path
+    (infra/validation.py)."""
+    from infra.validation import check
 
-
-def _located(loc: tuple[Any, ...]) -> str:
-    """ "workloads.0.dns: " for a field's error; nothing for the whole configuration's (its message names the field)."""
-    return f"{'.'.join(str(p) for p in loc)}: " if loc else ""
+    checked = check(raw)
+    if checked.config is None:
+        raise ConfigError(checked.problems)
+    return checked.config

@@ -3,31 +3,15 @@ watches and may act on, its alarms, its DNS failover records and its standby in 
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.arns import LoadBalancerArn, TargetGroupArn
 from core.contract import Severity
 from core.guardrails import Maintenance
 from core.runtime_config import REGION_PATTERN
 from detectors.resolve import resource_key
-
-_TG_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[\w-]+/[0-9a-f]+$")
-_LB_ARN = re.compile(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(app|net)/[\w-]+/[0-9a-f]+$")
-
-
-def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"not {what}: {value}")
-        return value
-
-    return AfterValidator(check)
-
-
-TargetGroupArn = Annotated[str, _matching(_TG_ARN, "a target group ARN")]
-LoadBalancerArn = Annotated[str, _matching(_LB_ARN, "a load balancer ARN")]
 
 
 class AlarmSettings(BaseModel):

@@ -9,6 +9,7 @@ recoveryctl show ID [--json]                             one impairment's whole 
 recoveryctl report [--since 30d] [--png FILE] [--json]   MTTD / MTTR percentiles, success rates
 recoveryctl pause [--reason TEXT] | resume               the kill switch
 recoveryctl plans list | validate FILE | enable NAME | disable NAME
+recoveryctl config validate FILE [--json]                the whole configuration, as `cdk synth` checks it
 recoveryctl approve ID [--reason TEXT] | reject ID [--reason TEXT]
 
 The target: --local (default: the drills recorded under --state-dir, default .recoveryctl/ or
@@ -21,24 +22,25 @@ drill's expectation) did not succeed, 2 a usage or setup error (the message says
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a command its closed pipe (SIGPIPE) ended
-TARGET_ENV, STACK_ENV = "RECOVERYCTL_TARGET", "RECOVERYCTL_STACK"
-
-
-class CommandError(RuntimeError):
-    """A command cannot do what was asked; printed as `recoveryctl: <message>`."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+from recoveryctl import cli_config
+from recoveryctl.cli_common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    STACK_ENV,
+    TARGET_ENV,
+    CommandError,
+)
+from recoveryctl.cli_common import actor as _actor
+from recoveryctl.cli_common import backend as _backend
+from recoveryctl.cli_common import print_json as _print_json
+from recoveryctl.cli_common import progress as _progress
 
 
 def _target_options() -> argparse.ArgumentParser:
@@ -118,14 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     pause.add_argument("--reason", default="", help="why (shown by status and in escalations)")
     commands.add_parser("resume", parents=[target], help="resume automatic recovery")
 
-    plans = commands.add_parser("plans", help="list, validate, enable or disable recovery plans")
-    plan_commands = plans.add_subparsers(dest="plans_command", required=True, metavar="ACTION")
-    plans_list = plan_commands.add_parser("list", parents=[target], help="the stack's plans and whether enabled")
-    plans_list.add_argument("--json", action="store_true", help="machine-readable output")
-    validate = plan_commands.add_parser("validate", help="validate plans in a JSON file or a cdk.json")
-    validate.add_argument("file", type=Path, metavar="FILE")
-    for name, text in (("enable", "enable a disabled plan"), ("disable", "disable a plan at run time")):
-        plan_commands.add_parser(name, parents=[target], help=text).add_argument("plan", metavar="NAME")
+    cli_config.add_parsers(commands, target)
 
     for name, text in (("approve", "approve a recovery waiting for a human"), ("reject", "reject it")):
         decision = commands.add_parser(name, parents=[target], help=text)
@@ -146,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         "report": _report,
         "pause": _pause,
         "resume": _pause,
-        "plans": _plans,
+        "plans": cli_config.plans,
+        "config": cli_config.config,
         "approve": _decide,
         "reject": _decide,
     }
@@ -172,39 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     except (BackendError, StateError, UsageError) as exc:
         print(f"recoveryctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
-
-# --- targets ---------------------------------------------------------------------------------
-def _backend(args: argparse.Namespace) -> Any:
-    from recoveryctl.backends import DeployedBackend, LocalBackend
-    from recoveryctl.state import LocalState
-
-    if args.target == "deployed":
-        return DeployedBackend(args.stack, args.region)
-    return LocalBackend(LocalState(args.state_dir), template_path=args.template, cdk_out=args.cdk_out)
-
-
-def _actor(backend: Any) -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    if backend.target == "deployed":
-        from recoveryctl.backends import BackendError
-
-        try:
-            return backend.actor()
-        except BackendError:
-            return user
-    return user
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- drills ----------------------------------------------------------------------------------
@@ -456,83 +419,6 @@ def _pause(args: argparse.Namespace) -> int:
             print("the next drill starts paused; `recoveryctl resume` undoes it")
     else:
         print(f"automatic recovery resumed in {where}")
-    return EXIT_OK
-
-
-def _plans(args: argparse.Namespace) -> int:
-    if args.plans_command == "validate":
-        return _validate_plans(args.file)
-    backend = _backend(args)
-    plans = backend.plans()
-    names = [p["name"] for p in plans]
-    if args.plans_command == "list":
-        disabled = set(backend.switches().get("disabled_plans") or [])
-        rows = [
-            {
-                "name": p["name"],
-                "enabled": p["name"] not in disabled,
-                "impairment_types": p["match"]["impairment_types"],
-                "severity": f"{p['match'].get('min_severity', 'low')}..{p['match'].get('max_severity', 'critical')}",
-                "workloads": p["match"].get("workloads") or "all",
-                "actions": [s["action"] for s in p["steps"]],
-                "dry_run": bool(p.get("dry_run")),
-            }
-            for p in plans
-        ]
-        if args.json:
-            _print_json(rows)
-            return EXIT_OK
-        print(f"Plans of {backend.describe()}, in the order they are matched")
-        if not rows:
-            print("  none: every impairment is escalated to a human (add plans under recovery.plans in cdk.json)")
-        for row in rows:
-            state = "enabled " if row["enabled"] else "DISABLED"
-            workloads = "" if row["workloads"] == "all" else f", workloads {', '.join(row['workloads'])}"
-            print(f"  {state}  {row['name']}{' (dry run)' if row['dry_run'] else ''}")
-            print(f"            {', '.join(row['impairment_types'])}, severity {row['severity']}{workloads}")
-            print(f"            {' -> '.join(row['actions'])}")
-        unknown = sorted(disabled - set(names))
-        if unknown:
-            print(f"  (disabled but not in the stack: {', '.join(unknown)})")
-        return EXIT_OK
-    if args.plan not in names:
-        raise CommandError(
-            f"no plan named {args.plan!r} in {backend.describe()}: its plans are {', '.join(names) or 'none'} "
-            "(see `recoveryctl plans list`)"
-        )
-    enable = args.plans_command == "enable"
-    backend.set_plan_enabled(args.plan, enable, _actor(backend))
-    print(f"plan {args.plan} {'enabled' if enable else 'disabled'} in {backend.describe()}")
-    if not enable:
-        print("impairments it would have handled go to the next matching plan, or to a human")
-    return EXIT_OK
-
-
-def _validate_plans(path: Path) -> int:
-    from actions.plans import PlanError, parse_plans
-
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
-    except ValueError as exc:
-        raise CommandError(f"{path} is not valid JSON: {exc}") from exc
-    if isinstance(data, dict) and isinstance(data.get("context"), dict):  # a cdk.json
-        recovery = data["context"].get("recovery")
-        if isinstance(recovery, str):
-            recovery = json.loads(recovery)
-        if not isinstance(recovery, dict) or "plans" not in recovery:
-            raise CommandError(f"{path} has no context.recovery.plans: nothing to validate")
-        data = recovery["plans"]
-    elif isinstance(data, dict) and "plans" in data:
-        data = data["plans"]
-    if not isinstance(data, list):
-        raise CommandError(f'{path}: expected a list of plans, an object with "plans", or a cdk.json')
-    try:
-        plans = parse_plans(data)
-    except PlanError as exc:
-        raise CommandError(f"{path}: {exc}") from exc
-    print(f"{path}: {len(plans)} valid plan(s): {', '.join(p.name for p in plans) or 'none'}")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ else here reads the declarations only.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,26 +18,44 @@ from actions.registry import ACTIONS
 from core import plans as core_plans
 from core.errors import TASK_WITH_RETRIES_SECONDS
 from core.plans import Plan, PlanError
+from core.problems import Problem, from_validation, path
 
 
-def check_steps(plan: Plan) -> None:
-    """Each step names a registered action and gives it parameters it accepts; a ValueError names
-    the step, the action and what is wrong."""
+def step_problems(plan: Plan, where: str = "") -> list[Problem]:
+    """What is wrong with each step of a plan whose shape is valid, each with its path under `where`
+    (a plan's, "plans.2"): an action that is not registered, parameters its action does not take."""
+    problems = []
     for index, step in enumerate(plan.steps):
+        at = path(where, "steps", index)
         spec = ACTIONS.get(step.action)
         if spec is None:
-            raise ValueError(f"step {index}: unknown action {step.action!r} (known: {', '.join(sorted(ACTIONS))})")
+            known = ", ".join(sorted(ACTIONS))
+            problems.append(Problem(path(at, "action"), f"no action is named {step.action!r} (actions: {known})"))
+            continue
         try:
             spec.implementation().params.model_validate(step.params)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"step {index} ({step.action}): {problems}") from None
+            problems += [replace(p, within=f"action {step.action}") for p in from_validation(exc, at, "params")]
+    return problems
+
+
+def check_steps(plan: Plan) -> None:
+    """Each step names a registered action and gives it parameters it accepts; else a ValueError
+    with a line per problem (what SelectPlan checks of the plan it chose, at run time)."""
+    problems = step_problems(plan)
+    if problems:
+        raise ValueError("\n".join(str(p) for p in problems))
+
+
+def plan_problems(raw: list[dict[str, Any]] | str, where: str = "plans") -> tuple[list[Plan], list[Problem]]:
+    """The plans that validate, with their steps, and every problem of the others."""
+    return core_plans.plan_problems(raw, check=step_problems, where=where)
 
 
 def parse_plans(raw: list[dict[str, Any]] | str) -> list[Plan]:
-    """Validate a list of plans and their steps, raising PlanError with a message a person can act
-    on (what `cdk synth`, `recoveryctl plans validate` and a drill's plans go through)."""
-    return core_plans.parse_plans(raw, check=check_steps)
+    """Validate a list of plans and their steps, raising PlanError with every problem, each with
+    its path (what `cdk synth`, `recoveryctl plans validate` and a drill's plans go through)."""
+    return core_plans.parse_plans(raw, check=step_problems)
 
 
 def takes_out_of_service(steps: Iterable[dict[str, Any]]) -> bool:
@@ -83,7 +102,9 @@ __all__ = [
     "check_steps",
     "holding_seconds",
     "parse_plans",
+    "plan_problems",
     "rollback_seconds",
+    "step_problems",
     "takes_out_of_service",
     "time_box_seconds",
 ]

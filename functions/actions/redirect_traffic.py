@@ -26,6 +26,7 @@ from actions import ec2, elb
 from actions import redirect_zonal_shift as zonal_shift
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
+from core.arns import ListenerArn, ListenerRuleArn, LoadBalancerArn, TargetGroupArn
 from core.errors import ActionRefused, PermanentError
 from core.reads import tags, target_health
 from core.reads.tags import require_managed
@@ -52,19 +53,27 @@ _KIND_FIELDS = {
 class Params(ActionParams):
     kind: Literal["deregister_targets", "shift_weights", "zonal_shift"] = "deregister_targets"
     # deregister_targets
-    target_group_arn: str | None = Field(default=None, description="default: the impairment's scope")
+    target_group_arn: TargetGroupArn | None = Field(default=None, description="default: the impairment's scope")
     availability_zone: str | None = Field(
         default=None, description="zone name or id; default: the scope's (deregister_targets: when no instance)"
     )
     min_healthy_targets: int = Field(default=1, ge=0, description="healthy targets that must remain registered")
     # shift_weights
-    listener_arn: str | None = Field(default=None, description="default action to change; default: the scope's")
-    rule_arn: str | None = Field(default=None, description="listener rule to change instead of the default action")
-    from_target_group_arn: str | None = Field(default=None, description="default: the scope's target_group_arn")
-    to_target_group_arn: str | None = Field(default=None, description="default: the other groups, by their weight")
+    listener_arn: ListenerArn | None = Field(default=None, description="default action to change; default: the scope's")
+    rule_arn: ListenerRuleArn | None = Field(
+        default=None, description="listener rule to change instead of the default action"
+    )
+    from_target_group_arn: TargetGroupArn | None = Field(
+        default=None, description="default: the scope's target_group_arn"
+    )
+    to_target_group_arn: TargetGroupArn | None = Field(
+        default=None, description="default: the other groups, by their weight"
+    )
     shift_percent: int = Field(default=100, ge=1, le=100, description="share of the impaired group's weight to move")
     # zonal_shift
-    load_balancer_arn: str | None = Field(default=None, description="default: the scope's, or the target group's")
+    load_balancer_arn: LoadBalancerArn | None = Field(
+        default=None, description="default: the scope's, or the target group's"
+    )
     expires_in: str = Field(
         default="1h",
         pattern=r"^[1-9][0-9]*[mh]$",

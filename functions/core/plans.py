@@ -10,17 +10,21 @@ SelectPlan chose, at run time.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.contract import ImpairmentDetected, ImpairmentType, Severity
+from core.problems import Problem, from_validation, named, path
 
 
 class PlanError(ValueError):
-    """A plan does not validate. The message names the plan, the step and what is wrong."""
+    """Plans do not validate. The message has a line per problem: its path and what is wrong."""
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        self.problems = [Problem("", problems)] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 class PlanMatch(BaseModel):
@@ -77,37 +81,46 @@ class Plan(BaseModel):
     )
 
 
-def parse_plans(raw: list[dict[str, Any]] | str, check: Callable[[Plan], None] | None = None) -> list[Plan]:
-    """Validate a list of plans, raising PlanError with a message a person can act on. `check`
-    judges each plan once its shape is valid (a ValueError it raises names what is wrong)."""
+# Judges a plan whose shape is valid, its path given ("plans.2"): what is wrong with its steps.
+PlanCheck = Callable[[Plan, str], list[Problem]]
+
+
+def plan_problems(
+    raw: list[dict[str, Any]] | str, check: PlanCheck | None = None, where: str = "plans"
+) -> tuple[list[Plan], list[Problem]]:
+    """Every plan that validates, and every problem of those that do not (all of them, each with
+    its path under `where`): their shapes, what `check` says of their steps, duplicate names."""
     data = json.loads(raw) if isinstance(raw, str) else raw
     if not isinstance(data, list):
-        raise PlanError("plans must be a list")
-    plans = []
+        return [], [Problem(where, "must be a list of plans")]
+    plans: list[Plan] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
     for position, item in enumerate(data):
-        label = item.get("name", f"#{position}") if isinstance(item, dict) else f"#{position}"
+        at = path(where, position)
         try:
             plan = Plan.model_validate(item)
         except ValidationError as exc:
-            problems = "; ".join(_describe(e) for e in exc.errors())
-            raise PlanError(f"plan {label!r}: {problems}") from None
-        if check is not None:
-            try:
-                check(plan)
-            except ValueError as exc:
-                raise PlanError(f"plan {label!r}: {exc}") from None
-        plans.append(plan)
-    names = [p.name for p in plans]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise PlanError(f"plan names must be unique: {', '.join(duplicates)}")
+            problems += from_validation(exc, at)
+            continue
+        found = check(plan, at) if check is not None else []
+        if plan.name in seen:
+            found.append(
+                Problem(path(at, "name"), f"another plan is already named {plan.name!r}: names must be unique")
+            )
+        seen.add(plan.name)
+        problems += found
+        if not found:
+            plans.append(plan)
+    return plans, named(problems, where, data, "plan")
+
+
+def parse_plans(raw: list[dict[str, Any]] | str, check: PlanCheck | None = None) -> list[Plan]:
+    """Validate a list of plans, raising PlanError with every problem, each on its own line."""
+    plans, problems = plan_problems(raw, check)
+    if problems:
+        raise PlanError(problems)
     return plans
-
-
-def _describe(error: dict[str, Any]) -> str:
-    location = ".".join(str(p) for p in error["loc"])
-    message = re.sub(r"^Value error, ", "", error["msg"])
-    return f"{location}: {message}" if location else message
 
 
 def select_plan(plans: list[Plan], impairment: ImpairmentDetected) -> Plan | None:

@@ -264,7 +264,7 @@ def test_plans_validate(tmp_path, capsys):
         )
     )
     code, _, err = _run(capsys, "plans", "validate", str(bad))
-    assert code == 2 and "unknown action 'teleport'" in err
+    assert code == 2 and "plans.0.steps.0.action (plan 'x'): no action is named 'teleport'" in err
 
     code, _, err = _run(capsys, "plans", "validate", str(tmp_path / "missing.json"))
     assert code == 2 and "cannot read" in err

@@ -60,10 +60,10 @@ def test_bad_accounts_are_rejected_naming_the_field(changes, expected):
 def test_a_workload_in_an_account_that_is_not_a_member_is_rejected():
     raw = with_members()
     raw["workloads"][0]["account_id"] = "444455556666"
-    with pytest.raises(ConfigError, match="workload 'web-api' is in account 444455556666, which is not a member"):
+    with pytest.raises(ConfigError, match=r"account_id \(workload 'web-api'\): 444455556666 is not a member"):
         validate(raw)
     del raw["accounts"]
-    with pytest.raises(ConfigError, match=r"not a member \(accounts.members: none\)"):
+    with pytest.raises(ConfigError, match=r"not a member account \(accounts.members: none\)"):
         validate(raw)
 
 

@@ -56,12 +56,18 @@ def target_group_without_load_balancer(raw: Raw) -> None:
     [
         (
             unknown_action,
-            ["plan 'replace-failed-instance'", "step 0", "unknown action 'reboot_everything'", "replace_instance"],
+            [
+                "plans.5.steps.0.action (plan 'replace-failed-instance'): no action is named 'reboot_everything'",
+                "replace_instance",
+            ],
         ),
-        (out_of_range_parameter, ["plan 'surge-and-replace-unhealthy'", "step 0 (scale_out)", "increment"]),
-        (unknown_parameter, ["plan 'surge-and-replace-unhealthy'", "step 1 (replace_instance)", "force"]),
-        (duplicate_plan_names, ["plan names must be unique", "replace-failed-instance"]),
-        (malformed_target_group_arn, ["workloads.0.target_group_arn", "not a target group ARN"]),
+        (
+            out_of_range_parameter,
+            ["plans.6.steps.0.params.increment (plan 'surge-and-replace-unhealthy', action scale_out)", "at least 1"],
+        ),
+        (unknown_parameter, ["plans.6.steps.1.params.force", "action replace_instance)"]),
+        (duplicate_plan_names, ["plans.6.name", "another plan is already named 'replace-failed-instance'"]),
+        (malformed_target_group_arn, ["workloads.0.target_group_arn", "must be a target group ARN like arn:aws:"]),
         (target_group_without_load_balancer, ["workloads.0", "target_group_arn and load_balancer_arn go together"]),
     ],
     ids=lambda value: value.__name__ if callable(value) else "",
@@ -118,7 +124,7 @@ def test_cdk_app_exits_with_the_message_on_a_bad_configuration_file(tmp_path):
     # Then synthesis fails before writing anything, naming the plan, the step and the action
     assert result.returncode == 1, result.stderr
     assert "cdk synth: invalid recovery configuration:" in result.stderr
-    assert "plan 'replace-failed-instance': step 0: unknown action 'reboot_everything'" in result.stderr
+    assert "plans.5.steps.0.action (plan 'replace-failed-instance'): no action is named" in result.stderr
     assert not list(outdir.glob("*.template.json"))
 
 
@@ -211,17 +217,17 @@ def _own_region(raw: Raw) -> None:
 @pytest.mark.parametrize(
     ("standby", "breakage", "expected"),
     [
-        ({"region": "eu-west-1"}, None, ["standby.region eu-west-1 is not one of the configured regions", "us-west-2"]),
-        ({"region": "us-east-1"}, None, ["standby.region us-east-1 is the workload's own region"]),
-        ({}, _own_region, ["standby.region us-west-2 is the workload's own region"]),
-        ({}, _no_regions, ["workload 'web-api' has a standby in region us-west-2 but no `regions` are configured"]),
+        ({"region": "eu-west-1"}, None, ["standby.region (workload 'web-api'): eu-west-1 is not one of", "us-west-2"]),
+        ({"region": "us-east-1"}, None, ["standby.region (workload 'web-api'): us-east-1 is the workload's own"]),
+        ({}, _own_region, ["standby.region (workload 'web-api'): us-west-2 is the workload's own region"]),
+        ({}, _no_regions, ["standby.region (workload 'web-api'): names region us-west-2 but no `regions`"]),
         ({}, _no_group, ["workloads.0", "standby needs the workload's auto_scaling_group"]),
         ({"region": "uswest2"}, None, ["workloads.0.standby.region"]),
         ({"desired_capacity": 0}, None, ["workloads.0.standby.desired_capacity"]),
         ({"probe_failures": 0}, None, ["workloads.0.standby.probe_failures"]),
         ({"probe_failures": 61}, None, ["workloads.0.standby.probe_failures"]),
         ({"auto_scaling_group": ""}, None, ["workloads.0.standby.auto_scaling_group"]),
-        ({"target_group_arn": "arn:aws:elb:nope"}, None, ["workloads.0.standby.target_group_arn", "not a target"]),
+        ({"target_group_arn": "arn:aws:elb:nope"}, None, ["standby.target_group_arn", "must be a target group ARN"]),
         (
             {"target_group_arn": STANDBY_TG.replace("us-west-2", "us-east-1")},
             None,
@@ -288,7 +294,7 @@ def test_a_standby_without_dns_is_refused_when_the_failover_needs_its_records():
     # Then it is refused before anything is built, naming the field, the plan and both ways out
     message = str(caught.value)
     for fragment in (
-        "  - workloads.0.standby: workload 'web-api' has a standby but no `dns`",
+        "  - workloads.0.standby (workload 'web-api'): the workload has a standby but no `dns`",
         "'fail-over-to-standby-region'",
         'kind "dns"',
         "Add workloads.0.dns",
@@ -330,7 +336,7 @@ def test_a_routing_control_plan_that_would_not_run_does_not_excuse_a_missing_dns
 def test_a_standby_without_dns_and_without_a_plan_is_refused():
     raw = without_dns()
     raw["plans"] = [p for p in raw["plans"] if p["name"] != "fail-over-to-standby-region"]
-    with pytest.raises(ConfigError, match=r"workloads\.0\.standby: .*no plan matches its region_impairment"):
+    with pytest.raises(ConfigError, match=r"workloads\.0\.standby \(workload 'web-api'\): .*no plan matches"):
         validate(raw)
 
 

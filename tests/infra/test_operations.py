@@ -255,7 +255,7 @@ def _drill_config(**drill: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("drill", "message"),
     [
-        ({"workload": "nope"}, "practice drill of unknown workload 'nope' (workloads: drill-target)"),
+        ({"workload": "nope"}, "practice_drills.0.workload: no workload is named 'nope' (workloads: drill-target)"),
         ({"schedule": "every week"}, "not a schedule expression"),
         ({"schedule": "rate(0 days)"}, "a rate must be at least 1"),
         ({"timezone": "Mars/Olympus"}, "not an IANA time zone"),

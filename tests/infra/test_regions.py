@@ -257,7 +257,7 @@ def _regions(raw: Raw, **regions: Any) -> None:
         (lambda r: _regions(r, primary="us-east-1", standby=["us-west-2"], tertiary="eu-west-1"), "regions.tertiary"),
         (
             lambda r: r["workloads"][1].update(region="eu-west-1"),
-            "workload 'checkout' is in region eu-west-1, which is not one of the configured regions",
+            "workloads.1.region (workload 'checkout'): eu-west-1 is not one of the configured regions",
         ),
     ],
 )

@@ -102,8 +102,8 @@ def test_select_plan_raises_no_matching_plan_when_nothing_covers_it(
 @pytest.mark.parametrize(
     ("step", "named"),
     [
-        ({"action": "reboot_everything"}, "unknown action 'reboot_everything'"),
-        ({"action": "scale_out", "params": {"increment": 0}}, "step 0 (scale_out): increment"),
+        ({"action": "reboot_everything"}, "steps.0.action: no action is named 'reboot_everything'"),
+        ({"action": "scale_out", "params": {"increment": 0}}, "steps.0.params.increment (action scale_out): must be"),
     ],
     ids=["unknown-action", "bad-params"],
 )

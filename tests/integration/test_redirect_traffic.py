@@ -401,8 +401,10 @@ def test_shift_weights_of_a_group_the_listener_does_not_forward_to_is_permanent(
     balanced = build_balanced()
     model = balanced.impairment_of(listener_arn=balanced.listener_arn)
 
+    # A target group's ARN, of a group the listener does not forward to (its ID differs)
+    elsewhere = balanced.green_arn[:-1] + ("0" if balanced.green_arn[-1] != "0" else "1")
     with pytest.raises(PermanentError, match="does not forward to"):
-        run("apply", model, lambda_context, kind="shift_weights", from_target_group_arn=balanced.green_arn + "x")
+        run("apply", model, lambda_context, kind="shift_weights", from_target_group_arn=elsewhere)
 
 
 # --- zonal_shift (ARC through botocore's Stubber) -------------------------------------------

@@ -152,7 +152,7 @@ def test_unbounded_or_unknown_params_are_refused(store, lambda_context, monkeypa
 
     with pytest.raises(InvalidInput):
         apply(ecs_impairment(), lambda_context, **params)
-    with pytest.raises(plans.PlanError, match=r"step 0 \(scale_ecs_service\)"):
+    with pytest.raises(plans.PlanError, match=r"plans.0.steps.0.params.* \(plan 'p', action scale_ecs_service\)"):
         plans.parse_plans(
             [
                 {
