@@ -1,6 +1,7 @@
-"""Plans judged by their actions: each step names a registered action with parameters it accepts,
-and what a plan does follows from what its actions declare (actions/registry.py): whether it
-takes instances out of service, what it hands back later and when, and how long it may take.
+"""Plans judged by their actions: each step names a registered action with parameters it accepts
+(or an alias of several, resolved here to the action its `kind` names), and what a plan does
+follows from what its actions declare (actions/registry.py): whether it takes instances out of
+service, what it hands back later and when, and how long it may take.
 
 Validating a step's parameters imports that action's code (its pydantic parameters); everything
 else here reads the declarations only.
@@ -9,28 +10,72 @@ else here reads the declarations only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Union
 
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from actions.registry import ACTIONS
+from actions.registry import ACTIONS, ALIASES
 from core import plans as core_plans
 from core.errors import TASK_WITH_RETRIES_SECONDS
-from core.plans import Plan, PlanError
+from core.plans import Plan, PlanError, PlanStep
 
 
-def check_steps(plan: Plan) -> None:
-    """Each step names a registered action and gives it parameters it accepts; a ValueError names
-    the step, the action and what is wrong."""
+def check_steps(plan: Plan) -> Plan:
+    """The plan as it runs: each step names a registered action (an alias resolved to its kind's)
+    and gives it parameters it accepts; a ValueError names the step, the action and what is wrong."""
+    steps = []
     for index, step in enumerate(plan.steps):
-        spec = ACTIONS.get(step.action)
+        action, params = resolve_step(index, step.action, step.params)
+        spec = ACTIONS.get(action)
         if spec is None:
-            raise ValueError(f"step {index}: unknown action {step.action!r} (known: {', '.join(sorted(ACTIONS))})")
+            known = ", ".join(sorted([*ACTIONS, *ALIASES]))
+            raise ValueError(f"step {index}: unknown action {action!r} (known: {known})")
         try:
-            spec.implementation().params.model_validate(step.params)
+            spec.implementation().params.model_validate(params)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"step {index} ({step.action}): {problems}") from None
+            raise ValueError(f"step {index} ({action}): {_problems(exc)}") from None
+        steps.append(PlanStep(action=action, params=params))
+    return plan.model_copy(update={"steps": steps})
+
+
+def resolve_step(index: int, action: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """An alias's step as the action its `kind` names, with the params that action takes (the
+    kind left out); any other step as it is. The params are judged by the alias's discriminated
+    union of its kinds' parameters, so a field of another kind is refused by its path."""
+    alias = ALIASES.get(action)
+    if alias is None:
+        return action, params
+    given = {"kind": alias.default_kind, **params} if alias.default_kind else params
+    if "kind" not in given:
+        kinds = ", ".join(f"{kind} ({name})" for kind, name in alias.kinds.items())
+        raise ValueError(f"step {index} ({action}): params.kind: missing; {action} is one of: {kinds}")
+    try:
+        model = _union(alias.name).validate_python(given)
+    except ValidationError as exc:
+        kind = given.get("kind")
+        named = f"{action}, kind {kind}" if kind in alias.kinds else action
+        raise ValueError(f"step {index} ({named}): {_problems(exc, tagged=True)}") from None
+    return alias.kinds[model.kind], {k: v for k, v in params.items() if k != "kind"}
+
+
+@cache
+def _union(alias: str) -> TypeAdapter[Any]:
+    """The alias's params: a discriminated union, on `kind`, of its kinds' own parameters."""
+    models = tuple(ACTIONS[name].implementation().params for name in ALIASES[alias].kinds.values())
+    return TypeAdapter(Annotated[Union[models], Field(discriminator="kind")])  # noqa: UP007
+
+
+def _problems(exc: ValidationError, tagged: bool = False) -> str:
+    """Each error as params.<field path>: what is wrong (a discriminated union's errors start
+    with the kind's tag, left out: the step names its kind)."""
+    problems = []
+    for error in exc.errors():
+        location = [str(p) for p in error["loc"]][1 if tagged and error["loc"] else 0 :]
+        if error["type"].startswith("union_tag"):
+            location = ["kind"]  # missing, or not one of the alias's kinds
+        problems.append(f"{'.'.join(['params', *location])}: {error['msg']}")
+    return "; ".join(problems)
 
 
 def parse_plans(raw: list[dict[str, Any]] | str) -> list[Plan]:
@@ -83,6 +128,7 @@ __all__ = [
     "check_steps",
     "holding_seconds",
     "parse_plans",
+    "resolve_step",
     "rollback_seconds",
     "takes_out_of_service",
     "time_box_seconds",

@@ -77,9 +77,10 @@ class Plan(BaseModel):
     )
 
 
-def parse_plans(raw: list[dict[str, Any]] | str, check: Callable[[Plan], None] | None = None) -> list[Plan]:
+def parse_plans(raw: list[dict[str, Any]] | str, check: Callable[[Plan], Plan | None] | None = None) -> list[Plan]:
     """Validate a list of plans, raising PlanError with a message a person can act on. `check`
-    judges each plan once its shape is valid (a ValueError it raises names what is wrong)."""
+    judges each plan once its shape is valid (a ValueError it raises names what is wrong), and
+    may return the plan as it is to run (its steps' actions resolved)."""
     data = json.loads(raw) if isinstance(raw, str) else raw
     if not isinstance(data, list):
         raise PlanError("plans must be a list")
@@ -93,7 +94,7 @@ def parse_plans(raw: list[dict[str, Any]] | str, check: Callable[[Plan], None] |
             raise PlanError(f"plan {label!r}: {problems}") from None
         if check is not None:
             try:
-                check(plan)
+                plan = check(plan) or plan
             except ValueError as exc:
                 raise PlanError(f"plan {label!r}: {exc}") from None
         plans.append(plan)
