@@ -60,12 +60,12 @@ def test_az_impairment_shifts_traffic_away_and_adds_capacity_elsewhere(synthesiz
     assert report["outcome"] == "recovered"
     assert report["impairment_type"] == "az_impairment"
     assert [(a["type"], a["phase"]) for a in report["actions"]] == [
-        ("redirect_traffic", "apply"),
+        ("redirect_zonal_shift", "apply"),
         ("scale_out", "apply"),
         ("scale_out", "return"),  # the capacity went back after 2 h healthy, when the shift expires
     ]
-    assert "RedirectTraffic" in report["execution"]["states"] and "ScaleOut" in report["execution"]["states"]
-    shift = next(a for a in report["actions"] if a["type"] == "redirect_traffic")
+    assert "RedirectZonalShift" in report["execution"]["states"] and "ScaleOut" in report["execution"]["states"]
+    shift = next(a for a in report["actions"] if a["type"] == "redirect_zonal_shift")
     assert "zonal shift" in shift["message"] and "for 2h" in shift["message"], "a zonal shift, with an expiry"
     # The drill's clock ran past the capacity return (2 h): by then the shift has expired on its own
     assert state["zonal_shifts"] == []
@@ -82,10 +82,10 @@ def test_target_degradation_deregisters_then_re_registers_on_rollback(synthesize
     impaired = report["workload"]["impaired_instances"][0]
     assert report["outcome"] == "escalated"
     phases = [(a["type"], a["phase"], a["result"]) for a in report["actions"]]
-    assert ("redirect_traffic", "apply", "changed") in phases
-    assert ("redirect_traffic", "rollback", "changed") in phases
+    assert ("redirect_deregister_targets", "apply", "changed") in phases
+    assert ("redirect_deregister_targets", "rollback", "changed") in phases
     states = report["execution"]["states"]
-    assert states.index("RollbackReplaceInstance") < states.index("RollbackRedirectTraffic")
+    assert states.index("RollbackReplaceInstance") < states.index("RollbackRedirectDeregisterTargets")
     assert impaired in {h["Target"]["Id"] for h in health}, "registered again, as it was"
 
 
