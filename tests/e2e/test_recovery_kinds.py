@@ -22,7 +22,7 @@ def test_container_crash_redeploys_the_service(synthesized):
 
     assert report["outcome"] == "recovered"
     assert report["impairment_type"] in ("service_degradation", "application_error")
-    assert "RestartService" in report["execution"]["states"]
+    assert "RestartEcsService" in report["execution"]["states"]
     assert state["ecs_service"]["running"] == state["ecs_service"]["desired"]
     assert state["ecs_service"]["deployments"] != before["deployments"], "a new deployment was rolled out"
 
@@ -32,7 +32,7 @@ def test_database_failure_fails_the_instance_over_to_its_standby_zone(synthesize
 
     assert report["outcome"] == "recovered"
     assert report["impairment_type"] == "database_issue"
-    assert "Failover" in report["execution"]["states"]
+    assert "FailoverDatabase" in report["execution"]["states"]
     assert report["workload"]["before"]["database"]["availability_zone"] != state["database"]["availability_zone"]
     assert state["database"]["status"] == "available"
 
@@ -41,7 +41,7 @@ def test_database_failover_promotes_the_cluster_reader(synthesized):
     report, state = _run(synthesized, "database-failover")
 
     assert report["outcome"] == "recovered"
-    assert "Failover" in report["execution"]["states"]
+    assert "FailoverDatabase" in report["execution"]["states"]
     assert report["workload"]["before"]["database"]["writer"] != state["database"]["writer"]
 
 

@@ -125,7 +125,7 @@ def test_a_standby_that_buckles_under_the_traffic_fails_verification_and_the_rec
         assert after["standby"]["desired_capacity"] == 0
         rolled_back = sorted(a["type"] for a in report["actions"] if a["phase"] == "rollback")
         assert rolled_back == ["failover_dns", "provision_standby_group"]
-        assert "RollbackFailover" in report["execution"]["states"]
+        assert "RollbackFailoverDns" in report["execution"]["states"]
 
         # And a human was paged, from the standby region
         assert report["escalations"]
