@@ -283,8 +283,8 @@ def test_verify_after_a_dns_failover_passes_only_once_the_standby_record_is_prim
     model = standby.impairment_of().model_copy(update={"scope": scope})
     event = verify_event(model)
     event["plan"]["steps"] = [
-        {"index": 0, "action": "provision_backup", "params": {"kind": "standby_group"}},
-        {"index": 1, "action": "failover", "params": {"kind": "dns"}},
+        {"index": 0, "action": "provision_standby_group", "params": {}},
+        {"index": 1, "action": "failover_dns", "params": {}},
     ]
 
     # When the records still send traffic to the old primary
