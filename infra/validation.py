@@ -284,18 +284,13 @@ def _region_failover_plan(plans: list[Plan], workload: str) -> Plan | None:
 
 def _needs_workload_dns(plan: Plan) -> str | None:
     """Why the plan cannot fail a workload without `dns` over (None: it can). Its failover steps
-    must all name where the traffic goes (kind routing_control, or kind dns naming its zone and
-    record): a dns step without them takes the records from the impairment's scope."""
-
-    def named(params: dict[str, Any]) -> bool:
-        if params.get("kind") == "routing_control":
-            return True
-        return params.get("kind") == "dns" and bool(params.get("hosted_zone_id") and params.get("record_name"))
-
-    failovers = [step.params for step in plan.steps if step.action == "failover"]
-    if any(p.get("kind") == "dns" and not named(p) for p in failovers):
+    (the plan parsed: an alias's resolved to its kind's action) must all name where the traffic
+    goes (failover_routing_control, or failover_dns naming its zone and record): a failover_dns
+    step without them takes the records from the impairment's scope."""
+    dns = [step.params for step in plan.steps if step.action == "failover_dns"]
+    if any(not (p.get("hosted_zone_id") and p.get("record_name")) for p in dns):
         return 'fails over with kind "dns", which takes the records from the workload\'s `dns`'
-    if not any(named(p) for p in failovers):
+    if not dns and not any(step.action == "failover_routing_control" for step in plan.steps):
         return "has no failover step to move the traffic"
     return None
 

@@ -102,6 +102,23 @@ def action_event(
     return event
 
 
+def run_step(phase: str, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Run an action task as the state machine runs a plan's step: a step naming an alias (say
+    failover with kind dns) runs as its kind's action (actions/plans.py resolves it at parsing)."""
+    import importlib
+
+    from actions.plans import resolve_step
+    from core.errors import InvalidInput
+
+    step = event["step"]
+    action, params, problems = resolve_step(step["action"], step["params"], f"step {step['index']}")
+    if problems:
+        raise InvalidInput("; ".join(str(p) for p in problems))
+    module = importlib.import_module(f"actions.{action}")
+    resolved = {**event, "step": {**step, "action": action, "params": params}}
+    return getattr(module, f"{phase}_handler")(resolved, context)
+
+
 # --- CloudWatch alarm events ----------------------------------------------------------------
 
 

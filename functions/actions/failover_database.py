@@ -1,21 +1,28 @@
-"""failover, kind "database" (the action's parameters are in actions/failover.py): an RDS
-Multi-AZ DB instance fails over by RebootDBInstance(ForceFailover=True); an Aurora or Multi-AZ DB
-cluster by FailoverDBCluster (to `target_db_instance_identifier` if the plan names one). The DB
-instance or cluster must carry the managed tag. Rollback fails back: a cluster to the writer
-recorded before, an instance by another forced failover if it is no longer in the Availability
-Zone recorded before. The failover itself takes RDS 35-120 s; the action returns once RDS has
-accepted it and the workflow's verification waits.
+"""failover_database: an RDS Multi-AZ DB instance fails over by RebootDBInstance(ForceFailover=
+True); an Aurora or Multi-AZ DB cluster by FailoverDBCluster (to `target_db_instance_identifier`
+if the plan names one). The DB instance or cluster must carry the managed tag. Rollback fails
+back: a cluster to the writer recorded before, an instance by another forced failover if it is no
+longer in the Availability Zone recorded before. The failover itself takes RDS 35-120 s; the
+action returns once RDS has accepted it and the workflow's verification waits (the database's own
+check, after any plan). (`failover` with kind "database" is this action: actions/registry.py,
+ALIASES.) The DB instance or cluster comes from the step's params, else from the impairment's
+scope (db_cluster, db_instance).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from actions.base import ActionResult, Context, result_of
+from pydantic import Field, model_validator
+
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
 from core.errors import ActionRefused, PermanentError, TransientError
 from core.reads import tags
 from core.reads.tags import require_managed
+
+NAME = "failover_database"
+_DB_ID = r"^[A-Za-z][A-Za-z0-9-]{0,62}$"
 
 # RDS states that pass on their own: wait (TransientError) rather than give up.
 _INSTANCE_BUSY = frozenset(
@@ -48,7 +55,26 @@ _CLUSTER_BUSY = frozenset(
 )
 
 
-def rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
+class Params(ActionParams):
+    kind: Literal["database"] = "database"
+    # each defaults to the impairment's scope
+    db_instance_identifier: str | None = Field(default=None, pattern=_DB_ID)
+    db_cluster_identifier: str | None = Field(default=None, pattern=_DB_ID)
+    target_db_instance_identifier: str | None = Field(
+        default=None, pattern=_DB_ID, description="cluster only: the reader to promote (default: RDS chooses)"
+    )
+
+    @model_validator(mode="after")
+    def _an_instance_or_a_cluster(self) -> Params:
+        if self.db_instance_identifier and (self.db_cluster_identifier or self.target_db_instance_identifier):
+            raise ValueError("give db_instance_identifier, or db_cluster_identifier (with an optional target)")
+        return self
+
+
+def rollback(ctx: Context) -> ActionResult:
+    before = (ctx.applied or {}).get("before") or {}
+    if not before:
+        return ctx.result("rollback", "unchanged", [], message="nothing was applied")
     if before.get("db_cluster"):
         return _cluster_rollback(ctx, before)
     return _instance_rollback(ctx, before)
@@ -64,7 +90,7 @@ def apply(ctx: Context) -> ActionResult:
     if instance or (ctx.before or {}).get("db_instance"):
         return _instance_apply(ctx, client, instance)
     raise PermanentError(
-        "failover (database) needs a DB cluster or DB instance: give db_cluster_identifier or "
+        "failover_database needs a DB cluster or DB instance: give db_cluster_identifier or "
         "db_instance_identifier in the step's params, or db_cluster or db_instance in the impairment's scope"
     )
 
@@ -297,3 +323,7 @@ def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         after=_cluster_state(_describe_cluster(client, identifier)),
         message=f"DB cluster {identifier}: failed back to writer {original}",
     )
+
+
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

@@ -1,5 +1,8 @@
-"""failover, kind "dns" (the action's parameters are in actions/failover.py): Route 53 records of
-one name and type, a primary and a standby, in a hosted zone that carries the managed tag.
+"""failover_dns: fail over to the standby by Route 53 records of one name and type, a primary and a
+standby, in a hosted zone that carries the managed tag; rollback fails back. (`failover` with kind
+"dns" is this action: actions/registry.py, ALIASES.) The records come from the step's params, else
+from the impairment's scope (dns_hosted_zone_id, dns_record_name, dns_record_type,
+dns_primary_set, dns_secondary_set).
   - Failover routing (Failover PRIMARY / SECONDARY): the two records swap roles, so the standby
     becomes PRIMARY and the old primary SECONDARY. Why not invert the primary's health check: an
     inverted check reports a primary that goes down as healthy, and Route 53 sends traffic back to
@@ -18,17 +21,34 @@ one name and type, a primary and a standby, in a hosted zone that carries the ma
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
-from actions.base import ActionResult, Context, result_of
+from pydantic import Field
+
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused, CapacityNotReady, PermanentError, TransientError
 from core.reads import tags
 from core.reads.tags import require_managed
 
+NAME = "failover_dns"
 # More than this share of Route 53's checkers reporting success means healthy (Route 53's rule).
 _HEALTHY_SHARE = 0.18
+
+
+class Params(ActionParams):
+    kind: Literal["dns"] = "dns"
+    # each defaults to the impairment's scope
+    hosted_zone_id: str | None = Field(default=None, pattern=r"^(/hostedzone/)?[A-Z0-9]{1,32}$")
+    record_name: str | None = Field(default=None, min_length=1, max_length=1024)
+    record_type: Literal["A", "AAAA", "CNAME"] | None = None
+    primary_set_identifier: str | None = Field(default=None, min_length=1, max_length=128)
+    secondary_set_identifier: str | None = Field(default=None, min_length=1, max_length=128)
+    standby_weight: int = Field(default=255, ge=1, le=255, description="weighted records: the standby's weight")
+    require_healthy_standby: bool = Field(
+        default=True, description="wait while the standby's health check is unhealthy; refuse when it is unreadable"
+    )
 
 
 def apply(ctx: Context) -> ActionResult:
@@ -81,7 +101,10 @@ def apply(ctx: Context) -> ActionResult:
     )
 
 
-def rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
+def rollback(ctx: Context) -> ActionResult:
+    before = (ctx.applied or {}).get("before") or {}
+    if not before:
+        return ctx.result("rollback", "unchanged", [], message="nothing was applied")
     client = aws.client("route53", max_attempts=1, account=ctx.impairment.account_id)
     label = _dns_label(before)
     original = [before["primary"], before["secondary"]]
@@ -128,7 +151,7 @@ def _dns_target_of(params: Any, scope: dict[str, str]) -> tuple[str, str, str, s
     name = params.record_name or scope.get("dns_record_name")
     if not zone or not name:
         raise PermanentError(
-            "failover (dns) needs a hosted zone and a record name: give hosted_zone_id and record_name in the "
+            "failover_dns needs a hosted zone and a record name: give hosted_zone_id and record_name in the "
             "step's params, or dns_hosted_zone_id and dns_record_name in the impairment's scope"
         )
     return (
@@ -290,3 +313,18 @@ def standby_in_use(params: Any, impairment: ImpairmentDetected) -> dict[str, Any
         "standby": {k: standby[k] for k in ("SetIdentifier", "Failover", "Weight") if k in standby},
         "in_use": in_use,
     }
+
+
+def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied: dict[str, Any] | None) -> list[dict]:
+    """What Verify checks after this step (its Verification in actions/registry.py): the standby's
+    record set is the one in use, read as the step reads the records."""
+    state = standby_in_use(Params.model_validate(params), impairment)
+    if state is None:
+        return []
+    return [
+        {"check": "dns_failover", "passed": state["in_use"], "record": state["record"], "standby": state["standby"]}
+    ]
+
+
+ACTION = Action(NAME, Params, apply, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

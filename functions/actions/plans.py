@@ -1,6 +1,7 @@
-"""Plans judged by their actions: each step names a registered action with parameters it accepts,
-and what a plan does follows from what its actions declare (actions/registry.py): whether it
-takes instances out of service, what it hands back later and when, and how long it may take.
+"""Plans judged by their actions: each step names a registered action with parameters it accepts
+(or an alias of several, resolved here to the action its `kind` names), and what a plan does
+follows from what its actions declare (actions/registry.py): whether it takes instances out of
+service, what it hands back later and when, and how long it may take.
 
 Validating a step's parameters imports that action's code (its pydantic parameters); everything
 else here reads the declarations only.
@@ -10,52 +11,102 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Union
 
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from actions.registry import ACTIONS
+from actions.registry import ACTIONS, ALIASES
 from core import plans as core_plans
 from core.errors import TASK_WITH_RETRIES_SECONDS
-from core.plans import Plan, PlanError
-from core.problems import Problem, from_validation, path
+from core.plans import Plan, PlanError, PlanStep
+from core.problems import Problem, from_validation, path, problem_of
+
+
+def resolved(plan: Plan, where: str = "") -> tuple[Plan, list[Problem]]:
+    """The plan as it runs (each alias step resolved to the action its kind names, the kind left
+    out), and what is wrong with its steps, each with its path under `where` (a plan's,
+    "plans.2"): an action that is not registered, parameters its action does not take."""
+    steps, problems = [], []
+    for index, step in enumerate(plan.steps):
+        at = path(where, "steps", index)
+        action, params, found = resolve_step(step.action, step.params, at)
+        spec = ACTIONS.get(action) if not found else None
+        if spec is None and not found:
+            known = ", ".join(sorted([*ACTIONS, *ALIASES]))
+            found = [Problem(path(at, "action"), f"no action is named {action!r} (actions: {known})")]
+        if spec is not None:
+            try:
+                spec.implementation().params.model_validate(params)
+            except ValidationError as exc:
+                found = [replace(p, within=f"action {action}") for p in from_validation(exc, at, "params")]
+        problems += found
+        steps.append(PlanStep(action=action, params=params))
+    return (plan if problems else plan.model_copy(update={"steps": steps})), problems
+
+
+def resolve_step(action: str, params: dict[str, Any], at: str = "") -> tuple[str, dict[str, Any], list[Problem]]:
+    """An alias's step as the action its `kind` names, with the params that action takes (the
+    kind left out); any other step as it is. The params are judged by the alias's discriminated
+    union of its kinds' parameters, so a field of another kind is refused by its path."""
+    alias = ALIASES.get(action)
+    if alias is None:
+        return action, params, []
+    given = {"kind": alias.default_kind, **params} if alias.default_kind else params
+    if "kind" not in given:
+        kinds = ", ".join(f"{kind} ({name})" for kind, name in alias.kinds.items())
+        problem = Problem(path(at, "params", "kind"), f"missing: {action} is one of: {kinds}", f"action {action}")
+        return action, params, [problem]
+    try:
+        model = _union(alias.name).validate_python(given)
+    except ValidationError as exc:
+        kind = given.get("kind")
+        within = f"action {action}, kind {kind}" if kind in alias.kinds else f"action {action}"
+        problems = []
+        for error in exc.errors():
+            if error["type"].startswith("union_tag"):  # missing, or not one of the alias's kinds
+                kinds = ", ".join(sorted(alias.kinds))
+                problems.append(Problem(path(at, "params", "kind"), f"must be one of {kinds}", within))
+                continue
+            # A discriminated union's errors start with the kind's tag: not a field.
+            untagged = {**error, "loc": tuple(error["loc"])[1:]}
+            problems.append(replace(problem_of(untagged, at, "params"), within=within))
+        return action, params, problems
+    return alias.kinds[model.kind], {k: v for k, v in params.items() if k != "kind"}, []
+
+
+@cache
+def _union(alias: str) -> TypeAdapter[Any]:
+    """The alias's params: a discriminated union, on `kind`, of its kinds' own parameters."""
+    models = tuple(ACTIONS[name].implementation().params for name in ALIASES[alias].kinds.values())
+    return TypeAdapter(Annotated[Union[models], Field(discriminator="kind")])  # noqa: UP007
 
 
 def step_problems(plan: Plan, where: str = "") -> list[Problem]:
-    """What is wrong with each step of a plan whose shape is valid, each with its path under `where`
-    (a plan's, "plans.2"): an action that is not registered, parameters its action does not take."""
-    problems = []
-    for index, step in enumerate(plan.steps):
-        at = path(where, "steps", index)
-        spec = ACTIONS.get(step.action)
-        if spec is None:
-            known = ", ".join(sorted(ACTIONS))
-            problems.append(Problem(path(at, "action"), f"no action is named {step.action!r} (actions: {known})"))
-            continue
-        try:
-            spec.implementation().params.model_validate(step.params)
-        except ValidationError as exc:
-            problems += [replace(p, within=f"action {step.action}") for p in from_validation(exc, at, "params")]
-    return problems
+    """What is wrong with each step of a plan whose shape is valid (see resolved)."""
+    return resolved(plan, where)[1]
 
 
-def check_steps(plan: Plan) -> None:
-    """Each step names a registered action and gives it parameters it accepts; else a ValueError
-    with a line per problem (what SelectPlan checks of the plan it chose, at run time)."""
-    problems = step_problems(plan)
+def check_steps(plan: Plan) -> Plan:
+    """The plan as it runs (its aliases resolved), if each step names a registered action and gives
+    it parameters it accepts; else a ValueError with a line per problem (what SelectPlan checks of
+    the plan it chose, at run time)."""
+    plan, problems = resolved(plan)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
+    return plan
 
 
 def plan_problems(raw: list[dict[str, Any]] | str, where: str = "plans") -> tuple[list[Plan], list[Problem]]:
-    """The plans that validate, with their steps, and every problem of the others."""
-    return core_plans.plan_problems(raw, check=step_problems, where=where)
+    """The plans that validate, as they run, and every problem of the others."""
+    return core_plans.plan_problems(raw, check=resolved, where=where)
 
 
 def parse_plans(raw: list[dict[str, Any]] | str) -> list[Plan]:
     """Validate a list of plans and their steps, raising PlanError with every problem, each with
-    its path (what `cdk synth`, `recoveryctl plans validate` and a drill's plans go through)."""
-    return core_plans.parse_plans(raw, check=step_problems)
+    its path (what `cdk synth`, `recoveryctl plans validate` and a drill's plans go through);
+    returns them as they run."""
+    return core_plans.parse_plans(raw, check=resolved)
 
 
 def takes_out_of_service(steps: Iterable[dict[str, Any]]) -> bool:
@@ -103,6 +154,8 @@ __all__ = [
     "holding_seconds",
     "parse_plans",
     "plan_problems",
+    "resolve_step",
+    "resolved",
     "rollback_seconds",
     "step_problems",
     "takes_out_of_service",

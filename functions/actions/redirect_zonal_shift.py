@@ -1,23 +1,60 @@
-"""redirect_traffic, kind "zonal_shift": start an ARC zonal shift of the load balancer away from
-the impaired Availability Zone, always with an expiry (a routing mitigation is time-boxed). A
-zonal shift already active for that load balancer and zone is reused. Rollback cancels the shift
-this step started (actions/redirect_traffic.py has the action's parameters)."""
+"""redirect_zonal_shift: start an ARC zonal shift of the load balancer away from the impaired
+Availability Zone, always with an expiry (a routing mitigation is time-boxed). A zonal shift
+already active for that load balancer and zone is reused. Rollback cancels the shift this step
+started. (`redirect_traffic` with kind "zonal_shift" is this action: actions/registry.py, ALIASES.)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field
 
 from actions import ec2, elb
-from actions.base import ActionResult, Context, result_of
+from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
+from core.arns import LoadBalancerArn
 from core.errors import ActionRefused, PermanentError
 from core.reads import tags
 from core.reads.tags import require_managed
 
+NAME = "redirect_zonal_shift"
 COMMENT_PREFIX = "impairment-recovery"
+MAX_EXPIRY_MINUTES = 72 * 60  # ARC: a zonal shift expires after at most three days
 
 
-# --- zonal_shift ----------------------------------------------------------------------------
+def _minutes(expires_in: str) -> int:
+    return int(expires_in[:-1]) * (60 if expires_in.endswith("h") else 1)
+
+
+def _within_72_hours(value: str) -> str:
+    if _minutes(value) > MAX_EXPIRY_MINUTES:
+        raise ValueError(f"a routing change expires after at most 72h, not {value}")
+    return value
+
+
+# A routing change's time-box, e.g. 30m, 2h; at most 72h (a zonal shift's, ARC's limit).
+EXPIRES_IN = Annotated[
+    str,
+    Field(pattern=r"^[1-9][0-9]*[mh]$", description="the change's time-box, e.g. 30m, 2h; at most 72h"),
+    AfterValidator(_within_72_hours),
+]
+
+
+class Params(ActionParams):
+    kind: Literal["zonal_shift"] = "zonal_shift"
+    load_balancer_arn: LoadBalancerArn | None = Field(
+        default=None, description="default: the scope's, or the target group's"
+    )
+    availability_zone: str | None = Field(default=None, description="zone name or id; default: the scope's")
+    expires_in: EXPIRES_IN = "1h"
+
+
+def rollback(ctx: Context) -> ActionResult:
+    before = (ctx.applied or {}).get("before") or ctx.before
+    if not before:
+        return ctx.result("rollback", "unchanged", [], {}, {}, "nothing was applied")
+    return cancel(ctx, before)
 
 
 def start(ctx: Context) -> ActionResult:
@@ -177,3 +214,7 @@ def _summary(shift: dict) -> dict:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+ACTION = Action(NAME, Params, start, rollback)
+apply_handler, rollback_handler = handlers(ACTION)

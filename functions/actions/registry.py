@@ -5,12 +5,14 @@ ReturnCapacity do after it; the guardrails, Verify, Finalize and ReturnCapacity 
 special about an action here. Its code is its own module, actions/<name>.py (ACTION: its
 parameters, apply and rollback), imported only by what runs it.
 
-Adding an action: its module, and its ActionSpec below (docs/actions.md).
+Adding an action: its module, and its ActionSpec below (docs/actions.md). An action that does
+one thing several ways is several actions, each with only the IAM its way needs; ALIASES keeps
+the older names that chose the way by a `kind` param.
 """
 
 from __future__ import annotations
 
-from actions.specs import ActionSpec, HandBack, IamGrant, StepParams, Verification
+from actions.specs import ActionSpec, Alias, HandBack, IamGrant, StepParams, Verification
 
 # --- helpers of the declarations: pure functions of a step's params, as the plan gives them (the
 # defaults are the parameters' own: tests/unit/test_action_specs.py compares them) ---
@@ -22,16 +24,9 @@ def _return_after(params: StepParams) -> int | None:
 
 
 def _expires_in(params: StepParams) -> int | None:
-    """A weights shift's expires_in (default 1h), in seconds; other kinds hand nothing back (a
-    zonal shift expires in ARC by itself)."""
-    if params.get("kind") != "shift_weights":
-        return None
+    """A weights shift's expires_in (default 1h), in seconds."""
     expires = params.get("expires_in") or "1h"
     return int(expires[:-1]) * (3600 if expires.endswith("h") else 60)
-
-
-def _deregisters_targets(params: StepParams) -> bool:
-    return params.get("kind", "deregister_targets") == "deregister_targets"
 
 
 # Verify reads the group's capacity after a capacity action.
@@ -74,88 +69,146 @@ SPECS: tuple[ActionSpec, ...] = (
         verification=Verification(group_capacity=True, iam_actions=_GROUP_CAPACITY),
         hand_back=HandBack(after=_return_after, only_if_healthy=True),
     ),
+    # --- provision_backup: pre-warmed capacity into service, one action per where it waits ---
     ActionSpec(
-        name="provision_backup",
-        description="Bring pre-warmed capacity into service: warm pool, standby instances or a standby group",
+        name="provision_warm_pool",
+        description="Raise the group's desired capacity by what its warm pool holds warmed",
         iam_actions=(
             "autoscaling:DescribeAutoScalingGroups",
             "autoscaling:DescribeAutoScalingInstances",
             "autoscaling:DescribeWarmPool",
             "autoscaling:SetDesiredCapacity",
-            "autoscaling:ExitStandby",
-            "autoscaling:EnterStandby",
-            "elasticloadbalancing:DescribeTargetHealth",
         ),
         verification=Verification(group_capacity=True, iam_actions=_GROUP_CAPACITY),
     ),
     ActionSpec(
-        name="redirect_traffic",
-        description="Redirect traffic away from impaired targets, target groups or Availability Zones",
+        name="provision_standby_instances",
+        description="Bring the group's Standby instances back into service",
+        iam_actions=(
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeAutoScalingInstances",
+            "autoscaling:ExitStandby",
+            "autoscaling:EnterStandby",
+        ),
+        verification=Verification(group_capacity=True, iam_actions=_GROUP_CAPACITY),
+    ),
+    ActionSpec(
+        name="provision_standby_group",
+        description="Scale a standby Auto Scaling group up, and wait for its capacity in service",
+        iam_actions=(
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:SetDesiredCapacity",
+            "elasticloadbalancing:DescribeTargetHealth",
+        ),
+        verification=Verification(group_capacity=True, iam_actions=_GROUP_CAPACITY),
+    ),
+    # --- redirect_traffic: traffic away from what is impaired ---
+    ActionSpec(
+        name="redirect_deregister_targets",
+        description="Deregister the impaired targets, or a zone's, from their target group",
         iam_actions=(
             "ec2:DescribeAvailabilityZones",
             "ec2:DescribeInstances",
             "elasticloadbalancing:DescribeTags",
             "elasticloadbalancing:DescribeTargetHealth",
-            "elasticloadbalancing:DescribeTargetGroups",
-            "elasticloadbalancing:DescribeListeners",
-            "elasticloadbalancing:DescribeRules",
-            # Tag-conditioned: on the target group, the listener and the listener rule respectively.
+            # Tag-conditioned: on the target group.
             "elasticloadbalancing:DeregisterTargets",
             "elasticloadbalancing:RegisterTargets",
+        ),
+        # Deregistered targets serve nothing: counted like replaced instances.
+        takes_out_of_service=lambda params: True,
+    ),
+    ActionSpec(
+        name="redirect_shift_weights",
+        description="Move an ALB forward action's weight away from the impaired target group, time-boxed",
+        iam_actions=(
+            "elasticloadbalancing:DescribeTags",
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeRules",
+            # Tag-conditioned: on the listener and the listener rule respectively.
             "elasticloadbalancing:ModifyListener",
             "elasticloadbalancing:ModifyRule",
+        ),
+        hand_back=HandBack(after=_expires_in, only_if_healthy=False),
+    ),
+    ActionSpec(
+        name="redirect_zonal_shift",
+        description="Shift a load balancer away from the impaired Availability Zone (ARC zonal shift, with an expiry)",
+        iam_actions=(
+            "ec2:DescribeAvailabilityZones",
+            "elasticloadbalancing:DescribeTags",
+            "elasticloadbalancing:DescribeTargetGroups",
             "arc-zonal-shift:GetManagedResource",
             "arc-zonal-shift:ListZonalShifts",
             # ARC authorizes these against the load balancer and supports aws:ResourceTag on it.
             "arc-zonal-shift:StartZonalShift",
             "arc-zonal-shift:CancelZonalShift",
         ),
-        # Deregistered targets serve nothing: counted like replaced instances.
-        takes_out_of_service=_deregisters_targets,
-        hand_back=HandBack(after=_expires_in, only_if_healthy=False),
+        # Nothing to hand back: the zonal shift expires in ARC by itself.
     ),
+    # --- failover: to the standby; rollback fails back ---
     ActionSpec(
-        name="failover",
-        description=(
-            "Fail over to the standby: Route 53 records, ARC routing controls, an RDS Multi-AZ instance or a DB cluster"
-        ),
+        name="failover_dns",
+        description="Fail over to the standby's Route 53 record (failover or weighted routing)",
         iam_actions=(
             "route53:ListResourceRecordSets",
             "route53:ListTagsForResource",
             "route53:GetHealthCheckStatus",
+        ),
+        # Route 53 has no resource-tag condition key: the action checks the zone's tag itself.
+        iam_actions_without_tag_condition=("route53:ChangeResourceRecordSets",),
+        # The standby's record is the one in use.
+        verification=Verification(
+            step_check="actions.failover_dns:verify_step", iam_actions=("route53:ListResourceRecordSets",)
+        ),
+    ),
+    ActionSpec(
+        name="failover_database",
+        description="Fail an RDS Multi-AZ DB instance or a DB cluster over to its standby",
+        iam_actions=(
             "rds:DescribeDBInstances",
             "rds:DescribeDBClusters",
             "rds:ListTagsForResource",
             "rds:RebootDBInstance",
             "rds:FailoverDBCluster",
         ),
-        # Route 53 has no resource-tag condition key: the action checks the zone's tag itself.
-        iam_actions_without_tag_condition=("route53:ChangeResourceRecordSets",),
-        # ARC's cluster data plane has no tag condition key either: routing controls of this account
-        # only, and the action changes only the two a plan names (the opt-in). Overriding safety rules
-        # is allowed (no AllowSafetyRulesOverrides condition) because a plan may list rules to override.
+        # A database is verified after any plan (its status): nothing of its own.
+    ),
+    ActionSpec(
+        name="failover_routing_control",
+        description="Fail over by ARC routing controls: the standby's On and the primary's Off, in one update",
+        iam_actions=(),
+        # ARC's cluster data plane has no tag condition key: routing controls of this account only,
+        # and the action changes only the two a plan names (the opt-in). Overriding safety rules is
+        # allowed (no AllowSafetyRulesOverrides condition) because a plan may list rules to override.
         iam_grants=(
             IamGrant(
                 actions=(_ROUTING_CONTROL_STATE, "route53-recovery-cluster:UpdateRoutingControlStates"),
                 resources=(ROUTING_CONTROLS_ARN,),
             ),
         ),
-        # The standby is the one in use: its DNS record, or its routing control On and the primary's
-        # Off (read from the cluster's data plane, not from the impaired region). A database is
-        # verified after any plan.
+        # The standby's routing control On and the primary's Off, read from the cluster's data
+        # plane, not from the impaired region.
         verification=Verification(
-            step_check="actions.failover:verify_step",
-            iam_actions=("route53:ListResourceRecordSets",),
+            step_check="actions.failover_routing_control:verify_step",
             iam_grants=(IamGrant(actions=(_ROUTING_CONTROL_STATE,), resources=(ROUTING_CONTROLS_ARN,)),),
         ),
     ),
+    # --- restart_service: the impaired service, restarted ---
     ActionSpec(
-        name="restart_service",
-        description="Restart the impaired service: a new ECS deployment, or a systemd unit through SSM Run Command",
+        name="restart_ecs_service",
+        description="Restart the impaired ECS service: a new deployment of its task definition",
         iam_actions=(
             "ecs:DescribeServices",
             "ecs:ListTagsForResource",
+            # Tag-conditioned: on the service.
             "ecs:UpdateService",
+        ),
+    ),
+    ActionSpec(
+        name="restart_systemd_unit",
+        description="Restart a systemd unit on the impaired instances through SSM Run Command",
+        iam_actions=(
             "ec2:DescribeInstances",
             "ssm:GetCommandInvocation",
             "ssm:ListCommands",
@@ -191,6 +244,36 @@ SPECS: tuple[ActionSpec, ...] = (
 )
 
 ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in SPECS}
+
+# The names that were one action with a `kind` param each: a plan may still use them.
+ALIASES: dict[str, Alias] = {
+    alias.name: alias
+    for alias in (
+        Alias(
+            "provision_backup",
+            {
+                "warm_pool": "provision_warm_pool",
+                "standby_instances": "provision_standby_instances",
+                "standby_group": "provision_standby_group",
+            },
+            default_kind="warm_pool",
+        ),
+        Alias(
+            "redirect_traffic",
+            {
+                "deregister_targets": "redirect_deregister_targets",
+                "shift_weights": "redirect_shift_weights",
+                "zonal_shift": "redirect_zonal_shift",
+            },
+            default_kind="deregister_targets",
+        ),
+        Alias(
+            "failover",
+            {"dns": "failover_dns", "database": "failover_database", "routing_control": "failover_routing_control"},
+        ),
+        Alias("restart_service", {"ecs": "restart_ecs_service", "systemd": "restart_systemd_unit"}),
+    )
+}
 
 
 def get(name: str) -> ActionSpec:

@@ -121,6 +121,20 @@ class ActionSpec:
         return self.hand_back.after(params or {}) if self.hand_back else None
 
 
+@dataclass(frozen=True)
+class Alias:
+    """An action name that stands for several actions, one per `kind` of its params (what one
+    action with a kind param used to be). A plan may still name it: the step is resolved to the
+    kind's action when the plan is parsed (actions/plans.py), so the state machine, the records
+    and Verify only ever see the kind's own action."""
+
+    name: str
+    # kind -> the action it is
+    kinds: dict[str, str]
+    # The kind of a step whose params name none; None: the kind is required.
+    default_kind: str | None = None
+
+
 def resolve(reference: str) -> Callable[..., Any]:
     """The function a "module:function" reference names (imported now, once)."""
     module, _, name = reference.partition(":")

@@ -81,8 +81,9 @@ class Plan(BaseModel):
     )
 
 
-# Judges a plan whose shape is valid, its path given ("plans.2"): what is wrong with its steps.
-PlanCheck = Callable[[Plan, str], list[Problem]]
+# Judges a plan whose shape is valid, its path given ("plans.2"): the plan as it runs (its steps'
+# actions resolved) and what is wrong with its steps.
+PlanCheck = Callable[[Plan, str], tuple[Plan, list[Problem]]]
 
 
 def plan_problems(
@@ -103,7 +104,7 @@ def plan_problems(
         except ValidationError as exc:
             problems += from_validation(exc, at)
             continue
-        found = check(plan, at) if check is not None else []
+        plan, found = check(plan, at) if check is not None else (plan, [])
         if plan.name in seen:
             found.append(
                 Problem(path(at, "name"), f"another plan is already named {plan.name!r}: names must be unique")

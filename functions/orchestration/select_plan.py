@@ -38,7 +38,8 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
             f" for workload {impairment.workload}"
         )
     try:
-        plans.check_steps(plan)  # validated at synthesis: this deployment's actions take its steps
+        # Validated at synthesis: this deployment's actions take its steps (an alias, their kind's).
+        plan = plans.check_steps(plan)
     except ValueError as exc:
         raise InvalidInput(f"plan {plan.name!r}: {exc}") from None
     dry_run = plan.dry_run or settings.dry_run

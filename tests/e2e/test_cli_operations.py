@@ -295,7 +295,7 @@ def test_a_regional_drill_is_recorded_from_the_region_that_recovered(tmp_path, c
     assert report["impairment_id"] in status and "recovered" in status
     assert re.search(r"region\s+us-west-2", shown)
     assert ":us-west-2:" in shown and "execution:ImpairmentRecovery-us-west-2" in shown
-    assert "provision_backup on web-api-standby-asg: changed" in shown
+    assert "provision_standby_group on web-api-standby-asg: changed" in shown
 
 
 def _timestamps(value: object) -> list[datetime]:

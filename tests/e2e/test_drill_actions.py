@@ -92,7 +92,7 @@ def test_an_approval_given_at_a_time_lets_the_recovery_act_then(synthesized):
     )
     with drill.Drill(spec, synthesized.template_path, seed=1) as run:
         report = run.run()
-        failovers = _at(run, "Failover")
+        failovers = _at(run, "FailoverDns")
         record = run.emulator.store().get_impairment(report["impairment_id"])
 
     assert report["outcome"] == "recovered"

@@ -134,5 +134,5 @@ def test_a_rejected_plan_is_escalated_and_an_approved_one_runs(synthesized):
     with drill.Drill(scenario.load("region-failover"), synthesized.template_path) as run:
         report = run.run()
     assert report["outcome"] == "recovered"
-    assert report["execution"]["states"].index("RequestApproval") < report["execution"]["states"].index("Failover")
+    assert report["execution"]["states"].index("RequestApproval") < report["execution"]["states"].index("FailoverDns")
     assert report["workload"]["after"]["dns_records"] != report["workload"]["before"]["dns_records"]

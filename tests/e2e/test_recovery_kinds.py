@@ -22,7 +22,7 @@ def test_container_crash_redeploys_the_service(synthesized):
 
     assert report["outcome"] == "recovered"
     assert report["impairment_type"] in ("service_degradation", "application_error")
-    assert "RestartService" in report["execution"]["states"]
+    assert "RestartEcsService" in report["execution"]["states"]
     assert state["ecs_service"]["running"] == state["ecs_service"]["desired"]
     assert state["ecs_service"]["deployments"] != before["deployments"], "a new deployment was rolled out"
 
@@ -32,7 +32,7 @@ def test_database_failure_fails_the_instance_over_to_its_standby_zone(synthesize
 
     assert report["outcome"] == "recovered"
     assert report["impairment_type"] == "database_issue"
-    assert "Failover" in report["execution"]["states"]
+    assert "FailoverDatabase" in report["execution"]["states"]
     assert report["workload"]["before"]["database"]["availability_zone"] != state["database"]["availability_zone"]
     assert state["database"]["status"] == "available"
 
@@ -41,7 +41,7 @@ def test_database_failover_promotes_the_cluster_reader(synthesized):
     report, state = _run(synthesized, "database-failover")
 
     assert report["outcome"] == "recovered"
-    assert "Failover" in report["execution"]["states"]
+    assert "FailoverDatabase" in report["execution"]["states"]
     assert report["workload"]["before"]["database"]["writer"] != state["database"]["writer"]
 
 
@@ -60,12 +60,12 @@ def test_az_impairment_shifts_traffic_away_and_adds_capacity_elsewhere(synthesiz
     assert report["outcome"] == "recovered"
     assert report["impairment_type"] == "az_impairment"
     assert [(a["type"], a["phase"]) for a in report["actions"]] == [
-        ("redirect_traffic", "apply"),
+        ("redirect_zonal_shift", "apply"),
         ("scale_out", "apply"),
         ("scale_out", "return"),  # the capacity went back after 2 h healthy, when the shift expires
     ]
-    assert "RedirectTraffic" in report["execution"]["states"] and "ScaleOut" in report["execution"]["states"]
-    shift = next(a for a in report["actions"] if a["type"] == "redirect_traffic")
+    assert "RedirectZonalShift" in report["execution"]["states"] and "ScaleOut" in report["execution"]["states"]
+    shift = next(a for a in report["actions"] if a["type"] == "redirect_zonal_shift")
     assert "zonal shift" in shift["message"] and "for 2h" in shift["message"], "a zonal shift, with an expiry"
     # The drill's clock ran past the capacity return (2 h): by then the shift has expired on its own
     assert state["zonal_shifts"] == []
@@ -82,10 +82,10 @@ def test_target_degradation_deregisters_then_re_registers_on_rollback(synthesize
     impaired = report["workload"]["impaired_instances"][0]
     assert report["outcome"] == "escalated"
     phases = [(a["type"], a["phase"], a["result"]) for a in report["actions"]]
-    assert ("redirect_traffic", "apply", "changed") in phases
-    assert ("redirect_traffic", "rollback", "changed") in phases
+    assert ("redirect_deregister_targets", "apply", "changed") in phases
+    assert ("redirect_deregister_targets", "rollback", "changed") in phases
     states = report["execution"]["states"]
-    assert states.index("RollbackReplaceInstance") < states.index("RollbackRedirectTraffic")
+    assert states.index("RollbackReplaceInstance") < states.index("RollbackRedirectDeregisterTargets")
     assert impaired in {h["Target"]["Id"] for h in health}, "registered again, as it was"
 
 

@@ -43,7 +43,8 @@ def test_the_standby_region_detects_the_primary_down_and_fails_over_there(synth_
         assert report["region"] == STANDBY
         assert report["impairment_type"] == "region_impairment"
         assert primary_executions == []
-        assert [a["type"] for a in report["actions"] if a["phase"] == "apply"] == ["provision_backup", "failover"]
+        applied = [a["type"] for a in report["actions"] if a["phase"] == "apply"]
+        assert applied == ["provision_standby_group", "failover_dns"]
 
         # And the standby capacity came up in the standby region before the DNS moved to it
         assert before["standby"]["desired_capacity"] == 0
@@ -62,10 +63,10 @@ def test_the_standby_region_detects_the_primary_down_and_fails_over_there(synth_
         assert record["workload"] == "web-api"
         assert record["impairment"]["scope"]["impaired_region"] == PRIMARY
         done = sorted((a["action"], a["phase"], a["status"]) for a in actions)
-        assert done == [("failover", "apply", "done"), ("provision_backup", "apply", "done")]
+        assert done == [("failover_dns", "apply", "done"), ("provision_standby_group", "apply", "done")]
         # the standby was serving before the traffic moved to it
         by_action = {a["action"]: a for a in actions}
-        assert by_action["provision_backup"]["finished_at"] <= by_action["failover"]["started_at"]
+        assert by_action["provision_standby_group"]["finished_at"] <= by_action["failover_dns"]["started_at"]
         # (the primary region's replica is not written: it was unreachable, and the emulator does
         # not replicate between replicas)
         assert _records(run, PRIMARY, report["impairment_id"])[0] is None
@@ -104,7 +105,7 @@ def test_a_standby_that_never_serves_is_waited_for_then_scaled_back_and_traffic_
     # And the traffic never moved, and the standby is scaled back
     assert after["dns_records"] == before["dns_records"]
     assert after["standby"]["desired_capacity"] == 0
-    assert [a["type"] for a in report["actions"] if a["phase"] == "apply"] == ["provision_backup"]
+    assert [a["type"] for a in report["actions"] if a["phase"] == "apply"] == ["provision_standby_group"]
     assert report["escalations"]
 
 
@@ -123,8 +124,8 @@ def test_a_standby_that_buckles_under_the_traffic_fails_verification_and_the_rec
         assert after["dns_records"] == before["dns_records"]
         assert after["standby"]["desired_capacity"] == 0
         rolled_back = sorted(a["type"] for a in report["actions"] if a["phase"] == "rollback")
-        assert rolled_back == ["failover", "provision_backup"]
-        assert "RollbackFailover" in report["execution"]["states"]
+        assert rolled_back == ["failover_dns", "provision_standby_group"]
+        assert "RollbackFailoverDns" in report["execution"]["states"]
 
         # And a human was paged, from the standby region
         assert report["escalations"]

@@ -256,7 +256,7 @@ def test_central_functions_that_act_in_members_may_assume_the_member_role_and_kn
     member_role = f"arn:${{AWS::Partition}}:iam::{MEMBER}:role/ImpairmentRecoveryMember"
     for handler in (
         "actions.replace_instance.apply_handler",
-        "actions.failover.rollback_handler",
+        "actions.failover_dns.rollback_handler",
         "orchestration.verify.handler",
         "orchestration.check_guardrails.handler",
         "detectors.alarm.handler",

@@ -104,6 +104,6 @@ def test_a_reservation_of_zero_is_refused(field):
     from infra.config import ConfigError, validate
 
     raw = {**cdk_context()["recovery"], "reserved_concurrency": {field: 0}}
-    expected = rf"reserved_concurrency\.{field}: Input should be greater than or equal to 1"
+    expected = rf"reserved_concurrency\.{field}: must be at least 1 \(got 0\)"
     with pytest.raises(ConfigError, match=expected):
         validate(raw)

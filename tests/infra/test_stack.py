@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from actions.registry import ACTIONS
+from actions.registry import ACTIONS, ALIASES
 from core.contract import CLEARED, DETECTED, EVENT_SOURCE, ImpairmentType, json_schema
 from detectors.registry import DETECTORS, REGION_PROBE
 from infra import constants
@@ -385,11 +385,11 @@ def test_every_task_retries_transient_errors_with_capped_jittered_backoff(states
 
 
 def test_verify_outlasts_reading_routing_controls_through_every_cluster_endpoint(resources):
-    from actions import failover
+    from actions import failover_routing_control
 
     by_handler = cfn.functions_by_handler(resources)
     verify = resources[by_handler["orchestration.verify.handler"]]
-    assert verify["Properties"]["Timeout"] > failover._CLUSTER_BUDGET_SECONDS
+    assert verify["Properties"]["Timeout"] > failover_routing_control._CLUSTER_BUDGET_SECONDS
 
 
 def test_actions_waiting_for_capacity_are_asked_again_slowly_before_the_quick_retries(states):
@@ -716,7 +716,13 @@ def test_too_many_declared_resources_for_the_alarm_detector_s_environment_fail_t
 
 # --- failover and restart_service -----------------------------------------------------------
 
-FAILOVER_AND_RESTART = ["failover", "restart_service"]
+FAILOVER_AND_RESTART = [
+    "failover_dns",
+    "failover_database",
+    "failover_routing_control",
+    "restart_ecs_service",
+    "restart_systemd_unit",
+]
 _TRACING = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # every traced function
 
 
@@ -764,6 +770,7 @@ def test_failover_and_restart_service_roles_hold_exactly_the_declared_permission
         for arn in grant.resources:
             key = (json.dumps({"Fn::Sub": arn} if "${" in arn else arn), json.dumps(condition, sort_keys=True))
             expected.setdefault(key, set()).update(grant.actions)
+    expected = {key: actions for key, actions in expected.items() if actions}
 
     # Then its role grants that and nothing more: reads on any resource, mutating calls only on
     # resources carrying the managed tag, but for those a service cannot tag-scope
@@ -772,11 +779,61 @@ def test_failover_and_restart_service_roles_hold_exactly_the_declared_permission
 
 def test_failover_may_change_records_only_because_route53_has_no_tag_condition(resources, config):
     # Route 53 record changes cannot be tag-scoped: the action checks the zone's tag itself
-    assert ACTIONS["failover"].iam_actions_without_tag_condition == ("route53:ChangeResourceRecordSets",)
-    granted = _action_grants(resources, "actions.failover.apply_handler")
+    assert ACTIONS["failover_dns"].iam_actions_without_tag_condition == ("route53:ChangeResourceRecordSets",)
+    granted = _action_grants(resources, "actions.failover_dns.apply_handler")
     condition = {"StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}}
     tagged = ('"*"', json.dumps(condition, sort_keys=True))
-    assert granted[tagged] == {"rds:FailoverDBCluster", "rds:RebootDBInstance"}
+    assert tagged not in granted  # nothing else it changes: its role has no RDS or ARC permission
+    assert granted[('"*"', "null")] >= {"route53:ChangeResourceRecordSets"}
+    database = _action_grants(resources, "actions.failover_database.apply_handler")
+    assert database[tagged] == {"rds:FailoverDBCluster", "rds:RebootDBInstance"}
+
+
+# Each kind of an alias is an action of its own: its role holds none of its sibling kinds'
+# permissions that it does not need itself (failover_dns may not fail a database over).
+_SIBLINGS = {
+    alias: sorted(kinds.values())
+    for alias, kinds in {
+        "failover": ALIASES["failover"].kinds,
+        "redirect_traffic": ALIASES["redirect_traffic"].kinds,
+        "provision_backup": ALIASES["provision_backup"].kinds,
+        "restart_service": ALIASES["restart_service"].kinds,
+    }.items()
+}
+
+
+def _granted_actions(resources, handler: str) -> set[str]:
+    return {a for actions in _action_grants(resources, handler).values() for a in actions}
+
+
+@pytest.mark.parametrize("alias", sorted(_SIBLINGS))
+def test_each_kinds_role_lacks_the_permissions_only_its_sibling_kinds_need(alias, resources):
+    for action in _SIBLINGS[alias]:
+        own = set(ACTIONS[action].iam_actions) | set(ACTIONS[action].iam_actions_without_tag_condition)
+        own |= {a for grant in ACTIONS[action].iam_grants for a in grant.actions}
+        others = set()
+        for sibling in _SIBLINGS[alias]:
+            if sibling != action:
+                spec = ACTIONS[sibling]
+                others |= set(spec.iam_actions) | set(spec.iam_actions_without_tag_condition)
+                others |= {a for grant in spec.iam_grants for a in grant.actions}
+        for phase in ("apply", "rollback"):
+            granted = _granted_actions(resources, f"actions.{action}.{phase}_handler")
+            assert not (others - own) & granted, f"{action}.{phase} holds {sorted((others - own) & granted)}"
+
+
+def test_the_failover_kinds_roles_name_what_they_lack(resources):
+    dns = _granted_actions(resources, "actions.failover_dns.apply_handler")
+    assert "rds:FailoverDBCluster" not in dns
+    assert "route53-recovery-cluster:UpdateRoutingControlStates" not in dns
+    database = _granted_actions(resources, "actions.failover_database.apply_handler")
+    assert "route53:ChangeResourceRecordSets" not in database
+    routing = _granted_actions(resources, "actions.failover_routing_control.rollback_handler")
+    assert not {a for a in routing if a.startswith(("rds:", "route53:"))}
+    systemd = _granted_actions(resources, "actions.restart_systemd_unit.apply_handler")
+    assert "ecs:UpdateService" not in systemd
+    zonal = _granted_actions(resources, "actions.redirect_zonal_shift.apply_handler")
+    assert "elasticloadbalancing:DeregisterTargets" not in zonal
 
 
 # --- provision_backup, redirect_traffic, replace_instance outside a group -----------------
@@ -785,20 +842,20 @@ def test_failover_may_change_records_only_because_route53_has_no_tag_condition(r
 # aws:ResourceTag condition (ELB target groups, listeners and rules; the load balancer behind an
 # ARC zonal shift; Auto Scaling groups; EC2 instances).
 TAG_SCOPED_PERMISSIONS = {
-    "provision_backup": ["autoscaling:SetDesiredCapacity", "autoscaling:ExitStandby", "autoscaling:EnterStandby"],
-    "redirect_traffic": [
-        "elasticloadbalancing:DeregisterTargets",
-        "elasticloadbalancing:RegisterTargets",
-        "elasticloadbalancing:ModifyListener",
-        "elasticloadbalancing:ModifyRule",
-        "arc-zonal-shift:StartZonalShift",
-        "arc-zonal-shift:CancelZonalShift",
-    ],
+    "provision_warm_pool": ["autoscaling:SetDesiredCapacity"],
+    "provision_standby_group": ["autoscaling:SetDesiredCapacity"],
+    "provision_standby_instances": ["autoscaling:ExitStandby", "autoscaling:EnterStandby"],
+    "redirect_deregister_targets": ["elasticloadbalancing:DeregisterTargets", "elasticloadbalancing:RegisterTargets"],
+    "redirect_shift_weights": ["elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule"],
+    "redirect_zonal_shift": ["arc-zonal-shift:StartZonalShift", "arc-zonal-shift:CancelZonalShift"],
     "replace_instance": ["ec2:RebootInstances", "ec2:StopInstances", "ec2:StartInstances"],
 }
 
 
-@pytest.mark.parametrize("action", ["provision_backup", "redirect_traffic"])
+@pytest.mark.parametrize(
+    "action",
+    [name for alias in ("provision_backup", "redirect_traffic") for name in sorted(ALIASES[alias].kinds.values())],
+)
 def test_provision_backup_and_redirect_traffic_have_apply_and_rollback_tasks(action, states, resources):
     by_handler = cfn.functions_by_handler(resources)
     for state_name, phase in ((_pascal(action), "apply"), (f"Rollback{_pascal(action)}", "rollback")):
@@ -1249,7 +1306,7 @@ def test_the_rds_rule_asks_for_exactly_the_categories_the_detector_can_act_on(re
 def test_restart_service_may_send_commands_only_to_managed_instances(resources, config):
     # ssm:SendCommand is authorized against the document and each instance: the one document is
     # named, and instances need the managed tag under SSM's own condition key
-    granted = _action_grants(resources, "actions.restart_service.apply_handler")
+    granted = _action_grants(resources, "actions.restart_systemd_unit.apply_handler")
     sending = {key for key, actions in granted.items() if "ssm:SendCommand" in actions}
     condition = {"StringEquals": {f"ssm:resourceTag/{config.managed_tag_key}": config.managed_tag_value}}
     assert sending == {

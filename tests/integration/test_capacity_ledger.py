@@ -181,6 +181,7 @@ def test_a_scale_out_rolled_back_right_after_its_verify_failed_gives_back_its_ow
     # Verify failed and the workflow rolls A back at once, from its audit trail
     workload = build_workload(min_size=1, desired=4, max_size=10)
     a, b = recovery(workload, "a"), recovery(workload, "b")
+    store.put_impairment(a.model_dump(mode="json"), status="recovering")  # as Start records it
     scale(store, a)
     applied_b = scale(store, b)
     state = {

@@ -17,10 +17,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from actions import failover
 from core import aws
 from core.errors import ActionRefused, CapacityNotReady, InvalidInput, PermanentError, TransientError
-from tests.builders import MANAGED_TAG, REGION, action_event, impairment
+from tests.builders import MANAGED_TAG, REGION, action_event, impairment, run_step
 
 RECORD = "app.example.com"
 PRIMARY, SECONDARY = "primary", "secondary"
@@ -181,11 +180,11 @@ def forced_failovers(monkeypatch) -> list[str]:
 
 
 def apply(model, context, **params):
-    return failover.apply_handler(action_event(model, "failover", params=params), context)
+    return run_step("apply", action_event(model, "failover", params=params), context)
 
 
 def rollback(model, context, applied, **params):
-    return failover.rollback_handler(action_event(model, "failover", params=params, applied=applied), context)
+    return run_step("rollback", action_event(model, "failover", params=params, applied=applied), context)
 
 
 # --- DNS: failover records ------------------------------------------------------------------
@@ -271,7 +270,7 @@ def test_dns_failover_finds_its_records_across_pages(store, lambda_context):
         event["dry_run"] = True
 
         # When failover is applied (as a dry run)
-        result = failover.apply_handler(event, lambda_context)
+        result = run_step("apply", event, lambda_context)
         stubber.assert_no_pending_responses()
 
     # Then both record sets were found
@@ -336,7 +335,7 @@ def test_dns_dry_run_reports_the_switch_and_changes_nothing(store, lambda_contex
     event = action_event(dns.impairment(), "failover", params={"kind": "dns"})
     event["dry_run"] = True
 
-    result = failover.apply_handler(event, lambda_context)
+    result = run_step("apply", event, lambda_context)
 
     assert result["result"] == "would_change"
     assert "standby secondary" in result["message"]
@@ -613,7 +612,7 @@ def test_cluster_dry_run_changes_nothing(store, lambda_context):
     event = action_event(model, "failover", params={"kind": "database"})
     event["dry_run"] = True
 
-    result = failover.apply_handler(event, lambda_context)
+    result = run_step("apply", event, lambda_context)
 
     assert result["result"] == "would_change"
     assert writer(cluster) == "orders-1"
@@ -736,7 +735,7 @@ def test_instance_dry_run_reboots_nothing(store, lambda_context, forced_failover
     event = action_event(model, "failover", params={"kind": "database"})
     event["dry_run"] = True
 
-    result = failover.apply_handler(event, lambda_context)
+    result = run_step("apply", event, lambda_context)
 
     assert result["result"] == "would_change"
     assert forced_failovers == []
@@ -809,4 +808,4 @@ def test_database_without_a_target_is_a_permanent_error(store, lambda_context):
 )
 def test_params_that_do_not_fit_the_kind_are_invalid(store, lambda_context, params):
     with pytest.raises(InvalidInput):
-        failover.apply_handler(action_event(impairment(), "failover", params=params), lambda_context)
+        run_step("apply", action_event(impairment(), "failover", params=params), lambda_context)

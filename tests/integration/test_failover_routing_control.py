@@ -18,10 +18,10 @@ import pytest
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from actions import failover
+from actions import failover_routing_control as routing_control
 from core import aws
 from core.errors import ActionRefused, InvalidInput, PermanentError, TransientError
-from tests.builders import ACCOUNT, action_event, impairment
+from tests.builders import ACCOUNT, action_event, impairment, run_step
 
 PANEL = f"arn:aws:route53-recovery-control::{ACCOUNT}:controlpanel/abd5fbfc052d4844a082dbf400f61da8"
 PRIMARY = f"{PANEL}/routingcontrol/d5d90e587870494b"
@@ -103,7 +103,7 @@ def cluster(store, monkeypatch) -> Iterator[Cluster]:
     """A stubbed client for each of ENDPOINTS (any other endpoint gets a real client), and the
     rotation starting at the first endpoint listed (the action starts at random)."""
     made = Cluster()
-    real_factory = made.real_factory = failover._cluster_client
+    real_factory = made.real_factory = routing_control._cluster_client
 
     def factory(endpoint: str, region: str, account: str | None) -> Any:
         made.made.append(endpoint)
@@ -116,8 +116,8 @@ def cluster(store, monkeypatch) -> Iterator[Cluster]:
         client = real_factory(entry["Endpoint"], entry["Region"], None)
         made.stubbers[entry["Endpoint"]] = Stubber(client)
         made.stubbers[entry["Endpoint"]].activate()
-    monkeypatch.setattr(failover, "_cluster_client", factory)
-    monkeypatch.setattr(failover, "_first_endpoint", lambda count: 0)
+    monkeypatch.setattr(routing_control, "_cluster_client", factory)
+    monkeypatch.setattr(routing_control, "_first_endpoint", lambda count: 0)
     yield made
     for stubber in made.stubbers.values():
         stubber.deactivate()
@@ -131,12 +131,12 @@ def apply(lambda_context, event_params: dict[str, Any] | None = None, *, dry_run
     event = action_event(model(), "failover", params=event_params or params())
     if dry_run:
         event["dry_run"] = True
-    return failover.apply_handler(event, lambda_context)
+    return run_step("apply", event, lambda_context)
 
 
 def rollback(lambda_context, applied: dict[str, Any], event_params: dict[str, Any] | None = None):
     event = action_event(model(), "failover", params=event_params or params(), applied=applied)
-    return failover.rollback_handler(event, lambda_context)
+    return run_step("rollback", event, lambda_context)
 
 
 # --- apply ------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_the_endpoints_are_tried_within_a_time_budget(store, cluster, lambda_con
     # Given every try at an endpoint takes 25 s (a clock that moves 25 s each time it is read) and
     # the first endpoint is unavailable
     clock = iter(range(0, 10_000, 25))
-    monkeypatch.setattr(failover, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(routing_control, "monotonic", lambda: float(next(clock)))
     cluster.at(0).add_client_error("get_routing_control_state", "EndpointTemporarilyUnavailableException", "x", 400)
 
     # When failover is applied
@@ -491,14 +491,14 @@ def test_rollback_blocked_by_a_safety_rule_is_refused(store, cluster, lambda_con
 def test_each_endpoint_gets_a_client_of_its_own_url_and_region_without_sdk_retries():
     entry = ENDPOINTS[3]
 
-    client = failover._cluster_client(entry["Endpoint"], entry["Region"], None)
+    client = routing_control._cluster_client(entry["Endpoint"], entry["Region"], None)
 
     assert client.meta.endpoint_url == entry["Endpoint"]
     assert client.meta.region_name == entry["Region"]
     assert client.meta.service_model.service_name == "route53-recovery-cluster"
 
     # and a call to an endpoint that refuses the connection is sent once, not retried by the SDK
-    unreachable = failover._cluster_client(unreachable_endpoint(), "us-east-1", None)
+    unreachable = routing_control._cluster_client(unreachable_endpoint(), "us-east-1", None)
     sent: list[str] = []
     unreachable.meta.events.register("before-send", lambda request, **kwargs: sent.append(request.url))
     with pytest.raises(EndpointConnectionError):
@@ -516,7 +516,7 @@ def test_a_member_accounts_routing_controls_are_reached_with_the_member_role(
     cluster.states(cluster.at(0), "Off", "On")
     event = action_event(model().model_copy(update={"account_id": member}), "failover", params=params())
 
-    failover.apply_handler(event, lambda_context)
+    run_step("apply", event, lambda_context)
 
     # Then the endpoint's client was made in the member account
     assert cluster.accounts == [member]
@@ -529,7 +529,7 @@ def test_a_member_accounts_routing_controls_are_reached_with_the_member_role(
 
 def test_the_rotation_starts_at_random_and_goes_round_the_list(store, cluster, lambda_context, monkeypatch):
     # Given the rotation starts at the last endpoint, which is unavailable
-    monkeypatch.setattr(failover, "_first_endpoint", lambda count: count - 1)
+    monkeypatch.setattr(routing_control, "_first_endpoint", lambda count: count - 1)
     cluster.at(4).add_client_error("get_routing_control_state", "EndpointTemporarilyUnavailableException", "x", 400)
     cluster.states(cluster.at(0), "Off", "On")
 
@@ -538,7 +538,7 @@ def test_the_rotation_starts_at_random_and_goes_round_the_list(store, cluster, l
     # Then it went round to the first
     cluster.done()
     assert cluster.made == [ENDPOINTS[4]["Endpoint"], ENDPOINTS[0]["Endpoint"]]
-    assert {failover._first_endpoint(5) for _ in range(50)} <= set(range(5))
+    assert {routing_control._first_endpoint(5) for _ in range(50)} <= set(range(5))
 
 
 @pytest.mark.parametrize(
@@ -580,6 +580,6 @@ def test_the_rotation_starts_at_random_and_goes_round_the_list(store, cluster, l
 )
 def test_params_that_do_not_fit_the_kind_are_invalid_and_nothing_is_called(store, cluster, lambda_context, given):
     with pytest.raises(InvalidInput):
-        failover.apply_handler(action_event(model(), "failover", params=given), lambda_context)
+        run_step("apply", action_event(model(), "failover", params=given), lambda_context)
 
     assert cluster.made == []

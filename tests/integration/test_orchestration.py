@@ -78,6 +78,27 @@ def test_select_plan_returns_the_matching_plan_with_indexed_steps(store, plans, 
     assert record["status"] == "recovering"
 
 
+def test_select_plan_runs_an_alias_step_as_its_kinds_action(store, monkeypatch, tmp_path, lambda_context):
+    # Given a configuration file whose plan names the alias with a kind (written by hand, not
+    # through synthesis, which resolves it already)
+    raw = {
+        "name": "db",
+        "match": {"impairment_types": ["database_issue"]},
+        "steps": [{"action": "failover", "params": {"kind": "database", "db_cluster_identifier": "ledger"}}],
+    }
+    use_runtime_config(monkeypatch, tmp_path, plans=[raw])
+    model = impairment(impairment_type=ImpairmentType.DATABASE_ISSUE, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+
+    # When the plan is selected
+    plan = select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+
+    # Then the execution and its record see the kind's action, the kind left out of its params
+    expected = [{"index": 0, "action": "failover_database", "params": {"db_cluster_identifier": "ledger"}}]
+    assert plan["steps"] == expected
+    assert store.get_impairment(model.impairment_id)["plan_state"]["steps"] == expected
+
+
 @pytest.mark.parametrize(
     ("impairment_type", "severity"),
     [
@@ -104,8 +125,12 @@ def test_select_plan_raises_no_matching_plan_when_nothing_covers_it(
     [
         ({"action": "reboot_everything"}, "steps.0.action: no action is named 'reboot_everything'"),
         ({"action": "scale_out", "params": {"increment": 0}}, "steps.0.params.increment (action scale_out): must be"),
+        (
+            {"action": "failover", "params": {"kind": "dns", "db_instance_identifier": "orders"}},
+            "steps.0.params.db_instance_identifier (action failover, kind dns)",
+        ),
     ],
-    ids=["unknown-action", "bad-params"],
+    ids=["unknown-action", "bad-params", "field-of-another-kind"],
 )
 def test_a_plan_this_deployments_actions_cannot_run_is_refused_before_anything_acts(
     store, monkeypatch, tmp_path, lambda_context, step, named
@@ -258,8 +283,8 @@ def test_verify_after_a_dns_failover_passes_only_once_the_standby_record_is_prim
     model = standby.impairment_of().model_copy(update={"scope": scope})
     event = verify_event(model)
     event["plan"]["steps"] = [
-        {"index": 0, "action": "provision_backup", "params": {"kind": "standby_group"}},
-        {"index": 1, "action": "failover", "params": {"kind": "dns"}},
+        {"index": 0, "action": "provision_standby_group", "params": {}},
+        {"index": 1, "action": "failover_dns", "params": {}},
     ]
 
     # When the records still send traffic to the old primary

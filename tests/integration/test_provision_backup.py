@@ -16,22 +16,22 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
 
-from actions import provision_backup
+from actions import autoscaling as asg
 from core import aws
 from core.errors import ActionRefused, CapacityNotReady, InvalidInput, PermanentError, TransientError
-from tests.builders import REGION, action_event, build_workload
+from tests.builders import REGION, action_event, build_workload, run_step
 
 
 def apply(workload, context, dry_run=False, **params):
     event = action_event(workload.impairment_of(), "provision_backup", params=params)
     if dry_run:
         event["dry_run"] = True
-    return provision_backup.apply_handler(event, context)
+    return run_step("apply", event, context)
 
 
 def rollback(workload, context, applied, **params):
     event = action_event(workload.impairment_of(), "provision_backup", params=params, applied=applied)
-    return provision_backup.rollback_handler(event, context)
+    return run_step("rollback", event, context)
 
 
 def warm_pool(group_name: str, *states: str) -> None:
@@ -380,8 +380,8 @@ def test_standby_group_and_capacity_default_to_the_impairments_scope(store, lamb
     )
 
     # When the plan's step names neither
-    applied = provision_backup.apply_handler(
-        action_event(impairment, "provision_backup", params={"kind": "standby_group"}), lambda_context
+    applied = run_step(
+        "apply", action_event(impairment, "provision_backup", params={"kind": "standby_group"}), lambda_context
     )
 
     # Then the scope's standby group is scaled to the scope's capacity
@@ -447,7 +447,7 @@ def test_standby_group_waits_until_its_capacity_is_healthy_in_service(store, lam
     standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
     params = {"kind": "standby_group", "standby_group": standby.group_name, "desired_capacity": 2}
     with monkeypatch.context() as patch:
-        patch.setattr(provision_backup.asg, "healthy_in_service", lambda group, excluding=frozenset(): [])
+        patch.setattr(asg, "healthy_in_service", lambda group, excluding=frozenset(): [])
 
         # When the step runs, it raises the capacity, then says it waits (the state machine asks again)
         with pytest.raises(CapacityNotReady, match="0 of 2 instances healthy in service"):
@@ -464,7 +464,7 @@ def test_standby_group_waits_until_its_capacity_is_healthy_in_service(store, lam
 def test_standby_group_need_not_wait(store, lambda_context, monkeypatch):
     workload = build_workload(min_size=1, desired=3, max_size=6)
     standby = build_workload("web-api-standby", min_size=0, desired=0, max_size=4)
-    monkeypatch.setattr(provision_backup.asg, "healthy_in_service", lambda group, excluding=frozenset(): [])
+    monkeypatch.setattr(asg, "healthy_in_service", lambda group, excluding=frozenset(): [])
 
     result = apply(
         workload,
@@ -503,11 +503,11 @@ def test_a_standby_waits_for_its_target_groups_healthy_targets_too(store, lambda
 
     # When the step runs: the instances are in service, but no target serves yet
     with pytest.raises(CapacityNotReady, match="0 of 2 targets healthy"):
-        provision_backup.apply_handler(event, lambda_context)
+        run_step("apply", event, lambda_context)
 
     # Then once they are registered and pass their checks, the retry ends the step
     elbv2.register_targets(TargetGroupArn=serving, Targets=[{"Id": i} for i in standby.instance_ids()])
-    assert provision_backup.apply_handler(event, lambda_context)["result"] == "changed"
+    assert run_step("apply", event, lambda_context)["result"] == "changed"
 
 
 def test_a_standby_group_that_can_bring_nothing_up_is_refused(store, lambda_context):
@@ -518,5 +518,5 @@ def test_a_standby_group_that_can_bring_nothing_up_is_refused(store, lambda_cont
 
     # Then the step is refused, naming the MaxSize, and nothing changes (traffic never moves to nothing)
     with pytest.raises(ActionRefused, match="MaxSize is 0"):
-        provision_backup.apply_handler(event, lambda_context)
+        run_step("apply", event, lambda_context)
     assert standby.desired_capacity() == 0

@@ -11,11 +11,11 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from actions import redirect_traffic
+from actions import redirect_shift_weights
 from core import aws
 from core.contract import ImpairmentType
 from core.errors import ActionRefused, InvalidInput, PermanentError, TransientError
-from tests.builders import MANAGED_TAG, REGION, Workload, action_event, build_workload, impairment
+from tests.builders import MANAGED_TAG, REGION, Workload, action_event, build_workload, impairment, run_step
 
 MANAGED = [{"Key": MANAGED_TAG[0], "Value": MANAGED_TAG[1]}]
 ZONE_A, ZONE_B = ("us-east-1a", "use1-az6"), ("us-east-1b", "use1-az1")  # moto's zone ids
@@ -104,8 +104,7 @@ def run(phase, model, context, dry_run=False, applied=None, **params):
     event = action_event(model, "redirect_traffic", params=params, applied=applied)
     if dry_run:
         event["dry_run"] = True
-    handler = redirect_traffic.apply_handler if phase == "apply" else redirect_traffic.rollback_handler
-    return handler(event, context)
+    return run_step(phase, event, context)
 
 
 # --- deregister_targets ---------------------------------------------------------------------
@@ -715,7 +714,11 @@ def test_shifted_weights_are_time_boxed_and_put_back_when_their_time_is_over(sto
     assert balanced.weights() == {balanced.blue_arn: 0, balanced.green_arn: 100}
     state = {
         "impairment": model.model_dump(mode="json"),
-        "plan": {"name": "shift", "steps": [{"index": 0, "action": "redirect_traffic", "params": params}]},
+        # as SelectPlan gives the plan: the alias resolved to its kind's action
+        "plan": {
+            "name": "shift",
+            "steps": [{"index": 0, "action": "redirect_shift_weights", "params": {"expires_in": "30m"}}],
+        },
         "actions": [applied],
     }
 
@@ -731,4 +734,4 @@ def test_shifted_weights_are_time_boxed_and_put_back_when_their_time_is_over(sto
 
 def test_a_weights_shift_may_not_last_more_than_72_hours():
     with pytest.raises(ValueError, match="72h"):
-        redirect_traffic.Params.model_validate({"kind": "shift_weights", "expires_in": "73h"})
+        redirect_shift_weights.Params.model_validate({"kind": "shift_weights", "expires_in": "73h"})

@@ -15,28 +15,25 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from actions import restart_service
 from core import aws
 from core.errors import ActionRefused, InvalidInput, PermanentError, TransientError
-from tests.builders import ACCOUNT, MANAGED_TAG, REGION, action_event, impairment
+from tests.builders import ACCOUNT, MANAGED_TAG, REGION, action_event, impairment, run_step
 
 CLUSTER, SERVICE, UNIT = "web", "api", "nginx.service"
 
 
 def apply(model, context, **params):
-    return restart_service.apply_handler(action_event(model, "restart_service", params=params), context)
+    return run_step("apply", action_event(model, "restart_service", params=params), context)
 
 
 def rollback(model, context, applied, **params):
-    return restart_service.rollback_handler(
-        action_event(model, "restart_service", params=params, applied=applied), context
-    )
+    return run_step("rollback", action_event(model, "restart_service", params=params, applied=applied), context)
 
 
 def dry_run(model, context, **params):
     event = action_event(model, "restart_service", params=params)
     event["dry_run"] = True
-    return restart_service.apply_handler(event, context)
+    return run_step("apply", event, context)
 
 
 def throttled(operation: str):
@@ -484,6 +481,8 @@ def test_systemd_rollback_of_a_step_that_sent_nothing_changes_nothing(store, lam
 )
 def test_params_that_do_not_fit_the_kind_are_invalid(store, lambda_context, params):
     with pytest.raises(InvalidInput):
-        restart_service.apply_handler(
-            action_event(host_impairment(["i-0abc123def4567890"]), "restart_service", params=params), lambda_context
+        run_step(
+            "apply",
+            action_event(host_impairment(["i-0abc123def4567890"]), "restart_service", params=params),
+            lambda_context,
         )

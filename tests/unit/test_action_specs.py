@@ -19,19 +19,21 @@ from core.plans import Plan
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
 # Params as a plan gives them (defaults left out), per action with something to say about them.
+_CONTROLS = "arn:aws:route53-recovery-control::123456789012:controlpanel/0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 SAMPLE_PARAMS = {
     "replace_instance": [{}, {"mode": "mark_unhealthy"}],
     "scale_out": [{}, {"keep": True}, {"return_after_seconds": 900}, {"increment": 2, "keep": False}],
-    "provision_backup": [{}, {"kind": "standby_group"}],
-    "redirect_traffic": [
-        {},
-        {"kind": "zonal_shift", "expires_in": "2h"},
-        {"kind": "shift_weights"},
-        {"kind": "shift_weights", "expires_in": "30m"},
-        {"kind": "shift_weights", "expires_in": "72h"},
+    "provision_standby_group": [{}, {"desired_capacity": 2}],
+    "redirect_zonal_shift": [{}, {"expires_in": "2h"}],
+    "redirect_shift_weights": [{}, {"expires_in": "30m"}, {"expires_in": "72h"}],
+    "failover_routing_control": [
+        {
+            "primary_routing_control_arn": f"{_CONTROLS}/routingcontrol/a1",
+            "standby_routing_control_arn": f"{_CONTROLS}/routingcontrol/b2",
+            "cluster_endpoints": [{"Endpoint": "https://host-a.example.com/v1", "Region": "us-east-1"}],
+        }
     ],
-    "failover": [{"kind": "dns"}, {"kind": "database"}],
-    "restart_service": [{"kind": "ecs"}, {"kind": "systemd", "unit": "nginx.service"}],
+    "restart_systemd_unit": [{"unit": "nginx.service"}],
     "scale_ecs_service": [{}, {"keep": True}, {"return_after_seconds": 120, "increment": 3}],
 }
 
@@ -60,31 +62,45 @@ def test_what_a_declaration_reads_from_params_agrees_with_the_parameters_default
 
 
 def test_hand_backs_are_the_emergency_capacity_and_the_shifted_weights():
-    scale_out, redirect = ACTIONS["scale_out"], ACTIONS["redirect_traffic"]
+    scale_out, shift = ACTIONS["scale_out"], ACTIONS["redirect_shift_weights"]
     assert scale_out.hand_back_after({}) == 3600
     assert scale_out.hand_back_after({"return_after_seconds": 900}) == 900
     assert scale_out.hand_back_after({"keep": True}) is None
     assert scale_out.hand_back is not None and scale_out.hand_back.only_if_healthy
-    assert redirect.hand_back_after({"kind": "shift_weights"}) == 3600
-    assert redirect.hand_back_after({"kind": "shift_weights", "expires_in": "30m"}) == 1800
-    assert redirect.hand_back_after({"kind": "zonal_shift", "expires_in": "2h"}) is None  # ARC expires it
-    assert redirect.hand_back is not None and not redirect.hand_back.only_if_healthy
-    assert [n for n, s in ACTIONS.items() if s.hand_back] == ["scale_out", "redirect_traffic", "scale_ecs_service"]
+    assert shift.hand_back_after({}) == 3600
+    assert shift.hand_back_after({"expires_in": "30m"}) == 1800
+    assert ACTIONS["redirect_zonal_shift"].hand_back_after({"expires_in": "2h"}) is None  # ARC expires it
+    assert shift.hand_back is not None and not shift.hand_back.only_if_healthy
+    assert [n for n, s in ACTIONS.items() if s.hand_back] == [
+        "scale_out",
+        "redirect_shift_weights",
+        "scale_ecs_service",
+    ]
 
 
 def test_instance_actions_are_the_ones_that_take_capacity_away():
     assert action_plans.takes_out_of_service([{"action": "replace_instance"}])
-    assert action_plans.takes_out_of_service([{"action": "redirect_traffic", "params": {}}])
-    assert not action_plans.takes_out_of_service([{"action": "redirect_traffic", "params": {"kind": "zonal_shift"}}])
-    assert not action_plans.takes_out_of_service([{"action": "scale_out"}, {"action": "failover"}])
+    assert action_plans.takes_out_of_service([{"action": "redirect_deregister_targets", "params": {}}])
+    assert not action_plans.takes_out_of_service([{"action": "redirect_zonal_shift", "params": {}}])
+    assert not action_plans.takes_out_of_service([{"action": "scale_out"}, {"action": "failover_dns"}])
     assert not action_plans.takes_out_of_service([{"action": "no_such_action"}])
 
 
 def test_verify_checks_the_group_after_capacity_actions_and_the_standby_after_a_failover():
     group = sorted(n for n, s in ACTIONS.items() if s.verification.group_capacity)
-    assert group == ["provision_backup", "replace_instance", "scale_out"]
+    assert group == [
+        "provision_standby_group",
+        "provision_standby_instances",
+        "provision_warm_pool",
+        "replace_instance",
+        "scale_out",
+    ]
     assert [n for n, s in ACTIONS.items() if s.verification.impaired_out_of_service] == ["replace_instance"]
-    assert ACTIONS["failover"].verification.step_check == "actions.failover:verify_step"
+    assert ACTIONS["failover_dns"].verification.step_check == "actions.failover_dns:verify_step"
+    rc = ACTIONS["failover_routing_control"].verification.step_check
+    assert rc == "actions.failover_routing_control:verify_step"
+    # a database is verified after any plan: nothing of the action's own
+    assert ACTIONS["failover_database"].verification.step_check is None
 
 
 def _plan(**fields) -> Plan:
@@ -100,12 +116,12 @@ def test_the_time_budget_adds_up_what_the_steps_declare():
     assert action_plans.rollback_seconds(plan) == 2 * TASK_WITH_RETRIES_SECONDS + 2 * step
     assert action_plans.holding_seconds(plan) == 1800 + 2 * step + action_plans.rollback_seconds(plan)
     assert action_plans.time_box_seconds(plan) == action_plans.holding_seconds(plan) + 7200 + TASK_WITH_RETRIES_SECONDS
-    approval = _plan(steps=[{"action": "failover", "params": {"kind": "database"}}], requires_approval=True)
+    approval = _plan(steps=[{"action": "failover_database"}], requires_approval=True)
     assert action_plans.holding_seconds(approval) == 3600 + 3600 + step + action_plans.rollback_seconds(approval)
     kept = _plan(steps=[{"action": "scale_out", "params": {"keep": True}}])
     assert action_plans.time_box_seconds(kept) == action_plans.holding_seconds(kept) + TASK_WITH_RETRIES_SECONDS
     # a weights shift is put back after its expires_in: the execution lasts that long
-    shifted = _plan(steps=[{"action": "redirect_traffic", "params": {"kind": "shift_weights", "expires_in": "2h"}}])
+    shifted = _plan(steps=[{"action": "redirect_shift_weights", "params": {"expires_in": "2h"}}])
     assert action_plans.time_box_seconds(shifted) == (
         action_plans.holding_seconds(shifted) + 7200 + TASK_WITH_RETRIES_SECONDS
     )

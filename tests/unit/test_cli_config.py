@@ -36,7 +36,8 @@ def test_every_problem_is_printed_with_its_path_and_the_exit_code_is_1(tmp_path,
     assert lines[0].endswith("recovery.json: 4 problems in the recovery configuration:")
     assert lines[1].startswith("  - workloads.0.name (workload 'Web API'): must be a workload name")
     assert (
-        "  - plans.0.steps.0.params.expires_in (plan 'shift-away-from-impaired-zone', action redirect_traffic): "
+        "  - plans.0.steps.0.params.expires_in "
+        "(plan 'shift-away-from-impaired-zone', action redirect_traffic, kind zonal_shift): "
         "must be a duration like 30m or 2h (got '2 hours')"
     ) in lines
     # web-api is gone (renamed, and invalid): the plans naming it are told so
@@ -56,7 +57,7 @@ def test_json_lists_the_problems_for_machines(tmp_path, capsys):
     assert report["problems"][2] == {
         "path": "plans.0.steps.0.params.expires_in",
         "message": "must be a duration like 30m or 2h (got '2 hours')",
-        "within": "plan 'shift-away-from-impaired-zone', action redirect_traffic",
+        "within": "plan 'shift-away-from-impaired-zone', action redirect_traffic, kind zonal_shift",
     }
 
 

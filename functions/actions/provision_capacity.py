@@ -1,69 +1,37 @@
-"""provision_backup: bring pre-warmed capacity into service.
+"""What provision_warm_pool and provision_standby_group share: a group's desired capacity raised,
+and restored on rollback.
 
-kind "warm_pool": raise the group's desired capacity by up to `count`, no more than its warm pool
-holds warmed instances (so the new capacity comes from the pool) and never above MaxSize.
+provision_warm_pool: raise the group's desired capacity by up to `count`, no more than its warm
+pool holds warmed instances (so the new capacity comes from the pool) and never above MaxSize.
 Rollback gives back what it added (the capacity ledger, core/capacity.py).
 
-kind "standby_instances": ExitStandby for up to `count` of the group's Standby instances (each
-one raises the desired capacity by one). Rollback puts exactly those instances back in Standby,
-decrementing the desired capacity again.
-
-kind "standby_group": scale a separate standby group (`standby_group`) up to `desired_capacity`,
-within its MaxSize (refused when that leaves nothing to bring up). Rollback restores its desired
-capacity recorded before. Both default to the impairment's scope (`standby_auto_scaling_group`,
-`standby_desired_capacity`): a region impairment seen from the standby region names the
-workload's standby there (detectors/region_probe.py), so one plan serves every workload. The
-group is in the region the function runs in: the standby region's stack brings up its own
-region's capacity. With `wait_until_in_service` (the default), the step ends only once the group
-has that many healthy instances in service, and, when the impairment's scope names the
+provision_standby_group: scale a separate standby group (`standby_group`) up to
+`desired_capacity`, within its MaxSize (refused when that leaves nothing to bring up). Rollback
+restores its desired capacity recorded before. Both default to the impairment's scope
+(`standby_auto_scaling_group`, `standby_desired_capacity`): a region impairment seen from the
+standby region names the workload's standby there (detectors/region_probe.py), so one plan serves
+every workload. The group is in the region the function runs in: the standby region's stack brings
+up its own region's capacity. With `wait_until_in_service` (the default), the step ends only once
+the group has that many healthy instances in service, and, when the impairment's scope names the
 standby's target group, that many healthy targets: until then it raises CapacityNotReady, which
-the state machine retries every 30 s for up to 10 minutes, so the plan's next step (moving
-traffic there) finds the capacity ready. A standby kept at 0 instances (pilot light) takes
-minutes to boot.
+the state machine retries every 30 s for up to 10 minutes, so the plan's next step (moving traffic
+there) finds the capacity ready. A standby kept at 0 instances (pilot light) takes minutes to boot.
 
 Every group changed must carry the managed tag.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import Field, model_validator
+from typing import Any
 
 from actions import autoscaling as asg
-from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
+from actions.base import ActionResult, Context, result_of
 from core import aws, capacity, clock
 from core.errors import ActionRefused, CapacityNotReady, PermanentError
 from core.reads import groups, target_health
 from core.reads.tags import require_managed
 
-NAME = "provision_backup"
 WARMED = ("Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated")  # ready to enter service
-STANDBY_BATCH = 20  # instance ids per EnterStandby / ExitStandby call
-
-_KIND_FIELDS = {
-    "warm_pool": {"count", "group"},
-    "standby_instances": {"count", "group"},
-    "standby_group": {"standby_group", "desired_capacity", "wait_until_in_service"},
-}
-
-
-class Params(ActionParams):
-    kind: Literal["warm_pool", "standby_instances", "standby_group"] = "warm_pool"
-    count: int = Field(default=1, ge=1, le=100, description="instances to bring into service")
-    group: str | None = Field(default=None, description="default: the impaired workload's Auto Scaling group")
-    standby_group: str | None = Field(default=None, description="the standby Auto Scaling group to scale up")
-    desired_capacity: int | None = Field(default=None, ge=1, description="the standby group's desired capacity")
-    wait_until_in_service: bool = Field(
-        default=True, description="standby_group: end the step only when that capacity is healthy in service"
-    )
-
-    @model_validator(mode="after")
-    def _fields_of_the_kind(self) -> Params:
-        foreign = sorted({name for name in self.model_fields_set if name != "kind"} - _KIND_FIELDS[self.kind])
-        if foreign:
-            raise ValueError(f"{', '.join(foreign)} do not apply to kind {self.kind}")
-        return self
 
 
 def _standby_target(ctx: Context) -> tuple[str, int]:
@@ -82,25 +50,17 @@ def _standby_target(ctx: Context) -> tuple[str, int]:
     return name, desired
 
 
-def apply(ctx: Context) -> ActionResult:
-    if ctx.params.kind == "standby_instances":
-        return _exit_standby(ctx)
-    return _raise_desired(ctx)
-
-
 def rollback(ctx: Context) -> ActionResult:
     before = (ctx.applied or {}).get("before") or ctx.before
     if not before:
         return ctx.result("rollback", "unchanged", [], {}, {}, "nothing was applied")
-    if before.get("kind") == "standby_instances":
-        return _enter_standby_again(ctx, before)
     return _restore_desired(ctx, before)
 
 
 # --- warm_pool and standby_group: a desired capacity ----------------------------------------
 
 
-def _raise_desired(ctx: Context) -> ActionResult:
+def raise_desired(ctx: Context) -> ActionResult:
     client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
     before = ctx.before
     if before is None:
@@ -241,110 +201,7 @@ def _grant(ctx: Context) -> dict[str, Any]:
     return {
         "impairment_id": ctx.impairment.impairment_id,
         "step": ctx.step_index,
-        "action": NAME,
+        "action": f"provision_{ctx.params.kind}",
         "granted_at": now.isoformat(),
         "expires": int(now.timestamp()) + capacity.HOLD_SECONDS,
     }
-
-
-# --- standby_instances ----------------------------------------------------------------------
-
-
-def _exit_standby(ctx: Context) -> ActionResult:
-    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
-    before = ctx.before
-    if before is None:
-        name = ctx.params.group or asg.group_name(client, ctx.impairment)
-        group = groups.describe(client, name)
-        require_managed(group.get("Tags"), ctx.managed_tag, "Auto Scaling group", name, group=name)
-        standby = [i for i in group.get("Instances", []) if i.get("LifecycleState") == "Standby"]
-        if not standby:
-            raise PermanentError(f"Auto Scaling group {name} has no instance in Standby", group=name)
-        # Healthy ones first; ExitStandby raises the desired capacity, which must stay within MaxSize.
-        standby.sort(key=lambda i: (i.get("HealthStatus") != "Healthy", i["InstanceId"]))
-        room = max(0, group["MaxSize"] - group["DesiredCapacity"])
-        before = {
-            "kind": "standby_instances",
-            "group": name,
-            "desired_capacity": group["DesiredCapacity"],
-            "max_size": group["MaxSize"],
-            "min_size": group["MinSize"],
-            "standby_instances": sorted(i["InstanceId"] for i in standby),
-            "instances": sorted(i["InstanceId"] for i in standby[: min(ctx.params.count, room)]),
-        }
-        ctx.record_before(before)
-
-    states = _lifecycle_states(client, before["group"])
-    pending = [i for i in before["instances"] if states.get(i) == "Standby"]
-    if pending and not ctx.dry_run:
-        for start in range(0, len(pending), STANDBY_BATCH):
-            aws.call(
-                client,
-                "exit_standby",
-                AutoScalingGroupName=before["group"],
-                InstanceIds=pending[start : start + STANDBY_BATCH],
-            )
-        states = _lifecycle_states(client, before["group"])
-    if not before["instances"]:
-        message = f"{before['group']} is at its MaxSize {before['max_size']}: no room to bring standby instances in"
-    elif pending:
-        message = f"{before['group']}: out of Standby: {', '.join(pending)}"
-    else:
-        message = f"{before['group']}: already out of Standby: {', '.join(before['instances'])}"
-    return ctx.result(
-        "apply",
-        result_of(ctx, bool(pending)),
-        before["instances"],
-        before,
-        {"group": before["group"], "instances": {i: states.get(i) for i in before["instances"]}},
-        message,
-    )
-
-
-def _enter_standby_again(ctx: Context, before: dict) -> ActionResult:
-    """Put exactly the instances apply took out of Standby back, decrementing the desired
-    capacity that ExitStandby incremented."""
-    client = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
-    states = _lifecycle_states(client, before["group"])
-    if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
-        ctx.record_before(
-            {
-                "kind": "standby_instances",
-                "group": before["group"],
-                "instances": before["instances"],
-                "states": {i: states.get(i) for i in before["instances"]},
-            }
-        )
-    back = [i for i in before["instances"] if states.get(i) == "InService"]
-    gone = [i for i in before["instances"] if states.get(i) not in ("InService", "Standby", "EnteringStandby")]
-    for start in range(0, len(back), STANDBY_BATCH):
-        aws.call(
-            client,
-            "enter_standby",
-            AutoScalingGroupName=before["group"],
-            InstanceIds=back[start : start + STANDBY_BATCH],
-            ShouldDecrementDesiredCapacity=True,
-        )
-    after = _lifecycle_states(client, before["group"]) if back else states
-    parts = []
-    if back:
-        parts.append(f"back in Standby: {', '.join(back)}")
-    if gone:
-        parts.append(f"no longer in service, cannot be put back: {', '.join(gone)}")
-    return ctx.result(
-        "rollback",
-        "irreversible" if gone else ("changed" if back else "unchanged"),
-        before["instances"],
-        {"group": before["group"], "instances": {i: states.get(i) for i in before["instances"]}},
-        {"group": before["group"], "instances": {i: after.get(i) for i in before["instances"]}},
-        f"{before['group']}: " + ("; ".join(parts) or "the instances are in Standby already"),
-    )
-
-
-def _lifecycle_states(client: Any, group_name: str) -> dict[str, str]:
-    group = groups.describe(client, group_name)
-    return {i["InstanceId"]: i.get("LifecycleState", "") for i in group.get("Instances", [])}
-
-
-ACTION = Action(NAME, Params, apply, rollback)
-apply_handler, rollback_handler = handlers(ACTION)

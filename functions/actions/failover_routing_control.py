@@ -1,35 +1,30 @@
-"""failover: move the workload to its standby; rollback fails back. Three kinds: "dns" (Route 53
-records, actions/failover_dns.py), "database" (RDS and Aurora, actions/failover_database.py) and
-"routing_control" (ARC routing controls, here).
+"""failover_routing_control: fail over by two Amazon Application Recovery Controller (ARC) routing
+controls, the primary's and the standby's; rollback fails back. (`failover` with kind
+"routing_control" is this action: actions/registry.py, ALIASES.)
 
-kind "routing_control": two Amazon Application Recovery Controller (ARC) routing controls, the
-primary's and the standby's. Why: Route 53's control plane, which a "dns" failover calls, is in
-us-east-1, so when that Region is the impaired one the record change may fail; routing control
-states live on an ARC cluster's data plane, five Regional endpoints of which at least three answer
-at any time, and Route 53 health checks tied to the routing controls move the traffic. How: both
-states are read (GetRoutingControlState) and recorded before anything changes, then one
-UpdateRoutingControlStates call sets the standby On and the primary Off: one transaction, so there
-is never a moment with both Off (ARC's assertion rules, if the control panel has them, are checked
-against the two together). Already standby On and primary Off: "unchanged", no update. The
-endpoints: a client per endpoint (its URL and Region, no SDK retries, short timeouts), tried in
-turn starting at a random one (AWS's advice: spread the load, and endpoints cycle through
-maintenance) and rotating through the list; a call that got an answer keeps that endpoint for the
-next call. An endpoint that does not connect, times out, answers 5xx, ThrottlingException or
-EndpointTemporarilyUnavailableException makes the call go to the next one; when none answers (or
-the time budget is spent) the step fails with TransientError and the state machine retries it.
-ConflictException (a safety rule blocks the change) is ActionRefused naming the routing controls
-and what ARC named; AccessDeniedException, ResourceNotFoundException, ValidationException and
-ServiceLimitExceededException are permanent. `safety_rules_to_override` lists the safety rules the
-plan deliberately overrides ("break glass"); empty by default. Rollback restores the two states
-recorded before, exactly, in one call, if the routing controls are still as the failover left them;
-if someone changed them since, they are left as they are. Opt-in: routing controls cannot carry the
-managed tag at this data plane (route53-recovery-cluster has no tag condition key), so the opt-in is
-the plan itself: it names both routing controls and the cluster's endpoints (never taken from the
-impairment's scope), and the role may reach routing controls of its own account only.
-
-Targets come from the step's params, else from the impairment's scope (dns_hosted_zone_id,
-dns_record_name, dns_record_type, dns_primary_set, dns_secondary_set; db_cluster, db_instance);
-a routing_control step's only from its params.
+Why: Route 53's control plane, which failover_dns calls, is in us-east-1, so when that Region is
+the impaired one the record change may fail; routing control states live on an ARC cluster's data
+plane, five Regional endpoints of which at least three answer at any time, and Route 53 health
+checks tied to the routing controls move the traffic. How: both states are read
+(GetRoutingControlState) and recorded before anything changes, then one UpdateRoutingControlStates
+call sets the standby On and the primary Off: one transaction, so there is never a moment with both
+Off (ARC's assertion rules, if the control panel has them, are checked against the two together).
+Already standby On and primary Off: "unchanged", no update. The endpoints: a client per endpoint
+(its URL and Region, no SDK retries, short timeouts), tried in turn starting at a random one (AWS's
+advice: spread the load, and endpoints cycle through maintenance) and rotating through the list; a
+call that got an answer keeps that endpoint for the next call. An endpoint that does not connect,
+times out, answers 5xx, ThrottlingException or EndpointTemporarilyUnavailableException makes the
+call go to the next one; when none answers (or the time budget is spent) the step fails with
+TransientError and the state machine retries it. ConflictException (a safety rule blocks the
+change) is ActionRefused naming the routing controls and what ARC named; AccessDeniedException,
+ResourceNotFoundException, ValidationException and ServiceLimitExceededException are permanent.
+`safety_rules_to_override` lists the safety rules the plan deliberately overrides ("break glass");
+empty by default. Rollback restores the two states recorded before, exactly, in one call, if the
+routing controls are still as the failover left them; if someone changed them since, they are left
+as they are. Opt-in: routing controls cannot carry the managed tag at this data plane
+(route53-recovery-cluster has no tag condition key), so the opt-in is the plan itself: it names
+both routing controls and the cluster's endpoints (never taken from the impairment's scope), and
+the role may reach routing controls of its own account only.
 """
 
 from __future__ import annotations
@@ -40,28 +35,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from actions import failover_database as database
-from actions import failover_dns as dns
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused, PermanentError, TransientError
 
-NAME = "failover"
-
-_DNS_FIELDS = ("hosted_zone_id", "record_name", "record_type", "primary_set_identifier", "secondary_set_identifier")
-_DB_FIELDS = ("db_instance_identifier", "db_cluster_identifier", "target_db_instance_identifier")
-_RC_FIELDS = (
-    "primary_routing_control_arn",
-    "standby_routing_control_arn",
-    "cluster_endpoints",
-    "safety_rules_to_override",
-)
+NAME = "failover_routing_control"
 # arn:aws:route53-recovery-control::111122223333:controlpanel/<32 hex>/routingcontrol/<16 hex>
 _CONTROL_PANEL_ARN = r"arn:aws[-a-z]*:route53-recovery-control::\d{12}:controlpanel/[0-9a-f]{1,64}"
 _ROUTING_CONTROL_ARN = rf"^{_CONTROL_PANEL_ARN}/routingcontrol/[0-9a-z]{{1,64}}$"
 _SAFETY_RULE_ARN = rf"^{_CONTROL_PANEL_ARN}/safetyrule/[0-9a-z]{{1,64}}$"
-_DB_ID = r"^[A-Za-z][A-Za-z0-9-]{0,62}$"
 
 
 class ClusterEndpoint(BaseModel):
@@ -76,31 +59,12 @@ class ClusterEndpoint(BaseModel):
 
 
 class Params(ActionParams):
-    kind: Literal["dns", "database", "routing_control"]
-    # dns (each defaults to the impairment's scope)
-    hosted_zone_id: str | None = Field(default=None, pattern=r"^(/hostedzone/)?[A-Z0-9]{1,32}$")
-    record_name: str | None = Field(default=None, min_length=1, max_length=1024)
-    record_type: Literal["A", "AAAA", "CNAME"] | None = None
-    primary_set_identifier: str | None = Field(default=None, min_length=1, max_length=128)
-    secondary_set_identifier: str | None = Field(default=None, min_length=1, max_length=128)
-    standby_weight: int = Field(default=255, ge=1, le=255, description="weighted records: the standby's weight")
-    require_healthy_standby: bool = Field(
-        default=True, description="wait while the standby's health check is unhealthy; refuse when it is unreadable"
-    )
-    # database (each defaults to the impairment's scope)
-    db_instance_identifier: str | None = Field(default=None, pattern=_DB_ID)
-    db_cluster_identifier: str | None = Field(default=None, pattern=_DB_ID)
-    target_db_instance_identifier: str | None = Field(
-        default=None, pattern=_DB_ID, description="cluster only: the reader to promote (default: RDS chooses)"
-    )
-    # routing_control (only from the params: naming them in the plan is the opt-in)
-    primary_routing_control_arn: str | None = Field(default=None, pattern=_ROUTING_CONTROL_ARN)
-    standby_routing_control_arn: str | None = Field(default=None, pattern=_ROUTING_CONTROL_ARN)
-    cluster_endpoints: list[ClusterEndpoint] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=5,
-        description="the ARC cluster's ClusterEndpoints, as DescribeCluster returns them",
+    # Only from the params: naming them in the plan is the opt-in.
+    kind: Literal["routing_control"] = "routing_control"
+    primary_routing_control_arn: str = Field(pattern=_ROUTING_CONTROL_ARN)
+    standby_routing_control_arn: str = Field(pattern=_ROUTING_CONTROL_ARN)
+    cluster_endpoints: list[ClusterEndpoint] = Field(
+        min_length=1, max_length=5, description="the ARC cluster's ClusterEndpoints, as DescribeCluster returns them"
     )
     safety_rules_to_override: list[Annotated[str, Field(pattern=_SAFETY_RULE_ARN)]] = Field(
         default_factory=list,
@@ -109,54 +73,24 @@ class Params(ActionParams):
     )
 
     @model_validator(mode="after")
-    def _fields_of_kind(self) -> Params:
-        other = {
-            "dns": _DB_FIELDS + _RC_FIELDS,
-            "database": _DNS_FIELDS + _RC_FIELDS,
-            "routing_control": _DNS_FIELDS + _DB_FIELDS,
-        }[self.kind]
-        given = [name for name in other if getattr(self, name) not in (None, [])]
-        if self.kind == "routing_control":
-            # dns settings that have defaults: refused when a routing_control step sets them
-            given += [n for n in ("standby_weight", "require_healthy_standby") if n in self.model_fields_set]
-        if given:
-            raise ValueError(f"kind {self.kind!r} does not take {', '.join(given)}")
-        if self.db_instance_identifier and (self.db_cluster_identifier or self.target_db_instance_identifier):
-            raise ValueError("give db_instance_identifier, or db_cluster_identifier (with an optional target)")
-        if self.kind == "routing_control":
-            missing = [
-                n
-                for n in ("primary_routing_control_arn", "standby_routing_control_arn", "cluster_endpoints")
-                if getattr(self, n) is None
-            ]
-            if missing:
-                raise ValueError(f"kind 'routing_control' needs {', '.join(missing)}")
-            if self.primary_routing_control_arn == self.standby_routing_control_arn:
-                raise ValueError("the primary and standby routing controls must differ")
-            urls = [e.endpoint for e in self.cluster_endpoints or []]
-            if len(set(urls)) != len(urls):
-                raise ValueError("cluster_endpoints names an endpoint twice")
+    def _two_controls_and_distinct_endpoints(self) -> Params:
+        if self.primary_routing_control_arn == self.standby_routing_control_arn:
+            raise ValueError("the primary and standby routing controls must differ")
+        urls = [e.endpoint for e in self.cluster_endpoints]
+        if len(set(urls)) != len(urls):
+            raise ValueError("cluster_endpoints names an endpoint twice")
         return self
 
 
 def apply(ctx: Context) -> ActionResult:
-    if ctx.params.kind == "dns":
-        return dns.apply(ctx)
-    if ctx.params.kind == "routing_control":
-        return _rc_apply(ctx)
-    return database.apply(ctx)
+    return _rc_apply(ctx)
 
 
 def rollback(ctx: Context) -> ActionResult:
-    applied = ctx.applied or {}
-    before = applied.get("before") or {}
+    before = (ctx.applied or {}).get("before") or {}
     if not before:
         return ctx.result("rollback", "unchanged", [], message="nothing was applied")
-    if before.get("kind") == "dns":
-        return dns.rollback(ctx, before)
-    if before.get("kind") == "routing_control":
-        return _rc_rollback(ctx, before)
-    return database.rollback(ctx, before)
+    return _rc_rollback(ctx, before)
 
 
 # --- ARC routing controls -------------------------------------------------------------------
@@ -343,8 +277,6 @@ def _rc_apply(ctx: Context) -> ActionResult:
 
 def _rc_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     params = ctx.params
-    if params.kind != "routing_control":
-        raise PermanentError(f"the step's params are of kind {params.kind!r}: they name no ARC cluster to fail back on")
     cluster = _Cluster(params.cluster_endpoints, ctx.impairment.account_id)
     label = _rc_label(before)
     original = _rc_states(before)
@@ -383,21 +315,11 @@ def _rc_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
 
 
 def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied: dict[str, Any] | None) -> list[dict]:
-    """What Verify checks after a failover step (its Verification in actions/registry.py): the
-    standby is the one in use, its DNS record (read as the step reads the records) or its routing
-    control On and the primary's Off (read from the cluster's data plane, not from the impaired
-    region). A database's failover is verified by the database's own check, after any plan."""
-    if params.get("kind") == "routing_control":
-        states = routing_control_states(Params.model_validate(params), impairment.account_id)
-        return [{"check": "routing_control", "passed": states == _FAILED_OVER, "states": states}]
-    if params.get("kind") != "dns":
-        return []
-    state = dns.standby_in_use(Params.model_validate(params), impairment)
-    if state is None:
-        return []
-    return [
-        {"check": "dns_failover", "passed": state["in_use"], "record": state["record"], "standby": state["standby"]}
-    ]
+    """What Verify checks after this step (its Verification in actions/registry.py): the standby's
+    routing control On and the primary's Off, read from the cluster's data plane, not from the
+    impaired region."""
+    states = routing_control_states(Params.model_validate(params), impairment.account_id)
+    return [{"check": "routing_control", "passed": states == _FAILED_OVER, "states": states}]
 
 
 ACTION = Action(NAME, Params, apply, rollback)

@@ -1,0 +1,30 @@
+"""provision_standby_group: scale a separate standby group up to `desired_capacity` (both default
+to the impairment's scope: a region impairment seen from the standby region names the workload's
+standby there), and by default wait for that capacity in service; rollback restores its desired
+capacity recorded before (actions/provision_capacity.py). (`provision_backup` with kind
+"standby_group" is this action: actions/registry.py, ALIASES.)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from actions import provision_capacity as capacity
+from actions.base import Action, ActionParams, handlers
+
+NAME = "provision_standby_group"
+
+
+class Params(ActionParams):
+    kind: Literal["standby_group"] = "standby_group"
+    standby_group: str | None = Field(default=None, description="the standby Auto Scaling group to scale up")
+    desired_capacity: int | None = Field(default=None, ge=1, description="the standby group's desired capacity")
+    wait_until_in_service: bool = Field(
+        default=True, description="end the step only when that capacity is healthy in service"
+    )
+
+
+ACTION = Action(NAME, Params, capacity.raise_desired, capacity.rollback)
+apply_handler, rollback_handler = handlers(ACTION)
