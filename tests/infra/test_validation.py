@@ -78,7 +78,8 @@ def test_a_malformed_step_parameter_is_refused_with_its_path(step, path, expecte
     found = problems(raw)
     assert list(found) == [path]
     assert found[path].startswith(expected), found[path]
-    with pytest.raises(ConfigError, match=re.escape(f"  - {path} (plan 'extra', action {step['action']}): ")):
+    within = f"action {step['action']}" + (f", kind {step['params']['kind']}" if "kind" in step["params"] else "")
+    with pytest.raises(ConfigError, match=re.escape(f"  - {path} (plan 'extra', {within}): ")):
         validate(raw)
 
 
