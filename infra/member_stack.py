@@ -24,7 +24,7 @@ from detectors.declaration import Reads
 from infra.config import MemberAccount, RecoveryConfig
 from infra.constructs.workloads import ProtectedWorkload
 from infra.nag import apply_nag
-from infra.permissions import allow, allow_action
+from infra.permissions import allow, allow_action, hosted_zones
 
 # Reads that Verify, CheckGuardrails and ReturnCapacity make in a member account, beyond what the
 # actions and the detectors declare (tests/infra/test_accounts.py checks that every read the
@@ -126,8 +126,9 @@ class MemberStack(Stack):
                 {"ArnLike": {"aws:PrincipalArn": f"arn:{self.partition}:iam::{central}:role/{config.stack_name}-*"}}
             ),
         )
+        zones = hosted_zones(config.workloads, config.parsed_plans())
         for spec in ACTIONS.values():
-            allow_action(self.role, spec, managed_tag)
+            allow_action(self.role, spec, managed_tag, zones)
         allow(self.role, member_reads(), managed_tag)
 
         # The detectors read whether an alarm, a database or a service opted in: in this account only.

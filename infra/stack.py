@@ -20,6 +20,7 @@ from infra.constructs.storage import RecoveryTable
 from infra.constructs.workflow import RecoveryWorkflow
 from infra.constructs.workloads import ProtectedWorkload
 from infra.nag import apply_nag
+from infra.permissions import hosted_zones
 
 
 class RecoveryStack(Stack):
@@ -93,6 +94,7 @@ class RecoveryStack(Stack):
             # The backstop time-box: the longest plan's, approval, rollback and capacity return included.
             timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + 600,
             cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + 600,
+            hosted_zones=hosted_zones(config.workloads, config.parsed_plans()),
         )
         self.workloads = workloads
         if config.accounts:

@@ -12,6 +12,7 @@ from actions.registry import ACTIONS
 from core.contract import CLEARED, DETECTED, EVENT_SOURCE, ImpairmentType, json_schema
 from detectors.registry import DETECTORS, REGION_PROBE
 from infra import constants
+from infra.permissions import ZONE_SCOPED, hosted_zones
 from tests.infra import cfn
 
 ACTION_TASKS = ["ReplaceInstance", "ScaleOut", "RollbackReplaceInstance", "RollbackScaleOut"]
@@ -749,10 +750,15 @@ def test_failover_and_restart_service_roles_hold_exactly_the_declared_permission
     spec = ACTIONS[action]
     tag_condition = {"StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}}
     reads = {a for a in spec.iam_actions if a.split(":", 1)[1].startswith(("Describe", "List", "Get"))}
+    untagged = set(spec.iam_actions_without_tag_condition)
     expected: dict[tuple[str, str], set[str]] = {
-        ('"*"', "null"): reads | set(spec.iam_actions_without_tag_condition) | _TRACING,
+        ('"*"', "null"): reads | (untagged - ZONE_SCOPED) | _TRACING,
         ('"*"', json.dumps(tag_condition, sort_keys=True)): set(spec.iam_actions) - reads,
     }
+    # Record changes (no tag condition in Route 53): on the configured hosted zones only
+    for zone in hosted_zones(config.workloads, config.parsed_plans()) if untagged & ZONE_SCOPED else ():
+        arn = {"Fn::Sub": f"arn:${{AWS::Partition}}:route53:::hostedzone/{zone}"}
+        expected.setdefault((json.dumps(arn), "null"), set()).update(untagged & ZONE_SCOPED)
     for grant in spec.iam_grants:
         condition = (
             {"StringEquals": {f"{grant.tag_condition_key}/{config.managed_tag_key}": config.managed_tag_value}}
