@@ -25,6 +25,7 @@ from infra.config import MemberAccount, RecoveryConfig
 from infra.constructs.workloads import ProtectedWorkload
 from infra.nag import apply_nag
 from infra.permissions import allow, allow_action, hosted_zones
+from infra.route53_alarms import alarm_arns, forwarded
 
 # Reads that Verify, CheckGuardrails and ReturnCapacity make in a member account, beyond what the
 # actions and the detectors declare (tests/infra/test_accounts.py checks that every read the
@@ -146,6 +147,13 @@ class MemberStack(Stack):
             for w in config.workloads
             if w.account_id == member.account_id and config.region_of(w) == region
         ]
+        # ...and of their health check alarms in us-east-1 (infra/route53_alarms.py).
+        if here := [w for w in forwarded(config) if w in (p.workload for p in self.workloads)]:
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["cloudwatch:ListTagsForResource"], resources=alarm_arns(self.partition, self.account, here)
+                )
+            )
 
         central_bus = events.EventBus.from_event_bus_arn(
             self, "CentralBus", f"arn:{self.partition}:events:{self.region}:{central}:event-bus/default"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from actions.plans import rollback_seconds, time_box_seconds
 from core import runtime_config
+from detectors.registry import ALARM
 from infra import constants
-from infra.config import ConfigError, RecoveryConfig
+from infra.config import ConfigError, RecoveryConfig, Workload
 from infra.constructs.accounts import CentralAccounts, in_central_account, member_environment
 from infra.constructs.bus import RecoveryBus
 from infra.constructs.detection import Detection
@@ -21,6 +23,7 @@ from infra.constructs.workflow import RecoveryWorkflow
 from infra.constructs.workloads import ProtectedWorkload
 from infra.nag import apply_nag
 from infra.permissions import hosted_zones
+from infra.route53_alarms import alarm_arns, forwarded
 
 
 class RecoveryStack(Stack):
@@ -79,6 +82,7 @@ class RecoveryStack(Stack):
             region_probes=len(probes),
             table=storage.table,
         )
+        self._read_forwarded_alarms(config, [w for w in local_workloads if in_central_account(w, config.accounts)])
         # Only the detectors may put events on the recovery bus: an "Impairment Detected" from
         # anyone else in the account would start a recovery.
         bus.admit_only([function.role for function in self.detection.detectors if function.role is not None])
@@ -132,6 +136,18 @@ class RecoveryStack(Stack):
             }
         }
         apply_nag(self)
+
+    def _read_forwarded_alarms(self, config: RecoveryConfig, workloads: list[Workload]) -> None:
+        """The alarm detector reads the tags of this region's workloads' health check alarms in
+        us-east-1, whose state changes are forwarded here (infra/route53_alarms.py)."""
+        here = [w for w in forwarded(config) if w in workloads]
+        detector = next((d.function for d in self.detection.built if d.declaration is ALARM), None)
+        if here and detector is not None:
+            detector.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["cloudwatch:ListTagsForResource"], resources=alarm_arns(self.partition, self.account, here)
+                )
+            )
 
     def _deployment_region(self, config: RecoveryConfig) -> str | None:
         """This stack's region in a multi-region deployment (it must be decided at synthesis), or None."""

@@ -6,15 +6,11 @@ without a condition, is a failure here, but for the exceptions below, each with 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from infra.config import validate
 from tests.conftest import cdk_context
 from tests.infra import cfn
-from tests.infra.test_accounts import with_members
 
 # Calls that change nothing: by the verb that starts their name.
 READ_VERBS = ("Describe", "Get", "List", "BatchGet", "Search", "Lookup")
@@ -54,39 +50,18 @@ def unconditioned_mutations(resources: cfn.Resources) -> list[tuple[str, str]]:
     return found
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """Every template of a deployment in two regions, with a member account: by stack name."""
-    import aws_cdk as cdk
-
-    import app as cdk_app
-    from infra.member_stack import build_member_stacks
-
-    raw = with_members()
-    raw["regions"] = {"primary": "us-east-1", "standby": ["us-west-2"]}
-    next(w for w in raw["workloads"] if w["name"] == "web-api")["region"] = "us-west-2"
-    config = validate(raw)
-    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out.everywhere")), context=cdk_context())
-    cdk_app.build(app, config)
-    build_member_stacks(app, config)
-    assembly = app.synth()
-    return {
-        stack.stack_name: json.loads(Path(stack.template_full_path).read_text())["Resources"]
-        for stack in assembly.stacks
-    }
-
-
-def test_the_deployment_has_central_member_and_regional_stacks(deployment):
-    assert {"ImpairmentRecovery", "ImpairmentRecovery-us-west-2"} <= set(deployment)
-    assert {"ImpairmentRecovery-Member-shop", "ImpairmentRecovery-Member-shop-us-west-2"} <= set(deployment)
+def test_the_deployment_has_central_member_and_regional_stacks(everywhere):
+    assert {"ImpairmentRecovery", "ImpairmentRecovery-us-west-2"} <= set(everywhere)
+    assert {"ImpairmentRecovery-Member-shop", "ImpairmentRecovery-Member-shop-us-west-2"} <= set(everywhere)
+    assert {"ImpairmentRecovery-Route53Alarms", "ImpairmentRecovery-Member-shop-Route53Alarms"} <= set(everywhere)
 
 
 def test_no_unconditioned_mutation_on_every_resource_in_the_single_region_stack(resources):
     assert unconditioned_mutations(resources) == []
 
 
-def test_no_unconditioned_mutation_on_every_resource_in_any_stack_of_a_deployment(deployment):
-    found = {name: unconditioned_mutations(resources) for name, resources in deployment.items()}
+def test_no_unconditioned_mutation_on_every_resource_in_any_stack_of_a_deployment(everywhere):
+    found = {name: unconditioned_mutations(resources) for name, resources in everywhere.items()}
     assert {name: f for name, f in found.items() if f} == {}
 
 
@@ -126,11 +101,11 @@ def _record_change_grants(resources: cfn.Resources) -> list[list[str]]:
     ]
 
 
-def test_record_changes_are_granted_on_the_configured_hosted_zone_only(resources, deployment):
+def test_record_changes_are_granted_on_the_configured_hosted_zone_only(resources, everywhere):
     zone = "arn:${AWS::Partition}:route53:::hostedzone/Z0EXAMPLE0WEBAPI"
     grants = _record_change_grants(resources)
     assert grants and all(g == [zone] for g in grants)
-    member = _record_change_grants(deployment["ImpairmentRecovery-Member-shop"])
+    member = _record_change_grants(everywhere["ImpairmentRecovery-Member-shop"])
     assert member == [[zone]]
 
 
