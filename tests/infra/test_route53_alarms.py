@@ -132,6 +132,13 @@ def test_with_no_region_in_us_east_1_the_alarms_still_get_a_us_east_1_stack(tmp_
     # the primary's stack, whose region is known, neither holds the alarm nor refuses its region
     assert f"web-api-route53-{WEB_API_CHECK}" not in _alarms(primary["Resources"])
     assert "Route53MetricsRegion" not in primary.get("Rules", {})
+    # and the new stack passes cdk-nag and cfn-lint as the others do
+    from aws_cdk.assertions import Annotations, Match
+
+    errors = Annotations.from_stack(alarms).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert errors == [], "\n".join(f"{e.id}: {e.entry.data}" for e in errors)
+    path = app.synth().get_stack_artifact(alarms.artifact_id).template_full_path
+    assert cfn.cfn_lint_errors(path) == []
 
 
 def test_with_the_alarm_disabled_there_is_no_us_east_1_stack():
