@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from actions.plans import rollback_seconds, time_box_seconds
@@ -21,6 +22,7 @@ from infra.constructs.operations import Operations
 from infra.constructs.storage import RecoveryTable
 from infra.constructs.workflow import RecoveryWorkflow
 from infra.constructs.workloads import ProtectedWorkload
+from infra.encryption import DataKey
 from infra.nag import apply_nag
 from infra.permissions import hosted_zones
 from infra.route53_alarms import alarm_arns, forwarded
@@ -37,8 +39,9 @@ class RecoveryStack(Stack):
         # The regions this region's stack probes: those of the workloads it stands by for.
         probes = config.region_probes(region)
         bus = RecoveryBus(self, "Events", archive_retention_days=config.archive_retention_days)
+        self.data_key = self._data_key(config)
         storage = self._storage(config, region)
-        escalation = Escalation(self, "Escalation", emails=config.escalation_emails)
+        escalation = Escalation(self, "Escalation", emails=config.escalation_emails, key=self.data_key)
         functions = FunctionFactory(
             self,
             "Functions",
@@ -160,12 +163,25 @@ class RecoveryStack(Stack):
             )
         return self.region
 
+    def _data_key(self, config: RecoveryConfig) -> kms.IKey | None:
+        """The customer managed key of encryption.customer_managed_key (infra/encryption.py), or None."""
+        if not config.encryption.customer_managed_key:
+            return None
+        if config.regions is not None:
+            raise ConfigError(
+                "encryption.customer_managed_key: not available with `regions` (the global table needs a key in "
+                "each replica region when it is created); remove one of the two"
+            )
+        return DataKey(self, "DataKey").key
+
     def _storage(self, config: RecoveryConfig, region: str | None) -> RecoveryTable | _ReplicaStorage:
         """The primary region creates the table (a global table when there are standby regions); a
         standby region uses its replica, by name, with no reference to the primary's stack."""
         if config.regions is None or region == config.regions.primary:
             standby = config.regions.standby if config.regions else []
-            return RecoveryTable(self, "Storage", table_name=config.table_name, replica_regions=standby)
+            return RecoveryTable(
+                self, "Storage", table_name=config.table_name, replica_regions=standby, key=self.data_key
+            )
         assert config.table_name is not None  # always set with regions
         return _ReplicaStorage(RecoveryTable.replica(self, "StorageReplica", table_name=config.table_name))
 
