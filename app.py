@@ -2,7 +2,9 @@
 """CDK app: builds the recovery stack from configuration (cdk.json context "recovery").
 
 With `regions` configured, one stack per region: the primary's (named `stack_name`, it owns the
-global table) and one per standby region (`<stack_name>-<region>`), deployed after it.
+global table) and one per standby region (`<stack_name>-<region>`), deployed after it; and, for
+workloads outside us-east-1 with Route 53 health checks, a us-east-1 stack of their health check
+alarms (`<stack_name>-Route53Alarms`, infra/route53_alarms.py).
 """
 
 import os
@@ -12,6 +14,7 @@ import aws_cdk as cdk
 
 from infra.config import ConfigError, RecoveryConfig, load
 from infra.member_stack import build_member_stacks
+from infra.route53_alarms import build_route53_alarm_stacks
 from infra.stack import RecoveryStack
 
 
@@ -38,6 +41,7 @@ def main() -> None:
         config = load(app.node.try_get_context)
         build(app, config)
         build_member_stacks(app, config)
+        build_route53_alarm_stacks(app, config)
     except ConfigError as exc:
         print(f"cdk synth: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -175,6 +175,16 @@ class ReservedConcurrency(BaseModel):
     )
 
 
+class Encryption(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_managed_key: bool = Field(
+        default=False,
+        description="encrypt the table, the queues, the log groups and the topic with one customer managed KMS key "
+        "of the stack (default: AWS owned and service managed keys; the topic has its own key)",
+    )
+
+
 class RecoveryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -208,6 +218,7 @@ class RecoveryConfig(BaseModel):
         default=365, ge=0, le=36500, description="how long impairment and action records are kept; 0: forever"
     )
     practice_drills: list[PracticeDrill] = Field(default_factory=list)
+    encryption: Encryption = Field(default_factory=Encryption)
     regions: Regions | None = Field(
         default=None, description="a primary and standby regions; absent: one stack, deployed to any region"
     )

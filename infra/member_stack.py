@@ -24,7 +24,8 @@ from detectors.declaration import Reads
 from infra.config import MemberAccount, RecoveryConfig
 from infra.constructs.workloads import ProtectedWorkload
 from infra.nag import apply_nag
-from infra.permissions import allow, allow_action
+from infra.permissions import allow, allow_action, hosted_zones
+from infra.route53_alarms import alarm_arns, forwarded
 
 # Reads that Verify, CheckGuardrails and ReturnCapacity make in a member account, beyond what the
 # actions and the detectors declare (tests/infra/test_accounts.py checks that every read the
@@ -126,8 +127,9 @@ class MemberStack(Stack):
                 {"ArnLike": {"aws:PrincipalArn": f"arn:{self.partition}:iam::{central}:role/{config.stack_name}-*"}}
             ),
         )
+        zones = hosted_zones(config.workloads, config.parsed_plans())
         for spec in ACTIONS.values():
-            allow_action(self.role, spec, managed_tag)
+            allow_action(self.role, spec, managed_tag, zones)
         allow(self.role, member_reads(), managed_tag)
 
         # The detectors read whether an alarm, a database or a service opted in: in this account only.
@@ -145,6 +147,13 @@ class MemberStack(Stack):
             for w in config.workloads
             if w.account_id == member.account_id and config.region_of(w) == region
         ]
+        # ...and of their health check alarms in us-east-1 (infra/route53_alarms.py).
+        if here := [w for w in forwarded(config) if w in (p.workload for p in self.workloads)]:
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["cloudwatch:ListTagsForResource"], resources=alarm_arns(self.partition, self.account, here)
+                )
+            )
 
         central_bus = events.EventBus.from_event_bus_arn(
             self, "CentralBus", f"arn:{self.partition}:events:{self.region}:{central}:event-bus/default"

@@ -5,14 +5,36 @@ central account assumes in each member account (member_stack.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from aws_cdk import Fn
 from aws_cdk import aws_iam as iam
 
 from actions.specs import ActionSpec, IamGrant
 
+if TYPE_CHECKING:
+    from core.plans import Plan
+    from infra.workload_config import Workload
+
 _READ_PREFIXES = ("Describe", "List", "Get")
+# Mutating calls of a service with no resource-tag condition key whose resources the configuration
+# names: granted on those (the hosted zones of the workloads' `dns` and of the plans' steps), and
+# not at all when it names none; never on "*".
+ZONE_SCOPED = frozenset({"route53:ChangeResourceRecordSets"})
+
+
+def hosted_zones(workloads: Iterable[Workload], plans: Iterable[Plan]) -> list[str]:
+    """The hosted zone ids a deployment may change records in: each workload's `dns` zone (a
+    failover without a zone in its params takes it from there) and each plan step's
+    `hosted_zone_id`, whichever action the step is (a DNS failover by any name)."""
+    zones = [w.dns.hosted_zone_id for w in workloads if w.dns]
+    zones += [str(s.params["hosted_zone_id"]) for p in plans for s in p.steps if s.params.get("hosted_zone_id")]
+    return list(dict.fromkeys(z.removeprefix("/hostedzone/") for z in zones))
+
+
+def _zone_arns(zones: Sequence[str]) -> list[str]:
+    return [Fn.sub(f"arn:${{AWS::Partition}}:route53:::hostedzone/{zone}") for zone in zones]
 
 
 def _add(grantee: iam.IGrantable, statement: iam.PolicyStatement) -> None:
@@ -20,14 +42,23 @@ def _add(grantee: iam.IGrantable, statement: iam.PolicyStatement) -> None:
 
 
 def allow(
-    grantee: iam.IGrantable, actions: list[str], managed_tag: tuple[str, str], untagged: list[str] | None = None
+    grantee: iam.IGrantable,
+    actions: list[str],
+    managed_tag: tuple[str, str],
+    untagged: list[str] | None = None,
+    *,
+    hosted_zones: Sequence[str] = (),
 ) -> None:
     """Grant what an action declares: read calls on any resource (they support no resource-level
     permissions); mutating calls only on resources carrying the managed tag, but for those whose
-    service has no tag condition (the action checks the tag itself)."""
+    service has no tag condition (the action checks the tag itself): on the hosted zones named
+    (ZONE_SCOPED), else on "*"."""
     untagged = sorted(set(untagged or []))
-    if untagged:
-        _add(grantee, iam.PolicyStatement(actions=untagged, resources=["*"]))
+    scoped = [a for a in untagged if a in ZONE_SCOPED]
+    if scoped and hosted_zones:
+        _add(grantee, iam.PolicyStatement(actions=scoped, resources=_zone_arns(hosted_zones)))
+    if unscoped := [a for a in untagged if a not in ZONE_SCOPED]:
+        _add(grantee, iam.PolicyStatement(actions=unscoped, resources=["*"]))
     read = sorted(a for a in actions if a.split(":", 1)[1].startswith(_READ_PREFIXES) and a not in untagged)
     write = sorted(a for a in actions if a not in read and a not in untagged)
     if read:
@@ -67,14 +98,17 @@ def allow_declared(
     grants: Iterable[IamGrant] = (),
     *,
     managed_tag: tuple[str, str],
+    hosted_zones: Sequence[str] = (),
 ) -> None:
     """Grant IAM as an action declares it (actions/specs.py): `actions` by the managed-tag rule
-    (allow), `untagged` without it, `grants` exactly as declared."""
-    allow(grantee, sorted(set(actions)), managed_tag, sorted(set(untagged)))
+    (allow), `untagged` without it (on `hosted_zones` where ZONE_SCOPED), `grants` exactly as declared."""
+    allow(grantee, sorted(set(actions)), managed_tag, sorted(set(untagged)), hosted_zones=hosted_zones)
     allow_grants(grantee, grants, managed_tag)
 
 
-def allow_action(grantee: iam.IGrantable, spec: ActionSpec, managed_tag: tuple[str, str]) -> None:
+def allow_action(
+    grantee: iam.IGrantable, spec: ActionSpec, managed_tag: tuple[str, str], hosted_zones: Sequence[str] = ()
+) -> None:
     """Everything an action declares, for a role that acts and verifies on its behalf (a member
     account's): what its apply and rollback call, and what Verify calls after it (a grant that one
     of the action's own already covers is not repeated)."""
@@ -85,6 +119,7 @@ def allow_action(grantee: iam.IGrantable, spec: ActionSpec, managed_tag: tuple[s
         spec.iam_actions_without_tag_condition,
         [*spec.iam_grants, *(g for g in verification.iam_grants if not _covered(g, spec.iam_grants))],
         managed_tag=managed_tag,
+        hosted_zones=hosted_zones,
     )
 
 
@@ -111,7 +146,11 @@ def allow_verification(
 
 
 def allow_hand_backs(
-    grantee: iam.IGrantable, reads: Iterable[str], specs: Iterable[ActionSpec], managed_tag: tuple[str, str]
+    grantee: iam.IGrantable,
+    reads: Iterable[str],
+    specs: Iterable[ActionSpec],
+    managed_tag: tuple[str, str],
+    hosted_zones: Sequence[str] = (),
 ) -> None:
     """ReturnCapacity: the rollback of every action that declares a hand-back, and Verify's checks
     of that action when the hand-back waits for health; `reads`, for Verify's own checks it runs."""
@@ -120,4 +159,4 @@ def allow_hand_backs(
         actions |= {*spec.iam_actions, *(spec.verification.iam_actions if spec.hand_back.only_if_healthy else ())}
         untagged |= set(spec.iam_actions_without_tag_condition)
         grants += [*spec.iam_grants, *(spec.verification.iam_grants if spec.hand_back.only_if_healthy else ())]
-    allow_declared(grantee, actions, untagged, grants, managed_tag=managed_tag)
+    allow_declared(grantee, actions, untagged, grants, managed_tag=managed_tag, hosted_zones=hosted_zones)

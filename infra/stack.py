@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack, Token
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from actions.plans import rollback_seconds, time_box_seconds
 from core import runtime_config
+from detectors.registry import ALARM
 from infra import constants
-from infra.config import ConfigError, RecoveryConfig
+from infra.config import ConfigError, RecoveryConfig, Workload
 from infra.constructs.accounts import CentralAccounts, in_central_account, member_environment
 from infra.constructs.bus import RecoveryBus
 from infra.constructs.detection import Detection
@@ -19,7 +22,10 @@ from infra.constructs.operations import Operations
 from infra.constructs.storage import RecoveryTable
 from infra.constructs.workflow import RecoveryWorkflow
 from infra.constructs.workloads import ProtectedWorkload
+from infra.encryption import DataKey
 from infra.nag import apply_nag
+from infra.permissions import hosted_zones
+from infra.route53_alarms import alarm_arns, forwarded
 
 
 class RecoveryStack(Stack):
@@ -33,8 +39,9 @@ class RecoveryStack(Stack):
         # The regions this region's stack probes: those of the workloads it stands by for.
         probes = config.region_probes(region)
         bus = RecoveryBus(self, "Events", archive_retention_days=config.archive_retention_days)
+        self.data_key = self._data_key(config)
         storage = self._storage(config, region)
-        escalation = Escalation(self, "Escalation", emails=config.escalation_emails)
+        escalation = Escalation(self, "Escalation", emails=config.escalation_emails, key=self.data_key)
         functions = FunctionFactory(
             self,
             "Functions",
@@ -77,6 +84,7 @@ class RecoveryStack(Stack):
             region_probes=len(probes),
             table=storage.table,
         )
+        self._read_forwarded_alarms(config, [w for w in local_workloads if in_central_account(w, config.accounts)])
         # Only the detectors may put events on the recovery bus: an "Impairment Detected" from
         # anyone else in the account would start a recovery.
         bus.admit_only([function.role for function in self.detection.detectors if function.role is not None])
@@ -92,6 +100,7 @@ class RecoveryStack(Stack):
             # The backstop time-box: the longest plan's, approval, rollback and capacity return included.
             timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + 600,
             cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + 600,
+            hosted_zones=hosted_zones(config.workloads, config.parsed_plans()),
         )
         functions.reserve(
             detectors=self.detection.detectors,
@@ -135,6 +144,18 @@ class RecoveryStack(Stack):
         }
         apply_nag(self)
 
+    def _read_forwarded_alarms(self, config: RecoveryConfig, workloads: list[Workload]) -> None:
+        """The alarm detector reads the tags of this region's workloads' health check alarms in
+        us-east-1, whose state changes are forwarded here (infra/route53_alarms.py)."""
+        here = [w for w in forwarded(config) if w in workloads]
+        detector = next((d.function for d in self.detection.built if d.declaration is ALARM), None)
+        if here and detector is not None:
+            detector.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["cloudwatch:ListTagsForResource"], resources=alarm_arns(self.partition, self.account, here)
+                )
+            )
+
     def _deployment_region(self, config: RecoveryConfig) -> str | None:
         """This stack's region in a multi-region deployment (it must be decided at synthesis), or None."""
         if config.regions is None:
@@ -146,12 +167,25 @@ class RecoveryStack(Stack):
             )
         return self.region
 
+    def _data_key(self, config: RecoveryConfig) -> kms.IKey | None:
+        """The customer managed key of encryption.customer_managed_key (infra/encryption.py), or None."""
+        if not config.encryption.customer_managed_key:
+            return None
+        if config.regions is not None:
+            raise ConfigError(
+                "encryption.customer_managed_key: not available with `regions` (the global table needs a key in "
+                "each replica region when it is created); remove one of the two"
+            )
+        return DataKey(self, "DataKey").key
+
     def _storage(self, config: RecoveryConfig, region: str | None) -> RecoveryTable | _ReplicaStorage:
         """The primary region creates the table (a global table when there are standby regions); a
         standby region uses its replica, by name, with no reference to the primary's stack."""
         if config.regions is None or region == config.regions.primary:
             standby = config.regions.standby if config.regions else []
-            return RecoveryTable(self, "Storage", table_name=config.table_name, replica_regions=standby)
+            return RecoveryTable(
+                self, "Storage", table_name=config.table_name, replica_regions=standby, key=self.data_key
+            )
         assert config.table_name is not None  # always set with regions
         return _ReplicaStorage(RecoveryTable.replica(self, "StorageReplica", table_name=config.table_name))
 

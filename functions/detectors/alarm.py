@@ -16,6 +16,7 @@ clears nothing.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -167,8 +168,11 @@ class AwsInventory:
         return owner.workload if owner else None
 
     def alarm_tags(self, alarm_arn: str) -> dict[str, str] | None:
+        # In the alarm's region: a Route 53 health check alarm is in us-east-1 whatever the
+        # workload's region, and its state changes are forwarded there (infra/route53_alarms.py).
+        client = aws.client("cloudwatch", account=self.account, region=_other_region(alarm_arn))
         try:
-            tags = aws.client("cloudwatch", account=self.account).list_tags_for_resource(ResourceARN=alarm_arn)["Tags"]
+            tags = client.list_tags_for_resource(ResourceARN=alarm_arn)["Tags"]
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
             if code in ("ResourceNotFound", "ResourceNotFoundException", "InvalidParameterValue"):
@@ -185,6 +189,13 @@ class AwsInventory:
 
     def instance_statuses(self, instance_ids: list[str]) -> list[dict[str, Any]]:
         return instance_status.describe(aws.client("ec2", account=self.account), instance_ids)
+
+
+def _other_region(arn: str) -> str | None:
+    """The region of an ARN when it is not this function's own (None: this one's)."""
+    parts = arn.split(":")
+    region = parts[3] if len(parts) > 3 else ""
+    return region if region and region != os.environ.get("AWS_REGION") else None
 
 
 # --- classification (pure but for the inventory) ----------------------------------------------

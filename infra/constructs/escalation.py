@@ -22,9 +22,10 @@ NO_SUBSCRIBER_WARNING = "impairment-recovery:no-escalation-subscriber"
 
 
 class Escalation(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, emails: list[str]) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, emails: list[str], key: kms.IKey | None = None) -> None:
+        """`key`: the stack's customer managed key (encryption.customer_managed_key); else the topic has its own."""
         super().__init__(scope, construct_id)
-        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Escalation topic encryption")
+        self.key = key or kms.Key(self, "Key", enable_key_rotation=True, description="Escalation topic encryption")
         self.topic = sns.Topic(
             self, "Topic", display_name="Impairment recovery escalations", master_key=self.key, enforce_ssl=True
         )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 INDEX_NAME = "gsi1"
@@ -34,6 +35,7 @@ class RecoveryTable(Construct):
         *,
         table_name: str | None = None,
         replica_regions: Sequence[str] = (),
+        key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.table: dynamodb.ITableV2 = dynamodb.TableV2(
@@ -67,6 +69,17 @@ class RecoveryTable(Construct):
                 for region in replica_regions
             ],
         )
+
+        if key is not None:
+            self._encrypt_with(key)
+
+    def _encrypt_with(self, key: kms.IKey) -> None:
+        """The stack's customer managed key (encryption.customer_managed_key; a single-region table).
+        Set on the template: CDK renders a replica's key only where the stack's region is decided.
+        The key policy admits the table's users through DynamoDB (infra/encryption.py)."""
+        table = self.table.node.default_child
+        table.add_property_override("SSESpecification", {"SSEEnabled": True, "SSEType": "KMS"})  # type: ignore[union-attr]
+        table.add_property_override("Replicas.0.SSESpecification", {"KMSMasterKeyId": key.key_arn})  # type: ignore[union-attr]
 
     @staticmethod
     def replica(scope: Construct, construct_id: str, *, table_name: str) -> dynamodb.ITableV2:

@@ -6,6 +6,8 @@ after it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -58,10 +60,13 @@ class RecoveryWorkflow(Construct):
         managed_tag: tuple[str, str],
         timeout_seconds: int,
         cleanup_timeout_seconds: int = 3600,
+        hosted_zones: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self._factory = functions
         self.managed_tag = managed_tag
+        # Where a DNS failover may change records (infra/permissions.py ZONE_SCOPED).
+        self.hosted_zones = list(hosted_zones)
         self.functions: dict[str, lambda_.Function] = {}
 
         admit = self._function("Admit", "orchestration.admit.handler", "Validate, record and lock an impairment")
@@ -102,7 +107,7 @@ class RecoveryWorkflow(Construct):
         table.grant_read_write_data(return_capacity)
         # It runs the hand-backs' rollbacks, after Verify's checks (the target group's too).
         # It checks the workload as Verify does (verify.check) before handing anything back.
-        allow_hand_backs(return_capacity, list(VERIFY_READS), ACTIONS.values(), managed_tag)
+        allow_hand_backs(return_capacity, list(VERIFY_READS), ACTIONS.values(), managed_tag, self.hosted_zones)
         wait_to_return = sfn.Wait(
             self,
             "WaitBeforeReturningCapacity",
@@ -373,6 +378,7 @@ class RecoveryWorkflow(Construct):
             spec.iam_actions_without_tag_condition,
             spec.iam_grants,
             managed_tag=self.managed_tag,
+            hosted_zones=self.hosted_zones,
         )
         return function
 

@@ -13,14 +13,17 @@ the memory and disk alarms use that interval (10 s when the agent collects every
 than a minute, target health comes from the load balancer itself (health checks every 5 s,
 read by the target health sweep), not from these alarms.
 
-Route 53 publishes health check metrics in us-east-1 only: the health check alarms are created
-only when the stack is deployed there (a CloudFormation condition when the region is unknown at
-synthesis); elsewhere, watch the endpoint with a canary instead.
+Route 53 publishes health check metrics in us-east-1 only. A stack whose region is decided at
+synthesis has a workload's health check alarms when it is in us-east-1; for a workload in another
+region they are in a stack of their own in us-east-1 that forwards their state changes to the
+workload's region (infra/route53_alarms.py). A stack deployed to any region holds them and
+refuses, by a template rule naming the workload, to be deployed outside us-east-1: no workload
+silently goes without them.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, CfnCondition, Duration, Fn, Stack, Tags, Token
+from aws_cdk import Aws, CfnRule, Duration, Fn, Stack, Tags, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
@@ -30,18 +33,31 @@ from infra.constants import TAG_PREFIX
 MINUTE = Duration.seconds(60)
 GIB = 1024**3
 ROUTE53_METRICS_REGION = "us-east-1"
+# A health check alarm is named "<workload>-route53-<health check id>".
+HEALTH_CHECK_ALARM_INFIX = "route53-"
 _AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 _BELOW = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
 
 
 class ProtectedWorkload(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, workload: Workload, managed_tag: tuple[str, str]
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        workload: Workload,
+        managed_tag: tuple[str, str],
+        only_health_checks: bool = False,
     ) -> None:
+        """`only_health_checks`: the Route 53 health check alarms alone (the us-east-1 stack of a
+        workload in another region)."""
         super().__init__(scope, construct_id)
         self.workload = workload
         self.managed_tag = managed_tag
         self.alarms: list[cloudwatch.Alarm] = []
+        if only_health_checks:
+            self._health_check_alarms()
+            return
         self._load_balancer_alarms()
         self._group_alarms()
         self._endpoint_alarms()
@@ -206,26 +222,8 @@ class ProtectedWorkload(Construct):
     def _endpoint_alarms(self) -> None:
         """The workload as its users reach it: Route 53 health checks and Synthetics canaries."""
         w, settings = self.workload, self.workload.alarms
-        here, condition = self._route53_metrics_here() if w.health_check_ids else (False, None)
-        if settings.route53_health_check.enabled and here:
-            for health_check_id in w.health_check_ids:
-                alarm = self._alarm(
-                    f"HealthCheck-{health_check_id}",
-                    f"route53-{health_check_id}",
-                    cloudwatch.Metric(
-                        namespace="AWS/Route53",
-                        metric_name="HealthCheckStatus",
-                        dimensions_map={"HealthCheckId": health_check_id},
-                        statistic="Minimum",
-                        period=MINUTE,
-                    ),
-                    settings.route53_health_check,
-                    "network_issue",
-                    f"Route 53 health check {health_check_id} of {w.name} is failing",
-                    comparison=_BELOW,
-                )
-                if condition is not None:
-                    alarm.node.default_child.cfn_options.condition = condition  # type: ignore[union-attr]
+        if self._route53_metrics_here():
+            self._health_check_alarms()
         if settings.canary.enabled:
             for canary in w.canaries:
                 self._alarm(
@@ -243,6 +241,27 @@ class ProtectedWorkload(Construct):
                     f"Synthetics canary {canary} of {w.name} is failing",
                     comparison=_BELOW,
                 )
+
+    def _health_check_alarms(self) -> None:
+        w, settings = self.workload, self.workload.alarms
+        if not settings.route53_health_check.enabled:
+            return
+        for health_check_id in w.health_check_ids:
+            self._alarm(
+                f"HealthCheck-{health_check_id}",
+                f"{HEALTH_CHECK_ALARM_INFIX}{health_check_id}",
+                cloudwatch.Metric(
+                    namespace="AWS/Route53",
+                    metric_name="HealthCheckStatus",
+                    dimensions_map={"HealthCheckId": health_check_id},
+                    statistic="Minimum",
+                    period=MINUTE,
+                ),
+                settings.route53_health_check,
+                "network_issue",
+                f"Route 53 health check {health_check_id} of {w.name} is failing",
+                comparison=_BELOW,
+            )
 
     def _container_alarms(self) -> None:
         """Running tasks of the ECS service below its desired count (Container Insights)."""
@@ -367,22 +386,24 @@ class ProtectedWorkload(Construct):
             return {}
         return {f"{TAG_PREFIX}ecs-cluster": service.cluster, f"{TAG_PREFIX}ecs-service": service.service}
 
-    def _route53_metrics_here(self) -> tuple[bool, CfnCondition | None]:
-        """Whether health check alarms can see data in this stack's region, and the condition
-        that creates them only there when the region is decided at deployment."""
+    def _route53_metrics_here(self) -> bool:
+        """Whether this stack holds the workload's health check alarms: in us-east-1, or deployed
+        to any region (then a rule refuses any other); in another region, the us-east-1 stack
+        app.py builds for them does (infra/route53_alarms.py)."""
+        w = self.workload
+        if not w.health_check_ids or not w.alarms.route53_health_check.enabled:
+            return False
         stack = Stack.of(self)
         if not Token.is_unresolved(stack.region):
-            if stack.region == ROUTE53_METRICS_REGION:
-                return True, None
-            Annotations.of(self).add_warning_v2(
-                "recovery:route53-region",
-                f"Route 53 health check metrics exist only in {ROUTE53_METRICS_REGION}: no health check alarm "
-                f"for {self.workload.name} in {stack.region}. Deploy in {ROUTE53_METRICS_REGION} or use a canary.",
-            )
-            return False, None
-        condition = stack.node.try_find_child("InRoute53MetricsRegion")
-        if condition is None:
-            condition = CfnCondition(
-                stack, "InRoute53MetricsRegion", expression=Fn.condition_equals(stack.region, ROUTE53_METRICS_REGION)
-            )
-        return True, condition  # type: ignore[return-value]
+            return stack.region == ROUTE53_METRICS_REGION
+        rule = stack.node.try_find_child("Route53MetricsRegion")
+        if rule is None:
+            rule = CfnRule(stack, "Route53MetricsRegion")
+        rule.add_assertion(  # type: ignore[union-attr]
+            Fn.condition_equals(Aws.REGION, ROUTE53_METRICS_REGION),
+            f"Route 53 publishes health check metrics in {ROUTE53_METRICS_REGION} only: the health check alarms "
+            f"of workload {w.name} need this stack there. To deploy elsewhere, configure `regions` (a "
+            f"{ROUTE53_METRICS_REGION} stack then holds them and forwards their state changes), or set "
+            f"alarms.route53_health_check.enabled to false for {w.name} (and watch it with a canary).",
+        )
+        return True

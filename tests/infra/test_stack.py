@@ -12,6 +12,7 @@ from actions.registry import ACTIONS, ALIASES
 from core.contract import CLEARED, DETECTED, EVENT_SOURCE, ImpairmentType, json_schema
 from detectors.registry import DETECTORS, REGION_PROBE
 from infra import constants
+from infra.permissions import ZONE_SCOPED, hosted_zones
 from tests.infra import cfn
 
 ACTION_TASKS = ["ReplaceInstance", "ScaleOut", "RollbackReplaceInstance", "RollbackScaleOut"]
@@ -757,10 +758,15 @@ def test_failover_and_restart_service_roles_hold_exactly_the_declared_permission
     spec = ACTIONS[action]
     tag_condition = {"StringEquals": {f"aws:ResourceTag/{config.managed_tag_key}": config.managed_tag_value}}
     reads = {a for a in spec.iam_actions if a.split(":", 1)[1].startswith(("Describe", "List", "Get"))}
+    untagged = set(spec.iam_actions_without_tag_condition)
     expected: dict[tuple[str, str], set[str]] = {
-        ('"*"', "null"): reads | set(spec.iam_actions_without_tag_condition) | _TRACING,
+        ('"*"', "null"): reads | (untagged - ZONE_SCOPED) | _TRACING,
         ('"*"', json.dumps(tag_condition, sort_keys=True)): set(spec.iam_actions) - reads,
     }
+    # Record changes (no tag condition in Route 53): on the configured hosted zones only
+    for zone in hosted_zones(config.workloads, config.parsed_plans()) if untagged & ZONE_SCOPED else ():
+        arn = {"Fn::Sub": f"arn:${{AWS::Partition}}:route53:::hostedzone/{zone}"}
+        expected.setdefault((json.dumps(arn), "null"), set()).update(untagged & ZONE_SCOPED)
     for grant in spec.iam_grants:
         condition = (
             {"StringEquals": {f"{grant.tag_condition_key}/{config.managed_tag_key}": config.managed_tag_value}}
@@ -1143,37 +1149,45 @@ def test_latency_anomaly_alarm_uses_a_learned_band_whose_model_the_stack_owns(on
     assert alarm_id
 
 
-def test_route53_alarms_exist_only_in_the_region_route53_publishes_to(onboarded):
-    alarm = _alarms_by_name(onboarded.resources)[f"web-api-route53-{HEALTH_CHECK}"]
+def test_route53_alarms_are_in_a_stack_that_may_be_deployed_only_where_route53_publishes(onboarded):
+    # The region-agnostic stack holds the alarm, unconditionally (no silent absence elsewhere)...
+    alarms = _alarms_by_name(onboarded.resources)
+    assert f"web-api-route53-{HEALTH_CHECK}" in alarms
+    assert [a for a in alarms.values() if "Condition" in a] == []
+    # ...and a rule refuses to deploy it outside us-east-1, naming the workload
+    (assertion,) = onboarded.template["Rules"]["Route53MetricsRegion"]["Assertions"]
+    assert assertion["Assert"] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
+    assert "workload web-api" in assertion["AssertDescription"]
 
-    condition = alarm["Condition"]
-    assert onboarded.template["Conditions"][condition] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
-    # and no other alarm depends on the region
-    conditioned = [a for a in _alarms_by_name(onboarded.resources).values() if "Condition" in a]
-    assert conditioned == [alarm]
 
-
-def test_route53_alarms_are_left_out_with_a_warning_in_another_region():
+def test_route53_alarms_are_left_to_the_us_east_1_stack_in_another_region():
     import aws_cdk as cdk
-    from aws_cdk.assertions import Annotations, Match, Template
+    from aws_cdk.assertions import Template
 
     from infra.config import Workload
     from infra.constructs.workloads import ProtectedWorkload
 
-    stack = cdk.Stack(cdk.App(), "Elsewhere", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    app = cdk.App()
     workload = Workload.model_validate(ONBOARDED_WORKLOADS[0])
+    stack = cdk.Stack(app, "Elsewhere", env=cdk.Environment(account="123456789012", region="eu-west-1"))
     ProtectedWorkload(stack, "Web", workload=workload, managed_tag=("recovery:managed", "true"))
+    # the us-east-1 stack app.py builds for them (infra/route53_alarms.py) holds them alone
+    east = cdk.Stack(app, "East", env=cdk.Environment(account="123456789012", region="us-east-1"))
+    ProtectedWorkload(east, "Web", workload=workload, managed_tag=("recovery:managed", "true"), only_health_checks=True)
 
-    names = [
-        a["Properties"]["AlarmName"]
-        for a in Template.from_stack(stack).find_resources("AWS::CloudWatch::Alarm").values()
-    ]
-    assert f"web-api-route53-{HEALTH_CHECK}" not in names
-    assert "web-api-canary-web-api-home" in names  # the canary watches the endpoint from here instead
-    warnings = Annotations.from_stack(stack).find_warning(
-        "*", Match.string_like_regexp("Route 53 health check metrics")
+    def names(of: cdk.Stack) -> list[str]:
+        return [
+            a["Properties"]["AlarmName"]
+            for a in Template.from_stack(of).find_resources("AWS::CloudWatch::Alarm").values()
+        ]
+
+    assert f"web-api-route53-{HEALTH_CHECK}" not in names(stack)
+    assert "web-api-canary-web-api-home" in names(stack)
+    assert (
+        "Rules" not in Template.from_stack(stack).to_json()
+        or "Route53MetricsRegion" not in Template.from_stack(stack).to_json()["Rules"]
     )
-    assert warnings
+    assert names(east) == [f"web-api-route53-{HEALTH_CHECK}"]
 
 
 def test_every_onboarded_alarm_reaches_the_alarm_detector(onboarded):

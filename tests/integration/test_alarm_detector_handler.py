@@ -315,3 +315,58 @@ def test_an_alarm_ignored_by_the_detector_is_counted(bus, lambda_context, capsys
     alarm.handler(event, lambda_context)
 
     assert [p.value for p in named(datapoints(capsys.readouterr().out), "SignalsIgnored")] == [1.0]
+
+
+def test_a_health_check_alarm_forwarded_from_us_east_1_is_read_there(mocked_aws, monkeypatch, lambda_context):
+    """Route 53 health check alarms of a workload in us-west-2 are in us-east-1 (its metrics are
+    only there); their state changes are forwarded to us-west-2's default bus
+    (infra/route53_alarms.py), with the event's region and the alarm's ARN still us-east-1."""
+    from core import aws
+
+    # Given the alarm detector of the us-west-2 stack, and its recovery bus copied to a queue
+    standby = "us-west-2"
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, standby)
+    monkeypatch.setenv("EVENT_BUS_NAME", BUS_NAME)
+    aws.reset()
+    events = boto3.client("events", region_name=standby)
+    events.create_event_bus(Name=BUS_NAME)
+    sqs = boto3.client("sqs", region_name=standby)
+    url = sqs.create_queue(QueueName="capture")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="capture", EventBusName=BUS_NAME, EventPattern=json.dumps({"source": [EVENT_SOURCE]}))
+    events.put_targets(Rule="capture", EventBusName=BUS_NAME, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    # and web-api's managed health check alarm in us-east-1, of a health check it declares
+    event = load_event("cloudwatch-alarm-route53-health-check.json")
+    assert event["region"] == "us-east-1"
+    check = event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"]["HealthCheckId"]
+    monkeypatch.setenv("WORKLOAD_RESOURCES", json.dumps({"web-api": [f"route53:healthcheck:{check}"]}))
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    cloudwatch.put_metric_alarm(
+        AlarmName=event["detail"]["alarmName"],
+        Namespace="AWS/Route53",
+        MetricName="HealthCheckStatus",
+        Statistic="Minimum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="LessThanThreshold",
+        Tags=[{"Key": k, "Value": v} for k, v in alarm_tags(impairment_type="network_issue").items()],
+    )
+
+    # When its forwarded state change reaches the detector in us-west-2
+    response = alarm.handler(event, lambda_context)
+
+    # Then the detector read the alarm's tags in us-east-1 and put a network_issue on its own bus
+    assert response["status"] == "published", response
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    (impairment,) = [ImpairmentDetected.model_validate(json.loads(m["Body"])["detail"]) for m in messages]
+    assert impairment.impairment_type.value == "network_issue"
+    assert impairment.signal.id == event["resources"][0]
+
+
+def test_an_alarm_of_the_functions_own_region_is_read_with_its_own_client(monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    assert alarm._other_region("arn:aws:cloudwatch:us-west-2:123456789012:alarm:web-api-cpu") is None
+    assert alarm._other_region("arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-api-route53-x") == "us-east-1"
+    assert alarm._other_region("web-api-cpu") is None  # not an ARN: the function's own region
