@@ -166,7 +166,7 @@ def _pages(drill: Drill, records: dict[str, dict[str, Any]]) -> list[dict[str, A
         for message in region.escalations():
             body = message if isinstance(message, dict) else {"summary": str(message)}
             record = records.get(str(body.get("impairment_id"))) or {}
-            kind = "approval" if "approve" in body else "escalation"
+            kind = "approval" if "approve" in body else "storm_summary" if "storm_key" in body else "escalation"
             at = (record.get("approval") or {}).get("requested_at") if kind == "approval" else None
             pages.append(
                 {
