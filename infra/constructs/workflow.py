@@ -367,6 +367,8 @@ class RecoveryWorkflow(Construct):
             "$.storm_summary",
             scope,
         )
+        # Should its retries run out, ExecutionEnded sends the summary (the storm says it is unsent).
+        summarize.add_catch(escalated, errors=["States.ALL"], result_path="$.storm_summary_error")
         summarize.next(escalated)
         wait = sfn.Wait(
             scope,
