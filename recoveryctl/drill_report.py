@@ -175,6 +175,12 @@ def _pages(drill: Drill, records: dict[str, dict[str, Any]]) -> list[dict[str, A
                     "impairment_id": body.get("impairment_id"),
                     "region": region.region,
                     "summary": body.get("summary", json.dumps(body, default=str)),
+                    # a storm's summary: the impairments it carries (each paged by no other page)
+                    **(
+                        {"lists": [m.get("impairment_id") for m in body.get("impairments") or []]}
+                        if kind == "storm_summary"
+                        else {}
+                    ),
                 }
             )
     return pages
