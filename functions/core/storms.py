@@ -21,7 +21,7 @@ from typing import Any
 
 from core import clock
 from core.dynamo import ATTEMPTS, ConditionFailed, Table, call, from_dynamo, to_attribute_values
-from core.errors import TransientError
+from core.errors import InvalidInput, TransientError
 from core.records import retention
 
 # Impairments a storm lists by id, reason and workload; past this it counts them (their records
@@ -89,7 +89,9 @@ class Storms:
 
     def close(self, key: str, storm_id: str) -> dict[str, Any]:
         """Close a storm (idempotent) and return it as closed: nothing joins it afterwards, so
-        what it returns is everything its summary must list."""
+        what it returns is everything its summary must list. InvalidInput: no such storm."""
+        if self.get(key, storm_id) is None:  # asked about no storm: nothing is written
+            raise InvalidInput(f"there is no storm {storm_id} of {key}")
         response = call(
             "dynamodb:UpdateItem",
             self.table.resource.update_item,
@@ -112,7 +114,10 @@ class Storms:
         return from_dynamo(response["Attributes"])
 
     def get(self, key: str, storm_id: str) -> dict[str, Any] | None:
-        item = self.table.resource.get_item(Key=_storm_key(key, storm_id), ConsistentRead=True).get("Item")
+        response = call(
+            "dynamodb:GetItem", self.table.resource.get_item, Key=_storm_key(key, storm_id), ConsistentRead=True
+        )
+        item = response.get("Item")
         return from_dynamo(item) if item else None
 
     def summarized(self, key: str, storm_id: str, status: str, **fields: Any) -> None:
