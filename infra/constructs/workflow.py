@@ -24,6 +24,7 @@ from actions.specs import ActionSpec
 from core.errors import CAPACITY_WAIT_ATTEMPTS, CAPACITY_WAIT_INTERVAL_SECONDS, CapacityNotReady
 from infra.constants import CLEARED, DETECTED, EVENT_SOURCE, RETRYABLE_ERRORS
 from infra.constructs.functions import FunctionFactory
+from infra.constructs.storms import SUMMARY_INPUT, storm_leader_waits
 from infra.permissions import allow as _allow
 from infra.permissions import allow_declared, allow_hand_backs, allow_verification
 
@@ -74,10 +75,8 @@ class RecoveryWorkflow(Construct):
         finalize = self._function("Finalize", "orchestration.finalize.handler", "Record the recovery and MTTR")
         prepare = self._function("PrepareRollback", "orchestration.prepare_rollback.handler", "List steps to undo")
         escalate = self._function("Escalate", "orchestration.escalate.handler", "Page a human with the context")
-        # In a storm: after its window, the page listing the escalations its first one stood for.
-        self._summarize = self._function(
-            "SummarizeStorm", "orchestration.storm.handler", "Page one summary of a storm's escalations"
-        )
+        # A storm's one summary page, after its window (its first escalation paged at once)
+        self._summarize = self._function("SummarizeStorm", "orchestration.storm.handler", "Page a storm's summary")
         for function in (admit, select, verify, finalize, prepare, escalate, self._summarize):
             table.grant_read_write_data(function)
         _grant_page(escalate, topic)
@@ -337,7 +336,8 @@ class RecoveryWorkflow(Construct):
             cause="Automatic recovery did not succeed; a human was paged",
         )
         escalate_task = self._task(f"{prefix}Escalate", escalate, None, "$.escalation", scope)
-        escalate_task.next(self._storm_summary(scope, prefix, escalated))
+        summarize = self._task(f"{prefix}SummarizeStorm", self._summarize, SUMMARY_INPUT, "$.storm_summary", scope)
+        escalate_task.next(storm_leader_waits(scope, prefix, summarize, escalated))
         rollback_tasks: dict[str, sfn.IChainable] = {
             name: self._task(f"{prefix}Rollback{_pascal(name)}", function, None, None, scope)
             for name, function in sorted(rollback_functions.items())
@@ -356,31 +356,6 @@ class RecoveryWorkflow(Construct):
         prepare_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.rollback_error")
         prepare_task.next(rollback_map)
         return prepare_task, escalate_task
-
-    def _storm_summary(self, scope: Construct, prefix: str, escalated: sfn.Fail) -> sfn.Choice:
-        """Escalate -> the storm's leader waits for the window's end (holding nothing: its record
-        and locks are done) and pages the summary -> Escalated (orchestration/storm.py)."""
-        summarize = self._task(
-            f"{prefix}SummarizeStorm",
-            self._summarize,
-            sfn.TaskInput.from_object({"impairment.$": "$.impairment", "storm.$": "$.escalation.storm"}),
-            "$.storm_summary",
-            scope,
-        )
-        # Should its retries run out, ExecutionEnded sends the summary (the storm says it is unsent).
-        summarize.add_catch(escalated, errors=["States.ALL"], result_path="$.storm_summary_error")
-        summarize.next(escalated)
-        wait = sfn.Wait(
-            scope,
-            f"{prefix}WaitForStorm",
-            time=sfn.WaitTime.timestamp_path("$.escalation.storm.summary_at"),
-        )
-        wait.next(summarize)
-        leader = sfn.Condition.and_(
-            sfn.Condition.is_present("$.escalation.storm.leader"),
-            sfn.Condition.boolean_equals("$.escalation.storm.leader", True),
-        )
-        return sfn.Choice(scope, f"{prefix}StormLeader?").when(leader, wait).otherwise(escalated)
 
     # --- helpers ---
     def _function(self, construct_id: str, handler: str, description: str, **kwargs) -> lambda_.Function:
