@@ -211,6 +211,13 @@ class RecoveryConfig(BaseModel):
     correlation_window_seconds: int = Field(
         default=300, ge=0, le=86400, description="signals about one resource within this window are one impairment"
     )
+    storm_window_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="escalations of one cause within this window page once, then one summary lists them at its end "
+        "(a single escalation still pages at once); 0 pages each escalation on its own",
+    )
     guardrails: Guardrails = Field(default_factory=Guardrails)
     workloads: list[Workload] = Field(default_factory=list)
     plans: list[dict[str, Any]] = Field(default_factory=list)

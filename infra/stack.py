@@ -54,6 +54,7 @@ class RecoveryStack(Stack):
                 "MANAGED_TAG_VALUE": managed_tag[1],
                 "LOCK_TTL_SECONDS": str(config.lock_ttl_seconds),
                 "CORRELATION_WINDOW_SECONDS": str(config.correlation_window_seconds),
+                "STORM_WINDOW_SECONDS": str(config.storm_window_seconds),
                 "AUDIT_RETENTION_DAYS": str(config.audit_retention_days),
                 "DRY_RUN": "true" if config.dry_run else "false",
                 # Plans, guardrails and maintenance windows: a file in the code asset (the
@@ -88,6 +89,7 @@ class RecoveryStack(Stack):
         # Only the detectors may put events on the recovery bus: an "Impairment Detected" from
         # anyone else in the account would start a recovery.
         bus.admit_only([function.role for function in self.detection.detectors if function.role is not None])
+        slack = 600 + config.storm_window_seconds
         self.workflow = RecoveryWorkflow(
             self,
             "Recovery",
@@ -97,9 +99,10 @@ class RecoveryStack(Stack):
             bus=bus.bus,
             dead_letters=escalation.dead_letters,
             managed_tag=managed_tag,
-            # The backstop time-box: the longest plan's, approval, rollback and capacity return included.
-            timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + 600,
-            cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + 600,
+            # The backstop time-box: the longest plan's, approval, rollback and capacity return
+            # included, and the wait of a storm's first escalation for its summary.
+            timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + slack,
+            cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + slack,
             hosted_zones=hosted_zones(config.workloads, config.parsed_plans()),
         )
         functions.reserve(

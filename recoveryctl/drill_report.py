@@ -166,7 +166,7 @@ def _pages(drill: Drill, records: dict[str, dict[str, Any]]) -> list[dict[str, A
         for message in region.escalations():
             body = message if isinstance(message, dict) else {"summary": str(message)}
             record = records.get(str(body.get("impairment_id"))) or {}
-            kind = "approval" if "approve" in body else "escalation"
+            kind = "approval" if "approve" in body else "storm_summary" if "storm_key" in body else "escalation"
             at = (record.get("approval") or {}).get("requested_at") if kind == "approval" else None
             pages.append(
                 {
@@ -175,6 +175,12 @@ def _pages(drill: Drill, records: dict[str, dict[str, Any]]) -> list[dict[str, A
                     "impairment_id": body.get("impairment_id"),
                     "region": region.region,
                     "summary": body.get("summary", json.dumps(body, default=str)),
+                    # a storm's summary: the impairments it carries (each paged by no other page)
+                    **(
+                        {"lists": [m.get("impairment_id") for m in body.get("impairments") or []]}
+                        if kind == "storm_summary"
+                        else {}
+                    ),
                 }
             )
     return pages

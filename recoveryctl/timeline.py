@@ -111,7 +111,9 @@ def events(report: dict[str, Any]) -> list[Entry]:
             )
         )
     for page in report.get("pages") or []:
-        about = "asks for approval" if page.get("kind") == "approval" else "escalation"
+        about = {"approval": "asks for approval", "storm_summary": "storm summary"}.get(
+            str(page.get("kind")), "escalation"
+        )
         entries.append(Entry(parse_time(page.get("at")), "paged", f"({about}) {page.get('summary')}"))
     return entries
 

@@ -24,6 +24,9 @@ class Settings(BaseModel):
     lock_ttl_seconds: int = Field(default=3600, ge=60, alias="LOCK_TTL_SECONDS")
     dry_run: bool = Field(default=False, alias="DRY_RUN", description="every plan runs as a dry run")
     correlation_window_seconds: int = Field(default=300, ge=0, le=86400, alias="CORRELATION_WINDOW_SECONDS")
+    storm_window_seconds: int = Field(
+        default=300, ge=0, le=3600, alias="STORM_WINDOW_SECONDS", description="escalations of one cause paged as one"
+    )
     audit_retention_days: int = Field(
         default=365, ge=0, alias="AUDIT_RETENTION_DAYS", description="audit records' TTL in days; 0: kept forever"
     )

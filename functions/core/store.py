@@ -11,6 +11,7 @@ Items (pk / sk):
   CAPACITY#<group ARN> / LEDGER          what open recoveries added to a group (core.capacity)
   CONTROL / SWITCHES                     the kill switch and disabled plans (core.switches)
   PROBE#<workload> / REGION#<region>     consecutive failed probes of a workload's region (core.probes)
+  STORM#<key> / OPEN, STORM#<id>         escalations of one cause paged as one (core.storms)
 Records are queryable by workload and time through GSI1 (WORKLOAD#<name>, detected_at).
 """
 
@@ -26,6 +27,7 @@ from core.dynamo import GSI1, Table, is_condition_failure
 from core.locks import CorrelationWindows, EscalationClaims, ResourceLocks
 from core.probes import RegionProbes
 from core.records import ActionRecords, ImpairmentRecords
+from core.storms import Storms
 from core.switches import Switches
 
 __all__ = ["CONCURRENCY_BUDGET", "GSI1", "Claim", "RecoveryStore", "_is_condition_failure"]
@@ -51,6 +53,7 @@ class RecoveryStore:
         self.switches = Switches(self._db)
         self.probes = RegionProbes(self._db)
         self.capacity = CapacityLedger(self._db)
+        self.storms = Storms(self._db)
 
     @property
     def table(self) -> Any:

@@ -8,7 +8,10 @@ The record and the locks come first: a page that cannot be sent must not leave t
 (page_status "failed", with the error), PagesFailed is counted (a self-alarm watches it) and the
 error is transient, so the state machine retries the task, which pages again. Should the retries
 run out, the execution fails and the dead-execution handler (orchestration/execution_ended.py)
-tries the page once more."""
+tries the page once more.
+
+In a storm, an escalation whose cause another escalated within the storm window is not paged on
+its own: it is listed in that one's summary page (orchestration/storm.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from core.errors import ApprovalRejected, RecoveryError, TransientError, error_t
 from core.guardrails import APPROVAL
 from core.observability import logger, metrics
 from core.store import RecoveryStore
+from orchestration import storm
 
 _IMPAIRMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
@@ -84,6 +88,7 @@ class Escalation:
     release: list[str] | None = None
     fail_started: str | None = None
     metrics: tuple[str, ...] = ()
+    storm_key: str | None = None  # paged as part of this storm (orchestration/storm.py); None: on its own
 
 
 def _unrecorded(impairment: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +199,7 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
         # a step whose retries ran out never recorded its end
         fail_started=error_text(failure) if failure else None,
         metrics=tuple(counted),
+        storm_key=storm.storm_key(event, record, str(impairment.get("workload"))) if paged else None,
     )
 
 
@@ -206,27 +212,58 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
     impairment_id = known_id(event)
     record = (store.get_impairment(impairment_id) if impairment_id else None) or {}
     escalation = decide(event, record, clock.utc_now().isoformat())
-    apply(escalation, store, str(_mapping(event.get("impairment")).get("workload", "?")), settings, sns)
-    return escalation.result
+    return apply(escalation, store, str(_mapping(event.get("impairment")).get("workload", "?")), settings, sns)
 
 
-def apply(escalation: Escalation, store: RecoveryStore, workload: str, settings: Any, sns: Any = None) -> None:
-    """Carry an escalation out: the record and the locks first, the page last (see above)."""
+def apply(
+    escalation: Escalation, store: RecoveryStore, workload: str, settings: Any, sns: Any = None
+) -> dict[str, Any]:
+    """Carry an escalation out: the record and the locks first, the page last (see above).
+    Returns the task's result (with its storm, when it is part of one)."""
     impairment_id, reason = escalation.impairment_id, escalation.reason
     _record(store, escalation)
     if escalation.kind == "capacity_not_returned":
         send_page(store, impairment_id, workload, reason, escalation.message, settings, sns)
         logger.warning("capacity not returned", reason=reason)
-        return
+        return escalation.result
     if escalation.kind == "escalated":
         store.release_locks(impairment_id, escalation.release or [])
         if escalation.fail_started is not None:
             store.fail_started_actions(impairment_id, escalation.fail_started)
         for name in escalation.metrics:
             metrics.add_metric(name=name, unit="Count", value=1)
+    result = escalation.result
     if escalation.paged:
-        send_page(store, impairment_id, workload, reason, escalation.message, settings, sns)
-    logger.warning("escalated", reason=reason, paged=escalation.paged)
+        result = _page_or_aggregate(escalation, store, workload, settings, sns)
+    logger.warning("escalated", reason=reason, paged=escalation.paged, storm=result.get("storm"))
+    return result
+
+
+def _page_or_aggregate(
+    escalation: Escalation, store: RecoveryStore, workload: str, settings: Any, sns: Any
+) -> dict[str, Any]:
+    """Page now (alone, or opening a storm), or list the escalation in its storm's summary: its
+    record names the storm, whose leader's summary page carries it."""
+    impairment_id, message = escalation.impairment_id, escalation.message
+    membership = (
+        storm.enter(store, escalation.storm_key, impairment_id, workload, escalation.reason)
+        if escalation.storm_key
+        else None
+    )
+    if membership is None:
+        send_page(store, impairment_id, workload, escalation.reason, message, settings, sns)
+        return escalation.result
+    state = membership.as_state()
+    result = {**escalation.result, "storm": state}
+    if membership.role == "member":
+        store.update_impairment(impairment_id, page_status="aggregated", storm=state, page_reason=escalation.reason)
+        metrics.add_metric(name="PagesAggregated", unit="Count", value=1)
+        return {**result, "paged": False}
+    store.update_impairment(impairment_id, storm=state)
+    send_page(
+        store, impairment_id, workload, escalation.reason, {**message, "storm": storm.note(membership)}, settings, sns
+    )
+    return result
 
 
 def _record(store: RecoveryStore, escalation: Escalation) -> None:

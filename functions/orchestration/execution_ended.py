@@ -4,7 +4,8 @@ that died: its record "recovering", its locks, concurrency slot and correlation 
 until their TTL, every new signal about its resources skipped meanwhile, and no one told.
 
 - An execution that ended through Escalate (every escalation ends in the Fail state
-  "Escalated") has recorded its outcome: only a page that could not be sent is sent again.
+  "Escalated") has recorded its outcome: only a page that could not be sent is sent again, and
+  the summary of the storm it led, if that was not sent (it died waiting, or the summary failed).
 - An execution that died with changes applied (its audit trail has steps with a state before):
   its record says so, and the cleanup state machine rolls those steps back, newest first, and
   escalates (releasing the locks and paging), as the recovery's own failure path would have.
@@ -27,6 +28,7 @@ from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import logger, metrics
 from core.store import RecoveryStore
+from orchestration import storm
 from orchestration.escalate import release_keys, send_page
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
@@ -73,8 +75,21 @@ def handler(event: Any, context: Any, store: Any = None, sfn: Any = None, sns: A
             # It escalated, and its page never went out: try once more (raises if it fails again).
             _page(store, record, record.get("page_reason") or record.get("reason") or "escalated", settings, sns)
             return {"status": "paged", "impairment_id": status.name}
+        if _storm_unsummarized(store, record):
+            led = record["storm"]
+            storm.summarize(store, led["key"], led["storm_id"], settings.escalation_topic_arn, sns)
+            return {"status": "storm_summarized", "impairment_id": status.name, "storm_id": led["storm_id"]}
         return {"status": "ended", "impairment_id": status.name, "outcome": record.get("outcome")}
     return _died(store, sfn, sns, settings, record, status, cleanup)
+
+
+def _storm_unsummarized(store: RecoveryStore, record: dict[str, Any]) -> bool:
+    """Whether the record's execution led a storm whose summary was not sent."""
+    led = record.get("storm")
+    if not isinstance(led, dict) or not led.get("leader"):
+        return False
+    held = store.storms.get(str(led["key"]), str(led["storm_id"]))
+    return held is not None and held.get("summary_status") not in ("sent", "not_needed")
 
 
 def _parse(event: Any) -> ExecutionStatus | None:

@@ -26,6 +26,7 @@ from actions.specs import ActionSpec
 from core.errors import CAPACITY_WAIT_ATTEMPTS, CAPACITY_WAIT_INTERVAL_SECONDS, CapacityNotReady
 from infra.constants import CLEARED, DETECTED, EVENT_SOURCE, RETRYABLE_ERRORS
 from infra.constructs.functions import FunctionFactory
+from infra.constructs.storms import SUMMARY_INPUT, storm_leader_waits
 from infra.permissions import allow as _allow
 from infra.permissions import allow_declared, allow_hand_backs, allow_verification
 
@@ -79,9 +80,12 @@ class RecoveryWorkflow(Construct):
         finalize = self._function("Finalize", "orchestration.finalize.handler", "Record the recovery and MTTR")
         prepare = self._function("PrepareRollback", "orchestration.prepare_rollback.handler", "List steps to undo")
         escalate = self._function("Escalate", "orchestration.escalate.handler", "Page a human with the context")
-        for function in (admit, select, verify, finalize, prepare, escalate):
+        # A storm's one summary page, after its window (its first escalation paged at once)
+        self._summarize = self._function("SummarizeStorm", "orchestration.storm.handler", "Page a storm's summary")
+        for function in (admit, select, verify, finalize, prepare, escalate, self._summarize):
             table.grant_read_write_data(function)
         _grant_page(escalate, topic)
+        _grant_page(self._summarize, topic)
         allow_verification(verify, VERIFY_READS, ACTIONS.values(), managed_tag)
 
         apply_tasks: dict[str, sfn.IChainable] = {}
@@ -337,7 +341,8 @@ class RecoveryWorkflow(Construct):
             cause="Automatic recovery did not succeed; a human was paged",
         )
         escalate_task = self._task(f"{prefix}Escalate", escalate, None, "$.escalation", scope)
-        escalate_task.next(escalated)
+        summarize = self._task(f"{prefix}SummarizeStorm", self._summarize, SUMMARY_INPUT, "$.storm_summary", scope)
+        escalate_task.next(storm_leader_waits(scope, prefix, summarize, escalated))
         rollback_tasks: dict[str, sfn.IChainable] = {
             name: self._task(f"{prefix}Rollback{_pascal(name)}", function, None, None, scope)
             for name, function in sorted(rollback_functions.items())

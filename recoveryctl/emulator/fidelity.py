@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
@@ -51,7 +51,7 @@ def _lambda_dispatch(emulator: Any) -> None:
 def _step_functions_executor(emulator: Any) -> None:
     """Executions wait on the virtual clock, run as fibers of the scheduler, stop at once on
     StopExecution, and announce each status change (announce_execution)."""
-    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp, wait_function
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
@@ -61,6 +61,20 @@ def _step_functions_executor(emulator: Any) -> None:
         # A Wait state waits on the virtual clock; StopExecution (and a time-out) interrupt it.
         if wait_seconds > 0 and env.is_running():
             env.program_state_event.wait(wait_seconds)
+
+    def timestamp_wait_seconds(component: Any, env: Any) -> int:
+        # A Wait until a timestamp counts from the virtual clock (moto reads the host's local
+        # time); the timestamp is UTC ('Z'), as Step Functions requires.
+        component.string.eval(env=env)
+        text: str = env.stack.pop()
+        until = component._from_timestamp_string(timestamp=text)
+        if until is None:
+            from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+                FailureEventException,
+            )
+
+            raise FailureEventException(component._create_failure_event(env, text))
+        return int((until.replace(tzinfo=UTC) - clock.utc_now()).total_seconds())
 
     original_execution_logic = ExecutionWorker._execution_logic
 
@@ -107,6 +121,7 @@ def _step_functions_executor(emulator: Any) -> None:
         announce_execution(emulator, execution)
 
     _patch(emulator, wait_function.WaitFunction, "_wait_interval", wait_interval)
+    _patch(emulator, timestamp.Timestamp, "_get_wait_seconds", timestamp_wait_seconds)
     _patch(emulator, ExecutionWorker, "_execution_logic", execution_logic)
     _patch(emulator, Execution, "start", start)
     _patch(emulator, Execution, "stop", stop)

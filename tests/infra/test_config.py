@@ -361,3 +361,11 @@ def test_a_standby_without_dns_is_valid_when_the_dns_failover_names_its_records(
         "secondary_set_identifier": "web-api-standby",
     }
     assert validate(without_dns(plan)).workloads[0].dns is None
+
+
+def test_the_storm_window_defaults_to_five_minutes_may_be_off_and_is_bounded():
+    assert validate(shipped_config()).storm_window_seconds == 300
+    assert validate({**shipped_config(), "storm_window_seconds": 0}).storm_window_seconds == 0
+    # a leader's execution waits the window out: an hour at most
+    with pytest.raises(ConfigError, match="storm_window_seconds"):
+        validate({**shipped_config(), "storm_window_seconds": 3601})

@@ -330,6 +330,29 @@ def test_capacity_not_returned_is_told_and_the_recovery_stands(states):
     assert states["CapacityNotReturned"]["Next"] == "Recovered"
 
 
+@pytest.mark.parametrize("prefix", ["", "Cleanup"])
+def test_a_storms_leader_waits_for_the_window_then_pages_the_summary(resources, prefix):
+    # The first escalation of a storm pages at once; its execution, holding nothing, waits for
+    # the window's end and sends the one summary (orchestration/storm.py); any other ends at once.
+    name = "RecoveryCleanup" if prefix else "Recovery"
+    states = cfn.all_states(cfn.state_machine_definition(cfn.state_machine(resources, name)[1]))
+    choice = states[f"{prefix}StormLeader?"]
+    assert states[f"{prefix}Escalate"]["Next"] == f"{prefix}StormLeader?"
+    (leader,) = choice["Choices"]
+    assert leader["Next"] == f"{prefix}WaitForStorm" and choice["Default"] == f"{prefix}Escalated"
+    assert states[f"{prefix}WaitForStorm"]["TimestampPath"] == "$.escalation.storm.summary_at"
+    summarize = states[f"{prefix}SummarizeStorm"]
+    assert summarize["Next"] == f"{prefix}Escalated"
+    assert summarize["Parameters"]["storm.$"] == "$.escalation.storm"
+    assert [c["Next"] for c in summarize["Catch"]] == [f"{prefix}Escalated"]
+
+
+def test_the_state_machine_outlives_a_storms_wait(definition, config):
+    assert config.storm_window_seconds == 300
+    # the longest plan's time (above), and the wait of a storm's leader after it escalated
+    assert definition["TimeoutSeconds"] > 1800 + 7200 + config.storm_window_seconds
+
+
 def test_a_dead_execution_is_cleaned_up(resources):
     # The cleanup state machine: the recovery's rollback path alone, with the same functions
     _, cleanup = cfn.state_machine(resources, "RecoveryCleanup")

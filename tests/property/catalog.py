@@ -94,6 +94,19 @@ def _plan(action: str = "replace_instance", params: dict[str, Any] | None = None
     }
 
 
+def _storm_states(env: Any) -> list[dict[str, Any]]:
+    """SummarizeStorm's input: Escalate's storm (here one the table does not hold)."""
+    detected = env.workload.impairment_of(env.workload.instance_ids()[0]).model_dump(mode="json")
+    storm = {
+        "leader": True,
+        "key": f"{detected['workload']}#ActionFailed",
+        "storm_id": f"20261120T091400Z-{detected['impairment_id']}",
+        "leader_impairment_id": detected["impairment_id"],
+        "summary_at": "2026-11-20T09:19:00Z",
+    }
+    return [{"impairment": detected, "storm": storm}]
+
+
 def _workflow_states(env: Any) -> list[dict[str, Any]]:
     """States of a recovery of the moto workload's first instance, at each point of the flow."""
     workload = env.workload
@@ -335,6 +348,7 @@ CASES: dict[str, Case] = {
     "orchestration.finalize.handler": Case(_workflow_states),
     "orchestration.return_capacity.handler": Case(_workflow_states, acts=True),
     "orchestration.escalate.handler": Case(_workflow_states, frozenset({("sns", "Publish")})),
+    "orchestration.storm.handler": Case(_storm_states, frozenset({("sns", "Publish")})),
     "orchestration.check_guardrails.handler": Case(_workflow_states, frozenset({("sns", "Publish")})),
     "orchestration.request_approval.handler": Case(_workflow_states, frozenset({("sns", "Publish")})),
     "orchestration.execution_ended.handler": Case(

@@ -1,0 +1,230 @@
+"""Storms: escalations with one cause within a window, paged as one (orchestration/storm.py).
+
+Items (pk / sk):
+  STORM#<key> / OPEN               the storm open for the key now: its id, leader and window end
+                                   (one per key: the conditional write that makes one leader)
+  STORM#<key> / STORM#<storm id>   one storm: its leader, window, the impairments aggregated into
+                                   it and whether its summary was sent (kept like an audit record)
+
+A storm opens with its first escalation (the leader, paged at once). Escalations of the key
+within the window join it (listed, up to LISTED; past that counted). At the window's end the
+leader closes it and pages one summary; closing freezes what it holds: an escalation that
+comes later finds it closed and opens the next storm, so every escalation is either paged at
+once or listed in a summary."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core import clock
+from core.dynamo import ATTEMPTS, ConditionFailed, Table, call, from_dynamo, to_attribute_values
+from core.errors import InvalidInput, TransientError
+from core.records import retention
+
+# Impairments a storm lists by id, reason and workload; past this it counts them (their records
+# name the storm). About 300 bytes each: 100 keep the item and the page well under their limits.
+LISTED = 100
+
+OPEN, JOIN, LEAD = "open", "join", "lead"
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Where an escalation stands in its storm: its leader (paged now; it summarizes at
+    summary_at) or a member (listed in the leader's summary)."""
+
+    role: str  # "leader" or "member"
+    key: str
+    storm_id: str
+    leader: str
+    summary_at: str  # the window's end, as Step Functions' Wait TimestampPath reads it
+
+    def as_state(self) -> dict[str, Any]:
+        return {
+            "leader": self.role == "leader",
+            "key": self.key,
+            "storm_id": self.storm_id,
+            "leader_impairment_id": self.leader,
+            "summary_at": self.summary_at,
+        }
+
+
+def step(head: dict[str, Any] | None, impairment_id: str, now: int) -> str:
+    """No I/O: what an escalation does given the key's open storm (None: none). Its own storm it
+    leads again (a retried escalation); another's open one it joins; otherwise it opens one."""
+    if head and int(head["window_end"]) > now:
+        return LEAD if head["leader"] == impairment_id else JOIN
+    return OPEN
+
+
+def timestamp(epoch: int) -> str:
+    """An epoch as Step Functions' Wait TimestampPath wants it (UTC, 'Z')."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Storms:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def enter(self, key: str, impairment_id: str, entry: dict[str, Any], window_seconds: int) -> Membership:
+        """Join the key's open storm, or open one led by this impairment. `entry` (its workload
+        and reason) is what the summary lists. Races: one leader per window (the OPEN item is
+        written conditionally); a storm closed or ended meanwhile is not joined (its condition)."""
+        for _ in range(ATTEMPTS):
+            now = int(clock.utc_now().timestamp())
+            head = self._head(key)
+            action = step(head, impairment_id, now)
+            if action == LEAD and head:
+                return _membership("leader", key, head)
+            with contextlib.suppress(ConditionFailed):
+                if action == JOIN and head:
+                    self._join(key, head["storm_id"], impairment_id, entry, now)
+                    return _membership("member", key, head)
+                if action == OPEN:
+                    return self._open(key, impairment_id, entry, now, now + window_seconds, head)
+        raise TransientError("the storm is contended: retry", operation="dynamodb:TransactWriteItems")
+
+    def close(self, key: str, storm_id: str) -> dict[str, Any]:
+        """Close a storm (idempotent) and return it as closed: nothing joins it afterwards, so
+        what it returns is everything its summary must list. InvalidInput: no such storm."""
+        if self.get(key, storm_id) is None:  # asked about no storm: nothing is written
+            raise InvalidInput(f"there is no storm {storm_id} of {key}")
+        response = call(
+            "dynamodb:UpdateItem",
+            self.table.resource.update_item,
+            Key=_storm_key(key, storm_id),
+            UpdateExpression="SET closed_at = if_not_exists(closed_at, :now)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":now": clock.utc_now().isoformat()},
+            ReturnValues="ALL_NEW",
+        )
+        # Closed early (the leader's execution died before the window's end): the next
+        # escalation of the key opens a new storm rather than finding this one open.
+        with contextlib.suppress(ConditionFailed):
+            call(
+                "dynamodb:DeleteItem",
+                self.table.resource.delete_item,
+                Key={"pk": f"STORM#{key}", "sk": "OPEN"},
+                ConditionExpression="storm_id = :id",
+                ExpressionAttributeValues={":id": storm_id},
+            )
+        return from_dynamo(response["Attributes"])
+
+    def get(self, key: str, storm_id: str) -> dict[str, Any] | None:
+        response = call(
+            "dynamodb:GetItem", self.table.resource.get_item, Key=_storm_key(key, storm_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return from_dynamo(item) if item else None
+
+    def summarized(self, key: str, storm_id: str, status: str, **fields: Any) -> None:
+        """Record the summary's fate: "sent", "not_needed" (nobody joined) or "failed"."""
+        names = {"#s": "summary_status", **{f"#f{i}": k for i, k in enumerate(fields)}}
+        values = {":s": status, **{f":v{i}": v for i, v in enumerate(fields.values())}}
+        sets = ", ".join(["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))])
+        call(
+            "dynamodb:UpdateItem",
+            self.table.resource.update_item,
+            Key=_storm_key(key, storm_id),
+            UpdateExpression=f"SET {sets}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        response = call(
+            "dynamodb:GetItem",
+            self.table.resource.get_item,
+            Key={"pk": f"STORM#{key}", "sk": "OPEN"},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return from_dynamo(item) if item else None
+
+    def _open(
+        self, key: str, leader: str, entry: dict[str, Any], now: int, window_end: int, head: dict[str, Any] | None
+    ) -> Membership:
+        """The OPEN item (only if the key has none open, or the one read ended) and the storm's
+        own item, in one transaction. Raises ConditionFailed when another opened it first."""
+        opened = timestamp(now)
+        storm_id = f"{opened.replace('-', '').replace(':', '')}-{leader}"
+        summary_at = timestamp(window_end)
+        pointer = {"storm_id": storm_id, "leader": leader, "window_end": window_end, "summary_at": summary_at}
+        storm = {
+            **pointer,
+            "key": key,
+            "opened_at": clock.utc_now().isoformat(),
+            "leader_entry": entry,
+            "members": {},
+            "not_listed": 0,
+            **retention(),
+        }
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        if head:  # the one read, ended: replaced only as it was (no other opener got there first)
+            condition = {
+                "ConditionExpression": "storm_id = :old",
+                "ExpressionAttributeValues": {":old": {"S": head["storm_id"]}},
+            }
+        self.table.transact(
+            [
+                {
+                    "Put": {
+                        "TableName": self.table.name,
+                        "Item": to_attribute_values(
+                            {"pk": f"STORM#{key}", "sk": "OPEN", **pointer, "expiration": window_end + 86400}
+                        ),
+                        **condition,
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table.name,
+                        "Item": to_attribute_values({**_storm_key(key, storm_id), **storm}),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+        return Membership("leader", key, storm_id, leader, summary_at)
+
+    def _join(self, key: str, storm_id: str, impairment_id: str, entry: dict[str, Any], now: int) -> None:
+        """List the impairment in the storm (idempotent: one map entry per id), or count it once
+        LISTED are listed. Raises ConditionFailed when the storm closed or its window ended."""
+        open_now = "attribute_not_exists(closed_at) AND window_end > :now"
+        try:
+            call(
+                "dynamodb:UpdateItem",
+                self.table.resource.update_item,
+                Key=_storm_key(key, storm_id),
+                UpdateExpression="SET members.#id = :entry",
+                ConditionExpression=f"{open_now} AND (size(members) < :cap OR attribute_exists(members.#id))",
+                ExpressionAttributeNames={"#id": impairment_id},
+                ExpressionAttributeValues={
+                    ":entry": {**entry, "at": clock.utc_now().isoformat()},
+                    ":now": now,
+                    ":cap": LISTED,
+                },
+            )
+        except ConditionFailed:
+            storm = self.get(key, storm_id) or {}
+            if storm.get("closed_at") or int(storm.get("window_end", 0)) <= now:
+                raise
+            call(  # full: counted, not listed
+                "dynamodb:UpdateItem",
+                self.table.resource.update_item,
+                Key=_storm_key(key, storm_id),
+                UpdateExpression="ADD not_listed :one",
+                ConditionExpression=open_now,
+                ExpressionAttributeValues={":one": 1, ":now": now},
+            )
+
+
+def _storm_key(key: str, storm_id: str) -> dict[str, str]:
+    return {"pk": f"STORM#{key}", "sk": f"STORM#{storm_id}"}
+
+
+def _membership(role: str, key: str, head: dict[str, Any]) -> Membership:
+    return Membership(role, key, head["storm_id"], head["leader"], head["summary_at"])
