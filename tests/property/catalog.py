@@ -234,13 +234,25 @@ def _execution_status_changes(env: Any) -> list[dict[str, Any]]:
 ACTION_PARAMS: dict[str, list[dict[str, Any]]] = {
     "replace_instance": [{}, {"mode": "mark_unhealthy"}, {"outside_group": "reboot"}],
     "scale_out": [{}, {"increment": 2, "max_desired_capacity": 5}],
-    "provision_backup": [{}, {"kind": "standby_instances", "count": 1}],
-    "redirect_traffic": [{}, {"kind": "shift_weights"}, {"kind": "zonal_shift", "expires_in": "30m"}],
-    "failover": [{"kind": "database", "db_instance_identifier": "orders-db"}, {"kind": "dns"}],
-    "restart_service": [
-        {"kind": "ecs", "cluster": "checkout", "service": "checkout-api"},
-        {"kind": "systemd", "unit": "app.service"},
+    "provision_warm_pool": [{}, {"count": 2}],
+    "provision_standby_instances": [{"count": 1}],
+    "provision_standby_group": [{"standby_group": "web-api-standby", "desired_capacity": 2}],
+    "redirect_deregister_targets": [{}],
+    "redirect_shift_weights": [{}],
+    "redirect_zonal_shift": [{"expires_in": "30m"}],
+    "failover_database": [{"db_instance_identifier": "orders-db"}],
+    "failover_dns": [{}],
+    "failover_routing_control": [
+        {
+            "primary_routing_control_arn": "arn:aws:route53-recovery-control::123456789012:controlpanel/"
+            "0123456789abcdef0123456789abcdef/routingcontrol/0123456789abcdef",
+            "standby_routing_control_arn": "arn:aws:route53-recovery-control::123456789012:controlpanel/"
+            "0123456789abcdef0123456789abcdef/routingcontrol/fedcba9876543210",
+            "cluster_endpoints": [{"endpoint": "https://host-aaaaaa.us-east-1.example.com/v1", "region": "us-east-1"}],
+        }
     ],
+    "restart_ecs_service": [{"cluster": "checkout", "service": "checkout-api"}],
+    "restart_systemd_unit": [{"unit": "app.service"}],
     "scale_ecs_service": [{"cluster": "checkout", "service": "checkout-api"}, {"increment": 2, "keep": True}],
 }
 
