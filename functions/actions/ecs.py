@@ -1,4 +1,4 @@
-"""ECS look-ups shared by the actions that act on a service (restart_service, scale_ecs_service)."""
+"""ECS look-ups shared by the actions that act on a service (restart_ecs_service, scale_ecs_service)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Any
 
 from core import aws
 from core.errors import PermanentError
+from core.reads import tags
+from core.reads.tags import require_managed
 
 
 def target(cluster: str | None, service: str | None, scope: dict[str, str], what: str) -> tuple[str, str]:
@@ -26,3 +28,16 @@ def describe_service(client: Any, cluster: str, service: str) -> dict[str, Any]:
         reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
         raise PermanentError(f"ECS service {service!r} of cluster {cluster!r}: {reasons}")
     return response["services"][0]
+
+
+def managed_service(client: Any, cluster: str, service: str, managed_tag: tuple[str, str]) -> dict[str, Any]:
+    """The service as described now, if it opted in (the managed tag); else ActionRefused."""
+    found = describe_service(client, cluster, service)
+    require_managed(
+        tags.of_ecs(client, found["serviceArn"]),
+        managed_tag,
+        "ECS service",
+        found["serviceName"],
+        service=found["serviceArn"],
+    )
+    return found

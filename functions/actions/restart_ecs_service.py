@@ -22,8 +22,6 @@ from actions import ecs
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
 from core.errors import ActionRefused, PermanentError, TransientError
-from core.reads import tags
-from core.reads.tags import require_managed
 
 NAME = "restart_ecs_service"
 
@@ -75,15 +73,8 @@ def _ecs_apply(ctx: Context) -> ActionResult:
     before = ctx.before
     if before is None:
         cluster, name = ecs.target(ctx.params.cluster, ctx.params.service, ctx.impairment.scope, NAME)
-        service = ecs.describe_service(client, cluster, name)
+        service = ecs.managed_service(client, cluster, name, ctx.managed_tag)
         what = f"ECS service {service['serviceName']}"
-        require_managed(
-            tags.of_ecs(client, service["serviceArn"]),
-            ctx.managed_tag,
-            "ECS service",
-            service["serviceName"],
-            service=service["serviceArn"],
-        )
         if service.get("status") != "ACTIVE":
             raise ActionRefused(f"{what} is {service.get('status')}: only an active service can be restarted")
         controller = service.get("deploymentController", {}).get("type", "ECS")

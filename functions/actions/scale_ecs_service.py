@@ -24,8 +24,6 @@ from actions.base import Action, ActionParams, ActionResult, Context, handlers, 
 from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused
-from core.reads import tags
-from core.reads.tags import require_managed
 
 NAME = "scale_ecs_service"
 
@@ -67,14 +65,7 @@ def apply(ctx: Context) -> ActionResult:
 
 def _record_before(ctx: Context, client: Any) -> dict[str, Any]:
     cluster, name = ecs.target(ctx.params.cluster, ctx.params.service, ctx.impairment.scope, NAME)
-    service = ecs.describe_service(client, cluster, name)
-    require_managed(
-        tags.of_ecs(client, service["serviceArn"]),
-        ctx.managed_tag,
-        "ECS service",
-        service["serviceName"],
-        service=service["serviceArn"],
-    )
+    service = ecs.managed_service(client, cluster, name, ctx.managed_tag)
     if service.get("status") != "ACTIVE":
         raise ActionRefused(f"ECS service {service['serviceName']} is {service.get('status')}: it cannot be scaled")
     before = {"cluster": cluster, "service": service["serviceName"], "service_arn": service["serviceArn"]}

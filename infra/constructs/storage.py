@@ -45,7 +45,7 @@ class RecoveryTable(Construct):
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             billing=dynamodb.Billing.on_demand(),
-            # AWS owned KMS key of DynamoDB in each region: the table-level SSESpecification of the
+            # The AWS managed KMS key (aws/dynamodb) in each region: the table-level SSESpecification of the
             # global table applies to every replica (a customer managed key would need one per region).
             encryption=dynamodb.TableEncryptionV2.aws_managed_key(),
             point_in_time_recovery_specification=_pitr(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -131,7 +132,17 @@ def test_two_escalations_of_one_cause_at_once_make_exactly_one_leader(store, mon
     roles: dict[str, str] = {}
 
     def enter(impairment_id: str) -> None:
-        roles[impairment_id] = store.storms.enter("web-api#ActionFailed", impairment_id, {"reason": "x"}, 300).role
+        # As the state machine runs the task: a contended storm is transient, and retried. (moto
+        # writes a transaction's items one by one, so on a loaded machine the other thread may
+        # read the storm's head before its storm item exists; DynamoDB's are isolated.)
+        for _ in range(20):
+            try:
+                roles[impairment_id] = store.storms.enter(
+                    "web-api#ActionFailed", impairment_id, {"reason": "x"}, 300
+                ).role
+                return
+            except TransientError:
+                time.sleep(0.05)
 
     # When both enter the storm at once
     threads = [threading.Thread(target=enter, args=(i,)) for i in ("imp-a", "imp-b")]
