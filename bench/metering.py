@@ -1,21 +1,11 @@
 """Counts what the Lambda code does in the emulator: AWS API calls by service and operation,
 DynamoDB write and read units, custom events put on a bus, invocations and their durations.
 
-How handler calls are told apart from the emulator's own: the emulator runs every handler in
-process through `Emulator.invoke` (event deliveries and Step Functions tasks alike). The meter
-wraps that method and marks the running thread while a handler runs (invocations interleave, but
-each runs in a thread of its own); a botocore
-`provide-client-params` hook on the default session (every client, the handlers' and the
-emulator's, is made from it) counts a call only when its thread is marked. The emulator's own
-bookkeeping (deploying the template, building the workload, polling executions, routing events,
-Step Functions invoking its Lambda tasks) runs outside a handler and is not counted.
-`provide-client-params` is emitted to every handler (unlike `before-call`, where the emulator's
-fault and behaviour hooks may answer first), so a call that an injected fault fails still counts,
-as AWS would count it. Each page of a paginated call is one call; botocore's own retries of a
-throttled call are not seen here (none happen in these runs unless a scenario injects them).
+Only the handlers' calls count, not the emulator's own bookkeeping: the meter marks the thread
+while a handler runs (it wraps `Emulator.invoke`) and a botocore hook counts a call only from a
+marked thread. Durations are the time a handler's own thread ran.
 
-Durations are the real time a handler's thread ran (`Emulator.running_seconds`): invocations
-interleave, and the time others ran while it waited for its turn is not its own.
+Design: docs/performance.md#2-cost-per-recovery
 """
 
 from __future__ import annotations

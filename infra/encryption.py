@@ -1,15 +1,11 @@
 """One customer managed key for the stack's data at rest (config encryption.customer_managed_key,
 issue 17): the recovery table, every queue, every log group and the escalation topic.
 
-The table and the topic take the key where they are built (infra/stack.py); queues and log groups
-take it from an aspect, so that none is missed, whichever construct creates it. The key policy
-lets the account administer it through IAM (CDK's default: the functions' grants on the table
-and the topic name the key) and lets the services that write encrypted data as themselves use it:
-CloudWatch Logs, for this stack's log groups only (the encryption context names the log group);
-EventBridge, delivering to a dead-letter queue; CloudWatch alarms, publishing to the topic
-(infra/constructs/operations.py); and any principal of this account through SQS or DynamoDB
-only, as with AWS managed keys (a function's asynchronous dead-letter queue is written with the
-function's own role; the table's users are those its IAM grants name).
+Queues and log groups take it from an aspect, so that none is missed whichever construct creates
+them; the key policy lets only the services that write encrypted data as themselves use it, each
+as narrowly as it allows.
+
+Design: docs/safety.md#least-privilege-and-encryption
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """recoveryctl: the operator CLI, against the local emulator or a deployed stack alike.
 
-recoveryctl drill --scenario NAME|FILE [--json] [--seed N] [--workers N]
-                                                         run a recovery drill in the local emulator
-recoveryctl drill --deployed --alarm NAME [--timeout S]  drill a deployed stack through one of its alarms
-recoveryctl scenarios                                    list the built-in scenarios
-recoveryctl status [--since 7d] [--json]                 open impairments and recent recoveries
-recoveryctl show ID [--json]                             one impairment's whole timeline and execution
-recoveryctl report [--since 30d] [--png FILE] [--json]   MTTD / MTTR percentiles, success rates
-recoveryctl pause [--reason TEXT] | resume               the kill switch
-recoveryctl plans list | validate FILE | enable NAME | disable NAME
-recoveryctl config validate FILE [--json]                the whole configuration, as `cdk synth` checks it
-recoveryctl approve ID [--reason TEXT] | reject ID [--reason TEXT]
+One command set (drill, scenarios, status, show, report, pause/resume, plans, config, approve/
+reject) for both targets, so an on-call who drilled locally knows the deployed commands. The
+target is --local (default: the drills recorded under the state directory) or --deployed
+(the stack, found through its CloudFormation outputs), or RECOVERYCTL_TARGET. Exit codes: 0
+done, 1 the recovery did not succeed, 2 a usage or setup error, 141 the reader went away.
 
-The target: --local (default: the drills recorded under --state-dir, default .recoveryctl/ or
-RECOVERYCTL_STATE_DIR) or --deployed (the stack --stack, default ImpairmentRecovery, in --region),
-or RECOVERYCTL_TARGET=local|deployed. Exit codes: 0 done, 1 the recovery (or approval, or a local
-drill's expectation) did not succeed, 2 a usage or setup error (the message says what to do),
-141 the reader of the output closed it (`recoveryctl status | head`).
+Usage: docs/operations.md#the-cli
 """
 
 from __future__ import annotations

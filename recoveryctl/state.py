@@ -2,14 +2,10 @@
 
 Each drill runs in a fresh emulator that is gone when it ends, so the CLI keeps what it recorded
 under a state directory (default `.recoveryctl/` in the current directory, or
-RECOVERYCTL_STATE_DIR) for `status`, `show` and `report`:
+RECOVERYCTL_STATE_DIR) for `status`, `show` and `report`, one file per drill: drills never
+rewrite each other's records.
 
-  runs/<utc time>-<scenario>.json   one drill: the recovery table's items (impairment records
-                                    marked `drill: true`, action records), every execution with its
-                                    status and state history, the escalation messages
-  switches.json                     the kill switch and disabled plans (`pause`, `plans disable`)
-
-One file per drill: drills never rewrite each other's records.
+Layout: docs/operations.md#drills
 """
 
 from __future__ import annotations

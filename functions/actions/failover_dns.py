@@ -1,21 +1,12 @@
 """failover_dns: fail over to the standby by Route 53 records of one name and type, a primary and a
 standby, in a hosted zone that carries the managed tag; rollback fails back. (`failover` with kind
-"dns" is this action: actions/registry.py, ALIASES.) The records come from the step's params, else
-from the impairment's scope (dns_hosted_zone_id, dns_record_name, dns_record_type,
-dns_primary_set, dns_secondary_set).
-  - Failover routing (Failover PRIMARY / SECONDARY): the two records swap roles, so the standby
-    becomes PRIMARY and the old primary SECONDARY. Why not invert the primary's health check: an
-    inverted check reports a primary that goes down as healthy, and Route 53 sends traffic back to
-    it. After a swap Route 53 keeps evaluating both health checks: the standby serves while it is
-    healthy, and the old primary takes traffic back only if the standby fails its own check.
-  - Weighted routing: the primary's weight becomes 0 and the standby's `standby_weight` (255).
-  The change is one change batch that DELETEs the record sets exactly as they were read and
-  CREATEs the new ones. Route 53 applies a batch all or nothing, and a DELETE matches only a
-  record set with all the same values, so a change someone made after the read fails the batch
-  (InvalidChangeBatch, permanent) instead of being overwritten. While the standby's health
-  check reports unhealthy (Route 53's own rule: healthy when more than 18% of its checkers say
-  so), it waits (CapacityNotReady: a standby just brought up passes its checks minutes later).
-  Rollback restores the record sets recorded before, exactly, the same way.
+"dns" is this action: actions/registry.py, ALIASES.)
+
+Failover records swap roles, weighted records move the weight, in one change batch that deletes
+the record sets exactly as read: a change someone made since fails the batch instead of being
+overwritten.
+
+Design: docs/actions.md#failover_dns
 """
 
 from __future__ import annotations

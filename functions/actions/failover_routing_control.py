@@ -2,29 +2,11 @@
 controls, the primary's and the standby's; rollback fails back. (`failover` with kind
 "routing_control" is this action: actions/registry.py, ALIASES.)
 
-Why: Route 53's control plane, which failover_dns calls, is in us-east-1, so when that Region is
-the impaired one the record change may fail; routing control states live on an ARC cluster's data
-plane, five Regional endpoints of which at least three answer at any time, and Route 53 health
-checks tied to the routing controls move the traffic. How: both states are read
-(GetRoutingControlState) and recorded before anything changes, then one UpdateRoutingControlStates
-call sets the standby On and the primary Off: one transaction, so there is never a moment with both
-Off (ARC's assertion rules, if the control panel has them, are checked against the two together).
-Already standby On and primary Off: "unchanged", no update. The endpoints: a client per endpoint
-(its URL and Region, no SDK retries, short timeouts), tried in turn starting at a random one (AWS's
-advice: spread the load, and endpoints cycle through maintenance) and rotating through the list; a
-call that got an answer keeps that endpoint for the next call. An endpoint that does not connect,
-times out, answers 5xx, ThrottlingException or EndpointTemporarilyUnavailableException makes the
-call go to the next one; when none answers (or the time budget is spent) the step fails with
-TransientError and the state machine retries it. ConflictException (a safety rule blocks the
-change) is ActionRefused naming the routing controls and what ARC named; AccessDeniedException,
-ResourceNotFoundException, ValidationException and ServiceLimitExceededException are permanent.
-`safety_rules_to_override` lists the safety rules the plan deliberately overrides ("break glass");
-empty by default. Rollback restores the two states recorded before, exactly, in one call, if the
-routing controls are still as the failover left them; if someone changed them since, they are left
-as they are. Opt-in: routing controls cannot carry the managed tag at this data plane
-(route53-recovery-cluster has no tag condition key), so the opt-in is the plan itself: it names
-both routing controls and the cluster's endpoints (never taken from the impairment's scope), and
-the role may reach routing controls of its own account only.
+Why: Route 53's control plane, which failover_dns calls, is in us-east-1 and may fail with it;
+routing control states live on an ARC cluster's data plane, whose five Regional endpoints are
+tried in turn. Both states change in one call, so there is never a moment with both Off.
+
+Design: docs/actions.md#failover_routing_control
 """
 
 from __future__ import annotations

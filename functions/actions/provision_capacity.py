@@ -1,23 +1,12 @@
 """What provision_warm_pool and provision_standby_group share: a group's desired capacity raised,
 and restored on rollback.
 
-provision_warm_pool: raise the group's desired capacity by up to `count`, no more than its warm
-pool holds warmed instances (so the new capacity comes from the pool) and never above MaxSize.
-Rollback gives back what it added (the capacity ledger, core/capacity.py).
+provision_warm_pool raises a group's capacity from its warm pool; provision_standby_group scales
+a separate standby group, by default the one a region impairment names, so one plan serves every
+workload. Both wait until the capacity is in service, so the plan's next step (moving traffic
+there) finds it ready.
 
-provision_standby_group: scale a separate standby group (`standby_group`) up to
-`desired_capacity`, within its MaxSize (refused when that leaves nothing to bring up). Rollback
-restores its desired capacity recorded before. Both default to the impairment's scope
-(`standby_auto_scaling_group`, `standby_desired_capacity`): a region impairment seen from the
-standby region names the workload's standby there (detectors/region_probe.py), so one plan serves
-every workload. The group is in the region the function runs in: the standby region's stack brings
-up its own region's capacity. With `wait_until_in_service` (the default), the step ends only once
-the group has that many healthy instances in service, and, when the impairment's scope names the
-standby's target group, that many healthy targets: until then it raises CapacityNotReady, which
-the state machine retries every 30 s for up to 10 minutes, so the plan's next step (moving traffic
-there) finds the capacity ready. A standby kept at 0 instances (pilot light) takes minutes to boot.
-
-Every group changed must carry the managed tag.
+Design: docs/actions.md#provision_warm_pool-and-provision_standby_group
 """
 
 from __future__ import annotations

@@ -1,29 +1,12 @@
 """replace_instance: take an impaired instance out of its Auto Scaling group so the group
 launches a healthy replacement.
 
-mode "terminate" (default): TerminateInstanceInAutoScalingGroup. mode "mark_unhealthy":
-SetInstanceHealth Unhealthy, and the group replaces it on its next health check.
+In place when that keeps the group's minimum healthy capacity (a failing instance is no healthy
+capacity), else surge first: raise the desired capacity, wait for the new instances, then
+terminate the old ones. An instance outside a group is refused, rebooted or stopped and started,
+as the plan says.
 
-How, per group (`strategy`, default "auto"):
-- in place: terminate without decrementing the desired capacity; the group launches the
-  replacement. An instance that is already failing (actions/fleet.py: the group, a target group
-  or EC2 says so) is no healthy capacity, so replacing it in place never lowers the healthy
-  capacity, even in a group at its minimum size.
-- surge: when an instance still counted healthy must go and taking it out first would leave fewer
-  healthy instances than the group's minimum healthy capacity (its MinSize, or its instance
-  maintenance policy's MinHealthyPercentage, unless the plan sets `min_healthy_capacity`), the
-  desired capacity is raised first, the step waits (CapacityNotReady, asked again by the state
-  machine) until the new instances are healthy in service, and only then terminates the old ones,
-  decrementing the desired capacity back. That needs headroom (MaxSize above the desired
-  capacity); without it the step is refused rather than go below the minimum.
-`strategy` "in_place" never surges; "surge" always does when the group has headroom (else it
-replaces in place where that keeps the minimum). The step's result says which, and why.
-
-Instances outside an Auto Scaling group, per the plan's outside_group: "refuse" (default),
-"reboot" (RebootInstances), or "stop_start" (StopInstances then StartInstances, which moves the
-instance to new hardware; EBS-backed instances only). The instance must carry the managed tag and
-be running. A reboot cannot be undone; a stop and start whose start did not happen is undone by
-starting the instance (or escalated saying plainly that it is stopped).
+Design: docs/actions.md#replace_instance
 """
 
 from __future__ import annotations

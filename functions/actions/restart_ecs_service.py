@@ -1,15 +1,12 @@
 """restart_ecs_service: UpdateService(forceNewDeployment=True) on the workload's ECS service, which
 must carry the managed tag: ECS replaces every task with a fresh one of the same task definition.
-The deployments before are recorded; a retry that finds a deployment newer than those does not
-force another. A Lambda must not wait minutes for a rollout, so the action returns once ECS has
-started the deployment and the workflow's verification waits for the service to be steady. With
-`wait_for_stable` the action also reads the new deployment once per attempt: a rollout still in
-progress raises TransientError (the state machine retries it with backoff, a budget of about half
-a minute in all: only for services that roll out that fast), a failed one PermanentError.
-Rollback: replaced tasks cannot be brought back, so the result is "irreversible"; but if the
-service's task definition is no longer the one recorded before, that one is restored. The cluster
-and service come from the step's params, else from the impairment's scope (ecs_cluster,
-ecs_service). (`restart_service` with kind "ecs" is this action: actions/registry.py, ALIASES.)
+(`restart_service` with kind "ecs" is this action: actions/registry.py, ALIASES.)
+
+A Lambda must not wait minutes for a rollout, so the action returns once ECS started the
+deployment and Verify waits for the service to be steady. Replaced tasks cannot be brought back:
+the rollback is "irreversible" (it restores only a task definition changed since).
+
+Design: docs/actions.md#restart_ecs_service
 """
 
 from __future__ import annotations

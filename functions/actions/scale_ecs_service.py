@@ -1,16 +1,8 @@
-"""scale_ecs_service: raise an ECS service's desired count by a bounded amount (`increment` tasks,
-at most 100, never above `max_desired_count`), as scale_out does for an Auto Scaling group. The
-service must carry the managed tag and be active; it comes from the step's params (cluster,
-service), else from the impairment's scope (ecs_cluster, ecs_service).
+"""scale_ecs_service: raise an ECS service's desired count by a bounded amount, as scale_out does for
+an Auto Scaling group, and give the extra tasks back after a recovery that held (unless `keep`).
+Rollback restores the desired count recorded before, unless someone changed it since.
 
-Verify then checks that the service runs the desired count the step set (verify_step). After a
-recovery that verified, the workflow waits `return_after_seconds`, checks that the workload is
-still healthy and puts the desired count back, unless the plan sets `keep`. Rollback does the same
-at once: it restores the desired count recorded before, unless someone changed it since the step
-set it (then it is left as it is).
-
-A service that Application Auto Scaling scales may be scaled back in by its own policies: the
-scalable target's bounds are not changed here.
+Design: docs/actions.md#scale_ecs_service
 """
 
 from __future__ import annotations

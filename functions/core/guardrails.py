@@ -1,18 +1,11 @@
 """Guardrails: what stops an automatic recovery from making an outage worse.
 
 Each guardrail is configuration (validated at synth, read at run time) and a pure decision over
-facts gathered by the CheckGuardrails task (orchestration/check_guardrails.py):
+facts gathered by the CheckGuardrails task (orchestration/check_guardrails.py): blast radius,
+fail open, rate limits, flapping, maintenance windows and blocked dates. The kill switch is
+checked earlier, by Admit, and plan approval by its own state.
 
-- blast radius: never act on more than a share of a group within a window, nor take it below its
-  minimum healthy capacity (for plans whose actions take instances out of service, as they
-  declare it: actions/registry.py);
-- fail open: when most of a fleet looks impaired at once, act on none of it;
-- rate limits: recoveries per workload and per plan within an hour, and concurrent recoveries;
-- flapping: the same resource (or the same kind of impairment of a workload) recovered too often
-  within a window is escalated instead of fixed again;
-- maintenance windows and blocked dates: no automatic action in them.
-
-The kill switch (pause) is checked earlier, by Admit, and plan approval by its own state.
+Design: docs/safety.md#each-guardrail
 """
 
 from __future__ import annotations

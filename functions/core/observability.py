@@ -1,15 +1,12 @@
 """The single logger and metrics of every function (Powertools), and the one way to emit a metric
 that has dimensions of its own.
 
-No X-Ray SDK: Lambda's Active tracing records every invocation without it, and its import (a
-recorder, a sampler, botocore patches) was most of a handler's cold start. Each log line carries
-the invocation's `xray_trace_id` and the impairment's `correlation_id`, which join the two.
+No X-Ray SDK: Lambda's Active tracing records every invocation without it, and its import was
+most of a handler's cold start; each log line carries `xray_trace_id` to join the two. A metric
+with dimensions of its own goes out in an EMF document of its own, since Powertools shares one
+set of dimensions across a flush. Dimensions are few, fixed values, never an id.
 
-Powertools' `metrics` object shares one set of dimensions across everything it flushes at the
-end of an invocation, so a metric broken down by impairment type or action goes out on its own
-(an EMF document of its own, written at once) with exactly its dimensions. Dimensions are few,
-fixed values (impairment type, severity, action, phase, drill): never an id, whose every value
-would be a new metric to pay for.
+Design: docs/operations.md#dashboard
 """
 
 from __future__ import annotations

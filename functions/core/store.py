@@ -1,18 +1,7 @@
 """The recovery table: one DynamoDB table, one repository per aggregate. RecoveryStore composes
-them behind the methods its callers use (docs/operations.md, "Audit trail and retention").
+them behind the methods its callers use, so a caller never builds a key.
 
-Items (pk / sk):
-  IMPAIRMENT#<id> / RECORD               the impairment, its status, outcome, MTTD and MTTR (core.records)
-  IMPAIRMENT#<id> / ACTION#<nn>#<phase>  one action step: state before and after, result (core.records)
-  LOCK#<resource> / LOCK                 one recovery per resource at a time (core.locks; TTL: expiration)
-  LOCK#<resource> / CORRELATION          the resource's correlation window (core.locks)
-  LOCK#<resource> / ESCALATED            who paged about the resource last (core.locks)
-  BUDGET#<name> / BUDGET                 a guardrail's counter (core.budgets)
-  CAPACITY#<group ARN> / LEDGER          what open recoveries added to a group (core.capacity)
-  CONTROL / SWITCHES                     the kill switch and disabled plans (core.switches)
-  PROBE#<workload> / REGION#<region>     consecutive failed probes of a workload's region (core.probes)
-  STORM#<key> / OPEN, STORM#<id>         escalations of one cause paged as one (core.storms)
-Records are queryable by workload and time through GSI1 (WORKLOAD#<name>, detected_at).
+Items (pk / sk) and which module keeps each: docs/operations.md#audit-trail-and-retention
 """
 
 from __future__ import annotations

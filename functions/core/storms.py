@@ -1,16 +1,11 @@
 """Storms: escalations with one cause within a window, paged as one (orchestration/storm.py).
 
-Items (pk / sk):
-  STORM#<key> / OPEN               the storm open for the key now: its id, leader and window end
-                                   (one per key: the conditional write that makes one leader)
-  STORM#<key> / STORM#<storm id>   one storm: its leader, window, the impairments aggregated into
-                                   it and whether its summary was sent (kept like an audit record)
+A storm opens with its first escalation (the leader, paged at once); later ones of the same cause
+within the window are listed in one summary the leader sends at the window's end. Closing freezes
+the storm, so every escalation is either paged at once or listed in a summary.
 
-A storm opens with its first escalation (the leader, paged at once). Escalations of the key
-within the window join it (listed, up to LISTED; past that counted). At the window's end the
-leader closes it and pages one summary; closing freezes what it holds: an escalation that
-comes later finds it closed and opens the next storm, so every escalation is either paged at
-once or listed in a summary."""
+Design: docs/operations.md#what-the-on-call-receives-in-a-storm
+"""
 
 from __future__ import annotations
 

@@ -1,17 +1,11 @@
 """Alarm detector: a CloudWatch alarm of a protected workload changed state.
 
-ALARM -> "Impairment Detected"; ALARM -> OK -> "Impairment Cleared" (same impairment id);
-INSUFFICIENT_DATA and unmanaged alarms -> nothing (ignored, counted in SignalsIgnored, as every
-detector counts what it ignores). Single-metric, metric-math and composite alarms are all
-accepted. What the alarm is about (workload, impairment type, severity, the group, target group
-and ECS service) comes from the alarm's own tags, set by the stack that created it or by a user
-onboarding an alarm of their own; which resource is impaired comes from its metric's dimensions
-(detectors/alarm_scope.py). The workload tag must agree with what those resources belong to, or
-the alarm is refused (detectors/alarm_workload.py: the rule; SignalsRefused by reason).
+ALARM -> "Impairment Detected"; ALARM -> OK -> "Impairment Cleared" (same impairment id). What
+the alarm is about comes from its tags, which resource is impaired from its metric's dimensions
+(detectors/alarm_scope.py), and the workload tag must agree with those resources
+(detectors/alarm_workload.py).
 
-A clearing (ALARM -> OK) is not checked again: its id is derived from the workload and the alarm's
-ALARM state, so the clearing of a refused alarm names an impairment that was never opened and
-clears nothing.
+Design: docs/detectors.md#alarm
 """
 
 from __future__ import annotations

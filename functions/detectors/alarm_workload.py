@@ -2,21 +2,10 @@
 
 The tag alone does not choose the workload: a workload's guardrails (maintenance windows, rate
 limits, flapping history) must not be bypassed by an alarm tagged with another workload's name.
-The resources the alarm names (the affected ones, and the group, target group, ECS service or
-database its scope says a recovery acts on) are resolved the way the other detectors resolve
-them: an instance through the Auto Scaling group that holds it (or its own tags when it is in no
-group), a group by its `recovery:workload` tag or the workload the configuration declares for it
-(WORKLOAD_GROUPS), an ECS service or a database by the configuration, else by its own tags, and a
-target group, canary or Route 53 health check by the configuration (WORKLOAD_RESOURCES). Then:
+The alarm's resources are resolved as the other detectors resolve them, and a contradiction is a
+refusal (workload_mismatch, resource_unprotected, unknown_workload).
 
-- a resource that resolves to another workload: refused (reason workload_mismatch);
-- at least one resource resolves, and to the tag's workload: published;
-- none resolves: an instance or an Auto Scaling group always belongs to a protected group or
-  carries the managed tag itself, so one that resolves to nothing is not protected: refused
-  (reason resource_unprotected). Target groups, ECS services, databases, canaries, health checks
-  and the alarm itself (an alarm naming nothing else) legitimately have no group: published when
-  the tag names a workload of this deployment's configuration, refused otherwise (reason
-  unknown_workload).
+Design: docs/detectors.md#which-workload-an-alarm-is-about
 """
 
 from __future__ import annotations

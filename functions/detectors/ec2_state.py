@@ -1,17 +1,11 @@
 """EC2 state-change detector: an instance of a protected Auto Scaling group stops or terminates
 when nothing asked for it.
 
-"EC2 Instance State-change Notification" events (source aws.ec2) arrive for every instance of
-the account; the ones that matter are an instance of a protected group going `stopping`,
-`stopped`, `shutting-down` or `terminated` on its own. Auto Scaling takes instances out of
-service on purpose all the time (scale-in, instance refresh, rebalancing, standby, warm pools,
-and our own replace_instance); those are recognized by the instance's lifecycle state in its
-group (Terminating*, Detaching, Standby, Warmed:*) or, once the group has let go of it, by a
-recent scaling activity of the group naming the instance. Anything else is an
-`instance_failure` of high severity, about the instance, scoped to its group.
+Auto Scaling takes instances out of service on purpose all the time; those are recognized by the
+instance's lifecycle state in its group or a recent scaling activity naming it. Anything else is
+an `instance_failure` of high severity.
 
-Irrelevant (logged and counted, nothing emitted): pending/running, an instance of no protected
-group (or one AWS no longer knows), an instance the group is taking out itself.
+Design: docs/detectors.md#ec2-state
 """
 
 from __future__ import annotations

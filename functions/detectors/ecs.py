@@ -1,37 +1,10 @@
 """ECS detector: a task of a protected ECS service stopped because it failed.
 
-"ECS Task State Change" events (source aws.ecs) with lastStatus STOPPED, of a task that a service
-runs (group "service:<name>"). The service is protected when it carries the managed tag; its
-workload is its `recovery:workload` tag. The service scheduler stops tasks on purpose all the
-time (deployments, scale-in), people stop them, and AWS reclaims Spot capacity; only failures
-are impairments:
+The service scheduler stops tasks on purpose all the time (deployments, scale-in), people stop
+them, and AWS reclaims Spot capacity: only failures (health checks, a crashed or killed
+container, a task that could not start) are impairments.
 
-| stopped because                                              | impairment            |
-|--------------------------------------------------------------|-----------------------|
-| it failed its container health check or its load balancer's  | service_degradation   |
-| health check ("Task failed container/ELB health checks"), or |                       |
-| an essential container exited UNHEALTHY                      |                       |
-| an essential container exited with an exit code 1-128: the   | application_error     |
-| application itself gave up                                   |                       |
-| a container was killed for memory (OutOfMemoryError)         | resource_exhaustion   |
-| an essential container was killed by a signal (exit code     | service_degradation   |
-| above 128) or could not start (no exit code)                 |                       |
-| TaskFailedToStart (image pull, secrets, ENI, capacity, ...)  | service_degradation   |
-| an essential container exited 0                              | none (exited cleanly) |
-| ServiceSchedulerInitiated for anything but a health check    | none (deployment,     |
-| ("Scaling activity initiated by (deployment ...)", scale-in) | scale-in: on purpose) |
-| UserInitiated (StopTask: a person, or a restart_service)     | none                  |
-| SpotInterruption, TerminationNotice                          | none: AWS reclaimed   |
-|                                                              | the capacity; the     |
-|                                                              | scheduler replaces    |
-|                                                              | the task, and the     |
-|                                                              | running-tasks alarm   |
-|                                                              | fires if it cannot    |
-
-Every impairment is of high severity, about the service and the task, scoped to the cluster and
-service (`ecs_cluster`, `ecs_service`). Its id comes from the task ARN and the time it began
-stopping, so a redelivered event is the same impairment, and another task of the same service
-correlates with it by the service.
+Design: docs/detectors.md#ecs
 """
 
 from __future__ import annotations

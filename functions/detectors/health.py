@@ -1,26 +1,10 @@
 """AWS Health detector: AWS tells us about a problem with resources of a protected workload.
 
-"AWS Health Event" events (source aws.health). What they are about:
+An event naming our instances is an impairment of their workload; a zonal event naming no entity
+is one of the protected groups in that zone. Its id follows the AWS Health event, so every update
+of an open event is the same impairment, and its closing clears it.
 
-- the affected entities (detail.affectedEntities[].entityValue and the event's resources) that
-  are instances of protected workloads -> one impairment per workload, naming its instances;
-- an event that names an Availability Zone but no entity at all (a zonal event, often public)
-  about a service the protected groups run on -> the protected groups in that zone, with their
-  instances there.
-
-An event that names an Availability Zone (an id such as use1-az2, or a name) is an
-`az_impairment` scoped to that zone, critical for the `issue` category; otherwise the type
-follows the service (EC2 -> instance_failure, ELASTICLOADBALANCING -> network_issue, RDS ->
-database_issue, ECS -> service_degradation, ...). Severity by category: issue high (critical
-when zonal), scheduledChange medium, accountNotification low.
-
-statusCode open or upcoming -> "Impairment Detected"; closed -> "Impairment Cleared" under the
-same id. The id is derived from the eventArn, the workload and the event's startTime, which
-AWS keeps across the updates of one event, so every update of an open event is the same
-impairment. signal_time is the startTime: MTTD counts from when AWS says the problem began.
-
-A public event with nothing of ours in it, or an entity nobody protects: logged, counted,
-nothing emitted.
+Design: docs/detectors.md#aws-health
 """
 
 from __future__ import annotations

@@ -1,43 +1,10 @@
 """RDS detector: RDS and Aurora events about a protected DB instance or DB cluster.
 
-"RDS DB Instance Event" and "RDS DB Cluster Event" (source aws.rds), in the categories the rule
-sends (detectors/registry.py RDS_IMPAIRING_CATEGORIES). The database is protected when it carries
-the managed tag (read from the event's Tags when RDS includes them, else by ListTagsForResource on
-its SourceArn); its workload is its `recovery:workload` tag. Impairments are `database_issue`,
-about `rds:db` or `rds:cluster` (by identifier), scoped to `db_instance` or `db_cluster`; the id
-comes from the SourceArn and the event's Date.
+Failovers, shutdowns, recoveries, storage exhaustion and failures become a `database_issue`; the
+completion of one clears the impairment its start raised. Which event leads to what is a table
+in the design page.
 
-By event (EventID; when an event carries none, the same by its message) and else by category:
-
-| event                                                       | category     | outcome                      |
-|-------------------------------------------------------------|--------------|------------------------------|
-| RDS-EVENT-0013 Multi-AZ failover started                    | failover     | Detected, high               |
-| RDS-EVENT-0015, -0049 Multi-AZ failover completed           | failover     | Cleared (the failover start) |
-| RDS-EVENT-0065 recovered from a partial failover            | failover     | Cleared (the failover start) |
-| RDS-EVENT-0072, -0073 cluster failover started              | failover     | Detected, high               |
-| RDS-EVENT-0071 cluster failover completed                   | failover     | Cleared (the failover start) |
-| RDS-EVENT-0069 cluster failover failed                      | failover     | Detected, critical           |
-| RDS-EVENT-0034 failover not attempted (one just happened)   | failover     | nothing                      |
-| RDS-EVENT-0050, -0051 Multi-AZ activation after a recovery  | failover     | nothing                      |
-| RDS-EVENT-0004 DB instance shutdown                         | availability | Detected, high               |
-| RDS-EVENT-0006 DB instance restarted                        | availability | Cleared (the shutdown)       |
-| RDS-EVENT-0020, -0052 recovery of the instance started      | recovery     | Detected, high               |
-| RDS-EVENT-0021, -0053 recovery of the instance complete     | recovery     | Cleared (the recovery start) |
-| RDS-EVENT-0007 allocated storage exhausted                  | low storage  | Detected, critical           |
-| RDS-EVENT-0058, -0079, -0080, -0081 (Statspack, Enhanced    | failure      | nothing: the database serves |
-| Monitoring or IAM role misconfigured)                       |              |                              |
-| any other                                                   | failure      | Detected, critical           |
-| any other                                                   | low storage  | Detected, high               |
-| any other                                                   | failover,    | Detected, high               |
-|                                                             | availability |                              |
-| anything else (maintenance, notification, backup,           |              | nothing                      |
-| configuration change, creation, deletion, recovery, ...)    |              |                              |
-
-An event with several categories takes the most severe. A completion clears the impairment its
-start raised: the start is found with DescribeEvents (the latest start of that kind before the
-completion, within CLEARING_LOOKBACK), and the cleared impairment id is made from the start's
-SourceArn and Date exactly as the detection made it. A completion with no start to find (a
-reboot's "restarted", a start older than the lookback) clears nothing.
+Design: docs/detectors.md#rds
 """
 
 from __future__ import annotations

@@ -1,52 +1,11 @@
 """The region probe: a workload's region, watched from its standby region.
 
-A regional failover must be decided without the impaired region: its alarms, its bus and its
-detectors may be as impaired as the workload. So the standby region's stack watches the region
-of each workload it stands by for (`workloads[].standby` in the configuration; the probes ship in
-the runtime configuration, core/runtime_config.py). Every minute (an EventBridge schedule) it
-describes the workload's Auto Scaling group in the workload's region (DescribeAutoScalingGroups,
-one attempt, 3 s to connect and 5 s to read), all probes at once.
+A regional failover must be decided without the impaired region, whose alarms, bus and detectors
+may be as impaired as the workload. So every minute the standby region's stack describes each
+workload's Auto Scaling group in the workload's region; only what says that region's API is
+impaired counts as a failure, and enough in a row publish one `region_impairment`.
 
-What counts. Only what says the region's API is impaired: no connection (EndpointConnectionError,
-ConnectTimeoutError), a connection dropped before a whole answer came (ConnectionClosedError: reset
-or closed mid-request, a common symptom of a regional outage; SSLError: the TLS handshake failed or
-was cut; ResponseStreamingError), no answer in time (ReadTimeoutError), or a server-side error
-(HTTP 5xx: ServiceUnavailable, InternalFailure, ...). An answer that refuses the call (AccessDenied,
-a validation error, throttling) proves the region answers: it is a misconfiguration or our own
-excess, logged as an error and counted (RegionProbeRefused), and it neither counts as a failure
-nor resets the count. Nor does a call that failed on this side: our proxy (ProxyConnectionError),
-no credentials, any other client error (HTTPClientError itself). It says nothing about the region,
-and is counted with the probe's other errors (RegionProbeErrors: a group missing in an answering
-region, a result that could not be recorded or published, a configuration that does not
-validate). A member account's workload is probed through its member role, assumed in this region
-(STS): a failure there is never the probed region's. A refusal (the role missing, or not trusting
-this stack) is counted as a refusal, anything else as an error. A successful call resets the count.
-
-The count of consecutive failures is an item of the recovery table (PROBE#<workload> /
-REGION#<region>, core/store.py), in this region's replica: counted atomically, once per
-schedule tick (a redelivered tick counts once).
-
-When the count reaches the probe's `failures_to_impair`, a `region_impairment` (critical) is
-published on this region's bus. Its signal is the probe (`region-probe/<region>/<workload>`) and
-its signal_time the first failed probe of the series, so MTTD counts from there and the id stays
-the same for the whole outage. It is published once per series: the probe item records the id
-once PutEvents accepted it, and a failed probe finds it there and publishes nothing more. A
-publication that failed (or whose record failed) is tried again on the next failed probe, under
-the same id, which the workflow deduplicates (executions are named by it). Publishing on every
-probe would do no harm downstream, but would count the impairment, and a growing MTTD, every
-minute. The impairment's scope names what the failover plan acts on: the standby group and its
-capacity, in this region, and the workload's Route 53 failover records.
-
-When a probe succeeds after the impairment was published, an "Impairment Cleared" of the same
-id is published and the count reset. Failing back is not automatic: the cleared event says the
-region answers again, not that the workload should move back.
-
-Limits: the probe sees the region's Auto Scaling API (its control plane) from this region. A
-region whose API answers while its data plane fails is not seen here (the workload's own alarms
-and health checks are for that), and a network partition between the two regions looks like an
-impaired region. One success resets the count: a region that fails intermittently is reported
-once per series of `failures_to_impair` consecutive failures; the guardrails' flapping and rate
-limits keep that from failing over again and again.
+Design: docs/detectors.md#region-probe
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """Which protected workload a resource belongs to, read from tags.
 
-A resource is protected when it, or the Auto Scaling group it belongs to, carries the managed tag
-(`recovery:managed=true` unless configured otherwise). Its workload is named by the tag
-`recovery:workload`, else by the deployment's configuration (the workload that declares the
-group), else by the group's name. An EC2 instance resolves through its group: the group that
-lists it (DescribeAutoScalingInstances), else the group its `aws:autoscaling:groupName` tag names
-(a group that already let go of it, e.g. after terminating it); an instance of no group
-resolves by its own tags.
+A resource is protected when it, or the Auto Scaling group it belongs to, carries the managed tag;
+its workload is its `recovery:workload` tag, else the configuration, else its group's name. One
+function per resource kind, sharing one rule (`owner_from_tags`), so every detector resolves the
+same way.
 
-One function or method per resource kind; `owner_from_tags` is the rule they share, so the
-database and container kinds resolve the same way. Every call is paginated and its errors
-classified (throttling is a TransientError the caller lets the asynchronous retry handle).
+Design: docs/detectors.md#which-workload-a-resource-belongs-to
 """
 
 from __future__ import annotations

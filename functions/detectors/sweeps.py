@@ -1,44 +1,11 @@
 """Scheduled backstop sweeps: what the event-driven detectors can miss, found by looking.
 
-Every run (an EventBridge schedule, `rate(1 minute)` by default) sweeps this account and then
-every member account (MEMBER_ACCOUNTS; none configured: this account only), each through the
-member role there (core.aws), and in each:
+Every minute, in this account and every member account: Auto Scaling groups with unhealthy
+instances still in service, and target groups with unhealthy targets. The calls grow with
+accounts, groups and target groups, never with instances, and an impairment keeps one id per
+time window so that seeing it every minute starts one recovery.
 
-- Auto Scaling health: every protected group (one paginated DescribeAutoScalingGroups filtered
-  by the managed tag) with instances whose HealthStatus is Unhealthy while still in service ->
-  one `instance_failure` per group, listing those instances.
-- Target health: every target group of a protected group (one DescribeTargetHealth per target
-  group) with unhealthy targets -> one `service_degradation` per group and target group,
-  severity critical when more than half of the targets are unhealthy, high otherwise.
-
-When more than half of a fleet looks impaired at once, the impairment is critical and says it
-fails open: the default plans stop at high, so a human decides instead of the system replacing
-most of a fleet (the fault is then more likely in a shared dependency than in the instances).
-
-Idle cost: the calls grow with the number of accounts, groups and target groups, never with the
-number of instances in them; no instance-level call is made. A member account adds one
-sts:AssumeRole about once an hour (the credentials are kept until shortly before they expire).
-
-Accounts. An impairment found in a member account carries its `account_id`, and the account is
-part of its id, so same-named groups in two accounts are two impairments. What each account
-found is published as soon as that account is swept. An account that cannot be swept (the role
-cannot be assumed, throttling, anything) is logged with the account, counted
-(`SweepAccountFailed`, no account dimension) and skipped: the others are still swept. Only when
-no account at all could be swept does the invocation fail (SweepFailed), so the detector's
-errors alarm fires and the asynchronous retry runs it again. A member is not started when less
-than SWEEP_TIME_MARGIN_MS of the invocation is left (counted the same way), and the members are
-swept in an order that turns every minute, so a slow member cannot always leave the same others
-unswept.
-
-Stable ids. A sweep sees an ongoing problem again every minute; each sighting must not start a
-recovery of its own. The impairment's signal_time is therefore the start of the time window
-(SWEEP_WINDOW_SECONDS, 5 minutes by default) in which the sweep ran, and its id is derived from
-it: every sweep of the same group (or target group) within a window gives the same id, and the
-recovery workflow, whose executions are named by the id, starts once. A problem that outlives
-the window is reported again under the next window's id, once per window, which is what lets a
-recovery that did not fix it be tried again; meanwhile the resource locks of the recovery in
-progress turn that later report into a recorded skip. MTTD of a sweep is thus measured from the
-start of its window: an upper bound of the sweep's own delay, not the moment the fault began.
+Design: docs/detectors.md#health-sweep
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """Escalate to a human: record the outcome, release the locks, then publish the whole context on
-the escalation topic. Reached when automatic recovery is paused, no plan matches, a guardrail
-trips, an approval is rejected or never comes, an action fails, verification fails (after the
-rollback) or the rollback itself fails.
+the escalation topic.
 
 The record and the locks come first: a page that cannot be sent must not leave the impairment
-"recovering" with its resources locked. The page comes last; when it fails, the record says so
-(page_status "failed", with the error), PagesFailed is counted (a self-alarm watches it) and the
-error is transient, so the state machine retries the task, which pages again. Should the retries
-run out, the execution fails and the dead-execution handler (orchestration/execution_ended.py)
-tries the page once more.
+"recovering" with its resources locked. A failed page is recorded, counted and retried. In a
+storm, an escalation of a cause already paged is listed in one summary (orchestration/storm.py).
 
-In a storm, an escalation whose cause another escalated within the storm window is not paged on
-its own: it is listed in that one's summary page (orchestration/storm.py)."""
+Design: docs/safety.md#each-guardrail ("Paging")
+"""
 
 from __future__ import annotations
 

@@ -3,16 +3,11 @@ Step Functions' "Execution Status Change" events). Nothing may be left behind by
 that died: its record "recovering", its locks, concurrency slot and correlation windows held
 until their TTL, every new signal about its resources skipped meanwhile, and no one told.
 
-- An execution that ended through Escalate (every escalation ends in the Fail state
-  "Escalated") has recorded its outcome: only a page that could not be sent is sent again, and
-  the summary of the storm it led, if that was not sent (it died waiting, or the summary failed).
-- An execution that died with changes applied (its audit trail has steps with a state before):
-  its record says so, and the cleanup state machine rolls those steps back, newest first, and
-  escalates (releasing the locks and paging), as the recovery's own failure path would have.
-- An execution that died before changing anything, or whose cleanup itself died: its record says
-  so, its locks, slot and windows are released, and a human is paged.
+So its changes are rolled back (the cleanup state machine), its locks released and a human paged,
+or, for one that ended through Escalate, only what it failed to send is sent again.
 
-Each death counts ExecutionsDied (a self-alarm watches it)."""
+Design: docs/safety.md#each-guardrail ("A dead execution")
+"""
 
 from __future__ import annotations
 

@@ -1,18 +1,10 @@
 """Verify: is the impaired part of the workload healthy again?
 
-Checks, for what the impairment's scope names: its target group's registered targets are
-healthy; its ECS service runs its desired count with its newest deployment completed; its database
-is available. And what the plan's actions declare is checked after them (their Verification in
-actions/registry.py): after capacity actions, its Auto Scaling group has as many healthy
-in-service instances as its desired capacity (after a replacement, none of the impaired instances
-in service); after a failover, the standby is the one in use (its Route 53 record is the one
-answered with, or its ARC routing control is On and the primary's Off). A few describe calls per
-attempt; the state machine waits between attempts and gives up after the plan's max_attempts.
+Checks what the impairment's scope names (target group, ECS service, database), then what the
+plan's actions declare they leave behind (a group at capacity, the standby in use). A regional
+failover is verified in the standby region alone: nothing is asked of the impaired region.
 
-A regional failover runs in the standby region's stack, and the impairment's scope names the
-standby group there (detectors/region_probe.py): "healthy again" is then the standby group
-serving at its desired capacity in the new region, and the DNS pointing at it. Nothing is asked
-of the impaired region.
+Design: docs/actions.md#what-verify-checks
 """
 
 from __future__ import annotations

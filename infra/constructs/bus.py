@@ -1,28 +1,13 @@
 """The recovery bus: where detection and recovery meet, with an archive to replay from and the
 impairment contract registered in a schema registry.
 
-Who may put events on it: the detectors' roles, and nobody else. "Impairment Detected" starts a
-recovery, so a principal of this account whose own policy allows events:PutEvents (an
-administrator, a CI role, a compromised function) must not be able to forge one. An Allow in the
-bus's policy would not stop it (within one account, an identity policy's Allow suffices), so the
-policy is one explicit Deny of events:PutEvents to every principal whose aws:PrincipalArn is not
-a detector role. aws:PrincipalArn is the role's ARN for a role's session, and is in the request
-context of every signed request
-(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn);
-a request without it (anonymous) matches the negated condition and is denied too. The detectors'
-own grants (grant_put_detections) still say what they may put: source recovery.detection only.
+"Impairment Detected" starts a recovery, so only the detectors' roles may put events on it: the
+bus's policy is one explicit Deny of events:PutEvents to every other principal (within one
+account an Allow would not stop an identity policy's own Allow). Archive replays, member
+accounts' forwarded signals and deployed drills do not use PutEvents on this bus, so it leaves
+them alone.
 
-What else reaches the bus, and why the Deny leaves it alone:
-- Archive replays: a replay is started with events:StartReplay on the archive, and EventBridge
-  re-sends the archived events to the bus itself, outside the PutEvents API ("Events are replayed
-  based on, but separate from, the PutEvents transactions per second limit",
-  https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-replay-archived-event.html). The
-  Deny names events:PutEvents only, so replays (and StartReplay) are untouched.
-- Member accounts forward their raw signals to the central account's default bus
-  (infra/member_stack.py); the central detectors turn them into impairments on this bus with
-  their own roles. Nothing puts events on this bus from another account.
-- `recoveryctl drill --deployed` sets an alarm's state (SetAlarmState); the alarm detector
-  publishes.
+Design: docs/safety.md#least-privilege-and-encryption
 """
 
 from __future__ import annotations

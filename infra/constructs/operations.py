@@ -1,21 +1,10 @@
 """Operations: who watches the watcher.
 
-- A CloudWatch dashboard of the recovery system (constructs/dashboard.py): MTTD and MTTR
-  percentiles, recovery outcomes, detections by type and severity, per-action success and
-  duration, the workflow's executions, its functions' errors and throttles, and the dead-letter
-  queue.
-- Alarms on the recovery system itself, each notifying the escalation topic: the workflow failing
-  without paging anyone, timing out or being throttled; undeliverable events in the dead-letter
-  queue; a detector failing, or failing at part of its work (the alarms its declaration names,
-  functions/detectors/registry.py); a function throttled; an EventBridge rule failing to
-  deliver. These alarms carry none of the recovery tags and are not named after a workload, so
-  the alarm detector never treats them as a workload's impairment: the system never "recovers"
-  itself.
-- Scheduled practice drills: EventBridge Scheduler sets a designated workload alarm to ALARM
-  with a state reason starting "[practice drill]"; the alarm detector marks the impairment as a
-  drill, and its MTTD and MTTR are recorded beside real recoveries.
+A dashboard of the recovery system, alarms on the recovery system itself (notifying the
+escalation topic, carrying none of the recovery tags so the system never "recovers" itself), and
+scheduled practice drills that set a designated workload alarm to ALARM.
 
-docs/operations.md explains each alarm and what to do about it.
+Design: docs/operations.md#alarms-on-the-recovery-system (and #dashboard, #practice-drills)
 """
 
 from __future__ import annotations

@@ -3,22 +3,10 @@ knows what each alarm is about (workload, impairment type, severity, and the gro
 group or ECS service a recovery acts on). Each alarm is named "<workload>-<kind>" and is created
 only when the workload declares what it watches; each kind is configured in WorkloadAlarms.
 
-Periods: 10 seconds only where the metric is published at high resolution. AWS service metrics
-are not: Elastic Load Balancing sends its metrics every 60 seconds, EC2 (detailed monitoring),
-Route 53 health checks, ECS Container Insights and RDS every minute, and a Synthetics canary
-runs at most once a minute. A 10-second alarm on such a metric would see a datapoint in one
-period out of six and, with missing data not breaching, never fire; those alarms use 60 s. The
-CloudWatch agent's metrics are high resolution when its metrics_collection_interval is under 60:
-the memory and disk alarms use that interval (10 s when the agent collects every 10 s). Faster
-than a minute, target health comes from the load balancer itself (health checks every 5 s,
-read by the target health sweep), not from these alarms.
+Periods follow how often each metric is published (10 s only for high-resolution metrics), and
+Route 53 health check alarms live in us-east-1 only.
 
-Route 53 publishes health check metrics in us-east-1 only. A stack whose region is decided at
-synthesis has a workload's health check alarms when it is in us-east-1; for a workload in another
-region they are in a stack of their own in us-east-1 that forwards their state changes to the
-workload's region (infra/route53_alarms.py). A stack deployed to any region holds them and
-refuses, by a template rule naming the workload, to be deployed outside us-east-1: no workload
-silently goes without them.
+Design: README.md#protecting-a-workload
 """
 
 from __future__ import annotations

@@ -2,21 +2,11 @@
 interleaved in one process: its function's environment variables, the clients of a warm
 environment of its own, and its own Powertools state (metrics and log keys).
 
-- Environment: os.environ becomes thread-aware for the emulator's lifetime. A handler's thread
-  (and the threads it starts) sees its function's variables over the process's; what it sets
-  stays in its invocation. botocore reads the environment whenever it makes a client, and reads
-  it through the os.environ object it captured earlier, so the object itself changes behaviour
-  (its class is swapped) rather than being replaced. Before, the emulator swapped variables into
-  the process's environment under a lock, so only one handler could run at a time.
-- Clients: core.aws caches clients, member credentials and the function's identity. Lambda keeps
-  them in the warm environment serving the invocation; so does the emulator (a pool of warm
-  environments per function, see Emulator.invoke), through core.aws.use_caches.
-- Powertools: Metrics and Logger are module singletons whose metric set and log keys are shared;
-  interleaved invocations would flush each other's metrics under the wrong invocation, or log
-  another's correlation id. Their state is kept per invocation (a property on a subclass of each
-  object's class, for the emulator's lifetime).
-- Standard output: where a handler prints (Powertools' EMF metrics) goes to the emulator's log;
-  other threads keep the real stdout.
+Without it, interleaved invocations would read each other's environment, share clients across
+functions, and flush each other's metrics or log another's correlation id; the old remedy, a
+lock around the process's environment, let only one handler run at a time.
+
+Design: docs/emulator.md#what-each-invocation-gets-of-its-own
 """
 
 from __future__ import annotations

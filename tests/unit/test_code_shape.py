@@ -1,5 +1,7 @@
 """Issue 15's acceptance, kept: no production file over 500 lines, no Lambda handler function over
-40 lines (a handler parses, calls one piece of logic and answers; what grows belongs elsewhere)."""
+40 lines (a handler parses, calls one piece of logic and answers; what grows belongs elsewhere), no
+module docstring over 12 lines (the why stays in the module; the design is in docs/, where it is
+read and kept up to date)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION = ("functions", "infra", "recoveryctl", "bench")
 MAX_FILE_LINES = 500
 MAX_HANDLER_LINES = 40
+MAX_MODULE_DOCSTRING_LINES = 12
 
 # Files allowed over the limit, each with its reason: none.
 KNOWN_LONG_FILES: set[str] = set()
@@ -76,6 +79,39 @@ def test_the_known_long_files_still_exist_and_are_still_long():
         path = ROOT / relative
         assert path.exists(), f"{relative} is gone: remove it from KNOWN_LONG_FILES"
         assert len(path.read_text().splitlines()) > MAX_FILE_LINES, f"{relative} is short now: remove the exception"
+
+
+def module_docstring_lines(source: str) -> int:
+    """How many lines the module's docstring spans, its quotes included (0: it has none)."""
+    body = ast.parse(source).body
+    first = body[0] if body else None
+    if not (
+        isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    ):
+        return 0
+    return (first.end_lineno or first.lineno) - first.lineno + 1
+
+
+def test_no_production_module_docstring_is_over_12_lines():
+    # A module docstring says what the module is for and why; the how belongs in docs/ (it ends
+    # with a pointer there), where a design essay does not drift unseen beside the code.
+    too_long = {}
+    for path in production_files():
+        lines = module_docstring_lines(path.read_text())
+        if lines > MAX_MODULE_DOCSTRING_LINES:
+            too_long[path.relative_to(ROOT).as_posix()] = lines
+    assert too_long == {}, f"move the design to docs/ (at most {MAX_MODULE_DOCSTRING_LINES} lines each): {too_long}"
+
+
+def test_the_docstring_check_measures_the_module_docstring_only():
+    # Quotes included; a module whose first statement is code, or a long function docstring,
+    # is not a long module docstring.
+    assert module_docstring_lines('"""One line."""\nx = 1\n') == 1
+    assert module_docstring_lines('"""Why.\n\nDesign: docs/x.md\n"""\n') == 4
+    long_function = "def f():\n    " + '"""' + "\n".join(["line"] * 30) + '"""\n'
+    assert module_docstring_lines("import os\n" + long_function) == 0
+    assert module_docstring_lines("") == 0
+    assert module_docstring_lines("# a comment\n" + '"""' + "\n".join(["x"] * 13) + '"""\n') == 13
 
 
 def test_no_lambda_handler_is_over_40_lines():
