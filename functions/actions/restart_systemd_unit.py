@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from actions import ec2
 from actions.base import Action, ActionParams, ActionResult, Context, handlers
 from actions.registry import SSM_DOCUMENT as DOCUMENT
 from core import aws, clock
@@ -47,13 +48,6 @@ def _impaired_instances(ctx: Context) -> list[str]:
     return sorted({r.resource_id for r in ctx.impairment.affected_resources if r.resource_type == "ec2:instance"})
 
 
-def _instances(client: Any, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
-    reservations = aws.items(
-        client, "describe_instances", "Reservations", Filters=[{"Name": "instance-id", "Values": instance_ids}]
-    )
-    return {i["InstanceId"]: i for r in reservations for i in r.get("Instances", [])}
-
-
 def _comment(ctx: Context) -> str:
     # SendCommand has no idempotency token: the comment finds a command this step already sent.
     return f"recovery {ctx.impairment.impairment_id} step {ctx.step_index}"[:100]
@@ -66,7 +60,8 @@ def _systemd_apply(ctx: Context) -> ActionResult:
         instance_ids = _impaired_instances(ctx)
         if not instance_ids:
             raise PermanentError("restart_systemd_unit needs an ec2:instance among the affected resources")
-        found = _instances(aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id), instance_ids)
+        ec2_client = aws.client("ec2", max_attempts=1, account=ctx.impairment.account_id)
+        found = ec2.describe_instances(ec2_client, instance_ids)
         missing = [i for i in instance_ids if i not in found]
         if missing:
             raise PermanentError(f"instances not found: {', '.join(missing)}")
