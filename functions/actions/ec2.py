@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from core import aws
 from core.errors import PermanentError
+from core.reads import zones
 
 # An Availability Zone id ("use1-az2") names the same physical zone in every account; a zone name
 # ("us-east-1a") is mapped per account.
-_ZONE_ID = re.compile(r"^[a-z]{2,5}\d+-az\d+$")
 
 
 def describe_instances(client: Any, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -30,8 +29,7 @@ def describe_instances(client: Any, instance_ids: list[str]) -> dict[str, dict[s
 
 def resolve_zone(client: Any, zone: str) -> dict[str, str]:
     """{"name": "us-east-1a", "id": "use1-az6"} for a zone given by name or by id."""
-    key = "ZoneIds" if _ZONE_ID.match(zone) else "ZoneNames"
-    zones = aws.call(client, "describe_availability_zones", **{key: [zone]}).get("AvailabilityZones", [])
-    if not zones:
+    found = zones.find(client, zone)
+    if found is None:
         raise PermanentError(f"unknown Availability Zone {zone!r}", availability_zone=zone)
-    return {"name": zones[0]["ZoneName"], "id": zones[0]["ZoneId"]}
+    return found

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import aws
 from core.errors import PermanentError
+from core.reads import ecs as ecs_reads
 from core.reads import tags
 from core.reads.tags import require_managed
 
@@ -23,11 +23,10 @@ def target(cluster: str | None, service: str | None, scope: dict[str, str], what
 
 
 def describe_service(client: Any, cluster: str, service: str) -> dict[str, Any]:
-    response = aws.call(client, "describe_services", cluster=cluster, services=[service])
-    if not response.get("services"):
-        reasons = ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
-        raise PermanentError(f"ECS service {service!r} of cluster {cluster!r}: {reasons}")
-    return response["services"][0]
+    found, why = ecs_reads.service(client, cluster, service)
+    if found is None:
+        raise PermanentError(f"ECS service {service!r} of cluster {cluster!r}: {why}")
+    return found
 
 
 def managed_service(client: Any, cluster: str, service: str, managed_tag: tuple[str, str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
 from core.errors import ActionRefused, PermanentError, TransientError
-from core.reads import tags
+from core.reads import rds, tags
 from core.reads.tags import require_managed
 
 NAME = "failover_database"
@@ -95,20 +95,6 @@ def apply(ctx: Context) -> ActionResult:
     )
 
 
-def _describe_instance(client: Any, identifier: str) -> dict[str, Any]:
-    found = aws.call(client, "describe_db_instances", DBInstanceIdentifier=identifier)["DBInstances"]
-    if not found:
-        raise PermanentError(f"DB instance {identifier!r} does not exist")
-    return found[0]
-
-
-def _describe_cluster(client: Any, identifier: str) -> dict[str, Any]:
-    found = aws.call(client, "describe_db_clusters", DBClusterIdentifier=identifier)["DBClusters"]
-    if not found:
-        raise PermanentError(f"DB cluster {identifier!r} does not exist")
-    return found[0]
-
-
 def _require_status(status: str, busy: frozenset[str], what: str) -> None:
     if status == "available":
         return
@@ -128,7 +114,7 @@ def _instance_state(db: dict[str, Any]) -> dict[str, Any]:
 def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> ActionResult:
     before = ctx.before
     if before is None:
-        db = _describe_instance(client, identifier)
+        db = rds.db_instance(client, identifier)
         what = f"DB instance {identifier}"
         require_managed(
             tags.of_rds(client, db["DBInstanceArn"]),
@@ -147,7 +133,7 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
         before = {"kind": "database", "db_instance": identifier, "arn": db["DBInstanceArn"], **_instance_state(db)}
         ctx.record_before(before)
     else:
-        db = _describe_instance(client, before["db_instance"])
+        db = rds.db_instance(client, before["db_instance"])
     identifier = before["db_instance"]
     state = _instance_state(db)
     if state["availability_zone"] != before["availability_zone"] or (
@@ -165,7 +151,7 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
     _require_status(state["status"], _INSTANCE_BUSY, f"DB instance {identifier}")
     if not ctx.dry_run:
         aws.call(client, "reboot_db_instance", DBInstanceIdentifier=identifier, ForceFailover=True)
-        state = _instance_state(_describe_instance(client, identifier))
+        state = _instance_state(rds.db_instance(client, identifier))
     return ctx.result(
         "apply",
         result_of(ctx, True),
@@ -180,7 +166,7 @@ def _instance_apply(ctx: Context, client: Any, identifier: str | None) -> Action
 def _instance_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     client = aws.client("rds", max_attempts=1, account=ctx.impairment.account_id)
     identifier = before["db_instance"]
-    state = _instance_state(_describe_instance(client, identifier))
+    state = _instance_state(rds.db_instance(client, identifier))
     original = before["availability_zone"]
     if state["availability_zone"] == original:
         if state["status"] == "rebooting" and not ctx.before:
@@ -210,7 +196,7 @@ def _instance_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         "changed",
         [identifier],
         before=state,
-        after=_instance_state(_describe_instance(client, identifier)),
+        after=_instance_state(rds.db_instance(client, identifier)),
         message=f"DB instance {identifier}: rebooted with failover back to {original}",
     )
 
@@ -227,7 +213,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
     before = ctx.before
     target = ctx.params.target_db_instance_identifier
     if before is None:
-        cluster = _describe_cluster(client, identifier)
+        cluster = rds.db_cluster(client, identifier)
         what = f"DB cluster {identifier}"
         require_managed(
             tags.of_rds(client, cluster["DBClusterArn"]),
@@ -254,7 +240,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
         }
         ctx.record_before(before)
     else:
-        cluster = _describe_cluster(client, before["db_cluster"])
+        cluster = rds.db_cluster(client, before["db_cluster"])
     identifier = before["db_cluster"]
     state = _cluster_state(cluster)
     if state["writer"] != before["writer"] or (ctx.before is not None and state["status"] == "failing-over"):
@@ -270,7 +256,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
     if not ctx.dry_run:
         kwargs = {"TargetDBInstanceIdentifier": target} if target else {}
         aws.call(client, "failover_db_cluster", DBClusterIdentifier=identifier, **kwargs)
-        state = _cluster_state(_describe_cluster(client, identifier))
+        state = _cluster_state(rds.db_cluster(client, identifier))
     return ctx.result(
         "apply",
         result_of(ctx, True),
@@ -285,7 +271,7 @@ def _cluster_apply(ctx: Context, client: Any, identifier: str | None) -> ActionR
 def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     client = aws.client("rds", max_attempts=1, account=ctx.impairment.account_id)
     identifier, original = before["db_cluster"], before["writer"]
-    cluster = _describe_cluster(client, identifier)
+    cluster = rds.db_cluster(client, identifier)
     state = _cluster_state(cluster)
     if state["writer"] == original:
         return ctx.result(
@@ -311,7 +297,7 @@ def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
     if original not in {m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", [])}:
         raise PermanentError(f"DB cluster {identifier}: its previous writer {original} is no longer a member")
     _require_status(
-        _describe_instance(client, original).get("DBInstanceStatus", ""), _INSTANCE_BUSY, f"DB instance {original}"
+        rds.db_instance(client, original).get("DBInstanceStatus", ""), _INSTANCE_BUSY, f"DB instance {original}"
     )
     ctx.record_before(state)
     aws.call(client, "failover_db_cluster", DBClusterIdentifier=identifier, TargetDBInstanceIdentifier=original)
@@ -320,7 +306,7 @@ def _cluster_rollback(ctx: Context, before: dict[str, Any]) -> ActionResult:
         "changed",
         [identifier],
         before=state,
-        after=_cluster_state(_describe_cluster(client, identifier)),
+        after=_cluster_state(rds.db_cluster(client, identifier)),
         message=f"DB cluster {identifier}: failed back to writer {original}",
     )
 

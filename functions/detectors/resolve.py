@@ -17,9 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from core import aws
-from core.errors import PermanentError
 from core.reads import groups as group_reads
-from core.reads import target_health
+from core.reads import target_health, zones
 from core.reads.tags import as_dict, is_managed
 
 WORKLOAD_TAG = "recovery:workload"
@@ -298,14 +297,8 @@ class AwsResolver:
 
     def availability_zone(self, zone: str) -> tuple[str, str] | None:
         """(zone name, zone id) of an Availability Zone given by either; None if EC2 knows neither."""
-        by = "ZoneIds" if re.match(r"^[a-z]{2,5}\d+-az\d+$", zone) else "ZoneNames"
-        try:
-            zones = aws.call(self._client("ec2"), "describe_availability_zones", **{by: [zone]})["AvailabilityZones"]
-        except PermanentError as error:
-            if error.details.get("code") in ("InvalidParameterValue", "InvalidAvailabilityZone"):
-                return None
-            raise
-        return (zones[0]["ZoneName"], zones[0]["ZoneId"]) if zones else None
+        found = zones.find(self._client("ec2"), zone)
+        return (found["name"], found["id"]) if found else None
 
     # --- load balancing ----------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ Design: docs/actions.md#what-verify-checks
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +19,9 @@ from actions.specs import resolve
 from core import aws, clock, state
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
-from core.errors import PermanentError, classify_client_error
+from core.errors import PermanentError
 from core.observability import logger
-from core.reads import groups, target_health
+from core.reads import ecs, groups, rds, target_health, zones
 
 
 def check(
@@ -125,29 +124,20 @@ def check(
 
 def _zone_name(zone: str | None, account: str | None = None) -> str | None:
     """An Availability Zone name (us-east-1a) for a name or an AZ id (use1-az2)."""
-    if not zone or not re.match(r"^[a-z]{2,4}\d-az\d+$", zone):
+    if not zone or not zones.is_zone_id(zone):
         return zone
-    try:
-        ec2 = aws.client("ec2", max_attempts=1, account=account)
-        zones = ec2.describe_availability_zones(ZoneIds=[zone])["AvailabilityZones"]
-    except Exception as exc:
-        raise classify_client_error(exc, "ec2:DescribeAvailabilityZones") from exc
-    return zones[0]["ZoneName"] if zones else zone
+    found = zones.find(aws.client("ec2", max_attempts=1, account=account), zone)
+    return found["name"] if found else zone
 
 
 def _service_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:
     """An ECS service is healthy when it runs its desired count and its newest deployment is done."""
     if not (scope.get("ecs_cluster") and scope.get("ecs_service")):
         return []
-    try:
-        found = aws.client("ecs", max_attempts=1, account=account).describe_services(
-            cluster=scope["ecs_cluster"], services=[scope["ecs_service"]]
-        )
-    except Exception as exc:
-        raise classify_client_error(exc, "ecs:DescribeServices") from exc
-    if not found.get("services"):
+    client = aws.client("ecs", max_attempts=1, account=account)
+    service, _ = ecs.service(client, scope["ecs_cluster"], scope["ecs_service"])
+    if service is None:
         return [{"check": "service", "service": scope["ecs_service"], "passed": False, "reason": "not found"}]
-    service = found["services"][0]
     primary = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
     rollout = primary.get("rolloutState", "COMPLETED")
     return [
@@ -168,10 +158,7 @@ def _database_checks(scope: dict[str, str], account: str | None = None) -> list[
     checks = []
     if scope.get("db_instance"):
         client = aws.client("rds", max_attempts=1, account=account)
-        try:
-            db = client.describe_db_instances(DBInstanceIdentifier=scope["db_instance"])["DBInstances"][0]
-        except Exception as exc:
-            raise classify_client_error(exc, "rds:DescribeDBInstances") from exc
+        db = rds.db_instance(client, scope["db_instance"])
         checks.append(
             {
                 "check": "database",
@@ -183,10 +170,7 @@ def _database_checks(scope: dict[str, str], account: str | None = None) -> list[
         )
     if scope.get("db_cluster"):
         client = client or aws.client("rds", max_attempts=1, account=account)
-        try:
-            cluster = client.describe_db_clusters(DBClusterIdentifier=scope["db_cluster"])["DBClusters"][0]
-        except Exception as exc:
-            raise classify_client_error(exc, "rds:DescribeDBClusters") from exc
+        cluster = rds.db_cluster(client, scope["db_cluster"])
         writer = next(
             (m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []) if m.get("IsClusterWriter")), None
         )

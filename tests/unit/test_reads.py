@@ -8,7 +8,7 @@ import pytest
 from botocore.stub import Stubber
 
 from core.errors import ActionRefused, PermanentError, TransientError
-from core.reads import groups, instance_status, tags, target_health
+from core.reads import ecs, groups, instance_status, rds, tags, target_health, zones
 
 TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/73e2d6bc24d8a067"
 
@@ -335,3 +335,42 @@ def test_load_balancing_tags_are_those_of_the_resource_asked_for():
         )
 
         assert tags.of_load_balancing(client, TG) == {"team": "web"}
+
+
+# --- Availability Zones, ECS services, RDS databases ------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["us-east-1a", "use1-az6"])
+def test_a_zone_is_found_by_its_name_or_its_id(given):
+    client = _client("ec2")
+    zone = {"ZoneName": "us-east-1a", "ZoneId": "use1-az6", "State": "available", "RegionName": "us-east-1"}
+    key = "ZoneIds" if given.startswith("use1") else "ZoneNames"
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_availability_zones", {"AvailabilityZones": [zone]}, {key: [given]})
+        assert zones.find(client, given) == {"name": "us-east-1a", "id": "use1-az6"}
+
+
+def test_a_zone_ec2_does_not_know_is_none_and_a_throttled_read_is_transient():
+    client = _client("ec2")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("describe_availability_zones", "InvalidParameterValue", http_status_code=400)
+        stubber.add_client_error("describe_availability_zones", "RequestLimitExceeded", http_status_code=503)
+        assert zones.find(client, "us-east-1z") is None
+        with pytest.raises(TransientError):
+            zones.find(client, "us-east-1a")
+
+
+def test_an_ecs_service_ecs_lists_under_failures_is_none_with_its_reason():
+    client = _client("ecs")
+    arn = "arn:aws:ecs:us-east-1:123456789012:service/shop/gone"
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_services", {"services": [], "failures": [{"arn": arn, "reason": "MISSING"}]})
+        assert ecs.service(client, "shop", "gone") == (None, "MISSING")
+
+
+def test_a_db_instance_rds_does_not_know_is_permanent():
+    client = _client("rds")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("describe_db_instances", "DBInstanceNotFound", http_status_code=404)
+        with pytest.raises(PermanentError):
+            rds.db_instance(client, "orders")

@@ -1,0 +1,24 @@
+"""One RDS DB instance or DB cluster (rds:DescribeDBInstances, rds:DescribeDBClusters), for the
+database failover and for Verify. An identifier RDS does not know fails the call
+(DBInstanceNotFound, DBClusterNotFoundFault): a PermanentError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import aws
+from core.errors import PermanentError
+
+
+def db_instance(client: Any, identifier: str) -> dict[str, Any]:
+    found = aws.call(client, "describe_db_instances", DBInstanceIdentifier=identifier)["DBInstances"]
+    if not found:
+        raise PermanentError(f"DB instance {identifier!r} does not exist", db_instance=identifier)
+    return found[0]
+
+
+def db_cluster(client: Any, identifier: str) -> dict[str, Any]:
+    found = aws.call(client, "describe_db_clusters", DBClusterIdentifier=identifier)["DBClusters"]
+    if not found:
+        raise PermanentError(f"DB cluster {identifier!r} does not exist", db_cluster=identifier)
+    return found[0]
