@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from core.dynamo import ATTEMPTS, ConditionFailed, Table, now_epoch
 from core.errors import RecoveryInProgress, TransientError
@@ -42,6 +43,10 @@ class ResourceLocks:
 
     def release(self, impairment_id: str, resource_key: str) -> None:
         self.table.delete_owned(f"LOCK#{resource_key}", "LOCK", impairment_id)
+
+    def release_item(self, impairment_id: str, resource_key: str) -> dict[str, Any]:
+        """release as a transaction's item: cancels it unless this impairment holds the lock."""
+        return self.table.delete_owned_item(f"LOCK#{resource_key}", "LOCK", impairment_id)
 
     def holders(self, resource_keys: list[str]) -> dict[str, str]:
         """Who holds the lock of each resource ({resource key: impairment id}; free ones left out)."""
@@ -122,6 +127,10 @@ class CorrelationWindows:
 
     def release(self, impairment_id: str, resource_key: str) -> None:
         self.table.delete_owned(f"LOCK#{resource_key}", "CORRELATION", impairment_id)
+
+    def release_item(self, impairment_id: str, resource_key: str) -> dict[str, Any]:
+        """release as a transaction's item: cancels it unless this impairment holds the window."""
+        return self.table.delete_owned_item(f"LOCK#{resource_key}", "CORRELATION", impairment_id)
 
 
 class EscalationClaims:

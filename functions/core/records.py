@@ -76,6 +76,15 @@ class ImpairmentRecords:
                 f"impairment {impairment_id} has no record to update", impairment_id=impairment_id
             ) from exc
 
+    def update_item(self, impairment_id: str, **fields: Any) -> dict[str, Any]:
+        """update as a transaction's item: cancels it when there is no record."""
+        fields["updated_at"] = clock.utc_now().isoformat()
+        expression = set_expression(fields)
+        expression["ExpressionAttributeNames"]["#pk"] = "pk"
+        return self.table.write(
+            "Update", _record_key(impairment_id), ConditionExpression="attribute_exists(#pk)", **expression
+        )
+
     def get(self, impairment_id: str) -> dict[str, Any] | None:
         return self.table.get(_record_key(impairment_id))
 

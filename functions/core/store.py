@@ -23,7 +23,7 @@ from typing import Any
 
 from core.budgets import CONCURRENCY_BUDGET, Budgets, Claim
 from core.capacity import CapacityLedger
-from core.dynamo import GSI1, Table, is_condition_failure
+from core.dynamo import GSI1, ConditionFailed, Table, is_condition_failure
 from core.locks import CorrelationWindows, EscalationClaims, ResourceLocks
 from core.probes import RegionProbes
 from core.records import ActionRecords, ImpairmentRecords
@@ -104,6 +104,30 @@ class RecoveryStore:
         for key in sorted(set(resource_keys)):
             self.locks.release(impairment_id, key)
             self.windows.release(impairment_id, key)
+
+    def finish(self, impairment_id: str, resource_keys: list[str], budgets: Sequence[str], **fields: Any) -> None:
+        """The end of a recovery in one transaction: its record updated with `fields`, its
+        locks, correlation windows and concurrency slot released, and its units of `budgets`
+        given back. When any of them is not as expected (a window another impairment took over, a
+        budget it holds nothing of), the same is done item by item, each left alone where it is
+        not this impairment's."""
+        keys = sorted(set(resource_keys))
+        items = [
+            self.impairments.update_item(impairment_id, **fields),
+            self.budgets.release_item(CONCURRENCY_BUDGET, impairment_id),
+            *(self.locks.release_item(impairment_id, key) for key in keys),
+            *(self.windows.release_item(impairment_id, key) for key in keys),
+            *(self.budgets.release_item(key, impairment_id) for key in sorted(set(budgets))),
+        ]
+        try:
+            self._db.transact(items)
+            return
+        except ConditionFailed:
+            pass
+        self.update_impairment(impairment_id, **fields)
+        self.release_locks(impairment_id, resource_keys)
+        for key in sorted(set(budgets)):
+            self.release_budget(key, impairment_id)
 
     def _lock_holders(self, resource_keys: list[str]) -> dict[str, str]:
         return self.locks.holders(resource_keys)
