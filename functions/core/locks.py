@@ -28,18 +28,24 @@ class ResourceLocks:
         over, and so is a lock held by an impairment in `take_over` (one this impairment
         supersedes). Raises RecoveryInProgress naming the holder when another impairment holds one.
         """
-        now = now_epoch()
-        others = sorted(set(take_over) - {impairment_id})
-        items = [
-            self.table.owned_put(f"LOCK#{key}", "LOCK", impairment_id, now, now + ttl_seconds, others)
-            for key in sorted(set(resource_keys))
-        ]
         try:
-            self.table.transact(items)
+            self.table.transact(self.acquire_items(impairment_id, resource_keys, ttl_seconds, take_over))
         except ConditionFailed as exc:
             holders = {k: o for k, o in self.holders(resource_keys).items() if o != impairment_id}
             held = ", ".join(f"{key} (impairment {owner})" for key, owner in sorted(holders.items()))
             raise RecoveryInProgress(f"another recovery holds {held}", holders=holders) from exc
+
+    def acquire_items(
+        self, impairment_id: str, resource_keys: list[str], ttl_seconds: int, take_over: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """acquire's writes, for a transaction that does more (Admit's, SelectPlan's): any one
+        not granted cancels it."""
+        now = now_epoch()
+        others = sorted(set(take_over) - {impairment_id})
+        return [
+            self.table.owned_put(f"LOCK#{key}", "LOCK", impairment_id, now, now + ttl_seconds, others)
+            for key in sorted(set(resource_keys))
+        ]
 
     def release(self, impairment_id: str, resource_key: str) -> None:
         self.table.delete_owned(f"LOCK#{resource_key}", "LOCK", impairment_id)

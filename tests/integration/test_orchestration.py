@@ -648,6 +648,39 @@ def test_escalate_records_and_releases_before_a_page_that_cannot_be_sent(store, 
     assert store.get_impairment(model.impairment_id)["page_status"] == "sent"
 
 
+def test_select_plan_records_its_choice_in_one_call_without_reading_the_switches(
+    store, plans, lambda_context, dynamodb_calls
+):
+    model = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+    store.set_plan_enabled("add-capacity", False, actor="oncall")  # another plan's switch: no matter
+    dynamodb_calls.clear()
+
+    assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == (
+        "replace-failed-instance"
+    )
+
+    assert dynamodb_calls == ["TransactWriteItems"]
+    assert store.get_impairment(model.impairment_id)["plan"] == "replace-failed-instance"
+
+
+def test_a_plan_disabled_at_run_time_gives_way_to_the_next_that_covers(store, lambda_context, monkeypatch, tmp_path):
+    # Given two plans for service degradations, the first disabled at run time
+    second = {**PLANS[1], "name": "add-more-capacity"}
+    use_runtime_config(monkeypatch, tmp_path, plans=[*PLANS, second])
+    model = impairment(impairment_type=ImpairmentType.SERVICE_DEGRADATION, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+    store.set_plan_enabled("add-capacity", False, actor="oncall")
+
+    # When the plan is selected: the second, and the record names it (not the disabled one)
+    assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == (
+        "add-more-capacity"
+    )
+    record = store.get_impairment(model.impairment_id)
+    assert record["plan"] == "add-more-capacity"
+    assert record["plan_state"]["name"] == "add-more-capacity"
+
+
 def test_a_disabled_plan_is_passed_over_until_it_is_enabled_again(store, plans, lambda_context):
     # Given a service degradation, covered only by add-capacity, and that plan disabled at run time
     model = impairment(impairment_type=ImpairmentType.SERVICE_DEGRADATION, severity=Severity.HIGH)
