@@ -117,7 +117,13 @@ class CorrelationWindows:
     ) -> None:
         """Write this impairment's windows, all or nothing: each only if it is free, expired, already
         this impairment's, or held by the holder it is taken over from. Raises ConditionFailed."""
-        items = [
+        self.table.transact(self.open_items(impairment_id, wanted, expires, signal_epoch, now))
+
+    def open_items(
+        self, impairment_id: str, wanted: dict[str, str | None], expires: int, signal_epoch: int, now: int
+    ) -> list[dict[str, Any]]:
+        """_put's writes, for a transaction that does more (StartRecovery's, with the record)."""
+        return [
             self.table.owned_put(
                 f"LOCK#{key}",
                 "CORRELATION",
@@ -129,7 +135,6 @@ class CorrelationWindows:
             )
             for key, previous in wanted.items()
         ]
-        self.table.transact(items)
 
     def release(self, impairment_id: str, resource_key: str) -> None:
         self.table.delete_owned(f"LOCK#{resource_key}", "CORRELATION", impairment_id)

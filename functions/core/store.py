@@ -23,7 +23,7 @@ from typing import Any
 
 from core.budgets import CONCURRENCY_BUDGET, Budgets, Claim
 from core.capacity import CapacityLedger
-from core.dynamo import GSI1, ConditionFailed, Table, is_condition_failure
+from core.dynamo import GSI1, ConditionFailed, Table, is_condition_failure, now_epoch
 from core.locks import CorrelationWindows, EscalationClaims, ResourceLocks
 from core.probes import RegionProbes
 from core.records import ActionRecords, ImpairmentRecords
@@ -104,6 +104,30 @@ class RecoveryStore:
         for key in sorted(set(resource_keys)):
             self.locks.release(impairment_id, key)
             self.windows.release(impairment_id, key)
+
+    def open_impairment(
+        self,
+        impairment: dict[str, Any],
+        resource_keys: list[str],
+        window_seconds: int,
+        signal_time: datetime,
+        status: str,
+        **fields: Any,
+    ) -> bool:
+        """Record a new impairment and open its correlation windows in one transaction: the
+        first delivery of a signal about resources nobody else holds. False (nothing written)
+        when the record exists (a redelivery) or another holds a window: the caller correlates
+        step by step (core.locks.CorrelationWindows.correlate says who holds what)."""
+        now = now_epoch()
+        wanted: dict[str, str | None] = dict.fromkeys(sorted(set(resource_keys)))
+        windows = self.windows.open_items(
+            impairment["impairment_id"], wanted, now + window_seconds, int(signal_time.timestamp()), now
+        )
+        try:
+            self._db.transact([self.impairments.put_item(impairment, status, **fields), *windows])
+            return True
+        except ConditionFailed:
+            return False
 
     def admit(
         self, impairment_id: str, resource_keys: list[str], ttl_seconds: int, take_over: Sequence[str], **fields: Any
