@@ -29,6 +29,9 @@ class Fleet:
 
     group: dict[str, Any]
     failing: dict[str, str] = field(default_factory=dict)
+    # DescribeTargetHealth's descriptions of each target group read, every target (members or
+    # not): what a caller needs of them is not asked again (CheckGuardrails' failing elsewhere)
+    targets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -60,14 +63,16 @@ def read(client: Any, group_name: str, account: str | None = None, target_group_
     }
     members = {i["InstanceId"] for i in group.get("Instances", []) if not i.get("LifecycleState", "").startswith(_GONE)}
     arns = dict.fromkeys([*group.get("TargetGroupARNs", []), *target_group_arns])
+    described: dict[str, list[dict[str, Any]]] = {}
     for arn in arns:
-        for description in target_health.describe(aws.client("elbv2", max_attempts=1, account=account), arn):
+        described[arn] = target_health.describe(aws.client("elbv2", max_attempts=1, account=account), arn)
+        for description in described[arn]:
             target = description["Target"]["Id"]
             health = description.get("TargetHealth", {})
             if target in members and health.get("State") in target_health.FAILING_STATES:
                 failing.setdefault(target, f"target {health.get('State')} ({health.get('Reason', 'no reason')})")
     failing.update({k: v for k, v in _ec2_failing(sorted(members), account).items() if k not in failing})
-    return Fleet(group, failing)
+    return Fleet(group, failing, described)
 
 
 def _ec2_failing(instance_ids: list[str], account: str | None) -> dict[str, str]:

@@ -54,8 +54,9 @@ def apply(ctx: Context) -> ActionResult:
     if not instances:
         raise PermanentError("replace_instance needs an ec2:instance among the affected resources")
     before = ctx.before
+    read: dict[str, dict] = {}  # the groups _plan just read: not asked again before acting
     if before is None:
-        before = _plan(ctx, client, instances)
+        before = _plan(ctx, client, instances, read)
         ctx.record_before(before)
 
     changed = False
@@ -65,7 +66,7 @@ def apply(ctx: Context) -> ActionResult:
         targets = sorted(i for i, prior in before["instances"].items() if prior["group"] == name)
         if how["strategy"] == SURGE and not ctx.dry_run:
             changed = _surge(ctx, client, name, how, targets, before) or changed
-        group = groups.describe(client, name)
+        group = read[name] if name in read and how["strategy"] != SURGE else groups.describe(client, name)
         for instance_id in targets:
             current = _instance_state(group, instance_id)
             if _already_done(ctx.params.mode, current):
@@ -96,7 +97,7 @@ def apply(ctx: Context) -> ActionResult:
     )
 
 
-def _plan(ctx: Context, client: Any, instances: list[str]) -> dict[str, Any]:
+def _plan(ctx: Context, client: Any, instances: list[str], read: dict[str, dict]) -> dict[str, Any]:
     """The state before, and how each group's instances are replaced (checked against its
     minimum healthy capacity): recorded before anything changes, so a retry does the same."""
     membership = asg.groups_of_instances(client, instances)
@@ -111,6 +112,7 @@ def _plan(ctx: Context, client: Any, instances: list[str]) -> dict[str, Any]:
     records: dict[str, dict[str, Any]] = {}
     for name in sorted(set(membership.values())):
         fleet = fleets.read(client, name, ctx.impairment.account_id, target_groups)
+        read[name] = fleet.group
         require_managed(fleet.group.get("Tags"), ctx.managed_tag, "Auto Scaling group", fleet.name, group=fleet.name)
         targets = sorted(i for i, g in membership.items() if g == name)
         groups[name] = _strategy(ctx.params, fleet, targets)

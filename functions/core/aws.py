@@ -135,13 +135,27 @@ def client(
 
 
 def own_account() -> str:
-    """This function's account (STS GetCallerIdentity, once per warm Lambda)."""
+    """This function's account: from its ARN when an entry point gave it (know_identity), else STS
+    GetCallerIdentity, once per warm Lambda."""
     known = _caches().identity
     if "account" not in known:
         identity = client("sts").get_caller_identity()
         known["account"] = identity["Account"]
         known["partition"] = identity["Arn"].split(":", 2)[1]
     return known["account"]
+
+
+def know_identity(function_arn: Any) -> None:
+    """Take this function's account and partition from its own ARN (the invocation context's
+    invoked_function_arn), so no GetCallerIdentity is needed: that call, made once per cold
+    environment of every function, was the largest share of a cross-account recovery's STS calls."""
+    parts = function_arn.split(":") if isinstance(function_arn, str) else []
+    if len(parts) < 7 or parts[0] != "arn" or not parts[4].isdigit():
+        return  # not a Lambda ARN (a test's stand-in): GetCallerIdentity on first need
+    known = _caches().identity
+    if "account" not in known:
+        known["account"] = parts[4]
+        known["partition"] = parts[1]
 
 
 def member_accounts() -> list[str] | None:

@@ -104,19 +104,26 @@ class Budgets:
         """Give back a budget's units before they expire (a concurrency slot at the end of a
         recovery); windowed budgets (rates, blast radius) are left to expire."""
         with contextlib.suppress(ConditionFailed):
-            self.table.update(
-                {"pk": key, "sk": "BUDGET"},
-                UpdateExpression="REMOVE holders.#h SET version = version + :one",
-                ConditionExpression="attribute_exists(holders.#h)",
-                ExpressionAttributeNames={"#h": impairment_id},
-                ExpressionAttributeValues={":one": 1},
-            )
+            self.table.update({"pk": key, "sk": "BUDGET"}, **_release(impairment_id))
+
+    def release_item(self, key: str, impairment_id: str) -> dict[str, Any]:
+        """release as a transaction's item: cancels it unless this impairment holds units."""
+        return self.table.write("Update", {"pk": key, "sk": "BUDGET"}, **_release(impairment_id))
 
     def holders(self, key: str) -> dict[str, dict[str, Any]]:
         """The live holders of a budget: {impairment id: {"units", "expires"}}."""
         now = now_epoch()
         item = self.table.get_many([(key, "BUDGET")]).get(key) or {}
         return {h: v for h, v in (item.get("holders") or {}).items() if int(v["expires"]) >= now}
+
+
+def _release(impairment_id: str) -> dict[str, Any]:
+    return {
+        "UpdateExpression": "REMOVE holders.#h SET version = version + :one",
+        "ConditionExpression": "attribute_exists(holders.#h)",
+        "ExpressionAttributeNames": {"#h": impairment_id},
+        "ExpressionAttributeValues": {":one": 1},
+    }
 
 
 # What _holding answers when this impairment's holding is already as it should be (no write).

@@ -169,6 +169,23 @@ class Table:
                 TransactItems=items[start : start + 100],
             )
 
+    def write(self, kind: str, key: dict[str, Any], **expression: Any) -> dict[str, Any]:
+        """One item of a transaction (TransactWriteItems): `kind` "Update", "Delete" or
+        "ConditionCheck" of the item at `key`, with its expressions (plain values, typed here).
+        Folding several writes (and the check of an item read for a decision) into one call is
+        what keeps a recovery's calls few (issue 16)."""
+        return {kind: {"TableName": self.name, "Key": to_attribute_values(key), **_typed(expression)}}
+
+    def delete_owned_item(self, pk: str, sk: str, owner: str) -> dict[str, Any]:
+        """delete_owned as a transaction's Delete (its condition failing cancels the transaction)."""
+        return self.write(
+            "Delete",
+            {"pk": pk, "sk": sk},
+            ConditionExpression="#o = :me",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":me": owner},
+        )
+
     def owned_put(
         self,
         pk: str,

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from core import aws
 from core.observability import logger, metrics
 
 
@@ -32,6 +33,7 @@ def lambda_entry(function: Callable[..., Any]) -> Callable[..., Any]:
     @metrics.log_metrics
     @functools.wraps(function)
     def handler(event: Any, context: Any, **kwargs: Any) -> Any:
+        aws.know_identity(getattr(context, "invoked_function_arn", None))
         correlation_id = correlation_id_of(event)
         if correlation_id:
             logger.set_correlation_id(correlation_id)

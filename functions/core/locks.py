@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from core.dynamo import ATTEMPTS, ConditionFailed, Table, now_epoch
 from core.errors import RecoveryInProgress, TransientError
@@ -27,21 +28,31 @@ class ResourceLocks:
         over, and so is a lock held by an impairment in `take_over` (one this impairment
         supersedes). Raises RecoveryInProgress naming the holder when another impairment holds one.
         """
-        now = now_epoch()
-        others = sorted(set(take_over) - {impairment_id})
-        items = [
-            self.table.owned_put(f"LOCK#{key}", "LOCK", impairment_id, now, now + ttl_seconds, others)
-            for key in sorted(set(resource_keys))
-        ]
         try:
-            self.table.transact(items)
+            self.table.transact(self.acquire_items(impairment_id, resource_keys, ttl_seconds, take_over))
         except ConditionFailed as exc:
             holders = {k: o for k, o in self.holders(resource_keys).items() if o != impairment_id}
             held = ", ".join(f"{key} (impairment {owner})" for key, owner in sorted(holders.items()))
             raise RecoveryInProgress(f"another recovery holds {held}", holders=holders) from exc
 
+    def acquire_items(
+        self, impairment_id: str, resource_keys: list[str], ttl_seconds: int, take_over: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """acquire's writes, for a transaction that does more (Admit's, SelectPlan's): any one
+        not granted cancels it."""
+        now = now_epoch()
+        others = sorted(set(take_over) - {impairment_id})
+        return [
+            self.table.owned_put(f"LOCK#{key}", "LOCK", impairment_id, now, now + ttl_seconds, others)
+            for key in sorted(set(resource_keys))
+        ]
+
     def release(self, impairment_id: str, resource_key: str) -> None:
         self.table.delete_owned(f"LOCK#{resource_key}", "LOCK", impairment_id)
+
+    def release_item(self, impairment_id: str, resource_key: str) -> dict[str, Any]:
+        """release as a transaction's item: cancels it unless this impairment holds the lock."""
+        return self.table.delete_owned_item(f"LOCK#{resource_key}", "LOCK", impairment_id)
 
     def holders(self, resource_keys: list[str]) -> dict[str, str]:
         """Who holds the lock of each resource ({resource key: impairment id}; free ones left out)."""
@@ -106,7 +117,13 @@ class CorrelationWindows:
     ) -> None:
         """Write this impairment's windows, all or nothing: each only if it is free, expired, already
         this impairment's, or held by the holder it is taken over from. Raises ConditionFailed."""
-        items = [
+        self.table.transact(self.open_items(impairment_id, wanted, expires, signal_epoch, now))
+
+    def open_items(
+        self, impairment_id: str, wanted: dict[str, str | None], expires: int, signal_epoch: int, now: int
+    ) -> list[dict[str, Any]]:
+        """_put's writes, for a transaction that does more (StartRecovery's, with the record)."""
+        return [
             self.table.owned_put(
                 f"LOCK#{key}",
                 "CORRELATION",
@@ -118,10 +135,13 @@ class CorrelationWindows:
             )
             for key, previous in wanted.items()
         ]
-        self.table.transact(items)
 
     def release(self, impairment_id: str, resource_key: str) -> None:
         self.table.delete_owned(f"LOCK#{resource_key}", "CORRELATION", impairment_id)
+
+    def release_item(self, impairment_id: str, resource_key: str) -> dict[str, Any]:
+        """release as a transaction's item: cancels it unless this impairment holds the window."""
+        return self.table.delete_owned_item(f"LOCK#{resource_key}", "CORRELATION", impairment_id)
 
 
 class EscalationClaims:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from core import clock
-from core.dynamo import GSI1, ConditionFailed, Table, set_expression, sortable
+from core.dynamo import GSI1, ConditionFailed, Table, set_expression, sortable, to_attribute_values
 from core.errors import ImpairmentNotRecorded
 from core.observability import logger
 
@@ -30,6 +30,23 @@ class ImpairmentRecords:
 
     def put(self, impairment: dict[str, Any], status: str, **fields: Any) -> bool:
         """Write the impairment record if it is new; returns False when it already existed."""
+        try:
+            self.table.put(self._item(impairment, status, fields), ConditionExpression="attribute_not_exists(pk)")
+            return True
+        except ConditionFailed:
+            return False
+
+    def put_item(self, impairment: dict[str, Any], status: str, **fields: Any) -> dict[str, Any]:
+        """put as a transaction's item: cancels it when the record exists."""
+        return {
+            "Put": {
+                "TableName": self.table.name,
+                "Item": to_attribute_values(self._item(impairment, status, fields)),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def _item(self, impairment: dict[str, Any], status: str, fields: dict[str, Any]) -> dict[str, Any]:
         signal_time = (impairment.get("signal") or {}).get("signal_time")
         item = {
             **_record_key(impairment["impairment_id"]),
@@ -49,11 +66,7 @@ class ImpairmentRecords:
             **fields,
             **retention(),
         }
-        try:
-            self.table.put(item, ConditionExpression="attribute_not_exists(pk)")
-            return True
-        except ConditionFailed:
-            return False
+        return item
 
     def update(self, impairment_id: str, **fields: Any) -> None:
         """Set fields on an impairment record (status, outcome, execution, resolved_at, ...).
@@ -75,6 +88,15 @@ class ImpairmentRecords:
             raise ImpairmentNotRecorded(
                 f"impairment {impairment_id} has no record to update", impairment_id=impairment_id
             ) from exc
+
+    def update_item(self, impairment_id: str, **fields: Any) -> dict[str, Any]:
+        """update as a transaction's item: cancels it when there is no record."""
+        fields["updated_at"] = clock.utc_now().isoformat()
+        expression = set_expression(fields)
+        expression["ExpressionAttributeNames"]["#pk"] = "pk"
+        return self.table.write(
+            "Update", _record_key(impairment_id), ConditionExpression="attribute_exists(#pk)", **expression
+        )
 
     def get(self, impairment_id: str) -> dict[str, Any] | None:
         return self.table.get(_record_key(impairment_id))

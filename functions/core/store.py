@@ -12,7 +12,7 @@ from typing import Any
 
 from core.budgets import CONCURRENCY_BUDGET, Budgets, Claim
 from core.capacity import CapacityLedger
-from core.dynamo import GSI1, Table, is_condition_failure
+from core.dynamo import GSI1, ConditionFailed, Table, is_condition_failure, now_epoch
 from core.locks import CorrelationWindows, EscalationClaims, ResourceLocks
 from core.probes import RegionProbes
 from core.records import ActionRecords, ImpairmentRecords
@@ -93,6 +93,86 @@ class RecoveryStore:
         for key in sorted(set(resource_keys)):
             self.locks.release(impairment_id, key)
             self.windows.release(impairment_id, key)
+
+    def open_impairment(
+        self,
+        impairment: dict[str, Any],
+        resource_keys: list[str],
+        window_seconds: int,
+        signal_time: datetime,
+        status: str,
+        **fields: Any,
+    ) -> bool:
+        """Record a new impairment and open its correlation windows in one transaction: the
+        first delivery of a signal about resources nobody else holds. False (nothing written)
+        when the record exists (a redelivery) or another holds a window: the caller correlates
+        step by step (core.locks.CorrelationWindows.correlate says who holds what)."""
+        now = now_epoch()
+        wanted: dict[str, str | None] = dict.fromkeys(sorted(set(resource_keys)))
+        windows = self.windows.open_items(
+            impairment["impairment_id"], wanted, now + window_seconds, int(signal_time.timestamp()), now
+        )
+        try:
+            self._db.transact([self.impairments.put_item(impairment, status, **fields), *windows])
+            return True
+        except ConditionFailed:
+            return False
+
+    def admit(
+        self, impairment_id: str, resource_keys: list[str], ttl_seconds: int, take_over: Sequence[str], **fields: Any
+    ) -> bool:
+        """Admit a recorded impairment in one transaction: automatic recovery is not paused, its
+        resources are locked for it and its record updated with `fields`. False (nothing written)
+        when any of that does not hold (paused, a lock another's, no record yet): the caller then
+        finds out which, step by step."""
+        items = [
+            self.switches.not_paused_item(),
+            *self.locks.acquire_items(impairment_id, resource_keys, ttl_seconds, take_over),
+            self.impairments.update_item(impairment_id, **fields),
+        ]
+        try:
+            self._db.transact(items)
+            return True
+        except ConditionFailed:
+            return False
+
+    def record_plan(
+        self, impairment_id: str, plan: str, resource_keys: list[str], ttl_seconds: int | None, fields: dict[str, Any]
+    ) -> bool:
+        """Record the plan selected, in one transaction with the check that it is not disabled and,
+        when `ttl_seconds` is given, the longer hold of the resource locks. False (nothing
+        written) when the plan was disabled or a lock is not this impairment's any more."""
+        locks = self.locks.acquire_items(impairment_id, resource_keys, ttl_seconds) if ttl_seconds else []
+        items = [self.switches.plan_enabled_item(plan), *locks, self.impairments.update_item(impairment_id, **fields)]
+        try:
+            self._db.transact(items)
+            return True
+        except ConditionFailed:
+            return False
+
+    def finish(self, impairment_id: str, resource_keys: list[str], budgets: Sequence[str], **fields: Any) -> None:
+        """The end of a recovery in one transaction: its record updated with `fields`, its
+        locks, correlation windows and concurrency slot released, and its units of `budgets`
+        given back. When any of them is not as expected (a window another impairment took over, a
+        budget it holds nothing of), the same is done item by item, each left alone where it is
+        not this impairment's."""
+        keys = sorted(set(resource_keys))
+        items = [
+            self.impairments.update_item(impairment_id, **fields),
+            self.budgets.release_item(CONCURRENCY_BUDGET, impairment_id),
+            *(self.locks.release_item(impairment_id, key) for key in keys),
+            *(self.windows.release_item(impairment_id, key) for key in keys),
+            *(self.budgets.release_item(key, impairment_id) for key in sorted(set(budgets))),
+        ]
+        try:
+            self._db.transact(items)
+            return
+        except ConditionFailed:
+            pass
+        self.update_impairment(impairment_id, **fields)
+        self.release_locks(impairment_id, resource_keys)
+        for key in sorted(set(budgets)):
+            self.release_budget(key, impairment_id)
 
     def _lock_holders(self, resource_keys: list[str]) -> dict[str, str]:
         return self.locks.holders(resource_keys)

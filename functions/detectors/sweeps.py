@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from core import clock
+from core import aws, clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.errors import PermanentError, RecoveryError
 from core.observability import logger, metrics
@@ -294,10 +294,10 @@ def handler(
     is logged, counted and skipped; when none could be, SweepFailed is raised (the asynchronous
     retry runs the sweep again, and gives the same ids within the window). `inventory` (this
     account's) and `member_inventory` (a member's, by account) are for tests."""
+    aws.know_identity(getattr(context, "invoked_function_arn", None))
     parsed, stop = parse_schedule(event)
     if stop is not None:
         return stop
-    from core import aws
 
     settings = load_settings("event_bus_name")
 

@@ -28,6 +28,26 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
 
     settings = settings_module.load("table_name")
     store = store or RecoveryStore(settings.table_name)
+    lock_keys = [r.key for r in impairment.affected_resources]
+    given = event.get("input") if isinstance(event.get("input"), dict) else {}
+    supersedes = [s for s in given.get("supersedes") or [] if isinstance(s, str)]
+    admitted = {"status": "admitted", "lock_keys": lock_keys, "execution_arn": event.get("execution", "")}
+    # One call when StartRecovery recorded it, nothing is paused and the resources are free.
+    if not store.admit(impairment.impairment_id, lock_keys, settings.lock_ttl_seconds, supersedes, **admitted):
+        _admit_step_by_step(store, impairment, event, lock_keys, settings.lock_ttl_seconds, supersedes)
+    return {"admitted_at": clock.utc_now().isoformat(), "lock_keys": lock_keys}
+
+
+def _admit_step_by_step(
+    store: RecoveryStore,
+    impairment: ImpairmentDetected,
+    event: dict[str, Any],
+    lock_keys: list[str],
+    ttl: int,
+    supersedes: list[str],
+) -> None:
+    """Record, check the kill switch, lock and record again, one call each: what says which
+    went wrong (no record yet, paused, a lock another's) and does what each calls for."""
     record = impairment.model_dump(mode="json")
     created = store.put_impairment(
         record,
@@ -38,12 +58,8 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     if not created:  # written at detection (or by a retried Admit): keep its MTTD and links
         store.update_impairment(impairment.impairment_id, status="admitting", execution_arn=event.get("execution", ""))
     _skip_if_paused(store, impairment.impairment_id)
-    lock_keys = [r.key for r in impairment.affected_resources]
-    given = event.get("input") if isinstance(event.get("input"), dict) else {}
-    supersedes = [s for s in given.get("supersedes") or [] if isinstance(s, str)]
-    _lock(store, impairment.impairment_id, lock_keys, settings.lock_ttl_seconds, supersedes)
+    _lock(store, impairment.impairment_id, lock_keys, ttl, supersedes)
     store.update_impairment(impairment.impairment_id, status="admitted", lock_keys=lock_keys)
-    return {"admitted_at": clock.utc_now().isoformat(), "lock_keys": lock_keys}
 
 
 def _skip_if_paused(store: RecoveryStore, impairment_id: str) -> None:

@@ -205,8 +205,12 @@ def _failing_elsewhere(impairment: ImpairmentDetected, groups: list[_GroupDecisi
     if not groups or not target_group_arn:
         return failing
     members = {i for g in groups for i in g.fleet.members}
-    client = aws.client("elbv2", max_attempts=1, account=impairment.account_id)
-    for description in target_health.describe(client, target_group_arn):
+    read = next((g.fleet.targets[target_group_arn] for g in groups if target_group_arn in g.fleet.targets), None)
+    if read is None:
+        read = target_health.describe(
+            aws.client("elbv2", max_attempts=1, account=impairment.account_id), target_group_arn
+        )
+    for description in read:
         target = description["Target"]["Id"]
         state_name = description.get("TargetHealth", {}).get("State")
         if target not in members and state_name in target_health.FAILING_STATES:

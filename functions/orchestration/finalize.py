@@ -25,16 +25,15 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     resolved_at = clock.utc_now()
     mttr = max(0.0, (resolved_at - impairment.detected_at).total_seconds())
     outcome = "dry_run" if (event.get("plan") or {}).get("dry_run") else "recovered"
-    store.update_impairment(
+    store.finish(
         impairment.impairment_id,
+        execution.admission.lock_keys,
+        [blast_key(group) for group in (execution.guardrails or {}).get("groups") or []],
         status=outcome,
         outcome=outcome,
         resolved_at=resolved_at.isoformat(),
         mttr_seconds=mttr,
     )
-    store.release_locks(impairment.impairment_id, execution.admission.lock_keys)
-    for group in (execution.guardrails or {}).get("groups") or []:
-        store.release_budget(blast_key(group), impairment.impairment_id)
     _count(impairment, outcome, mttr)
     logger.info(outcome, mttr_seconds=mttr, drill=impairment.drill)
     return {

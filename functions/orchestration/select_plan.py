@@ -30,7 +30,29 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     impairment = execution.impairment
     settings = settings_module.load("table_name")
     store = store or RecoveryStore(settings.table_name)
-    disabled = set(store.get_switches().get("disabled_plans", []))
+    lock_keys = execution.admission.lock_keys
+    # Chosen as if no plan were disabled, and recorded with the check that it is not: one call
+    # (the switches are read only when a plan was disabled at run time).
+    plan, dry_run, hold = _choose(impairment, settings, set(), lock_keys)
+    selected = _selected(plan, dry_run)
+    # Recorded whole: should the execution die, its steps are what a rollback undoes
+    # (orchestration/execution_ended.py).
+    fields = {"status": "recovering", "plan": plan.name, "dry_run": dry_run, "plan_state": selected}
+    if not store.record_plan(impairment.impairment_id, plan.name, lock_keys, hold, fields):
+        disabled = set(store.get_switches().get("disabled_plans", []))
+        plan, dry_run, hold = _choose(impairment, settings, disabled, lock_keys)
+        selected = _selected(plan, dry_run)
+        if hold:
+            store.acquire_locks(impairment.impairment_id, lock_keys, hold)
+        fields = {"status": "recovering", "plan": plan.name, "dry_run": dry_run, "plan_state": selected}
+        store.update_impairment(impairment.impairment_id, **fields)
+    logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps], dry_run=dry_run)
+    return selected
+
+
+def _choose(impairment: Any, settings: Any, disabled: set[str], lock_keys: list[str]) -> tuple[Plan, bool, int | None]:
+    """The first enabled plan covering the impairment, whether it runs dry, and how long its
+    resource locks must now be held (None: Admit's hold covers it)."""
     plan = select_plan([p for p in runtime_config.load().plans if p.name not in disabled], impairment)
     if plan is None:
         raise NoMatchingPlan(
@@ -42,18 +64,9 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         plan = plans.check_steps(plan)
     except ValueError as exc:
         raise InvalidInput(f"plan {plan.name!r}: {exc}") from None
-    dry_run = plan.dry_run or settings.dry_run
     lock_for = plans.holding_seconds(plan) + LOCK_MARGIN_SECONDS
-    if lock_for > settings.lock_ttl_seconds and execution.admission.lock_keys:
-        store.acquire_locks(impairment.impairment_id, execution.admission.lock_keys, lock_for)
-    logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps], dry_run=dry_run)
-    selected = _selected(plan, dry_run)
-    # Recorded whole: should the execution die, its steps are what a rollback undoes
-    # (orchestration/execution_ended.py).
-    store.update_impairment(
-        impairment.impairment_id, status="recovering", plan=plan.name, dry_run=dry_run, plan_state=selected
-    )
-    return selected
+    hold = lock_for if lock_for > settings.lock_ttl_seconds and lock_keys else None
+    return plan, plan.dry_run or settings.dry_run, hold
 
 
 def _selected(plan: Plan, dry_run: bool) -> dict[str, Any]:

@@ -43,12 +43,12 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
     if isinstance(impairment, ImpairmentCleared):
         return _clear(store, impairment)
     record = impairment.model_dump(mode="json")
-    new = store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
-    # A redelivery after a first delivery that died before starting the execution: what it
-    # superseded then (its windows are this impairment's now) is still superseded.
-    superseded = set() if new else set((store.get_impairment(impairment.impairment_id) or {}).get("supersedes") or [])
-    held, broader = _correlate(store, impairment, settings.correlation_window_seconds)
-    superseded |= broader
+    opened = _open(store, impairment, record, settings.correlation_window_seconds)
+    if opened is None:
+        logger.info("a redelivery of an impairment whose recovery already started; not starting another")
+        metrics.add_metric(name="DuplicateImpairments", unit="Count", value=1)
+        return {"status": "duplicate", "impairment_id": impairment.impairment_id}
+    held, superseded = opened
     decision = decide(impairment, held)
     _link(store, impairment, record, decision.linked)
     if decision.status == "correlated":
@@ -72,6 +72,28 @@ def handler(event: Any, context: Any, sfn: Any = None, store: Any = None) -> dic
         metrics.add_metric(name="SignalsCorrelated", unit="Count", value=1)
         logger.info("partly correlated: recovering the resources no open impairment holds", linked=decision.linked)
     return _start_execution(store, sfn or aws.client("stepfunctions"), settings, impairment, superseded)
+
+
+def _open(
+    store: RecoveryStore, impairment: ImpairmentDetected, record: dict[str, Any], window: int
+) -> tuple[dict[str, str], set[str]] | None:
+    """Record the impairment and open its correlation windows: the resources open impairments
+    hold, and the impairments it supersedes. One call on a first delivery about resources nobody
+    holds; None for a redelivery whose execution already started (Admit recorded it)."""
+    keys = [r.key for r in impairment.affected_resources]
+    if not member_groups(impairment) and store.open_impairment(
+        record, keys, window, impairment.signal.signal_time, "detected", mttd_seconds=impairment.mttd_seconds
+    ):
+        return {}, set()
+    new = store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
+    existing = {} if new else store.get_impairment(impairment.impairment_id) or {}
+    if existing.get("execution_arn"):
+        return None
+    # A redelivery after a first delivery that died before starting the execution: what it
+    # superseded then (its windows are this impairment's now) is still superseded.
+    superseded = set(existing.get("supersedes") or [])
+    held, broader = _correlate(store, impairment, window)
+    return held, superseded | broader
 
 
 def _parse(event: Any) -> ImpairmentDetected | ImpairmentCleared | None:

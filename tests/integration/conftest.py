@@ -64,3 +64,12 @@ def shared_botocore_loader() -> Iterator[None]:
     session.create_loader = functools.lru_cache(maxsize=None)(original)
     yield
     session.create_loader = original
+
+
+@pytest.fixture
+def dynamodb_calls(store: RecoveryStore) -> list[str]:
+    """The DynamoDB operations the functions call from now on, in order (the store's client and
+    every function's are core.aws's one client)."""
+    calls: list[str] = []
+    store._db.client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    return calls

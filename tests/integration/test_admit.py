@@ -136,6 +136,38 @@ def test_the_same_impairment_admitted_again_is_fine(store, lambda_context, froze
     assert store.get_impairment(model.impairment_id)["status"] == "admitted"
 
 
+def test_a_recorded_impairment_is_admitted_in_one_call(store, lambda_context, dynamodb_calls):
+    # Given StartRecovery recorded the impairment at detection
+    model = first_impairment()
+    store.put_impairment(model.model_dump(mode="json"), status="detected", mttd_seconds=model.mttd_seconds)
+    dynamodb_calls.clear()
+
+    # When it is admitted: one transaction checks the kill switch, locks and records
+    admit.handler(admit_event(model), lambda_context)
+
+    assert dynamodb_calls == ["TransactWriteItems"]
+    assert lock_owner(f"ec2:instance/{INSTANCE}") == model.impairment_id
+    record = store.get_impairment(model.impairment_id)
+    assert record["status"] == "admitted"
+    assert record["lock_keys"] == [f"ec2:instance/{INSTANCE}"]
+    assert record["execution_arn"].endswith(model.impairment_id)
+
+
+def test_paused_after_detection_the_recorded_impairment_is_skipped_and_locks_nothing(store, lambda_context):
+    from core.errors import RecoveryPaused
+
+    # Given an impairment recorded at detection, then the kill switch turned on before Admit ran
+    model = first_impairment()
+    store.put_impairment(model.model_dump(mode="json"), status="detected", mttd_seconds=model.mttd_seconds)
+    store.set_paused(True, "change freeze", "oncall")
+
+    # When it is admitted, Then it is skipped with the reason, and its instance is not locked
+    with pytest.raises(RecoveryPaused, match="change freeze"):
+        admit.handler(admit_event(model), lambda_context)
+    assert store.get_impairment(model.impairment_id)["status"] == "skipped"
+    assert lock_owner(f"ec2:instance/{INSTANCE}") is None
+
+
 @pytest.mark.parametrize("event", [{}, {"impairment": {"impairment_id": "x"}}, {"impairment": None}, []])
 def test_an_invalid_impairment_is_refused_and_locks_nothing(store, lambda_context, event):
     with pytest.raises(InvalidInput):

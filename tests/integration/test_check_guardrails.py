@@ -503,3 +503,23 @@ def test_an_approval_that_fails_is_escalated_as_the_approval_guardrail(
     record = store.get_impairment(model.impairment_id)
     assert record["outcome"] == "escalated" and record["guardrails_tripped"] == ["approval"]
     assert len(received(topic)) == 1
+
+
+def test_the_shared_target_group_is_described_once_per_check(store, topic, monkeypatch, tmp_path, lambda_context):
+    # Given the impairment's target group is also its group's: the fleet's read of it is reused
+    # for what fails elsewhere
+    from core import aws
+
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(desired=4, max_size=6, min_size=1)
+    second = _second_group_on(workload, "web-api-green", 3)
+    model = impairment(resources=[("ec2:instance", second[0])], scope={"target_group_arn": workload.target_group_arn})
+    described: list[str] = []
+    aws.client("elbv2", max_attempts=1).meta.events.register(
+        "before-call.elastic-load-balancing-v2.DescribeTargetHealth", lambda params, **_: described.append("x")
+    )
+
+    out = _check(store, model, REPLACE, lambda_context)
+
+    assert _acting_on(out) == [second[0]]
+    assert len(described) == 1

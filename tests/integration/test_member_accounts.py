@@ -70,6 +70,47 @@ def test_the_assumed_credentials_are_kept_until_shortly_before_they_expire(membe
     assert aws.client("ec2", account=MEMBER) is before  # reused while they are fresh
 
 
+def _sts_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The STS operations called from now on (a hook on every client made after)."""
+    called: list[str] = []
+    session = boto3._get_default_session()
+    session.events.register("before-call.sts.*", lambda model, **_: called.append(model.name), unique_id="sts-count")
+    aws.reset()  # clients made before lack the hook, and nothing is known yet
+    return called
+
+
+def test_an_entry_point_learns_its_account_from_its_arn_and_only_assumes_the_member_role(
+    members, lambda_context, monkeypatch
+):
+    # Given a cold environment whose invocation context names the function's ARN
+    called = _sts_calls(monkeypatch)
+    try:
+        aws.know_identity(lambda_context.invoked_function_arn)
+
+        # When a member client is made, and again: one AssumeRole, and no GetCallerIdentity
+        aws.client("autoscaling", account=MEMBER)
+        aws.client("ec2", account=MEMBER)
+        assert called == ["AssumeRole"]
+        assert aws.own_account() == CENTRAL
+        assert aws.member_role_arn(MEMBER) == f"arn:aws:iam::{MEMBER}:role/{ROLE}"
+    finally:
+        boto3._get_default_session().events.unregister("before-call.sts.*", unique_id="sts-count")
+
+
+def test_a_context_without_a_lambda_arn_falls_back_to_get_caller_identity(members, monkeypatch):
+    # Given a stand-in context whose ARN is not a Lambda function's
+    called = _sts_calls(monkeypatch)
+    try:
+        for odd in (None, "not-an-arn", "arn:aws:lambda:us-east-1:notanaccount:function:f"):
+            aws.know_identity(odd)
+        # Then the account is asked of STS, once
+        assert aws.own_account() == CENTRAL
+        assert aws.own_account() == CENTRAL
+        assert called == ["GetCallerIdentity"]
+    finally:
+        boto3._get_default_session().events.unregister("before-call.sts.*", unique_id="sts-count")
+
+
 def test_an_account_that_is_not_a_member_is_refused(members, monkeypatch):
     with pytest.raises(PermanentError, match=f"account {STRANGER} is not a member account"):
         aws.client("autoscaling", account=STRANGER)

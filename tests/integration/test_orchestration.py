@@ -15,7 +15,9 @@ from actions import replace_instance
 from actions.base import Action, ActionParams, ActionResult, Context, run
 from core.contract import ImpairmentType, Severity
 from core.errors import InvalidInput, NoMatchingPlan, PermanentError
+from core.guardrails import blast_key
 from core.observability import metrics
+from core.store import CONCURRENCY_BUDGET, Claim
 from orchestration import admit, escalate, finalize, prepare_rollback, select_plan, verify
 from tests.builders import (
     MANAGED_TAG,
@@ -447,6 +449,64 @@ def test_finalize_records_the_recovery_with_mttr_and_releases_the_locks(store, l
     assert lock_owner(f"ec2:instance/{INSTANCE}") == nxt.impairment_id
 
 
+def test_finalize_ends_a_recovery_in_one_transaction(store, lambda_context, frozen_clock, dynamodb_calls):
+    # Given an admitted recovery holding a concurrency slot and a share of its group's blast radius
+    model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now)
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    store.correlate(model.impairment_id, [f"ec2:instance/{INSTANCE}"], 300, frozen_clock.now)
+    far = int(frozen_clock.now.timestamp()) + 3600
+    store.take_budgets(
+        model.impairment_id,
+        [
+            Claim("concurrency", CONCURRENCY_BUDGET, 5, 1, far),
+            Claim("blast_radius", blast_key("web-api-asg"), 2, 1, far),
+        ],
+    )
+    dynamodb_calls.clear()
+
+    # When it is finalized
+    event = {
+        "impairment": model.model_dump(mode="json"),
+        "admission": admission,
+        "guardrails": {"groups": ["web-api-asg"]},
+    }
+    finalize.handler(event, lambda_context)
+
+    # Then one call recorded it and gave everything back
+    assert dynamodb_calls == ["TransactWriteItems"]
+    assert store.get_impairment(model.impairment_id)["status"] == "recovered"
+    assert lock_owner(f"ec2:instance/{INSTANCE}") is None
+    assert store.budget_holders(CONCURRENCY_BUDGET) == {}
+    assert store.budget_holders(blast_key("web-api-asg")) == {}
+    assert store.table.get_item(Key={"pk": f"LOCK#ec2:instance/{INSTANCE}", "sk": "CORRELATION"}).get("Item") is None
+
+
+def test_finalize_whose_window_was_taken_over_still_gives_back_its_own(store, lambda_context, frozen_clock):
+    # Given a recovery whose correlation window a broader impairment took over, holding a blast radius share
+    model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now)
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    key = f"ec2:instance/{INSTANCE}"
+    store.correlate(model.impairment_id, [key], 300, frozen_clock.now)
+    store.correlate("zone-1", [key], 300, frozen_clock.now, take_over={key: model.impairment_id})
+    far = int(frozen_clock.now.timestamp()) + 3600
+    store.take_budgets(model.impairment_id, [Claim("blast_radius", blast_key("web-api-asg"), 2, 1, far)])
+
+    # When it is finalized
+    event = {
+        "impairment": model.model_dump(mode="json"),
+        "admission": admission,
+        "guardrails": {"groups": ["web-api-asg"]},
+    }
+    finalize.handler(event, lambda_context)
+
+    # Then the other's window stays, and everything of its own is given back all the same
+    window = store.table.get_item(Key={"pk": f"LOCK#{key}", "sk": "CORRELATION"})["Item"]
+    assert window["owner"] == "zone-1"
+    assert lock_owner(key) is None
+    assert store.budget_holders(blast_key("web-api-asg")) == {}
+    assert store.get_impairment(model.impairment_id)["outcome"] == "recovered"
+
+
 def test_finalize_leaves_a_lock_another_recovery_took_over(store, lambda_context, frozen_clock, monkeypatch):
     # Given our lock expired and another impairment took the instance over
     monkeypatch.setenv("LOCK_TTL_SECONDS", "60")
@@ -586,6 +646,39 @@ def test_escalate_records_and_releases_before_a_page_that_cannot_be_sent(store, 
     escalate.handler(state, lambda_context)
     assert len(received(queue)) == 1
     assert store.get_impairment(model.impairment_id)["page_status"] == "sent"
+
+
+def test_select_plan_records_its_choice_in_one_call_without_reading_the_switches(
+    store, plans, lambda_context, dynamodb_calls
+):
+    model = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+    store.set_plan_enabled("add-capacity", False, actor="oncall")  # another plan's switch: no matter
+    dynamodb_calls.clear()
+
+    assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == (
+        "replace-failed-instance"
+    )
+
+    assert dynamodb_calls == ["TransactWriteItems"]
+    assert store.get_impairment(model.impairment_id)["plan"] == "replace-failed-instance"
+
+
+def test_a_plan_disabled_at_run_time_gives_way_to_the_next_that_covers(store, lambda_context, monkeypatch, tmp_path):
+    # Given two plans for service degradations, the first disabled at run time
+    second = {**PLANS[1], "name": "add-more-capacity"}
+    use_runtime_config(monkeypatch, tmp_path, plans=[*PLANS, second])
+    model = impairment(impairment_type=ImpairmentType.SERVICE_DEGRADATION, severity=Severity.HIGH)
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+    store.set_plan_enabled("add-capacity", False, actor="oncall")
+
+    # When the plan is selected: the second, and the record names it (not the disabled one)
+    assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == (
+        "add-more-capacity"
+    )
+    record = store.get_impairment(model.impairment_id)
+    assert record["plan"] == "add-more-capacity"
+    assert record["plan_state"]["name"] == "add-more-capacity"
 
 
 def test_a_disabled_plan_is_passed_over_until_it_is_enabled_again(store, plans, lambda_context):

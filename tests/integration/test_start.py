@@ -56,6 +56,47 @@ def test_a_second_delivery_of_the_same_event_does_not_start_a_second_execution(s
     assert len(executions(state_machine)) == 1
 
 
+def test_a_first_delivery_records_and_opens_its_windows_in_one_call(
+    state_machine, store, lambda_context, dynamodb_calls
+):
+    model = impairment()
+
+    start.handler(bus_event(model.model_dump(mode="json")), lambda_context)
+
+    assert dynamodb_calls == ["TransactWriteItems"]
+    assert store.get_impairment(model.impairment_id)["status"] == "detected"
+    key = model.affected_resources[0].key
+    window = store.table.get_item(Key={"pk": f"LOCK#{key}", "sk": "CORRELATION"})["Item"]
+    assert window["owner"] == model.impairment_id
+
+
+def test_a_redelivery_once_admitted_does_not_call_step_functions(state_machine, store, lambda_context, monkeypatch):
+    # Given the impairment's execution started and Admit recorded it
+    model = impairment()
+    event = bus_event(model.model_dump(mode="json"))
+    start.handler(event, lambda_context)
+    store.update_impairment(model.impairment_id, status="admitted", execution_arn="arn:aws:states:x")
+
+    # When EventBridge delivers the event again, Then StartExecution is not called at all
+    class NoStepFunctions:
+        def start_execution(self, **_: object) -> None:
+            raise AssertionError("StartExecution called on a redelivery already started")
+
+    response = start.handler(event, lambda_context, sfn=NoStepFunctions())
+    assert response == {"status": "duplicate", "impairment_id": model.impairment_id}
+    assert store.get_impairment(model.impairment_id)["status"] == "admitted"
+
+
+def test_a_redelivery_before_admit_ran_relies_on_step_functions_refusing_a_second(state_machine, lambda_context):
+    # Given the execution started but Admit has not recorded it yet: the record says detected
+    event = bus_event(impairment().model_dump(mode="json"))
+    start.handler(event, lambda_context)
+
+    # When the event is delivered again: Step Functions starts no second (same name, same input)
+    start.handler(event, lambda_context)
+    assert len(executions(state_machine)) == 1
+
+
 def test_a_repeat_of_the_same_signal_is_reported_as_a_duplicate(state_machine, lambda_context):
     # Given the impairment's execution was started
     first = impairment()

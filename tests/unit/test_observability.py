@@ -258,6 +258,9 @@ class RecordStore:
     def release_locks(self, impairment_id: str, keys: list[str]) -> None:
         pass
 
+    def finish(self, impairment_id: str, keys: list[str], budgets: list[str], **fields: Any) -> None:
+        self.updates.append(fields)
+
 
 @pytest.mark.parametrize("drill", [False, True])
 def test_a_verified_recovery_counts_a_success_with_its_mttr(drill, monkeypatch, lambda_context, capsys):
