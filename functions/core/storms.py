@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core import clock
-from core.dynamo import ATTEMPTS, ConditionFailed, Table, call, from_dynamo, to_attribute_values
+from core.dynamo import ATTEMPTS, ConditionFailed, Table, to_attribute_values
 from core.errors import InvalidInput, TransientError
 from core.records import retention
 
@@ -87,10 +87,8 @@ class Storms:
         what it returns is everything its summary must list. InvalidInput: no such storm."""
         if self.get(key, storm_id) is None:  # asked about no storm: nothing is written
             raise InvalidInput(f"there is no storm {storm_id} of {key}")
-        response = call(
-            "dynamodb:UpdateItem",
-            self.table.resource.update_item,
-            Key=_storm_key(key, storm_id),
+        closed = self.table.update(
+            _storm_key(key, storm_id),
             UpdateExpression="SET closed_at = if_not_exists(closed_at, :now)",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":now": clock.utc_now().isoformat()},
@@ -99,45 +97,30 @@ class Storms:
         # Closed early (the leader's execution died before the window's end): the next
         # escalation of the key opens a new storm rather than finding this one open.
         with contextlib.suppress(ConditionFailed):
-            call(
-                "dynamodb:DeleteItem",
-                self.table.resource.delete_item,
-                Key={"pk": f"STORM#{key}", "sk": "OPEN"},
+            self.table.delete(
+                {"pk": f"STORM#{key}", "sk": "OPEN"},
                 ConditionExpression="storm_id = :id",
                 ExpressionAttributeValues={":id": storm_id},
             )
-        return from_dynamo(response["Attributes"])
+        return closed
 
     def get(self, key: str, storm_id: str) -> dict[str, Any] | None:
-        response = call(
-            "dynamodb:GetItem", self.table.resource.get_item, Key=_storm_key(key, storm_id), ConsistentRead=True
-        )
-        item = response.get("Item")
-        return from_dynamo(item) if item else None
+        return self.table.get(_storm_key(key, storm_id))
 
     def summarized(self, key: str, storm_id: str, status: str, **fields: Any) -> None:
         """Record the summary's fate: "sent", "not_needed" (nobody joined) or "failed"."""
         names = {"#s": "summary_status", **{f"#f{i}": k for i, k in enumerate(fields)}}
         values = {":s": status, **{f":v{i}": v for i, v in enumerate(fields.values())}}
         sets = ", ".join(["#s = :s", *(f"#f{i} = :v{i}" for i in range(len(fields)))])
-        call(
-            "dynamodb:UpdateItem",
-            self.table.resource.update_item,
-            Key=_storm_key(key, storm_id),
+        self.table.update(
+            _storm_key(key, storm_id),
             UpdateExpression=f"SET {sets}",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
 
     def _head(self, key: str) -> dict[str, Any] | None:
-        response = call(
-            "dynamodb:GetItem",
-            self.table.resource.get_item,
-            Key={"pk": f"STORM#{key}", "sk": "OPEN"},
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return from_dynamo(item) if item else None
+        return self.table.get({"pk": f"STORM#{key}", "sk": "OPEN"})
 
     def _open(
         self, key: str, leader: str, entry: dict[str, Any], now: int, window_end: int, head: dict[str, Any] | None
@@ -190,10 +173,8 @@ class Storms:
         LISTED are listed. Raises ConditionFailed when the storm closed or its window ended."""
         open_now = "attribute_not_exists(closed_at) AND window_end > :now"
         try:
-            call(
-                "dynamodb:UpdateItem",
-                self.table.resource.update_item,
-                Key=_storm_key(key, storm_id),
+            self.table.update(
+                _storm_key(key, storm_id),
                 UpdateExpression="SET members.#id = :entry",
                 ConditionExpression=f"{open_now} AND (size(members) < :cap OR attribute_exists(members.#id))",
                 ExpressionAttributeNames={"#id": impairment_id},
@@ -207,10 +188,8 @@ class Storms:
             storm = self.get(key, storm_id) or {}
             if storm.get("closed_at") or int(storm.get("window_end", 0)) <= now:
                 raise
-            call(  # full: counted, not listed
-                "dynamodb:UpdateItem",
-                self.table.resource.update_item,
-                Key=_storm_key(key, storm_id),
+            self.table.update(  # full: counted, not listed
+                _storm_key(key, storm_id),
                 UpdateExpression="ADD not_listed :one",
                 ConditionExpression=open_now,
                 ExpressionAttributeValues={":one": 1, ":now": now},
