@@ -6,9 +6,12 @@ looks instances up that way once or twice per target, so one DescribeTargetHealt
 targets took 20 s. A DynamoDB TransactWriteItems backs up (deep-copies) every table it writes to,
 so that it can roll back: with the thousands of items of a storm's recovery table, each
 transaction took longer than the last; here the backup copies only the items it writes (the
-table's other items are not changed by it, so the rollback restores the same state). Counts of API
-calls do not depend on this; wall times do, and the ones the bench reports are with these
-speed-ups (docs/performance.md says so).
+table's other items are not changed by it, so the rollback restores the same state). Step
+Functions parses the state machine's definition (ANTLR, about a quarter of a storm's CPU) at the
+start of every execution: here the parse tree is kept per definition text and only the evaluation
+components are built from it per execution, as moto does (the tree is only read to build them, so
+every execution still gets components of its own). Counts of API calls do not depend on this;
+wall times do, and the ones the bench reports are with these speed-ups (docs/performance.md says so).
 """
 
 from __future__ import annotations
@@ -80,10 +83,29 @@ def _keys_written(backend: Any, transact_items: list[dict[str, Any]]) -> dict[st
     return {name: keys for name, keys in written.items() if name not in unknown}
 
 
+def _cached_parse(original: Any, trees: dict[str, Any]) -> Any:
+    """moto's AmazonStateLanguageParser.parse, each definition's ANTLR tree parsed once (by moto,
+    which rejects a definition with syntax errors as before): the Preprocessor then builds fresh
+    evaluation components from the tree for every execution, as moto's parse does (they hold
+    per-execution state; the tree is only read to build them)."""
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = trees.get(definition)
+        if tree is None:
+            program, tree = original(definition)
+            trees[definition] = tree
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
+    return parse
+
+
 @contextlib.contextmanager
 def faster_moto() -> Iterator[None]:
     from moto.dynamodb import models as dynamodb_models
     from moto.ec2.models.instances import InstanceBackend
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
     original_transact = dynamodb_models.DynamoDBBackend.transact_write_items
 
@@ -99,5 +121,8 @@ def faster_moto() -> Iterator[None]:
         mock.patch.object(InstanceBackend, "get_instance_by_id", _get_instance_by_id),
         mock.patch.object(dynamodb_models, "copy", copier),
         mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items),
+        mock.patch.object(
+            AmazonStateLanguageParser, "parse", staticmethod(_cached_parse(AmazonStateLanguageParser.parse, {}))
+        ),
     ):
         yield

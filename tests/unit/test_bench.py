@@ -221,3 +221,97 @@ def test_the_faster_transaction_backup_rolls_back_as_moto_does():
     applied, rolled_back = faster
     assert ("p0", "s0", "1") in applied and ("p1", "new", "7") in applied
     assert rolled_back == applied, "the failed transaction changed nothing"
+
+
+# A definition with per-execution state in its components: a Map over the input, a Choice, a Pass
+# with parameters, a retried Fail caught.
+_DEFINITION = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": {
+                "StartAt": "Double",
+                "States": {"Double": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, $.n)"}, "End": True}},
+            },
+            "ResultPath": "$.doubled",
+            "Next": "Big?",
+        },
+        "Big?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.big", "BooleanEquals": True, "Next": "Big"}],
+            "Default": "Small",
+        },
+        "Big": {"Type": "Pass", "Result": "big", "ResultPath": "$.size", "End": True},
+        "Small": {"Type": "Pass", "Result": "small", "ResultPath": "$.size", "End": True},
+    },
+}
+
+
+def _executions_of_one_definition() -> list:
+    """Three executions of one state machine, run by moto's Step Functions: their outputs and the
+    types of their history events (sorted: the Map's iterations run in threads of their own)."""
+    import json
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    seen = []
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(
+            name="m", definition=json.dumps(_DEFINITION), roleArn="arn:aws:iam::123456789012:role/r"
+        )["stateMachineArn"]
+        runs = [
+            sfn.start_execution(
+                stateMachineArn=arn, name=f"run-{n}", input=json.dumps({"items": [{"n": n}, {"n": 1}], "big": n > 5})
+            )["executionArn"]
+            for n in (3, 8, 2)
+        ]
+        for run in runs:
+            for _ in range(200):
+                described = sfn.describe_execution(executionArn=run)
+                if described["status"] != "RUNNING":
+                    break
+                time.sleep(0.05)
+            events = sfn.get_execution_history(executionArn=run)["events"]
+            seen.append(
+                (described["status"], json.loads(described.get("output", "null")), sorted(e["type"] for e in events))
+            )
+    return seen
+
+
+def test_the_cached_definition_parse_runs_executions_as_moto_does():
+    from bench.speedups import faster_moto
+
+    reference = _executions_of_one_definition()
+    with faster_moto():
+        faster = _executions_of_one_definition()
+
+    assert faster == reference
+    assert [run[1]["size"] for run in faster] == ["small", "big", "small"]
+    assert [[d["n"] for d in run[1]["doubled"]] for run in faster] == [[6, 2], [16, 2], [4, 2]]
+
+
+def test_the_cached_definition_parse_builds_fresh_components_and_still_rejects_bad_definitions():
+    import json
+
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+    from bench.speedups import faster_moto
+
+    text = json.dumps(_DEFINITION)
+    with faster_moto():
+        first, tree = AmazonStateLanguageParser.parse(text)
+        second, again = AmazonStateLanguageParser.parse(text)
+        for _ in range(2):  # rejected every time, not cached
+            with pytest.raises(ASLParserException):
+                AmazonStateLanguageParser.parse('{"StartAt": "Nowhere", "States": {')
+
+    assert again is tree, "the tree is parsed once per definition"
+    assert second is not first, "each execution gets components of its own"
+    assert type(second) is type(first)
+    # unpatched again once the speed-ups end
+    assert AmazonStateLanguageParser.parse(text)[1] is not tree
