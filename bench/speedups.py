@@ -36,6 +36,18 @@ def _get_instance_by_id(backend: Any, instance_id: str) -> Any:
     return None
 
 
+def _get_multi_instances_by_id(backend: Any, instance_ids: list[str], filters: Any = None) -> list[Any]:
+    """moto's, without copying every reservation to find them (DescribeInstanceStatus and
+    DescribeInstances of a few ids, a storm's recoveries make thousands)."""
+    from moto.ec2.exceptions import InvalidInstanceIdError
+
+    by_id = {i.id: i for reservation in list(backend.reservations.values()) for i in reservation.instances}
+    missing = [i for i in instance_ids if i not in by_id]
+    if missing:
+        raise InvalidInstanceIdError(missing)
+    return [by_id[i] for i in instance_ids if by_id[i].applies(filters)]
+
+
 def _backup(table: Any, keys: list[tuple[Any, Any]]) -> Any:
     """What moto's deepcopy of the table is for a transaction's rollback, copying only what the
     transaction may change: the index of items, and the items it writes."""
@@ -119,6 +131,7 @@ def faster_moto() -> Iterator[None]:
     copier = types.SimpleNamespace(deepcopy=_deepcopy, copy=copy.copy)
     with (
         mock.patch.object(InstanceBackend, "get_instance_by_id", _get_instance_by_id),
+        mock.patch.object(InstanceBackend, "get_multi_instances_by_id", _get_multi_instances_by_id),
         mock.patch.object(dynamodb_models, "copy", copier),
         mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items),
         mock.patch.object(

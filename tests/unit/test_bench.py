@@ -315,3 +315,51 @@ def test_the_cached_definition_parse_builds_fresh_components_and_still_rejects_b
     assert type(second) is type(first)
     # unpatched again once the speed-ups end
     assert AmazonStateLanguageParser.parse(text)[1] is not tree
+
+
+def _instance_lookups() -> list:
+    """Instances found by id among several reservations: all of them, a filtered few, a stopped
+    one (DescribeInstanceStatus leaves it out), and an unknown id (the error)."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    seen: list = []
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        ids = [
+            i["InstanceId"]
+            for _ in range(3)
+            for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2)["Instances"]
+        ]
+        ec2.stop_instances(InstanceIds=[ids[1]])
+        wanted = [ids[4], ids[0], ids[1]]
+        seen.append(
+            [ids.index(s["InstanceId"]) for s in ec2.describe_instance_status(InstanceIds=wanted)["InstanceStatuses"]]
+        )
+        seen.append(
+            [
+                ids.index(i["InstanceId"])
+                for r in ec2.describe_instances(
+                    InstanceIds=wanted, Filters=[{"Name": "instance-state-name", "Values": ["running"]}]
+                )["Reservations"]
+                for i in r["Instances"]
+            ]
+        )
+        with pytest.raises(ClientError) as missing:
+            ec2.describe_instance_status(InstanceIds=[ids[0], "i-0123456789abcdef0"])
+        error = missing.value.response["Error"]
+        seen.append((error["Code"], error["Message"].replace(ids[0], "known")))
+    return seen
+
+
+def test_the_faster_instance_lookup_by_ids_answers_as_moto_does():
+    from bench.speedups import faster_moto
+
+    reference = _instance_lookups()
+    with faster_moto():
+        faster = _instance_lookups()
+
+    assert faster == reference
+    assert faster[0] == [4, 0] and faster[1] == [0, 4], "the stopped instance is left out"
+    assert faster[2][0] == "InvalidInstanceID.NotFound"
