@@ -48,6 +48,26 @@ def _get_multi_instances_by_id(backend: Any, instance_ids: list[str], filters: A
     return [by_id[i] for i in instance_ids if by_id[i].applies(filters)]
 
 
+def _cached_possible_keys(original: Any, known: list[Any], cache: dict[tuple[Any, ...], list[str]]) -> Any:
+    """moto's XFormedAttributePicker.get_possible_keys (the attribute names a response member may
+    be found under), remembered per object type, member name, shape and parent shape: the alias
+    providers moto ships decide on nothing else (an object with its own Meta aliases, or a picker
+    with other providers, is asked as moto does)."""
+    no_parent = object()
+
+    def get_possible_keys(picker: Any, context: Any) -> Any:
+        obj, shape = context.obj, context.shape
+        if picker.alias_providers is not known or hasattr(obj, "Meta"):
+            return original(picker, context)
+        key = (type(obj), context.key, shape, getattr(shape, "parent", no_parent))
+        keys = cache.get(key)
+        if keys is None:
+            keys = cache[key] = list(original(picker, context))
+        return keys
+
+    return get_possible_keys
+
+
 def _backup(table: Any, keys: list[tuple[Any, Any]]) -> Any:
     """What moto's deepcopy of the table is for a transaction's rollback, copying only what the
     transaction may change: the index of items, and the items it writes."""
@@ -115,6 +135,7 @@ def _cached_parse(original: Any, trees: dict[str, Any]) -> Any:
 
 @contextlib.contextmanager
 def faster_moto() -> Iterator[None]:
+    from moto.core import serialize
     from moto.dynamodb import models as dynamodb_models
     from moto.ec2.models.instances import InstanceBackend
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
@@ -136,6 +157,13 @@ def faster_moto() -> Iterator[None]:
         mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items),
         mock.patch.object(
             AmazonStateLanguageParser, "parse", staticmethod(_cached_parse(AmazonStateLanguageParser.parse, {}))
+        ),
+        mock.patch.object(
+            serialize.XFormedAttributePicker,
+            "get_possible_keys",
+            _cached_possible_keys(
+                serialize.XFormedAttributePicker.get_possible_keys, serialize.DEFAULT_ALIAS_PROVIDERS, {}
+            ),
         ),
     ):
         yield

@@ -363,3 +363,58 @@ def test_the_faster_instance_lookup_by_ids_answers_as_moto_does():
     assert faster == reference
     assert faster[0] == [4, 0] and faster[1] == [0, 4], "the stopped instance is left out"
     assert faster[2][0] == "InvalidInstanceID.NotFound"
+
+
+def _possible_keys_of_responses() -> list:
+    """The names moto's response serializer looks a member up under, for every member of three
+    responses' shapes, on a dict, on an object of a class named like the shape, and on one with
+    Meta aliases, each asked twice (as every item of a list is)."""
+    from moto.core.serialize import AttributePickerContext, XFormedAttributePicker
+    from moto.core.utils import get_service_model
+
+    class Instance:  # a model named like the EC2 and Auto Scaling shapes
+        pass
+
+    class Aliased:
+        class Meta:
+            serialization_aliases = {"InstanceId": "id"}
+
+    picker = XFormedAttributePicker()
+    seen = []
+    for service, operation in (
+        ("autoscaling", "DescribeAutoScalingGroups"),
+        ("ec2", "DescribeInstances"),
+        ("elbv2", "DescribeTargetHealth"),
+    ):
+        pending = [get_service_model(service).operation_model(operation).output_shape]
+        done: set[int] = set()
+        while pending:
+            shape = pending.pop()
+            if id(shape) in done:
+                continue
+            done.add(id(shape))
+            if shape.type_name == "list":
+                pending.append(shape.member)
+            for name, member in getattr(shape, "members", {}).items():
+                member.parent = shape  # as the serializer sets it
+                pending.append(member)
+                for obj in ({}, Instance(), Aliased()):
+                    for _ in range(2):
+                        context = AttributePickerContext(obj=obj, key=name, shape=member)
+                        seen.append((shape.name, name, type(obj).__name__, list(picker.get_possible_keys(context))))
+    return seen
+
+
+def test_the_remembered_member_names_are_the_ones_moto_looks_up():
+    from bench.speedups import faster_moto
+
+    reference = _possible_keys_of_responses()
+    with faster_moto():
+        faster = _possible_keys_of_responses()
+
+    assert faster == reference
+    assert len(faster) > 300
+    assert ("Instance", "InstanceId", "Aliased", ["id", "id", "InstanceId", "instance_id", "Id", "id"]) in faster
+    # the class named like the shape adds its own prefix alias
+    assert ("Instance", "InstanceId", "Instance", ["InstanceId", "instance_id", "Id", "id", "Id", "id"]) in faster
+    assert ("Instance", "InstanceId", "dict", ["InstanceId", "instance_id", "Id", "id"]) in faster
