@@ -156,6 +156,57 @@ def test_table_states_each_target_and_whether_it_is_met():
     assert "transitions yes, API calls **no**" in table
 
 
+def _storm_size(**changes: object) -> dict:
+    size = {
+        "groups": 10,
+        "instances_per_group": 30,
+        "impaired_instances": 100,
+        "executions_started": 100,
+        "executions_within_target": True,
+        "lost_impairments": 0,
+        "max_share_acted_on": 0.1667,
+        "blast_radius_cap": 0.33,
+        "cap_exceeded": False,
+        "pages": 2,
+        "groups_affected": 10,
+        "pages_within_target": True,
+        "actions_taken": 20,
+        "api_calls": 4240,
+        "wall_seconds": 40.0,
+        "seconds_per_impaired": 0.4,
+    }
+    return {**size, **changes}
+
+
+def test_storm_rows_put_each_goal_beside_its_figure():
+    results = {
+        "storm": {
+            "sizes": [
+                _storm_size(),
+                _storm_size(impaired_instances=500, pages=12, groups_affected=10, pages_within_target=False),
+            ],
+            "not_run": [],
+        }
+    }
+
+    table = report.markdown(results)
+
+    assert "100 executions for 100 impaired, 0 lost, max share acted on 17% (cap 33%), 2 pages for 10 groups" in table
+    assert "pages <= groups affected | yes |" in table
+    assert "12 pages for 10 groups affected" in table
+    assert table.count("| **no** |") == 1, "more pages than groups affected misses the target"
+
+
+def test_a_storm_that_started_a_second_execution_for_an_instance_misses_its_target():
+    from bench import storm
+
+    assert storm.meets_target(_storm_size())
+    assert not storm.meets_target(_storm_size(executions_started=101, executions_within_target=False))
+    assert not storm.meets_target(_storm_size(lost_impairments=1))
+    assert not storm.meets_target(_storm_size(cap_exceeded=True))
+    assert storm.meets_target(_storm_size(blast_radius_cap=None, cap_exceeded=None)), "no cap configured: n/a"
+
+
 def _transactions_on_a_table() -> list[dict]:
     """A table of ten items, a transaction that succeeds, one whose condition fails half way
     (a put, an update, then a failed check: rolled back) and the table's items after each."""
