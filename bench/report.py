@@ -64,6 +64,18 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     _yes(c["only_sweeps"] and c["executions_started"] == 0),
                 )
             )
+        quiet = idle.get("events_only")
+        if quiet:
+            out.append(
+                (
+                    f"idle, events only (`sweep_interval_minutes: 0`): {quiet['groups']} groups x"
+                    f" {quiet['instances_per_group']} instances",
+                    f"{quiet['api_calls_per_hour']:.0f} API calls/h,"
+                    f" {quiet['lambda_invocations_per_hour']:.0f} invocations/h",
+                    "0 calls/h",
+                    _yes(quiet["api_calls_per_hour"] == 0 and quiet["lambda_invocations_per_hour"] == 0),
+                )
+            )
         out.append(
             (
                 "idle: scaling",

@@ -156,6 +156,35 @@ def test_table_states_each_target_and_whether_it_is_met():
     assert "transitions yes, API calls **no**" in table
 
 
+def test_idle_table_has_an_events_only_row_that_misses_its_target_when_anything_ran():
+    def configuration(calls: float, invocations: float) -> dict:
+        return {
+            "groups": 10,
+            "instances_per_group": 100,
+            "instances": 1000,
+            "api_calls_per_hour": calls,
+            "api_calls_per_group_hour": calls / 10,
+            "lambda_invocations_per_hour": invocations,
+            "dollars_per_hour": 0.0,
+            "only_sweeps": True,
+            "executions_started": 0,
+        }
+
+    idle_results = {
+        "configurations": [configuration(660, 60)],
+        "flat_in_instances_per_group": True,
+        "at_most_linear_in_groups": True,
+        "meets_target": True,
+    }
+    quiet = report.markdown({"idle": {**idle_results, "events_only": configuration(0, 0)}})
+    noisy = report.markdown({"idle": {**idle_results, "events_only": configuration(0, 60)}})
+
+    assert "| idle, events only (`sweep_interval_minutes: 0`): 10 groups x 100 instances | 0 API calls/h," in quiet
+    assert "| 0 calls/h | yes |" in quiet
+    assert "| 0 calls/h | **no** |" in noisy, "an invocation on a schedule is not events only"
+    assert "events only" not in report.markdown({"idle": idle_results}), "results from before it: no row"
+
+
 def _storm_size(**changes: object) -> dict:
     size = {
         "groups": 10,
