@@ -22,6 +22,8 @@ from bench.speedups import faster_moto
 # (groups, instances per group): 10 groups with 1, 10, 100 instances each; 10 instances per
 # group in 1, 10, 100 groups. Fleets of 10, 100 and 1,000 instances in each series.
 CONFIGURATIONS = [(10, 1), (10, 10), (10, 100), (1, 10), (100, 10)]
+# Events only (sweep_interval_minutes 0): the largest fleet of the first series, no schedule.
+EVENTS_ONLY = (10, 100)
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -38,28 +40,33 @@ def period_seconds(expression: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")]
 
 
-def run_configuration(template_path: Path, groups: int, per_group: int, minutes: int = 20) -> dict[str, Any]:
+def run_configuration(
+    template_path: Path, groups: int, per_group: int, minutes: int = 20, events_only: bool = False
+) -> dict[str, Any]:
     """Fire the schedules for `minutes` of virtual time and scale the counts to an hour (each
     tick's calls are recorded, and the scaling is said to hold only when every tick made the
-    same number of calls)."""
+    same number of calls). `events_only`: no schedule fires, as in a deployment with
+    `sweep_interval_minutes: 0` (which synthesizes none: tests/infra/test_detection.py); the
+    clock still moves a minute a tick."""
     from recoveryctl.emulator.runtime import Emulator
 
     started = time.perf_counter()
     with faster_moto(), Emulator(template_path) as emulator:
         fleet = fleets.build(emulator, groups, per_group, prefix="idle")
-        periods = {s.rule: period_seconds(s.pattern) for s in emulator.schedules}
-        if not periods:
+        periods = {} if events_only else {s.rule: period_seconds(s.pattern) for s in emulator.schedules}
+        if not periods and not events_only:
             raise ScheduleError("the template has no schedule rule")
         meter = Meter().install(emulator)
         # Every rule fires on its own period; the emulator fires all schedules at once, so the
         # shortest period drives the ticks (the template has one schedule today).
-        period = min(periods.values())
+        period = min(periods.values(), default=60)
         ticks = max(1, int(minutes * 60 // period))
         per_tick = []
         for _ in range(ticks):
             before = meter.total_calls
             emulator.advance(period)
-            emulator.fire_schedules()
+            if not events_only:
+                emulator.fire_schedules()
             emulator.pump(timeout=300)
             per_tick.append(meter.total_calls - before)
         counted = transitions(emulator)
@@ -71,6 +78,7 @@ def run_configuration(template_path: Path, groups: int, per_group: int, minutes:
     sweep_functions = {f for f in meter.calls_by_function if "Sweep" in f}
     hours = ticks * period / 3600
     return {
+        "events_only": events_only,
         "groups": groups,
         "instances_per_group": per_group,
         "instances": fleet.instances,
@@ -99,7 +107,11 @@ def run(template_path: Path, configurations: list[tuple[int, int]] | None = None
         retry_once(lambda g=g, p=p: run_configuration(template_path, g, p, minutes), {"groups": g, "per_group": p})
         for g, p in (configurations or CONFIGURATIONS)
     ]
-    return {"configurations": results, **assess(results)}
+    events_only = retry_once(
+        lambda: run_configuration(template_path, *EVENTS_ONLY, minutes, events_only=True),
+        {"groups": EVENTS_ONLY[0], "per_group": EVENTS_ONLY[1], "events_only": True},
+    )
+    return {"configurations": results, **assess(results), "events_only": events_only}
 
 
 def assess(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -6,9 +6,12 @@ looks instances up that way once or twice per target, so one DescribeTargetHealt
 targets took 20 s. A DynamoDB TransactWriteItems backs up (deep-copies) every table it writes to,
 so that it can roll back: with the thousands of items of a storm's recovery table, each
 transaction took longer than the last; here the backup copies only the items it writes (the
-table's other items are not changed by it, so the rollback restores the same state). Counts of API
-calls do not depend on this; wall times do, and the ones the bench reports are with these
-speed-ups (docs/performance.md says so).
+table's other items are not changed by it, so the rollback restores the same state). Step
+Functions parses the state machine's definition (ANTLR, about a quarter of a storm's CPU) at the
+start of every execution: here the parse tree is kept per definition text and only the evaluation
+components are built from it per execution, as moto does (the tree is only read to build them, so
+every execution still gets components of its own). Counts of API calls do not depend on this;
+wall times do, and the ones the bench reports are with these speed-ups (docs/performance.md says so).
 """
 
 from __future__ import annotations
@@ -31,6 +34,38 @@ def _get_instance_by_id(backend: Any, instance_id: str) -> Any:
             if instance.id == instance_id:
                 return instance
     return None
+
+
+def _get_multi_instances_by_id(backend: Any, instance_ids: list[str], filters: Any = None) -> list[Any]:
+    """moto's, without copying every reservation to find them (DescribeInstanceStatus and
+    DescribeInstances of a few ids, a storm's recoveries make thousands)."""
+    from moto.ec2.exceptions import InvalidInstanceIdError
+
+    by_id = {i.id: i for reservation in list(backend.reservations.values()) for i in reservation.instances}
+    missing = [i for i in instance_ids if i not in by_id]
+    if missing:
+        raise InvalidInstanceIdError(missing)
+    return [by_id[i] for i in instance_ids if by_id[i].applies(filters)]
+
+
+def _cached_possible_keys(original: Any, known: list[Any], cache: dict[tuple[Any, ...], list[str]]) -> Any:
+    """moto's XFormedAttributePicker.get_possible_keys (the attribute names a response member may
+    be found under), remembered per object type, member name, shape and parent shape: the alias
+    providers moto ships decide on nothing else (an object with its own Meta aliases, or a picker
+    with other providers, is asked as moto does)."""
+    no_parent = object()
+
+    def get_possible_keys(picker: Any, context: Any) -> Any:
+        obj, shape = context.obj, context.shape
+        if picker.alias_providers is not known or hasattr(obj, "Meta"):
+            return original(picker, context)
+        key = (type(obj), context.key, shape, getattr(shape, "parent", no_parent))
+        keys = cache.get(key)
+        if keys is None:
+            keys = cache[key] = list(original(picker, context))
+        return keys
+
+    return get_possible_keys
 
 
 def _backup(table: Any, keys: list[tuple[Any, Any]]) -> Any:
@@ -80,10 +115,30 @@ def _keys_written(backend: Any, transact_items: list[dict[str, Any]]) -> dict[st
     return {name: keys for name, keys in written.items() if name not in unknown}
 
 
+def _cached_parse(original: Any, trees: dict[str, Any]) -> Any:
+    """moto's AmazonStateLanguageParser.parse, each definition's ANTLR tree parsed once (by moto,
+    which rejects a definition with syntax errors as before): the Preprocessor then builds fresh
+    evaluation components from the tree for every execution, as moto's parse does (they hold
+    per-execution state; the tree is only read to build them)."""
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = trees.get(definition)
+        if tree is None:
+            program, tree = original(definition)
+            trees[definition] = tree
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
+    return parse
+
+
 @contextlib.contextmanager
 def faster_moto() -> Iterator[None]:
+    from moto.core import serialize
     from moto.dynamodb import models as dynamodb_models
     from moto.ec2.models.instances import InstanceBackend
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
     original_transact = dynamodb_models.DynamoDBBackend.transact_write_items
 
@@ -97,7 +152,18 @@ def faster_moto() -> Iterator[None]:
     copier = types.SimpleNamespace(deepcopy=_deepcopy, copy=copy.copy)
     with (
         mock.patch.object(InstanceBackend, "get_instance_by_id", _get_instance_by_id),
+        mock.patch.object(InstanceBackend, "get_multi_instances_by_id", _get_multi_instances_by_id),
         mock.patch.object(dynamodb_models, "copy", copier),
         mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items),
+        mock.patch.object(
+            AmazonStateLanguageParser, "parse", staticmethod(_cached_parse(AmazonStateLanguageParser.parse, {}))
+        ),
+        mock.patch.object(
+            serialize.XFormedAttributePicker,
+            "get_possible_keys",
+            _cached_possible_keys(
+                serialize.XFormedAttributePicker.get_possible_keys, serialize.DEFAULT_ALIAS_PROVIDERS, {}
+            ),
+        ),
     ):
         yield

@@ -100,3 +100,30 @@ def test_every_rule_is_watched_even_beyond_one_alarm_s_ten_metrics(templates):
         assert len(metrics) <= 10
         watched |= {next(d["Value"]["Ref"] for d in m["Dimensions"] if d["Name"] == "RuleName") for m in metrics}
     assert watched == rules
+
+
+def test_events_only_a_configuration_without_sweep_has_no_schedule_and_no_sweep_function(tmp_path_factory):
+    # Given sweep_interval_minutes 0 (docs/operations.md, "Running events only")
+    import copy
+
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.config import validate
+    from infra.stack import RecoveryStack
+    from tests.conftest import cdk_context
+
+    raw = copy.deepcopy(cdk_context()["recovery"])
+    raw["sweep_interval_minutes"] = 0
+    app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out.events-only")), context=cdk_context())
+    resources = Template.from_stack(RecoveryStack(app, "ImpairmentRecovery", config=validate(raw))).to_json()[
+        "Resources"
+    ]
+
+    # Then nothing runs on a schedule and there is no sweep function to invoke: idle costs no call
+    rules = cfn.of_type(resources, "AWS::Events::Rule")
+    assert rules, "the event-driven detectors' rules are still there"
+    assert [k for k, r in rules.items() if "ScheduleExpression" in r["Properties"]] == []
+    handlers = {r["Properties"].get("Handler") for r in cfn.of_type(resources, "AWS::Lambda::Function").values()}
+    assert "detectors.sweeps.handler" not in handlers
+    assert {"detectors.ec2_state.handler", "detectors.health.handler"} <= handlers

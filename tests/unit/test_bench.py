@@ -156,6 +156,86 @@ def test_table_states_each_target_and_whether_it_is_met():
     assert "transitions yes, API calls **no**" in table
 
 
+def test_idle_table_has_an_events_only_row_that_misses_its_target_when_anything_ran():
+    def configuration(calls: float, invocations: float) -> dict:
+        return {
+            "groups": 10,
+            "instances_per_group": 100,
+            "instances": 1000,
+            "api_calls_per_hour": calls,
+            "api_calls_per_group_hour": calls / 10,
+            "lambda_invocations_per_hour": invocations,
+            "dollars_per_hour": 0.0,
+            "only_sweeps": True,
+            "executions_started": 0,
+        }
+
+    idle_results = {
+        "configurations": [configuration(660, 60)],
+        "flat_in_instances_per_group": True,
+        "at_most_linear_in_groups": True,
+        "meets_target": True,
+    }
+    quiet = report.markdown({"idle": {**idle_results, "events_only": configuration(0, 0)}})
+    noisy = report.markdown({"idle": {**idle_results, "events_only": configuration(0, 60)}})
+
+    assert "| idle, events only (`sweep_interval_minutes: 0`): 10 groups x 100 instances | 0 API calls/h," in quiet
+    assert "| 0 calls/h | yes |" in quiet
+    assert "| 0 calls/h | **no** |" in noisy, "an invocation on a schedule is not events only"
+    assert "events only" not in report.markdown({"idle": idle_results}), "results from before it: no row"
+
+
+def _storm_size(**changes: object) -> dict:
+    size = {
+        "groups": 10,
+        "instances_per_group": 30,
+        "impaired_instances": 100,
+        "executions_started": 100,
+        "executions_within_target": True,
+        "lost_impairments": 0,
+        "max_share_acted_on": 0.1667,
+        "blast_radius_cap": 0.33,
+        "cap_exceeded": False,
+        "pages": 2,
+        "groups_affected": 10,
+        "pages_within_target": True,
+        "actions_taken": 20,
+        "api_calls": 4240,
+        "wall_seconds": 40.0,
+        "seconds_per_impaired": 0.4,
+    }
+    return {**size, **changes}
+
+
+def test_storm_rows_put_each_goal_beside_its_figure():
+    results = {
+        "storm": {
+            "sizes": [
+                _storm_size(),
+                _storm_size(impaired_instances=500, pages=12, groups_affected=10, pages_within_target=False),
+            ],
+            "not_run": [],
+        }
+    }
+
+    table = report.markdown(results)
+
+    assert "100 executions for 100 impaired, 0 lost, max share acted on 17% (cap 33%), 2 pages for 10 groups" in table
+    assert "pages <= groups affected | yes |" in table
+    assert "12 pages for 10 groups affected" in table
+    assert table.count("| **no** |") == 1, "more pages than groups affected misses the target"
+
+
+def test_a_storm_that_started_a_second_execution_for_an_instance_misses_its_target():
+    from bench import storm
+
+    assert storm.meets_target(_storm_size())
+    assert not storm.meets_target(_storm_size(executions_started=101, executions_within_target=False))
+    assert not storm.meets_target(_storm_size(lost_impairments=1))
+    assert not storm.meets_target(_storm_size(cap_exceeded=True))
+    assert storm.meets_target(_storm_size(blast_radius_cap=None, cap_exceeded=None)), "no cap configured: n/a"
+
+
 def _transactions_on_a_table() -> list[dict]:
     """A table of ten items, a transaction that succeeds, one whose condition fails half way
     (a put, an update, then a failed check: rolled back) and the table's items after each."""
@@ -221,3 +301,200 @@ def test_the_faster_transaction_backup_rolls_back_as_moto_does():
     applied, rolled_back = faster
     assert ("p0", "s0", "1") in applied and ("p1", "new", "7") in applied
     assert rolled_back == applied, "the failed transaction changed nothing"
+
+
+# A definition with per-execution state in its components: a Map over the input, a Choice, a Pass
+# with parameters, a retried Fail caught.
+_DEFINITION = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": {
+                "StartAt": "Double",
+                "States": {"Double": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, $.n)"}, "End": True}},
+            },
+            "ResultPath": "$.doubled",
+            "Next": "Big?",
+        },
+        "Big?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.big", "BooleanEquals": True, "Next": "Big"}],
+            "Default": "Small",
+        },
+        "Big": {"Type": "Pass", "Result": "big", "ResultPath": "$.size", "End": True},
+        "Small": {"Type": "Pass", "Result": "small", "ResultPath": "$.size", "End": True},
+    },
+}
+
+
+def _executions_of_one_definition() -> list:
+    """Three executions of one state machine, run by moto's Step Functions: their outputs and the
+    types of their history events (sorted: the Map's iterations run in threads of their own)."""
+    import json
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    seen = []
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = sfn.create_state_machine(
+            name="m", definition=json.dumps(_DEFINITION), roleArn="arn:aws:iam::123456789012:role/r"
+        )["stateMachineArn"]
+        runs = [
+            sfn.start_execution(
+                stateMachineArn=arn, name=f"run-{n}", input=json.dumps({"items": [{"n": n}, {"n": 1}], "big": n > 5})
+            )["executionArn"]
+            for n in (3, 8, 2)
+        ]
+        for run in runs:
+            for _ in range(200):
+                described = sfn.describe_execution(executionArn=run)
+                if described["status"] != "RUNNING":
+                    break
+                time.sleep(0.05)
+            events = sfn.get_execution_history(executionArn=run)["events"]
+            seen.append(
+                (described["status"], json.loads(described.get("output", "null")), sorted(e["type"] for e in events))
+            )
+    return seen
+
+
+def test_the_cached_definition_parse_runs_executions_as_moto_does():
+    from bench.speedups import faster_moto
+
+    reference = _executions_of_one_definition()
+    with faster_moto():
+        faster = _executions_of_one_definition()
+
+    assert faster == reference
+    assert [run[1]["size"] for run in faster] == ["small", "big", "small"]
+    assert [[d["n"] for d in run[1]["doubled"]] for run in faster] == [[6, 2], [16, 2], [4, 2]]
+
+
+def test_the_cached_definition_parse_builds_fresh_components_and_still_rejects_bad_definitions():
+    import json
+
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+    from bench.speedups import faster_moto
+
+    text = json.dumps(_DEFINITION)
+    with faster_moto():
+        first, tree = AmazonStateLanguageParser.parse(text)
+        second, again = AmazonStateLanguageParser.parse(text)
+        for _ in range(2):  # rejected every time, not cached
+            with pytest.raises(ASLParserException):
+                AmazonStateLanguageParser.parse('{"StartAt": "Nowhere", "States": {')
+
+    assert again is tree, "the tree is parsed once per definition"
+    assert second is not first, "each execution gets components of its own"
+    assert type(second) is type(first)
+    # unpatched again once the speed-ups end
+    assert AmazonStateLanguageParser.parse(text)[1] is not tree
+
+
+def _instance_lookups() -> list:
+    """Instances found by id among several reservations: all of them, a filtered few, a stopped
+    one (DescribeInstanceStatus leaves it out), and an unknown id (the error)."""
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    seen: list = []
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        ids = [
+            i["InstanceId"]
+            for _ in range(3)
+            for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2)["Instances"]
+        ]
+        ec2.stop_instances(InstanceIds=[ids[1]])
+        wanted = [ids[4], ids[0], ids[1]]
+        seen.append(
+            [ids.index(s["InstanceId"]) for s in ec2.describe_instance_status(InstanceIds=wanted)["InstanceStatuses"]]
+        )
+        seen.append(
+            [
+                ids.index(i["InstanceId"])
+                for r in ec2.describe_instances(
+                    InstanceIds=wanted, Filters=[{"Name": "instance-state-name", "Values": ["running"]}]
+                )["Reservations"]
+                for i in r["Instances"]
+            ]
+        )
+        with pytest.raises(ClientError) as missing:
+            ec2.describe_instance_status(InstanceIds=[ids[0], "i-0123456789abcdef0"])
+        error = missing.value.response["Error"]
+        seen.append((error["Code"], error["Message"].replace(ids[0], "known")))
+    return seen
+
+
+def test_the_faster_instance_lookup_by_ids_answers_as_moto_does():
+    from bench.speedups import faster_moto
+
+    reference = _instance_lookups()
+    with faster_moto():
+        faster = _instance_lookups()
+
+    assert faster == reference
+    assert faster[0] == [4, 0] and faster[1] == [0, 4], "the stopped instance is left out"
+    assert faster[2][0] == "InvalidInstanceID.NotFound"
+
+
+def _possible_keys_of_responses() -> list:
+    """The names moto's response serializer looks a member up under, for every member of three
+    responses' shapes, on a dict, on an object of a class named like the shape, and on one with
+    Meta aliases, each asked twice (as every item of a list is)."""
+    from moto.core.serialize import AttributePickerContext, XFormedAttributePicker
+    from moto.core.utils import get_service_model
+
+    class Instance:  # a model named like the EC2 and Auto Scaling shapes
+        pass
+
+    class Aliased:
+        class Meta:
+            serialization_aliases = {"InstanceId": "id"}
+
+    picker = XFormedAttributePicker()
+    seen = []
+    for service, operation in (
+        ("autoscaling", "DescribeAutoScalingGroups"),
+        ("ec2", "DescribeInstances"),
+        ("elbv2", "DescribeTargetHealth"),
+    ):
+        pending = [get_service_model(service).operation_model(operation).output_shape]
+        done: set[int] = set()
+        while pending:
+            shape = pending.pop()
+            if id(shape) in done:
+                continue
+            done.add(id(shape))
+            if shape.type_name == "list":
+                pending.append(shape.member)
+            for name, member in getattr(shape, "members", {}).items():
+                member.parent = shape  # as the serializer sets it
+                pending.append(member)
+                for obj in ({}, Instance(), Aliased()):
+                    for _ in range(2):
+                        context = AttributePickerContext(obj=obj, key=name, shape=member)
+                        seen.append((shape.name, name, type(obj).__name__, list(picker.get_possible_keys(context))))
+    return seen
+
+
+def test_the_remembered_member_names_are_the_ones_moto_looks_up():
+    from bench.speedups import faster_moto
+
+    reference = _possible_keys_of_responses()
+    with faster_moto():
+        faster = _possible_keys_of_responses()
+
+    assert faster == reference
+    assert len(faster) > 300
+    assert ("Instance", "InstanceId", "Aliased", ["id", "id", "InstanceId", "instance_id", "Id", "id"]) in faster
+    # the class named like the shape adds its own prefix alias
+    assert ("Instance", "InstanceId", "Instance", ["InstanceId", "instance_id", "Id", "id", "Id", "id"]) in faster
+    assert ("Instance", "InstanceId", "dict", ["InstanceId", "instance_id", "Id", "id"]) in faster
