@@ -10,7 +10,10 @@ table's other items are not changed by it, so the rollback restores the same sta
 Functions parses the state machine's definition (ANTLR, about a quarter of a storm's CPU) at the
 start of every execution: here the parse tree is kept per definition text and only the evaluation
 components are built from it per execution, as moto does (the tree is only read to build them, so
-every execution still gets components of its own). Counts of API calls do not depend on this;
+every execution still gets components of its own). Serializing a response looked up the
+attribute names of each member through six alias providers, and checked every XML element's name
+character by character, for every item: both are remembered (they depend only on the names,
+shapes and object types). Counts of API calls do not depend on this;
 wall times do, and the ones the bench reports are with these speed-ups (docs/performance.md says so).
 """
 
@@ -66,6 +69,22 @@ def _cached_possible_keys(original: Any, known: list[Any], cache: dict[tuple[Any
         return keys
 
     return get_possible_keys
+
+
+def _remembered_valid_names(original: Any) -> Any:
+    """xmltodict's check of an XML element or attribute name (it looks at every character, for
+    every element of every response: a third of writing a 300-instance group out), done once per
+    name that passes; a name that fails is checked, and fails, every time as before."""
+    valid: set[tuple[str, str]] = set()
+
+    def validate_name(value: Any, kind: str) -> None:
+        if isinstance(value, str) and (value, kind) in valid:
+            return
+        original(value, kind)
+        if isinstance(value, str):
+            valid.add((value, kind))
+
+    return validate_name
 
 
 def _backup(table: Any, keys: list[tuple[Any, Any]]) -> Any:
@@ -135,6 +154,7 @@ def _cached_parse(original: Any, trees: dict[str, Any]) -> Any:
 
 @contextlib.contextmanager
 def faster_moto() -> Iterator[None]:
+    import xmltodict
     from moto.core import serialize
     from moto.dynamodb import models as dynamodb_models
     from moto.ec2.models.instances import InstanceBackend
@@ -165,5 +185,6 @@ def faster_moto() -> Iterator[None]:
                 serialize.XFormedAttributePicker.get_possible_keys, serialize.DEFAULT_ALIAS_PROVIDERS, {}
             ),
         ),
+        mock.patch.object(xmltodict, "_validate_name", _remembered_valid_names(xmltodict._validate_name)),
     ):
         yield

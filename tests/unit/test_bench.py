@@ -498,3 +498,20 @@ def test_the_remembered_member_names_are_the_ones_moto_looks_up():
     # the class named like the shape adds its own prefix alias
     assert ("Instance", "InstanceId", "Instance", ["InstanceId", "instance_id", "Id", "id", "Id", "id"]) in faster
     assert ("Instance", "InstanceId", "dict", ["InstanceId", "instance_id", "Id", "id"]) in faster
+
+
+def test_remembered_xml_names_still_refuse_a_bad_name_every_time():
+    import xmltodict
+
+    from bench.speedups import faster_moto
+
+    document = {"Response": {"Group": [{"Name": "a"}, {"Name": "b"}], "@version": "1"}}
+    reference = xmltodict.unparse(document)
+    with faster_moto():
+        assert xmltodict.unparse(document) == reference
+        assert xmltodict.unparse(document) == reference
+        for _ in range(2):
+            with pytest.raises(ValueError, match="whitespace not allowed"):
+                xmltodict.unparse({"Response": {"Bad name": "x"}})
+        with pytest.raises(ValueError, match="whitespace not allowed"):
+            xmltodict.unparse({"Response": {"@bad attr": "x"}})
