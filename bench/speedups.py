@@ -1,20 +1,11 @@
 """Speed-ups of moto for fleets of a thousand instances, applied by the idle and storm benches.
 
-They change how fast moto answers, never what it answers: moto's EC2 backend finds one instance
-by copying every reservation first (`all_reservations`), and the load balancer's target health
-looks instances up that way once or twice per target, so one DescribeTargetHealth of 1,000
-targets took 20 s. A DynamoDB TransactWriteItems backs up (deep-copies) every table it writes to,
-so that it can roll back: with the thousands of items of a storm's recovery table, each
-transaction took longer than the last; here the backup copies only the items it writes (the
-table's other items are not changed by it, so the rollback restores the same state). Step
-Functions parses the state machine's definition (ANTLR, about a quarter of a storm's CPU) at the
-start of every execution: here the parse tree is kept per definition text and only the evaluation
-components are built from it per execution, as moto does (the tree is only read to build them, so
-every execution still gets components of its own). Serializing a response looked up the
-attribute names of each member through six alias providers, and checked every XML element's name
-character by character, for every item: both are remembered (they depend only on the names,
-shapes and object types). Counts of API calls do not depend on this;
-wall times do, and the ones the bench reports are with these speed-ups (docs/performance.md says so).
+They change how fast moto answers, never what it answers (each has a unit test that it answers
+as moto does): EC2 look-ups by id without copying every reservation, DynamoDB transactions that
+back up only the items they write, Step Functions definitions parsed once, and the response
+serializer's name look-ups remembered. Counts of API calls do not depend on them; wall times do.
+
+Design: docs/performance.md#4-event-storm
 """
 
 from __future__ import annotations

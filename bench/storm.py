@@ -1,19 +1,11 @@
-"""Event storm: an Availability Zone fails under M protected groups at once.
+"""Event storm: an Availability Zone fails under M protected groups at once, every signal
+delivered twice, and the emulator runs until nothing is left to deliver and no execution runs.
 
-Every instance of every group in the first zone stops, and EC2 announces each stop ("EC2
-Instance State-change Notification", state stopped) on the default bus; EventBridge delivers
-every signal twice (at least once), the repeats after all the first deliveries, as a storm's
-redeliveries do. Then the emulator runs until nothing is left to deliver and no execution runs.
-
-Measured: executions started against the distinct impaired instances, actions taken, API calls
-by the Lambda code, the share of each group acted on (its original instances terminated or
-detached over its size, from the emulator's state, so the figure is right whatever guardrail
-decides it), whether any impaired instance ended without an impairment record, the pages a human
-received (messages on the escalation topic) against the groups affected, and wall time.
-
-The targets are ratios, not times (issue 16): executions equal to the distinct impaired instances,
+The goals are ratios, not times (issue 16): executions equal to the distinct impaired instances,
 none lost, the blast-radius cap kept, pages no more than the groups affected, and every size run
 within the bench's time budget; wall seconds are reported beside them.
+
+Design: docs/performance.md#4-event-storm
 """
 
 from __future__ import annotations

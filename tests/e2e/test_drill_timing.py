@@ -190,7 +190,9 @@ def test_a_member_accounts_database_fails_over_to_its_standby(synthesized):
 
 # --- two recoveries of one group at once -------------------------------------------------------
 
-_RACE_SEEDS = range(12)
+# Transactions leave fewer points where the two checks can interleave (issue 16): seed 13 is
+# the first to race today; the range leaves room for a change of the interleaving.
+_RACE_SEEDS = range(40)
 _READS = {"GetItem", "BatchGetItem", "Query"}
 _WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 
