@@ -23,11 +23,20 @@ _written: dict[str, list[tuple[Any, Any]]] = {}
 
 
 def _get_instance_by_id(backend: Any, instance_id: str) -> Any:
-    for reservation in list(backend.reservations.values()):
-        for instance in reservation.instances:
-            if instance.id == instance_id:
-                return instance
-    return None
+    """moto's look-up of one instance, from an index of the backend's instances: moto only ever
+    adds reservations and instances (a terminated instance stays in its reservation), so an
+    instance once found stays the answer; an id not in the index is looked for again among all of
+    them (the index rebuilt), as moto looks. The load balancer asks once or twice per target."""
+    index = backend.__dict__.get("_bench_instance_index")
+    if index is None or index[0] is not backend.reservations:
+        index = (backend.reservations, {})
+        backend.__dict__["_bench_instance_index"] = index
+    found = index[1].get(instance_id)
+    if found is None:
+        index[1].clear()
+        index[1].update((i.id, i) for reservation in list(backend.reservations.values()) for i in reservation.instances)
+        found = index[1].get(instance_id)
+    return found
 
 
 def _get_multi_instances_by_id(backend: Any, instance_ids: list[str], filters: Any = None) -> list[Any]:
@@ -35,11 +44,11 @@ def _get_multi_instances_by_id(backend: Any, instance_ids: list[str], filters: A
     DescribeInstances of a few ids, a storm's recoveries make thousands)."""
     from moto.ec2.exceptions import InvalidInstanceIdError
 
-    by_id = {i.id: i for reservation in list(backend.reservations.values()) for i in reservation.instances}
-    missing = [i for i in instance_ids if i not in by_id]
+    found = [_get_instance_by_id(backend, i) for i in instance_ids]
+    missing = [i for i, instance in zip(instance_ids, found, strict=True) if instance is None]
     if missing:
         raise InvalidInstanceIdError(missing)
-    return [by_id[i] for i in instance_ids if by_id[i].applies(filters)]
+    return [instance for instance in found if instance.applies(filters)]
 
 
 def _cached_possible_keys(original: Any, known: list[Any], cache: dict[tuple[Any, ...], list[str]]) -> Any:

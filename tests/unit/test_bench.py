@@ -515,3 +515,43 @@ def test_remembered_xml_names_still_refuse_a_bad_name_every_time():
                 xmltodict.unparse({"Response": {"Bad name": "x"}})
         with pytest.raises(ValueError, match="whitespace not allowed"):
             xmltodict.unparse({"Response": {"@bad attr": "x"}})
+
+
+def _instances_found_by_id() -> list:
+    """moto's own look-up of one instance, by the load balancer's target health: before and after
+    more instances are launched, after one is terminated, and for an id that does not exist."""
+    import boto3
+    from moto import mock_aws
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    seen: list = []
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        backend = ec2_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+
+        def launch(count: int) -> list[str]:
+            return [
+                i["InstanceId"]
+                for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=count, MaxCount=count)["Instances"]
+            ]
+
+        first = launch(3)
+        seen.append([backend.get_instance_by_id(i).id == i for i in first])
+        later = launch(2)  # a new reservation after the look-ups above
+        ec2.terminate_instances(InstanceIds=[first[0]])
+        seen.append([getattr(backend.get_instance_by_id(i), "state", None) for i in [*first, *later]])
+        seen.append(backend.get_instance_by_id("i-0123456789abcdef0"))
+    return seen
+
+
+def test_the_indexed_instance_lookup_finds_what_moto_finds():
+    from bench.speedups import faster_moto
+
+    reference = _instances_found_by_id()
+    with faster_moto():
+        faster = _instances_found_by_id()
+
+    assert faster == reference
+    assert faster[1] == ["terminated", "running", "running", "running", "running"]
+    assert faster[2] is None
