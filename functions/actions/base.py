@@ -92,6 +92,21 @@ class Context:
         """This step's key in the capacity ledger: its impairment and step."""
         return f"{self.impairment.impairment_id}#{self.step_index}"
 
+    def grant(self, hand_back_after: int = 0) -> dict[str, Any]:
+        """This step's entry in the capacity ledger: whose, and until when it counts (its
+        hand-back after `hand_back_after` seconds, or its rollback within the recovery, then a
+        day's hold, core.capacity.HOLD_SECONDS: after that the capacity is the group's)."""
+        from core.capacity import HOLD_SECONDS
+
+        now = clock.utc_now()
+        return {
+            "impairment_id": self.impairment.impairment_id,
+            "step": self.step_index,
+            "action": self.action,
+            "granted_at": now.isoformat(),
+            "expires": int(now.timestamp()) + hand_back_after + HOLD_SECONDS,
+        }
+
     def result(
         self,
         phase: Phase,

@@ -15,7 +15,7 @@ from typing import Any
 
 from actions import autoscaling as asg
 from actions.base import ActionResult, Context, result_of
-from core import aws, capacity, clock
+from core import aws
 from core.errors import ActionRefused, CapacityNotReady, PermanentError
 from core.reads import groups, target_health
 from core.reads.tags import require_managed
@@ -95,7 +95,7 @@ def raise_desired(ctx: Context) -> ActionResult:
     if ctx.dry_run:
         current = groups.describe(client, before["group"])["DesiredCapacity"]
     else:  # recorded in the group's capacity ledger, to be given back as this step's
-        current = asg.raise_desired_capacity(client, ctx.capacity, before["group"], ctx.grant_key, target, _grant(ctx))[
+        current = asg.raise_desired_capacity(client, ctx.capacity, before["group"], ctx.grant_key, target, ctx.grant())[
             1
         ]
     if ctx.params.kind == "standby_group" and ctx.params.wait_until_in_service and not ctx.dry_run:
@@ -181,16 +181,3 @@ def _restore_desired(ctx: Context, before: dict) -> ActionResult:
         {"group": before["group"], "desired_capacity": current},
         f"{before['group']}: {message}",
     )
-
-
-def _grant(ctx: Context) -> dict[str, Any]:
-    """This step's entry in the capacity ledger; it is given back only by a rollback, which comes
-    within the recovery (after that the capacity is the group's)."""
-    now = clock.utc_now()
-    return {
-        "impairment_id": ctx.impairment.impairment_id,
-        "step": ctx.step_index,
-        "action": f"provision_{ctx.params.kind}",
-        "granted_at": now.isoformat(),
-        "expires": int(now.timestamp()) + capacity.HOLD_SECONDS,
-    }

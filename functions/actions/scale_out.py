@@ -6,13 +6,11 @@ the plan sets `keep`."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from actions import autoscaling as asg
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
-from core import aws, capacity, clock
+from core import aws
 from core.reads import groups
 from core.reads.tags import require_managed
 
@@ -50,9 +48,10 @@ def apply(ctx: Context) -> ActionResult:
 
     if ctx.dry_run:
         found = after = groups.describe(client, before["group"])["DesiredCapacity"]
-    else:
+    else:  # recorded in the group's capacity ledger, held until its hand-back (or for good if kept)
+        hand_back = 0 if ctx.params.keep else ctx.params.return_after_seconds
         found, after = asg.raise_desired_capacity(
-            client, ctx.capacity, before["group"], ctx.grant_key, target, _grant(ctx)
+            client, ctx.capacity, before["group"], ctx.grant_key, target, ctx.grant(hand_back)
         )
     changed = found < target
     capped = target < before["desired_capacity"] + ctx.params.increment
@@ -99,20 +98,6 @@ def rollback(ctx: Context) -> ActionResult:
         after={"group": before["group"], "desired_capacity": now},
         message=message,
     )
-
-
-def _grant(ctx: Context) -> dict[str, Any]:
-    """This step's entry in the capacity ledger: whose, and until when it counts (its hand-back
-    comes after return_after_seconds, unless the plan keeps it; a rollback comes sooner)."""
-    wait = 0 if ctx.params.keep else ctx.params.return_after_seconds
-    now = clock.utc_now()
-    return {
-        "impairment_id": ctx.impairment.impairment_id,
-        "step": ctx.step_index,
-        "action": NAME,
-        "granted_at": now.isoformat(),
-        "expires": int(now.timestamp()) + wait + capacity.HOLD_SECONDS,
-    }
 
 
 ACTION = Action(NAME, Params, apply, rollback)
