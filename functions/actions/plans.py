@@ -31,17 +31,19 @@ def resolved(plan: Plan, where: str = "") -> tuple[Plan, list[Problem]]:
     for index, step in enumerate(plan.steps):
         at = path(where, "steps", index)
         action, params, found = resolve_step(step.action, step.params, at)
-        spec = ACTIONS.get(action) if not found else None
-        if spec is None and not found:
-            known = ", ".join(sorted([*ACTIONS, *ALIASES]))
-            found = [Problem(path(at, "action"), f"no action is named {action!r} (actions: {known})")]
-        if spec is not None:
-            try:
-                spec.implementation().params.model_validate(params)
-            except ValidationError as exc:
-                found = [replace(p, within=f"action {action}") for p in from_validation(exc, at, "params")]
-        problems += found
         steps.append(PlanStep(action=action, params=params))
+        if found:  # an alias whose kind or params are wrong
+            problems += found
+            continue
+        spec = ACTIONS.get(action)
+        if spec is None:
+            known = ", ".join(sorted([*ACTIONS, *ALIASES]))
+            problems.append(Problem(path(at, "action"), f"no action is named {action!r} (actions: {known})"))
+            continue
+        try:
+            spec.implementation().params.model_validate(params)
+        except ValidationError as exc:
+            problems += [replace(p, within=f"action {action}") for p in from_validation(exc, at, "params")]
     return (plan if problems else plan.model_copy(update={"steps": steps})), problems
 
 
