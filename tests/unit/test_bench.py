@@ -555,3 +555,14 @@ def test_the_indexed_instance_lookup_finds_what_moto_finds():
     assert faster == reference
     assert faster[1] == ["terminated", "running", "running", "running", "running"]
     assert faster[2] is None
+
+
+def test_cold_start_runs_in_a_lambda_like_environment_and_times_the_first_use_after_the_import():
+    from bench import cold_start
+
+    env = cold_start._env()
+    # libraries decide at import whether they run in Lambda: the variables Lambda sets are there
+    assert env["LAMBDA_TASK_ROOT"] and env["AWS_LAMBDA_FUNCTION_NAME"] and env["_X_AMZN_TRACE_ID"]
+    imported, first_use = cold_start.time_import("core.clock")
+    # the first use (models built, a late import boto3) comes on top of the import, never instead
+    assert 0 < imported <= first_use
