@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
 TARGET_RATIO = 1.3
 BASELINE = "boto3"
+# The least a handler of ours can be (bench/floor/floor_handler.py): boto3, Powertools' Logger and
+# Metrics, one validated pydantic model. Timed like a handler; its ratio is the stack's floor.
+FLOOR = "floor_handler"
+FLOOR_PATH = ROOT / "bench" / "floor"
 
 # Models are built on first use (defer_build): a first invocation pays for the ones it validates.
 # Counted here as the handler module's own models and the contract's, the execution state's and an
@@ -85,7 +89,7 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COV_"))}
     env.update(
         {
-            "PYTHONPATH": str(FUNCTIONS),
+            "PYTHONPATH": f"{FUNCTIONS}{os.pathsep}{FLOOR_PATH}",
             "PYTHONDONTWRITEBYTECODE": "1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
@@ -153,8 +157,8 @@ def ratio_summary(samples: dict[str, list[float]], baseline: str = BASELINE) -> 
 def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
     template = json.loads(template_path.read_text())
     modules = handler_modules(template)
-    samples: dict[str, list[float]] = {BASELINE: [], **{m: [] for m in modules}}
-    imports: dict[str, list[float]] = {BASELINE: samples[BASELINE], **{m: [] for m in modules}}
+    samples: dict[str, list[float]] = {BASELINE: [], FLOOR: [], **{m: [] for m in modules}}
+    imports: dict[str, list[float]] = {BASELINE: samples[BASELINE], FLOOR: [], **{m: [] for m in modules}}
     for _ in range(runs):
         for module in samples:
             imported, first_use = time_import(module)
@@ -175,6 +179,9 @@ def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
                 "heaviest_imports": import_profile(module),
             }
         )
+    floor = summary[FLOOR]
+    for h in handlers:
+        h["ratio_to_floor"] = round(h["median_ms"] / floor["median_ms"], 2)
     worst = max(handlers, key=lambda h: h["ratio_to_boto3"]) if handlers else None
     return {
         "target_max_ratio": TARGET_RATIO,
@@ -182,6 +189,11 @@ def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "environment": f"Lambda-like: {', '.join(sorted(LAMBDA_ENVIRONMENT))} set as Lambda sets them",
         "boto3_median_ms": summary[BASELINE]["median_ms"],
+        "floor": {
+            "what": "boto3, Powertools Logger and Metrics, one pydantic model validated (bench/floor/floor_handler.py)",
+            **floor,
+            "meets_target": floor["ratio_to_boto3"] <= TARGET_RATIO,
+        },
         "handlers": handlers,
         "worst_ratio": worst["ratio_to_boto3"] if worst else None,
         "handlers_meeting_target": sum(h["meets_target"] for h in handlers),

@@ -3,21 +3,20 @@ envelope, reject bad input and ignore irrelevant input (a structured log line an
 never an exception: an event that can never be processed must not be retried forever), and
 publish what it found.
 
-Kept light on imports: Powertools' parser models import every event model it knows (a few
-hundred milliseconds of cold start), so the envelope is a small model of its own.
+The envelope is core/envelope.py's (why not Powertools' model: it says).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 
 from core import settings as settings_module
 from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected
+from core.envelope import Envelope
 from core.errors import InvalidInput
 from core.observability import emit, logger, metrics
 from core.settings import Settings
@@ -66,27 +65,6 @@ class DetectorSettings(Settings):
 def load_settings(*required: str) -> DetectorSettings:
     """The detector's environment; a missing required setting is a deployment error, said plainly."""
     return settings_module.load(*required, model=DetectorSettings)
-
-
-class Envelope(BaseModel):
-    """The EventBridge envelope of an AWS service event (the fields the detectors read)."""
-
-    model_config = ConfigDict(defer_build=True, extra="allow", populate_by_name=True)
-
-    id: str = Field(min_length=1)
-    detail_type: str = Field(alias="detail-type", min_length=1)
-    source: str = Field(min_length=1)
-    account: str = ""
-    time: datetime
-    region: str = ""
-    resources: list[str] = Field(default_factory=list)
-
-    @field_validator("time")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("the event time must carry a time zone")
-        return value
 
 
 class ScheduledEvent(Envelope):

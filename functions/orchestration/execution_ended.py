@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import aws, clock
 from core import settings as settings_module
 from core.entry import lambda_entry
+from core.envelope import Envelope
 from core.errors import classify_client_error
 from core.observability import logger, metrics
 from core.store import RecoveryStore
@@ -90,7 +90,7 @@ def _storm_unsummarized(store: RecoveryStore, record: dict[str, Any]) -> bool:
 def _parse(event: Any) -> ExecutionStatus | None:
     """The execution's status change; None (logged and counted) when the event is not one."""
     try:
-        envelope = EventBridgeModel.model_validate(event)
+        envelope = Envelope.model_validate(event)
         if envelope.detail_type != DETAIL_TYPE:
             raise ValueError(f"unexpected detail-type {envelope.detail_type!r}")
         return ExecutionStatus.model_validate(envelope.detail)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import ValidationError
 
 from core import aws
@@ -27,6 +26,7 @@ from core.contract import (
     Severity,
 )
 from core.entry import lambda_entry
+from core.envelope import Envelope
 from core.errors import classify_client_error
 from core.observability import logger, metrics
 from core.store import RecoveryStore
@@ -99,7 +99,7 @@ def _open(
 def _parse(event: Any) -> ImpairmentDetected | ImpairmentCleared | None:
     """The impairment event on the bus; None (logged and counted) when it is not a valid one."""
     try:
-        envelope = EventBridgeModel.model_validate(event)
+        envelope = Envelope.model_validate(event)
         if envelope.detail_type == DETECTED:
             return ImpairmentDetected.model_validate(envelope.detail)
         if envelope.detail_type == CLEARED:

@@ -566,3 +566,30 @@ def test_cold_start_runs_in_a_lambda_like_environment_and_times_the_first_use_af
     imported, first_use = cold_start.time_import("core.clock")
     # the first use (models built, a late import boto3) comes on top of the import, never instead
     assert 0 < imported <= first_use
+
+
+def test_cold_start_times_the_stacks_floor_like_a_handler_and_reports_each_handler_against_it():
+    from bench import cold_start, report
+
+    imported, first_use = cold_start.time_import(cold_start.FLOOR)
+    assert 0 < imported <= first_use
+    results = {
+        "cold_start": {
+            "boto3_median_ms": 100.0,
+            "target_max_ratio": 1.3,
+            "floor": {"what": "the floor", "median_ms": 150.0, "ratio_to_boto3": 1.5, "meets_target": False},
+            "handlers": [
+                {
+                    "module": "orchestration.start",
+                    "median_ms": 180.0,
+                    "ratio_to_boto3": 1.8,
+                    "ratio_to_floor": 1.2,
+                    "meets_target": False,
+                    "heaviest_imports": [],
+                }
+            ],
+        }
+    }
+    rows = {row[0]: row for row in report.rows(results)}
+    assert rows["cold start: the stack's floor (the floor)"][1:] == ("150.0 ms = 1.5x boto3", "<= 1.3x", "**no**")
+    assert rows["cold start: `orchestration.start` ()"][1] == "180.0 ms = 1.8x boto3 = 1.2x the floor"
