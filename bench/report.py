@@ -59,7 +59,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     f"<= {targets['max_transitions_single_action']} transitions, "
                     f"<= {targets['max_api_calls_single_action']} API calls"
                     if single
-                    else "(single-action recoveries only)",
+                    else "(single-action recoveries from one signal only)",
                     f"transitions {_yes(met['transitions'])}, API calls {_yes(met['api_calls'])}" if single else "n/a",
                 )
             )
