@@ -1,13 +1,14 @@
 """Cold start: the import time of every Lambda handler module in a fresh interpreter, as a ratio
-to a bare `import boto3` measured in the same run (the floor every handler pays).
+to a bare `import boto3` measured in the same run (the floor every handler pays), and to the
+stack's floor (FLOOR: boto3, Powertools and one validated pydantic model).
 
-The handlers are the Handler property of every AWS::Lambda::Function in the synthesized
-template. Each measurement is a new `python` process (PYTHONPATH=functions) timing the import
-with time.perf_counter, in the environment Lambda gives a function (LAMBDA_TASK_ROOT,
-AWS_LAMBDA_FUNCTION_NAME, AWS_EXECUTION_ENV, _X_AMZN_TRACE_ID and the rest: libraries decide at
-import from these whether they run in Lambda); modules and boto3 are measured in interleaved rounds so that drift of the
-machine hits them alike, and the median of the rounds is reported. One more run per module with
-`-X importtime` names the packages the import spends its time in.
+As deployed when this machine has Lambda's Python (3.13, infra/bytecode.py): the code asset and
+the layer as synthesis ships them, bytecode included; else the venv's Python (the results say
+which). Each measurement is a new process in the environment Lambda gives a function
+(LAMBDA_ENVIRONMENT: libraries decide at import from these whether they run in Lambda); modules
+and boto3 are measured in interleaved rounds so that drift of the machine hits them alike, and
+the median of the rounds is reported. One more run per module with `-X importtime` names the
+packages the import spends its time in. docs/performance.md says what is and is not measured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
+import zipfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +89,50 @@ LAMBDA_ENVIRONMENT = {
 }
 
 
-def _env() -> dict[str, str]:
+@dataclass(frozen=True)
+class Runtime:
+    """An interpreter and what is on its path: this machine's venv, or Lambda's as deployed."""
+
+    python: str
+    path: tuple[Path, ...]
+    cwd: Path
+    what: str
+
+
+def venv_runtime() -> Runtime:
+    return Runtime(
+        sys.executable,
+        (FUNCTIONS, FLOOR_PATH),
+        FUNCTIONS,
+        f"this machine's Python {sys.version.split()[0]} with the development venv's packages (bytecode cached)",
+    )
+
+
+def deployed_runtime(work: Path) -> Runtime | None:
+    """Python 3.13 (Lambda's runtime) with the functions' code and the layer as synthesis ships them
+    (bytecode included, infra/bytecode.py), unpacked in `work`; None without a Python 3.13 here."""
+    from infra import bytecode, layer
+    from infra.constructs.functions import stage_code
+
+    python = bytecode.runtime_python()
+    if python is None:
+        return None
+    with zipfile.ZipFile(layer.path()) as archive:
+        archive.extractall(work / "opt")
+    code = stage_code({})
+    return Runtime(
+        python,
+        (code, FLOOR_PATH, work / "opt" / "python"),
+        code,
+        f"Python {bytecode.RUNTIME_VERSION} with the code asset and the layer as deployed ({bytecode.tag()})",
+    )
+
+
+def _env(runtime: Runtime) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COV_"))}
     env.update(
         {
-            "PYTHONPATH": f"{FUNCTIONS}{os.pathsep}{FLOOR_PATH}",
+            "PYTHONPATH": os.pathsep.join(str(p) for p in runtime.path),
             "PYTHONDONTWRITEBYTECODE": "1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
@@ -100,17 +143,24 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _python(python: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Our own interpreter, in functions/ with a Lambda-like environment."""
-    return subprocess.run(  # noqa: S603 - our own interpreter and a module name from the template
-        [python, *args], capture_output=True, text=True, env=_env(), cwd=FUNCTIONS, check=True, timeout=120
+def _python(runtime: Runtime, *args: str) -> subprocess.CompletedProcess[str]:
+    """The runtime's interpreter, in its code directory with a Lambda-like environment."""
+    return subprocess.run(  # noqa: S603 - an interpreter we chose and a module name from the template
+        [runtime.python, *args],
+        capture_output=True,
+        text=True,
+        env=_env(runtime),
+        cwd=runtime.cwd,
+        check=True,
+        timeout=120,
     )
 
 
-def time_import(module: str, python: str = sys.executable) -> tuple[float, float]:
+def time_import(module: str, runtime: Runtime | None = None) -> tuple[float, float]:
     """Seconds to import `module` in a fresh interpreter, and to import it and build the models a
     first invocation validates."""
-    imported, first_use = _python(python, "-c", _TIMER, module).stdout.strip().splitlines()[-1].split()
+    done = _python(runtime or venv_runtime(), "-c", _TIMER, module)
+    imported, first_use = done.stdout.strip().splitlines()[-1].split()
     return float(imported), float(first_use)
 
 
@@ -138,8 +188,9 @@ def heaviest_packages(rows: list[tuple[str, int, int]], top: int = 6) -> list[di
     return [{"package": p, "ms": round(us / 1000, 1)} for p, us in by_package.most_common(top)]
 
 
-def import_profile(module: str, python: str = sys.executable) -> list[dict[str, Any]]:
-    return heaviest_packages(parse_importtime(_python(python, "-X", "importtime", "-c", f"import {module}").stderr))
+def import_profile(module: str, runtime: Runtime | None = None) -> list[dict[str, Any]]:
+    done = _python(runtime or venv_runtime(), "-X", "importtime", "-c", f"import {module}")
+    return heaviest_packages(parse_importtime(done.stderr))
 
 
 def ratio_summary(samples: dict[str, list[float]], baseline: str = BASELINE) -> dict[str, dict[str, float]]:
@@ -155,13 +206,20 @@ def ratio_summary(samples: dict[str, list[float]], baseline: str = BASELINE) -> 
 
 
 def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
+    """As deployed when this machine has Lambda's Python, else with the venv (and said which)."""
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as work:
+        runtime = deployed_runtime(Path(work)) or venv_runtime()
+        return _run(template_path, runs, runtime)
+
+
+def _run(template_path: Path, runs: int, runtime: Runtime) -> dict[str, Any]:
     template = json.loads(template_path.read_text())
     modules = handler_modules(template)
     samples: dict[str, list[float]] = {BASELINE: [], FLOOR: [], **{m: [] for m in modules}}
     imports: dict[str, list[float]] = {BASELINE: samples[BASELINE], FLOOR: [], **{m: [] for m in modules}}
     for _ in range(runs):
         for module in samples:
-            imported, first_use = time_import(module)
+            imported, first_use = time_import(module, runtime)
             samples[module].append(first_use)
             if module != BASELINE:
                 imports[module].append(imported)
@@ -176,7 +234,7 @@ def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
                 **summary[module],
                 "import_only_ratio_to_boto3": import_only[module]["ratio_to_boto3"],
                 "meets_target": summary[module]["ratio_to_boto3"] <= TARGET_RATIO,
-                "heaviest_imports": import_profile(module),
+                "heaviest_imports": import_profile(module, runtime),
             }
         )
     floor = summary[FLOOR]
@@ -186,7 +244,7 @@ def run(template_path: Path, runs: int = 7) -> dict[str, Any]:
     return {
         "target_max_ratio": TARGET_RATIO,
         "runs": runs,
-        "python": sys.version.split()[0],
+        "python": runtime.what,
         "environment": f"Lambda-like: {', '.join(sorted(LAMBDA_ENVIRONMENT))} set as Lambda sets them",
         "boto3_median_ms": summary[BASELINE]["median_ms"],
         "floor": {

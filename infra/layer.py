@@ -3,8 +3,10 @@ pins of constraints.txt), so that what runs in Lambda is exactly what the tests 
 (whose contents and versions differ by region and partition) and no boto3 of the runtime's choosing.
 
 pip installs the wheels for the functions' platform (PLATFORM, PYTHON_VERSION: no Docker, no
-compiler) once, into a zip in CACHE named by a hash of what it is built from; synthesis only reads
-that zip, and fails with `make layer` in its message when it is missing: it never downloads.
+compiler) once, compiles them with the runtime's Python when this machine has one (infra/bytecode.py:
+Lambda cannot write bytecode, so a layer without it is compiled at every cold start), into a zip in
+CACHE named by a hash of what it is built from; synthesis only reads that zip, and fails with
+`make layer` in its message when it is missing: it never downloads.
 
     python -m infra.layer          build the layer unless it is cached (what `make layer` runs)
 """
@@ -21,17 +23,20 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from infra import bytecode
+
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements.txt"
 CONSTRAINTS = ROOT / "constraints.txt"
 # The functions' runtime and architecture (infra/constructs/functions.py: RUNTIME, ARCHITECTURE).
 # Amazon Linux 2023 (python3.13) has glibc 2.34, so manylinux2014 (glibc 2.17) wheels run on it.
-PYTHON_VERSION = "3.13"
+PYTHON_VERSION = bytecode.RUNTIME_VERSION
 PLATFORM = "manylinux2014_x86_64"
 CACHE = ROOT / ".build"
 # Bumped when the layer's layout or stripping changes, so a cached zip of the old layout is rebuilt.
-_FORMAT = "1"
-# Neither imported nor needed at run time: console scripts and compiled caches.
+_FORMAT = "2"  # 2: bytecode made by the runtime's Python (infra/bytecode.py)
+# Neither imported nor needed at run time: console scripts, and the wheels' own caches (bytecode is
+# made afterwards by the runtime's Python, infra/bytecode.py).
 _STRIPPED_DIRS = {"bin", "__pycache__"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # a fixed date for every zip entry: same wheels, same zip, same asset
 
@@ -44,7 +49,8 @@ def cache_key() -> str:
     """What the layer is built from: the pins, the platform and the layout; a change to any rebuilds it
     (a change of comments or blank lines does not)."""
     digest = hashlib.sha256()
-    for part in (_requirement_lines(REQUIREMENTS), _requirement_lines(CONSTRAINTS), PYTHON_VERSION, PLATFORM, _FORMAT):
+    parts = (_requirement_lines(REQUIREMENTS), _requirement_lines(CONSTRAINTS), PYTHON_VERSION, PLATFORM, _FORMAT)
+    for part in (*parts, bytecode.tag()):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -114,6 +120,8 @@ def build(*, pip: tuple[str, ...] = (sys.executable, "-m", "pip")) -> Path:
             check=True,
         )
         _strip(site)
+        if not bytecode.compile_tree(site, bytecode.LAYER_ROOT):
+            print(f"layer: {bytecode.missing_note()}", file=sys.stderr)
         _zip(site, Path(work) / "layer.zip")
         os.replace(Path(work) / "layer.zip", target)
     for old in CACHE.glob("layer-*.zip"):

@@ -14,7 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra import FUNCTIONS_DIR, layer
+from infra import FUNCTIONS_DIR, bytecode, layer
 from infra.config import ReservedConcurrency
 
 # The dependency layer is built for this runtime and architecture (layer.PYTHON_VERSION, layer.PLATFORM).
@@ -146,20 +146,24 @@ _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
 def stage_code(extra_files: dict[str, str]) -> Path:
-    """functions/ plus the extra files, in a directory named by a hash of their content (so
-    synthesizing again reuses it, and the asset changes exactly when the code or the files do)."""
+    """functions/ plus the extra files and their bytecode (infra/bytecode.py), in a directory named
+    by a hash of their content (so synthesizing again reuses it, and the asset changes exactly when
+    the code, the files or the bytecode's Python do)."""
     digest = hashlib.sha256()
     for path in sorted(FUNCTIONS_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             digest.update(str(path.relative_to(FUNCTIONS_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
     for name, content in sorted(extra_files.items()):
         digest.update(name.encode() + b"\0" + content.encode() + b"\0")
+    digest.update(bytecode.tag().encode())
     staged = Path(tempfile.gettempdir()) / f"impairment-recovery-code-{digest.hexdigest()[:20]}"
     if not staged.is_dir():
         building = Path(tempfile.mkdtemp(prefix="impairment-recovery-code-"))
         shutil.copytree(FUNCTIONS_DIR, building / "code", ignore=_IGNORED)
         for name, content in extra_files.items():
             (building / "code" / name).write_text(content)
+        # Lambda cannot write bytecode in /var/task: made here, or compiled at every cold start.
+        bytecode.compile_tree(building / "code", bytecode.CODE_ROOT)
         try:
             (building / "code").rename(staged)
         except OSError:  # another synthesis staged the same content first

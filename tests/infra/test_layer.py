@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import layer
+from infra import bytecode, layer
 from tests.infra import cfn
 
 
@@ -60,7 +60,9 @@ def test_the_built_layer_is_for_the_functions_runtime_and_architecture(built):
     # One copy of each distribution: boto3 and botocore come once, from the layer.
     dist_infos = [name.split("/")[1] for name in names if name.endswith(".dist-info/METADATA")]
     assert len({layer.normalize(d.split("-")[0]) for d in dist_infos}) == len(dist_infos)
-    assert not [name for name in names if "/__pycache__/" in name or name.startswith("python/bin/")]
+    # no console scripts, and no bytecode but the runtime's (made at build, infra/bytecode.py)
+    assert not [name for name in names if name.startswith("python/bin/")]
+    assert not [n for n in names if "/__pycache__/" in n and not n.endswith(".cpython-313.pyc")]
 
 
 def test_the_layer_targets_the_functions_runtime_and_architecture():
@@ -137,6 +139,8 @@ def fake_pip(tmp_path, monkeypatch) -> tuple[tuple[str, ...], Path]:
     script.write_text(_FAKE_PIP)
     calls = tmp_path / "calls.txt"
     monkeypatch.setattr(layer, "CACHE", tmp_path / "cache")
+    # sources only unless a test says otherwise: the machine's own Python 3.13 does not decide
+    monkeypatch.setattr(bytecode, "runtime_python", lambda: None)
     return (sys.executable, str(script), str(calls)), calls
 
 
@@ -199,3 +203,57 @@ def test_a_comment_in_the_requirements_does_not_need_a_new_layer(tmp_path, monke
     before = layer.cache_key()
     requirements.write_text("# why these versions\n\n" + requirements.read_text().replace("\n", "  # pinned\n"))
     assert layer.cache_key() == before
+
+
+def test_the_build_ships_bytecode_made_by_the_runtimes_python_recorded_at_the_layers_path(fake_pip, monkeypatch):
+    # This interpreter stands in for the runtime's Python: what is checked is that every module gets
+    # its unchecked hash-based .pyc, compiled as if it lived in /opt/python.
+    import importlib.util
+    import marshal
+
+    pip, _ = fake_pip
+    monkeypatch.setattr(bytecode, "runtime_python", lambda: sys.executable)
+    built = layer.build(pip=pip)
+    assert bytecode.tag() == f"pyc-{bytecode.RUNTIME_VERSION}"
+    with zipfile.ZipFile(built) as archive:
+        compiled = [n for n in archive.namelist() if n.endswith(".pyc")]
+        assert compiled == [f"python/boto3/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"]
+        data = archive.read(compiled[0])
+    assert data[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(data[4:8], "little") == 0b01  # hash-based, not checked against the source
+    assert marshal.loads(data[16:]).co_filename == "/opt/python/boto3/__init__.py"
+
+
+def test_the_built_layer_has_bytecode_for_every_module_when_this_machine_has_the_runtimes_python(built):
+    with zipfile.ZipFile(built) as archive:
+        names = set(archive.namelist())
+    sources = sorted(n for n in names if n.endswith(".py"))
+    compiled = {n for n in names if n.endswith(".cpython-313.pyc")}
+    if bytecode.tag() == "sources":
+        assert not compiled, "a layer named as sources only holds no bytecode"
+        return
+    missing = [s for s in sources if _pyc(s) not in compiled]
+    assert len(sources) > 500 and not missing, missing[:5]
+
+
+def _pyc(source: str) -> str:
+    folder, _, name = source.rpartition("/")
+    return f"{folder}/__pycache__/{name[:-3]}.cpython-313.pyc"
+
+
+def test_the_functions_code_ships_its_bytecode_recorded_at_lambdas_task_root(monkeypatch):
+    import marshal
+
+    from infra.constructs.functions import stage_code
+
+    monkeypatch.setattr(bytecode, "runtime_python", lambda: None)
+    sources = stage_code({"test-bytecode.json": "{}"})
+    assert not list(sources.rglob("*.pyc"))
+    monkeypatch.setattr(bytecode, "runtime_python", lambda: sys.executable)
+    # this interpreter stands in for the runtime's: its own tag keeps its staged copy apart
+    monkeypatch.setattr(bytecode, "tag", lambda: f"pyc-{sys.implementation.cache_tag}")
+    compiled = stage_code({"test-bytecode.json": "{}"})
+    assert compiled != sources  # the asset changes with what its bytecode is made by
+    start = compiled / "orchestration" / "__pycache__" / f"start.{sys.implementation.cache_tag}.pyc"
+    assert marshal.loads(start.read_bytes()[16:]).co_filename == "/var/task/orchestration/start.py"
+    assert len(list(compiled.rglob("*.pyc"))) == len(list(compiled.rglob("*.py")))

@@ -1,6 +1,8 @@
 """The benchmark code (bench/): its cost arithmetic, parsing and table, on tiny inputs, so that
 `make bench` cannot rot unnoticed while it is not part of `make test`."""
 
+import sys
+
 import pytest
 
 from bench import cold_start, idle, metering, prices, report
@@ -560,7 +562,7 @@ def test_the_indexed_instance_lookup_finds_what_moto_finds():
 def test_cold_start_runs_in_a_lambda_like_environment_and_times_the_first_use_after_the_import():
     from bench import cold_start
 
-    env = cold_start._env()
+    env = cold_start._env(cold_start.venv_runtime())
     # libraries decide at import whether they run in Lambda: the variables Lambda sets are there
     assert env["LAMBDA_TASK_ROOT"] and env["AWS_LAMBDA_FUNCTION_NAME"] and env["_X_AMZN_TRACE_ID"]
     imported, first_use = cold_start.time_import("core.clock")
@@ -593,3 +595,18 @@ def test_cold_start_times_the_stacks_floor_like_a_handler_and_reports_each_handl
     rows = {row[0]: row for row in report.rows(results)}
     assert rows["cold start: the stack's floor (the floor)"][1:] == ("150.0 ms = 1.5x boto3", "<= 1.3x", "**no**")
     assert rows["cold start: `orchestration.start` ()"][1] == "180.0 ms = 1.8x boto3 = 1.2x the floor"
+
+
+def test_cold_start_runs_as_deployed_when_this_machine_has_lambdas_python_and_says_so(tmp_path, monkeypatch):
+    from bench import cold_start
+    from infra import bytecode
+
+    monkeypatch.setattr(bytecode, "runtime_python", lambda: None)
+    assert cold_start.deployed_runtime(tmp_path) is None  # then the venv's, named in the results
+    assert "venv" in cold_start.venv_runtime().what
+    monkeypatch.setattr(bytecode, "runtime_python", lambda: sys.executable)
+    runtime = cold_start.deployed_runtime(tmp_path)
+    code, _, layer = runtime.path
+    assert (layer / "boto3" / "__init__.py").is_file() and (code / "orchestration" / "start.py").is_file()
+    assert "as deployed" in runtime.what
+    assert list((code / "orchestration" / "__pycache__").glob("start.*.pyc"))  # the code as shipped: compiled
