@@ -298,6 +298,7 @@ class RecoveryConfig(BaseModel):
             plans=self.parsed_plans(),
             guardrails=self.guardrails,
             maintenance={w.name: w.maintenance for w in self.workloads},
+            rto_seconds={w.name: w.rto_seconds for w in self.workloads if w.rto_seconds},
             probes=self.region_probes(region),
         )
 

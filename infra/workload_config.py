@@ -201,6 +201,12 @@ class Workload(BaseModel):
     standby: RegionalStandby | None = Field(
         default=None, description="standby capacity in another region, failed over to when this region is impaired"
     )
+    rto_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 86400,
+        description="the workload's recovery time objective: a recovery whose MTTR exceeds it is counted and alarmed",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> Workload:

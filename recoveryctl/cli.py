@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", parents=[target], help="MTTD / MTTR percentiles and success rates")
     report.add_argument("--since", default="30d", help="how far back (30d, 12h, 2w, or a date; default 30d)")
     report.add_argument("--png", type=Path, metavar="FILE", help="also draw the report as a PNG chart")
+    report.add_argument("--workload", metavar="NAME", help="only this workload's impairments")
     report.add_argument("--json", action="store_true", help="machine-readable output")
 
     pause = commands.add_parser("pause", parents=[target], help="pause every automatic action (kill switch)")
@@ -378,6 +379,8 @@ def _report(args: argparse.Namespace) -> int:
     since = views.parse_since(args.since)
     backend = _backend(args)
     records = backend.impairments(since=since)
+    if args.workload:
+        records = [r for r in records if r.get("workload") == args.workload]
     summary = report.summarize(records, backend.actions_of(records), since)
     where = backend.describe()
     if args.png:

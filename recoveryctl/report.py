@@ -2,6 +2,9 @@
 works, by impairment type and by action; drills and real recoveries side by side.
 
 MTTD = detected_at - first signal; MTTR = resolved_at - detected_at (recovered impairments only).
+A workload with a recovery time objective (rto_seconds) is judged per recovery by Finalize
+(`within_rto` on the record); its share within RTO counts every attempt: an escalated or rolled
+back recovery did not recover within it.
 A recovery was attempted when it ended recovered, rolled back or escalated; skipped (paused,
 locked, no plan needed), correlated (folded into another impairment) and dry runs are counted
 but are not attempts. An action step succeeded when its apply phase is done, failed when it is
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +120,12 @@ def summarize(
         }
         for name, by in sorted(steps.items())
     }
+    summary["by_workload"] = _objectives(records)
     summary["points"] = [
         {
             "impairment_id": r.get("impairment_id"),
+            "workload": r.get("workload"),
+            "detected_at": r.get("detected_at"),
             "kind": kind_of(r),
             "impairment_type": r.get("impairment_type") or "unknown",
             "outcome": r.get("outcome") or "open",
@@ -129,6 +135,28 @@ def summarize(
         for r in records
     ]
     return summary
+
+
+def _objectives(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per workload whose recoveries were judged against an RTO, per kind: the objective (the
+    latest recorded), attempts, those recovered within it, their share and the MTTR p50."""
+    judged = {r.get("workload") for r in records if isinstance(r.get("rto_seconds"), (int, float))}
+    out: dict[str, Any] = {}
+    for workload in sorted(w for w in judged if w):
+        mine = sorted((r for r in records if r.get("workload") == workload), key=lambda r: str(r.get("detected_at")))
+        rto = next(r["rto_seconds"] for r in reversed(mine) if isinstance(r.get("rto_seconds"), (int, float)))
+        out[workload] = {"rto_seconds": rto}
+        for kind in KINDS:
+            attempted = [r for r in mine if kind_of(r) == kind and r.get("outcome") in ATTEMPTED]
+            within = sum(1 for r in attempted if r.get("outcome") == "recovered" and r.get("within_rto") is True)
+            mttr = _numbers([r for r in attempted if r.get("outcome") == "recovered"], "mttr_seconds")
+            out[workload][kind] = {
+                "attempted": len(attempted),
+                "within_rto": within,
+                "share_within_rto": _rate(within, len(attempted)),
+                "mttr_p50_seconds": _round(percentile(mttr, 50)),
+            }
+    return out
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -189,6 +217,17 @@ def format_report(summary: dict[str, Any], where: str, since_label: str) -> str:
             p50 = group["mttr_seconds"]["p50"]
             cells.append(text + (f", MTTR {_seconds(p50)}" if p50 is not None else ""))
         row(name, cells)
+    if summary.get("by_workload"):
+        lines += ["", "  By workload (recovered within its RTO, of attempted; MTTR p50 / RTO)"]
+        for workload, by in summary["by_workload"].items():
+            cells = []
+            for k in present:
+                group = by[k]
+                text = _success_text(group["within_rto"], group["attempted"], group["share_within_rto"], "")
+                text = text.replace("  (", " (")
+                p50 = group["mttr_p50_seconds"]
+                cells.append(f"{text}, {_seconds(p50)} / {_seconds(by['rto_seconds'])}" if group["attempted"] else "-")
+            row(workload, cells)
     lines += ["", "  By action (apply steps succeeded; rolled back)"]
     if not summary["by_action"]:
         lines.append("  no action ran")
@@ -225,10 +264,15 @@ OUTCOME_COLORS = {
 }
 
 
+# Times are drawn on a log scale (sub-second detections beside half-hour recoveries); a time of
+# zero is drawn at this floor.
+LOG_FLOOR_SECONDS = 0.01
+
+
 def draw_png(summary: dict[str, Any], path: Path, title: str) -> Path:
-    """Four panels a person reads at a glance: MTTD and MTTR of each impairment, by type (drills
-    and real recoveries in two colours, the median as a bar), outcomes by type, and the success
-    rate of each action."""
+    """Five panels a person reads at a glance: MTTD and MTTR of each impairment, by type (drills
+    and real recoveries in two colours, the median as a bar, log time), outcomes by type, the
+    success rate of each action, and MTTR over time with each workload's RTO."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: render to a file
@@ -236,15 +280,18 @@ def draw_png(summary: dict[str, Any], path: Path, title: str) -> Path:
 
     points = summary["points"]
     types = sorted({p["impairment_type"] for p in points}) or ["(none)"]
-    figure, axes = plt.subplots(2, 2, figsize=(13, 8.5), constrained_layout=True)
+    figure, axes = plt.subplot_mosaic(
+        [["mttd", "mttr"], ["outcomes", "actions"], ["trend", "trend"]], figsize=(13, 12.5), constrained_layout=True
+    )
     figure.suptitle(title, fontsize=14, fontweight="bold")
     for axis, field, label in (
-        (axes[0][0], "mttd_seconds", "MTTD: signal to detection"),
-        (axes[0][1], "mttr_seconds", "MTTR: detection to verified recovery"),
+        (axes["mttd"], "mttd_seconds", "MTTD: signal to detection"),
+        (axes["mttr"], "mttr_seconds", "MTTR: detection to verified recovery"),
     ):
         _draw_distribution(axis, points, types, field, label)
-    _draw_outcomes(axes[1][0], points, types)
-    _draw_actions(axes[1][1], summary["by_action"])
+    _draw_outcomes(axes["outcomes"], points, types)
+    _draw_actions(axes["actions"], summary["by_action"])
+    _draw_trend(axes["trend"], points, summary.get("by_workload") or {})
     if not points:
         figure.text(0.5, 0.5, "no impairments in this period", ha="center", va="center", fontsize=16, color="#555555")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,7 +302,8 @@ def draw_png(summary: dict[str, Any], path: Path, title: str) -> Path:
 
 def _draw_distribution(axis: Any, points: list[dict[str, Any]], types: list[str], field: str, label: str) -> None:
     axis.set_title(label, loc="left")
-    axis.set_xlabel("seconds")
+    axis.set_xlabel("seconds (log scale)")
+    axis.set_xscale("log")
     counts = [sum(1 for p in points if p["impairment_type"] == t and p[field] is not None) for t in types]
     axis.set_yticks(range(len(types)), labels=[f"{t}\n(n={n})" for t, n in zip(types, counts, strict=True)])
     axis.grid(axis="x", alpha=0.3)
@@ -264,7 +312,9 @@ def _draw_distribution(axis: Any, points: list[dict[str, Any]], types: list[str]
         shown = False
         for row, name in enumerate(types):
             values = [
-                p[field] for p in points if p["kind"] == kind and p["impairment_type"] == name and p[field] is not None
+                max(p[field], LOG_FLOOR_SECONDS)
+                for p in points
+                if p["kind"] == kind and p["impairment_type"] == name and p[field] is not None
             ]
             if not values:
                 continue
@@ -277,8 +327,9 @@ def _draw_distribution(axis: Any, points: list[dict[str, Any]], types: list[str]
             axis.annotate(f"p50 {_seconds(median)}", (median, y + 0.14), fontsize=7, color=COLORS[kind])
             shown = True
     axis.set_ylim(-0.6, len(types) - 0.4)
-    values = [p[field] for p in points if p[field] is not None]
-    axis.set_xlim(0, max(values) * 1.2 if values and max(values) > 0 else 1)
+    values = [max(p[field], LOG_FLOOR_SECONDS) for p in points if p[field] is not None]
+    if values:
+        axis.set_xlim(min(values) / 2, max(values) * 2)
     if axis.get_legend_handles_labels()[0]:
         axis.legend(loc="lower right", fontsize=8)
     else:
@@ -334,3 +385,46 @@ def _draw_actions(axis: Any, by_action: dict[str, Any]) -> None:
             )
             labelled = True
     axis.legend(loc="lower right", fontsize=8)
+
+
+def _draw_trend(axis: Any, points: list[dict[str, Any]], objectives: dict[str, Any]) -> None:
+    """MTTR of each recovery by when it was detected (log time), the daily median as a line, and
+    each workload's RTO as a dashed line."""
+    axis.set_title("MTTR over time (daily median as a line; dashed: a workload's RTO)", loc="left")
+    axis.set_ylabel("seconds (log scale)")
+    axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    shown = False
+    for kind in KINDS:
+        dated = sorted(
+            (datetime.fromisoformat(str(p["detected_at"])), max(p["mttr_seconds"], LOG_FLOOR_SECONDS))
+            for p in points
+            if p["kind"] == kind and p["mttr_seconds"] is not None and p.get("detected_at")
+        )
+        if not dated:
+            continue
+        axis.scatter(
+            [d for d, _ in dated], [v for _, v in dated], s=18, color=COLORS[kind], alpha=0.6, label=f"{kind}s"
+        )
+        by_day: dict[Any, list[float]] = defaultdict(list)
+        for when, value in dated:
+            by_day[when.date()].append(value)
+        days = sorted(by_day)
+        medians = [percentile(by_day[d], 50) for d in days]
+        axis.plot([datetime.combine(d, time(12), dated[0][0].tzinfo) for d in days], medians, color=COLORS[kind])
+        shown = True
+    for workload, objective in list(objectives.items())[:6]:
+        axis.axhline(objective["rto_seconds"], linestyle="--", linewidth=1, color="#555555")
+        axis.annotate(
+            f"RTO {workload} {_seconds(objective['rto_seconds'])}",
+            (0.005, objective["rto_seconds"]),
+            xycoords=("axes fraction", "data"),
+            fontsize=7,
+            color="#555555",
+            va="bottom",
+        )
+    if shown:
+        axis.legend(loc="upper right", fontsize=8)
+        axis.tick_params(axis="x", labelrotation=20)
+    else:
+        axis.text(0.5, 0.5, "no recovery in this period", transform=axis.transAxes, ha="center", color="#777777")

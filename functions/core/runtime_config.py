@@ -79,6 +79,7 @@ class RuntimeConfig(BaseModel):
     plans: list[Plan] = Field(default_factory=list)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     maintenance: dict[str, Maintenance] = Field(default_factory=dict, description="by workload name")
+    rto_seconds: dict[str, int] = Field(default_factory=dict, description="recovery time objectives by workload name")
     probes: list[RegionProbe] = Field(
         default_factory=list, description="the workloads whose region this region watches (it is their standby)"
     )
@@ -95,12 +96,17 @@ def build(
     guardrails: dict[str, Any],
     maintenance: dict[str, Any],
     probes: list[dict[str, Any]] | None = None,
+    rto_seconds: dict[str, int] | None = None,
 ) -> RuntimeConfig:
     """Validate the parts into a RuntimeConfig (raises PlanError or InvalidInput)."""
     parsed = parse_plans(plans)
     try:
         return RuntimeConfig(
-            plans=parsed, guardrails=guardrails or {}, maintenance=maintenance or {}, probes=probes or []
+            plans=parsed,
+            guardrails=guardrails or {},
+            maintenance=maintenance or {},
+            probes=probes or [],
+            rto_seconds=rto_seconds or {},
         )
     except ValidationError as exc:
         raise InvalidInput(f"invalid recovery configuration: {exc}") from exc
@@ -130,7 +136,11 @@ def _load(file: str, mtime_ns: int, size: int) -> RuntimeConfig:
     try:
         data = json.loads(Path(file).read_text())
         return build(
-            data.get("plans", []), data.get("guardrails", {}), data.get("maintenance", {}), data.get("probes", [])
+            data.get("plans", []),
+            data.get("guardrails", {}),
+            data.get("maintenance", {}),
+            data.get("probes", []),
+            data.get("rto_seconds", {}),
         )
     except (OSError, ValueError, PlanError) as exc:
         raise InvalidInput(f"the recovery configuration {file} does not validate: {exc}") from exc

@@ -32,6 +32,7 @@ class PlanState(BaseModel):
     requires_approval: bool = False
     approval_timeout_seconds: int = Field(default=3600, ge=1)
     deadline: str | None = None
+    rto_seconds: int | None = Field(default=None, ge=1, description="the workload's recovery time objective")
 
 
 class Admission(BaseModel):

@@ -33,6 +33,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         outcome=outcome,
         resolved_at=resolved_at.isoformat(),
         mttr_seconds=mttr,
+        **_objective(execution, outcome, mttr),
     )
     _count(impairment, outcome, mttr)
     logger.info(outcome, mttr_seconds=mttr, drill=impairment.drill)
@@ -43,6 +44,23 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         "mttr_seconds": mttr,
         "mttd_seconds": impairment.mttd_seconds,
     }
+
+
+def _objective(execution: state.ExecutionState, outcome: str, mttr: float) -> dict[str, Any]:
+    """The workload's recovery time objective (SelectPlan put it in the state), judged: recorded
+    on the impairment, and for a real recovery (never a drill's) counted by workload as
+    RecoveryTimeObjectiveMissed 1 or 0, which the workload's RTO alarm watches."""
+    rto = execution.plan.rto_seconds if execution.plan else None
+    if rto is None or outcome != "recovered":
+        return {}
+    impairment = execution.impairment
+    within = mttr <= rto
+    if not impairment.drill:
+        emit("RecoveryTimeObjectiveMissed", "Count", 0 if within else 1, workload=impairment.workload)
+        emit("WorkloadMTTR", "Seconds", mttr, workload=impairment.workload)
+    if not within:
+        logger.warning("recovered beyond the recovery time objective", mttr_seconds=mttr, rto_seconds=rto)
+    return {"rto_seconds": rto, "within_rto": within}
 
 
 def _count(impairment: ImpairmentDetected, outcome: str, mttr: float) -> None:

@@ -34,14 +34,14 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     # Chosen as if no plan were disabled, and recorded with the check that it is not: one call
     # (the switches are read only when a plan was disabled at run time).
     plan, dry_run, hold = _choose(impairment, settings, set(), lock_keys)
-    selected = _selected(plan, dry_run)
+    selected = _selected(plan, dry_run, impairment.workload)
     # Recorded whole: should the execution die, its steps are what a rollback undoes
     # (orchestration/execution_ended.py).
     fields = {"status": "recovering", "plan": plan.name, "dry_run": dry_run, "plan_state": selected}
     if not store.record_plan(impairment.impairment_id, plan.name, lock_keys, hold, fields):
         disabled = set(store.get_switches().get("disabled_plans", []))
         plan, dry_run, hold = _choose(impairment, settings, disabled, lock_keys)
-        selected = _selected(plan, dry_run)
+        selected = _selected(plan, dry_run, impairment.workload)
         if hold:
             store.acquire_locks(impairment.impairment_id, lock_keys, hold)
         fields = {"status": "recovering", "plan": plan.name, "dry_run": dry_run, "plan_state": selected}
@@ -69,8 +69,9 @@ def _choose(impairment: Any, settings: Any, disabled: set[str], lock_keys: list[
     return plan, plan.dry_run or settings.dry_run, hold
 
 
-def _selected(plan: Plan, dry_run: bool) -> dict[str, Any]:
-    """The plan as the execution's later states read it (core/state.py: PlanState)."""
+def _selected(plan: Plan, dry_run: bool, workload: str) -> dict[str, Any]:
+    """The plan as the execution's later states read it (core/state.py: PlanState), with the
+    workload's recovery time objective (Finalize judges the MTTR against it)."""
     verify = plan.verify.model_dump()
     if dry_run:
         verify = {"wait_seconds": 0, "max_attempts": 1}  # nothing changed: nothing to wait for
@@ -86,4 +87,5 @@ def _selected(plan: Plan, dry_run: bool) -> dict[str, Any]:
         "approval_timeout_seconds": plan.approval_timeout_seconds,
         "max_recoveries_per_hour": plan.max_recoveries_per_hour,
         "dry_run": dry_run,
+        "rto_seconds": runtime_config.load().rto_seconds.get(workload),
     }

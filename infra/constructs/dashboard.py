@@ -131,12 +131,13 @@ def recovery_dashboard(
     return dashboard
 
 
-def custom_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
-    """A metric the functions emit (EMF, ImpairmentRecovery namespace, service dimension only)."""
+def custom_metric(name: str, statistic: str = "Sum", label: str | None = None, **dimensions: str) -> cloudwatch.Metric:
+    """A metric the functions emit (EMF, ImpairmentRecovery namespace, the service dimension and
+    `dimensions`, as core/observability.py emit writes them)."""
     return cloudwatch.Metric(
         namespace=METRICS_NAMESPACE,
         metric_name=name,
-        dimensions_map={"service": SERVICE},
+        dimensions_map={"service": SERVICE, **dimensions},
         statistic=statistic,
         period=FIVE_MINUTES,
         label=label or name,

@@ -62,6 +62,7 @@ class Operations(Construct):
         rules: list[WatchedRule],
         workload_alarms: dict[str, list[str]],
         practice_drills: list[PracticeDrill],
+        objectives: dict[str, int] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -82,6 +83,8 @@ class Operations(Construct):
         by_name = {declaration.name: function for declaration, function in detectors}
         self._throttle_alarms({**functions, **by_name})
         self._rule_alarms(rules)
+        for workload, rto in sorted((objectives or {}).items()):
+            self._objective_alarm(workload, rto)
         self.dashboard = recovery_dashboard(self, state_machine, dead_letters, {**functions, **by_name}, self.alarms)
         self.drills = [self._practice_drill(drill, workload_alarms) for drill in practice_drills]
 
@@ -119,6 +122,7 @@ class Operations(Construct):
             rules=rules,
             workload_alarms={w.workload.name: [_alarm_name(a) for a in w.alarms] for w in workloads},
             practice_drills=practice_drills,
+            objectives={w.workload.name: w.workload.rto_seconds for w in workloads if w.workload.rto_seconds},
         )
 
     # --- alarms on the recovery system ---------------------------------------------------------
@@ -218,6 +222,19 @@ class Operations(Construct):
             "account's quota): recoveries start late or not at all. What to do: look for a storm of impairments "
             "(the dashboard's detections), consider pausing (recoveryctl pause) while it lasts, and request a "
             "higher Step Functions quota if this is normal load.",
+        )
+
+    def _objective_alarm(self, workload: str, rto: int) -> None:
+        """A recovery of the workload took longer than its recovery time objective (Finalize counts
+        RecoveryTimeObjectiveMissed by workload; drills are not counted)."""
+        self._alarm(
+            f"RtoMissed-{workload}",
+            f"rto-missed-{workload}",
+            _custom("RecoveryTimeObjectiveMissed", workload=workload),
+            f"A recovery of {workload} took longer than its recovery time objective ({rto} s) from detection to "
+            "verified recovery. The workload is recovered; the objective was not met. What to do: `recoveryctl "
+            f"report --workload {workload}` shows MTTR against the objective; `recoveryctl show ID` shows which step "
+            "took the time (a slow launch, a long verification wait, an approval).",
         )
 
     def _dead_letter_alarm(self, dead_letters: sqs.IQueue) -> None:

@@ -157,6 +157,13 @@ def test_report_has_percentiles_and_success_rates(drilled, capsys):
     assert "MTTR p50 / p90 / p99" in out and "replace_instance        2 of 3 (67%)" in out
 
 
+def test_report_of_one_workload_counts_only_its_impairments(drilled, capsys):
+    code, out, _ = _run(capsys, *_local(drilled, "report", "--workload", "web-api", "--json"))
+    assert code == 0 and json.loads(out)["overall"]["drill"]["impairments"] == 3
+    code, out, _ = _run(capsys, *_local(drilled, "report", "--workload", "no-such", "--json"))
+    assert code == 0 and json.loads(out)["overall"]["drill"]["impairments"] == 0
+
+
 def test_report_draws_a_png(drilled, tmp_path, capsys):
     chart = tmp_path / "charts" / "recovery.png"
 

@@ -298,7 +298,7 @@ def drill_template() -> dict[str, Any]:
     config = validate(
         {
             "stack_name": "DrillStack",
-            "workloads": [WORKLOAD],
+            "workloads": [{**WORKLOAD, "rto_seconds": 600}],
             "practice_drills": [
                 {"workload": "drill-target", "alarm": "status_check", "schedule": "rate(7 days)"},
                 {
@@ -394,3 +394,27 @@ def test_the_audit_table_expires_records_and_keeps_point_in_time_recovery(resour
     props = table["Properties"]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     assert all(r["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] for r in props["Replicas"])
+
+
+def test_a_workload_with_a_recovery_time_objective_has_an_alarm_on_recoveries_beyond_it(drill_template):
+    resources = drill_template["Resources"]
+    (alarm,) = [
+        a
+        for a in cfn.of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if cfn.resolve(a["Properties"]["AlarmName"]) == "DrillStack-recovery-system-rto-missed-drill-target"
+    ]
+    props = alarm["Properties"]
+    (metric,) = _metrics(alarm)
+    assert metric["MetricName"] == "RecoveryTimeObjectiveMissed"
+    assert {d["Name"]: d["Value"] for d in metric["Dimensions"]} == {
+        "service": "impairment-recovery",
+        "workload": "drill-target",
+    }
+    assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert props["AlarmActions"] and "600 s" in props["AlarmDescription"]
+
+
+def test_the_functions_are_given_each_workloads_objective_and_no_alarm_for_workloads_without_one(self_alarms):
+    config = validate({"workloads": [{**WORKLOAD, "rto_seconds": 900}, {**WORKLOAD, "name": "other"}]})
+    assert config.runtime_config().rto_seconds == {"drill-target": 900}
+    assert not [name for name in self_alarms if "rto-missed" in name]  # the default stack declares none

@@ -30,6 +30,7 @@ from tests.builders import (
     received,
     use_runtime_config,
 )
+from tests.emf import datapoints, named
 
 INSTANCE = "i-0abc123def4567890"
 PLANS = [
@@ -447,6 +448,45 @@ def test_finalize_records_the_recovery_with_mttr_and_releases_the_locks(store, l
     nxt = impairment(instances=[INSTANCE], signal_id="arn:aws:cloudwatch:us-east-1:123456789012:alarm:next")
     admit.handler({"impairment": nxt.model_dump(mode="json"), "execution": "y"}, lambda_context)
     assert lock_owner(f"ec2:instance/{INSTANCE}") == nxt.impairment_id
+
+
+@pytest.mark.parametrize(("mttr", "within"), [(95, True), (400, False)], ids=["within", "beyond"])
+def test_a_recovery_is_judged_against_its_workloads_rto_from_selection_to_finalize(
+    store, monkeypatch, tmp_path, lambda_context, frozen_clock, capsys, mttr, within
+):
+    # Given a workload whose recovery time objective is 5 minutes, and an impairment of it
+    # detected `mttr` seconds ago that was admitted and had its plan selected
+    model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now - timedelta(seconds=mttr))
+    use_runtime_config(monkeypatch, tmp_path, plans=PLANS, rto_seconds={model.workload: 300, "other": 60})
+    event = {"impairment": model.model_dump(mode="json"), "execution": "x"}
+    event["admission"] = admit.handler(event, lambda_context)
+    event["plan"] = select_plan.handler(event, lambda_context)
+    assert event["plan"]["rto_seconds"] == 300  # the workload's own, carried by the execution
+
+    # When it verifies and is finalized
+    capsys.readouterr()
+    finalize.handler(event, lambda_context)
+
+    # Then the record says whether it recovered within the objective
+    record = store.get_impairment(model.impairment_id)
+    assert (record["rto_seconds"], record["within_rto"]) == (300, within)
+    # and the workload's RTO alarm has its metric: 1 when missed, 0 when met, by workload
+    points = datapoints(capsys.readouterr().out)
+    missed = named(points, "RecoveryTimeObjectiveMissed", workload=model.workload)
+    assert [p.value for p in missed] == [0.0 if within else 1.0]
+    assert [p.value for p in named(points, "WorkloadMTTR", workload=model.workload)] == [float(mttr)]
+
+
+def test_a_workload_without_an_rto_records_no_judgement(store, plans, lambda_context, frozen_clock, capsys):
+    model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now - timedelta(seconds=9000))
+    event = {"impairment": model.model_dump(mode="json"), "execution": "x"}
+    event["admission"] = admit.handler(event, lambda_context)
+    event["plan"] = select_plan.handler(event, lambda_context)
+    capsys.readouterr()
+    finalize.handler(event, lambda_context)
+    record = store.get_impairment(model.impairment_id)
+    assert "within_rto" not in record and event["plan"]["rto_seconds"] is None
+    assert "RecoveryTimeObjectiveMissed" not in capsys.readouterr().out
 
 
 def test_finalize_ends_a_recovery_in_one_transaction(store, lambda_context, frozen_clock, dynamodb_calls):
