@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import prices
+from bench.hot_items import ItemWrites
 
 _HOOK = "provide-client-params.*.*"
 _HOOK_ID = "recovery-bench-meter"
@@ -36,6 +37,7 @@ class Meter:
     dynamodb_writes: int = 0  # items written
     write_units: float = 0.0
     read_units: float = 0.0
+    items: ItemWrites = field(default_factory=ItemWrites)  # writes per item, per emulated second
     _local: threading.local = field(default_factory=threading.local)
 
     def install(self, emulator: Any) -> Meter:
@@ -46,6 +48,7 @@ class Meter:
 
         for region in emulator.every_region():
             self._wrap(region)
+        self.items.clock = lambda: float(emulator.now)
         session = boto3._get_default_session()
         session.events.register(_HOOK, self._count, unique_id=_HOOK_ID)
         emulator.on_exit(session.events.unregister, _HOOK, unique_id=_HOOK_ID)
@@ -105,6 +108,7 @@ class Meter:
                 self.dynamodb_writes += _items_written(operation, params)
                 self.write_units += units
             self.read_units += prices.read_units(operation, params)
+            self.items.record(operation, params)
 
     @contextlib.contextmanager
     def as_function(self, function: str) -> Any:

@@ -122,9 +122,22 @@ def _storm_row(s: dict[str, Any]) -> tuple[str, str, str, str]:
         f" max share acted on {s['max_share_acted_on']:.0%} ({cap}),"
         f" {s['pages']} pages for {s['groups_affected']} groups affected,"
         f" {s['actions_taken']} actions, {s['api_calls']} API calls,"
+        f"{_hottest(s)}"
         f" {s['wall_seconds']:.1f} s ({s['seconds_per_impaired']} s per impaired)",
         "executions = impaired, 0 lost, cap kept, pages <= groups affected",
         _yes(meets_target(s)),
+    )
+
+
+def _hottest(s: dict[str, Any]) -> str:
+    """The most written DynamoDB item of a storm (bench/hot_items.py), when measured."""
+    hot = s.get("dynamodb_hot_items")
+    if not hot:
+        return ""
+    top = hot[0]
+    return (
+        f" hottest item {top['item']}: {top['writes']} writes ({top['per_recovery']} per recovery),"
+        f" at most {s['dynamodb_max_item_writes_per_second']} writes of one item in an emulated second,"
     )
 
 

@@ -146,6 +146,7 @@ def run_size(template_path: Path, groups: int, per_group: int, deliveries: int =
         "actions_by_operation": dict(actions),
         "transitions": counted["billed"],
         **usage,
+        **meter.items.summary(len(impaired)),
         "share_acted_on_by_group": shares,
         "max_share_acted_on": max_share,
         "blast_radius_cap": cap,

@@ -22,7 +22,7 @@ from recoveryctl.scenario import Expectation, ExpectedAction, FinalState
 
 INVARIANTS: dict[str, str] = {
     "no_lock_held": "no resource lock (LOCK#<resource> / LOCK) is left once every execution ended",
-    "no_concurrency_slot_held": "no recovery still holds a slot of the concurrency budget (BUDGET#concurrency)",
+    "no_concurrency_slot_held": "no recovery still holds a slot of the concurrency budget (BUDGET#concurrency#<i>)",
     "no_correlation_window_held": "no correlation window (LOCK#<resource> / CORRELATION) is left open",
     "every_execution_recorded": "every execution has its audit record (IMPAIRMENT#<id> / RECORD) with an outcome",
     "every_action_recorded": "every action step has its state before, a finished one its state after; none is "
@@ -90,13 +90,13 @@ def _concurrency_slots(facts: Facts) -> list[str]:
     found = []
     for region, items in facts.tables.items():
         for item in items:
-            if item.get("pk") == "BUDGET#concurrency" and item.get("sk") == "BUDGET":
-                for holder, claim in sorted((item.get("holders") or {}).items()):
-                    expires = claim.get("expires") if isinstance(claim, dict) else None
-                    found.append(
-                        f"a concurrency slot in {region} held by {holder}{_execution_note(facts, holder)}"
-                        f"{_expiry_note(facts, expires)}"
-                    )
+            # one item per slot (core/budgets.py): BUDGET#concurrency#<i>, held by its owner
+            if str(item.get("pk", "")).startswith("BUDGET#concurrency#") and item.get("sk") == "BUDGET":
+                holder = item.get("owner")
+                found.append(
+                    f"a concurrency slot ({item['pk']}) in {region} held by {holder}{_execution_note(facts, holder)}"
+                    f"{_expiry_note(facts, item.get('expiration'))}"
+                )
     return found
 
 

@@ -280,32 +280,18 @@ def minimum_healthy(group: dict[str, Any]) -> int:
 
 
 def flapping(
-    impairment: dict[str, Any], previous: list[dict[str, Any]], settings: Flapping, now: datetime
+    impairment: dict[str, Any], recovered: dict[str, datetime], settings: Flapping, now: datetime
 ) -> Trip | None:
     """Recovered too often: the same resource, or the same kind of impairment of the same group
-    (a replaced instance is a new resource: its group is what flaps), within the window."""
+    (a replaced instance is a new resource: its group is what flaps), within the window.
+    `recovered`: {impairment id: resolved at} of the recoveries that verified of its resources and
+    of its group for its type (core/history.py)."""
     since = now - timedelta(seconds=settings.window_seconds)
-    keys = _resource_keys(impairment)
-    group = (impairment.get("scope") or {}).get("auto_scaling_group")
-    repeats = []
-    for record in previous:
-        if record.get("impairment_id") == impairment.get("impairment_id") or record.get("outcome") != "recovered":
-            continue
-        resolved = record.get("resolved_at")
-        if not resolved or datetime.fromisoformat(resolved) < since:
-            continue
-        other = record.get("impairment") or {}
-        same_resource = bool(keys & _resource_keys(other))
-        same_kind = (
-            other.get("impairment_type") == impairment.get("impairment_type")
-            and group is not None
-            and (other.get("scope") or {}).get("auto_scaling_group") == group
-        )
-        if same_resource or same_kind:
-            repeats.append(record["impairment_id"])
+    repeats = sorted(i for i, at in recovered.items() if i != impairment.get("impairment_id") and at >= since)
     if len(repeats) < settings.max_recoveries:
         return None
-    subject = f"group {group}" if group else ", ".join(sorted(keys))
+    group = (impairment.get("scope") or {}).get("auto_scaling_group")
+    subject = f"group {group}" if group else ", ".join(sorted(_resource_keys(impairment)))
     return Trip(
         guardrail=FLAPPING,
         reason=(

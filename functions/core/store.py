@@ -6,20 +6,21 @@ Items (pk / sk) and which module keeps each: docs/operations.md#audit-trail-and-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from core.budgets import CONCURRENCY_BUDGET, Budgets, Claim
+from core.budgets import CONCURRENCY_BUDGET, Budgets, Claim, Taken
 from core.capacity import CapacityLedger
 from core.dynamo import GSI1, ConditionFailed, Table, is_condition_failure, now_epoch
+from core.history import RecoveryHistory
 from core.locks import CorrelationWindows, EscalationClaims, ResourceLocks
 from core.probes import RegionProbes
 from core.records import ActionRecords, ImpairmentRecords
 from core.storms import Storms
 from core.switches import Switches
 
-__all__ = ["CONCURRENCY_BUDGET", "GSI1", "Claim", "RecoveryStore", "_is_condition_failure"]
+__all__ = ["CONCURRENCY_BUDGET", "GSI1", "Claim", "RecoveryStore", "Taken", "_is_condition_failure"]
 
 # Kept under its former name for the callers that classify errors themselves.
 _is_condition_failure = is_condition_failure
@@ -43,6 +44,7 @@ class RecoveryStore:
         self.probes = RegionProbes(self._db)
         self.capacity = CapacityLedger(self._db)
         self.storms = Storms(self._db)
+        self.history = RecoveryHistory(self._db)
 
     @property
     def table(self) -> Any:
@@ -84,12 +86,21 @@ class RecoveryStore:
     ) -> None:
         self.locks.acquire(impairment_id, resource_keys, ttl_seconds, take_over)
 
-    def release_locks(self, impairment_id: str, resource_keys: list[str], concurrency: bool = True) -> None:
+    def release_locks(
+        self,
+        impairment_id: str,
+        resource_keys: list[str],
+        concurrency: bool = True,
+        slots: Mapping[str, str] | None = None,
+    ) -> None:
         """Release the locks, correlation windows and (unless concurrency=False: the recovery goes
         on without these resources) the concurrency slot this impairment holds: a new signal about
-        these resources is a new impairment. Others' are left alone."""
+        these resources is a new impairment. Others' are left alone. `slots`: the slots its record
+        names (budget_slots), when the caller read it; else the record is read."""
         if concurrency:
-            self.budgets.release(CONCURRENCY_BUDGET, impairment_id)
+            slot = self._concurrency_slot(impairment_id, slots)
+            if slot:
+                self.budgets.release_slot(slot, impairment_id)
         for key in sorted(set(resource_keys)):
             self.locks.release(impairment_id, key)
             self.windows.release(impairment_id, key)
@@ -150,19 +161,30 @@ class RecoveryStore:
         except ConditionFailed:
             return False
 
-    def finish(self, impairment_id: str, resource_keys: list[str], budgets: Sequence[str], **fields: Any) -> None:
+    def finish(
+        self,
+        impairment_id: str,
+        resource_keys: list[str],
+        budgets: Sequence[str],
+        slots: Mapping[str, str] | None = None,
+        noted: Sequence[dict[str, Any]] = (),
+        **fields: Any,
+    ) -> None:
         """The end of a recovery in one transaction: its record updated with `fields`, its
-        locks, correlation windows and concurrency slot released, and its units of `budgets`
-        given back. When any of them is not as expected (a window another impairment took over, a
-        budget it holds nothing of), the same is done item by item, each left alone where it is
-        not this impairment's."""
+        locks, correlation windows and concurrency slot (of `slots`, CheckGuardrails' summary;
+        None: read from the record) released, and its units of `budgets` given back. When any of
+        them is not as expected (a window another impairment took over, a budget it holds
+        nothing of), the same is done item by item, each left alone where it is not this
+        impairment's. `noted`: unconditional updates written with it (its recovery history)."""
         keys = sorted(set(resource_keys))
+        slot = self._concurrency_slot(impairment_id, slots)
         items = [
             self.impairments.update_item(impairment_id, **fields),
-            self.budgets.release_item(CONCURRENCY_BUDGET, impairment_id),
+            *([self.budgets.release_slot_item(slot, impairment_id)] if slot else []),
             *(self.locks.release_item(impairment_id, key) for key in keys),
             *(self.windows.release_item(impairment_id, key) for key in keys),
             *(self.budgets.release_item(key, impairment_id) for key in sorted(set(budgets))),
+            *noted,
         ]
         try:
             self._db.transact(items)
@@ -170,7 +192,9 @@ class RecoveryStore:
         except ConditionFailed:
             pass
         self.update_impairment(impairment_id, **fields)
-        self.release_locks(impairment_id, resource_keys)
+        if noted:
+            self._db.transact(list(noted))
+        self.release_locks(impairment_id, resource_keys, slots={CONCURRENCY_BUDGET: slot} if slot else {})
         for key in sorted(set(budgets)):
             self.release_budget(key, impairment_id)
 
@@ -191,14 +215,27 @@ class RecoveryStore:
         return self.escalations.claim(impairment_id, resource_keys, window_seconds)
 
     # --- budgets: the guardrails' counters ------------------------------------------------------
-    def take_budgets(self, impairment_id: str, claims: list[Claim]) -> list[dict[str, Any]]:
-        return self.budgets.take(impairment_id, claims)
+    def take_budgets(self, impairment_id: str, claims: list[Claim]) -> Taken:
+        """Budgets.take, noting the slots newly taken on the impairment's record (budget_slots) in
+        the same transaction: the end paths that only have the record release them from it."""
+        return self.budgets.take(
+            impairment_id, claims, lambda slots: self.impairments.update_item(impairment_id, budget_slots=slots)
+        )
+
+    def _concurrency_slot(self, impairment_id: str, slots: Mapping[str, str] | None) -> str | None:
+        """The concurrency slot this impairment holds: from `slots` when given, else its record's."""
+        if slots is None:
+            slots = (self.get_impairment(impairment_id) or {}).get("budget_slots") or {}
+        return slots.get(CONCURRENCY_BUDGET)
 
     def release_budget(self, key: str, impairment_id: str) -> None:
         self.budgets.release(key, impairment_id)
 
-    def budget_holders(self, key: str) -> dict[str, dict[str, Any]]:
-        return self.budgets.holders(key)
+    def budget_holders(self, key: str, slots: int = 0) -> dict[str, dict[str, Any]]:
+        return self.budgets.holders(key, slots)
+
+    def recovery_history(self, item_keys: list[str]) -> dict[str, dict[str, Any]]:
+        return self.history.read(item_keys)
 
     # --- the switches ---------------------------------------------------------------------------
     def get_switches(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 from actions import autoscaling as asg
 from actions import fleet as fleets
 from actions import plans
-from core import aws, clock, guardrails, paging, runtime_config, state
+from core import aws, clock, guardrails, history, paging, runtime_config, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
@@ -41,20 +41,25 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     limits = config.guardrails
     now = clock.utc_now()
     previous = execution.guardrails or {}
-    _check_schedule(store, config, impairment, now)
+    stale = _check_schedule(store, config, impairment, now)
 
     instances = asg.impaired_instances(impairment)
     groups = _fail_open(store, limits, impairment, instances, plan.get("steps", []))
     claims = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds, groups)
-    exceeded = store.take_budgets(impairment.impairment_id, claims)
-    if exceeded:
-        _stop(store, limits, impairment, [_budget_trip(e) for e in exceeded], [g.fleet.name for g in groups])
+    taken = store.take_budgets(impairment.impairment_id, claims)
+    if taken.exceeded:
+        _stop(store, limits, impairment, [_budget_trip(e) for e in taken.exceeded], [g.fleet.name for g in groups])
 
     decision = decide(instances, groups)
     if decision.stop:
         _stop(store, limits, impairment, decision.trips, [g.fleet.name for g in groups])
     elsewhere = _failing_elsewhere(impairment, groups)
-    summary = summarize(now, previous, decision, elsewhere - set(instances), groups)
+    summary = {
+        **summarize(now, previous, decision, elsewhere - set(instances), groups),
+        "slots": taken.slots,  # given back at the end (finalize, escalate)
+        # how long Finalize keeps the recovery in its history, and what it removes from it
+        "history": {"keep_seconds": limits.flapping.window_seconds, "stale": stale},
+    }
     if decision.trips:
         _defer(store, settings, limits, impairment, decision)
         event = narrow(event, decision.allowed)
@@ -114,8 +119,12 @@ def narrow(event: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
     return {**event, "impairment": {**event["impairment"], "affected_resources": narrowed}}
 
 
-def _check_schedule(store: RecoveryStore, config: Any, impairment: ImpairmentDetected, now: Any) -> None:
-    """Maintenance windows and blocked dates, then flapping: no automatic action now (raises)."""
+def _check_schedule(
+    store: RecoveryStore, config: Any, impairment: ImpairmentDetected, now: Any
+) -> dict[str, list[str]]:
+    """Maintenance windows and blocked dates, then flapping: no automatic action now (raises).
+    Flapping reads the recovery history of its resources and group (one BatchGetItem); returns
+    what of it is outside the window (history.stale)."""
     limits = config.guardrails
     blocked = config.maintenance_of(impairment.workload).blocks(now)
     if blocked:
@@ -127,9 +136,11 @@ def _check_schedule(store: RecoveryStore, config: Any, impairment: ImpairmentDet
         )
     since = now - timedelta(seconds=limits.flapping.window_seconds)
     record = impairment.model_dump(mode="json")
-    trip = guardrails.flapping(record, store.list_impairments(impairment.workload, since), limits.flapping, now)
+    items = store.recovery_history(history.keys(record))
+    trip = guardrails.flapping(record, history.recoveries(items.values()), limits.flapping, now)
     if trip:
         _stop(store, limits, impairment, [trip])
+    return history.stale(items, since)
 
 
 def _fail_open(
@@ -284,7 +295,12 @@ def _claims(
             hour,
         ),
         Claim(
-            guardrails.CONCURRENCY, CONCURRENCY_BUDGET, limits.rate_limits.max_concurrent, 1, epoch + lock_ttl_seconds
+            guardrails.CONCURRENCY,
+            CONCURRENCY_BUDGET,
+            limits.rate_limits.max_concurrent,
+            1,
+            epoch + lock_ttl_seconds,
+            slotted=True,
         ),
     ]
     for group in groups:

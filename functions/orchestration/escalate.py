@@ -81,6 +81,7 @@ class Escalation:
     update: dict[str, Any] | None = None
     put: dict[str, Any] | None = None
     release: list[str] | None = None
+    slots: dict[str, str] | None = None  # the budget slots it holds (its record's); None: read them
     fail_started: str | None = None
     metrics: tuple[str, ...] = ()
     storm_key: str | None = None  # paged as part of this storm (orchestration/storm.py); None: on its own
@@ -191,6 +192,7 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
         update=update,
         put=None if record else _unrecorded(impairment, update),
         release=release_keys(event, record),
+        slots=held_slots(event, record),
         # a step whose retries ran out never recorded its end
         fail_started=error_text(failure) if failure else None,
         metrics=tuple(counted),
@@ -222,7 +224,7 @@ def apply(
         logger.warning("capacity not returned", reason=reason)
         return escalation.result
     if escalation.kind == "escalated":
-        store.release_locks(impairment_id, escalation.release or [])
+        store.release_locks(impairment_id, escalation.release or [], slots=escalation.slots)
         if escalation.fail_started is not None:
             store.fail_started_actions(impairment_id, escalation.fail_started)
         for name in escalation.metrics:
@@ -318,6 +320,13 @@ def release_keys(event: dict[str, Any], record: dict[str, Any]) -> list[str]:
             if isinstance(resource, dict) and resource.get("resource_type") and resource.get("resource_id"):
                 keys.add(f"{resource['resource_type']}/{resource['resource_id']}")
     return sorted(keys)
+
+
+def held_slots(event: dict[str, Any], record: dict[str, Any]) -> dict[str, str] | None:
+    """The budget slots this impairment holds: CheckGuardrails' (the state's, then its record's,
+    noted when they were taken); None when there is no record to say (the store reads it)."""
+    slots = {**(record.get("budget_slots") or {}), **(_mapping(event.get("guardrails")).get("slots") or {})}
+    return slots if (slots or record) else None
 
 
 def _outcome(impairment_id: str, reason: str, at: str, paged: bool, tripped: list[str]) -> dict[str, Any]:

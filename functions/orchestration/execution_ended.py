@@ -134,7 +134,7 @@ def _died(
         paged=False,
         page_status="pending",
     )
-    store.release_locks(status.name, release_keys({}, record))
+    store.release_locks(status.name, release_keys({}, record), slots=record.get("budget_slots") or {})
     logger.error("execution died", reason=reason + note)
     _page(store, record, reason + note, settings, sns)
     return {"status": "escalated", "impairment_id": status.name}

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from actions import registry
-from core import clock, state
+from core import clock, history, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
-from core.guardrails import blast_key
+from core.guardrails import Flapping, blast_key
 from core.observability import emit, logger, metrics
 from core.store import RecoveryStore
 
@@ -25,10 +25,13 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     resolved_at = clock.utc_now()
     mttr = max(0.0, (resolved_at - impairment.detected_at).total_seconds())
     outcome = "dry_run" if (event.get("plan") or {}).get("dry_run") else "recovered"
+    checked = execution.guardrails or {}
     store.finish(
         impairment.impairment_id,
         execution.admission.lock_keys,
-        [blast_key(group) for group in (execution.guardrails or {}).get("groups") or []],
+        [blast_key(group) for group in checked.get("groups") or []],
+        slots=checked.get("slots"),
+        noted=_history(store, impairment, resolved_at, checked) if outcome == "recovered" else (),
         status=outcome,
         outcome=outcome,
         resolved_at=resolved_at.isoformat(),
@@ -61,6 +64,17 @@ def _objective(execution: state.ExecutionState, outcome: str, mttr: float) -> di
     if not within:
         logger.warning("recovered beyond the recovery time objective", mttr_seconds=mttr, rto_seconds=rto)
     return {"rto_seconds": rto, "within_rto": within}
+
+
+def _history(
+    store: RecoveryStore, impairment: ImpairmentDetected, resolved_at: Any, checked: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The recovery noted in the history the flapping guardrail reads (core/history.py), kept a
+    window, with what CheckGuardrails found outside it removed."""
+    noted = checked.get("history") or {}
+    keep = int(noted.get("keep_seconds") or Flapping().window_seconds)
+    keys = history.keys(impairment.model_dump(mode="json"))
+    return store.history.recovered_items(keys, impairment.impairment_id, resolved_at, keep, noted.get("stale"))
 
 
 def _count(impairment: ImpairmentDetected, outcome: str, mttr: float) -> None:

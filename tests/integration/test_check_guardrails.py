@@ -57,7 +57,12 @@ def test_a_recovery_within_every_limit_passes_unchanged(store, topic, monkeypatc
     assert out["impairment"] == model.model_dump(mode="json")
     assert out["guardrails"]["tripped"] == [] and out["guardrails"]["deferred"] == []
     assert out["plan"] == REPLACE
-    assert store.budget_holders(CONCURRENCY_BUDGET).keys() == {model.impairment_id}
+    # one of the 25 slots (the default cap) is its, named on its record and in the state for its release
+    holders = store.budget_holders(CONCURRENCY_BUDGET, slots=25)
+    assert holders.keys() == {model.impairment_id}
+    slot = holders[model.impairment_id]["slot"]
+    assert out["guardrails"]["slots"] == {CONCURRENCY_BUDGET: slot}
+    assert store.get_impairment(model.impairment_id)["budget_slots"] == {CONCURRENCY_BUDGET: slot}
     assert received(topic) == []
 
 
@@ -161,7 +166,7 @@ def test_a_maintenance_window_stops_every_action_and_pages_once(
     record = store.get_impairment(model.impairment_id)
     assert record["guardrails_tripped"] == ["maintenance_window"] and record["page"] is True
     # nothing was taken from the budgets
-    assert store.budget_holders(CONCURRENCY_BUDGET) == {}
+    assert store.budget_holders(CONCURRENCY_BUDGET, slots=25) == {}
 
     # The same resource tripping again within the window (a sweep every minute) is not paged again
     again = impairment(signal_time=model.signal.signal_time + timedelta(minutes=1))
@@ -403,7 +408,7 @@ def test_an_instance_whose_group_cannot_be_read_is_never_acted_on_unguarded(
     monkeypatch.setattr(groups, "describe", unreadable)
     with pytest.raises(TransientError):
         _check(store, model, REPLACE, lambda_context)
-    assert store.budget_holders(CONCURRENCY_BUDGET) == {}
+    assert store.budget_holders(CONCURRENCY_BUDGET, slots=25) == {}
 
 
 def test_a_recovery_that_verified_gives_its_share_back(store, topic, monkeypatch, tmp_path, lambda_context):

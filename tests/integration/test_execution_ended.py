@@ -68,7 +68,7 @@ def recovering(store, model, **fields: Any) -> list[str]:
     store.put_impairment(model.model_dump(mode="json"), status="recovering", lock_keys=keys, **fields)
     store.acquire_locks(model.impairment_id, keys, 3600)
     store.correlate(model.impairment_id, keys, 300, model.signal.signal_time)
-    store.take_budgets(model.impairment_id, [Claim("concurrency", CONCURRENCY_BUDGET, 25, 1, 2**31)])
+    store.take_budgets(model.impairment_id, [Claim("concurrency", CONCURRENCY_BUDGET, 25, 1, 2**31, slotted=True)])
     return keys
 
 
@@ -78,7 +78,7 @@ def held(store, keys: list[str]) -> dict[str, Any]:
     return {
         "locks": store._lock_holders(keys),
         "windows": [k for k in keys if get_item(f"LOCK#{k}", "CORRELATION")],
-        "slot": store.budget_holders(CONCURRENCY_BUDGET),
+        "slot": store.budget_holders(CONCURRENCY_BUDGET, slots=25),
     }
 
 

@@ -495,10 +495,10 @@ def test_finalize_ends_a_recovery_in_one_transaction(store, lambda_context, froz
     admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
     store.correlate(model.impairment_id, [f"ec2:instance/{INSTANCE}"], 300, frozen_clock.now)
     far = int(frozen_clock.now.timestamp()) + 3600
-    store.take_budgets(
+    taken = store.take_budgets(
         model.impairment_id,
         [
-            Claim("concurrency", CONCURRENCY_BUDGET, 5, 1, far),
+            Claim("concurrency", CONCURRENCY_BUDGET, 5, 1, far, slotted=True),
             Claim("blast_radius", blast_key("web-api-asg"), 2, 1, far),
         ],
     )
@@ -508,7 +508,7 @@ def test_finalize_ends_a_recovery_in_one_transaction(store, lambda_context, froz
     event = {
         "impairment": model.model_dump(mode="json"),
         "admission": admission,
-        "guardrails": {"groups": ["web-api-asg"]},
+        "guardrails": {"groups": ["web-api-asg"], "slots": taken.slots},
     }
     finalize.handler(event, lambda_context)
 
@@ -516,7 +516,7 @@ def test_finalize_ends_a_recovery_in_one_transaction(store, lambda_context, froz
     assert dynamodb_calls == ["TransactWriteItems"]
     assert store.get_impairment(model.impairment_id)["status"] == "recovered"
     assert lock_owner(f"ec2:instance/{INSTANCE}") is None
-    assert store.budget_holders(CONCURRENCY_BUDGET) == {}
+    assert store.budget_holders(CONCURRENCY_BUDGET, slots=5) == {}
     assert store.budget_holders(blast_key("web-api-asg")) == {}
     assert store.table.get_item(Key={"pk": f"LOCK#ec2:instance/{INSTANCE}", "sk": "CORRELATION"}).get("Item") is None
 

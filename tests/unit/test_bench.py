@@ -610,3 +610,45 @@ def test_cold_start_runs_as_deployed_when_this_machine_has_lambdas_python_and_sa
     assert (layer / "boto3" / "__init__.py").is_file() and (code / "orchestration" / "start.py").is_file()
     assert "as deployed" in runtime.what
     assert list((code / "orchestration" / "__pycache__").glob("start.*.pyc"))  # the code as shipped: compiled
+
+
+def test_item_writes_count_each_item_of_a_call_per_emulated_second_and_checks_apart():
+    from bench.hot_items import ItemWrites
+
+    now = [0.0]
+    items = ItemWrites(clock=lambda: now[0])
+    slot = {"pk": {"S": "BUDGET#concurrency"}, "sk": {"S": "BUDGET"}}
+    switches = {"pk": {"S": "CONTROL"}, "sk": {"S": "SWITCHES"}}
+    for _ in range(3):
+        items.record("UpdateItem", {"Key": slot})
+    items.record(
+        "TransactWriteItems",
+        {"TransactItems": [{"Put": {"Item": {**slot, "v": {"N": "1"}}}}, {"ConditionCheck": {"Key": switches}}]},
+    )
+    now[0] = 1.5
+    items.record("DeleteItem", {"Key": slot})
+    items.record("BatchWriteItem", {"RequestItems": {"t": [{"PutRequest": {"Item": {"pk": "A", "sk": "B"}}}]}})
+    items.record("GetItem", {"Key": slot})  # a read: not counted
+
+    summary = items.summary(recoveries=2)
+
+    assert summary["dynamodb_max_item_writes"] == 5
+    assert summary["dynamodb_max_item_writes_per_second"] == 4, "4 in second 0, 1 in second 1"
+    assert summary["dynamodb_hot_items"][0] == {
+        "item": "BUDGET#concurrency / BUDGET",
+        "writes": 5,
+        "max_per_second": 4,
+        "per_recovery": 2.5,
+    }
+    assert summary["dynamodb_items_written"] == 2
+    assert summary["dynamodb_most_checked_item"] == {"item": "CONTROL / SWITCHES", "checks": 1}
+
+
+def test_a_storm_row_names_its_hottest_item_when_measured():
+    hot = {"item": "BUDGET#concurrency / BUDGET", "writes": 135, "max_per_second": 115, "per_recovery": 1.35}
+    measured = _storm_size(dynamodb_hot_items=[hot], dynamodb_max_item_writes_per_second=115)
+
+    assert "hottest item BUDGET#concurrency / BUDGET: 135 writes (1.35 per recovery)" in report.markdown(
+        {"storm": {"sizes": [measured], "not_run": []}}
+    )
+    assert "hottest" not in report.markdown({"storm": {"sizes": [_storm_size()], "not_run": []}})

@@ -42,7 +42,8 @@ def broken(result: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def test_a_clean_drill_breaks_no_invariant_and_every_one_is_checked():
-    # Given a recovery that released everything (an empty concurrency budget item stays behind)
+    # Given a recovery that released everything (a windowed budget it took stays behind, and the
+    # concurrency budget item of an older version, slots in one item, holds nobody)
     budget = {"pk": "BUDGET#concurrency", "sk": "BUDGET", "holders": {}, "expiration": EPOCH + 600}
     escalated = {"pk": "LOCK#ec2:instance/i-9", "sk": "ESCALATED", "owner": "web-api-aaaa", "expiration": EPOCH + 60}
 
@@ -56,7 +57,7 @@ def test_a_clean_drill_breaks_no_invariant_and_every_one_is_checked():
 def test_a_lock_a_correlation_window_and_a_concurrency_slot_left_held_are_each_named():
     lock = {"pk": "LOCK#ec2:instance/i-1", "sk": "LOCK", "owner": "web-api-aaaa", "expiration": EPOCH + 300}
     window = {"pk": "LOCK#ec2:instance/i-1", "sk": "CORRELATION", "owner": "web-api-zzzz", "expiration": EPOCH - 5}
-    budget = {"pk": "BUDGET#concurrency", "sk": "BUDGET", "holders": {"web-api-aaaa": {"units": 1, "expires": EPOCH}}}
+    budget = {"pk": "BUDGET#concurrency#3", "sk": "BUDGET", "owner": "web-api-aaaa", "expiration": EPOCH}
 
     found = broken(expect.check_invariants(facts([RECORD, APPLIED, lock, window, budget]), off={}))
 
@@ -69,7 +70,8 @@ def test_a_lock_a_correlation_window_and_a_concurrency_slot_left_held_are_each_n
         "expired 5 s ago but never released"
     ]
     assert found["no_concurrency_slot_held"] == [
-        "a concurrency slot in us-east-1 held by web-api-aaaa (its execution SUCCEEDED), for 0 s more (its TTL)"
+        "a concurrency slot (BUDGET#concurrency#3) in us-east-1 held by web-api-aaaa (its execution SUCCEEDED), "
+        "for 0 s more (its TTL)"
     ]
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from core import guardrails
+from core import guardrails, history
 from core.guardrails import BlastRadius, FailOpen, Flapping, Maintenance
 
 
@@ -131,32 +131,67 @@ def _impairment(resource: str = "i-new", group: str | None = "web") -> dict:
     }
 
 
+def _checked(impairment: dict, previous: list[dict], now: datetime, settings: Flapping | None = None):
+    """The flapping decision as CheckGuardrails makes it: from the history items Finalize wrote
+    for each previous recovery (core/history.py), those the impairment is checked against."""
+    items: dict[str, dict] = {}
+    for record in previous:
+        for key in history.keys(record["impairment"]):
+            items.setdefault(key, {})[history.RECOVERED + record["impairment_id"]] = record["resolved_at"]
+    read = [items[k] for k in history.keys(impairment) if k in items]
+    return guardrails.flapping(impairment, history.recoveries(read), settings or Flapping(), now)
+
+
 def test_flapping_trips_after_the_limit_of_recoveries_of_the_same_group_in_the_window():
     now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
     previous = [_recovered(n, 10 * n + 5, now, resource=f"i-{n}") for n in range(3)]
 
-    trip = guardrails.flapping(_impairment(), previous, Flapping(), now)
+    trip = _checked(_impairment(), previous, now)
 
     assert trip is not None and trip.guardrail == "flapping"
     assert sorted(trip.evidence["previous_recoveries"]) == ["prev-0", "prev-1", "prev-2"]
+    assert "group web was recovered 3 times in the last 60 min" in trip.reason
 
 
-def test_flapping_ignores_old_failed_and_unrelated_recoveries():
+def test_flapping_ignores_old_and_unrelated_recoveries():
     now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
     previous = [
         _recovered(0, 5, now),
         _recovered(1, 90, now),  # outside the hour
-        {**_recovered(2, 5, now), "outcome": "escalated"},  # not a fix
         _recovered(3, 5, now, resource="i-other", group="another-group"),  # another group
+        {**_recovered(4, 5, now), "impairment": {**_recovered(4, 5, now)["impairment"], "impairment_type": "x"}},
     ]
-    assert guardrails.flapping(_impairment(), previous, Flapping(), now) is None
+    assert _checked(_impairment(), previous, now) is None
+    # a 4th of the same group and kind within the hour, and a repeat of itself, make 2: still under 3
+    assert (
+        _checked(
+            _impairment(), [*previous, _recovered(5, 1, now), {**_recovered(6, 1, now), "impairment_id": "now"}], now
+        )
+        is None
+    )
 
 
 def test_flapping_of_the_same_resource_without_a_group():
     now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
     previous = [_recovered(n, 5 + n, now, resource="db-1", group="x") for n in range(3)]
-    trip = guardrails.flapping(_impairment(resource="db-1", group=None), previous, Flapping(), now)
-    assert trip is not None
+    trip = _checked(_impairment(resource="db-1", group=None), previous, now)
+    assert trip is not None and "ec2:instance/db-1 was recovered 3 times" in trip.reason
+
+
+def test_recoveries_counted_once_across_resource_and_group_items_and_stale_ones_listed():
+    now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    # the same recovery in its resource's item and its group's item: one repeat, not two
+    previous = [_recovered(0, 5, now, resource="i-new"), _recovered(1, 6, now)]
+    assert _checked(_impairment(), previous, now, Flapping(max_recoveries=2)) is not None
+    assert _checked(_impairment(), previous[:1], now, Flapping(max_recoveries=2)) is None
+    items = {
+        "FLAP#group#web#instance_failure": {
+            "pk": "x",
+            "recovered#a": (now - timedelta(hours=2)).isoformat(),
+            "recovered#b": now.isoformat(),
+        }
+    }
+    assert history.stale(items, now - timedelta(hours=1)) == {"FLAP#group#web#instance_failure": ["recovered#a"]}
 
 
 def test_maintenance_windows_and_blocked_dates_in_the_workloads_time_zone():

@@ -1,0 +1,85 @@
+"""The recovery history the flapping guardrail reads (core/history.py): noted by Finalize in the
+transaction that ends a recovery that verified, pruned of what CheckGuardrails found outside the
+window, and read back by CheckGuardrails' flapping check."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core import guardrails, history
+from core.guardrails import Flapping
+from orchestration import admit, finalize
+from tests.builders import impairment
+
+INSTANCE = "i-0abc123def4567890"
+GROUP = {"auto_scaling_group": "web-api-asg"}
+
+
+def _finalized(store, lambda_context, model, checked: dict, plan: dict | None = None) -> None:
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    event = {"impairment": model.model_dump(mode="json"), "admission": admission, "guardrails": checked}
+    if plan:
+        event["plan"] = plan
+    finalize.handler(event, lambda_context)
+
+
+def test_a_recovery_that_verified_is_noted_in_its_history_in_the_same_transaction(
+    store, lambda_context, frozen_clock, dynamodb_calls
+):
+    # Given a group's history naming a recovery resolved two hours ago (outside the window when
+    # this one was checked)
+    model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now, scope=GROUP)
+    keys = history.keys(model.model_dump(mode="json"))
+    old = (frozen_clock.now - timedelta(hours=2)).isoformat()
+    store.table.put_item(Item={"pk": keys[-1], "sk": "HISTORY", "recovered#old": old, "expiration": 1})
+    checked = {"groups": [], "slots": {}, "history": {"keep_seconds": 1800, "stale": {keys[-1]: ["recovered#old"]}}}
+    dynamodb_calls.clear()
+
+    # When it is finalized
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    store.correlate(model.impairment_id, [f"ec2:instance/{INSTANCE}"], 300, frozen_clock.now)
+    dynamodb_calls.clear()
+    finalize.handler(
+        {"impairment": model.model_dump(mode="json"), "admission": admission, "guardrails": checked}, lambda_context
+    )
+
+    # Then one call ended it and noted it in its instance's and its group's history, the stale one gone
+    assert dynamodb_calls == ["TransactWriteItems"]
+    assert keys == [f"FLAP#ec2:instance/{INSTANCE}", f"FLAP#group#web-api-asg#{model.impairment_type.value}"]
+    items = store.recovery_history(keys)
+    for key in keys:
+        assert items[key][f"recovered#{model.impairment_id}"] == frozen_clock.now.isoformat()
+        assert items[key]["expiration"] == int(frozen_clock.now.timestamp()) + 1800
+    assert "recovered#old" not in items[keys[-1]]
+
+
+def test_a_dry_run_is_not_a_recovery_and_is_not_noted(store, lambda_context, frozen_clock):
+    model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now, scope=GROUP)
+
+    _finalized(store, lambda_context, model, {}, plan={"name": "p", "steps": [], "dry_run": True})
+
+    assert store.recovery_history(history.keys(model.model_dump(mode="json"))) == {}
+
+
+def test_the_fourth_recovery_of_a_group_within_the_window_flaps(store, lambda_context, frozen_clock):
+    # Given three recoveries of instances of one group that verified, ten minutes apart (no
+    # guardrails summary: the history is kept the default window)
+    for n in range(3):
+        model = impairment(
+            instances=[f"i-{n:017x}"], signal_id=f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:a{n}", scope=GROUP
+        )
+        _finalized(store, lambda_context, model, {})
+        frozen_clock.advance(600)
+
+    # When a fourth instance of the group fails, its check reads one history item per key
+    fourth = impairment(
+        instances=["i-0000000000000000f"], signal_id="arn:aws:cloudwatch:us-east-1:123456789012:alarm:f", scope=GROUP
+    )
+    record = fourth.model_dump(mode="json")
+    items = store.recovery_history(history.keys(record))
+    trip = guardrails.flapping(record, history.recoveries(items.values()), Flapping(), frozen_clock.now)
+
+    # Then it flaps; an hour after the first, only two count
+    assert trip is not None and len(trip.evidence["previous_recoveries"]) == 3
+    later = frozen_clock.now + timedelta(minutes=31)
+    assert guardrails.flapping(record, history.recoveries(items.values()), Flapping(), later) is None
