@@ -41,6 +41,11 @@ class ActionInput(BaseModel):
     plan: str = ""
     dry_run: bool = Field(default=False, description="report what would change; change nothing")
     applied: dict[str, Any] | None = Field(default=None, description="apply's result (rollback only)")
+    fleets: dict[str, Any] | None = Field(
+        default=None,
+        description="CheckGuardrails' read of the groups it decided on: group -> its instances of the impairment "
+        "and which of its members were failing (check_guardrails.carried_fleets)",
+    )
 
 
 class Applied(BaseModel):
@@ -86,6 +91,8 @@ class Context:
     action: str = ""
     # The capacity ledger (core/capacity.py): what each recovery added to a group, to give back.
     capacity: Any = None
+    # CheckGuardrails' read of the groups (ActionInput.fleets), or None
+    fleets: dict[str, Any] | None = None
 
     @property
     def grant_key(self) -> str:
@@ -210,6 +217,7 @@ def _run_once(
         dry_run=request.dry_run,
         action=action.name,
         capacity=getattr(record.store, "capacity", None),
+        fleets=request.fleets,
     )
     result = _invoke(action, phase, context, record)
     retried = previous is not None and previous.get("status") == "started"
