@@ -41,6 +41,11 @@ class ActionInput(BaseModel):
     plan: str = ""
     dry_run: bool = Field(default=False, description="report what would change; change nothing")
     applied: dict[str, Any] | None = Field(default=None, description="apply's result (rollback only)")
+    fleets: dict[str, Any] | None = Field(
+        default=None,
+        description="CheckGuardrails' read of the groups it decided on: group -> its instances of the impairment "
+        "and which of its members were failing (check_guardrails.carried_fleets)",
+    )
 
 
 class Applied(BaseModel):
@@ -86,6 +91,8 @@ class Context:
     action: str = ""
     # The capacity ledger (core/capacity.py): what each recovery added to a group, to give back.
     capacity: Any = None
+    # CheckGuardrails' read of the groups (ActionInput.fleets), or None
+    fleets: dict[str, Any] | None = None
 
     @property
     def grant_key(self) -> str:
@@ -156,29 +163,61 @@ def run(
     A step writes a "started" record holding the state before the change before it changes
     anything; a retry (Lambda or state machine) reuses that state, so the change it computes is
     the same absolute change, and a finished step returns its recorded result unchanged.
+
+    An apply does not read its record first: its first write is conditional on there being none
+    (one call where a read and a write were two), and DynamoDB hands back the record it finds, if
+    any. A retry thus learns of its earlier attempt at that write, made before anything changes
+    (every apply records its state before changing it), and starts over from the recorded state.
+    A rollback (rare, and deciding from its own earlier record) still reads it first.
     """
     request, params = _validated(action, phase, event)
     impairment_id, index = request.impairment.impairment_id, request.step.index
     logger.append_keys(impairment_id=impairment_id, action=action.name, phase=phase, step=index)
-    previous = store.get_action(impairment_id, index, phase)
-    if previous and previous.get("status") == "done":
-        logger.info("step already done; returning its recorded result")
-        return previous["result"]
-    record = _Record(store, impairment_id, index, phase, action.name, (previous or {}).get("before"))
+    previous = store.get_action(impairment_id, index, phase) if phase == "rollback" else None
+    known = phase == "rollback"
+    while True:
+        if previous and previous.get("status") == "done":
+            logger.info("step already done; returning its recorded result")
+            return previous["result"]
+        record = _Record(store, impairment_id, index, phase, action.name, (previous or {}).get("before"), known)
+        try:
+            return _run_once(action, phase, request, params, record, previous, managed_tag)
+        except _RecordFound as found:
+            previous, known = found.record, True
+        except Exception:
+            if record.known:
+                raise
+            # It failed before its first write (a transient error, say, that its earlier attempt's
+            # change causes: a reboot under way): was there an earlier attempt to resume from?
+            previous, known = store.get_action(impairment_id, index, phase), True
+            if not previous or (previous.get("before") is None and previous.get("status") != "done"):
+                raise
+
+
+def _run_once(
+    action: Action,
+    phase: Phase,
+    request: ActionInput,
+    params: ActionParams,
+    record: _Record,
+    previous: dict[str, Any] | None,
+    managed_tag: tuple[str, str],
+) -> dict[str, Any]:
     if request.dry_run and phase == "rollback":
         # A dry run changed nothing, so there is nothing to undo.
         return record.result("unchanged", "dry run: nothing was changed")
     context = Context(
         impairment=request.impairment,
         params=params,
-        step_index=index,
+        step_index=record.index,
         managed_tag=managed_tag,
         before=(previous or {}).get("before"),
         applied=request.applied,
         record_before=record.started,
         dry_run=request.dry_run,
         action=action.name,
-        capacity=getattr(store, "capacity", None),
+        capacity=getattr(record.store, "capacity", None),
+        fleets=request.fleets,
     )
     result = _invoke(action, phase, context, record)
     retried = previous is not None and previous.get("status") == "started"
@@ -225,23 +264,47 @@ def _invoke(action: Action, phase: Phase, context: Context, record: _Record) -> 
                 f" ({type(exc).__name__}: {exc})"
             ) from exc
     except PermanentError as exc:
-        _count(action.name, phase, "ActionFailed", record.started_at)
         record.failed(exc)
+        _count(action.name, phase, "ActionFailed", record.started_at)
         raise
+
+
+class _RecordFound(Exception):
+    """The step's first write found a record of an earlier attempt: the runner starts over from it.
+    Not a RecoveryError, so no action's error handling takes it for one of its own."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__("the step has a record of an earlier attempt")
+        self.record = record
 
 
 class _Record:
     """One step's record in the audit table: started (with the state before it changes anything),
-    then failed or done."""
+    then failed or done. `known`: whether what the table holds of this step is known (read, or
+    written by this attempt); until it is, a write is conditional and raises _RecordFound when an
+    earlier attempt's record is there."""
 
-    def __init__(self, store: Any, impairment_id: str, index: int, phase: Phase, action: str, before: Any) -> None:
+    def __init__(
+        self, store: Any, impairment_id: str, index: int, phase: Phase, action: str, before: Any, known: bool
+    ) -> None:
         self.store, self.impairment_id, self.index, self.phase, self.action = store, impairment_id, index, phase, action
         self.before = before
+        self.known = known
         self.started_at = clock.utc_now().isoformat()
 
     def _put(self, status: str, **fields: Any) -> None:
         item = {"status": status, "action": self.action, **fields}
-        self.store.put_action(self.impairment_id, self.index, self.phase, item)
+        if self.known:
+            self.store.put_action(self.impairment_id, self.index, self.phase, item)
+            return
+        # The first write of an attempt that has not read the record goes only where there is none:
+        # an earlier attempt's state before is never written over, whatever this attempt ends in.
+        found = self.store.put_first_action(self.impairment_id, self.index, self.phase, item)
+        if found is not None and (found.get("before") is not None or found.get("status") == "done"):
+            raise _RecordFound(found)
+        if found is not None:  # an earlier attempt failed before recording any state: nothing to reuse
+            self.store.put_action(self.impairment_id, self.index, self.phase, item)
+        self.known = True
 
     def started(self, before: dict[str, Any]) -> None:
         self.before = before

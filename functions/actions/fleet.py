@@ -52,10 +52,16 @@ class Fleet:
         return set(asg.healthy_in_service(self.group)) - set(self.failing)
 
 
-def read(client: Any, group_name: str, account: str | None = None, target_group_arns: tuple[str, ...] = ()) -> Fleet:
-    """The group and its instances' health: the group's own, its target groups' (its attached
-    ones and `target_group_arns`) and EC2's."""
-    group = groups.describe(client, group_name)
+def read(
+    client: Any,
+    group_name: str,
+    account: str | None = None,
+    target_group_arns: tuple[str, ...] = (),
+    group: dict[str, Any] | None = None,
+) -> Fleet:
+    """The group (`group`: as the caller just read it) and its instances' health: the group's
+    own, its target groups' (its attached ones and `target_group_arns`) and EC2's."""
+    group = group if group is not None else groups.describe(client, group_name)
     failing: dict[str, str] = {
         i["InstanceId"]: f"group health {i.get('HealthStatus')}"
         for i in group.get("Instances", [])
@@ -73,6 +79,19 @@ def read(client: Any, group_name: str, account: str | None = None, target_group_
                 failing.setdefault(target, f"target {health.get('State')} ({health.get('Reason', 'no reason')})")
     failing.update({k: v for k, v in _ec2_failing(sorted(members), account).items() if k not in failing})
     return Fleet(group, failing, described)
+
+
+def carried(group: dict[str, Any], failing: dict[str, str]) -> Fleet:
+    """The group as just read, with the target-health and EC2 findings of an earlier read of it
+    (CheckGuardrails', passed through the execution state): the group's own health is today's,
+    and a finding counts only for an instance the group still holds."""
+    members = Fleet(group).members
+    own = {
+        i["InstanceId"]: f"group health {i.get('HealthStatus')}"
+        for i in group.get("Instances", [])
+        if i.get("HealthStatus") not in (None, "Healthy")
+    }
+    return Fleet(group, {**{i: why for i, why in failing.items() if i in members}, **own})
 
 
 def _ec2_failing(instance_ids: list[str], account: str | None) -> dict[str, str]:

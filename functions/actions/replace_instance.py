@@ -76,8 +76,8 @@ def apply(ctx: Context) -> ActionResult:
             if ctx.dry_run:
                 after[instance_id] = current
                 continue
-            _take_out(ctx, client, instance_id, decrement=how["strategy"] == SURGE)
-            after[instance_id] = _current_state(client, name, instance_id)
+            taken = _take_out(ctx, client, instance_id, decrement=how["strategy"] == SURGE)
+            after[instance_id] = taken or _current_state(client, name, instance_id)
         messages.append(f"{ctx.params.mode} {', '.join(targets)} ({how['note']})")
     result_after: dict[str, Any] = {"instances": after}
     if before.get("standalone"):
@@ -100,7 +100,7 @@ def apply(ctx: Context) -> ActionResult:
 def _plan(ctx: Context, client: Any, instances: list[str], read: dict[str, dict]) -> dict[str, Any]:
     """The state before, and how each group's instances are replaced (checked against its
     minimum healthy capacity): recorded before anything changes, so a retry does the same."""
-    membership = asg.groups_of_instances(client, instances)
+    membership, carried = _memberships(ctx, client, instances)
     outside = sorted(set(instances) - set(membership))
     if outside and ctx.params.outside_group == "refuse":
         raise ActionRefused(
@@ -111,7 +111,7 @@ def _plan(ctx: Context, client: Any, instances: list[str], read: dict[str, dict]
     groups: dict[str, dict[str, Any]] = {}
     records: dict[str, dict[str, Any]] = {}
     for name in sorted(set(membership.values())):
-        fleet = fleets.read(client, name, ctx.impairment.account_id, target_groups)
+        fleet = carried.get(name) or fleets.read(client, name, ctx.impairment.account_id, target_groups)
         read[name] = fleet.group
         require_managed(fleet.group.get("Tags"), ctx.managed_tag, "Auto Scaling group", fleet.name, group=fleet.name)
         targets = sorted(i for i, g in membership.items() if g == name)
@@ -127,6 +127,31 @@ def _plan(ctx: Context, client: Any, instances: list[str], read: dict[str, dict]
     if standalone:
         before["standalone"] = standalone
     return before
+
+
+def _memberships(ctx: Context, client: Any, instances: list[str]) -> tuple[dict[str, str], dict[str, fleets.Fleet]]:
+    """instance id -> its group, and the fleets of the groups CheckGuardrails read and passed on.
+
+    Such a group is read once more, here, and only it: the one fresh read right before the
+    destructive call, so that an instance is taken out only if the group still holds it, with the
+    group's capacity and health as they are now (a surge or a floor decided on a stale group
+    could take out one instance too many). Target health and EC2 status are CheckGuardrails' of
+    moments ago, the read its blast radius was decided on. Instances in no such group are looked
+    up (DescribeAutoScalingInstances), their groups read whole."""
+    membership: dict[str, str] = {}
+    carried: dict[str, fleets.Fleet] = {}
+    for name, seen in sorted((ctx.fleets or {}).items()):
+        wanted = [i for i in instances if i in set(seen.get("instances", []))]
+        if not wanted:
+            continue
+        group = groups.describe(client, name)
+        listed = {i["InstanceId"] for i in group.get("Instances", [])}
+        membership.update({i: name for i in wanted if i in listed})
+        carried[name] = fleets.carried(group, seen.get("failing") or {})
+    rest = [i for i in instances if i not in membership]
+    if rest:
+        membership.update(asg.groups_of_instances(client, rest))
+    return membership, carried
 
 
 def _strategy(params: Params, fleet: fleets.Fleet, targets: list[str]) -> dict[str, Any]:
@@ -197,14 +222,25 @@ def _surge(ctx: Context, client: Any, name: str, how: dict[str, Any], targets: l
     return changed
 
 
-def _take_out(ctx: Context, client: Any, instance_id: str, decrement: bool) -> None:
+def _take_out(ctx: Context, client: Any, instance_id: str, decrement: bool) -> dict[str, Any] | None:
+    """Terminate (the state after: the group's termination activity, as the call returns it, which
+    names the instance and where the group's own history keeps it) or mark unhealthy (None: the
+    call returns nothing, the state after is read)."""
     if ctx.params.mode == "terminate":
-        aws.call(
+        response = aws.call(
             client,
             "terminate_instance_in_auto_scaling_group",
             InstanceId=instance_id,
             ShouldDecrementDesiredCapacity=decrement,
         )
+        activity = response.get("Activity") or {}
+        if not activity.get("ActivityId"):
+            return None
+        return {
+            "termination_activity": activity["ActivityId"],
+            "activity_status": activity.get("StatusCode"),
+            "activity": activity.get("Description"),
+        }
     else:
         aws.call(
             client,

@@ -22,7 +22,13 @@ ATTEMPTS = 5
 
 
 class ConditionFailed(Exception):
-    """A conditional write's condition was not met (a transaction's, for at least one item)."""
+    """A conditional write's condition was not met (a transaction's, for at least one item).
+    `item`: the item as it was, when the write asked for it (ReturnValuesOnConditionCheckFailure
+    ALL_OLD), else None."""
+
+    def __init__(self, operation: str, item: dict[str, Any] | None = None) -> None:
+        super().__init__(operation)
+        self.item = item
 
 
 def call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
@@ -32,7 +38,8 @@ def call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
         return method(**kwargs)
     except Exception as exc:
         if is_condition_failure(exc):
-            raise ConditionFailed(operation) from exc
+            old = getattr(exc, "response", {}).get("Item")
+            raise ConditionFailed(operation, from_attribute_values(old) if old else None) from exc
         raise classify_client_error(exc, operation) from exc
 
 

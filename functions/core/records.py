@@ -145,14 +145,32 @@ class ActionRecords:
         self.table = table
 
     def put(self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]) -> None:
-        item = {
+        self.table.put(self._item(impairment_id, step_index, phase, record))
+
+    def put_first(
+        self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Write the step's record if it has none, in one conditional put instead of a read and a
+        write; returns None when written, else the record that was there (DynamoDB hands it back
+        with the refusal), which is left as it was."""
+        try:
+            self.table.put(
+                self._item(impairment_id, step_index, phase, record),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ConditionFailed as exc:
+            return exc.item or {}
+        return None
+
+    def _item(self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]) -> dict[str, Any]:
+        return {
             **_action_key(impairment_id, step_index, phase),
             "step_index": step_index,
             "phase": phase,
             **record,
             **retention(),
         }
-        self.table.put(item)
 
     def get(self, impairment_id: str, step_index: int, phase: str) -> dict[str, Any] | None:
         return self.table.get(_action_key(impairment_id, step_index, phase))

@@ -71,6 +71,11 @@ class RecoveryStore:
     def put_action(self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]) -> None:
         self.actions.put(impairment_id, step_index, phase, record)
 
+    def put_first_action(
+        self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        return self.actions.put_first(impairment_id, step_index, phase, record)
+
     def get_action(self, impairment_id: str, step_index: int, phase: str) -> dict[str, Any] | None:
         return self.actions.get(impairment_id, step_index, phase)
 

@@ -31,7 +31,7 @@ from core.contract import (
 from core.entry import lambda_entry
 from core.errors import classify_client_error
 from core.observability import emit, logger, metrics
-from core.reads import groups, instance_status, target_health
+from core.reads import instance_status
 from detectors.alarm_scope import Fleet, affected, reason_values
 from detectors.alarm_workload import Named, Owners, Refusal, check_workload, named, refusal_reason
 from detectors.common import Envelope, Findings, load_settings, parse, publish
@@ -122,12 +122,21 @@ class AwsInventory:
         self.account = account
         self.managed_tag = managed_tag
         self.configured_groups = configured_groups or {}
+        self._resolver: Any = None
+
+    def resolver(self) -> Any:
+        """One resolver for the whole alarm: the group read to find its impaired instances is the
+        one their workload is resolved from (one DescribeAutoScalingGroups, no
+        DescribeAutoScalingInstances for the instances it lists)."""
+        if self._resolver is None:
+            # Imported here: only an alarm that names such resources pays for them at cold start.
+            from detectors.resolve import AwsResolver
+
+            self._resolver = AwsResolver(self.managed_tag, self.configured_groups, account=self.account)
+        return self._resolver
 
     def workloads_of(self, resources: list[Named]) -> dict[Named, str | None]:
-        # Imported here: only an alarm that names such resources pays for them at cold start.
-        from detectors.resolve import AwsResolver
-
-        resolver = AwsResolver(self.managed_tag, self.configured_groups, account=self.account)
+        resolver = self.resolver()
         instances = [r.resource_id for r in resources if r.resource_type == "ec2:instance"]
         groups = [r.resource_id for r in resources if r.resource_type == "autoscaling:group"]
         instance_owners = resolver.instances(instances) if instances else {}
@@ -175,10 +184,10 @@ class AwsInventory:
         return {t["Key"]: t["Value"] for t in tags}
 
     def target_health(self, target_group_arn: str) -> list[dict[str, Any]]:
-        return target_health.describe(aws.client("elbv2", account=self.account), target_group_arn)
+        return self.resolver().target_health(target_group_arn)
 
     def group_instances(self, group_name: str) -> list[str]:
-        found = groups.describe_many(aws.client("autoscaling", account=self.account), [group_name])
+        found = self.resolver().describe_groups([group_name])
         return [i["InstanceId"] for group in found for i in group.get("Instances", [])]
 
     def instance_statuses(self, instance_ids: list[str]) -> list[dict[str, Any]]:

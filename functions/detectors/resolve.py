@@ -191,6 +191,10 @@ class AwsResolver:
         self._clients = {"autoscaling": autoscaling, "ec2": ec2, "elbv2": elbv2}
         # The member account the signal came from (None: this one): the look-ups are made there.
         self.account = account
+        # Group name -> its DescribeAutoScalingGroups item (None: no such group), as this resolver
+        # read it. A resolver lives for one invocation: a detector that reads a group to find its
+        # impaired instances, then resolves those instances' workload, reads the group once.
+        self._groups_read: dict[str, dict[str, Any] | None] = {}
 
     def _client(self, service: str) -> Any:
         if self._clients.get(service) is None:
@@ -209,10 +213,21 @@ class AwsResolver:
                 found.append(protected)
         return found
 
+    def describe_groups(self, names: Iterable[str]) -> list[dict[str, Any]]:
+        """The groups among these names that exist, as DescribeAutoScalingGroups shows them, each
+        read at most once by this resolver."""
+        wanted = sorted(set(names))
+        unread = [n for n in wanted if n not in self._groups_read]
+        if unread:
+            described = group_reads.describe_many(self._client("autoscaling"), unread)
+            found = {g["AutoScalingGroupName"]: g for g in described}
+            self._groups_read.update({n: found.get(n) for n in unread})
+        return [g for g in (self._groups_read[n] for n in wanted) if g is not None]
+
     def groups(self, names: Iterable[str]) -> dict[str, ProtectedGroup]:
         """The managed groups among these names (absent and unmanaged groups are left out)."""
         found: dict[str, ProtectedGroup] = {}
-        for group in group_reads.describe_many(self._client("autoscaling"), names):
+        for group in self.describe_groups(names):
             protected = protected_group(group, self.managed_tag, self.configured)
             if protected is not None:
                 found[protected.name] = protected
@@ -245,7 +260,10 @@ class AwsResolver:
         terminated within the hour, unlike DescribeInstances' not-found error).
         """
         ids = sorted({i for i in instance_ids if i})
-        memberships = group_reads.memberships(self._client("autoscaling"), ids)
+        memberships = self._listed(ids)
+        unlisted = [i for i in ids if i not in memberships]
+        if unlisted:
+            memberships.update(group_reads.memberships(self._client("autoscaling"), unlisted))
         loose = [i for i in ids if i not in memberships]
         instance_tags = self.instance_tags(loose) if loose else {}
         group_of = {i: str(m["AutoScalingGroupName"]) for i, m in memberships.items()}
@@ -277,6 +295,18 @@ class AwsResolver:
             if owner is not None:
                 owners[instance_id] = InstanceOwner(instance_id=instance_id, owner=owner)
         return owners
+
+    def _listed(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """instance id -> its membership, for the instances a group already read lists (a group's
+        Instances carry what DescribeAutoScalingInstances answers: zone, lifecycle, health)."""
+        wanted = set(instance_ids)
+        return {
+            i["InstanceId"]: {**i, "AutoScalingGroupName": name}
+            for name, group in self._groups_read.items()
+            if group is not None
+            for i in group.get("Instances", [])
+            if i["InstanceId"] in wanted
+        }
 
     def instance_tags(self, instance_ids: list[str]) -> dict[str, dict[str, str]]:
         """instance id -> its tags, for the instances EC2 still knows (200 ids a filter)."""

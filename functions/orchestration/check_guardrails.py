@@ -26,6 +26,7 @@ from core.entry import lambda_entry
 from core.errors import GuardrailTripped
 from core.guardrails import Trip
 from core.observability import logger, metrics
+from core.reads import groups as group_reads
 from core.reads import target_health
 from core.store import CONCURRENCY_BUDGET, Claim, RecoveryStore
 
@@ -105,6 +106,24 @@ def summarize(
         "impaired_elsewhere": sorted(impaired_elsewhere),
         # the groups whose blast radius this recovery holds (given back when it verifies)
         "groups": sorted(g.fleet.name for g in groups),
+        "fleets": carried_fleets(groups),
+    }
+
+
+# A group with more failing members than this is not carried: the state stays small (256 KB at
+# most), and the action reads such a group whole itself.
+CARRIED_FAILING_MAX = 200
+
+
+def carried_fleets(groups: list[_GroupDecision]) -> dict[str, Any]:
+    """No I/O: what the actions need of this read of the groups, passed on in the execution state
+    so that they need not read target health and EC2 status again (replace_instance reads only
+    the group itself, once, right before it acts): each group's instances of the impairment and
+    its failing members, with why."""
+    return {
+        g.fleet.name: {"instances": sorted(g.wanted), "failing": dict(sorted(g.fleet.failing.items()))}
+        for g in groups
+        if len(g.fleet.failing) <= CARRIED_FAILING_MAX
     }
 
 
@@ -196,11 +215,23 @@ def _groups(
     (the plan's outside_group decides what happens to them) have no group guardrails; a look-up
     that fails raises: no guardrail is ever skipped because a group could not be read."""
     client = aws.client("autoscaling", max_attempts=1, account=impairment.account_id)
-    membership = asg.groups_of_instances(client, instances)
+    # The group the impairment names lists its instances: they need no look-up of their own
+    # (DescribeAutoScalingInstances), only those it does not list.
+    scoped = (
+        group_reads.describe_many(client, [impairment.scope["auto_scaling_group"]])
+        if impairment.scope.get("auto_scaling_group")
+        else []
+    )
+    listed = {i["InstanceId"]: g["AutoScalingGroupName"] for g in scoped for i in g.get("Instances", [])}
+    membership = {i: listed[i] for i in instances if i in listed}
+    rest = [i for i in instances if i not in membership]
+    if rest:
+        membership.update(asg.groups_of_instances(client, rest))
     extra = (impairment.scope["target_group_arn"],) if impairment.scope.get("target_group_arn") else ()
     decisions = []
     for name in sorted(set(membership.values())):
-        fleet = fleets.read(client, name, impairment.account_id, extra)
+        already = next((g for g in scoped if g["AutoScalingGroupName"] == name), None)
+        fleet = fleets.read(client, name, impairment.account_id, extra, group=already)
         wanted = [i for i in instances if membership.get(i) == name]
         decisions.append(_GroupDecision(fleet, wanted, limits.blast_radius))
     return decisions

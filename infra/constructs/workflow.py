@@ -145,7 +145,8 @@ class RecoveryWorkflow(Construct):
             "RunActions",
             "$.plan.steps",
             "$.actions",
-            {"step.$": "$$.Map.Item.Value"},
+            # CheckGuardrails' read of the groups: an action reads only what it acts on again
+            {"step.$": "$$.Map.Item.Value", "fleets.$": "$.guardrails.fleets"},
             self._router("RouteAction", apply_tasks),
         )
         run_actions.add_catch(prepare_task, errors=["States.ALL"], result_path="$.error")

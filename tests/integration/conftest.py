@@ -73,3 +73,24 @@ def dynamodb_calls(store: RecoveryStore) -> list[str]:
     calls: list[str] = []
     store._db.client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
     return calls
+
+
+@pytest.fixture
+def aws_calls(mocked_aws: None) -> Iterator[list[str]]:
+    """Every AWS call ("service:Operation") the functions make from now on, in order: counted on
+    the default session, whose hooks the clients core.aws makes from now on take."""
+    import boto3
+
+    from core import aws
+
+    calls: list[str] = []
+    session = boto3.DEFAULT_SESSION or boto3.setup_default_session() or boto3.DEFAULT_SESSION
+    session.events.register(
+        "before-call.*.*",
+        lambda model, **_: calls.append(f"{model.service_model.service_id.hyphenize()}:{model.name}"),
+        unique_id="tests-aws-calls",
+    )
+    aws.reset()
+    yield calls
+    session.events.unregister("before-call.*.*", unique_id="tests-aws-calls")
+    aws.reset()

@@ -370,3 +370,35 @@ def test_an_alarm_of_the_functions_own_region_is_read_with_its_own_client(monkey
     assert alarm._other_region("arn:aws:cloudwatch:us-west-2:123456789012:alarm:web-api-cpu") is None
     assert alarm._other_region("arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-api-route53-x") == "us-east-1"
     assert alarm._other_region("web-api-cpu") is None  # not an ARN: the function's own region
+
+
+def test_a_group_alarm_reads_its_group_once_to_find_and_resolve_the_impaired_instance(bus, lambda_context):
+    # Given a workload of 3 instances, one of them stopped, and an alarm on its group's metric
+    from core import aws
+
+    workload = build_workload(desired=3)
+    stopped = workload.instance_ids()[2]
+    boto3.client("ec2", region_name=REGION).stop_instances(InstanceIds=[stopped])
+    event = status_check_of(stopped)
+    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"] = {
+        "AutoScalingGroupName": workload.group_name
+    }
+    create_alarm(event["detail"]["alarmName"], alarm_tags(), {"AutoScalingGroupName": workload.group_name})
+    calls: list[str] = []
+    boto3.DEFAULT_SESSION.events.register(
+        "before-call.auto-scaling", lambda model, **_: calls.append(model.name), unique_id="count-asg-calls"
+    )
+    aws.reset()  # clients take the session's hooks when they are made
+
+    # When the alarm fires
+    try:
+        alarm.handler(event, lambda_context)
+    finally:
+        boto3.DEFAULT_SESSION.events.unregister("before-call.auto-scaling", unique_id="count-asg-calls")
+        aws.reset()
+
+    # Then the stopped instance is the impairment's, its workload resolved from the one group read
+    (published,) = received(bus)
+    impairment = ImpairmentDetected.model_validate(published["detail"])
+    assert [r.resource_id for r in impairment.affected_resources] == [stopped]
+    assert calls == ["DescribeAutoScalingGroups"]

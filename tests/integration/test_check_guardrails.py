@@ -402,10 +402,10 @@ def test_an_instance_whose_group_cannot_be_read_is_never_acted_on_unguarded(
     model = workload.impairment_of(workload.instance_ids()[0])
     from core.reads import groups
 
-    def unreadable(client, name):
+    def unreadable(client, names):
         raise TransientError("autoscaling:DescribeAutoScalingGroups failed: Throttling")
 
-    monkeypatch.setattr(groups, "describe", unreadable)
+    monkeypatch.setattr(groups, "describe_many", unreadable)  # every read of a group goes through it
     with pytest.raises(TransientError):
         _check(store, model, REPLACE, lambda_context)
     assert store.budget_holders(CONCURRENCY_BUDGET, slots=25) == {}
@@ -528,3 +528,39 @@ def test_the_shared_target_group_is_described_once_per_check(store, topic, monke
 
     assert _acting_on(out) == [second[0]]
     assert len(described) == 1
+
+
+def test_the_group_read_is_carried_to_the_actions_and_its_named_group_needs_no_look_up(
+    store, topic, monkeypatch, tmp_path, lambda_context, aws_calls
+):
+    # Given a group of 3 whose impaired instance is stopped, the impairment naming the group
+    import boto3
+
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(desired=3)
+    impaired = workload.instance_ids()[0]
+    boto3.client("ec2", region_name="us-east-1").stop_instances(InstanceIds=[impaired])
+    model = workload.impairment_of(impaired)
+    aws_calls.clear()
+
+    # When the guardrails are checked
+    out = _check(store, model, REPLACE, lambda_context)
+
+    # Then the group is read once, its instances' membership taken from it (no
+    # DescribeAutoScalingInstances), and what the actions need of the read is in the state
+    assert [c for c in aws_calls if c.startswith("auto-scaling")] == ["auto-scaling:DescribeAutoScalingGroups"]
+    carried = out["guardrails"]["fleets"][workload.group_name]
+    assert carried["instances"] == [impaired]
+    assert carried["failing"][impaired].startswith(("EC2 state stopped", "target"))
+
+
+def test_a_group_with_too_many_failing_members_is_not_carried():
+    # Given a group decision with more failing members than the state carries
+    from actions.fleet import Fleet
+
+    failing = {f"i-{n:017x}": "target unhealthy" for n in range(check_guardrails.CARRIED_FAILING_MAX + 1)}
+    decision = check_guardrails._GroupDecision(Fleet({"AutoScalingGroupName": "big"}, failing), ["i-1"], None)
+    small = check_guardrails._GroupDecision(Fleet({"AutoScalingGroupName": "small"}, {"i-1": "x"}), ["i-1"], None)
+
+    # Then only the small group is carried (the action reads the big one whole)
+    assert list(check_guardrails.carried_fleets([decision, small])) == ["small"]

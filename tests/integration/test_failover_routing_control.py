@@ -283,7 +283,10 @@ def test_when_no_endpoint_takes_the_update_the_retry_completes_the_same_switch(s
     assert record["status"] == "started"
     assert record["before"]["primary"]["state"] == "On"
 
-    # When the state machine retries: the states are read again and the same switch is made
+    # When the state machine retries: the states are read (the retry learns of its earlier
+    # attempt only when its first record is refused), read again from the recorded attempt, and
+    # the same switch is made
+    cluster.states(first, "On", "Off")
     cluster.states(first, "On", "Off")
     cluster.update(first, primary="Off", standby="On")
     retried = apply(lambda_context)
@@ -364,7 +367,9 @@ def test_a_retry_after_the_switch_finds_it_done(store, cluster, lambda_context):
     applied = apply(lambda_context)
     store.put_action(model().impairment_id, 0, "apply", {"status": "started", "before": applied["before"]})
 
-    # When the step runs again
+    # When the step runs again (it reads the states, learns of its earlier attempt from its
+    # refused first record, and reads them again from there)
+    cluster.states(first, "Off", "On")
     cluster.states(first, "Off", "On")
     retried = apply(lambda_context)
 
@@ -385,6 +390,7 @@ def test_a_retry_refuses_states_someone_changed_since_they_were_recorded(store, 
         apply(lambda_context)
 
     cluster.states(first, "Off", "Off")
+    cluster.states(first, "Off", "Off")  # read again once the retry learns of its recorded attempt
     with pytest.raises(ActionRefused, match="changed since they were recorded"):
         apply(lambda_context)
     cluster.done()

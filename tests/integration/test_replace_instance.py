@@ -262,3 +262,54 @@ def test_rollback_of_a_termination_reports_it_cannot_be_undone(store, lambda_con
     assert result["result"] == "irreversible"
     assert impaired in result["message"]
     assert len(workload.instance_ids()) == 3
+
+
+def _stopped_in(workload) -> tuple[str, dict]:
+    """One instance of the workload stopped, and CheckGuardrails' carried read of its group."""
+    impaired = workload.instance_ids()[0]
+    _stop(impaired)
+    fleets = {workload.group_name: {"instances": [impaired], "failing": {impaired: "EC2 state stopped"}}}
+    return impaired, fleets
+
+
+def test_with_the_guardrails_read_carried_it_reads_only_the_group_before_acting(store, lambda_context, aws_calls):
+    # Given a group of 3, one instance stopped, and CheckGuardrails' read of the group carried in
+    workload = build_workload(min_size=2, desired=3)
+    impaired, fleets = _stopped_in(workload)
+    event = {**action_event(workload.impairment_of(impaired), "replace_instance"), "fleets": fleets}
+    aws_calls.clear()
+
+    # When replace_instance is applied
+    result = apply(event, lambda_context)
+
+    # Then its only read is the group, once, before it terminates: no target health, no EC2
+    # status, no membership look-up, no read afterwards; the record is one put before, one after
+    assert [c for c in aws_calls if not c.startswith("dynamodb")] == [
+        "auto-scaling:DescribeAutoScalingGroups",
+        "auto-scaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    assert [c for c in aws_calls if c.startswith("dynamodb")] == ["dynamodb:PutItem", "dynamodb:PutItem"]
+    assert instance_state(impaired) in ("shutting-down", "terminated")
+    # and the carried finding is in the audit trail's state before; the state after is the
+    # group's termination activity
+    assert result["before"]["instances"][impaired]["failing"] == "EC2 state stopped"
+    assert result["after"]["instances"][impaired]["termination_activity"]
+
+
+def test_a_carried_instance_the_group_no_longer_holds_is_not_taken_out_on_the_old_read(store, lambda_context):
+    # Given CheckGuardrails read the group with the instance in it, and someone then detached it
+    import boto3
+
+    workload = build_workload(min_size=1, desired=3)
+    impaired, fleets = _stopped_in(workload)
+    boto3.client("autoscaling", region_name="us-east-1").detach_instances(
+        InstanceIds=[impaired], AutoScalingGroupName=workload.group_name, ShouldDecrementDesiredCapacity=True
+    )
+    event = {**action_event(workload.impairment_of(impaired), "replace_instance"), "fleets": fleets}
+
+    # When replace_instance is applied: the fresh read of the group decides, not the carried one
+    with pytest.raises(ActionRefused, match="outside an Auto Scaling group"):
+        apply(event, lambda_context)
+
+    # Then the instance, outside the group now, is left alone
+    assert instance_state(impaired) == "stopped"

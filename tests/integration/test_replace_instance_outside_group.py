@@ -198,6 +198,9 @@ def test_stop_start_still_stopping_is_transient(store, lambda_context):
     stopping["Reservations"][0]["Instances"][0]["State"] = {"Code": 64, "Name": "stopping"}
 
     with Stubber(client) as stubber:
+        # (read first before the step knows of its recorded attempt: the instance stopping is
+        # transient there, and the step then resumes from its record)
+        stubber.add_response("describe_instances", stopping)
         stubber.add_response("describe_instances", stopping)
         stubber.add_response("describe_instances", stopping)
 

@@ -147,3 +147,41 @@ def test_errors_are_classified(mocked_aws):
             f"arn:aws:elasticloadbalancing:{REGION}:123456789012:targetgroup/gone/0123456789abcdef"
         )
     assert raised.value.details["operation"] == "elasticloadbalancing:DescribeTargetHealth"
+
+
+def test_a_group_read_once_answers_for_its_instances_and_an_absent_group_is_not_asked_twice(mocked_aws):
+    # Given a protected group, and a resolver whose Auto Scaling client counts its calls
+    workload = build_workload()
+    instance_id = workload.instance_ids()[0]
+    client, calls = counted("autoscaling")
+    resolver = AwsResolver(MANAGED_TAG, autoscaling=client)
+
+    # When it reads the group (as the alarm detector does to find its impaired instances), then
+    # resolves one of its instances and the group, and twice looks up a group that does not exist
+    resolver.describe_groups([workload.group_name])
+    owner = resolver.instances([instance_id])[instance_id]
+    groups = resolver.groups([workload.group_name, "gone-asg"])
+    resolver.groups(["gone-asg"])
+
+    # Then the instance resolves as DescribeAutoScalingInstances would have said, from the group's
+    # listing: two DescribeAutoScalingGroups in all (the group, the absent one), no other call
+    assert (owner.group, owner.lifecycle_state, owner.health_status) == (workload.group_name, "InService", "Healthy")
+    assert owner.availability_zone == f"{REGION}a"
+    assert list(groups) == [workload.group_name]
+    assert calls == Counter({"DescribeAutoScalingGroups": 2})
+
+
+def test_an_instance_no_read_group_lists_is_still_looked_up(mocked_aws):
+    # Given two protected groups, one of them already read by the resolver
+    first, second = build_workload("web-api"), build_workload("orders")
+    client, calls = counted("autoscaling")
+    resolver = AwsResolver(MANAGED_TAG, autoscaling=client)
+    resolver.describe_groups([first.group_name])
+
+    # When an instance of the other group is resolved
+    other = second.instance_ids()[0]
+    owner = resolver.instances([other])[other]
+
+    # Then it is asked for (DescribeAutoScalingInstances) and resolves to its own group
+    assert owner.group == second.group_name and owner.owner.workload == "orders"
+    assert calls["DescribeAutoScalingInstances"] == 1

@@ -184,6 +184,12 @@ class MemoryStore:
     def put_action(self, impairment_id: str, index: int, phase: str, record: dict[str, Any]) -> None:
         self.actions[(impairment_id, index, phase)] = record
 
+    def put_first_action(self, impairment_id: str, index: int, phase: str, record: dict[str, Any]) -> Any:
+        found = self.actions.get((impairment_id, index, phase))
+        if found is None:
+            self.put_action(impairment_id, index, phase, record)
+        return found
+
 
 def _spec(apply: Any) -> Action:
     return Action(
