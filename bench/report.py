@@ -52,7 +52,13 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             out.append(
                 (
                     f"per recovery: `{s['scenario']}` ({s['outcome']}, {s['actions_applied']} action(s))",
-                    f"{s['transitions']} transitions, {s['api_calls']} API calls,"
+                    f"{s['transitions']} transitions, {s['api_calls']} API calls"
+                    + (
+                        f" ({s['api_calls_warm']} with warm credentials: {s['api_calls_assume_role']} AssumeRole)"
+                        if s.get("api_calls_assume_role")
+                        else ""
+                    )
+                    + ","
                     f" {s['lambda_invocations']} invocations, {s['eventbridge_custom_events']} events,"
                     f" {s['dynamodb_writes']} DynamoDB writes,"
                     f" {_dollars(s['dollars'])}",

@@ -68,6 +68,15 @@ class Taken:
     slots: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Read:
+    """Items already read with one BatchGetItem: the (pk, sk) asked for, and those found by pk
+    (Table.get_many); a key asked for and not found does not exist."""
+
+    keys: frozenset[tuple[str, str]]
+    items: dict[str, dict[str, Any]]
+
+
 # A transaction's item noting the slots an impairment newly holds (on its record: every end path
 # that releases them reads it), given {budget key: slot key}.
 SlotNote = Callable[[dict[str, str]], dict[str, Any]]
@@ -77,7 +86,9 @@ class Budgets:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def take(self, impairment_id: str, claims: list[Claim], note: SlotNote | None = None) -> Taken:
+    def take(
+        self, impairment_id: str, claims: list[Claim], note: SlotNote | None = None, read: Read | None = None
+    ) -> Taken:
         """Take units of several budgets for this impairment, all or nothing, atomically.
 
         A budget is one item holding who took how many units until when (or, slotted, one item
@@ -89,10 +100,15 @@ class Budgets:
         in one transaction with `note` of the slots newly taken: a concurrent taker makes the
         transaction fail, and the claims are read and decided again, so no limit is ever decided
         on a stale read. After a few lost races the error is transient (the state machine
-        retries with backoff and jitter)."""
+        retries with backoff and jitter). `read`: items the caller read already (Read), used
+        for the first attempt (a stale one only costs a lost race)."""
         for attempt in range(ATTEMPTS):
             now = now_epoch()
-            items = self.table.get_many([k for c in claims for k in c.items_read()])
+            needed = [k for c in claims for k in c.items_read()]
+            if attempt == 0 and read is not None:
+                items = {**read.items, **self.table.get_many([k for k in needed if k not in read.keys])}
+            else:
+                items = self.table.get_many(needed)
             exceeded: list[dict[str, Any]] = []
             writes: list[dict[str, Any]] = []
             slots: dict[str, str] = {}

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from core.budgets import CONCURRENCY_BUDGET, Budgets, Claim, Taken
+from core.budgets import CONCURRENCY_BUDGET, Budgets, Claim, Read, Taken
 from core.capacity import CapacityLedger
 from core.dynamo import GSI1, ConditionFailed, Table, is_condition_failure, now_epoch
 from core.history import RecoveryHistory
@@ -220,12 +220,19 @@ class RecoveryStore:
         return self.escalations.claim(impairment_id, resource_keys, window_seconds)
 
     # --- budgets: the guardrails' counters ------------------------------------------------------
-    def take_budgets(self, impairment_id: str, claims: list[Claim]) -> Taken:
+    def take_budgets(self, impairment_id: str, claims: list[Claim], read: Read | None = None) -> Taken:
         """Budgets.take, noting the slots newly taken on the impairment's record (budget_slots) in
         the same transaction: the end paths that only have the record release them from it."""
         return self.budgets.take(
-            impairment_id, claims, lambda slots: self.impairments.update_item(impairment_id, budget_slots=slots)
+            impairment_id,
+            claims,
+            lambda slots: self.impairments.update_item(impairment_id, budget_slots=slots),
+            read,
         )
+
+    def read_items(self, keys: list[tuple[str, str]]) -> Read:
+        """Items of several kinds in one BatchGetItem (a task's history and budgets together)."""
+        return Read(frozenset(keys), self._db.get_many(keys))
 
     def _concurrency_slot(self, impairment_id: str, slots: Mapping[str, str] | None) -> str | None:
         """The concurrency slot this impairment holds: from `slots` when given, else its record's."""

@@ -42,12 +42,16 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     limits = config.guardrails
     now = clock.utc_now()
     previous = execution.guardrails or {}
-    stale = _check_schedule(store, config, impairment, now)
+    fixed = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds)
+    # The flapping history and the budgets in one read (a group's blast radius too, when the
+    # impairment names its group): the take starts from it.
+    read = store.read_items(_first_read(impairment, fixed))
+    stale = _check_schedule(store, config, impairment, now, read.items)
 
     instances = asg.impaired_instances(impairment)
     groups = _fail_open(store, limits, impairment, instances, plan.get("steps", []))
-    claims = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds, groups)
-    taken = store.take_budgets(impairment.impairment_id, claims)
+    claims = fixed + _blast_claims(limits, now, groups)
+    taken = store.take_budgets(impairment.impairment_id, claims, read)
     if taken.exceeded:
         _stop(store, limits, impairment, [_budget_trip(e) for e in taken.exceeded], [g.fleet.name for g in groups])
 
@@ -138,12 +142,21 @@ def narrow(event: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
     return {**event, "impairment": {**event["impairment"], "affected_resources": narrowed}}
 
 
+def _first_read(impairment: ImpairmentDetected, claims: list[Claim]) -> list[tuple[str, str]]:
+    """What CheckGuardrails reads first, in one BatchGetItem: the recovery history of the
+    impairment's resources and group, the budgets it will claim, and its group's blast radius."""
+    group = (impairment.scope or {}).get("auto_scaling_group")
+    blast = [(guardrails.blast_key(group), "BUDGET")] if group else []
+    record = impairment.model_dump(mode="json")
+    return [(k, "HISTORY") for k in history.keys(record)] + [k for c in claims for k in c.items_read()] + blast
+
+
 def _check_schedule(
-    store: RecoveryStore, config: Any, impairment: ImpairmentDetected, now: Any
+    store: RecoveryStore, config: Any, impairment: ImpairmentDetected, now: Any, read: dict[str, dict[str, Any]]
 ) -> dict[str, list[str]]:
     """Maintenance windows and blocked dates, then flapping: no automatic action now (raises).
-    Flapping reads the recovery history of its resources and group (one BatchGetItem); returns
-    what of it is outside the window (history.stale)."""
+    Flapping reads the recovery history of its resources and group in `read`; returns what of
+    it is outside the window (history.stale)."""
     limits = config.guardrails
     blocked = config.maintenance_of(impairment.workload).blocks(now)
     if blocked:
@@ -155,7 +168,7 @@ def _check_schedule(
         )
     since = now - timedelta(seconds=limits.flapping.window_seconds)
     record = impairment.model_dump(mode="json")
-    items = store.recovery_history(history.keys(record))
+    items = {k: read[k] for k in history.keys(record) if k in read}
     trip = guardrails.flapping(record, history.recoveries(items.values()), limits.flapping, now)
     if trip:
         _stop(store, limits, impairment, [trip])
@@ -306,8 +319,9 @@ def _claims(
     limits: guardrails.Guardrails,
     now: Any,
     lock_ttl_seconds: int,
-    groups: list[_GroupDecision],
 ) -> list[Claim]:
+    """The budgets every recovery claims: its workload's and its plan's rates, and a concurrency
+    slot."""
     epoch = int(now.timestamp())
     hour = epoch + 3600
     claims = [
@@ -334,6 +348,13 @@ def _claims(
             slotted=True,
         ),
     ]
+    return claims
+
+
+def _blast_claims(limits: guardrails.Guardrails, now: Any, groups: list[_GroupDecision]) -> list[Claim]:
+    """Each group's share of its blast radius, decided inside the take."""
+    epoch = int(now.timestamp())
+    claims = []
     for group in groups:
         limit = guardrails.blast_radius_limit(
             len(group.fleet.group.get("Instances", [])), limits.blast_radius.max_share

@@ -79,6 +79,8 @@ def test_the_summary_adds_to_what_a_previous_check_deferred_and_the_state_is_nar
         "deferred": ["a-1", "a-9"],
         "impaired_elsewhere": ["x-1"],
         "groups": ["a"],
+        # what the actions read instead of describing the group again
+        "fleets": {"a": {"failing": {"a-0": "failing", "a-1": "failing"}, "instances": ["a-0", "a-1"]}},
     }
     event = {
         "plan": {},
