@@ -152,3 +152,34 @@ def test_a_recovery_ends_by_giving_back_the_slot_its_record_names(store):
 def test_a_slotted_claim_is_one_unit_undecided():
     with pytest.raises(ValueError, match="one unit"):
         Claim("concurrency", CONCURRENCY_BUDGET, 5, 2, FAR, slotted=True)
+
+
+def test_a_take_starts_from_the_callers_read_and_a_stale_read_only_costs_a_lost_race(store, dynamodb_calls):
+    # Given two recoveries and a cap of one; the first read the budget while it was free
+    first, second = _recorded(store, 2)
+    claims = [_claim(1)]
+    read = store.read_items([k for c in claims for k in c.items_read()])
+    # and the second took the only slot meanwhile
+    assert not store.take_budgets(second, claims).exceeded
+
+    # When the first takes from its stale read
+    dynamodb_calls.clear()
+    taken = store.take_budgets(first, claims, read)
+
+    # Then its write on the stale read lost (the slot was not free), it read again and was refused:
+    # never two holders of one slot
+    assert [e["holders"] for e in taken.exceeded] == [[second]]
+    assert [c for c in dynamodb_calls if c in ("BatchGetItem", "TransactWriteItems")] == [
+        "TransactWriteItems",
+        "BatchGetItem",
+    ]
+    assert _live_slots(store) == {slot_key(CONCURRENCY_BUDGET, 0): second}
+
+
+def test_a_take_from_a_fresh_read_makes_no_read_of_its_own(store, dynamodb_calls):
+    (only,) = _recorded(store, 1)
+    claims = [_claim(2)]
+    read = store.read_items([k for c in claims for k in c.items_read()])
+    dynamodb_calls.clear()
+    assert not store.take_budgets(only, claims, read).exceeded
+    assert "BatchGetItem" not in dynamodb_calls
