@@ -96,6 +96,12 @@ def build(
         "detected": list(detected.values()),
         "correlated": sorted(i for i, r in records.items() if r.get("linked_to")),
         "pages": pages,
+        # the pages resolved when their impairment recovered or cleared (same dedup key)
+        "resolves": [
+            {"at": r.get("sent_at"), "impairment_id": r.get("impairment_id"), "resolution": r.get("resolution")}
+            for region in drill.regions()
+            for r in region.resolves()
+        ],
         "escalations": [p["summary"] for p in pages],
         "workload": {
             "name": drill.workload["name"],

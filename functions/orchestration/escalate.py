@@ -140,6 +140,8 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
             "outcome": record.get("outcome") or "recovered",
         }
         update = {"capacity_returned": False, "capacity_note": reason}
+        # A page of its own (the impairment itself recovered, and its resolve may be sent): a human returns it.
+        message = {**message, "dedup_key": f"{impairment_id}-capacity"}
         put = None if record else _unrecorded(impairment, update)
         return Escalation("capacity_not_returned", impairment_id, reason, message, True, result, update, put)
     if not known:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from actions import registry
-from core import clock, state
+from core import clock, paging, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
@@ -35,6 +35,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         mttr_seconds=mttr,
     )
     _count(impairment, outcome, mttr)
+    paging.resolve_if_paged(store, impairment.impairment_id, outcome, settings.escalation_topic_arn)
     logger.info(outcome, mttr_seconds=mttr, drill=impairment.drill)
     return {
         "return_capacity_after_seconds": _return_capacity_after(event) if outcome == "recovered" else 0,

@@ -237,18 +237,31 @@ class Resources:
         return event
 
     def escalations(self) -> list[dict[str, Any]]:
-        """Messages a human received on the escalation topic."""
+        """Pages a human received on the escalation topic since the last call, each the sender's
+        message read out of its chat notification (core/paging.py); resolves are in `resolves()`."""
+        self._drain_inbox()
+        pages, self._pages = self._pages, []
+        return pages
+
+    def resolves(self) -> list[dict[str, Any]]:
+        """Every resolve received on the escalation topic (an impairment that paged ended well)."""
+        self._drain_inbox()
+        return list(self._page_resolves)
+
+    def _drain_inbox(self) -> None:
+        from core import paging
+
         sqs = self.client("sqs")
-        messages = []
         while True:
             batch = sqs.receive_message(QueueUrl=self.escalation_inbox, MaxNumberOfMessages=10).get("Messages", [])
             if not batch:
-                return messages
+                return
             for message in batch:
                 body = message["Body"]
                 with contextlib.suppress(ValueError):
-                    body = json.loads(body)
-                messages.append(body)
+                    body = paging.details(json.loads(body))
+                resolve = isinstance(body, dict) and body.get("event_action") == paging.RESOLVE
+                (self._page_resolves if resolve else self._pages).append(body)
                 sqs.delete_message(QueueUrl=self.escalation_inbox, ReceiptHandle=message["ReceiptHandle"])
 
     # --- Step Functions ---
