@@ -1,16 +1,11 @@
 """Paging a human: one message on the escalation topic, the same shape from every sender.
 
-The topic is the one channel (email, chat, the PagerDuty notifier and OpsCenter all read it), so
-each message is two things at once: a custom notification that AWS Chatbot (Amazon Q Developer in
-chat applications) renders in Slack and Teams ({"version": "1.0", "source": "custom", "content":
-{...}, "metadata": {...}}, nothing outside its documented fields), and, in its
-metadata.additionalContext (string values only, as the schema has them), a small envelope the
-notifier reads: the event action (trigger or resolve), the dedup key (the impairment id: a resolve
-closes what the trigger opened), the PagerDuty severity, the execution's console link, and the
-sender's whole message as JSON (`details`). The SNS Subject stays as it was, for email.
-
-An impairment that was paged is resolved when it ends recovered (Finalize) or its signal clears
-(StartRecovery's "Impairment Cleared"): `resolve_if_paged`. Design: docs/operations.md#paging
+The topic is the one channel (email, chat, the PagerDuty notifier, OpsCenter), so each message is
+an AWS Chatbot custom notification (only its documented fields) whose metadata.additionalContext
+carries the notifier's envelope: event action (trigger or resolve), dedup key (the impairment id),
+PagerDuty severity, the execution's console link and the sender's whole message (`details`). The
+SNS Subject stays as it was, for email. A paged impairment that recovers or clears is resolved
+(`resolve_if_paged`). Design: docs/operations.md#paging
 """
 
 from __future__ import annotations
