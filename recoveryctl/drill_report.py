@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from recoveryctl import expect
+from recoveryctl import drill_paging, expect
 from recoveryctl.state import scan_table
 
 if TYPE_CHECKING:
@@ -103,6 +103,8 @@ def build(
             for r in region.resolves()
         ],
         "escalations": [p["summary"] for p in pages],
+        # what PagerDuty's stand-in received from the notifier (a deployment with paging.pagerduty)
+        **({"pagerduty": sent} if (sent := drill_paging.received(drill.pagerduty)) is not None else {}),
         "workload": {
             "name": drill.workload["name"],
             "account": drill.workload.get("account_id") or emulator.account,

@@ -123,7 +123,10 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
         "summary": f"Automatic recovery of {impairment.get('workload')} needs a human: {reason}",
         "impairment_id": impairment_id,
         "reason": reason,
-        "execution": event.get("execution"),
+        # the page links to it (core/paging.py): named by the state, else by what Admit or the record saw
+        "execution": event.get("execution")
+        or _mapping(event.get("admission")).get("execution_arn")
+        or record.get("execution_arn"),
         "impairment": impairment,
         "plan": _mapping(event.get("plan")).get("name"),
         "actions": event.get("actions"),

@@ -111,6 +111,30 @@ class Resources:
                 Attributes={"RawMessageDelivery": "true"},
             )
         self.escalation_inbox = inbox
+        self._pages: list[Any] = []  # received on the escalation topic, not yet returned by escalations()
+        self._page_resolves: list[Any] = []
+        self._subscribe_queues(t, sns)
+
+    def _subscribe_queues(self, t: Any, sns: Any) -> None:
+        """The template's SQS subscriptions to its topics (the notifier's queue), and its SQS event
+        source mappings, polled when the emulator is idle (routing.py, poll_queues)."""
+        for resource in t.of_type("AWS::SNS::Subscription").values():
+            props = t.resolve(resource["Properties"])
+            if props.get("Protocol") == "sqs":
+                raw = str(props.get("RawMessageDelivery", "false")).lower()
+                sns.subscribe(
+                    TopicArn=props["TopicArn"],
+                    Protocol="sqs",
+                    Endpoint=props["Endpoint"],
+                    Attributes={"RawMessageDelivery": raw},
+                )
+        self.queue_mappings: list[tuple[str, str]] = []  # (queue ARN, function name)
+        for resource in t.of_type("AWS::Lambda::EventSourceMapping").values():
+            props = t.resolve(resource["Properties"])
+            if ":sqs:" in str(props.get("EventSourceArn")):
+                self.queue_mappings.append((props["EventSourceArn"], str(props["FunctionName"]).split(":")[-1]))
+        if self.queue_mappings:
+            self.idle_hooks.append(self.poll_queues)
 
     def _install_runtime_config(self) -> None:
         """The functions read plans and guardrails from a file in their code asset

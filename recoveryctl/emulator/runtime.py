@@ -126,8 +126,6 @@ class Emulator(Resources, Routing, Hooks):
         self._stack = contextlib.ExitStack()
         self.outputs: dict[str, str] = {}
         self.escalation_inbox: str | None = None
-        self._pages: list[Any] = []  # received on the escalation topic, not yet returned by escalations()
-        self._page_resolves: list[Any] = []
         self._alarm_states: dict[str, dict[str, str]] = {}
         # Called when nothing can run, before the virtual clock moves: e.g. a drill noticing an approval.
         self.idle_hooks: list[Any] = []
