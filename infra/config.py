@@ -185,6 +185,95 @@ class Encryption(BaseModel):
     )
 
 
+# A Secrets Manager secret's name, or its ARN (complete, or partial without the random suffix).
+_NAME_OR_ARN = (
+    r"^([A-Za-z0-9/_+=.@-]{1,512}|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512})$"
+)
+
+
+class PagerDuty(BaseModel):
+    """PagerDuty through its Events API v2 (functions/notify/): the integration's routing key is a
+    secret of Secrets Manager, read at run time; it never appears in the configuration or the template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    routing_key_secret: str = Field(
+        pattern=_NAME_OR_ARN,
+        description='the secret\'s name or ARN (e.g. "recovery/pagerduty"): its value is the routing key, or JSON '
+        'with a "routing_key" field',
+    )
+
+    @field_validator("routing_key_secret")
+    @classmethod
+    def _not_the_key_itself(cls, value: str) -> str:
+        if re.fullmatch(r"[A-Za-z0-9]{32}", value):
+            raise ValueError(
+                "this looks like a routing key itself: store it in Secrets Manager and give the secret's name or ARN"
+            )
+        return value
+
+
+class SlackChannel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspace_id: str = Field(pattern=r"^[0-9A-Z]{1,255}$", description="e.g. T0123ABCD (authorized in the console)")
+    channel_id: str = Field(pattern=r"^[A-Za-z0-9]{1,255}$", description="e.g. C0123ABCD")
+
+
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class TeamsChannel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    team_id: str = Field(pattern=_UUID)
+    tenant_id: str = Field(pattern=_UUID)
+    channel_id: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^([a-zA-Z0-9-_=+/.,])*%3[aA]([a-zA-Z0-9-_=+/.,])*%40([a-zA-Z0-9-_=+/.,])*$",
+    )
+
+
+class Chatbot(BaseModel):
+    """AWS Chatbot (Amazon Q Developer in chat applications) channels subscribed to the escalation
+    topic: pages render as its custom notifications. The workspace or team must be authorized in
+    the Chatbot console first (once per account)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slack: SlackChannel | None = None
+    teams: TeamsChannel | None = None
+
+    @model_validator(mode="after")
+    def _a_channel(self) -> Chatbot:
+        if self.slack is None and self.teams is None:
+            raise ValueError("name a slack or a teams channel (or remove chatbot)")
+        return self
+
+
+class Paging(BaseModel):
+    """Where pages go besides the topic's email subscribers (docs/operations.md#paging)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pagerduty: PagerDuty | None = None
+    chatbot: Chatbot | None = None
+    ops_items: bool = Field(
+        default=False, description="an OpsCenter OpsItem per escalated impairment, resolved when the impairment is"
+    )
+
+    @property
+    def reaches_someone(self) -> bool:
+        """Whether pages reach a human without an email subscriber (PagerDuty, a chat channel)."""
+        return self.pagerduty is not None or self.chatbot is not None
+
+    @property
+    def notifier(self) -> bool:
+        """Whether the stack runs the notifier (PagerDuty or OpsItems)."""
+        return self.pagerduty is not None or self.ops_items
+
+
 class RecoveryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -218,6 +307,7 @@ class RecoveryConfig(BaseModel):
         description="escalations of one cause within this window page once, then one summary lists them at its end "
         "(a single escalation still pages at once); 0 pages each escalation on its own",
     )
+    paging: Paging = Field(default_factory=Paging)
     guardrails: Guardrails = Field(default_factory=Guardrails)
     workloads: list[Workload] = Field(default_factory=list)
     plans: list[dict[str, Any]] = Field(default_factory=list)

@@ -13,7 +13,9 @@ SUPPRESSIONS = [
             "resource-level permissions; mutating Auto Scaling calls are scoped by the managed-tag condition "
             "instead of ARNs because the protected groups are the user's, found at run time; "
             "ListTagsForResource is limited to this account's alarms, DB instances and clusters, and ECS "
-            "services (the detectors read whether they opted in); X-Ray and log delivery need '*'."
+            "services (the detectors read whether they opted in); X-Ray and log delivery need '*'; the notifier's "
+            "OpsItems are created at run time (opsitem/*) and DescribeOpsItems has no resource-level permissions; a "
+            "secret named rather than given by ARN ends with a suffix Secrets Manager chose (-??????)."
         ),
     ),
     NagPackSuppression(

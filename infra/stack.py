@@ -19,6 +19,7 @@ from infra.constructs.detection import Detection
 from infra.constructs.escalation import Escalation
 from infra.constructs.functions import FunctionFactory
 from infra.constructs.operations import Operations
+from infra.constructs.paging import Paging
 from infra.constructs.storage import RecoveryTable
 from infra.constructs.workflow import RecoveryWorkflow
 from infra.constructs.workloads import ProtectedWorkload
@@ -41,7 +42,13 @@ class RecoveryStack(Stack):
         bus = RecoveryBus(self, "Events", archive_retention_days=config.archive_retention_days)
         self.data_key = self._data_key(config)
         storage = self._storage(config, region)
-        escalation = Escalation(self, "Escalation", emails=config.escalation_emails, key=self.data_key)
+        escalation = Escalation(
+            self,
+            "Escalation",
+            emails=config.escalation_emails,
+            key=self.data_key,
+            subscribed=config.paging.reaches_someone,
+        )
         functions = FunctionFactory(
             self,
             "Functions",
@@ -105,6 +112,14 @@ class RecoveryStack(Stack):
             cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + slack,
             hosted_zones=hosted_zones(config.workloads, config.parsed_plans()),
         )
+        paging = Paging(
+            self,
+            "Paging",
+            config=config.paging,
+            topic=escalation.topic,
+            functions=functions,
+            name=config.stack_name_in(region) if region else config.stack_name,
+        )
         functions.reserve(
             detectors=self.detection.detectors,
             start_recovery=self.workflow.functions["StartRecovery"],
@@ -121,6 +136,7 @@ class RecoveryStack(Stack):
             detection=self.detection,
             workflow=self.workflow,
             escalation=escalation,
+            paging=paging,
             bus=bus.bus,
             workloads=workloads,
             practice_drills=[d for d in config.practice_drills if d.workload in {w.name for w in local_workloads}],

@@ -188,9 +188,31 @@ def _someone_is_paged(config: RecoveryConfig, checked: Checked) -> list[Problem]
     if (
         config.require_escalation_subscriber
         and not config.escalation_emails
+        and not config.paging.reaches_someone
         and "escalation_emails" not in checked.broken
     ):
         return [Problem("require_escalation_subscriber", f"{NO_SUBSCRIBER}; list your on-call in escalation_emails")]
+    return []
+
+
+def _paging_secret(config: RecoveryConfig, checked: Checked) -> list[Problem]:
+    """The notifier reads the routing key's secret in its own region and account: an ARN must be
+    there (a secret of another region or account is not readable by name from there)."""
+    secret = config.paging.pagerduty.routing_key_secret if config.paging.pagerduty else ""
+    if not secret.startswith("arn:") or "paging" in checked.broken:
+        return []
+    at, (_, _, _, region, account) = "paging.pagerduty.routing_key_secret", secret.split(":")[:5]
+    if config.regions is not None:
+        return [
+            Problem(
+                at,
+                f"an ARN names one region ({region}), and every region's stack pages: give the secret's name, "
+                f"replicated to {', '.join(config.regions.all)}",
+            )
+        ]
+    central = config.accounts.central_account_id if config.accounts else None
+    if central and account != central:
+        return [Problem(at, f"the secret must be in the central account {central}, not {account}")]
     return []
 
 
@@ -300,6 +322,7 @@ _ACROSS: tuple[Callable[[RecoveryConfig, Checked], list[Problem]], ...] = (
     _workload_regions,
     _workload_accounts,
     _someone_is_paged,
+    _paging_secret,
     _drill_workloads,
     _plan_workloads,
     _standby_failover_target,
@@ -315,5 +338,7 @@ def summary(config: RecoveryConfig) -> dict[str, Any]:
         "regions": config.regions.all if config.regions else [],
         "member_accounts": [f"{m.name} ({m.account_id})" for m in config.accounts.members] if config.accounts else [],
         "escalation_emails": len(config.escalation_emails),
-        "warnings": [] if config.escalation_emails else [NO_SUBSCRIBER],
+        "paging": [name for name in ("pagerduty", "chatbot") if getattr(config.paging, name)]
+        + (["ops_items"] if config.paging.ops_items else []),
+        "warnings": [] if config.escalation_emails or config.paging.reaches_someone else [NO_SUBSCRIBER],
     }

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recoveryctl import drill_report
+from recoveryctl import drill_paging, drill_report
 from recoveryctl.drill_faults import Faults
 from recoveryctl.drill_operator import Operator
 from recoveryctl.emulator import workload as workloads
 from recoveryctl.emulator.runtime import DEFAULT_WORKERS, Emulator
 from recoveryctl.emulator.template import TemplateError
+from recoveryctl.pagerduty_server import FakePagerDuty
 from recoveryctl.scenario import Scenario
 
 METADATA_KEY = "ImpairmentRecovery"
@@ -46,6 +47,7 @@ class Drill(Operator, Faults):
         # Where a scenario's own deployment is synthesized (default: .recoveryctl/synth).
         self.cache_dir = cache_dir
         self.emulator: Emulator | None = None
+        self.pagerduty: FakePagerDuty | None = None  # PagerDuty's stand-in, when the notifier pages it
         # The emulator of the workload's region (the emulator itself unless the drill runs several).
         self.home: Emulator | None = None
         self.workload: dict[str, Any] = {}
@@ -61,12 +63,15 @@ class Drill(Operator, Faults):
         self.emulator = self._start_emulator().__enter__()
         try:
             self._build()
+            self.pagerduty = drill_paging.attach(self.regions())
         except Exception:
             self.emulator.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self.pagerduty is not None:
+            self.pagerduty.__exit__()
         if self.emulator is not None:
             self.emulator.__exit__(*exc)
 

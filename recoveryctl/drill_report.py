@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from recoveryctl import expect
+from recoveryctl import drill_paging, expect
 from recoveryctl.state import scan_table
 
 if TYPE_CHECKING:
@@ -96,7 +96,15 @@ def build(
         "detected": list(detected.values()),
         "correlated": sorted(i for i, r in records.items() if r.get("linked_to")),
         "pages": pages,
+        # the pages resolved when their impairment recovered or cleared (same dedup key)
+        "resolves": [
+            {"at": r.get("sent_at"), "impairment_id": r.get("impairment_id"), "resolution": r.get("resolution")}
+            for region in drill.regions()
+            for r in region.resolves()
+        ],
         "escalations": [p["summary"] for p in pages],
+        # what PagerDuty's stand-in received from the notifier (a deployment with paging.pagerduty)
+        **({"pagerduty": sent} if (sent := drill_paging.received(drill.pagerduty)) is not None else {}),
         "workload": {
             "name": drill.workload["name"],
             "account": drill.workload.get("account_id") or emulator.account,

@@ -33,11 +33,11 @@ class DeploymentError(RuntimeError):
 
 
 def configuration(changes: dict[str, Any], cdk_json: Path = CDK_JSON) -> dict[str, Any]:
-    """cdk.json's "recovery" configuration with the changes: `regions` and `accounts` replaced,
+    """cdk.json's "recovery" configuration with the changes: `regions`, `accounts` and `paging` replaced,
     and each of `workloads` (by name) updated with the fields given."""
     context = json.loads(cdk_json.read_text())["context"]
     config = copy.deepcopy(context["recovery"])
-    for part in ("regions", "accounts"):
+    for part in ("regions", "accounts", "paging"):
         if part in changes:
             config[part] = changes[part]
     by_name = {w["name"]: w for w in config.get("workloads", [])}

@@ -346,6 +346,9 @@ class Deployment(BaseModel):
         default_factory=dict,
         description='fields set on a workload, by name, e.g. {"web-api": {"standby": {...}}}',
     )
+    paging: dict[str, Any] | None = Field(
+        default=None, description='as cdk.json\'s, e.g. {"pagerduty": {"routing_key_secret": "recovery/pagerduty"}}'
+    )
 
 
 class Scenario(BaseModel):

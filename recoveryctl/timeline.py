@@ -115,6 +115,10 @@ def events(report: dict[str, Any]) -> list[Entry]:
             str(page.get("kind")), "escalation"
         )
         entries.append(Entry(parse_time(page.get("at")), "paged", f"({about}) {page.get('summary')}"))
+    for resolve in report.get("resolves") or []:
+        entries.append(
+            Entry(parse_time(resolve.get("at")), "resolved", f"page about {resolve.get('impairment_id')} resolved")
+        )
     return entries
 
 

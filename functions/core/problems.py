@@ -97,6 +97,11 @@ _SHAPES = {
     "endpoint": "an https:// URL",
     "unit": "a systemd unit name like nginx.service",
     "instance_id": "an EC2 instance ID like i-0123456789abcdef0",
+    "routing_key_secret": "a Secrets Manager secret's name (letters, digits and /_+=.@-) or ARN",
+    "workspace_id": "a Slack workspace ID like T0123ABCD",
+    "channel_id": "a channel ID (Slack: like C0123ABCD; Teams: from the channel's link, like 19%3a...%40thread.tacv2)",
+    "team_id": "a Microsoft Teams ID (a UUID)",
+    "tenant_id": "a Microsoft Teams tenant ID (a UUID)",
 }
 # A name's rules differ by what it names (the first part of the path).
 _NAMES = {

@@ -124,7 +124,10 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
         "summary": f"Automatic recovery of {impairment.get('workload')} needs a human: {reason}",
         "impairment_id": impairment_id,
         "reason": reason,
-        "execution": event.get("execution"),
+        # the page links to it (core/paging.py): named by the state, else by what Admit or the record saw
+        "execution": event.get("execution")
+        or _mapping(event.get("admission")).get("execution_arn")
+        or record.get("execution_arn"),
         "impairment": impairment,
         "plan": _mapping(event.get("plan")).get("name"),
         "actions": event.get("actions"),
@@ -141,6 +144,8 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
             "outcome": record.get("outcome") or "recovered",
         }
         update = {"capacity_returned": False, "capacity_note": reason}
+        # A page of its own (the impairment itself recovered, and its resolve may be sent): a human returns it.
+        message = {**message, "dedup_key": f"{impairment_id}-capacity"}
         put = None if record else _unrecorded(impairment, update)
         return Escalation("capacity_not_returned", impairment_id, reason, message, True, result, update, put)
     if not known:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from actions import registry
-from core import clock, history, state
+from core import clock, history, paging, state
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
@@ -39,6 +39,11 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         **_objective(execution, outcome, mttr),
     )
     _count(impairment, outcome, mttr)
+    # The one page a recovery that verified can have sent is its approval request (the state has
+    # `approval`): resolved now. A page about instances the blast radius deferred stays open: they
+    # may still be impaired (their own recovery, or a cleared signal, resolves it).
+    if event.get("approval") and not checked.get("deferred"):
+        paging.resolve_if_paged(store, impairment.impairment_id, outcome, settings.escalation_topic_arn)
     logger.info(outcome, mttr_seconds=mttr, drill=impairment.drill)
     return {
         "return_capacity_after_seconds": _return_capacity_after(event) if outcome == "recovered" else 0,

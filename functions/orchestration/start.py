@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core import aws
+from core import aws, paging
 from core import settings as settings_module
 from core.contract import (
     CLEARED,
@@ -118,11 +118,16 @@ def _parse(event: Any) -> ImpairmentDetected | ImpairmentCleared | None:
 
 def _clear(store: RecoveryStore, impairment: ImpairmentCleared) -> dict[str, Any]:
     """ "Impairment Cleared" is recorded on the impairment's record, if it has one."""
-    if store.get_impairment(impairment.impairment_id) is None:
+    record = store.get_impairment(impairment.impairment_id)
+    if record is None:
         logger.info("cleared an impairment with no recovery record")
         return {"status": "cleared", "recorded": False}
     store.update_impairment(impairment.impairment_id, cleared_at=impairment.cleared_at.isoformat())
-    return {"status": "cleared", "recorded": True}
+    # Its page, if it paged and its recovery has ended (a running one's Finalize or Escalate decides).
+    resolved = record.get("outcome") in paging.ENDED and paging.resolve_if_paged(
+        store, impairment.impairment_id, "cleared", settings_module.load().escalation_topic_arn, record
+    )
+    return {"status": "cleared", "recorded": True, "page_resolved": resolved}
 
 
 def _correlate(store: RecoveryStore, impairment: ImpairmentDetected, window: int) -> tuple[dict[str, str], set[str]]:

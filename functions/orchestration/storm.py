@@ -91,6 +91,8 @@ def summary_message(storm: dict[str, Any]) -> dict[str, Any]:
         "summary": f"{count} more escalation(s) for the same cause ({storm['key']}) since the page about "
         f"{storm['leader']}, in {', '.join(workloads)}: listed below{more}",
         "storm_id": storm["storm_id"],
+        # its own incident: not resolved by any one impairment it lists (docs/operations.md#paging)
+        "dedup_key": f"storm-{storm['storm_id']}",
         "storm_key": storm["key"],
         "leader_impairment_id": storm["leader"],
         "opened_at": storm.get("opened_at"),

@@ -22,8 +22,17 @@ NO_SUBSCRIBER_WARNING = "impairment-recovery:no-escalation-subscriber"
 
 
 class Escalation(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, emails: list[str], key: kms.IKey | None = None) -> None:
-        """`key`: the stack's customer managed key (encryption.customer_managed_key); else the topic has its own."""
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        emails: list[str],
+        key: kms.IKey | None = None,
+        subscribed: bool = False,
+    ) -> None:
+        """`key`: the stack's customer managed key (encryption.customer_managed_key); else the topic has its own.
+        `subscribed`: PagerDuty or a chat channel receives the pages (infra/constructs/paging.py)."""
         super().__init__(scope, construct_id)
         self.key = key or kms.Key(self, "Key", enable_key_rotation=True, description="Escalation topic encryption")
         self.topic = sns.Topic(
@@ -31,7 +40,7 @@ class Escalation(Construct):
         )
         for email in emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
-        if not emails:
+        if not emails and not subscribed:
             Annotations.of(self).add_warning_v2(
                 NO_SUBSCRIBER_WARNING,
                 f"PAGES GO NOWHERE: {NO_SUBSCRIBER}. Set escalation_emails (and confirm each subscription), or "

@@ -63,6 +63,7 @@ class Operations(Construct):
         workload_alarms: dict[str, list[str]],
         practice_drills: list[PracticeDrill],
         objectives: dict[str, int] | None = None,
+        paging_dead_letters: sqs.IQueue | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -73,6 +74,8 @@ class Operations(Construct):
 
         self._workflow_alarms(state_machine)
         self._dead_letter_alarm(dead_letters)
+        if paging_dead_letters is not None:
+            self._paging_alarms(paging_dead_letters)
         for declaration, function in sorted(detectors, key=lambda pair: pair[0].name):
             self._detector_alarm(declaration, function)
         # What a detector's own errors do not show (an account the sweep could not look in, a
@@ -98,6 +101,7 @@ class Operations(Construct):
         workflow: Any,
         escalation: Any,
         bus: events.IEventBus,
+        paging: Any = None,
         workloads: list[Any],
         practice_drills: list[PracticeDrill],
     ) -> Operations:
@@ -118,11 +122,12 @@ class Operations(Construct):
             topic=escalation.topic,
             topic_key=getattr(escalation, "key", None),
             detectors=[(d.declaration, d.function) for d in detection.built],
-            functions=dict(workflow.functions),
+            functions={**workflow.functions, **({"Notifier": paging.notifier} if paging and paging.notifier else {})},
             rules=rules,
             workload_alarms={w.workload.name: [_alarm_name(a) for a in w.alarms] for w in workloads},
             practice_drills=practice_drills,
             objectives={w.workload.name: w.workload.rto_seconds for w in workloads if w.workload.rto_seconds},
+            paging_dead_letters=paging.dead_letters if paging else None,
         )
 
     # --- alarms on the recovery system ---------------------------------------------------------
@@ -245,6 +250,26 @@ class Operations(Construct):
             "Events that could not be delivered or processed after every retry are in the dead-letter queue: a "
             "signal was lost to automatic recovery. What to do: read the messages (their ErrorMessage attribute "
             "says why), fix the cause, check the workloads they were about, then redrive or delete them.",
+        )
+
+    def _paging_alarms(self, dead_letters: sqs.IQueue) -> None:
+        """The notifier's: pages it could not deliver after every retry, and pages PagerDuty refused."""
+        self._alarm(
+            "PagingDeadLetters",
+            "paging-dead-letters",
+            dead_letters.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
+            "Pages or resolves the notifier could not deliver to PagerDuty or OpsCenter for an hour are in its "
+            "dead-letter queue: the on-call was not paged there (email and chat still were). What to do: read the "
+            "notifier's logs (why: throttled, PagerDuty down, the secret unreadable), fix it, then redrive the "
+            "queue to its source (pages repeat harmlessly: PagerDuty deduplicates by impairment id).",
+        )
+        self._alarm(
+            "NotificationsDropped",
+            "notifications-dropped",
+            _custom("NotificationsDropped"),
+            "The notifier dropped a page PagerDuty or OpsCenter refused as invalid (a 400: a wrong routing key, a "
+            "malformed event): retrying cannot help, so the on-call was not paged there. What to do: read the "
+            "notifier's error log (PagerDuty's errors are in it), fix the secret or the integration.",
         )
 
     def _detector_alarm(self, declaration: Declaration, function: lambda_.IFunction) -> None:

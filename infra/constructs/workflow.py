@@ -86,6 +86,7 @@ class RecoveryWorkflow(Construct):
             table.grant_read_write_data(function)
         _grant_page(escalate, topic)
         _grant_page(self._summarize, topic)
+        _grant_page(finalize, topic)  # resolves what was paged about a recovery that verified
         allow_verification(verify, VERIFY_READS, ACTIONS.values(), managed_tag)
 
         apply_tasks: dict[str, sfn.IChainable] = {}
@@ -310,6 +311,7 @@ class RecoveryWorkflow(Construct):
         start.add_environment("STATE_MACHINE_ARN", self.state_machine.state_machine_arn)
         self.state_machine.grant_start_execution(start)
         table.grant_read_write_data(start)
+        _grant_page(start, topic)  # resolves what was paged about an impairment whose signal cleared
         self.start_function = start
         self.trigger = events.Rule(
             self,

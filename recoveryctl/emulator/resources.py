@@ -111,6 +111,30 @@ class Resources:
                 Attributes={"RawMessageDelivery": "true"},
             )
         self.escalation_inbox = inbox
+        self._pages: list[Any] = []  # received on the escalation topic, not yet returned by escalations()
+        self._page_resolves: list[Any] = []
+        self._subscribe_queues(t, sns)
+
+    def _subscribe_queues(self, t: Any, sns: Any) -> None:
+        """The template's SQS subscriptions to its topics (the notifier's queue), and its SQS event
+        source mappings, polled when the emulator is idle (routing.py, poll_queues)."""
+        for resource in t.of_type("AWS::SNS::Subscription").values():
+            props = t.resolve(resource["Properties"])
+            if props.get("Protocol") == "sqs":
+                raw = str(props.get("RawMessageDelivery", "false")).lower()
+                sns.subscribe(
+                    TopicArn=props["TopicArn"],
+                    Protocol="sqs",
+                    Endpoint=props["Endpoint"],
+                    Attributes={"RawMessageDelivery": raw},
+                )
+        self.queue_mappings: list[tuple[str, str]] = []  # (queue ARN, function name)
+        for resource in t.of_type("AWS::Lambda::EventSourceMapping").values():
+            props = t.resolve(resource["Properties"])
+            if ":sqs:" in str(props.get("EventSourceArn")):
+                self.queue_mappings.append((props["EventSourceArn"], str(props["FunctionName"]).split(":")[-1]))
+        if self.queue_mappings:
+            self.idle_hooks.append(self.poll_queues)
 
     def _install_runtime_config(self) -> None:
         """The functions read plans and guardrails from a file in their code asset
@@ -237,18 +261,31 @@ class Resources:
         return event
 
     def escalations(self) -> list[dict[str, Any]]:
-        """Messages a human received on the escalation topic."""
+        """Pages a human received on the escalation topic since the last call, each the sender's
+        message read out of its chat notification (core/paging.py); resolves are in `resolves()`."""
+        self._drain_inbox()
+        pages, self._pages = self._pages, []
+        return pages
+
+    def resolves(self) -> list[dict[str, Any]]:
+        """Every resolve received on the escalation topic (an impairment that paged ended well)."""
+        self._drain_inbox()
+        return list(self._page_resolves)
+
+    def _drain_inbox(self) -> None:
+        from core import paging
+
         sqs = self.client("sqs")
-        messages = []
         while True:
             batch = sqs.receive_message(QueueUrl=self.escalation_inbox, MaxNumberOfMessages=10).get("Messages", [])
             if not batch:
-                return messages
+                return
             for message in batch:
                 body = message["Body"]
                 with contextlib.suppress(ValueError):
-                    body = json.loads(body)
-                messages.append(body)
+                    body = paging.details(json.loads(body))
+                resolve = isinstance(body, dict) and body.get("event_action") == paging.RESOLVE
+                (self._page_resolves if resolve else self._pages).append(body)
                 sqs.delete_message(QueueUrl=self.escalation_inbox, ReceiptHandle=message["ReceiptHandle"])
 
     # --- Step Functions ---

@@ -85,7 +85,9 @@ class Routing:
     def _perform(self, delivery: Delivery) -> None:
         """EventBridge sends the event to the target (its own calls: no region outage or fault)."""
         arn, event = delivery.target["Arn"], delivery.event
-        if ":function:" in arn:
+        if "QueueUrl" in delivery.target:
+            self._deliver_batch(delivery.target, event)
+        elif ":function:" in arn:
             self._deliver_to_function(arn.split(":function:")[-1], event, delivery.target)
         elif ":stateMachine:" in arn:
             with outage_exempt():
@@ -95,6 +97,30 @@ class Routing:
                 sqs = self.client("sqs")
                 url = sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
                 sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+
+    def poll_queues(self) -> None:
+        """An idle hook: Lambda's SQS event source mappings. Messages waiting in a mapped queue go to
+        its function as one batch (a delivery); those it does not report failed are deleted."""
+        sqs = self.client("sqs")
+        for queue_arn, function in self.queue_mappings:
+            with outage_exempt():
+                url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+                messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if messages:
+                records = [_sqs_record(m, queue_arn, self.region) for m in messages]
+                target = {"Arn": f"{queue_arn}->{function}", "Function": function, "QueueUrl": url}
+                self._root._enqueue(Delivery(self, target, {"Records": records}))
+
+    def _deliver_batch(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+        ok, result = self.invoke(target["Function"], event, source="event")
+        if not ok:
+            return  # the whole batch is received again after its visibility timeout
+        failed = {f.get("itemIdentifier") for f in (result or {}).get("batchItemFailures") or []}
+        with outage_exempt():
+            sqs = self.client("sqs")
+            for record in event["Records"]:
+                if record["messageId"] not in failed:
+                    sqs.delete_message(QueueUrl=target["QueueUrl"], ReceiptHandle=record["receiptHandle"])
 
     def pump(self, timeout: float = 120.0) -> None:
         """Run until nothing is left to deliver, no handler or execution can go on, and nothing
@@ -180,3 +206,18 @@ class Routing:
                 attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
                 count += int(attributes["Attributes"]["ApproximateNumberOfMessages"])
         return count
+
+
+def _sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """A received message as Lambda's SQS event carries it."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"},
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }

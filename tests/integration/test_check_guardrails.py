@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core import paging
 from core.dynamo import Table
 from core.errors import GuardrailTripped, InvalidInput
 from core.store import CONCURRENCY_BUDGET
@@ -82,7 +83,7 @@ def test_the_blast_radius_narrows_the_impairment_and_pages_for_the_rest(
     assert record["guardrails_tripped"] == ["blast_radius"]
     assert record["deferred_resources"] == [f"ec2:instance/{ids[2]}"]
     (envelope,) = received(topic)
-    page = json.loads(envelope["Message"])
+    page = paging.details(json.loads(envelope["Message"]))
     assert page["deferred"] == [ids[2]] and page["guardrail"] == "blast_radius"
     assert "blast radius" in envelope["Subject"]
 
@@ -243,7 +244,7 @@ def test_a_group_of_three_that_loses_two_has_one_replaced_now_and_one_deferred(
     assert store._lock_holders([f"ec2:instance/{ids[1]}"]) == {}
     assert store._lock_holders([f"ec2:instance/{ids[0]}"]) == {f"ec2:instance/{ids[0]}": model.impairment_id}
     (page,) = received(topic)
-    assert json.loads(page["Message"])["deferred"] == [ids[1]]
+    assert paging.details(json.loads(page["Message"]))["deferred"] == [ids[1]]
 
 
 def test_two_recoveries_of_a_small_group_deciding_at_the_same_moment_cannot_both_pass(

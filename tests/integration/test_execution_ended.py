@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from core import paging
 from core.errors import TransientError
 from core.store import CONCURRENCY_BUDGET, Claim
 from orchestration import execution_ended
@@ -101,7 +102,7 @@ def test_an_execution_that_timed_out_before_changing_anything_is_released_and_pa
     assert "nothing had been changed" in record["reason"] and record["page_status"] == "sent"
     assert held(store, keys) == {"locks": {}, "windows": [], "slot": {}}
     (page,) = received(pages)
-    assert "timed out" in json.loads(page["Message"])["reason"]
+    assert "timed out" in paging.details(json.loads(page["Message"]))["reason"]
 
 
 def test_an_aborted_execution_with_changes_applied_is_rolled_back_by_the_cleanup(

@@ -13,6 +13,7 @@ import pytest
 
 from actions import replace_instance
 from actions.base import Action, ActionParams, ActionResult, Context, run
+from core import paging
 from core.contract import ImpairmentType, Severity
 from core.errors import InvalidInput, NoMatchingPlan, PermanentError
 from core.guardrails import blast_key
@@ -600,7 +601,7 @@ def test_escalate_pages_with_the_reason_and_records_the_outcome(store, topic, la
     (notification,) = received(topic)
     assert notification["Subject"].startswith("[recovery] web-api: ActionRefused: replacing")
     assert len(notification["Subject"]) <= 100
-    message = json.loads(notification["Message"])
+    message = paging.details(json.loads(notification["Message"]))
     assert message["reason"] == f"ActionRefused: {refusal}"
     assert message["impairment_id"] == model.impairment_id
     assert message["plan"] == "replace-failed-instance"
@@ -639,7 +640,7 @@ def test_escalation_reason_says_what_went_wrong(store, topic, lambda_context, st
 
     assert result["reason"].startswith(reason)
     (notification,) = received(topic)
-    assert json.loads(notification["Message"])["reason"] == result["reason"]
+    assert paging.details(json.loads(notification["Message"]))["reason"] == result["reason"]
 
 
 def test_escalation_subject_is_printable_ascii_within_the_sns_limit(store, topic, lambda_context):

@@ -166,7 +166,7 @@ def test_a_cleared_event_is_recorded_on_the_impairment_and_starts_nothing(state_
     response = start.handler(bus_event(cleared.model_dump(mode="json"), detail_type=CLEARED), lambda_context)
 
     # Then the record notes when it cleared, and no execution is started for it
-    assert response == {"status": "cleared", "recorded": True}
+    assert response == {"status": "cleared", "recorded": True, "page_resolved": False}  # still recovering
     record = store.get_impairment(model.impairment_id)
     assert record["cleared_at"] == cleared.cleared_at.isoformat()
     assert record["status"] == "recovering"

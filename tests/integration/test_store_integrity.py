@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from core import aws
+from core import aws, paging
 from core.dynamo import ATTEMPTS
 from core.errors import ImpairmentNotRecorded, TransientError
 from core.store import Claim, RecoveryStore
@@ -151,7 +151,7 @@ def test_escalating_an_impairment_with_no_record_records_it_whole_and_pages(stor
     # Then the on-call is paged, and the record is the whole impairment with its outcome: listed
     # under its workload (a stub would have no workload and no index keys)
     (notification,) = received(queue)
-    assert json.loads(notification["Message"])["impairment_id"] == model.impairment_id
+    assert paging.details(json.loads(notification["Message"]))["impairment_id"] == model.impairment_id
     record = store.get_impairment(model.impairment_id)
     assert record["workload"] == model.workload
     assert record["impairment"]["affected_resources"] == event["impairment"]["affected_resources"]

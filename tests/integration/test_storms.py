@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from core import storms
+from core import paging, storms
 from core.errors import PublishError, TransientError
 from orchestration import escalate, execution_ended, storm
 from tests.builders import capture_topic, impairment, received
@@ -38,7 +38,7 @@ def _escalate(store, lambda_context, n: int, workload: str = "web-api", **state:
 
 
 def _messages(queue: str) -> list[dict[str, Any]]:
-    return [json.loads(n["Message"]) for n in received(queue)]
+    return [paging.details(json.loads(n["Message"])) for n in received(queue)]
 
 
 def test_the_first_pages_at_once_the_rest_are_listed_in_one_summary(store, pages, lambda_context, frozen_clock):
