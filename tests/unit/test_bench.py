@@ -652,3 +652,27 @@ def test_a_storm_row_names_its_hottest_item_when_measured():
         {"storm": {"sizes": [measured], "not_run": []}}
     )
     assert "hottest" not in report.markdown({"storm": {"sizes": [_storm_size()], "not_run": []}})
+
+
+def test_make_bench_writes_its_goals_into_the_performance_page_between_the_markers(tmp_path):
+    from bench import goals
+
+    page = tmp_path / "performance.md"
+    page.write_text(f"# Title\n\nprose\n\n{goals.GOALS_START}\nold\n{goals.GOALS_END}\n\nmore prose\n")
+    results = {
+        "meta": {"measured_at": "now", "commit": "abc", "machine": "m", "wall_seconds": 10},
+        "idle": {
+            "configurations": [{"groups": 1, "instances_per_group": 10, "api_calls_per_hour": 120.0}],
+            "meets_target": True,
+            "events_only": {"api_calls_per_hour": 0.0, "lambda_invocations_per_hour": 0.0},
+        },
+    }
+    goals.write_into(page, results)
+    goals.write_into(page, results)  # again: replaced, not appended
+    text = page.read_text()
+    assert text.count(goals.GOALS_START) == 1 and "old" not in text
+    assert text.startswith("# Title\n\nprose") and text.rstrip().endswith("more prose")
+    assert "| 6. Idle O(groups): calls/h by groups x instances | 1x10: 120/h | met |" in text
+    assert (
+        "| 6. Events only (`sweep_interval_minutes: 0`): 0 calls an hour | 0 calls/h, 0 invocations/h | met |" in text
+    )
