@@ -97,6 +97,12 @@ _SHAPES = {
     "endpoint": "an https:// URL",
     "unit": "a systemd unit name like nginx.service",
     "instance_id": "an EC2 instance ID like i-0123456789abcdef0",
+    "function_name": "a Lambda function name (optionally name:alias) or its ARN",
+    "rollback_function": "a Lambda function name (optionally name:alias) or its ARN",
+    "document_name": "an SSM document name like AWS-RestartEC2Instance, or its ARN",
+    "rollback_document": "an SSM document name like AWS-StartEC2Instance, or its ARN",
+    "document_version": "a document version: a number, $DEFAULT or $LATEST",
+    "target_parameter": "a runbook parameter name like InstanceId",
 }
 # A name's rules differ by what it names (the first part of the path).
 _NAMES = {
