@@ -299,6 +299,15 @@ SPECS: tuple[ActionSpec, ...] = (
         iam_actions=(),
         param_grants=_function_grants,
     ),
+    ActionSpec(
+        name="ssm_automation",
+        description="Run an SSM Automation runbook on the impaired instances and wait for it; roll back with another",
+        iam_actions=(
+            "ec2:DescribeInstances",
+            "ssm:GetAutomationExecution",
+        ),
+        param_grants=_runbook_grants,
+    ),
 )
 
 ACTIONS: dict[str, ActionSpec] = {spec.name: spec for spec in SPECS}

@@ -121,3 +121,80 @@ def test_the_synthesized_stack_grants_no_invocation_when_no_plan_has_a_custom_st
     ]
     assert ("lambda:InvokeFunction", None) in granted
     assert all(condition is None and action != "lambda:GetFunction" for action, condition in granted)
+
+
+RUNBOOK = "AWS-RestartEC2Instance"
+ROLE = "arn:aws:iam::123456789012:role/recovery-automation"
+
+
+@pytest.mark.parametrize(
+    ("params", "path", "says"),
+    [
+        ({}, "plans.0.steps.0.params.document_name", "is required"),
+        ({"document_name": "no spaces allowed"}, "plans.0.steps.0.params.document_name", "an SSM document name"),
+        ({"document_name": RUNBOOK, "document_version": "v2"}, "plans.0.steps.0.params.document_version", "a number"),
+        ({"document_name": RUNBOOK, "max_wait_seconds": 900}, "plans.0.steps.0.params.max_wait_seconds", "at most 540"),
+        (
+            {"document_name": RUNBOOK, "parameters": {"AutomationAssumeRole": "recovery-automation"}},
+            "plans.0.steps.0.params.parameters",
+            "AutomationAssumeRole must be one IAM role ARN",
+        ),
+        (
+            {"document_name": RUNBOOK, "parameters": {"InstanceId": {"nested": 1}}},
+            "plans.0.steps.0.params.parameters",
+            "each value must be text or a list of texts",
+        ),
+        (
+            {"document_name": RUNBOOK, "target_parameter": "InstanceId", "parameters": {"InstanceId": "i-1"}},
+            "plans.0.steps.0.params",
+            "also given in the parameters",
+        ),
+        (
+            {"document_name": RUNBOOK, "rollback_parameters": {"X": "1"}},
+            "plans.0.steps.0.params",
+            "need a rollback_document",
+        ),
+    ],
+)
+def test_ssm_automation_params_are_checked_at_synthesis_with_their_paths(params, path, says):
+    found = problems(with_plan({"action": "ssm_automation", "params": params}))
+
+    assert path in found, found
+    assert says in found[path]
+
+
+def test_ssm_automation_may_start_only_the_named_runbooks_and_pass_only_the_given_role():
+    shared = "arn:aws:ssm:us-east-1:210987654321:document/Acme-Shared"
+    raw = with_plan(
+        {
+            "action": "ssm_automation",
+            "params": {
+                "document_name": RUNBOOK,
+                "target_parameter": "InstanceId",
+                "parameters": {"AutomationAssumeRole": ROLE},
+                "rollback_document": shared,
+            },
+        }
+    )
+
+    statements = _statements("ssm_automation", raw)
+
+    (start,) = _by_action(statements, "ssm:StartAutomationExecution")
+    resources = [r["Fn::Sub"] if isinstance(r, dict) else r for r in start["Resource"]]
+    assert resources == [
+        f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:*:automation-definition/{RUNBOOK}:*",
+        "arn:aws:ssm:us-east-1:210987654321:automation-definition/Acme-Shared:*",
+    ]
+    (passing,) = _by_action(statements, "iam:PassRole")
+    assert passing["Resource"] == ROLE
+    (reads,) = _by_action(statements, "ssm:GetAutomationExecution")
+    assert "ec2:DescribeInstances" in reads["Action"]
+
+
+def test_without_an_assume_role_no_role_may_be_passed():
+    raw = with_plan({"action": "ssm_automation", "params": {"document_name": RUNBOOK}})
+
+    statements = _statements("ssm_automation", raw)
+
+    assert _by_action(statements, "iam:PassRole") == []
+    assert len(_by_action(statements, "ssm:StartAutomationExecution")) == 1
