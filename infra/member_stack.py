@@ -24,7 +24,7 @@ from detectors.declaration import Reads
 from infra.config import MemberAccount, RecoveryConfig
 from infra.constructs.workloads import ProtectedWorkload
 from infra.nag import apply_nag
-from infra.permissions import allow, allow_action, hosted_zones
+from infra.permissions import allow, allow_action, hosted_zones, plan_grants
 from infra.route53_alarms import alarm_arns, forwarded
 
 # Reads that Verify, CheckGuardrails and ReturnCapacity make in a member account, beyond what the
@@ -128,8 +128,9 @@ class MemberStack(Stack):
             ),
         )
         zones = hosted_zones(config.workloads, config.parsed_plans())
+        named = plan_grants(config.parsed_plans())
         for spec in ACTIONS.values():
-            allow_action(self.role, spec, managed_tag, zones)
+            allow_action(self.role, spec, managed_tag, zones, named.get(spec.name, ()))
         allow(self.role, member_reads(), managed_tag)
 
         # The detectors read whether an alarm, a database or a service opted in: in this account only.

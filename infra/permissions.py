@@ -33,6 +33,24 @@ def hosted_zones(workloads: Iterable[Workload], plans: Iterable[Plan]) -> list[s
     return list(dict.fromkeys(z.removeprefix("/hostedzone/") for z in zones))
 
 
+def plan_grants(plans: Iterable[Plan]) -> dict[str, tuple[IamGrant, ...]]:
+    """By action: the IAM on what the plans' steps name (an action's param_grants: a user's
+    function, a runbook), the resources of grants alike merged into one grant."""
+    from actions.registry import ACTIONS
+
+    merged: dict[str, dict[tuple[tuple[str, ...], str | None], list[str]]] = {}
+    for plan in plans:
+        for step in plan.steps:
+            spec = ACTIONS.get(step.action)
+            for grant in spec.param_grants(step.params) if spec and spec.param_grants else ():
+                resources = merged.setdefault(step.action, {}).setdefault((grant.actions, grant.tag_condition_key), [])
+                resources += [r for r in grant.resources if r not in resources]
+    return {
+        action: tuple(IamGrant(actions, tuple(resources), key) for (actions, key), resources in grants.items())
+        for action, grants in merged.items()
+    }
+
+
 def _zone_arns(zones: Sequence[str]) -> list[str]:
     return [Fn.sub(f"arn:${{AWS::Partition}}:route53:::hostedzone/{zone}") for zone in zones]
 
@@ -107,17 +125,22 @@ def allow_declared(
 
 
 def allow_action(
-    grantee: iam.IGrantable, spec: ActionSpec, managed_tag: tuple[str, str], hosted_zones: Sequence[str] = ()
+    grantee: iam.IGrantable,
+    spec: ActionSpec,
+    managed_tag: tuple[str, str],
+    hosted_zones: Sequence[str] = (),
+    named: Sequence[IamGrant] = (),
 ) -> None:
     """Everything an action declares, for a role that acts and verifies on its behalf (a member
-    account's): what its apply and rollback call, and what Verify calls after it (a grant that one
-    of the action's own already covers is not repeated)."""
+    account's): what its apply and rollback call, on what the plans name (`named`: plan_grants),
+    and what Verify calls after it (a grant that one of the action's own already covers is not
+    repeated)."""
     verification = spec.verification
     allow_declared(
         grantee,
         [*spec.iam_actions, *verification.iam_actions],
         spec.iam_actions_without_tag_condition,
-        [*spec.iam_grants, *(g for g in verification.iam_grants if not _covered(g, spec.iam_grants))],
+        [*spec.iam_grants, *named, *(g for g in verification.iam_grants if not _covered(g, spec.iam_grants))],
         managed_tag=managed_tag,
         hosted_zones=hosted_zones,
     )

@@ -25,7 +25,7 @@ from infra.constructs.workflow import RecoveryWorkflow
 from infra.constructs.workloads import ProtectedWorkload
 from infra.encryption import DataKey
 from infra.nag import apply_nag
-from infra.permissions import hosted_zones
+from infra.permissions import hosted_zones, plan_grants
 from infra.route53_alarms import alarm_arns, forwarded
 
 
@@ -111,6 +111,7 @@ class RecoveryStack(Stack):
             timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + slack,
             cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + slack,
             hosted_zones=hosted_zones(config.workloads, config.parsed_plans()),
+            plan_grants=plan_grants(config.parsed_plans()),
         )
         paging = Paging(
             self,

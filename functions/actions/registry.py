@@ -12,6 +12,8 @@ the older names that chose the way by a `kind` param.
 
 from __future__ import annotations
 
+import re
+
 from actions.specs import ActionSpec, Alias, HandBack, IamGrant, StepParams, Verification
 
 # --- helpers of the declarations: pure functions of a step's params, as the plan gives them (the
@@ -27,6 +29,55 @@ def _expires_in(params: StepParams) -> int | None:
     """A weights shift's expires_in (default 1h), in seconds."""
     expires = params.get("expires_in") or "1h"
     return int(expires[:-1]) * (3600 if expires.endswith("h") else 60)
+
+
+# A function a plan names by name is this account's, in this region.
+_FUNCTION_ARN = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+# A runbook named by name: this account's or AWS's (whose ARN names no account of ours).
+_RUNBOOK_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:*:automation-definition/"
+_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/"
+
+
+def _function_grants(params: StepParams) -> tuple[IamGrant, ...]:
+    """invoke_function: GetFunction (its tags: the action checks the managed tag) and ListTags
+    (which GetFunction of a tagged function needs) on the step's functions; InvokeFunction on them
+    only while they carry the managed tag (Lambda authorizes aws:ResourceTag on a function)."""
+    names = [params.get("function_name"), params.get("rollback_function")]
+    arns = tuple(n if n.startswith("arn:") else _FUNCTION_ARN + n for n in names if isinstance(n, str) and n)
+    if not arns:
+        return ()
+    return (
+        IamGrant(actions=("lambda:GetFunction", "lambda:ListTags"), resources=arns),
+        IamGrant(actions=("lambda:InvokeFunction",), resources=arns, tag_condition_key="aws:ResourceTag"),
+    )
+
+
+def _runbook_grants(params: StepParams) -> tuple[IamGrant, ...]:
+    """ssm_automation: StartAutomationExecution of the step's runbooks (any version), and
+    iam:PassRole of the AutomationAssumeRole its parameters give, if they give one."""
+    documents = [params.get("document_name"), params.get("rollback_document")]
+    arns = tuple(
+        (d if d.startswith("arn:") else _RUNBOOK_ARN + d).replace(":document/", ":automation-definition/") + ":*"
+        for d in documents
+        if isinstance(d, str) and d
+    )
+    roles = tuple(
+        dict.fromkeys(
+            role
+            for given in (params.get("parameters"), params.get("rollback_parameters"))
+            if isinstance(given, dict)
+            for role in _as_list(given.get("AutomationAssumeRole"))
+            if re.match(_ROLE_ARN, role)
+        )
+    )
+    grants = [IamGrant(actions=("ssm:StartAutomationExecution",), resources=arns)] if arns else []
+    if roles:
+        grants.append(IamGrant(actions=("iam:PassRole",), resources=roles))
+    return tuple(grants)
+
+
+def _as_list(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)] if value else []
 
 
 # Verify reads the group's capacity after a capacity action.
@@ -240,6 +291,22 @@ SPECS: tuple[ActionSpec, ...] = (
             step_check="actions.scale_ecs_service:verify_step", iam_actions=("ecs:DescribeServices",)
         ),
         hand_back=HandBack(after=_return_after, only_if_healthy=True),
+    ),
+    # --- custom steps: the user's code, with our guardrails, verification, rollback and audit ---
+    ActionSpec(
+        name="invoke_function",
+        description="Invoke the user's Lambda function for apply (and another for rollback), by a documented contract",
+        iam_actions=(),
+        param_grants=_function_grants,
+    ),
+    ActionSpec(
+        name="ssm_automation",
+        description="Run an SSM Automation runbook on the impaired instances and wait for it; roll back with another",
+        iam_actions=(
+            "ec2:DescribeInstances",
+            "ssm:GetAutomationExecution",
+        ),
+        param_grants=_runbook_grants,
     ),
 )
 

@@ -97,6 +97,10 @@ class ActionSpec:
     iam_actions_without_tag_condition: tuple[str, ...] = ()
     # ...and these, granted exactly as declared (their actions are not listed in iam_actions).
     iam_grants: tuple[IamGrant, ...] = ()
+    # ...and these, on what a step's params name (a user's Lambda function, an automation
+    # runbook): granted for each step of the configured plans (infra/permissions.py plan_grants),
+    # so an action no plan uses holds none of them, and never on "*".
+    param_grants: Callable[[StepParams], tuple[IamGrant, ...]] | None = None
     # Whether a step takes the impaired instances out of service (from its params): the blast
     # radius and fail open then count them against their groups. Adding capacity, failing over or
     # shifting a zone away removes no healthy capacity.

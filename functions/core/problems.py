@@ -102,6 +102,12 @@ _SHAPES = {
     "channel_id": "a channel ID (Slack: like C0123ABCD; Teams: from the channel's link, like 19%3a...%40thread.tacv2)",
     "team_id": "a Microsoft Teams ID (a UUID)",
     "tenant_id": "a Microsoft Teams tenant ID (a UUID)",
+    "function_name": "a Lambda function name (optionally name:alias) or its ARN",
+    "rollback_function": "a Lambda function name (optionally name:alias) or its ARN",
+    "document_name": "an SSM document name like AWS-RestartEC2Instance, or its ARN",
+    "rollback_document": "an SSM document name like AWS-StartEC2Instance, or its ARN",
+    "document_version": "a document version: a number, $DEFAULT or $LATEST",
+    "target_parameter": "a runbook parameter name like InstanceId",
 }
 # A name's rules differ by what it names (the first part of the path).
 _NAMES = {

@@ -6,7 +6,7 @@ after it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
@@ -22,7 +22,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from actions.registry import ACTIONS
-from actions.specs import ActionSpec
+from actions.specs import ActionSpec, IamGrant
 from core.errors import CAPACITY_WAIT_ATTEMPTS, CAPACITY_WAIT_INTERVAL_SECONDS, CapacityNotReady
 from infra.constants import CLEARED, DETECTED, EVENT_SOURCE, RETRYABLE_ERRORS
 from infra.constructs.functions import FunctionFactory
@@ -62,12 +62,15 @@ class RecoveryWorkflow(Construct):
         timeout_seconds: int,
         cleanup_timeout_seconds: int = 3600,
         hosted_zones: Sequence[str] = (),
+        plan_grants: Mapping[str, Sequence[IamGrant]] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._factory = functions
         self.managed_tag = managed_tag
         # Where a DNS failover may change records (infra/permissions.py ZONE_SCOPED).
         self.hosted_zones = list(hosted_zones)
+        # What the plans' steps name, by action (infra/permissions.py plan_grants).
+        self.plan_grants = dict(plan_grants or {})
         self.functions: dict[str, lambda_.Function] = {}
 
         admit = self._function("Admit", "orchestration.admit.handler", "Validate, record and lock an impairment")
@@ -384,7 +387,7 @@ class RecoveryWorkflow(Construct):
             function,
             spec.iam_actions,
             spec.iam_actions_without_tag_condition,
-            spec.iam_grants,
+            [*spec.iam_grants, *self.plan_grants.get(spec.name, ())],
             managed_tag=self.managed_tag,
             hosted_zones=self.hosted_zones,
         )

@@ -254,6 +254,8 @@ ACTION_PARAMS: dict[str, list[dict[str, Any]]] = {
     "restart_ecs_service": [{"cluster": "checkout", "service": "checkout-api"}],
     "restart_systemd_unit": [{"unit": "app.service"}],
     "scale_ecs_service": [{"cluster": "checkout", "service": "checkout-api"}, {"increment": 2, "keep": True}],
+    "invoke_function": [{"function_name": "drain-cache", "rollback_function": "refill-cache"}],
+    "ssm_automation": [{"document_name": "AWS-RestartEC2Instance", "target_parameter": "InstanceId"}],
 }
 
 

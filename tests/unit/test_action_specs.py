@@ -35,6 +35,8 @@ SAMPLE_PARAMS = {
     ],
     "restart_systemd_unit": [{"unit": "nginx.service"}],
     "scale_ecs_service": [{}, {"keep": True}, {"return_after_seconds": 120, "increment": 3}],
+    "invoke_function": [{"function_name": "drain-cache"}, {"function_name": "a", "rollback_function": "b"}],
+    "ssm_automation": [{"document_name": "AWS-RestartEC2Instance", "target_parameter": "InstanceId"}],
 }
 
 
