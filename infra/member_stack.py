@@ -31,6 +31,9 @@ from infra.route53_alarms import alarm_arns, forwarded
 # actions and the detectors declare (tests/infra/test_accounts.py checks that every read the
 # central roles hold on "*" is in member_reads() or declared by an action).
 WORKFLOW_READS = (
+    # CheckGuardrails' blocking conditions (core/blocking.py)
+    "autoscaling:DescribeInstanceRefreshes",
+    "cloudwatch:DescribeAlarms",
     "ec2:DescribeInstances",
     "ecs:DescribeServices",
     "ecs:DescribeTasks",

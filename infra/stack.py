@@ -108,7 +108,12 @@ class RecoveryStack(Stack):
             managed_tag=managed_tag,
             # The backstop time-box: the longest plan's, approval, rollback and capacity return
             # included, and the wait of a storm's first escalation for its summary.
-            timeout_seconds=max((time_box_seconds(p) for p in plans), default=3600) + slack,
+            # The wait while blocked too (each plan's blocking, else the deployment's).
+            timeout_seconds=max(
+                (time_box_seconds(p, (p.blocking or config.guardrails.blocking).max_wait_seconds) for p in plans),
+                default=3600,
+            )
+            + slack,
             cleanup_timeout_seconds=max((rollback_seconds(p) for p in plans), default=3600) + slack,
             hosted_zones=hosted_zones(config.workloads, config.parsed_plans()),
             plan_grants=plan_grants(config.parsed_plans()),

@@ -275,6 +275,8 @@ class Drill(Operator, Faults):
             )
         for zone_fault in self.scenario.zone_faults:
             emulator.zone_faults[self._zone_name(zone_fault.zone, impaired)] = zone_fault.kind
+        if self.scenario.instance_refresh:
+            self._start_instance_refresh(emulator, self.scenario.instance_refresh)
         if self.scenario.paused:
             for region in self.regions():  # a replicated switch, set in every replica
                 region.store().set_paused(True, "paused for a drill", "recoveryctl")
@@ -304,6 +306,30 @@ class Drill(Operator, Faults):
         report["interleaving"] = emulator.interleaving()
         report["drill_actions"] = self.actions_done
         return report
+
+    def _start_instance_refresh(self, emulator: Emulator, refresh: Any) -> None:
+        """The scenario's instance refresh of the workload's group, as the emulator answers
+        DescribeInstanceRefreshes (recoveryctl/emulator/behaviour.py)."""
+        from core import clock
+
+        group = self.workload.get("auto_scaling_group")
+        if not group:
+            raise DrillError(f"scenario {self.scenario.name}: instance_refresh needs the workload's auto_scaling_group")
+        now = clock.utc_now()
+        ends_at = None if refresh.ends_after_seconds is None else now + timedelta(seconds=refresh.ends_after_seconds)
+        emulator.instance_refreshes[(emulator.acting_account, emulator.region, group)] = [
+            {
+                "InstanceRefreshId": f"refresh-{self.scenario.name}"[:36],
+                "AutoScalingGroupName": group,
+                "Status": refresh.status,
+                "StatusReason": "started by the drill",
+                "StartTime": now,
+                "PercentageComplete": 40,
+                "InstancesToUpdate": 2,
+                "ends_at": ends_at,
+                "ends_as": refresh.ends_as,
+            }
+        ]
 
     def _check_signals(self) -> None:
         """Refuse, before anything runs, a member's alarm without its member stack."""

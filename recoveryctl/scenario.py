@@ -121,6 +121,19 @@ class ZoneFault(BaseModel):
     )
 
 
+class InstanceRefresh(BaseModel):
+    """An Auto Scaling instance refresh of the workload's group, running when the drill starts
+    (as DescribeInstanceRefreshes shows it; moto has none): blocking conditions wait for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"] = "InProgress"
+    ends_after_seconds: float | None = Field(
+        default=None, ge=0, le=86400, description="when it ends (virtual time from the start; none: never)"
+    )
+    ends_as: Literal["Successful", "Cancelled", "Failed", "RollbackSuccessful"] = "Successful"
+
+
 DrillActionName = Literal["pause", "resume", "enable_plan", "disable_plan", "approve", "reject", "stop_execution"]
 
 
@@ -413,6 +426,9 @@ class Scenario(BaseModel):
     )
     zone_faults: list[ZoneFault] = Field(
         default_factory=list, description="zones where new instances fail to launch or come up unhealthy"
+    )
+    instance_refresh: InstanceRefresh | None = Field(
+        default=None, description="an instance refresh of the workload's group in progress from the start"
     )
     actions: list[DrillAction] = Field(
         default_factory=list, description="what the operator does, and when: pause, approve, stop an execution..."

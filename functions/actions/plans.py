@@ -135,18 +135,19 @@ def rollback_seconds(plan: Plan) -> int:
     return TASK_WITH_RETRIES_SECONDS + _steps_seconds(plan) + TASK_WITH_RETRIES_SECONDS  # Prepare, Escalate
 
 
-def holding_seconds(plan: Plan) -> int:
+def holding_seconds(plan: Plan, blocked_seconds: int = 0) -> int:
     """The longest a recovery by this plan may hold its resources (their locks): the approval,
+    the wait while blocked (`blocked_seconds`: its blocking's max_wait_seconds, core/blocking.py),
     the plan's own time-box, each step's, then the rollback of every step."""
     approval = plan.approval_timeout_seconds if plan.requires_approval else 0
-    return approval + plan.timeout_seconds + _steps_seconds(plan) + rollback_seconds(plan)
+    return approval + blocked_seconds + plan.timeout_seconds + _steps_seconds(plan) + rollback_seconds(plan)
 
 
-def time_box_seconds(plan: Plan) -> int:
+def time_box_seconds(plan: Plan, blocked_seconds: int = 0) -> int:
     """The longest an execution of this plan may take: holding_seconds, and the longest wait
     before what its steps changed is handed back, then handing it back."""
     waits = [ACTIONS[step.action].hand_back_after(step.params) or 0 for step in plan.steps]
-    return holding_seconds(plan) + max(waits, default=0) + TASK_WITH_RETRIES_SECONDS
+    return holding_seconds(plan, blocked_seconds) + max(waits, default=0) + TASK_WITH_RETRIES_SECONDS
 
 
 __all__ = [

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.blocking import Blocking
+
 # The names a drill report and the impairment record use for what stopped a recovery.
 BLAST_RADIUS = "blast_radius"
 FAIL_OPEN = "fail_open"
@@ -27,6 +29,7 @@ FLAPPING = "flapping"
 MAINTENANCE = "maintenance_window"
 PAUSED = "paused"
 APPROVAL = "approval"
+BLOCKED = "blocked"
 
 
 class BlastRadius(BaseModel):
@@ -90,6 +93,9 @@ class Guardrails(BaseModel):
     fail_open: FailOpen = Field(default_factory=FailOpen)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     flapping: Flapping = Field(default_factory=Flapping)
+    blocking: Blocking = Field(
+        default_factory=Blocking, description="when a recovery waits instead of acting: every plan's, unless its own"
+    )
 
 
 class Weekday(StrEnum):

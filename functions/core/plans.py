@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.blocking import Blocking
 from core.contract import ImpairmentDetected, ImpairmentType, Severity
 from core.problems import Problem, from_validation, named, path
 
@@ -78,6 +79,9 @@ class Plan(BaseModel):
     )
     max_recoveries_per_hour: int | None = Field(
         default=None, ge=1, le=10_000, description="rate limit of this plan (default: the guardrails' per plan)"
+    )
+    blocking: Blocking | None = Field(
+        default=None, description="when this plan's recoveries wait instead of acting (default: guardrails.blocking)"
     )
 
 

@@ -29,6 +29,7 @@ from core.observability import logger, metrics
 from core.reads import groups as group_reads
 from core.reads import target_health
 from core.store import CONCURRENCY_BUDGET, Claim, RecoveryStore
+from orchestration import blocked
 
 
 @lambda_entry
@@ -47,6 +48,11 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     # impairment names its group): the take starts from it.
     read = store.read_items(_first_read(impairment, fixed))
     stale = _check_schedule(store, config, impairment, now, read.items)
+    verdict = blocked.check(store, impairment, plan, limits.blocking, previous, now)
+    if verdict.wait_seconds:  # acting now would fight a change in progress: the workflow waits
+        return blocked.waiting(event, previous, verdict)
+    if verdict.escalate:
+        _stop(store, limits, impairment, [Trip(guardrail=guardrails.BLOCKED, reason=verdict.escalate)])
 
     instances = asg.impaired_instances(impairment)
     groups = _fail_open(store, limits, impairment, instances, plan.get("steps", []))
@@ -64,6 +70,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         "slots": taken.slots,  # given back at the end (finalize, escalate)
         # how long Finalize keeps the recovery in its history, and what it removes from it
         "history": {"keep_seconds": limits.flapping.window_seconds, "stale": stale},
+        "blocking": verdict.record,  # what made it wait, if anything (orchestration/blocked.py)
     }
     if decision.trips:
         _defer(store, settings, limits, impairment, decision)

@@ -15,6 +15,7 @@ from typing import Any
 from actions import plans
 from core import clock, runtime_config, state
 from core import settings as settings_module
+from core.blocking import Blocking
 from core.entry import lambda_entry
 from core.errors import InvalidInput, NoMatchingPlan
 from core.observability import logger
@@ -64,7 +65,7 @@ def _choose(impairment: Any, settings: Any, disabled: set[str], lock_keys: list[
         plan = plans.check_steps(plan)
     except ValueError as exc:
         raise InvalidInput(f"plan {plan.name!r}: {exc}") from None
-    lock_for = plans.holding_seconds(plan) + LOCK_MARGIN_SECONDS
+    lock_for = plans.holding_seconds(plan, blocking_of(plan).max_wait_seconds) + LOCK_MARGIN_SECONDS
     hold = lock_for if lock_for > settings.lock_ttl_seconds and lock_keys else None
     return plan, plan.dry_run or settings.dry_run, hold
 
@@ -75,8 +76,11 @@ def _selected(plan: Plan, dry_run: bool, workload: str) -> dict[str, Any]:
     verify = plan.verify.model_dump()
     if dry_run:
         verify = {"wait_seconds": 0, "max_attempts": 1}  # nothing changed: nothing to wait for
-    # The plan's time-box counts from now, plus the approval's when it needs one.
+    # The plan's time-box counts from now, plus the approval's when it needs one and the longest
+    # wait while blocked (CheckGuardrails).
+    blocking = blocking_of(plan)
     time_box = plan.timeout_seconds + (plan.approval_timeout_seconds if plan.requires_approval else 0)
+    time_box += blocking.max_wait_seconds
     return {
         "name": plan.name,
         "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(plan.steps)],
@@ -88,4 +92,11 @@ def _selected(plan: Plan, dry_run: bool, workload: str) -> dict[str, Any]:
         "max_recoveries_per_hour": plan.max_recoveries_per_hour,
         "dry_run": dry_run,
         "rto_seconds": runtime_config.load().rto_seconds.get(workload),
+        "blocking": blocking.model_dump(),
     }
+
+
+def blocking_of(plan: Plan) -> Blocking:
+    """When a recovery by this plan waits instead of acting: its own blocking, else the
+    deployment's (guardrails.blocking)."""
+    return plan.blocking or runtime_config.load().guardrails.blocking

@@ -23,6 +23,7 @@ from constructs import Construct
 from actions.registry import ACTIONS
 from actions.specs import ActionSpec, IamGrant
 from infra.constants import CLEARED, DETECTED, EVENT_SOURCE
+from infra.constructs.blocking import BLOCKED, GUARDRAIL_READS, wait_while_blocked
 from infra.constructs.functions import FunctionFactory
 from infra.constructs.storms import SUMMARY_INPUT, storm_leader_waits
 from infra.constructs.workflow_parts import grant_page as _grant_page
@@ -163,18 +164,7 @@ class RecoveryWorkflow(Construct):
         )
         table.grant_read_write_data(guard)
         _grant_page(guard, topic)
-        _allow(
-            guard,
-            [
-                "autoscaling:DescribeAutoScalingGroups",
-                "autoscaling:DescribeAutoScalingInstances",
-                "elasticloadbalancing:DescribeTargetHealth",
-                # actions/fleet.py: which of a group's instances EC2 says are failing
-                "ec2:DescribeInstanceStatus",
-                "ec2:DescribeInstances",
-            ],
-            managed_tag,
-        )
+        _allow(guard, list(GUARDRAIL_READS), managed_tag)
         approval = self._function(
             "RequestApproval", "orchestration.request_approval.handler", "Ask a human to approve a high-risk plan"
         )
@@ -204,11 +194,16 @@ class RecoveryWorkflow(Construct):
         recheck = self._task("RecheckGuardrails", guard, None, "$")
         recheck.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
         request_approval.next(recheck)
-        recheck.next(run_actions)
+        recheck.next(
+            sfn.Choice(self, "BlockedAfterApproval?")
+            .when(BLOCKED, wait_while_blocked(self, "WaitWhileBlockedAfterApproval", recheck))
+            .otherwise(run_actions)
+        )
         guard_task = self._task("CheckGuardrails", guard, None, "$")
         guard_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
         guard_task.next(
             sfn.Choice(self, "ApprovalRequired?")
+            .when(BLOCKED, wait_while_blocked(self, "WaitWhileBlocked", guard_task))
             .when(sfn.Condition.boolean_equals("$.plan.requires_approval", True), request_approval)
             .otherwise(run_actions)
         )

@@ -6,7 +6,8 @@ standby's zone; a forced new ECS deployment is rolled out by the scheduler), in 
 region the call is made in (a member account's, through its role, as well as the central one),
 or an answer moto lacks (ARC zonal shift, and ARC routing controls' cluster data plane, kept in
 memory with the real API's shapes; the Auto Scaling launches the emulator recorded, failed ones
-included, as DescribeScalingActivities).
+included, as DescribeScalingActivities; the instance refreshes a drill started, as
+DescribeInstanceRefreshes).
 """
 
 from __future__ import annotations
@@ -233,6 +234,9 @@ def install(emulator: Any) -> ZonalShifts:
         if service == "auto-scaling" and model.name == "DescribeScalingActivities":
             account, region = _where(emulator, request_signer)
             return _scaling_activities(emulator, account, region, params)
+        if service == "auto-scaling" and model.name == "DescribeInstanceRefreshes":
+            account, region = _where(emulator, request_signer)
+            return _instance_refreshes(emulator, account, region, params)
         return None
 
     session.events.register("before-parameter-build.*.*", remember_params, unique_id="recovery-emulator-params")
@@ -263,6 +267,25 @@ def _scaling_activities(
     ]
     found.sort(key=lambda a: a["StartTime"], reverse=True)
     return _ok({"Activities": [dict(a) for a in found]})
+
+
+def _instance_refreshes(
+    emulator: Any, account: str, region: str, params: dict[str, Any]
+) -> tuple[AWSResponse, dict[str, Any]]:
+    """The group's instance refreshes a drill started (moto has none), newest first, each as
+    DescribeInstanceRefreshes shows it: its status turns to how it ends at its end time."""
+    from core import clock
+
+    now = clock.utc_now()
+    found = []
+    for refresh in emulator.instance_refreshes.get((account, region, params.get("AutoScalingGroupName")), []):
+        ends_at = refresh.get("ends_at")
+        over = ends_at is not None and now >= ends_at
+        shown = {k: v for k, v in refresh.items() if k not in ("ends_at", "ends_as")}
+        if over:
+            shown.update(Status=refresh["ends_as"], EndTime=ends_at, PercentageComplete=100)
+        found.append(shown)
+    return _ok({"InstanceRefreshes": found})
 
 
 def _fail_over_instance(account: str, region: str, identifier: str) -> None:

@@ -97,6 +97,7 @@ class Emulator(Resources, Routing, Hooks):
     routing_controls = Shared()
     zone_faults = Shared()
     scaling_activities = Shared()
+    instance_refreshes = Shared()
     scheduler = Shared()
     _regions = Shared()
     _stacks = Shared()
@@ -123,6 +124,7 @@ class Emulator(Resources, Routing, Hooks):
         self.zone_faults: dict[str, str] = {}
         # Auto Scaling launches, as DescribeScalingActivities answers them: (account, region, group) -> newest first
         self.scaling_activities: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self.instance_refreshes: dict[tuple[str, str, str], list[dict[str, Any]]] = {}  # behaviour.py
         self._stack = contextlib.ExitStack()
         self.outputs: dict[str, str] = {}
         self.escalation_inbox: str | None = None

@@ -319,8 +319,22 @@ def test_every_state_that_can_fail_has_a_way_out(definition):
 def test_a_plan_approved_after_a_wait_is_checked_again_before_it_acts(states, definition):
     assert states["RequestApproval"]["Next"] == "RecheckGuardrails"
     assert states["RecheckGuardrails"]["Resource"] == states["CheckGuardrails"]["Resource"]
-    assert states["RecheckGuardrails"]["Next"] == "RunActions"
+    assert states["RecheckGuardrails"]["Next"] == "BlockedAfterApproval?"
+    assert states["BlockedAfterApproval?"]["Default"] == "RunActions"
     assert any(c["Next"] == "Escalate" for c in states["RecheckGuardrails"]["Catch"])
+
+
+def test_a_blocked_recovery_waits_and_checks_again_and_an_unblocked_one_goes_straight_on(states):
+    # Blocking conditions (core/blocking.py): the first rule of the Choice an unblocked recovery
+    # passes anyway, so it makes no more transitions; a blocked one loops Wait -> CheckGuardrails.
+    assert states["CheckGuardrails"]["Next"] == "ApprovalRequired?"
+    first = states["ApprovalRequired?"]["Choices"][0]
+    assert first == {"Variable": "$.guardrails.blocked", "IsPresent": True, "Next": "WaitWhileBlocked"}
+    assert states["WaitWhileBlocked"]["SecondsPath"] == "$.guardrails.blocked.wait_seconds"
+    assert states["WaitWhileBlocked"]["Next"] == "CheckGuardrails"
+    after_approval = states["BlockedAfterApproval?"]["Choices"][0]
+    assert after_approval["Next"] == "WaitWhileBlockedAfterApproval"
+    assert states["WaitWhileBlockedAfterApproval"]["Next"] == "RecheckGuardrails"
 
 
 def test_capacity_not_returned_is_told_and_the_recovery_stands(states):

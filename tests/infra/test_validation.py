@@ -181,3 +181,23 @@ def test_a_literal_or_enum_names_the_values_it_takes():
 
     found = problems(raw)
     assert found == {"plans.0.match.min_severity": "must be one of 'low', 'medium', 'high' or 'critical' (got 'huge')"}
+
+
+def test_blocking_conditions_are_validated_whole_each_problem_with_its_path():
+    raw = shipped()
+    raw["guardrails"] = {**raw.get("guardrails", {}), "blocking": {"max_wait_seconds": -1, "then": "wait"}}
+    raw["plans"][0]["blocking"] = {"alarms": ["a", "a"], "check_every_seconds": 1}
+
+    found = problems(raw)
+
+    assert {"guardrails.blocking.max_wait_seconds", "guardrails.blocking.then"} <= set(found)
+    assert any(p.startswith("plans.0.blocking.alarms") for p in found), found
+    assert any(p.startswith("plans.0.blocking.check_every_seconds") for p in found), found
+    assert any("named twice" in m for m in found.values())
+
+
+def test_a_deployment_wide_blocking_default_and_a_plan_of_its_own_validate():
+    raw = shipped()
+    raw["guardrails"] = {**raw.get("guardrails", {}), "blocking": {"alarms": ["payments-5xx"], "then": "act"}}
+    raw["plans"][0]["blocking"] = {"instance_refresh": False, "max_wait_seconds": 600}
+    assert problems(raw) == {}

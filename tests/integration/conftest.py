@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -17,8 +18,47 @@ def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # moto would otherwise register tens of thousands of public AMIs in every test; the
     # workloads here launch from a launch template and never look an AMI up.
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    with mock_aws():
-        yield
+    INSTANCE_REFRESHES.clear()
+    import boto3
+
+    build, call = "before-parameter-build.auto-scaling.DescribeInstanceRefreshes", _REFRESHES_CALL
+    with mock_aws():  # it starts a new default session: the hooks go on that one
+        session = boto3._get_default_session()
+        session.events.register(build, _remember_group, "refreshes-params")
+        session.events.register(call, _instance_refreshes, "refreshes")
+        try:
+            yield
+        finally:
+            session.events.unregister(build, unique_id="refreshes-params")
+            session.events.unregister(call, unique_id="refreshes")
+
+
+# moto has no instance refreshes: DescribeInstanceRefreshes answers these (group -> refreshes, as
+# the real API shows them, newest first); a test sets them through the `instance_refreshes` fixture.
+INSTANCE_REFRESHES: dict[str, list[dict[str, Any]]] = {}
+
+
+_REFRESHES_CALL = "before-call.auto-scaling.DescribeInstanceRefreshes"
+
+
+def _remember_group(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+    context["refresh_group"] = params.get("AutoScalingGroupName")
+
+
+def _instance_refreshes(context: dict[str, Any], **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    from botocore.awsrequest import AWSResponse
+
+    group = context.get("refresh_group")
+    meta = {"HTTPStatusCode": 200, "RequestId": "test"}
+    return AWSResponse("https://test", 200, {}, None), {
+        "InstanceRefreshes": INSTANCE_REFRESHES.get(group, []),
+        "ResponseMetadata": meta,
+    }
+
+
+@pytest.fixture
+def instance_refreshes(mocked_aws: None) -> dict[str, list[dict[str, Any]]]:
+    return INSTANCE_REFRESHES
 
 
 @pytest.fixture
