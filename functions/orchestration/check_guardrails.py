@@ -44,16 +44,11 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     now = clock.utc_now()
     previous = execution.guardrails or {}
     fixed = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds)
-    # The flapping history and the budgets in one read (a group's blast radius too, when the
-    # impairment names its group): the take starts from it.
-    read = store.read_items(_first_read(impairment, fixed))
+    read = store.read_items(_first_read(impairment, fixed))  # history and budgets: the take starts from it
     stale = _check_schedule(store, config, impairment, now, read.items)
     verdict = blocked.check(store, impairment, plan, limits.blocking, previous, now)
-    if verdict.wait_seconds:  # acting now would fight a change in progress: the workflow waits
-        return blocked.waiting(event, previous, verdict)
-    if verdict.escalate:
-        _stop(store, limits, impairment, [Trip(guardrail=guardrails.BLOCKED, reason=verdict.escalate)])
-
+    if verdict.wait_seconds or verdict.escalate:  # acting now would fight a change in progress
+        return _wait_or_escalate(store, limits, impairment, event, previous, verdict)
     instances = asg.impaired_instances(impairment)
     groups = _fail_open(store, limits, impairment, instances, plan.get("steps", []))
     claims = fixed + _blast_claims(limits, now, groups)
@@ -147,6 +142,21 @@ def narrow(event: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
         if r["resource_type"] != "ec2:instance" or r["resource_id"] in allowed
     ]
     return {**event, "impairment": {**event["impairment"], "affected_resources": narrowed}}
+
+
+def _wait_or_escalate(
+    store: RecoveryStore,
+    limits: guardrails.Guardrails,
+    impairment: ImpairmentDetected,
+    event: dict[str, Any],
+    previous: dict[str, Any],
+    verdict: Any,
+) -> dict[str, Any]:
+    """A blocked recovery (core/blocking.py): the state the workflow waits with, or, past the
+    bound when so configured, the escalation (raises)."""
+    if verdict.escalate:
+        _stop(store, limits, impairment, [Trip(guardrail=guardrails.BLOCKED, reason=verdict.escalate)])
+    return blocked.waiting(event, previous, verdict)
 
 
 def _first_read(impairment: ImpairmentDetected, claims: list[Claim]) -> list[tuple[str, str]]:

@@ -549,7 +549,11 @@ def test_the_group_read_is_carried_to_the_actions_and_its_named_group_needs_no_l
 
     # Then the group is read once, its instances' membership taken from it (no
     # DescribeAutoScalingInstances), and what the actions need of the read is in the state
-    assert [c for c in aws_calls if c.startswith("auto-scaling")] == ["auto-scaling:DescribeAutoScalingGroups"]
+    # one read of the group (and the blocking check's of its instance refreshes), no look-up
+    assert [c for c in aws_calls if c.startswith("auto-scaling")] == [
+        "auto-scaling:DescribeInstanceRefreshes",
+        "auto-scaling:DescribeAutoScalingGroups",
+    ]
     carried = out["guardrails"]["fleets"][workload.group_name]
     assert carried["instances"] == [impaired]
     assert carried["failing"][impaired].startswith(("EC2 state stopped", "target"))
