@@ -26,6 +26,7 @@ from infra.constructs.workloads import ProtectedWorkload
 from infra.encryption import DataKey
 from infra.nag import apply_nag
 from infra.permissions import hosted_zones, plan_grants
+from infra.readiness import plan_alarms
 from infra.route53_alarms import alarm_arns, forwarded
 
 
@@ -90,6 +91,7 @@ class RecoveryStack(Stack):
             workload_resources={w.name: w.declared_resources for w in local_workloads},
             sweep_interval_minutes=config.sweep_interval_minutes,
             region_probes=len(probes),
+            readiness_interval_minutes=config.readiness_interval_minutes,
             table=storage.table,
         )
         self._read_forwarded_alarms(config, [w for w in local_workloads if in_central_account(w, config.accounts)])
@@ -142,6 +144,10 @@ class RecoveryStack(Stack):
             workloads=workloads,
             practice_drills=[d for d in config.practice_drills if d.workload in {w.name for w in local_workloads}],
         )
+        if config.readiness_interval_minutes > 0:
+            self.readiness_alarms = plan_alarms(
+                self.operations, [p.name for p in plans], config.readiness_interval_minutes
+            )
         # What the CLI and the emulator find the deployment by.
         CfnOutput(self, constants.OUTPUT_BUS, value=bus.bus.event_bus_name)
         CfnOutput(self, constants.OUTPUT_TABLE, value=storage.table.table_name)

@@ -28,6 +28,7 @@ class Deployment:
     workload_resources: Mapping[str, Sequence[str]] = field(default_factory=dict)  # workload -> resource keys
     sweep_interval_minutes: int = 1
     region_probes: int = 0
+    readiness_interval_minutes: int = 30
 
 
 def decided(value: T | Callable[[Deployment], T], deployment: Deployment) -> T:

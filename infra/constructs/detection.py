@@ -50,6 +50,7 @@ class Detection(Construct):
         workload_resources: dict[str, list[str]] | None = None,
         sweep_interval_minutes: int = 1,
         region_probes: int = 0,
+        readiness_interval_minutes: int = 30,
         table: dynamodb.ITableV2 | None = None,
         declarations: Sequence[Declaration] | None = None,
     ) -> None:
@@ -62,6 +63,7 @@ class Detection(Construct):
             workload_resources=dict(workload_resources or {}),
             sweep_interval_minutes=sweep_interval_minutes,
             region_probes=region_probes,
+            readiness_interval_minutes=readiness_interval_minutes,
         )
         declared = registry.DETECTORS if declarations is None else declarations
         self.built = [self._build(d) for d in declared if decided(d.deployed, self.deployment)]

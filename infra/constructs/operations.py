@@ -130,6 +130,16 @@ class Operations(Construct):
             paging_dead_letters=paging.dead_letters if paging else None,
         )
 
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def notify(self, alarm: cloudwatch.Alarm) -> None:
+        """Send an alarm made elsewhere (infra/readiness.py) to the escalation topic, as the others."""
+        alarm.add_alarm_action(self._notify)
+        alarm.add_ok_action(self._notify)
+        self.alarms.append(alarm)
+
     # --- alarms on the recovery system ---------------------------------------------------------
 
     def _alarm(
