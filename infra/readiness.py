@@ -10,7 +10,8 @@ from typing import Any
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
-from infra.constructs.dashboard import custom_metric
+from infra.constants import METRICS_NAMESPACE
+from infra.constructs.dashboard import SERVICE
 
 METRIC = "PlanNotReady"  # readiness/handler.py emits it
 
@@ -21,7 +22,13 @@ def plan_alarms(operations: Any, plans: Sequence[str], interval_minutes: int) ->
     (the readiness-errors alarm says that)."""
     alarms = []
     for plan in plans:
-        metric = custom_metric(METRIC, statistic="Maximum", plan=plan).with_(period=Duration.minutes(interval_minutes))
+        metric = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=METRIC,
+            dimensions_map={"service": SERVICE, "plan": plan},
+            statistic="Maximum",
+            period=Duration.minutes(interval_minutes),
+        )
         alarm = cloudwatch.Alarm(
             operations,
             f"PlanNotReady-{plan}",
