@@ -21,6 +21,7 @@ class Check:
     name: str
     ok: bool
     evidence: str
+    lacking: bool = False  # the workload declares nothing this step acts on
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "ok": self.ok, "evidence": self.evidence}
@@ -137,7 +138,7 @@ def _dns(world: World, target: ReadinessTarget, params: dict[str, Any]) -> list[
         params.get("secondary_set_identifier") or (dns.secondary_set_identifier if dns else None),
     )
     if not zone or not name or not all(ids):
-        return [Check("dns records", False, f"{target.workload} declares no dns records and the step names none")]
+        return [Check("dns records", False, f"{target.workload} declares no dns records and the step names none", True)]
     account = target.account_id
     zone = zone.rsplit("/", 1)[-1]
     found = _guarded(
@@ -152,11 +153,22 @@ def _dns(world: World, target: ReadinessTarget, params: dict[str, Any]) -> list[
     return found
 
 
-def step_checks(world: World, target: ReadinessTarget, action: str, params: dict[str, Any]) -> list[Check] | None:
-    """The checks of one step (its action resolved); None: nothing of this action is checked."""
+def step_checks(
+    world: World, target: ReadinessTarget, action: str, params: dict[str, Any], named: bool = True
+) -> list[Check] | None:
+    """The checks of one step (its action resolved); None: nothing of this action is checked, or
+    (`named` False: the plan matches every workload) the workload lacks what the step acts on, so
+    the plan can never act on it that way."""
+    found = _step_checks(world, target, action, params)
+    if not named and found and any(c.lacking for c in found):
+        return None
+    return found
+
+
+def _step_checks(world: World, target: ReadinessTarget, action: str, params: dict[str, Any]) -> list[Check] | None:
     account, group_name = target.account_id, params.get("group") or target.auto_scaling_group
     if action in ("scale_out", "replace_instance", "provision_warm_pool") and not group_name:
-        return [Check(f"{action} group", False, f"{target.workload} declares no auto_scaling_group")]
+        return [Check(f"{action} group", False, f"{target.workload} declares no auto_scaling_group", True)]
     if action == "scale_out":
         ceiling = params.get("max_desired_capacity")
         increment = int(params.get("increment", 1))
@@ -174,7 +186,7 @@ def step_checks(world: World, target: ReadinessTarget, action: str, params: dict
         name = params.get("standby_group") or target.standby_group
         desired = params.get("desired_capacity") or target.standby_desired_capacity
         if not name:
-            return [Check("standby group", False, "no standby_group in the step or the workload's standby")]
+            return [Check("standby group", False, "no standby_group in the step or the workload's standby", True)]
         return _guarded("standby group", lambda: standby_capacity(world.group(account, name), name, desired))
     if action == "failover_dns":
         return _dns(world, target, params)

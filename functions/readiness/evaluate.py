@@ -32,7 +32,7 @@ def _workload(world: World, plan: Plan, target: ReadinessTarget) -> dict[str, An
             return _judged(target, checks, unchecked)
     for step in plan.steps:
         action, params, problems = resolve_step(step.action, step.params)
-        found = None if problems else step_checks(world, target, action, params)
+        found = None if problems else step_checks(world, target, action, params, plan.match.workloads is not None)
         if found is None:
             unchecked.append(action)
         else:

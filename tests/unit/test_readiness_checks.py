@@ -157,3 +157,13 @@ def _now():
     from datetime import UTC, datetime
 
     return datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_plan_for_every_workload_skips_those_without_what_its_step_acts_on_but_a_named_one_fails():
+    # Given an ECS-only workload (no group): a plan matching every workload cannot scale it out
+    # (never its plan for that), while a plan naming it would fail to
+    target = ReadinessTarget(workload="svc")
+    (everyone,) = evaluate(FakeWorld({}), [plan("all", [{"action": "scale_out"}])], [target], set(), _now())
+    (named,) = evaluate(FakeWorld({}), [plan("svc", [{"action": "scale_out"}], ["svc"])], [target], set(), _now())
+    assert everyone["ready"] and everyone["workloads"][0]["unchecked_steps"] == ["scale_out"]
+    assert not named["ready"]
