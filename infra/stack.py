@@ -26,7 +26,6 @@ from infra.constructs.workloads import ProtectedWorkload
 from infra.encryption import DataKey
 from infra.nag import apply_nag
 from infra.permissions import hosted_zones, plan_grants
-from infra.readiness import plan_alarms
 from infra.route53_alarms import alarm_arns, forwarded
 
 
@@ -143,11 +142,9 @@ class RecoveryStack(Stack):
             bus=bus.bus,
             workloads=workloads,
             practice_drills=[d for d in config.practice_drills if d.workload in {w.name for w in local_workloads}],
+            readiness_plans=[p.name for p in plans],
+            readiness_interval_minutes=config.readiness_interval_minutes,
         )
-        if config.readiness_interval_minutes > 0:
-            self.readiness_alarms = plan_alarms(
-                self.operations, [p.name for p in plans], config.readiness_interval_minutes
-            )
         # What the CLI and the emulator find the deployment by.
         CfnOutput(self, constants.OUTPUT_BUS, value=bus.bus.event_bus_name)
         CfnOutput(self, constants.OUTPUT_TABLE, value=storage.table.table_name)

@@ -286,6 +286,7 @@ READINESS = Declaration(
     invoke_retry=Retry(0, 600),
     target_retry=Retry(1, 600),
     uses_table=True,  # records each plan's result
+    publishes=False,  # never puts an impairment on the bus
 )
 
 DETECTORS: tuple[Declaration, ...] = (ALARM, EC2_STATE, HEALTH, SWEEPS, REGION_PROBE, RDS, ECS, SPOT, READINESS)
