@@ -21,6 +21,7 @@ from core.problems import Problem
 from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionProbe, RuntimeConfig
 from infra.workload_config import AlarmSettings as AlarmSettings  # imported from here by the constructs
 from infra.workload_config import Workload as Workload
+from infra.workload_config import readiness_targets
 
 # Said at every synth of a configuration without a subscriber (a warning, or with
 # require_escalation_subscriber an error): see infra/constructs/escalation.py.
@@ -297,6 +298,9 @@ class RecoveryConfig(BaseModel):
     sweep_interval_minutes: int = Field(
         default=1, ge=0, le=1440, description="how often the backstop health sweep runs; 0 disables it"
     )
+    readiness_interval_minutes: int = Field(
+        default=30, ge=0, le=1440, description="how often each plan is checked ready to act (readiness); 0 disables it"
+    )
     correlation_window_seconds: int = Field(
         default=300, ge=0, le=86400, description="signals about one resource within this window are one impairment"
     )
@@ -390,6 +394,7 @@ class RecoveryConfig(BaseModel):
             maintenance={w.name: w.maintenance for w in self.workloads},
             rto_seconds={w.name: w.rto_seconds for w in self.workloads if w.rto_seconds},
             probes=self.region_probes(region),
+            readiness=readiness_targets(self.workloads_in(region), self.region_probes(region)),
         )
 
 

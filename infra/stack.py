@@ -90,6 +90,7 @@ class RecoveryStack(Stack):
             workload_resources={w.name: w.declared_resources for w in local_workloads},
             sweep_interval_minutes=config.sweep_interval_minutes,
             region_probes=len(probes),
+            readiness_interval_minutes=config.readiness_interval_minutes,
             table=storage.table,
         )
         self._read_forwarded_alarms(config, [w for w in local_workloads if in_central_account(w, config.accounts)])
@@ -146,6 +147,8 @@ class RecoveryStack(Stack):
             bus=bus.bus,
             workloads=workloads,
             practice_drills=[d for d in config.practice_drills if d.workload in {w.name for w in local_workloads}],
+            readiness_plans=[p.name for p in plans],
+            readiness_interval_minutes=config.readiness_interval_minutes,
         )
         # What the CLI and the emulator find the deployment by.
         CfnOutput(self, constants.OUTPUT_BUS, value=bus.bus.event_bus_name)

@@ -3,6 +3,7 @@ watches and may act on, its alarms, its DNS failover records and its standby in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.arns import LoadBalancerArn, TargetGroupArn
 from core.contract import Severity
 from core.guardrails import Maintenance
-from core.runtime_config import REGION_PATTERN
+from core.runtime_config import REGION_PATTERN, ReadinessDns, ReadinessTarget, RegionProbe
 from detectors.resolve import resource_key
 
 
@@ -270,3 +271,29 @@ class Workload(BaseModel):
     @property
     def load_balancer_dimension(self) -> str | None:
         return self.load_balancer_arn.split(":", 5)[5].removeprefix("loadbalancer/") if self.load_balancer_arn else None
+
+
+def readiness_targets(workloads: Sequence[Workload], probes: Sequence[RegionProbe]) -> list[ReadinessTarget]:
+    """The workloads whose plans the check judges: this region's, with their groups and DNS
+    records, and those this region stands by for, with their standby groups here."""
+    targets = []
+    for w in workloads:
+        dns = None
+        if w.dns is not None:
+            checks = tuple(
+                dict.fromkeys([*([w.dns.health_check_id] if w.dns.health_check_id else []), *w.route53_health_checks])
+            )
+            dns = ReadinessDns(**w.dns.model_dump(exclude={"health_check_id"}), health_check_ids=checks)
+        targets.append(
+            ReadinessTarget(workload=w.name, account_id=w.account_id, auto_scaling_group=w.auto_scaling_group, dns=dns)
+        )
+    for probe in probes:
+        targets.append(
+            ReadinessTarget(
+                workload=probe.workload,
+                account_id=probe.account_id,
+                standby_group=probe.standby.auto_scaling_group,
+                standby_desired_capacity=probe.standby.desired_capacity,
+            )
+        )
+    return targets

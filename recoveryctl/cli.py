@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recoveryctl import cli_config
+from recoveryctl import cli_config, readiness
 from recoveryctl.cli_common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("resume", parents=[target], help="resume automatic recovery")
 
     cli_config.add_parsers(commands, target)
+    readiness.add_parser(commands, target)
 
     for name, text in (("approve", "approve a recovery waiting for a human"), ("reject", "reject it")):
         decision = commands.add_parser(name, parents=[target], help=text)
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "resume": _pause,
         "plans": cli_config.plans,
         "config": cli_config.config,
+        "readiness": readiness.run,
         "approve": _decide,
         "reject": _decide,
     }

@@ -525,12 +525,15 @@ def use_runtime_config(
     guardrails: dict[str, Any] | None = None,
     maintenance: dict[str, Any] | None = None,
     rto_seconds: dict[str, int] | None = None,
+    readiness: list[dict[str, Any]] | None = None,
 ) -> Any:
     """Write the functions' recovery configuration (core/runtime_config.py) into `folder` and
     point RECOVERY_CONFIG at it, as the deployed code asset would carry it."""
     from core import runtime_config
 
-    config = runtime_config.build(plans or [], guardrails or {}, maintenance or {}, rto_seconds=rto_seconds)
+    config = runtime_config.build(
+        plans or [], guardrails or {}, maintenance or {}, rto_seconds=rto_seconds, readiness=readiness
+    )
     path = folder / runtime_config.FILE_NAME
     path.write_text(config.to_json())
     monkeypatch.setenv(runtime_config.ENV, str(path))

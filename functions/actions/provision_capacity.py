@@ -17,10 +17,8 @@ from actions import autoscaling as asg
 from actions.base import ActionResult, Context, result_of
 from core import aws
 from core.errors import ActionRefused, CapacityNotReady, PermanentError
-from core.reads import groups, target_health
+from core.reads import groups, target_health, warm_pool
 from core.reads.tags import require_managed
-
-WARMED = ("Warmed:Stopped", "Warmed:Running", "Warmed:Hibernated")  # ready to enter service
 
 
 def _standby_target(ctx: Context) -> tuple[str, int]:
@@ -145,19 +143,10 @@ def _require_healthy_targets(account: str | None, target_group_arn: str, target:
 
 def _warmed_instances(client: Any, group_name: str) -> list[str]:
     """The warm pool's instances that are ready to enter service."""
-    instances: list[dict] = []
-    kwargs: dict[str, Any] = {"AutoScalingGroupName": group_name}
-    configured = False
-    while True:
-        page = aws.call(client, "describe_warm_pool", **kwargs)
-        configured = configured or bool(page.get("WarmPoolConfiguration"))
-        instances.extend(page.get("Instances", []))
-        if not page.get("NextToken"):
-            break
-        kwargs["NextToken"] = page["NextToken"]
+    configured, instances = warm_pool.describe(client, group_name)
     if not configured:
         raise PermanentError(f"Auto Scaling group {group_name} has no warm pool", group=group_name)
-    warmed = sorted(i["InstanceId"] for i in instances if i.get("LifecycleState") in WARMED)
+    warmed = warm_pool.warmed(instances)
     if not warmed:
         raise PermanentError(f"the warm pool of {group_name} has no warmed instance to bring in", group=group_name)
     return warmed

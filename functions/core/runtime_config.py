@@ -73,6 +73,26 @@ class RegionProbe(BaseModel):
         return self
 
 
+class ReadinessDns(ProbeDns):
+    """A workload's failover records and the health checks they use, for the readiness check."""
+
+    health_check_ids: tuple[str, ...] = ()
+
+
+class ReadinessTarget(BaseModel):
+    """What the readiness check (readiness/) needs of a workload its plans may act on: where it
+    runs and the resources their steps would touch."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+
+    workload: str = Field(min_length=1, max_length=128)
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+    auto_scaling_group: str | None = Field(default=None, min_length=1, max_length=255)
+    standby_group: str | None = Field(default=None, min_length=1, max_length=255)
+    standby_desired_capacity: int | None = Field(default=None, ge=1, le=10000)
+    dns: ReadinessDns | None = None
+
+
 class RuntimeConfig(BaseModel):
     model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
@@ -82,6 +102,9 @@ class RuntimeConfig(BaseModel):
     rto_seconds: dict[str, int] = Field(default_factory=dict, description="recovery time objectives by workload name")
     probes: list[RegionProbe] = Field(
         default_factory=list, description="the workloads whose region this region watches (it is their standby)"
+    )
+    readiness: list[ReadinessTarget] = Field(
+        default_factory=list, description="the workloads whose plans the readiness check judges"
     )
 
     def maintenance_of(self, workload: str) -> Maintenance:
@@ -97,6 +120,7 @@ def build(
     maintenance: dict[str, Any],
     probes: list[dict[str, Any]] | None = None,
     rto_seconds: dict[str, int] | None = None,
+    readiness: list[dict[str, Any]] | None = None,
 ) -> RuntimeConfig:
     """Validate the parts into a RuntimeConfig (raises PlanError or InvalidInput)."""
     parsed = parse_plans(plans)
@@ -107,6 +131,7 @@ def build(
             maintenance=maintenance or {},
             probes=probes or [],
             rto_seconds=rto_seconds or {},
+            readiness=readiness or [],
         )
     except ValidationError as exc:
         raise InvalidInput(f"invalid recovery configuration: {exc}") from exc
@@ -141,6 +166,7 @@ def _load(file: str, mtime_ns: int, size: int) -> RuntimeConfig:
             data.get("maintenance", {}),
             data.get("probes", []),
             data.get("rto_seconds", {}),
+            data.get("readiness", []),
         )
     except (OSError, ValueError, PlanError) as exc:
         raise InvalidInput(f"the recovery configuration {file} does not validate: {exc}") from exc

@@ -16,6 +16,7 @@ from core.dynamo import GSI1, ConditionFailed, Table, is_condition_failure, now_
 from core.history import RecoveryHistory
 from core.locks import CorrelationWindows, EscalationClaims, ResourceLocks
 from core.probes import RegionProbes
+from core.readiness import ReadinessResults
 from core.records import ActionRecords, ImpairmentRecords
 from core.storms import Storms
 from core.switches import Switches
@@ -45,6 +46,7 @@ class RecoveryStore:
         self.capacity = CapacityLedger(self._db)
         self.storms = Storms(self._db)
         self.history = RecoveryHistory(self._db)
+        self.readiness = ReadinessResults(self._db)
 
     @property
     def table(self) -> Any:

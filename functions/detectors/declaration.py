@@ -28,6 +28,7 @@ class Deployment:
     workload_resources: Mapping[str, Sequence[str]] = field(default_factory=dict)  # workload -> resource keys
     sweep_interval_minutes: int = 1
     region_probes: int = 0
+    readiness_interval_minutes: int = 30
 
 
 def decided(value: T | Callable[[Deployment], T], deployment: Deployment) -> T:
@@ -119,6 +120,9 @@ class Declaration:
     invoke_retry: Retry | Callable[[Deployment], Retry] = Retry(2, 3600)  # the function's asynchronous calls
     target_retry: Retry | Callable[[Deployment], Retry] = Retry(8, 7200)  # the rule's delivery
     uses_table: bool = False  # reads and writes the recovery table
+    # Puts detections on the recovery bus (the bus admits its role); False: a scheduled check
+    # that only records and counts (readiness).
+    publishes: bool = True
 
     def environment_in(self, deployment: Deployment) -> dict[str, str]:
         groups = json.dumps(dict(sorted(deployment.workload_groups.items())))

@@ -260,4 +260,33 @@ SPOT = Declaration(
 )
 
 # In the order the stack builds them (the recovery bus's policy lists their roles in this order).
-DETECTORS: tuple[Declaration, ...] = (ALARM, EC2_STATE, HEALTH, SWEEPS, REGION_PROBE, RDS, ECS, SPOT)
+READINESS = Declaration(
+    name="Readiness",
+    handler="readiness.handler.handler",
+    description="Scheduled readiness check: can each enabled plan act now (headroom, warm pools, standby, DNS)?",
+    trigger=Schedule(
+        "ReadinessSchedule",
+        lambda d: f"Readiness check of every enabled plan every {d.readiness_interval_minutes} minute(s)",
+        minutes=lambda d: d.readiness_interval_minutes,
+    ),
+    error_alarm="readiness-errors",
+    reads=(
+        Reads(
+            (
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeWarmPool",
+                "route53:ListResourceRecordSets",
+                "route53:GetHealthCheck",
+            )
+        ),
+    ),
+    deployed=lambda d: d.readiness_interval_minutes > 0,  # 0: no readiness check
+    timeout_seconds=120,
+    # A run that failed is superseded by the next one.
+    invoke_retry=Retry(0, 600),
+    target_retry=Retry(1, 600),
+    uses_table=True,  # records each plan's result
+    publishes=False,  # never puts an impairment on the bus
+)
+
+DETECTORS: tuple[Declaration, ...] = (ALARM, EC2_STATE, HEALTH, SWEEPS, REGION_PROBE, RDS, ECS, SPOT, READINESS)

@@ -71,6 +71,6 @@ class CentralAccounts(Construct):
             for name, function in sorted(workflow.functions.items())
             if name in {"Verify", "CheckGuardrails", "ReturnCapacity"} or name.endswith(("Apply", "Rollback"))
         ]
-        self.assumers = [*detection.detectors, *readers]
+        self.assumers = [*(d.function for d in detection.built), *readers]
         for function in self.assumers:
             function.add_to_role_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=member_roles))

@@ -50,6 +50,7 @@ class Detection(Construct):
         workload_resources: dict[str, list[str]] | None = None,
         sweep_interval_minutes: int = 1,
         region_probes: int = 0,
+        readiness_interval_minutes: int = 30,
         table: dynamodb.ITableV2 | None = None,
         declarations: Sequence[Declaration] | None = None,
     ) -> None:
@@ -62,12 +63,13 @@ class Detection(Construct):
             workload_resources=dict(workload_resources or {}),
             sweep_interval_minutes=sweep_interval_minutes,
             region_probes=region_probes,
+            readiness_interval_minutes=readiness_interval_minutes,
         )
         declared = registry.DETECTORS if declarations is None else declarations
         self.built = [self._build(d) for d in declared if decided(d.deployed, self.deployment)]
         # Every function that may put detections on the recovery bus: the bus's policy admits
         # exactly their roles (infra/constructs/bus.py).
-        self.detectors: list[lambda_.Function] = [d.function for d in self.built]
+        self.detectors: list[lambda_.Function] = [d.function for d in self.built if d.declaration.publishes]
 
     def _build(self, declaration: Declaration) -> Detector:
         environment = declaration.environment_in(self.deployment)
@@ -89,7 +91,8 @@ class Detection(Construct):
             retry_attempts=retry.attempts,
             max_event_age=Duration.seconds(retry.max_age_seconds),
         )
-        grant_put_detections(self._bus, function)
+        if declaration.publishes:
+            grant_put_detections(self._bus, function)
         for reads in declaration.reads:
             function.add_to_role_policy(self._statement(reads))
         if declaration.uses_table:

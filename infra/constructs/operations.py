@@ -31,6 +31,7 @@ from detectors.declaration import Declaration, Schedule
 from infra.config import ConfigError, PracticeDrill
 from infra.constructs.dashboard import FIVE_MINUTES, recovery_dashboard
 from infra.constructs.dashboard import custom_metric as _custom
+from infra.readiness import plan_alarms
 
 DRILL_REASON_PREFIX = "[practice drill]"  # functions/detectors/alarm.py DRILL_REASON_PREFIXES
 # A CloudWatch alarm's metric math may use at most 10 metrics.
@@ -64,6 +65,8 @@ class Operations(Construct):
         practice_drills: list[PracticeDrill],
         objectives: dict[str, int] | None = None,
         paging_dead_letters: sqs.IQueue | None = None,
+        readiness_plans: Sequence[str] = (),
+        readiness_interval_minutes: int = 0,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -88,6 +91,8 @@ class Operations(Construct):
         self._rule_alarms(rules)
         for workload, rto in sorted((objectives or {}).items()):
             self._objective_alarm(workload, rto)
+        if readiness_interval_minutes > 0:
+            plan_alarms(self, readiness_plans, readiness_interval_minutes)
         self.dashboard = recovery_dashboard(self, state_machine, dead_letters, {**functions, **by_name}, self.alarms)
         self.drills = [self._practice_drill(drill, workload_alarms) for drill in practice_drills]
 
@@ -104,6 +109,8 @@ class Operations(Construct):
         paging: Any = None,
         workloads: list[Any],
         practice_drills: list[PracticeDrill],
+        readiness_plans: Sequence[str] = (),
+        readiness_interval_minutes: int = 0,
     ) -> Operations:
         """Watch the stack's own constructs (Detection, RecoveryWorkflow, Escalation, the
         ProtectedWorkloads), so the stack wires this with one call. The detectors are the ones
@@ -128,7 +135,19 @@ class Operations(Construct):
             practice_drills=practice_drills,
             objectives={w.workload.name: w.workload.rto_seconds for w in workloads if w.workload.rto_seconds},
             paging_dead_letters=paging.dead_letters if paging else None,
+            readiness_plans=readiness_plans,
+            readiness_interval_minutes=readiness_interval_minutes,
         )
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def notify(self, alarm: cloudwatch.Alarm) -> None:
+        """Send an alarm made elsewhere (infra/readiness.py) to the escalation topic, as the others."""
+        alarm.add_alarm_action(self._notify)
+        alarm.add_ok_action(self._notify)
+        self.alarms.append(alarm)
 
     # --- alarms on the recovery system ---------------------------------------------------------
 

@@ -162,7 +162,12 @@ class Resources:
             "probes": declared.get("probes", []),  # a standby region's probes of the regions it stands by for
             **overrides,
         }
-        config = runtime_config.build(parts["plans"], parts["guardrails"], parts["maintenance"], parts["probes"])
+        readiness = parts.get("readiness")
+        if readiness is None:
+            readiness = _readiness_targets(declared.get("workloads", []), parts["probes"])
+        config = runtime_config.build(
+            parts["plans"], parts["guardrails"], parts["maintenance"], parts["probes"], readiness=readiness
+        )
         self.runtime_config_path.write_text(config.to_json())
 
     @staticmethod
@@ -367,3 +372,13 @@ def _cw_time(value: datetime) -> str:
 
 def _json_or_value(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _readiness_targets(workloads: list[dict[str, Any]], probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the readiness check knows of the workloads, as the stack writes it (infra's own rule)."""
+    from core.runtime_config import RegionProbe
+    from infra.workload_config import Workload, readiness_targets
+
+    declared = [Workload.model_validate(w) for w in workloads]
+    targets = readiness_targets(declared, [RegionProbe.model_validate(p) for p in probes])
+    return [t.model_dump(mode="json") for t in targets]

@@ -115,6 +115,7 @@ def test_events_only_a_configuration_without_sweep_has_no_schedule_and_no_sweep_
 
     raw = copy.deepcopy(cdk_context()["recovery"])
     raw["sweep_interval_minutes"] = 0
+    raw["readiness_interval_minutes"] = 0  # the readiness check is a schedule too
     app = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out.events-only")), context=cdk_context())
     resources = Template.from_stack(RecoveryStack(app, "ImpairmentRecovery", config=validate(raw))).to_json()[
         "Resources"

@@ -1,0 +1,51 @@
+"""The readiness check's alarms (its function is a declaration, detectors/registry.py READINESS;
+what it knows of each workload is infra/workload_config.py's readiness_targets): one per plan,
+on PlanNotReady."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+
+from infra.constants import METRICS_NAMESPACE
+from infra.constructs.dashboard import SERVICE
+
+METRIC = "PlanNotReady"  # readiness/handler.py emits it
+
+
+def plan_alarms(operations: Any, plans: Sequence[str], interval_minutes: int) -> list[cloudwatch.Alarm]:
+    """An alarm per plan, in ALARM while its last check said not ready. The period is the check's
+    interval and a missing point keeps the state: a plan is not "ready" because a check is late
+    (the readiness-errors alarm says that)."""
+    alarms = []
+    for plan in plans:
+        metric = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=METRIC,
+            dimensions_map={"service": SERVICE, "plan": plan},
+            statistic="Maximum",
+            period=Duration.minutes(interval_minutes),
+        )
+        alarm = cloudwatch.Alarm(
+            operations,
+            f"PlanNotReady-{plan}",
+            alarm_name=f"{operations.prefix}-plan-not-ready-{plan}",
+            alarm_description=(
+                f"The readiness check found plan {plan} unable to act now (no headroom, an empty warm pool, a missing "
+                "standby group, DNS record or health check, a member role that cannot be assumed). A recovery would "
+                f"fail or fall short. What to do: `recoveryctl readiness --deployed` names the failing checks with "
+                "their evidence; fix the group's MaxSize, the warm pool or the records (docs/operations.md#readiness)."
+            ),
+            metric=metric,
+            threshold=1,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
+        )
+        operations.notify(alarm)
+        alarms.append(alarm)
+    return alarms

@@ -1,0 +1,169 @@
+"""The readiness decisions, each a pure function of what AWS answered and the step's params."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import PermanentError
+from core.plans import Plan
+from core.runtime_config import ReadinessDns, ReadinessTarget
+from readiness import checks
+from readiness.evaluate import evaluate
+
+
+def group(minimum: int, desired: int, maximum: int) -> dict[str, Any]:
+    return {"MinSize": minimum, "DesiredCapacity": desired, "MaxSize": maximum}
+
+
+def test_scale_out_without_headroom_says_max_equals_desired():
+    check = checks.headroom(group(1, 3, 3), "web-asg", 1)
+    assert not check.ok
+    assert check.evidence == "web-asg: no headroom: MaxSize 3 = desired 3"
+
+
+def test_scale_out_with_less_room_than_its_increment_is_not_ready():
+    check = checks.headroom(group(1, 3, 4), "web-asg", 2)
+    assert not check.ok
+    assert "room for 1 < increment 2" in check.evidence
+
+
+def test_scale_out_with_room_is_ready_and_its_own_ceiling_counts():
+    assert checks.headroom(group(1, 3, 6), "web-asg", 2).ok
+    limited = checks.headroom(group(1, 3, 6), "web-asg", 1, ceiling=3)
+    assert not limited.ok
+    assert "max_desired_capacity 3" in limited.evidence
+
+
+def test_replace_instance_needs_room_to_surge_only_at_its_minimum():
+    assert not checks.surge_room(group(2, 2, 2), "g").ok
+    assert checks.surge_room(group(2, 3, 3), "g").ok  # above its minimum: in place keeps the minimum
+    assert checks.surge_room(group(2, 2, 3), "g").ok
+    assert not checks.surge_room(None, "g").ok
+
+
+def test_warm_pool_depth():
+    assert not checks.warm_pool_depth(False, [], "g", 1).ok
+    assert not checks.warm_pool_depth(True, ["i-1"], "g", 2).ok
+    assert checks.warm_pool_depth(True, ["i-1", "i-2"], "g", 2).ok
+
+
+def test_standby_group_must_exist_and_reach_its_desired_capacity():
+    assert not checks.standby_capacity(None, "s", 2).ok
+    assert not checks.standby_capacity(group(0, 0, 1), "s", 2).ok
+    assert checks.standby_capacity(group(0, 0, 4), "s", 2).ok
+
+
+def test_dns_records_match_names_case_and_trailing_dot_insensitively():
+    records = [
+        {"Name": "App.Example.com.", "Type": "A", "SetIdentifier": "primary"},
+        {"Name": "app.example.com.", "Type": "AAAA", "SetIdentifier": "secondary"},
+    ]
+    check = checks.dns_records(records, "app.example.com", "A", ("primary", "secondary"))
+    assert not check.ok
+    assert "no record secondary" in check.evidence
+
+
+class FakeWorld:
+    def __init__(self, groups: dict[str, dict[str, Any]], denied: set[str] = frozenset()) -> None:
+        self.groups, self.denied, self.reads = groups, denied, []
+
+    def assume(self, account: str) -> None:
+        if account in self.denied:
+            raise PermanentError("AccessDenied on sts:AssumeRole", code="AccessDenied")
+
+    def group(self, account: str | None, name: str) -> dict[str, Any] | None:
+        self.reads.append(name)
+        return self.groups.get(name)
+
+    def warm_pool(self, account, name):
+        raise PermanentError("throttled out", code="Throttling")
+
+    def record_sets(self, account, zone, name, record_type):
+        return []
+
+    def health_check_exists(self, account, health_check_id):
+        return False
+
+
+def plan(name: str, steps: list[dict[str, Any]], workloads: list[str] | None = None) -> Plan:
+    return Plan.model_validate(
+        {"name": name, "match": {"impairment_types": ["instance_failure"], "workloads": workloads}, "steps": steps}
+    )
+
+
+def test_a_read_that_fails_fails_its_check_with_the_error_and_aliases_resolve():
+    # Given a plan whose step is the alias provision_backup (kind warm_pool) and a warm pool that cannot be read
+    world = FakeWorld({"web-asg": group(1, 1, 3)})
+    target = ReadinessTarget(workload="web", auto_scaling_group="web-asg")
+    (result,) = evaluate(world, [plan("p", [{"action": "provision_backup"}])], [target], set(), _now())
+    (checked,) = result["workloads"]
+    assert not result["ready"]
+    assert checked["checks"] == [{"name": "warm pool depth", "ok": False, "evidence": "could not read: throttled out"}]
+
+
+def test_disabled_plans_are_not_checked_and_unchecked_steps_are_said():
+    world = FakeWorld({"web-asg": group(1, 1, 3)})
+    target = ReadinessTarget(workload="web", auto_scaling_group="web-asg")
+    plans = [
+        plan("off", [{"action": "scale_out"}]),
+        plan("on", [{"action": "restart_service", "params": {"kind": "ecs"}}]),
+    ]
+    (result,) = evaluate(world, plans, [target], {"off"}, _now())
+    assert result["plan"] == "on"
+    assert result["ready"]
+    assert result["workloads"][0]["unchecked_steps"] == ["restart_ecs_service"]
+
+
+def test_a_member_whose_role_is_refused_makes_its_plan_not_ready_and_others_are_still_checked():
+    world = FakeWorld({"web-asg": group(1, 1, 3)}, denied={"444455556666"})
+    targets = [
+        ReadinessTarget(workload="denied", account_id="444455556666", auto_scaling_group="web-asg"),
+        ReadinessTarget(workload="web", auto_scaling_group="web-asg"),
+    ]
+    results = evaluate(
+        world,
+        [plan("a", [{"action": "scale_out"}], ["denied"]), plan("b", [{"action": "scale_out"}], ["web"])],
+        targets,
+        set(),
+        _now(),
+    )
+    by_plan = {r["plan"]: r for r in results}
+    assert not by_plan["a"]["ready"]
+    (role,) = by_plan["a"]["workloads"][0]["checks"]
+    assert role["name"] == "member role" and "AccessDenied" in role["evidence"]
+    assert by_plan["b"]["ready"]
+
+
+def test_failover_dns_without_records_is_not_ready():
+    target = ReadinessTarget(
+        workload="web",
+        dns=ReadinessDns(
+            hosted_zone_id="Z1",
+            record_name="app.example.com",
+            record_type="A",
+            primary_set_identifier="primary",
+            secondary_set_identifier="secondary",
+            health_check_ids=("hc-1",),
+        ),
+    )
+    (result,) = evaluate(
+        FakeWorld({}), [plan("dns", [{"action": "failover", "params": {"kind": "dns"}}])], [target], set(), _now()
+    )
+    names = {c["name"]: c["ok"] for c in result["workloads"][0]["checks"]}
+    assert names == {"dns records": False, "health checks": False}
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_plan_for_every_workload_skips_those_without_what_its_step_acts_on_but_a_named_one_fails():
+    # Given an ECS-only workload (no group): a plan matching every workload cannot scale it out
+    # (never its plan for that), while a plan naming it would fail to
+    target = ReadinessTarget(workload="svc")
+    (everyone,) = evaluate(FakeWorld({}), [plan("all", [{"action": "scale_out"}])], [target], set(), _now())
+    (named,) = evaluate(FakeWorld({}), [plan("svc", [{"action": "scale_out"}], ["svc"])], [target], set(), _now())
+    assert everyone["ready"] and everyone["workloads"][0]["unchecked_steps"] == ["scale_out"]
+    assert not named["ready"]
