@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import threading
 import types
 from collections import defaultdict
@@ -218,6 +219,22 @@ def _cached_parse(original: Any, trees: dict[str, Any]) -> Any:
         return Preprocessor().visit(tree), tree
 
     return parse
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Python's cyclic garbage collector, blind to what exists when the block begins: a storm's
+    emulator, fleet, moto models and imported modules (about 800,000 objects) were walked by
+    every full collection (0.45 s each at 100 impaired, 0.8 s at 300: 13 to 16 % of a storm's
+    CPU). Objects made in the block are collected as before, and the frozen ones are given back
+    to the collector when it ends. What runs, and what moto answers, do not change: the
+    collector only frees cycles nothing can reach."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextlib.contextmanager

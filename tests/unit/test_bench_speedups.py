@@ -241,3 +241,32 @@ def test_the_query_scope_is_cleared_when_moto_raises(index_name):
     with pytest.raises(ValueError):
         query(object(), "h", None, [], None, None, True, None, index_name=index_name)
     assert getattr(speedups._local, "querying", None) is None
+
+
+def test_the_frozen_heap_still_collects_cycles_made_in_it_and_thaws_after():
+    import gc
+    import weakref
+
+    from bench.speedups import frozen_heap
+
+    class Node:
+        pass
+
+    before = Node()
+    before.me = before  # a cycle from before the block, still reachable when it begins
+    seen_before = weakref.ref(before)
+    holder = [before]
+    del before
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        holder.clear()  # unreachable now, but frozen: not collected inside the block
+        made = Node()
+        made.me = made
+        seen_made = weakref.ref(made)
+        del made
+        gc.collect()
+        assert seen_made() is None, "a cycle made in the block is collected as before"
+        assert seen_before() is not None, "what existed before is out of the collector's sight"
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert seen_before() is None, "given back to the collector afterwards"
