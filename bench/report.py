@@ -129,7 +129,7 @@ def _storm_row(s: dict[str, Any]) -> tuple[str, str, str, str]:
         f" {s['pages']} pages for {s['groups_affected']} groups affected,"
         f" {s['actions_taken']} actions, {s['api_calls']} API calls,"
         f"{_hottest(s)}"
-        f" {s['wall_seconds']:.1f} s ({s['seconds_per_impaired']} s per impaired)",
+        f" {s['wall_seconds']:.1f} s ({s['seconds_per_impaired']} s per impaired){_machine(s)}",
         "executions = impaired, 0 lost, cap kept, pages <= groups affected",
         _yes(meets_target(s)),
     )
@@ -145,6 +145,15 @@ def _hottest(s: dict[str, Any]) -> str:
         f" hottest item {top['item']}: {top['writes']} writes ({top['per_recovery']} per recovery),"
         f" at most {s['dynamodb_max_item_writes_per_second']} writes of one item in an emulated second,"
     )
+
+
+def _machine(s: dict[str, Any]) -> str:
+    """A storm's CPU seconds and the machine's load around it (a shared machine's wall time
+    varies with the other work; older results have neither)."""
+    if s.get("cpu_seconds") is None:
+        return ""
+    load = [f"{v:.1f}" for v in s.get("load_average") or [] if v is not None]
+    return f", {s['cpu_seconds']:.0f} CPU s" + (f", load {' to '.join(load)}" if load else "")
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ Design: docs/performance.md#4-event-storm
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections import Counter
@@ -20,7 +21,7 @@ from typing import Any
 from bench import fleet as fleets
 from bench.metering import Meter, transitions
 from bench.per_recovery import retry_once
-from bench.speedups import faster_moto
+from bench.speedups import faster_moto, frozen_heap
 
 SEED = 1  # the interleaving's seed: the same storm every run
 # (groups, instances per group): a third of each group (one zone of three) is impaired: 100, 500
@@ -94,12 +95,14 @@ def run_size(template_path: Path, groups: int, per_group: int, deliveries: int =
         meter = Meter().install(emulator)
         at = clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
         events = [storm_event(emulator, i, at) for i in impaired]
-        started = time.perf_counter()
-        for _ in range(deliveries):
-            for event in events:
-                emulator.put_event(json.loads(json.dumps(event)))
-        emulator.pump(timeout=3600)
-        wall = time.perf_counter() - started
+        with frozen_heap():
+            started, cpu_started, load_before = time.perf_counter(), time.process_time(), _load()
+            for _ in range(deliveries):
+                for event in events:
+                    emulator.put_event(json.loads(json.dumps(event)))
+            emulator.pump(timeout=3600)
+            wall = time.perf_counter() - started
+        machine = _machine(time.process_time() - cpu_started, load_before)
         executions = emulator.executions()
         counted = transitions(emulator)
         records = _impairment_records(emulator)
@@ -159,7 +162,25 @@ def run_size(template_path: Path, groups: int, per_group: int, deliveries: int =
         "dead_letters": dead_letters,
         "wall_seconds": wall,
         "seconds_per_impaired": round(wall / max(1, len(impaired)), 3),
+        **machine,
         "executions_within_target": len(executions) == len(impaired),
+    }
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _machine(cpu_seconds: float, load_before: float | None) -> dict[str, Any]:
+    """What the wall time depends on besides the code, on a machine shared with other work: the
+    CPU seconds this process spent (the emulator runs one thread at a time, so they are its work,
+    whatever else runs), and the 1-minute load average when the storm began and ended."""
+    return {
+        "cpu_seconds": round(cpu_seconds, 1),
+        "load_average": [load_before, _load()],
     }
 
 

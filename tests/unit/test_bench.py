@@ -228,6 +228,40 @@ def test_storm_rows_put_each_goal_beside_its_figure():
     assert table.count("| **no** |") == 1, "more pages than groups affected misses the target"
 
 
+def test_a_storm_row_says_its_cpu_seconds_and_the_load_around_it():
+    results = {
+        "storm": {
+            "sizes": [
+                _storm_size(cpu_seconds=35.4, load_average=[1.52, 3.04]),
+                _storm_size(impaired_instances=500, cpu_seconds=200.0, load_average=[None, 2.0]),
+                _storm_size(impaired_instances=1000),  # measured before CPU seconds were kept
+            ],
+            "not_run": [],
+        }
+    }
+
+    table = report.markdown(results)
+
+    assert "(0.4 s per impaired), 35 CPU s, load 1.5 to 3.0 |" in table
+    assert "(0.4 s per impaired), 200 CPU s, load 2.0 |" in table
+    assert table.count("CPU s") == 2, "an older result has no CPU seconds to show"
+
+
+def test_a_storms_machine_figures_are_its_cpu_seconds_and_the_load_before_and_after(monkeypatch):
+    import os
+
+    from bench import storm
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.345, 1.0, 0.5))
+    assert storm._machine(12.345, 0.5) == {"cpu_seconds": 12.3, "load_average": [0.5, 2.35]}
+
+    def unavailable():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(os, "getloadavg", unavailable)
+    assert storm._machine(1.0, None)["load_average"] == [None, None]
+
+
 def test_a_storm_that_started_a_second_execution_for_an_instance_misses_its_target():
     from bench import storm
 
