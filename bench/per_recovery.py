@@ -44,7 +44,15 @@ def run_scenario(name: str, template_path: Path) -> dict[str, Any]:
     assumed = usage["api_calls_by_operation"].get("sts:AssumeRole", 0)
     # The target is for a recovery of one action from one signal (one impairment event on the bus):
     # a scenario of several signals (duplicate or correlated alarms) pays a detection for each.
-    single_action = len(steps) == 1 and report["outcome"] == "recovered" and usage["eventbridge_custom_events"] == 1
+    # A human's approval or a wait for a change in progress (blocking conditions) are states of
+    # their own by design: such a recovery is reported, not held to the target.
+    runs = report.get("executions") or []
+    waited = any(e.get("approval") for e in runs) or any(
+        str(s.get("state", "")).startswith("WaitWhileBlocked") for e in runs for s in e.get("states") or []
+    )
+    single_action = (
+        len(steps) == 1 and report["outcome"] == "recovered" and usage["eventbridge_custom_events"] == 1 and not waited
+    )
     result = {
         "scenario": name,
         "seed": SEED,
@@ -52,6 +60,7 @@ def run_scenario(name: str, template_path: Path) -> dict[str, Any]:
         "plan": report.get("plan"),
         "actions_applied": len(steps),
         "single_action_recovery": single_action,
+        "approval_or_blocking_wait": waited,
         "executions_started": report["executions_started"],
         "transitions": counted["billed"],
         "transitions_entered": counted["entered"],

@@ -77,7 +77,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     f"idle: {c['groups']} groups x {c['instances_per_group']} instances ({c['instances']})",
                     f"{c['api_calls_per_hour']:.0f} API calls/h ({c['api_calls_per_group_hour']:.0f} per group),"
                     f" {c['lambda_invocations_per_hour']:.0f} invocations/h, {_dollars(c['dollars_per_hour'])}/h",
-                    "sweeps only; flat in instances/group; <= linear in groups",
+                    "sweeps and readiness only; flat in instances/group; <= linear in groups",
                     _yes(c["only_sweeps"] and c["executions_started"] == 0),
                 )
             )
