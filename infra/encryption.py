@@ -58,6 +58,17 @@ class DataKey(Construct):
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
+                # The topic delivering to an encrypted queue (paging's notifier queue): SNS
+                # itself encrypts the message for the queue.
+                sid="SnsToEncryptedQueues",
+                principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+                actions=_USE,
+                resources=["*"],
+                conditions={"StringEquals": own},
+            )
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
                 sid="ThroughSqsAndDynamoDbInThisAccount",
                 principals=[iam.AnyPrincipal()],
                 actions=_USE,

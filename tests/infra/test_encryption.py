@@ -83,6 +83,9 @@ def test_the_key_policy_lets_logs_events_alarms_and_sqs_use_it_for_this_account_
     assert set(cfn.as_list(policy["events.amazonaws.com"]["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
     assert "aws:SourceAccount" in policy["events.amazonaws.com"]["Condition"]["StringEquals"]
     assert "aws:SourceAccount" in policy["cloudwatch.amazonaws.com"]["Condition"]["StringEquals"]
+    # the topic delivers to an encrypted queue (paging's notifier): SNS must use the key, this account's only
+    assert set(cfn.as_list(policy["sns.amazonaws.com"]["Action"])) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert "aws:SourceAccount" in policy["sns.amazonaws.com"]["Condition"]["StringEquals"]
     sqs = next(s for s in policy.values() if s["Principal"] == {"AWS": "*"})
     assert set(sqs["Condition"]["StringEquals"]) == {"kms:CallerAccount", "kms:ViaService"}
 
