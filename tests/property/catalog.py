@@ -35,7 +35,7 @@ def discovered() -> list[str]:
     from actions.registry import ACTIONS
 
     found = []
-    for package in ("detectors", "orchestration"):
+    for package in ("detectors", "orchestration", "readiness"):
         for path in sorted((FUNCTIONS / package).glob("*.py")):
             module = importlib.import_module(f"{package}.{path.stem}")
             if callable(getattr(module, "handler", None)):
@@ -353,6 +353,8 @@ CASES: dict[str, Case] = {
         PUBLISHES,
     ),
     "detectors.sweeps.handler": Case(lambda env: [*sample_events("scheduled-event"), scheduled_event()], PUBLISHES),
+    # The readiness check reads and records its results; it publishes nothing (issue 18 item 4).
+    "readiness.handler.handler": Case(lambda env: [*sample_events("scheduled-event"), scheduled_event()]),
     "detectors.region_probe.handler": Case(_region_probe_events, PUBLISHES),
     "orchestration.start.handler": Case(_bus_events, frozenset({("sfn", "StartExecution")})),
     "orchestration.admit.handler": Case(_workflow_states),

@@ -45,7 +45,7 @@ def test_every_function_of_the_template_is_a_discovered_handler(synthesized) -> 
         r["Properties"]["Handler"]
         for r in synthesized.resources.values()
         if r["Type"] == "AWS::Lambda::Function"
-        and r["Properties"].get("Handler", "").split(".")[0] in ("detectors", "orchestration", "actions")
+        and r["Properties"].get("Handler", "").split(".")[0] in ("detectors", "orchestration", "actions", "readiness")
     }
     others = {
         r["Properties"].get("Handler") for r in synthesized.resources.values() if r["Type"] == "AWS::Lambda::Function"
