@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -208,3 +209,13 @@ def handler_stdout(log: Any) -> Iterator[None]:
         yield
     finally:
         sys.stdout = real
+
+
+def set_stream(handler: logging.StreamHandler, stream: Any) -> Any:
+    """handler.setStream, also when the stream it had was closed meanwhile (a caller's captured
+    stdout, gone with the caller): that one is not flushed, only replaced."""
+    try:
+        return handler.setStream(stream)
+    except ValueError:
+        previous, handler.stream = handler.stream, stream
+        return previous

@@ -202,8 +202,8 @@ class Emulator(Resources, Routing, Hooks):
         core_aws.use_caches(_invocation_caches)
         self._stack.callback(core_aws.use_caches, None)
         # The functions' JSON logs go to the emulator's log, wherever they were first imported.
-        previous = _set_stream(function_logger.registered_handler, self.log)
-        self._stack.callback(_set_stream, function_logger.registered_handler, previous)
+        previous = isolation.set_stream(function_logger.registered_handler, self.log)
+        self._stack.callback(isolation.set_stream, function_logger.registered_handler, previous)
         self._stack.enter_context(isolation.thread_aware_environ())
         self._stack.enter_context(isolation.powertools_per_invocation(function_logger, function_metrics))
         self._stack.enter_context(isolation.handler_stdout(self.log))
@@ -496,13 +496,3 @@ def _invocation_caches() -> Any:
 
 def _now() -> str:
     return fidelity.virtual_now().isoformat()
-
-
-def _set_stream(handler: logging.StreamHandler, stream: Any) -> Any:
-    """handler.setStream, also when the stream it had was closed meanwhile (a caller's captured
-    stdout, gone with the caller): that one is not flushed, only replaced."""
-    try:
-        return handler.setStream(stream)
-    except ValueError:
-        previous, handler.stream = handler.stream, stream
-        return previous

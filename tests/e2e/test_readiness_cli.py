@@ -8,8 +8,9 @@ import json
 from recoveryctl.cli import main
 
 
-def test_a_group_capped_at_desired_is_reported_not_ready(capsys):
-    code = main(["readiness", "--cap-at-desired", "--json"])
+def test_a_group_capped_at_desired_is_reported_not_ready(synthesized, capsys):
+    # the stack this test session synthesized (a fresh clone has no cdk.out)
+    code = main(["readiness", "--cap-at-desired", "--json", "--template", str(synthesized.template_path)])
     results = {r["plan"]: r for r in json.loads(capsys.readouterr().out)}
     assert code == 1
     surge = {w["workload"]: w for w in results["surge-and-replace-unhealthy"]["workloads"]}
@@ -17,8 +18,8 @@ def test_a_group_capped_at_desired_is_reported_not_ready(capsys):
     assert failing == ["web-api-asg: no headroom: MaxSize 3 = desired 3"]
 
 
-def test_the_same_deployment_with_headroom_prints_the_plan_ready(capsys):
-    code = main(["readiness"])
+def test_the_same_deployment_with_headroom_prints_the_plan_ready(synthesized, capsys):
+    code = main(["readiness", "--template", str(synthesized.template_path)])
     table = capsys.readouterr().out
     assert code == 0, table
     row = next(
