@@ -426,12 +426,9 @@ class DeployedBackend(Backend):
 def _constants() -> Any:
     """infra/constants.py: the stack's output names (one definition, shared with the stack). The
     CLI runs from the repository (it needs functions/ too), so the repository root is importable."""
-    import sys
+    from recoveryctl import infra_importable
 
-    from recoveryctl import ROOT
-
-    if str(ROOT) not in sys.path:
-        sys.path.append(str(ROOT))
+    infra_importable()
     from infra import constants
 
     return constants

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
+from recoveryctl import infra_importable
 from recoveryctl.cli_common import EXIT_FAILED, EXIT_OK, CommandError, actor, backend, print_json
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def add_parsers(commands: Any, target: argparse.ArgumentParser) -> None:
@@ -40,8 +37,7 @@ def add_parsers(commands: Any, target: argparse.ArgumentParser) -> None:
 
 def config(args: argparse.Namespace) -> int:
     """recoveryctl config validate FILE [--json]."""
-    if str(ROOT) not in sys.path:  # infra/ importable, as from the repository's root
-        sys.path.insert(0, str(ROOT))
+    infra_importable()
     from infra.validation import check, summary
 
     data = _read_json(args.file)

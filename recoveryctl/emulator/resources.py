@@ -377,6 +377,9 @@ def _json_or_value(value: Any) -> Any:
 def _readiness_targets(workloads: list[dict[str, Any]], probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the readiness check knows of the workloads, as the stack writes it (infra's own rule)."""
     from core.runtime_config import RegionProbe
+    from recoveryctl import infra_importable
+
+    infra_importable()
     from infra.workload_config import Workload, readiness_targets
 
     declared = [Workload.model_validate(w) for w in workloads]
