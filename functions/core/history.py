@@ -33,6 +33,11 @@ def keys(impairment: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def table_keys(item_keys: Iterable[str]) -> list[tuple[str, str]]:
+    """The (pk, sk) of history items, for a read made together with others (CheckGuardrails')."""
+    return [(k, "HISTORY") for k in item_keys]
+
+
 def recoveries(items: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
     """{impairment id: resolved at} of the recoveries the items name (each once)."""
     found: dict[str, datetime] = {}
@@ -60,7 +65,7 @@ class RecoveryHistory:
 
     def read(self, item_keys: list[str]) -> dict[str, dict[str, Any]]:
         """The history items, by key (consistent reads, one BatchGetItem per 100)."""
-        return self.table.get_many([(k, "HISTORY") for k in item_keys])
+        return self.table.get_many(table_keys(item_keys))
 
     def recovered_items(
         self,

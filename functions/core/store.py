@@ -248,9 +248,6 @@ class RecoveryStore:
     def budget_holders(self, key: str, slots: int = 0) -> dict[str, dict[str, Any]]:
         return self.budgets.holders(key, slots)
 
-    def recovery_history(self, item_keys: list[str]) -> dict[str, dict[str, Any]]:
-        return self.history.read(item_keys)
-
     # --- the switches ---------------------------------------------------------------------------
     def get_switches(self) -> dict[str, Any]:
         return self.switches.get()

@@ -165,7 +165,7 @@ def _first_read(impairment: ImpairmentDetected, claims: list[Claim]) -> list[tup
     group = (impairment.scope or {}).get("auto_scaling_group")
     blast = [(guardrails.blast_key(group), "BUDGET")] if group else []
     record = impairment.model_dump(mode="json")
-    return [(k, "HISTORY") for k in history.keys(record)] + [k for c in claims for k in c.items_read()] + blast
+    return history.table_keys(history.keys(record)) + [k for c in claims for k in c.items_read()] + blast
 
 
 def _check_schedule(

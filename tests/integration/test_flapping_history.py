@@ -46,7 +46,7 @@ def test_a_recovery_that_verified_is_noted_in_its_history_in_the_same_transactio
     # Then one call ended it and noted it in its instance's and its group's history, the stale one gone
     assert dynamodb_calls == ["TransactWriteItems"]
     assert keys == [f"FLAP#ec2:instance/{INSTANCE}", f"FLAP#group#web-api-asg#{model.impairment_type.value}"]
-    items = store.recovery_history(keys)
+    items = store.history.read(keys)
     for key in keys:
         assert items[key][f"recovered#{model.impairment_id}"] == frozen_clock.now.isoformat()
         assert items[key]["expiration"] == int(frozen_clock.now.timestamp()) + 1800
@@ -58,7 +58,7 @@ def test_a_dry_run_is_not_a_recovery_and_is_not_noted(store, lambda_context, fro
 
     _finalized(store, lambda_context, model, {}, plan={"name": "p", "steps": [], "dry_run": True})
 
-    assert store.recovery_history(history.keys(model.model_dump(mode="json"))) == {}
+    assert store.history.read(history.keys(model.model_dump(mode="json"))) == {}
 
 
 def test_the_fourth_recovery_of_a_group_within_the_window_flaps(store, lambda_context, frozen_clock):
@@ -76,7 +76,7 @@ def test_the_fourth_recovery_of_a_group_within_the_window_flaps(store, lambda_co
         instances=["i-0000000000000000f"], signal_id="arn:aws:cloudwatch:us-east-1:123456789012:alarm:f", scope=GROUP
     )
     record = fourth.model_dump(mode="json")
-    items = store.recovery_history(history.keys(record))
+    items = store.history.read(history.keys(record))
     trip = guardrails.flapping(record, history.recoveries(items.values()), Flapping(), frozen_clock.now)
 
     # Then it flaps; an hour after the first, only two count
