@@ -31,7 +31,7 @@ def resolved(plan: Plan, where: str = "") -> tuple[Plan, list[Problem]]:
     for index, step in enumerate(plan.steps):
         at = path(where, "steps", index)
         action, params, found = resolve_step(step.action, step.params, at)
-        steps.append(PlanStep(action=action, params=params))
+        steps.append(PlanStep(action=action, params=params, when_scope_has=step.when_scope_has))
         if found:  # an alias whose kind or params are wrong
             problems += found
             continue

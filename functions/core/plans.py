@@ -52,6 +52,18 @@ class PlanStep(BaseModel):
 
     action: str
     params: dict[str, Any] = Field(default_factory=dict)
+    when_scope_has: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description=(
+            "run this step only when the impairment's scope has this key (e.g. global_cluster_id: the "
+            "workload declares a global database); else it is skipped, and the plan's record says why"
+        ),
+    )
+
+    def applies_to(self, scope: dict[str, str]) -> bool:
+        """Does this step run for an impairment with this scope?"""
+        return self.when_scope_has is None or bool(scope.get(self.when_scope_has))
 
 
 class VerifySettings(BaseModel):

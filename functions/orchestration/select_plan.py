@@ -35,14 +35,14 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     # Chosen as if no plan were disabled, and recorded with the check that it is not: one call
     # (the switches are read only when a plan was disabled at run time).
     plan, dry_run, hold = _choose(impairment, settings, set(), lock_keys)
-    selected = _selected(plan, dry_run, impairment.workload)
+    selected = _selected(plan, dry_run, impairment)
     # Recorded whole: should the execution die, its steps are what a rollback undoes
     # (orchestration/execution_ended.py).
     fields = {"status": "recovering", "plan": plan.name, "dry_run": dry_run, "plan_state": selected}
     if not store.record_plan(impairment.impairment_id, plan.name, lock_keys, hold, fields):
         disabled = set(store.get_switches().get("disabled_plans", []))
         plan, dry_run, hold = _choose(impairment, settings, disabled, lock_keys)
-        selected = _selected(plan, dry_run, impairment.workload)
+        selected = _selected(plan, dry_run, impairment)
         if hold:
             store.acquire_locks(impairment.impairment_id, lock_keys, hold)
         fields = {"status": "recovering", "plan": plan.name, "dry_run": dry_run, "plan_state": selected}
@@ -54,7 +54,14 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
 def _choose(impairment: Any, settings: Any, disabled: set[str], lock_keys: list[str]) -> tuple[Plan, bool, int | None]:
     """The first enabled plan covering the impairment, whether it runs dry, and how long its
     resource locks must now be held (None: Admit's hold covers it)."""
-    plan = select_plan([p for p in runtime_config.load().plans if p.name not in disabled], impairment)
+    # A plan none of whose steps runs for this impairment (each needs a scope key it lacks:
+    # PlanStep.when_scope_has) cannot act on it: the next one may.
+    enabled = [
+        p
+        for p in runtime_config.load().plans
+        if p.name not in disabled and any(s.applies_to(impairment.scope) for s in p.steps)
+    ]
+    plan = select_plan(enabled, impairment)
     if plan is None:
         raise NoMatchingPlan(
             f"no plan covers {impairment.impairment_type.value} at severity {impairment.severity.value}"
@@ -70,9 +77,11 @@ def _choose(impairment: Any, settings: Any, disabled: set[str], lock_keys: list[
     return plan, plan.dry_run or settings.dry_run, hold
 
 
-def _selected(plan: Plan, dry_run: bool, workload: str) -> dict[str, Any]:
+def _selected(plan: Plan, dry_run: bool, impairment: Any) -> dict[str, Any]:
     """The plan as the execution's later states read it (core/state.py: PlanState), with the
-    workload's recovery time objective (Finalize judges the MTTR against it)."""
+    workload's recovery time objective (Finalize judges the MTTR against it). Its steps are those
+    that run for this impairment; a step that needs a scope key the impairment lacks is listed
+    under `skipped_steps` with why, so the record explains the recovery it did not make."""
     verify = plan.verify.model_dump()
     if dry_run:
         verify = {"wait_seconds": 0, "max_attempts": 1}  # nothing changed: nothing to wait for
@@ -81,9 +90,16 @@ def _selected(plan: Plan, dry_run: bool, workload: str) -> dict[str, Any]:
     blocking = blocking_of(plan)
     time_box = plan.timeout_seconds + (plan.approval_timeout_seconds if plan.requires_approval else 0)
     time_box += blocking.max_wait_seconds
+    steps = [s for s in plan.steps if s.applies_to(impairment.scope)]
+    skipped = [
+        {"action": s.action, "params": s.params, "reason": f"the impairment's scope has no {s.when_scope_has}"}
+        for s in plan.steps
+        if not s.applies_to(impairment.scope)
+    ]
     return {
         "name": plan.name,
-        "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(plan.steps)],
+        "steps": [{"index": i, "action": s.action, "params": s.params} for i, s in enumerate(steps)],
+        **({"skipped_steps": skipped} if skipped else {}),
         "verify": verify,
         "timeout_seconds": plan.timeout_seconds,
         "deadline": (clock.utc_now() + timedelta(seconds=time_box)).isoformat(),
@@ -91,7 +107,7 @@ def _selected(plan: Plan, dry_run: bool, workload: str) -> dict[str, Any]:
         "approval_timeout_seconds": plan.approval_timeout_seconds,
         "max_recoveries_per_hour": plan.max_recoveries_per_hour,
         "dry_run": dry_run,
-        "rto_seconds": runtime_config.load().rto_seconds.get(workload),
+        "rto_seconds": runtime_config.load().rto_seconds.get(impairment.workload),
         "blocking": blocking.model_dump(),
     }
 

@@ -103,6 +103,57 @@ def test_select_plan_runs_an_alias_step_as_its_kinds_action(store, monkeypatch, 
     assert store.get_impairment(model.impairment_id)["plan_state"]["steps"] == expected
 
 
+REGIONAL = {
+    "name": "regional",
+    "match": {"impairment_types": ["database_issue"]},
+    "steps": [
+        {"action": "scale_out", "params": {"increment": 1}, "when_scope_has": "auto_scaling_group"},
+        {"action": "failover", "params": {"kind": "database"}, "when_scope_has": "db_cluster"},
+        {"action": "scale_out", "params": {"increment": 2}},
+    ],
+}
+
+
+def test_a_step_for_a_scope_the_impairment_lacks_is_skipped_and_recorded(store, monkeypatch, tmp_path, lambda_context):
+    # Given a plan whose database step runs only for workloads that declare a cluster, and an
+    # impairment of a workload that declares a group but no cluster
+    use_runtime_config(monkeypatch, tmp_path, plans=[REGIONAL])
+    model = impairment(impairment_type=ImpairmentType.DATABASE_ISSUE, scope={"auto_scaling_group": "web-asg"})
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+
+    # When the plan is selected
+    plan = select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+
+    # Then the steps it runs, indexed as they run, leave the database step out, and the record says why
+    assert [(s["index"], s["action"], s["params"]) for s in plan["steps"]] == [
+        (0, "scale_out", {"increment": 1}),
+        (1, "scale_out", {"increment": 2}),
+    ]
+    skipped = store.get_impairment(model.impairment_id)["plan_state"]["skipped_steps"]
+    assert skipped == [
+        {"action": "failover_database", "params": {}, "reason": "the impairment's scope has no db_cluster"}
+    ]
+
+
+def test_a_plan_none_of_whose_steps_applies_gives_way_to_the_next(store, monkeypatch, tmp_path, lambda_context):
+    # Given a first plan whose only step needs a cluster, then one that always applies
+    only_cluster = {**REGIONAL, "name": "cluster-only", "steps": [REGIONAL["steps"][1]]}
+    fallback = {**REGIONAL, "name": "fallback", "steps": [REGIONAL["steps"][2]]}
+    use_runtime_config(monkeypatch, tmp_path, plans=[only_cluster, fallback])
+    model = impairment(impairment_type=ImpairmentType.DATABASE_ISSUE, scope={})
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+
+    # When the plan is selected for an impairment without a cluster: the one that can act
+    plan = select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    assert plan["name"] == "fallback"
+    assert "skipped_steps" not in plan
+
+    # And with a cluster in its scope, the first plan runs its step
+    other = impairment(impairment_type=ImpairmentType.DATABASE_ISSUE, scope={"db_cluster": "ledger"}, signal_id="x")
+    store.put_impairment(other.model_dump(mode="json"), status="admitted")
+    assert select_plan.handler({"impairment": other.model_dump(mode="json")}, lambda_context)["name"] == "cluster-only"
+
+
 @pytest.mark.parametrize(
     ("impairment_type", "severity"),
     [
