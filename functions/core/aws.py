@@ -186,6 +186,12 @@ def member_role_arn(account: str) -> str:
     return f"arn:{_caches().identity['partition']}:iam::{account}:role/{role_name}"
 
 
+def member_credentials(account: str) -> dict[str, Any]:
+    """The member role's credentials in `account` (cached until shortly before they expire): for
+    what signs with them outside a client (an EKS token, core/kube.py)."""
+    return _member_credentials(account)
+
+
 def _member_credentials(account: str) -> dict[str, Any]:
     cached = _caches().credentials.get(account)
     if cached is not None and cached["Expiration"] - REFRESH_BEFORE > datetime.now(UTC):
