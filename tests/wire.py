@@ -18,6 +18,7 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
         {"TargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/73e2d6bc24d8a067"},
     ),
     "ecs": ("update_service", {"cluster": "checkout", "service": "checkout-api", "forceNewDeployment": True}),
+    "eks": ("update_nodegroup_config", {"clusterName": "prod", "nodegroupName": "workers", "scalingConfig": {}}),
     "rds": ("failover_db_cluster", {"DBClusterIdentifier": "ledger-cluster"}),
     "route53": ("list_resource_record_sets", {"HostedZoneId": "Z0EXAMPLE"}),
     "ssm": ("list_commands", {}),

@@ -88,6 +88,12 @@ ROUTING_CONTROLS_ARN = (
 )
 _ROUTING_CONTROL_STATE = "route53-recovery-cluster:GetRoutingControlState"
 SSM_DOCUMENT = "AWS-RunShellScript"
+# The Auto Scaling groups EKS makes for managed node groups, and what Verify reads of a node group
+# (its nodes' status is read through the Kubernetes API: the EKS access entry, docs/eks.md).
+_EKS_GROUPS = (
+    "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/eks-*"
+)
+_EKS_READS = ("eks:DescribeCluster", "eks:DescribeNodegroup")
 
 SPECS: tuple[ActionSpec, ...] = (
     ActionSpec(
@@ -290,6 +296,32 @@ SPECS: tuple[ActionSpec, ...] = (
         verification=Verification(
             step_check="actions.scale_ecs_service:verify_step", iam_actions=("ecs:DescribeServices",)
         ),
+        hand_back=HandBack(after=_return_after, only_if_healthy=True),
+    ),
+    # --- EKS managed node groups: the Kubernetes calls through the stack's EKS access entry ---
+    ActionSpec(
+        name="replace_eks_node",
+        description="Cordon and drain an impaired EKS node, then replace its instance through its managed node group",
+        iam_actions=(
+            "eks:DescribeCluster",
+            "eks:DescribeNodegroup",
+            "autoscaling:DescribeAutoScalingInstances",
+        ),
+        # A managed node group's Auto Scaling group is EKS's (named eks-<node group>-<id>) and
+        # does not carry the node group's tags: the action checks the node group's managed tag.
+        iam_grants=(IamGrant(actions=("autoscaling:TerminateInstanceInAutoScalingGroup",), resources=(_EKS_GROUPS,)),),
+        takes_out_of_service=lambda params: True,
+        verification=Verification(step_check="actions.replace_eks_node:verify_step", iam_actions=_EKS_READS),
+    ),
+    ActionSpec(
+        name="scale_eks_nodegroup",
+        description="Add nodes to an EKS managed node group (its desired size, within its maxSize and a cap)",
+        iam_actions=(
+            "eks:DescribeNodegroup",
+            # Tag-conditioned: on the node group.
+            "eks:UpdateNodegroupConfig",
+        ),
+        verification=Verification(step_check="actions.scale_eks_nodegroup:verify_step", iam_actions=_EKS_READS),
         hand_back=HandBack(after=_return_after, only_if_healthy=True),
     ),
     # --- custom steps: the user's code, with our guardrails, verification, rollback and audit ---

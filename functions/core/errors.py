@@ -61,6 +61,9 @@ SERVICE_TRANSIENT_CODES: dict[str, frozenset[str]] = {
     "elasticloadbalancing": frozenset({"PriorRequestNotComplete", "HealthUnavailable"}),
     # ServerException: "usually caused by a server issue".
     "ecs": frozenset({"ServerException"}),
+    # ServerException: a fault on EKS's side; ResourceInUseException (UpdateNodegroupConfig): the
+    # node group's previous update is still in progress.
+    "eks": frozenset({"ServerException", "ResourceInUseException"}),
     # The RDS operations called model no throttling or conflict code (InvalidDBInstanceState and
     # InvalidDBClusterState are the failover action's to interpret): the common codes only.
     "rds": frozenset(),

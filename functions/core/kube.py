@@ -1,18 +1,14 @@
 """An EKS cluster's Kubernetes API, as the EKS actions and the EKS check reach it: through the
 official client, authenticated as aws-iam-authenticator does, every error classified.
 
-The token is made here, with no call: a presigned STS GetCallerIdentity URL (valid 60 s) whose
-signature covers the header `x-k8s-aws-id: <cluster>`, as `k8s-aws-v1.` + its base64url without
-padding; the API server presents it to STS and maps the caller's role to its access entry. The
-endpoint and the certificate authority come from DescribeCluster.
+The token is made here, with no call: a presigned STS GetCallerIdentity URL (60 s) signing the
+header `x-k8s-aws-id: <cluster>`, as `k8s-aws-v1.` + base64url without padding. The endpoint and
+certificate authority come from DescribeCluster. Only the EKS modules import this one (the
+client's import cost is theirs alone: tests/unit/test_kube.py checks).
 
-Only the EKS modules import this one (the `kubernetes` package costs a cold start the other
-handlers must not pay: tests/unit/test_kube.py checks).
-
-Answers read as the API server means them: 429 (throttled; an eviction a disruption budget
-refuses is the caller's to read, `evict`) and 5xx are TransientError, 404 is NotFound (the node or
-pod is gone), 401/403 PermanentError with the server's message (the stack's access entry is
-missing or too narrow), no answer (refused, timed out) TransientError.
+Answers: 429 and 5xx are TransientError, 404 NotFound (the node or pod is gone), 401/403
+PermanentError with the server's message (the stack's access entry is missing or too narrow), no
+answer TransientError. An eviction refused by a disruption budget (429) is `evict`'s to read.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ SAMPLE_PARAMS = {
     ],
     "restart_systemd_unit": [{"unit": "nginx.service"}],
     "scale_ecs_service": [{}, {"keep": True}, {"return_after_seconds": 120, "increment": 3}],
+    "replace_eks_node": [{}, {"drain_timeout_seconds": 60, "nodes": ["ip-10-0-1-5"]}],
+    "scale_eks_nodegroup": [{}, {"keep": True}, {"return_after_seconds": 120, "increment": 2}],
     "invoke_function": [{"function_name": "drain-cache"}, {"function_name": "a", "rollback_function": "b"}],
     "ssm_automation": [{"document_name": "AWS-RestartEC2Instance", "target_parameter": "InstanceId"}],
 }
@@ -77,6 +79,7 @@ def test_hand_backs_are_the_emergency_capacity_and_the_shifted_weights():
         "scale_out",
         "redirect_shift_weights",
         "scale_ecs_service",
+        "scale_eks_nodegroup",
     ]
 
 

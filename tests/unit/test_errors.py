@@ -38,6 +38,8 @@ TRANSIENT = [
     ("elbv2", "HealthUnavailable", 500),
     ("ecs", "ThrottlingException", 400),
     ("ecs", "ServerException", 500),
+    ("eks", "ServerException", 500),
+    ("eks", "ResourceInUseException", 409),
     ("rds", "Throttling", 400),
     ("route53", "Throttling", 400),
     ("route53", "ThrottlingException", 400),

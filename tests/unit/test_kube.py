@@ -44,10 +44,9 @@ def _decoded(token: str) -> str:
     return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
 
 
-def test_the_token_is_a_presigned_get_caller_identity_bound_to_the_cluster(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    url = urlparse(_decoded(kube.token("prod", "eu-west-1")))
+def test_the_token_is_a_presigned_get_caller_identity_bound_to_the_cluster():
+    credentials = {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "secret"}
+    url = urlparse(_decoded(kube.token("prod", "eu-west-1", credentials)))
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
 
     assert url.netloc == "sts.eu-west-1.amazonaws.com"
@@ -58,9 +57,7 @@ def test_the_token_is_a_presigned_get_caller_identity_bound_to_the_cluster(monke
     assert query["X-Amz-Credential"].startswith("AKIDEXAMPLE/")
 
 
-def test_a_member_accounts_token_is_signed_with_its_credentials(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDOWN")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+def test_a_member_accounts_token_carries_its_session():
     member = {"AccessKeyId": "ASIAMEMBER", "SecretAccessKey": "s", "SessionToken": "session"}
     query = parse_qs(urlparse(_decoded(kube.token("prod", "us-east-1", member))).query)
 
