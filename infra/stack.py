@@ -23,6 +23,7 @@ from infra.constructs.paging import Paging
 from infra.constructs.storage import RecoveryTable
 from infra.constructs.workflow import RecoveryWorkflow
 from infra.constructs.workloads import ProtectedWorkload
+from infra.eks_access import grant_cluster_access
 from infra.encryption import DataKey
 from infra.nag import apply_nag
 from infra.permissions import hosted_zones, plan_grants
@@ -133,6 +134,9 @@ class RecoveryStack(Stack):
             setting=config.reserved_concurrency,
         )
         self.workloads = workloads
+        # EKS access for the roles that call the Kubernetes API, for the clusters declared here.
+        clusters = [w.eks.cluster for w in local_workloads if w.eks and in_central_account(w, config.accounts)]
+        grant_cluster_access(self, clusters, self.workflow.functions)
         if config.accounts:
             self.accounts = CentralAccounts(
                 self, "Accounts", accounts=config.accounts, detection=self.detection, workflow=self.workflow

@@ -104,6 +104,16 @@ class EcsService(BaseModel):
     service: str = Field(min_length=1, max_length=255)
 
 
+class EksNodeGroup(BaseModel):
+    """An EKS managed node group of the workload: its nodes are replaced and scaled through it
+    (docs/eks.md); the stack gives the recovery's roles access to the cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: str = Field(pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+    nodegroup: str = Field(min_length=1, max_length=63)
+
+
 class Database(BaseModel):
     """An RDS DB instance (Multi-AZ) or an Aurora / Multi-AZ DB cluster: exactly one of the two."""
 
@@ -184,6 +194,7 @@ class Workload(BaseModel):
     load_balancer_arn: LoadBalancerArn | None = None
     ecs_service: EcsService | None = None
     database: Database | None = None
+    eks: EksNodeGroup | None = None
     dns: DnsFailover | None = None
     route53_health_checks: list[str] = Field(default_factory=list)
     canaries: list[str] = Field(default_factory=list, description="CloudWatch Synthetics canary names")
@@ -211,8 +222,8 @@ class Workload(BaseModel):
 
     @model_validator(mode="after")
     def _something(self) -> Workload:
-        if not (self.auto_scaling_group or self.ecs_service or self.database):
-            raise ValueError("a workload needs an auto_scaling_group, an ecs_service or a database")
+        if not (self.auto_scaling_group or self.ecs_service or self.database or self.eks):
+            raise ValueError("a workload needs an auto_scaling_group, an ecs_service, a database or an eks node group")
         return self
 
     @model_validator(mode="after")

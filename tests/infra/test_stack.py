@@ -533,8 +533,14 @@ def test_every_declared_mutating_action_is_limited_to_managed_resources(resource
         if resource_type != "AWS::IAM::Policy" or statement["Effect"] != "Allow":
             continue
         granted = mutating & set(cfn.as_list(statement["Action"]))
-        if granted:
+        if granted and statement.get("Resource") != _EKS_GROUPS:  # declared on EKS's eks-* groups only
             assert statement.get("Condition") == condition, f"{resource_id} grants {granted} unconditionally"
+
+
+_EKS_GROUPS = {
+    "Fn::Sub": "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:"
+    "autoScalingGroupName/eks-*"
+}
 
 
 # --- outputs ------------------------------------------------------------------------------
