@@ -30,6 +30,8 @@ NAME = "failover_global_database"
 _BUSY = frozenset({"switching-over", "failing-over", "modifying", "upgrading"})
 # RDS refuses a second switchover or failover while one is under way with this code.
 _IN_PROGRESS = "InvalidGlobalClusterStateFault"
+# The operation of a step that would lose data without leave to: nothing is called.
+REFUSED = "refused"
 
 
 class Params(ActionParams):
@@ -48,6 +50,8 @@ class Params(ActionParams):
 
 def apply(ctx: Context) -> ActionResult:
     before = ctx.before or _record_before(ctx)
+    if before["operation"] == REFUSED:
+        raise ActionRefused(f"global database {before['global_cluster']}: {before['why']}", writer=before["writer"])
     target = before["target"]
     client = _client(ctx.impairment, target)
     found = rds.global_cluster(client, before["global_cluster"])
@@ -103,7 +107,8 @@ def _targets(ctx: Context) -> tuple[str, str, bool]:
 
 
 def _operation(impairment: ImpairmentDetected, identifier: str, writer: str | None, allow: bool) -> tuple[str, str]:
-    """switchover (the writer's region answers) or failover (it does not, and data loss is allowed)."""
+    """switchover (the writer's region answers), failover (it does not, and data loss is allowed),
+    or refused (recorded as the step's state before, then refused: a human decides); and why."""
     if writer is None:
         answers, error = False, "the global database has no writer"
     else:
@@ -112,11 +117,9 @@ def _operation(impairment: ImpairmentDetected, identifier: str, writer: str | No
         return "switchover", f"the writer's region {region_of(str(writer))} answers: a planned switchover, no data loss"
     where = f"the writer's region {region_of(writer)} does not answer ({error})" if writer else error
     if not allow:
-        raise ActionRefused(
-            f"global database {identifier}: {where}; a failover would lose the writes not yet replicated and "
-            "allow_data_loss is not set (the step's allow_data_loss, or the workload's "
-            "standby.global_database.allow_data_loss): a human decides",
-            writer=writer,
+        return REFUSED, (
+            f"{where}; a failover would lose the writes not yet replicated and allow_data_loss is not set "
+            "(the step's allow_data_loss, or the workload's standby.global_database.allow_data_loss): a human decides"
         )
     return "failover", f"{where}; allow_data_loss: failed over, losing what it had not replicated"
 
@@ -173,7 +176,7 @@ def _settled(ctx: Context, client: Any, before: dict[str, Any], found: dict[str,
 
 def rollback(ctx: Context) -> ActionResult:
     before = (ctx.applied or {}).get("before") or {}
-    if not before.get("operation"):
+    if before.get("operation") in (None, REFUSED):
         return ctx.result("rollback", "unchanged", [], message="nothing was applied: the writer was not moved")
     target, original, identifier = before["target"], before["writer"], before["global_cluster"]
     if before["operation"] == "failover":

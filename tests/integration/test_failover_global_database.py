@@ -171,6 +171,15 @@ def test_with_the_primary_region_down_and_no_data_loss_allowed_it_refuses_and_mo
     assert rds_world["calls"] == []
     assert _writer() == WRITER
 
+    # And the step's record says what it found and why it refused (the audit trail's state before)
+    record = store.get_action(event["impairment"]["impairment_id"], 0, "apply")
+    assert record["status"] == "failed"
+    assert record["before"]["operation"] == "refused" and record["before"]["writer"] == WRITER
+
+    # And a rollback has nothing to undo
+    rolled = run_step("rollback", {**event, "applied": {"before": record["before"]}}, lambda_context)
+    assert rolled["result"] == "unchanged"
+
 
 def test_the_plans_explicit_setting_wins_over_the_workloads(rds_world, store, lambda_context):
     # Given the workload allows data loss but the plan's step says no
