@@ -251,6 +251,21 @@ SPECS: tuple[ActionSpec, ...] = (
         ),
     ),
     ActionSpec(
+        name="promote_read_replica",
+        description="Promote the standby region's cross-region read replica to a standalone DB instance (irreversible)",
+        iam_actions=(
+            "rds:DescribeDBInstances",
+            "rds:ListTagsForResource",
+            # Tag-conditioned: on the DB instance.
+            "rds:PromoteReadReplica",
+        ),
+        # A promoted replica cannot be demoted: approval unless the step opts out.
+        needs_approval=lambda params: not params.get("without_approval"),
+        verification=Verification(
+            step_check="actions.promote_read_replica:verify_step", iam_actions=("rds:DescribeDBInstances",)
+        ),
+    ),
+    ActionSpec(
         name="failover_routing_control",
         description="Fail over by ARC routing controls: the standby's On and the primary's Off, in one update",
         iam_actions=(),
