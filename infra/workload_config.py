@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.arns import LoadBalancerArn, TargetGroupArn
 from core.contract import Severity
 from core.guardrails import Maintenance
-from core.runtime_config import REGION_PATTERN, ReadinessDns, ReadinessTarget, RegionProbe
+from core.runtime_config import (
+    REGION_PATTERN,
+    ReadinessDns,
+    ReadinessTarget,
+    RegionProbe,
+    StandbyGlobalDatabase,
+    StandbyReadReplica,
+)
 from detectors.resolve import resource_key
 
 
@@ -166,6 +173,10 @@ class RegionalStandby(BaseModel):
     probe_failures: int = Field(
         default=3, ge=1, le=60, description="consecutive failed probes (one a minute) before the region is impaired"
     )
+    # The data tier: an Aurora global database's secondary made the writer, or (without Aurora) a
+    # cross-region read replica promoted, before traffic moves (the regional failover plan).
+    global_database: StandbyGlobalDatabase | None = None
+    read_replica: StandbyReadReplica | None = None
 
     @model_validator(mode="after")
     def _tg_in_region(self) -> RegionalStandby:
@@ -173,6 +184,20 @@ class RegionalStandby(BaseModel):
             raise ValueError(
                 f"target_group_arn is in region {self.target_group_arn.split(':')[3]}, "
                 f"not in the standby region {self.region}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_database_in_region(self) -> RegionalStandby:
+        if self.global_database and self.read_replica:
+            raise ValueError(
+                "give global_database or read_replica, not both: a workload's database is one or the other"
+            )
+        arn = self.global_database.db_cluster_arn if self.global_database else None
+        if arn and arn.split(":")[3] != self.region:
+            raise ValueError(
+                f"global_database.db_cluster_arn is in region {arn.split(':')[3]}, not in the standby region "
+                f"{self.region}: it must be the global database's secondary there"
             )
         return self
 

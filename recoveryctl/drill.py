@@ -188,6 +188,10 @@ class Drill(Operator, Faults):
         standby = self.workload.get("standby")
         if standby:
             workloads.build_standby(self._region(standby["region"]), self.workload, standby, self._managed_tag)
+            if standby.get("global_database"):
+                workloads.build_global_database(
+                    self.home, self._region(standby["region"]), self.workload, self._managed_tag
+                )
             if checks.get("secondary") and standby.get("target_group_arn"):
                 emulator.health_check_targets[checks["secondary"]] = (standby["region"], standby["target_group_arn"])
 
@@ -232,6 +236,8 @@ class Drill(Operator, Faults):
         if standby:
             region = self._region(standby["region"])
             state["standby"] = {"region": region.region, **workloads.group_state(region, standby["auto_scaling_group"])}
+            if standby.get("global_database"):
+                state["global_database"] = workloads.global_database_state(region, self.workload)
         state["zonal_shifts"] = [{k: str(v) for k, v in shift.items()} for shift in emulator.zonal_shifts.active()]
         if emulator.routing_controls.states:
             controls = emulator.routing_controls

@@ -248,6 +248,11 @@ def final_state(name: str, report: dict[str, Any], expected: Any = None) -> Any:
             return None
         placement = lambda db: {k: v for k, v in (db or {}).items() if k != "status"}  # noqa: E731
         return placement(before.get("database")) != placement(after["database"])
+    if name == "database_writer":
+        found = after.get("global_database")
+        if not found:
+            return None
+        return "standby" if found["writer_region"] == (after.get("standby") or {}).get("region") else "primary"
     # routing_controls: only those the scenario asks about (all of them without `expected`)
     controls = after.get("routing_controls") or {}
     return {n: controls.get(n) for n in expected} if expected is not None else controls

@@ -260,6 +260,11 @@ class FinalState(BaseModel):
     database_moved: bool | None = Field(
         default=None, description="the database's writer or zone is not the one it was before the drill"
     )
+    database_writer: Literal["primary", "standby"] | None = Field(
+        default=None,
+        description="the region whose cluster is the writer of the standby's global database: the workload's "
+        "(primary) or the standby's",
+    )
     routing_controls: dict[str, Literal["On", "Off"]] | None = Field(
         default=None,
         description='ARC routing controls by name ("{workload}" is replaced), e.g. {"web-api-us-east-1": "Off"}',

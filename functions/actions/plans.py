@@ -44,6 +44,15 @@ def resolved(plan: Plan, where: str = "") -> tuple[Plan, list[Problem]]:
             spec.implementation().params.model_validate(params)
         except ValidationError as exc:
             problems += [replace(p, within=f"action {action}") for p in from_validation(exc, at, "params")]
+            continue
+        if spec.needs_approval(params) and not plan.requires_approval:
+            problems.append(
+                Problem(
+                    path(at, "action"),
+                    f"{action} cannot be undone: the plan must set requires_approval (or the step's params "
+                    "without_approval: true)",
+                )
+            )
     return (plan if problems else plan.model_copy(update={"steps": steps})), problems
 
 

@@ -94,6 +94,10 @@ _EKS_GROUPS = (
     "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/eks-*"
 )
 _EKS_READS = ("eks:DescribeCluster", "eks:DescribeNodegroup")
+_GLOBAL_SWITCH = ("rds:SwitchoverGlobalCluster", "rds:FailoverGlobalCluster")
+# Any region's clusters of this account (the target is in the standby region); global clusters have no region.
+_DB_CLUSTERS_ARN = "arn:${AWS::Partition}:rds:*:${AWS::AccountId}:cluster:*"
+_GLOBAL_CLUSTERS_ARN = "arn:${AWS::Partition}:rds::${AWS::AccountId}:global-cluster:*"
 
 SPECS: tuple[ActionSpec, ...] = (
     ActionSpec(
@@ -232,6 +236,42 @@ SPECS: tuple[ActionSpec, ...] = (
         # A database is verified after any plan (its status): nothing of its own.
     ),
     ActionSpec(
+        name="failover_global_database",
+        description="Make an Aurora global database's standby-region cluster its writer: switchover, or failover",
+        iam_actions=(
+            "rds:DescribeGlobalClusters",
+            "rds:DescribeDBClusters",
+            "rds:ListTagsForResource",
+        ),
+        # RDS authorizes both against the target DB cluster (tag-conditioned: it carries the
+        # managed tag, which the action checks too) and against the global cluster, which a
+        # workload's configuration names but need not tag.
+        iam_grants=(
+            IamGrant(actions=_GLOBAL_SWITCH, resources=(_DB_CLUSTERS_ARN,), tag_condition_key="aws:ResourceTag"),
+            IamGrant(actions=_GLOBAL_SWITCH, resources=(_GLOBAL_CLUSTERS_ARN,)),
+        ),
+        # The target is the writer and available, read in the standby region.
+        verification=Verification(
+            step_check="actions.failover_global_database:verify_step",
+            iam_actions=("rds:DescribeGlobalClusters", "rds:DescribeDBClusters"),
+        ),
+    ),
+    ActionSpec(
+        name="promote_read_replica",
+        description="Promote the standby region's cross-region read replica to a standalone DB instance (irreversible)",
+        iam_actions=(
+            "rds:DescribeDBInstances",
+            "rds:ListTagsForResource",
+            # Tag-conditioned: on the DB instance.
+            "rds:PromoteReadReplica",
+        ),
+        # A promoted replica cannot be demoted: approval unless the step opts out.
+        needs_approval=lambda params: not params.get("without_approval"),
+        verification=Verification(
+            step_check="actions.promote_read_replica:verify_step", iam_actions=("rds:DescribeDBInstances",)
+        ),
+    ),
+    ActionSpec(
         name="failover_routing_control",
         description="Fail over by ARC routing controls: the standby's On and the primary's Off, in one update",
         iam_actions=(),
@@ -368,7 +408,12 @@ ALIASES: dict[str, Alias] = {
         ),
         Alias(
             "failover",
-            {"dns": "failover_dns", "database": "failover_database", "routing_control": "failover_routing_control"},
+            {
+                "dns": "failover_dns",
+                "database": "failover_database",
+                "routing_control": "failover_routing_control",
+                "global_database": "failover_global_database",
+            },
         ),
         Alias("restart_service", {"ecs": "restart_ecs_service", "systemd": "restart_systemd_unit"}),
     )

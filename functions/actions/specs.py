@@ -107,6 +107,9 @@ class ActionSpec:
     takes_out_of_service: Callable[[StepParams], bool] = never
     verification: Verification = field(default_factory=Verification)
     hand_back: HandBack | None = None
+    # Whether a step cannot be undone and so needs a human's approval (from its params): a plan
+    # with such a step that does not set requires_approval is refused when it is validated.
+    needs_approval: Callable[[StepParams], bool] = never
     # How long a step's apply may take, its waits for capacity and retries included (its
     # rollback is given as long): the plan's time budget adds these up.
     time_box_seconds: int = STEP_SECONDS

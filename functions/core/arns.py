@@ -1,5 +1,5 @@
-"""The shapes of the Elastic Load Balancing ARNs a configuration names (a workload's target group
-and load balancer, a redirect_traffic step's), checked when the configuration is validated so that
+"""The shapes of the ARNs a configuration names (a workload's target group and load balancer, a
+redirect_traffic step's, a standby's DB cluster), checked when the configuration is validated so that
 a typo fails `cdk synth`, not the recovery that needed it."""
 
 from __future__ import annotations
@@ -34,3 +34,11 @@ ListenerArn = Annotated[str, _shaped(_LISTENER, "a listener ARN", _PREFIX + "lis
 ListenerRuleArn = Annotated[
     str, _shaped(_LISTENER_RULE, "a listener rule ARN", _PREFIX + "listener-rule/app/NAME/ID/ID/ID")
 ]
+
+_DB_CLUSTER = re.compile(r"^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z][A-Za-z0-9-]{0,62}$")
+DbClusterArn = Annotated[str, _shaped(_DB_CLUSTER, "a DB cluster ARN", "arn:aws:rds:REGION:ACCOUNT:cluster:NAME")]
+
+
+def region_of(arn: str) -> str:
+    """The region an ARN names (its fourth field)."""
+    return arn.split(":")[3]

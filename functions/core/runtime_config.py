@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.arns import DbClusterArn
 from core.errors import InvalidInput
 from core.guardrails import Guardrails, Maintenance
 from core.plans import Plan, PlanError, parse_plans
@@ -29,6 +30,29 @@ ENV = "RECOVERY_CONFIG"
 REGION_PATTERN = r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d{1,2}$"
 
 
+class StandbyGlobalDatabase(BaseModel):
+    """The workload's Aurora global database: its secondary cluster in the standby region becomes
+    the writer before traffic moves (actions/failover_global_database.py)."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+
+    global_cluster_identifier: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+    db_cluster_arn: DbClusterArn = Field(description="the secondary DB cluster, in the standby region")
+    allow_data_loss: bool = Field(
+        default=False,
+        description="when the primary's region does not answer, fail over losing what it had not replicated",
+    )
+
+
+class StandbyReadReplica(BaseModel):
+    """The workload's cross-region read replica in the standby region, promoted on failover
+    (actions/promote_read_replica.py: irreversible, so approval is required by default)."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+
+    db_instance_identifier: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+
+
 class ProbeStandby(BaseModel):
     """Where the probed workload fails over to: the standby group in this (the standby) region."""
 
@@ -38,6 +62,8 @@ class ProbeStandby(BaseModel):
     auto_scaling_group: str = Field(min_length=1, max_length=255)
     desired_capacity: int = Field(ge=1, le=10000)
     target_group_arn: str | None = Field(default=None, min_length=1)
+    global_database: StandbyGlobalDatabase | None = None
+    read_replica: StandbyReadReplica | None = None
 
 
 class ProbeDns(BaseModel):

@@ -126,7 +126,9 @@ def impairment_id_of(probe: RegionProbe, first_failure_at: datetime) -> str:
 
 def scope_of(probe: RegionProbe) -> dict[str, str]:
     """What the regional failover acts on, from the standby region: the standby group (also as
-    auto_scaling_group, which verification checks there) and the Route 53 failover records."""
+    auto_scaling_group, which verification checks there), the standby's database (a global
+    database's secondary, or a read replica: the plan's database steps run only when it has one)
+    and the Route 53 failover records."""
     standby = probe.standby
     scope = {
         "impaired_region": probe.region,
@@ -138,6 +140,14 @@ def scope_of(probe: RegionProbe) -> dict[str, str]:
     }
     if standby.target_group_arn:
         scope["target_group_arn"] = standby.target_group_arn
+    if standby.global_database:
+        scope |= {
+            "global_cluster_id": standby.global_database.global_cluster_identifier,
+            "standby_db_cluster_arn": standby.global_database.db_cluster_arn,
+            "global_cluster_allow_data_loss": str(standby.global_database.allow_data_loss).lower(),
+        }
+    if standby.read_replica:
+        scope["standby_db_instance"] = standby.read_replica.db_instance_identifier
     if probe.dns:
         scope |= {
             "dns_hosted_zone_id": probe.dns.hosted_zone_id,

@@ -4,7 +4,8 @@ Each piece is a botocore `before-call` hook on the default session: either a sid
 moto's state before moto answers (a Multi-AZ reboot with failover moves the primary to the
 standby's zone; a forced new ECS deployment is rolled out by the scheduler), in the account and
 region the call is made in (a member account's, through its role, as well as the central one),
-or an answer moto lacks (ARC zonal shift, and ARC routing controls' cluster data plane, kept in
+or an answer moto lacks (an Aurora global database's switchover and failover, on moto's global
+clusters; ARC zonal shift, and ARC routing controls' cluster data plane, kept in
 memory with the real API's shapes; the Auto Scaling launches the emulator recorded, failed ones
 included, as DescribeScalingActivities; the instance refreshes a drill started, as
 DescribeInstanceRefreshes).
@@ -171,6 +172,102 @@ class RoutingControls:
         return _error("UnsupportedOperation", f"the emulator does not implement route53-recovery-cluster {operation}")
 
 
+@dataclass
+class GlobalDatabases:
+    """An Aurora global database's SwitchoverGlobalCluster and FailoverGlobalCluster, on moto's
+    global clusters (moto keeps them in its us-east-1 backend, whichever region is called): the
+    call is accepted and the global cluster is `switching-over` / `failing-over` (with its
+    FailoverState) for SWITCH_SECONDS of the virtual clock, then the target is the writer and the
+    global cluster `available` again; a DescribeGlobalClusters after that time sees it done. A
+    second call while one is under way is refused as RDS refuses it (InvalidGlobalClusterStateFault)."""
+
+    account: str
+    # The switchovers and failovers under way (the emulator's, across calls): (account, global
+    # cluster) -> (the target's ARN, when it is the writer)
+    pending: dict[tuple[str, str], tuple[str, Any]]
+    OPERATIONS = frozenset({"SwitchoverGlobalCluster", "FailoverGlobalCluster", "DescribeGlobalClusters"})
+    SWITCH_SECONDS = 60
+
+    def handle(self, operation: str, params: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]] | None:
+        self.settle()
+        if operation == "DescribeGlobalClusters":
+            return self._describe(params.get("GlobalClusterIdentifier"))
+        found = self._global_cluster(params["GlobalClusterIdentifier"])
+        if found is None:
+            return _error("GlobalClusterNotFoundFault", f"{params['GlobalClusterIdentifier']} not found", 404)
+        target = params["TargetDbClusterIdentifier"]
+        if target not in [m.db_cluster_arn for m in found.members]:
+            return _error("DBClusterNotFoundFault", f"{target} is not a member of the global cluster", 404)
+        if found.status != "available":
+            return _error("InvalidGlobalClusterStateFault", f"the global cluster is {found.status}")
+        failover = operation == "FailoverGlobalCluster"
+        if failover and not (params.get("AllowDataLoss") or params.get("Switchover")):
+            return _error("InvalidParameterCombination", "AllowDataLoss or Switchover is required")
+        from core import clock
+
+        found.status = "failing-over" if failover else "switching-over"
+        writer = next((m.db_cluster_arn for m in found.members if m.is_writer), None)
+        found.failover_state = {
+            "Status": "failing-over" if failover else "switching-over",
+            "FromDbClusterArn": writer,
+            "ToDbClusterArn": target,
+            "IsDataLossAllowed": bool(params.get("AllowDataLoss")),
+        }
+        due = clock.utc_now() + timedelta(seconds=self.SWITCH_SECONDS)
+        self.pending[(self.account, found.global_cluster_identifier)] = (target, due)
+        return _ok({"GlobalCluster": _global_cluster_shape(found)})
+
+    def settle(self) -> None:
+        """Finish the switchovers and failovers whose time has come: the target is the writer."""
+        from core import clock
+
+        now = clock.utc_now()
+        for (account, identifier), (target, due) in list(self.pending.items()):
+            if account != self.account or due > now:
+                continue
+            del self.pending[(account, identifier)]
+            found = self._global_cluster(identifier)
+            if found is None:
+                continue
+            for member in found.members:
+                member.is_writer = member.db_cluster_arn == target
+            found.status, found.failover_state = "available", None
+
+    def _describe(self, identifier: str | None) -> tuple[AWSResponse, dict[str, Any]]:
+        from moto.rds.models import rds_backends
+
+        clusters = rds_backends[self.account]["us-east-1"].global_clusters.values()
+        shown = [_global_cluster_shape(g) for g in clusters if identifier in (None, g.global_cluster_identifier)]
+        if identifier and not shown:
+            return _error("GlobalClusterNotFoundFault", f"{identifier} not found", 404)
+        return _ok({"GlobalClusters": shown})
+
+    def _global_cluster(self, identifier: str) -> Any:
+        from moto.rds.models import rds_backends
+
+        return rds_backends[self.account]["us-east-1"].global_clusters.get(identifier)
+
+
+def _global_cluster_shape(found: Any) -> dict[str, Any]:
+    """A moto global cluster as DescribeGlobalClusters answers it (with its FailoverState)."""
+    shape = {
+        "GlobalClusterIdentifier": found.global_cluster_identifier,
+        "GlobalClusterResourceId": found.global_cluster_resource_id,
+        "GlobalClusterArn": found.global_cluster_arn,
+        "Status": found.status,
+        "Engine": found.engine,
+        "EngineVersion": found.engine_version,
+        "StorageEncrypted": bool(found.storage_encrypted),
+        "DeletionProtection": bool(found.deletion_protection),
+        "GlobalClusterMembers": [
+            {"DBClusterArn": m.db_cluster_arn, "IsWriter": bool(m.is_writer), "Readers": []} for m in found.members
+        ],
+    }
+    if getattr(found, "failover_state", None):
+        shape["FailoverState"] = dict(found.failover_state)
+    return shape
+
+
 def _health_check_status(emulator: Any, health_check_id: str) -> tuple[AWSResponse, dict[str, Any]] | None:
     """A Route 53 health check of an endpoint the emulator knows (emulator.health_check_targets:
     id -> (region, target group)): healthy while the target group has a healthy target and its
@@ -207,6 +304,7 @@ def install(emulator: Any) -> ZonalShifts:
     session = boto3._get_default_session()
     shifts = ZonalShifts(emulator.account, emulator.region)
     emulator.routing_controls = RoutingControls()
+    global_switches: dict[tuple[str, str], tuple[str, Any]] = {}
 
     def remember_params(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
         # before-call sees the serialized request; keep the API parameters for it.
@@ -225,6 +323,9 @@ def install(emulator: Any) -> ZonalShifts:
             return _health_check_status(emulator, params["HealthCheckId"])
         if service == "route-53" and model.name == "ChangeResourceRecordSets":
             emulator.traffic_moved()
+        if service == "rds" and model.name in GlobalDatabases.OPERATIONS:
+            account, _ = _where(emulator, request_signer)
+            return GlobalDatabases(account, global_switches).handle(model.name, params)
         if service == "rds" and model.name == "RebootDBInstance" and params.get("ForceFailover"):
             account, region = _where(emulator, request_signer)
             _fail_over_instance(account, region, params["DBInstanceIdentifier"])

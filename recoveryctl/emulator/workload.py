@@ -180,6 +180,37 @@ def build_standby(
         return _build_group(emulator, part, shape, managed_tag)
 
 
+def build_global_database(
+    primary: Emulator, standby: Emulator, workload: dict[str, Any], managed_tag: tuple[str, str]
+) -> None:
+    """The standby's Aurora global database (standby.global_database): its primary cluster, the
+    writer, in the workload's region (`primary`), and its secondary at the configured ARN in the
+    standby region, both opted in."""
+    ref = workload["standby"]["global_database"]
+    identifier, secondary = ref["global_cluster_identifier"], ref["db_cluster_arn"].rsplit(":", 1)[-1]
+    login = {"Engine": "aurora-postgresql", "MasterUsername": "admin", "MasterUserPassword": "not-a-secret-1"}
+    tags = _tags(workload, managed_tag)
+    with primary.as_account(workload.get("account_id")):
+        rds = primary.client("rds")
+        rds.create_global_cluster(GlobalClusterIdentifier=identifier, Engine=login["Engine"])
+        rds.create_db_cluster(
+            DBClusterIdentifier=f"{identifier}-primary", GlobalClusterIdentifier=identifier, Tags=tags, **login
+        )
+    with standby.as_account(workload.get("account_id")):
+        standby.client("rds").create_db_cluster(
+            DBClusterIdentifier=secondary, GlobalClusterIdentifier=identifier, Tags=tags, **login
+        )
+
+
+def global_database_state(emulator: Emulator, workload: dict[str, Any]) -> dict[str, Any]:
+    """The global database's writer (its region) and status, as the standby region reads it."""
+    ref = workload["standby"]["global_database"]
+    found = emulator.client("rds").describe_global_clusters(GlobalClusterIdentifier=ref["global_cluster_identifier"])
+    cluster = found["GlobalClusters"][0]
+    writer = next((m["DBClusterArn"] for m in cluster["GlobalClusterMembers"] if m["IsWriter"]), None)
+    return {"writer": writer, "writer_region": writer.split(":")[3] if writer else None, "status": cluster["Status"]}
+
+
 def in_service(emulator: Emulator, group: str) -> list[str]:
     groups = emulator.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])
     return sorted(

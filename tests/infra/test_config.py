@@ -164,6 +164,8 @@ def test_a_standby_region_is_valid_and_probed_only_from_that_region():
             "auto_scaling_group": "web-api-standby",
             "desired_capacity": 3,
             "target_group_arn": STANDBY_TG,
+            "global_database": None,
+            "read_replica": None,
         },
         "dns": {
             "hosted_zone_id": "Z0EXAMPLE0WEBAPI",
@@ -247,6 +249,66 @@ def test_a_bad_standby_is_refused_naming_the_field(
     message = str(caught.value)
     for fragment in expected:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+STANDBY_DB = "arn:aws:rds:us-west-2:123456789012:cluster:web-api-db-standby"
+
+
+def test_a_standbys_global_database_reaches_the_probe_and_the_impairments_scope():
+    from detectors.region_probe import scope_of
+
+    global_database = {"global_cluster_identifier": "web-api-global", "db_cluster_arn": STANDBY_DB}
+    (probe,) = validate(with_standby(global_database=global_database)).region_probes("us-west-2")
+    scope = scope_of(probe)
+    assert scope["global_cluster_id"] == "web-api-global"
+    assert scope["standby_db_cluster_arn"] == STANDBY_DB
+    # data loss is the workload's explicit choice: off unless it says so
+    assert scope["global_cluster_allow_data_loss"] == "false"
+    assert "standby_db_instance" not in scope
+    (probe,) = validate(with_standby(read_replica={"db_instance_identifier": "web-api-replica"})).region_probes(
+        "us-west-2"
+    )
+    assert scope_of(probe)["standby_db_instance"] == "web-api-replica"
+    assert "global_cluster_id" not in scope_of(probe)
+
+
+@pytest.mark.parametrize(
+    ("standby", "fragment"),
+    [
+        (  # the secondary must be the standby region's
+            {
+                "global_database": {
+                    "global_cluster_identifier": "g",
+                    "db_cluster_arn": STANDBY_DB.replace("west", "east"),
+                }
+            },
+            "not in the standby region us-west-2",
+        ),
+        (
+            {
+                "global_database": {"global_cluster_identifier": "g", "db_cluster_arn": STANDBY_DB},
+                "read_replica": {"db_instance_identifier": "web-api-replica"},
+            },
+            "not both",
+        ),
+        ({"global_database": {"global_cluster_identifier": "g", "db_cluster_arn": "web-api-db"}}, "a DB cluster ARN"),
+    ],
+)
+def test_a_bad_standby_database_is_refused(standby: Raw, fragment: str):
+    with pytest.raises(ConfigError, match=fragment):
+        validate(with_standby(**standby))
+
+
+def test_the_shipped_regional_failover_moves_the_writer_only_for_a_workload_that_declares_one():
+    (plan,) = [p for p in shipped_config()["plans"] if p["name"] == "fail-over-to-standby-region"]
+    steps = [(s["action"], s.get("params", {}).get("kind"), s.get("when_scope_has")) for s in plan["steps"]]
+    assert steps == [
+        ("provision_backup", "standby_group", None),
+        ("failover", "global_database", "global_cluster_id"),
+        ("promote_read_replica", None, "standby_db_instance"),
+        ("failover", "dns", None),
+    ]
+    assert plan["requires_approval"]
 
 
 # --- where a regional failover moves the traffic: the workload's dns, or routing controls ---

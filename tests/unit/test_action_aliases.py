@@ -76,7 +76,8 @@ def test_a_nested_field_is_refused_by_its_whole_path():
 
 
 def test_an_unknown_kind_is_refused_naming_the_kinds_there_are():
-    with pytest.raises(PlanError, match=r"params\.kind \(.*\): must be one of database, dns, routing_control"):
+    kinds = "database, dns, global_database, routing_control"
+    with pytest.raises(PlanError, match=rf"params\.kind \(.*\): must be one of {kinds}"):
         steps_of({"action": "failover", "params": {"kind": "cname"}})
 
 
