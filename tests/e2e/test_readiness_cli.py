@@ -16,6 +16,9 @@ def test_a_group_capped_at_desired_is_reported_not_ready(synthesized, capsys):
     surge = {w["workload"]: w for w in results["surge-and-replace-unhealthy"]["workloads"]}
     failing = [c["evidence"] for c in surge["web-api"]["checks"] if not c["ok"]]
     assert failing == ["web-api-asg: no headroom: MaxSize 3 = desired 3"]
+    # moto simulates no IAM policy: the permissions are said not checked, never judged ready
+    assert surge["web-api"]["not_checked"] == ["permissions: locally, the emulator simulates no IAM policy"]
+    assert all(c["name"] != "permissions" for c in surge["web-api"]["checks"])
 
 
 def test_the_same_deployment_with_headroom_prints_the_plan_ready(synthesized, capsys):
@@ -26,3 +29,4 @@ def test_the_same_deployment_with_headroom_prints_the_plan_ready(synthesized, ca
         line for line in table.splitlines() if line.startswith("surge-and-replace-unhealthy") and "web-api" in line
     )
     assert row.split()[2] == "yes"
+    assert "not checked: permissions: locally, the emulator simulates no IAM policy" in table.splitlines()
