@@ -40,7 +40,8 @@ def plan_alarms(operations: Any, plans: Sequence[str], interval_minutes: int) ->
             alarm_name=f"{operations.prefix}-plan-not-ready-{plan}",
             alarm_description=(
                 f"The readiness check found plan {plan} unable to act now (no headroom, an empty warm pool, a missing "
-                "standby group, DNS record or health check, a member role that cannot be assumed). A recovery would "
+                "standby group, DNS record or health check, a member role that cannot be assumed, a role lacking a "
+                "permission a step needs, no ARC cluster endpoint answering). A recovery would "
                 f"fail or fall short. What to do: `recoveryctl readiness --deployed` names the failing checks with "
                 "their evidence; fix the group's MaxSize, the warm pool or the records (docs/operations.md#readiness)."
             ),

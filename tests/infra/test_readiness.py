@@ -101,3 +101,16 @@ def test_the_check_knows_the_role_of_each_action_the_plans_use_and_may_simulate_
     (statement,) = simulate
     assert statement["Action"] == "iam:SimulatePrincipalPolicy"
     assert sorted(cfn.get_att(r) for r in statement["Resource"]) == sorted(roles.values())
+
+
+def test_the_check_may_read_this_accounts_routing_controls_only(resources):
+    function = _readiness(resources)
+    role_id = resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    (statement,) = [
+        s for s in cfn.role_statements(resources, role_id) if "route53-recovery-cluster" in str(s["Action"])
+    ]
+    assert statement["Action"] == "route53-recovery-cluster:GetRoutingControlState"
+    (resource,) = cfn.as_list(statement["Resource"])
+    assert cfn.resolve(resource) == (
+        "arn:${AWS::Partition}:route53-recovery-control::${AWS::AccountId}:controlpanel/*/routingcontrol/*"
+    )
