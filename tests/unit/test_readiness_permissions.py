@@ -219,3 +219,18 @@ def test_a_refusal_proves_the_endpoint_reachable_but_fails_the_access_check():
 def test_the_endpoint_checks_alone_decide():
     assert checks.endpoint_checks([("a", "answered", "")])[0].ok
     assert not checks.endpoint_checks([("a", "no answer", "x"), ("b", "no answer", "y")])[0].ok
+
+
+def test_the_routing_controls_a_step_names_are_judged_and_the_safety_rules_it_overrides_are_not():
+    rule = f"{PANEL}/safetyrule/3f9c2b7e1a4d6e8f"
+    world = FakeWorld({}, decisions={})
+    world.endpoints = {e["Endpoint"]: "On" for e in ENDPOINTS}
+    step = {"action": "failover", "params": {**ROUTING, "safety_rules_to_override": [rule]}}
+    results = run(world, [plan("arc", [step])], [ReadinessTarget(workload="w")])
+    assert results["arc"]["ready"]
+    (_, actions, resources, _) = world.simulations[0]
+    assert actions == [
+        "route53-recovery-cluster:GetRoutingControlState",
+        "route53-recovery-cluster:UpdateRoutingControlStates",
+    ]
+    assert resources == sorted([PRIMARY, STANDBY])
