@@ -135,6 +135,11 @@ class MemberStack(Stack):
         for spec in ACTIONS.values():
             allow_action(self.role, spec, managed_tag, zones, named.get(spec.name, ()))
         allow(self.role, member_reads(), managed_tag)
+        # The central readiness check simulates this role's policies from here, through the role
+        # itself (IAM simulates only principals of the caller's account).
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["iam:SimulatePrincipalPolicy"], resources=[self.role.role_arn])
+        )
 
         # The detectors read whether an alarm, a database or a service opted in: in this account only.
         place = {"partition": self.partition, "region": self.region, "account": self.account}

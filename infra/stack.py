@@ -27,6 +27,7 @@ from infra.eks_access import grant_cluster_access
 from infra.encryption import DataKey
 from infra.nag import apply_nag
 from infra.permissions import hosted_zones, plan_grants
+from infra.readiness import grant_simulation
 from infra.route53_alarms import alarm_arns, forwarded
 
 
@@ -120,6 +121,7 @@ class RecoveryStack(Stack):
             hosted_zones=hosted_zones(config.workloads, config.parsed_plans()),
             plan_grants=plan_grants(config.parsed_plans()),
         )
+        grant_simulation(self.detection, self.workflow, plans)
         paging = Paging(
             self,
             "Paging",

@@ -82,7 +82,8 @@ def _deployed(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
-    """plan, workload, ready, and each failing check with its evidence (a row per workload)."""
+    """plan, workload, ready, and each failing check with its evidence (a row per workload); then
+    what could not be checked here (the permissions, locally), once each."""
     if not results:
         return "no readiness results (no plans, or the check has not run yet)"
     rows = [("PLAN", "WORKLOAD", "READY", "FAILING CHECKS")]
@@ -93,4 +94,6 @@ def format_table(results: list[dict[str, Any]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
     checked = results[0].get("checked_at", "")
-    return "\n".join([*lines, "", f"checked at {checked}"])
+    unchecked = dict.fromkeys(n for r in results for w in r["workloads"] for n in w.get("not_checked", []))
+    notes = [f"not checked: {n}" for n in unchecked]
+    return "\n".join([*lines, "", *notes, f"checked at {checked}"])

@@ -130,19 +130,12 @@ class _Cluster:
             endpoint = self._endpoints[index]
             if index not in self._clients:
                 self._clients[index] = _cluster_client(endpoint.endpoint, endpoint.region, self._account)
-            client = self._clients[index]
             try:
-                response = aws.call(client, operation, transient_codes=_NEXT_ENDPOINT_CODES, **kwargs)
-            except TransientError as exc:
-                failures.append(f"{endpoint.region} ({endpoint.endpoint}): {exc}")
+                response = _ask(self._clients[index], endpoint, operation, **kwargs)
+            except NoAnswer as exc:
+                failures.append(str(exc))
                 continue
             except PermanentError as exc:
-                from botocore.exceptions import HTTPClientError
-
-                if isinstance(exc.__cause__, HTTPClientError):
-                    # The connection broke before an answer (closed, read timeout): not an answer.
-                    failures.append(f"{endpoint.region} ({endpoint.endpoint}): {exc}")
-                    continue
                 raise _cluster_error(exc, label) from exc
             self._next = index
             return response
@@ -152,6 +145,33 @@ class _Cluster:
             operation=api,
             code="NoClusterEndpointAnswered",
         )
+
+
+class NoAnswer(Exception):
+    """An endpoint that cannot serve now: not reached, the connection broke before an answer, or an
+    answer that says to try another endpoint. (A PermanentError is an answer: every endpoint
+    would give the same.)"""
+
+
+def _ask(client: Any, endpoint: ClusterEndpoint, operation: str, **kwargs: Any) -> Any:
+    """`operation` at one endpoint, once: its answer, NoAnswer, or the PermanentError it answered."""
+    try:
+        return aws.call(client, operation, transient_codes=_NEXT_ENDPOINT_CODES, **kwargs)
+    except TransientError as exc:
+        raise NoAnswer(f"{endpoint.region} ({endpoint.endpoint}): {exc}") from exc
+    except PermanentError as exc:
+        from botocore.exceptions import HTTPClientError
+
+        if isinstance(exc.__cause__, HTTPClientError):
+            # The connection broke before an answer (closed, read timeout): not an answer.
+            raise NoAnswer(f"{endpoint.region} ({endpoint.endpoint}): {exc}") from exc
+        raise
+
+
+def ask_endpoint(endpoint: ClusterEndpoint, account: str | None, operation: str, **kwargs: Any) -> Any:
+    """`operation` at this one endpoint, as the action calls each (one attempt, short timeouts, in
+    `account`): the readiness check tries every endpoint of a cluster with it."""
+    return _ask(_cluster_client(endpoint.endpoint, endpoint.region, account), endpoint, operation, **kwargs)
 
 
 def _api_name(operation: str) -> str:

@@ -263,7 +263,7 @@ SPOT = Declaration(
 READINESS = Declaration(
     name="Readiness",
     handler="readiness.handler.handler",
-    description="Scheduled readiness check: can each enabled plan act now (headroom, warm pools, standby, DNS)?",
+    description="Scheduled readiness check: can each plan act now (capacity, DNS, ARC endpoints, permissions)?",
     trigger=Schedule(
         "ReadinessSchedule",
         lambda d: f"Readiness check of every enabled plan every {d.readiness_interval_minutes} minute(s)",
@@ -278,6 +278,12 @@ READINESS = Declaration(
                 "route53:ListResourceRecordSets",
                 "route53:GetHealthCheck",
             )
+        ),
+        # Whether each ARC cluster endpoint answers: this account's routing controls (a member's
+        # through its member role, which holds the failover's own grant).
+        Reads(
+            ("route53-recovery-cluster:GetRoutingControlState",),
+            ("arn:{partition}:route53-recovery-control::{account}:controlpanel/*/routingcontrol/*",),
         ),
     ),
     deployed=lambda d: d.readiness_interval_minutes > 0,  # 0: no readiness check

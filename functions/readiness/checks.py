@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.errors import RecoveryError
+from core.errors import RecoveryError, TransientError
 from core.runtime_config import ReadinessTarget
 
 
@@ -22,9 +22,21 @@ class Check:
     ok: bool
     evidence: str
     lacking: bool = False  # the workload declares nothing this step acts on
+    unknown: bool = False  # AWS did not answer (throttled, unavailable): not ready, since not known ready
+    checked: bool = True  # False: this check cannot run here (the local emulator); said, never "ready"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "evidence": self.evidence}
+        found = {"name": self.name, "ok": self.ok, "evidence": self.evidence}
+        return {**found, "unknown": True} if self.unknown else found
+
+
+# The managed tag's default (infra/config.py managed_tag_key and managed_tag_value).
+DEFAULT_MANAGED_TAG = ("recovery:managed", "true")
+
+
+class NotChecked(Exception):
+    """A check that cannot be made where the readiness check runs (the local emulator simulates
+    no IAM policy), or with what it was deployed with: reported as not checked, never as ready."""
 
 
 class World(Protocol):
@@ -39,6 +51,16 @@ class World(Protocol):
     def record_sets(self, account: str | None, zone: str, name: str, record_type: str) -> list[dict[str, Any]]: ...
 
     def health_check_exists(self, account: str | None, health_check_id: str) -> bool: ...
+
+    def region(self) -> str: ...
+
+    def simulation_role(self, account: str | None, action: str) -> str: ...
+
+    def simulate(
+        self, account: str | None, role: str, actions: list[str], resources: list[str], context: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]: ...
+
+    def routing_control_state(self, account: str | None, endpoint: dict[str, str], arn: str) -> str: ...
 
 
 # --- the decisions (pure) ----------------------------------------------------------------------
@@ -123,6 +145,10 @@ def _guarded(name: str, decide: Callable[[], Check | list[Check]]) -> list[Check
     """A check whose read failed fails with the error as its evidence."""
     try:
         decided = decide()
+    except NotChecked as exc:
+        return [Check(name, False, str(exc), checked=False)]
+    except TransientError as exc:
+        return [Check(name, False, f"unknown: could not read: {exc}", unknown=True)]
     except RecoveryError as exc:
         return [Check(name, False, f"could not read: {exc}")]
     return decided if isinstance(decided, list) else [decided]
@@ -154,15 +180,22 @@ def _dns(world: World, target: ReadinessTarget, params: dict[str, Any]) -> list[
 
 
 def step_checks(
-    world: World, target: ReadinessTarget, action: str, params: dict[str, Any], named: bool = True
+    world: World,
+    target: ReadinessTarget,
+    action: str,
+    params: dict[str, Any],
+    named: bool = True,
+    managed_tag: tuple[str, str] = DEFAULT_MANAGED_TAG,
 ) -> list[Check] | None:
-    """The checks of one step (its action resolved); None: nothing of this action is checked, or
-    (`named` False: the plan matches every workload) the workload lacks what the step acts on, so
-    the plan can never act on it that way."""
+    """The checks of one step (its action resolved): of what it acts on, then of its role's
+    permissions. None: (`named` False: the plan matches every workload) the workload lacks what
+    the step acts on, so the plan can never act on it that way."""
     found = _step_checks(world, target, action, params)
     if not named and found and any(c.lacking for c in found):
         return None
-    return found
+    if action == "failover_routing_control":
+        found = [*(found or []), *cluster_checks(world, target.account_id, params)]
+    return [*(found or []), permission_check(world, target, action, params, managed_tag)]
 
 
 def _step_checks(world: World, target: ReadinessTarget, action: str, params: dict[str, Any]) -> list[Check] | None:
@@ -191,3 +224,111 @@ def _step_checks(world: World, target: ReadinessTarget, action: str, params: dic
     if action == "failover_dns":
         return _dns(world, target, params)
     return None
+
+
+# --- what a step's role may call, and whether its cluster answers ------------------------------
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _known_resources(
+    world: World, target: ReadinessTarget, action: str, params: dict[str, Any], partition: str, services: set[str]
+) -> dict[str, list[str]]:
+    """The resources the step will touch, by ARN service: every ARN its params name, its group's
+    ARN (read, if the group can be) and its hosted zone's."""
+    known: dict[str, list[str]] = {}
+    for arn in (s for s in _strings(params) if s.startswith("arn:") and s.count(":") >= 5):
+        if "/safetyrule/" not in arn:  # overridden by an update, not called on
+            known.setdefault(arn.split(":")[2], []).append(arn)
+    standby = action == "provision_standby_group"
+    group = (params.get("standby_group") or target.standby_group) if standby else params.get("group")
+    group = group or (None if standby else target.auto_scaling_group)
+    if group and "autoscaling" in services:
+        try:
+            found = world.group(target.account_id, group)
+        except RecoveryError:
+            found = None  # its own check says why; judged on "*" meanwhile
+        if found and found.get("AutoScalingGroupARN"):
+            known.setdefault("autoscaling", []).append(found["AutoScalingGroupARN"])
+    zone = params.get("hosted_zone_id")
+    if not zone and target.dns and action == "failover_dns":
+        zone = target.dns.hosted_zone_id
+    if zone and "route53" in services:
+        known.setdefault("route53", []).append(f"arn:{partition}:route53:::hostedzone/{zone.rsplit('/', 1)[-1]}")
+    return known
+
+
+def permission_check(
+    world: World,
+    target: ReadinessTarget,
+    action: str,
+    params: dict[str, Any],
+    managed_tag: tuple[str, str] = DEFAULT_MANAGED_TAG,
+) -> Check:
+    """The role the step runs with (the action's own here, the member role in a member account) may
+    make every call the action declares, on what the step will touch: one simulation per role and
+    step (the world keeps it for the run)."""
+    from actions.registry import ACTIONS
+    from readiness import permissions
+
+    spec = ACTIONS[action]
+
+    def decide() -> Check:
+        role = world.simulation_role(target.account_id, action)
+        partition, role_account = role.split(":")[1], role.split(":")[4]
+        services = {permissions.arn_service(a) for a in (*spec.iam_actions, *spec.iam_actions_without_tag_condition)}
+        known = _known_resources(world, target, action, params, partition, services)
+        wanted = permissions.required(spec, params, known, (partition, world.region(), role_account))
+        if not wanted:
+            return Check(permissions.NAME, True, f"{action}: declares no IAM action")
+        resources = sorted({r for listed in wanted.values() for r in listed})
+        context = permissions.context(spec, params, managed_tag)
+        results = world.simulate(target.account_id, role, sorted(wanted), resources, context)
+        ok, evidence = permissions.judged(role, wanted, results)
+        return Check(permissions.NAME, ok, f"{action}: {evidence}")
+
+    (check,) = _guarded(permissions.NAME, decide)
+    return check
+
+
+def endpoint_checks(outcomes: list[tuple[str, str, str]]) -> list[Check]:
+    """failover_routing_control: (endpoint, "answered" | "refused" | "no answer", detail) of each
+    cluster endpoint. Reachable when one answered (a refusal is an answer); a refusal is a failure
+    of its own (the role may not read the routing controls, or one does not exist)."""
+    reached = [o for o in outcomes if o[1] != "no answer"]
+    listing = "; ".join(
+        f"{endpoint}: {kind}" + (f" ({detail})" if detail else "") for endpoint, kind, detail in outcomes
+    )
+    checks = [Check("cluster endpoints", bool(reached), f"{len(reached)} of {len(outcomes)} answered: {listing}")]
+    refused = [f"{endpoint}: {detail}" for endpoint, kind, detail in outcomes if kind == "refused"]
+    if refused:
+        checks.append(Check("routing control access", False, "; ".join(refused)))
+    return checks
+
+
+def cluster_checks(world: World, account: str | None, params: dict[str, Any]) -> list[Check]:
+    """Each endpoint of the step's cluster asked for its two routing controls' states, once."""
+    from actions.failover_routing_control import NoAnswer, Params
+
+    parsed = Params.model_validate(params)
+    controls = {"primary": parsed.primary_routing_control_arn, "standby": parsed.standby_routing_control_arn}
+    outcomes = []
+    for endpoint in parsed.cluster_endpoints:
+        label = f"{endpoint.region} {endpoint.endpoint}"
+        try:
+            states = {role: world.routing_control_state(account, endpoint, arn) for role, arn in controls.items()}
+        except NoAnswer as exc:
+            outcomes.append((label, "no answer", str(exc.__cause__ or exc)))
+        except RecoveryError as exc:
+            outcomes.append((label, "refused", str(exc)))
+        else:
+            outcomes.append((label, "answered", ", ".join(f"{role} {state}" for role, state in states.items())))
+    return endpoint_checks(outcomes)

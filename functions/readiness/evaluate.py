@@ -10,7 +10,8 @@ from actions.plans import resolve_step
 from core.errors import RecoveryError
 from core.plans import Plan
 from core.runtime_config import ReadinessTarget
-from readiness.checks import Check, World, step_checks
+from readiness.checks import DEFAULT_MANAGED_TAG, Check, World, step_checks
+from readiness.permissions import NAME as PERMISSIONS
 
 
 def workloads_of(plan: Plan, targets: list[ReadinessTarget]) -> list[ReadinessTarget]:
@@ -19,7 +20,7 @@ def workloads_of(plan: Plan, targets: list[ReadinessTarget]) -> list[ReadinessTa
     return [t for t in targets if named is None or t.workload in named]
 
 
-def _workload(world: World, plan: Plan, target: ReadinessTarget) -> dict[str, Any]:
+def _workload(world: World, plan: Plan, target: ReadinessTarget, managed_tag: tuple[str, str]) -> dict[str, Any]:
     checks: list[Check] = []
     unchecked: list[str] = []
     if target.account_id:
@@ -32,33 +33,44 @@ def _workload(world: World, plan: Plan, target: ReadinessTarget) -> dict[str, An
             return _judged(target, checks, unchecked)
     for step in plan.steps:
         action, params, problems = resolve_step(step.action, step.params)
-        found = None if problems else step_checks(world, target, action, params, plan.match.workloads is not None)
-        if found is None:
+        named = plan.match.workloads is not None
+        found = None if problems else step_checks(world, target, action, params, named, managed_tag)
+        # Unchecked: nothing of what the step acts on is checked (its permissions may be).
+        if found is None or all(c.name == PERMISSIONS for c in found):
             unchecked.append(action)
-        else:
-            checks.extend(found)
+        checks.extend(found or [])
     return _judged(target, checks, unchecked)
 
 
 def _judged(target: ReadinessTarget, checks: list[Check], unchecked: list[str]) -> dict[str, Any]:
-    return {
+    made = [c for c in checks if c.checked]
+    judged = {
         "workload": target.workload,
-        "ready": all(c.ok for c in checks),
-        "checks": [c.as_dict() for c in checks],
+        "ready": all(c.ok for c in made),
+        "checks": [c.as_dict() for c in made],
         "unchecked_steps": sorted(set(unchecked)),
     }
+    # What could not be checked here is said, and counts neither way.
+    not_checked = list(dict.fromkeys(f"{c.name}: {c.evidence}" for c in checks if not c.checked))
+    return {**judged, "not_checked": not_checked} if not_checked else judged
 
 
 def evaluate(
-    world: World, plans: list[Plan], targets: list[ReadinessTarget], disabled: set[str], at: datetime
+    world: World,
+    plans: list[Plan],
+    targets: list[ReadinessTarget],
+    disabled: set[str],
+    at: datetime,
+    managed_tag: tuple[str, str] = DEFAULT_MANAGED_TAG,
 ) -> list[dict[str, Any]]:
     """A result per enabled plan: {plan, ready, checked_at, workloads: [...]}. A plan that
-    matches no declared workload is ready with nothing checked (it says so)."""
+    matches no declared workload is ready with nothing checked (it says so). `managed_tag` is the
+    tag the permissions are simulated with, as on a resource that opted in."""
     results = []
     for plan in plans:
         if plan.name in disabled:
             continue
-        workloads = [_workload(world, plan, t) for t in workloads_of(plan, targets)]
+        workloads = [_workload(world, plan, t, managed_tag) for t in workloads_of(plan, targets)]
         results.append(
             {
                 "plan": plan.name,

@@ -39,7 +39,8 @@ def handler(event: Any, context: Any, world: World | None = None, store: Any = N
     store = store or RecoveryStore(settings.table_name)
     disabled = set(store.get_switches().get("disabled_plans") or [])
     now = clock.utc_now()
-    results = evaluate(world or AwsWorld(), config.plans, list(config.readiness), disabled, now)
+    tag = (settings.managed_tag_key, settings.managed_tag_value)
+    results = evaluate(world or AwsWorld(), config.plans, list(config.readiness), disabled, now, tag)
     for result in results:
         store.readiness.put(result, int(now.timestamp()))
         emit(METRIC, "Count", 0 if result["ready"] else 1, plan=result["plan"])

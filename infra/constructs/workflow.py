@@ -364,6 +364,10 @@ class RecoveryWorkflow(Construct):
         prepare_task.next(rollback_map)
         return prepare_task, escalate_task
 
+    def apply_function(self, action: str) -> lambda_.Function:
+        """The function that applies `action` (its role is what a step of it runs with)."""
+        return self.functions[f"{_pascal(action)}Apply"]
+
     # --- helpers ---
     def _function(self, construct_id: str, handler: str, description: str, **kwargs) -> lambda_.Function:
         function = self._factory.create(construct_id, handler=handler, description=description, **kwargs)

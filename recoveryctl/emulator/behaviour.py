@@ -8,7 +8,7 @@ or an answer moto lacks (an Aurora global database's switchover and failover, on
 clusters; ARC zonal shift, and ARC routing controls' cluster data plane, kept in
 memory with the real API's shapes; the Auto Scaling launches the emulator recorded, failed ones
 included, as DescribeScalingActivities; the instance refreshes a drill started, as
-DescribeInstanceRefreshes).
+DescribeInstanceRefreshes). moto simulates no IAM policy either: the readiness check is told so.
 """
 
 from __future__ import annotations
@@ -340,6 +340,12 @@ def install(emulator: Any) -> ZonalShifts:
             return _instance_refreshes(emulator, account, region, params)
         return None
 
+    # moto simulates no IAM policy: the readiness check says its permissions are not checked
+    # locally rather than judge them on an answer AWS would not give.
+    from readiness import world as readiness_world
+
+    readiness_world.no_simulation("locally, the emulator simulates no IAM policy")
+    emulator.on_exit(readiness_world.no_simulation, None)
     session.events.register("before-parameter-build.*.*", remember_params, unique_id="recovery-emulator-params")
     session.events.register("before-call.*.*", before_call, unique_id="recovery-emulator-behaviour")
     emulator.on_exit(session.events.unregister, "before-call.*.*", unique_id="recovery-emulator-behaviour")

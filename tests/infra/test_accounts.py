@@ -153,8 +153,16 @@ def test_the_member_role_holds_what_the_actions_declare_scoped_by_the_managed_ta
         for grant in spec.iam_grants:
             for action in grant.actions:
                 assert action in granted, (spec.name, action)
-    # nothing with a wildcard in the action, nothing to do with IAM or the recovery's own data
-    assert not [a for a in granted if "*" in a or a.startswith(("iam:", "dynamodb:", "sts:"))]
+    # nothing with a wildcard in the action, nothing to do with IAM (but simulating itself, for
+    # the readiness check) or the recovery's own data
+    own = {"iam:SimulatePrincipalPolicy"}
+    assert not [a for a in granted if "*" in a or (a.startswith(("iam:", "dynamodb:", "sts:")) and a not in own)]
+
+
+def test_the_member_role_may_simulate_its_own_policies_and_no_other_principals(templates):
+    role_id, _ = _role(templates["member"], "RecoveryRole")
+    (statement,) = _granted(cfn.role_statements(templates["member"], role_id))["iam:SimulatePrincipalPolicy"]
+    assert cfn.as_list(statement["Resource"]) == [{"Fn::GetAtt": [role_id, "Arn"]}]
 
 
 def test_the_member_role_may_make_every_read_the_central_functions_make(templates, member_config):

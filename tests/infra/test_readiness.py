@@ -79,3 +79,38 @@ def test_an_interval_out_of_range_is_refused(interval):
     raw["readiness_interval_minutes"] = interval
     with pytest.raises(ConfigError, match="readiness_interval_minutes"):
         validate(raw)
+
+
+def test_the_check_knows_the_role_of_each_action_the_plans_use_and_may_simulate_those_only(resources, config):
+    import json
+
+    from infra.readiness import plan_actions
+
+    function = _readiness(resources)
+    variables = resources[function]["Properties"]["Environment"]["Variables"]
+    roles = json.loads(cfn.resolve(variables["ACTION_ROLES"]).replace("${", "").replace(".Arn}", ""))
+    # every action of the plans (aliases resolved), each the role of its apply function
+    used = plan_actions(config.parsed_plans())
+    assert sorted(roles) == used and "failover_dns" in used  # the example's "failover" kind dns
+    applies = cfn.functions_by_handler(resources)
+    for action, role in roles.items():
+        apply = resources[applies[f"actions.{action}.apply_handler"]]
+        assert apply["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+    role_id = resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    simulate = [s for s in cfn.role_statements(resources, role_id) if "iam:" in str(s["Action"])]
+    (statement,) = simulate
+    assert statement["Action"] == "iam:SimulatePrincipalPolicy"
+    assert sorted(cfn.get_att(r) for r in statement["Resource"]) == sorted(roles.values())
+
+
+def test_the_check_may_read_this_accounts_routing_controls_only(resources):
+    function = _readiness(resources)
+    role_id = resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    (statement,) = [
+        s for s in cfn.role_statements(resources, role_id) if "route53-recovery-cluster" in str(s["Action"])
+    ]
+    assert statement["Action"] == "route53-recovery-cluster:GetRoutingControlState"
+    (resource,) = cfn.as_list(statement["Resource"])
+    assert cfn.resolve(resource) == (
+        "arn:${AWS::Partition}:route53-recovery-control::${AWS::AccountId}:controlpanel/*/routingcontrol/*"
+    )

@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from core.store import RecoveryStore
 from tests.builders import BUS_NAME, TABLE_NAME, create_table
+from tests.integration.iam_simulation import iam_simulation  # noqa: F401 - moto has no IAM policy simulation
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_warm_pool_and_dns_are_read_from_aws(store, lambda_context, tmp_path, mo
 
 
 def test_a_member_whose_role_is_refused_is_not_ready_and_the_others_are_checked(
-    store, lambda_context, tmp_path, monkeypatch
+    store, lambda_context, tmp_path, monkeypatch, iam_simulation
 ):
     # Given workloads in a member account, in a member whose role is refused, and in this account
     monkeypatch.setenv("MEMBER_ROLE_NAME", ROLE)

@@ -64,8 +64,18 @@ def test_dns_records_match_names_case_and_trailing_dot_insensitively():
 
 
 class FakeWorld:
-    def __init__(self, groups: dict[str, dict[str, Any]], denied: set[str] = frozenset()) -> None:
+    """Groups as given; no IAM simulation (the permissions checks are not checked) unless
+    `decisions` ({(IAM action, resource): decision}, anything else allowed) says what IAM answers."""
+
+    def __init__(
+        self,
+        groups: dict[str, dict[str, Any]],
+        denied: set[str] = frozenset(),
+        decisions: dict[tuple[str, str], str] | None = None,
+    ) -> None:
         self.groups, self.denied, self.reads = groups, denied, []
+        self.decisions, self.simulations = decisions, []
+        self.endpoints: dict[str, Any] = {}  # endpoint URL -> a state, or the exception it raises
 
     def assume(self, account: str) -> None:
         if account in self.denied:
@@ -83,6 +93,37 @@ class FakeWorld:
 
     def health_check_exists(self, account, health_check_id):
         return False
+
+    def region(self) -> str:
+        return "us-east-1"
+
+    def simulation_role(self, account, action):
+        if self.decisions is None:
+            raise checks.NotChecked("not simulated in this test")
+        return f"arn:aws:iam::{account or '123456789012'}:role/{action}-role"
+
+    def simulate(self, account, role, actions, resources, context):
+        self.simulations.append((role, actions, resources, context))
+        if isinstance(self.decisions, Exception):
+            raise self.decisions
+        return [
+            {
+                "EvalActionName": action,
+                "EvalResourceName": "*",
+                "EvalDecision": "allowed",
+                "ResourceSpecificResults": [
+                    {"EvalResourceName": r, "EvalResourceDecision": self.decisions.get((action, r), "allowed")}
+                    for r in resources
+                ],
+            }
+            for action in actions
+        ]
+
+    def routing_control_state(self, account, endpoint, arn):
+        found = self.endpoints[endpoint.endpoint]
+        if isinstance(found, Exception):
+            raise found
+        return found
 
 
 def plan(name: str, steps: list[dict[str, Any]], workloads: list[str] | None = None) -> Plan:
