@@ -16,6 +16,7 @@ from actions.base import Action, ActionParams, ActionResult, Context, handlers, 
 from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused
+from core.reads import ecs as ecs_reads
 
 NAME = "scale_ecs_service"
 
@@ -97,23 +98,21 @@ def rollback(ctx: Context) -> ActionResult:
 
 
 def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied: dict[str, Any] | None) -> list[dict]:
-    """What Verify checks after the step (its Verification in actions/registry.py): the service
-    runs the desired count the step set (the count it found, if it changed nothing)."""
+    """What Verify checks after the step (its Verification in actions/registry.py), and what
+    ReturnCapacity checks before it gives the tasks back: the service runs the desired count the
+    step set (the count it found, if it changed nothing), and is steady (it runs its desired
+    count, its deployment COMPLETED: not one that failed), whether or not the impairment's scope
+    names it."""
     after = (applied or {}).get("after") or {}
     if not after.get("service_arn"):
         return []  # the step recorded no service: nothing of its own to check
     client = aws.client("ecs", max_attempts=1, account=impairment.account_id)
     service = ecs.describe_service(client, after["cluster"], after["service_arn"])
-    running, wanted = service.get("runningCount", 0), after["desired_count"]
+    steady, wanted = ecs_reads.steadiness(service), after["desired_count"]
     return [
-        {
-            "check": "ecs_desired_count",
-            "service": after["service"],
-            "passed": running >= wanted,
-            "running": running,
-            "desired": service.get("desiredCount", 0),
-            "scaled_to": wanted,
-        }
+        {"check": "ecs_desired_count", "service": after["service"]}
+        | steady
+        | {"passed": steady["passed"] and steady["running"] >= wanted, "scaled_to": wanted}
     ]
 
 
