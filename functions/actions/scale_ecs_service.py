@@ -69,32 +69,7 @@ def _record_before(ctx: Context, client: Any) -> dict[str, Any]:
 
 def rollback(ctx: Context) -> ActionResult:
     """Put the desired count back, unless someone else has changed it since: then leave it."""
-    applied = ctx.applied or {}
-    before = applied.get("before") or ctx.before
-    if not before:
-        return ctx.result("rollback", "unchanged", [], message="nothing was applied")
-    client = aws.client("ecs", max_attempts=1, account=ctx.impairment.account_id)
-    current = ecs.describe_service(client, before["cluster"], before["service_arn"])["desiredCount"]
-    if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
-        ctx.record_before(_state(before, current))
-    previous, set_to = before["desired_count"], (applied.get("after") or {}).get("desired_count")
-    if current == previous:
-        changed, message = False, "desired count already at its previous value"
-    elif set_to is not None and current != set_to:
-        changed, message = False, f"desired count is {current}, changed by someone else since; left as it is"
-    else:
-        aws.call(
-            client, "update_service", cluster=before["cluster"], service=before["service_arn"], desiredCount=previous
-        )
-        changed, message = True, f"desired count restored to {previous}"
-    return ctx.result(
-        "rollback",
-        "changed" if changed else "unchanged",
-        [before["service_arn"]],
-        before=_state(before, current),
-        after=_state(before, previous if changed else current),
-        message=f"{before['service']}: {message}",
-    )
+    return ecs.restore_desired_count(ctx)
 
 
 def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied: dict[str, Any] | None) -> list[dict]:
@@ -116,8 +91,7 @@ def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied:
     ]
 
 
-def _state(service: dict[str, Any], desired_count: int) -> dict[str, Any]:
-    return {k: service[k] for k in ("cluster", "service", "service_arn")} | {"desired_count": desired_count}
+_state = ecs.service_state
 
 
 ACTION = Action(NAME, Params, apply, rollback)
