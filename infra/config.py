@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from actions.plans import Plan, parse_plans
 from core.guardrails import Guardrails
 from core.problems import Problem
-from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeStandby, RegionProbe, RuntimeConfig
+from core.runtime_config import REGION_PATTERN, ProbeDns, ProbeEcsService, ProbeStandby, RegionProbe, RuntimeConfig
 from infra.workload_config import AlarmSettings as AlarmSettings  # imported from here by the constructs
 from infra.workload_config import Workload as Workload
 from infra.workload_config import readiness_targets
@@ -372,13 +372,15 @@ class RecoveryConfig(BaseModel):
         for w in self.workloads:
             if w.standby is None or w.standby.region != region:
                 continue
-            assert w.auto_scaling_group is not None  # Workload._probed
+            # Workload._probed: the group, else the ECS service
+            probed_service = ProbeEcsService(**w.ecs_service.model_dump()) if w.ecs_service else None
             probes.append(
                 RegionProbe(
                     workload=w.name,
                     region=self.region_of(w) or self.regions.primary,
                     account_id=w.account_id,
                     auto_scaling_group=w.auto_scaling_group,
+                    ecs_service=None if w.auto_scaling_group else probed_service,
                     failures_to_impair=w.standby.probe_failures,
                     standby=ProbeStandby(**w.standby.model_dump(exclude={"probe_failures"})),
                     dns=ProbeDns(**w.dns.model_dump(exclude={"health_check_id"})) if w.dns else None,

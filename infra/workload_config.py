@@ -153,11 +153,22 @@ class DnsFailover(BaseModel):
 _REGION = REGION_PATTERN
 
 
+class StandbyEcsService(BaseModel):
+    """The standby's ECS service: scaled to `desired_count` before traffic moves to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: str = Field(min_length=1, max_length=255)
+    service: str = Field(min_length=1, max_length=255, description="it carries the managed tag")
+    desired_count: int = Field(ge=1, le=10000, description="what the standby service is scaled to on failover")
+
+
 class RegionalStandby(BaseModel):
     """Where a workload fails over to when its region is impaired: capacity kept in a standby
-    region. The standby region's stack probes the workload's region every minute
-    (detectors/region_probe.py) and, after `probe_failures` consecutive failed probes, reports a
-    region_impairment that the regional failover plan acts on, from the standby region."""
+    region (a group, an ECS service, or both). The standby region's stack probes the workload's
+    region every minute (detectors/region_probe.py) and, after `probe_failures` consecutive failed
+    probes, reports a region_impairment that the regional failover plan acts on, from the standby
+    region."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -165,10 +176,18 @@ class RegionalStandby(BaseModel):
         pattern=_REGION,
         description="the standby region: one of `regions` (a standby's workload may stand by in the primary)",
     )
-    auto_scaling_group: str = Field(
-        min_length=1, max_length=255, description="the standby group in that region (it carries the managed tag)"
+    auto_scaling_group: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="the standby group in that region (it carries the managed tag)",
     )
-    desired_capacity: int = Field(ge=1, le=10000, description="what the standby group is scaled to on failover")
+    desired_capacity: int | None = Field(
+        default=None, ge=1, le=10000, description="what the standby group is scaled to on failover"
+    )
+    ecs_service: StandbyEcsService | None = Field(
+        default=None, description="the standby ECS service in that region, for a workload whose compute is ECS"
+    )
     target_group_arn: TargetGroupArn | None = Field(default=None, description="the standby group's target group")
     probe_failures: int = Field(
         default=3, ge=1, le=60, description="consecutive failed probes (one a minute) before the region is impaired"
@@ -177,6 +196,14 @@ class RegionalStandby(BaseModel):
     # cross-region read replica promoted, before traffic moves (the regional failover plan).
     global_database: StandbyGlobalDatabase | None = None
     read_replica: StandbyReadReplica | None = None
+
+    @model_validator(mode="after")
+    def _capacity(self) -> RegionalStandby:
+        if bool(self.auto_scaling_group) != bool(self.desired_capacity):
+            raise ValueError("auto_scaling_group and desired_capacity go together (the standby group and its size)")
+        if not (self.auto_scaling_group or self.ecs_service):
+            raise ValueError("a standby needs an auto_scaling_group (with desired_capacity) or an ecs_service")
+        return self
 
     @model_validator(mode="after")
     def _tg_in_region(self) -> RegionalStandby:
@@ -259,8 +286,11 @@ class Workload(BaseModel):
 
     @model_validator(mode="after")
     def _probed(self) -> Workload:
-        if self.standby and not self.auto_scaling_group:
-            raise ValueError("standby needs the workload's auto_scaling_group (the group its region's probe describes)")
+        if self.standby and not (self.auto_scaling_group or self.ecs_service):
+            raise ValueError(
+                "standby needs the workload's auto_scaling_group or ecs_service (what its region's probe describes: "
+                "the group if it has one, else the service)"
+            )
         return self
 
     @model_validator(mode="after")

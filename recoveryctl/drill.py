@@ -195,6 +195,29 @@ class Drill(Operator, Faults):
             if checks.get("secondary") and standby.get("target_group_arn"):
                 emulator.health_check_targets[checks["secondary"]] = (standby["region"], standby["target_group_arn"])
 
+    def _break_standby(self, emulator: Any) -> None:
+        """The standby fails: its target group's every target, or its ECS service's tasks (they
+        keep stopping), from the start or once the traffic arrives."""
+        standby = self.workload.get("standby") or {}
+        service = standby.get("ecs_service")
+        if service:
+            key = (standby["region"], service["cluster"], service["service"])
+
+            def fail() -> None:
+                emulator.world.stopping_services.add(key)
+        elif standby.get("target_group_arn"):
+
+            def fail() -> None:
+                emulator.failing_target_groups.add(standby["target_group_arn"])
+        else:
+            raise DrillError(
+                f"scenario {self.scenario.name}: standby_failure needs a standby target_group_arn or ecs_service"
+            )
+        if self.scenario.standby_failure == "at_start":
+            fail()
+        else:  # it buckles when the traffic arrives
+            emulator.on_traffic_moved.append(fail)
+
     def _as_member(self, account: str) -> None:
         """The workload lives in a member account: the functions know it as a member (as the
         central stack does when `accounts` is configured: MEMBER_ACCOUNTS, MEMBER_ROLE_NAME) and
@@ -235,7 +258,11 @@ class Drill(Operator, Faults):
         standby = self.workload.get("standby")
         if standby:
             region = self._region(standby["region"])
-            state["standby"] = {"region": region.region, **workloads.group_state(region, standby["auto_scaling_group"])}
+            state["standby"] = {"region": region.region}
+            if standby.get("auto_scaling_group"):
+                state["standby"].update(workloads.group_state(region, standby["auto_scaling_group"]))
+            if standby.get("ecs_service"):
+                state["standby"]["ecs_service"] = workloads.service_state(region, standby)
             if standby.get("global_database"):
                 state["global_database"] = workloads.global_database_state(region, self.workload)
         state["zonal_shifts"] = [{k: str(v) for k, v in shift.items()} for shift in emulator.zonal_shifts.active()]
@@ -287,13 +314,7 @@ class Drill(Operator, Faults):
             for region in self.regions():  # a replicated switch, set in every replica
                 region.store().set_paused(True, "paused for a drill", "recoveryctl")
         if self.scenario.standby_failure != "none":
-            standby_group = (self.workload.get("standby") or {}).get("target_group_arn")
-            if not standby_group:
-                raise DrillError(f"scenario {self.scenario.name}: standby_failure needs a standby target_group_arn")
-            if self.scenario.standby_failure == "at_start":
-                emulator.failing_target_groups.add(standby_group)
-            else:  # it buckles when the traffic arrives
-                emulator.on_traffic_moved.append(lambda: emulator.failing_target_groups.add(standby_group))
+            self._break_standby(emulator)
         if self.scenario.region_outage:
             emulator.fail_region(
                 self._region(self.scenario.region_outage).region, tuple(self.scenario.region_outage_global)

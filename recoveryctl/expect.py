@@ -237,7 +237,10 @@ def final_state(name: str, report: dict[str, Any], expected: Any = None) -> Any:
         standby = after.get("standby")
         if not standby:
             return None
-        return len(standby["in_service"]) if name == "standby_in_service" else standby.get("desired_capacity")
+        return len(standby.get("in_service", [])) if name == "standby_in_service" else standby.get("desired_capacity")
+    if name in ("standby_ecs_running", "standby_ecs_desired"):
+        service = (after.get("standby") or {}).get("ecs_service")
+        return service.get(name.removeprefix("standby_ecs_")) if service else None
     if name in ("ecs_running", "ecs_desired"):
         service = after.get("ecs_service")
         return service.get(name.removeprefix("ecs_")) if service else None

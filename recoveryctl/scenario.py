@@ -254,6 +254,8 @@ class FinalState(BaseModel):
     second_desired_capacity: int | None = Field(default=None, ge=0, description="the second group's desired capacity")
     standby_in_service: int | None = Field(default=None, ge=0, description="instances InService in the standby group")
     standby_desired_capacity: int | None = Field(default=None, ge=0, description="the standby group's desired capacity")
+    standby_ecs_running: int | None = Field(default=None, ge=0, description="tasks the standby ECS service runs")
+    standby_ecs_desired: int | None = Field(default=None, ge=0, description="tasks the standby ECS service wants")
     ecs_running: int | None = Field(default=None, ge=0, description="tasks the ECS service runs")
     ecs_desired: int | None = Field(default=None, ge=0, description="tasks the ECS service wants")
     database_status: str | None = Field(default=None, description="the database's status, e.g. available")
@@ -426,7 +428,8 @@ class Scenario(BaseModel):
     standby_failure: Literal["none", "at_start", "under_load"] = Field(
         default="none",
         description="the workload's standby is broken: every target of the standby's target group fails its "
-        "health check from the start (at_start: the failover waits for it, then gives up before moving traffic), "
+        "health check (a standby ECS service's tasks keep stopping) from the start (at_start: the failover "
+        "waits for it, then gives up before moving traffic), "
         "or once traffic moves to it (under_load: verification in the new region fails, and it fails back)",
     )
     zone_faults: list[ZoneFault] = Field(

@@ -290,10 +290,16 @@ def describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
             f" (health check {record.get('HealthCheckId')})"
         )
     standby = state.get("standby")
-    if standby:
+    if standby and "in_service" in standby:
         parts.append(
             f"standby in {standby.get('region')}: {len(standby.get('in_service') or [])} in service (desired "
             f"{standby.get('desired_capacity')}, max {standby.get('max_size')})"
+        )
+    if standby and standby.get("ecs_service"):
+        service = standby["ecs_service"]
+        parts.append(
+            f"standby ECS service in {standby.get('region')}: {service['running']} running (desired "
+            f"{service['desired']})"
         )
     for name, value in (state.get("routing_controls") or {}).items():
         parts.append(f"ARC routing control {name}: {value}")

@@ -163,6 +163,20 @@ SPECS: tuple[ActionSpec, ...] = (
         ),
         verification=Verification(group_capacity=True, iam_actions=_GROUP_CAPACITY),
     ),
+    ActionSpec(
+        name="provision_standby_ecs_service",
+        description="Scale a standby region's ECS service up; wait until its tasks run and its deployment completes",
+        iam_actions=(
+            "ecs:DescribeServices",
+            "ecs:ListTagsForResource",
+            # Tag-conditioned: on the service.
+            "ecs:UpdateService",
+        ),
+        # The standby service runs (at least) the count the step set, its deployment COMPLETED.
+        verification=Verification(
+            step_check="actions.provision_standby_ecs_service:verify_step", iam_actions=("ecs:DescribeServices",)
+        ),
+    ),
     # --- redirect_traffic: traffic away from what is impaired ---
     ActionSpec(
         name="redirect_deregister_targets",
@@ -394,6 +408,7 @@ ALIASES: dict[str, Alias] = {
                 "warm_pool": "provision_warm_pool",
                 "standby_instances": "provision_standby_instances",
                 "standby_group": "provision_standby_group",
+                "standby_ecs_service": "provision_standby_ecs_service",
             },
             default_kind="warm_pool",
         ),

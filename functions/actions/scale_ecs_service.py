@@ -16,6 +16,7 @@ from actions.base import Action, ActionParams, ActionResult, Context, handlers, 
 from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused
+from core.reads import ecs as ecs_reads
 
 NAME = "scale_ecs_service"
 
@@ -68,57 +69,29 @@ def _record_before(ctx: Context, client: Any) -> dict[str, Any]:
 
 def rollback(ctx: Context) -> ActionResult:
     """Put the desired count back, unless someone else has changed it since: then leave it."""
-    applied = ctx.applied or {}
-    before = applied.get("before") or ctx.before
-    if not before:
-        return ctx.result("rollback", "unchanged", [], message="nothing was applied")
-    client = aws.client("ecs", max_attempts=1, account=ctx.impairment.account_id)
-    current = ecs.describe_service(client, before["cluster"], before["service_arn"])["desiredCount"]
-    if ctx.before is None:  # the rollback's own state before, recorded before it changes anything
-        ctx.record_before(_state(before, current))
-    previous, set_to = before["desired_count"], (applied.get("after") or {}).get("desired_count")
-    if current == previous:
-        changed, message = False, "desired count already at its previous value"
-    elif set_to is not None and current != set_to:
-        changed, message = False, f"desired count is {current}, changed by someone else since; left as it is"
-    else:
-        aws.call(
-            client, "update_service", cluster=before["cluster"], service=before["service_arn"], desiredCount=previous
-        )
-        changed, message = True, f"desired count restored to {previous}"
-    return ctx.result(
-        "rollback",
-        "changed" if changed else "unchanged",
-        [before["service_arn"]],
-        before=_state(before, current),
-        after=_state(before, previous if changed else current),
-        message=f"{before['service']}: {message}",
-    )
+    return ecs.restore_desired_count(ctx)
 
 
 def verify_step(impairment: ImpairmentDetected, params: dict[str, Any], applied: dict[str, Any] | None) -> list[dict]:
-    """What Verify checks after the step (its Verification in actions/registry.py): the service
-    runs the desired count the step set (the count it found, if it changed nothing)."""
+    """What Verify checks after the step (its Verification in actions/registry.py), and what
+    ReturnCapacity checks before it gives the tasks back: the service runs the desired count the
+    step set (the count it found, if it changed nothing), and is steady (it runs its desired
+    count, its deployment COMPLETED: not one that failed), whether or not the impairment's scope
+    names it."""
     after = (applied or {}).get("after") or {}
     if not after.get("service_arn"):
         return []  # the step recorded no service: nothing of its own to check
     client = aws.client("ecs", max_attempts=1, account=impairment.account_id)
     service = ecs.describe_service(client, after["cluster"], after["service_arn"])
-    running, wanted = service.get("runningCount", 0), after["desired_count"]
+    steady, wanted = ecs_reads.steadiness(service), after["desired_count"]
     return [
-        {
-            "check": "ecs_desired_count",
-            "service": after["service"],
-            "passed": running >= wanted,
-            "running": running,
-            "desired": service.get("desiredCount", 0),
-            "scaled_to": wanted,
-        }
+        {"check": "ecs_desired_count", "service": after["service"]}
+        | steady
+        | {"passed": steady["passed"] and steady["running"] >= wanted, "scaled_to": wanted}
     ]
 
 
-def _state(service: dict[str, Any], desired_count: int) -> dict[str, Any]:
-    return {k: service[k] for k in ("cluster", "service", "service_arn")} | {"desired_count": desired_count}
+_state = ecs.service_state
 
 
 ACTION = Action(NAME, Params, apply, rollback)

@@ -53,17 +53,39 @@ class StandbyReadReplica(BaseModel):
     db_instance_identifier: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
 
 
+class ProbeEcsService(BaseModel):
+    """An ECS service: the workload's, probed in its region; or, with its desired count, its standby."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+
+    cluster: str = Field(min_length=1, max_length=255)
+    service: str = Field(min_length=1, max_length=255)
+    desired_count: int | None = Field(default=None, ge=1, le=10000, description="the standby's, on failover")
+
+
 class ProbeStandby(BaseModel):
-    """Where the probed workload fails over to: the standby group in this (the standby) region."""
+    """Where the probed workload fails over to, in this (the standby) region: a standby group, an
+    ECS service, or both."""
 
     model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     region: str = Field(pattern=REGION_PATTERN)
-    auto_scaling_group: str = Field(min_length=1, max_length=255)
-    desired_capacity: int = Field(ge=1, le=10000)
+    auto_scaling_group: str | None = Field(default=None, min_length=1, max_length=255)
+    desired_capacity: int | None = Field(default=None, ge=1, le=10000)
+    ecs_service: ProbeEcsService | None = None
     target_group_arn: str | None = Field(default=None, min_length=1)
     global_database: StandbyGlobalDatabase | None = None
     read_replica: StandbyReadReplica | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ProbeStandby:
+        if bool(self.auto_scaling_group) != bool(self.desired_capacity):
+            raise ValueError("desired_capacity: auto_scaling_group and desired_capacity go together")
+        if self.ecs_service and not self.ecs_service.desired_count:
+            raise ValueError("ecs_service.desired_count: the standby service's count on failover is required")
+        if not (self.auto_scaling_group or self.ecs_service):
+            raise ValueError("a standby needs an auto_scaling_group or an ecs_service")
+        return self
 
 
 class ProbeDns(BaseModel):
@@ -80,14 +102,18 @@ class ProbeDns(BaseModel):
 
 class RegionProbe(BaseModel):
     """A workload whose region (`region`) this region watches, being its standby
-    (detectors/region_probe.py): its Auto Scaling group there is described every minute."""
+    (detectors/region_probe.py): its Auto Scaling group there, else its ECS service, is described
+    every minute."""
 
     model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     workload: str = Field(min_length=1, max_length=128)
     region: str = Field(pattern=REGION_PATTERN, description="the watched region: the workload's own")
     account_id: str | None = Field(default=None, pattern=r"^\d{12}$", description="the workload's member account")
-    auto_scaling_group: str = Field(min_length=1, max_length=255, description="the workload's group, probed")
+    auto_scaling_group: str | None = Field(
+        default=None, min_length=1, max_length=255, description="the workload's group, probed"
+    )
+    ecs_service: ProbeEcsService | None = Field(default=None, description="probed when the workload has no group")
     failures_to_impair: int = Field(ge=1, le=60, description="consecutive failed probes that make an impairment")
     standby: ProbeStandby
     dns: ProbeDns | None = None
@@ -96,7 +122,17 @@ class RegionProbe(BaseModel):
     def _elsewhere(self) -> RegionProbe:
         if self.standby.region == self.region:
             raise ValueError(f"probe of {self.workload}: the standby region is the probed region {self.region}")
+        if not (self.auto_scaling_group or self.ecs_service):
+            raise ValueError(f"probe of {self.workload}: nothing to probe (an auto_scaling_group or an ecs_service)")
         return self
+
+    @property
+    def probed(self) -> str:
+        """What the probe describes, for logs and the impairment's description."""
+        if self.auto_scaling_group:
+            return f"Auto Scaling group {self.auto_scaling_group}"
+        assert self.ecs_service is not None  # _elsewhere
+        return f"ECS service {self.ecs_service.cluster}/{self.ecs_service.service}"
 
 
 class ReadinessDns(ProbeDns):

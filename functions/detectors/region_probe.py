@@ -2,7 +2,8 @@
 
 A regional failover must be decided without the impaired region, whose alarms, bus and detectors
 may be as impaired as the workload. So every minute the standby region's stack describes each
-workload's Auto Scaling group in the workload's region; only what says that region's API is
+workload's Auto Scaling group (its ECS service, for a workload without one) in the workload's
+region; only what says that region's API is
 impaired counts as a failure, and enough in a row publish one `region_impairment`.
 
 Design: docs/detectors.md#region-probe
@@ -89,7 +90,7 @@ def _is_refusal(exc: BaseException) -> bool:
 
 
 def classify(exc: BaseException | None, groups_found: int = 1) -> ProbeResult:
-    """What one DescribeAutoScalingGroups call says about its region."""
+    """What one DescribeAutoScalingGroups (or DescribeServices) call says about its region."""
     if exc is None:
         return ProbeResult(Verdict.HEALTHY, groups_found=groups_found)
     from botocore.exceptions import ClientError
@@ -126,18 +127,26 @@ def impairment_id_of(probe: RegionProbe, first_failure_at: datetime) -> str:
 
 def scope_of(probe: RegionProbe) -> dict[str, str]:
     """What the regional failover acts on, from the standby region: the standby group (also as
-    auto_scaling_group, which verification checks there), the standby's database (a global
-    database's secondary, or a read replica: the plan's database steps run only when it has one)
-    and the Route 53 failover records."""
+    auto_scaling_group, which verification checks there), the standby ECS service, the standby's
+    database (a global database's secondary, or a read replica) and the Route 53 failover
+    records. Only what the workload has: a plan's step for what it has not is skipped (its
+    when_scope_has)."""
     standby = probe.standby
-    scope = {
-        "impaired_region": probe.region,
-        "standby_region": standby.region,
-        "primary_auto_scaling_group": probe.auto_scaling_group,
-        "auto_scaling_group": standby.auto_scaling_group,
-        "standby_auto_scaling_group": standby.auto_scaling_group,
-        "standby_desired_capacity": str(standby.desired_capacity),
-    }
+    scope = {"impaired_region": probe.region, "standby_region": standby.region}
+    if probe.auto_scaling_group:
+        scope["primary_auto_scaling_group"] = probe.auto_scaling_group
+    if standby.auto_scaling_group and standby.desired_capacity:
+        scope |= {
+            "auto_scaling_group": standby.auto_scaling_group,
+            "standby_auto_scaling_group": standby.auto_scaling_group,
+            "standby_desired_capacity": str(standby.desired_capacity),
+        }
+    if standby.ecs_service and standby.ecs_service.desired_count:
+        scope |= {
+            "standby_ecs_cluster": standby.ecs_service.cluster,
+            "standby_ecs_service": standby.ecs_service.service,
+            "standby_ecs_desired_count": str(standby.ecs_service.desired_count),
+        }
     if standby.target_group_arn:
         scope["target_group_arn"] = standby.target_group_arn
     if standby.global_database:
@@ -175,7 +184,7 @@ def impairment_of(
         detected_at=max(now, first_failure_at),
         description=(
             f"Region {probe.region} looks impaired from {probe.standby.region}: {failures} consecutive failed probes "
-            f"of {probe.workload}'s Auto Scaling group {probe.auto_scaling_group} there. Last error: {last_error}"
+            f"of {probe.workload}'s {probe.probed} there. Last error: {last_error}"
         )[:2048],
         metrics={"consecutive_failures": float(failures)},
         scope=scope_of(probe),
@@ -198,7 +207,8 @@ def cleared_of(probe: RegionProbe, impairment_id: str, first_failure_at: datetim
 
 class RegionApi(Protocol):
     def describe_group(self, probe: RegionProbe) -> int:
-        """How many groups DescribeAutoScalingGroups finds by the probe's group name, in the
+        """How many groups DescribeAutoScalingGroups finds by the probe's group name (services
+        DescribeServices finds by its ECS service, for a workload without a group), in the
         probe's region (and account); raises what the call raises."""
         ...
 
@@ -219,7 +229,7 @@ class NoProbeClient(Exception):
 
 
 class AwsRegionApi:
-    """DescribeAutoScalingGroups in the probed region: one attempt, short timeouts."""
+    """DescribeAutoScalingGroups (DescribeServices) in the probed region: one attempt, short timeouts."""
 
     def __init__(self) -> None:
         # Clients are thread-safe once made, but making them (and assuming a member role) is not:
@@ -229,15 +239,21 @@ class AwsRegionApi:
     def describe_group(self, probe: RegionProbe) -> int:
         from core import aws
 
+        service = "autoscaling" if probe.auto_scaling_group else "ecs"
         with self._making:
             try:
                 client = aws.client(
-                    "autoscaling", max_attempts=1, account=probe.account_id, region=probe.region, timeouts=TIMEOUTS
+                    service, max_attempts=1, account=probe.account_id, region=probe.region, timeouts=TIMEOUTS
                 )
             except Exception as exc:
                 raise NoProbeClient(f"{type(exc).__name__}: {exc}") from exc
-        response = client.describe_auto_scaling_groups(AutoScalingGroupNames=[probe.auto_scaling_group])
-        return len(response.get("AutoScalingGroups", []))
+        if probe.auto_scaling_group:
+            response = client.describe_auto_scaling_groups(AutoScalingGroupNames=[probe.auto_scaling_group])
+            return len(response.get("AutoScalingGroups", []))
+        assert probe.ecs_service is not None  # RegionProbe: one or the other
+        # A service ECS does not find is listed under `failures` (MISSING), not an error: found 0.
+        response = client.describe_services(cluster=probe.ecs_service.cluster, services=[probe.ecs_service.service])
+        return len(response.get("services", []))
 
 
 def call_all(probes: list[RegionProbe], api: RegionApi) -> list[ProbeResult]:
@@ -276,9 +292,7 @@ def settle(probe: RegionProbe, result: ProbeResult, store: ProbeStore, send: Pub
     if result.verdict is Verdict.HEALTHY:
         if not result.groups_found:
             logger.error(
-                "region probe: the region answers but the group is not there",
-                auto_scaling_group=probe.auto_scaling_group,
-                **context,
+                "region probe: the region answers but what it probes is not there", probed=probe.probed, **context
             )
             metrics.add_metric(name="RegionProbeErrors", unit="Count", value=1)
         state = store.get_probe(probe.workload, probe.region)

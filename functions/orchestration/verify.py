@@ -138,18 +138,7 @@ def _service_checks(scope: dict[str, str], account: str | None = None) -> list[d
     service, _ = ecs.service(client, scope["ecs_cluster"], scope["ecs_service"])
     if service is None:
         return [{"check": "service", "service": scope["ecs_service"], "passed": False, "reason": "not found"}]
-    primary = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
-    rollout = primary.get("rolloutState", "COMPLETED")
-    return [
-        {
-            "check": "service",
-            "service": scope["ecs_service"],
-            "passed": service.get("runningCount", 0) >= service.get("desiredCount", 0) and rollout == "COMPLETED",
-            "running": service.get("runningCount", 0),
-            "desired": service.get("desiredCount", 0),
-            "rollout_state": rollout,
-        }
-    ]
+    return [{"check": "service", "service": scope["ecs_service"]} | ecs.steadiness(service)]
 
 
 def _database_checks(scope: dict[str, str], account: str | None = None) -> list[dict[str, Any]]:

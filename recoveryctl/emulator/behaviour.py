@@ -2,7 +2,8 @@
 
 Each piece is a botocore `before-call` hook on the default session: either a side effect on
 moto's state before moto answers (a Multi-AZ reboot with failover moves the primary to the
-standby's zone; a forced new ECS deployment is rolled out by the scheduler), in the account and
+standby's zone; a forced new ECS deployment is rolled out by the scheduler; the tasks of a service a
+drill breaks keep stopping), in the account and
 region the call is made in (a member account's, through its role, as well as the central one),
 or an answer moto lacks (an Aurora global database's switchover and failover, on moto's global
 clusters; ARC zonal shift, and ARC routing controls' cluster data plane, kept in
@@ -305,6 +306,8 @@ def install(emulator: Any) -> ZonalShifts:
     shifts = ZonalShifts(emulator.account, emulator.region)
     emulator.routing_controls = RoutingControls()
     global_switches: dict[tuple[str, str], tuple[str, Any]] = {}
+    # (region, cluster, service) of the services whose tasks keep stopping: a drill's broken standby
+    emulator.world.stopping_services = set()
 
     def remember_params(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
         # before-call sees the serialized request; keep the API parameters for it.
@@ -332,6 +335,9 @@ def install(emulator: Any) -> ZonalShifts:
         if service == "ecs" and model.name == "UpdateService" and params.get("forceNewDeployment"):
             account, region = _where(emulator, request_signer)
             _roll_out(account, region, params.get("cluster", "default"), params["service"])
+        if service == "ecs" and model.name == "DescribeServices" and emulator.world.stopping_services:
+            account, region = _where(emulator, request_signer)
+            _stop_tasks(emulator.world.stopping_services, account, region, params)
         if service == "auto-scaling" and model.name == "DescribeScalingActivities":
             account, region = _where(emulator, request_signer)
             return _scaling_activities(emulator, account, region, params)
@@ -420,3 +426,30 @@ def _roll_out(account: str, region: str, cluster: str, service: str) -> None:
     found.pending_count = 0
     for deployment in found.deployments:
         deployment.update({"runningCount": found.desired_count, "pendingCount": 0, "rolloutState": "COMPLETED"})
+
+
+def _stop_tasks(stopping: set[tuple[str, str, str]], account: str, region: str, params: dict[str, Any]) -> None:
+    """The tasks of a broken service stop as soon as they start (moto runs a new desired count at
+    once): it runs none, its deployment stays IN_PROGRESS, its failed tasks counted, as ECS shows a
+    service whose essential container keeps exiting."""
+    from moto.ecs.models import ecs_backends
+
+    cluster = params.get("cluster", "default").split("/")[-1]
+    for name in params.get("services", []):
+        if (region, cluster, name.split("/")[-1]) not in stopping:
+            continue
+        found = ecs_backends[account][region].services.get(f"{cluster}:{name.split('/')[-1]}")
+        if found is None:
+            continue
+        found.running_count = 0
+        found.pending_count = found.desired_count
+        for deployment in found.deployments:
+            failed = deployment.get("failedTasks", 0) + deployment.get("runningCount", 0)
+            deployment.update(
+                {
+                    "runningCount": 0,
+                    "pendingCount": found.desired_count,
+                    "failedTasks": failed,
+                    "rolloutState": "IN_PROGRESS",
+                }
+            )

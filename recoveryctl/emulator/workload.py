@@ -168,16 +168,23 @@ def _create_group(
 def build_standby(
     emulator: Emulator, workload: dict[str, Any], standby: dict[str, Any], managed_tag: tuple[str, str]
 ) -> dict[str, Any]:
-    """The workload's standby group in its standby region (`emulator` is that region's): opted in,
-    empty (pilot light), room for the capacity a failover asks of it."""
-    shape = WorkloadShape(min_size=0, max_size=max(4, 2 * int(standby["desired_capacity"])), desired=0)
-    part = {
-        "name": f"{workload['name']}-standby",
-        "auto_scaling_group": standby["auto_scaling_group"],
-        "target_group_arn": standby.get("target_group_arn"),
-    }
+    """The workload's standby in its standby region (`emulator` is that region's), opted in and
+    empty (pilot light): its group, with room for the capacity a failover asks of it, and its ECS
+    service at 0 tasks."""
+    built: dict[str, Any] = {}
     with emulator.as_account(workload.get("account_id")):
-        return _build_group(emulator, part, shape, managed_tag)
+        if standby.get("auto_scaling_group"):
+            shape = WorkloadShape(min_size=0, max_size=max(4, 2 * int(standby["desired_capacity"])), desired=0)
+            part = {
+                "name": f"{workload['name']}-standby",
+                "auto_scaling_group": standby["auto_scaling_group"],
+                "target_group_arn": standby.get("target_group_arn"),
+            }
+            built.update(_build_group(emulator, part, shape, managed_tag))
+        if standby.get("ecs_service"):
+            part = {"name": workload["name"], "ecs_service": standby["ecs_service"]}
+            built["ecs_service"] = _build_service(emulator, part, managed_tag, desired=0)
+    return built
 
 
 def build_global_database(
@@ -245,7 +252,9 @@ def _adopt_arns(emulator: Emulator, renames: dict[str, str]) -> None:
         target_group.load_balancer_arns = [renames.get(a, a) for a in target_group.load_balancer_arns]
 
 
-def _build_service(emulator: Emulator, workload: dict[str, Any], managed_tag: tuple[str, str]) -> dict[str, Any]:
+def _build_service(
+    emulator: Emulator, workload: dict[str, Any], managed_tag: tuple[str, str], desired: int = 2
+) -> dict[str, Any]:
     """An ECS service on Fargate running its desired count (moto runs no tasks by itself)."""
     import os
     from unittest import mock
@@ -263,12 +272,12 @@ def _build_service(emulator: Emulator, workload: dict[str, Any], managed_tag: tu
         cpu="256",
         memory="512",
     )
-    with mock.patch.dict(os.environ, {"MOTO_ECS_SERVICE_RUNNING": "2"}):
+    with mock.patch.dict(os.environ, {"MOTO_ECS_SERVICE_RUNNING": str(desired)}):
         service = ecs.create_service(
             cluster=ref["cluster"],
             serviceName=ref["service"],
             taskDefinition=ref["service"],
-            desiredCount=2,
+            desiredCount=desired,
             launchType="FARGATE",
             tags=_tags(workload, managed_tag, "key", "value"),
             propagateTags="SERVICE",
@@ -288,6 +297,7 @@ def crash_tasks(emulator: Emulator, workload: dict[str, Any], count: int) -> Non
 
 
 def service_state(emulator: Emulator, workload: dict[str, Any]) -> dict[str, Any]:
+    """The workload's ECS service as ECS describes it (or the `ecs_service` a standby names)."""
     ref = workload["ecs_service"]
     service = emulator.client("ecs").describe_services(cluster=ref["cluster"], services=[ref["service"]])["services"][0]
     return {

@@ -158,11 +158,13 @@ def test_a_standby_region_is_valid_and_probed_only_from_that_region():
         "region": "us-east-1",
         "account_id": None,
         "auto_scaling_group": "web-api-asg",
+        "ecs_service": None,
         "failures_to_impair": 5,
         "standby": {
             "region": "us-west-2",
             "auto_scaling_group": "web-api-standby",
             "desired_capacity": 3,
+            "ecs_service": None,
             "target_group_arn": STANDBY_TG,
             "global_database": None,
             "read_replica": None,
@@ -178,6 +180,40 @@ def test_a_standby_region_is_valid_and_probed_only_from_that_region():
     assert config.runtime_config("us-west-2").probes == [probe]
     assert config.runtime_config("us-east-1").probes == []
     assert config.workloads[0].standby.probe_failures == 5
+
+
+def test_an_ecs_workload_may_stand_by_with_an_ecs_service_its_service_probed():
+    # Given checkout, an ECS workload without a group, with a standby ECS service in us-west-2
+    raw = with_standby()
+    checkout = next(w for w in raw["workloads"] if w["name"] == "checkout")
+    assert "auto_scaling_group" not in checkout
+    checkout["dns"] = {**raw["workloads"][0]["dns"], "hosted_zone_id": "Z0EXAMPLE0CHECKOUT"}
+    checkout["standby"] = {
+        "region": "us-west-2",
+        "ecs_service": {"cluster": "checkout-standby", "service": "checkout-api", "desired_count": 2},
+    }
+
+    config = validate(raw)
+
+    # Then us-west-2 probes checkout's own service in us-east-1, and names its standby service
+    probes = {p.workload: p for p in config.region_probes("us-west-2")}
+    probe = probes["checkout"]
+    assert probe.auto_scaling_group is None
+    assert probe.ecs_service is not None
+    assert (probe.ecs_service.cluster, probe.ecs_service.service) == ("checkout", "checkout-api")
+    assert probe.standby.auto_scaling_group is None
+    assert probe.standby.ecs_service is not None and probe.standby.ecs_service.desired_count == 2
+    # And a group workload is still probed by its group, whatever else it has
+    assert probes["web-api"].auto_scaling_group == "web-api-asg" and probes["web-api"].ecs_service is None
+
+
+def test_a_workload_with_both_a_group_and_a_service_is_probed_by_its_group():
+    raw = with_standby(ecs_service={"cluster": "web-standby", "service": "web", "desired_count": 2})
+    raw["workloads"][0]["ecs_service"] = {"cluster": "web", "service": "web"}
+    (probe,) = validate(raw).region_probes("us-west-2")
+    assert probe.auto_scaling_group == "web-api-asg" and probe.ecs_service is None
+    assert probe.standby.auto_scaling_group == "web-api-standby"
+    assert probe.standby.ecs_service is not None and probe.standby.ecs_service.cluster == "web-standby"
 
 
 def test_a_workload_of_a_standby_region_may_stand_by_in_the_primary():
@@ -236,6 +272,18 @@ def _own_region(raw: Raw) -> None:
             ["workloads.0.standby", "target_group_arn is in region us-east-1, not in the standby region us-west-2"],
         ),
         ({"health_check": "x"}, None, ["workloads.0.standby.health_check"]),
+        (
+            {"auto_scaling_group": None, "desired_capacity": None},
+            None,
+            ["workloads.0.standby", "a standby needs an auto_scaling_group (with desired_capacity) or an ecs_service"],
+        ),
+        ({"desired_capacity": None}, None, ["auto_scaling_group and desired_capacity go together"]),
+        ({"ecs_service": {"cluster": "c", "service": "s"}}, None, ["workloads.0.standby.ecs_service.desired_count"]),
+        (
+            {"ecs_service": {"cluster": "c", "service": "s", "desired_count": 0}},
+            None,
+            ["workloads.0.standby.ecs_service.desired_count"],
+        ),
     ],
 )
 def test_a_bad_standby_is_refused_naming_the_field(

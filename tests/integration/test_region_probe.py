@@ -512,3 +512,103 @@ def test_a_probe_configuration_that_does_not_validate_is_a_clear_error(standby, 
     with pytest.raises(InvalidInput, match=r"probes\.0\.region"):
         standby.run(lambda_context)
     assert standby.fault.calls == []
+
+
+# --- a workload whose compute is an ECS service: its service is probed ---
+
+
+def ecs_probe(workload: str = "checkout", service: str = "checkout-api") -> dict[str, Any]:
+    """A probe of an ECS workload (no group): its service in its region, its standby service here."""
+    return probe(
+        workload,
+        auto_scaling_group=None,
+        ecs_service={"cluster": workload, "service": service},
+        standby={
+            "region": STANDBY,
+            "ecs_service": {"cluster": f"{workload}-standby", "service": service, "desired_count": 3},
+        },
+    )
+
+
+def make_service(region: str, cluster: str, service: str) -> None:
+    ecs = boto3.client("ecs", region_name=region)
+    ecs.create_cluster(clusterName=cluster)
+    definition = ecs.register_task_definition(
+        family=service, containerDefinitions=[{"name": "app", "image": "public.ecr.aws/nginx/nginx:1", "memory": 256}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=definition, desiredCount=1)
+
+
+@pytest.fixture
+def ecs_fault(standby: Standby) -> Iterator[RegionFault]:
+    """The same fault injector, on ECS's DescribeServices."""
+    session = boto3._get_default_session()
+    session.events.register("before-call.ecs.DescribeServices", standby.fault, unique_id="region-fault-ecs")
+    try:
+        yield standby.fault
+    finally:
+        session.events.unregister("before-call.ecs.DescribeServices", unique_id="region-fault-ecs")
+
+
+@pytest.mark.parametrize("failure", ["no connection", "503"])
+def test_an_ecs_workloads_region_is_judged_by_its_service_as_a_groups_by_its_group(
+    standby, ecs_fault, lambda_context, frozen_clock, failure
+):
+    # Given an ECS workload (no group) whose service runs in the primary region
+    make_service(PRIMARY, "checkout", "checkout-api")
+    standby.configure(ecs_probe())
+
+    # When its region answers: healthy, the service described there (and no group asked for)
+    assert standby.run(lambda_context)["probes"]["checkout@us-east-1"] == {"status": "healthy"}
+    assert ecs_fault.calls == [PRIMARY]
+
+    # When its region then fails three probes in a row: one region_impairment
+    ecs_fault.faults[PRIMARY] = CONNECTION_FAILURES[failure]()
+    for _ in range(3):
+        frozen_clock.advance(60)
+        response = standby.run(lambda_context)
+    (impairment,) = standby.detected()
+    assert response["detected"] == [impairment.impairment_id]
+    assert "ECS service checkout/checkout-api" in impairment.description
+    # Its scope names the standby service, and no group
+    assert impairment.scope == {
+        "impaired_region": PRIMARY,
+        "standby_region": STANDBY,
+        "standby_ecs_cluster": "checkout-standby",
+        "standby_ecs_service": "checkout-api",
+        "standby_ecs_desired_count": "3",
+        "dns_hosted_zone_id": "Z0EXAMPLE0WEBAPI",
+        "dns_record_name": "api.example.com",
+        "dns_record_type": "A",
+        "dns_primary_set": "web-api-primary",
+        "dns_secondary_set": "web-api-standby",
+    }
+
+
+def test_an_ecs_service_missing_in_an_answering_region_is_an_error_not_a_failure(
+    standby, ecs_fault, lambda_context, capsys
+):
+    # Given the workload's cluster there, without its service (ECS lists it under failures: MISSING)
+    make_service(PRIMARY, "gone", "something-else")
+    standby.configure(ecs_probe("gone"))
+    capsys.readouterr()
+    outcome = standby.run(lambda_context)["probes"]["gone@us-east-1"]
+    assert outcome == {"status": "healthy"}
+    assert probe_item("gone") is None
+    assert [p.value for p in named(datapoints(capsys.readouterr().out), "RegionProbeErrors")] == [1.0]
+
+
+def test_an_ecs_cluster_missing_in_an_answering_region_is_a_refusal_not_a_failure(standby, ecs_fault, lambda_context):
+    # ECS refuses DescribeServices of a cluster it does not know (ClusterNotFoundException, HTTP 400)
+    standby.configure(ecs_probe("nowhere"))
+    outcome = standby.run(lambda_context)["probes"]["nowhere@us-east-1"]
+    assert outcome["status"] == "refused" and "ClusterNotFoundException" in outcome["error"]
+    assert probe_item("nowhere") is None
+
+
+def test_a_refused_describe_services_is_not_counted(standby, ecs_fault, lambda_context):
+    make_service(PRIMARY, "checkout", "checkout-api")
+    standby.configure(ecs_probe())
+    ecs_fault.faults[PRIMARY] = (400, "AccessDeniedException")
+    assert standby.run(lambda_context)["probes"]["checkout@us-east-1"]["status"] == "refused"
+    assert probe_item("checkout") is None

@@ -227,7 +227,15 @@ def test_verify_checks_that_the_service_runs_the_new_desired_count(store, lambda
     checks = verify.check(model, state["plan"]["steps"], results=state["actions"])
     ours = [c for c in checks if c["check"] == "ecs_desired_count"]
     assert ours == [
-        {"check": "ecs_desired_count", "service": SERVICE, "passed": True, "running": 3, "desired": 3, "scaled_to": 3}
+        {
+            "check": "ecs_desired_count",
+            "service": SERVICE,
+            "passed": True,
+            "running": 3,
+            "desired": 3,
+            "rollout_state": "COMPLETED",
+            "scaled_to": 3,
+        }
     ]
     assert all(c["passed"] for c in checks)
 
@@ -272,6 +280,49 @@ def test_the_tasks_stay_while_the_workload_is_not_healthy(store, lambda_context,
     assert outcome["returned"] == []
     assert "not healthy" in outcome["reason"]
     assert desired() == 3
+
+
+def _fail_rollout() -> None:
+    """The service's deployment fails (the circuit breaker's FAILED): its running count stays."""
+    from moto.ecs.models import ecs_backends
+
+    service = ecs_backends[ACCOUNT][REGION].services[f"{CLUSTER}:{SERVICE}"]
+    for deployment in service.deployments:
+        deployment["rolloutState"] = "FAILED"
+
+
+def test_the_tasks_stay_after_a_failed_deployment_even_when_only_the_step_names_the_service(
+    store, lambda_context, monkeypatch
+):
+    # Given a recovery of an impairment whose scope names no service (the step's params name it)
+    # scaled the service out, and every task it set runs
+    build_service(monkeypatch)
+    params = {"cluster": CLUSTER, "service": SERVICE, "increment": 1}
+    state = _recovered(ecs_impairment(scope={}), params, lambda_context)
+    assert desired() == 3
+
+    # When the service's deployment has failed by the time the tasks are due back
+    _fail_rollout()
+    outcome = return_capacity.handler(state, lambda_context)
+
+    # Then the tasks stay: the service is not steady, whatever its running count
+    assert outcome["returned"] == []
+    assert "not healthy" in outcome["reason"]
+    assert desired() == 3
+
+
+def test_the_tasks_stay_while_the_service_runs_fewer_than_someone_since_asked_for(store, lambda_context, monkeypatch):
+    # Given a recovery scaled 2 -> 3, then someone raised the count to 5 and only 3 run
+    build_service(monkeypatch)
+    state = _recovered(ecs_impairment(scope={}), {"cluster": CLUSTER, "service": SERVICE}, lambda_context)
+    from moto.ecs.models import ecs_backends
+
+    ecs_backends[ACCOUNT][REGION].services[f"{CLUSTER}:{SERVICE}"].desired_count = 5
+
+    # Then the step's own check fails (runningCount below desiredCount): nothing goes back yet
+    checks = verify.check(ecs_impairment(scope={}), state["plan"]["steps"], results=state["actions"])
+    ours = [c for c in checks if c["check"] == "ecs_desired_count"]
+    assert [(c["passed"], c["running"], c["desired"]) for c in ours] == [(False, 3, 5)]
 
 
 def test_it_is_declared_like_scale_out():

@@ -218,6 +218,21 @@ def test_the_scope_has_the_target_group_and_records_only_when_configured():
     assert (full["dns_record_type"], full["dns_primary_set"], full["dns_secondary_set"]) == ("AAAA", "p", "s")
 
 
+def test_the_scope_names_the_standby_ecs_service_beside_the_group_when_the_workload_has_both():
+    standby = {
+        "region": "us-west-2",
+        "auto_scaling_group": "web-api-standby",
+        "desired_capacity": 4,
+        "ecs_service": {"cluster": "web-standby", "service": "web", "desired_count": 2},
+    }
+    scope = region_probe.scope_of(make_probe(standby=standby))
+    assert scope == region_probe.scope_of(make_probe()) | {
+        "standby_ecs_cluster": "web-standby",
+        "standby_ecs_service": "web",
+        "standby_ecs_desired_count": "2",
+    }
+
+
 # --- the runtime configuration ---
 
 
@@ -233,7 +248,13 @@ def test_probes_are_optional_and_existing_callers_of_build_keep_working():
     [
         ({"region": "nowhere"}, "probes.0.region"),
         ({"failures_to_impair": 0}, "probes.0.failures_to_impair"),
-        ({"standby": {"region": "us-west-2", "auto_scaling_group": "s"}}, "probes.0.standby.desired_capacity"),
+        ({"standby": {"region": "us-west-2", "auto_scaling_group": "s"}}, "auto_scaling_group and desired_capacity go"),
+        ({"standby": {"region": "us-west-2"}}, "a standby needs an auto_scaling_group or an ecs_service"),
+        (
+            {"standby": {"region": "us-west-2", "ecs_service": {"cluster": "c", "service": "s"}}},
+            "the standby service's count on failover is required",
+        ),
+        ({"auto_scaling_group": None}, "nothing to probe (an auto_scaling_group or an ecs_service)"),
         ({"account_id": "12"}, "probes.0.account_id"),
         ({"colour": "red"}, "probes.0.colour"),
         (

@@ -14,3 +14,18 @@ def service(client: Any, cluster: str, name: str) -> tuple[dict[str, Any] | None
     if response.get("services"):
         return response["services"][0], ""
     return None, ", ".join(f.get("reason", "?") for f in response.get("failures", [])) or "not found"
+
+
+def steadiness(service: dict[str, Any]) -> dict[str, Any]:
+    """Whether a described service is steady: it runs its desired count and its newest (PRIMARY)
+    deployment is COMPLETED (not IN_PROGRESS, nor FAILED by the deployment circuit breaker). A
+    deployment without a rolloutState (no circuit breaker, an older API) counts as completed."""
+    primary = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
+    rollout = primary.get("rolloutState", "COMPLETED")
+    running, desired = service.get("runningCount", 0), service.get("desiredCount", 0)
+    return {
+        "passed": running >= desired and rollout == "COMPLETED",
+        "running": running,
+        "desired": desired,
+        "rollout_state": rollout,
+    }
