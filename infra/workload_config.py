@@ -19,6 +19,7 @@ from core.runtime_config import (
     StandbyGlobalDatabase,
     StandbyReadReplica,
 )
+from detectors import region_probe
 from detectors.resolve import resource_key
 
 
@@ -360,6 +361,9 @@ def readiness_targets(workloads: Sequence[Workload], probes: Sequence[RegionProb
                 account_id=probe.account_id,
                 standby_group=probe.standby.auto_scaling_group,
                 standby_desired_capacity=probe.standby.desired_capacity,
+                # The regional failover's steps for what this standby has not (its ECS service,
+                # its database...) are skipped at run time: not judged either.
+                scope_keys=tuple(sorted(region_probe.scope_of(probe))),
             )
         )
     return targets

@@ -153,6 +153,13 @@ class ReadinessTarget(BaseModel):
     standby_group: str | None = Field(default=None, min_length=1, max_length=255)
     standby_desired_capacity: int | None = Field(default=None, ge=1, le=10000)
     dns: ReadinessDns | None = None
+    scope_keys: tuple[str, ...] | None = Field(
+        default=None,
+        description=(
+            "the keys of the scope its impairments carry, when known (a region impairment's): a plan's "
+            "step that needs another (when_scope_has) does not run for it and is not judged"
+        ),
+    )
 
 
 class RuntimeConfig(BaseModel):

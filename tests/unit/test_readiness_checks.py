@@ -208,3 +208,31 @@ def test_a_plan_for_every_workload_skips_those_without_what_its_step_acts_on_but
     (named,) = evaluate(FakeWorld({}), [plan("svc", [{"action": "scale_out"}], ["svc"])], [target], set(), _now())
     assert everyone["ready"] and everyone["workloads"][0]["unchecked_steps"] == ["scale_out"]
     assert not named["ready"]
+
+
+def test_a_step_that_does_not_run_for_a_standby_is_not_judged_for_it():
+    # Given the regional failover's standby group step (it runs only when the region impairment's
+    # scope names a standby group) and two standbys: one with only an ECS service, one with a
+    # group whose MaxSize leaves no room for its desired capacity
+    step = {
+        "action": "provision_backup",
+        "params": {"kind": "standby_group"},
+        "when_scope_has": "standby_auto_scaling_group",
+    }
+    world = FakeWorld({"web-standby": group(0, 0, 1)})
+    ecs_only = ReadinessTarget(workload="shop", scope_keys=("standby_ecs_service", "standby_region"))
+    with_group = ReadinessTarget(
+        workload="web",
+        standby_group="web-standby",
+        standby_desired_capacity=2,
+        scope_keys=("standby_auto_scaling_group", "standby_region"),
+    )
+
+    (result,) = evaluate(world, [plan("regional", [step])], [ecs_only, with_group], set(), _now())
+
+    # Then the ECS-only standby is not judged by the group's step (ready, nothing read for it), and
+    # the group's standby is, and fails
+    by_workload = {w["workload"]: w for w in result["workloads"]}
+    assert by_workload["shop"]["ready"] and by_workload["shop"]["checks"] == []
+    assert not by_workload["web"]["ready"]
+    assert world.reads == ["web-standby"]
