@@ -347,11 +347,13 @@ def test_a_bad_standby_database_is_refused(standby: Raw, fragment: str):
         validate(with_standby(**standby))
 
 
-def test_the_shipped_regional_failover_moves_the_writer_only_for_a_workload_that_declares_one():
+def test_the_shipped_regional_failover_runs_each_step_only_for_what_the_workload_declares():
+    # Each standby's compute and database come up before the traffic moves
     (plan,) = [p for p in shipped_config()["plans"] if p["name"] == "fail-over-to-standby-region"]
     steps = [(s["action"], s.get("params", {}).get("kind"), s.get("when_scope_has")) for s in plan["steps"]]
     assert steps == [
-        ("provision_backup", "standby_group", None),
+        ("provision_backup", "standby_group", "standby_auto_scaling_group"),
+        ("provision_backup", "standby_ecs_service", "standby_ecs_service"),
         ("failover", "global_database", "global_cluster_id"),
         ("promote_read_replica", None, "standby_db_instance"),
         ("failover", "dns", None),
