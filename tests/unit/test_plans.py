@@ -183,3 +183,16 @@ def test_nothing_matches_an_uncovered_impairment_type():
     plans = parse_plans([plan("instances", "instance_failure")])
 
     assert select_plan(plans, impairment(impairment_type=ImpairmentType.DATABASE_ISSUE)) is None
+
+
+def test_a_plan_for_a_scope_key_takes_only_impairments_that_carry_it():
+    # Given a plan for EKS nodes (scope eks_nodegroup) before the plain instance plan
+    plans = parse_plans([plan("nodes", "instance_failure", scope_has="eks_nodegroup"), plan("instances")])
+
+    node = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, scope={"eks_nodegroup": "workers"})
+    plain = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE)
+    empty = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, scope={"eks_nodegroup": ""})
+
+    assert select_plan(plans, node).name == "nodes"  # type: ignore[union-attr]
+    assert select_plan(plans, plain).name == "instances"  # type: ignore[union-attr]
+    assert select_plan(plans, empty).name == "instances"  # type: ignore[union-attr]
