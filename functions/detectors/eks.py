@@ -1,16 +1,11 @@
-"""Scheduled EKS check: what EKS says about the declared managed node groups, found by looking.
+"""Scheduled EKS check: EKS sends no event when a node fails or a node group cannot launch, so
+each declared node group's `health.issues` (DescribeNodegroup) and its nodes (Kubernetes API:
+Ready and the node monitoring agent's conditions) are read. A failing node is an
+instance_failure naming the node and its instance, scoped for replace-failed-eks-node.
 
-EKS publishes no event when a node fails or a node group cannot launch, so every few minutes the
-check reads, for each workload's declared node group: DescribeNodegroup's `health.issues` (the
-node group cannot launch or manage its instances) and the node group's nodes through the
-Kubernetes API (Ready, and the node monitoring agent's conditions). A failing node becomes an
-instance_failure naming the node and its instance, with the scope the shipped plan
-(replace-failed-eks-node) replaces it through.
-
-Ids: a node's impairment is derived from its condition's lastTransitionTime, so a node that stays
-NotReady keeps one id however often it is seen (the admission dedupes it, and the instance's lock
-holds while it is replaced); node group issues carry no time, so theirs keep one id per window,
-as the sweep's do.
+Ids: a node's comes from its condition's lastTransitionTime (a node that stays NotReady keeps
+one id, so one being replaced is not raised again); node group issues carry no time, so theirs
+keep one per window, as the sweep's.
 
 Design: docs/detectors.md#eks-check
 """
