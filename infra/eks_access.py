@@ -1,5 +1,5 @@
 """EKS access for the recovery's roles: one access entry per declared cluster and role that
-calls the Kubernetes API (the EKS actions' functions, Verify, ReturnCapacity), generated only for
+calls the Kubernetes API (the EKS actions' functions, Verify, ReturnCapacity, the EKS check), generated only for
 workloads that declare `eks`. No EKS access policy is narrow enough (cordoning patches nodes,
 cluster-scoped; only the cluster admin policy allows it), so the entries put the roles in a
 Kubernetes group, KUBERNETES_GROUP, which the user binds with the RBAC in docs/eks.md."""
@@ -21,6 +21,7 @@ KUBE_FUNCTIONS = (
     "ScaleEksNodegroupRollback",
     "Verify",
     "ReturnCapacity",
+    "EksCheck",  # the scheduled EKS check (detectors/eks.py): lists nodes
 )
 
 

@@ -93,6 +93,12 @@ class RecoveryStack(Stack):
             sweep_interval_minutes=config.sweep_interval_minutes,
             region_probes=len(probes),
             readiness_interval_minutes=config.readiness_interval_minutes,
+            # The EKS check reads the node groups of this account's workloads (docs/eks.md).
+            eks_nodegroups=[
+                {"workload": w.name, "cluster": w.eks.cluster, "nodegroup": w.eks.nodegroup}
+                for w in local_workloads
+                if w.eks and in_central_account(w, config.accounts)
+            ],
             table=storage.table,
         )
         self._read_forwarded_alarms(config, [w for w in local_workloads if in_central_account(w, config.accounts)])
@@ -138,7 +144,8 @@ class RecoveryStack(Stack):
         self.workloads = workloads
         # EKS access for the roles that call the Kubernetes API, for the clusters declared here.
         clusters = [w.eks.cluster for w in local_workloads if w.eks and in_central_account(w, config.accounts)]
-        grant_cluster_access(self, clusters, self.workflow.functions)
+        checks = {d.declaration.name: d.function for d in self.detection.built}
+        grant_cluster_access(self, clusters, {**self.workflow.functions, **checks})
         if config.accounts:
             self.accounts = CentralAccounts(
                 self, "Accounts", accounts=config.accounts, detection=self.detection, workflow=self.workflow

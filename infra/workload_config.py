@@ -49,6 +49,7 @@ ALARM_DEFAULTS: dict[str, dict[str, Any]] = {
     "canary": {"threshold": 100, "evaluation_periods": 1, "severity": "high"},
     "ecs_running_tasks": {"threshold": 1, "evaluation_periods": 3, "severity": "high"},
     "db_free_storage": {"threshold": 5, "evaluation_periods": 2, "severity": "high"},
+    "eks_failed_nodes": {"threshold": 1, "evaluation_periods": 2, "severity": "high"},
 }
 
 
@@ -71,6 +72,7 @@ class WorkloadAlarms(BaseModel):
     canary: AlarmSettings
     ecs_running_tasks: AlarmSettings
     db_free_storage: AlarmSettings
+    eks_failed_nodes: AlarmSettings
 
     @model_validator(mode="before")
     @classmethod
@@ -327,6 +329,8 @@ class Workload(BaseModel):
             keys.append(resource_key("rds:db", self.database.db_instance_identifier))
         if self.database and self.database.db_cluster_identifier:
             keys.append(resource_key("rds:cluster", self.database.db_cluster_identifier))
+        if self.eks:
+            keys.append(resource_key("eks:nodegroup", f"{self.eks.cluster}/{self.eks.nodegroup}"))
         keys += [resource_key("synthetics:canary", c) for c in self.canaries]
         keys += [resource_key("route53:healthcheck", h) for h in self.health_check_ids]
         return keys

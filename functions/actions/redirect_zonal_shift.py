@@ -1,5 +1,6 @@
-"""redirect_zonal_shift: start an ARC zonal shift of the load balancer away from the impaired
-Availability Zone, always with an expiry (a routing mitigation is time-boxed). A zonal shift
+"""redirect_zonal_shift: start an ARC zonal shift of the load balancer (or, with `resource`
+"eks_cluster", of the EKS cluster: ARC shifts its east-west traffic and its nodes' scheduling)
+away from the impaired Availability Zone, always with an expiry (a routing mitigation is time-boxed). A zonal shift
 already active for that load balancer and zone is reused. Rollback cancels the shift this step
 started. (`redirect_traffic` with kind "zonal_shift" is this action: actions/registry.py, ALIASES.)
 """
@@ -46,6 +47,14 @@ class Params(ActionParams):
     load_balancer_arn: LoadBalancerArn | None = Field(
         default=None, description="default: the scope's, or the target group's"
     )
+    resource: Literal["load_balancer", "eks_cluster"] = Field(
+        default="load_balancer", description="what is shifted: the load balancer, or the workload's EKS cluster"
+    )
+    eks_cluster_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:eks:[a-z0-9-]+:\d{12}:cluster/[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$",
+        description="with resource eks_cluster; default: the scope's eks_cluster_arn",
+    )
     availability_zone: str | None = Field(default=None, description="zone name or id; default: the scope's")
     expires_in: EXPIRES_IN = "1h"
 
@@ -62,9 +71,7 @@ def start(ctx: Context) -> ActionResult:
     before = ctx.before
     active = None
     if before is None:
-        balancer = _load_balancer(ctx)
-        elbv2 = aws.client("elbv2", max_attempts=1, account=ctx.impairment.account_id)
-        require_managed(tags.of_load_balancing(elbv2, balancer), ctx.managed_tag, "load balancer", balancer)
+        balancer = _managed_resource(ctx)
         zone_given = ctx.params.availability_zone or ctx.impairment.scope.get("availability_zone")
         if not zone_given:
             raise PermanentError("zonal_shift needs an Availability Zone: scope availability_zone or the param")
@@ -82,6 +89,7 @@ def start(ctx: Context) -> ActionResult:
         active = _active_shifts(arc, balancer)
         before = {
             "kind": "zonal_shift",
+            "resource": ctx.params.resource,
             "load_balancer_arn": balancer,
             "away_from": zone["id"],
             "availability_zone": zone["name"],
@@ -179,6 +187,25 @@ def cancel(ctx: Context, before: dict) -> ActionResult:
         if cancelled
         else "no zonal shift of this step is active (expired, cancelled, or never started)",
     )
+
+
+def _managed_resource(ctx: Context) -> str:
+    """The ARN of what is shifted, checked for the managed tag: the load balancer, or the EKS
+    cluster (whose zonal shift must be enabled: zonalShiftConfig)."""
+    if ctx.params.resource == "load_balancer":
+        balancer = _load_balancer(ctx)
+        elbv2 = aws.client("elbv2", max_attempts=1, account=ctx.impairment.account_id)
+        require_managed(tags.of_load_balancing(elbv2, balancer), ctx.managed_tag, "load balancer", balancer)
+        return balancer
+    arn = ctx.params.eks_cluster_arn or ctx.impairment.scope.get("eks_cluster_arn")
+    if not arn:
+        raise PermanentError("zonal_shift of an EKS cluster needs its ARN: scope eks_cluster_arn or the param")
+    eks = aws.client("eks", max_attempts=1, account=ctx.impairment.account_id)
+    cluster = aws.call(eks, "describe_cluster", name=arn.rsplit("/", 1)[1])["cluster"]
+    require_managed(cluster.get("tags") or {}, ctx.managed_tag, "EKS cluster", arn)
+    if not (cluster.get("zonalShiftConfig") or {}).get("enabled"):
+        raise ActionRefused(f"zonal shift is not enabled on EKS cluster {arn} (zonalShiftConfig)", eks_cluster=arn)
+    return arn
 
 
 def _load_balancer(ctx: Context) -> str:

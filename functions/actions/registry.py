@@ -215,6 +215,8 @@ SPECS: tuple[ActionSpec, ...] = (
             "elasticloadbalancing:DescribeTargetGroups",
             "arc-zonal-shift:GetManagedResource",
             "arc-zonal-shift:ListZonalShifts",
+            # An EKS cluster's tags and zonal shift configuration (resource eks_cluster).
+            "eks:DescribeCluster",
             # ARC authorizes these against the load balancer and supports aws:ResourceTag on it.
             "arc-zonal-shift:StartZonalShift",
             "arc-zonal-shift:CancelZonalShift",

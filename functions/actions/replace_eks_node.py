@@ -31,7 +31,9 @@ class Params(ActionParams):
     cluster: str | None = Field(default=None, min_length=1, max_length=100, description="default: the scope's")
     nodegroup: str | None = Field(default=None, min_length=1, max_length=63, description="default: the scope's")
     nodes: list[str] = Field(
-        default_factory=list, max_length=20, description="node names; default: the impaired instances' nodes"
+        default_factory=list,
+        max_length=20,
+        description="node names; default: the impaired instances' nodes, else the node group's NotReady nodes",
     )
     min_healthy_nodes: int | None = Field(default=None, ge=0, description="default: the node group's minSize")
     drain_timeout_seconds: int = Field(
@@ -94,11 +96,12 @@ def _plan(ctx: Context) -> dict[str, Any]:
         {ctx.impairment.scope["eks_node"]} if ctx.impairment.scope.get("eks_node") else set()
     )
     targets = {n["metadata"]["name"]: n for n in nodes if n["metadata"]["name"] in wanted}
-    targets |= {
-        by_instance[i]["metadata"]["name"]: by_instance[i]
-        for i in impaired_instances(ctx.impairment)
-        if i in by_instance
-    }
+    named_instances = impaired_instances(ctx.impairment)
+    targets |= {by_instance[i]["metadata"]["name"]: by_instance[i] for i in named_instances if i in by_instance}
+    if not wanted and not named_instances:
+        # A signal about the node group as a whole (Container Insights' failed node count):
+        # its nodes that are not Ready.
+        targets = {n["metadata"]["name"]: n for n in nodes if not kube.is_ready(n)}
     if not targets:
         raise PermanentError(f"{NAME}: none of the impaired instances or named nodes is a node of {name}/{group}")
     floor = ctx.params.min_healthy_nodes

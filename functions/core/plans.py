@@ -38,12 +38,21 @@ class PlanMatch(BaseModel):
         description="above this a human decides (fail open: most of a fleet impaired at once is critical)",
     )
     workloads: list[str] | None = Field(default=None, description="only these workloads (default: all)")
+    scope_has: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description=(
+            "only impairments whose scope has this key (e.g. eks_node: a failing EKS node, replaced through its "
+            "node group rather than as a plain instance)"
+        ),
+    )
 
     def covers(self, impairment: ImpairmentDetected) -> bool:
         return (
             impairment.impairment_type in self.impairment_types
             and self.min_severity <= impairment.severity <= self.max_severity
             and (self.workloads is None or impairment.workload in self.workloads)
+            and (self.scope_has is None or bool(impairment.scope.get(self.scope_has)))
         )
 
 

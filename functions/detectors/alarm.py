@@ -292,6 +292,8 @@ _SCOPE_TAGS = (
     ("target_group_arn", "target-group-arn"),
     ("ecs_cluster", "ecs-cluster"),
     ("ecs_service", "ecs-service"),
+    ("eks_cluster", "eks-cluster"),
+    ("eks_nodegroup", "eks-nodegroup"),
 )
 
 

@@ -69,6 +69,11 @@ def affected(
             values,
             severity,
         )
+    if "ClusterName" in dims and scope.get("eks_nodegroup"):
+        # Container Insights' cluster metrics name the cluster alone: the recovery acts on the
+        # workload's node group (replace_eks_node finds its failing nodes).
+        scope.setdefault("eks_cluster", dims["ClusterName"])
+        return _single("eks:nodegroup", f"{dims['ClusterName']}/{scope['eks_nodegroup']}"), values, severity
     if "DBInstanceIdentifier" in dims:
         scope.setdefault("db_instance", dims["DBInstanceIdentifier"])
         return _single("rds:db", dims["DBInstanceIdentifier"]), values, severity

@@ -71,6 +71,8 @@ def named(event: AlarmStateChangeEvent, resources: list[AffectedResource], scope
         found.append(Named("elasticloadbalancing:targetgroup", scope["target_group_arn"]))
     if scope.get("ecs_cluster") and scope.get("ecs_service"):
         found.append(Named("ecs:service", ecs_service_arn(event, scope["ecs_cluster"], scope["ecs_service"])))
+    if scope.get("eks_cluster") and scope.get("eks_nodegroup"):
+        found.append(Named("eks:nodegroup", f"{scope['eks_cluster']}/{scope['eks_nodegroup']}"))
     if scope.get("db_instance"):
         found.append(Named("rds:db", scope["db_instance"]))
     if scope.get("db_cluster"):

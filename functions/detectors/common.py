@@ -37,6 +37,11 @@ class DetectorSettings(Settings):
         description="JSON object: workload -> the resource keys (detectors.resolve.resource_key) it declares",
     )
     sweep_window_seconds: int = Field(default=300, ge=60, le=86400, alias="SWEEP_WINDOW_SECONDS")
+    eks_nodegroups: str = Field(
+        default="[]",
+        alias="EKS_NODEGROUPS",
+        description="JSON list: each declared EKS node group (workload, cluster, nodegroup, account_id)",
+    )
 
     def configured_workloads(self) -> dict[str, str]:
         try:

@@ -29,6 +29,8 @@ class Deployment:
     sweep_interval_minutes: int = 1
     region_probes: int = 0
     readiness_interval_minutes: int = 30
+    # The declared EKS node groups the EKS check reads: {workload, cluster, nodegroup[, account_id]}.
+    eks_nodegroups: tuple[Mapping[str, str], ...] = ()
 
 
 def decided(value: T | Callable[[Deployment], T], deployment: Deployment) -> T:

@@ -12,6 +12,10 @@ from detectors.declaration import Declaration, Deployment, Events, MetricAlarm, 
 # Where a resource's tags say whether it opted in; only in the detector's own account and region.
 _ALARM_ARNS = ("arn:{partition}:cloudwatch:{region}:{account}:alarm:*",)
 _SERVICE_ARNS = ("arn:{partition}:ecs:{region}:{account}:service/*",)
+_EKS_ARNS = (
+    "arn:{partition}:eks:{region}:{account}:cluster/*",
+    "arn:{partition}:eks:{region}:{account}:nodegroup/*",
+)
 _DATABASE_ARNS = ("arn:{partition}:rds:{region}:{account}:db:*", "arn:{partition}:rds:{region}:{account}:cluster:*")
 
 # The instance states that can be an impairment (detectors/ec2_state.py decides whether one is).
@@ -32,6 +36,11 @@ def _declared_resources(deployment: Deployment) -> dict[str, str]:
     # The alarm detector checks an alarm's workload tag against what its resources belong to.
     declared = {name: sorted(keys) for name, keys in sorted(deployment.workload_resources.items())}
     return {"WORKLOAD_RESOURCES": json.dumps(declared, separators=(",", ":"))}
+
+
+def _eks_minutes(deployment: Deployment) -> int:
+    # As often as the sweep; every 5 minutes when the sweep is off (0).
+    return deployment.sweep_interval_minutes or 5
 
 
 def _sweep_window(deployment: Deployment) -> int:
@@ -259,6 +268,40 @@ SPOT = Declaration(
     forward="Spot",
 )
 
+EKS_CHECK = Declaration(
+    name="EksCheck",
+    handler="detectors.eks.handler",
+    description="Scheduled EKS check: node group health issues and failing nodes of the declared node groups",
+    trigger=Schedule(
+        "EksCheckSchedule",
+        lambda d: f"Check of {len(d.eks_nodegroups)} EKS node group(s) every {_eks_minutes(d)} minute(s)",
+        minutes=lambda d: _eks_minutes(d),
+    ),
+    error_alarm="eks-check-errors",
+    # DescribeCluster: the endpoint and certificate authority of the Kubernetes API (core/kube.py),
+    # which the check reaches through the stack's access entry (infra/eks_access.py).
+    reads=(Reads(("eks:DescribeNodegroup", "eks:DescribeCluster"), _EKS_ARNS),),
+    environment=lambda d: {
+        "EKS_NODEGROUPS": json.dumps([dict(n) for n in d.eks_nodegroups], separators=(",", ":")),
+        "SWEEP_WINDOW_SECONDS": str(_sweep_window(d)),
+    },
+    alarms=(
+        MetricAlarm(
+            "EksCheckIncomplete",
+            "eks-check-incomplete",
+            "EksCheckErrors",
+            "The EKS check could not read a node group: DescribeNodegroup failed, or the cluster's Kubernetes "
+            "API refused the check (no access entry, no RBAC binding: a 403) or did not answer. Its failing nodes "
+            "are found only by their alarms until it can. What to do: read the check's logs ('node group not "
+            "checked' names it and the error), then fix the access (docs/eks.md).",
+        ),
+    ),
+    deployed=lambda d: bool(d.eks_nodegroups),  # only for workloads that declare `eks`
+    timeout_seconds=60,
+    invoke_retry=lambda d: Retry(0, _sweep_window(d)),  # superseded by the next tick
+    target_retry=lambda d: Retry(1, 60 * _eks_minutes(d)),
+)
+
 # In the order the stack builds them (the recovery bus's policy lists their roles in this order).
 READINESS = Declaration(
     name="Readiness",
@@ -295,4 +338,15 @@ READINESS = Declaration(
     publishes=False,  # never puts an impairment on the bus
 )
 
-DETECTORS: tuple[Declaration, ...] = (ALARM, EC2_STATE, HEALTH, SWEEPS, REGION_PROBE, RDS, ECS, SPOT, READINESS)
+DETECTORS: tuple[Declaration, ...] = (
+    ALARM,
+    EC2_STATE,
+    HEALTH,
+    SWEEPS,
+    REGION_PROBE,
+    RDS,
+    ECS,
+    SPOT,
+    READINESS,
+    EKS_CHECK,
+)

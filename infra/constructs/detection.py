@@ -51,6 +51,7 @@ class Detection(Construct):
         sweep_interval_minutes: int = 1,
         region_probes: int = 0,
         readiness_interval_minutes: int = 30,
+        eks_nodegroups: Sequence[dict[str, str]] = (),
         table: dynamodb.ITableV2 | None = None,
         declarations: Sequence[Declaration] | None = None,
     ) -> None:
@@ -64,6 +65,7 @@ class Detection(Construct):
             sweep_interval_minutes=sweep_interval_minutes,
             region_probes=region_probes,
             readiness_interval_minutes=readiness_interval_minutes,
+            eks_nodegroups=tuple(eks_nodegroups),
         )
         declared = registry.DETECTORS if declarations is None else declarations
         self.built = [self._build(d) for d in declared if decided(d.deployed, self.deployment)]

@@ -51,6 +51,7 @@ class ProtectedWorkload(Construct):
         self._endpoint_alarms()
         self._container_alarms()
         self._database_alarms()
+        self._node_alarms()
 
     # --- what each alarm watches ------------------------------------------------------------
 
@@ -310,6 +311,28 @@ class ProtectedWorkload(Construct):
             comparison=_BELOW,
             threshold=settings.db_free_storage.threshold * GIB,
             scope={},
+        )
+
+    def _node_alarms(self) -> None:
+        """Failed nodes of the EKS cluster (Container Insights' cluster_failed_node_count): the
+        recovery replaces the node group's NotReady nodes (replace_eks_node finds them)."""
+        w, settings = self.workload, self.workload.alarms
+        if not w.eks or not settings.eks_failed_nodes.enabled:
+            return
+        self._alarm(
+            "EksFailedNodes",
+            "eks-failed-nodes",
+            cloudwatch.Metric(
+                namespace="ContainerInsights",
+                metric_name="cluster_failed_node_count",
+                dimensions_map={"ClusterName": w.eks.cluster},
+                statistic="Maximum",
+                period=MINUTE,
+            ),
+            settings.eks_failed_nodes,
+            "instance_failure",
+            f"EKS cluster {w.eks.cluster} of {w.name} has failed nodes (Container Insights)",
+            scope={f"{TAG_PREFIX}eks-cluster": w.eks.cluster, f"{TAG_PREFIX}eks-nodegroup": w.eks.nodegroup},
         )
 
     # --- one way to make and tag an alarm -----------------------------------------------------

@@ -1,15 +1,14 @@
 """What AWS does that moto does not, so that drills end in the state a user would expect.
 
-Each piece is a botocore `before-call` hook on the default session: either a side effect on
-moto's state before moto answers (a Multi-AZ reboot with failover moves the primary to the
-standby's zone; a forced new ECS deployment is rolled out by the scheduler; the tasks of a service a
-drill breaks keep stopping), in the account and
-region the call is made in (a member account's, through its role, as well as the central one),
-or an answer moto lacks (an Aurora global database's switchover and failover, on moto's global
-clusters; ARC zonal shift, and ARC routing controls' cluster data plane, kept in
-memory with the real API's shapes; the Auto Scaling launches the emulator recorded, failed ones
-included, as DescribeScalingActivities; the instance refreshes a drill started, as
-DescribeInstanceRefreshes). moto simulates no IAM policy either: the readiness check is told so.
+Each piece is a botocore `before-call` hook on the default session, in the account and region the
+call is made in (a member account's, through its role, as well as the central one): either a side
+effect on moto's state before moto answers (a Multi-AZ reboot with failover moves the primary to
+the standby's zone; a forced new ECS deployment is rolled out by the scheduler; the tasks of a
+service a drill breaks keep stopping), or an answer moto lacks, with the real API's shapes (an
+Aurora global database's switchover and failover; ARC zonal shift and routing controls' cluster
+data plane; the Auto Scaling launches the emulator recorded, failed ones included, as
+DescribeScalingActivities; the instance refreshes a drill started). moto simulates no IAM policy
+either: the readiness check is told so.
 """
 
 from __future__ import annotations

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from detectors.registry import DETECTORS, REGION_PROBE
+from detectors.registry import DETECTORS, EKS_CHECK, REGION_PROBE
 from tests.infra import cfn
 
 # Every detector the registry declares, but the region probe: cdk.json's stack probes no other
 # region (a standby region's stack has it: tests/infra/test_region_probe.py).
 # The detectors that publish: the readiness check only records and counts (publishes=False).
-DETECTOR_HANDLERS = [d.handler for d in DETECTORS if d is not REGION_PROBE and d.publishes]
+# Deployed in cdk.json's stack (the EKS check only for EKS workloads: tests/infra/test_eks_check_stack.py).
+DETECTOR_HANDLERS = [d.handler for d in DETECTORS if d not in (REGION_PROBE, EKS_CHECK) and d.publishes]
 assert len(DETECTOR_HANDLERS) >= 6
 
 

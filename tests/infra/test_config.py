@@ -57,16 +57,16 @@ def target_group_without_load_balancer(raw: Raw) -> None:
         (
             unknown_action,
             [
-                "plans.5.steps.0.action (plan 'replace-failed-instance'): no action is named 'reboot_everything'",
+                "plans.6.steps.0.action (plan 'replace-failed-instance'): no action is named 'reboot_everything'",
                 "replace_instance",
             ],
         ),
         (
             out_of_range_parameter,
-            ["plans.6.steps.0.params.increment (plan 'surge-and-replace-unhealthy', action scale_out)", "at least 1"],
+            ["plans.7.steps.0.params.increment (plan 'surge-and-replace-unhealthy', action scale_out)", "at least 1"],
         ),
-        (unknown_parameter, ["plans.6.steps.1.params.force", "action replace_instance)"]),
-        (duplicate_plan_names, ["plans.6.name", "another plan is already named 'replace-failed-instance'"]),
+        (unknown_parameter, ["plans.7.steps.1.params.force", "action replace_instance)"]),
+        (duplicate_plan_names, ["plans.7.name", "another plan is already named 'replace-failed-instance'"]),
         (malformed_target_group_arn, ["workloads.0.target_group_arn", "must be a target group ARN like arn:aws:"]),
         (target_group_without_load_balancer, ["workloads.0", "target_group_arn and load_balancer_arn go together"]),
     ],
@@ -96,6 +96,7 @@ def test_shipped_configuration_is_valid():
         "restart-crashed-container",
         "fail-over-region",
         "fail-over-to-standby-region",
+        "replace-failed-eks-node",
         "replace-failed-instance",
         "surge-and-replace-unhealthy",
     ]
@@ -124,7 +125,7 @@ def test_cdk_app_exits_with_the_message_on_a_bad_configuration_file(tmp_path):
     # Then synthesis fails before writing anything, naming the plan, the step and the action
     assert result.returncode == 1, result.stderr
     assert "cdk synth: invalid recovery configuration:" in result.stderr
-    assert "plans.5.steps.0.action (plan 'replace-failed-instance'): no action is named" in result.stderr
+    assert "plans.6.steps.0.action (plan 'replace-failed-instance'): no action is named" in result.stderr
     assert not list(outdir.glob("*.template.json"))
 
 

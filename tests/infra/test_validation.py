@@ -39,7 +39,7 @@ def problems(raw: Any) -> dict[str, str]:
     [
         (
             {"action": "redirect_traffic", "params": {"kind": "deregister_targets", "target_group_arn": "web-api-tg"}},
-            "plans.7.steps.0.params.target_group_arn",
+            "plans.8.steps.0.params.target_group_arn",
             "must be a target group ARN like arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID "
             "(got 'web-api-tg')",
         ),
@@ -48,22 +48,22 @@ def problems(raw: Any) -> dict[str, str]:
                 "action": "redirect_traffic",
                 "params": {"kind": "zonal_shift", "load_balancer_arn": TG},  # a target group's, not a balancer's
             },
-            "plans.7.steps.0.params.load_balancer_arn",
+            "plans.8.steps.0.params.load_balancer_arn",
             "must be an Application or Network Load Balancer ARN like",
         ),
         (
             {"action": "redirect_traffic", "params": {"kind": "zonal_shift", "expires_in": "2 hours"}},
-            "plans.7.steps.0.params.expires_in",
+            "plans.8.steps.0.params.expires_in",
             "must be a duration like 30m or 2h (got '2 hours')",
         ),
         (
             {"action": "redirect_traffic", "params": {"kind": "shift_weights", "listener_arn": TG}},
-            "plans.7.steps.0.params.listener_arn",
+            "plans.8.steps.0.params.listener_arn",
             "must be a listener ARN like",
         ),
         (
             {"action": "failover", "params": {"kind": "dns", "hosted_zone_id": "my zone"}},
-            "plans.7.steps.0.params.hosted_zone_id",
+            "plans.8.steps.0.params.hosted_zone_id",
             "must be a Route 53 hosted zone ID like",
         ),
     ],

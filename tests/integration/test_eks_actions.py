@@ -240,3 +240,25 @@ def test_scaling_verify_reads_ready_nodes(store, lambda_context, server):
     assert (check["passed"], check["ready"], check["desired"]) == (False, 2, 3)
     server.state.add_node("ip-new", "i-0new", nodegroup=NODEGROUP)
     assert scale_eks_nodegroup.verify_step(model, {}, applied)[0]["passed"]
+
+
+def test_a_node_group_signal_replaces_its_not_ready_nodes_only(store, lambda_context, server):
+    # Container Insights' failed node count names no node: the step finds the NotReady ones.
+    group = build_nodegroup(server)
+    failed = group.instances()[2]
+    server.state.set_condition(group.node_of(failed), "Ready", "Unknown")
+    model = impairment(resources=[("eks:nodegroup", f"{CLUSTER}/{NODEGROUP}")], scope=SCOPE)
+
+    result = replace(model, lambda_context)
+
+    assert result["result"] == "changed"
+    assert list(result["before"]["nodes"]) == [group.node_of(failed)]
+    assert failed not in group.instances()  # the group launched its replacement
+
+
+def test_a_node_group_signal_with_every_node_ready_replaces_nothing(store, lambda_context, server):
+    group = build_nodegroup(server)
+
+    with pytest.raises(PermanentError, match="none of the impaired instances"):
+        replace(impairment(resources=[("eks:nodegroup", f"{CLUSTER}/{NODEGROUP}")], scope=SCOPE), lambda_context)
+    assert len(group.instances()) == 3

@@ -735,3 +735,68 @@ def test_shifted_weights_are_time_boxed_and_put_back_when_their_time_is_over(sto
 def test_a_weights_shift_may_not_last_more_than_72_hours():
     with pytest.raises(ValueError, match="72h"):
         redirect_shift_weights.Params.model_validate({"kind": "shift_weights", "expires_in": "73h"})
+
+
+# --- zonal_shift of an EKS cluster (ARC and EKS's DescribeCluster through Stubber) -----------
+
+EKS_ARN = "arn:aws:eks:us-east-1:123456789012:cluster/prod"
+
+
+def eks_cluster(enabled: bool = True, managed: bool = True) -> dict:
+    """DescribeCluster's answer: the cluster's tags and its zonal shift configuration."""
+    return {
+        "cluster": {
+            "name": "prod",
+            "arn": EKS_ARN,
+            "status": "ACTIVE",
+            "tags": {MANAGED_TAG[0]: MANAGED_TAG[1]} if managed else {},
+            "zonalShiftConfig": {"enabled": enabled},
+        }
+    }
+
+
+@pytest.fixture
+def eks_api():
+    with Stubber(aws.client("eks", max_attempts=1)) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+def eks_zone_impairment():
+    scope = {"availability_zone": ZONE_B[0], "eks_cluster_arn": EKS_ARN}
+    return impairment(impairment_type=ImpairmentType.AZ_IMPAIRMENT, resources=[("eks:cluster", EKS_ARN)], scope=scope)
+
+
+def test_zonal_shift_of_an_eks_cluster_shifts_the_cluster_arn_and_rolls_back(store, lambda_context, arc, eks_api):
+    # Given a zonal impairment of a workload whose managed EKS cluster has zonal shift enabled
+    model = eks_zone_impairment()
+    eks_api.add_response("describe_cluster", eks_cluster(), {"name": "prod"})
+    arc.add_response("get_managed_resource", managed_resource(EKS_ARN), {"resourceIdentifier": EKS_ARN})
+    arc.add_response(*listing(EKS_ARN))
+    arc.add_response(
+        "start_zonal_shift",
+        shift(EKS_ARN, ZONE_B[1], comment_of(model)),
+        {"resourceIdentifier": EKS_ARN, "awayFrom": ZONE_B[1], "expiresIn": "2h", "comment": comment_of(model)},
+    )
+
+    # When the step shifts the cluster (resource eks_cluster)
+    result = run("apply", model, lambda_context, kind="zonal_shift", resource="eks_cluster", expires_in="2h")
+
+    # Then ARC shifts the cluster's ARN away from the zone id; the rollback cancels that shift
+    assert result["result"] == "changed"
+    assert result["after"]["zonal_shift_id"] == SHIFT_ID and result["targets"] == [EKS_ARN]
+    arc.add_response(*listing(EKS_ARN, shift(EKS_ARN, ZONE_B[1], comment_of(model))))
+    arc.add_response("cancel_zonal_shift", shift(EKS_ARN, ZONE_B[1], comment_of(model)), {"zonalShiftId": SHIFT_ID})
+    undone = run("rollback", model, lambda_context, applied=result, kind="zonal_shift", resource="eks_cluster")
+    assert undone["result"] == "changed" and undone["after"]["cancelled"] == [SHIFT_ID]
+
+
+@pytest.mark.parametrize(
+    ("cluster", "error"),
+    [(eks_cluster(enabled=False), "zonal shift is not enabled"), (eks_cluster(managed=False), "managed")],
+)
+def test_an_eks_cluster_without_zonal_shift_or_the_tag_is_refused(store, lambda_context, arc, eks_api, cluster, error):
+    eks_api.add_response("describe_cluster", cluster, {"name": "prod"})
+
+    with pytest.raises(ActionRefused, match=error):
+        run("apply", eks_zone_impairment(), lambda_context, kind="zonal_shift", resource="eks_cluster")

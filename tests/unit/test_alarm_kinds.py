@@ -27,6 +27,7 @@ HEALTH_CHECK = "8f2c1d3e-1111-2222-3333-444455556666"
 # The tags the onboarding construct puts on each alarm (infra/constructs/workloads.py).
 WEB_API_SCOPE = {"auto_scaling_group": GROUP, "target_group_arn": TARGET_GROUP_ARN}
 CHECKOUT_SCOPE = {"ecs_cluster": "checkout", "ecs_service": "checkout-api"}
+SHOP_SCOPE = {"eks_cluster": "prod", "eks_nodegroup": "workers"}
 
 
 def tags(impairment_type: str, severity: str, workload: str = "web-api", **scope: str) -> dict[str, str]:
@@ -106,6 +107,14 @@ KINDS: dict[str, tuple[dict[str, str], ImpairmentType, Severity, list[tuple[str,
         [("autoscaling:group", GROUP)],
         WEB_API_SCOPE,
     ),
+    # Container Insights names the cluster alone: the recovery acts on the workload's node group.
+    "cloudwatch-alarm-eks-failed-nodes.json": (
+        tags("instance_failure", "high", "shop", **SHOP_SCOPE),
+        ImpairmentType.INSTANCE_FAILURE,
+        Severity.HIGH,
+        [("eks:nodegroup", "prod/workers")],
+        SHOP_SCOPE,
+    ),
     "cloudwatch-alarm-nlb-unhealthy-hosts.json": (
         checkout("service_degradation", "high", target_group_arn=NLB_TARGET_GROUP_ARN),
         ImpairmentType.SERVICE_DEGRADATION,
@@ -129,6 +138,7 @@ CONFIGURED = Configured.from_declared(
             resource_key("ecs:service", CHECKOUT_SERVICE_ARN),
             resource_key("rds:db", "orders-db"),
         ],
+        "shop": [resource_key("eks:nodegroup", "prod/workers")],
     }
 )
 
@@ -192,6 +202,7 @@ def test_each_alarm_kind_is_an_impairment_of_the_resource_it_watches(file):
         "cloudwatch-alarm-rds-free-storage.json",
         "cloudwatch-alarm-latency-anomaly.json",
         "cloudwatch-alarm-5xx-rate-target-group.json",
+        "cloudwatch-alarm-eks-failed-nodes.json",
     ],
 )
 def test_alarms_about_one_named_resource_or_a_rate_look_nothing_else_up(file):
@@ -261,3 +272,14 @@ def test_cpu_alarm_of_a_group_names_an_instance_that_fails_its_status_checks():
     # Then that instance is the affected resource (the group's exhaustion shows on it first)
     assert [(r.resource_type, r.resource_id) for r in impairment.affected_resources] == [("ec2:instance", "i-2")]
     assert impairment.impairment_type is ImpairmentType.RESOURCE_EXHAUSTION
+
+
+def test_an_eks_alarm_tagged_for_another_workload_is_refused():
+    # The node group is shop's (the configuration declares it): an alarm about it tagged for
+    # web-api must not run web-api's guardrails on shop's nodes.
+    file = "cloudwatch-alarm-eks-failed-nodes.json"
+
+    outcome = run(load_event(file), world(file, tags("instance_failure", "high", "web-api", **SHOP_SCOPE)))
+
+    assert outcome.model is None and outcome.refusal is not None
+    assert outcome.refusal.kind == "workload_mismatch" and outcome.refusal.resource == "eks:nodegroup:prod/workers"

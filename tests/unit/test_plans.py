@@ -183,3 +183,27 @@ def test_nothing_matches_an_uncovered_impairment_type():
     plans = parse_plans([plan("instances", "instance_failure")])
 
     assert select_plan(plans, impairment(impairment_type=ImpairmentType.DATABASE_ISSUE)) is None
+
+
+def test_a_plan_for_a_scope_key_takes_only_impairments_that_carry_it():
+    # Given a plan for EKS nodes (scope eks_nodegroup) before the plain instance plan
+    plans = parse_plans([plan("nodes", "instance_failure", scope_has="eks_nodegroup"), plan("instances")])
+
+    node = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, scope={"eks_nodegroup": "workers"})
+    plain = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE)
+    empty = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, scope={"eks_nodegroup": ""})
+
+    assert select_plan(plans, node).name == "nodes"  # type: ignore[union-attr]
+    assert select_plan(plans, plain).name == "instances"  # type: ignore[union-attr]
+    assert select_plan(plans, empty).name == "instances"  # type: ignore[union-attr]
+
+
+def test_the_shipped_zonal_plan_shifts_an_eks_cluster_only_when_the_impairment_names_one():
+    from tests.conftest import cdk_context
+
+    (zonal,) = [p for p in parse_plans(cdk_context()["recovery"]["plans"]) if p.name == "shift-away-from-impaired-zone"]
+    eks_steps = [s for s in zonal.steps if s.params.get("resource") == "eks_cluster"]
+
+    assert [s.when_scope_has for s in eks_steps] == ["eks_cluster_arn"]
+    assert not eks_steps[0].applies_to({"availability_zone": "us-east-1b"})
+    assert eks_steps[0].applies_to({"eks_cluster_arn": "arn:aws:eks:us-east-1:123456789012:cluster/prod"})
