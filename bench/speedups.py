@@ -1,7 +1,8 @@
 """Speed-ups of moto for fleets of a thousand instances, applied by the idle and storm benches.
 
 They change how fast moto answers, never what it answers (each has a unit test that it answers
-as moto does): EC2 look-ups by id without copying every reservation, an EC2 resource's tags read
+as moto does): EC2 look-ups by id (of the API and moto's own, such as attaching a launched
+instance's volume) without copying every reservation, an EC2 resource's tags read
 from its own entry, DynamoDB transactions that back up only the items they write, DynamoDB
 queries that read one partition instead of sorting the whole table, Step Functions definitions
 parsed once, and the response serializer's name look-ups remembered. Counts of API calls do not
@@ -44,6 +45,18 @@ def _get_instance_by_id(backend: Any, instance_id: str) -> Any:
         index[1].clear()
         index[1].update((i.id, i) for reservation in list(backend.reservations.values()) for i in reservation.instances)
         found = index[1].get(instance_id)
+    return found
+
+
+def _get_instance(backend: Any, instance_id: str) -> Any:
+    """moto's get_instance (attaching a launched instance's root volume, its network interface,
+    ...: every instance Auto Scaling launches) without copying every reservation to look through
+    them all: O(instances) per launch, O(n^2) over a storm's replacements."""
+    from moto.ec2.exceptions import InvalidInstanceIdError
+
+    found = _get_instance_by_id(backend, instance_id)
+    if found is None:
+        raise InvalidInstanceIdError(instance_id)
     return found
 
 
@@ -259,6 +272,7 @@ def faster_moto() -> Iterator[None]:
     copier = types.SimpleNamespace(deepcopy=_deepcopy, copy=copy.copy)
     with (
         mock.patch.object(InstanceBackend, "get_instance_by_id", _get_instance_by_id),
+        mock.patch.object(InstanceBackend, "get_instance", _get_instance),
         mock.patch.object(InstanceBackend, "get_multi_instances_by_id", _get_multi_instances_by_id),
         mock.patch.object(dynamodb_models, "copy", copier),
         mock.patch.object(dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -140,13 +140,17 @@ class Table:
     def query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
         """Every page of a query; `kwargs`: KeyConditionExpression and the (plain) values it uses,
         IndexName, ConsistentRead."""
-        items: list[dict[str, Any]] = []
+        return list(self.query_each(**kwargs))
+
+    def query_each(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """query_all an item at a time, a page (`Limit` items, at most 1 MB) read when the last
+        one's are used up: a long query is never all in memory."""
         kwargs = {"TableName": self.name, **_typed(kwargs)}
         while True:
             page = call("dynamodb:Query", self.client.query, **kwargs)
-            items.extend(from_attribute_values(i) for i in page.get("Items", []))
+            yield from (from_attribute_values(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
-                return items
+                return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def get_many(self, keys: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:

@@ -4,12 +4,18 @@ A storm opens with its first escalation (the leader, paged at once); later ones 
 within the window are listed in one summary the leader sends at the window's end. Closing freezes
 the storm, so every escalation is either paged at once or listed in a summary.
 
+No item is written by every escalation of a storm (issue 16: one item is one partition, whose
+writes are capped): each one that joins writes its own member item, and the storm's own item is
+written when it opens, closes and is summarized. The summary reads the members by a Query.
+
 Design: docs/operations.md#what-the-on-call-receives-in-a-storm
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,11 +25,21 @@ from core.dynamo import ATTEMPTS, ConditionFailed, Table, to_attribute_values
 from core.errors import InvalidInput, TransientError
 from core.records import retention
 
-# Impairments a storm lists by id, reason and workload; past this it counts them (their records
-# name the storm). About 300 bytes each: 100 keep the item and the page well under their limits.
+# Impairments a storm's summary lists by id, reason and workload; past this it counts them (their
+# records name the storm). About 300 bytes each: 100 keep the page well under SNS's 256 KB.
 LISTED = 100
+# Member items a summary reads per Query page (a page also stops at 1 MB, about 1,500 members).
+PAGE = 500
 
 OPEN, JOIN, LEAD = "open", "join", "lead"
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The members a summary carries: the first LISTED to escalate (in that order) and how many."""
+
+    listed: list[dict[str, Any]]
+    count: int
 
 
 @dataclass(frozen=True)
@@ -67,7 +83,7 @@ class Storms:
     def enter(self, key: str, impairment_id: str, entry: dict[str, Any], window_seconds: int) -> Membership:
         """Join the key's open storm, or open one led by this impairment. `entry` (its workload
         and reason) is what the summary lists. Races: one leader per window (the OPEN item is
-        written conditionally); a storm closed or ended meanwhile is not joined (its condition)."""
+        written conditionally); a storm closed meanwhile is not joined (_join takes it back)."""
         for _ in range(ATTEMPTS):
             now = int(clock.utc_now().timestamp())
             head = self._head(key)
@@ -76,15 +92,17 @@ class Storms:
                 return _membership("leader", key, head)
             with contextlib.suppress(ConditionFailed):
                 if action == JOIN and head:
-                    self._join(key, head["storm_id"], impairment_id, entry, now)
+                    self._join(key, head["storm_id"], impairment_id, entry)
                     return _membership("member", key, head)
                 if action == OPEN:
                     return self._open(key, impairment_id, entry, now, now + window_seconds, head)
         raise TransientError("the storm is contended: retry", operation="dynamodb:TransactWriteItems")
 
     def close(self, key: str, storm_id: str) -> dict[str, Any]:
-        """Close a storm (idempotent) and return it as closed: nothing joins it afterwards, so
-        what it returns is everything its summary must list. InvalidInput: no such storm."""
+        """Close a storm (idempotent) and return it as closed: nothing joins it afterwards (an
+        escalation whose member item races the close takes it back unless `roster` claimed it),
+        so the members `roster` reads then are everything its summary lists. InvalidInput: no
+        such storm."""
         if self.get(key, storm_id) is None:  # asked about no storm: nothing is written
             raise InvalidInput(f"there is no storm {storm_id} of {key}")
         closed = self.table.update(
@@ -106,6 +124,28 @@ class Storms:
 
     def get(self, key: str, storm_id: str) -> dict[str, Any] | None:
         return self.table.get(_storm_key(key, storm_id))
+
+    def roster(self, key: str, storm_id: str) -> Roster:
+        """Of a closed storm: its members, a Query page at a time, each claimed for the summary
+        (one conditional write per member, once: a retried summary skips those it claimed). A
+        member that took its item back first (it found the storm closed: _join) is not counted:
+        it went to the next storm. Keeps the first LISTED, by when they escalated, in memory."""
+        count = 0
+
+        def claimed() -> Iterator[dict[str, Any]]:
+            nonlocal count
+            for member in self.table.query_each(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :member)",
+                ExpressionAttributeValues={":pk": _members_pk(key, storm_id), ":member": "MEMBER#"},
+                ConsistentRead=True,
+                Limit=PAGE,
+            ):
+                if member.get("claimed_at") or self._claim(member):
+                    count += 1
+                    yield {"impairment_id": member["impairment_id"], **(member.get("entry") or {})}
+
+        listed = heapq.nsmallest(LISTED, claimed(), key=lambda m: (str(m.get("at")), m["impairment_id"]))
+        return Roster(listed, count)
 
     def summarized(self, key: str, storm_id: str, status: str, **fields: Any) -> None:
         """Record the summary's fate: "sent", "not_needed" (nobody joined) or "failed"."""
@@ -136,8 +176,6 @@ class Storms:
             "key": key,
             "opened_at": clock.utc_now().isoformat(),
             "leader_entry": entry,
-            "members": {},
-            "not_listed": 0,
             **retention(),
         }
         condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -168,36 +206,57 @@ class Storms:
         )
         return Membership("leader", key, storm_id, leader, summary_at)
 
-    def _join(self, key: str, storm_id: str, impairment_id: str, entry: dict[str, Any], now: int) -> None:
-        """List the impairment in the storm (idempotent: one map entry per id), or count it once
-        LISTED are listed. Raises ConditionFailed when the storm closed or its window ended."""
-        open_now = "attribute_not_exists(closed_at) AND window_end > :now"
+    def _join(self, key: str, storm_id: str, impairment_id: str, entry: dict[str, Any]) -> None:
+        """Its own member item (put once: a redelivered escalation finds it, and is not counted
+        twice), then the storm, read. Still open: the summary's Query comes after the close, so it
+        lists the item. Closed meanwhile: the summary may have read the item or not, and one
+        conditional write on the item settles which: the summary's claim (listed) or this take-
+        back, after which it raises ConditionFailed and the escalation goes to the next storm."""
+        member = _member_key(key, storm_id, impairment_id)
+        with contextlib.suppress(ConditionFailed):  # already in (a redelivery): it joined once
+            self.table.put(
+                {
+                    **member,
+                    "impairment_id": impairment_id,
+                    "entry": {**entry, "at": clock.utc_now().isoformat()},
+                    **retention(),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        storm = self.get(key, storm_id)
+        if storm is not None and not storm.get("closed_at"):
+            return
+        try:
+            self.table.delete(member, ConditionExpression="attribute_not_exists(claimed_at)")
+        except ConditionFailed:
+            return  # the summary claimed it first: it lists it
+        raise ConditionFailed("dynamodb:DeleteItem")
+
+    def _claim(self, member: dict[str, Any]) -> bool:
+        """Claim a member for the summary; False when it was taken back first (_join)."""
         try:
             self.table.update(
-                _storm_key(key, storm_id),
-                UpdateExpression="SET members.#id = :entry",
-                ConditionExpression=f"{open_now} AND (size(members) < :cap OR attribute_exists(members.#id))",
-                ExpressionAttributeNames={"#id": impairment_id},
-                ExpressionAttributeValues={
-                    ":entry": {**entry, "at": clock.utc_now().isoformat()},
-                    ":now": now,
-                    ":cap": LISTED,
-                },
+                {"pk": member["pk"], "sk": member["sk"]},
+                UpdateExpression="SET claimed_at = :now",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":now": clock.utc_now().isoformat()},
             )
         except ConditionFailed:
-            storm = self.get(key, storm_id) or {}
-            if storm.get("closed_at") or int(storm.get("window_end", 0)) <= now:
-                raise
-            self.table.update(  # full: counted, not listed
-                _storm_key(key, storm_id),
-                UpdateExpression="ADD not_listed :one",
-                ConditionExpression=open_now,
-                ExpressionAttributeValues={":one": 1, ":now": now},
-            )
+            return False
+        return True
 
 
 def _storm_key(key: str, storm_id: str) -> dict[str, str]:
     return {"pk": f"STORM#{key}", "sk": f"STORM#{storm_id}"}
+
+
+def _members_pk(key: str, storm_id: str) -> str:
+    """The members' own partition: one item each, not one item every member writes."""
+    return f"STORM#{key}#{storm_id}"
+
+
+def _member_key(key: str, storm_id: str, impairment_id: str) -> dict[str, str]:
+    return {"pk": _members_pk(key, storm_id), "sk": f"MEMBER#{impairment_id}"}
 
 
 def _membership(role: str, key: str, head: dict[str, Any]) -> Membership:

@@ -21,7 +21,7 @@ from core.entry import lambda_entry
 from core.errors import InvalidInput, RecoveryError, TransientError
 from core.observability import logger, metrics
 from core.store import RecoveryStore
-from core.storms import LISTED, Membership
+from core.storms import LISTED, Membership, Roster
 
 _KEY_LIMIT = 512
 
@@ -74,16 +74,12 @@ def note(membership: Membership) -> dict[str, Any]:
     }
 
 
-def summary_message(storm: dict[str, Any]) -> dict[str, Any]:
-    """No I/O: the summary page of a closed storm: every impairment it lists (in the order they
-    escalated, with workload and reason) and how many more it only counted."""
-    members = storm.get("members") or {}
-    listed = sorted(
-        ({"impairment_id": i, **entry} for i, entry in members.items()),
-        key=lambda m: (str(m.get("at")), m["impairment_id"]),
-    )
-    not_listed = int(storm.get("not_listed") or 0)
-    count = len(listed) + not_listed
+def summary_message(storm: dict[str, Any], roster: Roster) -> dict[str, Any]:
+    """No I/O: the summary page of a closed storm: the impairments its roster lists (in the order
+    they escalated, with workload and reason) and how many more it only counted."""
+    listed = roster.listed
+    count = roster.count
+    not_listed = count - len(listed)
     leader = (storm.get("leader_entry") or {}).get("workload") or "?"
     workloads = sorted({str(m.get("workload")) for m in listed} | {leader})
     more = f" (and {not_listed} more, not listed past {LISTED}: their records name this storm)" if not_listed else ""
@@ -108,11 +104,11 @@ def summary_message(storm: dict[str, Any]) -> dict[str, Any]:
 def summarize(store: RecoveryStore, key: str, storm_id: str, topic_arn: str, sns: Any = None) -> dict[str, Any]:
     """Close the storm and page its summary, once. A page that fails is recorded on the storm,
     counted (PagesFailed) and raised as transient: the state machine asks again, and the
-    closed storm still holds every impairment it must list."""
+    members it claimed are still the storm's to list."""
     storm = store.storms.close(key, storm_id)
     if storm.get("summary_status") in ("sent", "not_needed"):
         return {"storm_id": storm_id, "summary_status": storm["summary_status"]}
-    message = summary_message(storm)
+    message = summary_message(storm, store.storms.roster(key, storm_id))
     if not message["count"]:
         store.storms.summarized(key, storm_id, "not_needed")
         return {"storm_id": storm_id, "summary_status": "not_needed", "count": 0}
@@ -124,7 +120,7 @@ def summarize(store: RecoveryStore, key: str, storm_id: str, topic_arn: str, sns
         metrics.add_metric(name="PagesFailed", unit="Count", value=1)
         logger.error("the storm's summary could not be sent", storm_id=storm_id, error=str(exc))
         raise TransientError(f"the storm's summary could not be sent: {exc}", **exc.details) from exc
-    store.storms.summarized(key, storm_id, "sent", summary_sent_at=clock.utc_now().isoformat())
+    store.storms.summarized(key, storm_id, "sent", summary_sent_at=clock.utc_now().isoformat(), count=message["count"])
     logger.warning("storm summarized", storm_id=storm_id, count=message["count"])
     return {"storm_id": storm_id, "summary_status": "sent", "count": message["count"]}
 

@@ -157,7 +157,9 @@ def test_two_escalations_of_one_cause_at_once_make_exactly_one_leader(store, mon
     member = next(i for i, role in roles.items() if role != "leader")
     head = original(store.storms, "web-api#ActionFailed")
     assert head["leader"] == leader
-    assert list(store.storms.get("web-api#ActionFailed", head["storm_id"])["members"]) == [member]
+    store.storms.close("web-api#ActionFailed", head["storm_id"])
+    roster = store.storms.roster("web-api#ActionFailed", head["storm_id"])
+    assert [m["impairment_id"] for m in roster.listed] == [member] and roster.count == 1
 
 
 def test_past_the_listed_bound_members_are_counted(store, pages, lambda_context, monkeypatch):

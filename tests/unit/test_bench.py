@@ -578,6 +578,22 @@ def _instances_found_by_id() -> list:
         ec2.terminate_instances(InstanceIds=[first[0]])
         seen.append([getattr(backend.get_instance_by_id(i), "state", None) for i in [*first, *later]])
         seen.append(backend.get_instance_by_id("i-0123456789abcdef0"))
+        # moto's own look-up (attach a volume, ...): the instance, or its error for an unknown id
+        seen.append([backend.get_instance(i).id == i for i in [*later, *first]])
+        try:
+            backend.get_instance("i-0123456789abcdef0")
+        except Exception as exc:
+            seen.append((type(exc).__name__, str(exc)))
+        volume = ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+        ec2.attach_volume(VolumeId=volume, InstanceId=later[1], Device="/dev/sdf")
+        seen.append(
+            [
+                m["DeviceName"]
+                for m in ec2.describe_instances(InstanceIds=[later[1]])["Reservations"][0]["Instances"][0][
+                    "BlockDeviceMappings"
+                ]
+            ]
+        )
     return seen
 
 
@@ -591,6 +607,7 @@ def test_the_indexed_instance_lookup_finds_what_moto_finds():
     assert faster == reference
     assert faster[1] == ["terminated", "running", "running", "running", "running"]
     assert faster[2] is None
+    assert faster[4][0] == "InvalidInstanceIdError" and "/dev/sdf" in faster[5]
 
 
 def test_cold_start_runs_in_a_lambda_like_environment_and_times_the_first_use_after_the_import():

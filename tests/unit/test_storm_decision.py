@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.storms import JOIN, LEAD, OPEN, step, timestamp
+from core.storms import JOIN, LEAD, OPEN, Roster, step, timestamp
 from orchestration.escalate import decide
 from orchestration.storm import storm_key, summary_message
 
@@ -90,20 +90,19 @@ def test_the_summary_timestamp_is_what_step_functions_waits_for():
     assert timestamp(0) == "1970-01-01T00:00:00Z"
 
 
-def test_the_summary_lists_members_in_escalation_order_and_counts_those_not_listed():
+def test_the_summary_lists_its_roster_and_counts_those_not_listed():
     storm = {
         "key": "web#fail_open",
         "storm_id": "20260101T000000Z-imp-1",
         "leader": "imp-1",
         "leader_entry": {"workload": "web", "reason": "fail open"},
-        "members": {
-            "imp-3": {"workload": "web", "reason": "fail open", "at": "2026-01-01T00:00:20+00:00"},
-            "imp-2": {"workload": "shop", "reason": "fail open", "at": "2026-01-01T00:00:10+00:00"},
-        },
-        "not_listed": 4,
     }
+    listed = [
+        {"impairment_id": "imp-2", "workload": "shop", "reason": "fail open", "at": "2026-01-01T00:00:10+00:00"},
+        {"impairment_id": "imp-3", "workload": "web", "reason": "fail open", "at": "2026-01-01T00:00:20+00:00"},
+    ]
 
-    message = summary_message(storm)
+    message = summary_message(storm, Roster(listed, 6))
 
     assert [m["impairment_id"] for m in message["impairments"]] == ["imp-2", "imp-3"]
     assert message["count"] == 6
