@@ -344,6 +344,26 @@ class Workload(BaseModel):
         return self.load_balancer_arn.split(":", 5)[5].removeprefix("loadbalancer/") if self.load_balancer_arn else None
 
 
+def declared_scope_keys(w: Workload) -> tuple[str, ...]:
+    """The scope keys the impairments of a workload may carry, from what it declares: a plan that
+    matches only impairments with another key (match.scope_has: an EKS node's plan), or a step
+    that runs only for one (when_scope_has), is not judged for it."""
+    keys = {"availability_zone", "impaired_region"}
+    if w.auto_scaling_group:
+        keys.add("auto_scaling_group")
+    if w.target_group_arn:
+        keys.add("target_group_arn")
+    if w.load_balancer_arn:
+        keys.add("load_balancer_arn")
+    if w.ecs_service:
+        keys |= {"ecs_cluster", "ecs_service"}
+    if w.database:
+        keys.add("db_instance" if w.database.db_instance_identifier else "db_cluster")
+    if w.eks:
+        keys |= {"eks_cluster", "eks_nodegroup", "eks_node"}
+    return tuple(sorted(keys))
+
+
 def readiness_targets(workloads: Sequence[Workload], probes: Sequence[RegionProbe]) -> list[ReadinessTarget]:
     """The workloads whose plans the check judges: this region's, with their groups and DNS
     records, and those this region stands by for, with their standby groups here."""
@@ -356,7 +376,13 @@ def readiness_targets(workloads: Sequence[Workload], probes: Sequence[RegionProb
             )
             dns = ReadinessDns(**w.dns.model_dump(exclude={"health_check_id"}), health_check_ids=checks)
         targets.append(
-            ReadinessTarget(workload=w.name, account_id=w.account_id, auto_scaling_group=w.auto_scaling_group, dns=dns)
+            ReadinessTarget(
+                workload=w.name,
+                account_id=w.account_id,
+                auto_scaling_group=w.auto_scaling_group,
+                dns=dns,
+                scope_keys=declared_scope_keys(w),
+            )
         )
     for probe in probes:
         targets.append(

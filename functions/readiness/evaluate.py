@@ -15,9 +15,14 @@ from readiness.permissions import NAME as PERMISSIONS
 
 
 def workloads_of(plan: Plan, targets: list[ReadinessTarget]) -> list[ReadinessTarget]:
-    """The workloads the plan's match admits (all of them when it names none)."""
-    named = plan.match.workloads
-    return [t for t in targets if named is None or t.workload in named]
+    """The workloads the plan's match admits (all of them when it names none), of those whose
+    impairments may carry the scope key it needs (match.scope_has), when that is known."""
+    named, needs = plan.match.workloads, plan.match.scope_has
+    return [
+        t
+        for t in targets
+        if (named is None or t.workload in named) and (needs is None or t.scope_keys is None or needs in t.scope_keys)
+    ]
 
 
 def _workload(world: World, plan: Plan, target: ReadinessTarget, managed_tag: tuple[str, str]) -> dict[str, Any]:

@@ -236,3 +236,25 @@ def test_a_step_that_does_not_run_for_a_standby_is_not_judged_for_it():
     assert by_workload["shop"]["ready"] and by_workload["shop"]["checks"] == []
     assert not by_workload["web"]["ready"]
     assert world.reads == ["web-standby"]
+
+
+def test_a_plan_for_impairments_with_a_scope_key_is_judged_only_for_workloads_that_may_have_it():
+    # Given the EKS node plan (it matches only impairments naming a node group) and two workloads,
+    # one declaring a node group
+    eks_plan = Plan.model_validate(
+        {
+            "name": "eks",
+            "match": {"impairment_types": ["instance_failure"], "scope_has": "eks_nodegroup"},
+            "steps": [{"action": "scale_out"}],
+        }
+    )
+    world = FakeWorld({"web-asg": group(1, 1, 3), "k8s-asg": group(1, 1, 3)})
+    plain = ReadinessTarget(workload="web", auto_scaling_group="web-asg", scope_keys=("auto_scaling_group",))
+    eks = ReadinessTarget(
+        workload="k8s", auto_scaling_group="k8s-asg", scope_keys=("auto_scaling_group", "eks_nodegroup")
+    )
+
+    (result,) = evaluate(world, [eks_plan], [plain, eks], set(), _now())
+
+    # Then only the EKS workload is judged (the plan never acts on the other)
+    assert [w["workload"] for w in result["workloads"]] == ["k8s"]
