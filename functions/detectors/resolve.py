@@ -136,11 +136,23 @@ class InstanceOwner:
 
 
 def group_scope(group: Mapping[str, Any]) -> dict[str, str]:
-    """The scope of an impairment in this group: the group, and its target group when it has one."""
+    """The scope of an impairment in this group: the group, and its target group when it has one;
+    for the group of an EKS managed node group (EKS tags it with its cluster and node group), the
+    cluster, its ARN and the node group, so a zonal impairment of its nodes can shift the cluster
+    away from the zone (redirect_zonal_shift's eks_cluster) and a node be replaced through EKS."""
     scope = {"auto_scaling_group": str(group["AutoScalingGroupName"])}
     target_groups = group.get("TargetGroupARNs") or []
     if len(target_groups) == 1:  # with several, which one is impaired is the signal's to say
         scope["target_group_arn"] = str(target_groups[0])
+    tags = {t.get("Key"): t.get("Value") for t in group.get("Tags") or ()}
+    cluster, nodegroup = tags.get("eks:cluster-name"), tags.get("eks:nodegroup-name")
+    arn = str(group.get("AutoScalingGroupARN") or "").split(":")
+    if cluster and nodegroup and len(arn) > 4:  # arn:<partition>:autoscaling:<region>:<account>:...
+        scope |= {
+            "eks_cluster": cluster,
+            "eks_nodegroup": nodegroup,
+            "eks_cluster_arn": f"arn:{arn[1]}:eks:{arn[3]}:{arn[4]}:cluster/{cluster}",
+        }
     return scope
 
 

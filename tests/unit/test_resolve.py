@@ -90,3 +90,25 @@ def test_lifecycle_states_in_which_the_group_takes_an_instance_out_itself(state,
 )
 def test_instance_ids_are_read_from_ids_and_arns(value, expected):
     assert instance_id_of(value) == expected
+
+
+def test_the_group_of_an_eks_node_group_names_its_cluster_arn_and_node_group():
+    # EKS tags a managed node group's Auto Scaling group with its cluster and node group: an
+    # impairment of its instances can then be replaced through EKS and shifted by the cluster's ARN
+    group = {
+        "AutoScalingGroupName": "eks-workers-1ac6",
+        "AutoScalingGroupARN": "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:uuid:"
+        "autoScalingGroupName/eks-workers-1ac6",
+        "Tags": [
+            {"Key": "eks:cluster-name", "Value": "prod"},
+            {"Key": "eks:nodegroup-name", "Value": "workers"},
+        ],
+    }
+    assert group_scope(group) == {
+        "auto_scaling_group": "eks-workers-1ac6",
+        "eks_cluster": "prod",
+        "eks_nodegroup": "workers",
+        "eks_cluster_arn": "arn:aws:eks:eu-west-1:123456789012:cluster/prod",
+    }
+    # Without both tags (a plain group tagged by hand with one), nothing of EKS is assumed
+    assert group_scope({**group, "Tags": group["Tags"][:1]}) == {"auto_scaling_group": "eks-workers-1ac6"}
