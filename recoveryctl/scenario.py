@@ -48,12 +48,8 @@ class InstanceFault(BaseModel):
         "instance in the first instance's Availability Zone stops; node_not_ready: nodes of the EKS node group "
         "go NotReady (their instances keep running)"
     )
-    pdb_refusals: int = Field(
-        default=0,
-        ge=-1,
-        le=100,
-        description="node_not_ready: evictions of a pod on the node its budget refuses (-1: all)",
-    )
+    # node_not_ready: evictions of a pod on each node its disruption budget refuses (-1: all)
+    pdb_refusals: int = Field(default=0, ge=-1, le=100, description="node_not_ready: evictions a budget refuses")
     count: int = Field(default=1, ge=1, le=1000)
     pick: Literal["first", "newest"] = Field(
         default="first", description="which instances: the first in service, or the newest (a replacement)"
@@ -79,6 +75,8 @@ class InstanceFault(BaseModel):
             raise ValueError("an instance fault picks by index or by pick, not both")
         if self.kind == "task_crash" and self.group != "main":
             raise ValueError("task_crash crashes the ECS service's tasks: it has no group to choose")
+        if self.pdb_refusals and self.kind != "node_not_ready":
+            raise ValueError("pdb_refusals guards a pod on a NotReady EKS node: only with kind node_not_ready")
         return self
 
 
