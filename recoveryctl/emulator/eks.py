@@ -4,7 +4,8 @@ creates the group EKS would (named as DescribeNodegroup names it, eks-<nodegroup
 local Kubernetes API server (kube_server.py) with one Ready node per in-service instance, points
 DescribeCluster's endpoint at it (plain http on 127.0.0.1: core/kube.py reads a CA only for
 https, so production TLS is untouched), and keeps the nodes in step with the group whenever the
-clock is about to move: a terminated instance's node goes, a launched one's node joins Ready.
+clock is about to move: a terminated instance's node goes, a stopped one's goes NotReady, a
+launched one's node joins Ready.
 
 Design: docs/emulator.md#eks
 """
@@ -54,14 +55,24 @@ class NodeGroup:
         serving = {
             s.instance.id: s.instance
             for s in group.instance_states
-            if s.lifecycle_state == "InService" and s.instance.state == "running"
+            if s.lifecycle_state == "InService" and s.instance.state not in ("shutting-down", "terminated")
         }
         for instance_id, node in list(self.nodes_of.items()):
             if instance_id not in serving:
                 self._remove(instance_id, node)
+            elif serving[instance_id].state != "running":
+                self._stopped(node)
         for instance_id, instance in sorted(serving.items()):
-            if instance_id not in self.nodes_of:
+            if instance_id not in self.nodes_of and instance.state == "running":
                 self._join(instance, app_pods=APP_PODS_PER_NODE if initial else 0)
+
+    def _stopped(self, node: str) -> None:
+        """A stopped instance's node stays registered, NotReady: its kubelet posts no status."""
+        from core import clock
+
+        ready = next(c for c in self.server.state.nodes[node]["status"]["conditions"] if c["type"] == "Ready")
+        if ready["status"] == "True":
+            self.server.state.set_condition(node, "Ready", "Unknown", at=clock.utc_now().strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def _join(self, instance: Any, app_pods: int) -> None:
         """A node for the instance, Ready, named by its private DNS name as EKS's nodes are; the

@@ -81,7 +81,7 @@ def test_a_budget_that_never_allows_times_out_uncordons_terminates_nothing_and_e
     assert any(key[0] == "checkout" for key, pod in backed.server.state.pods.items() if pod["spec"]["nodeName"] == node)
 
 
-def test_the_nodes_follow_the_node_group_when_its_desired_size_changes(drill_synth_cache: Path):
+def test_the_nodes_follow_the_node_group_and_its_instances(drill_synth_cache: Path):
     # Not the drill's path: scale_eks_nodegroup's UpdateNodegroupConfig, which EKS carries to its group
     with drill.Drill(scenario.load("eks-node-failure"), None, drill_synth_cache) as run:
         backed = eks.of(run.home, run.workload)
@@ -96,8 +96,15 @@ def test_the_nodes_follow_the_node_group_when_its_desired_size_changes(drill_syn
         )
         run.home.advance(60)
         shrunk = backed.state()
+        stopped = shrunk["in_service"][0]
+        run.home.client("ec2").stop_instances(InstanceIds=[stopped])
+        run.home.advance(1)
+        after_stop = backed.state()
 
     assert len(grown["in_service"]) == 4 and len(grown["nodes"]) == 4
     assert all(n["ready"] for n in grown["nodes"].values())
     assert len(shrunk["in_service"]) == 2
     assert sorted(n["instance"] for n in shrunk["nodes"].values()) == shrunk["in_service"]
+    # And a stopped instance's node stays registered, NotReady (its kubelet is silent), not deleted
+    by_instance = {n["instance"]: n for n in after_stop["nodes"].values()}
+    assert stopped in by_instance and by_instance[stopped]["ready"] is False
