@@ -13,6 +13,7 @@ from typing import Any
 from recoveryctl import drill_paging, drill_report
 from recoveryctl.drill_faults import Faults
 from recoveryctl.drill_operator import Operator
+from recoveryctl.emulator import eks
 from recoveryctl.emulator import workload as workloads
 from recoveryctl.emulator.runtime import DEFAULT_WORKERS, Emulator
 from recoveryctl.emulator.template import TemplateError
@@ -251,6 +252,8 @@ class Drill(Operator, Faults):
             state["second_group"] = {"name": self.second_group, **workloads.group_state(emulator, self.second_group)}
         if self.workload.get("ecs_service"):
             state["ecs_service"] = workloads.service_state(emulator, self.workload)
+        if self.workload.get("eks") and eks.of(emulator, self.workload):
+            state["eks"] = eks.of(emulator, self.workload).state()
         if self.workload.get("database"):
             state["database"] = workloads.database_state(emulator, self.workload)
         if self.workload.get("dns"):

@@ -48,6 +48,9 @@ class Faults:
                     raise DrillError(f"scenario {self.scenario.name}: task_crash needs a workload with an ecs_service")
                 workloads.crash_tasks(emulator, self.workload, fault.count)
                 continue
+            if fault.kind == "node_not_ready":
+                impaired.extend(self._fail_nodes(fault))
+                continue
             in_service = in_service_of[fault.group]
             originals = self._originals.get(fault.group, [])
             which = "the second group" if fault.group == "second" else "the group"
@@ -79,6 +82,16 @@ class Faults:
                 emulator.client("ec2").stop_instances(InstanceIds=victims)
             impaired.extend(victims)
         return impaired
+
+    def _fail_nodes(self, fault: Any) -> list[str]:
+        """Nodes of the workload's EKS node group go NotReady; returns their instances."""
+        from recoveryctl.drill import DrillError  # drill.py imports this module
+        from recoveryctl.emulator import eks
+
+        backed = eks.of(self.home, self.workload)
+        if backed is None:
+            raise DrillError(f"scenario {self.scenario.name}: node_not_ready needs a workload with an eks node group")
+        return backed.fail(fault.count, fault.pdb_refusals)
 
     def _zone_name(self, zone: str, impaired: list[str]) -> str:
         """A zone fault's zone: a name, a letter of the workload's region, or {zone}."""

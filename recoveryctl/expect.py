@@ -221,6 +221,7 @@ def final_state(name: str, report: dict[str, Any], expected: Any = None) -> Any:
     if name == "impaired_in_service":
         # In service in either group: one left in the second group is as much in service as in the first.
         serving = {*after.get("in_service", []), *(after.get("second_group") or {}).get("in_service", [])}
+        serving |= set((after.get("eks") or {}).get("in_service", []))
         return len(set(workload["impaired_instances"]) & serving)
     if name == "desired_capacity":
         return after.get("desired_capacity")
@@ -244,6 +245,8 @@ def final_state(name: str, report: dict[str, Any], expected: Any = None) -> Any:
     if name in ("ecs_running", "ecs_desired"):
         service = after.get("ecs_service")
         return service.get(name.removeprefix("ecs_")) if service else None
+    if name.startswith("eks_"):
+        return _eks_state(name, after.get("eks"), set(workload["impaired_instances"]))
     if name == "database_status":
         return (after.get("database") or {}).get("status")
     if name == "database_moved":
@@ -259,6 +262,20 @@ def final_state(name: str, report: dict[str, Any], expected: Any = None) -> Any:
     # routing_controls: only those the scenario asks about (all of them without `expected`)
     controls = after.get("routing_controls") or {}
     return {n: controls.get(n) for n in expected} if expected is not None else controls
+
+
+def _eks_state(name: str, eks: dict[str, Any] | None, impaired: set[str]) -> int | None:
+    """A field of the EKS node group's final state, from the nodes as kubectl lists them."""
+    if not eks:
+        return None
+    nodes = eks["nodes"].values()
+    if name == "eks_desired_size":
+        return eks["desired_size"]
+    if name == "eks_ready_nodes":
+        return sum(1 for n in nodes if n["ready"] and not n["cordoned"])
+    if name == "eks_cordoned_nodes":
+        return sum(1 for n in nodes if n["cordoned"])
+    return sum(1 for n in nodes if n["instance"] in impaired)
 
 
 def _dns_target(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str | None:

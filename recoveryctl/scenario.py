@@ -41,12 +41,15 @@ class InstanceFault(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["stop", "fail_health_check", "task_crash", "zone_outage"] = Field(
+    kind: Literal["stop", "fail_health_check", "task_crash", "zone_outage", "node_not_ready"] = Field(
         description="stop: instances stop (status checks and target health fail); fail_health_check: "
         "instances keep running but fail the load balancer's health check; task_crash: tasks of "
         "the ECS service crash (it runs fewer than desired until redeployed); zone_outage: every "
-        "instance in the first instance's Availability Zone stops"
+        "instance in the first instance's Availability Zone stops; node_not_ready: nodes of the EKS node group "
+        "go NotReady (their instances keep running)"
     )
+    # node_not_ready: evictions of a pod on each node its disruption budget refuses (-1: all)
+    pdb_refusals: int = Field(default=0, ge=-1, le=100, description="node_not_ready: evictions a budget refuses")
     count: int = Field(default=1, ge=1, le=1000)
     pick: Literal["first", "newest"] = Field(
         default="first", description="which instances: the first in service, or the newest (a replacement)"
@@ -72,6 +75,8 @@ class InstanceFault(BaseModel):
             raise ValueError("an instance fault picks by index or by pick, not both")
         if self.kind == "task_crash" and self.group != "main":
             raise ValueError("task_crash crashes the ECS service's tasks: it has no group to choose")
+        if self.pdb_refusals and self.kind != "node_not_ready":
+            raise ValueError("pdb_refusals guards a pod on a NotReady EKS node: only with kind node_not_ready")
         return self
 
 
@@ -267,6 +272,10 @@ class FinalState(BaseModel):
         description="the region whose cluster is the writer of the standby's global database: the workload's "
         "(primary) or the standby's",
     )
+    eks_ready_nodes: int | None = Field(default=None, ge=0, description="Ready, schedulable EKS node group nodes")
+    eks_desired_size: int | None = Field(default=None, ge=0, description="the EKS node group's desired size")
+    eks_cordoned_nodes: int | None = Field(default=None, ge=0, description="EKS nodes cordoned (unschedulable)")
+    eks_impaired_nodes: int | None = Field(default=None, ge=0, description="nodes of the impaired instances registered")
     routing_controls: dict[str, Literal["On", "Off"]] | None = Field(
         default=None,
         description='ARC routing controls by name ("{workload}" is replaced), e.g. {"web-api-us-east-1": "Off"}',

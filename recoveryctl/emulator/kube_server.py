@@ -74,11 +74,15 @@ class KubeState:
             self.nodes[name] = node
         return node
 
-    def set_condition(self, node: str, kind: str, status: str) -> None:
+    def set_condition(self, node: str, kind: str, status: str, at: str | None = None) -> None:
+        """Set a node's condition (`at`: its lastTransitionTime, as the kubelet reports it)."""
+        condition = {"type": kind, "status": status, "reason": kind, "message": f"{kind} is {status}"}
+        if at:
+            condition["lastTransitionTime"] = at
         with self.lock:
             conditions = self.nodes[node]["status"]["conditions"]
             conditions[:] = [c for c in conditions if c["type"] != kind]
-            conditions.append({"type": kind, "status": status, "reason": kind, "message": f"{kind} is {status}"})
+            conditions.append(condition)
 
     def add_pod(
         self, namespace: str, name: str, node: str, *, owner_kind: str = "ReplicaSet", mirror: bool = False, refusals=0

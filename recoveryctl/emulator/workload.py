@@ -52,6 +52,10 @@ def _build(
         built["database"] = _build_database(emulator, workload, managed_tag)
     if workload.get("dns"):
         built["dns"] = _build_dns(emulator, workload, managed_tag)
+    if workload.get("eks"):  # the node group's Auto Scaling group takes the scenario's group shape
+        from recoveryctl.emulator import eks
+
+        built["eks"] = eks.build(emulator, workload, shape, managed_tag).group
     return built
 
 

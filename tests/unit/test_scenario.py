@@ -72,6 +72,14 @@ def test_a_crashed_task_has_no_group_to_choose():
         InstanceFault.model_validate({"kind": "task_crash", "group": "second"})
 
 
+def test_a_disruption_budget_is_only_for_a_not_ready_eks_node():
+    assert InstanceFault.model_validate({"kind": "node_not_ready", "pdb_refusals": -1}).pdb_refusals == -1
+    with pytest.raises(ValueError, match="only with kind node_not_ready"):
+        InstanceFault.model_validate({"kind": "stop", "pdb_refusals": 1})
+    with pytest.raises(ValueError, match="greater than or equal to -1"):
+        InstanceFault.model_validate({"kind": "node_not_ready", "pdb_refusals": -2})
+
+
 @pytest.mark.parametrize(
     ("shape", "wrong"),
     [
