@@ -262,8 +262,8 @@ def failures(report: dict[str, Any]) -> list[str]:
 
 def describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
     """A workload's parts as a person checks them: the group (and a second group on its target
-    group), the ECS service, the database, the DNS records, the standby, ARC routing controls and
-    zonal shifts."""
+    group), the ECS service, the database, the DNS records, the standby, the global database's
+    writer, the EKS node group's nodes, ARC routing controls and zonal shifts."""
     parts = []
     if group and "in_service" in state:
         parts.append(
@@ -300,6 +300,25 @@ def describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
         parts.append(
             f"standby ECS service in {standby.get('region')}: {service['running']} running (desired "
             f"{service['desired']})"
+        )
+    database = state.get("global_database")
+    if database:
+        parts.append(
+            f"global database writer in {database.get('writer_region')}: {database.get('writer')} "
+            f"({database.get('status')})"
+        )
+    eks = state.get("eks")
+    if eks:
+        nodes = eks.get("nodes") or {}
+        ready = [n for n, v in nodes.items() if v.get("ready")]
+        parts.append(
+            f"EKS {eks.get('cluster')}/{eks.get('nodegroup')}: {len(ready)} of {len(nodes)} nodes Ready "
+            f"(desired {eks.get('desired_size')}), "
+            + ", ".join(
+                f"{n} {v.get('instance')}{' NotReady' if not v.get('ready') else ''}"
+                f"{' cordoned' if v.get('cordoned') else ''}"
+                for n, v in nodes.items()
+            )
         )
     for name, value in (state.get("routing_controls") or {}).items():
         parts.append(f"ARC routing control {name}: {value}")
