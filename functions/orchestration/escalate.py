@@ -100,8 +100,9 @@ def _unrecorded(impairment: dict[str, Any], update: dict[str, Any]) -> dict[str,
 
 def known_id(event: dict[str, Any]) -> str | None:
     """The impairment id of an execution state, when it names a valid one."""
-    impairment_id = str(_mapping(event.get("impairment")).get("impairment_id", ""))
-    return impairment_id if _IMPAIRMENT_ID.match(impairment_id) else None
+    impairment_id = _mapping(event.get("impairment")).get("impairment_id")
+    # A string that is a valid id: None (or a number) is not the id "None" its str() would make
+    return impairment_id if isinstance(impairment_id, str) and _IMPAIRMENT_ID.match(impairment_id) else None
 
 
 def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalation:

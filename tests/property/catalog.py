@@ -256,6 +256,17 @@ ACTION_PARAMS: dict[str, list[dict[str, Any]]] = {
     "scale_ecs_service": [{"cluster": "checkout", "service": "checkout-api"}, {"increment": 2, "keep": True}],
     "invoke_function": [{"function_name": "drain-cache", "rollback_function": "refill-cache"}],
     "ssm_automation": [{"document_name": "AWS-RestartEC2Instance", "target_parameter": "InstanceId"}],
+    "failover_global_database": [
+        {
+            "global_cluster_identifier": "web-api-global",
+            "target_db_cluster_arn": "arn:aws:rds:us-west-2:123456789012:cluster:web-api-standby-db",
+        },
+        {"allow_data_loss": True},
+    ],
+    "promote_read_replica": [{"db_instance_identifier": "orders-replica"}, {}],
+    "provision_standby_ecs_service": [{"cluster": "checkout", "service": "checkout-api", "desired_count": 2}],
+    "replace_eks_node": [{"cluster": "shop", "nodegroup": "workers"}, {"nodes": ["ip-10-0-0-1.ec2.internal"]}],
+    "scale_eks_nodegroup": [{"cluster": "shop", "nodegroup": "workers"}, {"increment": 2, "keep": True}],
 }
 
 
@@ -316,6 +327,7 @@ def _region_probe_events(env: Any) -> list[dict[str, Any]]:
 # single-region deployment only when that configuration is there.
 CONFIGURED_ONLY = {
     "detectors.region_probe.handler": "a standby region's stack, for the workloads it stands by for",
+    "detectors.eks.handler": "a stack with a workload that declares an EKS node group",
 }
 
 
@@ -356,6 +368,8 @@ CASES: dict[str, Case] = {
     # The readiness check reads and records its results; it publishes nothing (issue 18 item 4).
     "readiness.handler.handler": Case(lambda env: [*sample_events("scheduled-event"), scheduled_event()]),
     "detectors.region_probe.handler": Case(_region_probe_events, PUBLISHES),
+    # The EKS check of the declared node groups (none in the moto workload: it reads nothing).
+    "detectors.eks.handler": Case(lambda env: [*sample_events("scheduled-event"), scheduled_event()], PUBLISHES),
     "orchestration.start.handler": Case(_bus_events, frozenset({("sfn", "StartExecution")})),
     "orchestration.admit.handler": Case(_workflow_states),
     "orchestration.select_plan.handler": Case(_workflow_states),

@@ -126,3 +126,13 @@ def test_an_unrecorded_impairment_with_no_workload_is_recorded_under_an_unknown_
     assert escalation.kind == "capacity_not_returned"
     assert escalation.put["impairment"] == {"impairment_id": "imp-2", "workload": "unknown"}
     assert escalation.put["capacity_returned"] is False
+
+
+def test_an_impairment_id_that_is_not_a_string_is_unidentified_not_the_id_its_text_would_make():
+    # None's str() is "None", a valid-looking id: the escalation must not return None as its id
+    # (nothing could find its record) nor record it under an id derived elsewhere
+    for value in (None, 12345):
+        escalation = decide({"impairment": {**IMPAIRMENT, "impairment_id": value}}, {}, NOW)
+        assert escalation.kind == "unidentified"
+        assert escalation.result["impairment_id"] == escalation.impairment_id
+        assert escalation.impairment_id.startswith("unidentified-")
