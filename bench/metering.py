@@ -87,10 +87,12 @@ class Meter:
             read_units=self.read_units,
         )
 
-    def _count(self, params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+    def _count(self, params: dict[str, Any], model: Any, context: Any = None, **kwargs: Any) -> None:
         function = getattr(self._local, "function", None)
         if function is None:
             return  # the emulator's own call
+        if (context or {}).get("is_presign_request"):
+            return  # a presigned URL (the EKS token) is signed here, never sent: no call
         service = model.service_model.service_id.hyphenize()
         operation = model.name
         self.record(function, service, operation, params)

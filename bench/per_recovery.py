@@ -17,6 +17,8 @@ from bench.metering import Meter, function_memory, transitions
 
 TRANSITIONS_TARGET = 15
 API_CALLS_TARGET = 20  # issue 16: a single-action recovery, cross-account included
+# Scheduled functions that run for their own purpose while a drill recovers (by logical id).
+_NOT_THE_RECOVERY = ("Readiness",)
 # The drills' interleaving seed: fixed, so that a run of the bench measures the same interleavings
 SEED = 1
 
@@ -36,6 +38,10 @@ def run_scenario(name: str, template_path: Path) -> dict[str, Any]:
         memory = function_memory(emulator)
     wall = time.perf_counter() - started
     usage = meter.snapshot()
+    # A drill whose signal is a schedule tick (the EKS check, the sweep) fires the readiness
+    # check's rule too: its calls are the idle cost (bench/idle.py), not the recovery's.
+    others = {f: n for f, n in usage["api_calls_by_function"].items() if any(b in f for b in _NOT_THE_RECOVERY)}
+    usage["api_calls"] -= sum(others.values())
     cost = meter.cost(counted["billed"], memory)
     steps = [a for a in report["actions"] if a.get("phase") == "apply"]
     # Each function assumes a member account's role at its first use and keeps the credentials
@@ -67,6 +73,7 @@ def run_scenario(name: str, template_path: Path) -> dict[str, Any]:
         "transition_retries": counted["retries"],
         "drill_report_transitions": report["transitions"],
         **usage,
+        "api_calls_not_the_recovery": others,
         "api_calls_assume_role": assumed,
         "api_calls_warm": usage["api_calls"] - assumed,
         "lambda_gb_seconds": cost["lambda_gb_seconds"],

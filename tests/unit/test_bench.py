@@ -60,6 +60,26 @@ def test_meter_counts_calls_events_and_writes_of_a_handler():
     assert snapshot["dynamodb_read_units"] == 1
 
 
+def test_meter_does_not_count_a_presigned_url_as_a_call():
+    # The EKS token is a presigned GetCallerIdentity URL, signed locally and never sent
+    import boto3
+
+    meter = metering.Meter()
+    sts = boto3.client("sts", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    sts.meta.events.register("provide-client-params.*.*", meter._count)
+    meter._local.function = "ReplaceEksNodeApply"
+    sts.generate_presigned_url("get_caller_identity", Params={}, ExpiresIn=60)
+    assert meter.snapshot()["api_calls"] == 0
+    # ...while a call made counts (its parameters are provided before it would be sent)
+    sts.meta.events.emit(
+        "provide-client-params.sts.GetCallerIdentity",
+        params={},
+        model=sts.meta.service_model.operation_model("GetCallerIdentity"),
+        context={},
+    )
+    assert meter.snapshot()["api_calls"] == 1
+
+
 def test_importtime_output_is_summed_by_top_level_package():
     stderr = (
         "import time: self [us] | cumulative | imported package\n"
