@@ -348,7 +348,7 @@ def declared_scope_keys(w: Workload) -> tuple[str, ...]:
     """The scope keys the impairments of a workload may carry, from what it declares: a plan that
     matches only impairments with another key (match.scope_has: an EKS node's plan), or a step
     that runs only for one (when_scope_has), is not judged for it."""
-    keys = {"availability_zone", "impaired_region"}
+    keys = {"availability_zone"}  # a zone's impairment of it (a region's is its standby's: scope_of)
     if w.auto_scaling_group:
         keys.add("auto_scaling_group")
     if w.target_group_arn:

@@ -144,7 +144,7 @@ def group_scope(group: Mapping[str, Any]) -> dict[str, str]:
     target_groups = group.get("TargetGroupARNs") or []
     if len(target_groups) == 1:  # with several, which one is impaired is the signal's to say
         scope["target_group_arn"] = str(target_groups[0])
-    tags = {t.get("Key"): t.get("Value") for t in group.get("Tags") or ()}
+    tags = as_dict(group.get("Tags"))
     cluster, nodegroup = tags.get("eks:cluster-name"), tags.get("eks:nodegroup-name")
     arn = str(group.get("AutoScalingGroupARN") or "").split(":")
     if cluster and nodegroup and len(arn) > 4:  # arn:<partition>:autoscaling:<region>:<account>:...

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from recoveryctl.emulator import workload as workload_parts
 from recoveryctl.emulator.kube_server import KubeServer
 
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
@@ -141,14 +142,8 @@ def build(emulator: Any, workload: dict[str, Any], shape: Any, managed_tag: tupl
     from moto.eks.models import eks_backends
 
     ref, name = workload["eks"], workload["name"]
-    eks, ec2 = emulator.client("eks"), emulator.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.60.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.60.{i}.0/24", AvailabilityZone=f"{emulator.region}{zone}")[
-            "Subnet"
-        ]["SubnetId"]
-        for i, zone in enumerate("abc")
-    ]
+    eks = emulator.client("eks")
+    _, subnets = workload_parts.network(emulator, "10.60", "abc")
     eks.create_cluster(
         name=ref["cluster"],
         roleArn=f"arn:aws:iam::{emulator.acting_account}:role/{name}-eks-cluster",

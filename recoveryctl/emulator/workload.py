@@ -31,6 +31,19 @@ def build(
         return _build(emulator, workload, shape, managed_tag, second)
 
 
+def network(emulator: Emulator, prefix: str, zones: str) -> tuple[str, list[str]]:
+    """A VPC `<prefix>.0.0/16` and a /24 subnet in each of the region's `zones` (letters)."""
+    ec2 = emulator.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock=f"{prefix}.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"{prefix}.{i}.0/24", AvailabilityZone=f"{emulator.region}{zone}")[
+            "Subnet"
+        ]["SubnetId"]
+        for i, zone in enumerate(zones)
+    ]
+    return vpc, subnets
+
+
 def second_group_name(workload: dict[str, Any]) -> str:
     """The second group of a blue/green pair: the workload's group, green."""
     return f"{workload['auto_scaling_group']}-green"
@@ -79,13 +92,7 @@ def _build_group(
     autoscaling = emulator.client("autoscaling")
     name = workload["name"]
 
-    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"{emulator.region}{zone}")[
-            "Subnet"
-        ]["SubnetId"]
-        for i, zone in enumerate("ab")
-    ]
+    vpc, subnets = network(emulator, "10.42", "ab")
     image = "ami-0123456789abcdef0"  # any id: moto launches it without looking it up
     ec2.create_launch_template(
         LaunchTemplateName=f"{name}-lt", LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"}
