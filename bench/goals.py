@@ -65,7 +65,7 @@ def _calls(per: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def _storms(storm: dict[str, Any]) -> list[tuple[str, str, str]]:
-    from bench.storm import meets_target
+    from bench.storm import meets_target, not_run_line
 
     rows = []
     for s in storm["sizes"]:
@@ -103,7 +103,7 @@ def _storms(storm: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(
             (
                 f"5. Storm of {s['impaired_instances']} impaired",
-                f"not run: {s['reason']} (projected {s['projected_wall_seconds']} s)",
+                not_run_line(s),
                 "**not met**",
             )
         )

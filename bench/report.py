@@ -104,13 +104,15 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         )
     storm = results.get("storm")
     if storm:
+        from bench.storm import not_run_line
+
         for s in storm["sizes"]:
             out.append(_storm_row(s))
         for s in storm["not_run"]:
             out.append(
                 (
                     f"storm: {s['groups']} groups, {s['impaired_instances']} impaired",
-                    f"not run: {s['reason']} (projected {s['projected_wall_seconds']} s)",
+                    not_run_line(s),
                     "run within the budget",
                     "**no**",
                 )
@@ -150,10 +152,11 @@ def _hottest(s: dict[str, Any]) -> str:
 def _machine(s: dict[str, Any]) -> str:
     """A storm's CPU seconds and the machine's load around it (a shared machine's wall time
     varies with the other work; older results have neither)."""
+    beside = f", run beside {' and '.join(s['ran_beside'])}" if s.get("ran_beside") else ""
     if s.get("cpu_seconds") is None:
-        return ""
+        return beside
     load = [f"{v:.1f}" for v in s.get("load_average") or [] if v is not None]
-    return f", {s['cpu_seconds']:.0f} CPU s" + (f", load {' to '.join(load)}" if load else "")
+    return f", {s['cpu_seconds']:.0f} CPU s" + (f", load {' to '.join(load)}" if load else "") + beside
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 `make bench` cannot rot unnoticed while it is not part of `make test`."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -747,3 +748,60 @@ def test_make_bench_writes_its_goals_into_the_performance_page_between_the_marke
     assert (
         "| 6. Events only (`sweep_interval_minutes: 0`): 0 calls an hour | 0 calls/h, 0 invocations/h | met |" in text
     )
+
+
+class _FakeLargest:
+    """bench.storm.Largest with another process in place of the storm's."""
+
+    @staticmethod
+    def make(script: str, size: tuple[int, int], budget: float):
+        import sys
+
+        from bench import storm
+
+        class Fake(storm.Largest):
+            def command(self, template_path, out):
+                return [sys.executable, "-c", script, str(out)]
+
+        return Fake(Path("template.json"), size, budget, ["per_recovery", "idle"])
+
+
+def test_the_largest_storm_runs_in_a_process_of_its_own_and_its_row_joins_the_others(monkeypatch):
+    import json
+
+    from bench import storm
+
+    row = _storm_size(groups=10, instances_per_group=300, impaired_instances=1000, executions_started=1000)
+    script = f"import sys; open(sys.argv[1], 'w').write({json.dumps(row)!r})"
+    largest = _FakeLargest.make(script, (10, 300), 60)
+    ran: list[tuple[int, int]] = []
+    monkeypatch.setattr(storm, "run_size", lambda _t, g, p: ran.append((g, p)) or _storm_size())
+
+    result = storm.run(Path("template.json"), sizes=[(10, 30), (10, 300)], budget_seconds=60, largest=largest)
+
+    assert ran == [(10, 30)], "the largest size is not run a second time in this process"
+    assert [s["impaired_instances"] for s in result["sizes"]] == [100, 1000]
+    assert result["sizes"][1]["ran_beside"] == ["per_recovery", "idle"]
+    assert result["meets_target"] and result["largest_impaired_run"] == 1000
+    assert "run beside per_recovery and idle" in report.markdown({"storm": result})
+
+
+def test_a_largest_storm_past_the_budget_is_stopped_and_reported_as_not_finished(monkeypatch):
+    import time
+
+    from bench import goals, storm
+
+    largest = _FakeLargest.make("import time; time.sleep(60)", (10, 300), 1.0)
+    monkeypatch.setattr(storm, "run_size", lambda _t, g, p: _storm_size())
+    began = time.perf_counter()
+
+    result = storm.run(Path("template.json"), sizes=[(10, 30), (10, 300)], budget_seconds=1.0, largest=largest)
+
+    assert time.perf_counter() - began < 30, "stopped at the budget, not waited for"
+    assert not result["meets_target"]
+    assert [s["impaired_instances"] for s in result["sizes"]] == [100]
+    (missing,) = result["not_run"]
+    assert missing["impaired_instances"] == 1000
+    line = storm.not_run_line(missing)
+    assert line.startswith("not finished: stopped at the bench's time budget of 1 s (ran ")
+    assert any(line in cell for row in goals.rows({"storm": result}) for cell in row)
