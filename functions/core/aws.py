@@ -35,10 +35,11 @@ _identity: dict[str, str] = {}
 
 class Caches:
     """What a warm Lambda environment keeps between invocations: its clients, the member
-    credentials it assumed and its own identity. In Lambda one environment runs one invocation at
-    a time, so the process's caches (the module's dicts above) are its environment's."""
+    credentials it assumed, its own identity, and what other modules keep there (`kept`, by
+    module: core/kube.py's connections). In Lambda one environment runs one invocation at a time,
+    so the process's caches (the module's dicts above) are its environment's."""
 
-    __slots__ = ("clients", "credentials", "identity", "member_clients")
+    __slots__ = ("clients", "credentials", "identity", "kept", "member_clients")
 
     def __init__(
         self,
@@ -46,11 +47,13 @@ class Caches:
         member_clients: dict | None = None,
         credentials: dict | None = None,
         identity: dict | None = None,
+        kept: dict | None = None,
     ) -> None:
         self.clients = {} if clients is None else clients
         self.member_clients = {} if member_clients is None else member_clients
         self.credentials = {} if credentials is None else credentials
         self.identity = {} if identity is None else identity
+        self.kept = {} if kept is None else kept
 
 
 _process = Caches(_clients, _member_clients, _credentials, _identity)
@@ -218,8 +221,13 @@ def reset() -> None:
     """Forget cached clients, credentials and identity (tests; in the emulator, the running
     invocation's environment's)."""
     caches = _caches()
-    for cache in (caches.clients, caches.member_clients, caches.credentials, caches.identity):
+    for cache in (caches.clients, caches.member_clients, caches.credentials, caches.identity, caches.kept):
         cache.clear()
+
+
+def kept(module: str) -> dict[str, Any]:
+    """What `module` keeps in the warm environment between invocations (a dict it owns)."""
+    return _caches().kept.setdefault(module, {})
 
 
 # --- calling: every error classified ------------------------------------------------------------

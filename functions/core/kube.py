@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,11 @@ TIMEOUTS = (3, 10)
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 
+# How long a connection (its DescribeCluster and token) is used again: an invocation plans, then
+# drains, through one, and a retry's replay of its recorded plan too. Well within the token's
+# 60 s, so a reused token never expires in a call.
+REUSE_SECONDS = 40
+
 # cluster name -> API server URL, used instead of DescribeCluster's endpoint (the emulator and
 # the tests: a local server on 127.0.0.1). Empty in Lambda.
 _endpoints: dict[str, str] = {}
@@ -44,6 +50,7 @@ _endpoints: dict[str, str] = {}
 
 def use_endpoint(cluster: str, url: str | None) -> None:
     """Reach `cluster`'s API server at `url` (emulator and tests only; None: DescribeCluster's again)."""
+    aws.kept(__name__).clear()
     if url is None:
         _endpoints.pop(cluster, None)
     else:
@@ -151,7 +158,20 @@ class Cluster:
 
 
 def connect(cluster: str, account: str | None = None, region: str | None = None) -> Cluster:
-    """The cluster's API: its endpoint and certificate authority from DescribeCluster, a fresh token."""
+    """The cluster's API: its endpoint and certificate authority from DescribeCluster, a fresh
+    token; the same connection again within REUSE_SECONDS."""
+    # (cluster, account, region) -> (monotonic time made, the connection), in the warm environment
+    connections = aws.kept(__name__)
+    key = (cluster, account, region)
+    made = connections.get(key)
+    if made and time.monotonic() - made[0] < REUSE_SECONDS:
+        return made[1]
+    connection = _connect(cluster, account, region)
+    connections[key] = (time.monotonic(), connection)
+    return connection
+
+
+def _connect(cluster: str, account: str | None, region: str | None) -> Cluster:
     eks = aws.client("eks", max_attempts=1, account=account, region=region)
     described = aws.call(eks, "describe_cluster", name=cluster)["cluster"]
     region = region or eks.meta.region_name

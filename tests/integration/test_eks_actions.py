@@ -60,6 +60,34 @@ def test_the_node_is_cordoned_drained_and_its_instance_terminated_without_decrem
     assert result["after"]["nodes"][node]["evicted"] == ["shop/web-1"]
 
 
+def test_a_connection_serves_the_plan_the_drain_and_a_retry_then_is_made_again(
+    store, lambda_context, server, frozen_clock, monkeypatch
+):
+    group = build_nodegroup(server)
+    impaired = group.instances()[0]
+    server.state.add_pod("shop", "web-1", group.node_of(impaired), refusals=1)
+    described: list[str] = []
+    real = kube.aws.call
+
+    def counting(client: Any, operation: str, **kwargs: Any) -> Any:
+        if operation == "describe_cluster":
+            described.append(kwargs["name"])
+        return real(client, operation, **kwargs)
+
+    monkeypatch.setattr(kube.aws, "call", counting)
+    model = node_impairment(impaired)
+
+    with pytest.raises(CapacityNotReady):
+        replace(model, lambda_context)  # planned, cordoned, one eviction refused
+    frozen_clock.now += timedelta(seconds=30)
+    assert replace(model, lambda_context)["result"] == "changed"  # plans again, replays the record, drains
+    assert described == [CLUSTER], "one DescribeCluster for the plan, the drain and the retry"
+
+    monkeypatch.setattr(kube, "REUSE_SECONDS", 0)  # past it, the token could have expired
+    undo_replace(model, lambda_context, replace(model, lambda_context))
+    assert len(described) > 1 and set(described) == {CLUSTER}
+
+
 def test_a_budget_that_refuses_makes_the_step_wait_then_it_goes_on(store, lambda_context, server, frozen_clock):
     group = build_nodegroup(server)
     impaired = group.instances()[0]
