@@ -88,7 +88,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
         return "no readiness results (no plans, or the check has not run yet)"
     rows = [("PLAN", "WORKLOAD", "READY", "FAILING CHECKS")]
     for result in results:
-        for w in result["workloads"] or [{"workload": "-", "ready": True, "checks": []}]:
+        if not result["workloads"]:  # nothing to be ready for: not "yes", which reads as checked
+            rows.append((result["plan"], "-", "n/a", "no configured workload has a scope this plan acts on"))
+        for w in result["workloads"]:
             failing = "; ".join(f"{c['name']}: {c['evidence']}" for c in w["checks"] if not c["ok"])
             rows.append((result["plan"], w["workload"], "yes" if w["ready"] else "NO", failing or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]

@@ -182,3 +182,21 @@ def test_progress_waits_its_interval_between_updates():
     progress()  # within the interval: nothing new
 
     assert "Verify" not in stream.getvalue()
+
+
+def test_readiness_says_a_plan_with_no_workload_to_act_on_is_not_applicable_not_ready():
+    from recoveryctl.readiness import format_table
+
+    table = format_table(
+        [
+            {"plan": "replace-failed-eks-node", "workloads": [], "checked_at": "2026-12-03T16:00:00+00:00"},
+            {
+                "plan": "replace-failed-instance",
+                "workloads": [{"workload": "web-api", "ready": True, "checks": [{"name": "x", "ok": True}]}],
+            },
+        ]
+    )
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith("replace-")}
+    assert rows["replace-failed-eks-node"][1:3] == ["-", "n/a"]
+    assert "no configured workload" in table
+    assert rows["replace-failed-instance"][1:3] == ["web-api", "yes"]
