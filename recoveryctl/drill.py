@@ -193,6 +193,10 @@ class Drill(Operator, Faults):
                 workloads.build_global_database(
                     self.home, self._region(standby["region"]), self.workload, self._managed_tag
                 )
+            if standby.get("read_replica"):
+                workloads.build_read_replica(
+                    self.home, self._region(standby["region"]), self.workload, self._managed_tag
+                )
             if checks.get("secondary") and standby.get("target_group_arn"):
                 emulator.health_check_targets[checks["secondary"]] = (standby["region"], standby["target_group_arn"])
 
@@ -268,6 +272,8 @@ class Drill(Operator, Faults):
                 state["standby"]["ecs_service"] = workloads.service_state(region, standby)
             if standby.get("global_database"):
                 state["global_database"] = workloads.global_database_state(region, self.workload)
+            if standby.get("read_replica"):
+                state["read_replica"] = workloads.read_replica_state(emulator, region, self.workload)
         state["zonal_shifts"] = [{k: str(v) for k, v in shift.items()} for shift in emulator.zonal_shifts.active()]
         if emulator.routing_controls.states:
             controls = emulator.routing_controls

@@ -255,13 +255,21 @@ def final_state(name: str, report: dict[str, Any], expected: Any = None) -> Any:
         placement = lambda db: {k: v for k, v in (db or {}).items() if k != "status"}  # noqa: E731
         return placement(before.get("database")) != placement(after["database"])
     if name == "database_writer":
-        found = after.get("global_database")
-        if not found:
-            return None
-        return "standby" if found["writer_region"] == (after.get("standby") or {}).get("region") else "primary"
+        return _database_writer(after)
     # routing_controls: only those the scenario asks about (all of them without `expected`)
     controls = after.get("routing_controls") or {}
     return {n: controls.get(n) for n in expected} if expected is not None else controls
+
+
+def _database_writer(after: dict[str, Any]) -> str | None:
+    """Where the writable database is: the global database's writer's region, or the standby's
+    once its read replica is promoted (standalone and available), else the primary's."""
+    found, replica = after.get("global_database"), after.get("read_replica")
+    if found:
+        return "standby" if found["writer_region"] == (after.get("standby") or {}).get("region") else "primary"
+    if replica:
+        return "standby" if replica["source"] is None and replica["status"] == "available" else "primary"
+    return None
 
 
 def _eks_state(name: str, eks: dict[str, Any] | None, impaired: set[str]) -> int | None:

@@ -269,8 +269,9 @@ class FinalState(BaseModel):
     )
     database_writer: Literal["primary", "standby"] | None = Field(
         default=None,
-        description="the region whose cluster is the writer of the standby's global database: the workload's "
-        "(primary) or the standby's",
+        description="where the writable database is: the region whose cluster is the writer of the standby's "
+        "global database, or, for a standby read replica, the standby's once it is promoted (standalone and "
+        "available), else the workload's (primary), whose source instance it still replicates",
     )
     eks_ready_nodes: int | None = Field(default=None, ge=0, description="Ready, schedulable EKS node group nodes")
     eks_desired_size: int | None = Field(default=None, ge=0, description="the EKS node group's desired size")

@@ -307,6 +307,9 @@ def describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
             f"global database writer in {database.get('writer_region')}: {database.get('writer')} "
             f"({database.get('status')})"
         )
+    replica = state.get("read_replica")
+    if replica:
+        parts.append(_read_replica_line(replica))
     eks = state.get("eks")
     if eks:
         nodes = eks.get("nodes") or {}
@@ -325,6 +328,14 @@ def describe_state(group: str | None, state: dict[str, Any]) -> list[str]:
     for shift in state.get("zonal_shifts", []):
         parts.append(f"zonal shift away from {shift.get('awayFrom')} until {shift.get('expiryTime')}")
     return parts
+
+
+def _read_replica_line(replica: dict[str, Any]) -> str:
+    """The standby's read replica: still replicating its source, or promoted (it takes writes)."""
+    where = f"DB instance {replica.get('db_instance')} in {replica.get('region')}"
+    if replica.get("source"):
+        return f"{where}: read replica of {replica['source']} ({replica.get('status')})"
+    return f"{where}: promoted, standalone, takes writes ({replica.get('status')})"
 
 
 def _span(report: dict[str, Any]) -> float | None:

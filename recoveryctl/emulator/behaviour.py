@@ -4,11 +4,11 @@ Each piece is a botocore `before-call` hook on the default session, in the accou
 call is made in (a member account's, through its role, as well as the central one): either a side
 effect on moto's state before moto answers (a Multi-AZ reboot with failover moves the primary to
 the standby's zone; a forced new ECS deployment is rolled out by the scheduler; the tasks of a
-service a drill breaks keep stopping), or an answer moto lacks, with the real API's shapes (an
-Aurora global database's switchover and failover; ARC zonal shift and routing controls' cluster
-data plane; the Auto Scaling launches the emulator recorded, failed ones included, as
-DescribeScalingActivities; the instance refreshes a drill started). moto simulates no IAM policy
-either: the readiness check is told so.
+service a drill breaks keep stopping; a read replica's promotion, replicas.py), or an answer moto
+lacks, with the real API's shapes (an Aurora global database's switchover and failover; ARC zonal
+shift and routing controls' cluster data plane; the Auto Scaling launches the emulator recorded,
+failed ones included, as DescribeScalingActivities; the instance refreshes a drill started). moto
+simulates no IAM policy either: the readiness check is told so.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from datetime import timedelta
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
+
+from recoveryctl.emulator import replicas
 
 _DURATION = re.compile(r"^(\d+)([mh])$")
 
@@ -305,6 +307,7 @@ def install(emulator: Any) -> ZonalShifts:
     shifts = ZonalShifts(emulator.account, emulator.region)
     emulator.routing_controls = RoutingControls()
     global_switches: dict[tuple[str, str], tuple[str, Any]] = {}
+    promotions = replicas.ReadReplicaPromotions({})
     # (region, cluster, service) of the services whose tasks keep stopping: a drill's broken standby
     emulator.world.stopping_services = set()
 
@@ -325,6 +328,10 @@ def install(emulator: Any) -> ZonalShifts:
             return _health_check_status(emulator, params["HealthCheckId"])
         if service == "route-53" and model.name == "ChangeResourceRecordSets":
             emulator.traffic_moved()
+        if service == "rds" and model.name == "PromoteReadReplica":
+            return promotions.promote(*_where(emulator, request_signer), params)
+        if service == "rds":
+            promotions.settle()
         if service == "rds" and model.name in GlobalDatabases.OPERATIONS:
             account, _ = _where(emulator, request_signer)
             return GlobalDatabases(account, global_switches).handle(model.name, params)

@@ -229,6 +229,61 @@ def global_database_state(emulator: Emulator, workload: dict[str, Any]) -> dict[
     return {"writer": writer, "writer_region": writer.split(":")[3] if writer else None, "status": cluster["Status"]}
 
 
+def build_read_replica(
+    primary: Emulator, standby: Emulator, workload: dict[str, Any], managed_tag: tuple[str, str]
+) -> None:
+    """The standby's cross-region read replica (standby.read_replica) in the standby region, of a
+    DB instance in the workload's region (`primary`): the workload's own database instance if it
+    declares one, else `<name>-db`, created here. Both opted in."""
+    identifier = workload["standby"]["read_replica"]["db_instance_identifier"]
+    source = read_replica_source(workload)
+    tags = _tags(workload, managed_tag)
+    with primary.as_account(workload.get("account_id")):
+        rds = primary.client("rds")
+        if not (workload.get("database") or {}).get("db_instance_identifier"):
+            rds.create_db_instance(
+                DBInstanceIdentifier=source,
+                Engine="postgres",
+                DBInstanceClass="db.t3.micro",
+                AllocatedStorage=20,
+                MasterUsername="admin",
+                MasterUserPassword="not-a-secret-1",
+                BackupRetentionPeriod=7,
+                AvailabilityZone=f"{primary.region}a",
+                Tags=tags,
+            )
+        arn = rds.describe_db_instances(DBInstanceIdentifier=source)["DBInstances"][0]["DBInstanceArn"]
+    with standby.as_account(workload.get("account_id")):
+        standby.client("rds").create_db_instance_read_replica(
+            DBInstanceIdentifier=identifier,
+            SourceDBInstanceIdentifier=arn,
+            AvailabilityZone=f"{standby.region}a",
+            Tags=tags,
+        )
+
+
+def read_replica_source(workload: dict[str, Any]) -> str:
+    """The DB instance the standby's read replica replicates, in the workload's region."""
+    return (workload.get("database") or {}).get("db_instance_identifier") or f"{workload['name']}-db"
+
+
+def read_replica_state(primary: Emulator, standby: Emulator, workload: dict[str, Any]) -> dict[str, Any]:
+    """The standby's read replica as DescribeDBInstances shows it in the standby region (still a
+    replica: its source), and whether its source, in the workload's region, still lists it."""
+    identifier = workload["standby"]["read_replica"]["db_instance_identifier"]
+    db = standby.client("rds").describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
+    found = primary.client("rds").describe_db_instances(DBInstanceIdentifier=read_replica_source(workload))
+    listed = db["DBInstanceArn"] in found["DBInstances"][0].get("ReadReplicaDBInstanceIdentifiers", [])
+    return {
+        "db_instance": identifier,
+        "region": standby.region,
+        "status": db["DBInstanceStatus"],
+        "source": db.get("ReadReplicaSourceDBInstanceIdentifier"),
+        "listed_by_source": listed,
+        "backup_retention": db.get("BackupRetentionPeriod"),
+    }
+
+
 def in_service(emulator: Emulator, group: str) -> list[str]:
     groups = emulator.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])
     return sorted(

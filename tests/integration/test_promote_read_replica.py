@@ -1,8 +1,9 @@
 """promote_read_replica: the standby region's cross-region read replica promoted and waited for,
 its rollback honest (irreversible), and a plan using it refused unless a human approves.
 
-moto's PromoteReadReplica leaves ReadReplicaSourceDBInstanceIdentifier set, so the promotion is
-answered by botocore's Stubber with RDS's real shapes."""
+Here botocore's Stubber answers with RDS's real shapes, call by call; the same action against the
+emulator's promotion on moto (moto's own leaves ReadReplicaSourceDBInstanceIdentifier set) is in
+test_read_replica_promotion.py."""
 
 from __future__ import annotations
 

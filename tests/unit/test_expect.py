@@ -390,3 +390,20 @@ def test_a_capacity_change_left_under_way_breaks_the_invariant_and_open_grants_d
     assert found["no_capacity_change_under_way"] == [
         f"CAPACITY#{arn} in us-east-1: a return 5 -> 4 by web-api-aaaa (its execution SUCCEEDED) never finished"
     ]
+
+
+@pytest.mark.parametrize(
+    ("replica", "expected"),
+    [
+        ({"source": None, "status": "available"}, "standby"),
+        # promoted but still rebooting: nothing in the standby region takes writes yet
+        ({"source": None, "status": "rebooting"}, "primary"),
+        ({"source": "arn:aws:rds:us-east-1:123456789012:db:web-api-db", "status": "available"}, "primary"),
+    ],
+)
+def test_the_database_writer_of_a_read_replica_is_the_standby_only_once_it_stands_alone_and_is_available(
+    replica, expected
+):
+    data = report()
+    data["workload"]["after"] = {"standby": {"region": "us-west-2"}, "read_replica": {"db_instance": "r", **replica}}
+    assert expect.final_state("database_writer", data) == expected
