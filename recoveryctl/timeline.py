@@ -157,7 +157,7 @@ def _run(run: dict[str, Any], tag: str) -> list[Entry]:
         at = parse_time(state.get("at"))
         if "state" in state:
             took = f"{state['seconds']:.1f} s" if isinstance(state.get("seconds"), (int, float)) else ""
-            note = f"  plan {run['plan']}" if state["state"] == "SelectPlan" and run.get("plan") else ""
+            note = f"  plan {run['plan']}" if state["state"] == "Admit" and run.get("plan") else ""
             entries.append(Entry(at, "state", f"{tag}{state['state']:<28} {took:>9}{note}".rstrip(), 2))
         elif state.get("error") and not str(state.get("event")).startswith("Execution"):
             # (the execution's own end is its outcome line)

@@ -100,7 +100,7 @@ def step_problems(plan: Plan, where: str = "") -> list[Problem]:
 
 def check_steps(plan: Plan) -> Plan:
     """The plan as it runs (its aliases resolved), if each step names a registered action and gives
-    it parameters it accepts; else a ValueError with a line per problem (what SelectPlan checks of
+    it parameters it accepts; else a ValueError with a line per problem (what Admit checks of
     the plan it chose, at run time)."""
     plan, problems = resolved(plan)
     if problems:

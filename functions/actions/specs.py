@@ -4,7 +4,7 @@ Everything the rest of the system needs to know about an action is here, and onl
 its apply and rollback call, whether it takes capacity out of service (what the guardrails
 count), what Verify checks after it and the IAM those checks need, what a recovery that verified
 hands back later and when, and how long its apply may take (the plan's time budget). The
-workflow's own tasks (CheckGuardrails, Verify, Finalize, ReturnCapacity, SelectPlan) read these
+workflow's own tasks (CheckGuardrails, Verify, Finalize, ReturnCapacity, Admit) read these
 without importing the action's code: this module imports no AWS SDK and no pydantic, and an
 action's code (its parameters, apply and rollback) is imported only by whoever runs it.
 """

@@ -65,7 +65,7 @@ class Blocking(BaseModel):
 
 
 def of(plan_state: dict[str, Any], default: Blocking) -> Blocking:
-    """The blocking settings of the selected plan (SelectPlan resolved them), else the default."""
+    """The blocking settings of the selected plan (Admit resolved them), else the default."""
     own = plan_state.get("blocking")
     return Blocking.model_validate(own) if own else default
 

@@ -192,6 +192,12 @@ class NoMatchingPlan(RecoveryError):
     """No plan covers this impairment type and severity: a human has to decide."""
 
 
+class InvalidPlan(InvalidInput):
+    """The plan chosen cannot run in this deployment (a step its actions do not take, or the
+    recovery configuration unreadable): escalated to a human, not rejected as the impairment is
+    when it does not validate (the workflow catches InvalidInput by that exact name)."""
+
+
 class GuardrailTripped(RecoveryError):
     """A guardrail stopped the recovery before it acted (blast radius, fail open, rate limit,
     concurrency, flapping, maintenance window): recorded and escalated with the evidence."""

@@ -38,7 +38,7 @@ class ResourceLocks:
     def acquire_items(
         self, impairment_id: str, resource_keys: list[str], ttl_seconds: int, take_over: Sequence[str] = ()
     ) -> list[dict[str, Any]]:
-        """acquire's writes, for a transaction that does more (Admit's, SelectPlan's): any one
+        """acquire's writes, for a transaction that does more (Admit's): any one
         not granted cancels it."""
         now = now_epoch()
         others = sorted(set(take_over) - {impairment_id})

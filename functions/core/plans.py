@@ -4,7 +4,7 @@ Here, what every function reading plans needs: their shape, and which plan cover
 What a plan's steps may be is the actions' to say (actions/plans.py: each step names a registered
 action with parameters it accepts, and the plan's time budget is what its actions declare); that
 is checked when the CDK app synthesizes (a bad step fails `cdk synth`), and again for the plan
-SelectPlan chose, at run time.
+Admit chose, at run time.
 """
 
 from __future__ import annotations

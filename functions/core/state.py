@@ -21,7 +21,7 @@ class PlanStep(BaseModel):
 
 
 class PlanState(BaseModel):
-    """SelectPlan's output, as the later tasks read it."""
+    """The plan Admit selected (its output's `plan`), as the later tasks read it."""
 
     model_config = ConfigDict(defer_build=True, extra="allow")
 

@@ -137,31 +137,24 @@ class RecoveryStore:
             return False
 
     def admit(
-        self, impairment_id: str, resource_keys: list[str], ttl_seconds: int, take_over: Sequence[str], **fields: Any
+        self,
+        impairment_id: str,
+        resource_keys: list[str],
+        ttl_seconds: int,
+        take_over: Sequence[str],
+        plan_enabled: str | None = None,
+        **fields: Any,
     ) -> bool:
-        """Admit a recorded impairment in one transaction: automatic recovery is not paused, its
-        resources are locked for it and its record updated with `fields`. False (nothing written)
-        when any of that does not hold (paused, a lock another's, no record yet): the caller then
-        finds out which, step by step."""
+        """Admit a recorded impairment in one transaction: automatic recovery is not paused, the
+        plan chosen for it (`plan_enabled`, when one was) is not disabled, its resources are
+        locked for it for `ttl_seconds` and its record updated with `fields`. False (nothing
+        written) when any of that does not hold (paused, the plan disabled, a lock another's, no
+        record yet): the caller then finds out which, step by step."""
         items = [
-            self.switches.not_paused_item(),
+            self.switches.admissible_item(plan_enabled),
             *self.locks.acquire_items(impairment_id, resource_keys, ttl_seconds, take_over),
             self.impairments.update_item(impairment_id, **fields),
         ]
-        try:
-            self._db.transact(items)
-            return True
-        except ConditionFailed:
-            return False
-
-    def record_plan(
-        self, impairment_id: str, plan: str, resource_keys: list[str], ttl_seconds: int | None, fields: dict[str, Any]
-    ) -> bool:
-        """Record the plan selected, in one transaction with the check that it is not disabled and,
-        when `ttl_seconds` is given, the longer hold of the resource locks. False (nothing
-        written) when the plan was disabled or a lock is not this impairment's any more."""
-        locks = self.locks.acquire_items(impairment_id, resource_keys, ttl_seconds) if ttl_seconds else []
-        items = [self.switches.plan_enabled_item(plan), *locks, self.impairments.update_item(impairment_id, **fields)]
         try:
             self._db.transact(items)
             return True

@@ -19,24 +19,17 @@ class Switches:
         """The runtime switches: {"paused": bool, "disabled_plans": [...], ...}."""
         return self.table.get(_KEY) or {"paused": False, "disabled_plans": []}
 
-    def not_paused_item(self) -> dict[str, Any]:
-        """A transaction's check that automatic recovery is not paused: the switches read inside
-        the transaction that acts on them (Admit's lock), not by a GetItem before it."""
-        return self.table.write(
-            "ConditionCheck",
-            _KEY,
-            ConditionExpression="attribute_not_exists(paused) OR paused = :no",
-            ExpressionAttributeValues={":no": False},
-        )
-
-    def plan_enabled_item(self, plan: str) -> dict[str, Any]:
-        """A transaction's check that `plan` is not disabled (SelectPlan's record of its choice)."""
-        return self.table.write(
-            "ConditionCheck",
-            _KEY,
-            ConditionExpression="attribute_not_exists(disabled_plans) OR NOT contains(disabled_plans, :p)",
-            ExpressionAttributeValues={":p": plan},
-        )
+    def admissible_item(self, plan: str | None = None) -> dict[str, Any]:
+        """A transaction's check that automatic recovery is not paused and, when `plan` is named,
+        that the plan is not disabled: the switches read inside the transaction that acts on them
+        (Admit's), not by a GetItem before it. One check for both: a transaction may name an
+        item once."""
+        condition = "(attribute_not_exists(paused) OR paused = :no)"
+        values: dict[str, Any] = {":no": False}
+        if plan:
+            condition += " AND (attribute_not_exists(disabled_plans) OR NOT contains(disabled_plans, :p))"
+            values[":p"] = plan
+        return self.table.write("ConditionCheck", _KEY, ConditionExpression=condition, ExpressionAttributeValues=values)
 
     def set_paused(self, paused: bool, reason: str = "", actor: str = "") -> None:
         """The kill switch: pause (or resume) every automatic action, without a redeploy."""

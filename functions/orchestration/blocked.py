@@ -1,7 +1,7 @@
 """CheckGuardrails' blocking check (core/blocking.py decides): the conditions read for what the
 impairment touches, recorded on the impairment (`blocked_by`, `blocking`) whenever they block
 or stop blocking, and the verdict: wait (the workflow's Wait loops back to CheckGuardrails,
-holding the locks SelectPlan extended for the longest wait), act, or escalate.
+holding the locks Admit took for the longest wait), act, or escalate.
 """
 
 from __future__ import annotations

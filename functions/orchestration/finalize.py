@@ -55,7 +55,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
 
 
 def _objective(execution: state.ExecutionState, outcome: str, mttr: float) -> dict[str, Any]:
-    """The workload's recovery time objective (SelectPlan put it in the state), judged: recorded
+    """The workload's recovery time objective (Admit put it in the state with the plan), judged: recorded
     on the impairment, and for a real recovery (never a drill's) counted by workload as
     RecoveryTimeObjectiveMissed 1 or 0, which the workload's RTO alarm watches."""
     rto = execution.plan.rto_seconds if execution.plan else None

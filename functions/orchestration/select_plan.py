@@ -1,66 +1,64 @@
-"""Select the plan for the impairment's type and severity: the first enabled plan, in declared
-order, that covers it (plans are disabled one by one at run time, see RecoveryStore).
+"""The choice of the plan for an impairment's type and severity (Admit makes it, and records it
+in the transaction that admits the impairment): the first enabled plan, in declared order, that
+covers it (plans are disabled one by one at run time, see core/switches.py).
 
-The resource locks Admit took live `lock_ttl_seconds`; a plan that may hold them longer (an
-approval, each step's time-box, the rollback of every step: holding_seconds in actions/plans.py)
-has them extended to cover it, so no other recovery of the same resources can start while this
-one may still act or undo. The plan's steps were validated at synthesis; they are checked again
+The resource locks live `lock_ttl_seconds`; a plan that may hold them longer (an approval, each
+step's time-box, the rollback of every step: holding_seconds in actions/plans.py) has them held
+to cover it from the start, so no other recovery of the same resources can start while this one
+may still act or undo. The plan's steps were validated at synthesis; they are checked again
 against this deployment's actions before anything acts on them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from actions import plans
-from core import clock, runtime_config, state
-from core import settings as settings_module
+from core import clock, runtime_config
 from core.blocking import Blocking
-from core.entry import lambda_entry
-from core.errors import InvalidInput, NoMatchingPlan
-from core.observability import logger
+from core.errors import InvalidInput, InvalidPlan, NoMatchingPlan
 from core.plans import Plan, select_plan
-from core.store import RecoveryStore
 
 LOCK_MARGIN_SECONDS = 300
 
 
-@lambda_entry
-def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
-    execution = state.parse(event, "SelectPlan")
-    impairment = execution.impairment
-    settings = settings_module.load("table_name")
-    store = store or RecoveryStore(settings.table_name)
-    lock_keys = execution.admission.lock_keys
-    # Chosen as if no plan were disabled, and recorded with the check that it is not: one call
-    # (the switches are read only when a plan was disabled at run time).
-    plan, dry_run, hold = _choose(impairment, settings, set(), lock_keys)
-    selected = _selected(plan, dry_run, impairment)
-    # Recorded whole: should the execution die, its steps are what a rollback undoes
-    # (orchestration/execution_ended.py).
-    fields = {"status": "recovering", "plan": plan.name, "dry_run": dry_run, "plan_state": selected}
-    if not store.record_plan(impairment.impairment_id, plan.name, lock_keys, hold, fields):
-        disabled = set(store.get_switches().get("disabled_plans", []))
-        plan, dry_run, hold = _choose(impairment, settings, disabled, lock_keys)
-        selected = _selected(plan, dry_run, impairment)
-        if hold:
-            store.acquire_locks(impairment.impairment_id, lock_keys, hold)
-        fields = {"status": "recovering", "plan": plan.name, "dry_run": dry_run, "plan_state": selected}
-        store.update_impairment(impairment.impairment_id, **fields)
-    logger.info("plan selected", plan=plan.name, steps=[s.action for s in plan.steps], dry_run=dry_run)
-    return selected
+@dataclass(frozen=True)
+class Choice:
+    """The plan chosen: whether it runs dry, how long the resource locks must be held for it (None:
+    the lock TTL covers it), and the plan as the execution's later states read it."""
+
+    plan: Plan
+    dry_run: bool
+    hold: int | None
+    selected: dict[str, Any]
+
+    def fields(self) -> dict[str, Any]:
+        """What the impairment's record says of it. Recorded whole: should the execution die, its
+        steps are what a rollback undoes (orchestration/execution_ended.py)."""
+        return {"status": "recovering", "plan": self.plan.name, "dry_run": self.dry_run, "plan_state": self.selected}
+
+    def lock_seconds(self, ttl_seconds: int) -> int:
+        return max(ttl_seconds, self.hold or 0)
+
+
+def choose(impairment: Any, settings: Any, disabled: set[str], lock_keys: list[str]) -> Choice:
+    """The first enabled plan covering the impairment, as the execution runs it. NoMatchingPlan
+    when none does; InvalidPlan when this deployment cannot run it."""
+    plan, dry_run, hold = _choose(impairment, settings, disabled, lock_keys)
+    return Choice(plan, dry_run, hold, _selected(plan, dry_run, impairment))
 
 
 def _choose(impairment: Any, settings: Any, disabled: set[str], lock_keys: list[str]) -> tuple[Plan, bool, int | None]:
     """The first enabled plan covering the impairment, whether it runs dry, and how long its
-    resource locks must now be held (None: Admit's hold covers it)."""
+    resource locks must be held (None: the lock TTL covers it)."""
+    try:
+        deployed = runtime_config.load().plans
+    except InvalidInput as exc:  # the configuration itself: the deployment's fault, not the impairment's
+        raise InvalidPlan(str(exc)) from None
     # A plan none of whose steps runs for this impairment (each needs a scope key it lacks:
     # PlanStep.when_scope_has) cannot act on it: the next one may.
-    enabled = [
-        p
-        for p in runtime_config.load().plans
-        if p.name not in disabled and any(s.applies_to(impairment.scope) for s in p.steps)
-    ]
+    enabled = [p for p in deployed if p.name not in disabled and any(s.applies_to(impairment.scope) for s in p.steps)]
     plan = select_plan(enabled, impairment)
     if plan is None:
         raise NoMatchingPlan(
@@ -71,7 +69,7 @@ def _choose(impairment: Any, settings: Any, disabled: set[str], lock_keys: list[
         # Validated at synthesis: this deployment's actions take its steps (an alias, their kind's).
         plan = plans.check_steps(plan)
     except ValueError as exc:
-        raise InvalidInput(f"plan {plan.name!r}: {exc}") from None
+        raise InvalidPlan(f"plan {plan.name!r}: {exc}") from None
     lock_for = plans.holding_seconds(plan, blocking_of(plan).max_wait_seconds) + LOCK_MARGIN_SECONDS
     hold = lock_for if lock_for > settings.lock_ttl_seconds and lock_keys else None
     return plan, plan.dry_run or settings.dry_run, hold

@@ -38,7 +38,7 @@ def _workload(world: World, plan: Plan, target: ReadinessTarget, managed_tag: tu
             return _judged(target, checks, unchecked)
     for step in plan.steps:
         if step.when_scope_has and target.scope_keys is not None and step.when_scope_has not in target.scope_keys:
-            continue  # skipped for this workload's impairments (SelectPlan records why): nothing to judge
+            continue  # skipped for this workload's impairments (Admit records why with the plan): nothing to judge
         action, params, problems = resolve_step(step.action, step.params)
         named = plan.match.workloads is not None
         found = None if problems else step_checks(world, target, action, params, named, managed_tag)

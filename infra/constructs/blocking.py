@@ -27,6 +27,6 @@ BLOCKED = sfn.Condition.is_present("$.guardrails.blocked")
 
 
 def wait_while_blocked(scope: Construct, construct_id: str, check: tasks.LambdaInvoke) -> sfn.Wait:
-    """Wait -> `check` again (the locks stay held: SelectPlan extended them for the longest wait)."""
+    """Wait -> `check` again (the locks stay held: Admit took them for the longest wait)."""
     wait = sfn.Wait(scope, construct_id, time=sfn.WaitTime.seconds_path("$.guardrails.blocked.wait_seconds"))
     return wait.next(check)

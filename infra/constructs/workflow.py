@@ -1,4 +1,4 @@
-"""The recovery workflow: a Standard state machine that admits an impairment, selects its plan,
+"""The recovery workflow: a Standard state machine that admits an impairment with its plan,
 runs each action as its own Lambda task, verifies, and on failure rolls back in reverse order
 and escalates. Plans are data: adding an action means declaring it in actions/registry.py, from
 which this construct builds its tasks, their roles, and what Verify and ReturnCapacity may call
@@ -75,8 +75,9 @@ class RecoveryWorkflow(Construct):
         self.plan_grants = dict(plan_grants or {})
         self.functions: dict[str, lambda_.Function] = {}
 
-        admit = self._function("Admit", "orchestration.admit.handler", "Validate, record and lock an impairment")
-        select = self._function("SelectPlan", "orchestration.select_plan.handler", "Select the recovery plan")
+        admit = self._function(
+            "Admit", "orchestration.admit.handler", "Validate an impairment, select its plan, record and lock"
+        )
         # 60 s: after an ARC failover it reads the routing controls through the cluster's endpoints,
         # trying each in turn (actions/failover.py allows itself 40 s for that)
         verify = self._function(
@@ -87,7 +88,7 @@ class RecoveryWorkflow(Construct):
         escalate = self._function("Escalate", "orchestration.escalate.handler", "Page a human with the context")
         # A storm's one summary page, after its window (its first escalation paged at once)
         self._summarize = self._function("SummarizeStorm", "orchestration.storm.handler", "Page a storm's summary")
-        for function in (admit, select, verify, finalize, prepare, escalate, self._summarize):
+        for function in (admit, verify, finalize, prepare, escalate, self._summarize):
             table.grant_read_write_data(function)
         _grant_page(escalate, topic)
         _grant_page(self._summarize, topic)
@@ -208,12 +209,6 @@ class RecoveryWorkflow(Construct):
             .otherwise(run_actions)
         )
 
-        select_task = self._task(
-            "SelectPlan", select, sfn.TaskInput.from_object({"impairment.$": "$.impairment"}), "$.plan"
-        )
-        select_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
-        select_task.next(guard_task)
-
         admit_task = self._task(
             "Admit",
             admit,
@@ -221,7 +216,9 @@ class RecoveryWorkflow(Construct):
                 # the execution's input too: what it may take over (supersedes), when StartRecovery says
                 {"impairment.$": "$.impairment", "input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id"}
             ),
-            "$.admission",
+            # Its result is the state (the execution's input) with $.admission and $.plan added:
+            # one task admits and selects the plan, without a Pass state to merge them.
+            "$",
         )
         admit_task.add_catch(
             sfn.Succeed(self, "Skipped", comment="Another recovery holds the resource"),
@@ -236,9 +233,10 @@ class RecoveryWorkflow(Construct):
             errors=["InvalidInput"],
             result_path="$.error",
         )
-        # Anything else (the table unreachable after every retry): a human is paged.
+        # Anything else (no plan covers it, InvalidPlan, the table unreachable after every retry):
+        # a human is paged.
         admit_task.add_catch(escalate_task, errors=["States.ALL"], result_path="$.error")
-        admit_task.next(select_task)
+        admit_task.next(guard_task)
 
         log_group = logs.LogGroup(
             self, "ExecutionLogs", retention=functions.retention, removal_policy=RemovalPolicy.DESTROY

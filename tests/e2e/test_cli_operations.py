@@ -120,8 +120,9 @@ def test_show_gives_the_whole_timeline_and_the_state_history(drilled, capsys):
     # the execution's states in order, and the escalation sent
     history = out.split("Step Functions execution", 1)[1]
     lines = re.findall(r"^\s+\+\s*[\d.]+ s\s+(\S+)", history, flags=re.MULTILINE)
-    states = [s for s in lines if s in ("Admit", "SelectPlan", "RunActions", "PrepareRollback", "Escalate")]
-    assert states == ["Admit", "SelectPlan", "RunActions", "PrepareRollback", "Escalate"]
+    states = [s for s in lines if s in ("Admit", "CheckGuardrails", "RunActions", "PrepareRollback", "Escalate")]
+    assert states == ["Admit", "CheckGuardrails", "RunActions", "PrepareRollback", "Escalate"]
+    assert "SelectPlan" not in history  # Admit selects the plan
     assert "Escalation sent: Automatic recovery of web-api needs a human" in out
 
     code, out, _ = _run(capsys, *_local(drilled, "show", report["impairment_id"], "--json"))

@@ -18,7 +18,6 @@ from tests.infra import cfn
 ACTION_TASKS = ["ReplaceInstance", "ScaleOut", "RollbackReplaceInstance", "RollbackScaleOut"]
 FLOW_STATES = [
     "Admit",
-    "SelectPlan",
     "RunActions",
     "WaitBeforeVerify",
     "Verify",
@@ -303,6 +302,24 @@ def test_definition_has_the_recovery_flow(definition, states):
     assert not missing, f"missing states: {missing}; present: {sorted(states)}"
     for name in ACTION_TASKS:
         assert states[name]["Type"] == "Task", name
+
+
+def test_admit_selects_the_plan_in_the_same_task_and_its_result_is_the_state(states):
+    # One task for both (issue 16): its result replaces the state (the handler adds $.admission
+    # and $.plan to the execution's input), and guardrails come next, with no state between.
+    admit = states["Admit"]
+    assert "SelectPlan" not in states
+    assert admit["ResultPath"] == "$"
+    assert admit["Next"] == "CheckGuardrails"
+    assert admit["Parameters"]["input.$"] == "$$.Execution.Input"
+    catches = {error: catch["Next"] for catch in admit["Catch"] for error in catch["ErrorEquals"]}
+    assert catches == {
+        "RecoveryInProgress": "Skipped",
+        "RecoveryPaused": "Escalate",
+        "InvalidInput": "Rejected",
+        "States.ALL": "Escalate",  # NoMatchingPlan and InvalidPlan among them: a human decides
+    }
+    assert all(catch["ResultPath"] == "$.error" for catch in admit["Catch"])
 
 
 def test_every_state_that_can_fail_has_a_way_out(definition):

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from core.contract import ImpairmentType
 from core.store import RecoveryStore
-from tests.builders import BUS_NAME, TABLE_NAME, create_table
+from tests.builders import BUS_NAME, TABLE_NAME, create_table, use_runtime_config
 from tests.integration.iam_simulation import iam_simulation  # noqa: F401 - moto has no IAM policy simulation
 
 
@@ -135,3 +136,11 @@ def aws_calls(mocked_aws: None) -> Iterator[list[str]]:
     yield calls
     session.events.unregister("before-call.*.*", unique_id="tests-aws-calls")
     aws.reset()
+
+
+@pytest.fixture
+def any_plan(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """A plan for every impairment (one scale-out): Admit chooses the plan as it admits, so a test
+    that admits and is not about plans deploys this one."""
+    plan = {"name": "scale-out", "match": {"impairment_types": [t.value for t in ImpairmentType]}}
+    use_runtime_config(monkeypatch, tmp_path, plans=[{**plan, "steps": [{"action": "scale_out"}]}])

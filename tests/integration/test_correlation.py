@@ -91,7 +91,7 @@ def test_an_impairment_partly_covered_by_an_open_one_recovers_the_rest(state_mac
     assert linked["resources"] == [f"ec2:instance/{INSTANCE}"]
 
 
-def test_a_zone_impairment_after_instance_alarms_supersedes_them(state_machine, store, lambda_context):
+def test_a_zone_impairment_after_instance_alarms_supersedes_them(state_machine, store, lambda_context, any_plan):
     from core.contract import ImpairmentType, Severity
     from orchestration import admit
 
@@ -122,7 +122,7 @@ def test_a_zone_impairment_after_instance_alarms_supersedes_them(state_machine, 
     assert given["supersedes"] == [first.impairment_id]
     assert store.get_impairment(first.impairment_id)["superseded_by"] == zone.impairment_id
     # and Admit takes the narrower one's lock over
-    admitted = admit.handler({**given, "input": given, "execution": "arn"}, lambda_context, store=store)
+    admitted = admit.handler({**given, "input": given, "execution": "arn"}, lambda_context, store=store)["admission"]
     assert store._lock_holders(admitted["lock_keys"]) == {k: zone.impairment_id for k in admitted["lock_keys"]}
 
     # And a later instance signal about that zone's instance is linked to the zone impairment

@@ -143,6 +143,46 @@ def test_an_aborted_execution_with_changes_applied_is_rolled_back_by_the_cleanup
     assert len(boto3.client("stepfunctions").list_executions(stateMachineArn=machines["cleanup"])["executions"]) == 1
 
 
+@pytest.mark.parametrize("applied", [False, True], ids=["nothing-applied", "step-applied"])
+def test_an_execution_that_died_right_after_admit_is_cleaned_up_from_the_plan_admit_recorded(
+    machines, pages, store, lambda_context, any_plan, applied
+):
+    # Given Admit recorded the impairment with its plan in one transaction, and the execution
+    # died before its next state recorded anything (a step's own record aside, when it started)
+    from orchestration import admit
+
+    model = impairment()
+    store.put_impairment(model.model_dump(mode="json"), status="detected")
+    state = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context, store=store)
+    keys = state["admission"]["lock_keys"]
+    if applied:
+        before = {"group": "web-api-asg", "desired_capacity": 3}
+        store.put_action(
+            model.impairment_id, 0, "apply", {"status": "started", "action": "scale_out", "before": before}
+        )
+
+    # When it is reported dead
+    out = execution_ended.handler(
+        status_change(machines["recovery"], model.impairment_id, "FAILED", "States.Runtime", "boom"),
+        lambda_context,
+        store=store,
+    )
+
+    # Then what it applied is rolled back by the plan the record has (Admit's), else it is released
+    cleanups = boto3.client("stepfunctions").list_executions(stateMachineArn=machines["cleanup"])["executions"]
+    if applied:
+        assert out["status"] == "rolling_back"
+        (execution,) = cleanups
+        given = json.loads(
+            boto3.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])["input"]
+        )
+        assert given["plan"] == state["plan"] and given["admission"]["lock_keys"] == keys
+    else:
+        assert out["status"] == "escalated" and cleanups == []
+        assert store._lock_holders(keys) == {}
+        assert len(received(pages)) == 1
+
+
 def test_a_cleanup_that_dies_too_is_released_and_paged_without_another_cleanup(machines, pages, store, lambda_context):
     model = impairment()
     keys = recovering(store, model, plan="replace", plan_state=PLAN, outcome="died")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from core import guardrails, history
 from core.guardrails import Flapping
 from orchestration import admit, finalize
@@ -14,9 +16,12 @@ from tests.builders import impairment
 INSTANCE = "i-0abc123def4567890"
 GROUP = {"auto_scaling_group": "web-api-asg"}
 
+pytestmark = pytest.mark.usefixtures("any_plan")  # Admit chooses a plan
+
 
 def _finalized(store, lambda_context, model, checked: dict, plan: dict | None = None) -> None:
-    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    state = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    admission = state["admission"]
     event = {"impairment": model.model_dump(mode="json"), "admission": admission, "guardrails": checked}
     if plan:
         event["plan"] = plan

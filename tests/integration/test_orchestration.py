@@ -19,7 +19,7 @@ from core.errors import InvalidInput, NoMatchingPlan, PermanentError
 from core.guardrails import blast_key
 from core.observability import metrics
 from core.store import CONCURRENCY_BUDGET, Claim
-from orchestration import admit, escalate, finalize, prepare_rollback, select_plan, verify
+from orchestration import admit, escalate, finalize, prepare_rollback, verify
 from tests.builders import (
     MANAGED_TAG,
     REGION,
@@ -54,21 +54,26 @@ def plans(monkeypatch, tmp_path) -> None:
     use_runtime_config(monkeypatch, tmp_path, plans=PLANS)
 
 
+def plan_of(model, context) -> dict[str, Any]:
+    """The plan Admit chooses for the impairment (and records with its admission)."""
+    return admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, context)["plan"]
+
+
 def lock_owner(resource_key: str) -> str | None:
     item = get_item(f"LOCK#{resource_key}", "LOCK")
     return item["owner"] if item else None
 
 
-# --- select plan ----------------------------------------------------------------------------
+# --- the plan Admit selects ----------------------------------------------------------------------------
 
 
-def test_select_plan_returns_the_matching_plan_with_indexed_steps(store, plans, lambda_context):
+def test_admit_selects_the_matching_plan_with_indexed_steps(store, plans, lambda_context):
     # Given an admitted instance failure of high severity
     model = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, severity=Severity.HIGH)
     store.put_impairment(model.model_dump(mode="json"), status="admitted")
 
     # When the plan is selected
-    plan = select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    plan = plan_of(model, lambda_context)
 
     # Then it is the plan for instance failures, with its steps numbered for the action tasks
     assert plan["name"] == "replace-failed-instance"
@@ -82,7 +87,7 @@ def test_select_plan_returns_the_matching_plan_with_indexed_steps(store, plans, 
     assert record["status"] == "recovering"
 
 
-def test_select_plan_runs_an_alias_step_as_its_kinds_action(store, monkeypatch, tmp_path, lambda_context):
+def test_the_plan_selected_runs_an_alias_step_as_its_kinds_action(store, monkeypatch, tmp_path, lambda_context):
     # Given a configuration file whose plan names the alias with a kind (written by hand, not
     # through synthesis, which resolves it already)
     raw = {
@@ -95,7 +100,7 @@ def test_select_plan_runs_an_alias_step_as_its_kinds_action(store, monkeypatch, 
     store.put_impairment(model.model_dump(mode="json"), status="admitted")
 
     # When the plan is selected
-    plan = select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    plan = plan_of(model, lambda_context)
 
     # Then the execution and its record see the kind's action, the kind left out of its params
     expected = [{"index": 0, "action": "failover_database", "params": {"db_cluster_identifier": "ledger"}}]
@@ -122,7 +127,7 @@ def test_a_step_for_a_scope_the_impairment_lacks_is_skipped_and_recorded(store, 
     store.put_impairment(model.model_dump(mode="json"), status="admitted")
 
     # When the plan is selected
-    plan = select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    plan = plan_of(model, lambda_context)
 
     # Then the steps it runs, indexed as they run, leave the database step out, and the record says why
     assert [(s["index"], s["action"], s["params"]) for s in plan["steps"]] == [
@@ -144,14 +149,16 @@ def test_a_plan_none_of_whose_steps_applies_gives_way_to_the_next(store, monkeyp
     store.put_impairment(model.model_dump(mode="json"), status="admitted")
 
     # When the plan is selected for an impairment without a cluster: the one that can act
-    plan = select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+    plan = plan_of(model, lambda_context)
     assert plan["name"] == "fallback"
     assert "skipped_steps" not in plan
 
     # And with a cluster in its scope, the first plan runs its step
-    other = impairment(impairment_type=ImpairmentType.DATABASE_ISSUE, scope={"db_cluster": "ledger"}, signal_id="x")
+    other = impairment(
+        impairment_type=ImpairmentType.DATABASE_ISSUE, scope={"db_cluster": "ledger"}, signal_id="x", instances=["i-2"]
+    )
     store.put_impairment(other.model_dump(mode="json"), status="admitted")
-    assert select_plan.handler({"impairment": other.model_dump(mode="json")}, lambda_context)["name"] == "cluster-only"
+    assert plan_of(other, lambda_context)["name"] == "cluster-only"
 
 
 @pytest.mark.parametrize(
@@ -162,16 +169,14 @@ def test_a_plan_none_of_whose_steps_applies_gives_way_to_the_next(store, monkeyp
     ],
     ids=["uncovered-type", "above-max-severity"],
 )
-def test_select_plan_raises_no_matching_plan_when_nothing_covers_it(
-    store, plans, lambda_context, impairment_type, severity
-):
+def test_admit_raises_no_matching_plan_when_nothing_covers_it(store, plans, lambda_context, impairment_type, severity):
     # Given an impairment no plan covers (a critical instance failure is above the plan's bound)
     model = impairment(impairment_type=impairment_type, severity=severity)
     store.put_impairment(model.model_dump(mode="json"), status="admitted")
 
     # When the plan is selected, then the workflow is told to escalate, naming what was not covered
     with pytest.raises(NoMatchingPlan, match=f"{impairment_type.value} at severity {severity.value}"):
-        select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+        plan_of(model, lambda_context)
     assert store.get_impairment(model.impairment_id)["status"] == "admitted"
 
 
@@ -199,36 +204,8 @@ def test_a_plan_this_deployments_actions_cannot_run_is_refused_before_anything_a
 
     # When the plan is selected, then it is refused, naming the plan and the step
     with pytest.raises(InvalidInput, match=f"plan 'broken': .*{re.escape(named)}"):
-        select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+        plan_of(model, lambda_context)
     assert store.get_impairment(model.impairment_id)["status"] == "admitted"
-
-
-def test_a_plan_longer_than_the_lock_extends_the_locks_to_cover_it(store, monkeypatch, tmp_path, lambda_context):
-    # Given a plan that may take 30 min for an approval and an hour to act
-    from core import clock
-
-    long_plan = {
-        "name": "fail-over-slowly",
-        "match": {"impairment_types": ["instance_failure"]},
-        "steps": [{"action": "scale_out"}],
-        "requires_approval": True,
-        "approval_timeout_seconds": 1800,
-        "timeout_seconds": 3600,
-    }
-    use_runtime_config(monkeypatch, tmp_path, plans=[long_plan])
-    model = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, severity=Severity.HIGH)
-    store.put_impairment(model.model_dump(mode="json"), status="admitted")
-    keys = [r.key for r in model.affected_resources]
-    store.acquire_locks(model.impairment_id, keys, 3600)  # as Admit took them (LOCK_TTL_SECONDS)
-
-    # When the plan is selected
-    select_plan.handler({"impairment": model.model_dump(mode="json"), "admission": {"lock_keys": keys}}, lambda_context)
-
-    # Then the locks last the plan's approval, time-box and capacity wait, and are still this impairment's
-    lock = get_item(f"LOCK#{keys[0]}", "LOCK")
-    assert lock["owner"] == model.impairment_id
-    remaining = int(lock["expiration"]) - int(clock.utc_now().timestamp())
-    assert remaining >= 1800 + 3600 + 600
 
 
 # --- verify ---------------------------------------------------------------------------------
@@ -473,14 +450,16 @@ def test_prepare_rollback_of_a_real_scale_out_restores_the_group(store, lambda_c
 # --- finalize -------------------------------------------------------------------------------
 
 
-def test_finalize_records_the_recovery_with_mttr_and_releases_the_locks(store, lambda_context, frozen_clock):
+def test_finalize_records_the_recovery_with_mttr_and_releases_the_locks(store, plans, lambda_context, frozen_clock):
     # Given an impairment detected 95 s ago was admitted (its instance locked) and has verified
     model = impairment(
         instances=[INSTANCE],
         signal_time=frozen_clock.now - timedelta(seconds=100),
         detected_at=frozen_clock.now - timedelta(seconds=95),
     )
-    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)[
+        "admission"
+    ]
     assert lock_owner(f"ec2:instance/{INSTANCE}") == model.impairment_id
 
     # When the recovery is finalized
@@ -511,8 +490,7 @@ def test_a_recovery_is_judged_against_its_workloads_rto_from_selection_to_finali
     model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now - timedelta(seconds=mttr))
     use_runtime_config(monkeypatch, tmp_path, plans=PLANS, rto_seconds={model.workload: 300, "other": 60})
     event = {"impairment": model.model_dump(mode="json"), "execution": "x"}
-    event["admission"] = admit.handler(event, lambda_context)
-    event["plan"] = select_plan.handler(event, lambda_context)
+    event = admit.handler(event, lambda_context)
     assert event["plan"]["rto_seconds"] == 300  # the workload's own, carried by the execution
 
     # When it verifies and is finalized
@@ -532,8 +510,7 @@ def test_a_recovery_is_judged_against_its_workloads_rto_from_selection_to_finali
 def test_a_workload_without_an_rto_records_no_judgement(store, plans, lambda_context, frozen_clock, capsys):
     model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now - timedelta(seconds=9000))
     event = {"impairment": model.model_dump(mode="json"), "execution": "x"}
-    event["admission"] = admit.handler(event, lambda_context)
-    event["plan"] = select_plan.handler(event, lambda_context)
+    event = admit.handler(event, lambda_context)
     capsys.readouterr()
     finalize.handler(event, lambda_context)
     record = store.get_impairment(model.impairment_id)
@@ -541,10 +518,12 @@ def test_a_workload_without_an_rto_records_no_judgement(store, plans, lambda_con
     assert "RecoveryTimeObjectiveMissed" not in capsys.readouterr().out
 
 
-def test_finalize_ends_a_recovery_in_one_transaction(store, lambda_context, frozen_clock, dynamodb_calls):
+def test_finalize_ends_a_recovery_in_one_transaction(store, plans, lambda_context, frozen_clock, dynamodb_calls):
     # Given an admitted recovery holding a concurrency slot and a share of its group's blast radius
     model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now)
-    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)[
+        "admission"
+    ]
     store.correlate(model.impairment_id, [f"ec2:instance/{INSTANCE}"], 300, frozen_clock.now)
     far = int(frozen_clock.now.timestamp()) + 3600
     taken = store.take_budgets(
@@ -573,10 +552,12 @@ def test_finalize_ends_a_recovery_in_one_transaction(store, lambda_context, froz
     assert store.table.get_item(Key={"pk": f"LOCK#ec2:instance/{INSTANCE}", "sk": "CORRELATION"}).get("Item") is None
 
 
-def test_finalize_whose_window_was_taken_over_still_gives_back_its_own(store, lambda_context, frozen_clock):
+def test_finalize_whose_window_was_taken_over_still_gives_back_its_own(store, plans, lambda_context, frozen_clock):
     # Given a recovery whose correlation window a broader impairment took over, holding a blast radius share
     model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now)
-    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)[
+        "admission"
+    ]
     key = f"ec2:instance/{INSTANCE}"
     store.correlate(model.impairment_id, [key], 300, frozen_clock.now)
     store.correlate("zone-1", [key], 300, frozen_clock.now, take_over={key: model.impairment_id})
@@ -599,12 +580,15 @@ def test_finalize_whose_window_was_taken_over_still_gives_back_its_own(store, la
     assert store.get_impairment(model.impairment_id)["outcome"] == "recovered"
 
 
-def test_finalize_leaves_a_lock_another_recovery_took_over(store, lambda_context, frozen_clock, monkeypatch):
+def test_finalize_leaves_a_lock_another_recovery_took_over(store, plans, lambda_context, frozen_clock, monkeypatch):
     # Given our lock expired and another impairment took the instance over
     monkeypatch.setenv("LOCK_TTL_SECONDS", "60")
     ours = impairment(instances=[INSTANCE], detected_at=frozen_clock.now)
-    admission = admit.handler({"impairment": ours.model_dump(mode="json"), "execution": "x"}, lambda_context)
-    frozen_clock.advance(61)
+    admission = admit.handler({"impairment": ours.model_dump(mode="json"), "execution": "x"}, lambda_context)[
+        "admission"
+    ]
+    expires = int(get_item(f"LOCK#ec2:instance/{INSTANCE}", "LOCK")["expiration"])  # the plan's hold
+    frozen_clock.advance(expires - int(frozen_clock.now.timestamp()) + 1)
     theirs = impairment(instances=[INSTANCE], signal_id="arn:aws:cloudwatch:us-east-1:123456789012:alarm:other")
     admit.handler({"impairment": theirs.model_dump(mode="json"), "execution": "y"}, lambda_context)
 
@@ -631,10 +615,12 @@ def lambda_error(error: str, message: str) -> dict[str, str]:
     return {"Error": error, "Cause": json.dumps({"errorMessage": message, "errorType": error, "stackTrace": []})}
 
 
-def test_escalate_pages_with_the_reason_and_records_the_outcome(store, topic, lambda_context):
+def test_escalate_pages_with_the_reason_and_records_the_outcome(store, plans, topic, lambda_context):
     # Given a recovery whose action was refused, after the instance was locked
     model = impairment(instances=[INSTANCE])
-    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)
+    admission = admit.handler({"impairment": model.model_dump(mode="json"), "execution": "x"}, lambda_context)[
+        "admission"
+    ]
     refusal = "replacing ['i-0abc123def4567890'] would leave web-api-asg with 1 healthy in-service instances"
     event = {
         "impairment": model.model_dump(mode="json"),
@@ -740,22 +726,6 @@ def test_escalate_records_and_releases_before_a_page_that_cannot_be_sent(store, 
     assert store.get_impairment(model.impairment_id)["page_status"] == "sent"
 
 
-def test_select_plan_records_its_choice_in_one_call_without_reading_the_switches(
-    store, plans, lambda_context, dynamodb_calls
-):
-    model = impairment(impairment_type=ImpairmentType.INSTANCE_FAILURE, severity=Severity.HIGH)
-    store.put_impairment(model.model_dump(mode="json"), status="admitted")
-    store.set_plan_enabled("add-capacity", False, actor="oncall")  # another plan's switch: no matter
-    dynamodb_calls.clear()
-
-    assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == (
-        "replace-failed-instance"
-    )
-
-    assert dynamodb_calls == ["TransactWriteItems"]
-    assert store.get_impairment(model.impairment_id)["plan"] == "replace-failed-instance"
-
-
 def test_a_plan_disabled_at_run_time_gives_way_to_the_next_that_covers(store, lambda_context, monkeypatch, tmp_path):
     # Given two plans for service degradations, the first disabled at run time
     second = {**PLANS[1], "name": "add-more-capacity"}
@@ -765,9 +735,7 @@ def test_a_plan_disabled_at_run_time_gives_way_to_the_next_that_covers(store, la
     store.set_plan_enabled("add-capacity", False, actor="oncall")
 
     # When the plan is selected: the second, and the record names it (not the disabled one)
-    assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == (
-        "add-more-capacity"
-    )
+    assert plan_of(model, lambda_context)["name"] == ("add-more-capacity")
     record = store.get_impairment(model.impairment_id)
     assert record["plan"] == "add-more-capacity"
     assert record["plan_state"]["name"] == "add-more-capacity"
@@ -781,11 +749,11 @@ def test_a_disabled_plan_is_passed_over_until_it_is_enabled_again(store, plans, 
 
     # Then no plan covers it: a human decides
     with pytest.raises(NoMatchingPlan):
-        select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)
+        plan_of(model, lambda_context)
 
     # And once enabled again, it is selected
     store.set_plan_enabled("add-capacity", True, actor="oncall")
-    assert select_plan.handler({"impairment": model.model_dump(mode="json")}, lambda_context)["name"] == "add-capacity"
+    assert plan_of(model, lambda_context)["name"] == "add-capacity"
 
 
 def test_a_step_whose_retries_ran_out_ends_failed_with_its_last_error(store, lambda_context):

@@ -101,11 +101,13 @@ def _finalized(store, lambda_context, model, **state) -> None:
     from orchestration import admit, finalize
 
     event = {"impairment": model.model_dump(mode="json"), "execution": "x"}
-    event["admission"] = admit.handler(event, lambda_context)
+    event["admission"] = admit.handler(event, lambda_context)["admission"]
     finalize.handler({**event, **state}, lambda_context)
 
 
-def test_finalize_resolves_an_approval_page_but_not_one_about_deferred_instances(store, topic, lambda_context):
+def test_finalize_resolves_an_approval_page_but_not_one_about_deferred_instances(
+    store, topic, lambda_context, any_plan
+):
     # Given one recovery that asked for approval (paged) and one whose blast radius deferred
     # instances (paged about them), both recorded as paged
     approved, deferring = impairment(), impairment(signal_id="arn:aws:cloudwatch:us-east-1:123456789012:alarm:b")
@@ -120,13 +122,15 @@ def test_finalize_resolves_an_approval_page_but_not_one_about_deferred_instances
     assert [r["dedup_key"] for r in _resolves(topic)] == [approved.impairment_id]
 
 
-def test_finalize_of_a_recovery_that_paged_nobody_reads_nothing_more(store, topic, lambda_context, dynamodb_calls):
+def test_finalize_of_a_recovery_that_paged_nobody_reads_nothing_more(
+    store, topic, lambda_context, dynamodb_calls, any_plan
+):
     model = impairment()
     store.put_impairment(model.model_dump(mode="json"), status="recovering")
     from orchestration import admit, finalize
 
     event = {"impairment": model.model_dump(mode="json"), "execution": "x"}
-    event["admission"] = admit.handler(event, lambda_context)
+    event["admission"] = admit.handler(event, lambda_context)["admission"]
     event["guardrails"] = {"slots": {}, "groups": []}  # CheckGuardrails' summary: no slot held here
     dynamodb_calls.clear()
     finalize.handler(event, lambda_context)

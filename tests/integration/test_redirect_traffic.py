@@ -714,7 +714,7 @@ def test_shifted_weights_are_time_boxed_and_put_back_when_their_time_is_over(sto
     assert balanced.weights() == {balanced.blue_arn: 0, balanced.green_arn: 100}
     state = {
         "impairment": model.model_dump(mode="json"),
-        # as SelectPlan gives the plan: the alias resolved to its kind's action
+        # as Admit gives the plan: the alias resolved to its kind's action
         "plan": {
             "name": "shift",
             "steps": [{"index": 0, "action": "redirect_shift_weights", "params": {"expires_in": "30m"}}],

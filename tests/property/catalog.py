@@ -150,6 +150,16 @@ def _workflow_states(env: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _admit_states(env: Any) -> list[dict[str, Any]]:
+    """What the workflow gives Admit: the impairment, the execution's input (the impairments it
+    supersedes, when StartRecovery names some) and the execution's id; and the later states."""
+    states = _workflow_states(env)
+    base = states[0]
+    given = {"impairment": base["impairment"]}
+    superseding = {**given, "supersedes": ["web-api-20261120T091400Z-0123456789abcdef"]}
+    return [{**base, "input": given}, {**base, "input": superseding}, *states]
+
+
 def _bus_events(env: Any) -> list[dict[str, Any]]:
     workload = env.workload
     detected = workload.impairment_of(workload.instance_ids()[0])
@@ -371,8 +381,7 @@ CASES: dict[str, Case] = {
     # The EKS check of the declared node groups (none in the moto workload: it reads nothing).
     "detectors.eks.handler": Case(lambda env: [*sample_events("scheduled-event"), scheduled_event()], PUBLISHES),
     "orchestration.start.handler": Case(_bus_events, frozenset({("sfn", "StartExecution")})),
-    "orchestration.admit.handler": Case(_workflow_states),
-    "orchestration.select_plan.handler": Case(_workflow_states),
+    "orchestration.admit.handler": Case(_admit_states),
     "orchestration.verify.handler": Case(_workflow_states),
     "orchestration.prepare_rollback.handler": Case(_workflow_states),
     "orchestration.finalize.handler": Case(_workflow_states),

@@ -145,6 +145,8 @@ def check_records(handler: str, event: Any, result: Any, error: Exception | None
     elif handler == "orchestration.admit.handler" and iid and not isinstance(error, InvalidInput):
         record = store.get_impairment(iid)
         assert record is not None and record.get("impairment"), f"admit accepted {iid} but recorded nothing"
+        if error is None:  # admitted with its plan: the state and the record say the same plan
+            assert result["admission"]["lock_keys"] and record.get("plan_state") == result["plan"], record
     elif handler in ("orchestration.finalize.handler", "orchestration.escalate.handler") and error is None:
         record = store.get_impairment(result.get("impairment_id") or iid or "")
         assert record is not None and record.get("outcome"), f"{handler} returned but recorded no outcome"

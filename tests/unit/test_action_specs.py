@@ -158,7 +158,7 @@ def test_the_declarations_import_no_sdk_and_no_action_code():
         "orchestration.finalize",
         "orchestration.return_capacity",
         "orchestration.check_guardrails",
-        "orchestration.select_plan",
+        "orchestration.admit",
     ],
 )
 def test_the_workflows_tasks_read_the_declarations_without_importing_any_actions_code(handler):

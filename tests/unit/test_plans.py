@@ -89,7 +89,7 @@ def test_the_runtime_configuration_checks_the_shape_and_the_actions_check_the_st
     raw = [plan("p1", steps=[{"action": "reboot_everything"}])]
 
     # Then the plans' shape is valid (what every function reading the configuration checks:
-    # core/plans.py), and the actions refuse the step (synthesis, and SelectPlan for its plan)
+    # core/plans.py), and the actions refuse the step (synthesis, and Admit for its plan)
     from core import plans as core_plans
 
     assert [p.name for p in core_plans.parse_plans(raw)] == ["p1"]

@@ -41,7 +41,6 @@ def execution(name: str, start: float, outcome: str = "recovered", **fields: Any
         "approval": None,
         "states": [
             state("Admit", start, 0.2),
-            state("SelectPlan", start + 0.2, 0.1),
             state("ReplaceInstance", start + 0.4, 0.3),
             {**state("WaitBeforeVerify", start + 0.8, 30.0), "kind": "Wait"},
             state("Verify", start + 30.8, 0.1),
@@ -143,6 +142,9 @@ def test_everything_is_in_virtual_time_order_with_each_states_start_and_duration
     # the state that ran the action comes before the action, at the same time
     names = [line.split()[1] if line.startswith("state") else line.split()[0] for _, line in lines]
     assert names.index("ReplaceInstance") < names.index("apply")
+    # Admit selects the plan: its line names it
+    admit = next(line for _, line in lines if line.startswith("state") and line.split()[1] == "Admit")
+    assert admit.endswith("plan replace-failed-instance")
 
 
 def test_a_detection_is_printed_when_it_happened_not_at_its_mttd():
