@@ -1,23 +1,14 @@
-"""The guardrails' counters (rate limits, concurrency, blast radius), items in the recovery table
-holding who took how many units until when, written only as they were read (a version).
+"""The guardrails' counters (rate limits, concurrency, blast radius): items holding who took how
+many units until when, each written only as it was read (a version).
 
-A counted budget (the rates, the blast radius' count) is sharded (core/shards.py): n =
-min(limit, MAX_SHARDS) items BUDGET#<name>#<i> / BUDGET, each holding at most its share of the
-limit. A taker reads them all and writes only the shard(s) it takes units of, conditioned on
-their versions: a storm's takers spread their writes over n items instead of one (issue 16), and
-the limit stays exact (the shards' caps add up to it, each enforced by its own conditional
-write). A decided claim (the blast radius) may also name units every taker of which writes one
-more item (its `serial_key`), so that those takers stay serialized: the healthy floor.
+A counted budget is sharded (core/shards.py): min(limit, MAX_SHARDS) items BUDGET#<name>#<i>, a
+taker writing only the shard(s) it takes units of, so a storm spreads its writes and the limit
+stays exact. A decided claim may name units held in one more item (`serial_key`: the blast
+radius' healthy floor), which serializes their takers. The concurrency cap is slotted: one item
+per unit, held by one impairment. LEGACY: the single item of the version before shards
+(BUDGET#<name>) is read and counted until it expires; drop its read in a later release.
 
-A budget every recovery takes and gives back (the concurrency cap) is slotted instead: one item
-per unit, BUDGET#<name>#<i> / BUDGET for i < limit, each held by at most one impairment (its
-owner, until it expires). A slot is written only by its taker and its holder. The cap stays
-exact: a slot is taken only if it is free (a conditional write), so there are never more holders
-than slots.
-
-LEGACY (the single-item form, BUDGET#<name> / BUDGET, of the version before shards): read and
-counted with the shards until it expires (an hour at most), so that an upgrade never lets a limit
-be exceeded; new holdings never go there. Drop its read in a later release."""
+Design: docs/safety.md#budgets-in-the-table"""
 
 from __future__ import annotations
 
