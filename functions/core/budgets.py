@@ -1,37 +1,49 @@
-"""The guardrails' counters (rate limits, concurrency, blast radius): BUDGET#<name> / BUDGET
-items holding who took how many units until when, written only as they were read (a version).
+"""The guardrails' counters (rate limits, concurrency, blast radius): items holding who took how
+many units until when, each written only as it was read (a version).
 
-A budget every recovery takes and gives back (the concurrency cap) is slotted instead: one item
-per unit, BUDGET#<name>#<i> / BUDGET for i < limit, each held by at most one impairment (its
-owner, until it expires). A single item would be written twice by every recovery of a storm, all
-on one partition (issue 16); a slot is written only by its taker and its holder. The cap stays
-exact: a slot is taken only if it is free (a conditional write), so there are never more holders
-than slots."""
+A counted budget is sharded (core/shards.py): min(limit, MAX_SHARDS) items BUDGET#<name>#<i>, a
+taker writing only the shard(s) it takes units of, so a storm spreads its writes and the limit
+stays exact. A decided claim may name units held in one more item (`serial_key`: the blast
+radius' healthy floor), which serializes their takers. The concurrency cap is slotted: one item
+per unit, held by one impairment. LEGACY: the single item of the version before shards
+(BUDGET#<name>) is read and counted until it expires; drop its read in a later release.
+
+Design: docs/safety.md#budgets-in-the-table"""
 
 from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import shards
 from core.dynamo import ATTEMPTS, ConditionFailed, Table, now_epoch, to_attribute_values
 from core.errors import TransientError
+from core.shards import MAX_SHARDS, shard_key
+
+__all__ = ["CONCURRENCY_BUDGET", "MAX_SHARDS", "SERIAL", "Budgets", "Claim", "Read", "Taken", "slot_key"]
 
 CONCURRENCY_BUDGET = "BUDGET#concurrency"
+
+# The key of a decided claim's detail naming the units its `serial_key` item holds (the blast
+# radius: the healthy instances acted on), written there, not in the shards.
+SERIAL = "serial"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """Units of a budget one recovery takes: `key` names the budget item, `limit` its capacity,
+    """Units of a budget one recovery takes: `key` names the budget, `limit` its capacity,
     `expires_at` (epoch seconds) when the units stop counting.
 
     `decide`, when given, makes the claim depend on what the others hold (the blast radius: which
     of a group's instances may be acted on, given those others act on). It is called with the
-    item's live holders but this recovery's own, at every attempt, and returns the units and
-    detail to hold (0 units: hold nothing), or None when the claim is exceeded. The decision and
-    the write are one atomic step: the write is conditioned on the item being as it was read."""
+    live holders but this recovery's own (one holding each, across the shards), at every attempt,
+    and returns the units and detail to hold (0 units: hold nothing), or None when the claim is
+    exceeded. The decision and the write are one atomic step: every item written is conditioned
+    on being as it was read. The detail's SERIAL entry (a list), when not empty, is held in the
+    `serial_key` item instead: every taker of such units writes that one item."""
 
     name: str
     key: str
@@ -42,30 +54,41 @@ class Claim:
     decide: Callable[[dict[str, dict[str, Any]]], tuple[int, dict[str, Any]] | None] | None = None
     # one item per unit (slot_key(key, i)), for a budget taken and given back by every recovery
     slotted: bool = False
+    # the shard items (0: min(limit, MAX_SHARDS)); fixed when the limit is not known before the
+    # first read (the blast radius' depends on the group's size)
+    shards: int = 0
+    serial_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.slotted and (self.units != 1 or self.decide is not None):
             raise ValueError("a slotted budget is taken one unit at a time, undecided")
 
+    def shard_keys(self) -> list[str]:
+        return [shard_key(self.key, i) for i in range(self.shards or max(1, min(self.limit, MAX_SHARDS)))]
+
     def items_read(self) -> list[tuple[str, str]]:
-        """The items this claim reads."""
+        """The items this claim reads: its slots, or its shards, the budget's item of the previous
+        version (LEGACY) and its serial item."""
         if self.slotted:
             return [(slot_key(self.key, i), "BUDGET") for i in range(self.limit)]
-        return [(self.key, "BUDGET")]
+        serial = [(self.serial_key, "BUDGET")] if self.serial_key else []
+        return [(key, "BUDGET") for key in self.shard_keys()] + [(self.key, "BUDGET")] + serial
 
 
 def slot_key(key: str, index: int) -> str:
-    return f"{key}#{index}"
+    return shard_key(key, index)
 
 
 @dataclass(frozen=True)
 class Taken:
     """What Budgets.take did: the claims that would exceed their limit (nothing was taken then:
-    empty when every claim was taken) and the slot this impairment holds of each slotted budget
-    ({budget key: slot key}), for its release."""
+    empty when every claim was taken), the slot this impairment holds of each slotted budget
+    ({budget key: slot key}) and the items it holds units of of each other budget ({budget key:
+    [item key]}, as written, or as read when nothing was taken): for their release."""
 
     exceeded: list[dict[str, Any]]
     slots: dict[str, str] = field(default_factory=dict)
+    held: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,17 @@ class Read:
 SlotNote = Callable[[dict[str, str]], dict[str, Any]]
 
 
+@dataclass
+class _Attempt:
+    """One attempt's outcome so far: what exceeds, what is written, what is held."""
+
+    exceeded: list[dict[str, Any]] = field(default_factory=list)
+    writes: list[dict[str, Any]] = field(default_factory=list)
+    slots: dict[str, str] = field(default_factory=dict)
+    taking: dict[str, str] = field(default_factory=dict)
+    held: dict[str, list[str]] = field(default_factory=dict)
+
+
 class Budgets:
     def __init__(self, table: Table) -> None:
         self.table = table
@@ -91,17 +125,16 @@ class Budgets:
     ) -> Taken:
         """Take units of several budgets for this impairment, all or nothing, atomically.
 
-        A budget is one item holding who took how many units until when (or, slotted, one item
-        per unit); expired holders no longer count. Returns the claims that would exceed their
-        limit (nothing is taken then), or none when every claim was taken, with the slots held.
-        Re-entrant: an impairment that already holds a counted budget (a slot) keeps its units (a
-        retried task does not count twice); a decided claim is decided again (its holding may
-        shrink). Every item written is conditioned on its version as read (a slot: on being free),
-        in one transaction with `note` of the slots newly taken: a concurrent taker makes the
-        transaction fail, and the claims are read and decided again, so no limit is ever decided
-        on a stale read. After a few lost races the error is transient (the state machine
-        retries with backoff and jitter). `read`: items the caller read already (Read), used
-        for the first attempt (a stale one only costs a lost race)."""
+        Expired holders no longer count. Returns the claims that would exceed their limit
+        (nothing is taken then), or none when every claim was taken, with the slots and items
+        held. Re-entrant: an impairment that already holds a counted budget (units in any shard,
+        a slot) keeps them (a retried task does not count twice); a decided claim is decided
+        again (its holding may shrink). Every item written is conditioned on its version as read
+        (a slot: on being free), in one transaction with `note` of the slots newly taken: a
+        concurrent taker makes the transaction fail, and the claims are read and decided again,
+        so no limit is ever decided on a stale read. After a few lost races the error is
+        transient (the state machine retries with backoff and jitter). `read`: items the caller
+        read already (Read), used for the first attempt (a stale one only costs a lost race)."""
         for attempt in range(ATTEMPTS):
             now = now_epoch()
             needed = [k for c in claims for k in c.items_read()]
@@ -109,45 +142,75 @@ class Budgets:
                 items = {**read.items, **self.table.get_many([k for k in needed if k not in read.keys])}
             else:
                 items = self.table.get_many(needed)
-            exceeded: list[dict[str, Any]] = []
-            writes: list[dict[str, Any]] = []
-            slots: dict[str, str] = {}
-            taking: dict[str, str] = {}
+            done = _Attempt()
             for claim in claims:
                 if claim.slotted:
-                    slot, taken, over = self._slot(claim, impairment_id, items, now, attempt)
-                    if over:
-                        exceeded.append(over)
-                    elif slot:
-                        slots[claim.key] = slot
-                    if taken:
-                        taking[claim.key] = slot
-                        writes.append(taken)
-                    continue
-                item = items.get(claim.key) or {}
-                holders = {h: v for h, v in (item.get("holders") or {}).items() if int(v["expires"]) >= now}
-                others = {h: v for h, v in holders.items() if h != impairment_id}
-                mine = _holding(claim, impairment_id, holders, others)
-                if mine is None:
-                    exceeded.append(_exceeded(claim, others))
-                elif mine is not _UNCHANGED:
-                    writes.append(
-                        self._versioned_put(
-                            claim.key, item, {**others, impairment_id: mine} if mine["units"] else others, now
-                        )
-                    )
-            if exceeded:
-                return Taken(exceeded)
-            if taking and note is not None:
-                writes.append(note(slots))
-            if not writes:
-                return Taken([], slots)
+                    self._slotted(claim, impairment_id, items, now, attempt, done)
+                else:
+                    self._sharded(claim, impairment_id, items, now, attempt, done)
+            if done.exceeded:
+                return Taken(done.exceeded, held=done.held)
+            if done.taking and note is not None:
+                done.writes.append(note(done.slots))
+            if not done.writes:
+                return Taken([], done.slots, done.held)
             try:
-                self.table.transact(writes)
-                return Taken([], slots)
+                self.table.transact(done.writes)
+                return Taken([], done.slots, done.held)
             except ConditionFailed:
                 pass
         raise TransientError("budgets are contended: retry", operation="dynamodb:TransactWriteItems")
+
+    def _slotted(
+        self, claim: Claim, impairment_id: str, items: dict[str, dict[str, Any]], now: int, attempt: int, done: _Attempt
+    ) -> None:
+        slot, taken, over = self._slot(claim, impairment_id, items, now, attempt)
+        if over:
+            done.exceeded.append(over)
+        elif slot:
+            done.slots[claim.key] = slot
+        if taken:
+            done.taking[claim.key] = slot
+            done.writes.append(taken)
+
+    def _sharded(
+        self, claim: Claim, impairment_id: str, items: dict[str, dict[str, Any]], now: int, attempt: int, done: _Attempt
+    ) -> None:
+        """A counted or decided claim over its shards: what this impairment should hold, where
+        (core/shards.py), and the writes of the shards (and serial item) that change."""
+        keys = claim.shard_keys()
+        live = {key: shards.live(items.get(key), now) for key in keys}
+        legacy = shards.live(items.get(claim.key), now)
+        serial = shards.live(items.get(claim.serial_key), now) if claim.serial_key else {}
+        others = {key: {h: v for h, v in holders.items() if h != impairment_id} for key, holders in live.items()}
+        mine = {key: holders[impairment_id] for key, holders in live.items() if impairment_id in holders}
+        legacy_others = {h: v for h, v in legacy.items() if h != impairment_id}
+        holding = _Holding.of(claim, impairment_id, others, legacy_others, serial, mine, legacy)
+        done.held[claim.key] = sorted(mine) + (
+            [claim.serial_key] if claim.serial_key and impairment_id in serial else []
+        )
+        if holding is None:
+            everyone = shards.merged([*others.values(), legacy_others])
+            done.exceeded.append(_exceeded(claim, everyone))
+            return
+        if holding.unchanged:
+            return
+        limit = claim.limit - shards.used(legacy_others)  # LEGACY: the previous version's holders count
+        placed = shards.place(keys, limit, others, holding.units, sorted(mine), _spread(impairment_id, attempt))
+        if placed.parts is None:
+            done.exceeded.append(_exceeded(claim, shards.merged([*others.values(), legacy_others])))
+            return
+        parts = shards.split(holding.value, placed.parts)
+        for key in sorted(set(mine) | set(parts)):
+            if mine.get(key) != parts.get(key):
+                new = {**others[key], **({impairment_id: parts[key]} if key in parts else {})}
+                done.writes.append(self._versioned_put(key, items.get(key) or {}, new, now))
+        if claim.serial_key and serial.get(impairment_id) != holding.serial:
+            new = {h: v for h, v in serial.items() if h != impairment_id}
+            if holding.serial:
+                new[impairment_id] = holding.serial
+            done.writes.append(self._versioned_put(claim.serial_key, items.get(claim.serial_key) or {}, new, now))
+        done.held[claim.key] = sorted(parts) + ([claim.serial_key] if holding.serial else [])
 
     def _slot(
         self, claim: Claim, impairment_id: str, items: dict[str, dict[str, Any]], now: int, attempt: int
@@ -176,7 +239,7 @@ class Budgets:
     def _versioned_put(
         self, key: str, item: dict[str, Any], holders: dict[str, dict[str, Any]], now: int
     ) -> dict[str, Any]:
-        """A transaction's Put of a budget's holders, only if the item is still as it was read."""
+        """A transaction's Put of a budget item's holders, only if it is still as it was read."""
         version = int(item.get("version", 0))
         return {
             "Put": {
@@ -196,14 +259,22 @@ class Budgets:
         }
 
     def release(self, key: str, impairment_id: str) -> None:
-        """Give back a budget's units before they expire; windowed budgets (rates, blast radius)
-        are otherwise left to expire."""
+        """Give back the units a budget item (a shard, a serial item) holds for this impairment
+        before they expire; windowed budgets (rates, blast radius) are otherwise left to expire."""
         with contextlib.suppress(ConditionFailed):
             self.table.update({"pk": key, "sk": "BUDGET"}, **_release(impairment_id))
 
     def release_item(self, key: str, impairment_id: str) -> dict[str, Any]:
         """release as a transaction's item: cancels it unless this impairment holds units."""
         return self.table.write("Update", {"pk": key, "sk": "BUDGET"}, **_release(impairment_id))
+
+    def held_items(self, claims: Sequence[Claim], impairment_id: str, read: Read | None = None) -> list[str]:
+        """The items of these budgets holding units of this impairment, found by reading them
+        (`read`: those read already), for their release."""
+        wanted = [k for c in claims for k in c.items_read()]
+        items = dict(read.items) if read is not None else {}
+        items.update(self.table.get_many([k for k in wanted if read is None or k not in read.keys]))
+        return sorted({pk for pk, _ in wanted if impairment_id in ((items.get(pk) or {}).get("holders") or {})})
 
     def release_slot(self, slot: str, impairment_id: str) -> None:
         """Give back a slot (a concurrency slot at the end of a recovery); another's is left alone."""
@@ -213,9 +284,10 @@ class Budgets:
         """release_slot as a transaction's item: cancels it unless this impairment holds the slot."""
         return self.table.delete_owned_item(slot, "BUDGET", impairment_id)
 
-    def holders(self, key: str, slots: int = 0) -> dict[str, dict[str, Any]]:
-        """The live holders of a budget: {impairment id: {"units", "expires"}}; of a slotted one
-        when `slots` (its limit) is given."""
+    def holders(self, key: str, slots: int = 0, sharded: int = MAX_SHARDS) -> dict[str, dict[str, Any]]:
+        """The live holders of a budget: {impairment id: {"units", "expires", ...}}, one holding
+        each across its shards (`sharded`: how many to read; the most by default) and its LEGACY
+        item; of a slotted one when `slots` (its limit) is given."""
         now = now_epoch()
         if slots:
             items = self.table.get_many(Claim("", key, slots, 1, 0, slotted=True).items_read())
@@ -224,13 +296,14 @@ class Budgets:
                 for pk, i in items.items()
                 if int(i.get("expiration", 0)) >= now
             }
-        item = self.table.get_many([(key, "BUDGET")]).get(key) or {}
-        return {h: v for h, v in (item.get("holders") or {}).items() if int(v["expires"]) >= now}
+        keys = Claim("", key, 0, 0, 0, shards=sharded).items_read()
+        items = self.table.get_many(keys)
+        return shards.merged([shards.live(items.get(pk), now) for pk, _ in keys])
 
 
 def _spread(impairment_id: str, attempt: int) -> int:
-    """Which free slot a taker tries: a hash of its id (and the attempt, so a loser tries another),
-    so that racers spread over the slots, the same way at every replay of a drill."""
+    """Which free slot or shard a taker tries: a hash of its id (and the attempt, so a loser tries
+    another), so that racers spread over them, the same way at every replay of a drill."""
     return zlib.crc32(f"{impairment_id}#{attempt}".encode())
 
 
@@ -243,30 +316,53 @@ def _release(impairment_id: str) -> dict[str, Any]:
     }
 
 
-# What _holding answers when this impairment's holding is already as it should be (no write).
-_UNCHANGED: Any = object()
+@dataclass(frozen=True)
+class _Holding:
+    """What this impairment should hold of a sharded budget: its units, the holding (before it is
+    split over shards), and its serial part; `unchanged` when nothing is to be written."""
 
+    units: int
+    value: dict[str, Any]
+    serial: dict[str, Any] | None
+    unchanged: bool = False
 
-def _holding(
-    claim: Claim, impairment_id: str, holders: dict[str, dict[str, Any]], others: dict[str, dict[str, Any]]
-) -> dict[str, Any] | None:
-    """What this impairment should hold of one budget, given the live holders: None when the
-    claim is exceeded, _UNCHANGED when nothing is to be written."""
-    if claim.decide is not None:
-        decision = claim.decide(others)
+    @staticmethod
+    def of(
+        claim: Claim,
+        impairment_id: str,
+        others: dict[str, shards.Holders],
+        legacy_others: shards.Holders,
+        serial: shards.Holders,
+        mine: dict[str, dict[str, Any]],
+        legacy: shards.Holders,
+    ) -> _Holding | None:
+        """None when the claim is exceeded."""
+        if claim.decide is None:
+            if mine or impairment_id in legacy:  # a retry: it holds its units already
+                return _Holding(0, {}, None, unchanged=True)
+            everyone = shards.used(legacy_others) + sum(shards.used(h) for h in others.values())
+            if everyone + claim.units > claim.limit:
+                return None
+            return _Holding(claim.units, {**claim.detail, "units": claim.units, "expires": claim.expires_at}, None)
+        # the serial item's holders are read with the rest: what they hold counts even when a
+        # shard was read before the transaction that wrote both
+        decision = claim.decide(shards.merged([*others.values(), legacy_others, _others(serial, impairment_id)]))
         if decision is None:
             return None
         units, detail = decision
-        mine = {**detail, "units": units, "expires": claim.expires_at}
-        if holders.get(impairment_id) == mine or (units == 0 and impairment_id not in holders):
-            return _UNCHANGED
-        return mine
-    if impairment_id in holders:
-        return _UNCHANGED
-    used = sum(int(v["units"]) for v in others.values())
-    if used + claim.units > claim.limit:
-        return None
-    return {**claim.detail, "units": claim.units, "expires": claim.expires_at}
+        detail = dict(detail)
+        named = list(detail.pop(SERIAL, None) or [])
+        value = {**detail, "units": units, "expires": claim.expires_at}
+        held = shards.merged([{impairment_id: v} for v in mine.values()])
+        part = {"instances": sorted(named), "units": len(named), "expires": claim.expires_at} if named else None
+        same = serial.get(impairment_id) == part
+        if same and (held.get(impairment_id) == value or (units == 0 and not mine)):
+            return _Holding(units, value, part, unchanged=True)
+        return _Holding(units, value, part)
+
+
+def _others(holders: shards.Holders, impairment_id: str) -> shards.Holders:
+    return {h: {**v, "units": 0} for h, v in holders.items() if h != impairment_id}
 
 
 def _exceeded(claim: Claim, holders: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -274,6 +370,6 @@ def _exceeded(claim: Claim, holders: dict[str, dict[str, Any]]) -> dict[str, Any
         "name": claim.name,
         "budget": claim.key,
         "limit": claim.limit,
-        "used": sum(int(v["units"]) for v in holders.values()),
+        "used": shards.used(holders),
         "holders": sorted(holders),
     }

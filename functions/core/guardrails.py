@@ -183,8 +183,17 @@ class Trip(BaseModel):
 
 
 def blast_key(group: str) -> str:
-    """The budget item (store.take_budgets) holding what recoveries act on in a group at once."""
+    """The budget (store.take_budgets) counting what recoveries act on in a group at once: its
+    shards are BUDGET#blast_radius#<group>#<i> (core/budgets.py)."""
     return f"BUDGET#blast_radius#{group}"
+
+
+def blast_healthy_key(group: str) -> str:
+    """The one item of a group's blast radius holding the healthy instances acted on: every
+    recovery acting on one writes it (conditioned on its version), so that the healthy floor is
+    decided on what the others took, never on a stale read; acting on impaired instances only
+    leaves it alone (they take no healthy capacity)."""
+    return f"BUDGET#blast_healthy#{group}"
 
 
 def blast_radius_limit(group_size: int, max_share: float) -> int:
@@ -229,24 +238,33 @@ def blast_radius(
     group: dict[str, Any],
     healthy: set[str],
     settings: BlastRadius,
+    used: int | None = None,
 ) -> tuple[list[str], list[str], Trip | None]:
     """Split the instances this recovery wants to act on into those allowed now and those
     deferred to a human. `already_acted` are the group's instances acted on within the window by
-    other recoveries; `healthy` the instances the group counts healthy and in service."""
+    other recoveries; `healthy` the instances the group counts healthy and in service.
+
+    `used`, when given, is the count the other recoveries hold (the budget's units: each holding
+    counts every instance it names, so the count stays exact whichever holding is given back
+    first): every instance allowed then takes one, even one another recovery acted on already
+    (it takes no healthy capacity). Without it the count is of the instances acted on."""
     size = len(group.get("Instances", [])) or int(group.get("DesiredCapacity", 0))
     limit = blast_radius_limit(size, settings.max_share)
     floor = minimum_healthy(group)
     allowed: list[str] = []
     deferred: list[str] = []
     acted = set(already_acted)
+    count = len(acted) if used is None else max(used, len(acted))
     for instance in wanted:
-        if instance in acted:  # a retry, or already counted
+        again = instance in acted
+        if again and used is None:  # a retry, or already counted
             allowed.append(instance)
             continue
         healthy_after = len(healthy - acted - {instance})
-        if len(acted) + 1 > limit or (instance in healthy and healthy_after < floor):
+        if count + 1 > limit or (not again and instance in healthy and healthy_after < floor):
             deferred.append(instance)
             continue
+        count += 1
         acted.add(instance)
         allowed.append(instance)
     if not deferred:

@@ -238,7 +238,11 @@ class RecoveryStore:
     def release_budget(self, key: str, impairment_id: str) -> None:
         self.budgets.release(key, impairment_id)
 
+    def budget_items_held(self, claims: Sequence[Claim], impairment_id: str, read: Read | None = None) -> list[str]:
+        return self.budgets.held_items(claims, impairment_id, read)
+
     def budget_holders(self, key: str, slots: int = 0) -> dict[str, dict[str, Any]]:
+        """A budget's live holders, one holding each across its shards (or its slots)."""
         return self.budgets.holders(key, slots)
 
     # --- the switches ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from actions import fleet as fleets
 from actions import plans
 from core import aws, clock, guardrails, history, paging, runtime_config, state
 from core import settings as settings_module
+from core.budgets import MAX_SHARDS, SERIAL, Read, Taken
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import GuardrailTripped
@@ -50,19 +51,20 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     if verdict.wait_seconds or verdict.escalate:  # acting now would fight a change in progress
         return _wait_or_escalate(store, limits, impairment, event, previous, verdict)
     instances = asg.impaired_instances(impairment)
-    groups = _fail_open(store, limits, impairment, instances, plan.get("steps", []))
+    groups = _fail_open(store, limits, impairment, instances, plan.get("steps", []), read)
     claims = fixed + _blast_claims(limits, now, groups)
     taken = store.take_budgets(impairment.impairment_id, claims, read)
     if taken.exceeded:
-        _stop(store, limits, impairment, [_budget_trip(e) for e in taken.exceeded], [g.fleet.name for g in groups])
+        _stop(store, limits, impairment, [_budget_trip(e) for e in taken.exceeded], _blast_held(taken, groups))
 
     decision = decide(instances, groups)
     if decision.stop:
-        _stop(store, limits, impairment, decision.trips, [g.fleet.name for g in groups])
+        _stop(store, limits, impairment, decision.trips, _blast_held(taken, groups))
     elsewhere = _failing_elsewhere(impairment, groups)
     summary = {
         **summarize(now, previous, decision, elsewhere - set(instances), groups),
         "slots": taken.slots,  # given back at the end (finalize, escalate)
+        "blast_items": _blast_held(taken, groups),  # its groups' blast radius items: given back when it verifies
         # how long Finalize keeps the recovery in its history, and what it removes from it
         "history": {"keep_seconds": limits.flapping.window_seconds, "stale": stale},
         "blocking": verdict.record,  # what made it wait, if anything (orchestration/blocked.py)
@@ -161,9 +163,10 @@ def _wait_or_escalate(
 
 def _first_read(impairment: ImpairmentDetected, claims: list[Claim]) -> list[tuple[str, str]]:
     """What CheckGuardrails reads first, in one BatchGetItem: the recovery history of the
-    impairment's resources and group, the budgets it will claim, and its group's blast radius."""
+    impairment's resources and group, the budgets it will claim, and its group's blast radius
+    (whose items do not depend on the group's size, not read yet)."""
     group = (impairment.scope or {}).get("auto_scaling_group")
-    blast = [(guardrails.blast_key(group), "BUDGET")] if group else []
+    blast = _blast_claim(group, 0, 0).items_read() if group else []
     record = impairment.model_dump(mode="json")
     return history.table_keys(history.keys(record)) + [k for c in claims for k in c.items_read()] + blast
 
@@ -198,16 +201,19 @@ def _fail_open(
     impairment: ImpairmentDetected,
     instances: list[str],
     steps: list[dict[str, Any]],
+    read: Read,
 ) -> list[_GroupDecision]:
     """For a plan that takes the impaired instances out of service (as its actions declare,
     actions/registry.py): their groups, read whole; most of a group impaired at once stops the
-    recovery (raises)."""
+    recovery (raises), giving back what it held of their blast radius (a check before an
+    approval took it): found in `read`, or read."""
     if not instances or not plans.takes_out_of_service(steps):
         return []
     groups = _groups(impairment, instances, limits)
     trips = fail_open_trips(groups, limits.fail_open)
     if trips:
-        _stop(store, limits, impairment, trips, [g.fleet.name for g in groups])
+        claims = [_blast_claim(g.fleet.name, 0, 0) for g in groups]
+        _stop(store, limits, impairment, trips, store.budget_items_held(claims, impairment.impairment_id, read))
     return groups
 
 
@@ -230,12 +236,16 @@ class _GroupDecision:
 
     def decide(self, others: dict[str, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
         """The blast radius given what the other recoveries of this group hold now (called by the
-        store inside its atomic take, again at every attempt)."""
+        store inside its atomic take, again at every attempt): a unit of the count per instance
+        allowed, and the healthy ones among them (SERIAL: held in the group's healthy item, which
+        every taker of healthy capacity writes, so that the healthy floor stays exact)."""
         acted = {i for holder in others.values() for i in holder.get("instances", [])}
+        used = sum(int(holder.get("units", 0)) for holder in others.values())
         self.allowed, self.deferred, self.trip = guardrails.blast_radius(
-            self.wanted, acted, self.fleet.group, self.fleet.healthy, self.settings
+            self.wanted, acted, self.fleet.group, self.fleet.healthy, self.settings, used=used
         )
-        return len(self.allowed), {"instances": sorted(self.allowed)}
+        healthy = sorted(i for i in self.allowed if i in self.fleet.healthy and i not in acted)
+        return len(self.allowed), {"instances": sorted(self.allowed), **({SERIAL: healthy} if healthy else {})}
 
 
 def _groups(
@@ -376,17 +386,29 @@ def _blast_claims(limits: guardrails.Guardrails, now: Any, groups: list[_GroupDe
         limit = guardrails.blast_radius_limit(
             len(group.fleet.group.get("Instances", [])), limits.blast_radius.max_share
         )
-        claims.append(
-            Claim(
-                guardrails.BLAST_RADIUS,
-                guardrails.blast_key(group.fleet.name),
-                limit,
-                0,
-                epoch + limits.blast_radius.window_seconds,
-                decide=group.decide,
-            )
-        )
+        claims.append(_blast_claim(group.fleet.name, limit, epoch + limits.blast_radius.window_seconds, group.decide))
     return claims
+
+
+def _blast_claim(group: str, limit: int, expires_at: int, decide: Any = None) -> Claim:
+    """A group's blast radius as a budget: its count sharded over a fixed number of items (the
+    limit depends on the group's size, which changes: a holding is found wherever it was put),
+    and its healthy floor's one item."""
+    return Claim(
+        guardrails.BLAST_RADIUS,
+        guardrails.blast_key(group),
+        limit,
+        0,
+        expires_at,
+        decide=decide,
+        shards=MAX_SHARDS,
+        serial_key=guardrails.blast_healthy_key(group),
+    )
+
+
+def _blast_held(taken: Taken, groups: list[_GroupDecision]) -> list[str]:
+    """The items of its groups' blast radius this recovery holds units of (Budgets.take)."""
+    return sorted({k for g in groups for k in taken.held.get(guardrails.blast_key(g.fleet.name), [])})
 
 
 def _budget_trip(exceeded: dict[str, Any]) -> Trip:
@@ -407,19 +429,19 @@ def _stop(
     limits: guardrails.Guardrails,
     impairment: ImpairmentDetected,
     trips: list[Trip],
-    groups: Sequence[str] = (),
+    blast: Sequence[str] = (),
 ) -> None:
     """Record what stopped the recovery and raise GuardrailTripped (the workflow escalates).
-    Nothing was acted on yet: any share of a group's blast radius this recovery held is given
-    back."""
+    Nothing was acted on yet: any share of a group's blast radius this recovery held (`blast`:
+    the items holding it) is given back."""
     trips = trips or [Trip(guardrail=guardrails.BLAST_RADIUS, reason="nothing may be acted on")]
     names = sorted({t.guardrail for t in trips})
     keys = [r.key for r in impairment.affected_resources]
     window = max(limits.blast_radius.window_seconds, limits.flapping.window_seconds)
     first = store.claim_escalation(impairment.impairment_id, keys, window)
     reason = "; ".join(f"{t.guardrail}: {t.reason}" for t in trips)
-    for group in groups:
-        store.release_budget(guardrails.blast_key(group), impairment.impairment_id)
+    for key in blast:
+        store.release_budget(key, impairment.impairment_id)
     store.update_impairment(
         impairment.impairment_id,
         guardrails_tripped=names,

@@ -29,7 +29,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     store.finish(
         impairment.impairment_id,
         execution.admission.lock_keys,
-        [blast_key(group) for group in checked.get("groups") or []],
+        _blast_items(checked),
         slots=checked.get("slots"),
         noted=_history(store, impairment, resolved_at, checked) if outcome == "recovered" else (),
         status=outcome,
@@ -52,6 +52,15 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
         "mttr_seconds": mttr,
         "mttd_seconds": impairment.mttd_seconds,
     }
+
+
+def _blast_items(checked: dict[str, Any]) -> list[str]:
+    """The blast-radius items CheckGuardrails took units of (its summary's); for an execution it
+    checked before they were sharded, its groups' single items (LEGACY)."""
+    items = checked.get("blast_items")
+    if isinstance(items, list):
+        return [str(k) for k in items]
+    return [blast_key(group) for group in checked.get("groups") or []]
 
 
 def _objective(execution: state.ExecutionState, outcome: str, mttr: float) -> dict[str, Any]:

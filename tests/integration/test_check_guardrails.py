@@ -569,3 +569,32 @@ def test_a_group_with_too_many_failing_members_is_not_carried():
 
     # Then only the small group is carried (the action reads the big one whole)
     assert list(check_guardrails.carried_fleets([decision, small])) == ["small"]
+
+
+def test_the_blast_radius_is_read_with_the_other_budgets_and_its_shards_are_named_for_their_release(
+    store, topic, monkeypatch, tmp_path, lambda_context, dynamodb_calls
+):
+    from core.guardrails import blast_healthy_key, blast_key
+
+    # Given a group of six, two of whose instances fail (one the group still counts healthy:
+    # only the load balancer sees it failing)
+    _config(monkeypatch, tmp_path)
+    workload = build_workload(desired=6, max_size=8)
+    ids = workload.instance_ids()
+    _stop_instances(ids[0])
+    model = workload.impairment_of(*ids[:2])
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+    dynamodb_calls.clear()
+
+    out = check_guardrails.handler(_state(model, REPLACE), lambda_context, store=store)
+
+    # Then its budgets (rates, concurrency, the group's 32 count shards and healthy item) were
+    # read in one BatchGetItem, and the summary names the items its two units went to: two
+    # shards of one, and the healthy item for the healthy instance it acts on
+    assert dynamodb_calls.count("BatchGetItem") == 1
+    assert _acting_on(out) == ids[:2]
+    held = out["guardrails"]["blast_items"]
+    assert len(held) == 3 and blast_healthy_key(workload.group_name) in held
+    assert all(k.startswith(f"{blast_key(workload.group_name)}#") for k in held if "healthy" not in k)
+    holders = store.budget_holders(blast_key(workload.group_name))
+    assert holders[model.impairment_id]["instances"] == ids[:2]

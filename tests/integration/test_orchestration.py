@@ -539,7 +539,11 @@ def test_finalize_ends_a_recovery_in_one_transaction(store, plans, lambda_contex
     event = {
         "impairment": model.model_dump(mode="json"),
         "admission": admission,
-        "guardrails": {"groups": ["web-api-asg"], "slots": taken.slots},
+        "guardrails": {
+            "groups": ["web-api-asg"],
+            "slots": taken.slots,
+            "blast_items": taken.held[blast_key("web-api-asg")],
+        },
     }
     finalize.handler(event, lambda_context)
 
@@ -562,13 +566,13 @@ def test_finalize_whose_window_was_taken_over_still_gives_back_its_own(store, pl
     store.correlate(model.impairment_id, [key], 300, frozen_clock.now)
     store.correlate("zone-1", [key], 300, frozen_clock.now, take_over={key: model.impairment_id})
     far = int(frozen_clock.now.timestamp()) + 3600
-    store.take_budgets(model.impairment_id, [Claim("blast_radius", blast_key("web-api-asg"), 2, 1, far)])
+    taken = store.take_budgets(model.impairment_id, [Claim("blast_radius", blast_key("web-api-asg"), 2, 1, far)])
 
     # When it is finalized
     event = {
         "impairment": model.model_dump(mode="json"),
         "admission": admission,
-        "guardrails": {"groups": ["web-api-asg"]},
+        "guardrails": {"groups": ["web-api-asg"], "blast_items": taken.held[blast_key("web-api-asg")]},
     }
     finalize.handler(event, lambda_context)
 
