@@ -161,6 +161,20 @@ class Budgets:
                 pass
         raise TransientError("budgets are contended: retry", operation="dynamodb:TransactWriteItems")
 
+    def spent(self, impairment_id: str, claims: list[Claim], read: Read) -> list[dict[str, Any]]:
+        """No call: the claims (undecided ones) that `read` shows already spent, as take would
+        find them on its first attempt from the same read (which then stops, writing nothing).
+        Empty when each has room or this impairment already holds its units."""
+        done = _Attempt()
+        for claim in claims:
+            if claim.decide is not None or any(k not in read.keys for k in claim.items_read()):
+                continue  # decided by what others act on, or not read: only take knows
+            if claim.slotted:
+                self._slotted(claim, impairment_id, read.items, now_epoch(), 0, done)
+            else:
+                self._sharded(claim, impairment_id, read.items, now_epoch(), 0, done)
+        return done.exceeded
+
     def _slotted(
         self, claim: Claim, impairment_id: str, items: dict[str, dict[str, Any]], now: int, attempt: int, done: _Attempt
     ) -> None:

@@ -225,6 +225,9 @@ class RecoveryStore:
             read,
         )
 
+    def budgets_spent(self, impairment_id: str, claims: list[Claim], read: Read) -> list[dict[str, Any]]:
+        return self.budgets.spent(impairment_id, claims, read)
+
     def read_items(self, keys: list[tuple[str, str]]) -> Read:
         """Items of several kinds in one BatchGetItem (a task's history and budgets together)."""
         return Read(frozenset(keys), self._db.get_many(keys))

@@ -47,6 +47,12 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     fixed = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds)
     read = store.read_items(_first_read(impairment, fixed))  # history and budgets: the take starts from it
     stale = _check_schedule(store, config, impairment, now, read.items)
+    # A rate or the concurrency cap already spent as read (a storm past its limit) stops the
+    # recovery before any read of the fleet: the take would stop it on this same read, and a
+    # storm's hundreds of stopped recoveries would each describe whole groups for nothing.
+    spent = store.budgets_spent(impairment.impairment_id, fixed, read)
+    if spent:
+        _stop(store, limits, impairment, [_budget_trip(e) for e in spent])
     verdict = blocked.check(store, impairment, plan, limits.blocking, previous, now)
     if verdict.wait_seconds or verdict.escalate:  # acting now would fight a change in progress
         return _wait_or_escalate(store, limits, impairment, event, previous, verdict)

@@ -132,6 +132,32 @@ def test_a_plans_own_rate_limit_applies(store, topic, monkeypatch, tmp_path, lam
         _check(store, second, plan, lambda_context)
 
 
+def test_a_spent_budget_stops_the_recovery_before_the_fleet_or_its_refreshes_are_read(
+    store, topic, monkeypatch, tmp_path, lambda_context
+):
+    _config(monkeypatch, tmp_path)
+    plan = {**SCALE, "max_recoveries_per_hour": 1}
+    reads: list[str] = []
+    fail_open, blocked_check = check_guardrails._fail_open, check_guardrails.blocked.check
+    monkeypatch.setattr(check_guardrails, "_fail_open", lambda *a, **k: reads.append("fleet") or fail_open(*a, **k))
+    monkeypatch.setattr(
+        check_guardrails.blocked, "check", lambda *a, **k: reads.append("blocking") or blocked_check(*a, **k)
+    )
+    first = impairment(instances=["i-00000000000000001"])
+    second = impairment(instances=["i-00000000000000002"], signal_time=first.signal.signal_time + timedelta(seconds=9))
+    _check(store, first, plan, lambda_context)
+    assert reads == ["blocking", "fleet"]
+
+    with pytest.raises(GuardrailTripped, match="BUDGET#rate#plan#scale"):
+        _check(store, second, plan, lambda_context)
+    assert reads == ["blocking", "fleet"], "a storm past its rate limit describes no group"
+    record = store.get_impairment(second.impairment_id)
+    assert record["guardrails_tripped"] == ["rate_limit"] and record["guardrail_trips"][0]["evidence"]["limit"] == 1
+    # the first one's retry still holds its unit: it goes on reading and acting
+    assert check_guardrails.handler(_state(first, plan), lambda_context, store=store)["guardrails"]["tripped"] == []
+    assert reads[-2:] == ["blocking", "fleet"]
+
+
 def test_concurrent_recoveries_are_capped_and_a_finished_one_frees_its_slot(
     store, topic, monkeypatch, tmp_path, lambda_context
 ):
