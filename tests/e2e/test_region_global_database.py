@@ -7,23 +7,17 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from recoveryctl import drill, scenario
+from tests.e2e.audit import actions_by_step
 
 pytestmark = pytest.mark.e2e
 
 PRIMARY, STANDBY = "us-east-1", "us-west-2"
 SCENARIO = "region-failover-global-database"
 TARGET = f"arn:aws:rds:{STANDBY}:123456789012:cluster:web-api-standby-db"
-
-
-def _actions(run: drill.Drill, impairment_id: str) -> dict[str, dict[str, Any]]:
-    assert run.emulator is not None
-    actions = run.emulator.peer(STANDBY).store().list_actions(impairment_id)
-    return {f"{a['action']}#{a['phase']}": a for a in actions}
 
 
 def test_the_standby_cluster_becomes_the_writer_before_the_dns_moves(drill_synth_cache: Path):
@@ -41,7 +35,7 @@ def test_the_standby_cluster_becomes_the_writer_before_the_dns_moves(drill_synth
         assert roles == {"web-api-standby": "PRIMARY", "web-api-primary": "SECONDARY"}
 
         # And the audit trail shows the order: capacity, then the writer, and only then the DNS
-        actions = _actions(run, report["impairment_id"])
+        actions = actions_by_step(run, STANDBY, report["impairment_id"])
         capacity = actions["provision_standby_group#apply"]
         database = actions["failover_global_database#apply"]
         dns = actions["failover_dns#apply"]
@@ -75,7 +69,7 @@ def test_while_the_primary_region_still_answers_rds_it_switches_over_without_dat
         # Then a planned switchover made the standby's cluster the writer, and the traffic followed
         assert report["expectation_met"], report
         assert after["global_database"]["writer_region"] == STANDBY
-        database = _actions(run, report["impairment_id"])["failover_global_database#apply"]
+        database = actions_by_step(run, STANDBY, report["impairment_id"])["failover_global_database#apply"]
         assert database["before"]["operation"] == "switchover"
         assert "answers" in database["before"]["why"]
 

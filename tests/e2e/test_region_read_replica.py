@@ -7,11 +7,11 @@ still moves."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from recoveryctl import drill, scenario
+from tests.e2e.audit import actions_by_step
 
 pytestmark = pytest.mark.e2e
 
@@ -19,12 +19,6 @@ PRIMARY, STANDBY = "us-east-1", "us-west-2"
 SCENARIO = "region-failover-read-replica"
 REPLICA = "web-api-replica"
 SOURCE = f"arn:aws:rds:{PRIMARY}:123456789012:db:web-api-db"
-
-
-def _actions(run: drill.Drill, impairment_id: str) -> dict[str, dict[str, Any]]:
-    assert run.emulator is not None
-    actions = run.emulator.peer(STANDBY).store().list_actions(impairment_id)
-    return {f"{a['action']}#{a['phase']}": a for a in actions}
 
 
 def test_the_replica_is_promoted_and_stands_alone_before_the_dns_moves(drill_synth_cache: Path):
@@ -54,7 +48,7 @@ def test_the_replica_is_promoted_and_stands_alone_before_the_dns_moves(drill_syn
         assert ["modifying" in waits[0], "rebooting" in waits[1]] == [True, True] and len(waits) == 2
 
         # And the audit trail shows the order: capacity, then the promotion, and only then the DNS
-        actions = _actions(run, report["impairment_id"])
+        actions = actions_by_step(run, STANDBY, report["impairment_id"])
         capacity = actions["provision_standby_group#apply"]
         promotion = actions["promote_read_replica#apply"]
         dns = actions["failover_dns#apply"]
@@ -100,7 +94,7 @@ def test_a_replica_a_human_already_promoted_is_left_as_it_is_and_the_traffic_sti
 
         # Then the step finds nothing to promote (unchanged, not a failure), and the DNS still moves
         assert report["expectation_met"], report
-        promotion = _actions(run, report["impairment_id"])["promote_read_replica#apply"]
+        promotion = actions_by_step(run, STANDBY, report["impairment_id"])["promote_read_replica#apply"]
         assert promotion["result"]["result"] == "unchanged" and promotion["before"]["source"] is None
         assert "not a read replica" in promotion["result"]["message"]
         assert after["read_replica"]["source"] is None and after["read_replica"]["status"] == "available"
