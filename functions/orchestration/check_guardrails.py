@@ -47,12 +47,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     fixed = _claims(impairment, plan, limits, now, settings.lock_ttl_seconds)
     read = store.read_items(_first_read(impairment, fixed))  # history and budgets: the take starts from it
     stale = _check_schedule(store, config, impairment, now, read.items)
-    # A rate or the concurrency cap already spent as read (a storm past its limit) stops the
-    # recovery before any read of the fleet: the take would stop it on this same read, and a
-    # storm's hundreds of stopped recoveries would each describe whole groups for nothing.
-    spent = store.budgets_spent(impairment.impairment_id, fixed, read)
-    if spent:
-        _stop(store, limits, impairment, [_budget_trip(e) for e in spent])
+    _stop_if_spent(store, limits, impairment, fixed, read)
     verdict = blocked.check(store, impairment, plan, limits.blocking, previous, now)
     if verdict.wait_seconds or verdict.escalate:  # acting now would fight a change in progress
         return _wait_or_escalate(store, limits, impairment, event, previous, verdict)
@@ -62,7 +57,6 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     taken = store.take_budgets(impairment.impairment_id, claims, read)
     if taken.exceeded:
         _stop(store, limits, impairment, [_budget_trip(e) for e in taken.exceeded], _blast_held(taken, groups))
-
     decision = decide(instances, groups)
     if decision.stop:
         _stop(store, limits, impairment, decision.trips, _blast_held(taken, groups))
@@ -428,6 +422,17 @@ def _budget_trip(exceeded: dict[str, Any]) -> Trip:
         reason=f"{exceeded['budget']}: limit of {exceeded['limit']} {what} reached",
         evidence=exceeded,
     )
+
+
+def _stop_if_spent(
+    store: RecoveryStore, limits: guardrails.Guardrails, impairment: ImpairmentDetected, fixed: list[Claim], read: Any
+) -> None:
+    """A rate or the concurrency cap already spent as read (a storm past its limit) stops the
+    recovery before any read of the fleet: the take would stop it on this same read, and a
+    storm's hundreds of stopped recoveries would each describe whole groups for nothing."""
+    spent = store.budgets_spent(impairment.impairment_id, fixed, read)
+    if spent:
+        _stop(store, limits, impairment, [_budget_trip(e) for e in spent])
 
 
 def _stop(
