@@ -24,11 +24,15 @@ ATTEMPTS = 5
 class ConditionFailed(Exception):
     """A conditional write's condition was not met (a transaction's, for at least one item).
     `item`: the item as it was, when the write asked for it (ReturnValuesOnConditionCheckFailure
-    ALL_OLD), else None."""
+    ALL_OLD), else None. `items`: of a transaction, the same for each of its items in order (None
+    for an item whose condition held or that did not ask)."""
 
-    def __init__(self, operation: str, item: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, operation: str, item: dict[str, Any] | None = None, items: list[dict[str, Any] | None] | None = None
+    ) -> None:
         super().__init__(operation)
         self.item = item
+        self.items = items or []
 
 
 def call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
@@ -38,8 +42,13 @@ def call(operation: str, method: Callable[..., Any], **kwargs: Any) -> Any:
         return method(**kwargs)
     except Exception as exc:
         if is_condition_failure(exc):
-            old = getattr(exc, "response", {}).get("Item")
-            raise ConditionFailed(operation, from_attribute_values(old) if old else None) from exc
+            response = getattr(exc, "response", {})
+            old = response.get("Item")
+            reasons = response.get("CancellationReasons") or []
+            items = [
+                from_attribute_values(r["Item"]) if isinstance(r, dict) and r.get("Item") else None for r in reasons
+            ]
+            raise ConditionFailed(operation, from_attribute_values(old) if old else None, items) from exc
         raise classify_client_error(exc, operation) from exc
 
 

@@ -37,12 +37,14 @@ class ImpairmentRecords:
             return False
 
     def put_item(self, impairment: dict[str, Any], status: str, **fields: Any) -> dict[str, Any]:
-        """put as a transaction's item: cancels it when the record exists."""
+        """put as a transaction's item: cancels it when the record exists, which the cancellation
+        then hands back (ConditionFailed.items): no read is needed to see what it was."""
         return {
             "Put": {
                 "TableName": self.table.name,
                 "Item": to_attribute_values(self._item(impairment, status, fields)),
                 "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
 

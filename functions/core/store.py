@@ -120,11 +120,13 @@ class RecoveryStore:
         signal_time: datetime,
         status: str,
         **fields: Any,
-    ) -> bool:
+    ) -> dict[str, Any] | bool:
         """Record a new impairment and open its correlation windows in one transaction: the
-        first delivery of a signal about resources nobody else holds. False (nothing written)
-        when the record exists (a redelivery) or another holds a window: the caller correlates
-        step by step (core.locks.CorrelationWindows.correlate says who holds what)."""
+        first delivery of a signal about resources nobody else holds. True when written. When
+        the record exists (a redelivery), nothing is written and the record is returned as it
+        was (the refusal carries it: no second write, no read); False (nothing written) when
+        only a window is another's: the caller correlates step by step
+        (core.locks.CorrelationWindows.correlate says who holds what)."""
         now = now_epoch()
         wanted: dict[str, str | None] = dict.fromkeys(sorted(set(resource_keys)))
         windows = self.windows.open_items(
@@ -133,8 +135,9 @@ class RecoveryStore:
         try:
             self._db.transact([self.impairments.put_item(impairment, status, **fields), *windows])
             return True
-        except ConditionFailed:
-            return False
+        except ConditionFailed as refused:
+            existing = refused.items[0] if refused.items else None
+            return existing if existing is not None else False
 
     def admit(
         self,

@@ -23,6 +23,7 @@ from core.errors import ApprovalRejected, RecoveryError, TransientError, error_t
 from core.guardrails import APPROVAL
 from core.observability import logger, metrics
 from core.store import RecoveryStore
+from core.storms import Membership
 from orchestration import storm
 
 _IMPAIRMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
@@ -222,59 +223,76 @@ def apply(
     escalation: Escalation, store: RecoveryStore, workload: str, settings: Any, sns: Any = None
 ) -> dict[str, Any]:
     """Carry an escalation out: the record and the locks first, the page last (see above).
-    Returns the task's result (with its storm, when it is part of one)."""
+    The storm is decided before the record is written, so that the record says in one write
+    what happened and which storm carries it (an aggregated one is then done); a page sent
+    records its fate in a second write. Returns the task's result (with its storm, when it is
+    part of one)."""
     impairment_id, reason = escalation.impairment_id, escalation.reason
-    _record(store, escalation)
     if escalation.kind == "capacity_not_returned":
+        _record(store, escalation)
         send_page(store, impairment_id, workload, reason, escalation.message, settings, sns)
         logger.warning("capacity not returned", reason=reason)
         return escalation.result
-    if escalation.kind == "escalated":
-        store.release_locks(impairment_id, escalation.release or [], slots=escalation.slots)
-        if escalation.fail_started is not None:
-            store.fail_started_actions(impairment_id, escalation.fail_started)
-        for name in escalation.metrics:
-            metrics.add_metric(name=name, unit="Count", value=1)
+    membership = _enter_storm(escalation, store, workload)
+    _record(store, escalation, _storm_fields(membership, reason))
+    _release(escalation, store)
     result = escalation.result
-    if escalation.paged:
-        result = _page_or_aggregate(escalation, store, workload, settings, sns)
+    if membership is not None:
+        result = {**result, "storm": membership.as_state()}
+    if membership is not None and membership.role == "member":
+        metrics.add_metric(name="PagesAggregated", unit="Count", value=1)
+        result = {**result, "paged": False}
+    elif escalation.paged:
+        message = escalation.message if membership is None else {**escalation.message, "storm": storm.note(membership)}
+        send_page(store, impairment_id, workload, reason, message, settings, sns)
     logger.warning("escalated", reason=reason, paged=escalation.paged, storm=result.get("storm"))
     return result
 
 
-def _page_or_aggregate(
-    escalation: Escalation, store: RecoveryStore, workload: str, settings: Any, sns: Any
-) -> dict[str, Any]:
-    """Page now (alone, or opening a storm), or list the escalation in its storm's summary: its
-    record names the storm, whose leader's summary page carries it."""
-    impairment_id, message = escalation.impairment_id, escalation.message
-    membership = (
-        storm.enter(store, escalation.storm_key, impairment_id, workload, escalation.reason)
-        if escalation.storm_key
-        else None
-    )
+def _enter_storm(escalation: Escalation, store: RecoveryStore, workload: str) -> Membership | None:
+    """Page now (None: alone), lead or join its storm. Entering is decided before the record is
+    written; when it cannot be (the storm contended past its retries), the record and the locks
+    are still done first, then the error is raised and the task's retry enters it again."""
+    if not (escalation.paged and escalation.storm_key):
+        return None
+    try:
+        return storm.enter(store, escalation.storm_key, escalation.impairment_id, workload, escalation.reason)
+    except Exception:
+        _record(store, escalation)
+        _release(escalation, store)
+        raise
+
+
+def _storm_fields(membership: Membership | None, reason: str) -> dict[str, Any]:
+    """What the record says of its storm: the storm it leads or joined; a member's page is the
+    leader's summary (aggregated)."""
     if membership is None:
-        send_page(store, impairment_id, workload, escalation.reason, message, settings, sns)
-        return escalation.result
-    state = membership.as_state()
-    result = {**escalation.result, "storm": state}
+        return {}
     if membership.role == "member":
-        store.update_impairment(impairment_id, page_status="aggregated", storm=state, page_reason=escalation.reason)
-        metrics.add_metric(name="PagesAggregated", unit="Count", value=1)
-        return {**result, "paged": False}
-    store.update_impairment(impairment_id, storm=state)
-    send_page(
-        store, impairment_id, workload, escalation.reason, {**message, "storm": storm.note(membership)}, settings, sns
-    )
-    return result
+        return {"storm": membership.as_state(), "page_status": "aggregated", "page_reason": reason}
+    return {"storm": membership.as_state()}
 
 
-def _record(store: RecoveryStore, escalation: Escalation) -> None:
-    """Write the escalation's record: an update of the impairment's, or a whole record put."""
-    if escalation.put is None:
-        store.update_impairment(escalation.impairment_id, **(escalation.update or {}))
+def _release(escalation: Escalation, store: RecoveryStore) -> None:
+    """An escalated recovery gives back what it holds (its locks, windows and concurrency slot)
+    and ends the steps it started; counted once."""
+    if escalation.kind != "escalated":
         return
-    put = dict(escalation.put)
+    store.release_locks(escalation.impairment_id, escalation.release or [], slots=escalation.slots)
+    if escalation.fail_started is not None:
+        store.fail_started_actions(escalation.impairment_id, escalation.fail_started)
+    for name in escalation.metrics:
+        metrics.add_metric(name=name, unit="Count", value=1)
+
+
+def _record(store: RecoveryStore, escalation: Escalation, extra: dict[str, Any] | None = None) -> None:
+    """Write the escalation's record (with `extra`: its storm): an update of the impairment's, or
+    a whole record put."""
+    update = {**(escalation.update or {}), **(extra or {})}
+    if escalation.put is None:
+        store.update_impairment(escalation.impairment_id, **update)
+        return
+    put = {**escalation.put, **(extra or {})}
     recorded = store.put_impairment(put.pop("impairment"), **put)
     if escalation.kind == "unidentified":
         logger.error(
@@ -289,7 +307,7 @@ def _record(store: RecoveryStore, escalation: Escalation) -> None:
         recorded=recorded,
     )
     if not recorded:  # recorded since it was read: the outcome goes on that record
-        store.update_impairment(escalation.impairment_id, **(escalation.update or {}))
+        store.update_impairment(escalation.impairment_id, **update)
 
 
 def send_page(

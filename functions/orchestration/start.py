@@ -79,14 +79,21 @@ def _open(
 ) -> tuple[dict[str, str], set[str]] | None:
     """Record the impairment and open its correlation windows: the resources open impairments
     hold, and the impairments it supersedes. One call on a first delivery about resources nobody
-    holds; None for a redelivery whose execution already started (Admit recorded it)."""
+    holds, and one on its redelivery (refused: the refusal carries the record, so it is neither
+    put again nor read); None for a redelivery whose execution already started (Admit recorded
+    it)."""
     keys = [r.key for r in impairment.affected_resources]
-    if not member_groups(impairment) and store.open_impairment(
-        record, keys, window, impairment.signal.signal_time, "detected", mttd_seconds=impairment.mttd_seconds
-    ):
-        return {}, set()
-    new = store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
-    existing = {} if new else store.get_impairment(impairment.impairment_id) or {}
+    existing = None
+    if not member_groups(impairment):
+        opened = store.open_impairment(
+            record, keys, window, impairment.signal.signal_time, "detected", mttd_seconds=impairment.mttd_seconds
+        )
+        if opened is True:
+            return {}, set()
+        existing = opened or None  # the record, as the refusal handed it back: a redelivery
+    if existing is None:
+        new = store.put_impairment(record, status="detected", mttd_seconds=impairment.mttd_seconds)
+        existing = {} if new else store.get_impairment(impairment.impairment_id) or {}
     if existing.get("execution_arn"):
         return None
     # A redelivery after a first delivery that died before starting the execution: what it

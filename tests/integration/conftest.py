@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -115,6 +116,22 @@ def dynamodb_calls(store: RecoveryStore) -> list[str]:
     calls: list[str] = []
     store._db.client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
     return calls
+
+
+@pytest.fixture
+def item_writes(store: RecoveryStore) -> Counter:
+    """Writes requested per item ("pk / sk") from now on, as the storm bench counts them
+    (bench/hot_items.py: a refused conditional write and every item of a cancelled transaction
+    count; a transaction's ConditionCheck does not)."""
+    from bench.hot_items import ItemWrites
+
+    counted = ItemWrites()
+
+    def record(params: dict[str, Any], model: Any, **kwargs: Any) -> None:
+        counted.record(model.name, params)
+
+    store._db.client.meta.events.register("provide-client-params.dynamodb.*", record)
+    return counted.writes
 
 
 @pytest.fixture
