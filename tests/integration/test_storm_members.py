@@ -7,7 +7,6 @@ races the summary (listed if the summary claimed it first, else it leads the nex
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -27,22 +26,9 @@ def pages(store, monkeypatch) -> str:
     return queue
 
 
-def _writes(store) -> Counter:
-    """Writes requested per item ("pk / sk"), as bench/hot_items.py counts them."""
-    from bench.hot_items import ItemWrites
-
-    counted = ItemWrites()
-
-    def record(params: dict[str, Any], model: Any, **kwargs: Any) -> None:
-        counted.record(model.name, params)
-
-    store.storms.table.client.meta.events.register("provide-client-params.dynamodb.*", record)
-    return counted.writes
-
-
-def test_members_write_their_own_items_and_the_storm_is_written_three_times(store, pages, lambda_context):
+def test_members_write_their_own_items_and_the_storm_is_written_three_times(store, pages, lambda_context, item_writes):
     # Given a storm whose leader paged, and the writes of each item counted from now
-    writes = _writes(store)
+    writes = item_writes
     _, led = _escalate(store, lambda_context, 1)
     head = f"STORM#{KEY} / STORM#{led['storm']['storm_id']}"
 
