@@ -4,6 +4,9 @@ the escalation topic.
 The record and the locks come first: a page that cannot be sent must not leave the impairment
 "recovering" with its resources locked. A failed page is recorded, counted and retried. In a
 storm, an escalation of a cause already paged is listed in one summary (orchestration/storm.py).
+Its storm is decided before the record is written, so that one write says the outcome and the
+storm (all an aggregated escalation writes); a page sent adds its fate in a second (issue 16: an
+impairment's record was written three times here).
 
 Design: docs/safety.md#each-guardrail ("Paging")
 """
