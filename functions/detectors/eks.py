@@ -1,10 +1,8 @@
 """Scheduled EKS check: EKS sends no event when a node fails or a node group cannot launch, so
 each declared node group's `health.issues` (DescribeNodegroup) and its nodes (Kubernetes API:
 Ready and the node monitoring agent's conditions) are read. A failing node is an
-instance_failure naming the node and its instance, scoped for replace-failed-eks-node, and with
-its Auto Scaling group when the node group has exactly one (DescribeNodegroup names it): the
-recovery then reads that group's listing instead of looking the instance up. A node group with
-several groups (one per zone, say) names none: which holds the node is looked up, never guessed.
+instance_failure naming the node and its instance, scoped for replace-failed-eks-node (with
+its Auto Scaling group when the node group has exactly one: node_auto_scaling_group).
 
 Ids: a node's comes from its condition's lastTransitionTime (a node that stays NotReady keeps
 one id, so one being replaced is not raised again); node group issues carry no time, so theirs
