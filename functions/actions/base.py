@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core import aws, clock
+from core import clock
 from core.contract import ImpairmentDetected
 from core.errors import InvalidInput, PermanentError
 from core.observability import emit, logger
@@ -168,16 +168,13 @@ def run(
     (one call where a read and a write were two), and DynamoDB hands back the record it finds, if
     any. A retry thus learns of its earlier attempt at that write, made before anything changes
     (every apply records its state before changing it), and starts over from the recorded state.
-    A rollback (rare, and deciding from its own earlier record) still reads it first, and so
-    does a retry in a container that wrote the step's record itself (the state machine asks again
-    30 s after a step that waits, Lambda keeps the container warm): one read, where planning again
-    to learn of the record at the first write would repeat every read of the plan.
+    A rollback (rare, and deciding from its own earlier record) still reads it first.
     """
     request, params = _validated(action, phase, event)
     impairment_id, index = request.impairment.impairment_id, request.step.index
     logger.append_keys(impairment_id=impairment_id, action=action.name, phase=phase, step=index)
-    known = phase == "rollback" or (impairment_id, index, phase) in _recorded()
-    previous = store.get_action(impairment_id, index, phase) if known else None
+    previous = store.get_action(impairment_id, index, phase) if phase == "rollback" else None
+    known = phase == "rollback"
     while True:
         if previous and previous.get("status") == "done":
             logger.info("step already done; returning its recorded result")
@@ -272,26 +269,6 @@ def _invoke(action: Action, phase: Phase, context: Context, record: _Record) -> 
         raise
 
 
-# At most this many steps are remembered (newest kept) as having a record this environment wrote
-# or found (_recorded): a retry of one reads the record first. Only a hint of where to look: what
-# the step does next is decided from the record as read.
-_RECORDED_MAX = 1024
-
-
-def _recorded() -> dict[tuple[str, int, str], None]:
-    """The steps (impairment, index, phase) whose record this warm environment wrote or found,
-    oldest first (core.aws.kept: a cold start knows none)."""
-    return aws.kept(__name__).setdefault("recorded", {})
-
-
-def _remember(key: tuple[str, int, str]) -> None:
-    recorded = _recorded()
-    recorded.pop(key, None)
-    recorded[key] = None
-    while len(recorded) > _RECORDED_MAX:
-        del recorded[next(iter(recorded))]
-
-
 class _RecordFound(Exception):
     """The step's first write found a record of an earlier attempt: the runner starts over from it.
     Not a RecoveryError, so no action's error handling takes it for one of its own."""
@@ -319,12 +296,10 @@ class _Record:
         item = {"status": status, "action": self.action, **fields}
         if self.known:
             self.store.put_action(self.impairment_id, self.index, self.phase, item)
-            _remember((self.impairment_id, self.index, self.phase))
             return
         # The first write of an attempt that has not read the record goes only where there is none:
         # an earlier attempt's state before is never written over, whatever this attempt ends in.
         found = self.store.put_first_action(self.impairment_id, self.index, self.phase, item)
-        _remember((self.impairment_id, self.index, self.phase))  # written, or found there
         if found is not None and (found.get("before") is not None or found.get("status") == "done"):
             raise _RecordFound(found)
         if found is not None:  # an earlier attempt failed before recording any state: nothing to reuse

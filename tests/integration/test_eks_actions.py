@@ -107,7 +107,7 @@ def test_a_budget_that_refuses_makes_the_step_wait_then_it_goes_on(store, lambda
     assert impaired not in group.instances()
 
 
-def test_a_step_that_waits_for_a_budget_is_asked_again_with_one_read_of_its_record(
+def test_a_step_that_waits_for_a_budget_asks_the_group_once_per_attempt_and_only_to_terminate(
     store, lambda_context, server, frozen_clock, aws_calls
 ):
     # Given a node one of whose pods' budget refuses the first eviction
@@ -127,11 +127,12 @@ def test_a_step_that_waits_for_a_budget_is_asked_again_with_one_read_of_its_reco
     result = replace(model, lambda_context)
 
     # Then the first attempt records its plan and asks nothing of the group (nothing is
-    # terminated while a pod is there), and the retry reads its record instead of planning again:
-    # the group's membership once, right before it terminates
+    # terminated while a pod is there), and the retry, once its first write finds the record,
+    # asks the group's membership once, right before it terminates
     assert sorted(first) == ["dynamodb:PutItem", "eks:DescribeCluster", "eks:DescribeNodegroup"]
     assert aws_calls == [
-        "dynamodb:GetItem",
+        "eks:DescribeNodegroup",
+        "dynamodb:PutItem",
         "auto-scaling:DescribeAutoScalingInstances",
         "auto-scaling:TerminateInstanceInAutoScalingGroup",
         "dynamodb:PutItem",
