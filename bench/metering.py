@@ -152,6 +152,9 @@ class Meter:
             "api_calls_by_service": self.calls_by_service(),
             "api_calls_by_operation": self.calls_by_operation(),
             "api_calls_by_function": dict(sorted(self.calls_by_function.items())),
+            "api_calls_by_function_operation": {
+                f: dict(sorted(c.items())) for f, c in sorted(self.ops_by_function.items())
+            },
             "lambda_invocations": self.total_invocations,
             "invocations_by_function": dict(sorted(self.invocations.items())),
             "eventbridge_custom_events": self.custom_events,

@@ -360,7 +360,8 @@ def declared_scope_keys(w: Workload) -> tuple[str, ...]:
     if w.database:
         keys.add("db_instance" if w.database.db_instance_identifier else "db_cluster")
     if w.eks:
-        keys |= {"eks_cluster", "eks_nodegroup", "eks_node"}
+        # a node's impairment names its group when the node group has only one (detectors/eks.py)
+        keys |= {"eks_cluster", "eks_nodegroup", "eks_node", "auto_scaling_group"}
     return tuple(sorted(keys))
 
 

@@ -42,10 +42,15 @@ class Params(ActionParams):
 
 
 def apply(ctx: Context) -> ActionResult:
+    retried = ctx.before is not None  # an earlier attempt recorded the plan: it may have terminated
     before = ctx.before or _plan(ctx)
     cluster = kube.connect(before["cluster"], account=ctx.impairment.account_id)
     autoscaling = aws.client("autoscaling", max_attempts=1, account=ctx.impairment.account_id)
-    terminated = _terminated(autoscaling, before)
+    # Which instances are on their way out is asked once per attempt: by a retry before it drains
+    # (what its earlier attempt terminated is not drained again), by a first attempt right before
+    # it terminates (its instances were in their group when CheckGuardrails read it; a drain that
+    # must wait for a budget asks nothing).
+    terminated = _terminated(autoscaling, before) if retried else set()
     drains = {
         name: _drain(ctx, cluster, name, prior)
         for name, prior in sorted(before["nodes"].items())
@@ -54,6 +59,7 @@ def apply(ctx: Context) -> ActionResult:
     waiting = {name: drain["waiting"] for name, drain in drains.items() if drain["waiting"]}
     if waiting and not ctx.dry_run:
         _wait_or_give_up(ctx, before, waiting)
+    terminated = terminated if retried else _terminated(autoscaling, before)
     changed = any(d["cordoned"] or d["evicted"] for d in drains.values())
     for prior in before["nodes"].values():
         if prior["instance"] in terminated:
@@ -69,8 +75,10 @@ def apply(ctx: Context) -> ActionResult:
     after = {
         "cluster": before["cluster"],
         "nodegroup": before["nodegroup"],
-        "nodes": {n: {**d, "terminated": not ctx.dry_run} for n, d in drains.items()}
-        | {n: {"terminated": True} for n, p in before["nodes"].items() if p["instance"] in terminated},
+        "nodes": {
+            n: {**drains.get(n, {}), "terminated": p["instance"] in terminated or not ctx.dry_run}
+            for n, p in sorted(before["nodes"].items())
+        },
     }
     evicted = sum(len(d["evicted"]) for d in drains.values())
     return ctx.result(

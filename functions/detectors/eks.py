@@ -1,7 +1,8 @@
 """Scheduled EKS check: EKS sends no event when a node fails or a node group cannot launch, so
 each declared node group's `health.issues` (DescribeNodegroup) and its nodes (Kubernetes API:
 Ready and the node monitoring agent's conditions) are read. A failing node is an
-instance_failure naming the node and its instance, scoped for replace-failed-eks-node.
+instance_failure naming the node and its instance, scoped for replace-failed-eks-node (with
+its Auto Scaling group when the node group has exactly one: node_auto_scaling_group).
 
 Ids: a node's comes from its condition's lastTransitionTime (a node that stays NotReady keeps
 one id, so one being replaced is not raised again); node group issues carry no time, so theirs
@@ -171,11 +172,27 @@ def _since(condition: dict[str, Any], window: datetime) -> datetime:
         return window
 
 
+def node_auto_scaling_group(nodegroup: dict[str, Any]) -> str | None:
+    """The Auto Scaling group every node of the node group is in: its only one
+    (resources.autoScalingGroups); None when it has none or several (which holds a node is
+    then looked up by the recovery, not guessed)."""
+    names = {g.get("name") for g in (nodegroup.get("resources") or {}).get("autoScalingGroups") or []}
+    names.discard(None)
+    return str(names.pop()) if len(names) == 1 else None
+
+
 def failing_nodes(
-    ref: NodeGroupRef, nodes: list[dict[str, Any]], window: datetime, now: datetime
+    ref: NodeGroupRef,
+    nodes: list[dict[str, Any]],
+    window: datetime,
+    now: datetime,
+    auto_scaling_group: str | None = None,
 ) -> list[ImpairmentDetected]:
     """An instance_failure per failing node (a node being deleted left), critical when most of
-    the node group fails at once (fail open: a shared cause, CheckGuardrails decides)."""
+    the node group fails at once (fail open: a shared cause, CheckGuardrails decides).
+    `auto_scaling_group`: the group all the node group's instances are in (node_auto_scaling_group),
+    put in the scope."""
+    group_scope = {"auto_scaling_group": auto_scaling_group} if auto_scaling_group else {}
     live = [n for n in nodes if not (n.get("metadata") or {}).get("deletionTimestamp")]
     failing = [(n, c) for n in live if (c := failing_condition(n)) is not None]
     fail_open = len(failing) * 2 > len(live)
@@ -200,7 +217,7 @@ def failing_nodes(
                     + (" Most of the node group at once: likely a shared cause." if fail_open else "")
                 )[:2048],
                 metrics={"failing_nodes": float(len(failing)), "nodes": float(len(live))},
-                scope={**ref.scope, "eks_node": name, "eks_condition": kind},
+                scope={**ref.scope, "eks_node": name, "eks_condition": kind, **group_scope},
                 account_id=ref.account_id,
             )
         )
@@ -217,9 +234,10 @@ def check(
     failed: list[dict[str, str]] = []
     for ref in refs:
         try:
-            issue = health_issues(ref, inventory.nodegroup(ref), window, now)
+            nodegroup = inventory.nodegroup(ref)
+            issue = health_issues(ref, nodegroup, window, now)
             detected += [issue] if issue else []
-            detected += failing_nodes(ref, inventory.nodes(ref), window, now)
+            detected += failing_nodes(ref, inventory.nodes(ref), window, now, node_auto_scaling_group(nodegroup))
         # One node group's failure (its cluster's API, its role, its access entry) must not stop
         # the check of the others.
         except Exception as exc:  # noqa: BLE001

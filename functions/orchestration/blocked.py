@@ -6,6 +6,7 @@ holding the locks Admit took for the longest wait), act, or escalate.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from actions import autoscaling as asg
@@ -21,14 +22,17 @@ def check(
     default: blocking.Blocking,
     previous: Any,
     now: Any,
+    groups_of: Callable[[], dict[str, str]] | None = None,
 ) -> blocking.Verdict:
     """The verdict of the blocking conditions for this recovery (reads; records on the
-    impairment what blocked it). `previous`: the guardrails summary of the checks before."""
+    impairment what blocked it). `previous`: the guardrails summary of the checks before;
+    `groups_of`: the impaired instances' groups as the caller looks them up (once, for its own
+    use too), else looked up here."""
     settings = blocking.of(plan, default)
     if impairment.impairment_type is ImpairmentType.REGION_IMPAIRMENT:
         return blocking.Verdict()  # its region is down: waiting on it helps nothing
     service = (impairment.scope["ecs_cluster"], impairment.scope["ecs_service"]) if _has_service(impairment) else None
-    found = blocking.conditions(settings, _groups(impairment, settings), service, impairment.account_id)
+    found = blocking.conditions(settings, _groups(impairment, settings, groups_of), service, impairment.account_id)
     before = (previous or {}).get("blocking")
     verdict = blocking.decide(found, settings, before, now)
     if verdict.record and verdict.record != before:
@@ -52,15 +56,22 @@ def _has_service(impairment: ImpairmentDetected) -> bool:
     return bool(impairment.scope.get("ecs_cluster") and impairment.scope.get("ecs_service"))
 
 
-def _groups(impairment: ImpairmentDetected, settings: blocking.Blocking) -> list[str]:
-    """The Auto Scaling groups the impairment touches: named in its scope or resources, else those
-    of its instances (one DescribeAutoScalingInstances, only then)."""
+def _groups(
+    impairment: ImpairmentDetected, settings: blocking.Blocking, groups_of: Callable[[], dict[str, str]] | None = None
+) -> list[str]:
+    """The Auto Scaling groups the impairment touches: named in its resources, and its
+    instances' as `groups_of` finds them; without `groups_of`, named in its scope or resources,
+    else those of its instances (one DescribeAutoScalingInstances, only then)."""
     if not settings.instance_refresh:
         return []
     named = [r.resource_id for r in impairment.affected_resources if r.resource_type == "autoscaling:group"]
+    instances = asg.impaired_instances(impairment)
+    if groups_of is not None and instances:
+        found = set(groups_of().values())
+        scoped = impairment.scope.get("auto_scaling_group")
+        return sorted({*named, *found, *([scoped] if scoped and not found else [])})
     if impairment.scope.get("auto_scaling_group"):
         named.append(impairment.scope["auto_scaling_group"])
-    instances = asg.impaired_instances(impairment)
     if named or not instances:
         return sorted(set(named))
     client = aws.client("autoscaling", max_attempts=1, account=impairment.account_id)

@@ -48,11 +48,11 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     read = store.read_items(_first_read(impairment, fixed))  # history and budgets: the take starts from it
     stale = _check_schedule(store, config, impairment, now, read.items)
     _stop_if_spent(store, limits, impairment, fixed, read)
-    verdict = blocked.check(store, impairment, plan, limits.blocking, previous, now)
+    membership = _Membership(impairment, instances := asg.impaired_instances(impairment))  # looked up once
+    verdict = blocked.check(store, impairment, plan, limits.blocking, previous, now, membership.resolver(plan))
     if verdict.wait_seconds or verdict.escalate:  # acting now would fight a change in progress
         return _wait_or_escalate(store, limits, impairment, event, previous, verdict)
-    instances = asg.impaired_instances(impairment)
-    groups = _fail_open(store, limits, impairment, instances, plan.get("steps", []), read)
+    groups = _fail_open(store, limits, membership, plan.get("steps", []), read)
     claims = fixed + _blast_claims(limits, now, groups)
     taken = store.take_budgets(impairment.impairment_id, claims, read)
     if taken.exceeded:
@@ -198,8 +198,7 @@ def _check_schedule(
 def _fail_open(
     store: RecoveryStore,
     limits: guardrails.Guardrails,
-    impairment: ImpairmentDetected,
-    instances: list[str],
+    membership: _Membership,
     steps: list[dict[str, Any]],
     read: Read,
 ) -> list[_GroupDecision]:
@@ -207,9 +206,10 @@ def _fail_open(
     actions/registry.py): their groups, read whole; most of a group impaired at once stops the
     recovery (raises), giving back what it held of their blast radius (a check before an
     approval took it): found in `read`, or read."""
-    if not instances or not plans.takes_out_of_service(steps):
+    impairment = membership.impairment
+    if not membership.instances or not plans.takes_out_of_service(steps):
         return []
-    groups = _groups(impairment, instances, limits)
+    groups = _groups(membership, limits)
     trips = fail_open_trips(groups, limits.fail_open)
     if trips:
         claims = [_blast_claim(g.fleet.name, 0, 0) for g in groups]
@@ -248,31 +248,59 @@ class _GroupDecision:
         return len(self.allowed), {"instances": sorted(self.allowed), **({SERIAL: healthy} if healthy else {})}
 
 
-def _groups(
-    impairment: ImpairmentDetected, instances: list[str], limits: guardrails.Guardrails
-) -> list[_GroupDecision]:
+class _Membership:
+    """Which Auto Scaling group each impaired instance is in, looked up once per check: the
+    blocking check (the groups whose instance refresh would be fought) and the fleet read share
+    it. The group the scope names is listed (DescribeAutoScalingGroups, kept: it is the first
+    read of that group's fleet) and the instances it lists need no look-up; only the others are
+    looked up (DescribeAutoScalingInstances), so a scope whose group no longer holds the
+    instance (replaced since the signal) is never taken at its word."""
+
+    def __init__(self, impairment: ImpairmentDetected, instances: list[str]) -> None:
+        self.impairment = impairment
+        self.instances = instances
+        self.scoped: list[dict[str, Any]] = []  # the scope's group as listed, if it exists
+        self._found: dict[str, str] | None = None
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("autoscaling", max_attempts=1, account=self.impairment.account_id)
+        return self._client
+
+    def resolver(self, plan: dict[str, Any]) -> Any:
+        """`groups_of` for the blocking check when the fleet will be read anyway (a plan that takes
+        the instances out of service): the look-up is then no extra call. Otherwise None (the
+        blocking check names the scope's group, or looks the instances up itself)."""
+        return self.groups_of if self.instances and plans.takes_out_of_service(plan.get("steps", [])) else None
+
+    def groups_of(self) -> dict[str, str]:
+        """instance id -> its group, for the impaired instances in one (read once)."""
+        if self._found is None:
+            named = self.impairment.scope.get("auto_scaling_group")
+            self.scoped = group_reads.describe_many(self.client, [named]) if named else []
+            listed = {i["InstanceId"]: g["AutoScalingGroupName"] for g in self.scoped for i in g.get("Instances", [])}
+            found = {i: listed[i] for i in self.instances if i in listed}
+            rest = [i for i in self.instances if i not in found]
+            if rest:
+                found.update(asg.groups_of_instances(self.client, rest))
+            self._found = found
+        return self._found
+
+
+def _groups(membership: _Membership, limits: guardrails.Guardrails) -> list[_GroupDecision]:
     """The Auto Scaling groups the instances belong to, each read whole. Instances in no group
     (the plan's outside_group decides what happens to them) have no group guardrails; a look-up
     that fails raises: no guardrail is ever skipped because a group could not be read."""
-    client = aws.client("autoscaling", max_attempts=1, account=impairment.account_id)
-    # The group the impairment names lists its instances: they need no look-up of their own
-    # (DescribeAutoScalingInstances), only those it does not list.
-    scoped = (
-        group_reads.describe_many(client, [impairment.scope["auto_scaling_group"]])
-        if impairment.scope.get("auto_scaling_group")
-        else []
-    )
-    listed = {i["InstanceId"]: g["AutoScalingGroupName"] for g in scoped for i in g.get("Instances", [])}
-    membership = {i: listed[i] for i in instances if i in listed}
-    rest = [i for i in instances if i not in membership]
-    if rest:
-        membership.update(asg.groups_of_instances(client, rest))
+    impairment, instances = membership.impairment, membership.instances
+    found = membership.groups_of()
     extra = (impairment.scope["target_group_arn"],) if impairment.scope.get("target_group_arn") else ()
     decisions = []
-    for name in sorted(set(membership.values())):
-        already = next((g for g in scoped if g["AutoScalingGroupName"] == name), None)
-        fleet = fleets.read(client, name, impairment.account_id, extra, group=already)
-        wanted = [i for i in instances if membership.get(i) == name]
+    for name in sorted(set(found.values())):
+        already = next((g for g in membership.scoped if g["AutoScalingGroupName"] == name), None)
+        fleet = fleets.read(membership.client, name, impairment.account_id, extra, group=already)
+        wanted = [i for i in instances if found.get(i) == name]
         decisions.append(_GroupDecision(fleet, wanted, limits.blast_radius))
     return decisions
 

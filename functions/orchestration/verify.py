@@ -50,12 +50,9 @@ def check(
     client = aws.client("autoscaling", max_attempts=1, account=account)
     checks: list[dict[str, Any]] = []
     zone = _zone_name(impairment.scope.get("availability_zone"), account)
-    try:
-        group_name = asg.group_name(client, impairment)
-    except PermanentError:
-        group_name = None
+    group_name = _group_name(client, impairment) if capacity else None  # looked up only to be checked
     in_service: list[str] = []
-    if group_name and capacity:
+    if group_name:
         group = groups.describe(client, group_name)
         in_service = asg.healthy_in_service(group)
         if zone:
@@ -120,6 +117,13 @@ def check(
     if not checks:
         checks.append({"check": "resolvable", "passed": False, "reason": "nothing to verify against"})
     return checks
+
+
+def _group_name(client: Any, impairment: ImpairmentDetected) -> str | None:
+    try:
+        return asg.group_name(client, impairment)
+    except PermanentError:
+        return None
 
 
 def _zone_name(zone: str | None, account: str | None = None) -> str | None:

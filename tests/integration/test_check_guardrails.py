@@ -575,10 +575,11 @@ def test_the_group_read_is_carried_to_the_actions_and_its_named_group_needs_no_l
 
     # Then the group is read once, its instances' membership taken from it (no
     # DescribeAutoScalingInstances), and what the actions need of the read is in the state
-    # one read of the group (and the blocking check's of its instance refreshes), no look-up
+    # one read of the group (it tells the blocking check which group's instance refreshes to
+    # read, then serves the fleet), no look-up
     assert [c for c in aws_calls if c.startswith("auto-scaling")] == [
-        "auto-scaling:DescribeInstanceRefreshes",
         "auto-scaling:DescribeAutoScalingGroups",
+        "auto-scaling:DescribeInstanceRefreshes",
     ]
     carried = out["guardrails"]["fleets"][workload.group_name]
     assert carried["instances"] == [impaired]

@@ -107,6 +107,89 @@ def test_a_budget_that_refuses_makes_the_step_wait_then_it_goes_on(store, lambda
     assert impaired not in group.instances()
 
 
+def test_a_step_that_waits_for_a_budget_asks_the_group_once_per_attempt_and_only_to_terminate(
+    store, lambda_context, server, frozen_clock, aws_calls
+):
+    # Given a node one of whose pods' budget refuses the first eviction
+    group = build_nodegroup(server)
+    impaired = group.instances()[0]
+    server.state.add_pod("shop", "web-1", group.node_of(impaired), refusals=1)
+    model = node_impairment(impaired)
+    aws_calls.clear()
+
+    # When the step runs, waits (the budget refuses), and is asked again 30 s later
+    with pytest.raises(CapacityNotReady):
+        replace(model, lambda_context)
+    first = list(aws_calls)
+    recorded = store.get_action(model.impairment_id, 0, "apply")["before"]
+    aws_calls.clear()
+    frozen_clock.now += timedelta(seconds=30)
+    result = replace(model, lambda_context)
+
+    # Then the first attempt records its plan and asks nothing of the group (nothing is
+    # terminated while a pod is there), and the retry, once its first write finds the record,
+    # asks the group's membership once, right before it terminates
+    assert sorted(first) == ["dynamodb:PutItem", "eks:DescribeCluster", "eks:DescribeNodegroup"]
+    assert aws_calls == [
+        "eks:DescribeNodegroup",
+        "dynamodb:PutItem",
+        "auto-scaling:DescribeAutoScalingInstances",
+        "auto-scaling:TerminateInstanceInAutoScalingGroup",
+        "dynamodb:PutItem",
+    ]
+    assert result["result"] == "changed" and server.state.evicted == [("shop", "web-1")]
+    assert impaired not in group.instances()
+    assert result["before"] == recorded  # the drain's time-out counts from the first attempt
+
+
+def test_a_retry_in_a_cold_container_plans_again_finds_its_record_and_goes_on(
+    store, lambda_context, server, frozen_clock, aws_calls
+):
+    # Given a step that waited for a budget, asked again in another container (nothing kept)
+    from core import aws
+
+    group = build_nodegroup(server)
+    impaired = group.instances()[0]
+    server.state.add_pod("shop", "web-1", group.node_of(impaired), refusals=1)
+    model = node_impairment(impaired)
+    with pytest.raises(CapacityNotReady):
+        replace(model, lambda_context)
+    recorded = store.get_action(model.impairment_id, 0, "apply")["before"]
+    aws.reset()
+    kube.use_endpoint(CLUSTER, server.url)
+    frozen_clock.now += timedelta(seconds=30)
+    aws_calls.clear()
+
+    result = replace(model, lambda_context)
+
+    # Then it learns of the record at its first write, and goes on from the state it holds
+    assert "dynamodb:GetItem" not in aws_calls and aws_calls.count("dynamodb:PutItem") == 2
+    assert result["result"] == "changed" and result["before"] == recorded
+    assert impaired not in group.instances()
+
+
+def test_an_instance_gone_from_its_group_before_the_termination_is_not_terminated_again(
+    store, lambda_context, server, aws_calls
+):
+    # Given a node whose instance leaves its group (the node group replaced it itself, say)
+    # between CheckGuardrails' read and the step
+    group = build_nodegroup(server)
+    impaired = group.instances()[0]
+    boto3.client("autoscaling", region_name=REGION).detach_instances(
+        InstanceIds=[impaired], AutoScalingGroupName=group.group_name, ShouldDecrementDesiredCapacity=False
+    )
+    aws_calls.clear()
+
+    result = replace(node_impairment(impaired), lambda_context)
+
+    # Then its node is drained, the look-up right before the termination finds it gone, and
+    # nothing is terminated
+    assert "auto-scaling:TerminateInstanceInAutoScalingGroup" not in aws_calls
+    assert aws_calls.count("auto-scaling:DescribeAutoScalingInstances") == 1
+    assert result["after"]["nodes"][group.node_of(impaired)]["terminated"] is True
+    assert server.state.nodes[group.node_of(impaired)]["spec"]["unschedulable"] is True
+
+
 def test_a_budget_that_never_allows_times_out_and_the_rollback_uncordons(store, lambda_context, server, frozen_clock):
     group = build_nodegroup(server)
     impaired = group.instances()[0]
@@ -202,6 +285,24 @@ def test_verify_wants_the_desired_ready_nodes_and_the_old_node_gone(store, lambd
     server.state.add_node("ip-replacement", "i-0replacement", nodegroup=NODEGROUP)
     [check] = replace_eks_node.verify_step(model, {}, applied)
     assert check["passed"] and check["ready"] == 3
+
+
+def test_verify_of_a_node_replacement_asks_nothing_of_auto_scaling(store, lambda_context, server, aws_calls):
+    # Given a node replaced by its step (no group capacity check declared: the node group's is)
+    from orchestration import verify
+
+    group = build_nodegroup(server)
+    impaired = group.instances()[0]
+    model = node_impairment(impaired)
+    applied = replace(model, lambda_context)
+    aws_calls.clear()
+
+    # When Verify checks it
+    checks = verify.check(model, [{"index": 0, "action": "replace_eks_node", "params": {}}], results=[applied])
+
+    # Then only the node group's own check runs: its group is not looked up for nothing
+    assert [c["check"] for c in checks] == ["eks_nodegroup_ready"]
+    assert not [c for c in aws_calls if c.startswith("auto-scaling")]
 
 
 def test_the_drain_of_a_node_with_no_pods_for_an_instance_found_by_node_name(store, lambda_context, server):

@@ -805,3 +805,23 @@ def test_a_largest_storm_past_the_budget_is_stopped_and_reported_as_not_finished
     line = storm.not_run_line(missing)
     assert line.startswith("not finished: stopped at the bench's time budget of 1 s (ran ")
     assert any(line in cell for row in goals.rows({"storm": result}) for cell in row)
+
+
+def test_a_sweep_fired_by_the_drills_tick_is_the_recoverys_only_when_it_published():
+    from bench.per_recovery import not_the_recovery
+
+    # Given a drill whose tick ran the readiness check, the sweep (found nothing) and the EKS check
+    usage = {
+        "api_calls_by_function": {"X-Readiness1": 12, "X-HealthSweep2": 1, "X-EksCheck3": 3},
+        "api_calls_by_function_operation": {
+            "X-Readiness1": {"route-53:GetHealthCheck": 12},
+            "X-HealthSweep2": {"auto-scaling:DescribeAutoScalingGroups": 1},
+            "X-EksCheck3": {"eks:DescribeNodegroup": 1, "eks:DescribeCluster": 1, "eventbridge:PutEvents": 1},
+        },
+    }
+    others, why = not_the_recovery(usage)
+    assert others == {"X-Readiness1": 12, "X-HealthSweep2": 1} and "published nothing" in why["X-HealthSweep2"]
+
+    # A sweep that detected (put its impairment on the bus) is the recovery's signal: counted
+    usage["api_calls_by_function_operation"]["X-HealthSweep2"]["eventbridge:PutEvents"] = 1
+    assert not_the_recovery(usage)[0] == {"X-Readiness1": 12}

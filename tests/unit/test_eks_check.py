@@ -42,13 +42,14 @@ def node(name: str, instance: str, **conditions: str) -> dict[str, Any]:
 
 
 class Fake:
-    def __init__(self, nodes=None, issues=None, fail: Exception | None = None) -> None:
-        self._nodes, self._issues, self.fail = nodes or [], issues or [], fail
+    def __init__(self, nodes=None, issues=None, fail: Exception | None = None, groups=()) -> None:
+        self._nodes, self._issues, self.fail, self.groups = nodes or [], issues or [], fail, list(groups)
 
     def nodegroup(self, ref: NodeGroupRef) -> dict[str, Any]:
         if self.fail:
             raise self.fail
-        return {"nodegroupArn": ARN, "health": {"issues": self._issues}}
+        resources = {"autoScalingGroups": [{"name": g} for g in self.groups]}
+        return {"nodegroupArn": ARN, "health": {"issues": self._issues}, "resources": resources}
 
     def nodes(self, ref: NodeGroupRef) -> list[dict[str, Any]]:
         return self._nodes
@@ -202,3 +203,30 @@ def test_a_bad_node_group_list_is_a_configuration_error(monkeypatch, lambda_cont
 def test_the_check_does_not_import_the_kubernetes_client_for_its_classification():
     # The detector module's import cost: the Kubernetes client only where nodes are listed.
     assert "kube" not in vars(eks)
+
+
+def test_a_node_of_a_node_group_with_one_auto_scaling_group_is_scoped_to_it():
+    # DescribeNodegroup (read anyway) names the group: the recovery need not look the instance up.
+    nodes = [*healthy(3), node("bad", "i-0bad", Ready="False")]
+
+    (found,), _ = run(Fake(nodes, groups=["eks-workers-1a2b"]))
+
+    assert found.scope["auto_scaling_group"] == "eks-workers-1a2b"
+    assert found.scope["eks_node"] == "bad"
+
+
+def test_a_node_group_with_several_auto_scaling_groups_names_none_rather_than_guess():
+    # One group per zone, say: which holds the node is the recovery's look-up, never a guess.
+    nodes = [*healthy(3), node("bad", "i-0bad", Ready="False")]
+
+    (found,), _ = run(Fake(nodes, groups=["eks-workers-a", "eks-workers-b"]))
+    (bare,), _ = run(Fake(nodes))
+
+    assert "auto_scaling_group" not in found.scope and "auto_scaling_group" not in bare.scope
+
+
+def test_a_node_groups_health_issues_are_not_scoped_to_its_group():
+    # About the node group as a whole, not a member: naming the group would fold it under (or
+    # over) a member's recovery of that group (orchestration/start.py).
+    (issue,), _ = run(Fake(healthy(), [{"code": "NodeCreationFailure", "message": "x"}], groups=["eks-workers-1"]))
+    assert "auto_scaling_group" not in issue.scope
