@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from contextvars import ContextVar
 from datetime import date, datetime, time, timedelta
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import msgspec
 
+# A datetime that must carry a time zone (pydantic's AwareDatetime).
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 # Set while msgspec builds models from data (model_validate, a constructor's check): the
 # instances it makes are validated by it, so their __post_init__ only runs their own checks.
 _CONVERTING: ContextVar[bool] = ContextVar("_CONVERTING", default=False)
@@ -69,13 +71,14 @@ class Model(msgspec.Struct, kw_only=True):
     """
 
     @classmethod
-    def model_validate(cls, data: Any) -> Self:
-        """`data` (a mapping, or an instance) as this model, or ValidationError."""
+    def model_validate(cls, data: Any, strict: bool = True) -> Self:
+        """`data` (a mapping, or an instance) as this model, or ValidationError. Not strict: text
+        is read as the number or boolean a field wants ("60", "true"), as environments need."""
         if isinstance(data, cls):
             return data
         token = _CONVERTING.set(True)
         try:
-            return msgspec.convert(data, cls)
+            return msgspec.convert(data, cls, strict=strict)
         except msgspec.ValidationError as exc:
             raise ValidationError.from_msgspec(cls.__name__, exc) from None
         finally:
@@ -109,12 +112,17 @@ class Model(msgspec.Struct, kw_only=True):
     def _check(self) -> None:
         """The model's own checks beyond its declarations; raise ValueError. None by default."""
 
-    def model_dump(self, mode: str = "python", exclude: set[str] | None = None) -> dict[str, Any]:
-        """The model as builtins: JSON-ready with mode="json", else datetimes kept."""
+    def model_dump(
+        self, mode: str = "python", exclude: set[str] | None = None, exclude_none: bool = False
+    ) -> dict[str, Any]:
+        """The model as builtins: JSON-ready with mode="json", else datetimes kept; without the
+        `exclude`d fields, and with exclude_none without its fields that are None."""
         dumped = msgspec.to_builtins(self, builtin_types=None if mode == "json" else _PYTHON_TYPES)
         if exclude:
             names = {_encoded(type(self), n) for n in exclude}
             dumped = {k: v for k, v in dumped.items() if k not in names}
+        if exclude_none:
+            dumped = {k: v for k, v in dumped.items() if v is not None}
         return dumped
 
     def model_dump_json(self) -> str:

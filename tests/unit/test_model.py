@@ -116,6 +116,8 @@ def test_dumps_are_json_ready_or_keep_datetimes():
     assert order.model_dump(mode="json") == {**order_data(), "weights": {}, "note": None}
     assert order.model_dump()["placed_at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert "weights" not in order.model_dump(mode="json", exclude={"weights"})
+    assert "note" not in order.model_dump(exclude_none=True)
+    assert "note" in order.model_copy(update={"note": "x"}).model_dump(exclude_none=True)
     assert Order.model_validate_json(order.model_dump_json()) == order
 
 
