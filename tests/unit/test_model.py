@@ -169,3 +169,39 @@ def test_the_schema_definitions_are_draft_04_as_pydantic_published_them():
     assert definitions["Colour"]["enum"] == ["red", "blue"]
     assert definitions["Colour"]["type"] == "string"
     assert definitions["Part"]["properties"]["name"]["minLength"] == 1
+
+
+# The handlers moved off pydantic (issue 16, cold start): importing them must not import it.
+PYDANTIC_FREE = (
+    "detectors.alarm",
+    "detectors.ec2_state",
+    "detectors.ecs",
+    "detectors.eks",
+    "detectors.health",
+    "detectors.rds",
+    "detectors.spot",
+    "detectors.sweeps",
+    "orchestration.start",
+    "orchestration.storm",
+    "notify.notifier",
+)
+
+
+@pytest.mark.parametrize("module", PYDANTIC_FREE)
+def test_the_handlers_moved_to_msgspec_import_no_pydantic(module):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    functions = Path(__file__).resolve().parents[2] / "functions"
+    probe = f"import sys, {module}; print(sorted(m for m in sys.modules if m.split('.')[0].startswith('pydantic')))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=functions,
+        env={**os.environ, "PYTHONPATH": str(functions), "AWS_DEFAULT_REGION": "us-east-1"},
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
