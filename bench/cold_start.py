@@ -34,21 +34,28 @@ BASELINE = "boto3"
 FLOOR = "floor_handler"
 FLOOR_PATH = ROOT / "bench" / "floor"
 
-# Models are built on first use (defer_build): a first invocation pays for the ones it validates.
-# Counted here as the handler module's own models and the contract's, the execution state's and an
-# action's result (every task validates those), and boto3 if the handler imports it late: the
-# figure is import plus that first use.
+# Models are built on first use (pydantic's defer_build; msgspec builds a Struct's validation
+# info on its first conversion): a first invocation pays for the ones it validates. Counted here
+# as the handler module's own models and the contract's, the execution state's and an action's
+# result (every task validates those), and boto3 if the handler imports it late: the figure is
+# import plus that first use.
 _TIMER = (
     "import time, sys\n"
     "started = time.perf_counter()\n"
     "import importlib; module = importlib.import_module(sys.argv[1])\n"
     "imported = time.perf_counter()\n"
     "pydantic = sys.modules.get('pydantic')\n"
-    "used = {module.__name__, 'core.contract', 'core.state', 'actions.base'} if pydantic else set()\n"
+    "model = sys.modules.get('core.model')\n"
+    "used = {module.__name__, 'core.contract', 'core.state', 'actions.base'}\n"
     "for name in used & set(sys.modules):\n"
     "    for value in list(vars(sys.modules[name]).values()):\n"
-    "        if isinstance(value, type) and issubclass(value, pydantic.BaseModel) and value.__module__ == name:\n"
+    "        if not isinstance(value, type) or value.__module__ != name:\n"
+    "            continue\n"
+    "        if pydantic and issubclass(value, pydantic.BaseModel):\n"
     "            value.model_rebuild()\n"
+    "        elif model and issubclass(value, model.Model):\n"
+    "            try: value.model_validate({})\n"  # builds its validation info, then fails: no fields
+    "            except model.ValidationError: pass\n"
     "import boto3\n"  # a first invocation calls AWS: a handler that imports boto3 late pays it then
     "print(imported - started, time.perf_counter() - started)\n"
 )

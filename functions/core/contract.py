@@ -10,9 +10,11 @@ import hashlib
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from msgspec import Meta
+
+from core.model import Model
 
 SCHEMA_VERSION = "1.3"  # 1.1: drill; 1.2: account_id; 1.3: impairment type region_impairment
 EVENT_SOURCE = "recovery.detection"
@@ -75,38 +77,32 @@ class Severity(StrEnum):
     __hash__ = str.__hash__
 
 
-class AffectedResource(BaseModel):
+class AffectedResource(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """One resource the impairment is about, e.g. ("ec2:instance", "i-0abc...")."""
 
-    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
-
-    resource_type: str = Field(min_length=1, examples=["ec2:instance", "autoscaling:group"])
-    resource_id: str = Field(min_length=1, max_length=2048)
+    resource_type: Annotated[str, Meta(min_length=1, examples=["ec2:instance", "autoscaling:group"])]
+    resource_id: Annotated[str, Meta(min_length=1, max_length=2048)]
 
     @property
     def key(self) -> str:
         return f"{self.resource_type}/{self.resource_id}"
 
 
-class Signal(BaseModel):
+class Signal(Model, kw_only=True, forbid_unknown_fields=True):
     """The originating signal: what fired, and when it fired (the start of MTTD)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid")
-
-    source: str = Field(min_length=1, examples=["aws.cloudwatch"])
-    id: str = Field(min_length=1, description="Identifier or ARN of the signal, e.g. the alarm ARN")
+    source: Annotated[str, Meta(min_length=1, examples=["aws.cloudwatch"])]
+    id: Annotated[str, Meta(min_length=1, description="Identifier or ARN of the signal, e.g. the alarm ARN")]
     signal_time: datetime
     name: str | None = None
 
-    @field_validator("signal_time")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return _require_tz(value)
+    def _check(self) -> None:
+        _require_tz(self.signal_time, "signal_time")
 
 
-def _require_tz(value: datetime) -> datetime:
+def _require_tz(value: datetime, field: str = "") -> datetime:
     if value.tzinfo is None:
-        raise ValueError("timestamps must carry a time zone")
+        raise ValueError(f"{field + ': ' if field else ''}timestamps must carry a time zone")
     return value
 
 
@@ -126,76 +122,71 @@ def make_impairment_id(workload: str, source: str, signal_id: str, signal_time: 
     return f"{prefix}-{digest}"
 
 
-class ImpairmentDetected(BaseModel):
+SchemaVersion = Annotated[str, Meta(pattern=r"^1\.\d+$")]
+ImpairmentId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,80}$")]
+Workload = Annotated[str, Meta(min_length=1, max_length=128)]
+Description = Annotated[str, Meta(max_length=2048)]
+
+
+class ImpairmentDetected(Model, kw_only=True, forbid_unknown_fields=True):
     """Detail of the \"Impairment Detected\" event."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", use_enum_values=False)
-
-    schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^1\.\d+$")
-    impairment_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    impairment_id: ImpairmentId
     impairment_type: ImpairmentType
     severity: Severity
-    workload: str = Field(min_length=1, max_length=128)
-    affected_resources: list[AffectedResource] = Field(min_length=1, max_length=100)
+    workload: Workload
+    affected_resources: Annotated[list[AffectedResource], Meta(min_length=1, max_length=100)]
     signal: Signal
     detected_at: datetime
-    description: str = Field(default="", max_length=2048)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    scope: dict[str, str] = Field(
-        default_factory=dict,
-        description="Workload resources the signal belongs to, e.g. auto_scaling_group, target_group_arn",
-    )
-    account_id: str | None = Field(
-        default=None,
-        pattern=r"^\d{12}$",
-        description="The member account the impaired workload is in (from the signal's event); "
-        "none: the recovery system's own account",
-    )
-    drill: bool = Field(
-        default=False,
-        description="A practice drill (a scheduled or recoveryctl drill set the alarm): recovered like any "
-        "impairment, counted and reported apart from real ones",
-    )
+    description: Description = ""
+    metrics: dict[str, float] = {}
+    scope: Annotated[
+        dict[str, str],
+        Meta(description="Workload resources the signal belongs to, e.g. auto_scaling_group, target_group_arn"),
+    ] = {}
+    account_id: Annotated[
+        Annotated[str, Meta(pattern=r"^\d{12}$")] | None,
+        Meta(
+            description="The member account the impaired workload is in (from the signal's event); "
+            "none: the recovery system's own account"
+        ),
+    ] = None
+    drill: Annotated[
+        bool,
+        Meta(
+            description="A practice drill (a scheduled or recoveryctl drill set the alarm): recovered like any "
+            "impairment, counted and reported apart from real ones"
+        ),
+    ] = False
 
-    @field_validator("detected_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return _require_tz(value)
+    def _check(self) -> None:
+        _require_tz(self.detected_at, "detected_at")
 
     @property
     def mttd_seconds(self) -> float:
         return max(0.0, (self.detected_at - self.signal.signal_time).total_seconds())
 
 
-class ImpairmentCleared(BaseModel):
+class ImpairmentCleared(Model, kw_only=True, forbid_unknown_fields=True):
     """Detail of the \"Impairment Cleared\" event: the signal that raised an impairment recovered."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid")
-
-    schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^1\.\d+$")
-    impairment_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")
-    workload: str = Field(min_length=1, max_length=128)
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    impairment_id: ImpairmentId
+    workload: Workload
     signal: Signal
     cleared_at: datetime
-    description: str = Field(default="", max_length=2048)
+    description: Description = ""
 
-    @field_validator("cleared_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return _require_tz(value)
+    def _check(self) -> None:
+        _require_tz(self.cleared_at, "cleared_at")
 
 
 def json_schema() -> dict[str, Any]:
     """The published JSON Schema (draft-04, as the EventBridge schema registry expects) of the
     bus events: an envelope whose detail is one of the two contract models."""
-    ref = "#/definitions/{model}"
-    detected = ImpairmentDetected.model_json_schema(ref_template=ref)
-    cleared = ImpairmentCleared.model_json_schema(ref_template=ref)
-    definitions: dict[str, Any] = {}
-    for schema in (detected, cleared):
-        definitions.update(schema.pop("$defs", {}))
-    definitions["ImpairmentDetected"] = detected
-    definitions["ImpairmentCleared"] = cleared
+    from core.model import json_schema_definitions
+
     return {
         "$schema": "http://json-schema.org/draft-04/schema#",
         "title": "RecoveryImpairmentEvent",
@@ -212,7 +203,7 @@ def json_schema() -> dict[str, Any]:
                 ]
             },
         },
-        "definitions": definitions,
+        "definitions": json_schema_definitions(ImpairmentDetected, ImpairmentCleared),
     }
 
 

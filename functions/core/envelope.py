@@ -9,28 +9,28 @@ EventBridge events"): version, id, detail-type, source, account, time, region, r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from msgspec import Meta, field
+
+from core.model import Model
+
+NonEmpty = Annotated[str, Meta(min_length=1)]
 
 
-class Envelope(BaseModel):
-    """The EventBridge envelope (the fields our handlers read); `detail` stays a plain object."""
+class Envelope(Model, kw_only=True):
+    """The EventBridge envelope (the fields our handlers read); `detail` stays a plain object.
+    Other fields are ignored. Detectors' envelopes narrow `detail` (and `source`) to their event's."""
 
-    model_config = ConfigDict(defer_build=True, extra="allow", populate_by_name=True)
-
-    id: str = Field(min_length=1)
-    detail_type: str = Field(alias="detail-type", min_length=1)
-    source: str = Field(min_length=1)
+    id: NonEmpty
+    detail_type: NonEmpty = field(name="detail-type")
+    source: NonEmpty
     account: str = ""
     time: datetime
     region: str = ""
-    resources: list[str] = Field(default_factory=list)
-    detail: dict[str, Any] = Field(default_factory=dict)
+    resources: list[str] = []
+    detail: dict[str, Any] = {}
 
-    @field_validator("time")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("the event time must carry a time zone")
-        return value
+    def _check(self) -> None:
+        if self.time.tzinfo is None:
+            raise ValueError("time: the event time must carry a time zone")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import Meta
 
 from core import aws, clock
 from core.contract import (
@@ -30,6 +31,7 @@ from core.contract import (
 )
 from core.entry import lambda_entry
 from core.errors import classify_client_error
+from core.model import Model
 from core.observability import emit, logger, metrics
 from core.reads import instance_status
 from detectors.alarm_scope import Fleet, affected, reason_values
@@ -53,50 +55,40 @@ def is_drill(reason: str) -> bool:
 # --- the event -------------------------------------------------------------------------------
 
 
-class AlarmState(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
+class AlarmState(Model, kw_only=True):
     value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
     reason: str = ""
     reasonData: str | None = None
     timestamp: datetime
 
 
-class MetricStat(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
-    metric: dict[str, Any] = Field(default_factory=dict)
+class MetricStat(Model, kw_only=True):
+    metric: dict[str, Any] = {}
     period: int | None = None
     stat: str | None = None
 
 
-class MetricQuery(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
+class MetricQuery(Model, kw_only=True):
     id: str | None = None
     expression: str | None = None
     metricStat: MetricStat | None = None
     returnData: bool | None = None
 
 
-class AlarmConfiguration(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
+class AlarmConfiguration(Model, kw_only=True):
     description: str | None = None
-    metrics: list[MetricQuery] = Field(default_factory=list)
+    metrics: list[MetricQuery] = []
     alarmRule: str | None = None  # composite alarms
 
 
-class AlarmDetail(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
-    alarmName: str = Field(min_length=1)
+class AlarmDetail(Model, kw_only=True):
+    alarmName: Annotated[str, Meta(min_length=1)]
     state: AlarmState
     previousState: AlarmState | None = None
-    configuration: AlarmConfiguration = Field(default_factory=AlarmConfiguration)
+    configuration: AlarmConfiguration = msgspec.field(default_factory=AlarmConfiguration)
 
 
-class AlarmStateChangeEvent(Envelope):
+class AlarmStateChangeEvent(Envelope, kw_only=True):
     detail: AlarmDetail
 
 
@@ -207,7 +199,7 @@ def _other_region(arn: str) -> str | None:
 @dataclass(frozen=True)
 class Outcome:
     detail_type: str | None
-    model: BaseModel | None
+    model: Model | None
     reason: str
     refusal: Refusal | None = None
 

@@ -10,38 +10,30 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from msgspec import Meta, field
 
 from core import settings as settings_module
 from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected
 from core.envelope import Envelope
 from core.errors import InvalidInput
+from core.model import Model, ValidationError
 from core.observability import emit, logger, metrics
 from core.settings import Settings
 from detectors.resolve import Configured
 
 
-class DetectorSettings(Settings):
+class DetectorSettings(Settings, kw_only=True, frozen=True):
     """The detectors' environment: the common settings and what only detectors read."""
 
-    workload_groups: str = Field(
-        default="{}",
-        alias="WORKLOAD_GROUPS",
-        description="JSON object: Auto Scaling group name -> the workload the configuration declares for it",
-    )
-    workload_resources: str = Field(
-        default="{}",
-        alias="WORKLOAD_RESOURCES",
-        description="JSON object: workload -> the resource keys (detectors.resolve.resource_key) it declares",
-    )
-    sweep_window_seconds: int = Field(default=300, ge=60, le=86400, alias="SWEEP_WINDOW_SECONDS")
-    eks_nodegroups: str = Field(
-        default="[]",
-        alias="EKS_NODEGROUPS",
-        description="JSON list: each declared EKS node group (workload, cluster, nodegroup, account_id)",
-    )
+    # JSON object: Auto Scaling group name -> the workload the configuration declares for it
+    workload_groups: str = field(default="{}", name="WORKLOAD_GROUPS")
+    # JSON object: workload -> the resource keys (detectors.resolve.resource_key) it declares
+    workload_resources: str = field(default="{}", name="WORKLOAD_RESOURCES")
+    sweep_window_seconds: Annotated[int, Meta(ge=60, le=86400)] = field(default=300, name="SWEEP_WINDOW_SECONDS")
+    # JSON list: each declared EKS node group (workload, cluster, nodegroup, account_id)
+    eks_nodegroups: str = field(default="[]", name="EKS_NODEGROUPS")
 
     def configured_workloads(self) -> dict[str, str]:
         try:
@@ -72,11 +64,11 @@ def load_settings(*required: str) -> DetectorSettings:
     return settings_module.load(*required, model=DetectorSettings)
 
 
-class ScheduledEvent(Envelope):
+class ScheduledEvent(Envelope, kw_only=True):
     """What an EventBridge schedule delivers (the sweeps' and the region probe's tick)."""
 
-    source: Literal["aws.events"]
-    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")  # type: ignore[assignment]
+    source: Literal["aws.events"]  # type: ignore[assignment]
+    detail_type: Literal["Scheduled Event"] = field(name="detail-type")  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -105,7 +97,7 @@ def reject(event: Any, exc: ValidationError | ValueError, what: str) -> dict[str
 
 
 def parse(
-    event: Any, model: type[BaseModel], source: str, detail_types: tuple[str, ...], what: str
+    event: Any, model: type[Model], source: str, detail_types: tuple[str, ...], what: str
 ) -> tuple[Any, str | None, dict[str, Any] | None]:
     """The event as `model` and the member account it comes from (None: this account), or
     (None, None, the rejection or refusal): input that is not one is logged and counted here, an
@@ -126,7 +118,7 @@ def parse_schedule(event: Any) -> tuple[ScheduledEvent | None, dict[str, Any] | 
 
 
 def _validate(
-    event: Any, model: type[BaseModel], source: str, detail_types: tuple[str, ...], what: str
+    event: Any, model: type[Model], source: str, detail_types: tuple[str, ...], what: str
 ) -> tuple[Any, dict[str, Any] | None]:
     try:
         parsed = model.model_validate(event)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta, field
 
 from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.entry import lambda_entry
+from core.model import Model
 from core.observability import logger
 from detectors.common import Envelope, Findings, ignore, load_settings, parse, publish
 from detectors.registry import EC2_IMPAIRING_STATES
@@ -38,14 +39,12 @@ _INTO_SERVICE = ("Launching", "Attaching", "Moving EC2 instance out of Standby")
 # --- the event -------------------------------------------------------------------------------
 
 
-class StateChangeDetail(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow", populate_by_name=True)
-
-    instance_id: str = Field(alias="instance-id", pattern=r"^i-[0-9a-f]{8,17}$")
+class StateChangeDetail(Model, kw_only=True):
+    instance_id: Annotated[str, Meta(pattern=r"^i-[0-9a-f]{8,17}$")] = field(name="instance-id")
     state: Literal["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
 
 
-class InstanceStateChangeEvent(Envelope):
+class InstanceStateChangeEvent(Envelope, kw_only=True):
     detail: StateChangeDetail
 
 

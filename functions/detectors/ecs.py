@@ -12,14 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from msgspec import Meta
 
 from core import aws, clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.entry import lambda_entry
 from core.errors import PermanentError
+from core.model import AwareDatetime, Model
 from core.observability import logger
 from core.reads import tags
 from detectors.common import Envelope, Findings, load_settings, parse, publish
@@ -39,21 +40,17 @@ _OUT_OF_MEMORY = re.compile(r"^OutOfMemory", re.IGNORECASE)
 # --- the event -------------------------------------------------------------------------------
 
 
-class Container(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
+class Container(Model, kw_only=True):
     name: str = ""
     exitCode: int | None = None
     reason: str | None = None
     healthStatus: str | None = None
 
 
-class TaskStateChangeDetail(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
-    clusterArn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-9_-]{1,255}$")
-    taskArn: str = Field(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/\S+$")
-    lastStatus: str = Field(min_length=1)
+class TaskStateChangeDetail(Model, kw_only=True):
+    clusterArn: Annotated[str, Meta(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-9_-]{1,255}$")]
+    taskArn: Annotated[str, Meta(pattern=r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task/\S+$")]
+    lastStatus: Annotated[str, Meta(min_length=1)]
     group: str | None = None
     desiredStatus: str | None = None
     stopCode: str | None = None
@@ -61,10 +58,10 @@ class TaskStateChangeDetail(BaseModel):
     stoppingAt: AwareDatetime | None = None
     stoppedAt: AwareDatetime | None = None
     healthStatus: str | None = None
-    containers: list[Container] = Field(default_factory=list)
+    containers: list[Container] = []
 
 
-class TaskStateChangeEvent(Envelope):
+class TaskStateChangeEvent(Envelope, kw_only=True):
     detail: TaskStateChangeDetail
 
 

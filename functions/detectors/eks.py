@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from msgspec import Meta
 
 from core import aws, clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.errors import InvalidInput, RecoveryError
+from core.model import Model, ValidationError
 from core.observability import logger, metrics
 from detectors.common import Findings, load_settings, parse_schedule, publish
 from detectors.sweeps import window_start
@@ -64,14 +65,12 @@ class CheckFailed(RecoveryError):
     """No node group could be checked: the invocation fails, so the check's errors alarm fires."""
 
 
-class NodeGroupRef(BaseModel):
+class NodeGroupRef(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A workload's declared node group, as the stack writes it in EKS_NODEGROUPS."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    workload: str = Field(min_length=1)
-    cluster: str = Field(min_length=1)
-    nodegroup: str = Field(min_length=1)
+    workload: Annotated[str, Meta(min_length=1)]
+    cluster: Annotated[str, Meta(min_length=1)]
+    nodegroup: Annotated[str, Meta(min_length=1)]
     account_id: str | None = None
 
     @property

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from msgspec import Meta
 
 from core import clock
 from core.contract import (
@@ -27,6 +27,7 @@ from core.contract import (
     make_impairment_id,
 )
 from core.entry import lambda_entry
+from core.model import AwareDatetime, Model, ValidationError
 from core.observability import logger
 from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import InstanceOwner, ProtectedGroup, instance_id_of, out_of_service_on_purpose
@@ -74,46 +75,28 @@ def parse_time(value: Any) -> Any:
     return parsed
 
 
-class Entity(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
-    entityValue: str = Field(min_length=1)
+class Entity(Model, kw_only=True):
+    entityValue: Annotated[str, Meta(min_length=1)]
 
 
-class Description(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
+class Description(Model, kw_only=True):
     language: str = ""
     latestDescription: str = ""
 
 
-class HealthDetail(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
-    eventArn: str = Field(min_length=1, max_length=1600)
+class HealthDetail(Model, kw_only=True):
+    eventArn: Annotated[str, Meta(min_length=1, max_length=1600)]
     service: str = ""
-    eventTypeCode: str = Field(min_length=1)
-    eventTypeCategory: str = Field(min_length=1)
+    eventTypeCode: Annotated[str, Meta(min_length=1)]
+    eventTypeCategory: Annotated[str, Meta(min_length=1)]
     eventScopeCode: str | None = None
-    statusCode: str = Field(min_length=1)
-    startTime: datetime
-    endTime: datetime | None = None
-    lastUpdatedTime: datetime | None = None
+    statusCode: Annotated[str, Meta(min_length=1)]
+    startTime: AwareDatetime
+    endTime: AwareDatetime | None = None
+    lastUpdatedTime: AwareDatetime | None = None
     availabilityZone: str | None = None
-    eventDescription: list[Description] = Field(default_factory=list)
-    affectedEntities: list[Entity] = Field(default_factory=list)
-
-    @field_validator("startTime", "endTime", "lastUpdatedTime", mode="before")
-    @classmethod
-    def _rfc1123(cls, value: Any) -> Any:
-        return parse_time(value)
-
-    @field_validator("startTime", "endTime", "lastUpdatedTime")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("times must carry a time zone")
-        return value
+    eventDescription: list[Description] = []
+    affectedEntities: list[Entity] = []
 
     @property
     def description(self) -> str:
@@ -122,8 +105,25 @@ class HealthDetail(BaseModel):
         return (english or texts)[0].latestDescription if texts else ""
 
 
-class HealthEvent(Envelope):
+class HealthEvent(Envelope, kw_only=True):
     detail: HealthDetail
+
+    @classmethod
+    def model_validate(cls, data: Any, strict: bool = True) -> Self:
+        """As any envelope, the detail's times read first as AWS Health writes them (parse_time)."""
+        detail = data.get("detail") if isinstance(data, dict) else None
+        if isinstance(detail, dict):
+            times = {}
+            for name in _TIMES:
+                try:
+                    times[name] = parse_time(detail.get(name))
+                except ValueError as exc:
+                    raise ValidationError(cls.__name__, str(exc), ("detail", name)) from None
+            data = {**data, "detail": {**detail, **{k: v for k, v in times.items() if v is not None}}}
+        return super().model_validate(data, strict)
+
+
+_TIMES = ("startTime", "endTime", "lastUpdatedTime")
 
 
 # --- what the detector needs to know about the world ------------------------------------------

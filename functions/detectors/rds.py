@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from msgspec import Meta
 
 from core import aws, clock
 from core.contract import (
@@ -28,6 +28,7 @@ from core.contract import (
 )
 from core.entry import lambda_entry
 from core.errors import PermanentError, classify_client_error
+from core.model import AwareDatetime, Model
 from core.observability import logger
 from core.reads import tags
 from detectors.common import Envelope, Findings, load_settings, parse, publish
@@ -126,12 +127,10 @@ def meaning(event_id: str | None, categories: list[str], message: str) -> Meanin
 # --- the event -------------------------------------------------------------------------------
 
 
-class RdsEventDetail(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
-    EventCategories: list[str] = Field(default_factory=list)
+class RdsEventDetail(Model, kw_only=True):
+    EventCategories: list[str] = []
     SourceType: str | None = None
-    SourceArn: str = Field(min_length=1)
+    SourceArn: Annotated[str, Meta(min_length=1)]
     Date: AwareDatetime
     Message: str = ""
     SourceIdentifier: str | None = None
@@ -139,7 +138,7 @@ class RdsEventDetail(BaseModel):
     Tags: dict[str, str] | None = None
 
 
-class RdsEvent(Envelope):
+class RdsEvent(Envelope, kw_only=True):
     detail: RdsEventDetail
 
 

@@ -14,13 +14,14 @@ already taking out (Terminating*, Detaching, Standby, Warmed:*).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta, field
 
 from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
 from core.entry import lambda_entry
+from core.model import Model
 from core.observability import logger
 from detectors.common import Envelope, Findings, load_settings, parse, publish
 from detectors.resolve import InstanceOwner, out_of_service_on_purpose
@@ -33,15 +34,13 @@ DETAIL_TYPES = (REBALANCE, INTERRUPTION)
 _KINDS = {REBALANCE: (Severity.MEDIUM, "rebalance"), INTERRUPTION: (Severity.HIGH, "interruption")}
 
 
-class SpotDetail(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow", populate_by_name=True)
-
-    instance_id: str = Field(alias="instance-id", pattern=r"^i-[0-9a-f]{8,17}$")
+class SpotDetail(Model, kw_only=True):
+    instance_id: Annotated[str, Meta(pattern=r"^i-[0-9a-f]{8,17}$")] = field(name="instance-id")
     # Interruption warnings only.
-    instance_action: Literal["hibernate", "stop", "terminate"] | None = Field(default=None, alias="instance-action")
+    instance_action: Literal["hibernate", "stop", "terminate"] | None = field(default=None, name="instance-action")
 
 
-class SpotEvent(Envelope):
+class SpotEvent(Envelope, kw_only=True):
     detail: SpotDetail
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import Field
+from msgspec import field
 
 from core import aws
 from core import settings as settings_module
@@ -32,11 +32,11 @@ _SECRET_MAX_AGE_SECONDS = 300  # a rotated routing key is read within 5 minutes
 _MAX_VISIBILITY_SECONDS = 43_200  # SQS's longest visibility timeout
 
 
-class Settings(settings_module.Settings):
-    routing_key_secret: str = Field(default="", alias="PAGERDUTY_ROUTING_KEY_SECRET")
-    events_url: str = Field(default=pagerduty.EVENTS_URL, alias="PAGERDUTY_EVENTS_URL")
-    ops_items: bool = Field(default=False, alias="OPS_ITEMS")
-    queue_url: str = Field(default="", alias="NOTIFY_QUEUE_URL")
+class Settings(settings_module.Settings, kw_only=True, frozen=True):
+    routing_key_secret: str = field(default="", name="PAGERDUTY_ROUTING_KEY_SECRET")
+    events_url: str = field(default=pagerduty.EVENTS_URL, name="PAGERDUTY_EVENTS_URL")
+    ops_items: bool = field(default=False, name="OPS_ITEMS")
+    queue_url: str = field(default="", name="NOTIFY_QUEUE_URL")
 
 
 # Every item reported, even when all failed (Powertools would raise: the same retry, read less plainly).

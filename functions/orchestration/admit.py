@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from core import clock
 from core import settings as settings_module
 from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.errors import InvalidInput, InvalidPlan, NoMatchingPlan, RecoveryInProgress, RecoveryPaused
 from core.guardrails import PAUSED
+from core.model import ValidationError
 from core.observability import logger, metrics
 from core.store import RecoveryStore
 from orchestration import select_plan

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from msgspec import field
 
 from core import aws, clock
 from core import settings as settings_module
 from core.entry import lambda_entry
 from core.envelope import Envelope
 from core.errors import classify_client_error
+from core.model import Model, ValidationError
 from core.observability import logger, metrics
 from core.store import RecoveryStore
 from orchestration import storm
@@ -32,14 +33,12 @@ DIED = ("FAILED", "TIMED_OUT", "ABORTED")
 ENDED = frozenset({"recovered", "dry_run", "escalated", "skipped", "correlated"})
 
 
-class Settings(settings_module.Settings):
-    cleanup_state_machine_arn: str = Field(default="", alias="CLEANUP_STATE_MACHINE_ARN")
+class Settings(settings_module.Settings, kw_only=True, frozen=True):
+    cleanup_state_machine_arn: str = field(default="", name="CLEANUP_STATE_MACHINE_ARN")
 
 
-class ExecutionStatus(BaseModel):
+class ExecutionStatus(Model, kw_only=True):
     """The detail of Step Functions' Execution Status Change event (the fields used here)."""
-
-    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     executionArn: str
     stateMachineArn: str

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from core import aws, paging
 from core import settings as settings_module
 from core.contract import (
@@ -28,6 +26,7 @@ from core.contract import (
 from core.entry import lambda_entry
 from core.envelope import Envelope
 from core.errors import classify_client_error
+from core.model import ValidationError
 from core.observability import logger, metrics
 from core.store import RecoveryStore
 

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from jsonschema import Draft4Validator
-from pydantic import ValidationError
 
 from core.contract import (
     CLEARED,
@@ -20,6 +19,7 @@ from core.contract import (
     json_schema,
     make_impairment_id,
 )
+from core.model import ValidationError
 from tests.builders import ALARM_ARN, SIGNAL_TIME, impairment
 
 # Step Functions execution names: 1-80 characters, no whitespace, brackets, wildcards,
