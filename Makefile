@@ -70,8 +70,11 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every test, on every core (pytest-xdist; a file's tests stay on one worker, so its module
+# fixtures are built once). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 schema: setup
 	PYTHONPATH=functions $(BIN)/python -m core.contract > schemas/impairment-event.v1.json
