@@ -1,22 +1,13 @@
 """An EKS cluster's Kubernetes API, as the EKS actions and the EKS check reach it: five REST calls
-over urllib3 (botocore's own HTTP library, so nothing to import that boto3 has not), authenticated
-as aws-iam-authenticator does, every error classified.
+over urllib3 (botocore's own HTTP library: no client package to import), TLS verified with the
+cluster's certificate authority, authenticated as aws-iam-authenticator does, errors classified.
 
 The token is made here, with no call: a presigned STS GetCallerIdentity URL (60 s) signing the
-header `x-k8s-aws-id: <cluster>`, as `k8s-aws-v1.` + base64url without padding, sent as
-`Authorization: Bearer`. The endpoint and certificate authority come from DescribeCluster: the
-server's certificate must be signed by that authority (TLS verified, host name included).
-
-The calls, as the API server serves them (core/v1 and policy/v1): GET /api/v1/nodes
-(labelSelector), GET /api/v1/nodes/<name>, PATCH /api/v1/nodes/<name> (a strategic merge patch,
-as `kubectl cordon` sends), GET /api/v1/pods (fieldSelector spec.nodeName=<node>), POST
-/api/v1/namespaces/<ns>/pods/<pod>/eviction (a policy/v1 Eviction).
-
-Answers: 429 and 5xx are TransientError, 404 NotFound (the node or pod is gone), 401/403/409 and
-other 4xx PermanentError with the server's message (the stack's access entry is missing or too
-narrow, say), no answer or a time-out TransientError, a certificate the cluster's authority did
-not sign PermanentError (no retry makes it the cluster's). An eviction refused by a disruption
-budget (429) is `evict`'s to read.
+header `x-k8s-aws-id: <cluster>`, as `k8s-aws-v1.` + base64url without padding. The endpoint and
+authority come from DescribeCluster. 429 and 5xx are TransientError, 404 NotFound, other 4xx
+PermanentError with the server's message, no answer or a time-out TransientError, a certificate
+the authority did not sign PermanentError; an eviction answered 429 (a disruption budget) is
+`evict`'s to read. The calls and their answers: docs/eks.md.
 """
 
 from __future__ import annotations

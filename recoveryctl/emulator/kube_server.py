@@ -1,16 +1,12 @@
-"""A Kubernetes API server on 127.0.0.1, small and in process: what the EKS actions and detector
-call, answered as the real API server answers it. moto has no Kubernetes; the emulator backs a
-declared EKS node group with this server, and the unit and integration tests use the same one.
+"""A Kubernetes API server on 127.0.0.1 (http, or https with `tls`), small and in process: what the
+EKS actions and detector call, answered as the real API server answers it (moto has none).
 
-Served: GET /api/v1/nodes (labelSelector k=v[,k=v]), GET and PATCH /api/v1/nodes/<name> (a merge
-of the body's spec and metadata.labels; 415 unless the body is a merge or strategic merge patch,
-as the API server answers), DELETE /api/v1/nodes/<name>, GET /api/v1/pods (fieldSelector
-spec.nodeName=<node>), and POST /api/v1/namespaces/<ns>/pods/<pod>/eviction (a policy/v1 Eviction
-of that pod, else 400): 201 and the pod is gone, or 429 with the Status the API server sends when
-a PodDisruptionBudget refuses (a pod's `refusals`: how many evictions its budget refuses, -1 for
-all of them). Faults: `fail_next(status, times)` answers the next requests with that status.
-Every request's method, path and Authorization header is kept in `requests`, its Content-Type in
-`content_types`. `tls`: an ssl.SSLContext of the server's certificate, served over https.
+Served: GET /api/v1/nodes (labelSelector), GET, PATCH (a merge or strategic merge patch, else
+415) and DELETE /api/v1/nodes/<name>, GET /api/v1/pods (fieldSelector spec.nodeName=), POST
+/api/v1/namespaces/<ns>/pods/<pod>/eviction (a policy/v1 Eviction of that pod, else 400): 201 and
+the pod is gone, or 429 as a PodDisruptionBudget refuses (a pod's `refusals`, -1: always).
+`fail_next(status, times)` answers the next requests with that status. Each request's method,
+path and Authorization are kept in `requests`, its Content-Type in `content_types`.
 """
 
 from __future__ import annotations
