@@ -169,21 +169,29 @@ def run(
     any. A retry thus learns of its earlier attempt at that write, made before anything changes
     (every apply records its state before changing it), and starts over from the recorded state.
     A rollback (rare, and deciding from its own earlier record) still reads it first.
+
+    A step under way (recorded "started", then a transient error or a wait: CapacityNotReady)
+    is remembered by the warm environment that recorded it, and the state machine's retry
+    mostly lands there: it goes on from the remembered record without planning again or
+    reading it, and its first write is conditional on the record still being the one it
+    remembers (anything else there is taken up as above, as an earlier attempt's record).
     """
     request, params = _validated(action, phase, event)
     impairment_id, index = request.impairment.impairment_id, request.step.index
     logger.append_keys(impairment_id=impairment_id, action=action.name, phase=phase, step=index)
-    previous = store.get_action(impairment_id, index, phase) if phase == "rollback" else None
-    known = phase == "rollback"
+    remembered = _under_way().get((impairment_id, index, phase))
+    previous = remembered or (store.get_action(impairment_id, index, phase) if phase == "rollback" else None)
+    known = phase == "rollback" or remembered is not None
     while True:
         if previous and previous.get("status") == "done":
             logger.info("step already done; returning its recorded result")
             return previous["result"]
         record = _Record(store, impairment_id, index, phase, action.name, (previous or {}).get("before"), known)
+        record.expected = (remembered or {}).get("started_at")
         try:
             return _run_once(action, phase, request, params, record, previous, managed_tag)
         except _RecordFound as found:
-            previous, known = found.record, True
+            previous, known, remembered = found.record, True, None
         except Exception:
             if record.known:
                 raise
@@ -278,11 +286,26 @@ class _RecordFound(Exception):
         self.record = record
 
 
+# Steps under way in this warm environment: (impairment, step, phase) -> their "started" record as
+# this environment wrote it (status, before, started_at). Bounded: a step whose execution ended
+# while it waited is never finished here.
+_UNDER_WAY_MAX = 256
+
+
+def _under_way() -> dict[tuple[str, int, str], dict[str, Any]]:
+    from core import aws
+
+    return aws.kept(__name__)
+
+
 class _Record:
     """One step's record in the audit table: started (with the state before it changes anything),
     then failed or done. `known`: whether what the table holds of this step is known (read, or
     written by this attempt); until it is, a write is conditional and raises _RecordFound when an
-    earlier attempt's record is there."""
+    earlier attempt's record is there. `expected`: the started_at of the "started" record this
+    environment remembers writing; the next write is conditional on the record still being it."""
+
+    expected: str | None = None
 
     def __init__(
         self, store: Any, impairment_id: str, index: int, phase: Phase, action: str, before: Any, known: bool
@@ -294,8 +317,17 @@ class _Record:
 
     def _put(self, status: str, **fields: Any) -> None:
         item = {"status": status, "action": self.action, **fields}
+        if self.expected is not None:
+            found = self.store.put_action_if_started(self.impairment_id, self.index, self.phase, item, self.expected)
+            if found is not None:  # not as this environment left it: taken up as an earlier attempt's
+                self._remember(None)
+                raise _RecordFound(found)
+            self.expected = None
+            self._remember(item)
+            return
         if self.known:
             self.store.put_action(self.impairment_id, self.index, self.phase, item)
+            self._remember(item)
             return
         # The first write of an attempt that has not read the record goes only where there is none:
         # an earlier attempt's state before is never written over, whatever this attempt ends in.
@@ -305,6 +337,17 @@ class _Record:
         if found is not None:  # an earlier attempt failed before recording any state: nothing to reuse
             self.store.put_action(self.impairment_id, self.index, self.phase, item)
         self.known = True
+        self._remember(item)
+
+    def _remember(self, item: dict[str, Any] | None) -> None:
+        """Keep a "started" record with its state before for this environment's retry; forget any other."""
+        under_way = _under_way()
+        key = (self.impairment_id, self.index, self.phase)
+        under_way.pop(key, None)
+        if item and item["status"] == "started" and item.get("before") is not None:
+            while len(under_way) >= _UNDER_WAY_MAX:
+                under_way.pop(next(iter(under_way)))
+            under_way[key] = {"status": "started", "before": item["before"], "started_at": item["started_at"]}
 
     def started(self, before: dict[str, Any]) -> None:
         self.before = before

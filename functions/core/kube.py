@@ -1,31 +1,26 @@
-"""An EKS cluster's Kubernetes API, as the EKS actions and the EKS check reach it: through the
-official client, authenticated as aws-iam-authenticator does, every error classified.
+"""An EKS cluster's Kubernetes API, as the EKS actions and the EKS check reach it: five REST calls
+over urllib3 (botocore's own HTTP library: no client package to import), TLS verified with the
+cluster's certificate authority, authenticated as aws-iam-authenticator does, errors classified.
 
 The token is made here, with no call: a presigned STS GetCallerIdentity URL (60 s) signing the
 header `x-k8s-aws-id: <cluster>`, as `k8s-aws-v1.` + base64url without padding. The endpoint and
-certificate authority come from DescribeCluster. Only the EKS modules import this one (the
-client's import cost is theirs alone: tests/unit/test_kube.py checks).
-
-Answers: 429 and 5xx are TransientError, 404 NotFound (the node or pod is gone), 401/403
-PermanentError with the server's message (the stack's access entry is missing or too narrow), no
-answer TransientError. An eviction refused by a disruption budget (429) is `evict`'s to read.
+authority come from DescribeCluster. 429 and 5xx are TransientError, 404 NotFound, other 4xx
+PermanentError with the server's message, no answer or a time-out TransientError, a certificate
+the authority did not sign PermanentError; an eviction answered 429 (a disruption budget) is
+`evict`'s to read. The calls and their answers: docs/eks.md.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import os
-import tempfile
+import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlencode
 
-from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
-from urllib3.exceptions import HTTPError as Urllib3Error
+import urllib3
 
 from core import aws
 from core.errors import PermanentError, TransientError
@@ -37,6 +32,8 @@ TOKEN_EXPIRES_SECONDS = 60
 TIMEOUTS = (3, 10)
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+# How a node is patched: a strategic merge patch, as `kubectl cordon` sends it.
+PATCH_CONTENT_TYPE = "application/strategic-merge-patch+json"
 
 # How long a connection (its DescribeCluster and token) is used again: an invocation plans, then
 # drains, through one, and a retry's replay of its recorded plan too. Well within the token's
@@ -59,6 +56,14 @@ def use_endpoint(cluster: str, url: str | None) -> None:
 
 class NotFound(PermanentError):
     """The API server answered 404: the node or pod is gone."""
+
+
+class ApiError(Exception):
+    """The API server answered an error status (its Status object's message kept)."""
+
+    def __init__(self, status: int, reason: str, body: bytes) -> None:
+        self.status, self.reason, self.body = status, reason, body
+        super().__init__(f"{status} {reason}: {_message(body)}")
 
 
 def token(cluster: str, region: str, credentials: Any = None) -> str:
@@ -86,74 +91,131 @@ def token(cluster: str, region: str, credentials: Any = None) -> str:
 
 
 def classify(exc: Exception, what: str) -> PermanentError | TransientError:
-    """An error of the client as TransientError, NotFound or PermanentError, the server's message kept."""
-    if isinstance(exc, ApiException):
-        status = int(exc.status or 0)
-        message = _message(exc)
-        text = f"Kubernetes {what} failed: {status} {exc.reason}: {message}"
+    """An error of a call as TransientError, NotFound or PermanentError, the server's message kept."""
+    if isinstance(exc, ApiError):
+        status = exc.status
+        text = f"Kubernetes {what} failed: {exc}"
         if status == 429 or status >= 500:
             return TransientError(text, operation=what, code=str(status))
         if status == 404:
             return NotFound(text, operation=what, code="404")
         return PermanentError(text, operation=what, code=str(status))
-    if isinstance(exc, (Urllib3Error, OSError)):
+    if _untrusted_certificate(exc):
+        return PermanentError(
+            f"Kubernetes {what} failed: the API server's certificate is not signed by the cluster's authority: {exc}",
+            operation=what,
+            code="Certificate",
+        )
+    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         return TransientError(f"Kubernetes {what} failed: no answer: {exc}", operation=what, code="Connection")
     return PermanentError(f"Kubernetes {what} failed: {exc}", operation=what, code=type(exc).__name__)
 
 
-def _message(exc: ApiException) -> str:
+def _untrusted_certificate(exc: BaseException | None) -> bool:
+    """Whether the TLS handshake failed on the server's certificate (urllib3 wraps ssl's error)."""
+    for _ in range(8):  # a chain of wrapped errors: a few deep at most
+        if not isinstance(exc, BaseException):
+            return False
+        if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None)
+    return False
+
+
+def _message(body: bytes) -> str:
     try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.body)
+        return str(json.loads(body or b"{}").get("message") or body.decode(errors="replace"))
     except (ValueError, AttributeError):
-        return str(exc.body or "")
+        return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
 
 
 @dataclass
 class Cluster:
-    """One cluster's API, with the calls the EKS actions and check make; answers as plain dicts."""
+    """One cluster's API, with the calls the EKS actions and check make; answers as plain dicts.
+    `authority`: the PEM of the certificate authority the server's certificate must be signed by
+    (https only; None: the system's)."""
 
     name: str
-    api: Any  # kubernetes.client.CoreV1Api
+    host: str
+    bearer: str = ""
+    authority: str | None = None
+    _pool: Any = field(default=None, init=False, repr=False)
 
-    def _call(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def __post_init__(self) -> None:
+        # One attempt, no redirect: retries belong to the state machine, as for every AWS call of an action.
+        options: dict[str, Any] = {"retries": False}
+        if self.host.startswith("https://"):
+            options["cert_reqs"] = "CERT_REQUIRED"
+            if self.authority:
+                options["ca_cert_data"] = self.authority
+        self._pool = urllib3.PoolManager(num_pools=1, maxsize=1, **options)
+
+    def _send(self, what: str, method: str, path: str, query: dict[str, str] | None = None, **body: Any) -> Any:
+        """The call's answer (status, its JSON); no answer classified."""
+        url = self.host.rstrip("/") + path + (f"?{urlencode(query)}" if query else "")
+        headers = {"Accept": "application/json", "User-Agent": "impairment-recovery"}
+        if self.bearer:
+            headers["Authorization"] = f"Bearer {self.bearer}"
+        data = None
+        if "json" in body:
+            data = json.dumps(body["json"]).encode()
+            headers["Content-Type"] = body.get("content_type", "application/json")
         try:
-            response = call(*args, _preload_content=False, _request_timeout=TIMEOUTS, **kwargs)
-            return json.loads(response.data or b"{}")
+            response = self._pool.request(
+                method,
+                url,
+                body=data,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=TIMEOUTS[0], read=TIMEOUTS[1]),
+                retries=False,
+                redirect=False,
+            )
         except Exception as exc:
             raise classify(exc, what) from exc
+        return response
+
+    def _call(self, what: str, method: str, path: str, query: dict[str, str] | None = None, **body: Any) -> Any:
+        response = self._send(what, method, path, query, **body)
+        if response.status >= 400:
+            error = ApiError(response.status, response.reason or "", response.data)
+            raise classify(error, what) from error
+        try:
+            return json.loads(response.data or b"{}")
+        except ValueError as exc:
+            raise PermanentError(f"Kubernetes {what}: the answer is not JSON", operation=what) from exc
 
     def nodes(self, nodegroup: str | None = None) -> list[dict[str, Any]]:
-        selector = f"{NODEGROUP_LABEL}={nodegroup}" if nodegroup else None
-        kwargs = {"label_selector": selector} if selector else {}
-        return self._call("list nodes", self.api.list_node, **kwargs).get("items", [])
+        query = {"labelSelector": f"{NODEGROUP_LABEL}={nodegroup}"} if nodegroup else None
+        return self._call("list nodes", "GET", "/api/v1/nodes", query).get("items", [])
 
     def node(self, name: str) -> dict[str, Any]:
-        return self._call(f"get node {name}", self.api.read_node, name)
+        return self._call(f"get node {name}", "GET", f"/api/v1/nodes/{quote(name, safe='')}")
 
     def cordon(self, name: str, unschedulable: bool = True) -> dict[str, Any]:
         """Cordon (or uncordon) a node: PATCH spec.unschedulable."""
         what = f"{'cordon' if unschedulable else 'uncordon'} node {name}"
-        return self._call(what, self.api.patch_node, name, {"spec": {"unschedulable": unschedulable}})
+        patch = {"spec": {"unschedulable": unschedulable}}
+        path = f"/api/v1/nodes/{quote(name, safe='')}"
+        return self._call(what, "PATCH", path, json=patch, content_type=PATCH_CONTENT_TYPE)
 
     def pods_on(self, node: str) -> list[dict[str, Any]]:
-        what = f"list pods on {node}"
-        found = self._call(what, self.api.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}")
+        found = self._call(f"list pods on {node}", "GET", "/api/v1/pods", {"fieldSelector": f"spec.nodeName={node}"})
         return found.get("items", [])
 
     def evict(self, namespace: str, pod: str) -> str:
         """Evict a pod (policy/v1 Eviction): "evicted", "refused" (429: its disruption budget does
         not allow it now; a throttled answer too, which waits the same), or "gone" (404)."""
-        body = k8s.V1Eviction(metadata=k8s.V1ObjectMeta(name=pod, namespace=namespace))
-        try:
-            self.api.create_namespaced_pod_eviction(pod, namespace, body, _request_timeout=TIMEOUTS)
-        except ApiException as exc:
-            if exc.status == 429:
-                return "refused"
-            if exc.status == 404:
-                return "gone"
-            raise classify(exc, f"evict pod {namespace}/{pod}") from exc
-        except Exception as exc:
-            raise classify(exc, f"evict pod {namespace}/{pod}") from exc
+        what = f"evict pod {namespace}/{pod}"
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": namespace}}
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/eviction"
+        response = self._send(what, "POST", path, json=body)
+        if response.status == 429:
+            return "refused"
+        if response.status == 404:
+            return "gone"
+        if response.status >= 400:
+            error = ApiError(response.status, response.reason or "", response.data)
+            raise classify(error, what) from error
         return "evicted"
 
 
@@ -177,25 +239,21 @@ def _connect(cluster: str, account: str | None, region: str | None) -> Cluster:
     region = region or eks.meta.region_name
     own = not account or account == aws.own_account()
     credentials = None if own else aws.member_credentials(account)
-    configuration = k8s.Configuration()
-    configuration.host = _endpoints.get(cluster) or described["endpoint"]
-    configuration.api_key = {"authorization": token(cluster, region, credentials)}
-    configuration.api_key_prefix = {"authorization": "Bearer"}
+    host = _endpoints.get(cluster) or described["endpoint"]
     authority = (described.get("certificateAuthority") or {}).get("data")
-    if authority and configuration.host.startswith("https://"):
-        configuration.ssl_ca_cert = _ca_file(authority)
-    # One attempt: retries belong to the state machine, as for every AWS call of an action.
-    configuration.retries = 0
-    return Cluster(cluster, k8s.CoreV1Api(k8s.ApiClient(configuration)))
+    return Cluster(
+        cluster, host, token(cluster, region, credentials), _pem(authority) if host.startswith("https://") else None
+    )
 
 
-def _ca_file(data: str) -> str:
-    """The cluster's certificate authority as a file (what the client reads), kept per content."""
-    path = os.path.join(tempfile.gettempdir(), f"eks-ca-{hashlib.sha256(data.encode()).hexdigest()[:16]}.pem")
-    if not os.path.exists(path):
-        with open(path, "wb") as file:
-            file.write(base64.b64decode(data))
-    return path
+def _pem(data: str | None) -> str | None:
+    """DescribeCluster's certificateAuthority.data (base64 of the PEM) as the PEM urllib3 verifies with."""
+    if not data:
+        return None
+    try:
+        return base64.b64decode(data, validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PermanentError("DescribeCluster's certificateAuthority.data is not a base64 PEM") from exc
 
 
 # --- what a node says, as the actions and the check read it ---

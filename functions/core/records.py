@@ -165,6 +165,24 @@ class ActionRecords:
             return exc.item or {}
         return None
 
+    def put_if_started(
+        self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any], started_at: str
+    ) -> dict[str, Any] | None:
+        """Write the step's record if it is still the "started" record written at `started_at`
+        (as the attempt that wrote it left it); returns None when written, else the record that is
+        there ({} for none), which is left as it was."""
+        try:
+            self.table.put(
+                self._item(impairment_id, step_index, phase, record),
+                ConditionExpression="#status = :started AND started_at = :at",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":started": "started", ":at": started_at},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ConditionFailed as exc:
+            return exc.item or {}
+        return None
+
     def _item(self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any]) -> dict[str, Any]:
         return {
             **_action_key(impairment_id, step_index, phase),

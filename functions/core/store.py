@@ -78,6 +78,11 @@ class RecoveryStore:
     ) -> dict[str, Any] | None:
         return self.actions.put_first(impairment_id, step_index, phase, record)
 
+    def put_action_if_started(
+        self, impairment_id: str, step_index: int, phase: str, record: dict[str, Any], started_at: str
+    ) -> dict[str, Any] | None:
+        return self.actions.put_if_started(impairment_id, step_index, phase, record, started_at)
+
     def get_action(self, impairment_id: str, step_index: int, phase: str) -> dict[str, Any] | None:
         return self.actions.get(impairment_id, step_index, phase)
 

@@ -106,7 +106,7 @@ class AwsInventory:
         return eks.describe_nodegroup(client, ref.cluster, ref.nodegroup)
 
     def nodes(self, ref: NodeGroupRef) -> list[dict[str, Any]]:
-        from core import kube  # the Kubernetes client's import cost is paid only here
+        from core import kube  # imported where nodes are listed: a run with no cluster declared needs none of it
 
         return kube.connect(ref.cluster, account=ref.account_id).nodes(ref.nodegroup)
 
@@ -159,7 +159,7 @@ def failing_condition(node: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _instance_of(node: dict[str, Any]) -> str:
-    # spec.providerID: aws:///<zone>/<instance id> (core.kube.instance_of, without its import cost)
+    # spec.providerID: aws:///<zone>/<instance id> (core.kube.instance_of, without importing core.kube)
     return str((node.get("spec") or {}).get("providerID") or "").rsplit("/", 1)[-1]
 
 

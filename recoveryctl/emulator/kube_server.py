@@ -1,19 +1,18 @@
-"""A Kubernetes API server on 127.0.0.1, small and in process: what the EKS actions and detector
-call, answered as the real API server answers it. moto has no Kubernetes; the emulator backs a
-declared EKS node group with this server, and the unit and integration tests use the same one.
+"""A Kubernetes API server on 127.0.0.1 (http, or https with `tls`), small and in process: what the
+EKS actions and detector call, answered as the real API server answers it (moto has none).
 
-Served: GET /api/v1/nodes (labelSelector k=v[,k=v]), GET and PATCH /api/v1/nodes/<name> (a merge
-of the body's spec and metadata.labels), DELETE /api/v1/nodes/<name>, GET /api/v1/pods
-(fieldSelector spec.nodeName=<node>), and POST /api/v1/namespaces/<ns>/pods/<pod>/eviction: 201
-and the pod is gone, or 429 with the Status the API server sends when a PodDisruptionBudget
-refuses (a pod's `refusals`: how many evictions its budget refuses, -1 for all of them). Faults:
-`fail_next(status, times)` answers the next requests with that status. Every request's method,
-path and Authorization header is kept in `requests`.
+Served: GET /api/v1/nodes (labelSelector), GET, PATCH (a merge or strategic merge patch, else
+415) and DELETE /api/v1/nodes/<name>, GET /api/v1/pods (fieldSelector spec.nodeName=), POST
+/api/v1/namespaces/<ns>/pods/<pod>/eviction (a policy/v1 Eviction of that pod, else 400): 201 and
+the pod is gone, or 429 as a PodDisruptionBudget refuses (a pod's `refusals`, -1: always).
+`fail_next(status, times)` answers the next requests with that status. Each request's method,
+path and Authorization are kept in `requests`, its Content-Type in `content_types`.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 PDB_REFUSAL = "Cannot evict pod as it would violate the pod's disruption budget."
+PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 
 
 @dataclass
@@ -33,6 +33,7 @@ class KubeState:
     refusals: dict[tuple[str, str], int] = field(default_factory=dict)
     faults: list[int] = field(default_factory=list)
     requests: list[tuple[str, str, str]] = field(default_factory=list)
+    content_types: list[str] = field(default_factory=list)
     evicted: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -154,6 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.state
         with state.lock:
             state.requests.append((method, self.path, self.headers.get("Authorization", "")))
+            state.content_types.append(self.headers.get("Content-Type", ""))
             fault = state.faults.pop(0) if state.faults else None
         if fault is not None:
             self._answer(fault, _status(fault, "InternalError" if fault >= 500 else "Forbidden", f"injected {fault}"))
@@ -171,6 +173,13 @@ class _Handler(BaseHTTPRequestHandler):
                 items = [p for p in state.pods.values() if not node or p["spec"]["nodeName"] == node]
             return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
         if len(parts) == 7 and parts[2] == "namespaces" and parts[4] == "pods" and parts[6] == "eviction":
+            body = self._body()
+            wanted = {"name": parts[5], "namespace": parts[3]}
+            metadata = body.get("metadata") or {}
+            if (body.get("apiVersion"), body.get("kind")) != ("policy/v1", "Eviction") or any(
+                metadata.get(k, v if k == "namespace" else None) != v for k, v in wanted.items()
+            ):
+                return 400, _status(400, "BadRequest", f"not a policy/v1 Eviction of {parts[3]}/{parts[5]}: {body}")
             return self._evict(parts[3], parts[5])
         return 404, _status(404, "NotFound", f"no route {method} {self.path}")
 
@@ -185,6 +194,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return 404, _status(404, "NotFound", f'nodes "{name}" not found')
             node = state.nodes[name]
             if method == "PATCH":
+                kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                if kind not in PATCH_TYPES:
+                    return 415, _status(
+                        415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {kind}"
+                    )
                 patch = self._body()
                 node["spec"].update(patch.get("spec") or {})
                 node["metadata"]["labels"].update((patch.get("metadata") or {}).get("labels") or {})
@@ -226,17 +240,20 @@ class _Handler(BaseHTTPRequestHandler):
 class KubeServer:
     """The server on an ephemeral port of 127.0.0.1, serving from a thread until stopped."""
 
-    def __init__(self, state: KubeState | None = None) -> None:
+    def __init__(self, state: KubeState | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.state = state or KubeState()
         handler = type("Handler", (_Handler,), {"state": self.state})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        self._scheme = "https" if tls else "http"
+        if tls:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="kube-server", daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def start(self) -> KubeServer:
         self._thread.start()

@@ -126,3 +126,54 @@ def test_a_first_transient_failure_with_no_earlier_attempt_is_raised_for_the_ret
     with pytest.raises(TransientError):
         run_step(action, model, store)
     assert store.get_action(model.impairment_id, 0, "apply") is None
+
+
+class WaitsOnce(Counted):
+    """Records its state before, then waits once (a transient error after the record), then changes."""
+
+    def apply(self, ctx: Context) -> Any:
+        self.befores_given.append(ctx.before)
+        before = ctx.before
+        if before is None:
+            before = {"desired": 2}
+            ctx.record_before(before)
+        if self.changes == 0 and len(self.befores_given) == 1:
+            raise TransientError("waiting for the change to settle")
+        self.changes += 1
+        return ctx.result("apply", "changed", ["web-api-asg"], before, {"desired": 3})
+
+
+def test_a_retry_in_the_same_environment_goes_on_from_the_record_it_remembers(store, dynamodb_calls):
+    # Given a step that recorded its state before, then waited (a transient error)
+    model = impairment()
+    action = WaitsOnce()
+    with pytest.raises(TransientError):
+        run_step(action, model, store)
+    dynamodb_calls.clear()
+
+    # When the state machine's retry lands in the same warm environment
+    result = run_step(action, model, store)
+
+    # Then it went on from the remembered state without reading or planning again, in one write
+    assert action.befores_given == [None, {"desired": 2}]
+    assert dynamodb_calls == ["PutItem"]
+    record = store.get_action(model.impairment_id, 0, "apply")
+    assert record["status"] == "done" and record["before"] == {"desired": 2} == result["before"]
+
+
+def test_a_remembered_record_that_another_attempt_finished_is_not_written_over(store):
+    # Given a step this environment left "started", which another attempt (another environment)
+    # then finished
+    model = impairment()
+    action = WaitsOnce()
+    with pytest.raises(TransientError):
+        run_step(action, model, store)
+    elsewhere = {"status": "done", "before": {"desired": 2}, "result": {"action": "scale_out", "from": "elsewhere"}}
+    store.put_action(model.impairment_id, 0, "apply", elsewhere)
+
+    # When the retry lands here
+    result = run_step(action, model, store)
+
+    # Then its final write found the record changed and returned the recorded result, which stands
+    assert result == elsewhere["result"]
+    assert store.get_action(model.impairment_id, 0, "apply")["result"] == elsewhere["result"]

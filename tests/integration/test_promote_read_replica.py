@@ -50,11 +50,10 @@ def test_the_replica_is_promoted_keeping_its_backups_and_waited_for_then_rollbac
             {"DBInstanceIdentifier": REPLICA, "BackupRetentionPeriod": 7},
         )
         stubber.add_response("describe_db_instances", _instance("modifying"), {"DBInstanceIdentifier": REPLICA})
-        # each retry reads afresh, finds the record of the first attempt and resumes from it
-        # (actions/base.py run): still rebooting, then a standalone instance
+        # each retry, in the same warm environment, goes on from the record of the first attempt
+        # it remembers (actions/base.py run) and reads the instance once: still rebooting, then a
+        # standalone instance
         for status in ("rebooting", "available"):
-            stubber.add_response("describe_db_instances", _instance(status, None), {"DBInstanceIdentifier": REPLICA})
-            stubber.add_response("list_tags_for_resource", _tags(), {"ResourceName": ARN})
             stubber.add_response("describe_db_instances", _instance(status, None), {"DBInstanceIdentifier": REPLICA})
         stubber.add_response("describe_db_instances", _instance("available", None), {"DBInstanceIdentifier": REPLICA})
 

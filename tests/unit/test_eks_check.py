@@ -201,7 +201,7 @@ def test_a_bad_node_group_list_is_a_configuration_error(monkeypatch, lambda_cont
 
 
 def test_the_check_does_not_import_the_kubernetes_client_for_its_classification():
-    # The detector module's import cost: the Kubernetes client only where nodes are listed.
+    # The detector module imports core.kube (its REST calls, urllib3, ssl) only where nodes are listed.
     assert "kube" not in vars(eks)
 
 
