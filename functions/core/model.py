@@ -32,12 +32,20 @@ class ValidationError(ValueError):
     A ValueError, so a pydantic model holding one of these models reports it as that field's
     error."""
 
-    def __init__(self, model: str, message: str, path: tuple[str | int, ...] = ()) -> None:
+    def __init__(
+        self,
+        model: str,
+        message: str,
+        path: tuple[str | int, ...] = (),
+        problems: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.model = model
         self.message = message
         self.path = path
+        self._problems = problems
         where = ".".join(str(p) for p in path)
-        super().__init__(f"invalid {model}: {where + ': ' if where else ''}{message}")
+        more = f" (and {len(problems) - 1} more)" if problems and len(problems) > 1 else ""
+        super().__init__(f"invalid {model}: {where + ': ' if where else ''}{message}{more}")
 
     @classmethod
     def from_msgspec(cls, model: str, exc: msgspec.ValidationError) -> ValidationError:
@@ -48,10 +56,22 @@ class ValidationError(ValueError):
             steps.append(name or (int(index) if index.isdigit() else index))
         return cls(model, message, tuple(steps))
 
+    @classmethod
+    def of(cls, model: type, data: Any, exc: msgspec.ValidationError, strict: bool = True) -> ValidationError:
+        """The error of `data` as `model`: msgspec's first problem, and every problem of the input
+        (found only now that it failed: the valid path pays nothing for it)."""
+        from core.model_errors import every_problem
+
+        first = cls.from_msgspec(model.__name__, exc)
+        return cls(first.model, first.message, first.path, every_problem(data, model, strict) or None)
+
     def errors(self, **_: Any) -> list[dict[str, Any]]:
-        """The problems as structured records (loc, msg), as logs and error replies carry them.
-        msgspec stops at the first problem: there is one."""
-        return [{"loc": self.path, "msg": self.message, "type": "value_error"}]
+        """Every problem, as pydantic's errors() gave them: loc (the field path), msg, type (pydantic's
+        error types: missing, extra_forbidden, int_type, greater_than_equal, string_pattern_mismatch,
+        enum, value_error ...), ctx (the bound, the pattern, the expected values) and input."""
+        if self._problems:
+            return [dict(problem) for problem in self._problems]
+        return [{"loc": self.path, "msg": self.message, "type": "value_error", "ctx": {}, "input": None}]
 
 
 class Model(msgspec.Struct, kw_only=True):
@@ -80,7 +100,7 @@ class Model(msgspec.Struct, kw_only=True):
         try:
             return msgspec.convert(data, cls, strict=strict)
         except msgspec.ValidationError as exc:
-            raise ValidationError.from_msgspec(cls.__name__, exc) from None
+            raise ValidationError.of(cls, data, exc, strict) from None
         finally:
             _CONVERTING.reset(token)
 
@@ -91,7 +111,7 @@ class Model(msgspec.Struct, kw_only=True):
         try:
             return msgspec.json.decode(data, type=cls)
         except msgspec.ValidationError as exc:
-            raise ValidationError.from_msgspec(cls.__name__, exc) from None
+            raise ValidationError.of(cls, msgspec.json.decode(data), exc) from None
         except msgspec.DecodeError as exc:
             raise ValidationError(cls.__name__, f"not JSON: {exc}") from None
         finally:

