@@ -9,6 +9,7 @@ rules are msgspec's own: this module decides only where to look, and names each 
 
 from __future__ import annotations
 
+import ast
 import enum
 import re
 import types
@@ -157,7 +158,8 @@ def _record(exc: msgspec.ValidationError, value: Any, loc: Loc, annotation: Any)
                 limit = limit + 1 if short else limit - 1
         return _error(kind, message, where, given, {key: limit})
     if pattern := _PATTERN.match(message):
-        return _error("string_pattern_mismatch", message, where, given, {"pattern": pattern.group("pattern")[1:-1]})
+        declared = _unquoted(pattern.group("pattern"))
+        return _error("string_pattern_mismatch", message, where, given, {"pattern": declared})
     expected = _expected(_leaf(annotation, steps))
     if message.startswith("Invalid enum value") or (expected and _TYPE.match(message)):
         return _error("enum", message, where, given, {"expected": expected})
@@ -194,6 +196,15 @@ def _at(value: Any, steps: list[str | int]) -> Any:
             return None
         value = value[step]
     return value
+
+
+def _unquoted(text: str) -> str:
+    """The pattern msgspec quoted (its repr: a backslash doubled) as it was declared."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text[1:-1]
+    return value if isinstance(value, str) else text[1:-1]
 
 
 def _number(text: str) -> int | float:

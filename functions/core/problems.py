@@ -103,6 +103,8 @@ _SHAPES = {
     "safety_rules_to_override": "a safety rule ARN (arn:aws:route53-recovery-control::ACCOUNT:controlpanel/ID/"
     "safetyrule/ID)",
     "endpoint": "an https:// URL",
+    "start": "a time of day like 02:00",
+    "end": "a time of day like 04:00",
     "unit": "a systemd unit name like nginx.service",
     "instance_id": "an EC2 instance ID like i-0123456789abcdef0",
     "routing_key_secret": "a Secrets Manager secret's name (letters, digits and /_+=.@-) or ARN",

@@ -60,3 +60,14 @@ def test_a_pydantic_model_using_an_arn_type_says_its_shape():
     (problem,) = from_validation(raised.value)
     assert problem.path == "target_group_arn"
     assert problem.message.startswith("must be a target group ARN like ") and problem.message.endswith("(got 'tg-1')")
+
+
+def test_a_models_arn_mismatch_is_said_by_its_shape():
+    with pytest.raises(ValueError) as raised:
+        Standby.model_validate({"target_group_arn": "tg-1", "size": 0})
+
+    assert [str(p) for p in from_validation(raised.value)] == [
+        "target_group_arn: must be a target group ARN like "
+        "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID (got 'tg-1')",
+        "size: must be at least 1 (got 0)",
+    ]
