@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from msgspec import Meta
 
 from core import aws
+from core.model import Model
 from core.reads import ecs
 
 # DescribeInstanceRefreshes statuses of a refresh still changing the group (Successful, Failed,
@@ -30,38 +31,38 @@ ECS_DEPLOYMENT = "ecs_deployment"
 ALARM = "alarm"
 
 
-class Blocking(BaseModel):
+def _alarm_names(names: list[str]) -> None:
+    if any(not 1 <= len(n) <= 255 for n in names):
+        raise ValueError("an alarm name has 1 to 255 characters")
+    if len(set(names)) != len(names):
+        raise ValueError(f"alarms named twice: {sorted({n for n in names if names.count(n) > 1})}")
+
+
+class Blocking(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """What makes a recovery wait, how long at most, and what it does then. On a plan
     (`blocking`) or for the whole deployment (`guardrails.blocking`, the default of every plan
     that sets none)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+    instance_refresh: Annotated[
+        bool, Meta(description="an instance refresh in progress on the impairment's Auto Scaling group blocks")
+    ] = True
+    ecs_deployment: Annotated[
+        bool,
+        Meta(
+            description="an ECS deployment of the impaired service in progress or rolling back (circuit breaker) blocks"
+        ),
+    ] = True
+    alarms: Annotated[
+        list[str], Meta(max_length=100, description="CloudWatch alarms (names) that block while in ALARM")
+    ] = []
+    max_wait_seconds: Annotated[int, Meta(ge=0, le=86400, description="the longest a recovery waits")] = 900
+    check_every_seconds: Annotated[int, Meta(ge=10, le=3600, description="how often it looks again")] = 60
+    then: Annotated[
+        Literal["act", "escalate"],
+        Meta(description="still blocked after max_wait_seconds: act anyway, or page a human"),
+    ] = "escalate"
 
-    instance_refresh: bool = Field(
-        default=True, description="an instance refresh in progress on the impairment's Auto Scaling group blocks"
-    )
-    ecs_deployment: bool = Field(
-        default=True,
-        description="an ECS deployment of the impaired service in progress or rolling back (circuit breaker) blocks",
-    )
-    alarms: list[str] = Field(
-        default_factory=list, max_length=100, description="CloudWatch alarms (names) that block while in ALARM"
-    )
-    max_wait_seconds: int = Field(default=900, ge=0, le=86400, description="the longest a recovery waits")
-    check_every_seconds: int = Field(default=60, ge=10, le=3600, description="how often it looks again")
-    then: Literal["act", "escalate"] = Field(
-        default="escalate", description="still blocked after max_wait_seconds: act anyway, or page a human"
-    )
-
-    @field_validator("alarms")
-    @classmethod
-    def _alarm_names(cls, names: list[str]) -> list[str]:
-        bad = [n for n in names if not 1 <= len(n) <= 255]
-        if bad:
-            raise ValueError("an alarm name has 1 to 255 characters")
-        if len(set(names)) != len(names):
-            raise ValueError(f"alarms named twice: {sorted({n for n in names if names.count(n) > 1})}")
-        return names
+    _field_checks = {"alarms": _alarm_names}
 
 
 def of(plan_state: dict[str, Any], default: Blocking) -> Blocking:

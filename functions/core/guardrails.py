@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from msgspec import Meta, field
 
 from core.blocking import Blocking
+from core.model import Model
 
 # The names a drill report and the impairment record use for what stopped a recovery.
 BLAST_RADIUS = "blast_radius"
@@ -32,70 +33,66 @@ APPROVAL = "approval"
 BLOCKED = "blocked"
 
 
-class BlastRadius(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+class BlastRadius(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    max_share: Annotated[
+        float, Meta(gt=0, le=1, description="share of a group's instances acted on within the window")
+    ] = 1 / 3
+    window_seconds: Annotated[
+        int,
+        Meta(
+            ge=60,
+            le=7 * 86400,
+            description="the longest an instance acted on counts against its group: a recovery that verified gives "
+            "its instances back at once (their replacements are healthy); one that did not keeps them counted this "
+            "long",
+        ),
+    ] = 600
 
-    max_share: float = Field(
-        default=1 / 3, gt=0, le=1, description="share of a group's instances acted on within the window"
-    )
-    window_seconds: int = Field(
-        default=600,
-        ge=60,
-        le=7 * 86400,
-        description="the longest an instance acted on counts against its group: a recovery that verified gives "
-        "its instances back at once (their replacements are healthy); one that did not keeps them counted this long",
-    )
 
-
-class FailOpen(BaseModel):
+class FailOpen(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Most of a fleet impaired at once is likelier a shared cause (a dependency, a bad health
     check) than that many independent failures: act on none of it. A share means little in a small
     fleet (one instance of one is 100 %), so the share applies from `min_fleet` instances on; a
     count (`max_impaired`) bounds large fleets whatever their share."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    impaired_share: float = Field(
-        default=0.5, gt=0, le=1, description="more than this share of a fleet impaired at once: act on none of it"
-    )
-    min_fleet: int = Field(
-        default=4,
-        ge=1,
-        le=100_000,
-        description="the share applies to fleets of at least this many instances (smaller ones are recovered)",
-    )
-    max_impaired: int | None = Field(
-        default=None, ge=1, le=100_000, description="more than this many instances impaired at once: act on none"
-    )
-
-
-class RateLimits(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    per_workload_per_hour: int = Field(default=10, ge=1, le=10_000)
-    per_plan_per_hour: int = Field(default=20, ge=1, le=10_000, description="a plan may set its own")
-    max_concurrent: int = Field(default=25, ge=1, le=10_000, description="recoveries running at once, in all")
+    impaired_share: Annotated[
+        float, Meta(gt=0, le=1, description="more than this share of a fleet impaired at once: act on none of it")
+    ] = 0.5
+    min_fleet: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="the share applies to fleets of at least this many instances (smaller ones are recovered)",
+        ),
+    ] = 4
+    max_impaired: Annotated[
+        Annotated[int, Meta(ge=1, le=100_000)] | None,
+        Meta(description="more than this many instances impaired at once: act on none"),
+    ] = None
 
 
-class Flapping(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    max_recoveries: int = Field(
-        default=3, ge=1, le=1000, description="recoveries of the same resource or kind within the window"
-    )
-    window_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+class RateLimits(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    per_workload_per_hour: Annotated[int, Meta(ge=1, le=10_000)] = 10
+    per_plan_per_hour: Annotated[int, Meta(ge=1, le=10_000, description="a plan may set its own")] = 20
+    max_concurrent: Annotated[int, Meta(ge=1, le=10_000, description="recoveries running at once, in all")] = 25
 
 
-class Guardrails(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+class Flapping(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    max_recoveries: Annotated[
+        int, Meta(ge=1, le=1000, description="recoveries of the same resource or kind within the window")
+    ] = 3
+    window_seconds: Annotated[int, Meta(ge=60, le=7 * 86400)] = 3600
 
-    blast_radius: BlastRadius = Field(default_factory=BlastRadius)
-    fail_open: FailOpen = Field(default_factory=FailOpen)
-    rate_limits: RateLimits = Field(default_factory=RateLimits)
-    flapping: Flapping = Field(default_factory=Flapping)
-    blocking: Blocking = Field(
-        default_factory=Blocking, description="when a recovery waits instead of acting: every plan's, unless its own"
-    )
+
+class Guardrails(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    blast_radius: BlastRadius = field(default_factory=BlastRadius)
+    fail_open: FailOpen = field(default_factory=FailOpen)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    flapping: Flapping = field(default_factory=Flapping)
+    blocking: Annotated[
+        Blocking, Meta(description="when a recovery waits instead of acting: every plan's, unless its own")
+    ] = field(default_factory=Blocking)
 
 
 class Weekday(StrEnum):
@@ -109,51 +106,56 @@ class Weekday(StrEnum):
 
 
 _WEEKDAYS = list(Weekday)
+# A time of day, "02:00" or "02:00:30" (as written in a configuration; pydantic read both).
+TimeOfDay = Annotated[str, Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")]
 
 
-class MaintenanceWindow(BaseModel):
+class MaintenanceWindow(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A weekly window, e.g. {"days": ["sun"], "start": "02:00", "end": "04:00"}. A window whose
     end is earlier than its start runs past midnight into the next day."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+    days: Annotated[list[Weekday], Meta(min_length=1)] = field(default_factory=lambda: list(Weekday))
+    start: TimeOfDay
+    end: TimeOfDay
 
-    days: list[Weekday] = Field(default_factory=lambda: list(Weekday), min_length=1)
-    start: time
-    end: time
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> MaintenanceWindow:
-        if self.start == self.end:
+    def _check(self) -> None:
+        if self.starts == self.ends:
             raise ValueError("a maintenance window's start and end must differ")
-        return self
+
+    @property
+    def starts(self) -> time:
+        return time.fromisoformat(self.start)
+
+    @property
+    def ends(self) -> time:
+        return time.fromisoformat(self.end)
 
     def covers(self, local: datetime) -> bool:
         now = local.time().replace(tzinfo=None)
+        start, end = self.starts, self.ends
         today = _WEEKDAYS[local.weekday()]
         yesterday = _WEEKDAYS[(local.weekday() - 1) % 7]
-        if self.start < self.end:
-            return today in self.days and self.start <= now < self.end
+        if start < end:
+            return today in self.days and start <= now < end
         # past midnight: from start on a listed day until end on the day after
-        return (today in self.days and now >= self.start) or (yesterday in self.days and now < self.end)
+        return (today in self.days and now >= start) or (yesterday in self.days and now < end)
 
 
-class Maintenance(BaseModel):
+def _known_zone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from exc
+
+
+class Maintenance(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """When no automatic action runs for a workload (detections are still recorded and escalated)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+    timezone: Annotated[str, Meta(description="IANA time zone of the windows and dates")] = "UTC"
+    windows: list[MaintenanceWindow] = []
+    blocked_dates: Annotated[list[date], Meta(description="whole days, e.g. a release or a sale")] = []
 
-    timezone: str = Field(default="UTC", description="IANA time zone of the windows and dates")
-    windows: list[MaintenanceWindow] = Field(default_factory=list)
-    blocked_dates: list[date] = Field(default_factory=list, description="whole days, e.g. a release or a sale")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from exc
-        return value
+    _field_checks = {"timezone": _known_zone}
 
     def blocks(self, at: datetime) -> str | None:
         """Why automatic action is blocked at `at`, or None."""
@@ -165,21 +167,19 @@ class Maintenance(BaseModel):
         for window in self.windows:
             if window.covers(local):
                 days = ",".join(d.value for d in window.days)
-                return f"in the maintenance window {days} {window.start:%H:%M}-{window.end:%H:%M} ({self.timezone})"
+                return f"in the maintenance window {days} {window.starts:%H:%M}-{window.ends:%H:%M} ({self.timezone})"
         return None
 
 
 # --- decisions over gathered facts ------------------------------------------------------------
 
 
-class Trip(BaseModel):
+class Trip(Model, kw_only=True, forbid_unknown_fields=True):
     """A guardrail that stopped (part of) a recovery, with the evidence for the human."""
-
-    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     guardrail: str
     reason: str
-    evidence: dict[str, Any] = Field(default_factory=dict)
+    evidence: dict[str, Any] = {}
 
 
 def blast_key(group: str) -> str:

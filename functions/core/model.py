@@ -9,9 +9,10 @@ ISO datetimes) for a few. docs/performance.md ("Cold start") says what has moved
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 
 import msgspec
 
@@ -82,13 +83,20 @@ class Model(msgspec.Struct, kw_only=True):
       -> Severity.HIGH, an ISO string -> datetime);
     - `model_dump(mode="json")` gives JSON-ready builtins, `model_dump()` keeps datetimes;
     - `model_copy(update=...)` returns a validated copy with the fields replaced;
-    - a model's own checks go in `_check(self)` (raise ValueError), run after every validation.
+    - a model's own checks go in `_check(self)` (raise ValueError), run after every validation;
+      a check of one field's value alone (pydantic's field_validator) in `_field_checks`, by the
+      field's name: it is run before `_check`, and judged even when other fields are invalid.
+      A check's message that starts with a field's name and a colon ("alarms: ...") is that
+      field's problem (its path, in ValidationError.errors()).
 
     Options go in the class statement: `kw_only=True` (named fields, as pydantic's), pydantic's
     extra="forbid" is `forbid_unknown_fields=True`, `frozen=True`, aliases `msgspec.field(name=)`.
     A pydantic model may hold one as a field (`__get_pydantic_core_schema__`: pydantic is imported
     then, by that model, never by this module).
     """
+
+    # A field's own check, by its name: takes the field's value, raises ValueError.
+    _field_checks: ClassVar[dict[str, Callable[[Any], None]]] = {}
 
     @classmethod
     def model_validate(cls, data: Any, strict: bool = True) -> Self:
@@ -119,6 +127,11 @@ class Model(msgspec.Struct, kw_only=True):
 
     def __post_init__(self) -> None:
         if _CONVERTING.get():
+            for name, check in self._field_checks.items():
+                try:
+                    check(getattr(self, name))
+                except ValueError as exc:
+                    raise ValueError(f"{_encoded(type(self), name)}: {exc}") from None
             self._check()
             return
         # Built by a constructor: validate it as data would be, and keep the coerced values.
@@ -160,10 +173,35 @@ class Model(msgspec.Struct, kw_only=True):
         def serialize(value: Model, info: Any) -> Any:
             return value.model_dump(mode="json" if info.mode == "json" else "python")
 
+        def validate(data: Any) -> Model:
+            try:
+                return cls.model_validate(data)
+            except ValidationError as exc:
+                raise _pydantic_error(cls.__name__, exc) from None
+
         return core_schema.no_info_plain_validator_function(
-            cls.model_validate,
+            validate,
             serialization=core_schema.plain_serializer_function_ser_schema(serialize, info_arg=True),
         )
+
+
+def _pydantic_error(model: str, error: ValidationError) -> Exception:
+    """Every problem of `error` as pydantic's ValidationError: raised by the validator of a
+    pydantic model's field holding a Model, pydantic lists them under that field's path, with
+    their own types and context (core/problems.py words them as any other)."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+    from pydantic_core import ValidationError as PydanticError
+
+    details = [
+        InitErrorDetails(
+            # the message is a template over ctx: braces naming no ctx key (a pattern's {0,62}) stay as they are
+            type=PydanticCustomError(e["type"], e["msg"], e.get("ctx") or {}),
+            loc=tuple(e["loc"]),
+            input=e.get("input"),
+        )
+        for e in error.errors()
+    ]
+    return PydanticError.from_exception_data(model, details)
 
 
 def _encoded(model: type[msgspec.Struct], name: str) -> str:

@@ -9,6 +9,7 @@ rules are msgspec's own: this module decides only where to look, and names each 
 
 from __future__ import annotations
 
+import ast
 import enum
 import re
 import types
@@ -24,6 +25,7 @@ _STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _BOUND = re.compile(r"^Expected `(?P<type>\w+)`(?P<length> of length)? (?P<op>>=|>|<=|<) (?P<bound>\S+)$")
 _TYPE = re.compile(r"^Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`$")
 _FIELD = re.compile(r"^Object (?P<what>missing required|contains unknown) field `(?P<field>[^`]+)`$")
+_OWN = re.compile(r"^(?P<field>[A-Za-z_][\w-]*): (?P<message>.+)$", re.DOTALL)
 _PATTERN = re.compile(r"^Expected `str` matching regex (?P<pattern>'.*')$", re.DOTALL)
 _BOUNDS = {">=": ("greater_than_equal", "ge"), ">": ("greater_than", "gt"), "<=": ("less_than_equal", "le")}
 _BOUNDS["<"] = ("less_than", "lt")
@@ -87,13 +89,27 @@ def _struct(value: dict[str, Any], model: type[msgspec.Struct], loc: Loc, strict
         for key in value:
             if key not in names:
                 found.append(_error("extra_forbidden", "Extra inputs are not permitted", (*loc, key), value[key]))
+    checks = getattr(model, "_field_checks", {})
     for field in fields:
         if field.encode_name not in value:
             if field.required:
                 found.append(_error("missing", "Field required", (*loc, field.encode_name), value))
             continue
-        found += _check(value[field.encode_name], field.type, (*loc, field.encode_name), strict)
+        given, at = value[field.encode_name], (*loc, field.encode_name)
+        problems = _check(given, field.type, at, strict)
+        if not problems and field.name in checks:
+            problems = _field_check(checks[field.name], msgspec.convert(given, field.type, strict=strict), at, given)
+        found += problems
     return found
+
+
+def _field_check(check: Any, value: Any, loc: Loc, given: Any) -> list[dict[str, Any]]:
+    """The problem a field's own check (the model's `_field_checks`) finds in its valid value."""
+    try:
+        check(value)
+    except ValueError as exc:
+        return [_error("value_error", str(exc), loc, given, {"error": str(exc)})]
+    return []
 
 
 def _length(value: Any, metas: list[msgspec.Meta], loc: Loc) -> list[dict[str, Any]]:
@@ -142,15 +158,30 @@ def _record(exc: msgspec.ValidationError, value: Any, loc: Loc, annotation: Any)
                 limit = limit + 1 if short else limit - 1
         return _error(kind, message, where, given, {key: limit})
     if pattern := _PATTERN.match(message):
-        return _error("string_pattern_mismatch", message, where, given, {"pattern": pattern.group("pattern")[1:-1]})
+        declared = _unquoted(pattern.group("pattern"))
+        return _error("string_pattern_mismatch", message, where, given, {"pattern": declared})
     expected = _expected(_leaf(annotation, steps))
     if message.startswith("Invalid enum value") or (expected and _TYPE.match(message)):
         return _error("enum", message, where, given, {"expected": expected})
     if kinds := _TYPE.match(message):
         expected = kinds.group("expected")
         return _error(_TYPES.get(expected, "type_error"), message, where, given, {"expected": expected})
-    # A model's own check (its _check raising ValueError), a datetime's form, and the rest.
+    # A model's own check (its _check raising ValueError): a message naming one of its fields
+    # first ("alarms: ...") is that field's problem.
+    own = _OWN.match(message)
+    fields = _field_names(_leaf(annotation, steps))
+    if own and own.group("field") in fields:
+        field, rest = own.group("field"), own.group("message")
+        return _error("value_error", rest, (*where, field), _at(given, [field]), {"error": rest})
+    # A datetime's form, and the rest.
     return _error("value_error", message, where, given, {"error": message})
+
+
+def _field_names(annotation: Any) -> set[str]:
+    annotation, _ = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return {f.encode_name for f in msgspec.structs.fields(annotation)}
+    return set()
 
 
 def _error(kind: str, message: str, loc: Loc, value: Any, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -165,6 +196,15 @@ def _at(value: Any, steps: list[str | int]) -> Any:
             return None
         value = value[step]
     return value
+
+
+def _unquoted(text: str) -> str:
+    """The pattern msgspec quoted (its repr: a backslash doubled) as it was declared."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text[1:-1]
+    return value if isinstance(value, str) else text[1:-1]
 
 
 def _number(text: str) -> int | float:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from msgspec import Meta, field
 
 from core.blocking import Blocking
 from core.contract import ImpairmentDetected, ImpairmentType, Severity
+from core.model import Model, ValidationError
 from core.problems import Problem, from_validation, named, path
 
 
@@ -28,24 +29,26 @@ class PlanError(ValueError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class PlanMatch(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid")
+ScopeKey = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
-    impairment_types: list[ImpairmentType] = Field(min_length=1)
+
+class PlanMatch(Model, kw_only=True, forbid_unknown_fields=True):
+    impairment_types: Annotated[list[ImpairmentType], Meta(min_length=1)]
     min_severity: Severity = Severity.LOW
-    max_severity: Severity = Field(
-        default=Severity.CRITICAL,
-        description="above this a human decides (fail open: most of a fleet impaired at once is critical)",
-    )
-    workloads: list[str] | None = Field(default=None, description="only these workloads (default: all)")
-    scope_has: str | None = Field(
-        default=None,
-        pattern=r"^[a-z][a-z0-9_]{0,63}$",
-        description=(
-            "only impairments whose scope has this key (e.g. eks_node: a failing EKS node, replaced through its "
-            "node group rather than as a plain instance)"
+    max_severity: Annotated[
+        Severity,
+        Meta(description="above this a human decides (fail open: most of a fleet impaired at once is critical)"),
+    ] = Severity.CRITICAL
+    workloads: Annotated[list[str] | None, Meta(description="only these workloads (default: all)")] = None
+    scope_has: Annotated[
+        ScopeKey | None,
+        Meta(
+            description=(
+                "only impairments whose scope has this key (e.g. eks_node: a failing EKS node, replaced through its "
+                "node group rather than as a plain instance)"
+            )
         ),
-    )
+    ] = None
 
     def covers(self, impairment: ImpairmentDetected) -> bool:
         return (
@@ -56,54 +59,51 @@ class PlanMatch(BaseModel):
         )
 
 
-class PlanStep(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid")
-
+class PlanStep(Model, kw_only=True, forbid_unknown_fields=True):
     action: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    when_scope_has: str | None = Field(
-        default=None,
-        pattern=r"^[a-z][a-z0-9_]{0,63}$",
-        description=(
-            "run this step only when the impairment's scope has this key (e.g. global_cluster_id: the "
-            "workload declares a global database); else it is skipped, and the plan's record says why"
+    params: dict[str, Any] = {}
+    when_scope_has: Annotated[
+        ScopeKey | None,
+        Meta(
+            description=(
+                "run this step only when the impairment's scope has this key (e.g. global_cluster_id: the "
+                "workload declares a global database); else it is skipped, and the plan's record says why"
+            )
         ),
-    )
+    ] = None
 
     def applies_to(self, scope: dict[str, str]) -> bool:
         """Does this step run for an impairment with this scope?"""
         return self.when_scope_has is None or bool(scope.get(self.when_scope_has))
 
 
-class VerifySettings(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid")
-
-    wait_seconds: int = Field(default=30, ge=0, le=3600, description="wait before each check")
-    max_attempts: int = Field(default=10, ge=1, le=100)
+class VerifySettings(Model, kw_only=True, forbid_unknown_fields=True):
+    wait_seconds: Annotated[int, Meta(ge=0, le=3600, description="wait before each check")] = 30
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 10
 
 
-class Plan(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+class Plan(Model, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
     description: str = ""
     match: PlanMatch
-    steps: list[PlanStep] = Field(min_length=1, max_length=10)
-    verify: VerifySettings = Field(default_factory=VerifySettings)
-    timeout_seconds: int = Field(default=3600, ge=60, le=86400)
-    dry_run: bool = Field(default=False, description="run the whole recovery, changing nothing")
-    requires_approval: bool = Field(
-        default=False, description="high risk: wait for a human to approve (recoveryctl approve ID) before acting"
-    )
-    approval_timeout_seconds: int = Field(
-        default=3600, ge=60, le=86400, description="no answer within this time: escalate, act on nothing"
-    )
-    max_recoveries_per_hour: int | None = Field(
-        default=None, ge=1, le=10_000, description="rate limit of this plan (default: the guardrails' per plan)"
-    )
-    blocking: Blocking | None = Field(
-        default=None, description="when this plan's recoveries wait instead of acting (default: guardrails.blocking)"
-    )
+    steps: Annotated[list[PlanStep], Meta(min_length=1, max_length=10)]
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    timeout_seconds: Annotated[int, Meta(ge=60, le=86400)] = 3600
+    dry_run: Annotated[bool, Meta(description="run the whole recovery, changing nothing")] = False
+    requires_approval: Annotated[
+        bool, Meta(description="high risk: wait for a human to approve (recoveryctl approve ID) before acting")
+    ] = False
+    approval_timeout_seconds: Annotated[
+        int, Meta(ge=60, le=86400, description="no answer within this time: escalate, act on nothing")
+    ] = 3600
+    max_recoveries_per_hour: Annotated[
+        Annotated[int, Meta(ge=1, le=10_000)] | None,
+        Meta(description="rate limit of this plan (default: the guardrails' per plan)"),
+    ] = None
+    blocking: Annotated[
+        Blocking | None,
+        Meta(description="when this plan's recoveries wait instead of acting (default: guardrails.blocking)"),
+    ] = None
 
 
 # Judges a plan whose shape is valid, its path given ("plans.2"): the plan as it runs (its steps'

@@ -2,18 +2,20 @@
 
 pydantic's own messages quote regular expressions ("String should match pattern '^[1-9][0-9]*[mh]$'")
 and prefixes ("Value error, ..."); a person editing a JSON file needs the field's path and what
-the field must be. Each pydantic error type maps to a plain message here, and a pattern mismatch
-to what the field holds (by the field's name), so that every validator of the configuration
-(infra/validation.py, core/plans.py, each action's parameters) reports alike.
+the field must be. Each error type maps to a plain message here, and a pattern mismatch to what
+the field holds (by the pattern, for an ARN's shape; else by the field's name), so that every
+validator of the configuration (infra/validation.py, core/plans.py, each action's parameters)
+reports alike. The errors are pydantic's or core.model's (its ValidationError.errors() gives
+records of the same form: loc, msg, type, ctx).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
-from pydantic import ValidationError
+from core.arns import SHAPES as _ARN_SHAPES
 
 Location = tuple[str | int, ...]
 
@@ -58,13 +60,19 @@ def path(*parts: str | int) -> str:
     return ".".join(str(p) for p in parts if p != "")
 
 
-def from_validation(error: ValidationError, *prefix: str | int) -> list[Problem]:
-    """Every error of a pydantic validation, under `prefix` (where the validated object sits)."""
+class Errors(Protocol):
+    """A validation error listing its problems: pydantic's ValidationError or core.model's."""
+
+    def errors(self) -> Any: ...
+
+
+def from_validation(error: Errors, *prefix: str | int) -> list[Problem]:
+    """Every error of a validation, under `prefix` (where the validated object sits)."""
     return [problem_of(e, *prefix) for e in error.errors()]
 
 
 def problem_of(error: Any, *prefix: str | int) -> Problem:
-    """One error of a pydantic validation (an item of ValidationError.errors()), under `prefix`."""
+    """One error of a validation (an item of ValidationError.errors()), under `prefix`."""
     return Problem(path(*prefix, *_fields(error["loc"])), describe(error))
 
 
@@ -95,6 +103,8 @@ _SHAPES = {
     "safety_rules_to_override": "a safety rule ARN (arn:aws:route53-recovery-control::ACCOUNT:controlpanel/ID/"
     "safetyrule/ID)",
     "endpoint": "an https:// URL",
+    "start": "a time of day like 02:00",
+    "end": "a time of day like 04:00",
     "unit": "a systemd unit name like nginx.service",
     "instance_id": "an EC2 instance ID like i-0123456789abcdef0",
     "routing_key_secret": "a Secrets Manager secret's name (letters, digits and /_+=.@-) or ARN",
@@ -133,8 +143,8 @@ _TYPES = {
 
 
 def describe(error: Any) -> str:
-    """One pydantic error (an item of ValidationError.errors()) as a person would say it."""
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    """One error (an item of ValidationError.errors()) as a person would say it."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input", _UNKNOWN)
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error") or error["msg"]).removeprefix("Value error, ")
     if kind == "missing":
@@ -142,7 +152,8 @@ def describe(error: Any) -> str:
     if kind == "extra_forbidden":
         return "is not a field here (check its spelling and where it is nested)"
     if kind == "string_pattern_mismatch":
-        return f"must be {_shape(error['loc'])}{_given(value)}"
+        shape = _ARN_SHAPES.get(ctx.get("pattern", "")) or _shape(error["loc"])
+        return f"must be {shape}{_given(value)}"
     if kind in _TYPES:
         return f"must be {_TYPES[kind]}{_given(value)}"
     bounds = {
@@ -179,8 +190,13 @@ def _shape(loc: Iterable[str | int]) -> str:
     return _SHAPES.get(fields[-1], "in the expected form")
 
 
+_UNKNOWN = object()  # an error that does not carry the value given
+
+
 def _given(value: Any) -> str:
     """ " (got '2 hours')": the value, when it is short enough to quote."""
+    if value is _UNKNOWN:
+        return ""
     if isinstance(value, bool) or value is None or isinstance(value, int | float):
         return f" (got {value!r})" if value is not None else " (got null)"
     if isinstance(value, str) and len(value) <= 120:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from core import aws
 from core.contract import EVENT_SOURCE
 from core.errors import PublishError, classify_client_error
+from core.model import Model
 
 _BATCH = 10  # PutEvents takes at most 10 entries
 
@@ -19,7 +18,7 @@ class EventPublisher:
         self.source = source
         self._client = client
 
-    def publish(self, detail_type: str, details: list[BaseModel]) -> int:
+    def publish(self, detail_type: str, details: list[Model]) -> int:
         """Put the events; raise PublishError listing every entry PutEvents rejected."""
         client = self._client or aws.client("events")
         entries = [

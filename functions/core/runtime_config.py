@@ -13,13 +13,14 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from msgspec import Meta, field
 
 from core.arns import DbClusterArn
 from core.errors import InvalidInput
 from core.guardrails import Guardrails, Maintenance
+from core.model import Model, ValidationError
 from core.plans import Plan, PlanError, parse_plans
 
 FILE_NAME = "recovery-config.json"
@@ -30,151 +31,141 @@ ENV = "RECOVERY_CONFIG"
 REGION_PATTERN = r"^(us|eu|ap|sa|ca|me|af|il|mx|cn|us-gov)-[a-z]+-\d{1,2}$"
 
 
-class StandbyGlobalDatabase(BaseModel):
+_FORBID = {"kw_only": True, "frozen": True, "forbid_unknown_fields": True}
+RdsIdentifier = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")]
+Name = Annotated[str, Meta(min_length=1, max_length=255)]
+Capacity = Annotated[int, Meta(ge=1, le=10000)]
+AccountId = Annotated[str, Meta(pattern=r"^\d{12}$")]
+Region = Annotated[str, Meta(pattern=REGION_PATTERN)]
+
+
+class StandbyGlobalDatabase(Model, **_FORBID):
     """The workload's Aurora global database: its secondary cluster in the standby region becomes
     the writer before traffic moves (actions/failover_global_database.py)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    global_cluster_identifier: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
-    db_cluster_arn: DbClusterArn = Field(description="the secondary DB cluster, in the standby region")
-    allow_data_loss: bool = Field(
-        default=False,
-        description="when the primary's region does not answer, fail over losing what it had not replicated",
-    )
+    global_cluster_identifier: RdsIdentifier
+    db_cluster_arn: Annotated[DbClusterArn, Meta(description="the secondary DB cluster, in the standby region")]
+    allow_data_loss: Annotated[
+        bool,
+        Meta(description="when the primary's region does not answer, fail over losing what it had not replicated"),
+    ] = False
 
 
-class StandbyReadReplica(BaseModel):
+class StandbyReadReplica(Model, **_FORBID):
     """The workload's cross-region read replica in the standby region, promoted on failover
     (actions/promote_read_replica.py: irreversible, so approval is required by default)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    db_instance_identifier: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+    db_instance_identifier: RdsIdentifier
 
 
-class ProbeEcsService(BaseModel):
+class ProbeEcsService(Model, **_FORBID):
     """An ECS service: the workload's, probed in its region; or, with its desired count, its standby."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    cluster: str = Field(min_length=1, max_length=255)
-    service: str = Field(min_length=1, max_length=255)
-    desired_count: int | None = Field(default=None, ge=1, le=10000, description="the standby's, on failover")
+    cluster: Name
+    service: Name
+    desired_count: Annotated[Capacity | None, Meta(description="the standby's, on failover")] = None
 
 
-class ProbeStandby(BaseModel):
+class ProbeStandby(Model, **_FORBID):
     """Where the probed workload fails over to, in this (the standby) region: a standby group, an
     ECS service, or both."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    region: str = Field(pattern=REGION_PATTERN)
-    auto_scaling_group: str | None = Field(default=None, min_length=1, max_length=255)
-    desired_capacity: int | None = Field(default=None, ge=1, le=10000)
+    region: Region
+    auto_scaling_group: Name | None = None
+    desired_capacity: Capacity | None = None
     ecs_service: ProbeEcsService | None = None
-    target_group_arn: str | None = Field(default=None, min_length=1)
+    target_group_arn: Annotated[str, Meta(min_length=1)] | None = None
     global_database: StandbyGlobalDatabase | None = None
     read_replica: StandbyReadReplica | None = None
 
-    @model_validator(mode="after")
-    def _something(self) -> ProbeStandby:
+    def _check(self) -> None:
         if bool(self.auto_scaling_group) != bool(self.desired_capacity):
             raise ValueError("desired_capacity: auto_scaling_group and desired_capacity go together")
         if self.ecs_service and not self.ecs_service.desired_count:
             raise ValueError("ecs_service.desired_count: the standby service's count on failover is required")
         if not (self.auto_scaling_group or self.ecs_service):
             raise ValueError("a standby needs an auto_scaling_group or an ecs_service")
-        return self
 
 
-class ProbeDns(BaseModel):
+class ProbeDns(Model, **_FORBID):
     """The workload's Route 53 failover records, for the failover step (failover kind dns)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    hosted_zone_id: str = Field(min_length=1, max_length=32)
-    record_name: str = Field(min_length=1, max_length=255)
-    record_type: str = Field(min_length=1, max_length=8)
-    primary_set_identifier: str = Field(min_length=1, max_length=128)
-    secondary_set_identifier: str = Field(min_length=1, max_length=128)
+    hosted_zone_id: Annotated[str, Meta(min_length=1, max_length=32)]
+    record_name: Name
+    record_type: Annotated[str, Meta(min_length=1, max_length=8)]
+    primary_set_identifier: Annotated[str, Meta(min_length=1, max_length=128)]
+    secondary_set_identifier: Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-class RegionProbe(BaseModel):
+class RegionProbe(Model, **_FORBID):
     """A workload whose region (`region`) this region watches, being its standby
     (detectors/region_probe.py): its Auto Scaling group there, else its ECS service, is described
     every minute."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    workload: str = Field(min_length=1, max_length=128)
-    region: str = Field(pattern=REGION_PATTERN, description="the watched region: the workload's own")
-    account_id: str | None = Field(default=None, pattern=r"^\d{12}$", description="the workload's member account")
-    auto_scaling_group: str | None = Field(
-        default=None, min_length=1, max_length=255, description="the workload's group, probed"
-    )
-    ecs_service: ProbeEcsService | None = Field(default=None, description="probed when the workload has no group")
-    failures_to_impair: int = Field(ge=1, le=60, description="consecutive failed probes that make an impairment")
+    workload: Annotated[str, Meta(min_length=1, max_length=128)]
+    region: Annotated[Region, Meta(description="the watched region: the workload's own")]
+    account_id: Annotated[AccountId | None, Meta(description="the workload's member account")] = None
+    auto_scaling_group: Annotated[Name | None, Meta(description="the workload's group, probed")] = None
+    ecs_service: Annotated[ProbeEcsService | None, Meta(description="probed when the workload has no group")] = None
+    failures_to_impair: Annotated[
+        int, Meta(ge=1, le=60, description="consecutive failed probes that make an impairment")
+    ]
     standby: ProbeStandby
     dns: ProbeDns | None = None
 
-    @model_validator(mode="after")
-    def _elsewhere(self) -> RegionProbe:
+    def _check(self) -> None:
         if self.standby.region == self.region:
             raise ValueError(f"probe of {self.workload}: the standby region is the probed region {self.region}")
         if not (self.auto_scaling_group or self.ecs_service):
             raise ValueError(f"probe of {self.workload}: nothing to probe (an auto_scaling_group or an ecs_service)")
-        return self
 
     @property
     def probed(self) -> str:
         """What the probe describes, for logs and the impairment's description."""
         if self.auto_scaling_group:
             return f"Auto Scaling group {self.auto_scaling_group}"
-        assert self.ecs_service is not None  # _elsewhere
+        assert self.ecs_service is not None  # _check
         return f"ECS service {self.ecs_service.cluster}/{self.ecs_service.service}"
 
 
-class ReadinessDns(ProbeDns):
+class ReadinessDns(ProbeDns, **_FORBID):
     """A workload's failover records and the health checks they use, for the readiness check."""
 
     health_check_ids: tuple[str, ...] = ()
 
 
-class ReadinessTarget(BaseModel):
+class ReadinessTarget(Model, **_FORBID):
     """What the readiness check (readiness/) needs of a workload its plans may act on: where it
     runs and the resources their steps would touch."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    workload: str = Field(min_length=1, max_length=128)
-    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
-    auto_scaling_group: str | None = Field(default=None, min_length=1, max_length=255)
-    standby_group: str | None = Field(default=None, min_length=1, max_length=255)
-    standby_desired_capacity: int | None = Field(default=None, ge=1, le=10000)
+    workload: Annotated[str, Meta(min_length=1, max_length=128)]
+    account_id: AccountId | None = None
+    auto_scaling_group: Name | None = None
+    standby_group: Name | None = None
+    standby_desired_capacity: Capacity | None = None
     dns: ReadinessDns | None = None
-    scope_keys: tuple[str, ...] | None = Field(
-        default=None,
-        description=(
-            "the keys of the scope its impairments carry, when known (a region impairment's): a plan's "
-            "step that needs another (when_scope_has) does not run for it and is not judged"
+    scope_keys: Annotated[
+        tuple[str, ...] | None,
+        Meta(
+            description=(
+                "the keys of the scope its impairments carry, when known (a region impairment's): a plan's "
+                "step that needs another (when_scope_has) does not run for it and is not judged"
+            )
         ),
-    )
+    ] = None
 
 
-class RuntimeConfig(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    plans: list[Plan] = Field(default_factory=list)
-    guardrails: Guardrails = Field(default_factory=Guardrails)
-    maintenance: dict[str, Maintenance] = Field(default_factory=dict, description="by workload name")
-    rto_seconds: dict[str, int] = Field(default_factory=dict, description="recovery time objectives by workload name")
-    probes: list[RegionProbe] = Field(
-        default_factory=list, description="the workloads whose region this region watches (it is their standby)"
-    )
-    readiness: list[ReadinessTarget] = Field(
-        default_factory=list, description="the workloads whose plans the readiness check judges"
-    )
+class RuntimeConfig(Model, **_FORBID):
+    plans: list[Plan] = []
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    maintenance: Annotated[dict[str, Maintenance], Meta(description="by workload name")] = {}
+    rto_seconds: Annotated[dict[str, int], Meta(description="recovery time objectives by workload name")] = {}
+    probes: Annotated[
+        list[RegionProbe], Meta(description="the workloads whose region this region watches (it is their standby)")
+    ] = []
+    readiness: Annotated[
+        list[ReadinessTarget], Meta(description="the workloads whose plans the readiness check judges")
+    ] = []
 
     def maintenance_of(self, workload: str) -> Maintenance:
         return self.maintenance.get(workload) or Maintenance()
@@ -203,7 +194,10 @@ def build(
             readiness=readiness or [],
         )
     except ValidationError as exc:
-        raise InvalidInput(f"invalid recovery configuration: {exc}") from exc
+        from core.problems import from_validation  # only once it failed
+
+        problems = "; ".join(str(p) for p in from_validation(exc))
+        raise InvalidInput(f"invalid recovery configuration: {problems}") from exc
 
 
 def path() -> Path:

@@ -1,55 +1,52 @@
 """The execution state the workflow's tasks receive, validated: a task given a state it cannot
-work with raises InvalidInput naming what is wrong, before it reads or changes anything."""
+work with raises InvalidInput naming what is wrong, before it reads or changes anything.
+
+Fields a task does not read are ignored (the state carries each task's output)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from msgspec import Meta, field
 
 from core.contract import ImpairmentDetected
 from core.errors import InvalidInput
+from core.model import Model, ValidationError
 from core.plans import VerifySettings
 
 
-class PlanStep(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
-    index: int = Field(ge=0)
-    action: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+class PlanStep(Model, kw_only=True):
+    index: Annotated[int, Meta(ge=0)]
+    action: Annotated[str, Meta(min_length=1)]
+    params: dict[str, Any] = {}
 
 
-class PlanState(BaseModel):
+class PlanState(Model, kw_only=True):
     """The plan Admit selected (its output's `plan`), as the later tasks read it."""
 
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
-    name: str = Field(min_length=1)
-    steps: list[PlanStep] = Field(default_factory=list)
-    verify: VerifySettings = Field(default_factory=VerifySettings)
+    name: Annotated[str, Meta(min_length=1)]
+    steps: list[PlanStep] = []
+    verify: VerifySettings = field(default_factory=VerifySettings)
     dry_run: bool = False
     requires_approval: bool = False
-    approval_timeout_seconds: int = Field(default=3600, ge=1)
+    approval_timeout_seconds: Annotated[int, Meta(ge=1)] = 3600
     deadline: str | None = None
-    rto_seconds: int | None = Field(default=None, ge=1, description="the workload's recovery time objective")
+    rto_seconds: Annotated[
+        Annotated[int, Meta(ge=1)] | None, Meta(description="the workload's recovery time objective")
+    ] = None
 
 
-class Admission(BaseModel):
+class Admission(Model, kw_only=True):
     """Admit's output: the resources it locked."""
 
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
     admitted_at: str | None = None
-    lock_keys: list[str] = Field(default_factory=list)
+    lock_keys: list[str] = []
 
 
-class ExecutionState(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="allow")
-
+class ExecutionState(Model, kw_only=True):
     impairment: ImpairmentDetected
     plan: PlanState | None = None
-    admission: Admission = Field(default_factory=Admission)
+    admission: Admission = field(default_factory=Admission)
     actions: list[Any] | None = None
     verification: dict[str, Any] | None = None
     guardrails: dict[str, Any] | None = None

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pydantic import ValidationError
 
 from core import guardrails, history
 from core.guardrails import BlastRadius, FailOpen, Flapping, Maintenance
+from core.model import ValidationError
 
 
 def _group(size: int, min_size: int = 1, desired: int | None = None, **extra) -> dict:
@@ -227,11 +227,29 @@ def test_no_maintenance_configured_blocks_nothing():
         {"windows": [{"days": ["someday"], "start": "02:00", "end": "03:00"}]},
         {"windows": [{"days": [], "start": "02:00", "end": "03:00"}]},
         {"blocked_dates": ["24/12/2026"]},
+        {"windows": [{"start": "2:00", "end": "03:00"}]},
+        {"windows": [{"start": "02:00", "end": "24:00"}]},
+        {"windows": [{"start": "02:00", "end": "02:00:00"}]},
     ],
 )
 def test_bad_maintenance_configuration_is_refused(raw):
     with pytest.raises(ValidationError):
         Maintenance.model_validate(raw)
+
+
+def test_a_window_is_given_in_minutes_or_seconds_and_its_problems_have_their_paths():
+    maintenance = Maintenance.model_validate(
+        {"timezone": "Europe/Paris", "windows": [{"days": ["mon"], "start": "01:30", "end": "01:45:30"}]}
+    )
+    assert maintenance.blocks(datetime(2026, 11, 23, 0, 40, tzinfo=UTC)) is not None  # 01:40 in Paris
+    assert maintenance.blocks(datetime(2026, 11, 23, 0, 46, tzinfo=UTC)) is None
+
+    with pytest.raises(ValidationError) as raised:
+        Maintenance.model_validate({"timezone": "Mars/Olympus", "windows": [{"start": "02:00", "end": "02:00"}]})
+    assert [(e["loc"], e["msg"]) for e in raised.value.errors()] == [
+        (("timezone",), "unknown time zone 'Mars/Olympus' (use an IANA name such as Europe/Paris)"),
+        (("windows", 0), "a maintenance window's start and end must differ"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -183,8 +183,15 @@ PYDANTIC_FREE = (
     "detectors.rds",
     "detectors.spot",
     "detectors.sweeps",
+    "detectors.region_probe",
     "orchestration.start",
     "orchestration.storm",
+    "orchestration.verify",
+    "orchestration.finalize",
+    "orchestration.escalate",
+    "orchestration.execution_ended",
+    "orchestration.prepare_rollback",
+    "orchestration.request_approval",
     "notify.notifier",
 )
 

@@ -109,3 +109,58 @@ def test_a_constructor_and_json_report_every_problem_too():
 def test_valid_input_is_not_walked():
     plan = Plan.model_validate({"name": "ok", "steps": [{}], "by_group": {"a": {"percent": 1}}})
     assert plan.steps[0].percent == 10 and plan.by_group["a"].percent == 1
+
+
+def _distinct(tags: list[str]) -> None:
+    if len(set(tags)) != len(tags):
+        raise ValueError("a tag is named twice")
+
+
+class Tagged(Model, kw_only=True, forbid_unknown_fields=True):
+    tags: list[str] = []
+    start: int = 0
+    end: int = 1
+
+    _field_checks = {"tags": _distinct}
+
+    def _check(self) -> None:
+        if self.end <= self.start:
+            raise ValueError("end: must be after start")
+
+
+def test_a_fields_own_check_is_judged_even_when_another_field_is_invalid():
+    assert problems({"tags": ["a", "a"], "start": "x"}, Tagged) == [
+        "plans.0.tags: a tag is named twice",
+        "plans.0.start: must be a whole number (got 'x')",
+    ]
+    with pytest.raises(ValidationError, match="tags: a tag is named twice"):
+        Tagged(tags=["b", "b"])
+    assert Tagged(tags=["a", "b"]).tags == ["a", "b"]
+
+
+def test_a_models_check_naming_a_field_first_is_that_fields_problem():
+    assert problems({"start": 2, "end": 1}, Tagged) == ["plans.0.end: must be after start"]
+    # a check naming no field stays the model's
+    assert problems({"percent": 5, "note": "forbidden"}, Step) == ["plans.0: note must not say forbidden"]
+
+
+def test_a_pydantic_model_holding_models_lists_every_problem_under_its_fields_path():
+    from pydantic import BaseModel
+    from pydantic import ValidationError as PydanticError
+
+    class Config(BaseModel):
+        plans: list[Plan]
+        tagged: Tagged
+
+    with pytest.raises(PydanticError) as caught:
+        Config.model_validate(
+            {"plans": [{"name": "ok", "steps": [{"percent": 101}]}, {"name": "Bad"}], "tagged": {"tags": ["a", "a"]}}
+        )
+
+    assert [str(p) for p in from_validation(caught.value)] == [
+        "plans.0.steps.0.percent: must be at most 100 (got 101)",
+        "plans.1.name: must be a plan name: lowercase letters, digits and hyphens, starting with a letter or digit "
+        "(63 at most) (got 'Bad')",
+        "plans.1.steps: is required",
+        "tagged.tags: a tag is named twice",
+    ]
