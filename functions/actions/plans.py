@@ -64,7 +64,7 @@ def resolve_step(action: str, params: dict[str, Any], at: str = "") -> tuple[str
     given = {"kind": alias.default_kind, **params} if alias.default_kind else params
     kind = given.get("kind")
     if "kind" not in given:
-        kinds = ", ".join(f"{kind} ({name})" for kind, name in alias.kinds.items())
+        kinds = ", ".join(f"{known} ({name})" for known, name in alias.kinds.items())
         problem = Problem(path(at, "params", "kind"), f"missing: {action} is one of: {kinds}", f"action {action}")
         return action, params, [problem]
     if not isinstance(kind, str) or kind not in alias.kinds:
