@@ -24,7 +24,7 @@ def _cold(cold: dict[str, Any]) -> list[tuple[str, str, str]]:
     figure = (
         f"{cold['handlers_meeting_target']} of {len(handlers)} handlers; {best['ratio_to_boto3']}x (`{best['module']}`)"
         f" to {worst['ratio_to_boto3']}x (`{worst['module']}`), `import boto3` {cold['boto3_median_ms']} ms;"
-        f" the stack's floor (boto3, Powertools, one pydantic model) {floor.get('ratio_to_boto3')}x;"
+        f" the stack's floor (boto3, Powertools, one msgspec model) {floor.get('ratio_to_boto3')}x;"
         f" worst handler {worst.get('ratio_to_floor')}x the floor. {cold['python']}"
     )
     return [

@@ -129,6 +129,17 @@ def test_two_escalations_of_one_cause_at_once_make_exactly_one_leader(store, mon
         return found
 
     monkeypatch.setattr(storms.Storms, "_head", head_then_meet)
+    # DynamoDB's transactions are isolated; moto writes a transaction's items one by one, so two
+    # at once could both pass their conditions (seen on a loaded machine): serialize them.
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock, transact = threading.Lock(), DynamoDBBackend.transact_write_items
+
+    def isolated(self, transact_items):
+        with lock:
+            return transact(self, transact_items)
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", isolated)
     roles: dict[str, str] = {}
 
     def enter(impairment_id: str) -> None:
