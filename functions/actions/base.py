@@ -5,72 +5,70 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import msgspec
+from msgspec import Meta
 
 from core import clock
 from core.contract import ImpairmentDetected
 from core.errors import InvalidInput, PermanentError
+from core.model import Model, ValidationError
 from core.observability import emit, logger
 
 Phase = Literal["apply", "rollback"]
 
 
-class ActionParams(BaseModel):
-    """Base of every action's parameters: unknown parameters are an error, caught at synth."""
+class ActionParams(Model, kw_only=True, forbid_unknown_fields=True):
+    """Base of every action's parameters: unknown parameters are an error, caught at synth. A
+    subclass's own checks go in `_check` (core/model.py); one about a single field says so first
+    ("payload: ..."), and a plan's problem is then put at that field's path (actions/plans.py)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid")
 
-
-class Step(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="forbid")
-
-    index: int = Field(ge=0, le=99)
+class Step(Model, kw_only=True, forbid_unknown_fields=True):
+    index: Annotated[int, Meta(ge=0, le=99)]
     action: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = {}
 
 
-class ActionInput(BaseModel):
-    """What the state machine passes to an action task."""
-
-    model_config = ConfigDict(defer_build=True, extra="ignore")
+class ActionInput(Model, kw_only=True):
+    """What the state machine passes to an action task (its other keys are ignored)."""
 
     impairment: ImpairmentDetected
     step: Step
     plan: str = ""
-    dry_run: bool = Field(default=False, description="report what would change; change nothing")
-    applied: dict[str, Any] | None = Field(default=None, description="apply's result (rollback only)")
-    fleets: dict[str, Any] | None = Field(
-        default=None,
-        description="CheckGuardrails' read of the groups it decided on: group -> its instances of the impairment "
-        "and which of its members were failing (check_guardrails.carried_fleets)",
-    )
+    dry_run: Annotated[bool, Meta(description="report what would change; change nothing")] = False
+    applied: Annotated[dict[str, Any] | None, Meta(description="apply's result (rollback only)")] = None
+    fleets: Annotated[
+        dict[str, Any] | None,
+        Meta(
+            description="CheckGuardrails' read of the groups it decided on: group -> its instances of the impairment "
+            "and which of its members were failing (check_guardrails.carried_fleets)"
+        ),
+    ] = None
 
 
-class Applied(BaseModel):
+class Applied(Model, kw_only=True):
     """What a rollback is given of its apply step: the apply's result, or the state it recorded
-    before it failed half way."""
-
-    model_config = ConfigDict(defer_build=True, extra="allow")
+    before it failed half way. Only its shape is checked here: its other keys stay in the
+    step's `applied` mapping, which is what the rollback reads."""
 
     action: str | None = None
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
 
 
-class ActionResult(BaseModel):
-    """One action step's outcome, with the state before and after (the audit trail's unit)."""
-
-    model_config = ConfigDict(defer_build=True)
+class ActionResult(Model, kw_only=True):
+    """One action step's outcome, with the state before and after (the audit trail's unit). Not
+    frozen: the runner completes it (its times, a retry's "changed")."""
 
     action: str
     phase: Phase
     step_index: int
     result: Literal["changed", "unchanged", "irreversible", "would_change"]
     targets: list[str]
-    before: dict[str, Any] = Field(default_factory=dict)
-    after: dict[str, Any] = Field(default_factory=dict)
+    before: dict[str, Any] = msgspec.field(default_factory=dict)
+    after: dict[str, Any] = msgspec.field(default_factory=dict)
     message: str = ""
     started_at: str = ""
     finished_at: str = ""

@@ -11,9 +11,9 @@ scope (db_cluster, db_instance).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from msgspec import Meta
 
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
@@ -55,20 +55,19 @@ _CLUSTER_BUSY = frozenset(
 )
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["database"] = "database"
     # each defaults to the impairment's scope
-    db_instance_identifier: str | None = Field(default=None, pattern=_DB_ID)
-    db_cluster_identifier: str | None = Field(default=None, pattern=_DB_ID)
-    target_db_instance_identifier: str | None = Field(
-        default=None, pattern=_DB_ID, description="cluster only: the reader to promote (default: RDS chooses)"
-    )
+    db_instance_identifier: Annotated[str, Meta(pattern=_DB_ID)] | None = None
+    db_cluster_identifier: Annotated[str, Meta(pattern=_DB_ID)] | None = None
+    target_db_instance_identifier: (
+        Annotated[str, Meta(pattern=_DB_ID, description="cluster only: the reader to promote (default: RDS chooses)")]
+        | None
+    ) = None
 
-    @model_validator(mode="after")
-    def _an_instance_or_a_cluster(self) -> Params:
+    def _check(self) -> None:
         if self.db_instance_identifier and (self.db_cluster_identifier or self.target_db_instance_identifier):
             raise ValueError("give db_instance_identifier, or db_cluster_identifier (with an optional target)")
-        return self
 
 
 def rollback(ctx: Context) -> ActionResult:

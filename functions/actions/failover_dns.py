@@ -12,9 +12,9 @@ Design: docs/actions.md#failover_dns
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
@@ -28,18 +28,18 @@ NAME = "failover_dns"
 _HEALTHY_SHARE = 0.18
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["dns"] = "dns"
     # each defaults to the impairment's scope
-    hosted_zone_id: str | None = Field(default=None, pattern=r"^(/hostedzone/)?[A-Z0-9]{1,32}$")
-    record_name: str | None = Field(default=None, min_length=1, max_length=1024)
+    hosted_zone_id: Annotated[str, Meta(pattern=r"^(/hostedzone/)?[A-Z0-9]{1,32}$")] | None = None
+    record_name: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
     record_type: Literal["A", "AAAA", "CNAME"] | None = None
-    primary_set_identifier: str | None = Field(default=None, min_length=1, max_length=128)
-    secondary_set_identifier: str | None = Field(default=None, min_length=1, max_length=128)
-    standby_weight: int = Field(default=255, ge=1, le=255, description="weighted records: the standby's weight")
-    require_healthy_standby: bool = Field(
-        default=True, description="wait while the standby's health check is unhealthy; refuse when it is unreadable"
-    )
+    primary_set_identifier: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    secondary_set_identifier: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    standby_weight: Annotated[int, Meta(ge=1, le=255, description="weighted records: the standby's weight")] = 255
+    require_healthy_standby: Annotated[
+        bool, Meta(description="wait while the standby's health check is unhealthy; refuse when it is unreadable")
+    ] = True
 
 
 def apply(ctx: Context) -> ActionResult:

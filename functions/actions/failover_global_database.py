@@ -12,9 +12,9 @@ Design: docs/actions.md#failover_global_database
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
@@ -34,18 +34,24 @@ _IN_PROGRESS = "InvalidGlobalClusterStateFault"
 REFUSED = "refused"
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["global_database"] = "global_database"
     # each defaults to the impairment's scope (global_cluster_id, standby_db_cluster_arn)
-    global_cluster_identifier: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
-    target_db_cluster_arn: DbClusterArn | None = Field(
-        default=None, description="the secondary cluster to make the writer (the standby region's)"
-    )
-    allow_data_loss: bool | None = Field(
-        default=None,
-        description="when the writer's region does not answer, fail over losing what it had not replicated; "
-        "default: the workload's standby.global_database.allow_data_loss, else false",
-    )
+    global_cluster_identifier: Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$")] | None = None
+    target_db_cluster_arn: (
+        Annotated[DbClusterArn, Meta(description="the secondary cluster to make the writer (the standby region's)")]
+        | None
+    ) = None
+    allow_data_loss: (
+        Annotated[
+            bool,
+            Meta(
+                description="when the writer's region does not answer, fail over losing what it had not replicated; "
+                "default: the workload's standby.global_database.allow_data_loss, else false"
+            ),
+        ]
+        | None
+    ) = None
 
 
 def apply(ctx: Context) -> ActionResult:

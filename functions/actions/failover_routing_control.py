@@ -15,12 +15,13 @@ import random
 from time import monotonic
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from msgspec import Meta
 
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
 from core.contract import ImpairmentDetected
 from core.errors import ActionRefused, PermanentError, TransientError
+from core.model import Model
 
 NAME = "failover_routing_control"
 # arn:aws:route53-recovery-control::111122223333:controlpanel/<32 hex>/routingcontrol/<16 hex>
@@ -29,39 +30,59 @@ _ROUTING_CONTROL_ARN = rf"^{_CONTROL_PANEL_ARN}/routingcontrol/[0-9a-z]{{1,64}}$
 _SAFETY_RULE_ARN = rf"^{_CONTROL_PANEL_ARN}/safetyrule/[0-9a-z]{{1,64}}$"
 
 
-class ClusterEndpoint(BaseModel):
-    """One Regional endpoint of an ARC cluster (DescribeCluster's ClusterEndpoints: Endpoint, Region)."""
+class ClusterEndpoint(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One Regional endpoint of an ARC cluster. A plan may copy DescribeCluster's ClusterEndpoints
+    as they are (Endpoint, Region): Params reads those names too (_endpoints_named)."""
 
-    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    endpoint: str = Field(
-        validation_alias=AliasChoices("endpoint", "Endpoint"), pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?$"
-    )
-    region: str = Field(validation_alias=AliasChoices("region", "Region"), pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+    endpoint: Annotated[str, Meta(pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?$")]
+    region: Annotated[str, Meta(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")]
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     # Only from the params: naming them in the plan is the opt-in.
     kind: Literal["routing_control"] = "routing_control"
-    primary_routing_control_arn: str = Field(pattern=_ROUTING_CONTROL_ARN)
-    standby_routing_control_arn: str = Field(pattern=_ROUTING_CONTROL_ARN)
-    cluster_endpoints: list[ClusterEndpoint] = Field(
-        min_length=1, max_length=5, description="the ARC cluster's ClusterEndpoints, as DescribeCluster returns them"
-    )
-    safety_rules_to_override: list[Annotated[str, Field(pattern=_SAFETY_RULE_ARN)]] = Field(
-        default_factory=list,
-        max_length=20,
-        description="ARNs of safety rules the change may override (break glass); none by default",
-    )
+    primary_routing_control_arn: Annotated[str, Meta(pattern=_ROUTING_CONTROL_ARN)]
+    standby_routing_control_arn: Annotated[str, Meta(pattern=_ROUTING_CONTROL_ARN)]
+    cluster_endpoints: Annotated[
+        list[ClusterEndpoint],
+        Meta(
+            min_length=1,
+            max_length=5,
+            description="the ARC cluster's ClusterEndpoints, as DescribeCluster returns them",
+        ),
+    ]
+    safety_rules_to_override: Annotated[
+        list[Annotated[str, Meta(pattern=_SAFETY_RULE_ARN)]],
+        Meta(max_length=20, description="ARNs of safety rules the change may override (break glass); none by default"),
+    ] = []
 
-    @model_validator(mode="after")
-    def _two_controls_and_distinct_endpoints(self) -> Params:
+    @classmethod
+    def model_validate(cls, data: Any, strict: bool = True) -> Params:
+        return super().model_validate(_endpoints_named(data), strict)
+
+    def _check(self) -> None:
         if self.primary_routing_control_arn == self.standby_routing_control_arn:
             raise ValueError("the primary and standby routing controls must differ")
         urls = [e.endpoint for e in self.cluster_endpoints]
         if len(set(urls)) != len(urls):
             raise ValueError("cluster_endpoints names an endpoint twice")
-        return self
+
+
+def _endpoints_named(data: Any) -> Any:
+    """The params with each cluster endpoint's Endpoint and Region (DescribeCluster's names) read
+    as its endpoint and region; anything else as it is, for validation to judge."""
+    endpoints = data.get("cluster_endpoints") if isinstance(data, dict) else None
+    if not isinstance(endpoints, list):
+        return data
+    named = []
+    for endpoint in endpoints:
+        if isinstance(endpoint, dict):
+            endpoint = dict(endpoint)
+            for given, name in (("Endpoint", "endpoint"), ("Region", "region")):
+                if given in endpoint and name not in endpoint:
+                    endpoint[name] = endpoint.pop(given)
+        named.append(endpoint)
+    return {**data, "cluster_endpoints": named}
 
 
 def apply(ctx: Context) -> ActionResult:

@@ -12,13 +12,14 @@ Design: docs/actions.md#invoke_function
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from msgspec import Meta
 
 from actions.base import Action, ActionParams, ActionResult, Context, Phase, handlers
 from core import aws, clock
 from core.errors import PermanentError, TransientError
+from core.model import Model, ValidationError
 from core.reads import tags
 
 NAME = "invoke_function"
@@ -56,35 +57,35 @@ _EXCERPT = 1000
 _TRANSIENT_INVOKE_CODES = ("ResourceConflictException", "SnapStartNotReadyException", "EC2ThrottledException")
 
 
-class Params(ActionParams):
-    function_name: str = Field(pattern=FUNCTION_PATTERN, description="the apply's function: name, name:alias or ARN")
-    rollback_function: str | None = Field(
-        default=None, pattern=FUNCTION_PATTERN, description="the rollback's function; none: the step is irreversible"
-    )
-    payload: dict[str, Any] = Field(default_factory=dict, description="static JSON merged into the input")
+class Params(ActionParams, kw_only=True):
+    function_name: Annotated[
+        str, Meta(pattern=FUNCTION_PATTERN, description="the apply's function: name, name:alias or ARN")
+    ]
+    rollback_function: (
+        Annotated[
+            str, Meta(pattern=FUNCTION_PATTERN, description="the rollback's function; none: the step is irreversible")
+        ]
+        | None
+    ) = None
+    payload: Annotated[dict[str, Any], Meta(description="static JSON merged into the input")] = {}
     # Our Lambda task runs at most 60 s: the invocation must answer well within it.
-    timeout_seconds: int = Field(default=30, ge=1, le=45, description="how long an invocation may take")
+    timeout_seconds: Annotated[int, Meta(ge=1, le=45, description="how long an invocation may take")] = 30
 
-    @field_validator("payload")
-    @classmethod
-    def _no_reserved_keys(cls, payload: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted(set(payload) & RESERVED_KEYS)
+    def _check(self) -> None:
+        clash = sorted(set(self.payload) & RESERVED_KEYS)
         if clash:
-            raise ValueError(f"sets {', '.join(clash)}, which the input contract sets itself")
-        if len(json.dumps(payload)) > MAX_STATE_BYTES:
-            raise ValueError(f"is larger than {MAX_STATE_BYTES} bytes as JSON")
-        return payload
+            raise ValueError(f"payload: sets {', '.join(clash)}, which the input contract sets itself")
+        if len(json.dumps(self.payload)) > MAX_STATE_BYTES:
+            raise ValueError(f"payload: is larger than {MAX_STATE_BYTES} bytes as JSON")
 
 
-class Output(BaseModel):
+class Output(Model, kw_only=True, forbid_unknown_fields=True):
     """What the function must answer."""
 
-    model_config = ConfigDict(extra="forbid")
-
     status: Literal["done", "unchanged"]
-    before: dict[str, Any] = Field(default_factory=dict)
-    after: dict[str, Any] = Field(default_factory=dict)
-    detail: str = Field(default="", max_length=2048)
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    detail: Annotated[str, Meta(max_length=2048)] = ""
 
 
 def client(ctx: Context) -> Any:

@@ -3,24 +3,23 @@
 follows from what its actions declare (actions/registry.py): whether it takes instances out of
 service, what it hands back later and when, and how long it may take.
 
-Validating a step's parameters imports that action's code (its pydantic parameters); everything
-else here reads the declarations only.
+Validating a step's parameters imports that action's code (its parameters, msgspec models);
+everything else here reads the declarations only.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import cache
-from typing import Annotated, Any, Union
-
-from pydantic import Field, TypeAdapter, ValidationError
+from typing import Any
 
 from actions.registry import ACTIONS, ALIASES
 from core import plans as core_plans
 from core.errors import TASK_WITH_RETRIES_SECONDS
+from core.model import ValidationError
 from core.plans import Plan, PlanError, PlanStep
-from core.problems import Problem, from_validation, path, problem_of
+from core.problems import Problem, path, problem_of
 
 
 def resolved(plan: Plan, where: str = "") -> tuple[Plan, list[Problem]]:
@@ -40,10 +39,9 @@ def resolved(plan: Plan, where: str = "") -> tuple[Plan, list[Problem]]:
             known = ", ".join(sorted([*ACTIONS, *ALIASES]))
             problems.append(Problem(path(at, "action"), f"no action is named {action!r} (actions: {known})"))
             continue
-        try:
-            spec.implementation().params.model_validate(params)
-        except ValidationError as exc:
-            problems += [replace(p, within=f"action {action}") for p in from_validation(exc, at, "params")]
+        found = params_problems(spec.implementation().params, params, at, f"action {action}")
+        if found:
+            problems += found
             continue
         if spec.needs_approval(params) and not plan.requires_approval:
             problems.append(
@@ -58,39 +56,47 @@ def resolved(plan: Plan, where: str = "") -> tuple[Plan, list[Problem]]:
 
 def resolve_step(action: str, params: dict[str, Any], at: str = "") -> tuple[str, dict[str, Any], list[Problem]]:
     """An alias's step as the action its `kind` names, with the params that action takes (the
-    kind left out); any other step as it is. The params are judged by the alias's discriminated
-    union of its kinds' parameters, so a field of another kind is refused by its path."""
+    kind left out); any other step as it is. The params are judged by the kind's own parameters
+    (each kind's Params has its `kind`), so a field of another kind is refused by its path."""
     alias = ALIASES.get(action)
     if alias is None:
         return action, params, []
     given = {"kind": alias.default_kind, **params} if alias.default_kind else params
+    kind = given.get("kind")
     if "kind" not in given:
-        kinds = ", ".join(f"{kind} ({name})" for kind, name in alias.kinds.items())
+        kinds = ", ".join(f"{known} ({name})" for known, name in alias.kinds.items())
         problem = Problem(path(at, "params", "kind"), f"missing: {action} is one of: {kinds}", f"action {action}")
         return action, params, [problem]
+    if not isinstance(kind, str) or kind not in alias.kinds:
+        kinds = ", ".join(sorted(alias.kinds))
+        return action, params, [Problem(path(at, "params", "kind"), f"must be one of {kinds}", f"action {action}")]
+    model = ACTIONS[alias.kinds[kind]].implementation().params
+    problems = params_problems(model, given, at, f"action {action}, kind {kind}")
+    if problems:
+        return action, params, problems
+    return alias.kinds[kind], {k: v for k, v in params.items() if k != "kind"}, []
+
+
+# A model's own check about one of its fields says so first: "payload: sets phase, ...".
+_ABOUT_FIELD = re.compile(r"^(?P<field>[a-z_]+): (?P<message>.+)$", re.DOTALL)
+
+
+def params_problems(model: type[Any], params: dict[str, Any], at: str, within: str) -> list[Problem]:
+    """What is wrong with a step's params as its action's Params, each at its path (under `at`'s
+    params). A Params' own check about one field (ValueError "<field>: ...") is put at that field."""
     try:
-        model = _union(alias.name).validate_python(given)
+        model.model_validate(params)
     except ValidationError as exc:
-        kind = given.get("kind")
-        within = f"action {action}, kind {kind}" if kind in alias.kinds else f"action {action}"
+        fields = set(model.__struct_encode_fields__)
         problems = []
         for error in exc.errors():
-            if error["type"].startswith("union_tag"):  # missing, or not one of the alias's kinds
-                kinds = ", ".join(sorted(alias.kinds))
-                problems.append(Problem(path(at, "params", "kind"), f"must be one of {kinds}", within))
-                continue
-            # A discriminated union's errors start with the kind's tag: not a field.
-            untagged = {**error, "loc": tuple(error["loc"])[1:]}
-            problems.append(replace(problem_of(untagged, at, "params"), within=within))
-        return action, params, problems
-    return alias.kinds[model.kind], {k: v for k, v in params.items() if k != "kind"}, []
-
-
-@cache
-def _union(alias: str) -> TypeAdapter[Any]:
-    """The alias's params: a discriminated union, on `kind`, of its kinds' own parameters."""
-    models = tuple(ACTIONS[name].implementation().params for name in ALIASES[alias].kinds.values())
-    return TypeAdapter(Annotated[Union[models], Field(discriminator="kind")])  # noqa: UP007
+            about = _ABOUT_FIELD.match(str(error["msg"])) if error["type"] == "value_error" else None
+            if about and not error["loc"] and about.group("field") in fields:
+                message = about.group("message")
+                error = {**error, "loc": (about.group("field"),), "msg": message, "ctx": {"error": message}}
+            problems.append(replace(problem_of(error, at, "params"), within=within))
+        return problems
+    return []
 
 
 def step_problems(plan: Plan, where: str = "") -> list[Problem]:

@@ -13,9 +13,9 @@ Design: docs/actions.md#promote_read_replica
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
 from core import aws
@@ -29,15 +29,20 @@ NAME = "promote_read_replica"
 _BUSY = frozenset({"backing-up", "modifying", "rebooting", "renaming", "starting", "upgrading", "maintenance"})
 
 
-class Params(ActionParams):
-    db_instance_identifier: str | None = Field(
-        default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$", description="default: the scope's standby_db_instance"
-    )
-    without_approval: bool = Field(
-        default=False,
-        description="the promotion cannot be undone: a plan using it must require approval unless this says "
-        "it may run without a human",
-    )
+class Params(ActionParams, kw_only=True):
+    db_instance_identifier: (
+        Annotated[
+            str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,62}$", description="default: the scope's standby_db_instance")
+        ]
+        | None
+    ) = None
+    without_approval: Annotated[
+        bool,
+        Meta(
+            description="the promotion cannot be undone: a plan using it must require approval unless this says "
+            "it may run without a human"
+        ),
+    ] = False
 
 
 def apply(ctx: Context) -> ActionResult:

@@ -12,9 +12,9 @@ Design: docs/actions.md#provision_standby_ecs_service
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import ecs
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -26,15 +26,15 @@ from core.reads import ecs as ecs_reads
 NAME = "provision_standby_ecs_service"
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["standby_ecs_service"] = "standby_ecs_service"
-    cluster: str | None = Field(default=None, min_length=1, max_length=2048, description="default: the scope's")
-    service: str | None = Field(default=None, min_length=1, max_length=2048, description="default: the scope's")
-    desired_count: int | None = Field(default=None, ge=1, le=10000, description="default: the scope's")
-    max_desired_count: int | None = Field(default=None, ge=1, description="never set the desired count above this")
-    wait_until_in_service: bool = Field(
-        default=True, description="end the step only when that many tasks run and the deployment is COMPLETED"
-    )
+    cluster: Annotated[str, Meta(min_length=1, max_length=2048, description="default: the scope's")] | None = None
+    service: Annotated[str, Meta(min_length=1, max_length=2048, description="default: the scope's")] | None = None
+    desired_count: Annotated[int, Meta(ge=1, le=10000, description="default: the scope's")] | None = None
+    max_desired_count: Annotated[int, Meta(ge=1, description="never set the desired count above this")] | None = None
+    wait_until_in_service: Annotated[
+        bool, Meta(description="end the step only when that many tasks run and the deployment is COMPLETED")
+    ] = True
 
 
 def apply(ctx: Context) -> ActionResult:

@@ -7,9 +7,9 @@ capacity recorded before (actions/provision_capacity.py). (`provision_backup` wi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import provision_capacity as capacity
 from actions.base import Action, ActionParams, handlers
@@ -17,13 +17,13 @@ from actions.base import Action, ActionParams, handlers
 NAME = "provision_standby_group"
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["standby_group"] = "standby_group"
-    standby_group: str | None = Field(default=None, description="the standby Auto Scaling group to scale up")
-    desired_capacity: int | None = Field(default=None, ge=1, description="the standby group's desired capacity")
-    wait_until_in_service: bool = Field(
-        default=True, description="end the step only when that capacity is healthy in service"
-    )
+    standby_group: Annotated[str, Meta(description="the standby Auto Scaling group to scale up")] | None = None
+    desired_capacity: Annotated[int, Meta(ge=1, description="the standby group's desired capacity")] | None = None
+    wait_until_in_service: Annotated[
+        bool, Meta(description="end the step only when that capacity is healthy in service")
+    ] = True
 
 
 ACTION = Action(NAME, Params, capacity.raise_desired, capacity.rollback)

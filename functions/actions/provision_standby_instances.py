@@ -6,9 +6,9 @@ Standby, decrementing the desired capacity again. The group must carry the manag
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import autoscaling as asg
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -21,10 +21,10 @@ NAME = "provision_standby_instances"
 STANDBY_BATCH = 20  # instance ids per EnterStandby / ExitStandby call
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["standby_instances"] = "standby_instances"
-    count: int = Field(default=1, ge=1, le=100, description="instances to bring into service")
-    group: str | None = Field(default=None, description="default: the impaired workload's Auto Scaling group")
+    count: Annotated[int, Meta(ge=1, le=100, description="instances to bring into service")] = 1
+    group: Annotated[str, Meta(description="default: the impaired workload's Auto Scaling group")] | None = None
 
 
 def rollback(ctx: Context) -> ActionResult:

@@ -6,9 +6,9 @@ is this action: actions/registry.py, ALIASES.)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import provision_capacity as capacity
 from actions.base import Action, ActionParams, handlers
@@ -16,10 +16,10 @@ from actions.base import Action, ActionParams, handlers
 NAME = "provision_warm_pool"
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["warm_pool"] = "warm_pool"
-    count: int = Field(default=1, ge=1, le=100, description="instances to bring into service")
-    group: str | None = Field(default=None, description="default: the impaired workload's Auto Scaling group")
+    count: Annotated[int, Meta(ge=1, le=100, description="instances to bring into service")] = 1
+    group: Annotated[str, Meta(description="default: the impaired workload's Auto Scaling group")] | None = None
 
 
 ACTION = Action(NAME, Params, capacity.raise_desired, capacity.rollback)

@@ -7,9 +7,9 @@ actions/registry.py, ALIASES.)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import autoscaling as asg
 from actions import ec2
@@ -23,13 +23,14 @@ from core.reads.tags import require_managed
 NAME = "redirect_deregister_targets"
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["deregister_targets"] = "deregister_targets"
-    target_group_arn: TargetGroupArn | None = Field(default=None, description="default: the impairment's scope")
-    availability_zone: str | None = Field(
-        default=None, description="zone name or id; default: the scope's when the impairment names no instance"
-    )
-    min_healthy_targets: int = Field(default=1, ge=0, description="healthy targets that must remain registered")
+    target_group_arn: Annotated[TargetGroupArn, Meta(description="default: the impairment's scope")] | None = None
+    availability_zone: (
+        Annotated[str, Meta(description="zone name or id; default: the scope's when the impairment names no instance")]
+        | None
+    ) = None
+    min_healthy_targets: Annotated[int, Meta(ge=0, description="healthy targets that must remain registered")] = 1
 
 
 def rollback(ctx: Context) -> ActionResult:

@@ -9,13 +9,13 @@ ALIASES.)
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from msgspec import Meta
 
 from actions import elb
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
-from actions.redirect_zonal_shift import EXPIRES_IN
+from actions.redirect_zonal_shift import EXPIRES_IN, within_72_hours
 from core import aws
 from core.arns import ListenerArn, ListenerRuleArn, TargetGroupArn
 from core.errors import ActionRefused, PermanentError
@@ -27,26 +27,27 @@ MAX_WEIGHT = 999  # ALB: weight of a target group in a forward action
 MAX_FORWARD_GROUPS = 5  # ALB: target groups in one forward action
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["shift_weights"] = "shift_weights"
-    listener_arn: ListenerArn | None = Field(default=None, description="default action to change; default: the scope's")
-    rule_arn: ListenerRuleArn | None = Field(
-        default=None, description="listener rule to change instead of the default action"
+    listener_arn: Annotated[ListenerArn, Meta(description="default action to change; default: the scope's")] | None = (
+        None
     )
-    from_target_group_arn: TargetGroupArn | None = Field(
-        default=None, description="default: the scope's target_group_arn"
-    )
-    to_target_group_arn: TargetGroupArn | None = Field(
-        default=None, description="default: the other groups, by their weight"
-    )
-    shift_percent: int = Field(default=100, ge=1, le=100, description="share of the impaired group's weight to move")
+    rule_arn: (
+        Annotated[ListenerRuleArn, Meta(description="listener rule to change instead of the default action")] | None
+    ) = None
+    from_target_group_arn: (
+        Annotated[TargetGroupArn, Meta(description="default: the scope's target_group_arn")] | None
+    ) = None
+    to_target_group_arn: (
+        Annotated[TargetGroupArn, Meta(description="default: the other groups, by their weight")] | None
+    ) = None
+    shift_percent: Annotated[int, Meta(ge=1, le=100, description="share of the impaired group's weight to move")] = 100
     expires_in: EXPIRES_IN = "1h"
 
-    @model_validator(mode="after")
-    def _listener_or_rule(self) -> Params:
+    def _check(self) -> None:
+        within_72_hours(self.expires_in)
         if self.listener_arn and self.rule_arn:
             raise ValueError("give listener_arn or rule_arn, not both")
-        return self
 
 
 def rollback(ctx: Context) -> ActionResult:

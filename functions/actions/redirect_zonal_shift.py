@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from msgspec import Meta
 
 from actions import ec2, elb
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -28,35 +28,43 @@ def _minutes(expires_in: str) -> int:
     return int(expires_in[:-1]) * (60 if expires_in.endswith("h") else 1)
 
 
-def _within_72_hours(value: str) -> str:
-    if _minutes(value) > MAX_EXPIRY_MINUTES:
-        raise ValueError(f"a routing change expires after at most 72h, not {value}")
-    return value
+def within_72_hours(expires_in: str) -> None:
+    """A routing change's time-box is at most ARC's limit (a Params' own check: `expires_in: ...`)."""
+    if _minutes(expires_in) > MAX_EXPIRY_MINUTES:
+        raise ValueError(f"expires_in: a routing change expires after at most 72h, not {expires_in}")
 
 
-# A routing change's time-box, e.g. 30m, 2h; at most 72h (a zonal shift's, ARC's limit).
+# A routing change's time-box, e.g. 30m, 2h; at most 72h (a zonal shift's, ARC's limit: each
+# Params that has one checks it, within_72_hours).
 EXPIRES_IN = Annotated[
-    str,
-    Field(pattern=r"^[1-9][0-9]*[mh]$", description="the change's time-box, e.g. 30m, 2h; at most 72h"),
-    AfterValidator(_within_72_hours),
+    str, Meta(pattern=r"^[1-9][0-9]*[mh]$", description="the change's time-box, e.g. 30m, 2h; at most 72h")
 ]
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["zonal_shift"] = "zonal_shift"
-    load_balancer_arn: LoadBalancerArn | None = Field(
-        default=None, description="default: the scope's, or the target group's"
-    )
-    resource: Literal["load_balancer", "eks_cluster"] = Field(
-        default="load_balancer", description="what is shifted: the load balancer, or the workload's EKS cluster"
-    )
-    eks_cluster_arn: str | None = Field(
-        default=None,
-        pattern=r"^arn:aws[a-z-]*:eks:[a-z0-9-]+:\d{12}:cluster/[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$",
-        description="with resource eks_cluster; default: the scope's eks_cluster_arn",
-    )
-    availability_zone: str | None = Field(default=None, description="zone name or id; default: the scope's")
+    load_balancer_arn: (
+        Annotated[LoadBalancerArn, Meta(description="default: the scope's, or the target group's")] | None
+    ) = None
+    resource: Annotated[
+        Literal["load_balancer", "eks_cluster"],
+        Meta(description="what is shifted: the load balancer, or the workload's EKS cluster"),
+    ] = "load_balancer"
+    eks_cluster_arn: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^arn:aws[a-z-]*:eks:[a-z0-9-]+:\d{12}:cluster/[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$",
+                description="with resource eks_cluster; default: the scope's eks_cluster_arn",
+            ),
+        ]
+        | None
+    ) = None
+    availability_zone: Annotated[str, Meta(description="zone name or id; default: the scope's")] | None = None
     expires_in: EXPIRES_IN = "1h"
+
+    def _check(self) -> None:
+        within_72_hours(self.expires_in)
 
 
 def rollback(ctx: Context) -> ActionResult:

@@ -12,9 +12,9 @@ Design: docs/actions.md#replace_eks_node, docs/eks.md
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import eks
 from actions.autoscaling import impaired_instances
@@ -27,18 +27,20 @@ from core.reads import groups
 NAME = "replace_eks_node"
 
 
-class Params(ActionParams):
-    cluster: str | None = Field(default=None, min_length=1, max_length=100, description="default: the scope's")
-    nodegroup: str | None = Field(default=None, min_length=1, max_length=63, description="default: the scope's")
-    nodes: list[str] = Field(
-        default_factory=list,
-        max_length=20,
-        description="node names; default: the impaired instances' nodes, else the node group's NotReady nodes",
-    )
-    min_healthy_nodes: int | None = Field(default=None, ge=0, description="default: the node group's minSize")
-    drain_timeout_seconds: int = Field(
-        default=300, ge=0, le=CAPACITY_WAIT_SECONDS, description="how long evictions a budget refuses are retried"
-    )
+class Params(ActionParams, kw_only=True):
+    cluster: Annotated[str, Meta(min_length=1, max_length=100, description="default: the scope's")] | None = None
+    nodegroup: Annotated[str, Meta(min_length=1, max_length=63, description="default: the scope's")] | None = None
+    nodes: Annotated[
+        list[str],
+        Meta(
+            max_length=20,
+            description="node names; default: the impaired instances' nodes, else the node group's NotReady nodes",
+        ),
+    ] = []
+    min_healthy_nodes: Annotated[int, Meta(ge=0, description="default: the node group's minSize")] | None = None
+    drain_timeout_seconds: Annotated[
+        int, Meta(ge=0, le=CAPACITY_WAIT_SECONDS, description="how long evictions a budget refuses are retried")
+    ] = 300
 
 
 def apply(ctx: Context) -> ActionResult:

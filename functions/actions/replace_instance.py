@@ -11,9 +11,9 @@ Design: docs/actions.md#replace_instance
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import autoscaling as asg
 from actions import fleet as fleets
@@ -30,21 +30,25 @@ IN_PLACE = "in_place"
 SURGE = "surge"
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     mode: Literal["terminate", "mark_unhealthy"] = "terminate"
-    min_healthy_capacity: int | None = Field(
-        default=None, ge=0, description="default: the group's minimum healthy capacity (MinSize, or its policy's)"
-    )
-    strategy: Literal["auto", "in_place", "surge"] = Field(
-        default="auto",
-        description="auto: in place, surging first only where that keeps the minimum healthy capacity",
-    )
-    outside_group: Literal["refuse", "reboot", "stop_start"] = Field(
-        default="refuse", description="what to do with an instance outside an Auto Scaling group"
-    )
-    stop_wait_seconds: int = Field(
-        default=40, ge=0, le=50, description="stop_start: how long one attempt waits for the instance to stop"
-    )
+    min_healthy_capacity: (
+        Annotated[
+            int, Meta(ge=0, description="default: the group's minimum healthy capacity (MinSize, or its policy's)")
+        ]
+        | None
+    ) = None
+    strategy: Annotated[
+        Literal["auto", "in_place", "surge"],
+        Meta(description="auto: in place, surging first only where that keeps the minimum healthy capacity"),
+    ] = "auto"
+    outside_group: Annotated[
+        Literal["refuse", "reboot", "stop_start"],
+        Meta(description="what to do with an instance outside an Auto Scaling group"),
+    ] = "refuse"
+    stop_wait_seconds: Annotated[
+        int, Meta(ge=0, le=50, description="stop_start: how long one attempt waits for the instance to stop")
+    ] = 40
 
 
 def apply(ctx: Context) -> ActionResult:

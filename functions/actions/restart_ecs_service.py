@@ -11,9 +11,9 @@ Design: docs/actions.md#restart_ecs_service
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import ecs
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -23,14 +23,14 @@ from core.errors import ActionRefused, PermanentError, TransientError
 NAME = "restart_ecs_service"
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["ecs"] = "ecs"
     # cluster and service default to the impairment's scope
-    cluster: str | None = Field(default=None, min_length=1, max_length=2048)
-    service: str | None = Field(default=None, min_length=1, max_length=2048)
-    wait_for_stable: bool = Field(
-        default=False, description="read the rollout once per attempt and retry until it completes"
-    )
+    cluster: Annotated[str, Meta(min_length=1, max_length=2048)] | None = None
+    service: Annotated[str, Meta(min_length=1, max_length=2048)] | None = None
+    wait_for_stable: Annotated[
+        bool, Meta(description="read the rollout once per attempt and retry until it completes")
+    ] = False
 
 
 def rollback(ctx: Context) -> ActionResult:

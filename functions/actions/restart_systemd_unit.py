@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import shlex
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import ec2
 from actions.base import Action, ActionParams, ActionResult, Context, handlers
@@ -30,10 +30,10 @@ _RUNNING = frozenset({"Pending", "InProgress", "Delayed"})
 _EXCERPT = 500
 
 
-class Params(ActionParams):
+class Params(ActionParams, kw_only=True):
     kind: Literal["systemd"] = "systemd"
-    unit: str = Field(pattern=UNIT_PATTERN, description="the unit to restart")
-    timeout_seconds: int = Field(default=60, ge=10, le=3600, description="how long the command may run")
+    unit: Annotated[str, Meta(pattern=UNIT_PATTERN, description="the unit to restart")]
+    timeout_seconds: Annotated[int, Meta(ge=10, le=3600, description="how long the command may run")] = 60
 
 
 def rollback(ctx: Context) -> ActionResult:

@@ -7,9 +7,9 @@ Design: docs/actions.md#scale_ecs_service
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import ecs
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -21,14 +21,14 @@ from core.reads import ecs as ecs_reads
 NAME = "scale_ecs_service"
 
 
-class Params(ActionParams):
-    cluster: str | None = Field(default=None, min_length=1, max_length=2048, description="default: the scope's")
-    service: str | None = Field(default=None, min_length=1, max_length=2048, description="default: the scope's")
-    increment: int = Field(default=1, ge=1, le=100, description="tasks to add")
-    max_desired_count: int | None = Field(default=None, ge=1, description="never set the desired count above this")
+class Params(ActionParams, kw_only=True):
+    cluster: Annotated[str, Meta(min_length=1, max_length=2048, description="default: the scope's")] | None = None
+    service: Annotated[str, Meta(min_length=1, max_length=2048, description="default: the scope's")] | None = None
+    increment: Annotated[int, Meta(ge=1, le=100, description="tasks to add")] = 1
+    max_desired_count: Annotated[int, Meta(ge=1, description="never set the desired count above this")] | None = None
     # The extra tasks go back once the workload has stayed healthy this long after the recovery
     # (the workflow waits, checks health, then runs this action's rollback)...
-    return_after_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    return_after_seconds: Annotated[int, Meta(ge=60, le=7 * 86400)] = 3600
     # ...unless the plan keeps them.
     keep: bool = False
 

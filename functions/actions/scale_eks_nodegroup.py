@@ -11,9 +11,9 @@ Design: docs/actions.md#scale_eks_nodegroup
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from msgspec import Meta
 
 from actions import eks
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -24,13 +24,13 @@ from core.errors import ActionRefused
 NAME = "scale_eks_nodegroup"
 
 
-class Params(ActionParams):
-    cluster: str | None = Field(default=None, min_length=1, max_length=100, description="default: the scope's")
-    nodegroup: str | None = Field(default=None, min_length=1, max_length=63, description="default: the scope's")
-    increment: int = Field(default=1, ge=1, le=100, description="nodes to add")
-    max_desired_size: int | None = Field(default=None, ge=1, description="never set the desired size above this")
+class Params(ActionParams, kw_only=True):
+    cluster: Annotated[str, Meta(min_length=1, max_length=100, description="default: the scope's")] | None = None
+    nodegroup: Annotated[str, Meta(min_length=1, max_length=63, description="default: the scope's")] | None = None
+    increment: Annotated[int, Meta(ge=1, le=100, description="nodes to add")] = 1
+    max_desired_size: Annotated[int, Meta(ge=1, description="never set the desired size above this")] | None = None
     # The extra nodes go back once the workload has stayed healthy this long after the recovery...
-    return_after_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    return_after_seconds: Annotated[int, Meta(ge=60, le=7 * 86400)] = 3600
     # ...unless the plan keeps them.
     keep: bool = False
 

@@ -6,7 +6,9 @@ the plan sets `keep`."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from msgspec import Meta
 
 from actions import autoscaling as asg
 from actions.base import Action, ActionParams, ActionResult, Context, handlers, result_of
@@ -17,12 +19,12 @@ from core.reads.tags import require_managed
 NAME = "scale_out"
 
 
-class Params(ActionParams):
-    increment: int = Field(default=1, ge=1, le=100, description="instances to add")
-    max_desired_capacity: int | None = Field(default=None, ge=1, description="never set desired above this")
+class Params(ActionParams, kw_only=True):
+    increment: Annotated[int, Meta(ge=1, le=100, description="instances to add")] = 1
+    max_desired_capacity: Annotated[int, Meta(ge=1, description="never set desired above this")] | None = None
     # Emergency capacity is returned once the workload has stayed healthy this long after the
     # recovery (the workflow waits, checks health, then runs this action's rollback)...
-    return_after_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    return_after_seconds: Annotated[int, Meta(ge=60, le=7 * 86400)] = 3600
     # ...unless the plan keeps it.
     keep: bool = False
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from msgspec import Meta
 
 from actions import ec2
 from actions.base import Action, ActionParams, ActionResult, Context, Phase, handlers
@@ -42,39 +42,41 @@ def _as_lists(parameters: dict[str, Any]) -> dict[str, list[str]]:
     return {k: [str(x) for x in v] if isinstance(v, list) else [str(v)] for k, v in parameters.items()}
 
 
-class Params(ActionParams):
-    document_name: str = Field(pattern=DOCUMENT_PATTERN, description="the runbook: its name or ARN")
-    document_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
-    parameters: dict[str, Any] = Field(default_factory=dict, description="the runbook's parameters")
-    target_parameter: str | None = Field(
-        default=None, pattern=PARAMETER_PATTERN, description="the parameter given the impaired instance ids"
-    )
-    rollback_document: str | None = Field(default=None, pattern=DOCUMENT_PATTERN)
-    rollback_document_version: str | None = Field(default=None, pattern=VERSION_PATTERN)
-    rollback_parameters: dict[str, Any] = Field(default_factory=dict)
+class Params(ActionParams, kw_only=True):
+    document_name: Annotated[str, Meta(pattern=DOCUMENT_PATTERN, description="the runbook: its name or ARN")]
+    document_version: Annotated[str, Meta(pattern=VERSION_PATTERN)] | None = None
+    # The runbook's parameters; each is kept as SSM takes it, a list of strings.
+    parameters: dict[str, Any] = {}
+    target_parameter: (
+        Annotated[str, Meta(pattern=PARAMETER_PATTERN, description="the parameter given the impaired instance ids")]
+        | None
+    ) = None
+    rollback_document: Annotated[str, Meta(pattern=DOCUMENT_PATTERN)] | None = None
+    rollback_document_version: Annotated[str, Meta(pattern=VERSION_PATTERN)] | None = None
+    rollback_parameters: dict[str, Any] = {}
     # Below the state machine's own bound on waiting (20 asks, 30 s apart), so this one decides.
-    max_wait_seconds: int = Field(default=300, ge=30, le=540, description="how long the runbook may run")
+    max_wait_seconds: Annotated[int, Meta(ge=30, le=540, description="how long the runbook may run")] = 300
 
-    @field_validator("parameters", "rollback_parameters")
-    @classmethod
-    def _parameters(cls, given: dict[str, Any]) -> dict[str, list[str]]:
-        for key, value in given.items():
-            values = value if isinstance(value, list) else [value]
-            if not all(isinstance(v, (str, int, float, bool)) for v in values):
-                raise ValueError(f"{key}: each value must be text or a list of texts")
-        parameters = _as_lists(given)
-        roles = parameters.get(ASSUME_ROLE, [])
-        if roles and (len(roles) != 1 or not re.match(ROLE_PATTERN, roles[0])):
-            raise ValueError(f"{ASSUME_ROLE} must be one IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
-        return parameters
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Params:
+    def _check(self) -> None:
+        self.parameters = _parameters("parameters", self.parameters)
+        self.rollback_parameters = _parameters("rollback_parameters", self.rollback_parameters)
         if self.target_parameter and self.target_parameter in {*self.parameters, *self.rollback_parameters}:
             raise ValueError(f"target_parameter {self.target_parameter} is also given in the parameters")
         if (self.rollback_parameters or self.rollback_document_version) and not self.rollback_document:
             raise ValueError("rollback_parameters and rollback_document_version need a rollback_document")
-        return self
+
+
+def _parameters(field: str, given: dict[str, Any]) -> dict[str, list[str]]:
+    """A runbook's parameters as SSM takes them, or ValueError naming the field (its path)."""
+    for key, value in given.items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float, bool)) for v in values):
+            raise ValueError(f"{field}: {key}: each value must be text or a list of texts")
+    parameters = _as_lists(given)
+    roles = parameters.get(ASSUME_ROLE, [])
+    if roles and (len(roles) != 1 or not re.match(ROLE_PATTERN, roles[0])):
+        raise ValueError(f"{field}: {ASSUME_ROLE} must be one IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+    return parameters
 
 
 def client(ctx: Context) -> Any:
