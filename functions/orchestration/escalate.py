@@ -4,11 +4,9 @@ the escalation topic.
 The record and the locks come first: a page that cannot be sent must not leave the impairment
 "recovering" with its resources locked. A failed page is recorded, counted and retried. In a
 storm, an escalation of a cause already paged is listed in one summary (orchestration/storm.py).
-Its storm is decided before the record is written, so that one write says the outcome, what
-stopped the recovery (CheckGuardrails notes a trip on the impairment's guardrails item, read here
-with the record) and the storm (all an aggregated escalation writes); a page sent adds its fate in
-a second (issue 16: an impairment's record was written three times here, and once more by
-CheckGuardrails).
+One write of the record says the outcome, what stopped the recovery (noted by CheckGuardrails
+on the guardrails item, read with the record) and the storm, decided first; a page sent adds its
+fate in a second (issue 16: docs/performance.md).
 
 Design: docs/safety.md#each-guardrail ("Paging")
 """
