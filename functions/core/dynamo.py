@@ -164,8 +164,13 @@ class Table:
 
     def get_many(self, keys: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
         """Consistent reads of several items by (pk, sk), keyed by pk (BatchGetItem, with its
-        unprocessed keys retried)."""
-        found: dict[str, dict[str, Any]] = {}
+        unprocessed keys retried): for keys of one item per partition."""
+        return {pk: item for (pk, _), item in self.get_keyed(keys).items()}
+
+    def get_keyed(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """get_many keyed by (pk, sk): for several items of one partition (an impairment's record
+        and its guardrails' item, read in one call)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         wanted = [to_attribute_values({"pk": pk, "sk": sk}) for pk, sk in dict.fromkeys(keys)]
         for start in range(0, len(wanted), 100):
             request = {self.name: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
@@ -173,7 +178,7 @@ class Table:
                 response = call("dynamodb:BatchGetItem", self.client.batch_get_item, RequestItems=request)
                 for item in response.get("Responses", {}).get(self.name, []):
                     plain = from_attribute_values(item)
-                    found[plain["pk"]] = plain
+                    found[(plain["pk"], plain["sk"])] = plain
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break

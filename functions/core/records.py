@@ -17,6 +17,20 @@ def _record_key(impairment_id: str) -> dict[str, str]:
     return {"pk": f"IMPAIRMENT#{impairment_id}", "sk": "RECORD"}
 
 
+def _checked_key(impairment_id: str) -> dict[str, str]:
+    return {"pk": f"IMPAIRMENT#{impairment_id}", "sk": "GUARDRAILS"}
+
+
+# What CheckGuardrails notes of an impairment on an item of its own (IMPAIRMENT#<id> /
+# GUARDRAILS), not on the record: the concurrency slot it took (`budget_slots`, in the take's
+# transaction, which a lost race cancels and tries again) and what stopped it (the trip, and
+# `page`: whether it was the first to escalate these resources). The record is written by every
+# task of a recovery one after the other; these writes on it made an impairment's record the most
+# written item of a storm (issue 16). Escalate writes the trip onto the record with its outcome
+# (ExecutionEnded, when an execution died first); every end path reads the slots here.
+CHECKED_FIELDS = ("budget_slots", "guardrails_tripped", "guardrail_trips", "page")
+
+
 def _action_key(impairment_id: str, step_index: int, phase: str) -> dict[str, str]:
     return {"pk": f"IMPAIRMENT#{impairment_id}", "sk": f"ACTION#{step_index:02d}#{phase}"}
 
@@ -102,6 +116,34 @@ class ImpairmentRecords:
 
     def get(self, impairment_id: str) -> dict[str, Any] | None:
         return self.table.get(_record_key(impairment_id))
+
+    def get_checked(self, impairment_id: str) -> dict[str, Any] | None:
+        """The record with what CheckGuardrails noted of it (CHECKED_FIELDS of its item) laid
+        over it, in one read (BatchGetItem); None when there is no record. A record written
+        before the item existed keeps its own (its budget_slots, its trip: LEGACY)."""
+        record, checked = (_record_key(impairment_id), _checked_key(impairment_id))
+        found = self.table.get_keyed([(record["pk"], record["sk"]), (checked["pk"], checked["sk"])])
+        item = found.get((record["pk"], record["sk"]))
+        if item is None:
+            return None
+        noted = found.get((checked["pk"], checked["sk"])) or {}
+        return {**item, **{k: noted[k] for k in CHECKED_FIELDS if k in noted}}
+
+    def note(self, impairment_id: str, **fields: Any) -> None:
+        """Set CHECKED_FIELDS on the impairment's guardrails item (made if it has none: it is
+        written before the record takes any of it), kept as long as the record."""
+        self.table.update(_checked_key(impairment_id), **self._note_expression(fields))
+
+    def note_item(self, impairment_id: str, **fields: Any) -> dict[str, Any]:
+        """note as a transaction's item (the budgets' take: the slot it takes)."""
+        return self.table.write("Update", _checked_key(impairment_id), **self._note_expression(fields))
+
+    @staticmethod
+    def _note_expression(fields: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(fields) - set(CHECKED_FIELDS))
+        if unknown:
+            raise ValueError(f"not noted on the guardrails item: {unknown}")
+        return set_expression({**fields, "updated_at": clock.utc_now().isoformat(), **retention()})
 
     def list(self, workload: str, since: datetime | None = None) -> list[dict[str, Any]]:
         """Impairment records of one workload, oldest first (paginated query on GSI1)."""

@@ -64,6 +64,16 @@ class RecoveryStore:
     def get_impairment(self, impairment_id: str) -> dict[str, Any] | None:
         return self.impairments.get(impairment_id)
 
+    def get_impairment_checked(self, impairment_id: str) -> dict[str, Any] | None:
+        """The record with what CheckGuardrails noted of it (its slots, its trip) laid over it,
+        in one read: what the end paths (Escalate, ExecutionEnded) decide from."""
+        return self.impairments.get_checked(impairment_id)
+
+    def note_trip(self, impairment_id: str, **fields: Any) -> None:
+        """What stopped a recovery (guardrails_tripped, guardrail_trips, page), on the
+        impairment's guardrails item: Escalate writes it onto the record with its outcome."""
+        self.impairments.note(impairment_id, **fields)
+
     def list_impairments(self, workload: str, since: datetime | None = None) -> list[dict[str, Any]]:
         return self.impairments.list(workload, since)
 
@@ -107,8 +117,8 @@ class RecoveryStore:
     ) -> None:
         """Release the locks, correlation windows and (unless concurrency=False: the recovery goes
         on without these resources) the concurrency slot this impairment holds: a new signal about
-        these resources is a new impairment. Others' are left alone. `slots`: the slots its record
-        names (budget_slots), when the caller read it; else the record is read."""
+        these resources is a new impairment. Others' are left alone. `slots`: the slots noted for it
+        (budget_slots), when the caller read them; else they are read."""
         if concurrency:
             slot = self._concurrency_slot(impairment_id, slots)
             if slot:
@@ -224,12 +234,14 @@ class RecoveryStore:
 
     # --- budgets: the guardrails' counters ------------------------------------------------------
     def take_budgets(self, impairment_id: str, claims: list[Claim], read: Read | None = None) -> Taken:
-        """Budgets.take, noting the slots newly taken on the impairment's record (budget_slots) in
-        the same transaction: the end paths that only have the record release them from it."""
+        """Budgets.take, noting the slots newly taken (budget_slots) on the impairment's
+        guardrails item in the same transaction: the end paths without the execution's state
+        release them from it. Not on the record: a race lost cancels the transaction, which
+        counts as a write of each of its items, and the record is written enough (issue 16)."""
         return self.budgets.take(
             impairment_id,
             claims,
-            lambda slots: self.impairments.update_item(impairment_id, budget_slots=slots),
+            lambda slots: self.impairments.note_item(impairment_id, budget_slots=slots),
             read,
         )
 
@@ -241,9 +253,10 @@ class RecoveryStore:
         return Read(frozenset(keys), self._db.get_many(keys))
 
     def _concurrency_slot(self, impairment_id: str, slots: Mapping[str, str] | None) -> str | None:
-        """The concurrency slot this impairment holds: from `slots` when given, else its record's."""
+        """The concurrency slot this impairment holds: from `slots` when given, else as noted
+        (its guardrails item, or its record's of the version before)."""
         if slots is None:
-            slots = (self.get_impairment(impairment_id) or {}).get("budget_slots") or {}
+            slots = (self.get_impairment_checked(impairment_id) or {}).get("budget_slots") or {}
         return slots.get(CONCURRENCY_BUDGET)
 
     def release_budget(self, key: str, impairment_id: str) -> None:

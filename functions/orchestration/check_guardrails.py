@@ -4,9 +4,10 @@ order of the checks and what each decides: docs/safety.md.)
 The blast radius is decided inside the atomic take of the budgets (store.take_budgets), so two
 recoveries of one group deciding at once cannot both pass on the same read. The same task runs
 again after an approval: the budgets it holds are kept, the rest decided again. A guardrail that
-stops the recovery raises GuardrailTripped (the workflow escalates with the evidence, recorded
-on the impairment); when the blast radius allows part of the instances, the recovery goes on
-with those and the rest are deferred (locks and windows released, a human paged once).
+stops the recovery raises GuardrailTripped: the workflow escalates with the evidence, noted on
+the impairment's guardrails item (core/records.py CHECKED_FIELDS) and written onto its record by
+Escalate with the outcome. When the blast radius allows part of the instances, the recovery goes
+on with those and the rest are deferred (locks and windows released, a human paged once).
 """
 
 from __future__ import annotations
@@ -470,7 +471,8 @@ def _stop(
     trips: list[Trip],
     blast: Sequence[str] = (),
 ) -> None:
-    """Record what stopped the recovery and raise GuardrailTripped (the workflow escalates).
+    """Note what stopped the recovery and raise GuardrailTripped (the workflow escalates, and
+    Escalate records it on the impairment with the outcome, in one write of the record).
     Nothing was acted on yet: any share of a group's blast radius this recovery held (`blast`:
     the items holding it) is given back."""
     trips = trips or [Trip(guardrail=guardrails.BLAST_RADIUS, reason="nothing may be acted on")]
@@ -481,12 +483,12 @@ def _stop(
     reason = "; ".join(f"{t.guardrail}: {t.reason}" for t in trips)
     for key in blast:
         store.release_budget(key, impairment.impairment_id)
-    store.update_impairment(
+    # noted on its guardrails item, not the record: Escalate writes it there with its outcome
+    store.note_trip(
         impairment.impairment_id,
         guardrails_tripped=names,
         guardrail_trips=[t.model_dump() for t in trips],
         page=first,
-        reason=reason,
     )
     for _ in names:
         metrics.add_metric(name="GuardrailTripped", unit="Count", value=1)

@@ -4,9 +4,9 @@ the escalation topic.
 The record and the locks come first: a page that cannot be sent must not leave the impairment
 "recovering" with its resources locked. A failed page is recorded, counted and retried. In a
 storm, an escalation of a cause already paged is listed in one summary (orchestration/storm.py).
-Its storm is decided before the record is written, so that one write says the outcome and the
-storm (all an aggregated escalation writes); a page sent adds its fate in a second (issue 16: an
-impairment's record was written three times here).
+One write of the record says the outcome, what stopped the recovery (noted by CheckGuardrails
+on the guardrails item, read with the record) and the storm, decided first; a page sent adds its
+fate in a second (issue 16: docs/performance.md).
 
 Design: docs/safety.md#each-guardrail ("Paging")
 """
@@ -110,8 +110,9 @@ def known_id(event: dict[str, Any]) -> str | None:
 
 
 def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalation:
-    """The escalation of an execution state, given the impairment's record ({} when there is
-    none): no I/O."""
+    """The escalation of an execution state, given the impairment's record with what
+    CheckGuardrails noted of it laid over it (store.get_impairment_checked; {} when there is no
+    record): no I/O."""
     impairment = _mapping(event.get("impairment"))
     known = known_id(event) is not None
     impairment_id = impairment["impairment_id"] if known else "unknown"
@@ -181,6 +182,9 @@ def decide(event: dict[str, Any], record: dict[str, Any], now: str) -> Escalatio
         "page_status": "pending" if paged else "not_needed",
         "rolled_back": bool(rolled_back),
         "guardrails_tripped": tripped,
+        # what CheckGuardrails noted of the trip (its guardrails item) goes on the record here,
+        # in the outcome's one write (issue 16: it was a write of the record of its own)
+        **({"guardrail_trips": record["guardrail_trips"]} if record.get("guardrail_trips") else {}),
     }
     failure = _mapping(event.get("rollback_error")) or _mapping(event.get("error"))
     counted: list[str] = []
@@ -217,7 +221,8 @@ def handler(event: Any, context: Any, store: Any = None, sns: Any = None) -> dic
     store = store or RecoveryStore(settings.table_name)
     event = event if isinstance(event, dict) else {"input": event}
     impairment_id = known_id(event)
-    record = (store.get_impairment(impairment_id) if impairment_id else None) or {}
+    # the record with what CheckGuardrails noted (the trip, the slots), in one read
+    record = (store.get_impairment_checked(impairment_id) if impairment_id else None) or {}
     escalation = decide(event, record, clock.utc_now().isoformat())
     return apply(escalation, store, str(_mapping(event.get("impairment")).get("workload", "?")), settings, sns)
 
@@ -350,8 +355,9 @@ def release_keys(event: dict[str, Any], record: dict[str, Any]) -> list[str]:
 
 
 def held_slots(event: dict[str, Any], record: dict[str, Any]) -> dict[str, str] | None:
-    """The budget slots this impairment holds: CheckGuardrails' (the state's, then its record's,
-    noted when they were taken); None when there is no record to say (the store reads it)."""
+    """The budget slots this impairment holds: CheckGuardrails' (the state's, then those noted
+    when they were taken, on its guardrails item: `record` as store.get_impairment_checked reads
+    it); None when there is no record to say (the store reads them)."""
     slots = {**(record.get("budget_slots") or {}), **(_mapping(event.get("guardrails")).get("slots") or {})}
     return slots if (slots or record) else None
 

@@ -58,7 +58,7 @@ def handler(event: Any, context: Any, store: Any = None, sfn: Any = None, sns: A
     settings = settings_module.load("table_name", "escalation_topic_arn", model=Settings)
     store = store or RecoveryStore(settings.table_name)
     logger.set_correlation_id(status.name)
-    record = store.get_impairment(status.name)
+    record = store.get_impairment_checked(status.name)  # with its slots and trip, if any were noted
     if record is None:
         logger.warning("an execution ended with no impairment record", execution=status.executionArn)
         return {"status": "unknown", "execution": status.executionArn}
@@ -132,6 +132,8 @@ def _died(
         escalated_at=clock.utc_now().isoformat(),
         paged=False,
         page_status="pending",
+        # a trip CheckGuardrails noted, which Escalate did not get to record
+        **{k: record[k] for k in ("guardrails_tripped", "guardrail_trips") if record.get(k)},
     )
     store.release_locks(status.name, release_keys({}, record), slots=record.get("budget_slots") or {})
     logger.error("execution died", reason=reason + note)

@@ -53,7 +53,7 @@ def test_a_refresh_in_progress_makes_the_recovery_wait_holding_no_budget(
 
     assert out["guardrails"]["blocked"] == {"wait_seconds": 60}
     assert "slots" not in out["guardrails"]  # nothing taken while it waits: a storm is not starved
-    record = store.get_impairment(model.impairment_id)
+    record = store.get_impairment_checked(model.impairment_id)
     evidence = record["blocked_by"][0]["evidence"]
     assert evidence == {"instance_refresh_id": "r-1", "status": "InProgress", "percentage_complete": None}
     assert "budget_slots" not in record
@@ -99,8 +99,9 @@ def test_a_blocking_alarm_that_never_clears_escalates_after_the_bound_with_the_r
 
     assert sum(waits) == 300 and waits == [60] * 5
     assert raised.details["guardrails"] == ["blocked"] and "payments-5xx is in ALARM" in str(raised)
-    record = store.get_impairment(model.impairment_id)
-    assert record["guardrails_tripped"] == ["blocked"] and "still blocked after 300 s" in record["reason"]
+    record = store.get_impairment_checked(model.impairment_id)  # the trip noted, for Escalate to record
+    assert record["guardrails_tripped"] == ["blocked"]
+    assert "still blocked after 300 s" in record["guardrail_trips"][0]["reason"]
     assert record["blocked_by"][0]["evidence"]["alarm"] == "payments-5xx"
     assert record["blocking"]["outcome"] == "escalated"
 

@@ -58,12 +58,14 @@ def test_a_recovery_within_every_limit_passes_unchanged(store, topic, monkeypatc
     assert out["impairment"] == model.model_dump(mode="json")
     assert out["guardrails"]["tripped"] == [] and out["guardrails"]["deferred"] == []
     assert out["plan"] == REPLACE
-    # one of the 25 slots (the default cap) is its, named on its record and in the state for its release
+    # one of the 25 slots (the default cap) is its, noted for it (its guardrails item, not its
+    # record) and in the state for its release
     holders = store.budget_holders(CONCURRENCY_BUDGET, slots=25)
     assert holders.keys() == {model.impairment_id}
     slot = holders[model.impairment_id]["slot"]
     assert out["guardrails"]["slots"] == {CONCURRENCY_BUDGET: slot}
-    assert store.get_impairment(model.impairment_id)["budget_slots"] == {CONCURRENCY_BUDGET: slot}
+    assert store.get_impairment_checked(model.impairment_id)["budget_slots"] == {CONCURRENCY_BUDGET: slot}
+    assert "budget_slots" not in store.get_impairment(model.impairment_id)
     assert received(topic) == []
 
 
@@ -116,7 +118,7 @@ def test_the_rate_limit_per_workload_trips_and_is_recorded(store, topic, monkeyp
         _check(store, models[2], SCALE, lambda_context)
 
     assert raised.value.details["guardrails"] == ["rate_limit"]
-    record = store.get_impairment(models[2].impairment_id)
+    record = store.get_impairment_checked(models[2].impairment_id)  # Escalate records it with the outcome
     assert record["guardrails_tripped"] == ["rate_limit"]
     assert record["guardrail_trips"][0]["evidence"]["limit"] == 2
     assert record["page"] is True
@@ -151,7 +153,7 @@ def test_a_spent_budget_stops_the_recovery_before_the_fleet_or_its_refreshes_are
     with pytest.raises(GuardrailTripped, match="BUDGET#rate#plan#scale"):
         _check(store, second, plan, lambda_context)
     assert reads == ["blocking", "fleet"], "a storm past its rate limit describes no group"
-    record = store.get_impairment(second.impairment_id)
+    record = store.get_impairment_checked(second.impairment_id)
     assert record["guardrails_tripped"] == ["rate_limit"] and record["guardrail_trips"][0]["evidence"]["limit"] == 1
     # the first one's retry still holds its unit: it goes on reading and acting
     assert check_guardrails.handler(_state(first, plan), lambda_context, store=store)["guardrails"]["tripped"] == []
@@ -190,7 +192,7 @@ def test_a_maintenance_window_stops_every_action_and_pages_once(
 
     with pytest.raises(GuardrailTripped, match="maintenance_window"):
         _check(store, model, SCALE, lambda_context)
-    record = store.get_impairment(model.impairment_id)
+    record = store.get_impairment_checked(model.impairment_id)
     assert record["guardrails_tripped"] == ["maintenance_window"] and record["page"] is True
     # nothing was taken from the budgets
     assert store.budget_holders(CONCURRENCY_BUDGET, slots=25) == {}
@@ -199,7 +201,7 @@ def test_a_maintenance_window_stops_every_action_and_pages_once(
     again = impairment(signal_time=model.signal.signal_time + timedelta(minutes=1))
     with pytest.raises(GuardrailTripped):
         _check(store, again, SCALE, lambda_context)
-    assert store.get_impairment(again.impairment_id)["page"] is False
+    assert store.get_impairment_checked(again.impairment_id)["page"] is False
 
 
 def test_fail_open_stops_a_replacement_when_most_of_the_group_is_unhealthy(
@@ -217,7 +219,7 @@ def test_fail_open_stops_a_replacement_when_most_of_the_group_is_unhealthy(
 
     with pytest.raises(GuardrailTripped, match="fail_open"):
         _check(store, model, REPLACE, lambda_context)
-    record = store.get_impairment(model.impairment_id)
+    record = store.get_impairment_checked(model.impairment_id)
     evidence = record["guardrail_trips"][0]["evidence"]
     assert evidence["fleet_size"] == 5 and evidence["impaired"] == sorted(ids[:3])
     assert evidence["group"] == workload.group_name

@@ -6,15 +6,18 @@ failures."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from core import paging, storms
-from core.errors import PublishError, TransientError
-from orchestration import escalate, start
-from tests.builders import bus_event, capture_topic, create_state_machine, impairment, received
+from core.dynamo import Table
+from core.errors import GuardrailTripped, PublishError, TransientError
+from core.store import CONCURRENCY_BUDGET, Claim
+from orchestration import check_guardrails, escalate, start
+from tests.builders import bus_event, capture_topic, create_state_machine, impairment, received, use_runtime_config
 
 ERROR = {"Error": "ActionFailed", "Cause": "ec2:TerminateInstances failed: boom"}
 
@@ -296,3 +299,160 @@ def test_a_redelivery_before_the_execution_started_starts_it_with_what_it_supers
     assert response["status"] == "started"
     assert "GetItem" not in dynamodb_calls and "PutItem" not in dynamodb_calls
     assert store.get_impairment(model.impairment_id)["supersedes"] == ["narrower-1"]
+
+
+# --- CheckGuardrails: what it notes is on the impairment's guardrails item, not its record --------
+
+SCALE = {"name": "scale", "steps": [{"index": 0, "action": "scale_out", "params": {}}]}
+PLANS = [{"name": "scale", "match": {"impairment_types": ["instance_failure"]}, "steps": [{"action": "scale_out"}]}]
+
+
+def _checked_key(impairment_id: str) -> str:
+    return f"IMPAIRMENT#{impairment_id} / GUARDRAILS"
+
+
+def _admitted(store, n: int) -> Any:
+    """The n-th impairment (its own instance), admitted: recorded, its resource locked."""
+    model = impairment(
+        instances=[f"i-{n:017x}"],
+        signal_id=f"arn:aws:cloudwatch:us-east-1:1:alarm:web-{n}",
+        signal_time=impairment().signal.signal_time + timedelta(seconds=n),
+    )
+    store.put_impairment(model.model_dump(mode="json"), status="admitted")
+    store.acquire_locks(model.impairment_id, [r.key for r in model.affected_resources], 600)
+    return model
+
+
+def _guard_state(model: Any, plan: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "impairment": model.model_dump(mode="json"),
+        "plan": plan,
+        "admission": {"lock_keys": [r.key for r in model.affected_resources]},
+    }
+
+
+def _check_then_escalate(store, model: Any, plan: dict[str, Any], context: Any) -> dict[str, Any]:
+    """CheckGuardrails trips, and the workflow's catch hands its error to Escalate (as Step Functions
+    does: the Lambda error's name, its JSON as the cause)."""
+    state = _guard_state(model, plan)
+    with pytest.raises(GuardrailTripped) as tripped:
+        check_guardrails.handler(state, context, store=store)
+    cause = json.dumps({"errorMessage": str(tripped.value), "errorType": "GuardrailTripped"})
+    return escalate.handler({**state, "error": {"Error": "GuardrailTripped", "Cause": cause}}, context)
+
+
+def test_two_storms_of_different_causes_in_one_workload_write_each_record_as_escalate_alone_would(
+    store, pages, lambda_context, item_writes, monkeypatch, tmp_path
+):
+    # Given one workload whose recoveries meet two budgets: one plan's own rate (1 an hour), spent
+    # by a recovery that ended, and the concurrency cap (1 at once), held by one under way
+    guardrails = {"rate_limits": {"per_workload_per_hour": 100, "max_concurrent": 1}}
+    use_runtime_config(monkeypatch, tmp_path, plans=PLANS, guardrails=guardrails)
+    rated, other = {**SCALE, "max_recoveries_per_hour": 1}, {**SCALE, "name": "other"}
+    ended = _admitted(store, 1)
+    check_guardrails.handler(_guard_state(ended, rated), lambda_context, store=store)
+    store.release_locks(ended.impairment_id, [r.key for r in ended.affected_resources])
+    models = {n: _admitted(store, n) for n in (3, 4, 5, 6)}
+    item_writes.clear()
+
+    # When two of the rated plan trip its rate and escalate, then, once another recovery holds
+    # the one slot, two of the other plan trip the cap and escalate
+    results = {n: _check_then_escalate(store, models[n], rated, lambda_context) for n in (3, 5)}
+    check_guardrails.handler(_guard_state(_admitted(store, 2), other), lambda_context, store=store)
+    results.update({n: _check_then_escalate(store, models[n], other, lambda_context) for n in (4, 6)})
+
+    # Then each cause is its own storm: its first leads it (paged), the second joins it
+    rate_storm, cap_storm = results[3]["storm"], results[4]["storm"]
+    assert rate_storm["storm_id"] != cap_storm["storm_id"]
+    assert rate_storm["key"] == "rate#plan#scale" and cap_storm["key"] == "concurrency"
+    assert results[5]["storm"]["storm_id"] == rate_storm["storm_id"]
+    assert results[6]["storm"]["storm_id"] == cap_storm["storm_id"]
+    assert sorted(m["impairment_id"] for m in _messages(pages)) == sorted(
+        [models[3].impairment_id, models[4].impairment_id]
+    )
+    # and CheckGuardrails wrote no record: a leader's is written twice (the outcome with the trip
+    # and its storm, then the page's fate), a member's once (was 3 and 2)
+    writes = {n: item_writes[_record_key(m.impairment_id)] for n, m in models.items()}
+    assert writes == {3: 2, 4: 2, 5: 1, 6: 1}
+    # the trip noted once on each one's guardrails item
+    assert {n: item_writes[_checked_key(m.impairment_id)] for n, m in models.items()} == {3: 1, 4: 1, 5: 1, 6: 1}
+    # And each record says what stopped it, with the evidence, as before
+    for n, model in models.items():
+        record = store.get_impairment(model.impairment_id)
+        _tripped = "rate_limit" if n % 2 else "concurrency"
+        assert record["guardrails_tripped"] == [_tripped] and record["outcome"] == "escalated"
+        (trip,) = record["guardrail_trips"]
+        assert trip["guardrail"] == _tripped
+        assert trip["evidence"]["budget"] == ("BUDGET#rate#plan#scale" if n % 2 else CONCURRENCY_BUDGET)
+        assert record["storm"]["storm_id"] == (rate_storm if n % 2 else cap_storm)["storm_id"]
+
+
+def test_a_budget_take_that_loses_its_race_twice_never_writes_the_record(
+    store, pages, lambda_context, item_writes, monkeypatch, tmp_path
+):
+    # Given another recovery's take lands on a rate shard between this one's read and its
+    # transaction, twice
+    use_runtime_config(monkeypatch, tmp_path, plans=PLANS, guardrails={})
+    model = _admitted(store, 1)
+    transact, raced = Table.transact, []
+
+    def another_take_first(self: Table, items: list[dict[str, Any]]) -> None:
+        shard = next(
+            (i["Put"] for i in items if "version = :v" in i.get("Put", {}).get("ConditionExpression", "")), None
+        )
+        if shard is not None and len(raced) < 2:
+            raced.append(shard["Item"]["pk"]["S"])
+            self.update(
+                {"pk": shard["Item"]["pk"]["S"], "sk": "BUDGET"},
+                UpdateExpression="SET version = if_not_exists(version, :zero) + :one",
+                ExpressionAttributeValues={":zero": 0, ":one": 1},
+            )
+        transact(self, items)
+
+    monkeypatch.setattr(Table, "transact", another_take_first)
+    item_writes.clear()
+
+    # When CheckGuardrails takes its budgets
+    out = check_guardrails.handler(_guard_state(model, SCALE), lambda_context, store=store)
+
+    # Then its third transaction took them, each noting the slot on the guardrails item: the
+    # record was not written (it was, once per transaction), and the slot is noted for its release
+    assert len(raced) == 2 and out["guardrails"]["slots"]
+    assert item_writes[_record_key(model.impairment_id)] == 0
+    assert item_writes[_checked_key(model.impairment_id)] == 3
+    assert store.get_impairment_checked(model.impairment_id)["budget_slots"] == out["guardrails"]["slots"]
+    assert store.budget_holders(CONCURRENCY_BUDGET, slots=25).keys() == {model.impairment_id}
+
+    # And an escalation that has only the record (the state lost) gives the slot back
+    escalate.handler({"impairment": model.model_dump(mode="json"), "error": ERROR}, lambda_context)
+    assert store.budget_holders(CONCURRENCY_BUDGET, slots=25) == {}
+
+
+def test_a_trip_noted_and_never_escalated_is_recorded_by_execution_ended(
+    store, pages, lambda_context, monkeypatch, tmp_path
+):
+    from orchestration import execution_ended
+    from tests.integration.test_execution_ended import status_change
+
+    # Given a recovery whose check took its slot, then tripped (nothing may be acted on), and
+    # whose execution died before Escalate recorded it
+    use_runtime_config(monkeypatch, tmp_path, plans=PLANS, guardrails={})
+    model = _admitted(store, 1)
+    store.take_budgets(model.impairment_id, [Claim("concurrency", CONCURRENCY_BUDGET, 25, 1, 2**31, slotted=True)])
+    store.note_trip(
+        model.impairment_id,
+        guardrails_tripped=["blast_radius"],
+        guardrail_trips=[{"guardrail": "blast_radius", "reason": "nothing may be acted on", "evidence": {}}],
+        page=True,
+    )
+    monkeypatch.setenv("CLEANUP_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:cleanup")
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:recovery"
+
+    # When Step Functions says it failed
+    execution_ended.handler(status_change(machine, model.impairment_id, "FAILED"), lambda_context, store=store)
+
+    # Then its record says what stopped it, and the slot noted for it is given back
+    record = store.get_impairment(model.impairment_id)
+    assert record["outcome"] == "escalated" and record["guardrails_tripped"] == ["blast_radius"]
+    assert record["guardrail_trips"][0]["reason"] == "nothing may be acted on"
+    assert store.budget_holders(CONCURRENCY_BUDGET, slots=25) == {}
