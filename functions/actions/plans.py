@@ -9,7 +9,6 @@ everything else here reads the declarations only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -19,7 +18,7 @@ from core import plans as core_plans
 from core.errors import TASK_WITH_RETRIES_SECONDS
 from core.model import ValidationError
 from core.plans import Plan, PlanError, PlanStep
-from core.problems import Problem, path, problem_of
+from core.problems import Problem, from_validation, path
 
 
 def resolved(plan: Plan, where: str = "") -> tuple[Plan, list[Problem]]:
@@ -78,24 +77,13 @@ def resolve_step(action: str, params: dict[str, Any], at: str = "") -> tuple[str
 
 
 # A model's own check about one of its fields says so first: "payload: sets phase, ...".
-_ABOUT_FIELD = re.compile(r"^(?P<field>[a-z_]+): (?P<message>.+)$", re.DOTALL)
-
-
 def params_problems(model: type[Any], params: dict[str, Any], at: str, within: str) -> list[Problem]:
     """What is wrong with a step's params as its action's Params, each at its path (under `at`'s
-    params). A Params' own check about one field (ValueError "<field>: ...") is put at that field."""
+    params; a Params' own check about one field, "<field>: ...", is at that field: core/model_errors.py)."""
     try:
         model.model_validate(params)
     except ValidationError as exc:
-        fields = set(model.__struct_encode_fields__)
-        problems = []
-        for error in exc.errors():
-            about = _ABOUT_FIELD.match(str(error["msg"])) if error["type"] == "value_error" else None
-            if about and not error["loc"] and about.group("field") in fields:
-                message = about.group("message")
-                error = {**error, "loc": (about.group("field"),), "msg": message, "ctx": {"error": message}}
-            problems.append(replace(problem_of(error, at, "params"), within=within))
-        return problems
+        return [replace(p, within=within) for p in from_validation(exc, at, "params")]
     return []
 
 

@@ -20,8 +20,6 @@ import msgspec
 
 Loc = tuple[str | int, ...]
 
-_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.DOTALL)
-_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _BOUND = re.compile(r"^Expected `(?P<type>\w+)`(?P<length> of length)? (?P<op>>=|>|<=|<) (?P<bound>\S+)$")
 _TYPE = re.compile(r"^Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`$")
 _FIELD = re.compile(r"^Object (?P<what>missing required|contains unknown) field `(?P<field>[^`]+)`$")
@@ -135,11 +133,10 @@ def _unwrap(annotation: Any) -> tuple[Any, list[msgspec.Meta]]:
 
 def _record(exc: msgspec.ValidationError, value: Any, loc: Loc, annotation: Any) -> dict[str, Any]:
     """msgspec's first problem of `value` (at `loc`) as a pydantic error record."""
-    match = _PATH.match(str(exc))
-    message, path = (match.group("message"), match.group("path")) if match else (str(exc), None)
-    steps: list[str | int] = []
-    for name, index in _STEP.findall(path or ""):
-        steps.append(name or (int(index) if index.isdigit() else index))
+    from core.model import ValidationError
+
+    first = ValidationError.from_msgspec("", exc)  # msgspec's message and path, parsed once
+    message, steps = first.message, list(first.path)
     where, given = (*loc, *steps), _at(value, steps)
     if field := _FIELD.match(message):
         name = field.group("field")
