@@ -39,6 +39,7 @@ def runtime_python() -> str | None:
     return None
 
 
+@cache
 def _version(python: str) -> str | None:
     try:
         done = subprocess.run(  # noqa: S603 - an interpreter we were pointed at, asked for its version
@@ -54,8 +55,26 @@ def _version(python: str) -> str | None:
 
 
 def tag() -> str:
-    """What the bytecode is made with, for cache keys: the runtime version, or "sources" when none."""
-    return f"pyc-{RUNTIME_VERSION}" if runtime_python() else "sources"
+    """What the bytecode is made with, for cache keys: the version of the interpreter that compiles
+    it (the runtime's, RUNTIME_VERSION), or "sources" when there is none. Asked of the interpreter
+    itself, so that bytecode another Python made is never cached under the runtime's name."""
+    python = runtime_python()
+    return f"pyc-{_version(python) or 'unknown'}" if python else "sources"
+
+
+def cache_tag() -> str | None:
+    """The .pyc name tag (`cpython-313`) of what compile_tree makes; None when it makes none."""
+    made = tag()
+    return None if made == "sources" else "cpython-" + made.removeprefix("pyc-").replace(".", "")
+
+
+def compiled(directory: Path) -> bool:
+    """Whether every module under `directory` has the bytecode compile_tree would make now (all
+    sources only when it makes none): what a cached copy is checked against before it is reused."""
+    want = cache_tag()
+    if want is None:
+        return next(directory.rglob("*.pyc"), None) is None
+    return all((s.parent / "__pycache__" / f"{s.stem}.{want}.pyc").is_file() for s in directory.rglob("*.py"))
 
 
 def compile_tree(directory: Path, recorded_as: str) -> int:

@@ -157,6 +157,9 @@ def stage_code(extra_files: dict[str, str]) -> Path:
         digest.update(name.encode() + b"\0" + content.encode() + b"\0")
     digest.update(bytecode.tag().encode())
     staged = Path(tempfile.gettempdir()) / f"impairment-recovery-code-{digest.hexdigest()[:20]}"
+    if staged.is_dir() and not bytecode.compiled(staged):
+        # made by an older build, or bytecode of another Python: never shipped as the runtime's
+        shutil.rmtree(staged, ignore_errors=True)
     if not staged.is_dir():
         building = Path(tempfile.mkdtemp(prefix="impairment-recovery-code-"))
         shutil.copytree(FUNCTIONS_DIR, building / "code", ignore=_IGNORED)

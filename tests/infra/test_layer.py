@@ -214,7 +214,8 @@ def test_the_build_ships_bytecode_made_by_the_runtimes_python_recorded_at_the_la
     pip, _ = fake_pip
     monkeypatch.setattr(bytecode, "runtime_python", lambda: sys.executable)
     built = layer.build(pip=pip)
-    assert bytecode.tag() == f"pyc-{bytecode.RUNTIME_VERSION}"
+    # the tag names the interpreter that compiled, so another Python's bytecode is never cached as the runtime's
+    assert bytecode.tag() == f"pyc-{sys.version_info.major}.{sys.version_info.minor}"
     with zipfile.ZipFile(built) as archive:
         compiled = [n for n in archive.namelist() if n.endswith(".pyc")]
         assert compiled == [f"python/boto3/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"]
@@ -251,9 +252,24 @@ def test_the_functions_code_ships_its_bytecode_recorded_at_lambdas_task_root(mon
     assert not list(sources.rglob("*.pyc"))
     monkeypatch.setattr(bytecode, "runtime_python", lambda: sys.executable)
     # this interpreter stands in for the runtime's: its own tag keeps its staged copy apart
-    monkeypatch.setattr(bytecode, "tag", lambda: f"pyc-{sys.implementation.cache_tag}")
     compiled = stage_code({"test-bytecode.json": "{}"})
     assert compiled != sources  # the asset changes with what its bytecode is made by
     start = compiled / "orchestration" / "__pycache__" / f"start.{sys.implementation.cache_tag}.pyc"
     assert marshal.loads(start.read_bytes()[16:]).co_filename == "/var/task/orchestration/start.py"
     assert len(list(compiled.rglob("*.pyc"))) == len(list(compiled.rglob("*.py")))
+
+
+def test_a_staged_copy_without_the_bytecode_this_build_makes_is_made_again_not_shipped(monkeypatch):
+    # A copy cached in the temporary directory under this content's name, but whose bytecode is
+    # another Python's (or missing): shipped as is, every cold start would compile our modules.
+    from infra.constructs.functions import stage_code
+
+    monkeypatch.setattr(bytecode, "runtime_python", lambda: sys.executable)
+    staged = stage_code({"test-stale-bytecode.json": "{}"})
+    start = staged / "orchestration" / "__pycache__" / f"start.{sys.implementation.cache_tag}.pyc"
+    other = start.with_name("start.cpython-399.pyc")
+    start.rename(other)
+    assert not bytecode.compiled(staged)
+    again = stage_code({"test-stale-bytecode.json": "{}"})
+    assert again == staged and start.is_file() and bytecode.compiled(again)
+    assert not other.exists()  # the stale copy is gone, not merged into
