@@ -273,3 +273,17 @@ def test_a_staged_copy_without_the_bytecode_this_build_makes_is_made_again_not_s
     again = stage_code({"test-stale-bytecode.json": "{}"})
     assert again == staged and start.is_file() and bytecode.compiled(again)
     assert not other.exists()  # the stale copy is gone, not merged into
+
+
+def test_every_functions_code_asset_synthesis_writes_holds_the_bytecode_the_build_makes(synthesized):
+    # What is deployed, not what was staged: each function's asset directory in the cloud assembly.
+    # With Python 3.13 here that is a .cpython-313.pyc beside every module; without it, sources only.
+    assets = {
+        "asset." + r["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+        for r in synthesized.resources.values()
+        if r["Type"] == "AWS::Lambda::Function" and "S3Key" in r["Properties"]["Code"]
+    }
+    assert assets
+    for asset in assets:
+        directory = synthesized.template_path.parent / asset
+        assert list(directory.rglob("*.py")) and bytecode.compiled(directory), asset
