@@ -11,10 +11,9 @@ Design: docs/safety.md#each-guardrail
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from msgspec import Meta, field
 
@@ -141,9 +140,23 @@ class MaintenanceWindow(Model, kw_only=True, frozen=True, forbid_unknown_fields=
         return (today in self.days and now >= start) or (yesterday in self.days and now < end)
 
 
+def _zone(name: str) -> tzinfo:
+    """The IANA zone `name`; zoneinfo (and the tz database's search) only for a zone other than UTC,
+    the default, so that a first invocation of a workload without one does not import it."""
+    if name == "UTC":
+        return UTC
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
 def _known_zone(value: str) -> None:
+    if value == "UTC":
+        return
+    from zoneinfo import ZoneInfoNotFoundError
+
     try:
-        ZoneInfo(value)
+        _zone(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)") from exc
 
@@ -161,7 +174,7 @@ class Maintenance(Model, kw_only=True, frozen=True, forbid_unknown_fields=True):
         """Why automatic action is blocked at `at`, or None."""
         if not (self.windows or self.blocked_dates):
             return None
-        local = at.astimezone(ZoneInfo(self.timezone))
+        local = at.astimezone(_zone(self.timezone))
         if local.date() in self.blocked_dates:
             return f"{local.date().isoformat()} is a blocked date ({self.timezone})"
         for window in self.windows:

@@ -215,6 +215,30 @@ def test_maintenance_windows_and_blocked_dates_in_the_workloads_time_zone():
     assert maintenance.blocks(datetime(2026, 12, 23, 22, 30, tzinfo=UTC)) is None
 
 
+def test_a_window_in_utc_is_judged_without_importing_zoneinfo_and_the_same_as_with_it():
+    # zoneinfo (and the tz search path it reads at import) costs a first invocation several ms:
+    # only a workload that names another zone pays for it.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    functions = Path(__file__).resolve().parents[2] / "functions"
+    probe = (
+        "import sys; from datetime import datetime, UTC; import orchestration.admit, orchestration.check_guardrails\n"
+        "from core.guardrails import Maintenance\n"
+        "m = Maintenance.model_validate({'windows': [{'days': ['sun'], 'start': '22:00', 'end': '02:00'}]})\n"
+        "print(bool(m.blocks(datetime(2026, 11, 22, 23, 30, tzinfo=UTC))), 'zoneinfo' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(functions), "AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == ["True", "False"]
+    utc = Maintenance.model_validate(
+        {"timezone": "Etc/UTC", "windows": [{"days": ["sun"], "start": "22:00", "end": "02:00"}]}
+    )
+    assert utc.blocks(datetime(2026, 11, 22, 23, 30, tzinfo=UTC))  # the same window through zoneinfo
+
+
 def test_no_maintenance_configured_blocks_nothing():
     assert Maintenance().blocks(datetime(2026, 11, 24, tzinfo=UTC)) is None
 
