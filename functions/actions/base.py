@@ -4,11 +4,10 @@ apply and rollback safe to retry. (What an action declares is in actions/specs.p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from core import clock
 from core.contract import ImpairmentDetected
@@ -74,8 +73,7 @@ class ActionResult(Model, kw_only=True):
     finished_at: str = ""
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(Struct, frozen=True):
     impairment: ImpairmentDetected
     params: Any
     step_index: int
@@ -141,8 +139,7 @@ def result_of(ctx: Context, changed: bool) -> str:
     return "would_change" if ctx.dry_run else "changed"
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(Struct, frozen=True):
     """An action's code: its parameters and its two phases. What it declares (its IAM, what it
     takes out of service, what Verify checks after it, what is handed back, its time-box) is its
     ActionSpec in actions/registry.py."""

@@ -10,8 +10,9 @@ replacing an instance that is already failing never lowers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from actions import autoscaling as asg
 from actions import ec2
@@ -22,8 +23,7 @@ from core.reads import groups, instance_status, target_health
 _GONE = ("Terminat", "Detach")  # lifecycle states of instances leaving the group
 
 
-@dataclass(frozen=True)
-class Fleet:
+class Fleet(Struct, frozen=True):
     """One Auto Scaling group as it is now: the group (DescribeAutoScalingGroups' entry) and which
     of its instances are failing, with why."""
 

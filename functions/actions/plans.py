@@ -10,8 +10,9 @@ everything else here reads the declarations only.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from actions.registry import ACTIONS, ALIASES
 from core import plans as core_plans

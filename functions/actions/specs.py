@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct, field
 
 from core.errors import CAPACITY_WAIT_SECONDS, TASK_WITH_RETRIES_SECONDS
 
@@ -28,8 +29,7 @@ StepParams = dict[str, Any]
 STEP_SECONDS = CAPACITY_WAIT_SECONDS + TASK_WITH_RETRIES_SECONDS
 
 
-@dataclass(frozen=True)
-class IamGrant:
+class IamGrant(Struct, frozen=True):
     """A permission on named resources, for what the managed-tag rule cannot express: a resource
     that cannot carry the tag (an AWS-owned SSM document), or a service that scopes by tag with a
     condition key of its own (ssm:resourceTag)."""
@@ -42,8 +42,7 @@ class IamGrant:
     tag_condition_key: str | None = None
 
 
-@dataclass(frozen=True)
-class Verification:
+class Verification(Struct, frozen=True):
     """What Verify checks after the action, beyond what it checks after any plan (the target
     group, ECS service and database the impairment names are healthy)."""
 
@@ -62,8 +61,7 @@ class Verification:
     iam_grants: tuple[IamGrant, ...] = ()
 
 
-@dataclass(frozen=True)
-class HandBack:
+class HandBack(Struct, frozen=True):
     """What a recovery that verified gives back later: its resource lifecycle cleanup. Finalize
     asks the workflow to wait `after(params)` seconds (the earliest of the plan's steps wins:
     everything is handed back then), then ReturnCapacity runs the step's rollback."""
@@ -81,8 +79,7 @@ def never(params: StepParams) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class ActionSpec:
+class ActionSpec(Struct, frozen=True):
     """An action's declaration. Its code is the module actions/<name>.py, whose ACTION (an
     actions.base.Action) holds its parameters, apply and rollback."""
 
@@ -128,8 +125,7 @@ class ActionSpec:
         return self.hand_back.after(params or {}) if self.hand_back else None
 
 
-@dataclass(frozen=True)
-class Alias:
+class Alias(Struct, frozen=True):
     """An action name that stands for several actions, one per `kind` of its params (what one
     action with a kind param used to be). A plan may still name it: the step is resolved to the
     kind's action when the plan is parsed (actions/plans.py), so the state machine, the records

@@ -11,11 +11,10 @@ recovery waits, acts anyway or escalates once `max_wait_seconds` have passed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from core import aws
 from core.model import Model
@@ -138,8 +137,7 @@ def alarm_conditions(alarms: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Struct, frozen=True):
     """wait_seconds > 0: wait that long and check again; trip: escalate (its reason); record:
     what the impairment's record and the guardrails summary keep of it (None: never blocked)."""
 

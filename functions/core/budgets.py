@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from core import shards
 from core.dynamo import ATTEMPTS, ConditionFailed, Table, now_epoch, to_attribute_values
@@ -32,8 +33,7 @@ CONCURRENCY_BUDGET = "BUDGET#concurrency"
 SERIAL = "serial"
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(Struct, frozen=True):
     """Units of a budget one recovery takes: `key` names the budget, `limit` its capacity,
     `expires_at` (epoch seconds) when the units stop counting.
 
@@ -79,8 +79,7 @@ def slot_key(key: str, index: int) -> str:
     return shard_key(key, index)
 
 
-@dataclass(frozen=True)
-class Taken:
+class Taken(Struct, frozen=True):
     """What Budgets.take did: the claims that would exceed their limit (nothing was taken then:
     empty when every claim was taken), the slot this impairment holds of each slotted budget
     ({budget key: slot key}) and the items it holds units of of each other budget ({budget key:
@@ -91,8 +90,7 @@ class Taken:
     held: dict[str, list[str]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Read:
+class Read(Struct, frozen=True):
     """Items already read with one BatchGetItem: the (pk, sk) asked for, and those found by pk
     (Table.get_many); a key asked for and not found does not exist."""
 
@@ -105,8 +103,7 @@ class Read:
 SlotNote = Callable[[dict[str, str]], dict[str, Any]]
 
 
-@dataclass
-class _Attempt:
+class _Attempt(Struct):
     """One attempt's outcome so far: what exceeds, what is written, what is held."""
 
     exceeded: list[dict[str, Any]] = field(default_factory=list)
@@ -330,8 +327,7 @@ def _release(impairment_id: str) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class _Holding:
+class _Holding(Struct, frozen=True):
     """What this impairment should hold of a sharded budget: its units, the holding (before it is
     split over shards), and its serial part; `unchanged` when nothing is to be written."""
 

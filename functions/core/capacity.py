@@ -12,8 +12,9 @@ is conditioned on the version read: a concurrent writer makes it read and decide
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from core.dynamo import ATTEMPTS, ConditionFailed, Table, call, from_dynamo, now_epoch, to_attribute_values
 from core.errors import TransientError
@@ -26,8 +27,7 @@ CHANGE_SECONDS = 300
 HOLD_SECONDS = 86400
 
 
-@dataclass(frozen=True)
-class Ledger:
+class Ledger(Struct, frozen=True):
     """A group's ledger as read: its live grants, its base, the change under way."""
 
     base: int | None = None

@@ -16,7 +16,6 @@ import base64
 import json
 import ssl
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -129,19 +128,13 @@ def _message(body: bytes) -> str:
         return body.decode(errors="replace") if isinstance(body, bytes) else str(body)
 
 
-@dataclass
 class Cluster:
     """One cluster's API, with the calls the EKS actions and check make; answers as plain dicts.
     `authority`: the PEM of the certificate authority the server's certificate must be signed by
     (https only; None: the system's)."""
 
-    name: str
-    host: str
-    bearer: str = ""
-    authority: str | None = None
-    _pool: Any = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
+    def __init__(self, name: str, host: str, bearer: str = "", authority: str | None = None) -> None:
+        self.name, self.host, self.bearer, self.authority = name, host, bearer, authority
         # One attempt, no redirect: retries belong to the state machine, as for every AWS call of an action.
         options: dict[str, Any] = {"retries": False}
         if self.host.startswith("https://"):

@@ -12,16 +12,17 @@ records of the same form: loc, msg, type, ctx).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from core.arns import SHAPES as _ARN_SHAPES
 
 Location = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(Struct, frozen=True):
     """One thing to fix: where (a dotted path from the configuration's root) and what."""
 
     path: str

@@ -9,8 +9,9 @@ every shard and writes only those it takes units of."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 # The most shards a budget has: a budget of a smaller limit has one per unit. Its items are read
 # with the rest of CheckGuardrails' budgets in one BatchGetItem (100 keys at most).
@@ -57,8 +58,7 @@ def merged(parts: list[Holders]) -> Holders:
     return out
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(Struct, frozen=True):
     """Where a holding of `units` goes: {shard key: units} (None: no shard has room for them)."""
 
     parts: dict[str, int] | None

@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from msgspec import Struct
 
 from core import clock
 from core.dynamo import ATTEMPTS, ConditionFailed, Table, to_attribute_values
@@ -34,16 +35,14 @@ PAGE = 500
 OPEN, JOIN, LEAD = "open", "join", "lead"
 
 
-@dataclass(frozen=True)
-class Roster:
+class Roster(Struct, frozen=True):
     """The members a summary carries: the first LISTED to escalate (in that order) and how many."""
 
     listed: list[dict[str, Any]]
     count: int
 
 
-@dataclass(frozen=True)
-class Membership:
+class Membership(Struct, frozen=True):
     """Where an escalation stands in its storm: its leader (paged now; it summarizes at
     summary_at) or a member (listed in the leader's summary)."""
 

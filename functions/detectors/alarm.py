@@ -11,12 +11,11 @@ Design: docs/detectors.md#alarm
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from core import aws, clock
 from core.contract import (
@@ -196,8 +195,7 @@ def _other_region(arn: str) -> str | None:
 # --- classification (pure but for the inventory) ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     detail_type: str | None
     model: Model | None
     reason: str

@@ -10,8 +10,9 @@ Design: docs/detectors.md#which-workload-an-alarm-is-about
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
+
+from msgspec import Struct
 
 from core.contract import AffectedResource
 from detectors.alarm_scope import ecs_service_arn, partition
@@ -21,8 +22,7 @@ if TYPE_CHECKING:
     from detectors.alarm import AlarmStateChangeEvent
 
 
-@dataclass(frozen=True)
-class Named:
+class Named(Struct, frozen=True):
     """A resource an alarm names: its type and id as in the impairment, and its ARN when looking
     its workload up needs one (a database's tags are read by ARN)."""
 
@@ -50,8 +50,7 @@ class Owners(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Refusal:
+class Refusal(Struct, frozen=True):
     """Why an alarm's impairment is not published although the alarm is managed: its workload
     tag does not match its resources (the rule is in this module's docstring)."""
 

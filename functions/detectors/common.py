@@ -9,10 +9,9 @@ The envelope is core/envelope.py's (why not Powertools' model: it says).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, field
+from msgspec import Meta, Struct, field
 
 from core import settings as settings_module
 from core.contract import CLEARED, DETECTED, ImpairmentCleared, ImpairmentDetected
@@ -71,8 +70,7 @@ class ScheduledEvent(Envelope, kw_only=True):
     detail_type: Literal["Scheduled Event"] = field(name="detail-type")  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
-class Findings:
+class Findings(Struct, frozen=True):
     """What a classification found: events to publish, or the reason there are none."""
 
     detected: list[ImpairmentDetected]

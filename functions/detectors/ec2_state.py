@@ -10,11 +10,10 @@ Design: docs/detectors.md#ec2-state
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 
-from msgspec import Meta, field
+from msgspec import Meta, Struct, field
 
 from core import clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
@@ -22,8 +21,8 @@ from core.entry import lambda_entry
 from core.model import Model
 from core.observability import logger
 from detectors.common import Envelope, Findings, ignore, load_settings, parse, publish
-from detectors.registry import EC2_IMPAIRING_STATES
 from detectors.resolve import InstanceOwner, out_of_service_on_purpose
+from detectors.signals import EC2_IMPAIRING_STATES
 
 SOURCE = "aws.ec2"
 DETAIL_TYPE = "EC2 Instance State-change Notification"
@@ -60,8 +59,7 @@ class Inventory(Protocol):
 # --- classification (pure but for the inventory) ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Intent:
+class Intent(Struct, frozen=True):
     """Why the group took the instance out itself, if it did."""
 
     on_purpose: bool

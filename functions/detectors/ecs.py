@@ -10,11 +10,10 @@ Design: docs/detectors.md#ecs
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from core import aws, clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
@@ -104,8 +103,7 @@ class AwsInventory:
 # --- classification (pure but for the inventory) ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(Struct, frozen=True):
     impairment_type: ImpairmentType
     what: str
     exit_code: int | None = None

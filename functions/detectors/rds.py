@@ -10,11 +10,10 @@ Design: docs/detectors.md#rds
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from core import aws, clock
 from core.contract import (
@@ -44,8 +43,7 @@ _SOURCE_ARN = re.compile(r"^arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:(db|cluster):([
 Episode = Literal["failover", "availability", "recovery"]
 
 
-@dataclass(frozen=True)
-class Meaning:
+class Meaning(Struct, frozen=True):
     """What an RDS event means here: an impairment that starts (detect), the end of one (clear),
     or nothing; `episode` pairs a start with its end."""
 

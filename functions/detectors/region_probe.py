@@ -14,10 +14,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from core import clock, runtime_config
 from core.contract import (
@@ -50,8 +51,7 @@ class Verdict(StrEnum):
     INCONCLUSIVE = "inconclusive"  # the call failed on this side: not counted (RegionProbeErrors)
 
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(Struct, frozen=True):
     verdict: Verdict
     error: str = ""  # "<code or exception>: <message>" when the call failed
     groups_found: int = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from detectors.declaration import Declaration, Deployment, Events, MetricAlarm, Reads, Retry, Schedule
+from detectors.signals import EC2_IMPAIRING_STATES, ECS_FAILURE_STOP_CODES, RDS_IMPAIRING_CATEGORIES
 
 # Where a resource's tags say whether it opted in; only in the detector's own account and region.
 _ALARM_ARNS = ("arn:{partition}:cloudwatch:{region}:{account}:alarm:*",)
@@ -17,14 +18,6 @@ _EKS_ARNS = (
     "arn:{partition}:eks:{region}:{account}:nodegroup/*",
 )
 _DATABASE_ARNS = ("arn:{partition}:rds:{region}:{account}:db:*", "arn:{partition}:rds:{region}:{account}:cluster:*")
-
-# The instance states that can be an impairment (detectors/ec2_state.py decides whether one is).
-EC2_IMPAIRING_STATES = ("stopping", "stopped", "shutting-down", "terminated")
-# The RDS event categories that can be an impairment (detectors/rds.py decides which events are).
-RDS_IMPAIRING_CATEGORIES = ("failure", "failover", "low storage", "availability", "recovery")
-# The stop codes of a task that may have failed (detectors/ecs.py decides whether it did):
-# UserInitiated, SpotInterruption and TerminationNotice never are.
-ECS_FAILURE_STOP_CODES = ("EssentialContainerExited", "TaskFailedToStart", "ServiceSchedulerInitiated")
 
 
 def _alarm_prefixes(deployment: Deployment) -> dict:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from msgspec import Struct, field
 
 from core import aws
 from core.reads import groups as group_reads
@@ -43,8 +44,7 @@ def instance_id_of(value: str) -> str | None:
     return match.group(1) if match else None
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(Struct, frozen=True):
     """The protected workload a resource belongs to, and the workload resources it sits in."""
 
     workload: str
@@ -84,8 +84,7 @@ def resource_key(resource_type: str, resource_id: str) -> str:
     return f"{resource_type}:{rid}"
 
 
-@dataclass(frozen=True)
-class Configured:
+class Configured(Struct, frozen=True):
     """What the deployment's configuration declares (WORKLOAD_RESOURCES, written by the stack):
     its workloads, and the resources each names besides its Auto Scaling group (which resolves
     through WORKLOAD_GROUPS): target group, ECS service, database, canaries, health checks."""
@@ -107,8 +106,7 @@ class Configured:
         return self.resources.get(resource_key(resource_type, resource_id), frozenset())
 
 
-@dataclass(frozen=True)
-class ProtectedGroup:
+class ProtectedGroup(Struct, frozen=True):
     """An Auto Scaling group that carries the managed tag, as DescribeAutoScalingGroups shows it."""
 
     name: str
@@ -123,8 +121,7 @@ class ProtectedGroup:
         return self.owner.workload
 
 
-@dataclass(frozen=True)
-class InstanceOwner:
+class InstanceOwner(Struct, frozen=True):
     """A protected instance: its owner and, when its group still lists it, its place there."""
 
     instance_id: str

@@ -11,9 +11,10 @@ Design: docs/detectors.md#health-sweep
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from msgspec import Struct, field
 
 from core import aws, clock
 from core.contract import AffectedResource, ImpairmentDetected, ImpairmentType, Severity, Signal, make_impairment_id
@@ -227,8 +228,7 @@ def _account_failed(account: str | None, reason: str, **details: Any) -> dict[st
     return {"account": label, "error": reason}
 
 
-@dataclass
-class Sweeping:
+class Sweeping(Struct):
     """One invocation's sweep of its accounts: what was swept, what could not be, what was published."""
 
     publisher: Any

@@ -13,9 +13,10 @@ on with those and the rest are deferred (locks and windows released, a human pag
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from msgspec import Struct
 
 from actions import autoscaling as asg
 from actions import fleet as fleets
@@ -77,8 +78,7 @@ def handler(event: Any, context: Any, store: Any = None) -> dict[str, Any]:
     return {**event, "guardrails": summary}
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(Struct, frozen=True):
     """The blast radius of the whole impairment, once each group's share is decided: the
     instances acted on now, those deferred, the groups' trips, and whether nothing may be acted
     on (stop: the recovery escalates)."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from core import clock, paging
 from core import settings as settings_module
@@ -68,8 +69,7 @@ def _approval_text(error: dict[str, Any], plan: dict[str, Any]) -> str:
     return f"approval: {error_text(error)}"
 
 
-@dataclass(frozen=True)
-class Escalation:
+class Escalation(Struct, frozen=True):
     """What escalating one execution state does, decided from the state and the impairment's
     record: the record written (`update`; `put` for an input without a valid impairment, or for
     an impairment that has no record: written whole, never a stub of the outcome alone),

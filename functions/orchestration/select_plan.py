@@ -10,9 +10,10 @@ against this deployment's actions before anything acts on them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from msgspec import Struct
 
 from actions import plans
 from core import clock, runtime_config
@@ -23,8 +24,7 @@ from core.plans import Plan, select_plan
 LOCK_MARGIN_SECONDS = 300
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(Struct, frozen=True):
     """The plan chosen: whether it runs dry, how long the resource locks must be held for it (None:
     the lock TTL covers it), and the plan as the execution's later states read it."""
 

@@ -8,9 +8,10 @@ Cleared" events are recorded."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from msgspec import Struct
 
 from core import aws, paging
 from core import settings as settings_module
@@ -162,8 +163,7 @@ def _correlate(store: RecoveryStore, impairment: ImpairmentDetected, window: int
     return held, broader
 
 
-@dataclass(frozen=True)
-class Correlated:
+class Correlated(Struct, frozen=True):
     """What a detected impairment becomes, given the resources open impairments hold:
     "correlated" (every resource is theirs: no recovery of its own; linked_to the first),
     "partly_correlated" (a recovery of the `remaining` resources) or "own" (a recovery of all).

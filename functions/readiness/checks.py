@@ -7,15 +7,15 @@ Design: docs/operations.md#readiness
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from core.errors import RecoveryError, TransientError
 from core.runtime_config import ReadinessTarget
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(Struct, frozen=True):
     """One thing a plan needs, judged: `evidence` says what was seen (and, failing, why it fails)."""
 
     name: str
