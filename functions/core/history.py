@@ -1,22 +1,14 @@
 """Recent recoveries, for the flapping guardrail: one item per resource (FLAP#<resource key>) and
 GROUP_SHARDS per group and kind of impairment (FLAP#group#<group>#<type>, then #1 ... #4), sk
-HISTORY, with an attribute `recovered#<impairment id>` = when it was resolved, for each recovery
-that verified. A group's history is the union of its shards: every check reads them all.
+HISTORY, with `recovered#<impairment id>` = when it was resolved, for each recovery that verified.
 
-Why: the guardrail asks "was this resource, or this group for this kind of impairment, recovered
-too often lately?". Querying every record of the workload in the window answered it, but a storm
-made that O(n^2) reads on one index partition. These items are read with one BatchGetItem, and
-written in the transaction that ends a recovery (store.finish): an update of attributes of their
-own, so no read first. What was already outside the window when the recovery was checked is
-removed by that same write; the item expires (TTL) a window after its newest recovery.
-
-Why a group's history is sharded: every recovery of the group that verifies writes it, and in a
-storm several finish in the same second (issue 16: 6 writes of one group's item in one emulated
-second). A recovery writes the shard of its concurrency slot's index (core/budgets.py): the
-recoveries finishing at once hold distinct slots, so at most ceil(max_concurrent / GROUP_SHARDS)
-of them write one shard (5 with the default 25). Shard 0 keeps the key of the version before the
-shards, so the items that version wrote are read as shard 0: nothing else to read while they
-expire.
+Read with one BatchGetItem (a group's history: the union of its shards), in place of a Query of the
+workload's records (O(n^2) in a storm); written in the transaction that ends a recovery
+(store.finish), pruned of what was outside the window at its check; TTL: a window after the newest.
+A group's shards: its recoveries finishing in one second each wrote its one item (issue 16); a
+recovery writes the shard of its concurrency slot's index, and slots held at once are distinct: at
+most ceil(max_concurrent / GROUP_SHARDS) write one shard at once (5 by default). Shard 0 keeps the
+key of the version before the shards: what that version wrote is read as shard 0.
 """
 
 from __future__ import annotations
