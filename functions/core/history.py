@@ -1,5 +1,5 @@
 """Recent recoveries, for the flapping guardrail: one item per resource (FLAP#<resource key>) and
-GROUP_SHARDS per group and kind of impairment (FLAP#group#<group>#<type>, then #1 ... #4), sk
+GROUP_SHARDS per group and kind of impairment (FLAP#group#<group>#<type>, then #1 and #2), sk
 HISTORY, with `recovered#<impairment id>` = when it was resolved, for each recovery that verified.
 
 Read with one BatchGetItem (a group's history: the union of its shards), in place of a Query of the
@@ -7,7 +7,7 @@ workload's records (O(n^2) in a storm); written in the transaction that ends a r
 (store.finish), pruned of what was outside the window at its check; TTL: a window after the newest.
 A group's shards: its recoveries finishing in one second each wrote its one item (issue 16); a
 recovery writes the shard of its concurrency slot's index, and slots held at once are distinct: at
-most ceil(max_concurrent / GROUP_SHARDS) write one shard at once (5 by default). Shard 0 keeps the
+most ceil(max_concurrent / GROUP_SHARDS) write one shard at once (9 by default). Shard 0 keeps the
 key of the version before the shards: what that version wrote is read as shard 0.
 """
 
@@ -22,10 +22,10 @@ from core.dynamo import Table
 
 RECOVERED = "recovered#"
 
-# The items a group's history is spread over (each read by every check: CheckGuardrails' one
-# BatchGetItem of at most 100 keys holds them with the budgets, 97 keys for one instance with the
-# default limits).
-GROUP_SHARDS = 5
+# The items a group's history is spread over. Every check reads them all in CheckGuardrails' one
+# BatchGetItem of at most 100 keys, with the budgets (91 keys with the default limits) and one per
+# resource: 3 keep an impairment of up to six instances (fail open's drill) in one call.
+GROUP_SHARDS = 3
 
 
 def keys(impairment: Mapping[str, Any]) -> list[str]:

@@ -35,9 +35,9 @@ def test_a_recovery_that_verified_is_noted_in_its_history_in_the_same_transactio
 ):
     # Given a group's history naming a recovery resolved two hours ago (outside the window when
     # this one was checked) in its shard 0 (the item the version before the shards wrote), and
-    # a recovery holding concurrency slot 5, whose shard is 0
+    # a recovery holding concurrency slot 3, whose shard is 0
     model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now, scope=GROUP)
-    slots = {CONCURRENCY_BUDGET: f"{CONCURRENCY_BUDGET}#5"}
+    slots = {CONCURRENCY_BUDGET: f"{CONCURRENCY_BUDGET}#3"}
     keys = history.noted_keys(model.model_dump(mode="json"), slots[CONCURRENCY_BUDGET])
     old = (frozen_clock.now - timedelta(hours=2)).isoformat()
     store.table.put_item(Item={"pk": keys[-1], "sk": "HISTORY", "recovered#old": old, "expiration": 1})

@@ -215,6 +215,24 @@ def test_a_groups_history_is_read_from_every_shard_and_noted_in_its_slots_one():
     assert history.noted_keys(_impairment(group=None), "BUDGET#concurrency#3") == ["FLAP#ec2:instance/i-new"]
 
 
+def test_check_guardrails_reads_a_six_instance_impairments_history_and_budgets_in_one_batch_get():
+    from core import clock
+    from core.guardrails import Guardrails
+    from orchestration import check_guardrails
+    from tests.builders import impairment
+
+    # Given an impairment of six instances of a group (fail open's drill) and the default limits
+    model = impairment(instances=[f"i-{n:017x}" for n in range(6)], scope={"auto_scaling_group": "web"})
+    plan = {"name": "replace", "steps": [{"index": 0, "action": "replace_instance", "params": {}}]}
+    claims = check_guardrails._claims(model, plan, Guardrails(), clock.utc_now(), 900)
+
+    # Then its first read (every shard of the group's history with the budgets) is one
+    # BatchGetItem: 100 keys at most
+    keys = check_guardrails._first_read(model, claims)
+    assert len(set(keys)) <= 100
+    assert sum(1 for pk, _ in keys if pk.startswith("FLAP#group#")) == history.GROUP_SHARDS
+
+
 def test_maintenance_windows_and_blocked_dates_in_the_workloads_time_zone():
     maintenance = Maintenance.model_validate(
         {
