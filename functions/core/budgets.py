@@ -131,11 +131,13 @@ class Budgets:
         concurrent taker makes the transaction fail, and the claims are read and decided again,
         so no limit is ever decided on a stale read. After a few lost races the error is
         transient (the state machine retries with backoff and jitter). `read`: items the caller
-        read already (Read), used for the first attempt (a stale one only costs a lost race)."""
+        read already (Read), used for the first attempt (a stale one only costs a lost race),
+        unless it shows a budget nearly spent by a burst of takers (_contended): read again then,
+        right before writing."""
         for attempt in range(ATTEMPTS):
             now = now_epoch()
             needed = [k for c in claims for k in c.items_read()]
-            if attempt == 0 and read is not None:
+            if attempt == 0 and read is not None and not _contended(claims, impairment_id, read, now):
                 items = {**read.items, **self.table.get_many([k for k in needed if k not in read.keys])}
             else:
                 items = self.table.get_many(needed)
@@ -310,6 +312,41 @@ class Budgets:
         keys = Claim("", key, 0, 0, 0, shards=sharded).items_read()
         items = self.table.get_many(keys)
         return shards.merged([shards.live(items.get(pk), now) for pk, _ in keys])
+
+
+# A budget is contended when a read shows room for fewer takers than this (free slots, or units
+# left) while others took some within BURST_SECONDS: takers that read it then all go for its last
+# few items, and each one whose view is stale by the time it writes costs that item a write (a
+# cancelled transaction). 5: the most writes of one item in a second the storm allows (issue 16).
+CONTENDED_ROOM = 5
+BURST_SECONDS = 60
+
+
+def _contended(claims: list[Claim], impairment_id: str, read: Read, now: int) -> bool:
+    """No I/O: whether `read` (made earlier by the caller) shows a counted or slotted budget this
+    impairment does not hold yet nearly spent, by takers of the last BURST_SECONDS (their units
+    expire within that much of this claim's). A calm budget, however low, is not contended: a
+    recovery makes no more calls than it did."""
+    for claim in claims:
+        if claim.decide is not None or any(k not in read.keys for k in claim.items_read()):
+            continue
+        recent = claim.expires_at - BURST_SECONDS
+        if claim.slotted:
+            owners = {
+                str(i["owner"]): int(i["expiration"])
+                for k, _ in claim.items_read()
+                if (i := read.items.get(k)) and int(i.get("expiration", 0)) >= now
+            }
+            room, taken = claim.limit - len(owners), owners
+        else:
+            holders = shards.merged([shards.live(read.items.get(k), now) for k, _ in claim.items_read()])
+            room = claim.limit - shards.used(holders)
+            taken = {h: int(v["expires"]) for h, v in holders.items()}
+        if impairment_id in taken:
+            continue  # held already: nothing to race for
+        if room < CONTENDED_ROOM and any(at >= recent for at in taken.values()):
+            return True
+    return False
 
 
 def _spread(impairment_id: str, attempt: int) -> int:

@@ -13,7 +13,7 @@ from core.contract import ImpairmentDetected
 from core.entry import lambda_entry
 from core.guardrails import Flapping, blast_key
 from core.observability import emit, logger, metrics
-from core.store import RecoveryStore
+from core.store import CONCURRENCY_BUDGET, RecoveryStore
 
 
 @lambda_entry
@@ -83,11 +83,13 @@ def _objective(execution: state.ExecutionState, outcome: str, mttr: float) -> di
 def _history(
     store: RecoveryStore, impairment: ImpairmentDetected, resolved_at: Any, checked: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """The recovery noted in the history the flapping guardrail reads (core/history.py), kept a
-    window, with what CheckGuardrails found outside it removed."""
+    """The recovery noted in the history the flapping guardrail reads (core/history.py): its
+    resources' and the shard of its group's of the concurrency slot it holds, kept a window, with
+    what CheckGuardrails found outside it removed."""
     noted = checked.get("history") or {}
     keep = int(noted.get("keep_seconds") or Flapping().window_seconds)
-    keys = history.keys(impairment.model_dump(mode="json"))
+    slot = (checked.get("slots") or {}).get(CONCURRENCY_BUDGET)
+    keys = history.noted_keys(impairment.model_dump(mode="json"), slot)
     return store.history.recovered_items(keys, impairment.impairment_id, resolved_at, keep, noted.get("stale"))
 
 

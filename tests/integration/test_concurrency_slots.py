@@ -183,3 +183,28 @@ def test_a_take_from_a_fresh_read_makes_no_read_of_its_own(store, dynamodb_calls
     dynamodb_calls.clear()
     assert not store.take_budgets(only, claims, read).exceeded
     assert "BatchGetItem" not in dynamodb_calls
+
+
+def test_a_stale_read_of_the_last_free_slots_of_a_burst_is_read_again_and_writes_nothing_once_taken(
+    store, frozen_clock, dynamodb_calls, item_writes
+):
+    # Given a cap of 25 of which a burst took 22 slots just now, and a recovery that read them
+    # then (CheckGuardrails' first read: 3 free as it saw them)
+    now = int(frozen_clock.now.timestamp())
+    claim = Claim("concurrency", CONCURRENCY_BUDGET, 25, 1, now + 900, slotted=True)
+    for n in range(22):
+        assert store.take_budgets(f"earlier-{n:02d}", [claim]).exceeded == []
+    read = store.read_items(claim.items_read())
+    # and the burst's next three took the rest since
+    for n in range(3):
+        assert store.take_budgets(f"racer-{n}", [claim], read=read).exceeded == []
+    dynamodb_calls.clear()
+    item_writes.clear()
+
+    # When it takes with that read
+    taken = store.take_budgets("late", [claim], read=read)
+
+    # Then the slots are read again right before writing: none free, so nothing is written
+    assert taken.exceeded and taken.exceeded[0]["used"] == 25
+    assert dynamodb_calls == ["BatchGetItem"]
+    assert not item_writes

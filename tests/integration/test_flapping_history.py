@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 
 from core import guardrails, history
+from core.errors import GuardrailTripped
 from core.guardrails import Flapping
-from orchestration import admit, finalize
-from tests.builders import impairment
+from core.store import CONCURRENCY_BUDGET
+from orchestration import admit, check_guardrails, finalize
+from tests.builders import build_workload, capture_topic, impairment
 
 INSTANCE = "i-0abc123def4567890"
 GROUP = {"auto_scaling_group": "web-api-asg"}
@@ -32,12 +34,16 @@ def test_a_recovery_that_verified_is_noted_in_its_history_in_the_same_transactio
     store, lambda_context, frozen_clock, dynamodb_calls
 ):
     # Given a group's history naming a recovery resolved two hours ago (outside the window when
-    # this one was checked)
+    # this one was checked) in its shard 0 (the item the version before the shards wrote), and
+    # a recovery holding concurrency slot 3, whose shard is 0
     model = impairment(instances=[INSTANCE], detected_at=frozen_clock.now, scope=GROUP)
-    keys = history.keys(model.model_dump(mode="json"))
+    slots = {CONCURRENCY_BUDGET: f"{CONCURRENCY_BUDGET}#3"}
+    keys = history.noted_keys(model.model_dump(mode="json"), slots[CONCURRENCY_BUDGET])
     old = (frozen_clock.now - timedelta(hours=2)).isoformat()
     store.table.put_item(Item={"pk": keys[-1], "sk": "HISTORY", "recovered#old": old, "expiration": 1})
-    checked = {"groups": [], "slots": {}, "history": {"keep_seconds": 1800, "stale": {keys[-1]: ["recovered#old"]}}}
+    store.table.put_item(Item={"pk": slots[CONCURRENCY_BUDGET], "sk": "BUDGET", "owner": model.impairment_id})
+    stale = {keys[-1]: ["recovered#old"]}
+    checked = {"groups": [], "slots": slots, "history": {"keep_seconds": 1800, "stale": stale}}
     dynamodb_calls.clear()
 
     # When it is finalized
@@ -51,6 +57,7 @@ def test_a_recovery_that_verified_is_noted_in_its_history_in_the_same_transactio
     # Then one call ended it and noted it in its instance's and its group's history, the stale one gone
     assert dynamodb_calls == ["TransactWriteItems"]
     assert keys == [f"FLAP#ec2:instance/{INSTANCE}", f"FLAP#group#web-api-asg#{model.impairment_type.value}"]
+    assert store.history.read(history.keys(model.model_dump(mode="json"))).keys() == set(keys)
     items = store.history.read(keys)
     for key in keys:
         assert items[key][f"recovered#{model.impairment_id}"] == frozen_clock.now.isoformat()
@@ -88,3 +95,42 @@ def test_the_fourth_recovery_of_a_group_within_the_window_flaps(store, lambda_co
     assert trip is not None and len(trip.evidence["previous_recoveries"]) == 3
     later = frozen_clock.now + timedelta(minutes=31)
     assert guardrails.flapping(record, history.recoveries(items.values()), Flapping(), later) is None
+
+
+def test_a_groups_history_spread_over_its_shards_still_flaps_at_the_check(
+    store, lambda_context, frozen_clock, monkeypatch, tmp_path, dynamodb_calls
+):
+    # Given three recoveries of instances of one group that verified, each holding another
+    # concurrency slot, so each noted in another shard of the group's history
+    monkeypatch.setenv("ESCALATION_TOPIC_ARN", capture_topic()[0])
+    workload = build_workload(desired=6, max_size=8)
+    ids = workload.instance_ids()
+    written = set()
+    for n, instance in enumerate(ids[:3]):
+        model = workload.impairment_of(instance, signal_id=f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:a{n}")
+        slot = f"{CONCURRENCY_BUDGET}#{n}"
+        store.table.put_item(Item={"pk": slot, "sk": "BUDGET", "owner": model.impairment_id})
+        _finalized(store, lambda_context, model, {"slots": {CONCURRENCY_BUDGET: slot}})
+        written.update(k for k in history.noted_keys(model.model_dump(mode="json"), slot) if "group" in k)
+        frozen_clock.advance(60)
+    assert len(written) == 3  # three shards, none holding more than one of them
+
+    # When a fourth instance of the group fails and is checked
+    fourth = workload.impairment_of(ids[3], signal_id="arn:aws:cloudwatch:us-east-1:123456789012:alarm:d")
+    store.put_impairment(fourth.model_dump(mode="json"), status="admitted")
+    state = {
+        "impairment": fourth.model_dump(mode="json"),
+        "plan": {"name": "replace", "steps": [{"index": 0, "action": "replace_instance", "params": {}}]},
+        "admission": {"lock_keys": [r.key for r in fourth.affected_resources]},
+    }
+    dynamodb_calls.clear()
+    with pytest.raises(GuardrailTripped) as caught:
+        check_guardrails.handler(state, lambda_context, store=store)
+
+    # Then the group's history is the union of its shards, read in the check's one BatchGetItem:
+    # three recoveries, the limit, so it flaps
+    assert "flapping" in str(caught.value)
+    assert dynamodb_calls.count("BatchGetItem") == 1
+    checked = store.get_impairment_checked(fourth.impairment_id)
+    assert checked["guardrails_tripped"] == ["flapping"]
+    assert len(checked["guardrail_trips"][0]["evidence"]["previous_recoveries"]) == 3

@@ -125,6 +125,69 @@ def test_units_are_split_across_shards_and_a_retry_keeps_its_holding(store, dyna
     assert store.take_budgets("web-api-3", [_rate(3)]).exceeded == []
 
 
+def _held_now(store, limit: int, holders: int, expires: int) -> None:
+    """`holders` takers of the rate budget, each one unit until `expires`."""
+    for n in range(holders):
+        assert store.take_budgets(f"earlier-{n:02d}", [Claim(guardrails.RATE_LIMIT, RATE, limit, 1, expires)]).held
+
+
+def test_a_stale_read_of_the_last_units_of_a_burst_is_read_again_and_writes_nothing_once_spent(
+    store, frozen_clock, dynamodb_calls, item_writes
+):
+    # Given a rate of 20 of which a burst took 17 just now, and a recovery that read it then
+    # (CheckGuardrails' first read: 3 units left as it saw them)
+    now = int(frozen_clock.now.timestamp())
+    claim = Claim(guardrails.RATE_LIMIT, RATE, 20, 1, now + 3600)
+    _held_now(store, 20, 17, now + 3600)
+    read = store.read_items(claim.items_read())
+    # and the burst's next three took the rest since
+    for n in range(3):
+        assert store.take_budgets(f"racer-{n}", [claim], read=read).exceeded == []
+    assert sum(_shard_units(store, RATE, 20)) == 20
+    dynamodb_calls.clear()
+    item_writes.clear()
+
+    # When it takes with that read
+    taken = store.take_budgets("late", [claim], read=read)
+
+    # Then the budget is read again right before writing: spent, so nothing is written (no
+    # transaction on a stale view, which would cost a shard a write)
+    assert taken.exceeded and taken.exceeded[0]["used"] == 20
+    assert dynamodb_calls == ["BatchGetItem"]
+    assert not item_writes
+
+
+def test_a_calm_budget_is_taken_from_the_callers_read_without_reading_again(store, frozen_clock, dynamodb_calls):
+    # Given a rate of 20 of which 17 were taken ten minutes ago, and a recovery that read it
+    now = int(frozen_clock.now.timestamp())
+    _held_now(store, 20, 17, now + 3000)
+    claim = Claim(guardrails.RATE_LIMIT, RATE, 20, 1, now + 3600)
+    read = store.read_items(claim.items_read())
+    dynamodb_calls.clear()
+
+    # When it takes with that read, it writes at once (no burst: no call more than before)
+    assert store.take_budgets("calm", [claim], read=read).exceeded == []
+    assert dynamodb_calls == ["TransactWriteItems"]
+
+
+def test_racers_for_the_last_units_with_stale_reads_never_exceed_the_limit(store, atomic, frozen_clock):
+    # Given a rate of 20 of which a burst took 15 just now, and 12 recoveries that each read it
+    # before racing for the last 5 (as CheckGuardrails reads before the fleet)
+    now = int(frozen_clock.now.timestamp())
+    claim = Claim(guardrails.RATE_LIMIT, RATE, 20, 1, now + 3600)
+    _held_now(store, 20, 15, now + 3600)
+    ids = [f"web-api-{n:02d}" for n in range(12)]
+    reads = {taker: store.read_items(claim.items_read()) for taker in ids}
+
+    outcomes = _race(ids, lambda taker: store.take_budgets(taker, [claim], read=reads[taker]))
+
+    # Then exactly 5 were given a unit, each shard within its cap of one
+    granted = sorted(t for t, o in outcomes.items() if not o.exceeded)
+    assert len(granted) == 5
+    assert _shard_units(store, RATE, 20) == [1] * 20
+    assert sorted(h for h in store.budget_holders(RATE) if not h.startswith("earlier-")) == granted
+
+
 def test_a_limit_of_500_reads_its_32_shards_in_one_batch_get(store, dynamodb_calls):
     claim = _rate(500)
     assert len(claim.shard_keys()) == MAX_SHARDS

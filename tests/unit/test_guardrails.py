@@ -136,7 +136,7 @@ def _checked(impairment: dict, previous: list[dict], now: datetime, settings: Fl
     for each previous recovery (core/history.py), those the impairment is checked against."""
     items: dict[str, dict] = {}
     for record in previous:
-        for key in history.keys(record["impairment"]):
+        for key in history.noted_keys({**record["impairment"], "impairment_id": record["impairment_id"]}, None):
             items.setdefault(key, {})[history.RECOVERED + record["impairment_id"]] = record["resolved_at"]
     read = [items[k] for k in history.keys(impairment) if k in items]
     return guardrails.flapping(impairment, history.recoveries(read), settings or Flapping(), now)
@@ -192,6 +192,45 @@ def test_recoveries_counted_once_across_resource_and_group_items_and_stale_ones_
         }
     }
     assert history.stale(items, now - timedelta(hours=1)) == {"FLAP#group#web#instance_failure": ["recovered#a"]}
+
+
+def test_a_groups_history_is_read_from_every_shard_and_noted_in_its_slots_one():
+    impairment = {**_impairment(), "impairment_id": "a"}
+    group = "FLAP#group#web#instance_failure"
+    # every shard is read, shard 0 under the key of the version before the shards
+    assert history.keys(impairment) == [
+        "FLAP#ec2:instance/i-new",
+        group,
+        *(f"{group}#{i}" for i in range(1, history.GROUP_SHARDS)),
+    ]
+    # a recovery notes its group's shard of its concurrency slot's index: slots held at once
+    # (distinct indexes) spread evenly, at most ceil(slots / shards) on one
+    shards = [history.noted_keys(impairment, f"BUDGET#concurrency#{n}")[-1] for n in range(25)]
+    assert set(shards) == set(history.keys(impairment)[1:])
+    assert max(shards.count(k) for k in shards) == -(-25 // history.GROUP_SHARDS)
+    # without a slot (a state from before), a hash of its id: the same each time
+    assert history.noted_keys(impairment, None) == history.noted_keys(impairment, None)
+    assert history.noted_keys(impairment, None)[-1] in history.keys(impairment)
+    # no group: its resources only
+    assert history.noted_keys(_impairment(group=None), "BUDGET#concurrency#3") == ["FLAP#ec2:instance/i-new"]
+
+
+def test_check_guardrails_reads_a_six_instance_impairments_history_and_budgets_in_one_batch_get():
+    from core import clock
+    from core.guardrails import Guardrails
+    from orchestration import check_guardrails
+    from tests.builders import impairment
+
+    # Given an impairment of six instances of a group (fail open's drill) and the default limits
+    model = impairment(instances=[f"i-{n:017x}" for n in range(6)], scope={"auto_scaling_group": "web"})
+    plan = {"name": "replace", "steps": [{"index": 0, "action": "replace_instance", "params": {}}]}
+    claims = check_guardrails._claims(model, plan, Guardrails(), clock.utc_now(), 900)
+
+    # Then its first read (every shard of the group's history with the budgets) is one
+    # BatchGetItem: 100 keys at most
+    keys = check_guardrails._first_read(model, claims)
+    assert len(set(keys)) <= 100
+    assert sum(1 for pk, _ in keys if pk.startswith("FLAP#group#")) == history.GROUP_SHARDS
 
 
 def test_maintenance_windows_and_blocked_dates_in_the_workloads_time_zone():
