@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark, write bench/results.json and bench/results.md, print the table.
 
-python -m bench.run [--only cold_start,per_recovery,idle,storm] [--runs 7] [--idle-minutes 20]
+python -m bench.run [--only cold_start,per_recovery,idle,storm] [--runs 11] [--idle-minutes 20]
                     [--storm-budget 900] [--storm-sizes 10x300] [--out DIR]
 """
 
@@ -41,7 +41,7 @@ def _commit() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts to run")
-    parser.add_argument("--runs", type=int, default=7, help="cold start: fresh interpreters per module")
+    parser.add_argument("--runs", type=int, default=11, help="cold start: fresh interpreters per module")
     parser.add_argument("--idle-minutes", type=int, default=20, help="idle: virtual minutes simulated per fleet")
     parser.add_argument(
         "--storm-budget", type=float, default=None, help="storm: seconds to spend at most (default 900)"
