@@ -230,11 +230,7 @@ class Budgets:
     ) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
         """A slotted claim: (the slot this impairment holds, None) already; else (a free slot, its
         write: conditioned on it still being free); else ("", None, the claim exceeded)."""
-        held = {
-            key: str(item["owner"])
-            for key, _ in claim.items_read()
-            if (item := items.get(key)) and int(item.get("expiration", 0)) >= now
-        }
+        held = {key: str(item["owner"]) for key, item in _live_slots(claim, items, now).items()}
         mine = next((key for key, owner in held.items() if owner == impairment_id), None)
         if mine:
             return mine, None, None
@@ -303,11 +299,10 @@ class Budgets:
         item; of a slotted one when `slots` (its limit) is given."""
         now = now_epoch()
         if slots:
-            items = self.table.get_many(Claim("", key, slots, 1, 0, slotted=True).items_read())
+            claim = Claim("", key, slots, 1, 0, slotted=True)
+            live = _live_slots(claim, self.table.get_many(claim.items_read()), now)
             return {
-                str(i["owner"]): {"units": 1, "expires": int(i["expiration"]), "slot": pk}
-                for pk, i in items.items()
-                if int(i.get("expiration", 0)) >= now
+                str(i["owner"]): {"units": 1, "expires": int(i["expiration"]), "slot": pk} for pk, i in live.items()
             }
         keys = Claim("", key, 0, 0, 0, shards=sharded).items_read()
         items = self.table.get_many(keys)
@@ -332,11 +327,7 @@ def _contended(claims: list[Claim], impairment_id: str, read: Read, now: int) ->
             continue
         recent = claim.expires_at - BURST_SECONDS
         if claim.slotted:
-            owners = {
-                str(i["owner"]): int(i["expiration"])
-                for k, _ in claim.items_read()
-                if (i := read.items.get(k)) and int(i.get("expiration", 0)) >= now
-            }
+            owners = {str(i["owner"]): int(i["expiration"]) for i in _live_slots(claim, read.items, now).values()}
             room, taken = claim.limit - len(owners), owners
         else:
             holders = shards.merged([shards.live(read.items.get(k), now) for k, _ in claim.items_read()])
@@ -347,6 +338,13 @@ def _contended(claims: list[Claim], impairment_id: str, read: Read, now: int) ->
         if room < CONTENDED_ROOM and any(at >= recent for at in taken.values()):
             return True
     return False
+
+
+def _live_slots(claim: Claim, items: dict[str, dict[str, Any]], now: int) -> dict[str, dict[str, Any]]:
+    """A slotted claim's slot items that are held (their holder's expiration not passed), by key."""
+    return {
+        key: item for key, _ in claim.items_read() if (item := items.get(key)) and int(item.get("expiration", 0)) >= now
+    }
 
 
 def _spread(impairment_id: str, attempt: int) -> int:
